@@ -1,0 +1,144 @@
+// The op interface: everything the model and optimizer do to device memory goes through
+// a Backend. The CPU backend (fp32, plain loops) is the reference twin of the CUDA backend
+// (bf16 compute, fp32 master weights); both implement exactly these semantics.
+//
+// Conventions
+// - Arguments: outputs first, then inputs, then sizes/options.
+// - N = tokens in a micro-batch (B*T), C = model dim, V = vocab, I = FFN dim,
+//   H = query heads, K = key/value heads, D = head dim.
+// - "act" = the backend's compute_dtype() (f32 on CPU, bf16 on CUDA); parameter
+//   gradients and master weights are always f32.
+// - "+=" outputs accumulate (gradients across micro-batches); "=" outputs are overwritten.
+// - Every op checks its preconditions and throws tl::Error naming the op and the tensor.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace tl {
+
+struct AdamWArgs {
+  float lr = 0;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.1f;
+  int64_t step = 1;             // 1-based, for bias correction
+  float max_grad_norm = 1.0f;   // <= 0: no clipping
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string describe() const = 0;  // for logs: "cpu (2 threads)", "cuda: H100 ..."
+  virtual DType compute_dtype() const = 0;
+
+  // ---- memory ----
+  virtual void* allocate(size_t bytes) = 0;  // throws tl::Error when it cannot
+  virtual void deallocate(void* p) noexcept = 0;
+  virtual void upload(Tensor dst, const void* host_src) = 0;   // dst.nbytes() bytes
+  virtual void download(void* host_dst, Tensor src) = 0;       // src.nbytes() bytes
+  virtual void copy(Tensor dst, Tensor src) = 0;               // same dtype and numel
+  virtual void zero(Tensor t) = 0;
+  virtual void convert(Tensor dst, Tensor src) = 0;            // elementwise, same numel
+  virtual void synchronize() = 0;
+
+  // ---- embedding ----
+  // out[N,C] (act) = table[tokens[n], :]; table[V,C] (act); tokens[N] (i32, each in [0,V))
+  virtual void embedding_forward(Tensor out, Tensor table, Tensor tokens) = 0;
+  // dtable[V,C] (f32) += rows of dout[N,C] (act) scattered by tokens[N]
+  virtual void embedding_backward(Tensor dtable, Tensor dout, Tensor tokens) = 0;
+
+  // ---- RMSNorm ----
+  // rstd[N] (f32) = 1/sqrt(mean_c(inp^2) + eps); out[N,C] = inp * rstd * weight[C]
+  virtual void rmsnorm_forward(Tensor out, Tensor rstd, Tensor inp, Tensor weight, float eps) = 0;
+  // res_out[N,C] = res_in + delta, then rmsnorm_forward(out, rstd, res_out, weight, eps)
+  virtual void add_rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor res_in,
+                                   Tensor delta, Tensor weight, float eps) = 0;
+  // dinp[N,C] (act) += dL/dinp; dweight[C] (f32) += sum_n dout * inp * rstd
+  virtual void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp,
+                                Tensor weight, Tensor rstd) = 0;
+
+  // ---- linear layers (no bias) ----
+  // out[N,O] = inp[N,I] @ weight[O,I]^T
+  virtual void matmul_forward(Tensor out, Tensor inp, Tensor weight) = 0;
+  // dinp[N,I] (= or += when accumulate_dinp) dout[N,O] @ weight[O,I];
+  // dweight[O,I] (f32) += dout^T @ inp. Either output may be empty to skip it.
+  virtual void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp,
+                               Tensor weight, bool accumulate_dinp) = 0;
+
+  // ---- rotary embedding, in place on the q and k parts of a packed qkv ----
+  // qkv[B,T,(H+2K)*D]: per token, H query heads then K key heads then K value heads.
+  // Token t of every row is at position pos0 + t; cos,sin[Tmax,D/2] (f32) tables.
+  // Rotate-half convention (as Hugging Face Llama): pairs (i, i + D/2).
+  virtual void rope_forward(Tensor qkv, Tensor cos, Tensor sin, int n_head, int n_kv_head,
+                            int pos0) = 0;
+  // The transpose (inverse rotation), in place on dq and dk of dqkv.
+  virtual void rope_backward(Tensor dqkv, Tensor cos, Tensor sin, int n_head, int n_kv_head,
+                             int pos0) = 0;
+
+  // ---- causal grouped-query attention ----
+  // out[B,T,H*D] = softmax(q k^T / sqrt(D), causal) v, query head h reading kv head
+  // h / (H/K); lse[B,H,T] (f32) = logsumexp of the scaled scores (kept for the backward).
+  virtual void attention_forward(Tensor out, Tensor lse, Tensor qkv, int n_head,
+                                 int n_kv_head) = 0;
+  // dqkv[B,T,(H+2K)*D] (=) from dout[B,T,H*D], using the forward's qkv, out and lse.
+  virtual void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                                  int n_head, int n_kv_head) = 0;
+
+  // ---- SwiGLU ----
+  // out[N,I] = silu(gate_up[:, :I]) * gate_up[:, I:]
+  virtual void swiglu_forward(Tensor out, Tensor gate_up) = 0;
+  // dgate_up[N,2I] (=) from dout[N,I]
+  virtual void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) = 0;
+
+  // ---- output head + cross-entropy, logits never kept ----
+  // losses[N] (f32) = logsumexp(z) - z[target], z = x[N,C] @ weight[V,C]^T;
+  // targets[N] (i32) < 0 are ignored (loss 0, no gradient).
+  // If dx is not empty: dx[N,C] (act, =) and dweight[V,C] (f32, +=) receive the gradient
+  // of loss_scale * sum_n losses[n].
+  virtual void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x,
+                                  Tensor weight, Tensor targets, float loss_scale) = 0;
+
+  // ---- optimizer, over flat f32 arrays ----
+  // out[1] (f32) = sum of g[P]^2
+  virtual void sum_squares(Tensor out, Tensor g) = 0;
+  // Decoupled AdamW on params/grads/m/v [P] (f32). If grad_norm_sq[1] is not empty and
+  // args.max_grad_norm > 0, gradients are scaled by min(1, max/sqrt(grad_norm_sq)) first.
+  // If params_compute is not empty it receives the updated parameters in its dtype.
+  virtual void adamw_update(Tensor params, Tensor grads, Tensor m, Tensor v,
+                            Tensor params_compute, Tensor grad_norm_sq,
+                            const AdamWArgs& args) = 0;
+};
+
+// "cpu", "cuda" or "auto" (cuda when built with CUDA and a GPU is present, else cpu).
+// threads: CPU worker threads (0 = all cores).
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
+bool cuda_available();  // built with CUDA and at least one GPU visible
+
+// Owns one allocation on a backend; hands out typed views into it.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend& be, size_t bytes);
+  ~Buffer() { release(); }
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void release() noexcept;
+  void* data() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+  // A view of `shape` elements of `dtype` starting `offset_bytes` into the buffer.
+  Tensor tensor(DType dtype, Shape shape, size_t offset_bytes = 0) const;
+
+ private:
+  Backend* be_ = nullptr;
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+}  // namespace tl

@@ -1,0 +1,35 @@
+#include "backend/backend.h"
+
+namespace tl {
+
+Buffer::Buffer(Backend& be, size_t bytes) : be_(&be), bytes_(bytes) {
+  ptr_ = bytes ? be.allocate(bytes) : nullptr;
+}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    release();
+    be_ = o.be_;
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+
+void Buffer::release() noexcept {
+  if (ptr_ && be_) be_->deallocate(ptr_);
+  ptr_ = nullptr;
+  bytes_ = 0;
+}
+
+Tensor Buffer::tensor(DType dtype, Shape shape, size_t offset_bytes) const {
+  size_t need = offset_bytes + size_t(shape.numel()) * dtype_size(dtype);
+  TL_CHECK(need <= bytes_, "buffer view of ", shape.str(), " ", dtype_name(dtype), " at offset ",
+           offset_bytes, " exceeds the buffer (", bytes_, " bytes)");
+  TL_ASSERT(be_ != nullptr);
+  return Tensor(static_cast<char*>(ptr_) + offset_bytes, dtype, be_->device(), shape);
+}
+
+}  // namespace tl

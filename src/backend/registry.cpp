@@ -1,0 +1,34 @@
+// make_backend: picks the CPU or CUDA backend.
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#ifdef TL_WITH_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace tl {
+
+bool cuda_available() {
+#ifdef TL_WITH_CUDA
+  return cuda_device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
+  if (device == "cpu") return make_cpu_backend(threads);
+  if (device == "cuda" || device == "auto") {
+#ifdef TL_WITH_CUDA
+    if (cuda_device_count() > 0) return make_cuda_backend(0);
+    TL_CHECK(device == "auto", "--device cuda: no CUDA GPU is visible to this process");
+#else
+    TL_CHECK(device == "auto",
+             "--device cuda: this tinyllama was built without the CUDA backend (no nvcc found at "
+             "build time)");
+#endif
+    return make_cpu_backend(threads);
+  }
+  fail("unknown device '", device, "' (expected cpu, cuda or auto)");
+}
+
+}  // namespace tl

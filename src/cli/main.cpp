@@ -1,0 +1,35 @@
+// tinyllama: one binary for the whole life of a model.
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"tinyllama: pretrain Llama-architecture language models from raw text"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "tinyllama 0.1");
+  tl::cli::add_tokenize_command(app);
+  tl::cli::add_tokenizer_train_command(app);
+  tl::cli::add_prepare_command(app);
+  tl::cli::add_train_command(app);
+  tl::cli::add_eval_command(app);
+  tl::cli::add_generate_command(app);
+  tl::cli::add_import_command(app);
+  tl::cli::add_export_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const tl::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of host memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,42 @@
+// Llama model shape: named presets, JSON round trip, validation that names what is wrong.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/json_reader.h"
+
+namespace tl {
+
+struct ModelConfig {
+  std::string preset = "custom";
+  int vocab_size = 0;
+  int dim = 0;          // C, hidden size
+  int n_layers = 0;     // L
+  int n_heads = 0;      // H, query heads
+  int n_kv_heads = 0;   // K, key/value heads (grouped-query attention)
+  int ffn_dim = 0;      // I, SwiGLU intermediate size
+  int max_seq_len = 0;  // context length
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  // Init std for embeddings and linears; 0 means TinyLlama's sqrt(2 / (5 * dim)).
+  double init_std = 0;
+
+  int head_dim() const { return dim / n_heads; }
+  int qkv_dim() const { return (n_heads + 2 * n_kv_heads) * head_dim(); }
+  void validate() const;  // throws naming the problem
+
+  // Parameters in all; and without the input embedding (the N of the MFU formula).
+  int64_t num_params() const;
+  int64_t num_params_no_embedding() const;
+  // Training FLOPs per token: 6N + 12 L C T (GUIDE §2), T = seq_len.
+  double flops_per_token(int seq_len) const;
+
+  json to_json() const;
+  // Reads {"preset": name, ...overrides}; unknown keys are an error.
+  static ModelConfig from_json(const json& j, const std::string& path = "model");
+  static ModelConfig from_preset(const std::string& name);
+  static std::vector<std::string> preset_names();
+};
+
+}  // namespace tl
