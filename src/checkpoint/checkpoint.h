@@ -1,0 +1,30 @@
+// Native checkpoints: one file, written atomically.
+//   "TLCKPT\0\0" (8 bytes) | u32 version | u32 reserved | u64 header bytes | header JSON |
+//   zero padding to a 64-byte boundary | sections (each 64-byte aligned)
+// The header holds "meta" (free JSON: model config, train config, step, loader and RNG
+// state, ...) and "sections": [{name, dtype, numel, offset, bytes, crc32}], offsets
+// relative to the start of the file. Every section's CRC-32 is verified on load.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/json_reader.h"
+
+namespace tl {
+
+constexpr uint32_t kCheckpointVersion = 1;
+
+struct CheckpointData {
+  json meta = json::object();
+  std::vector<float> params;  // flat, ParamLayout order (model/param_layout.h)
+  std::vector<float> adam_m;  // empty in a model-only checkpoint
+  std::vector<float> adam_v;
+};
+
+void save_checkpoint(const std::string& path, const CheckpointData& data);
+// Throws naming the file on a bad magic, version, truncation or CRC mismatch.
+CheckpointData load_checkpoint(const std::string& path, bool with_optimizer = true);
+json read_checkpoint_meta(const std::string& path);  // header only, cheap
+
+}  // namespace tl

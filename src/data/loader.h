@@ -1,0 +1,70 @@
+// Training and validation data loaders over packed shards.
+//
+// Training: several named sources with weights; each source's shards are cut into
+// non-overlapping blocks of seq_len + 1 tokens (within a shard, as TinyLlama reads them).
+// Every choice (which source a sample comes from, the order of blocks within a source) is
+// a pure function of (seed, counters), so the loader's state is a few integers and a
+// resumed run sees exactly the blocks the uninterrupted run would, with no replay.
+// Ranks take disjoint blocks: rank r of world w takes every w-th block of the order.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/json_reader.h"
+
+namespace tl {
+
+struct DataSourceSpec {
+  std::string name;
+  std::vector<std::string> paths;  // shard files and/or folders of *.bin shards
+  double weight = 1.0;
+};
+
+struct TrainLoaderOptions {
+  std::vector<DataSourceSpec> sources;
+  int seq_len = 0;
+  int micro_batch = 1;
+  uint64_t seed = 0;
+  int rank = 0;
+  int world = 1;
+  int shuffle_window = 8;  // shards whose blocks are shuffled together
+};
+
+class TrainLoader {
+ public:
+  // Throws naming the source when it has no shards or no complete block.
+  explicit TrainLoader(const TrainLoaderOptions& opts);
+  ~TrainLoader();
+  // Next micro-batch: tokens[B*T] and targets[B*T] (targets = tokens shifted by one).
+  void next(int32_t* tokens, int32_t* targets);
+  json state() const;              // small; stored in checkpoints
+  void restore(const json& state);  // throws if it does not fit these sources
+  int64_t blocks_in_source(size_t i) const;
+  uint64_t max_token_id() const;   // largest token id seen in the shards' (sampled) content
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The non-overlapping (seq_len+1)-token blocks of a set of shards, in file-name and
+// position order (for evaluation).
+class SequentialBlocks {
+ public:
+  SequentialBlocks(const std::vector<std::string>& paths, int seq_len);
+  ~SequentialBlocks();
+  int64_t num_blocks() const;
+  // tokens[T] and targets[T] of block i.
+  void read(int64_t i, int32_t* tokens, int32_t* targets) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Expands folders (their *.bin files, sorted) and checks that files exist.
+std::vector<std::string> expand_shard_paths(const std::vector<std::string>& paths);
+
+}  // namespace tl
