@@ -1,0 +1,364 @@
+#include "model/llama.h"
+
+#include <cmath>
+#include <functional>
+
+#include "core/rng.h"
+
+namespace tl {
+
+// Activations of one micro-batch shape, carved from one arena.
+// Shapes: N = B*T tokens, C dim, Q = qkv width, I ffn dim, H heads, V vocab.
+struct LlamaModel::Acts {
+  int B = 0, T = 0;
+  Buffer arena;
+  Tensor tokens, targets;              // i32 [N]
+  std::vector<Tensor> res;             // act [N,C] x (2L+1): the residual stream
+  std::vector<Tensor> xn_a, xn_m;      // act [N,C] per layer (one shared scratch if recompute)
+  std::vector<Tensor> rstd_a, rstd_m;  // f32 [N] per layer
+  Tensor xn_f, rstd_f;                 // final norm: act [N,C], f32 [N]
+  std::vector<Tensor> qkv;             // act [B,T,Q] per layer, after RoPE
+  std::vector<Tensor> att;             // act [B,T,C] per layer, attention output
+  std::vector<Tensor> lse;             // f32 [B,H,T] per layer
+  std::vector<Tensor> gate_up;         // act [N,2I] per layer
+  std::vector<Tensor> sw;              // act [N,I] per layer (one shared scratch if recompute)
+  Tensor proj;                         // act [N,C] scratch: output of wo and w_down
+  Tensor losses;                       // f32 [N]
+  Tensor dres, dxn, dxn_f;             // act [N,C] backward scratch
+  Tensor datt;                         // act [B,T,C]
+  Tensor dqkv;                         // act [B,T,Q]
+  Tensor dgu;                          // act [N,2I]
+  Tensor dsw;                          // act [N,I]
+  Tensor last_x, logits_act, logits_f32;  // inference: [B,C] act, [B,V] act, [B,V] f32
+
+  // Assigns every view through take(dtype, shape).
+  void carve(const ModelConfig& c, int B_, int T_, DType act, bool recompute,
+             const std::function<Tensor(DType, Shape)>& take) {
+    B = B_;
+    T = T_;
+    const int64_t N = int64_t(B) * T, C = c.dim, Q = c.qkv_dim(), I = c.ffn_dim, L = c.n_layers;
+    tokens = take(DType::I32, {N});
+    targets = take(DType::I32, {N});
+    res.clear();
+    for (int64_t i = 0; i < 2 * L + 1; ++i) res.push_back(take(act, {N, C}));
+    Tensor xn_shared = recompute ? take(act, {N, C}) : Tensor();
+    Tensor sw_shared = recompute ? take(act, {N, I}) : Tensor();
+    xn_a.clear(); xn_m.clear(); rstd_a.clear(); rstd_m.clear();
+    qkv.clear(); att.clear(); lse.clear(); gate_up.clear(); sw.clear();
+    for (int64_t l = 0; l < L; ++l) {
+      xn_a.push_back(recompute ? xn_shared : take(act, {N, C}));
+      xn_m.push_back(recompute ? xn_shared : take(act, {N, C}));
+      rstd_a.push_back(take(DType::F32, {N}));
+      rstd_m.push_back(take(DType::F32, {N}));
+      qkv.push_back(take(act, {B, T, Q}));
+      att.push_back(take(act, {B, T, C}));
+      lse.push_back(take(DType::F32, {B, c.n_heads, T}));
+      gate_up.push_back(take(act, {N, 2 * I}));
+      sw.push_back(recompute ? sw_shared : take(act, {N, I}));
+    }
+    xn_f = take(act, {N, C});
+    rstd_f = take(DType::F32, {N});
+    proj = take(act, {N, C});
+    losses = take(DType::F32, {N});
+    dres = take(act, {N, C});
+    dxn = take(act, {N, C});
+    dxn_f = take(act, {N, C});
+    datt = take(act, {B, T, C});
+    dqkv = take(act, {B, T, Q});
+    dgu = take(act, {N, 2 * I});
+    dsw = take(act, {N, I});
+    last_x = take(act, {B, C});
+    logits_act = take(act, {B, c.vocab_size});
+    logits_f32 = take(DType::F32, {B, c.vocab_size});
+  }
+};
+
+void LlamaModel::ActsDeleter::operator()(Acts* a) const { delete a; }
+
+namespace {
+size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
+}  // namespace
+
+size_t LlamaModel::activation_bytes(const ModelConfig& cfg, int B, int T, DType act,
+                                    bool recompute) {
+  size_t total = 0;
+  Acts a;
+  a.carve(cfg, B, T, act, recompute, [&](DType t, Shape s) {
+    total += aligned(size_t(s.numel()) * dtype_size(t));
+    return Tensor(nullptr, t, Device::CPU, s);
+  });
+  return total;
+}
+
+void rope_tables(int T, int head_dim, float theta, std::vector<float>& cos,
+                 std::vector<float>& sin) {
+  // As transformers' LlamaRotaryEmbedding: inv_freq = 1 / theta^(2i/D) and the angle
+  // t * inv_freq, all in float32; only cos/sin themselves are taken more precisely.
+  const int half = head_dim / 2;
+  cos.resize(size_t(T) * half);
+  sin.resize(size_t(T) * half);
+  for (int i = 0; i < half; ++i) {
+    float expo = float(2 * i) / float(head_dim);
+    float inv_freq = 1.0f / std::pow(theta, expo);
+    for (int t = 0; t < T; ++t) {
+      float angle = float(t) * inv_freq;
+      cos[size_t(t) * half + i] = float(std::cos(double(angle)));
+      sin[size_t(t) * half + i] = float(std::sin(double(angle)));
+    }
+  }
+}
+
+LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& be, ModelOptions opts)
+    : cfg_(cfg), be_(be), opts_(opts), layout_(cfg) {
+  cfg_.validate();
+  const size_t P = size_t(layout_.total());
+  params_ = Buffer(be_, P * 4);
+  grads_ = Buffer(be_, P * 4);
+  be_.zero(params());
+  be_.zero(grads());
+  if (be_.compute_dtype() != DType::F32) {
+    compute_params_ = Buffer(be_, P * dtype_size(be_.compute_dtype()));
+    be_.zero(compute_params());
+  }
+  std::vector<float> c, s;
+  rope_tables(cfg_.max_seq_len, cfg_.head_dim(), cfg_.rope_theta, c, s);
+  const int64_t half = cfg_.head_dim() / 2;
+  rope_cos_ = Buffer(be_, c.size() * 4);
+  rope_sin_ = Buffer(be_, s.size() * 4);
+  be_.upload(rope_cos_.tensor(DType::F32, {cfg_.max_seq_len, half}), c.data());
+  be_.upload(rope_sin_.tensor(DType::F32, {cfg_.max_seq_len, half}), s.data());
+}
+
+Tensor LlamaModel::compute_params() const {
+  if (compute_params_.data() == nullptr) return params();
+  return compute_params_.tensor(be_.compute_dtype(), {layout_.total()});
+}
+
+Tensor LlamaModel::w(ParamKind k, int layer) const {
+  const ParamInfo& p = layout_.get(k, layer);
+  Tensor all = compute_params();
+  return Tensor(static_cast<char*>(all.data) + size_t(p.offset) * dtype_size(all.dtype),
+                all.dtype, all.device, p.shape);
+}
+
+Tensor LlamaModel::dw(ParamKind k, int layer) const {
+  const ParamInfo& p = layout_.get(k, layer);
+  return Tensor(static_cast<char*>(grads_.data()) + size_t(p.offset) * 4, DType::F32,
+                be_.device(), p.shape);
+}
+
+void LlamaModel::init_weights(uint64_t seed) {
+  const double C = cfg_.dim;
+  const double base_std = cfg_.init_std > 0 ? cfg_.init_std : std::sqrt(2.0 / (5.0 * C));
+  const double out_std = 1.0 / (std::sqrt(C) * cfg_.n_layers);  // wo, w_down
+  std::vector<float> host(size_t(layout_.total()), 0.0f);
+  const auto& ps = layout_.params();
+  constexpr int64_t kChunk = 1 << 16;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const ParamInfo& p = ps[i];
+    float* dst = host.data() + p.offset;
+    if (p.kind == ParamKind::AttnNorm || p.kind == ParamKind::MlpNorm ||
+        p.kind == ParamKind::FinalNorm) {
+      for (int64_t j = 0; j < p.numel(); ++j) dst[j] = 1.0f;
+      continue;
+    }
+    const double std = (p.kind == ParamKind::Wo || p.kind == ParamKind::WDown) ? out_std
+                                                                               : base_std;
+    // Chunks with their own seeds: parallel, yet independent of the thread count.
+    const int64_t chunks = (p.numel() + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      Rng rng(hash_mix(seed, i, uint64_t(ch)));
+      const int64_t end = std::min(p.numel(), (ch + 1) * kChunk);
+      for (int64_t j = ch * kChunk; j < end; ++j) dst[j] = float(rng.normal() * std);
+    }
+  }
+  set_params(host);
+}
+
+void LlamaModel::set_params(const std::vector<float>& host) {
+  TL_CHECK(int64_t(host.size()) == layout_.total(), "set_params: got ", host.size(),
+           " values for a model of ", layout_.total());
+  be_.upload(params(), host.data());
+  sync_compute_params();
+}
+
+std::vector<float> LlamaModel::get_params() const {
+  std::vector<float> host(size_t(layout_.total()));
+  be_.download(host.data(), params());
+  return host;
+}
+
+void LlamaModel::sync_compute_params() {
+  if (compute_params_.data() != nullptr) be_.convert(compute_params(), params());
+}
+
+void LlamaModel::zero_grads() { be_.zero(grads()); }
+
+void LlamaModel::ensure_acts(int B, int T) {
+  TL_CHECK(B > 0 && T > 0, "micro-batch must be positive, got ", B, " x ", T);
+  TL_CHECK(T <= cfg_.max_seq_len, "sequence length ", T, " exceeds the model's context ",
+           cfg_.max_seq_len);
+  if (acts_ && acts_->B == B && acts_->T == T) return;
+  const DType act = be_.compute_dtype();
+  const size_t bytes = activation_bytes(cfg_, B, T, act, opts_.recompute);
+  std::unique_ptr<Acts, ActsDeleter> a(new Acts);
+  if (acts_ && acts_->arena.bytes() >= bytes) {
+    a->arena = std::move(acts_->arena);  // a smaller shape fits in the arena we have
+  } else {
+    acts_.reset();  // free the old arena before taking the new one
+    a->arena = Buffer(be_, bytes);
+  }
+  char* base = static_cast<char*>(a->arena.data());
+  size_t off = 0;
+  const Device dev = be_.device();
+  a->carve(cfg_, B, T, act, opts_.recompute, [&](DType t, Shape s) {
+    Tensor v(base + off, t, dev, s);
+    off += aligned(size_t(s.numel()) * dtype_size(t));
+    return v;
+  });
+  acts_ = std::move(a);
+}
+
+void LlamaModel::upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T) {
+  ensure_acts(B, T);
+  const int64_t N = int64_t(B) * T;
+  for (int64_t i = 0; i < N; ++i)
+    TL_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token id ", tokens[i],
+             " at position ", i, " is outside the model's vocabulary of ", cfg_.vocab_size);
+  be_.upload(acts_->tokens, tokens);
+  if (targets) {
+    for (int64_t i = 0; i < N; ++i)
+      TL_CHECK(targets[i] < cfg_.vocab_size, "target id ", targets[i], " at position ", i,
+               " is outside the model's vocabulary of ", cfg_.vocab_size);
+    be_.upload(acts_->targets, targets);
+  }
+}
+
+// Embedding, then each layer; leaves the final normed hidden state in xn_f.
+void LlamaModel::forward(int B, int T) {
+  Acts& a = *acts_;
+  const int L = cfg_.n_layers, H = cfg_.n_heads, K = cfg_.n_kv_heads;
+  const float eps = cfg_.norm_eps;
+  const int64_t N = int64_t(B) * T;
+  const int64_t half = cfg_.head_dim() / 2;
+  Tensor cos = rope_cos_.tensor(DType::F32, {cfg_.max_seq_len, half});
+  Tensor sin = rope_sin_.tensor(DType::F32, {cfg_.max_seq_len, half});
+
+  be_.embedding_forward(a.res[0], w(ParamKind::Embed), a.tokens);
+  be_.rmsnorm_forward(a.xn_a[0], a.rstd_a[0], a.res[0], w(ParamKind::AttnNorm, 0), eps);
+  for (int l = 0; l < L; ++l) {
+    const int64_t C = cfg_.dim;
+    // attention block: res[2l+1] = res[2l] + wo(attention(rope(wqkv(norm(res[2l])))))
+    be_.matmul_forward(a.qkv[size_t(l)].view({N, cfg_.qkv_dim()}), a.xn_a[size_t(l)],
+                       w(ParamKind::Wqkv, l));
+    be_.rope_forward(a.qkv[size_t(l)], cos, sin, H, K, 0);
+    be_.attention_forward(a.att[size_t(l)], a.lse[size_t(l)], a.qkv[size_t(l)], H, K);
+    be_.matmul_forward(a.proj, a.att[size_t(l)].view({N, C}), w(ParamKind::Wo, l));
+    be_.add_rmsnorm_forward(a.res[size_t(2 * l + 1)], a.xn_m[size_t(l)], a.rstd_m[size_t(l)],
+                            a.res[size_t(2 * l)], a.proj, w(ParamKind::MlpNorm, l), eps);
+    // MLP block: res[2l+2] = res[2l+1] + w_down(swiglu(w_gate_up(norm(res[2l+1]))))
+    be_.matmul_forward(a.gate_up[size_t(l)], a.xn_m[size_t(l)], w(ParamKind::WGateUp, l));
+    be_.swiglu_forward(a.sw[size_t(l)], a.gate_up[size_t(l)]);
+    be_.matmul_forward(a.proj, a.sw[size_t(l)], w(ParamKind::WDown, l));
+    const bool last = l + 1 == L;
+    be_.add_rmsnorm_forward(a.res[size_t(2 * l + 2)], last ? a.xn_f : a.xn_a[size_t(l + 1)],
+                            last ? a.rstd_f : a.rstd_a[size_t(l + 1)], a.res[size_t(2 * l + 1)],
+                            a.proj,
+                            last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1), eps);
+  }
+}
+
+void LlamaModel::head(bool with_grad, float loss_scale) {
+  Acts& a = *acts_;
+  be_.head_cross_entropy(a.losses, with_grad ? a.dxn_f : Tensor(),
+                         with_grad ? dw(ParamKind::Head) : Tensor(), a.xn_f, w(ParamKind::Head),
+                         a.targets, loss_scale);
+}
+
+void LlamaModel::backward(int B, int T) {
+  Acts& a = *acts_;
+  const int L = cfg_.n_layers, H = cfg_.n_heads, K = cfg_.n_kv_heads;
+  const float eps = cfg_.norm_eps;
+  const int64_t N = int64_t(B) * T, C = cfg_.dim;
+  const int64_t half = cfg_.head_dim() / 2;
+  Tensor cos = rope_cos_.tensor(DType::F32, {cfg_.max_seq_len, half});
+  Tensor sin = rope_sin_.tensor(DType::F32, {cfg_.max_seq_len, half});
+
+  // dres holds dL/d(res[i]) as we walk down; each RMSNorm backward adds its branch.
+  be_.zero(a.dres);
+  be_.rmsnorm_backward(a.dres, dw(ParamKind::FinalNorm), a.dxn_f, a.res[size_t(2 * L)],
+                       w(ParamKind::FinalNorm), a.rstd_f);
+  for (int l = L - 1; l >= 0; --l) {
+    const size_t li = size_t(l);
+    // MLP block
+    if (opts_.recompute) be_.swiglu_forward(a.sw[li], a.gate_up[li]);
+    be_.matmul_backward(a.dsw, dw(ParamKind::WDown, l), a.dres, a.sw[li], w(ParamKind::WDown, l),
+                        false);
+    be_.swiglu_backward(a.dgu, a.dsw, a.gate_up[li]);
+    if (opts_.recompute)
+      be_.rmsnorm_forward(a.xn_m[li], a.rstd_m[li], a.res[2 * li + 1], w(ParamKind::MlpNorm, l),
+                          eps);
+    be_.matmul_backward(a.dxn, dw(ParamKind::WGateUp, l), a.dgu, a.xn_m[li],
+                        w(ParamKind::WGateUp, l), false);
+    be_.rmsnorm_backward(a.dres, dw(ParamKind::MlpNorm, l), a.dxn, a.res[2 * li + 1],
+                         w(ParamKind::MlpNorm, l), a.rstd_m[li]);
+    // attention block
+    be_.matmul_backward(a.datt.view({N, C}), dw(ParamKind::Wo, l), a.dres,
+                        a.att[li].view({N, C}), w(ParamKind::Wo, l), false);
+    be_.attention_backward(a.dqkv, a.datt, a.qkv[li], a.att[li], a.lse[li], H, K);
+    be_.rope_backward(a.dqkv, cos, sin, H, K, 0);
+    if (opts_.recompute)
+      be_.rmsnorm_forward(a.xn_a[li], a.rstd_a[li], a.res[2 * li], w(ParamKind::AttnNorm, l),
+                          eps);
+    be_.matmul_backward(a.dxn, dw(ParamKind::Wqkv, l), a.dqkv.view({N, cfg_.qkv_dim()}),
+                        a.xn_a[li], w(ParamKind::Wqkv, l), false);
+    be_.rmsnorm_backward(a.dres, dw(ParamKind::AttnNorm, l), a.dxn, a.res[2 * li],
+                         w(ParamKind::AttnNorm, l), a.rstd_a[li]);
+  }
+  be_.embedding_backward(dw(ParamKind::Embed), a.dres, a.tokens);
+}
+
+LossSum LlamaModel::read_losses(int B, int T, const int32_t* targets) {
+  const size_t N = size_t(B) * size_t(T);
+  std::vector<float> losses(N);
+  be_.download(losses.data(), acts_->losses);
+  LossSum s;
+  for (size_t i = 0; i < N; ++i) {
+    if (targets[i] < 0) continue;
+    s.sum += double(losses[i]);
+    s.count++;
+  }
+  return s;
+}
+
+LossSum LlamaModel::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                                     float loss_scale) {
+  upload_batch(tokens, targets, B, T);
+  forward(B, T);
+  head(true, loss_scale);
+  backward(B, T);
+  return read_losses(B, T, targets);
+}
+
+LossSum LlamaModel::forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T) {
+  upload_batch(tokens, targets, B, T);
+  forward(B, T);
+  head(false, 0.0f);
+  return read_losses(B, T, targets);
+}
+
+void LlamaModel::forward_last_logits(const int32_t* tokens, int B, int T, float* logits) {
+  upload_batch(tokens, nullptr, B, T);
+  forward(B, T);
+  Acts& a = *acts_;
+  for (int b = 0; b < B; ++b) {
+    int64_t row = int64_t(b) * T + (T - 1);
+    be_.copy(a.last_x.rows(b, b + 1), a.xn_f.rows(row, row + 1));
+  }
+  be_.matmul_forward(a.logits_act, a.last_x, w(ParamKind::Head));
+  be_.convert(a.logits_f32, a.logits_act);
+  be_.download(logits, a.logits_f32);
+}
+
+}  // namespace tl

@@ -1,0 +1,91 @@
+// The Llama model over the Backend op interface: parameters in flat arrays (ParamLayout
+// order), activations for one micro-batch shape, forward, backward and inference helpers.
+// The same code drives the CPU (f32) and CUDA (bf16 compute, f32 master) backends.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/param_layout.h"
+
+namespace tl {
+
+struct LossSum {
+  double sum = 0;     // sum of per-token cross-entropies
+  int64_t count = 0;  // tokens with a target
+  double mean() const { return count ? sum / double(count) : 0.0; }
+};
+
+struct ModelOptions {
+  // Recompute RMSNorm outputs and the SwiGLU product in the backward instead of keeping
+  // them per layer (saves ~40% of activation memory for a few cheap elementwise passes).
+  bool recompute = false;
+};
+
+class LlamaModel {
+ public:
+  LlamaModel(const ModelConfig& cfg, Backend& be, ModelOptions opts = {});
+  LlamaModel(const LlamaModel&) = delete;
+  LlamaModel& operator=(const LlamaModel&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+  Backend& backend() { return be_; }
+
+  Tensor params() const { return params_.tensor(DType::F32, {layout_.total()}); }  // f32 [P]
+  Tensor grads() const { return grads_.tensor(DType::F32, {layout_.total()}); }    // f32 [P]
+  // Weights in the compute dtype: the master array itself when that is f32.
+  Tensor compute_params() const;
+
+  // TinyLlama init (GUIDE §1), generated on the host so every backend starts identically.
+  void init_weights(uint64_t seed);
+  void set_params(const std::vector<float>& host);  // flat [P]; also refreshes compute copy
+  std::vector<float> get_params() const;
+  void sync_compute_params();  // master -> compute copy (no-op when they are the same)
+  void zero_grads();
+
+  // One micro-batch: tokens/targets are host i32 [B*T]. Gradients of
+  // loss_scale * sum(token losses) accumulate into grads().
+  LossSum forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                           float loss_scale);
+  // Evaluation: the loss only.
+  LossSum forward_loss(const int32_t* tokens, const int32_t* targets, int B, int T);
+  // Logits of the last position of each row: logits host f32 [B, V].
+  void forward_last_logits(const int32_t* tokens, int B, int T, float* logits);
+
+  // Allocates activations for B x T now; later calls with shapes that fit reuse them.
+  void reserve(int B, int T) { ensure_acts(B, T); }
+
+  // Bytes of activation memory for a micro-batch of B x T.
+  static size_t activation_bytes(const ModelConfig& cfg, int B, int T, DType act, bool recompute);
+
+ private:
+  struct Acts;
+  void ensure_acts(int B, int T);
+  void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
+  void forward(int B, int T);
+  void head(bool with_grad, float loss_scale);
+  void backward(int B, int T);
+  LossSum read_losses(int B, int T, const int32_t* targets);
+  Tensor w(ParamKind k, int layer = -1) const;   // compute-dtype weight view
+  Tensor dw(ParamKind k, int layer = -1) const;  // f32 gradient view
+
+  ModelConfig cfg_;
+  Backend& be_;
+  ModelOptions opts_;
+  ParamLayout layout_;
+  Buffer params_, grads_, compute_params_;  // compute_params_ empty when act dtype is f32
+  Buffer rope_cos_, rope_sin_;               // f32 [max_seq_len, D/2]
+  struct ActsDeleter {
+    void operator()(Acts* a) const;
+  };
+  std::unique_ptr<Acts, ActsDeleter> acts_;
+};
+
+// RoPE tables computed the way Hugging Face does in float32, so that positions agree
+// with HF checkpoints: cos/sin [T, D/2].
+void rope_tables(int T, int head_dim, float theta, std::vector<float>& cos,
+                 std::vector<float>& sin);
+
+}  // namespace tl

@@ -1,0 +1,48 @@
+// AdamW over the model's flat f32 parameters, with global-norm clipping done on the device
+// (the norm is read back once per step, for logging and the non-finite guard).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/llama.h"
+
+namespace tl {
+
+struct AdamWConfig {
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.1f;
+  float grad_clip = 1.0f;  // max global L2 norm; <= 0 disables clipping
+};
+
+struct StepResult {
+  double grad_norm = 0;  // before clipping
+  bool applied = false;  // false when the gradient was not finite (update skipped)
+};
+
+class AdamW {
+ public:
+  AdamW(Backend& be, int64_t num_params, AdamWConfig cfg);
+
+  // Clips, updates model.params() and refreshes its compute copy. Skips the update (and
+  // leaves the step counter) when the gradient norm is NaN or infinite.
+  StepResult step(LlamaModel& model, float lr);
+
+  int64_t steps_taken() const { return t_; }
+  void set_steps_taken(int64_t t) { t_ = t; }
+  const AdamWConfig& config() const { return cfg_; }
+  // Moments to and from the host (checkpoints).
+  void get_state(std::vector<float>& m, std::vector<float>& v) const;
+  void set_state(const std::vector<float>& m, const std::vector<float>& v);
+
+ private:
+  Backend& be_;
+  AdamWConfig cfg_;
+  int64_t n_;
+  int64_t t_ = 0;
+  Buffer m_, v_, norm_sq_;
+};
+
+}  // namespace tl

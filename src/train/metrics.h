@@ -1,0 +1,30 @@
+// metrics.jsonl: one JSON object a line, flushed as written, so a crash loses nothing
+// that was logged and tools can tail the file while the run goes on.
+#pragma once
+#include <cstdio>
+#include <string>
+
+#include "core/json_reader.h"
+
+namespace tl {
+
+class MetricsWriter {
+ public:
+  explicit MetricsWriter(const std::string& path);  // appends
+  ~MetricsWriter();
+  MetricsWriter(const MetricsWriter&) = delete;
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
+  void write(const json& record);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+};
+
+// "1h02m", "3m05s", "42s"
+std::string format_duration(double seconds);
+// "12.3k", "1.20M"
+std::string format_count(double n);
+
+}  // namespace tl

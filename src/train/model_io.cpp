@@ -1,0 +1,21 @@
+#include "train/model_io.h"
+
+#include "checkpoint/checkpoint.h"
+
+namespace tl {
+
+LoadedModel load_model(const std::string& checkpoint, Backend& be) {
+  CheckpointData ck = load_checkpoint(checkpoint, /*with_optimizer=*/false);
+  TL_CHECK(ck.meta.contains("model"), "'", checkpoint, "' has no model config in its header");
+  ModelConfig cfg = ModelConfig::from_json(ck.meta["model"]);
+  LoadedModel out;
+  out.model = std::make_unique<LlamaModel>(cfg, be);
+  TL_CHECK(int64_t(ck.params.size()) == out.model->layout().total(), "'", checkpoint, "' holds ",
+           ck.params.size(), " parameters, but its model config needs ",
+           out.model->layout().total());
+  out.model->set_params(ck.params);
+  out.meta = std::move(ck.meta);
+  return out;
+}
+
+}  // namespace tl
