@@ -1,0 +1,21 @@
+// Per-backend CUDA state, passed explicitly to every launcher (no globals).
+#pragma once
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+namespace tl {
+
+struct CudaContext {
+  int device = 0;
+  int sm_count = 0;
+  int cc_major = 0, cc_minor = 0;
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t cublaslt = nullptr;
+  void* cublas_workspace = nullptr;  // 32 MiB on Hopper
+  size_t cublas_workspace_bytes = 0;
+  void* cudnn = nullptr;             // cudnnHandle_t, created on first use by attention
+};
+
+}  // namespace tl
