@@ -13,6 +13,8 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -111,6 +113,16 @@ class Backend {
   virtual void adamw_update(Tensor params, Tensor grads, Tensor m, Tensor v,
                             Tensor params_compute, Tensor grad_norm_sq,
                             const AdamWArgs& args) = 0;
+
+  // ---- profiling and memory (optional) ----
+  // While on, ops are timed on the device by category: "matmul", "attention",
+  // "optimizer", "other". take_profile() synchronizes, returns the seconds per category
+  // since the last call, and resets them.
+  virtual void set_profiling(bool on) {}
+  virtual std::vector<std::pair<std::string, double>> take_profile() { return {}; }
+  virtual size_t memory_in_use() const { return 0; }     // bytes allocated now
+  virtual size_t peak_memory() const { return 0; }       // high-water mark of allocations
+  virtual size_t device_memory_total() const { return 0; }  // 0 when unknown
 };
 
 // "cpu", "cuda" or "auto" (cuda when built with CUDA and a GPU is present, else cpu).
