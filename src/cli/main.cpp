@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   tl::cli::add_generate_command(app);
   tl::cli::add_import_command(app);
   tl::cli::add_export_command(app);
+  tl::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

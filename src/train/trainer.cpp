@@ -13,6 +13,7 @@
 #include "core/timer.h"
 #include "data/tokenizer.h"
 #include "train/evaluate.h"
+#include "train/memory_estimate.h"
 
 namespace tl {
 
@@ -54,6 +55,9 @@ std::string find_latest_checkpoint(const std::string& run_dir) {
 Trainer::Trainer(TrainConfig cfg, const std::string& resume) : cfg_(std::move(cfg)) {
   be_ = make_backend(cfg_.device, cfg_.threads);
   log_info("device: ", be_->describe());
+  check_fits(estimate_training_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len,
+                                      be_->compute_dtype(), cfg_.recompute),
+             be_->device_memory_total(), be_->describe());
 
   if (!cfg_.tokenizer.empty()) {
     Tokenizer tok = Tokenizer::load(cfg_.tokenizer);

@@ -1,0 +1,54 @@
+// tinyllama bench --preset tinyllama-1.1b --micro-batch 8
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "train/bench.h"
+#include "train/memory_estimate.h"
+
+namespace tl::cli {
+
+void add_bench_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "bench", "Training throughput on synthetic tokens: tokens/s, MFU, peak memory, phases");
+  struct Opts {
+    BenchOptions b;
+    std::string preset = "tinyllama-1.1b";
+    std::string json_out;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--preset", o->preset, "Model preset");
+  cmd->add_option("--micro-batch", o->b.micro_batch, "Sequences per micro-batch")->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", o->b.seq_len, "Sequence length (default: the model's context)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--grad-accum", o->b.grad_accum, "Micro-batches per optimizer step")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", o->b.steps, "Timed optimizer steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", o->b.warmup_steps, "Untimed steps first")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--recompute", o->b.recompute, "Recompute norms and SwiGLU in the backward");
+  cmd->add_option("--device", o->b.device, "cpu, cuda or auto");
+  cmd->add_option("--threads", o->b.threads, "CPU threads (0 = all cores)");
+  cmd->add_option("--json", o->json_out, "Also write the result as JSON to this file");
+  cmd->callback([o] {
+    o->b.model = ModelConfig::from_preset(o->preset);
+    BenchResult r = run_bench(o->b);
+    const int T = o->b.seq_len > 0 ? o->b.seq_len : o->b.model.max_seq_len;
+    std::printf("device       %s\n", r.device.c_str());
+    std::printf("model        %s, micro-batch %d x %d, grad accum %d%s\n", o->preset.c_str(),
+                o->b.micro_batch, T, o->b.grad_accum, o->b.recompute ? ", recompute" : "");
+    std::printf("tokens/s     %.0f\n", r.tokens_per_s);
+    std::printf("step         %.1f ms\n", r.step_seconds * 1e3);
+    if (r.peak_flops > 0) std::printf("MFU          %.1f%% of %.0f TFLOP/s\n", 100 * r.mfu, r.peak_flops / 1e12);
+    if (r.peak_memory > 0) std::printf("peak memory  %s\n", format_bytes(double(r.peak_memory)).c_str());
+    double total = 0;
+    for (const auto& [k, v] : r.phase_seconds) total += v;
+    for (const auto& [k, v] : r.phase_seconds)
+      std::printf("phase %-10s %8.2f ms  %5.1f%%\n", k.c_str(), v * 1e3, total > 0 ? 100 * v / total : 0.0);
+    std::printf("loss         %.4f\n", r.final_loss);
+    if (!o->json_out.empty()) {
+      FILE* f = std::fopen(o->json_out.c_str(), "w");
+      TL_CHECK(f, "cannot write '", o->json_out, "'");
+      std::fprintf(f, "%s\n", r.to_json().dump().c_str());
+      std::fclose(f);
+    }
+  });
+}
+
+}  // namespace tl::cli

@@ -1,0 +1,72 @@
+#include "train/bench.h"
+
+#include "backend/backend.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "core/timer.h"
+#include "model/llama.h"
+#include "optim/adamw.h"
+#include "train/memory_estimate.h"
+
+namespace tl {
+
+double device_peak_flops(const std::string& d) {
+  if (d.find("H100") != std::string::npos || d.find("H200") != std::string::npos) return 989e12;
+  if (d.find("A100") != std::string::npos) return 312e12;
+  return 0;
+}
+
+json BenchResult::to_json() const {
+  json phases = json::object();
+  for (const auto& [k, v] : phase_seconds) phases[k] = v;
+  return json{{"device", device},         {"tokens_per_s", tokens_per_s},
+              {"step_seconds", step_seconds}, {"mfu", mfu},
+              {"peak_flops", peak_flops}, {"peak_memory_bytes", peak_memory},
+              {"phase_seconds", phases},  {"final_loss", final_loss}};
+}
+
+BenchResult run_bench(const BenchOptions& o) {
+  const int T = o.seq_len > 0 ? o.seq_len : o.model.max_seq_len;
+  const int B = o.micro_batch;
+  auto be = make_backend(o.device, o.threads);
+  BenchResult r;
+  r.device = be->describe();
+  check_fits(estimate_training_memory(o.model, B, T, be->compute_dtype(), o.recompute),
+             be->device_memory_total(), r.device);
+  ModelOptions mo;
+  mo.recompute = o.recompute;
+  LlamaModel model(o.model, *be, mo);
+  model.init_weights(o.seed);
+  AdamW opt(*be, model.layout().total(), AdamWConfig{});
+  // Synthetic but not degenerate: random tokens, next-token targets.
+  Rng rng(o.seed);
+  std::vector<int32_t> tokens(size_t(B) * T + 1);
+  for (auto& t : tokens) t = int32_t(rng.below(uint64_t(o.model.vocab_size)));
+  const float scale = 1.0f / float(int64_t(B) * T * o.grad_accum);
+  auto step = [&] {
+    model.zero_grads();
+    LossSum loss;
+    for (int k = 0; k < o.grad_accum; ++k)
+      loss = model.forward_backward(tokens.data(), tokens.data() + 1, B, T, scale);
+    opt.step(model, 1e-4f);
+    return loss.mean();
+  };
+  for (int i = 0; i < o.warmup_steps; ++i) step();
+  be->synchronize();
+  Timer t;
+  for (int i = 0; i < o.steps; ++i) r.final_loss = step();
+  be->synchronize();
+  r.step_seconds = t.seconds() / o.steps;
+  r.tokens_per_s = double(B) * T * o.grad_accum / r.step_seconds;
+  r.peak_flops = device_peak_flops(r.device);
+  if (r.peak_flops > 0) r.mfu = r.tokens_per_s * o.model.flops_per_token(T) / r.peak_flops;
+  // One more step with per-op timing (events add a little overhead, so it is not timed above).
+  be->set_profiling(true);
+  step();
+  r.phase_seconds = be->take_profile();
+  be->set_profiling(false);
+  r.peak_memory = be->peak_memory();
+  return r;
+}
+
+}  // namespace tl

@@ -1,0 +1,43 @@
+// Training-step throughput on synthetic tokens: tokens/s, MFU, peak memory and the time
+// per phase (GEMMs, attention, other ops, optimizer).
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/json_reader.h"
+#include "model/config.h"
+
+namespace tl {
+
+struct BenchOptions {
+  ModelConfig model;
+  int micro_batch = 8;
+  int seq_len = 0;      // 0 = the model's context
+  int grad_accum = 1;   // micro-batches per optimizer step
+  int warmup_steps = 2;
+  int steps = 10;
+  bool recompute = false;
+  std::string device = "auto";
+  int threads = 0;
+  uint64_t seed = 1;
+};
+
+struct BenchResult {
+  std::string device;
+  double tokens_per_s = 0;
+  double step_seconds = 0;
+  double mfu = 0;             // 0 when the device's peak is unknown
+  double peak_flops = 0;
+  size_t peak_memory = 0;     // bytes, 0 when unknown
+  std::vector<std::pair<std::string, double>> phase_seconds;  // per optimizer step
+  double final_loss = 0;
+  json to_json() const;
+};
+
+BenchResult run_bench(const BenchOptions& opts);
+// Dense bf16 peak of the device named in a backend description (H100/H200: 989e12,
+// A100: 312e12), 0 when unknown.
+double device_peak_flops(const std::string& description);
+
+}  // namespace tl

@@ -1,0 +1,48 @@
+#include "train/memory_estimate.h"
+
+#include <cstdio>
+
+#include "core/error.h"
+#include "model/llama.h"
+#include "model/param_layout.h"
+
+namespace tl {
+
+std::string format_bytes(double b) {
+  char buf[32];
+  if (b >= 1024.0 * 1024 * 1024)
+    std::snprintf(buf, sizeof buf, "%.1f GiB", b / (1024.0 * 1024 * 1024));
+  else
+    std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024.0 * 1024));
+  return buf;
+}
+
+MemoryEstimate estimate_training_memory(const ModelConfig& cfg, int micro_batch, int seq_len,
+                                        DType compute, bool recompute) {
+  MemoryEstimate e;
+  const size_t P = size_t(ParamLayout(cfg).total());
+  e.weights = P * 4 + (compute == DType::F32 ? 0 : P * dtype_size(compute));
+  e.gradients = P * 4;
+  e.optimizer = 2 * P * 4;
+  e.activations = LlamaModel::activation_bytes(cfg, micro_batch, seq_len, compute, recompute);
+  // Output head: a chunk of up to 8192 tokens' logits; 32 MiB GEMM workspace; attention
+  // and reduction scratch of the order of one activation tensor.
+  const size_t N = size_t(micro_batch) * size_t(seq_len);
+  e.workspace = std::min<size_t>(N, 8192) * size_t(cfg.vocab_size) * dtype_size(compute) +
+                (32u << 20) + N * size_t(cfg.dim) * 4;
+  return e;
+}
+
+void check_fits(const MemoryEstimate& e, size_t available, const std::string& device) {
+  if (available == 0 || e.total() <= available) return;
+  fail("this configuration needs about ", format_bytes(double(e.total())), " of memory on ",
+       device, " (weights ", format_bytes(double(e.weights)), ", gradients ",
+       format_bytes(double(e.gradients)), ", optimizer ", format_bytes(double(e.optimizer)),
+       ", activations ", format_bytes(double(e.activations)), ", workspace ",
+       format_bytes(double(e.workspace)), ") but the device has ",
+       format_bytes(double(available)),
+       "; reduce batch.micro_batch (and raise batch.grad_accum to keep the global batch), "
+       "set train.recompute=true, or shorten data.seq_len");
+}
+
+}  // namespace tl
