@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "checkpoint/checkpoint.h"
 #include "core/fs.h"
 #include "core/rng.h"
