@@ -214,6 +214,9 @@ TEST(DataLoader, RestoreRejectsOtherSources) {
   TrainLoader other_seed(seeded);
   DT_EXPECT_THROW_WITH(other_seed.restore(state), "seed");
   DT_EXPECT_THROW_WITH(la.restore(json{{"samples", 3}}), "loader state");
+  json tampered = state;
+  tampered["samples"] = 7;  // counters that do not add up
+  DT_EXPECT_THROW_WITH(la.restore(tampered), "7 samples");
 }
 
 TEST(DataLoader, ValidationErrorsNameTheProblem) {

@@ -15,12 +15,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 InputFile make_input(const std::string& path) {
-  bool jsonl = ends_with(path, ".jsonl") || ends_with(path, ".jsonl.zst");
+  bool jsonl = path.ends_with(".jsonl") || path.ends_with(".jsonl.zst");
   return {path, jsonl ? InputFormat::Jsonl : InputFormat::Text, file_size(path)};
 }
 
@@ -43,7 +39,7 @@ std::vector<InputFile> expand_inputs(const std::vector<std::string>& paths,
       if (it->is_symlink() || !it->is_regular_file()) continue;
       std::string name = it->path().filename().string();
       if (take_all || std::any_of(folder_suffixes.begin(), folder_suffixes.end(),
-                                  [&](const std::string& s) { return ends_with(name, s); }))
+                                  [&](const std::string& s) { return name.ends_with(s); }))
         found.push_back(it->path().string());
     }
     TL_CHECK(!ec, "cannot list folder '", p, "': ", ec.message());

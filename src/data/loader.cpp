@@ -142,6 +142,10 @@ void TrainLoader::restore(const json& state) {
   const json& consumed = state["consumed"];
   TL_CHECK(consumed.is_array() && consumed.size() == m.sources.size(),
            "data loader state: 'consumed' must hold one counter per source");
+  uint64_t sum = 0;
+  for (const auto& c : consumed) sum += c.get<uint64_t>();
+  TL_CHECK(sum == state["samples"].get<uint64_t>(), "data loader state: ", sum,
+           " blocks consumed by the sources but ", state["samples"].get<uint64_t>(), " samples taken");
   m.samples = state["samples"].get<uint64_t>();
   for (size_t s = 0; s < m.sources.size(); ++s) m.sources[s].consumed = consumed[s].get<uint64_t>();
 }

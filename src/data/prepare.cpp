@@ -163,11 +163,11 @@ json prepare_dataset(const PrepareOptions& o) {
       for (size_t i = 0; i < batch.size(); ++i) {
         const uint64_t index = c.records++;
         const Tokenized& t = out[i];
-        const std::string where = cat(files[batch[i].file].path, ":", batch[i].line);
-        TL_CHECK(t.error.empty(), "prepare: ", where, ": ", t.error);
+        const std::string& file = files[batch[i].file].path;
+        TL_CHECK(t.error.empty(), "prepare: ", file, ":", batch[i].line, ": ", t.error);
         if (t.skip != Skip::None) {
-          TL_CHECK(!(o.strict && skip_is_malformed(t.skip)), "prepare: ", where, ": ",
-                   skip_name(t.skip), " (--strict)");
+          TL_CHECK(!(o.strict && skip_is_malformed(t.skip)), "prepare: ", file, ":", batch[i].line,
+                   ": ", skip_name(t.skip), " (--strict)");
           c.skipped[size_t(t.skip)]++;
           continue;
         }

@@ -11,17 +11,12 @@ namespace tl {
 
 namespace {
 constexpr size_t kBlock = 1 << 20;
-
-bool ends_with(const std::string& s, const char* suffix) {
-  size_t n = std::strlen(suffix);
-  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
-}
 }  // namespace
 
 TextReader::TextReader(const std::string& path) : path_(path) {
   file_ = std::fopen(path.c_str(), "rb");
   TL_CHECK(file_, "cannot open '", path, "': ", std::strerror(errno));
-  if (ends_with(path, ".zst")) {
+  if (path.ends_with(".zst")) {
     zstd_ = ZSTD_createDCtx();
     in_.resize(ZSTD_DStreamInSize());
   }
