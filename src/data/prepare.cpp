@@ -110,7 +110,7 @@ json split_entry(const PackedWriter* w, uint64_t docs, uint64_t chunk) {
 void print_progress(const char* what, const Counts& c, double seconds) {
   double s = std::max(seconds, 1e-9), docs = double(c.docs[0] + c.docs[1]);
   double toks = double(c.tokens[0] + c.tokens[1]);
-  std::fprintf(stderr, "prepare: %s %.1f MB, %.0f docs, %.0f tokens in %.1f s: %.2f MB/s, %.0f docs/s, %.3gM tokens/s\n",
+  std::fprintf(stderr, "prepare: %s%.1f MB, %.0f docs, %.0f tokens in %.1f s: %.2f MB/s, %.0f docs/s, %.3gM tokens/s\n",
                what, c.bytes / 1e6, docs, toks, seconds, c.bytes / 1e6 / s, docs / s, toks / 1e6 / s);
 }
 
@@ -217,7 +217,7 @@ json prepare_dataset(const PrepareOptions& o) {
   manifest["sources"][o.source] = entry;
   write_file_atomic(manifest_path, manifest.dump(2) + "\n");
   if (o.progress) {
-    print_progress("done:", c, timer.seconds());
+    print_progress("done: ", c, timer.seconds());
     std::fprintf(stderr, "prepare: %s: %zu train + %zu val shards in %s, skipped %s\n", o.source.c_str(),
                  train.files().size(), val ? val->files().size() : size_t(0), o.out_dir.c_str(),
                  skipped.empty() ? "nothing" : skipped.dump().c_str());
