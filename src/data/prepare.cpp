@@ -124,7 +124,8 @@ json prepare_dataset(const PrepareOptions& o) {
   validate(o);
   const Tokenizer tok = Tokenizer::load(o.tokenizer);
   const std::vector<InputFile> files = expand_inputs(o.inputs, o.folder_suffixes);
-  TL_CHECK(!files.empty(), "prepare: the input folders hold no files with the chosen suffixes");
+  TL_CHECK(!files.empty(), "prepare: the input folders hold no files ending in ",
+           json(o.folder_suffixes).dump(), " (see --ext)");
   const std::string train_dir = o.out_dir + "/train", val_dir = o.out_dir + "/val";
   const std::string manifest_path = o.out_dir + "/manifest.json";
   json manifest = read_manifest(manifest_path);  // fail early on a foreign file
