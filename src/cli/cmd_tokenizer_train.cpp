@@ -1,12 +1,28 @@
-// STUB: replaced by the real subcommand.
+// tinyllama tokenizer-train: a SentencePiece BPE tokenizer with Llama 2's settings.
+#include <memory>
+
 #include "cli/commands.h"
 #include "core/error.h"
+#include "data/tokenizer.h"
 
 namespace tl::cli {
 
 void add_tokenizer_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("tokenizer-train", "(not built yet)");
-  cmd->callback([] { fail("tokenizer-train: not built yet"); });
+  auto o = std::make_shared<TokenizerTrainOptions>();
+  auto* cmd = app.add_subcommand(
+      "tokenizer-train",
+      "Train a BPE tokenizer with Llama 2's settings (byte fallback, split digits, "
+      "<unk>=0 <s>=1 </s>=2) on text files, one sentence a line (.zst allowed)");
+  cmd->add_option("--out", o->out_prefix, "Output prefix: writes PREFIX.model and PREFIX.vocab")->required();
+  cmd->add_option("--vocab-size", o->vocab_size, "Vocabulary size (> 259)")->required();
+  cmd->add_option("--max-sentences", o->max_sentences,
+                  "Lines sampled from the inputs (0 = all, else > 100)")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the line sampling")->capture_default_str();
+  cmd->add_flag("--verbose", o->verbose, "Show SentencePiece's own log");
+  cmd->add_option("files", o->inputs, "Training text files")->required()->check(CLI::ExistingFile);
+  cmd->footer("Example: tinyllama tokenizer-train --out tok/my --vocab-size 8000 corpus.txt");
+  cmd->callback([o] { train_tokenizer(*o); });
 }
 
 }  // namespace tl::cli

@@ -5,7 +5,17 @@
 // Every choice (which source a sample comes from, the order of blocks within a source) is
 // a pure function of (seed, counters), so the loader's state is a few integers and a
 // resumed run sees exactly the blocks the uninterrupted run would, with no replay.
-// Ranks take disjoint blocks: rank r of world w takes every w-th block of the order.
+//
+// Order: global sample i comes from the source picked by a uniform hash of (seed, i)
+// through the normalized cumulative weights; the m-th sample that picks a source gets the
+// block at position m of that source's endless block stream. A stream runs epoch after
+// epoch; each epoch orders the shards by a seeded permutation, groups them into windows
+// of shuffle_window shards, and permutes all blocks of a window together.
+// Ranks: rank r of world w takes global samples r, r+w, r+2w, ..., so ranks get disjoint
+// blocks. Every rank walks the source choices of all ranks' samples, so the state (the
+// global sample counter and per-source block counters) is the same on every rank and
+// does not depend on world or micro_batch: one copy resumes every rank, even on a
+// different world size.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -39,10 +49,12 @@ class TrainLoader {
   ~TrainLoader();
   // Next micro-batch: tokens[B*T] and targets[B*T] (targets = tokens shifted by one).
   void next(int32_t* tokens, int32_t* targets);
-  json state() const;              // small; stored in checkpoints
-  void restore(const json& state);  // throws if it does not fit these sources
+  // {"version", "samples", "consumed": [per source], "fingerprint": {seq_len, seed,
+  // shuffle_window, sources: [{name, shards, blocks}]}}; small, the same on every rank.
+  json state() const;
+  void restore(const json& state);  // throws naming the fingerprint field that differs
   int64_t blocks_in_source(size_t i) const;
-  uint64_t max_token_id() const;   // largest token id seen in the shards' (sampled) content
+  uint64_t max_token_id() const;   // largest token id in the shards (all read at construction)
 
  private:
   struct Impl;
@@ -50,7 +62,7 @@ class TrainLoader {
 };
 
 // The non-overlapping (seq_len+1)-token blocks of a set of shards, in file-name and
-// position order (for evaluation).
+// position order (for evaluation). Throws when they hold no complete block.
 class SequentialBlocks {
  public:
   SequentialBlocks(const std::vector<std::string>& paths, int seq_len);
@@ -64,7 +76,8 @@ class SequentialBlocks {
   std::unique_ptr<Impl> impl_;
 };
 
-// Expands folders (their *.bin files, sorted) and checks that files exist.
+// Expands folders (their *.bin files, sorted, not recursive) and checks that files exist;
+// throws on a missing path, a folder without shards, or a file listed twice.
 std::vector<std::string> expand_shard_paths(const std::vector<std::string>& paths);
 
 }  // namespace tl

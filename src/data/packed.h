@@ -58,10 +58,17 @@ class PackedWriter {
   std::vector<int32_t> buf_;
   std::vector<std::string> files_;
   uint64_t total_ = 0;
+  int vocab_size_;
   bool finished_ = false;
 };
 
-// Writes one shard file from tokens (used by tests and tools).
+// "u8", "i16", "u16", ... for a header dtype code ("?" when unknown).
+const char* packed_dtype_name(int code);
+// The dtype code our writer uses: 8 (u16) when every id fits, else 4 (i32).
+int packed_dtype_for_vocab(int vocab_size);
+
+// Writes one shard file from tokens (used by tests and tools). Tokens must fit the dtype;
+// when fewer than chunk_size, the rest is filled with BOS (1) as lit-gpt does.
 void write_packed_file(const std::string& path, const std::vector<int32_t>& tokens, int dtype_code,
                        uint64_t chunk_size);
 

@@ -41,10 +41,13 @@ struct TokenizerTrainOptions {
   int64_t max_sentences = 2000000;    // sampled from the inputs when there are more
   int threads = 0;                    // 0 = all cores
   uint64_t seed = 0;                  // (sampling is made deterministic where possible)
+  bool verbose = false;               // SentencePiece's own progress log on stderr
 };
 
 // Trains a BPE model with Llama 2's settings: byte fallback, split digits, <unk>=0, <s>=1,
-// </s>=2, no added dummy-prefix change. Throws on bad options or failure.
+// </s>=2, no added dummy-prefix change. Inputs may be zstd-compressed (*.zst).
+// max_sentences: 0 = every line, else more than 100 (SentencePiece's minimum).
+// Throws on bad options or failure.
 void train_tokenizer(const TokenizerTrainOptions& opts);
 
 }  // namespace tl

@@ -1,0 +1,51 @@
+#include "data/shard_set.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace tl {
+
+ShardSet::ShardSet(std::vector<std::string> paths, int64_t block_tokens, size_t max_open,
+                   bool scan_max)
+    : paths_(std::move(paths)), block_tokens_(block_tokens), max_open_(std::max<size_t>(1, max_open)) {
+  TL_ASSERT(block_tokens > 0);
+  std::vector<int32_t> buf;
+  for (const auto& p : paths_) {
+    PackedShard shard(p);
+    tokens_.push_back(shard.num_tokens());
+    blocks_.push_back(int64_t(shard.num_tokens() / uint64_t(block_tokens_)));
+    total_tokens_ += shard.num_tokens();
+    total_blocks_ += blocks_.back();
+    if (!scan_max) continue;
+    constexpr uint64_t kPiece = 1 << 20;
+    for (uint64_t at = 0; at < shard.num_tokens(); at += kPiece) {
+      uint64_t n = std::min(kPiece, shard.num_tokens() - at);
+      buf.resize(n);
+      shard.read(at, n, buf.data());
+      for (int32_t t : buf) max_id_ = std::max<uint64_t>(max_id_, uint64_t(t));
+    }
+  }
+}
+
+std::shared_ptr<const PackedShard> ShardSet::open(size_t s) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(open_.begin(), open_.end(), [&](const auto& e) { return e.first == s; });
+  if (it != open_.end()) {
+    std::rotate(open_.begin(), it, it + 1);
+    return open_.front().second;
+  }
+  auto shard = std::make_shared<const PackedShard>(paths_[s]);
+  TL_CHECK(shard->num_tokens() == tokens_[s], "shard '", paths_[s], "' changed while in use (",
+           tokens_[s], " tokens, now ", shard->num_tokens(), ")");
+  if (open_.size() == max_open_) open_.pop_back();
+  open_.insert(open_.begin(), {s, shard});
+  return shard;
+}
+
+void ShardSet::read_block(size_t s, int64_t b, int32_t* out) const {
+  TL_ASSERT(s < paths_.size() && b >= 0 && b < blocks_[s]);
+  open(s)->read(uint64_t(b) * uint64_t(block_tokens_), uint64_t(block_tokens_), out);
+}
+
+}  // namespace tl
