@@ -20,9 +20,10 @@ TEST(HfCli, ImportThenExportRoundTrips) {
   f32.dtype = DType::F32;
   export_hf(d.file("hf"), cfg, params, f32);
 
-  auto r = run_cmd(hfcli("import --hf " + q(d.file("hf")) + " --out " + q(d.file("m.ckpt"))));
+  // The checkpoint's folder does not exist yet: import creates it.
+  auto r = run_cmd(hfcli("import --hf " + q(d.file("hf")) + " --out " + q(d.file("ck/m.ckpt"))));
   ASSERT_EQ(r.rc, 0) << r.output;
-  CheckpointData ck = load_checkpoint(d.file("m.ckpt"));
+  CheckpointData ck = load_checkpoint(d.file("ck/m.ckpt"));
   EXPECT_TRUE(ckpt_test::bit_equal(ck.params, params));
   EXPECT_TRUE(ck.adam_m.empty() && ck.adam_v.empty());
   EXPECT_EQ(ck.meta["model"], cfg.to_json());
@@ -31,7 +32,7 @@ TEST(HfCli, ImportThenExportRoundTrips) {
   EXPECT_EQ(ck.meta["source"]["hf_config"]["hidden_size"], 32);
 
   ckpt_test::write_bytes(d.file("tok.model"), "sentencepiece bytes");
-  r = run_cmd(hfcli("export --checkpoint " + q(d.file("m.ckpt")) + " --format hf --out " +
+  r = run_cmd(hfcli("export --checkpoint " + q(d.file("ck/m.ckpt")) + " --format hf --out " +
                     q(d.file("out")) + " --dtype f32 --tokenizer " + q(d.file("tok.model")) +
                     " --max-shard-gb 0.000005"));  // ~5 KiB: several shards
   ASSERT_EQ(r.rc, 0) << r.output;
@@ -40,7 +41,7 @@ TEST(HfCli, ImportThenExportRoundTrips) {
   EXPECT_EQ(ckpt_test::read_bytes(d.file("out/tokenizer.model")), "sentencepiece bytes");
   EXPECT_TRUE(std::filesystem::exists(d.file("out/tokenizer_config.json")));
 
-  r = run_cmd(hfcli("export --checkpoint " + q(d.file("m.ckpt")) + " --out " + q(d.file("bf"))));
+  r = run_cmd(hfcli("export --checkpoint " + q(d.file("ck/m.ckpt")) + " --out " + q(d.file("bf"))));
   ASSERT_EQ(r.rc, 0) << r.output;  // defaults: hf, bf16, unsharded
   EXPECT_EQ(read_json_file(d.file("bf/config.json"))["torch_dtype"], "bfloat16");
   EXPECT_TRUE(std::filesystem::exists(d.file("bf/model.safetensors")));

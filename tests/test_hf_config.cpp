@@ -128,6 +128,11 @@ TEST(HfConfig, MissingOrMistypedFieldsAreNamed) {
   j["vocab_size"] = "32000";
   EXPECT_TRUE(has(hfc_error(j), "vocab_size")) << hfc_error(j);
   j = hfc_tinyllama();
+  j["vocab_size"] = 32000.5;
+  EXPECT_TRUE(has(hfc_error(j), "vocab_size")) << hfc_error(j);
+  j["vocab_size"] = 32000.0;  // an integral float is fine
+  EXPECT_EQ(model_config_from_hf(j).vocab_size, 32000);
+  j = hfc_tinyllama();
   j["num_key_value_heads"] = 5;  // does not divide 32 heads
   EXPECT_TRUE(has(hfc_error(j), "n_kv_heads")) << hfc_error(j);
   j = hfc_tinyllama();

@@ -18,9 +18,11 @@ struct HfKeys {
   int integer(const char* key) const {
     TL_CHECK(has(key), "missing '", key, "'");
     const json& v = j[key];
-    TL_CHECK(v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX,
-             "'", key, "' must be an integer, got ", v.dump());
-    return v.get<int>();
+    // Some writers store integers as floats (2048.0); accept those when exact.
+    double d = v.is_number() ? v.get<double>() : 0.5;
+    TL_CHECK(v.is_number() && d == std::floor(d) && d >= INT32_MIN && d <= INT32_MAX, "'", key,
+             "' must be an integer, got ", v.dump());
+    return int(d);
   }
   int integer(const char* key, int fallback) const { return has(key) ? integer(key) : fallback; }
   double number(const char* key, double fallback) const {

@@ -1,9 +1,11 @@
 // tinyllama import: a Hugging Face Llama folder -> a native model-only checkpoint.
 #include <cstdio>
+#include <filesystem>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/hf.h"
 #include "cli/commands.h"
+#include "core/fs.h"
 
 namespace tl::cli {
 
@@ -21,6 +23,7 @@ void add_import_command(CLI::App& app) {
                {"source", {{"hf_dir", *hf_dir}, {"hf_config", m.hf_config}}},
                {"step", 0}};
     ck.params = std::move(m.params);
+    make_dirs(std::filesystem::path(*out).parent_path().string());
     save_checkpoint(*out, ck);
     std::printf("imported %s (%s, %lld parameters) -> %s\n", hf_dir->c_str(),
                 m.config.preset.c_str(), static_cast<long long>(m.config.num_params()),
