@@ -11,55 +11,40 @@ namespace tl {
 
 namespace {
 
-// Typed, named access to config.json keys; null counts as absent (HF writes nulls).
-struct HfKeys {
-  const json& j;
-  bool has(const char* key) const { return j.contains(key) && !j[key].is_null(); }
-  int integer(const char* key) const {
-    TL_CHECK(has(key), "missing '", key, "'");
-    const json& v = j[key];
-    // Some writers store integers as floats (2048.0); accept those when exact.
-    double d = v.is_number() ? v.get<double>() : 0.5;
-    TL_CHECK(v.is_number() && d == std::floor(d) && d >= INT32_MIN && d <= INT32_MAX, "'", key,
-             "' must be an integer, got ", v.dump());
-    return int(d);
-  }
-  int integer(const char* key, int fallback) const { return has(key) ? integer(key) : fallback; }
-  double number(const char* key, double fallback) const {
-    if (!has(key)) return fallback;
-    TL_CHECK(j[key].is_number(), "'", key, "' must be a number, got ", j[key].dump());
-    return j[key].get<double>();
-  }
-  bool boolean(const char* key, bool fallback) const {
-    if (!has(key)) return fallback;
-    TL_CHECK(j[key].is_boolean(), "'", key, "' must be true or false, got ", j[key].dump());
-    return j[key].get<bool>();
-  }
-  std::string string(const char* key, const std::string& fallback) const {
-    if (!has(key)) return fallback;
-    TL_CHECK(j[key].is_string(), "'", key, "' must be a string, got ", j[key].dump());
-    return j[key].get<std::string>();
-  }
-};
+// HF writes null for unset fields: treat those as absent, then read with JsonReader (which
+// names the key and checks the type; unknown keys are fine here, so no finish()).
+json without_nulls(const json& j) {
+  json out = json::object();
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!it->is_null()) out[it.key()] = *it;
+  return out;
+}
 
 // RoPE base: top-level rope_theta (transformers 4.x) or inside rope_parameters (5.x) or
 // rope_scaling; only the unscaled "default" RoPE is something our model computes.
-double rope_theta_of(const json& j) {
+double rope_theta_of(const json& hf) {
   std::optional<double> theta;
-  auto take = [&](double v, const std::string& where) {
-    TL_CHECK(!theta || *theta == v, "rope_theta ", v, " in ", where, " disagrees with ", *theta);
+  auto take = [&](JsonReader& r, const std::string& where) {
+    double v = 0;
+    r.get("rope_theta", v);
+    TL_CHECK(!theta || *theta == v, "config: rope_theta ", v, " in ", where, " disagrees with ",
+             *theta);
     theta = v;
   };
-  HfKeys top{j};
-  if (top.has("rope_theta")) take(top.number("rope_theta", 0), "rope_theta");
+  JsonReader top(hf, "");
+  if (top.has("rope_theta")) take(top, "rope_theta");
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
-    if (!top.has(key)) continue;
-    TL_CHECK(j[key].is_object(), "'", key, "' must be an object or null, got ", j[key].dump());
-    HfKeys r{j[key]};
-    std::string type = r.string("rope_type", r.string("type", "default"));
-    TL_CHECK(type == "default", "unsupported RoPE scaling '", type, "' in '", key,
+    if (!hf.contains(key)) continue;
+    TL_CHECK(hf[key].is_object(), "config: '", key, "' must be an object or null, got ",
+             hf[key].dump());
+    const json rope = without_nulls(hf[key]);
+    JsonReader r(rope, key);
+    std::string type = "default";
+    r.get("type", type);  // older spelling
+    r.get("rope_type", type);
+    TL_CHECK(type == "default", "config: unsupported RoPE scaling '", type, "' in '", key,
              "' (only unscaled \"default\" RoPE is supported)");
-    if (r.has("rope_theta")) take(r.number("rope_theta", 0), std::string(key) + ".rope_theta");
+    if (r.has("rope_theta")) take(r, std::string(key) + ".rope_theta");
   }
   return theta.value_or(10000.0);  // the LlamaConfig default
 }
@@ -74,45 +59,51 @@ double shortest(float f) {
 
 }  // namespace
 
-ModelConfig model_config_from_hf(const json& hf) {
-  TL_CHECK(hf.is_object(), "HF config must be a JSON object");
-  HfKeys k{hf};
-  try {
-    const std::string type = k.string("model_type", "");
-    TL_CHECK(type == "llama", "model_type is '", type, "'; only \"llama\" models are supported");
-    const std::string act = k.string("hidden_act", "silu");
-    TL_CHECK(act == "silu", "hidden_act is '", act, "'; Llama's SwiGLU needs \"silu\"");
-    TL_CHECK(!k.boolean("attention_bias", false), "attention_bias is true; biases are not supported");
-    TL_CHECK(!k.boolean("mlp_bias", false), "mlp_bias is true; biases are not supported");
-    k.boolean("tie_word_embeddings", false);  // type check; import_hf uses it
+ModelConfig model_config_from_hf(const json& hf_config) {
+  TL_CHECK(hf_config.is_object(), "config: must be a JSON object");
+  const json hf = without_nulls(hf_config);
+  JsonReader r(hf, "");
+  std::string type, act = "silu";
+  bool attention_bias = false, mlp_bias = false, tied = false;
+  r.get("model_type", type);
+  TL_CHECK(type == "llama", "config: model_type is '", type, "'; only \"llama\" models are supported");
+  r.get("hidden_act", act);
+  TL_CHECK(act == "silu", "config: hidden_act is '", act, "'; Llama's SwiGLU needs \"silu\"");
+  r.get("attention_bias", attention_bias);
+  r.get("mlp_bias", mlp_bias);
+  TL_CHECK(!attention_bias, "config: attention_bias is true; biases are not supported");
+  TL_CHECK(!mlp_bias, "config: mlp_bias is true; biases are not supported");
+  r.get("tie_word_embeddings", tied);  // type check only; import_hf uses it
 
-    ModelConfig c;
-    c.vocab_size = k.integer("vocab_size");
-    c.dim = k.integer("hidden_size");
-    c.ffn_dim = k.integer("intermediate_size");
-    c.n_layers = k.integer("num_hidden_layers");
-    c.n_heads = k.integer("num_attention_heads");
-    c.n_kv_heads = k.integer("num_key_value_heads", c.n_heads);
-    c.max_seq_len = k.integer("max_position_embeddings", 2048);
-    c.norm_eps = float(k.number("rms_norm_eps", 1e-6));
-    c.rope_theta = float(rope_theta_of(hf));
-    TL_CHECK(c.n_heads > 0, "num_attention_heads must be positive");
-    if (k.has("head_dim"))
-      TL_CHECK(k.integer("head_dim") * c.n_heads == c.dim, "head_dim ", k.integer("head_dim"),
-               " is not hidden_size / num_attention_heads = ", c.dim / c.n_heads,
-               "; such models are not supported");
-    c.validate();
-    for (const auto& name : ModelConfig::preset_names()) {  // name a known shape
-      ModelConfig p = ModelConfig::from_preset(name);
-      p.norm_eps = c.norm_eps;
-      p.rope_theta = c.rope_theta;
-      p.preset = c.preset;
-      if (p.to_json() == c.to_json()) c.preset = name;
-    }
-    return c;
-  } catch (const Error& e) {
-    fail("HF config: ", e.what());
+  ModelConfig c;
+  c.max_seq_len = 2048;  // LlamaConfig defaults for keys a config may omit
+  c.norm_eps = 1e-6f;
+  r.require("vocab_size", c.vocab_size);
+  r.require("hidden_size", c.dim);
+  r.require("intermediate_size", c.ffn_dim);
+  r.require("num_hidden_layers", c.n_layers);
+  r.require("num_attention_heads", c.n_heads);
+  c.n_kv_heads = c.n_heads;
+  r.get("num_key_value_heads", c.n_kv_heads);
+  r.get("max_position_embeddings", c.max_seq_len);
+  r.get("rms_norm_eps", c.norm_eps);
+  c.rope_theta = float(rope_theta_of(hf));
+  if (r.has("head_dim")) {
+    int head_dim = 0;
+    r.get("head_dim", head_dim);
+    TL_CHECK(int64_t(head_dim) * c.n_heads == c.dim, "config: head_dim ", head_dim,
+             " is not hidden_size / num_attention_heads (", c.dim, " / ", c.n_heads,
+             "); such models are not supported");
   }
+  c.validate();
+  for (const auto& name : ModelConfig::preset_names()) {  // name a known shape
+    ModelConfig p = ModelConfig::from_preset(name);
+    p.norm_eps = c.norm_eps;
+    p.rope_theta = c.rope_theta;
+    p.preset = c.preset;
+    if (p.to_json() == c.to_json()) c.preset = name;
+  }
+  return c;
 }
 
 json hf_config_from_model(const ModelConfig& cfg, int bos_id, int eos_id) {

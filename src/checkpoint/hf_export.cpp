@@ -22,8 +22,8 @@ const char* torch_dtype_name(DType t) {
 void remove_old_export(const std::string& dir) {
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
-    bool shard = name.rfind("model-", 0) == 0 && name.find("-of-") != std::string::npos &&
-                 name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0;
+    bool shard = name.starts_with("model-") && name.find("-of-") != std::string::npos &&
+                 name.ends_with(".safetensors");
     if (shard || name == "config.json" || name == "model.safetensors" ||
         name == "model.safetensors.index.json") {
       std::error_code ec;
@@ -33,6 +33,14 @@ void remove_old_export(const std::string& dir) {
   }
 }
 
+std::string in_dir(const std::string& dir, const std::string& name) {
+  return (fs::path(dir) / name).string();
+}
+
+void write_json(const std::string& dir, const std::string& name, const json& j) {
+  write_file_atomic(in_dir(dir, name), j.dump(2) + "\n");
+}
+
 std::string shard_name(size_t k, size_t n) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", k + 1, n);
@@ -40,7 +48,7 @@ std::string shard_name(size_t k, size_t n) {
 }
 
 void write_tokenizer(const std::string& dir, const std::string& model, const ModelConfig& cfg) {
-  write_file_atomic((fs::path(dir) / "tokenizer.model").string(), read_file(model));
+  write_file_atomic(in_dir(dir, "tokenizer.model"), read_file(model));
   json tok = {{"tokenizer_class", "LlamaTokenizer"},
               {"bos_token", "<s>"},
               {"eos_token", "</s>"},
@@ -53,8 +61,8 @@ void write_tokenizer(const std::string& dir, const std::string& model, const Mod
               {"model_max_length", cfg.max_seq_len},
               {"sp_model_kwargs", json::object()}};
   json special = {{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"unk_token", "<unk>"}};
-  write_file_atomic((fs::path(dir) / "tokenizer_config.json").string(), tok.dump(2) + "\n");
-  write_file_atomic((fs::path(dir) / "special_tokens_map.json").string(), special.dump(2) + "\n");
+  write_json(dir, "tokenizer_config.json", tok);
+  write_json(dir, "special_tokens_map.json", special);
 }
 
 }  // namespace
@@ -78,7 +86,7 @@ void export_hf(const std::string& dir, const ModelConfig& cfg, const std::vector
   std::vector<std::vector<StWriteItem>> shards(1);
   uint64_t shard_bytes = 0, total_bytes = 0;
   for (const auto& s : slots) {
-    uint64_t nbytes = uint64_t(s.numel()) * dtype_size(opts.dtype);
+    uint64_t nbytes = uint64_t(shape_numel(s.shape)) * dtype_size(opts.dtype);
     if (!shards.back().empty() && shard_bytes + nbytes > opts.max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
@@ -89,17 +97,16 @@ void export_hf(const std::string& dir, const ModelConfig& cfg, const std::vector
   }
   const std::map<std::string, std::string> meta = {{"format", "pt"}};  // transformers checks it
   if (shards.size() == 1) {
-    write_safetensors((fs::path(dir) / "model.safetensors").string(), shards[0], meta);
+    write_safetensors(in_dir(dir, "model.safetensors"), shards[0], meta);
   } else {
     json weight_map = json::object();
     for (size_t k = 0; k < shards.size(); ++k) {
       const std::string name = shard_name(k, shards.size());
       for (const auto& it : shards[k]) weight_map[it.name] = name;
-      write_safetensors((fs::path(dir) / name).string(), shards[k], meta);
+      write_safetensors(in_dir(dir, name), shards[k], meta);
     }
-    json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
-    write_file_atomic((fs::path(dir) / "model.safetensors.index.json").string(),
-                      index.dump(2) + "\n");
+    write_json(dir, "model.safetensors.index.json",
+               {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}});
   }
 
   json hf = hf_config_from_model(cfg);
@@ -108,9 +115,9 @@ void export_hf(const std::string& dir, const ModelConfig& cfg, const std::vector
               {"eos_token_id", hf["eos_token_id"]},
               {"do_sample", false},
               {"max_length", cfg.max_seq_len}};
-  write_file_atomic((fs::path(dir) / "generation_config.json").string(), gen.dump(2) + "\n");
+  write_json(dir, "generation_config.json", gen);
   if (!opts.tokenizer_model.empty()) write_tokenizer(dir, opts.tokenizer_model, cfg);
-  write_file_atomic((fs::path(dir) / "config.json").string(), hf.dump(2) + "\n");
+  write_json(dir, "config.json", hf);
 }
 
 }  // namespace tl

@@ -14,17 +14,11 @@ namespace {
 bool is_float_dtype(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
 
 // Older transformers saved the RoPE frequencies as a buffer; they follow from the config.
-bool is_rope_buffer(const std::string& name) {
-  const std::string suffix = "rotary_emb.inv_freq";
-  return name.size() >= suffix.size() &&
-         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
+bool is_rope_buffer(const std::string& name) { return name.ends_with("rotary_emb.inv_freq"); }
 
 void check_shape(const SafetensorsFile& file, const StTensorInfo& t, const HfTensorSlot& slot) {
-  StTensorInfo want;
-  want.shape = slot.shape;
   TL_CHECK(t.shape == slot.shape, "'", file.path(), "': tensor '", t.name, "' has shape ",
-           t.shape_str(), ", expected ", want.shape_str());
+           t.shape_str(), ", expected ", shape_str(slot.shape));
   TL_CHECK(is_float_dtype(t.dtype), "'", file.path(), "': tensor '", t.name, "' has dtype ",
            safetensors_dtype_name(t.dtype), "; expected F32, BF16 or F16");
 }
@@ -56,13 +50,13 @@ HfModel import_hf(const std::string& dir) {
     if (slot.name == "lm_head.weight" && (tied || !t)) {  // the head is the embedding
       if (t) check_shape(weights.file_of(slot.name), *t, slot);
       used.insert(slot.name);
-      std::copy_n(out.params.data() + embed_offset, slot.numel(), dst);
+      std::copy_n(out.params.data() + embed_offset, shape_numel(slot.shape), dst);
       continue;
     }
     TL_CHECK(t, "'", weights.source(), "': missing tensor '", slot.name, "'");
     const SafetensorsFile& file = weights.file_of(slot.name);
     check_shape(file, *t, slot);
-    file.read_f32(*t, dst, size_t(slot.numel()));
+    file.read_f32(*t, dst, size_t(t->numel()));
     used.insert(slot.name);
   }
 

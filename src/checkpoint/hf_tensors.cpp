@@ -2,12 +2,6 @@
 
 namespace tl {
 
-int64_t HfTensorSlot::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 std::vector<HfTensorSlot> hf_tensor_slots(const ModelConfig& cfg, const ParamLayout& layout) {
   const int64_t C = cfg.dim, V = cfg.vocab_size, I = cfg.ffn_dim, hd = cfg.head_dim();
   const int64_t q_rows = int64_t(cfg.n_heads) * hd, kv_rows = int64_t(cfg.n_kv_heads) * hd;

@@ -15,7 +15,6 @@ struct HfTensorSlot {
   std::string name;            // "model.layers.0.self_attn.q_proj.weight"
   std::vector<int64_t> shape;  // as HF stores it, [out_features, in_features] for linears
   int64_t offset = 0;          // first element in the flat parameter array
-  int64_t numel() const;
 };
 
 // In checkpoint order: embedding, each layer's tensors, final norm, lm_head.

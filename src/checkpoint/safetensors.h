@@ -21,13 +21,17 @@ namespace tl {
 DType safetensors_dtype(const std::string& name);
 const char* safetensors_dtype_name(DType t);
 
+// Shapes here may have any rank (tl::Shape stops at 4).
+int64_t shape_numel(const std::vector<int64_t>& shape);
+std::string shape_str(const std::vector<int64_t>& shape);  // "[2, 3]"
+
 struct StTensorInfo {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;  // byte range inside the data section
-  int64_t numel() const;
-  std::string shape_str() const;  // "[2, 3]"
+  int64_t numel() const { return shape_numel(shape); }
+  std::string shape_str() const { return tl::shape_str(shape); }
 };
 
 // A read-only, memory-mapped safetensors file.

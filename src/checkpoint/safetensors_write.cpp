@@ -9,17 +9,8 @@
 namespace tl {
 
 namespace {
-int64_t item_numel(const StWriteItem& it) {
-  int64_t n = 1;
-  for (int64_t d : it.shape) {
-    TL_CHECK(d >= 0, "safetensors: tensor '", it.name, "' has a negative dimension");
-    n *= d;
-  }
-  return n;
-}
-
 void write_item(std::FILE* f, const StWriteItem& it, const std::string& path) {
-  const size_t n = size_t(item_numel(it));
+  const size_t n = size_t(shape_numel(it.shape));
   if (it.src_dtype == it.dtype) {
     write_all(f, it.data, n * dtype_size(it.dtype), path);
     return;
@@ -55,7 +46,9 @@ void write_safetensors(const std::string& path, std::vector<StWriteItem> items,
                  (it.src_dtype == DType::F32 && (it.dtype == DType::BF16 || it.dtype == DType::F16)),
              "'", path, "': tensor '", it.name, "': cannot convert ", dtype_name(it.src_dtype),
              " to ", dtype_name(it.dtype));
-    const uint64_t nbytes = uint64_t(item_numel(it)) * dtype_size(it.dtype);
+    for (int64_t d : it.shape)
+      TL_CHECK(d >= 0, "'", path, "': tensor '", it.name, "' has a negative dimension");
+    const uint64_t nbytes = uint64_t(shape_numel(it.shape)) * dtype_size(it.dtype);
     TL_CHECK(it.data || nbytes == 0, "'", path, "': tensor '", it.name, "' has no data");
     header[it.name] = json::object({{"dtype", safetensors_dtype_name(it.dtype)},
                                     {"shape", it.shape},
