@@ -1,12 +1,51 @@
-// STUB: replaced by the real subcommand.
+// tinyllama export: a native checkpoint -> a Hugging Face Llama folder.
+#include <cmath>
+#include <cstdio>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/hf.h"
 #include "cli/commands.h"
-#include "core/error.h"
 
 namespace tl::cli {
 
+namespace {
+struct ExportArgs {
+  std::string checkpoint, format = "hf", out, dtype = "bf16", tokenizer;
+  double max_shard_gb = 5.0;
+};
+
+void run_export(const ExportArgs& a) {
+  CheckpointData ck = load_checkpoint(a.checkpoint, /*with_optimizer=*/false);
+  TL_CHECK(ck.meta.is_object() && ck.meta.contains("model"), "checkpoint '", a.checkpoint,
+           "' has no meta.model (the model config)");
+  ModelConfig cfg = ModelConfig::from_json(ck.meta["model"], "model");
+  HfExportOptions opts;
+  opts.dtype = dtype_from_name(a.dtype);
+  opts.max_shard_bytes = uint64_t(std::llround(a.max_shard_gb * double(1ull << 30)));
+  TL_CHECK(opts.max_shard_bytes > 0, "--max-shard-gb ", a.max_shard_gb, " is too small");
+  opts.tokenizer_model = a.tokenizer;
+  export_hf(a.out, cfg, ck.params, opts);
+  std::printf("exported %s (%lld parameters, %s) -> %s\n", a.checkpoint.c_str(),
+              static_cast<long long>(cfg.num_params()), a.dtype.c_str(), a.out.c_str());
+}
+}  // namespace
+
 void add_export_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("export", "(not built yet)");
-  cmd->callback([] { fail("export: not built yet"); });
+  auto* cmd = app.add_subcommand("export", "Export a checkpoint's model as a Hugging Face folder");
+  auto a = std::make_shared<ExportArgs>();
+  cmd->add_option("--checkpoint", a->checkpoint, "native checkpoint to read")
+      ->required()->check(CLI::ExistingFile);
+  cmd->add_option("--format", a->format, "output format")
+      ->capture_default_str()->check(CLI::IsMember({"hf"}));
+  cmd->add_option("--out", a->out, "folder to write (created if missing)")->required();
+  cmd->add_option("--dtype", a->dtype, "weight dtype")
+      ->capture_default_str()->check(CLI::IsMember({"bf16", "f32", "f16"}));
+  cmd->add_option("--tokenizer", a->tokenizer, "SentencePiece tokenizer.model to include")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--max-shard-gb", a->max_shard_gb,
+                  "shard the weights above this size, in GiB")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->callback([a] { run_export(*a); });
 }
 
 }  // namespace tl::cli

@@ -1,0 +1,226 @@
+// Native checkpoints: bit-exact round trips, the on-disk layout of checkpoint.h, and
+// clear errors for corruption, truncation and versions from the future.
+#include <cmath>
+#include <limits>
+
+#include "checkpoint/checkpoint.h"
+#include "ckpt_test_util.h"
+#include "core/hash.h"
+
+using namespace tl;
+using ckpt_test::error_of;
+using ckpt_test::has;
+
+namespace {
+
+CheckpointData ck_sample(size_t n, bool with_optimizer) {
+  CheckpointData d;
+  d.meta = {{"model", {{"dim", 32}, {"preset", "custom"}}},
+            {"step", 1234},
+            {"rng", {1, 2, 18446744073709551615ull}},
+            {"note", "h\u00e9llo"}};
+  Rng rng(3);
+  d.params.resize(n);
+  for (auto& x : d.params) x = float(rng.normal());
+  d.params[0] = -0.0f;
+  d.params[1] = std::numeric_limits<float>::infinity();
+  d.params[2] = std::numeric_limits<float>::denorm_min();
+  uint32_t nan_bits = 0x7fc01234;  // a NaN with a payload must survive too
+  std::memcpy(&d.params[3], &nan_bits, 4);
+  if (with_optimizer) {
+    d.adam_m.resize(n);
+    d.adam_v.resize(n);
+    for (auto& x : d.adam_m) x = float(rng.normal());
+    for (auto& x : d.adam_v) x = float(rng.uniform());
+  }
+  return d;
+}
+
+// The header of a checkpoint file, decoded from the bytes as checkpoint.h describes it.
+json ck_header(const std::string& bytes, uint64_t* header_len = nullptr) {
+  uint64_t n;
+  std::memcpy(&n, bytes.data() + 16, 8);
+  if (header_len) *header_len = n;
+  return json::parse(bytes.substr(24, n));
+}
+
+json ck_section(const json& header, const std::string& name) {
+  for (const auto& s : header["sections"])
+    if (s["name"] == name) return s;
+  return json();
+}
+
+}  // namespace
+
+TEST(Checkpoint, RoundTripIsBitExact) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("a.ckpt");
+  CheckpointData in = ck_sample(1000, true);
+  save_checkpoint(path, in);
+  CheckpointData out = load_checkpoint(path);
+  EXPECT_TRUE(ckpt_test::bit_equal(out.params, in.params));
+  EXPECT_TRUE(ckpt_test::bit_equal(out.adam_m, in.adam_m));
+  EXPECT_TRUE(ckpt_test::bit_equal(out.adam_v, in.adam_v));
+  EXPECT_EQ(out.meta, in.meta);
+  EXPECT_EQ(read_checkpoint_meta(path), in.meta);
+
+  CheckpointData model_only = load_checkpoint(path, /*with_optimizer=*/false);
+  EXPECT_TRUE(ckpt_test::bit_equal(model_only.params, in.params));
+  EXPECT_TRUE(model_only.adam_m.empty() && model_only.adam_v.empty());
+}
+
+TEST(Checkpoint, ModelOnlyCheckpointHasNoOptimizerState) {
+  ckpt_test::TempDir d;
+  CheckpointData in = ck_sample(77, false);
+  save_checkpoint(d.file("m.ckpt"), in);
+  CheckpointData out = load_checkpoint(d.file("m.ckpt"));
+  EXPECT_TRUE(ckpt_test::bit_equal(out.params, in.params));
+  EXPECT_TRUE(out.adam_m.empty() && out.adam_v.empty());
+  json h = ck_header(ckpt_test::read_bytes(d.file("m.ckpt")));
+  EXPECT_EQ(h["sections"].size(), 1u);
+}
+
+TEST(Checkpoint, FileLayoutMatchesTheSpec) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("l.ckpt");
+  CheckpointData in = ck_sample(333, true);
+  save_checkpoint(path, in);
+  const std::string bytes = ckpt_test::read_bytes(path);
+  ASSERT_GE(bytes.size(), 24u);
+  EXPECT_EQ(bytes.substr(0, 8), std::string("TLCKPT\0\0", 8));
+  uint32_t version, reserved;
+  std::memcpy(&version, bytes.data() + 8, 4);
+  std::memcpy(&reserved, bytes.data() + 12, 4);
+  EXPECT_EQ(version, 1u);
+  EXPECT_EQ(reserved, 0u);
+  uint64_t header_len = 0;
+  json h = ck_header(bytes, &header_len);
+  EXPECT_EQ(h["meta"], in.meta);
+  const std::vector<std::pair<const char*, const std::vector<float>*>> want = {
+      {"params", &in.params}, {"adam_m", &in.adam_m}, {"adam_v", &in.adam_v}};
+  ASSERT_EQ(h["sections"].size(), want.size());
+  for (const auto& [name, vec] : want) {
+    json s = ck_section(h, name);
+    ASSERT_TRUE(s.is_object()) << name;
+    EXPECT_EQ(s["dtype"], "f32");
+    EXPECT_EQ(s["numel"], vec->size());
+    EXPECT_EQ(s["bytes"], vec->size() * 4);
+    uint64_t off = s["offset"];
+    EXPECT_EQ(off % 64, 0u) << name;
+    EXPECT_GE(off, 24 + header_len);
+    ASSERT_LE(off + vec->size() * 4, bytes.size());
+    EXPECT_EQ(std::memcmp(bytes.data() + off, vec->data(), vec->size() * 4), 0) << name;
+    EXPECT_EQ(s["crc32"], crc32_update(0, vec->data(), vec->size() * 4)) << name;
+  }
+}
+
+TEST(Checkpoint, CorruptSectionFailsItsCrcNamingIt) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("c.ckpt");
+  save_checkpoint(path, ck_sample(500, true));
+  const std::string good = ckpt_test::read_bytes(path);
+  json h = ck_header(good);
+  for (const char* name : {"params", "adam_m", "adam_v"}) {
+    std::string bad = good;
+    uint64_t off = ck_section(h, name)["offset"];
+    bad[off + 777] ^= 0x10;
+    ckpt_test::write_bytes(path, bad);
+    std::string msg = error_of([&] { load_checkpoint(path); });
+    EXPECT_TRUE(has(msg, std::string("'") + name + "'") && has(msg, "CRC") && has(msg, path))
+        << msg;
+  }
+  // Without the optimizer the m/v sections are never read, so a corrupt adam_v still loads.
+  EXPECT_NO_THROW(load_checkpoint(path, false));
+}
+
+TEST(Checkpoint, TruncatedFilesAreRejected) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("t.ckpt");
+  save_checkpoint(path, ck_sample(400, true));
+  const std::string good = ckpt_test::read_bytes(path);
+  for (size_t keep : {size_t(0), size_t(10), size_t(40), good.size() / 2, good.size() - 1}) {
+    ckpt_test::write_bytes(path, good.substr(0, keep));
+    std::string msg = error_of([&] { load_checkpoint(path); });
+    EXPECT_TRUE(has(msg, path) && has(msg, "truncated")) << keep << ": " << msg;
+  }
+}
+
+TEST(Checkpoint, VersionFromTheFutureAndBadMagicAreRejected) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("v.ckpt");
+  save_checkpoint(path, ck_sample(10, false));
+  std::string bytes = ckpt_test::read_bytes(path);
+  bytes[8] = 2;
+  ckpt_test::write_bytes(path, bytes);
+  std::string msg = error_of([&] { load_checkpoint(path); });
+  EXPECT_TRUE(has(msg, "newer tinyllama") && has(msg, path)) << msg;
+  EXPECT_TRUE(has(error_of([&] { read_checkpoint_meta(path); }), "newer tinyllama"));
+
+  bytes[8] = 1;
+  bytes[0] = 'X';
+  ckpt_test::write_bytes(path, bytes);
+  msg = error_of([&] { load_checkpoint(path); });
+  EXPECT_TRUE(has(msg, "magic") && has(msg, path)) << msg;
+}
+
+TEST(Checkpoint, MetaIsReadWithoutTouchingTheSections) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("m.ckpt");
+  CheckpointData in = ck_sample(300, false);
+  save_checkpoint(path, in);
+  std::string bytes = ckpt_test::read_bytes(path);
+  bytes[bytes.size() - 100] ^= 1;  // section data damaged, header intact
+  ckpt_test::write_bytes(path, bytes);
+  EXPECT_EQ(read_checkpoint_meta(path), in.meta);
+  EXPECT_TRUE(has(error_of([&] { load_checkpoint(path); }), "CRC"));
+}
+
+TEST(Checkpoint, SaveIsAtomicAndLeavesNoTempFiles) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("s.ckpt");
+  save_checkpoint(path, ck_sample(100, true));
+  save_checkpoint(path, ck_sample(50, false));  // overwrite
+  EXPECT_EQ(ckpt_test::list_dir(d.path()), std::vector<std::string>{"s.ckpt"});
+  EXPECT_EQ(load_checkpoint(path).params.size(), 50u);
+
+  CheckpointData bad = ck_sample(100, true);
+  bad.adam_v.pop_back();
+  std::string msg = error_of([&] { save_checkpoint(d.file("bad.ckpt"), bad); });
+  EXPECT_TRUE(has(msg, "adam_v")) << msg;
+  EXPECT_TRUE(has(error_of([&] { save_checkpoint(d.file("e.ckpt"), CheckpointData{}); }),
+                  "no parameters"));
+  EXPECT_EQ(ckpt_test::list_dir(d.path()), std::vector<std::string>{"s.ckpt"});
+  EXPECT_TRUE(has(error_of([&] { load_checkpoint(d.file("missing.ckpt")); }), "missing.ckpt"));
+}
+
+TEST(Checkpoint, HeaderSizeMismatchBetweenSectionsIsRejected) {
+  // A crafted header whose adam_m is shorter than params, with valid CRCs.
+  ckpt_test::TempDir d;
+  const std::string path = d.file("h.ckpt");
+  std::vector<float> p(16, 1.0f), m(8, 2.0f);
+  json sections = json::array();
+  std::string data;
+  uint64_t base = 1024;
+  for (auto [name, vec] : {std::pair{"params", &p}, std::pair{"adam_m", &m}, std::pair{"adam_v", &m}}) {
+    uint64_t off = base + data.size();
+    sections.push_back({{"name", name}, {"dtype", "f32"}, {"numel", vec->size()},
+                        {"offset", off}, {"bytes", vec->size() * 4},
+                        {"crc32", crc32_update(0, vec->data(), vec->size() * 4)}});
+    data.append(reinterpret_cast<const char*>(vec->data()), vec->size() * 4);
+    data.resize((data.size() + 63) / 64 * 64, '\0');
+  }
+  std::string header = json{{"meta", json::object()}, {"sections", sections}}.dump();
+  std::string bytes("TLCKPT\0\0", 8);
+  uint32_t version = 1, reserved = 0;
+  uint64_t len = header.size();
+  bytes.append(reinterpret_cast<const char*>(&version), 4);
+  bytes.append(reinterpret_cast<const char*>(&reserved), 4);
+  bytes.append(reinterpret_cast<const char*>(&len), 8);
+  bytes += header;
+  ASSERT_LE(bytes.size(), base);
+  bytes.resize(base, '\0');
+  bytes += data;
+  ckpt_test::write_bytes(path, bytes);
+  std::string msg = error_of([&] { load_checkpoint(path); });
+  EXPECT_TRUE(has(msg, "do not match params")) << msg;
+}
