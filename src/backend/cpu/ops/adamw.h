@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/cpu/ops/parallel.h"
+
 namespace tl::cpu {
 
 // Returns sum(g^2) over g: (P). Fixed-size blocks, each summed in double, then the block
@@ -14,7 +16,7 @@ double sum_squares(const T* g, int64_t P) {
   constexpr int64_t kBlock = 4096;
   const int64_t n_blocks = (P + kBlock - 1) / kBlock;
   std::vector<double> partial(static_cast<size_t>(n_blocks));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (worth_threads(P)) schedule(static)
   for (int64_t b = 0; b < n_blocks; ++b) {
     double s = 0;
     const int64_t end = std::min(P, (b + 1) * kBlock);
@@ -51,7 +53,7 @@ void adamw_update(T* params, const T* grads, T* m, T* v, int64_t P, const AdamWS
   // Fixed blocks, so each element takes the same (vector or scalar) path for any thread count.
   constexpr int64_t kBlock = 4096;
   const int64_t n_blocks = (P + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (worth_threads(P)) schedule(static)
   for (int64_t b = 0; b < n_blocks; ++b) {
     const int64_t end = std::min(P, (b + 1) * kBlock);
     for (int64_t i = b * kBlock; i < end; ++i) {

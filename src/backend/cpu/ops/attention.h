@@ -8,13 +8,23 @@
 #include <limits>
 #include <vector>
 
+#include "backend/cpu/ops/parallel.h"
+
 namespace tl::cpu {
 
+// a . b over D elements in a fixed order: 16 interleaved partial sums (which gcc keeps in
+// one vector register), then added in order. The result never depends on how the compiler
+// chose to vectorize or on the pointers' alignment.
 template <class T>
 inline T attn_dot(const T* a, const T* b, int D) {
+  constexpr int L = 16;
+  T part[L] = {};
+  int d = 0;
+  for (; d + L <= D; d += L)
+    for (int j = 0; j < L; ++j) part[j] += a[d + j] * b[d + j];
+  for (; d < D; ++d) part[d % L] += a[d] * b[d];
   T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int d = 0; d < D; ++d) s += a[d] * b[d];
+  for (int j = 0; j < L; ++j) s += part[j];
   return s;
 }
 
@@ -25,7 +35,7 @@ void attention_forward(T* out, T* lse, const T* qkv, int64_t B, int64_t Tn, int 
   const int64_t row = int64_t(H + 2 * K) * D;
   const int group = H / K;
   const T scale = T(1) / std::sqrt(T(D));
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(B * H * Tn * Tn * D / 2))
   {
     std::vector<T> p(static_cast<size_t>(Tn));  // (T) scores, then exp(score - max), of one query
     std::vector<double> acc(static_cast<size_t>(D));
@@ -74,7 +84,7 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, cons
   const int64_t row = int64_t(H + 2 * K) * D, orow = int64_t(H) * D;
   const int group = H / K;
   const T scale = T(1) / std::sqrt(T(D));
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(B * H * Tn * Tn * D / 2))
   {
     std::vector<double> dq(static_cast<size_t>(D));
 #pragma omp for collapse(2) schedule(static)

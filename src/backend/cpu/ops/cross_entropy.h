@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/cpu/ops/matmul.h"
+#include "backend/cpu/ops/parallel.h"
 
 namespace tl::cpu {
 
@@ -24,23 +25,22 @@ void head_cross_entropy(T* losses, T* dx, T* dweight, const T* x, const T* weigh
   for (int64_t n0 = 0; n0 < N; n0 += kChunk) {
     const int64_t nc = std::min(kChunk, N - n0);
     gemm<T>(z.data(), V, {x + n0 * C, C, 1}, {weight, 1, C}, nc, V, C, false);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (worth_threads(nc * V)) schedule(static)
     for (int64_t i = 0; i < nc; ++i) {
       T* zi = z.data() + i * V;
       const int32_t tgt = targets[n0 + i];
+      const T zt = tgt < 0 ? T(0) : zi[tgt];
       const T mx = *std::max_element(zi, zi + V);
       double sum = 0;
-      for (int64_t v = 0; v < V; ++v) sum += double(std::exp(zi[v] - mx));
-      const double lse = double(mx) + std::log(sum);
-      losses[n0 + i] = tgt < 0 ? T(0) : T(lse - double(zi[tgt]));
-      if (!dx) continue;
-      if (tgt < 0) {
-        std::fill(zi, zi + V, T(0));
-        continue;
+      for (int64_t v = 0; v < V; ++v) {  // one exp per logit: zi becomes exp(z - max)
+        zi[v] = std::exp(zi[v] - mx);
+        sum += double(zi[v]);
       }
-      const T l = T(lse), s = T(loss_scale);
-      for (int64_t v = 0; v < V; ++v) zi[v] = s * std::exp(zi[v] - l);
-      zi[tgt] -= s;
+      losses[n0 + i] = tgt < 0 ? T(0) : T(double(mx) + std::log(sum) - double(zt));
+      if (!dx) continue;
+      const T s = tgt < 0 ? T(0) : T(loss_scale / sum);  // dz = loss_scale * softmax - onehot
+      for (int64_t v = 0; v < V; ++v) zi[v] *= s;
+      if (tgt >= 0) zi[tgt] -= T(loss_scale);
     }
     if (!dx) continue;
     gemm<T>(dx + n0 * C, C, {z.data(), V, 1}, {weight, C, 1}, nc, C, V, false);

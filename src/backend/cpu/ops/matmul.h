@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/cpu/ops/parallel.h"
+
 namespace tl::cpu {
 
 // A read-only strided matrix: element (r, c) is p[r * rs + c * cs]. Transposes are free.
@@ -97,7 +99,7 @@ void gemm(T* c, int64_t ldc, MatView<T> a, MatView<T> b, int64_t M, int64_t N, i
   const int64_t m_blocks = (M + G::MC - 1) / G::MC;
   const int64_t n_groups = (n_panels + G::PANELS_PER_TASK - 1) / G::PANELS_PER_TASK;
   std::vector<T> bp(size_t(std::min(K, G::KC) * n_panels * NR));  // (n_panels, kc, NR)
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(M * N * K / 8))
   {
     std::vector<T> ap(size_t(G::MC * G::KC));  // this thread's packed A block
     for (int64_t k0 = 0; k0 < K; k0 += G::KC) {

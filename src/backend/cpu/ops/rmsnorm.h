@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backend/cpu/ops/parallel.h"
+
 namespace tl::cpu {
 
 // out: (C) = x * rstd * weight, rstd = 1/sqrt(mean(x^2) + eps); returns rstd.
@@ -22,7 +24,7 @@ T rmsnorm_row(T* out, const T* x, const T* weight, int64_t C, double eps) {
 template <class T>
 void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int64_t N, int64_t C,
                      double eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (worth_threads(N * C)) schedule(static)
   for (int64_t n = 0; n < N; ++n) rstd[n] = rmsnorm_row(out + n * C, inp + n * C, weight, C, eps);
 }
 
@@ -30,7 +32,7 @@ void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int64_t N, 
 template <class T>
 void add_rmsnorm_forward(T* res_out, T* out, T* rstd, const T* res_in, const T* delta,
                          const T* weight, int64_t N, int64_t C, double eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (worth_threads(N * C)) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     T* r = res_out + n * C;
     for (int64_t c = 0; c < C; ++c) r[c] = res_in[n * C + c] + delta[n * C + c];
@@ -46,7 +48,7 @@ template <class T>
 void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
                       const T* rstd, int64_t N, int64_t C) {
   if (dinp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (worth_threads(N * C)) schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const T* x = inp + n * C;
       const T* dy = dout + n * C;
@@ -63,7 +65,7 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
     // A reduction over rows: threads split the columns, each sums rows in order.
     constexpr int64_t kCols = 16;
     const int64_t n_blocks = (C + kCols - 1) / kCols;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (worth_threads(N * C)) schedule(static)
     for (int64_t cb = 0; cb < n_blocks; ++cb) {
       const int64_t c0 = cb * kCols, c1 = std::min(C, c0 + kCols);
       double acc[kCols] = {};

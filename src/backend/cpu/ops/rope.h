@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "backend/cpu/ops/parallel.h"
+
 namespace tl::cpu {
 
 // x: (D) one head, rotated in place by angle sign * theta: cos, sin: (D/2) for its position.
@@ -23,8 +25,8 @@ inline void rope_rotate(T* x, const T* cos, const T* sin, int D, T sign) {
 template <class T>
 void rope_apply(T* qkv, const T* cos, const T* sin, int64_t B, int64_t Tn, int H, int K, int D,
                 int64_t pos0, T sign) {
-  const int64_t row = int64_t(H + 2 * K) * D;
-#pragma omp parallel for collapse(2) schedule(static)
+  const int64_t row = int64_t(H + 2 * K) * D, work = B * Tn * (H + K) * D;
+#pragma omp parallel for if (worth_threads(work)) collapse(2) schedule(static)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < Tn; ++t) {
       T* x = qkv + (b * Tn + t) * row;

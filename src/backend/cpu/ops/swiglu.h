@@ -3,12 +3,14 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backend/cpu/ops/parallel.h"
+
 namespace tl::cpu {
 
 // out: (N, I) = silu(gate_up[:, :I]) * gate_up[:, I:]; gate_up: (N, 2I)
 template <class T>
 void swiglu_forward(T* out, const T* gate_up, int64_t N, int64_t I) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (worth_threads(N * I)) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const T* g = gate_up + n * 2 * I;
     const T* u = g + I;
@@ -21,7 +23,7 @@ void swiglu_forward(T* out, const T* gate_up, int64_t N, int64_t I) {
 // With s = sigmoid(g): d silu(g)/dg = s * (1 + g * (1 - s)).
 template <class T>
 void swiglu_backward(T* dgate_up, const T* dout, const T* gate_up, int64_t N, int64_t I) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (worth_threads(N * I)) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const T* g = gate_up + n * 2 * I;
     const T* u = g + I;
