@@ -107,13 +107,14 @@ std::map<std::string, FVec> run_every_op(Backend& be) {
                         1.0f / N);
   r["losses"] = losses, r["dhead_x"] = dh, r["dhead_w"] = dhw;
 
-  FVec big = tu_to_f32(tu_randn(rng, 100003)), ss = poisoned(1);
-  be.sum_squares(tu_tensor(ss, {1}), tu_tensor(big, {100003}));
-  FVec m(big.size(), 0.0f), v(big.size(), 0.0f), p = tu_to_f32(tu_randn(rng, 100003));
+  constexpr int64_t P = 100003;
+  FVec big = tu_to_f32(tu_randn(rng, P)), ss = poisoned(1), p = tu_to_f32(tu_randn(rng, P));
+  FVec m = tu_to_f32(Vec(size_t(P), 0.0)), v = m;
+  be.sum_squares(tu_tensor(ss, {1}), tu_tensor(big, {P}));
   AdamWArgs args;
   args.lr = 1e-3f;
-  be.adamw_update(tu_tensor(p, {100003}), tu_tensor(big, {100003}), tu_tensor(m, {100003}),
-                  tu_tensor(v, {100003}), Tensor(), tu_tensor(ss, {1}), args);
+  be.adamw_update(tu_tensor(p, {P}), tu_tensor(big, {P}), tu_tensor(m, {P}), tu_tensor(v, {P}),
+                  Tensor(), tu_tensor(ss, {1}), args);
   r["sum_squares"] = ss, r["adamw_p"] = p, r["adamw_v"] = v;
   return r;
 }
@@ -387,4 +388,45 @@ TEST(CpuBackend, RejectsBadInputsWithNamedErrors) {
   be->head_cross_entropy(tu_tensor(losses, {2}), Tensor(), Tensor(), tu_tensor(x, {2, 4}),
                          tu_tensor(hw, {3, 4}), tu_tensor(tgt, {2}), 1.0f);
   EXPECT_EQ(losses[1], 0.0f);
+}
+
+// The model's buffers keep their offsets run to run, but a vectorizer that peeled loops by
+// alignment could still change sums between buffers; check the ops with reductions.
+TEST(CpuBackend, ResultsDoNotDependOnAlignment) {
+  Rng rng(7);
+  const int64_t n = 37, c = 300, o = 70, t = 9;
+  const int h = 6, k = 2, d = 32, qkv = (h + 2 * k) * d;
+  const FVec x = tu_to_f32(tu_randn(rng, n * c)), w = tu_to_f32(tu_randn(rng, o * c));
+  const FVec heads = tu_to_f32(tu_randn(rng, 4 * t * qkv));
+  std::vector<int32_t> targets = random_ids(rng, n, o);
+  std::vector<FVec> results[2];
+  for (int64_t shift : {0, 3}) {  // the same inputs, 12 bytes further into their buffers
+    auto at = [&](const FVec& v) {
+      FVec s(static_cast<size_t>(shift), 0.0f);
+      s.insert(s.end(), v.begin(), v.end());
+      return s;
+    };
+    FVec xs = at(x), ws = at(w), hs = at(heads), out = at(FVec(size_t(n * o)));
+    FVec rstd = at(FVec(size_t(n))), dx = at(FVec(size_t(n * c))), dnw = at(FVec(size_t(c)));
+    FVec att = at(FVec(size_t(4 * t * h * d))), lse = at(FVec(size_t(4 * h * t)));
+    FVec dqkv = at(FVec(hs.size() - size_t(shift))), losses = at(FVec(size_t(n)));
+    FVec dhx = at(FVec(size_t(n * c))), dhw = at(FVec(size_t(o * c)));
+    const int64_t s = shift;
+    cpu::matmul_forward(out.data() + s, xs.data() + s, ws.data() + s, n, c, o);
+    cpu::rmsnorm_forward(dx.data() + s, rstd.data() + s, xs.data() + s, ws.data() + s, n, c, 1e-5);
+    cpu::rmsnorm_backward(dx.data() + s, dnw.data() + s, xs.data() + s, dx.data() + s,
+                          ws.data() + s, rstd.data() + s, n, c);
+    cpu::attention_forward(att.data() + s, lse.data() + s, hs.data() + s, 4, t, h, k, d);
+    cpu::attention_backward(dqkv.data() + s, att.data() + s, hs.data() + s, att.data() + s,
+                            lse.data() + s, 4, t, h, k, d);
+    cpu::head_cross_entropy(losses.data() + s, dhx.data() + s, dhw.data() + s, xs.data() + s,
+                            ws.data() + s, targets.data(), n, c, o, 0.1);
+    const float ss = float(cpu::sum_squares(xs.data() + s, n * c));
+    auto& r = results[shift ? 1 : 0];
+    for (FVec* v : {&out, &rstd, &dx, &dnw, &att, &lse, &dqkv, &losses, &dhx, &dhw})
+      r.emplace_back(v->begin() + s, v->end());
+    r.push_back({ss});
+  }
+  for (size_t i = 0; i < results[0].size(); ++i)
+    EXPECT_TRUE(tu_bitwise_equal(results[0][i], results[1][i])) << "output " << i;
 }

@@ -39,7 +39,8 @@ void attention_forward(T* out, T* lse, const T* qkv, int64_t B, int64_t Tn, int 
   {
     std::vector<T> p(static_cast<size_t>(Tn));  // (T) scores, then exp(score - max), of one query
     std::vector<double> acc(static_cast<size_t>(D));
-#pragma omp for collapse(3) schedule(static)
+    // Causal rows differ in cost; which thread takes a row never changes its result.
+#pragma omp for collapse(3) schedule(dynamic, 8)
     for (int64_t b = 0; b < B; ++b) {
       for (int h = 0; h < H; ++h) {
         for (int64_t t = 0; t < Tn; ++t) {
@@ -87,7 +88,7 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, cons
 #pragma omp parallel if (worth_threads(B * H * Tn * Tn * D / 2))
   {
     std::vector<double> dq(static_cast<size_t>(D));
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(dynamic)
     for (int64_t b = 0; b < B; ++b) {
       for (int g = 0; g < K; ++g) {
         const T* base = qkv + b * Tn * row;
