@@ -1,8 +1,9 @@
 // Linear layers without bias, on a packed, register-tiled GEMM.
 //
 // gemm() follows the classic BLIS layout: for each block of KC reduction steps, B is
-// packed into panels of NR columns and A into panels of MR rows, and a micro-kernel keeps
-// an MR x NR tile of C in registers (written as plain loops that gcc -O3 vectorizes).
+// packed into panels of NR columns and A into panels of MR rows (both then stay in cache),
+// and a micro-kernel keeps an MR x NR tile of C in registers (plain loops that gcc -O3
+// vectorizes).
 // Determinism: every element of C is the sum over k in ascending order, in KC blocks added
 // to C in ascending order. KC is a constant and tiles never share an element, so results
 // are bitwise the same for any number of threads and any schedule.
@@ -95,32 +96,32 @@ void gemm(T* c, int64_t ldc, MatView<T> a, MatView<T> b, int64_t M, int64_t N, i
       for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, T(0));
     return;
   }
+  constexpr int64_t kP = G::PANELS_PER_TASK;
   const int64_t n_panels = (N + NR - 1) / NR;
-  const int64_t m_blocks = (M + G::MC - 1) / G::MC;
-  const int64_t n_groups = (n_panels + G::PANELS_PER_TASK - 1) / G::PANELS_PER_TASK;
-  std::vector<T> bp(size_t(std::min(K, G::KC) * n_panels * NR));  // (n_panels, kc, NR)
+  const int64_t m_blocks = (M + G::MC - 1) / G::MC, n_groups = (n_panels + kP - 1) / kP;
+  // Each task owns one MC x (kP * NR) tile of C and runs the whole reduction for it, so the
+  // threads never wait on each other until the end. Which thread takes a tile does not
+  // change its arithmetic, so dynamic scheduling is safe (and copes with busy cores).
 #pragma omp parallel if (worth_threads(M * N * K / 8))
   {
-    std::vector<T> ap(size_t(G::MC * G::KC));  // this thread's packed A block
-    for (int64_t k0 = 0; k0 < K; k0 += G::KC) {
-      const int64_t kc = std::min(G::KC, K - k0);
-      const bool add = accumulate || k0 > 0;
-#pragma omp for schedule(static)
-      for (int64_t q = 0; q < n_panels; ++q)
-        gemm_pack_b<T, NR>(bp.data() + q * kc * NR, b, k0, kc, q * NR, N);
-        // Which thread computes a tile does not change its arithmetic: dynamic is safe.
+    std::vector<T> ap(size_t(G::MC * G::KC));    // (MC/MR, kc, MR) this task's A block
+    std::vector<T> bp(size_t(kP * G::KC * NR));  // (kP, kc, NR) this task's B panels
 #pragma omp for collapse(2) schedule(dynamic)
-      for (int64_t ib = 0; ib < m_blocks; ++ib) {
-        for (int64_t jg = 0; jg < n_groups; ++jg) {
-          const int64_t i0 = ib * G::MC, mc = std::min(G::MC, M - i0);
+    for (int64_t ib = 0; ib < m_blocks; ++ib) {
+      for (int64_t jg = 0; jg < n_groups; ++jg) {
+        const int64_t i0 = ib * G::MC, mc = std::min(G::MC, M - i0);
+        const int64_t q0 = jg * kP, nq = std::min(n_panels, q0 + kP) - q0;
+        for (int64_t k0 = 0; k0 < K; k0 += G::KC) {
+          const int64_t kc = std::min(G::KC, K - k0);
           gemm_pack_a<T, MR>(ap.data(), a, i0, mc, k0, kc);
-          const int64_t q_end = std::min(n_panels, (jg + 1) * G::PANELS_PER_TASK);
-          for (int64_t q = jg * G::PANELS_PER_TASK; q < q_end; ++q)
+          for (int64_t q = 0; q < nq; ++q)
+            gemm_pack_b<T, NR>(bp.data() + q * kc * NR, b, k0, kc, (q0 + q) * NR, N);
+          for (int64_t q = 0; q < nq; ++q)
             for (int64_t ir = 0; ir < mc; ir += MR)
               gemm_micro<T, MR, NR>(kc, ap.data() + (ir / MR) * kc * MR, bp.data() + q * kc * NR,
-                                    c + (i0 + ir) * ldc + q * NR, ldc,
+                                    c + (i0 + ir) * ldc + (q0 + q) * NR, ldc,
                                     std::min<int64_t>(MR, mc - ir),
-                                    std::min<int64_t>(NR, N - q * NR), add);
+                                    std::min<int64_t>(NR, N - (q0 + q) * NR), accumulate || k0 > 0);
         }
       }
     }
