@@ -4,12 +4,14 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <utility>
 #include <vector>
 
+#include "backend/cpu/checks.h"
 #include "backend/cpu/ops/adamw.h"
 #include "backend/cpu/ops/attention.h"
 #include "backend/cpu/ops/cross_entropy.h"
@@ -21,6 +23,14 @@
 
 namespace tl {
 namespace {
+
+using cpu::check_cpu;
+using cpu::check_f32;
+using cpu::check_ids;
+using cpu::check_qkv;
+using cpu::check_rows;
+using cpu::leading;
+using cpu::with_last;
 
 // Runs one op with this backend's thread count, restoring the caller's setting after.
 class ThreadScope {
@@ -35,56 +45,6 @@ class ThreadScope {
  private:
   int saved_;
 };
-
-void check_cpu(const char* op, const char* name, const Tensor& t, DType dtype) {
-  TL_CHECK(!t.empty() || t.numel() == 0, op, ": ", name, " is empty");
-  check_device(op, name, t, Device::CPU);
-  check_dtype(op, name, t, dtype);
-}
-void check_f32(const char* op, const char* name, const Tensor& t) {
-  check_cpu(op, name, t, DType::F32);
-}
-
-// The shape without its last dimension: the rows of a row-wise op.
-Shape leading(const Shape& s) {
-  Shape r = s;
-  r.ndim = s.ndim - 1;
-  r.dims[size_t(r.ndim)] = 0;
-  return r;
-}
-// The shape with its last dimension replaced: an output's shape from its input's.
-Shape with_last(const Shape& s, int64_t last) {
-  Shape r = s;
-  r.dims[size_t(s.ndim - 1)] = last;
-  return r;
-}
-// A row-wise operand: at least 2 dims, rows = every dimension but the last.
-void check_rows(const char* op, const char* name, const Tensor& t) {
-  TL_CHECK(t.ndim() >= 2, op, ": ", name, " must have at least 2 dimensions [rows..., cols], got ",
-           t.str());
-}
-
-// Ids must index a table of n rows; negatives are allowed only where they mean "ignore".
-void check_ids(const char* op, const char* name, const Tensor& ids, int64_t n,
-               bool allow_negative) {
-  const int32_t* p = ids.ptr<int32_t>();
-  for (int64_t i = 0; i < ids.numel(); ++i) {
-    TL_CHECK(p[i] < n && (allow_negative || p[i] >= 0), op, ": ", name, "[", i, "] = ", p[i],
-             " is out of range [", allow_negative ? "-inf" : "0", ", ", n, ")");
-  }
-}
-
-// Packed qkv [B, T, (H + 2K) * D]: returns D after checking the heads divide it.
-int check_qkv(const char* op, const char* name, const Tensor& qkv, int H, int K) {
-  check_f32(op, name, qkv);
-  TL_CHECK(qkv.ndim() == 3, op, ": ", name, " must be [B, T, (H + 2K) * D], got ", qkv.str());
-  TL_CHECK(H > 0 && K > 0 && H % K == 0, op, ": n_head (", H,
-           ") must be a positive multiple of n_kv_head (", K, ")");
-  const int64_t width = qkv.dim(2);
-  TL_CHECK(width % (H + 2 * K) == 0 && width > 0, op, ": ", name, " row width ", width,
-           " is not (n_head + 2 * n_kv_head) * head_dim with n_head ", H, ", n_kv_head ", K);
-  return int(width / (H + 2 * K));
-}
 
 void to_f32(float* dst, const Tensor& src) {
   const int64_t n = src.numel();
