@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "data/documents.h"
 #include "data/tokenizer.h"
 
 namespace tl::cli {
@@ -20,9 +21,20 @@ void add_tokenizer_train_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the line sampling")->capture_default_str();
   cmd->add_flag("--verbose", o->verbose, "Show SentencePiece's own log");
-  cmd->add_option("files", o->inputs, "Training text files")->required()->check(CLI::ExistingFile);
+  auto exts = std::make_shared<std::vector<std::string>>(std::vector<std::string>{".txt"});
+  cmd->add_option("--ext", *exts, "File suffixes taken from folders ('*' = every file)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("inputs", o->inputs, "Training text files or folders (walked recursively)")
+      ->required()
+      ->check(CLI::ExistingPath);
   cmd->footer("Example: tinyllama tokenizer-train --out tok/my --vocab-size 8000 corpus.txt");
-  cmd->callback([o] { train_tokenizer(*o); });
+  cmd->callback([o, exts] {
+    TokenizerTrainOptions opts = *o;
+    opts.inputs.clear();
+    for (const InputFile& f : expand_inputs(o->inputs, *exts)) opts.inputs.push_back(f.path);
+    train_tokenizer(opts);
+  });
 }
 
 }  // namespace tl::cli
