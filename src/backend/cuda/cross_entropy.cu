@@ -37,6 +37,7 @@ __global__ void cross_entropy_kernel(bf16* logits, float* losses, const int32_t*
   const float target_logit = (threadIdx.x == 0 && valid) ? to_f32(z[tgt]) : 0.0f;
 
   MaxSum acc{-FLT_MAX, 0.0f};
+#pragma unroll 4
   for (int c = threadIdx.x * W; c < V; c += blockDim.x * W) {
     const Vec<bf16, W> v = load_vec<W>(z + c);
     float m = acc.m;

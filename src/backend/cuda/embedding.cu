@@ -80,7 +80,8 @@ static void check_embedding(const char* op, const char* rows_name, const Tensor&
   check_shape(op, rows_name, rows, with_last(rows.shape, table.dim(1)));
   check_cuda(op, "tokens", tokens, DType::I32);
   check_shape(op, "tokens", tokens, leading(rows.shape));
-  check_int_range(op, "V * C", table.numel());
+  check_int_range(op, "C", table.dim(1));
+  check_int_range(op, "V", table.dim(0));
   check_int_range(op, "N", tokens.numel());
 }
 
