@@ -20,6 +20,7 @@ __global__ void sum_squares_kernel(double* partial, const float* g, int64_t n) {
   const int64_t n_vec = n / W;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   float acc[W] = {};
+#pragma unroll 4
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n_vec; i += stride) {
     const Vec<float, W> v = load_vec<W>(g + i * W);
 #pragma unroll

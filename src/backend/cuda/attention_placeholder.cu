@@ -11,5 +11,8 @@ void attention_backward_cuda(CudaContext&, Tensor, Tensor, Tensor, Tensor, Tenso
   fail("attention: not built yet");
 }
 size_t attention_workspace_bytes(int, int, int, int, int) { fail("attention: not built yet"); }
+// Lifecycle hooks the backend calls (attention.h on the attention branch): nothing to hold.
+size_t attention_scratch_bytes(const CudaContext&) { return 0; }
+void attention_release(CudaContext&) noexcept {}
 
 }  // namespace tl
