@@ -1,0 +1,257 @@
+// The CUDA backend: owns the device context (stream, cuBLASLt handle and workspace), the
+// memory accounting, the GEMM plans, the profiler and each op's scratch. Every op is a
+// profiled call of its launcher (ops.h, head.h, matmul.h, attention.h), which checks the
+// op's preconditions and enqueues work on the one stream; only download, synchronize and
+// take_profile wait for the device.
+#include "backend/cuda/cuda_backend.h"
+
+#include "backend/cuda/attention.h"
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_context.h"
+#include "backend/cuda/head.h"
+#include "backend/cuda/matmul.h"
+#include "backend/cuda/memory.h"
+#include "backend/cuda/ops.h"
+#include "backend/cuda/profile.h"
+
+namespace tl {
+
+// Declared by attention.h on the attention branch; repeated here (same signatures) so this
+// branch builds against the placeholder. Remove at merge.
+size_t attention_scratch_bytes(const CudaContext& ctx);
+void attention_release(CudaContext& ctx) noexcept;
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // no driver or no GPU: not an error for the caller
+    return 0;
+  }
+  return n;
+}
+
+namespace {
+
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;  // cuBLASLt's advice for Hopper
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : mem_(device) {
+    const int count = cuda_device_count();
+    TL_CHECK(device >= 0 && device < count, "cuda: device ", device, " requested, but ", count,
+             " CUDA device(s) are visible");
+    try {
+      init(device);
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~CudaBackend() override { release(); }
+
+  Device device() const override { return Device::CUDA; }
+  std::string describe() const override { return description_; }
+  DType compute_dtype() const override { return DType::BF16; }
+
+  // ---- memory ----
+  void* allocate(size_t bytes) override { return mem_.allocate(bytes, "a tensor buffer"); }
+  void deallocate(void* p) noexcept override { mem_.release(p); }
+  // From pageable host memory cudaMemcpyAsync returns once the bytes are staged, so the
+  // caller may reuse host_src at once.
+  void upload(Tensor dst, const void* host_src) override {
+    check_device("upload", "dst", dst, Device::CUDA);
+    TL_CHECK(host_src || dst.nbytes() == 0, "upload: host source is null");
+    if (dst.nbytes())
+      TL_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, dst.nbytes(), cudaMemcpyHostToDevice,
+                                    ctx_.stream));
+  }
+  void download(void* host_dst, Tensor src) override {
+    check_device("download", "src", src, Device::CUDA);
+    TL_CHECK(host_dst || src.nbytes() == 0, "download: host destination is null");
+    if (src.nbytes() == 0) return;
+    TL_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost,
+                                  ctx_.stream));
+    TL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+  }
+  void copy(Tensor dst, Tensor src) override {
+    check_device("copy", "dst", dst, Device::CUDA);
+    check_device("copy", "src", src, Device::CUDA);
+    check_dtype("copy", "src", src, dst.dtype);
+    TL_CHECK(dst.numel() == src.numel(), "copy: dst ", dst.str(), " and src ", src.str(),
+             " differ in size");
+    if (dst.nbytes())
+      TL_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice,
+                                    ctx_.stream));
+  }
+  void zero(Tensor t) override {
+    check_device("zero", "t", t, Device::CUDA);
+    if (t.nbytes()) TL_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), ctx_.stream));
+  }
+  void convert(Tensor dst, Tensor src) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::convert(dst, src, ctx_.stream);
+  }
+  void synchronize() override { TL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream)); }
+
+  // ---- embedding ----
+  void embedding_forward(Tensor out, Tensor table, Tensor tokens) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::embedding_forward(out, table, tokens, ctx_.stream);
+  }
+  void embedding_backward(Tensor dtable, Tensor dout, Tensor tokens) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::embedding_backward(dtable, dout, tokens, embed_scratch_, ctx_.stream);
+  }
+
+  // ---- RMSNorm ----
+  void rmsnorm_forward(Tensor out, Tensor rstd, Tensor inp, Tensor weight, float eps) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::rmsnorm_forward(Tensor(), out, rstd, inp, Tensor(), weight, eps, "rmsnorm_forward",
+                         ctx_.stream);
+  }
+  void add_rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor res_in, Tensor delta,
+                           Tensor weight, float eps) override {
+    const char* op = "add_rmsnorm_forward";
+    TL_CHECK(!delta.empty() || delta.numel() == 0, op, ": delta is empty");
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::rmsnorm_forward(res_out, out, rstd, res_in, delta, weight, eps, op, ctx_.stream);
+  }
+  void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
+                        Tensor rstd) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, ctx_.sm_count, norm_scratch_,
+                          ctx_.stream);
+  }
+
+  // ---- linear layers ----
+  void matmul_forward(Tensor out, Tensor inp, Tensor weight) override {
+    auto s = prof_->scope(ProfCat::Matmul);
+    gemm_->forward("matmul_forward", out, inp, weight);
+  }
+  void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
+                       bool accumulate_dinp) override {
+    const char* op = "matmul_backward";
+    auto s = prof_->scope(ProfCat::Matmul);
+    if (!dinp.empty()) {
+      check_shape(op, "dinp", dinp, inp.shape);
+      gemm_->backward_input(op, dinp, dout, weight, accumulate_dinp);
+    }
+    if (!dweight.empty()) {
+      check_shape(op, "dweight", dweight, weight.shape);
+      gemm_->backward_weight(op, dweight, dout, inp);
+    }
+  }
+
+  // ---- rotary embedding ----
+  void rope_forward(Tensor qkv, Tensor cos, Tensor sin, int n_head, int n_kv_head,
+                    int pos0) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::rope(qkv, cos, sin, n_head, n_kv_head, pos0, false, "rope_forward", ctx_.stream);
+  }
+  void rope_backward(Tensor dqkv, Tensor cos, Tensor sin, int n_head, int n_kv_head,
+                     int pos0) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::rope(dqkv, cos, sin, n_head, n_kv_head, pos0, true, "rope_backward", ctx_.stream);
+  }
+
+  // ---- attention (attention*.cu) ----
+  void attention_forward(Tensor out, Tensor lse, Tensor qkv, int n_head, int n_kv_head) override {
+    auto s = prof_->scope(ProfCat::Attention);
+    attention_forward_cuda(ctx_, out, lse, qkv, n_head, n_kv_head);
+  }
+  void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                          int n_head, int n_kv_head) override {
+    auto s = prof_->scope(ProfCat::Attention);
+    attention_backward_cuda(ctx_, dqkv, dout, qkv, out, lse, n_head, n_kv_head);
+  }
+
+  // ---- SwiGLU ----
+  void swiglu_forward(Tensor out, Tensor gate_up) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::swiglu_forward(out, gate_up, ctx_.stream);
+  }
+  void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::swiglu_backward(dgate_up, dout, gate_up, ctx_.stream);
+  }
+
+  // ---- output head + cross-entropy (profiled inside: GEMMs vs softmax) ----
+  void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
+                          Tensor targets, float loss_scale) override {
+    gpu::head_cross_entropy(losses, dx, dweight, x, weight, targets, loss_scale, *gemm_, *prof_,
+                            head_scratch_, ctx_.stream);
+  }
+
+  // ---- optimizer ----
+  void sum_squares(Tensor out, Tensor g) override {
+    auto s = prof_->scope(ProfCat::Optimizer);
+    gpu::sum_squares(out, g, reduce_scratch_, ctx_.stream);
+  }
+  void adamw_update(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor params_compute,
+                    Tensor grad_norm_sq, const AdamWArgs& args) override {
+    auto s = prof_->scope(ProfCat::Optimizer);
+    gpu::adamw_update(params, grads, m, v, params_compute, grad_norm_sq, args, ctx_.stream);
+  }
+
+  // ---- profiling and memory ----
+  void set_profiling(bool on) override { prof_->set(on); }
+  std::vector<std::pair<std::string, double>> take_profile() override { return prof_->take(); }
+  // Attention keeps its own long-lived scratch (allocated on first use); it is counted
+  // here and, as it stays allocated, added to the peak as well.
+  size_t memory_in_use() const override { return mem_.in_use() + attention_scratch_bytes(ctx_); }
+  size_t peak_memory() const override { return mem_.peak() + attention_scratch_bytes(ctx_); }
+  size_t device_memory_total() const override { return mem_.device_total(); }
+
+ private:
+  void init(int device) {
+    TL_CUDA_CHECK(cudaSetDevice(device));
+    cudaDeviceProp prop{};
+    TL_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    ctx_.device = device;
+    ctx_.sm_count = prop.multiProcessorCount;
+    ctx_.cc_major = prop.major;
+    ctx_.cc_minor = prop.minor;
+    TL_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking));
+    TL_CUBLAS_CHECK(cublasLtCreate(&ctx_.cublaslt));
+    ctx_.cublas_workspace = mem_.allocate(kCublasWorkspaceBytes, "the cuBLASLt workspace");
+    ctx_.cublas_workspace_bytes = kCublasWorkspaceBytes;
+    gemm_ = std::make_unique<CublasGemm>(ctx_);
+    prof_ = std::make_unique<Profiler>(ctx_.stream);
+    description_ = cat("cuda: ", prop.name, " (device ", device, ", ", prop.multiProcessorCount,
+                       " SMs, cc ", prop.major, ".", prop.minor, ", ",
+                       double(prop.totalGlobalMem) / double(size_t(1) << 30), " GiB)");
+  }
+
+  // Frees in reverse order of init; safe on a partly initialized backend.
+  void release() noexcept {
+    if (ctx_.stream) cudaStreamSynchronize(ctx_.stream);
+    prof_.reset();
+    gemm_.reset();
+    attention_release(ctx_);  // its scratch, cuDNN plans and ctx_.cudnn
+    mem_.release(ctx_.cublas_workspace);
+    ctx_.cublas_workspace = nullptr;
+    if (ctx_.cublaslt) cublasLtDestroy(ctx_.cublaslt);
+    ctx_.cublaslt = nullptr;
+    if (ctx_.stream) cudaStreamDestroy(ctx_.stream);
+    ctx_.stream = nullptr;
+  }
+
+  // Declaration order matters: scratch buffers release into mem_, so mem_ comes first.
+  DeviceMemory mem_;
+  CudaContext ctx_;
+  std::unique_ptr<CublasGemm> gemm_;
+  std::unique_ptr<Profiler> prof_;
+  std::string description_;
+  Scratch norm_scratch_{mem_, "rmsnorm_backward's per-block partial sums"};
+  Scratch embed_scratch_{mem_, "embedding_backward's sorted token ids"};
+  Scratch head_scratch_{mem_, "head_cross_entropy's logits chunk"};
+  Scratch reduce_scratch_{mem_, "sum_squares' per-block partial sums"};
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device) {
+  return std::make_unique<CudaBackend>(device);
+}
+
+}  // namespace tl

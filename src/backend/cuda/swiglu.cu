@@ -1,0 +1,107 @@
+// SwiGLU: out = silu(g) * u with g = gate_up[:, :I], u = gate_up[:, I:] side by side.
+#include "backend/cuda/checks.h"
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/ops.h"
+#include "backend/cuda/vec.cuh"
+
+namespace tl::gpu {
+
+// ---- kernels ----
+
+__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// Thread = one W-wide slice of one row. out[N,I], gate_up[N,2I].
+template <int W>
+__global__ void swiglu_forward_kernel(bf16* out, const bf16* gate_up, int64_t N, int I) {
+  const int nv = I / W;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= N * nv) return;
+  const int64_t n = idx / nv;
+  const int i = int(idx % nv) * W;
+  const bf16* g_row = gate_up + n * 2 * I;
+  const Vec<bf16, W> g = load_vec<W>(g_row + i), u = load_vec<W>(g_row + I + i);
+  Vec<bf16, W> y;
+#pragma unroll
+  for (int e = 0; e < W; ++e) {
+    const float gf = to_f32(g.v[e]);
+    y.v[e] = from_f32<bf16>(gf * sigmoid(gf) * to_f32(u.v[e]));
+  }
+  store_vec<W>(out + n * I + i, y);
+}
+
+// With s = sigmoid(g): dg = dy * u * s * (1 + g * (1 - s)); du = dy * g * s.
+// dgate_up[N,2I] (=), dout[N,I], gate_up[N,2I].
+template <int W>
+__global__ void swiglu_backward_kernel(bf16* dgate_up, const bf16* dout, const bf16* gate_up,
+                                       int64_t N, int I) {
+  const int nv = I / W;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= N * nv) return;
+  const int64_t n = idx / nv;
+  const int i = int(idx % nv) * W;
+  const bf16* g_row = gate_up + n * 2 * I;
+  const Vec<bf16, W> g = load_vec<W>(g_row + i), u = load_vec<W>(g_row + I + i);
+  const Vec<bf16, W> dy = load_vec<W>(dout + n * I + i);
+  Vec<bf16, W> dg, du;
+#pragma unroll
+  for (int e = 0; e < W; ++e) {
+    const float gf = to_f32(g.v[e]), uf = to_f32(u.v[e]), d = to_f32(dy.v[e]);
+    const float s = sigmoid(gf);
+    dg.v[e] = from_f32<bf16>(d * uf * s * (1.0f + gf * (1.0f - s)));
+    du.v[e] = from_f32<bf16>(d * gf * s);
+  }
+  bf16* d_row = dgate_up + n * 2 * I;
+  store_vec<W>(d_row + i, dg);
+  store_vec<W>(d_row + I + i, du);
+}
+
+// ---- launchers ----
+
+// Checks gate_up [rows..., 2I] and out [rows..., I] (named out_name); returns I.
+static int check_swiglu(const char* op, const char* out_name, const Tensor& out,
+                        const Tensor& gate_up) {
+  check_cuda(op, "gate_up", gate_up, DType::BF16);
+  check_rows(op, "gate_up", gate_up);
+  TL_CHECK(gate_up.dim(-1) % 2 == 0, op, ": gate_up's last dimension must be 2 * I, got ",
+           gate_up.str());
+  check_int_range(op, "2I", gate_up.dim(-1));
+  const int64_t I = gate_up.dim(-1) / 2;
+  check_cuda(op, out_name, out, DType::BF16);
+  check_shape(op, out_name, out, with_last(gate_up.shape, I));
+  return int(I);
+}
+
+void swiglu_forward(Tensor out, Tensor gate_up, cudaStream_t stream) {
+  const int I = check_swiglu("swiglu_forward", "out", out, gate_up);
+  const int64_t N = rows_of(gate_up);
+  if (N == 0 || I == 0) return;
+  constexpr int kThreads = 256;
+  if (I % 8 == 0 && aligned16(out.data) && aligned16(gate_up.data)) {
+    swiglu_forward_kernel<8><<<unsigned(ceil_div(N * (I / 8), kThreads)), kThreads, 0, stream>>>(
+        out.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+  } else {
+    swiglu_forward_kernel<1><<<unsigned(ceil_div(N * I, kThreads)), kThreads, 0, stream>>>(
+        out.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+  }
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up, cudaStream_t stream) {
+  const char* op = "swiglu_backward";
+  const int I = check_swiglu(op, "dout", dout, gate_up);
+  check_cuda(op, "dgate_up", dgate_up, DType::BF16);
+  check_shape(op, "dgate_up", dgate_up, gate_up.shape);
+  const int64_t N = rows_of(gate_up);
+  if (N == 0 || I == 0) return;
+  constexpr int kThreads = 256;
+  if (I % 8 == 0 && aligned16(dgate_up.data) && aligned16(dout.data) && aligned16(gate_up.data)) {
+    swiglu_backward_kernel<8><<<unsigned(ceil_div(N * (I / 8), kThreads)), kThreads, 0, stream>>>(
+        dgate_up.ptr<bf16>(), dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+  } else {
+    swiglu_backward_kernel<1><<<unsigned(ceil_div(N * I, kThreads)), kThreads, 0, stream>>>(
+        dgate_up.ptr<bf16>(), dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+  }
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace tl::gpu
