@@ -23,7 +23,9 @@ struct AttnShape {
 // attention_release(). Returns nullptr for bytes == 0.
 void* attention_scratch(CudaContext& ctx, size_t bytes);
 
-// ---- FlashAttention-2 kernels (head dims 64 and 128) ----
+// ---- FlashAttention-2 kernels (head dims 64 and 128; callers check fa2_supports_head_dim) ----
+// attention_fa2.cu stays free of std::string: nvcc objects reference libstdc++ string members
+// that an unrelated library object may define weakly, which drags it into small binaries.
 bool fa2_supports_head_dim(int D);
 size_t fa2_workspace_bytes(const AttnShape& s, bool deterministic);
 void fa2_forward(const AttnShape& s, void* out, float* lse, const void* qkv, cudaStream_t stream);
