@@ -219,8 +219,8 @@ std::vector<int64_t> qkv_indices(const Shape5& s, const Sel& sel, Part part) {
 }
 
 struct Stats {
-  double rel_l2 = 0, max_err = 0, ref_max = 0;
-  int64_t nan = 0;
+  double err_l2 = 0, ref_l2 = 0, max_err = 0, ref_max = 0;
+  int64_t n = 0, nan = 0;
 };
 template <class A, class B>
 Stats diff(const A& got, const B& ref, const std::vector<int64_t>& idx) {
@@ -228,6 +228,7 @@ Stats diff(const A& got, const B& ref, const std::vector<int64_t>& idx) {
   double num = 0, den = 0;
   for (int64_t i : idx) {
     const double g = double(got[size_t(i)]), r = double(ref[size_t(i)]);
+    ++st.n;
     if (!std::isfinite(g)) {
       ++st.nan;
       continue;
@@ -236,20 +237,25 @@ Stats diff(const A& got, const B& ref, const std::vector<int64_t>& idx) {
     st.max_err = std::max(st.max_err, std::fabs(g - r));
     st.ref_max = std::max(st.ref_max, std::fabs(r));
   }
-  st.rel_l2 = std::sqrt(num / std::max(den, 1e-300));
+  st.err_l2 = std::sqrt(num), st.ref_l2 = std::sqrt(den);
   return st;
 }
 
-// Checks a bf16/f32 tensor against a reference; prints one self-explanatory line.
+// Checks a tensor against a reference; prints one self-explanatory line. Errors are measured
+// relative to the reference, with a floor of 1e-3 per element for references that are (near)
+// zero (dq and dk at T=1 are exactly 0; the GPU leaves ~1e-8 from f32 rounding of dP - Dsum).
 template <class A, class B>
 void expect_close(const std::string& what, const A& got, const B& ref, const std::vector<int64_t>& idx,
                   double rel_tol = 1e-2, double max_tol = 3e-2) {
   const Stats st = diff(got, ref, idx);
-  std::printf("  %-58s rel_l2 %.2e (tol %.0e)  max_err %.2e (tol %.2e)  non-finite %lld\n", what.c_str(),
-              st.rel_l2, rel_tol, st.max_err, max_tol * st.ref_max, (long long)st.nan);
+  const double floor = 1e-3;
+  const double rel = st.err_l2 / std::max(st.ref_l2, floor * std::sqrt(double(st.n)));
+  const double max_bound = max_tol * std::max(st.ref_max, floor);
+  std::printf("  %-58s rel_l2 %.2e (tol %.0e)  max_err %.2e (tol %.2e)  non-finite %lld\n", what.c_str(), rel,
+              rel_tol, st.max_err, max_bound, (long long)st.nan);
   EXPECT_EQ(st.nan, 0) << what << ": non-finite or unwritten elements";
-  EXPECT_LE(st.rel_l2, rel_tol) << what;
-  EXPECT_LE(st.max_err, max_tol * st.ref_max) << what;
+  EXPECT_LE(rel, rel_tol) << what;
+  EXPECT_LE(st.max_err, max_bound) << what;
 }
 void expect_lse_close(const std::string& what, const std::vector<float>& got,
                       const std::vector<double>& ref, const std::vector<int64_t>& idx, double tol = 2e-3) {

@@ -333,7 +333,7 @@ void build_backward(Plan& p, cudnnHandle_t handle, const AttnShape& a) {
   if (gqa) g.reduction(CUDNN_REDUCE_TENSOR_ADD, dk_full, dk);
 
   // dQ = dS K, accumulated in f32 workspace, then converted into dqkv
-  auto k = g.virt(CUDNN_DATA_BFLOAT16, v.kv, v.kv_s);
+  auto k = g.virt(CUDNN_DATA_FLOAT, v.kv, v.kv_s);  // f32 like cudnn-frontend's virtual reshape
   g.reshape(kt, k);
   auto dq_acc = g.tensor(kdQAcc, CUDNN_DATA_FLOAT, v.row, v.row_s, false);
   g.matmul(ds, k, dq_acc);
@@ -342,6 +342,9 @@ void build_backward(Plan& p, cudnnHandle_t handle, const AttnShape& a) {
 }
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+
+// The masked-score fill: cuDNN before 9.10 wants the lowest finite float instead of -inf.
+float mask_value() { return cudnnGetVersion() < 91000 ? -3.402823466e38f : -INFINITY; }
 
 }  // namespace
 
@@ -393,8 +396,9 @@ Plan& plan_for(CudaContext& ctx, CudnnAttention* c, const AttnShape& s, bool bac
     build_backward(*p, h, s);
   else
     build_forward(*p, h, s);
+  int64_t n = 0;
   ATTN_CUDNN_CHECK(cudnnBackendGetAttribute(p->plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                            CUDNN_TYPE_INT64, 1, nullptr, &p->workspace));
+                                            CUDNN_TYPE_INT64, 1, &n, &p->workspace));
   return *c->plans.emplace(key, std::move(p)).first->second;
 }
 
@@ -418,7 +422,7 @@ void cudnn_attention_forward(CudaContext& ctx, CudnnAttention* c, const AttnShap
                              float* lse, const void* qkv) {
   const Plan& p = plan_for(ctx, c, s, false);
   void* ws = attention_scratch(ctx, size_t(p.workspace));
-  float scale = 1.f / std::sqrt(float(s.D)), neg_inf = -INFINITY;
+  float scale = 1.f / std::sqrt(float(s.D)), neg_inf = mask_value();
   execute(ctx, p, ws, {kQ, kK, kV, kO, kStats, kScale, kNegInf},
           {const_cast<void*>(qkv), at(qkv, int64_t(s.H) * s.D), at(qkv, int64_t(s.H + s.K) * s.D), out, lse,
            &scale, &neg_inf});
@@ -434,7 +438,7 @@ void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnSha
   char* ws = static_cast<char*>(attention_scratch(ctx, off_dq + rows * s.D * 4));
   if (cudnnGetVersion() < 90600)  // older cuDNN expects a zeroed dQ accumulator
     TL_CUDA_CHECK(cudaMemsetAsync(ws + off_dq, 0, rows * s.D * 4, ctx.stream));
-  float scale = 1.f / std::sqrt(float(s.D)), neg_inf = -INFINITY, one = 1.f;
+  float scale = 1.f / std::sqrt(float(s.D)), neg_inf = mask_value(), one = 1.f;
   const int64_t hd = int64_t(s.H) * s.D, kd = int64_t(s.K) * s.D;
   execute(ctx, p, ws, {kQ, kK, kV, kO, kdO, kStats, kdQ, kdK, kdV, kScale, kNegInf, kOne, kDsum, kdQAcc},
           {const_cast<void*>(qkv), at(qkv, hd), at(qkv, hd + kd), const_cast<void*>(out),
