@@ -25,10 +25,10 @@ using namespace tl;
 
 namespace {
 
-#define CK(expr)                                                                          \
-  do {                                                                                    \
-    cudaError_t e_ = (expr);                                                              \
-    if (e_ != cudaSuccess) fail(#expr, ": ", cudaGetErrorString(e_));                     \
+#define CK(expr)                                                      \
+  do {                                                                \
+    cudaError_t e_ = (expr);                                          \
+    if (e_ != cudaSuccess) fail(#expr, ": ", cudaGetErrorString(e_)); \
   } while (0)
 
 struct Variant {
@@ -61,7 +61,8 @@ double median_ms(cudaStream_t stream, int reps, F&& call) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::map<std::string, int> arg = {{"B", 8}, {"T", 2048}, {"H", 32}, {"K", 4}, {"D", 64}, {"reps", 20}};
+  std::map<std::string, int> arg = {{"B", 8}, {"T", 2048}, {"H", 32},
+                                    {"K", 4}, {"D", 64},   {"reps", 20}};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const size_t eq = a.find('=');
@@ -71,7 +72,8 @@ int main(int argc, char** argv) {
     }
     arg[a.substr(0, eq)] = std::atoi(a.c_str() + eq + 1);
   }
-  const int B = arg["B"], T = arg["T"], H = arg["H"], K = arg["K"], D = arg["D"], reps = std::max(arg["reps"], 1);
+  const int B = arg["B"], T = arg["T"], H = arg["H"], K = arg["K"], D = arg["D"],
+            reps = std::max(arg["reps"], 1);
   try {
     CudaContext ctx;
     CK(cudaSetDevice(0));
@@ -81,7 +83,8 @@ int main(int argc, char** argv) {
     CK(cudaStreamCreate(&ctx.stream));
 
     const int64_t W = int64_t(H + 2 * K) * D;
-    const int64_t n_qkv = int64_t(B) * T * W, n_out = int64_t(B) * T * H * D, n_lse = int64_t(B) * H * T;
+    const int64_t n_qkv = int64_t(B) * T * W, n_out = int64_t(B) * T * H * D,
+                  n_lse = int64_t(B) * H * T;
     std::vector<uint16_t> h_qkv(static_cast<size_t>(n_qkv)), h_dout(static_cast<size_t>(n_out));
     Rng rng(1234);
     for (auto& x : h_qkv) x = f32_to_bf16(float(rng.normal()));
@@ -101,14 +104,18 @@ int main(int argc, char** argv) {
     const Tensor t_lse(lse, DType::F32, Device::CUDA, {B, H, T});
 
     const double fwd_flop = 4.0 * B * H * double(T) * T * D / 2, bwd_flop = 2.5 * fwd_flop;
-    std::printf("attention bench: %s, %d SMs, cc %d.%d\n", prop.name, prop.multiProcessorCount, prop.major,
-                prop.minor);
-    std::printf("shape B=%d T=%d H=%d K=%d D=%d, causal; FLOP convention: fwd = 4*B*H*T^2*D/2 = %.1f GFLOP, "
-                "bwd = 2.5 x fwd, fwd+bwd = 3.5 x fwd\n",
-                B, T, H, K, D, fwd_flop * 1e-9);
-    std::printf("timing: CUDA events, median of %d calls after 3 warm-up rounds; targets (H100): fa2 >= 250 "
-                "fwd / 190 fwd+bwd TFLOP/s, cudnn >= 300 / 250\n\n",
-                reps);
+    std::printf("attention bench: %s, %d SMs, cc %d.%d\n", prop.name, prop.multiProcessorCount,
+                prop.major, prop.minor);
+    std::printf(
+        "shape B=%d T=%d H=%d K=%d D=%d, causal; FLOP convention: fwd = 4*B*H*T^2*D/2 = %.1f "
+        "GFLOP, "
+        "bwd = 2.5 x fwd, fwd+bwd = 3.5 x fwd\n",
+        B, T, H, K, D, fwd_flop * 1e-9);
+    std::printf(
+        "timing: CUDA events, median of %d calls after 3 warm-up rounds; targets (H100): fa2 >= "
+        "250 "
+        "fwd / 190 fwd+bwd TFLOP/s, cudnn >= 300 / 250\n\n",
+        reps);
 
     AttentionOptions fa2, atomic, cudnn;
     fa2.impl = AttentionImpl::Fa2, fa2.deterministic = true;
@@ -120,14 +127,16 @@ int main(int argc, char** argv) {
         {"fa2 (atomic dQ, 128-key blocks)", atomic, "8"},
         {"cudnn", cudnn, "4"},
     };
-    std::printf("%-34s %9s %9s %9s %9s %12s\n", "implementation", "fwd ms", "fwd TF/s", "bwd ms", "bwd TF/s",
-                "fwd+bwd TF/s");
+    std::printf("%-34s %9s %9s %9s %9s %12s\n", "implementation", "fwd ms", "fwd TF/s", "bwd ms",
+                "bwd TF/s", "fwd+bwd TF/s");
     std::vector<uint16_t> first_dq;
     for (const Variant& v : variants) {
       setenv("TL_FA2_BWD_KV_WARPS", v.kv_warps, 1);
       try {
         auto fwd = [&] { attention_forward_cuda(ctx, v.opt, t_out, t_lse, t_qkv, H, K); };
-        auto bwd = [&] { attention_backward_cuda(ctx, v.opt, t_dqkv, t_dout, t_qkv, t_out, t_lse, H, K); };
+        auto bwd = [&] {
+          attention_backward_cuda(ctx, v.opt, t_dqkv, t_dout, t_qkv, t_out, t_lse, H, K);
+        };
         for (int i = 0; i < 3; ++i) fwd(), bwd();
         CK(cudaStreamSynchronize(ctx.stream));
         const double tf = median_ms(ctx.stream, reps, fwd);

@@ -35,10 +35,11 @@ using namespace tl;
 
 namespace {
 
-#define CK(expr)                                                                             \
-  do {                                                                                       \
-    cudaError_t e_ = (expr);                                                                 \
-    if (e_ != cudaSuccess) throw std::runtime_error(std::string(#expr) + ": " + cudaGetErrorString(e_)); \
+#define CK(expr)                                                                    \
+  do {                                                                              \
+    cudaError_t e_ = (expr);                                                        \
+    if (e_ != cudaSuccess)                                                          \
+      throw std::runtime_error(std::string(#expr) + ": " + cudaGetErrorString(e_)); \
   } while (0)
 
 bool have_gpu() {
@@ -81,9 +82,7 @@ struct Shape5 {
   int64_t qkv_n() const { return int64_t(B) * T * W(); }
   int64_t out_n() const { return int64_t(B) * T * H * D; }
   int64_t lse_n() const { return int64_t(B) * H * T; }
-  std::string str() const {
-    return cat("B", B, " T", T, " H", H, " K", K, " D", D);
-  }
+  std::string str() const { return cat("B", B, " T", T, " H", H, " K", K, " D", D); }
 };
 
 std::vector<uint16_t> random_bf16(int64_t n, double amp, uint64_t seed) {
@@ -154,8 +153,12 @@ void ref_backward(const Shape5& s, const Sel& sel, const std::vector<double>& qk
     double* dk = &dkh[size_t(job) * T * D];
     double* dv = &dvh[size_t(job) * T * D];
     auto q = [&](int i) { return &qkv[size_t((int64_t(b) * T + i) * s.W() + int64_t(h) * D)]; };
-    auto k = [&](int j) { return &qkv[size_t((int64_t(b) * T + j) * s.W() + int64_t(s.H + g) * D)]; };
-    auto v = [&](int j) { return &qkv[size_t((int64_t(b) * T + j) * s.W() + int64_t(s.H + s.K + g) * D)]; };
+    auto k = [&](int j) {
+      return &qkv[size_t((int64_t(b) * T + j) * s.W() + int64_t(s.H + g) * D)];
+    };
+    auto v = [&](int j) {
+      return &qkv[size_t((int64_t(b) * T + j) * s.W() + int64_t(s.H + s.K + g) * D)];
+    };
     for (int i = 0; i < T; ++i) {
       const double* o = &out[size_t((int64_t(b) * T + i) * s.H * D + int64_t(h) * D)];
       const double* dO = &dout[size_t((int64_t(b) * T + i) * s.H * D + int64_t(h) * D)];
@@ -189,13 +192,15 @@ void ref_backward(const Shape5& s, const Sel& sel, const std::vector<double>& qk
 // ---- comparisons ----
 // Element index sets: which part of each tensor to compare.
 enum class Part { Q, K, V };
-std::vector<int64_t> out_indices(const Shape5& s, const Sel& sel) {  // out[B,T,H*D] of the selection
+std::vector<int64_t> out_indices(const Shape5& s,
+                                 const Sel& sel) {  // out[B,T,H*D] of the selection
   std::vector<int64_t> idx;
   const int G = s.H / s.K;
   for (int b = sel.b0; b < sel.b1; ++b)
     for (int t = 0; t < s.T; ++t)
       for (int h = sel.g0 * G; h < sel.g1 * G; ++h)
-        for (int d = 0; d < s.D; ++d) idx.push_back((int64_t(b) * s.T + t) * s.H * s.D + int64_t(h) * s.D + d);
+        for (int d = 0; d < s.D; ++d)
+          idx.push_back((int64_t(b) * s.T + t) * s.H * s.D + int64_t(h) * s.D + d);
   return idx;
 }
 std::vector<int64_t> lse_indices(const Shape5& s, const Sel& sel) {
@@ -214,7 +219,8 @@ std::vector<int64_t> qkv_indices(const Shape5& s, const Sel& sel, Part part) {
   for (int b = sel.b0; b < sel.b1; ++b)
     for (int t = 0; t < s.T; ++t)
       for (int h = h0; h < h1; ++h)
-        for (int d = 0; d < s.D; ++d) idx.push_back((int64_t(b) * s.T + t) * s.W() + int64_t(h) * s.D + d);
+        for (int d = 0; d < s.D; ++d)
+          idx.push_back((int64_t(b) * s.T + t) * s.W() + int64_t(h) * s.D + d);
   return idx;
 }
 
@@ -245,23 +251,24 @@ Stats diff(const A& got, const B& ref, const std::vector<int64_t>& idx) {
 // relative to the reference, with a floor of 1e-3 per element for references that are (near)
 // zero (dq and dk at T=1 are exactly 0; the GPU leaves ~1e-8 from f32 rounding of dP - Dsum).
 template <class A, class B>
-void expect_close(const std::string& what, const A& got, const B& ref, const std::vector<int64_t>& idx,
-                  double rel_tol = 1e-2, double max_tol = 3e-2) {
+void expect_close(const std::string& what, const A& got, const B& ref,
+                  const std::vector<int64_t>& idx, double rel_tol = 1e-2, double max_tol = 3e-2) {
   const Stats st = diff(got, ref, idx);
   const double floor = 1e-3;
   const double rel = st.err_l2 / std::max(st.ref_l2, floor * std::sqrt(double(st.n)));
   const double max_bound = max_tol * std::max(st.ref_max, floor);
-  std::printf("  %-58s rel_l2 %.2e (tol %.0e)  max_err %.2e (tol %.2e)  non-finite %lld\n", what.c_str(), rel,
-              rel_tol, st.max_err, max_bound, (long long)st.nan);
+  std::printf("  %-58s rel_l2 %.2e (tol %.0e)  max_err %.2e (tol %.2e)  non-finite %lld\n",
+              what.c_str(), rel, rel_tol, st.max_err, max_bound, (long long)st.nan);
   EXPECT_EQ(st.nan, 0) << what << ": non-finite or unwritten elements";
   EXPECT_LE(rel, rel_tol) << what;
   EXPECT_LE(st.max_err, max_bound) << what;
 }
 void expect_lse_close(const std::string& what, const std::vector<float>& got,
-                      const std::vector<double>& ref, const std::vector<int64_t>& idx, double tol = 2e-3) {
+                      const std::vector<double>& ref, const std::vector<int64_t>& idx,
+                      double tol = 2e-3) {
   const Stats st = diff(got, ref, idx);
-  std::printf("  %-58s max_abs_err %.2e (tol %.0e)  non-finite %lld\n", what.c_str(), st.max_err, tol,
-              (long long)st.nan);
+  std::printf("  %-58s max_abs_err %.2e (tol %.0e)  non-finite %lld\n", what.c_str(), st.max_err,
+              tol, (long long)st.nan);
   EXPECT_EQ(st.nan, 0) << what << ": non-finite or unwritten elements";
   EXPECT_LE(st.max_err, tol) << what;
 }
@@ -278,16 +285,25 @@ struct Problem {
   std::vector<uint16_t> qkv, dout;
   DevBuf d_qkv, d_out, d_lse, d_dout, d_dqkv;
   Problem(const Shape5& sh, double amp, uint64_t seed)
-      : s(sh), qkv(random_bf16(sh.qkv_n(), amp, seed)), dout(random_bf16(sh.out_n(), 1.0, seed + 1)),
-        d_qkv(size_t(sh.qkv_n()) * 2), d_out(size_t(sh.out_n()) * 2), d_lse(size_t(sh.lse_n()) * 4),
-        d_dout(size_t(sh.out_n()) * 2), d_dqkv(size_t(sh.qkv_n()) * 2) {
+      : s(sh),
+        qkv(random_bf16(sh.qkv_n(), amp, seed)),
+        dout(random_bf16(sh.out_n(), 1.0, seed + 1)),
+        d_qkv(size_t(sh.qkv_n()) * 2),
+        d_out(size_t(sh.out_n()) * 2),
+        d_lse(size_t(sh.lse_n()) * 4),
+        d_dout(size_t(sh.out_n()) * 2),
+        d_dqkv(size_t(sh.qkv_n()) * 2) {
     CK(cudaMemcpy(d_qkv.p, qkv.data(), d_qkv.bytes, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(d_dout.p, dout.data(), d_dout.bytes, cudaMemcpyHostToDevice));
   }
   Tensor t_qkv() const { return Tensor(d_qkv.p, DType::BF16, Device::CUDA, {s.B, s.T, s.W()}); }
-  Tensor t_out() const { return Tensor(d_out.p, DType::BF16, Device::CUDA, {s.B, s.T, int64_t(s.H) * s.D}); }
+  Tensor t_out() const {
+    return Tensor(d_out.p, DType::BF16, Device::CUDA, {s.B, s.T, int64_t(s.H) * s.D});
+  }
   Tensor t_lse() const { return Tensor(d_lse.p, DType::F32, Device::CUDA, {s.B, s.H, s.T}); }
-  Tensor t_dout() const { return Tensor(d_dout.p, DType::BF16, Device::CUDA, {s.B, s.T, int64_t(s.H) * s.D}); }
+  Tensor t_dout() const {
+    return Tensor(d_dout.p, DType::BF16, Device::CUDA, {s.B, s.T, int64_t(s.H) * s.D});
+  }
   Tensor t_dqkv() const { return Tensor(d_dqkv.p, DType::BF16, Device::CUDA, {s.B, s.T, s.W()}); }
 
   void forward(Gpu& gpu, const AttentionOptions& opt) {
@@ -321,8 +337,8 @@ const char* impl_name(const AttentionOptions& o) {
 }
 
 template <class R>
-void check_dqkv(const std::string& what, const Shape5& s, const Sel& sel, const std::vector<float>& got,
-                const R& ref) {
+void check_dqkv(const std::string& what, const Shape5& s, const Sel& sel,
+                const std::vector<float>& got, const R& ref) {
   expect_close(what + " dq", got, ref, qkv_indices(s, sel, Part::Q));
   expect_close(what + " dk", got, ref, qkv_indices(s, sel, Part::K));
   expect_close(what + " dv", got, ref, qkv_indices(s, sel, Part::V));
@@ -331,10 +347,12 @@ void check_dqkv(const std::string& what, const Shape5& s, const Sel& sel, const 
 // Forward and backward of one implementation at one small shape against the reference.
 // The backward receives the reference out (rounded to bf16) and lse (rounded to f32), so
 // forward errors do not leak into the backward check.
-void check_against_reference(const Shape5& s, double amp, const AttentionOptions& opt, uint64_t seed) {
+void check_against_reference(const Shape5& s, double amp, const AttentionOptions& opt,
+                             uint64_t seed) {
   Gpu gpu;
   Problem pb(s, amp, seed);
-  const std::string tag = cat(impl_name(opt), " ", s.str(), amp != 1.0 ? cat(" amp", amp) : std::string());
+  const std::string tag =
+      cat(impl_name(opt), " ", s.str(), amp != 1.0 ? cat(" amp", amp) : std::string());
   const Sel sel = all_of(s);
   const std::vector<double> qkv = to_double(pb.qkv), dout = to_double(pb.dout);
   std::vector<double> out, lse;
@@ -350,7 +368,8 @@ void check_against_reference(const Shape5& s, double amp, const AttentionOptions
   for (size_t i = 0; i < lse.size(); ++i) lse_in[i] = float(lse[i]);
   pb.set_out_lse(out_in, lse_in);
   std::vector<double> dqkv;
-  ref_backward(s, sel, qkv, to_double(out_in), std::vector<double>(lse_in.begin(), lse_in.end()), dout, dqkv);
+  ref_backward(s, sel, qkv, to_double(out_in), std::vector<double>(lse_in.begin(), lse_in.end()),
+               dout, dqkv);
   pb.backward(gpu, opt);
   check_dqkv(tag, s, sel, bf16_to_float(pb.get_dqkv()), dqkv);
 }
@@ -366,9 +385,10 @@ std::string case_name(const testing::TestParamInfo<SmallCase>& i) {
 // B=2, H=4 throughout; T covers one row, partial tiles, one exact tile and tiles + 2;
 // K=2 (groups of 2), K=1 (multi-query), K=4 (no grouping).
 const std::vector<SmallCase> kFa2Cases = {
-    {1, 2, 64},   {17, 2, 64},  {64, 2, 64},  {130, 2, 64}, {1, 1, 64},   {17, 1, 64},
-    {64, 1, 64},  {130, 1, 64}, {1, 4, 64},   {17, 4, 64},  {64, 4, 64},  {130, 4, 64},
-    {200, 2, 64, 3.0},  // scores with std ~9: peaked softmax, large running-max corrections
+    {1, 2, 64},    {17, 2, 64},   {64, 2, 64},       {130, 2, 64}, {1, 1, 64},
+    {17, 1, 64},   {64, 1, 64},   {130, 1, 64},      {1, 4, 64},   {17, 4, 64},
+    {64, 4, 64},   {130, 4, 64},  {200, 2, 64, 3.0},  // scores with std ~9: peaked softmax, large
+                                                      // running-max corrections
     {130, 2, 128}, {257, 1, 128},
 };
 // cuDNN <= 9.15 runs the backward only at T % 128 == 0.
@@ -434,7 +454,8 @@ TEST(CudaAttention, Fa2VsCudnnAt1p1BShape) {
   expect_close("cudnn out vs reference", bf16_to_float(out_c), out_ref, out_indices(s, sub));
   expect_lse_close("fa2 lse vs reference", lse_f, lse_ref, lse_indices(s, sub));
   expect_lse_close("cudnn lse vs reference", lse_c, lse_ref, lse_indices(s, sub));
-  expect_close("fa2 out vs cudnn out (all)", bf16_to_float(out_f), bf16_to_float(out_c), out_indices(s, every));
+  expect_close("fa2 out vs cudnn out (all)", bf16_to_float(out_f), bf16_to_float(out_c),
+               out_indices(s, every));
   expect_lse_close("fa2 lse vs cudnn lse (all)", lse_f,
                    std::vector<double>(lse_c.begin(), lse_c.end()), lse_indices(s, every));
 
@@ -447,7 +468,8 @@ TEST(CudaAttention, Fa2VsCudnnAt1p1BShape) {
   pb.backward(gpu, cudnn);
   const auto dqkv_c = bf16_to_float(pb.get_dqkv());
   std::vector<double> dqkv_ref;
-  ref_backward(s, sub, qkv, to_double(out_f), std::vector<double>(lse_f.begin(), lse_f.end()), dout, dqkv_ref);
+  ref_backward(s, sub, qkv, to_double(out_f), std::vector<double>(lse_f.begin(), lse_f.end()), dout,
+               dqkv_ref);
   std::printf(" backward from fa2's forward (reference on b=1, kv group 1):\n");
   check_dqkv("fa2 vs reference", s, sub, dqkv_f, dqkv_ref);
   check_dqkv("fa2-atomic vs reference", s, sub, dqkv_a, dqkv_ref);
@@ -459,7 +481,8 @@ TEST(CudaAttention, Fa2VsCudnnAt1p1BShape) {
   pb.set_out_lse(out_c, lse_c);
   pb.backward(gpu, fa2);
   std::printf(" fa2 backward fed by cudnn's forward:\n");
-  check_dqkv("fa2(cudnn fwd) vs fa2(fa2 fwd) (all)", s, every, bf16_to_float(pb.get_dqkv()), dqkv_f);
+  check_dqkv("fa2(cudnn fwd) vs fa2(fa2 fwd) (all)", s, every, bf16_to_float(pb.get_dqkv()),
+             dqkv_f);
 }
 
 TEST(CudaAttention, Fa2BackwardIsDeterministic) {
@@ -475,7 +498,8 @@ TEST(CudaAttention, Fa2BackwardIsDeterministic) {
   for (int run = 0; run < 3; ++run) {
     pb.backward(gpu, det);
     const auto again = pb.get_dqkv();
-    EXPECT_EQ(std::memcmp(first.data(), again.data(), first.size() * 2), 0) << "run " << run + 2 << " differs";
+    EXPECT_EQ(std::memcmp(first.data(), again.data(), first.size() * 2), 0)
+        << "run " << run + 2 << " differs";
   }
   // For information: the atomic mode is not expected to be bitwise stable.
   AttentionOptions atomic = det;
@@ -485,7 +509,8 @@ TEST(CudaAttention, Fa2BackwardIsDeterministic) {
   pb.backward(gpu, atomic);
   const auto a2 = pb.get_dqkv();
   std::printf("  fa2-atomic backward twice: %s\n",
-              std::memcmp(a1.data(), a2.data(), a1.size() * 2) == 0 ? "bitwise equal" : "differs (expected)");
+              std::memcmp(a1.data(), a2.data(), a1.size() * 2) == 0 ? "bitwise equal"
+                                                                    : "differs (expected)");
 }
 
 TEST(CudaAttention, RejectsBadArguments) {
@@ -503,8 +528,10 @@ TEST(CudaAttention, RejectsBadArguments) {
     }
   }
   Problem pb(Shape5{1, 16, 4, 2, 64}, 1.0, 6);
-  EXPECT_THROW(attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), pb.t_lse(), pb.t_qkv(), 4, 3), Error);  // 4 % 3
-  EXPECT_THROW(attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), pb.t_lse(), pb.t_qkv(), 2, 2), Error);  // row
+  EXPECT_THROW(attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), pb.t_lse(), pb.t_qkv(), 4, 3),
+               Error);  // 4 % 3
+  EXPECT_THROW(attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), pb.t_lse(), pb.t_qkv(), 2, 2),
+               Error);  // row
   const Tensor lse_bad(pb.d_lse.p, DType::BF16, Device::CUDA, {1, 4, 16});
   EXPECT_THROW(attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), lse_bad, pb.t_qkv(), 4, 2), Error);
 }

@@ -5,7 +5,8 @@
 
 namespace tl {
 
-__attribute__((weak)) void cuda_fail(const char* what, const char* expr, const char* file, int line) {
+__attribute__((weak)) void cuda_fail(const char* what, const char* expr, const char* file,
+                                     int line) {
   fail("CUDA error: ", what, " in ", expr, " (", file, ":", line, ")");
 }
 

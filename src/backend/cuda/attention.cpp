@@ -33,14 +33,18 @@ const AttentionOptions& env_options(CudaContext& ctx) {
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Preconditions shared by forward and backward; returns the shape.
-AttnShape check(const char* op, const Tensor& qkv, const Tensor& out, const Tensor& lse, int H, int K) {
+AttnShape check(const char* op, const Tensor& qkv, const Tensor& out, const Tensor& lse, int H,
+                int K) {
   check_device(op, "qkv", qkv, Device::CUDA);
   check_dtype(op, "qkv", qkv, DType::BF16);
   TL_CHECK(qkv.ndim() == 3, op, ": qkv must be [B,T,(H+2K)*D], got ", qkv.str());
-  TL_CHECK(H > 0 && K > 0 && H % K == 0, op, ": n_head (", H, ") must be a positive multiple of n_kv_head (", K, ")");
-  TL_CHECK(qkv.dim(2) % (H + 2 * K) == 0, op, ": qkv row ", qkv.dim(2), " is not a multiple of H+2K = ", H + 2 * K);
+  TL_CHECK(H > 0 && K > 0 && H % K == 0, op, ": n_head (", H,
+           ") must be a positive multiple of n_kv_head (", K, ")");
+  TL_CHECK(qkv.dim(2) % (H + 2 * K) == 0, op, ": qkv row ", qkv.dim(2),
+           " is not a multiple of H+2K = ", H + 2 * K);
   AttnShape s;
-  s.B = int(qkv.dim(0)), s.T = int(qkv.dim(1)), s.H = H, s.K = K, s.D = int(qkv.dim(2) / (H + 2 * K));
+  s.B = int(qkv.dim(0)), s.T = int(qkv.dim(1)), s.H = H, s.K = K,
+  s.D = int(qkv.dim(2) / (H + 2 * K));
   TL_CHECK(s.B > 0 && s.T > 0, op, ": empty qkv ", qkv.str());
   TL_CHECK(s.D % 8 == 0, op, ": head dim ", s.D, " must be a multiple of 8");
   check_device(op, "out", out, Device::CUDA);
@@ -55,7 +59,8 @@ AttnShape check(const char* op, const Tensor& qkv, const Tensor& out, const Tens
 
 void check_impl(const char* op, const AttentionOptions& opt, const AttnShape& s) {
   if (opt.impl == AttentionImpl::Fa2) {
-    TL_CHECK(fa2_supports_head_dim(s.D), op, " (fa2): head dim ", s.D, " is not supported (64 or 128); ",
+    TL_CHECK(fa2_supports_head_dim(s.D), op, " (fa2): head dim ", s.D,
+             " is not supported (64 or 128); ",
              "TL_ATTENTION=cudnn runs other multiples of 8 up to 128");
   } else {
     const char* why = cudnn_attention_unsupported(s);
@@ -117,15 +122,17 @@ void attention_backward_cuda(CudaContext& ctx, const AttentionOptions& opt, Tens
   check_device(op, "dout", dout, Device::CUDA);
   check_dtype(op, "dout", dout, DType::BF16);
   check_shape(op, "dout", dout, out.shape);
-  TL_CHECK(aligned16(dqkv.data) && aligned16(dout.data), op, ": dqkv and dout must be 16-byte aligned");
+  TL_CHECK(aligned16(dqkv.data) && aligned16(dout.data), op,
+           ": dqkv and dout must be 16-byte aligned");
   if (opt.impl == AttentionImpl::Fa2) {
     void* ws = attention_scratch(ctx, fa2_workspace_bytes(s, opt.deterministic));
-    fa2_backward(s, dqkv.data, dout.data, qkv.data, out.data, lse.ptr<float>(), ws, opt.deterministic,
-                 ctx.stream);
+    fa2_backward(s, dqkv.data, dout.data, qkv.data, out.data, lse.ptr<float>(), ws,
+                 opt.deterministic, ctx.stream);
   } else {
     AttentionState& st = state(ctx);
     if (!st.cudnn) st.cudnn = cudnn_attention_create();
-    cudnn_attention_backward(ctx, st.cudnn, s, dqkv.data, dout.data, qkv.data, out.data, lse.ptr<float>());
+    cudnn_attention_backward(ctx, st.cudnn, s, dqkv.data, dout.data, qkv.data, out.data,
+                             lse.ptr<float>());
   }
 }
 

@@ -29,12 +29,13 @@ namespace {
 [[noreturn]] void cudnn_fail(cudnnStatus_t st, const char* expr, const char* file, int line) {
   char detail[512] = {0};
   cudnnGetLastErrorString(detail, sizeof(detail));
-  const std::string what = std::string(cudnnGetErrorString(st)) + (detail[0] ? std::string(": ") + detail : "");
+  const std::string what =
+      std::string(cudnnGetErrorString(st)) + (detail[0] ? std::string(": ") + detail : "");
   cuda_fail(what.c_str(), expr, file, line);
 }
-#define ATTN_CUDNN_CHECK(expr)                                                  \
-  do {                                                                          \
-    cudnnStatus_t st_ = (expr);                                                 \
+#define ATTN_CUDNN_CHECK(expr)                                                   \
+  do {                                                                           \
+    cudnnStatus_t st_ = (expr);                                                  \
     if (st_ != CUDNN_STATUS_SUCCESS) cudnn_fail(st_, #expr, __FILE__, __LINE__); \
   } while (0)
 
@@ -43,13 +44,16 @@ using Dims = std::array<int64_t, 4>;
 // One backend descriptor, destroyed with its owner.
 struct Desc {
   cudnnBackendDescriptor_t d = nullptr;
-  explicit Desc(cudnnBackendDescriptorType_t type) { ATTN_CUDNN_CHECK(cudnnBackendCreateDescriptor(type, &d)); }
+  explicit Desc(cudnnBackendDescriptorType_t type) {
+    ATTN_CUDNN_CHECK(cudnnBackendCreateDescriptor(type, &d));
+  }
   ~Desc() {
     if (d) cudnnBackendDestroyDescriptor(d);
   }
   Desc(const Desc&) = delete;
   Desc& operator=(const Desc&) = delete;
-  void set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, int64_t n, const void* v) {
+  void set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, int64_t n,
+           const void* v) {
     ATTN_CUDNN_CHECK(cudnnBackendSetAttribute(d, name, type, n, v));
   }
   void set_desc(cudnnBackendAttributeName_t name, cudnnBackendDescriptor_t v) {
@@ -60,7 +64,20 @@ struct Desc {
 
 // Tensor ids the variant pack binds (virtual tensors get ids from kFirstVirtual on).
 enum Uid : int64_t {
-  kQ = 1, kK, kV, kO, kStats, kdO, kdQ, kdK, kdV, kScale, kNegInf, kOne, kDsum, kdQAcc,
+  kQ = 1,
+  kK,
+  kV,
+  kO,
+  kStats,
+  kdO,
+  kdQ,
+  kdK,
+  kdV,
+  kScale,
+  kNegInf,
+  kOne,
+  kDsum,
+  kdQAcc,
   kFirstVirtual = 100
 };
 
@@ -108,7 +125,8 @@ class Graph {
     Desc& pw = keep(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
     pw.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
     pw.set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &compute);
-    if (mode == CUDNN_POINTWISE_GEN_INDEX) pw.set(CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis);
+    if (mode == CUDNN_POINTWISE_GEN_INDEX)
+      pw.set(CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis);
     pw.finalize();
     Desc& op = keep(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
     op.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw.d);
@@ -122,7 +140,8 @@ class Graph {
     op.finalize();
     ops_.push_back(op.d);
   }
-  void reduction(cudnnReduceTensorOp_t mode, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t y) {
+  void reduction(cudnnReduceTensorOp_t mode, cudnnBackendDescriptor_t x,
+                 cudnnBackendDescriptor_t y) {
     Desc& r = keep(CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
     const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
     r.set(CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute);
@@ -159,7 +178,8 @@ class Graph {
   // accepts. Returns the plan descriptor (owned by this graph).
   cudnnBackendDescriptor_t build_plan(cudnnHandle_t handle, const char* what) {
     Desc& graph = keep(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
-    graph.set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, int64_t(ops_.size()), ops_.data());
+    graph.set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, int64_t(ops_.size()),
+              ops_.data());
     graph.set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
     graph.finalize();
     std::string tried;
@@ -169,7 +189,8 @@ class Graph {
       heur.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
       if (cudnnBackendFinalize(heur.d) != CUDNN_STATUS_SUCCESS) continue;
       int64_t n = 0;
-      if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n,
+      if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                   CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n,
                                    nullptr) != CUDNN_STATUS_SUCCESS)
         continue;
       std::vector<std::unique_ptr<Desc>> cfgs;
@@ -178,8 +199,9 @@ class Graph {
         cfgs.push_back(std::make_unique<Desc>(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
         raw.push_back(cfgs.back()->d);
       }
-      if (n == 0 || cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                             n, &n, raw.data()) != CUDNN_STATUS_SUCCESS)
+      if (n == 0 || cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                             CUDNN_TYPE_BACKEND_DESCRIPTOR, n, &n,
+                                             raw.data()) != CUDNN_STATUS_SUCCESS)
         continue;
       for (int64_t i = 0; i < n; ++i) {
         auto plan = std::make_unique<Desc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
@@ -197,7 +219,8 @@ class Graph {
     char detail[512] = {0};
     cudnnGetLastErrorString(detail, sizeof(detail));
     fail("attention (cudnn): no cuDNN engine runs the ", what, " graph (cuDNN ", cudnnGetVersion(),
-         ", tried: ", tried.empty() ? "none offered" : tried, detail[0] ? std::string("; ") + detail : "", ")");
+         ", tried: ", tried.empty() ? "none offered" : tried,
+         detail[0] ? std::string("; ") + detail : "", ")");
   }
 
  private:
@@ -223,11 +246,11 @@ struct Views {
     const int64_t B = a.B, T = a.T, H = a.H, K = a.K, D = a.D, W = a.qkv_row(), OW = a.out_row();
     q = {B, H, T, D}, q_s = {T * W, D, W, 1};
     kv = {B, K, T, D}, kv_s = {T * W, D, W, 1};
-    kt = {B, K, D, T}, kt_s = {T * W, D, 1, W};       // K^T (and V^T) without a copy
+    kt = {B, K, D, T}, kt_s = {T * W, D, 1, W};  // K^T (and V^T) without a copy
     o = {B, H, T, D}, o_s = {T * OW, D, OW, 1};
-    stats = {B, H, T, 1}, stats_s = {H * T, T, 1, 1};  // = lse[B,H,T]
-    s = {B, H, T, T}, s_s = {H * T * T, T * T, T, 1};  // scores
-    st_s = {H * T * T, T * T, 1, T};                   // the same, transposed
+    stats = {B, H, T, 1}, stats_s = {H * T, T, 1, 1};      // = lse[B,H,T]
+    s = {B, H, T, T}, s_s = {H * T * T, T * T, T, 1};      // scores
+    st_s = {H * T * T, T * T, 1, T};                       // the same, transposed
     row = {B, H, T, D}, row_s = {H * T * D, T * D, D, 1};  // dense per-head [T, D]
   }
 };
@@ -235,7 +258,8 @@ struct Views {
 // S = Q K^T * scale [- stats], then the causal mask (-inf above the diagonal); returns the
 // masked scores (f32, virtual). The backward subtracts stats before masking, as cuDNN expects.
 cudnnBackendDescriptor_t scaled_masked_scores(Graph& g, const Views& v, cudnnBackendDescriptor_t q,
-                                              cudnnBackendDescriptor_t kt, cudnnBackendDescriptor_t scale,
+                                              cudnnBackendDescriptor_t kt,
+                                              cudnnBackendDescriptor_t scale,
                                               cudnnBackendDescriptor_t sub_stats) {
   auto s = g.virt(CUDNN_DATA_FLOAT, v.s, v.s_s);
   g.matmul(q, kt, s);
@@ -271,7 +295,8 @@ void build_forward(Plan& p, cudnnHandle_t handle, const AttnShape& a) {
   auto sub = g.virt(CUDNN_DATA_FLOAT, v.s, v.s_s), e = g.virt(CUDNN_DATA_FLOAT, v.s, v.s_s);
   g.pointwise(CUDNN_POINTWISE_SUB, s, mx, nullptr, sub);
   g.pointwise(CUDNN_POINTWISE_EXP, sub, nullptr, nullptr, e);
-  auto z = g.virt(CUDNN_DATA_FLOAT, v.stats, v.stats_s), logz = g.virt(CUDNN_DATA_FLOAT, v.stats, v.stats_s);
+  auto z = g.virt(CUDNN_DATA_FLOAT, v.stats, v.stats_s),
+       logz = g.virt(CUDNN_DATA_FLOAT, v.stats, v.stats_s);
   g.reduction(CUDNN_REDUCE_TENSOR_ADD, e, z);
   g.pointwise(CUDNN_POINTWISE_LOG, z, nullptr, nullptr, logz);
   g.pointwise(CUDNN_POINTWISE_ADD, mx, logz, nullptr, stats);
@@ -362,7 +387,8 @@ void cudnn_release_handle(CudaContext& ctx) noexcept {
 }
 
 const char* cudnn_attention_unsupported(const AttnShape& s) {
-  if (s.D % 8 != 0 || s.D > 128) return "cuDNN fused attention needs head dim <= 128, a multiple of 8";
+  if (s.D % 8 != 0 || s.D > 128)
+    return "cuDNN fused attention needs head dim <= 128, a multiple of 8";
   // cudnn-frontend works around a backward bug of cuDNN <= 9.15 at T % 128 != 0 with a padding
   // mask we do not build.
   if (s.T % 128 != 0 && cudnnGetVersion() <= 91500)
@@ -406,7 +432,8 @@ void execute(CudaContext& ctx, const Plan& p, void* workspace, const std::vector
              const std::vector<void*>& ptrs) {
   Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
   pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, int64_t(uids.size()), uids.data());
-  pack.set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, int64_t(ptrs.size()), ptrs.data());
+  pack.set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, int64_t(ptrs.size()),
+           ptrs.data());
   pack.set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
   pack.finalize();
   ATTN_CUDNN_CHECK(cudnnBackendExecute(handle_for(ctx), p.plan, pack.d));
@@ -424,12 +451,12 @@ void cudnn_attention_forward(CudaContext& ctx, CudnnAttention* c, const AttnShap
   void* ws = attention_scratch(ctx, size_t(p.workspace));
   float scale = 1.f / std::sqrt(float(s.D)), neg_inf = mask_value();
   execute(ctx, p, ws, {kQ, kK, kV, kO, kStats, kScale, kNegInf},
-          {const_cast<void*>(qkv), at(qkv, int64_t(s.H) * s.D), at(qkv, int64_t(s.H + s.K) * s.D), out, lse,
-           &scale, &neg_inf});
+          {const_cast<void*>(qkv), at(qkv, int64_t(s.H) * s.D), at(qkv, int64_t(s.H + s.K) * s.D),
+           out, lse, &scale, &neg_inf});
 }
 
-void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnShape& s,
-                              void* dqkv, const void* dout, const void* qkv, const void* out,
+void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnShape& s, void* dqkv,
+                              const void* dout, const void* qkv, const void* out,
                               const float* lse) {
   const Plan& p = plan_for(ctx, c, s, true);
   // workspace: [cuDNN's | Dsum [B,H,T] f32 | dQ accumulator [B,H,T,D] f32]
@@ -440,10 +467,11 @@ void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnSha
     TL_CUDA_CHECK(cudaMemsetAsync(ws + off_dq, 0, rows * s.D * 4, ctx.stream));
   float scale = 1.f / std::sqrt(float(s.D)), neg_inf = mask_value(), one = 1.f;
   const int64_t hd = int64_t(s.H) * s.D, kd = int64_t(s.K) * s.D;
-  execute(ctx, p, ws, {kQ, kK, kV, kO, kdO, kStats, kdQ, kdK, kdV, kScale, kNegInf, kOne, kDsum, kdQAcc},
+  execute(ctx, p, ws,
+          {kQ, kK, kV, kO, kdO, kStats, kdQ, kdK, kdV, kScale, kNegInf, kOne, kDsum, kdQAcc},
           {const_cast<void*>(qkv), at(qkv, hd), at(qkv, hd + kd), const_cast<void*>(out),
-           const_cast<void*>(dout), const_cast<float*>(lse), dqkv, at(dqkv, hd), at(dqkv, hd + kd), &scale,
-           &neg_inf, &one, ws + off_dsum, ws + off_dq});
+           const_cast<void*>(dout), const_cast<float*>(lse), dqkv, at(dqkv, hd), at(dqkv, hd + kd),
+           &scale, &neg_inf, &one, ws + off_dsum, ws + off_dq});
 }
 
 }  // namespace tl

@@ -39,12 +39,12 @@ struct FwdParams {
 };
 
 struct BwdParams {
-  const bf16* qkv;     // [B,T,(H+2K)*D]
-  const bf16* dout;    // [B,T,H*D]
-  const float* lse;    // [B,H,T]
-  const float* dsum;   // [B,H,T]  rowsum(dO * O)
-  bf16* dqkv;          // [B,T,(H+2K)*D]
-  float* dq_acc;       // [B,T,H*D] f32, atomic mode only
+  const bf16* qkv;    // [B,T,(H+2K)*D]
+  const bf16* dout;   // [B,T,H*D]
+  const float* lse;   // [B,H,T]
+  const float* dsum;  // [B,H,T]  rowsum(dO * O)
+  bf16* dqkv;         // [B,T,(H+2K)*D]
+  float* dq_acc;      // [B,T,H*D] f32, atomic mode only
   int T, H, K;
   int64_t qkv_row, out_row;
   float scale, scale_log2;
@@ -62,9 +62,9 @@ __global__ void __launch_bounds__(128, 2) forward_kernel(const FwdParams p) {
   constexpr uint32_t kTileKV = BC * D * 2;  // bytes of one K or V tile
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t s0 = smem_addr(smem);
-  const Tile<D> sQ{s0};                            // [BR][D], reused to stage the output
-  const uint32_t sK0 = s0 + BR * D * 2;            // [2][BC][D]
-  const uint32_t sV0 = sK0 + 2 * kTileKV;          // [2][BC][D]
+  const Tile<D> sQ{s0};                    // [BR][D], reused to stage the output
+  const uint32_t sK0 = s0 + BR * D * 2;    // [2][BC][D]
+  const uint32_t sV0 = sK0 + 2 * kTileKV;  // [2][BC][D]
 
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
   const int T = p.T;
@@ -93,8 +93,10 @@ __global__ void __launch_bounds__(128, 2) forward_kernel(const FwdParams p) {
     const int st = j & 1;
     __syncthreads();  // every warp is done with block j-1, whose stage we refill now
     if (j + 1 < n_blocks) {
-      load_tile_async<BC, D, 128>(Tile<D>{sK0 + (st ^ 1) * kTileKV}, kg, p.qkv_row, (j + 1) * BC, T);
-      load_tile_async<BC, D, 128>(Tile<D>{sV0 + (st ^ 1) * kTileKV}, vg, p.qkv_row, (j + 1) * BC, T);
+      load_tile_async<BC, D, 128>(Tile<D>{sK0 + (st ^ 1) * kTileKV}, kg, p.qkv_row, (j + 1) * BC,
+                                  T);
+      load_tile_async<BC, D, 128>(Tile<D>{sV0 + (st ^ 1) * kTileKV}, vg, p.qkv_row, (j + 1) * BC,
+                                  T);
     }
     cp_async_commit();  // possibly empty: keeps "all but the newest group" meaning block j
     cp_async_wait<1>();
@@ -104,7 +106,8 @@ __global__ void __launch_bounds__(128, 2) forward_kernel(const FwdParams p) {
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int kk = 0; kk < KS; ++kk)
-          ldsm_x4(qf[mt][kk], sQ.at(warp * 16 * MT + mt * 16 + lane_row_a(lane), 2 * kk + lane_chunk_a(lane)));
+          ldsm_x4(qf[mt][kk],
+                  sQ.at(warp * 16 * MT + mt * 16 + lane_row_a(lane), 2 * kk + lane_chunk_a(lane)));
     }
     const int k0 = j * BC;
     if (k0 > row_w + 16 * MT - 1) continue;  // all keys after all rows of this warp
@@ -144,7 +147,8 @@ __global__ void __launch_bounds__(128, 2) forward_kernel(const FwdParams p) {
       for (int r = 0; r < 2; ++r) {
         float mx = m[mt][r];
 #pragma unroll
-        for (int nt = 0; nt < NTS; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
+        for (int nt = 0; nt < NTS; ++nt)
+          mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float ms = mx == -INFINITY ? 0.f : mx * p.scale_log2;  // row fully masked so far
@@ -163,9 +167,9 @@ __global__ void __launch_bounds__(128, 2) forward_kernel(const FwdParams p) {
           }
       }
 
-    // O += P V: P (bf16) straight from the score registers, V via ldmatrix.trans.
 #pragma unroll
     for (int kk = 0; kk < BC / 16; ++kk) {
+      // O += P V: P (bf16) straight from the score registers, V via ldmatrix.trans.
       uint32_t a[MT][4];
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) c_to_a(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
@@ -208,7 +212,8 @@ __global__ void __launch_bounds__(128, 2) forward_kernel(const FwdParams p) {
     const int row_l = warp * 16 * MT + idx / (D / 8), c = idx % (D / 8);
     if (q0 + row_l < T) {
       const uint4 v = ld_shared_v4(sQ.at(row_l, c));
-      *reinterpret_cast<uint4*>(p.out + (int64_t(b) * T + q0 + row_l) * p.out_row + int64_t(h) * D + c * 8) = v;
+      *reinterpret_cast<uint4*>(p.out + (int64_t(b) * T + q0 + row_l) * p.out_row + int64_t(h) * D +
+                                c * 8) = v;
     }
   }
 }
@@ -254,13 +259,13 @@ __global__ void preprocess_kernel(const bf16* __restrict__ dout, const bf16* __r
 template <int D, int NW, bool ATOMIC_DQ>
 struct KvLayout {
   static constexpr int BKV = 16 * NW, BQ = 64;
-  static constexpr uint32_t kK = 0;                            // [BKV][D]
-  static constexpr uint32_t kV = kK + BKV * D * 2;             // [BKV][D]
-  static constexpr uint32_t kQ = kV + BKV * D * 2;             // [2][BQ][D]
-  static constexpr uint32_t kdO = kQ + 2 * BQ * D * 2;         // [2][BQ][D]
-  static constexpr uint32_t kL = kdO + 2 * BQ * D * 2;         // [2][BQ] f32 lse
-  static constexpr uint32_t kDs = kL + 2 * BQ * 4;             // [2][BQ] f32 Dsum
-  static constexpr uint32_t kdS = kDs + 2 * BQ * 4;            // [BKV][BQ] bf16 dS^T
+  static constexpr uint32_t kK = 0;                     // [BKV][D]
+  static constexpr uint32_t kV = kK + BKV * D * 2;      // [BKV][D]
+  static constexpr uint32_t kQ = kV + BKV * D * 2;      // [2][BQ][D]
+  static constexpr uint32_t kdO = kQ + 2 * BQ * D * 2;  // [2][BQ][D]
+  static constexpr uint32_t kL = kdO + 2 * BQ * D * 2;  // [2][BQ] f32 lse
+  static constexpr uint32_t kDs = kL + 2 * BQ * 4;      // [2][BQ] f32 Dsum
+  static constexpr uint32_t kdS = kDs + 2 * BQ * 4;     // [BKV][BQ] bf16 dS^T
   static constexpr uint32_t kBytes = kdS + (ATOMIC_DQ ? BKV * BQ * 2 : 0);
 };
 
@@ -289,9 +294,11 @@ __global__ void __launch_bounds__(NW * 32, 8 / NW) bwd_kv_kernel(const BwdParams
   auto load_q = [&](int it, int stage) {  // Q, dO, lse, Dsum of iteration it
     const int h = g * G + it / per_head, qs = (qb0 + it % per_head) * BQ;
     load_tile_async<BQ, D, THREADS>(Tile<D>{s0 + L::kQ + stage * kTileQ},
-                                    p.qkv + int64_t(b) * T * p.qkv_row + int64_t(h) * D, p.qkv_row, qs, T);
+                                    p.qkv + int64_t(b) * T * p.qkv_row + int64_t(h) * D, p.qkv_row,
+                                    qs, T);
     load_tile_async<BQ, D, THREADS>(Tile<D>{s0 + L::kdO + stage * kTileQ},
-                                    p.dout + int64_t(b) * T * p.out_row + int64_t(h) * D, p.out_row, qs, T);
+                                    p.dout + int64_t(b) * T * p.out_row + int64_t(h) * D, p.out_row,
+                                    qs, T);
     const int i = int(threadIdx.x);
     if (i < 2 * BQ) {
       const float* src = (i < BQ ? p.lse : p.dsum) + (int64_t(b) * p.H + h) * T + qs + (i % BQ);
@@ -418,11 +425,13 @@ __global__ void __launch_bounds__(NW * 32, 8 / NW) bwd_kv_kernel(const BwdParams
       for (int r = 0; r < 2; ++r) {
         const int q = qs + mq * 16 + (lane >> 2) + 8 * r;
         if (q >= T) continue;
-        float* row = p.dq_acc + (int64_t(b) * T + q) * p.out_row + int64_t(h) * D + d0 + 2 * (lane & 3);
+        float* row =
+            p.dq_acc + (int64_t(b) * T + q) * p.out_row + int64_t(h) * D + d0 + 2 * (lane & 3);
 #pragma unroll
         for (int nt = 0; nt < NTW; ++nt) {
 #if __CUDA_ARCH__ >= 900
-          atomicAdd(reinterpret_cast<float2*>(row + nt * 8), make_float2(dq[nt][2 * r], dq[nt][2 * r + 1]));
+          atomicAdd(reinterpret_cast<float2*>(row + nt * 8),
+                    make_float2(dq[nt][2 * r], dq[nt][2 * r + 1]));
 #else
           atomicAdd(row + nt * 8, dq[nt][2 * r]);
           atomicAdd(row + nt * 8 + 1, dq[nt][2 * r + 1]);
@@ -440,8 +449,10 @@ __global__ void __launch_bounds__(NW * 32, 8 / NW) bwd_kv_kernel(const BwdParams
     bf16* row = p.dqkv + (int64_t(b) * T + key) * p.qkv_row + int64_t(p.H + g) * D + 2 * (lane & 3);
 #pragma unroll
     for (int nt = 0; nt < NTD; ++nt) {
-      *reinterpret_cast<uint32_t*>(row + nt * 8) = pack_bf16(dk[nt][2 * r] * p.scale, dk[nt][2 * r + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(row + int64_t(p.K) * D + nt * 8) = pack_bf16(dv[nt][2 * r], dv[nt][2 * r + 1]);
+      *reinterpret_cast<uint32_t*>(row + nt * 8) =
+          pack_bf16(dk[nt][2 * r] * p.scale, dk[nt][2 * r + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(row + int64_t(p.K) * D + nt * 8) =
+          pack_bf16(dv[nt][2 * r], dv[nt][2 * r + 1]);
     }
   }
 }
@@ -465,8 +476,10 @@ __global__ void __launch_bounds__(128, 2) bwd_dq_kernel(const BwdParams p) {
   const bf16* vg = kg + int64_t(p.K) * D;
   const int n_blocks = (min(T, q0 + BQ) + BC - 1) / BC;
 
-  load_tile_async<BQ, D, 128>(sQ, p.qkv + int64_t(b) * T * p.qkv_row + int64_t(h) * D, p.qkv_row, q0, T);
-  load_tile_async<BQ, D, 128>(sdO, p.dout + int64_t(b) * T * p.out_row + int64_t(h) * D, p.out_row, q0, T);
+  load_tile_async<BQ, D, 128>(sQ, p.qkv + int64_t(b) * T * p.qkv_row + int64_t(h) * D, p.qkv_row,
+                              q0, T);
+  load_tile_async<BQ, D, 128>(sdO, p.dout + int64_t(b) * T * p.out_row + int64_t(h) * D, p.out_row,
+                              q0, T);
   load_tile_async<BC, D, 128>(Tile<D>{sK0}, kg, p.qkv_row, 0, T);
   load_tile_async<BC, D, 128>(Tile<D>{sV0}, vg, p.qkv_row, 0, T);
   cp_async_commit();
@@ -549,7 +562,8 @@ __global__ void __launch_bounds__(128, 2) bwd_dq_kernel(const BwdParams p) {
     bf16* dst = p.dqkv + (int64_t(b) * T + row) * p.qkv_row + int64_t(h) * D + 2 * (lane & 3);
 #pragma unroll
     for (int nt = 0; nt < NTD; ++nt)
-      *reinterpret_cast<uint32_t*>(dst + nt * 8) = pack_bf16(dq[nt][2 * r] * p.scale, dq[nt][2 * r + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(dst + nt * 8) =
+          pack_bf16(dq[nt][2 * r] * p.scale, dq[nt][2 * r + 1] * p.scale);
   }
 }
 
@@ -577,7 +591,8 @@ template <class Kernel, class Params>
 void launch(Kernel kernel, dim3 grid, int threads, uint32_t smem, cudaStream_t stream,
             const Params& params) {
   // Above 48 KiB a block needs the opt-in; cheap, so set it on every call.
-  TL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  TL_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   kernel<<<grid, threads, smem, stream>>>(params);
   TL_CUDA_LAUNCH_CHECK();
 }
@@ -586,14 +601,16 @@ template <int D, int MT>
 void forward_d(const AttnShape& s, const FwdParams& p, cudaStream_t stream) {
   constexpr int BR = 64 * MT;
   const uint32_t smem = (BR + 4 * kBlockKV) * D * 2;
-  launch(forward_kernel<D, MT>, dim3(unsigned(s.B * s.H), unsigned((s.T + BR - 1) / BR)), 128, smem, stream, p);
+  launch(forward_kernel<D, MT>, dim3(unsigned(s.B * s.H), unsigned((s.T + BR - 1) / BR)), 128, smem,
+         stream, p);
 }
 
 template <int D, int NW, bool ATOMIC_DQ>
 void bwd_kv(const AttnShape& s, const BwdParams& p, cudaStream_t stream) {
   using L = KvLayout<D, NW, ATOMIC_DQ>;
-  launch(bwd_kv_kernel<D, NW, ATOMIC_DQ>, dim3(unsigned(s.B * s.K), unsigned((s.T + L::BKV - 1) / L::BKV)),
-         NW * 32, L::kBytes, stream, p);
+  launch(bwd_kv_kernel<D, NW, ATOMIC_DQ>,
+         dim3(unsigned(s.B * s.K), unsigned((s.T + L::BKV - 1) / L::BKV)), NW * 32, L::kBytes,
+         stream, p);
 }
 
 template <int D>
@@ -606,12 +623,15 @@ void backward_d(const AttnShape& s, const BwdParams& p, const bf16* out, float* 
   if (deterministic) {
     bwd_kv<D, 4, false>(s, p, stream);
     const uint32_t smem = 6 * 64 * D * 2;  // Q, dO, 2 x K, 2 x V tiles
-    launch(bwd_dq_kernel<D>, dim3(unsigned(s.B * s.H), unsigned((s.T + 63) / 64)), 128, smem, stream, p);
+    launch(bwd_dq_kernel<D>, dim3(unsigned(s.B * s.H), unsigned((s.T + 63) / 64)), 128, smem,
+           stream, p);
     return;
   }
   if constexpr (D == 64) {
-    if (kv_warps == 8) bwd_kv<D, 8, true>(s, p, stream);
-    else bwd_kv<D, 4, true>(s, p, stream);
+    if (kv_warps == 8)
+      bwd_kv<D, 8, true>(s, p, stream);
+    else
+      bwd_kv<D, 4, true>(s, p, stream);
   } else {
     bwd_kv<D, 4, true>(s, p, stream);
   }
@@ -665,9 +685,10 @@ void fa2_backward(const AttnShape& s, void* dqkv, const void* dout, const void* 
   p.lse = lse;
   p.dsum = dsum;
   p.dqkv = static_cast<fa2::bf16*>(dqkv);
-  p.dq_acc = deterministic ? nullptr
-                           : reinterpret_cast<float*>(static_cast<char*>(workspace) +
-                                                      fa2::align256(size_t(s.B) * s.H * s.T * sizeof(float)));
+  p.dq_acc = deterministic
+                 ? nullptr
+                 : reinterpret_cast<float*>(static_cast<char*>(workspace) +
+                                            fa2::align256(size_t(s.B) * s.H * s.T * sizeof(float)));
   p.T = s.T, p.H = s.H, p.K = s.K;
   p.qkv_row = s.qkv_row(), p.out_row = s.out_row();
   p.scale = 1.f / std::sqrt(float(s.D));

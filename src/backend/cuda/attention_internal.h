@@ -15,7 +15,7 @@ namespace tl {
 struct AttnShape {
   int B = 0, T = 0, H = 0, K = 0, D = 0;  // batch, tokens, query heads, kv heads, head dim
   int64_t qkv_row() const { return int64_t(H + 2 * K) * D; }  // elements per token of qkv
-  int64_t out_row() const { return int64_t(H) * D; }           // elements per token of out
+  int64_t out_row() const { return int64_t(H) * D; }          // elements per token of out
 };
 
 // Device scratch shared by both implementations (they run on one stream, never at once).
@@ -43,8 +43,7 @@ void cudnn_release_handle(CudaContext& ctx) noexcept;  // destroys ctx.cudnn if 
 const char* cudnn_attention_unsupported(const AttnShape& s);
 void cudnn_attention_forward(CudaContext& ctx, CudnnAttention* c, const AttnShape& s, void* out,
                              float* lse, const void* qkv);
-void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnShape& s,
-                              void* dqkv, const void* dout, const void* qkv, const void* out,
-                              const float* lse);
+void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnShape& s, void* dqkv,
+                              const void* dout, const void* qkv, const void* out, const float* lse);
 
 }  // namespace tl
