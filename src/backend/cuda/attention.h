@@ -6,10 +6,12 @@
 // natural-log logsumexp of the scaled scores, which both backwards read):
 //   fa2    our kernels (attention_fa2.cu), head dims 64 and 128. Backward deterministic by
 //          default (separate dQ pass); TL_ATTENTION_DETERMINISTIC=0 accumulates dQ with f32
-//          atomics instead (faster, run-to-run differences in the last bits of dq).
+//          atomics instead (expected faster, see bench/NOTES.md; dq then varies in the last
+//          bits from run to run).
 //   cudnn  cuDNN's fused SDPA through the graph backend API (attention_cudnn.cpp); its
-//          backward is not deterministic.
-// Environment: TL_ATTENTION=fa2|cudnn picks one (default fa2).
+//          backward may not be deterministic (cuDNN accumulates dQ with atomics).
+// Environment: TL_ATTENTION=fa2|cudnn picks one (default fa2). TL_FA2_BWD_KV_WARPS=4|8 picks
+// the block shape of the atomic fa2 backward at D=64 (64 or 128 keys per block; benchmarking).
 //
 // State: the first call hangs an attention state off ctx.attention_state (scratch memory,
 // cuDNN plans) and creates ctx.cudnn when cuDNN is used. The backend must call
