@@ -1,11 +1,38 @@
 // Causal grouped-query flash attention on the GPU (FlashAttention-2 algorithm: tiles of
 // Q against K/V in shared memory, online softmax, logsumexp saved, no T x T matrix).
 // Semantics exactly as Backend::attention_forward/backward (backend/backend.h).
+//
+// Two implementations, same results up to bf16 rounding, mixable (both write lse as the
+// natural-log logsumexp of the scaled scores, which both backwards read):
+//   fa2    our kernels (attention_fa2.cu), head dims 64 and 128. Backward deterministic by
+//          default (separate dQ pass); TL_ATTENTION_DETERMINISTIC=0 accumulates dQ with f32
+//          atomics instead (expected faster, see bench/NOTES.md; dq then varies in the last
+//          bits from run to run).
+//   cudnn  cuDNN's fused SDPA through the graph backend API (attention_cudnn.cpp); its
+//          backward may not be deterministic (cuDNN accumulates dQ with atomics).
+// Environment: TL_ATTENTION=fa2|cudnn picks one (default fa2). TL_FA2_BWD_KV_WARPS=4|8 picks
+// the block shape of the atomic fa2 backward at D=64 (64 or 128 keys per block; benchmarking).
+//
+// State: the first call hangs an attention state off ctx.attention_state (scratch memory,
+// cuDNN plans) and creates ctx.cudnn when cuDNN is used. The backend must call
+// attention_release(ctx) before destroying ctx.stream.
 #pragma once
+#include <cstddef>
+#include <cstdint>
+
 #include "backend/cuda/cuda_context.h"
 #include "core/tensor.h"
 
 namespace tl {
+
+enum class AttentionImpl : uint8_t { Fa2, Cudnn };
+
+struct AttentionOptions {
+  AttentionImpl impl = AttentionImpl::Fa2;
+  bool deterministic = true;  // fa2 backward only
+};
+// TL_ATTENTION=fa2|cudnn, TL_ATTENTION_DETERMINISTIC=1|0; throws on other values.
+AttentionOptions attention_options_from_env();
 
 // out[B,T,H*D] bf16, lse[B,H,T] f32, qkv[B,T,(H+2K)*D] bf16 (packed q, k, v heads).
 void attention_forward_cuda(CudaContext& ctx, Tensor out, Tensor lse, Tensor qkv, int n_head,
@@ -13,7 +40,20 @@ void attention_forward_cuda(CudaContext& ctx, Tensor out, Tensor lse, Tensor qkv
 // dqkv[B,T,(H+2K)*D] bf16 (=), dout[B,T,H*D] bf16.
 void attention_backward_cuda(CudaContext& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                              Tensor lse, int n_head, int n_kv_head);
-// Workspace bytes attention needs for this shape (f32 dq accumulators and the like).
+// The same with explicit options instead of the environment (tests, benchmarks).
+void attention_forward_cuda(CudaContext& ctx, const AttentionOptions& opt, Tensor out, Tensor lse,
+                            Tensor qkv, int n_head, int n_kv_head);
+void attention_backward_cuda(CudaContext& ctx, const AttentionOptions& opt, Tensor dqkv,
+                             Tensor dout, Tensor qkv, Tensor out, Tensor lse, int n_head,
+                             int n_kv_head);
+
+// Scratch bytes the fa2 path allocates for this shape (its largest need is the backward:
+// Dsum [B,H,T] f32, plus a dQ accumulator [B,T,H,D] f32 when not deterministic). cuDNN's
+// workspace is plan-dependent; attention_scratch_bytes() reports what is held.
 size_t attention_workspace_bytes(int B, int T, int n_head, int n_kv_head, int head_dim);
+// Device bytes attention holds now (scratch), for memory reports.
+size_t attention_scratch_bytes(const CudaContext& ctx);
+// Frees the attention state and the cuDNN handle (ctx.cudnn); safe to call more than once.
+void attention_release(CudaContext& ctx) noexcept;
 
 }  // namespace tl

@@ -16,11 +16,6 @@
 
 namespace tl {
 
-// Declared by attention.h on the attention branch; repeated here (same signatures) so this
-// branch builds against the placeholder. Remove at merge.
-size_t attention_scratch_bytes(const CudaContext& ctx);
-void attention_release(CudaContext& ctx) noexcept;
-
 int cuda_device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {

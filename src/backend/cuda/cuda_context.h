@@ -16,6 +16,8 @@ struct CudaContext {
   void* cublas_workspace = nullptr;  // 32 MiB on Hopper
   size_t cublas_workspace_bytes = 0;
   void* cudnn = nullptr;             // cudnnHandle_t, created on first use by attention
+  void* attention_state = nullptr;   // owned by attention (attention.h); attention_release() frees
+                                     // it and cudnn, before the stream is destroyed
 };
 
 }  // namespace tl

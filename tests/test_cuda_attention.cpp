@@ -1,0 +1,539 @@
+// CUDA causal grouped-query attention (fa2 kernels and cuDNN) against a float64 reference
+// computed here: explicit scores, causal mask, softmax; backward by the standard formulas
+// (P = exp(s - lse), dV = P^T dO, dS = P (dO V^T - rowsum(dO O)), dQ = scale dS K,
+// dK = scale dS^T Q, dK/dV summed over the query heads of each kv group).
+//
+// Inputs are bf16, so the reference sees exactly the values the GPU sees. Tolerances:
+// the GPU rounds P and dS to bf16 (relative 2^-9) before the second products and rounds
+// every output to bf16 (another 2^-9), with f32 accumulation; random-sign errors of that
+// size give a relative L2 error of a few 1e-3. We require rel L2 <= 1e-2 and
+// max |err| <= 3e-2 * max |ref| per tensor (a wrong index or mask gives errors of order 1),
+// and |lse err| <= 2e-3 (lse is f32 math: m*scale + log(l)). Outputs are poisoned with NaN
+// before each call, so an element left unwritten fails.
+#include <gtest/gtest.h>
+
+#ifndef TL_WITH_CUDA
+TEST(CudaAttention, NeedsCuda) { GTEST_SKIP() << "built without CUDA"; }
+#else
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/attention.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/rng.h"
+
+using namespace tl;
+
+namespace {
+
+#define CK(expr)                                                                    \
+  do {                                                                              \
+    cudaError_t e_ = (expr);                                                        \
+    if (e_ != cudaSuccess)                                                          \
+      throw std::runtime_error(std::string(#expr) + ": " + cudaGetErrorString(e_)); \
+  } while (0)
+
+bool have_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+#define SKIP_WITHOUT_GPU() \
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU visible"
+
+struct Gpu {
+  CudaContext ctx;
+  Gpu() {
+    CK(cudaSetDevice(0));
+    cudaDeviceProp prop{};
+    CK(cudaGetDeviceProperties(&prop, 0));
+    ctx.sm_count = prop.multiProcessorCount, ctx.cc_major = prop.major, ctx.cc_minor = prop.minor;
+    CK(cudaStreamCreate(&ctx.stream));
+  }
+  ~Gpu() {
+    cudaStreamSynchronize(ctx.stream);
+    attention_release(ctx);
+    cudaStreamSynchronize(ctx.stream);
+    cudaStreamDestroy(ctx.stream);
+  }
+};
+
+struct DevBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  explicit DevBuf(size_t n) : bytes(n) { CK(cudaMalloc(&p, n)); }
+  ~DevBuf() { cudaFree(p); }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  void poison() { CK(cudaMemset(p, 0xff, bytes)); }  // all-ones: NaN as bf16 and as f32
+};
+
+struct Shape5 {
+  int B, T, H, K, D;
+  int64_t W() const { return int64_t(H + 2 * K) * D; }  // qkv row
+  int64_t qkv_n() const { return int64_t(B) * T * W(); }
+  int64_t out_n() const { return int64_t(B) * T * H * D; }
+  int64_t lse_n() const { return int64_t(B) * H * T; }
+  std::string str() const { return cat("B", B, " T", T, " H", H, " K", K, " D", D); }
+};
+
+std::vector<uint16_t> random_bf16(int64_t n, double amp, uint64_t seed) {
+  Rng r(seed);
+  std::vector<uint16_t> v(static_cast<size_t>(n));
+  for (auto& x : v) x = f32_to_bf16(float(amp * r.normal()));
+  return v;
+}
+std::vector<double> to_double(const std::vector<uint16_t>& v) {
+  std::vector<double> d(v.size());
+  for (size_t i = 0; i < v.size(); ++i) d[i] = bf16_to_f32(v[i]);
+  return d;
+}
+
+// ---- float64 reference, restricted to batch rows [b0,b1) and kv groups [g0,g1) ----
+struct Sel {
+  int b0, b1, g0, g1;
+};
+Sel all_of(const Shape5& s) { return {0, s.B, 0, s.K}; }
+
+// out[B,T,H*D], lse[B,H,T] (entries outside the selection stay 0).
+void ref_forward(const Shape5& s, const Sel& sel, const std::vector<double>& qkv,
+                 std::vector<double>& out, std::vector<double>& lse) {
+  out.assign(size_t(s.out_n()), 0.0), lse.assign(size_t(s.lse_n()), 0.0);
+  const int G = s.H / s.K, D = s.D;
+  const double scale = 1.0 / std::sqrt(double(D));
+  const int nh = (sel.g1 - sel.g0) * G, nb = sel.b1 - sel.b0;
+#pragma omp parallel for schedule(dynamic)
+  for (int job = 0; job < nb * nh; ++job) {
+    const int b = sel.b0 + job / nh, h = sel.g0 * G + job % nh, g = h / G;
+    std::vector<double> sc(size_t(s.T));
+    for (int i = 0; i < s.T; ++i) {
+      const double* q = &qkv[size_t((int64_t(b) * s.T + i) * s.W() + int64_t(h) * D)];
+      double m = -INFINITY;
+      for (int j = 0; j <= i; ++j) {
+        const double* k = &qkv[size_t((int64_t(b) * s.T + j) * s.W() + int64_t(s.H + g) * D)];
+        double dot = 0;
+        for (int d = 0; d < D; ++d) dot += q[d] * k[d];
+        sc[size_t(j)] = dot * scale, m = std::max(m, sc[size_t(j)]);
+      }
+      double l = 0;
+      for (int j = 0; j <= i; ++j) l += std::exp(sc[size_t(j)] - m);
+      const double ls = m + std::log(l);
+      lse[size_t((int64_t(b) * s.H + h) * s.T + i)] = ls;
+      double* o = &out[size_t((int64_t(b) * s.T + i) * s.H * D + int64_t(h) * D)];
+      for (int j = 0; j <= i; ++j) {
+        const double p = std::exp(sc[size_t(j)] - ls);
+        const double* v = &qkv[size_t((int64_t(b) * s.T + j) * s.W() + int64_t(s.H + s.K + g) * D)];
+        for (int d = 0; d < D; ++d) o[d] += p * v[d];
+      }
+    }
+  }
+}
+
+// dqkv[B,T,(H+2K)*D] from dout, with out and lse as given (the values the GPU receives).
+void ref_backward(const Shape5& s, const Sel& sel, const std::vector<double>& qkv,
+                  const std::vector<double>& out, const std::vector<double>& lse,
+                  const std::vector<double>& dout, std::vector<double>& dqkv) {
+  dqkv.assign(size_t(s.qkv_n()), 0.0);
+  const int G = s.H / s.K, D = s.D, T = s.T;
+  const double scale = 1.0 / std::sqrt(double(D));
+  const int nh = (sel.g1 - sel.g0) * G, nb = sel.b1 - sel.b0;
+  // dK, dV per query head (summed per group afterwards: no races between threads)
+  std::vector<double> dkh(size_t(nb) * nh * T * D, 0.0), dvh(dkh.size(), 0.0);
+#pragma omp parallel for schedule(dynamic)
+  for (int job = 0; job < nb * nh; ++job) {
+    const int b = sel.b0 + job / nh, h = sel.g0 * G + job % nh, g = h / G;
+    double* dk = &dkh[size_t(job) * T * D];
+    double* dv = &dvh[size_t(job) * T * D];
+    auto q = [&](int i) { return &qkv[size_t((int64_t(b) * T + i) * s.W() + int64_t(h) * D)]; };
+    auto k = [&](int j) {
+      return &qkv[size_t((int64_t(b) * T + j) * s.W() + int64_t(s.H + g) * D)];
+    };
+    auto v = [&](int j) {
+      return &qkv[size_t((int64_t(b) * T + j) * s.W() + int64_t(s.H + s.K + g) * D)];
+    };
+    for (int i = 0; i < T; ++i) {
+      const double* o = &out[size_t((int64_t(b) * T + i) * s.H * D + int64_t(h) * D)];
+      const double* dO = &dout[size_t((int64_t(b) * T + i) * s.H * D + int64_t(h) * D)];
+      const double ls = lse[size_t((int64_t(b) * s.H + h) * T + i)];
+      double Di = 0;
+      for (int d = 0; d < D; ++d) Di += dO[d] * o[d];
+      double* dq = &dqkv[size_t((int64_t(b) * T + i) * s.W() + int64_t(h) * D)];
+      for (int j = 0; j <= i; ++j) {
+        double qk = 0, dp = 0;
+        for (int d = 0; d < D; ++d) qk += q(i)[d] * k(j)[d], dp += dO[d] * v(j)[d];
+        const double p = std::exp(qk * scale - ls), ds = p * (dp - Di);
+        for (int d = 0; d < D; ++d) {
+          dv[size_t(j) * D + d] += p * dO[d];
+          dq[d] += scale * ds * k(j)[d];
+          dk[size_t(j) * D + d] += scale * ds * q(i)[d];
+        }
+      }
+    }
+  }
+  for (int job = 0; job < nb * nh; ++job) {
+    const int b = sel.b0 + job / nh, h = sel.g0 * G + job % nh, g = h / G;
+    for (int j = 0; j < T; ++j)
+      for (int d = 0; d < D; ++d) {
+        const size_t row = size_t((int64_t(b) * T + j) * s.W());
+        dqkv[row + size_t(s.H + g) * D + d] += dkh[(size_t(job) * T + j) * D + d];
+        dqkv[row + size_t(s.H + s.K + g) * D + d] += dvh[(size_t(job) * T + j) * D + d];
+      }
+  }
+}
+
+// ---- comparisons ----
+// Element index sets: which part of each tensor to compare.
+enum class Part { Q, K, V };
+std::vector<int64_t> out_indices(const Shape5& s,
+                                 const Sel& sel) {  // out[B,T,H*D] of the selection
+  std::vector<int64_t> idx;
+  const int G = s.H / s.K;
+  for (int b = sel.b0; b < sel.b1; ++b)
+    for (int t = 0; t < s.T; ++t)
+      for (int h = sel.g0 * G; h < sel.g1 * G; ++h)
+        for (int d = 0; d < s.D; ++d)
+          idx.push_back((int64_t(b) * s.T + t) * s.H * s.D + int64_t(h) * s.D + d);
+  return idx;
+}
+std::vector<int64_t> lse_indices(const Shape5& s, const Sel& sel) {
+  std::vector<int64_t> idx;
+  const int G = s.H / s.K;
+  for (int b = sel.b0; b < sel.b1; ++b)
+    for (int h = sel.g0 * G; h < sel.g1 * G; ++h)
+      for (int t = 0; t < s.T; ++t) idx.push_back((int64_t(b) * s.H + h) * s.T + t);
+  return idx;
+}
+std::vector<int64_t> qkv_indices(const Shape5& s, const Sel& sel, Part part) {
+  std::vector<int64_t> idx;
+  const int G = s.H / s.K;
+  const int h0 = part == Part::Q ? sel.g0 * G : (part == Part::K ? s.H : s.H + s.K) + sel.g0;
+  const int h1 = part == Part::Q ? sel.g1 * G : (part == Part::K ? s.H : s.H + s.K) + sel.g1;
+  for (int b = sel.b0; b < sel.b1; ++b)
+    for (int t = 0; t < s.T; ++t)
+      for (int h = h0; h < h1; ++h)
+        for (int d = 0; d < s.D; ++d)
+          idx.push_back((int64_t(b) * s.T + t) * s.W() + int64_t(h) * s.D + d);
+  return idx;
+}
+
+struct Stats {
+  double err_l2 = 0, ref_l2 = 0, max_err = 0, ref_max = 0;
+  int64_t n = 0, nan = 0;
+};
+template <class A, class B>
+Stats diff(const A& got, const B& ref, const std::vector<int64_t>& idx) {
+  Stats st;
+  double num = 0, den = 0;
+  for (int64_t i : idx) {
+    const double g = double(got[size_t(i)]), r = double(ref[size_t(i)]);
+    ++st.n;
+    if (!std::isfinite(g)) {
+      ++st.nan;
+      continue;
+    }
+    num += (g - r) * (g - r), den += r * r;
+    st.max_err = std::max(st.max_err, std::fabs(g - r));
+    st.ref_max = std::max(st.ref_max, std::fabs(r));
+  }
+  st.err_l2 = std::sqrt(num), st.ref_l2 = std::sqrt(den);
+  return st;
+}
+
+// Checks a tensor against a reference; prints one self-explanatory line. Errors are measured
+// relative to the reference, with a floor of 1e-3 per element for references that are (near)
+// zero (dq and dk at T=1 are exactly 0; the GPU leaves ~1e-8 from f32 rounding of dP - Dsum).
+template <class A, class B>
+void expect_close(const std::string& what, const A& got, const B& ref,
+                  const std::vector<int64_t>& idx, double rel_tol = 1e-2, double max_tol = 3e-2) {
+  const Stats st = diff(got, ref, idx);
+  const double floor = 1e-3;
+  const double rel = st.err_l2 / std::max(st.ref_l2, floor * std::sqrt(double(st.n)));
+  const double max_bound = max_tol * std::max(st.ref_max, floor);
+  std::printf("  %-58s rel_l2 %.2e (tol %.0e)  max_err %.2e (tol %.2e)  non-finite %lld\n",
+              what.c_str(), rel, rel_tol, st.max_err, max_bound, (long long)st.nan);
+  EXPECT_EQ(st.nan, 0) << what << ": non-finite or unwritten elements";
+  EXPECT_LE(rel, rel_tol) << what;
+  EXPECT_LE(st.max_err, max_bound) << what;
+}
+void expect_lse_close(const std::string& what, const std::vector<float>& got,
+                      const std::vector<double>& ref, const std::vector<int64_t>& idx,
+                      double tol = 2e-3) {
+  const Stats st = diff(got, ref, idx);
+  std::printf("  %-58s max_abs_err %.2e (tol %.0e)  non-finite %lld\n", what.c_str(), st.max_err,
+              tol, (long long)st.nan);
+  EXPECT_EQ(st.nan, 0) << what << ": non-finite or unwritten elements";
+  EXPECT_LE(st.max_err, tol) << what;
+}
+
+std::vector<float> bf16_to_float(const std::vector<uint16_t>& v) {
+  std::vector<float> f(v.size());
+  for (size_t i = 0; i < v.size(); ++i) f[i] = bf16_to_f32(v[i]);
+  return f;
+}
+
+// Device tensors for one shape, with host copies of inputs.
+struct Problem {
+  Shape5 s;
+  std::vector<uint16_t> qkv, dout;
+  DevBuf d_qkv, d_out, d_lse, d_dout, d_dqkv;
+  Problem(const Shape5& sh, double amp, uint64_t seed)
+      : s(sh),
+        qkv(random_bf16(sh.qkv_n(), amp, seed)),
+        dout(random_bf16(sh.out_n(), 1.0, seed + 1)),
+        d_qkv(size_t(sh.qkv_n()) * 2),
+        d_out(size_t(sh.out_n()) * 2),
+        d_lse(size_t(sh.lse_n()) * 4),
+        d_dout(size_t(sh.out_n()) * 2),
+        d_dqkv(size_t(sh.qkv_n()) * 2) {
+    CK(cudaMemcpy(d_qkv.p, qkv.data(), d_qkv.bytes, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d_dout.p, dout.data(), d_dout.bytes, cudaMemcpyHostToDevice));
+  }
+  Tensor t_qkv() const { return Tensor(d_qkv.p, DType::BF16, Device::CUDA, {s.B, s.T, s.W()}); }
+  Tensor t_out() const {
+    return Tensor(d_out.p, DType::BF16, Device::CUDA, {s.B, s.T, int64_t(s.H) * s.D});
+  }
+  Tensor t_lse() const { return Tensor(d_lse.p, DType::F32, Device::CUDA, {s.B, s.H, s.T}); }
+  Tensor t_dout() const {
+    return Tensor(d_dout.p, DType::BF16, Device::CUDA, {s.B, s.T, int64_t(s.H) * s.D});
+  }
+  Tensor t_dqkv() const { return Tensor(d_dqkv.p, DType::BF16, Device::CUDA, {s.B, s.T, s.W()}); }
+
+  void forward(Gpu& gpu, const AttentionOptions& opt) {
+    d_out.poison(), d_lse.poison();
+    attention_forward_cuda(gpu.ctx, opt, t_out(), t_lse(), t_qkv(), s.H, s.K);
+    CK(cudaStreamSynchronize(gpu.ctx.stream));
+  }
+  void backward(Gpu& gpu, const AttentionOptions& opt) {
+    d_dqkv.poison();
+    attention_backward_cuda(gpu.ctx, opt, t_dqkv(), t_dout(), t_qkv(), t_out(), t_lse(), s.H, s.K);
+    CK(cudaStreamSynchronize(gpu.ctx.stream));
+  }
+  std::vector<uint16_t> get_out() const { return download<uint16_t>(d_out, s.out_n()); }
+  std::vector<float> get_lse() const { return download<float>(d_lse, s.lse_n()); }
+  std::vector<uint16_t> get_dqkv() const { return download<uint16_t>(d_dqkv, s.qkv_n()); }
+  void set_out_lse(const std::vector<uint16_t>& out, const std::vector<float>& lse) {
+    CK(cudaMemcpy(d_out.p, out.data(), d_out.bytes, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d_lse.p, lse.data(), d_lse.bytes, cudaMemcpyHostToDevice));
+  }
+  template <class X>
+  static std::vector<X> download(const DevBuf& b, int64_t n) {
+    std::vector<X> v(static_cast<size_t>(n));
+    CK(cudaMemcpy(v.data(), b.p, size_t(n) * sizeof(X), cudaMemcpyDeviceToHost));
+    return v;
+  }
+};
+
+const char* impl_name(const AttentionOptions& o) {
+  if (o.impl == AttentionImpl::Cudnn) return "cudnn";
+  return o.deterministic ? "fa2" : "fa2-atomic";
+}
+
+template <class R>
+void check_dqkv(const std::string& what, const Shape5& s, const Sel& sel,
+                const std::vector<float>& got, const R& ref) {
+  expect_close(what + " dq", got, ref, qkv_indices(s, sel, Part::Q));
+  expect_close(what + " dk", got, ref, qkv_indices(s, sel, Part::K));
+  expect_close(what + " dv", got, ref, qkv_indices(s, sel, Part::V));
+}
+
+// Forward and backward of one implementation at one small shape against the reference.
+// The backward receives the reference out (rounded to bf16) and lse (rounded to f32), so
+// forward errors do not leak into the backward check.
+void check_against_reference(const Shape5& s, double amp, const AttentionOptions& opt,
+                             uint64_t seed) {
+  Gpu gpu;
+  Problem pb(s, amp, seed);
+  const std::string tag =
+      cat(impl_name(opt), " ", s.str(), amp != 1.0 ? cat(" amp", amp) : std::string());
+  const Sel sel = all_of(s);
+  const std::vector<double> qkv = to_double(pb.qkv), dout = to_double(pb.dout);
+  std::vector<double> out, lse;
+  ref_forward(s, sel, qkv, out, lse);
+
+  pb.forward(gpu, opt);
+  expect_close(tag + " out", bf16_to_float(pb.get_out()), out, out_indices(s, sel));
+  expect_lse_close(tag + " lse", pb.get_lse(), lse, lse_indices(s, sel));
+
+  std::vector<uint16_t> out_in(out.size());
+  std::vector<float> lse_in(lse.size());
+  for (size_t i = 0; i < out.size(); ++i) out_in[i] = f32_to_bf16(float(out[i]));
+  for (size_t i = 0; i < lse.size(); ++i) lse_in[i] = float(lse[i]);
+  pb.set_out_lse(out_in, lse_in);
+  std::vector<double> dqkv;
+  ref_backward(s, sel, qkv, to_double(out_in), std::vector<double>(lse_in.begin(), lse_in.end()),
+               dout, dqkv);
+  pb.backward(gpu, opt);
+  check_dqkv(tag, s, sel, bf16_to_float(pb.get_dqkv()), dqkv);
+}
+
+struct SmallCase {
+  int T, K, D;
+  double amp = 1.0;
+};
+std::string case_name(const testing::TestParamInfo<SmallCase>& i) {
+  return cat("T", i.param.T, "_K", i.param.K, "_D", i.param.D, i.param.amp != 1.0 ? "_peaked" : "");
+}
+
+// B=2, H=4 throughout; T covers one row, partial tiles, one exact tile and tiles + 2;
+// K=2 (groups of 2), K=1 (multi-query), K=4 (no grouping).
+const std::vector<SmallCase> kFa2Cases = {
+    {1, 2, 64},    {17, 2, 64},   {64, 2, 64},       {130, 2, 64}, {1, 1, 64},
+    {17, 1, 64},   {64, 1, 64},   {130, 1, 64},      {1, 4, 64},   {17, 4, 64},
+    {64, 4, 64},   {130, 4, 64},  {200, 2, 64, 3.0},  // scores with std ~9: peaked softmax, large
+                                                      // running-max corrections
+    {130, 2, 128}, {257, 1, 128},
+};
+// cuDNN <= 9.15 runs the backward only at T % 128 == 0.
+const std::vector<SmallCase> kCudnnCases = {
+    {128, 2, 64}, {128, 1, 64}, {128, 4, 64}, {256, 2, 64}, {256, 2, 64, 3.0}, {128, 2, 128},
+};
+
+class Fa2Small : public testing::TestWithParam<SmallCase> {};
+class CudnnSmall : public testing::TestWithParam<SmallCase> {};
+
+}  // namespace
+
+TEST_P(Fa2Small, MatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const SmallCase c = GetParam();
+  const Shape5 s{2, c.T, 4, c.K, c.D};
+  AttentionOptions det;
+  det.impl = AttentionImpl::Fa2, det.deterministic = true;
+  check_against_reference(s, c.amp, det, 1000 + uint64_t(c.T) * 7 + uint64_t(c.K));
+  AttentionOptions atomic = det;
+  atomic.deterministic = false;
+  check_against_reference(s, c.amp, atomic, 2000 + uint64_t(c.T) * 7 + uint64_t(c.K));
+}
+INSTANTIATE_TEST_SUITE_P(CudaAttention, Fa2Small, testing::ValuesIn(kFa2Cases), case_name);
+
+TEST_P(CudnnSmall, MatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const SmallCase c = GetParam();
+  const Shape5 s{2, c.T, 4, c.K, c.D};
+  AttentionOptions opt;
+  opt.impl = AttentionImpl::Cudnn;
+  check_against_reference(s, c.amp, opt, 3000 + uint64_t(c.T) * 7 + uint64_t(c.K));
+}
+INSTANTIATE_TEST_SUITE_P(CudaAttention, CudnnSmall, testing::ValuesIn(kCudnnCases), case_name);
+
+// The TinyLlama 1.1B shape: fa2 and cuDNN against each other over everything, and against the
+// reference on batch row 1, kv group 1 (query heads 8..15); then mixed: each backward fed by
+// the other's forward.
+TEST(CudaAttention, Fa2VsCudnnAt1p1BShape) {
+  SKIP_WITHOUT_GPU();
+  const Shape5 s{2, 2048, 32, 4, 64};
+  Gpu gpu;
+  Problem pb(s, 1.0, 77);
+  AttentionOptions fa2, cudnn, atomic;
+  fa2.impl = AttentionImpl::Fa2, fa2.deterministic = true;
+  atomic = fa2, atomic.deterministic = false;
+  cudnn.impl = AttentionImpl::Cudnn;
+  const Sel sub{1, 2, 1, 2}, every = all_of(s);
+  const std::string tag = s.str();
+
+  pb.forward(gpu, fa2);
+  const auto out_f = pb.get_out();
+  const auto lse_f = pb.get_lse();
+  pb.forward(gpu, cudnn);
+  const auto out_c = pb.get_out();
+  const auto lse_c = pb.get_lse();
+
+  const std::vector<double> qkv = to_double(pb.qkv), dout = to_double(pb.dout);
+  std::vector<double> out_ref, lse_ref;
+  ref_forward(s, sub, qkv, out_ref, lse_ref);
+  std::printf(" forward (reference on b=1, heads 8..15):\n");
+  expect_close("fa2 out vs reference", bf16_to_float(out_f), out_ref, out_indices(s, sub));
+  expect_close("cudnn out vs reference", bf16_to_float(out_c), out_ref, out_indices(s, sub));
+  expect_lse_close("fa2 lse vs reference", lse_f, lse_ref, lse_indices(s, sub));
+  expect_lse_close("cudnn lse vs reference", lse_c, lse_ref, lse_indices(s, sub));
+  expect_close("fa2 out vs cudnn out (all)", bf16_to_float(out_f), bf16_to_float(out_c),
+               out_indices(s, every));
+  expect_lse_close("fa2 lse vs cudnn lse (all)", lse_f,
+                   std::vector<double>(lse_c.begin(), lse_c.end()), lse_indices(s, every));
+
+  // Backward from fa2's forward: fa2 (deterministic and atomic) and cuDNN.
+  pb.set_out_lse(out_f, lse_f);
+  pb.backward(gpu, fa2);
+  const auto dqkv_f = bf16_to_float(pb.get_dqkv());
+  pb.backward(gpu, atomic);
+  const auto dqkv_a = bf16_to_float(pb.get_dqkv());
+  pb.backward(gpu, cudnn);
+  const auto dqkv_c = bf16_to_float(pb.get_dqkv());
+  std::vector<double> dqkv_ref;
+  ref_backward(s, sub, qkv, to_double(out_f), std::vector<double>(lse_f.begin(), lse_f.end()), dout,
+               dqkv_ref);
+  std::printf(" backward from fa2's forward (reference on b=1, kv group 1):\n");
+  check_dqkv("fa2 vs reference", s, sub, dqkv_f, dqkv_ref);
+  check_dqkv("fa2-atomic vs reference", s, sub, dqkv_a, dqkv_ref);
+  check_dqkv("cudnn vs reference", s, sub, dqkv_c, dqkv_ref);
+  check_dqkv("fa2 vs cudnn (all)", s, every, dqkv_f, dqkv_c);
+  check_dqkv("fa2 vs fa2-atomic (all)", s, every, dqkv_f, dqkv_a);
+
+  // Mixed: fa2 backward from cuDNN's forward, against fa2 backward from fa2's forward.
+  pb.set_out_lse(out_c, lse_c);
+  pb.backward(gpu, fa2);
+  std::printf(" fa2 backward fed by cudnn's forward:\n");
+  check_dqkv("fa2(cudnn fwd) vs fa2(fa2 fwd) (all)", s, every, bf16_to_float(pb.get_dqkv()),
+             dqkv_f);
+}
+
+TEST(CudaAttention, Fa2BackwardIsDeterministic) {
+  SKIP_WITHOUT_GPU();
+  const Shape5 s{2, 384, 8, 2, 64};
+  Gpu gpu;
+  Problem pb(s, 1.0, 99);
+  AttentionOptions det;
+  det.impl = AttentionImpl::Fa2, det.deterministic = true;
+  pb.forward(gpu, det);
+  pb.backward(gpu, det);
+  const auto first = pb.get_dqkv();
+  for (int run = 0; run < 3; ++run) {
+    pb.backward(gpu, det);
+    const auto again = pb.get_dqkv();
+    EXPECT_EQ(std::memcmp(first.data(), again.data(), first.size() * 2), 0)
+        << "run " << run + 2 << " differs";
+  }
+  // For information: the atomic mode is not expected to be bitwise stable.
+  AttentionOptions atomic = det;
+  atomic.deterministic = false;
+  pb.backward(gpu, atomic);
+  const auto a1 = pb.get_dqkv();
+  pb.backward(gpu, atomic);
+  const auto a2 = pb.get_dqkv();
+  std::printf("  fa2-atomic backward twice: %s\n",
+              std::memcmp(a1.data(), a2.data(), a1.size() * 2) == 0 ? "bitwise equal"
+                                                                    : "differs (expected)");
+}
+
+TEST(CudaAttention, RejectsBadArguments) {
+  SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  AttentionOptions fa2;
+  fa2.impl = AttentionImpl::Fa2;
+  {
+    Problem pb(Shape5{1, 16, 2, 1, 96}, 1.0, 5);  // head dim 96: cuDNN can, fa2 cannot
+    try {
+      attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), pb.t_lse(), pb.t_qkv(), 2, 1);
+      ADD_FAILURE() << "fa2 accepted head dim 96";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("64 or 128"), std::string::npos) << e.what();
+    }
+  }
+  Problem pb(Shape5{1, 16, 4, 2, 64}, 1.0, 6);
+  EXPECT_THROW(attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), pb.t_lse(), pb.t_qkv(), 4, 3),
+               Error);  // 4 % 3
+  EXPECT_THROW(attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), pb.t_lse(), pb.t_qkv(), 2, 2),
+               Error);  // row
+  const Tensor lse_bad(pb.d_lse.p, DType::BF16, Device::CUDA, {1, 4, 16});
+  EXPECT_THROW(attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), lse_bad, pb.t_qkv(), 4, 2), Error);
+}
+
+#endif  // TL_WITH_CUDA
