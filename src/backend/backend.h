@@ -108,7 +108,8 @@ class Backend {
   // out[1] (f32) = sum of g[P]^2
   virtual void sum_squares(Tensor out, Tensor g) = 0;
   // Decoupled AdamW on params/grads/m/v [P] (f32). If grad_norm_sq[1] is not empty and
-  // args.max_grad_norm > 0, gradients are scaled by min(1, max/sqrt(grad_norm_sq)) first.
+  // args.max_grad_norm > 0, gradients are scaled by min(1, max/(sqrt(grad_norm_sq) + 1e-6)) first
+  // (PyTorch's clip_grad_norm_).
   // If params_compute is not empty it receives the updated parameters in its dtype.
   virtual void adamw_update(Tensor params, Tensor grads, Tensor m, Tensor v,
                             Tensor params_compute, Tensor grad_norm_sq,

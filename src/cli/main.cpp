@@ -1,11 +1,15 @@
 // tinyllama: one binary for the whole life of a model.
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "cli/commands.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
+  // OpenMP threads that spin at every barrier crawl when the cores are shared (CI, laptops);
+  // passive waiting costs little on idle cores. The user's own setting wins.
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
   CLI::App app{"tinyllama: pretrain Llama-architecture language models from raw text"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "tinyllama 0.1");
