@@ -202,6 +202,9 @@ class CudaBackend final : public Backend {
     TL_CUDA_CHECK(cudaSetDevice(device));
     cudaDeviceProp prop{};
     TL_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    TL_CHECK(prop.major >= 8, "GPU ", device, " (", prop.name, ") has compute capability ",
+             prop.major, ".", prop.minor, "; the CUDA backend needs 8.0 or newer (bf16 tensor "
+             "cores: A100, H100); use --device cpu");
     ctx_.device = device;
     ctx_.sm_count = prop.multiProcessorCount;
     ctx_.cc_major = prop.major;
