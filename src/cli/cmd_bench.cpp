@@ -41,7 +41,9 @@ void add_bench_command(CLI::App& app) {
     for (const auto& [k, v] : r.phase_seconds) total += v;
     for (const auto& [k, v] : r.phase_seconds)
       std::printf("phase %-10s %8.2f ms  %5.1f%%\n", k.c_str(), v * 1e3, total > 0 ? 100 * v / total : 0.0);
-    std::printf("loss         %.4f\n", r.final_loss);
+    std::printf("loss         %.4f -> %.4f over %zu steps (grad norm %.3f -> %.3f), %d skipped\n",
+                r.losses.front(), r.losses.back(), r.losses.size(), r.grad_norms.front(),
+                r.grad_norms.back(), r.skipped_steps);
     if (!o->json_out.empty()) {
       FILE* f = std::fopen(o->json_out.c_str(), "w");
       TL_CHECK(f, "cannot write '", o->json_out, "'");

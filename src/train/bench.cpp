@@ -22,7 +22,9 @@ json BenchResult::to_json() const {
   return json{{"device", device},         {"tokens_per_s", tokens_per_s},
               {"step_seconds", step_seconds}, {"mfu", mfu},
               {"peak_flops", peak_flops}, {"peak_memory_bytes", peak_memory},
-              {"phase_seconds", phases},  {"final_loss", final_loss}};
+              {"phase_seconds", phases},  {"final_loss", final_loss},
+              {"losses", losses},         {"grad_norms", grad_norms},
+              {"skipped_steps", skipped_steps}};
 }
 
 BenchResult run_bench(const BenchOptions& o) {
@@ -48,7 +50,10 @@ BenchResult run_bench(const BenchOptions& o) {
     LossSum loss;
     for (int k = 0; k < o.grad_accum; ++k)
       loss = model.forward_backward(tokens.data(), tokens.data() + 1, B, T, scale);
-    opt.step(model, 1e-4f);
+    StepResult sr = opt.step(model, 1e-4f);
+    r.losses.push_back(loss.mean());
+    r.grad_norms.push_back(sr.grad_norm);
+    if (!sr.applied) r.skipped_steps++;
     return loss.mean();
   };
   for (int i = 0; i < o.warmup_steps; ++i) step();

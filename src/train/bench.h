@@ -32,6 +32,8 @@ struct BenchResult {
   size_t peak_memory = 0;     // bytes, 0 when unknown
   std::vector<std::pair<std::string, double>> phase_seconds;  // per optimizer step
   double final_loss = 0;
+  std::vector<double> losses, grad_norms;  // every step, warm-up included
+  int skipped_steps = 0;                    // non-finite gradients
   json to_json() const;
 };
 
