@@ -16,7 +16,8 @@ configure: setup
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+demo: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target tinyllama
 	@scripts/demo.sh $(BUILD)
 
 test: build
