@@ -99,7 +99,14 @@ TEST(DataCli, PrepareWritesShardsAndRefusesMissingInputs) {
   EXPECT_EQ(m["sources"]["demo"]["documents"], 2);
   EXPECT_TRUE(std::filesystem::exists(tmp / "out/train/demo_00000.bin"));
 
+  // The same run again: said, and nothing done.
+  const auto before = std::filesystem::last_write_time(tmp / "out/train/demo_00000.bin");
   r = dt::run_command(base + tmp / "a.txt", tmp.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("already prepared"), std::string::npos) << r.err;
+  EXPECT_EQ(std::filesystem::last_write_time(tmp / "out/train/demo_00000.bin"), before);
+  // Other settings over the same source need --overwrite.
+  r = dt::run_command(base + "--chunk-size 3 " + tmp / "a.txt", tmp.path());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--overwrite"), std::string::npos) << r.err;
 }
