@@ -245,6 +245,7 @@ TEST(DataPrepare, RefusesExistingShardsUnlessOverwrite) {
   prepare_dataset(other);
   // Overwrite with bigger shards: the stale higher-numbered shards must go.
   o.overwrite = true;
+  o.allow_duplicates = true;  // 'other' holds the same input
   o.chunk_tokens = 1000;
   prepare_dataset(o);
   auto files = list_files(tmp / "out/train", ".bin");

@@ -3,6 +3,7 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
@@ -323,21 +324,37 @@ json prepare_dataset(const PrepareOptions& o) {
   RecordReader reader(files, o.separator, o.column);
   ProgressCounters counters;
   try {
-    Progress progress("prepare " + o.source, disk_total, [&] { return reader.disk_bytes(); }, counters,
-                      o.progress_seconds, o.progress);
+    // Input consumed: the batches done, plus the share of the current batch's input that
+    // its text tokenized so far stands for (the reader itself runs a batch ahead).
+    std::atomic<uint64_t> disk_lo{0}, disk_hi{0}, text_lo{0}, text_hi{0};
+    auto disk_done = [&] {
+      const double lo = double(disk_lo.load()), hi = double(disk_hi.load());
+      const double tl = double(text_lo.load()), th = double(text_hi.load());
+      const double f = th > tl ? std::clamp((double(counters.text_bytes.load()) - tl) / (th - tl), 0.0, 1.0) : 0;
+      return uint64_t(lo + (hi - lo) * f);
+    };
+    Progress progress("prepare " + o.source, disk_total, disk_done, counters, o.progress_seconds, o.progress);
+    using Batch = std::pair<std::vector<RawRecord>, uint64_t>;  // records, input bytes consumed after them
     auto read_batch = [&] {
-      std::vector<RawRecord> b;
-      reader.next_batch(b, batch_bytes, kBatchRecords);
+      Batch b;
+      reader.next_batch(b.first, batch_bytes, kBatchRecords);
+      b.second = reader.disk_bytes();
       return b;
     };
     // Reading the next batch overlaps tokenizing this one.
-    std::future<std::vector<RawRecord>> next = std::async(std::launch::async, read_batch);
+    std::future<Batch> next = std::async(std::launch::async, read_batch);
     std::vector<Tokenized> out;
     for (;;) {
-      std::vector<RawRecord> batch = next.get();
+      auto [batch, disk_after] = next.get();
       if (batch.empty()) break;
       next = std::async(std::launch::async, read_batch);
-      for (const auto& r : batch) c.bytes += r.data.size();
+      uint64_t text = 0;
+      for (const auto& r : batch) text += r.data.size();
+      c.bytes += text;
+      disk_lo = disk_hi.load();
+      text_lo = counters.text_bytes.load();
+      text_hi = text_lo + text;
+      disk_hi = disk_after;
       tokenize_batch(tok, files, sel, threads, batch, out, counters);
       for (size_t i = 0; i < batch.size(); ++i) {
         const uint64_t index = c.records++;
@@ -357,6 +374,7 @@ json prepare_dataset(const PrepareOptions& o) {
         c.tokens[split] += t.ids.size();
       }
     }
+    disk_lo = disk_hi = disk_total;
     train.finish();
     if (val) val->finish();
   } catch (...) {

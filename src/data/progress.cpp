@@ -39,11 +39,11 @@ void Progress::run() {
     const bool stopping = cv_.wait_for(lock, step, [&] { return stop_; });
     if (stopping && !tty_) return;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    winsize ws{};
+    width_ = ::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 120;
     std::string text = line(s);
     if (tty_) {
-      winsize ws{};
-      size_t width = ::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 100;
-      if (text.size() >= width) text.resize(width - 1);
+      if (text.size() >= width_) text.resize(width_ - 1);
       std::fprintf(stderr, "\r%s\033[K", text.c_str());
     } else {
       std::fprintf(stderr, "%s\n", text.c_str());
@@ -59,18 +59,18 @@ std::string Progress::line(double s) const {
   const double text = double(c_.text_bytes.load()), docs = double(c_.documents.load());
   const double toks = double(c_.tokens.load());
   const std::string eta = done > 0 && frac < 1 ? duration(s * (total - done) / done) : "-";
-  char rates[160];
-  std::snprintf(rates, sizeof rates, "%.1f MB/s  %s docs/s  %s tok/s  ETA %s", text / 1e6 / t,
+  char pct[16], rates[128];
+  std::snprintf(pct, sizeof pct, "%.1f%%", 100 * frac);
+  std::snprintf(rates, sizeof rates, "%.1f MB/s, %s docs/s, %s tok/s, ETA %s", text / 1e6 / t,
                 count(docs / t).c_str(), count(toks / t).c_str(), eta.c_str());
-  char head[96];
-  std::snprintf(head, sizeof head, "%5.1f%%  %s/%s", 100 * frac, bytes(done).c_str(), bytes(total).c_str());
-  if (tty_) {
-    const int width = 24, fill = int(std::lround(frac * width));
-    return label_ + " [" + std::string(size_t(fill), '#') + std::string(size_t(width - fill), '.') + "] " +
-           head + "  " + rates;
-  }
-  return label_ + ": " + head + " read in " + duration(s) + ", " + count(docs) + " docs, " + count(toks) +
-         " tokens: " + rates;
+  if (!tty_)
+    return label_ + ": " + pct + " of " + bytes(total) + " read in " + duration(s) + ", " + count(docs) +
+           " docs, " + count(toks) + " tokens: " + rates;
+  std::string tail = std::string(pct) + " " + bytes(done) + "/" + bytes(total) + " " + rates;
+  const int width = 20, fill = int(std::lround(frac * width));
+  std::string bar = " [" + std::string(size_t(fill), '#') + std::string(size_t(width - fill), '.') + "]";
+  // The bar goes first when the terminal is too narrow for everything.
+  return label_ + (label_.size() + bar.size() + tail.size() + 2 <= width_ ? bar : "") + " " + tail;
 }
 
 std::string Progress::bytes(double b) {

@@ -39,6 +39,7 @@ class Progress {
   const ProgressCounters& c_;
   double period_;
   bool tty_;
+  size_t width_ = 120;  // terminal columns
   bool stop_ = false;
   std::mutex mu_;
   std::condition_variable cv_;
