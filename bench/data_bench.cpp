@@ -41,14 +41,17 @@ int make_inputs(const std::string& src, const std::string& dir, double mb) {
     size_t end = big.find("\n\n", at);
     if (end == std::string::npos) end = big.size();
     if (end > at)
-      lines += json{{"text", big.substr(at, end - at)}, {"meta", {{"redpajama_set_name", "RedPajamaBook"}}}}.dump() + "\n";
+      lines += json{{"text", big.substr(at, end - at)},
+                    {"meta", {{"redpajama_set_name", "RedPajamaBook"}}}}
+                   .dump() +
+               "\n";
     at = end + 2;
   }
   std::string packed(ZSTD_compressBound(lines.size()), '\0');
   packed.resize(ZSTD_compress(packed.data(), packed.size(), lines.data(), lines.size(), 3));
   write_file_atomic(dir + "/slim.jsonl.zst", packed);
-  std::printf("text.txt %.1f MB, slim.jsonl.zst %.1f MB (%.1f MB of JSON lines)\n", big.size() / 1e6,
-              packed.size() / 1e6, lines.size() / 1e6);
+  std::printf("text.txt %.1f MB, slim.jsonl.zst %.1f MB (%.1f MB of JSON lines)\n",
+              big.size() / 1e6, packed.size() / 1e6, lines.size() / 1e6);
   return 0;
 }
 
@@ -62,7 +65,8 @@ void drop_from_page_cache(const std::string& dir) {
   }
 }
 
-int loader(const std::string& dir, int seq_len, int batch, int steps, double step_ms, int prefetch, bool cold) {
+int loader(const std::string& dir, int seq_len, int batch, int steps, double step_ms, int prefetch,
+           bool cold) {
   if (cold) drop_from_page_cache(dir);
   TrainLoaderOptions o;
   o.sources = {{"bench", {dir}, 1.0}};
@@ -80,18 +84,22 @@ int loader(const std::string& dir, int seq_len, int batch, int steps, double ste
     const double before = l.wait_seconds();
     l.next(tokens.data(), targets.data());
     waits.push_back(l.wait_seconds() - before);
-    if (step_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(step_ms));
+    if (step_ms > 0)
+      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(step_ms));
   }
   const double secs = total.seconds();
   std::sort(waits.begin(), waits.end());
   double sum = 0;
   for (double w : waits) sum += w;
-  std::printf("loader (%s cache): seq_len %d, batch %d, prefetch %d, step %.0f ms: start-up %.3f s, %d steps "
-              "in %.2f s = %.0f blocks/s; next() per step: mean %.1f us, median %.1f us, p99 %.1f us, max %.1f us "
-              "(the first call starts the prefetch)\n",
-              cold ? "cold" : "warm", seq_len, batch, prefetch, step_ms, startup, steps, secs,
-              double(steps) * batch / secs, 1e6 * sum / steps, 1e6 * waits[waits.size() / 2],
-              1e6 * waits[waits.size() * 99 / 100], 1e6 * waits.back());
+  std::printf(
+      "loader (%s cache): seq_len %d, batch %d, prefetch %d, step %.0f ms: start-up %.3f s, %d "
+      "steps "
+      "in %.2f s = %.0f blocks/s; next() per step: mean %.1f us, median %.1f us, p99 %.1f us, max "
+      "%.1f us "
+      "(the first call starts the prefetch)\n",
+      cold ? "cold" : "warm", seq_len, batch, prefetch, step_ms, startup, steps, secs,
+      double(steps) * batch / secs, 1e6 * sum / steps, 1e6 * waits[waits.size() / 2],
+      1e6 * waits[waits.size() * 99 / 100], 1e6 * waits.back());
   return 0;
 }
 
@@ -102,9 +110,11 @@ int main(int argc, char** argv) {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "make-inputs" && argc == 5) return make_inputs(argv[2], argv[3], std::stod(argv[4]));
     if (cmd == "loader" && (argc == 8 || (argc == 9 && std::string(argv[8]) == "cold")))
-      return loader(argv[2], std::stoi(argv[3]), std::stoi(argv[4]), std::stoi(argv[5]), std::stod(argv[6]),
-                    std::stoi(argv[7]), argc == 9);
-    std::fprintf(stderr, "usage: %s make-inputs TEXT OUT_DIR MB | loader SHARD_DIR SEQ_LEN BATCH STEPS STEP_MS PREFETCH [cold]\n",
+      return loader(argv[2], std::stoi(argv[3]), std::stoi(argv[4]), std::stoi(argv[5]),
+                    std::stod(argv[6]), std::stoi(argv[7]), argc == 9);
+    std::fprintf(stderr,
+                 "usage: %s make-inputs TEXT OUT_DIR MB | loader SHARD_DIR SEQ_LEN BATCH STEPS "
+                 "STEP_MS PREFETCH [cold]\n",
                  argv[0]);
     return 2;
   } catch (const std::exception& e) {

@@ -21,7 +21,8 @@ std::string dt_fixtures(const std::string& writer) {
 }
 
 // Every value of a column: strings, or null.
-json dt_read_all(const std::string& path, const std::string& column, std::set<std::string>* features = nullptr) {
+json dt_read_all(const std::string& path, const std::string& column,
+                 std::set<std::string>* features = nullptr) {
   StringColumnReader r(path, column);
   json out = json::array();
   std::string v;
@@ -67,19 +68,22 @@ TEST(DataParquet, ReadsArrowRsFiles) { dt_check_fixtures(dt_fixtures("arrow-rs")
 
 TEST(DataParquet, ReadsPyarrowFiles) {
   if (!std::filesystem::exists(dt_fixtures("pyarrow") + "/expected.json"))
-    GTEST_SKIP() << "pyarrow fixtures are not committed yet: run `python3 tools/make_parquet_fixtures.py` "
-                    "on a machine with pyarrow and commit tests/fixtures/parquet/pyarrow/";
+    GTEST_SKIP()
+        << "pyarrow fixtures are not committed yet: run `python3 tools/make_parquet_fixtures.py` "
+           "on a machine with pyarrow and commit tests/fixtures/parquet/pyarrow/";
   dt_check_fixtures(dt_fixtures("pyarrow"));
 }
 
 TEST(DataParquet, SchemaAndColumns) {
   ParquetFile pf(dt_fixtures("arrow-rs") + "/starcoder_like.parquet");
-  EXPECT_EQ(pf.column_names(), (std::vector<std::string>{"max_stars_repo_path", "max_stars_repo_name",
-                                                         "max_stars_count", "id", "content"}));
+  EXPECT_EQ(pf.column_names(),
+            (std::vector<std::string>{"max_stars_repo_path", "max_stars_repo_name",
+                                      "max_stars_count", "id", "content"}));
   EXPECT_EQ(pf.num_rows(), 12);
   EXPECT_EQ(pf.string_column_problem("content"), "");
-  EXPECT_NE(pf.string_column_problem("text").find("no column 'text' (its columns: max_stars_repo_path"),
-            std::string::npos);
+  EXPECT_NE(
+      pf.string_column_problem("text").find("no column 'text' (its columns: max_stars_repo_path"),
+      std::string::npos);
 }
 
 TEST(DataParquet, CorruptFilesAreClearErrors) {
@@ -100,11 +104,11 @@ TEST(DataParquet, CorruptFilesAreClearErrors) {
   ASSERT_NE(at, std::string::npos);
   page[at - 1] = '\x40';  // the PLAIN length's high byte: 1 GiB
   dt::write_text(tmp / "page.parquet", page);
-  DT_EXPECT_THROW_WITH(dt_read_all(tmp / "page.parquet", "content"), "page.parquet", "column 'content'",
-                       "past the page");
+  DT_EXPECT_THROW_WITH(dt_read_all(tmp / "page.parquet", "content"), "page.parquet",
+                       "column 'content'", "past the page");
   // Any single damaged byte gives values or a tl::Error, never a crash or a hang.
-  for (const char* name : {"none_plain_v1.parquet", "snappy_dict_v1.parquet", "zstd_dict_v2.parquet",
-                           "snappy_delta_v2.parquet"}) {
+  for (const char* name : {"none_plain_v1.parquet", "snappy_dict_v1.parquet",
+                           "zstd_dict_v2.parquet", "snappy_delta_v2.parquet"}) {
     const std::string src = dt::read_text(dt_fixtures("arrow-rs") + "/" + name);
     int errors = 0;
     for (size_t i = 0; i < src.size(); i += 7) {
@@ -123,17 +127,20 @@ TEST(DataParquet, CorruptFilesAreClearErrors) {
 
 TEST(DataParquet, ThriftReaderSkipsUnknownFieldsAndStopsOnTruncation) {
   // struct { 1: i32 = -3, 5: list<binary> ["ab"], 7: struct { 1: true }, 20: i64 = 300 }
-  const uint8_t data[] = {0x15, 0x05, 0x49, 0x18, 0x02, 'a', 'b', 0x2c, 0x11, 0x00,
-                          0x06, 0x28, 0xd8, 0x04, 0x00};
+  const uint8_t data[] = {0x15, 0x05, 0x49, 0x18, 0x02, 'a',  'b', 0x2c,
+                          0x11, 0x00, 0x06, 0x28, 0xd8, 0x04, 0x00};
   ThriftReader r(data, sizeof data);
   std::vector<int> ids;
   int32_t i32 = 0;
   int64_t i64 = 0;
   r.read_struct([&](int16_t id, uint8_t t) {
     ids.push_back(id);
-    if (id == 1) i32 = r.read_i32();
-    else if (id == 20) i64 = r.read_i64();
-    else r.skip(t);
+    if (id == 1)
+      i32 = r.read_i32();
+    else if (id == 20)
+      i64 = r.read_i64();
+    else
+      r.skip(t);
   });
   EXPECT_EQ(ids, (std::vector<int>{1, 5, 7, 20}));
   EXPECT_EQ(i32, -3);
@@ -148,5 +155,6 @@ TEST(DataParquet, CodecsRejectBadData) {
   const uint8_t junk[] = {1, 2, 3, 4, 5, 6, 7, 8};
   for (Codec c : {Codec::Snappy, Codec::Gzip, Codec::Zstd})
     EXPECT_THROW(decompress(c, junk, sizeof junk, 100, out), Error) << codec_name(c);
-  DT_EXPECT_THROW_WITH(decompress(Codec::Brotli, junk, sizeof junk, 8, out), "brotli", "not supported");
+  DT_EXPECT_THROW_WITH(decompress(Codec::Brotli, junk, sizeof junk, 8, out), "brotli",
+                       "not supported");
 }

@@ -207,16 +207,17 @@ json split_entry(const PackedWriter* w, uint64_t docs, uint64_t chunk) {
   return {{"documents", docs}, {"tokens", total}, {"shards", shards}};
 }
 
-void print_summary(const PrepareOptions& o, const json& e, const Counts& c, size_t files, uint64_t disk,
-                   double s, int threads) {
+// text: bytes of the documents' text (what was tokenized).
+void print_summary(const PrepareOptions& o, const json& e, const Counts& c, uint64_t text, size_t files,
+                   uint64_t disk, double s, int threads) {
   const double t = std::max(s, 1e-9), docs = double(c.docs[0] + c.docs[1]);
   const double toks = double(c.tokens[0] + c.tokens[1]);
-  std::fprintf(stderr, "prepare: %s done in %s: %s read from %zu files, %s of text, %s documents, %s tokens\n",
+  std::fprintf(stderr, "prepare: %s done in %s: %s read from %zu files (%s of records), %s of text in %s documents, %s tokens\n",
                o.source.c_str(), Progress::duration(s).c_str(), Progress::bytes(double(disk)).c_str(), files,
-               Progress::bytes(double(c.bytes)).c_str(), Progress::count(docs).c_str(),
-               Progress::count(toks).c_str());
+               Progress::bytes(double(c.bytes)).c_str(), Progress::bytes(double(text)).c_str(),
+               Progress::count(docs).c_str(), Progress::count(toks).c_str());
   std::fprintf(stderr, "prepare: %.2f MB/s of text (%.2f MB/s per thread, %d threads), %s docs/s, %s tokens/s\n",
-               double(c.bytes) / 1e6 / t, double(c.bytes) / 1e6 / t / threads, threads,
+               double(text) / 1e6 / t, double(text) / 1e6 / t / threads, threads,
                Progress::count(docs / t).c_str(), Progress::count(toks / t).c_str());
   std::fprintf(stderr, "prepare: train %s tokens in %zu shards, val %s tokens in %zu shards, in %s\n",
                Progress::count(double(c.tokens[0])).c_str(), e["train"]["shards"].size(),
@@ -348,12 +349,12 @@ json prepare_dataset(const PrepareOptions& o) {
       auto [batch, disk_after] = next.get();
       if (batch.empty()) break;
       next = std::async(std::launch::async, read_batch);
-      uint64_t text = 0;
-      for (const auto& r : batch) text += r.data.size();
-      c.bytes += text;
+      uint64_t raw = 0;
+      for (const auto& r : batch) raw += r.data.size();
+      c.bytes += raw;
       disk_lo = disk_hi.load();
       text_lo = counters.text_bytes.load();
-      text_hi = text_lo + text;
+      text_hi = text_lo + raw;  // the text is at most the records' bytes
       disk_hi = disk_after;
       tokenize_batch(tok, files, sel, threads, batch, out, counters);
       for (size_t i = 0; i < batch.size(); ++i) {
@@ -397,7 +398,8 @@ json prepare_dataset(const PrepareOptions& o) {
   entry["val"] = split_entry(val ? &*val : nullptr, c.docs[1], o.chunk_tokens);
   manifest["sources"][o.source] = entry;
   write_file_atomic(manifest_path, manifest.dump(2) + "\n");
-  if (o.progress) print_summary(o, entry, c, files.size(), disk_total, timer.seconds(), threads);
+  if (o.progress)
+    print_summary(o, entry, c, counters.text_bytes.load(), files.size(), disk_total, timer.seconds(), threads);
   return entry;
 }
 

@@ -11,8 +11,13 @@ namespace tl {
 
 Progress::Progress(std::string label, uint64_t disk_total, std::function<uint64_t()> disk_done,
                    const ProgressCounters& counters, double period_seconds, bool enabled)
-    : label_(std::move(label)), total_(disk_total), done_(std::move(disk_done)), c_(counters),
-      period_(period_seconds), tty_(::isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {
+    : label_(std::move(label)),
+      total_(disk_total),
+      done_(std::move(disk_done)),
+      c_(counters),
+      period_(period_seconds),
+      tty_(::isatty(STDERR_FILENO)),
+      start_(std::chrono::steady_clock::now()) {
   if (enabled) thread_ = std::thread([this] { run(); });
 }
 
@@ -38,7 +43,8 @@ void Progress::run() {
   for (;;) {
     const bool stopping = cv_.wait_for(lock, step, [&] { return stop_; });
     if (stopping && !tty_) return;
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     winsize ws{};
     width_ = ::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 120;
     std::string text = line(s);
@@ -64,11 +70,12 @@ std::string Progress::line(double s) const {
   std::snprintf(rates, sizeof rates, "%.1f MB/s, %s docs/s, %s tok/s, ETA %s", text / 1e6 / t,
                 count(docs / t).c_str(), count(toks / t).c_str(), eta.c_str());
   if (!tty_)
-    return label_ + ": " + pct + " of " + bytes(total) + " read in " + duration(s) + ", " + count(docs) +
-           " docs, " + count(toks) + " tokens: " + rates;
+    return label_ + ": " + pct + " of " + bytes(total) + " read in " + duration(s) + ", " +
+           count(docs) + " docs, " + count(toks) + " tokens: " + rates;
   std::string tail = std::string(pct) + " " + bytes(done) + "/" + bytes(total) + " " + rates;
   const int width = 20, fill = int(std::lround(frac * width));
-  std::string bar = " [" + std::string(size_t(fill), '#') + std::string(size_t(width - fill), '.') + "]";
+  std::string bar =
+      " [" + std::string(size_t(fill), '#') + std::string(size_t(width - fill), '.') + "]";
   // The bar goes first when the terminal is too narrow for everything.
   return label_ + (label_.size() + bar.size() + tail.size() + 2 <= width_ ? bar : "") + " " + tail;
 }
@@ -94,9 +101,12 @@ std::string Progress::count(double n) {
 std::string Progress::duration(double s) {
   char buf[32];
   const long v = long(std::lround(std::max(0.0, s)));
-  if (v < 60) std::snprintf(buf, sizeof buf, "%lds", v);
-  else if (v < 3600) std::snprintf(buf, sizeof buf, "%ldm%02lds", v / 60, v % 60);
-  else std::snprintf(buf, sizeof buf, "%ldh%02ldm", v / 3600, (v / 60) % 60);
+  if (v < 60)
+    std::snprintf(buf, sizeof buf, "%lds", v);
+  else if (v < 3600)
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", v / 60, v % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", v / 3600, (v / 60) % 60);
   return buf;
 }
 

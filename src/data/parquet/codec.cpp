@@ -20,7 +20,8 @@ namespace {
 // Grows the output as it comes, so a lying header costs no more memory than the data.
 void inflate_gzip(const uint8_t* src, size_t n, size_t out_size, std::string& out) {
   z_stream z{};
-  TL_CHECK(inflateInit2(&z, 15 + 32) == Z_OK, "gzip: cannot start zlib");  // +32: gzip or zlib header
+  TL_CHECK(inflateInit2(&z, 15 + 32) == Z_OK,
+           "gzip: cannot start zlib");  // +32: gzip or zlib header
   z.next_in = const_cast<Bytef*>(src);
   z.avail_in = uInt(n);
   out.resize(std::min<size_t>(out_size, 1 << 20));
@@ -44,7 +45,8 @@ void inflate_gzip(const uint8_t* src, size_t n, size_t out_size, std::string& ou
     }
   }
   inflateEnd(&z);
-  TL_CHECK(rc == Z_STREAM_END, "gzip: corrupt, truncated or longer than ", out_size, " bytes (zlib code ", rc, ")");
+  TL_CHECK(rc == Z_STREAM_END, "gzip: corrupt, truncated or longer than ", out_size,
+           " bytes (zlib code ", rc, ")");
   TL_CHECK(produced == out_size, "gzip: ", produced, " bytes, expected ", out_size);
 }
 
@@ -68,7 +70,9 @@ void decompress(Codec c, const uint8_t* src, size_t n, size_t out_size, std::str
                "snappy: corrupt data");
       return;
     }
-    case Codec::Gzip: inflate_gzip(src, n, out_size, out); return;
+    case Codec::Gzip:
+      inflate_gzip(src, n, out_size, out);
+      return;
     case Codec::Zstd: {
       const unsigned long long known = ZSTD_getFrameContentSize(src, n);
       TL_CHECK(known != ZSTD_CONTENTSIZE_ERROR, "zstd: corrupt data (no frame)");
@@ -80,7 +84,8 @@ void decompress(Codec c, const uint8_t* src, size_t n, size_t out_size, std::str
       TL_CHECK(r == out_size, "zstd: ", r, " bytes, expected ", out_size);
       return;
     }
-    default: fail("compression ", codec_name(c), " is not supported (none, snappy, gzip, zstd are)");
+    default:
+      fail("compression ", codec_name(c), " is not supported (none, snappy, gzip, zstd are)");
   }
 }
 

@@ -8,12 +8,37 @@
 
 namespace tl::parquet {
 
-enum class PhysicalType : int32_t { Boolean = 0, Int32, Int64, Int96, Float, Double, ByteArray, FixedLenByteArray };
+enum class PhysicalType : int32_t {
+  Boolean = 0,
+  Int32,
+  Int64,
+  Int96,
+  Float,
+  Double,
+  ByteArray,
+  FixedLenByteArray
+};
 enum class Repetition : int32_t { Required = 0, Optional = 1, Repeated = 2 };
-enum class Codec : int32_t { None = 0, Snappy = 1, Gzip = 2, Lzo = 3, Brotli = 4, Lz4 = 5, Zstd = 6, Lz4Raw = 7 };
+enum class Codec : int32_t {
+  None = 0,
+  Snappy = 1,
+  Gzip = 2,
+  Lzo = 3,
+  Brotli = 4,
+  Lz4 = 5,
+  Zstd = 6,
+  Lz4Raw = 7
+};
 enum class Encoding : int32_t {
-  Plain = 0, PlainDictionary = 2, Rle = 3, BitPacked = 4, DeltaBinaryPacked = 5,
-  DeltaLengthByteArray = 6, DeltaByteArray = 7, RleDictionary = 8, ByteStreamSplit = 9,
+  Plain = 0,
+  PlainDictionary = 2,
+  Rle = 3,
+  BitPacked = 4,
+  DeltaBinaryPacked = 5,
+  DeltaLengthByteArray = 6,
+  DeltaByteArray = 7,
+  RleDictionary = 8,
+  ByteStreamSplit = 9,
 };
 enum class PageType : int32_t { Data = 0, Index = 1, Dictionary = 2, DataV2 = 3 };
 
@@ -29,9 +54,9 @@ struct SchemaElement {
 };
 
 struct ColumnChunk {
-  std::string file_path;             // non-empty: the data lives in another file (unsupported)
+  std::string file_path;  // non-empty: the data lives in another file (unsupported)
   PhysicalType type = PhysicalType::Boolean;
-  std::vector<std::string> path;     // path_in_schema
+  std::vector<std::string> path;  // path_in_schema
   Codec codec = Codec::None;
   int64_t num_values = 0;
   int64_t total_compressed_size = 0;
@@ -64,8 +89,8 @@ struct DataPageHeader {  // v1 and v2 (v2-only fields zero for v1)
 struct PageHeader {
   PageType type = PageType::Data;
   int32_t uncompressed_size = 0, compressed_size = 0;
-  DataPageHeader data;            // for Data and DataV2
-  int32_t dict_num_values = 0;    // for Dictionary
+  DataPageHeader data;          // for Data and DataV2
+  int32_t dict_num_values = 0;  // for Dictionary
   Encoding dict_encoding = Encoding::Plain;
 };
 

@@ -37,7 +37,8 @@ class File {
     while (done < n) {
       ssize_t r = ::pread(fd_, out.data() + done, n - done, off_t(offset + int64_t(done)));
       if (r < 0 && errno == EINTR) continue;
-      TL_CHECK(r > 0, "parquet '", path_, "': read error: ", r < 0 ? std::strerror(errno) : "short read");
+      TL_CHECK(r > 0, "parquet '", path_,
+               "': read error: ", r < 0 ? std::strerror(errno) : "short read");
       done += size_t(r);
     }
   }
@@ -113,7 +114,8 @@ const uint8_t* decode_delta(const uint8_t* p, const uint8_t* end, uint64_t max_c
   int64_t v = int64_t(z >> 1) ^ -int64_t(z & 1);
   TL_CHECK(miniblocks > 0 && block % 128 == 0 && block > 0 && (block / miniblocks) % 32 == 0,
            "bad DELTA_BINARY_PACKED header (block ", block, ", miniblocks ", miniblocks, ")");
-  TL_CHECK(total <= max_count, "DELTA_BINARY_PACKED holds ", total, " values, the page ", max_count);
+  TL_CHECK(total <= max_count, "DELTA_BINARY_PACKED holds ", total, " values, the page ",
+           max_count);
   out.clear();
   if (total == 0) return p;
   out.push_back(v);
@@ -128,12 +130,16 @@ const uint8_t* decode_delta(const uint8_t* p, const uint8_t* end, uint64_t max_c
       const int w = widths[m];
       TL_CHECK(w <= 64, "DELTA_BINARY_PACKED bit width ", w);
       const uint64_t mb_bytes = per_mini * uint64_t(w) / 8;
-      TL_CHECK(mb_bytes <= uint64_t(end - p), "DELTA_BINARY_PACKED miniblock past the end of the page");
+      TL_CHECK(mb_bytes <= uint64_t(end - p),
+               "DELTA_BINARY_PACKED miniblock past the end of the page");
       const uint64_t take = std::min<uint64_t>(per_mini, total - out.size());
       for (uint64_t i = 0; i < take; ++i) {
         uint64_t d = 0;  // widths above 32 in two halves
-        if (w <= 32) d = w ? unpack(p, i, w) : 0;
-        else for (int b = 0; b < w; ++b) d |= uint64_t((p[(i * w + b) / 8] >> ((i * w + b) % 8)) & 1) << b;
+        if (w <= 32)
+          d = w ? unpack(p, i, w) : 0;
+        else
+          for (int b = 0; b < w; ++b)
+            d |= uint64_t((p[(i * w + b) / 8] >> ((i * w + b) % 8)) & 1) << b;
         v = int64_t(uint64_t(v) + uint64_t(min_delta) + d);
         out.push_back(v);
       }
@@ -142,7 +148,6 @@ const uint8_t* decode_delta(const uint8_t* p, const uint8_t* end, uint64_t max_c
   }
   return p;
 }
-
 
 }  // namespace
 
@@ -170,8 +175,8 @@ ParquetFile::ParquetFile(const std::string& path) : file_(std::make_shared<File>
   }
   int64_t rows = 0;
   for (const auto& g : meta_.row_groups) rows += g.num_rows;
-  TL_CHECK(rows == meta_.num_rows && rows >= 0, "parquet '", path, "': corrupt footer: row groups hold ",
-           rows, " rows, the file says ", meta_.num_rows);
+  TL_CHECK(rows == meta_.num_rows && rows >= 0, "parquet '", path,
+           "': corrupt footer: row groups hold ", rows, " rows, the file says ", meta_.num_rows);
 }
 
 ParquetFile::~ParquetFile() = default;
@@ -195,10 +200,13 @@ std::string ParquetFile::string_column_problem(const std::string& name) const {
   for (int32_t c = 0; c < meta_.schema[0].num_children && i < meta_.schema.size(); ++c) {
     const SchemaElement& e = meta_.schema[i];
     if (e.name == name) {
-      if (e.num_children > 0 || !e.type) return cat("column '", name, "' is a group, not a string column");
-      if (e.repetition == Repetition::Repeated) return cat("column '", name, "' is a repeated (list) column");
+      if (e.num_children > 0 || !e.type)
+        return cat("column '", name, "' is a group, not a string column");
+      if (e.repetition == Repetition::Repeated)
+        return cat("column '", name, "' is a repeated (list) column");
       if (*e.type != PhysicalType::ByteArray)
-        return cat("column '", name, "' is ", type_name(*e.type), ", not a BYTE_ARRAY (string) column");
+        return cat("column '", name, "' is ", type_name(*e.type),
+                   ", not a BYTE_ARRAY (string) column");
       return "";
     }
     int64_t pending = 1;
@@ -222,7 +230,8 @@ StringColumnReader::StringColumnReader(const std::string& path, const std::strin
 StringColumnReader::~StringColumnReader() = default;
 
 void StringColumnReader::corrupt(const std::string& what) const {
-  fail("parquet '", pf_.path(), "': column '", column_, "', row group ", row_group_ - 1, ": ", what);
+  fail("parquet '", pf_.path(), "': column '", column_, "', row group ", row_group_ - 1, ": ",
+       what);
 }
 
 bool StringColumnReader::next(std::string& value, bool& is_null) {
@@ -244,9 +253,11 @@ bool StringColumnReader::open_next_chunk() {
   for (const auto& c : g.columns)
     if (c.path.size() == 1 && c.path[0] == column_) chunk_ = &c;
   if (!chunk_) corrupt("no column chunk for the column");
-  if (!chunk_->file_path.empty()) corrupt("data in another file ('" + chunk_->file_path + "') is not supported");
+  if (!chunk_->file_path.empty())
+    corrupt("data in another file ('" + chunk_->file_path + "') is not supported");
   if (!codec_supported(chunk_->codec))
-    corrupt(cat("compression ", codec_name(chunk_->codec), " is not supported (none, snappy, gzip, zstd are)"));
+    corrupt(cat("compression ", codec_name(chunk_->codec),
+                " is not supported (none, snappy, gzip, zstd are)"));
   if (chunk_->type != PhysicalType::ByteArray) corrupt("column chunk is not BYTE_ARRAY");
   if (chunk_->num_values != g.num_rows)
     corrupt(cat(chunk_->num_values, " values for ", g.num_rows, " rows"));
@@ -271,7 +282,8 @@ bool StringColumnReader::load_page() {
       if (!open_next_chunk()) return false;
       continue;
     }
-    if (pos_ >= chunk_end_) corrupt(cat("column chunk ended with ", values_left_, " values missing"));
+    if (pos_ >= chunk_end_)
+      corrupt(cat("column chunk ended with ", values_left_, " values missing"));
     // The header's size is unknown: read a window, widen it while the header runs past it.
     PageHeader h;
     size_t hsize = 0;
@@ -282,7 +294,8 @@ bool StringColumnReader::load_page() {
         h = parse_page_header(bytes(raw_), n, hsize);
         break;
       } catch (const ThriftTruncated&) {
-        if (int64_t(n) == chunk_end_ - pos_) corrupt(cat("page header at byte ", pos_, " runs past the column chunk"));
+        if (int64_t(n) == chunk_end_ - pos_)
+          corrupt(cat("page header at byte ", pos_, " runs past the column chunk"));
       } catch (const Error& e) {
         corrupt(cat("page header at byte ", pos_, ": ", e.what()));
       }
@@ -298,7 +311,9 @@ bool StringColumnReader::load_page() {
     pf_.file_->read(body, size_t(h.compressed_size), raw_);
     const uint8_t* p = bytes(raw_);
     try {
-      features_.insert(h.type == PageType::Dictionary ? "dictionary_page" : h.type == PageType::Data ? "v1" : "v2");
+      features_.insert(h.type == PageType::Dictionary ? "dictionary_page"
+                       : h.type == PageType::Data     ? "v1"
+                                                      : "v2");
       if (h.type == PageType::Dictionary) {
         if (h.dict_encoding != Encoding::Plain && h.dict_encoding != Encoding::PlainDictionary)
           fail("dictionary page in ", encoding_name(h.dict_encoding));
@@ -306,7 +321,8 @@ bool StringColumnReader::load_page() {
         dict_entries_.clear();
         const uint8_t *q = bytes(dict_), *end = q + dict_.size();
         for (int32_t i = 0; i < h.dict_num_values; ++i) {
-          TL_CHECK(end - q >= 4 && load_u32(q) <= uint64_t(end - q - 4), "dictionary entry ", i, " past the page");
+          TL_CHECK(end - q >= 4 && load_u32(q) <= uint64_t(end - q - 4), "dictionary entry ", i,
+                   " past the page");
           dict_entries_.emplace_back(uint64_t(q + 4 - bytes(dict_)), load_u32(q));
           q += 4 + load_u32(q);
         }
@@ -324,7 +340,8 @@ bool StringColumnReader::load_page() {
         if (optional_) {
           TL_CHECK(d.def_level_encoding == Encoding::Rle, "definition levels in ",
                    encoding_name(d.def_level_encoding), " (only RLE is supported)");
-          TL_CHECK(end - q >= 4 && load_u32(q) <= uint64_t(end - q - 4), "definition levels past the page");
+          TL_CHECK(end - q >= 4 && load_u32(q) <= uint64_t(end - q - 4),
+                   "definition levels past the page");
           const uint8_t* lend = q + 4 + load_u32(q);
           decode_hybrid(q + 4, lend, 1, size_t(d.num_values), levels);
           q = lend;
@@ -333,8 +350,8 @@ bool StringColumnReader::load_page() {
         decode_values(q, end, d.encoding, defs, d.num_values);
       } else {
         const int64_t levels_bytes = int64_t(d.def_levels_bytes) + d.rep_levels_bytes;
-        TL_CHECK(d.def_levels_bytes >= 0 && d.rep_levels_bytes == 0 && levels_bytes <= h.compressed_size &&
-                     levels_bytes <= h.uncompressed_size,
+        TL_CHECK(d.def_levels_bytes >= 0 && d.rep_levels_bytes == 0 &&
+                     levels_bytes <= h.compressed_size && levels_bytes <= h.uncompressed_size,
                  "bad level sizes in a v2 page (definition ", d.def_levels_bytes, ", repetition ",
                  d.rep_levels_bytes, ")");
         if (optional_) {
@@ -342,7 +359,8 @@ bool StringColumnReader::load_page() {
           defs.assign(levels.begin(), levels.end());
         }
         const uint8_t* vals = p + levels_bytes;
-        const size_t n = raw_.size() - size_t(levels_bytes), out = size_t(h.uncompressed_size - levels_bytes);
+        const size_t n = raw_.size() - size_t(levels_bytes),
+                     out = size_t(h.uncompressed_size - levels_bytes);
         decompress(d.is_compressed ? chunk_->codec : Codec::None, vals, n, out, page_);
         decode_values(bytes(page_), bytes(page_) + page_.size(), d.encoding, defs, d.num_values);
       }
@@ -368,7 +386,8 @@ void StringColumnReader::decode_values(const uint8_t* p, const uint8_t* end, Enc
   vals.reserve(present);
   if (enc == Encoding::Plain) {
     for (size_t i = 0; i < present; ++i) {
-      TL_CHECK(end - p >= 4 && load_u32(p) <= uint64_t(end - p - 4), "value ", i, " runs past the page");
+      TL_CHECK(end - p >= 4 && load_u32(p) <= uint64_t(end - p - 4), "value ", i,
+               " runs past the page");
       vals.push_back({0, false, load_u32(p), uint64_t(p + 4 - base)});
       p += 4 + load_u32(p);
     }
@@ -394,7 +413,8 @@ void StringColumnReader::decode_values(const uint8_t* p, const uint8_t* end, Enc
       if (enc == Encoding::DeltaLengthByteArray) {
         vals.push_back({0, false, uint32_t(len[i]), uint64_t(p - base)});
       } else {  // prefix of the previous value + suffix
-        TL_CHECK(prefix[i] >= 0 && uint64_t(prefix[i]) <= prev_len, "prefix ", prefix[i], " longer than the previous value");
+        TL_CHECK(prefix[i] >= 0 && uint64_t(prefix[i]) <= prev_len, "prefix ", prefix[i],
+                 " longer than the previous value");
         const uint64_t at = own_.size();
         const std::string head = own_.substr(prev_at, size_t(prefix[i]));
         own_ += head;

@@ -55,8 +55,8 @@ class StringColumnReader {
   };
   bool load_page();  // false after the last page of the last row group
   bool open_next_chunk();
-  void decode_values(const uint8_t* p, const uint8_t* end, Encoding enc, const std::vector<uint8_t>& defs,
-                     int32_t num_values);
+  void decode_values(const uint8_t* p, const uint8_t* end, Encoding enc,
+                     const std::vector<uint8_t>& defs, int32_t num_values);
   [[noreturn]] void corrupt(const std::string& what) const;
 
   ParquetFile pf_;

@@ -53,15 +53,22 @@ std::string_view ThriftReader::read_binary() {
 void ThriftReader::skip(uint8_t type) {
   switch (type) {
     case kTrue:
-    case kFalse: return;  // the value is in the type code (as a list element: one byte, below)
-    case kByte: byte(); return;
+    case kFalse:
+      return;  // the value is in the type code (as a list element: one byte, below)
+    case kByte:
+      byte();
+      return;
     case kI16:
     case kI32:
-    case kI64: varint(); return;
+    case kI64:
+      varint();
+      return;
     case kDouble:
       for (int i = 0; i < 8; ++i) byte();
       return;
-    case kBinary: read_binary(); return;
+    case kBinary:
+      read_binary();
+      return;
     case kList:
     case kSet: {
       uint8_t et;
@@ -78,12 +85,16 @@ void ThriftReader::skip(uint8_t type) {
       if (n > uint64_t(end_ - p_)) throw ThriftTruncated{};
       enter();
       for (uint64_t i = 0; i < n; ++i)
-        for (uint8_t t : {uint8_t(kv >> 4), uint8_t(kv & 0x0f)}) (t == kTrue || t == kFalse) ? void(byte()) : skip(t);
+        for (uint8_t t : {uint8_t(kv >> 4), uint8_t(kv & 0x0f)})
+          (t == kTrue || t == kFalse) ? void(byte()) : skip(t);
       --depth_;
       return;
     }
-    case kStruct: read_struct([&](int16_t, uint8_t t) { skip(t); }); return;
-    default: fail("thrift: unknown type code ", int(type));
+    case kStruct:
+      read_struct([&](int16_t, uint8_t t) { skip(t); });
+      return;
+    default:
+      fail("thrift: unknown type code ", int(type));
   }
 }
 

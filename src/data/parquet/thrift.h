@@ -10,8 +10,19 @@ namespace tl::parquet {
 
 // Compact-protocol type codes of a field or list element.
 enum ThriftType : uint8_t {
-  kStop = 0, kTrue = 1, kFalse = 2, kByte = 3, kI16 = 4, kI32 = 5, kI64 = 6, kDouble = 7,
-  kBinary = 8, kList = 9, kSet = 10, kMap = 11, kStruct = 12,
+  kStop = 0,
+  kTrue = 1,
+  kFalse = 2,
+  kByte = 3,
+  kI16 = 4,
+  kI32 = 5,
+  kI64 = 6,
+  kDouble = 7,
+  kBinary = 8,
+  kList = 9,
+  kSet = 10,
+  kMap = 11,
+  kStruct = 12,
 };
 
 // Thrown when the bytes end inside a value: the caller may retry with more bytes.
