@@ -5,11 +5,11 @@ Run on the GPU machine (torch, transformers, safetensors, numpy), from the repos
 after building (cmake -S . -B build && cmake --build build -j):
 
     python3 tools/hf_check.py --binary build/tinyllama [--work /tmp/hf_check]
-                              [--tiny-checkpoint CK] [--skip-1b]
+                              [--tiny-checkpoint CK] [--models tiny 1.1b]
 
 Two models:
-  tiny  a small GQA model (vocab 512, dim 128, 2 layers, 4 query / 2 KV heads, head dim 32)
-        trained here for 200 CPU steps on a synthetic Markov-chain corpus (or --tiny-checkpoint)
+  tiny  a small GQA model (vocab 512, dim 128, 2 layers, 4 query / 2 KV heads, head dim 32,
+        RoPE base 500000 so that a misread base shows) trained here for 200 CPU steps on a synthetic Markov-chain corpus (or --tiny-checkpoint)
   1.1b  the TinyLlama-1.1B shape with random init (`tinyllama init --seed 1`), exported
         sharded in fp32 (--max-shard-gb 2)
 For each: `tinyllama export` in fp32 and bf16, then
@@ -121,7 +121,6 @@ def hf_greedy(model, prompt, n_new):
     cfg.pad_token_id = 0
     cfg.do_sample = False
     cfg.max_new_tokens = n_new
-    cfg.max_length = None
     cfg.temperature = None
     cfg.top_p = None
     cfg.top_k = None
@@ -173,7 +172,7 @@ def make_tiny(binary, work):
     run_dir = os.path.join(work, "tiny_run")
     cfg = {
         "model": {"vocab_size": vocab, "dim": 128, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2,
-                  "ffn_dim": 352, "max_seq_len": 256},
+                  "ffn_dim": 352, "max_seq_len": 256, "rope_theta": 500000.0},
         "data": {"sources": [{"name": "markov", "paths": [data_dir]}], "seq_len": 128},
         "batch": {"micro_batch": 16},
         "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 20},
@@ -269,7 +268,8 @@ def main():
     ap.add_argument("--binary", default="build/tinyllama")
     ap.add_argument("--work", default="/tmp/hf_check")
     ap.add_argument("--tiny-checkpoint", help="a trained checkpoint to use instead of training one")
-    ap.add_argument("--skip-1b", action="store_true", help="only the tiny model")
+    ap.add_argument("--models", nargs="+", default=["tiny", "1.1b"], choices=["tiny", "1.1b"],
+                    help="which models to check (each takes a few minutes)")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
     os.makedirs(args.work, exist_ok=True)
@@ -279,16 +279,17 @@ def main():
     log(f"torch {torch.__version__}, transformers {transformers.__version__}, "
         f"GPU {torch.cuda.get_device_name(0)}")
 
-    tiny = args.tiny_checkpoint or make_tiny(binary, args.work)
-    check_model("tiny", binary, tiny, args.work, vocab_of(tiny), 5, ["fp16", "bf16", "tied"])
-    if not args.skip_1b:
+    if "tiny" in args.models:
+        tiny = args.tiny_checkpoint or make_tiny(binary, args.work)
+        check_model("tiny", binary, tiny, args.work, vocab_of(tiny), 5, ["fp16", "bf16", "tied"])
+    if "1.1b" in args.models:
         big = os.path.join(args.work, "tinyllama-1.1b-random.tlck")
         if not os.path.exists(big):
             run([binary, "init", "--preset", "tinyllama-1.1b", "--seed", "1", "--device", "cuda",
                  "--out", big])
         check_model("1.1b", binary, big, args.work, 32000, 2, [])
 
-    with open(os.path.join(args.work, "results.json"), "w") as f:
+    with open(os.path.join(args.work, f"results_{'_'.join(args.models)}.json"), "w") as f:
         json.dump({"torch": torch.__version__, "transformers": transformers.__version__,
                    "results": RESULTS}, f, indent=2)
     failed = [r for r in RESULTS if not r["ok"]]

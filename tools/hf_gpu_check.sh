@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Issue #7 on the GPU machine: build, the KV-cache/HF tests, the transformers round trip
 # (tools/hf_check.py) and the generation benchmark (bench/generate_bench.py).
-#   tools/hf_gpu_check.sh [tests] [hf] [bench]      (default: all three)
-# Run from the repository root. Logs go to $OUT (default build/hf_gpu); each step's summary
+#   tools/hf_gpu_check.sh [tests] [hf] [hf-1b] [bench]   (default: all four)
+# (hf = the tiny trained model, hf-1b = the random TinyLlama-1.1B; each step fits in 10 min)
+# Run from the repository root. Logs and result JSON go to $OUT (default build/hf_gpu); the
+# models and exports (several GB) to $WORK (default /tmp/hf_gpu_work). Each step's summary
 # is printed. Exit status 1 if any step failed.
 set -uo pipefail
 OUT=${OUT:-build/hf_gpu}
+WORK=${WORK:-/tmp/hf_gpu_work}
 BUILD=${BUILD:-build}
 mkdir -p "$OUT"
-steps=${*:-tests hf bench}
+steps=${*:-tests hf hf-1b bench}
 has() { [[ " $steps " == *" $1 "* ]]; }
 status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
@@ -27,17 +30,21 @@ if has tests; then
   grep -B2 -A12 "Failure" "$OUT/tests.log" | head -100
 fi
 
-if has hf; then
-  echo "== tools/hf_check.py (transformers round trip)"
+for m in tiny 1.1b; do
+  step=$([ $m = tiny ] && echo hf || echo hf-1b)
+  has $step || continue
+  echo "== tools/hf_check.py --models $m (transformers round trip)"
   PYTHONUNBUFFERED=1 timeout 1800 python3 tools/hf_check.py --binary "$BUILD/tinyllama" \
-    --work "$OUT/hf_check" >"$OUT/hf_check.log" 2>&1 || status=1
-  grep -E "^\[(PASS|FAIL)\]|checks passed|Error|error" "$OUT/hf_check.log" | tail -30
-fi
+    --models $m --work "$WORK/hf_check" >"$OUT/hf_check_$m.log" 2>&1 || status=1
+  cp "$WORK/hf_check/results_$m.json" "$OUT/" 2>/dev/null
+  grep -E "^\[(PASS|FAIL)\]|checks passed|Error|error|Traceback" "$OUT/hf_check_$m.log" | tail -30
+done
 
 if has bench; then
   echo "== bench/generate_bench.py (batch 1 and 32, prompt 128, 512 new tokens)"
   PYTHONUNBUFFERED=1 timeout 1800 python3 bench/generate_bench.py --binary "$BUILD/tinyllama" \
-    --work "$OUT/gen_bench" >"$OUT/generate_bench.log" 2>&1 || status=1
+    --work "$WORK/gen_bench" >"$OUT/generate_bench.log" 2>&1 || status=1
+  cp "$WORK/gen_bench/generate_bench.json" "$OUT/" 2>/dev/null
   grep -E "^\||^\[cuda|H100|H200" "$OUT/generate_bench.log" | tail -20
 fi
 exit $status
