@@ -71,9 +71,9 @@ std::vector<float> cd_randn(int64_t n, uint64_t seed) {
   }
   const double rel = max_err / std::max(max_ref, 1e-30);
   if (rel > tol)
-    return ::testing::AssertionFailure() << what << ": rel err " << rel << " > " << tol
-                                         << " (worst " << worst << ": gpu " << got[worst]
-                                         << ", cpu " << ref[worst] << ")";
+    return ::testing::AssertionFailure()
+           << what << ": rel err " << rel << " > " << tol << " (worst " << worst << ": gpu "
+           << got[worst] << ", cpu " << ref[worst] << ")";
   return ::testing::AssertionSuccess();
 }
 
@@ -103,12 +103,14 @@ TEST(CudaDecode, OpMatchesCpu) {
       {4, 17, 4, 2, 64, 64, {0, 10, 20, 47}},  // many query rows: one split each
   };
   for (const CdCase& c : cases) {
-    SCOPED_TRACE(cat("B=", c.B, " Tn=", c.Tn, " H=", c.H, " K=", c.K, " D=", c.D, " Tmax=", c.Tmax));
+    SCOPED_TRACE(
+        cat("B=", c.B, " Tn=", c.Tn, " H=", c.H, " K=", c.K, " D=", c.D, " Tmax=", c.Tmax));
     const int64_t Q = int64_t(c.H + 2 * c.K) * c.D, KD = int64_t(c.K) * c.D;
     std::vector<float> cs, sn;
     rope_tables(c.Tmax, c.D, 10000.0f, cs, sn);
     const std::vector<float> qkv = cd_randn(c.B * c.Tn * Q, 1);
-    const std::vector<float> kc = cd_randn(c.B * c.Tmax * KD, 2), vc = cd_randn(c.B * c.Tmax * KD, 3);
+    const std::vector<float> kc = cd_randn(c.B * c.Tmax * KD, 2),
+                             vc = cd_randn(c.B * c.Tmax * KD, 3);
     int kv_len = 0;
     for (int32_t p : c.pos) kv_len = std::max(kv_len, p + c.Tn);
     std::vector<std::vector<float>> res[2];
@@ -116,9 +118,11 @@ TEST(CudaDecode, OpMatchesCpu) {
     for (int i = 0; i < 2; ++i) {
       Backend& be = *bes[i];
       const DType act = be.compute_dtype();
-      CdArr q = cd_alloc(be, act, {c.B, c.Tn, Q}), o = cd_alloc(be, act, {c.B, c.Tn, int64_t(c.H) * c.D});
+      CdArr q = cd_alloc(be, act, {c.B, c.Tn, Q}),
+            o = cd_alloc(be, act, {c.B, c.Tn, int64_t(c.H) * c.D});
       CdArr k = cd_alloc(be, act, {c.B, c.Tmax, KD}), v = cd_alloc(be, act, {c.B, c.Tmax, KD});
-      CdArr co = cd_alloc(be, DType::F32, {c.Tmax, c.D / 2}), si = cd_alloc(be, DType::F32, {c.Tmax, c.D / 2});
+      CdArr co = cd_alloc(be, DType::F32, {c.Tmax, c.D / 2}),
+            si = cd_alloc(be, DType::F32, {c.Tmax, c.D / 2});
       CdArr p = cd_alloc(be, DType::I32, {c.B});
       cd_put(be, q.t, qkv);
       cd_put(be, k.t, kc);
@@ -126,7 +130,8 @@ TEST(CudaDecode, OpMatchesCpu) {
       cd_put(be, co.t, cs);
       cd_put(be, si.t, sn);
       be.upload(p.t, c.pos.data());
-      cd_put(be, o.t, std::vector<float>(size_t(o.t.numel()), std::numeric_limits<float>::quiet_NaN()));
+      cd_put(be, o.t,
+             std::vector<float>(size_t(o.t.numel()), std::numeric_limits<float>::quiet_NaN()));
       be.attention_decode(o.t, q.t, k.t, v.t, co.t, si.t, p.t, kv_len, c.H, c.K);
       res[i] = {cd_get(be, o.t), cd_get(be, q.t), cd_get(be, k.t), cd_get(be, v.t)};
     }
@@ -144,8 +149,10 @@ TEST(CudaDecode, OpIsDeterministicAndChecksArguments) {
   const int64_t Q = (H + 2 * K) * D, KD = K * D;
   std::vector<float> cs, sn;
   rope_tables(Tmax, D, 10000.0f, cs, sn);
-  CdArr k = cd_alloc(*gpu, DType::BF16, {B, Tmax, KD}), v = cd_alloc(*gpu, DType::BF16, {B, Tmax, KD});
-  CdArr co = cd_alloc(*gpu, DType::F32, {Tmax, D / 2}), si = cd_alloc(*gpu, DType::F32, {Tmax, D / 2});
+  CdArr k = cd_alloc(*gpu, DType::BF16, {B, Tmax, KD}),
+        v = cd_alloc(*gpu, DType::BF16, {B, Tmax, KD});
+  CdArr co = cd_alloc(*gpu, DType::F32, {Tmax, D / 2}),
+        si = cd_alloc(*gpu, DType::F32, {Tmax, D / 2});
   CdArr p = cd_alloc(*gpu, DType::I32, {B}), q = cd_alloc(*gpu, DType::BF16, {B, 1, Q});
   CdArr o = cd_alloc(*gpu, DType::BF16, {B, 1, H * D});
   cd_put(*gpu, co.t, cs);
@@ -165,7 +172,8 @@ TEST(CudaDecode, OpIsDeterministicAndChecksArguments) {
   std::string msg = ckpt_test::error_of(
       [&] { gpu->attention_decode(o.t, q.t, k.t, v.t, co.t, si.t, p.t, Tmax + 1, H, K); });
   EXPECT_TRUE(ckpt_test::has(msg, "attention_decode") && ckpt_test::has(msg, "kv_len")) << msg;
-  msg = ckpt_test::error_of([&] { gpu->attention_decode(o.t, q.t, v.t, k.t, co.t, si.t, q.t, 8, H, K); });
+  msg = ckpt_test::error_of(
+      [&] { gpu->attention_decode(o.t, q.t, v.t, k.t, co.t, si.t, q.t, 8, H, K); });
   EXPECT_TRUE(ckpt_test::has(msg, "pos")) << msg;
 }
 
@@ -188,7 +196,8 @@ TEST(CudaDecode, CachedLogitsMatchCpu) {
     std::vector<int32_t> pos(B, 0), pick(B, 0), one(B);
     std::vector<float> all(size_t(B * 6 * V)), step(size_t(B * V));
     std::vector<int32_t> head;
-    for (int b = 0; b < B; ++b) head.insert(head.end(), tokens.begin() + b * T, tokens.begin() + b * T + 6);
+    for (int b = 0; b < B; ++b)
+      head.insert(head.end(), tokens.begin() + b * T, tokens.begin() + b * T + 6);
     inf.forward(head.data(), 6, pos.data(), nullptr, all.data());
     logits[i] = all;
     for (int t = 6; t < T; ++t) {
@@ -224,7 +233,8 @@ TEST(CudaDecode, TinyLlamaSpeed) {
     GenerateStats st;
     generate_batch(model, prompts, bo, nullptr, &st);
     EXPECT_EQ(st.new_tokens, int64_t(B) * 128);
-    std::printf("[tinyllama-1.1b, batch %d] prefill %.1f ms, decode %.1f tokens/s, overall %.1f tokens/s\n",
-                B, st.prefill_seconds * 1e3, st.decode_tokens_per_s(), st.tokens_per_s());
+    std::printf(
+        "[tinyllama-1.1b, batch %d] prefill %.1f ms, decode %.1f tokens/s, overall %.1f tokens/s\n",
+        B, st.prefill_seconds * 1e3, st.decode_tokens_per_s(), st.tokens_per_s());
   }
 }

@@ -27,8 +27,12 @@ std::vector<float> dec_randn(int64_t n, uint64_t seed) {
   return v;
 }
 
-Tensor dec_t(std::vector<float>& v, Shape s) { return Tensor(v.data(), DType::F32, Device::CPU, s); }
-Tensor dec_t(std::vector<int32_t>& v, Shape s) { return Tensor(v.data(), DType::I32, Device::CPU, s); }
+Tensor dec_t(std::vector<float>& v, Shape s) {
+  return Tensor(v.data(), DType::F32, Device::CPU, s);
+}
+Tensor dec_t(std::vector<int32_t>& v, Shape s) {
+  return Tensor(v.data(), DType::I32, Device::CPU, s);
+}
 
 bool dec_same(const float* a, const float* b, size_t n) { return std::memcmp(a, b, n * 4) == 0; }
 
@@ -85,7 +89,8 @@ TEST(Decode, OpEqualsFullCausalAttention) {
     int done[2] = {0, 0};
     for (int step = 0; done[0] < T || done[1] < T; ++step) {
       const int n = pieces[step % 5];
-      std::vector<int32_t> pos = {std::min(done[0], T - n), std::min(std::max(done[1] - 1, 0), T - n)};
+      std::vector<int32_t> pos = {std::min(done[0], T - n),
+                                  std::min(std::max(done[1] - 1, 0), T - n)};
       std::vector<float> in(size_t(B * n * Q)), out(size_t(B * n * H * D));
       for (int b = 0; b < B; ++b)
         std::copy_n(raw.begin() + (int64_t(b) * T + pos[size_t(b)]) * Q, n * Q,
@@ -108,7 +113,8 @@ TEST(Decode, OpEqualsFullCausalAttention) {
       for (int t = 0; t < T; ++t) {
         const float* row = qkv.data() + (int64_t(b) * T + t) * Q;
         EXPECT_TRUE(dec_same(kc.data() + (int64_t(b) * Tmax + t) * KD, row + H * D, size_t(KD)));
-        EXPECT_TRUE(dec_same(vc.data() + (int64_t(b) * Tmax + t) * KD, row + (H + K) * D, size_t(KD)));
+        EXPECT_TRUE(
+            dec_same(vc.data() + (int64_t(b) * Tmax + t) * KD, row + (H + K) * D, size_t(KD)));
       }
     EXPECT_EQ(kc[size_t((int64_t(0) * Tmax + T) * KD)], -7.0f) << "wrote past the tokens";
   }
@@ -167,7 +173,8 @@ TEST(Decode, CachedLogitsEqualTheFullForward) {
   for (int b = 0; b < B; ++b) std::copy_n(tokens.begin() + b * T, P, head.begin() + b * P);
   inf.forward(head.data(), P, pos.data(), pick.data(), last.data());
   for (int b = 0; b < B; ++b)
-    EXPECT_TRUE(dec_same(last.data() + b * V, ref.data() + (int64_t(b) * T + P - 1) * V, size_t(V)));
+    EXPECT_TRUE(
+        dec_same(last.data() + b * V, ref.data() + (int64_t(b) * T + P - 1) * V, size_t(V)));
   std::fill(pick.begin(), pick.end(), 0);
   for (int t = P; t < T; ++t) {
     for (int b = 0; b < B; ++b) {
@@ -180,8 +187,8 @@ TEST(Decode, CachedLogitsEqualTheFullForward) {
           << "t=" << t << " b=" << b;
   }
   std::fill(pos.begin(), pos.end(), T);  // one past the cache
-  const std::string msg =
-      ckpt_test::error_of([&] { inf.forward(one.data(), 1, pos.data(), pick.data(), last.data()); });
+  const std::string msg = ckpt_test::error_of(
+      [&] { inf.forward(one.data(), 1, pos.data(), pick.data(), last.data()); });
   EXPECT_TRUE(ckpt_test::has(msg, "outside the cache")) << msg;
 }
 
@@ -211,8 +218,12 @@ TEST(Decode, BatchedCachedGreedyEqualsUncached) {
     bo.prefill_tokens = prefill;
     std::vector<std::pair<int, int>> streamed;
     GenerateStats st;
-    auto out = generate_batch(*m.model, prompts, bo,
-                              [&](int row, int id) { streamed.push_back({row, id}); }, &st);
+    auto out = generate_batch(
+        *m.model, prompts, bo,
+        [&](int row, int id) {
+          streamed.push_back({row, id});
+        },
+        &st);
     EXPECT_EQ(out, ref);
     EXPECT_EQ(streamed.size(), size_t(3 * max_new));
     EXPECT_EQ(st.new_tokens, 3 * max_new);
@@ -246,7 +257,8 @@ TEST(Decode, RowsStopAtTheStopIdOrTheContext) {
   if (std::find(out[1].begin(), out[1].end(), stop) == out[1].end()) {
     EXPECT_EQ(out[1].size(), 3u);
   }
-  std::string msg = ckpt_test::error_of([&] { generate_batch(*m.model, {dec_prompt(17, 48, 6)}, bo, nullptr); });
+  std::string msg =
+      ckpt_test::error_of([&] { generate_batch(*m.model, {dec_prompt(17, 48, 6)}, bo, nullptr); });
   EXPECT_TRUE(ckpt_test::has(msg, "context")) << msg;
   msg = ckpt_test::error_of([&] { generate_batch(*m.model, {p, {}}, bo, nullptr); });
   EXPECT_TRUE(ckpt_test::has(msg, "prompt 1 is empty")) << msg;
@@ -289,11 +301,13 @@ TEST(Decode, NucleusSamplingMatchesAFullSort) {
     o.top_k = k;
     std::vector<int> order(V);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return z[size_t(a)] > z[size_t(b)]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return z[size_t(a)] > z[size_t(b)]; });
     const size_t keep = k ? size_t(k) : size_t(V);
     std::vector<double> p(keep);
     double sum = 0;
-    for (size_t i = 0; i < keep; ++i) sum += p[i] = std::exp((z[size_t(order[i])] - z[size_t(order[0])]) / 0.9);
+    for (size_t i = 0; i < keep; ++i)
+      sum += p[i] = std::exp((z[size_t(order[i])] - z[size_t(order[0])]) / 0.9);
     size_t n = 0;
     for (double cum = 0; n < keep && cum < 0.8;) cum += p[n++] / sum;
     double nsum = 0;

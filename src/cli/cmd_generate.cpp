@@ -94,7 +94,8 @@ void run_generate(const GenerateArgs& a) {
     }
     TL_CHECK(!ids.empty(), "prompt ", i, " is empty");
     for (int id : ids)
-      TL_CHECK(id < V, "prompt ", i, ": token id ", id, " is outside the model's vocabulary of ", V);
+      TL_CHECK(id < V, "prompt ", i, ": token id ", id, " is outside the model's vocabulary of ",
+               V);
     prompts.push_back(std::move(ids));
   }
   const size_t B = prompts.size();
@@ -193,18 +194,25 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "generate", "Generate text from a checkpoint (batched prompts, KV cache, CPU or GPU)");
   auto a = std::make_shared<GenerateArgs>();
-  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint file (.tlck)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--tokenizer", a->tokenizer, "SentencePiece .model (not needed with --ids)")->check(CLI::ExistingFile);
+  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint file (.tlck)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tokenizer", a->tokenizer, "SentencePiece .model (not needed with --ids)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--prompt", a->prompts, "Prompt text (repeatable: the prompts run as one batch)");
-  cmd->add_option("--prompts-file", a->prompts_file, "File of prompts, one per line")->check(CLI::ExistingFile);
+  cmd->add_option("--prompts-file", a->prompts_file, "File of prompts, one per line")
+      ->check(CLI::ExistingFile);
   cmd->add_flag("--ids", a->ids,
                 "Prompts are token ids ('1 450 4996'), given as is (no prefix); outputs are "
                 "printed as ids, one line per prompt. Without --tokenizer nothing stops a row "
                 "before --max-new");
-  cmd->add_option("--max-new", a->max_new, "Tokens to generate per prompt")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-new", a->max_new, "Tokens to generate per prompt")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-p", a->top_p, "Nucleus sampling mass (1 = off)")->check(CLI::Range(0.0f, 1.0f));
-  cmd->add_option("--top-k", a->top_k, "Sample among the k most likely (0 = off)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", a->top_p, "Nucleus sampling mass (1 = off)")
+      ->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--top-k", a->top_k, "Sample among the k most likely (0 = off)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", a->seed, "Sampling seed (prompt i of a batch uses seed + i)");
   cmd->add_option("--prefix", a->prefix,
                   "Token before each text prompt: bos, eos, none, or auto (eos for models trained "

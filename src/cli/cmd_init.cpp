@@ -41,14 +41,14 @@ void add_init_command(CLI::App& app) {
     LlamaModel model(cfg, *be);
     model.init_weights(o->seed);
     CheckpointData ck;
-    ck.meta = {{"format", "tinyllama-init"}, {"model", cfg.to_json()}, {"seed", o->seed},
-               {"step", 0}};
+    ck.meta = {
+        {"format", "tinyllama-init"}, {"model", cfg.to_json()}, {"seed", o->seed}, {"step", 0}};
     ck.params = model.get_params();
     make_dirs(std::filesystem::path(o->out).parent_path().string());
     save_checkpoint(o->out, ck);
     std::printf("initialized %s (%lld parameters, seed %llu) -> %s\n", cfg.preset.c_str(),
-                static_cast<long long>(cfg.num_params()),
-                static_cast<unsigned long long>(o->seed), o->out.c_str());
+                static_cast<long long>(cfg.num_params()), static_cast<unsigned long long>(o->seed),
+                o->out.c_str());
   });
 }
 

@@ -46,9 +46,12 @@ void add_logits_command(CLI::App& app) {
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--tokens", o->tokens, "safetensors file with 'tokens' [B, T]")
-      ->required()->check(CLI::ExistingFile);
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--out", o->out, "safetensors file to write 'logits' [B, T, V] to")->required();
   cmd->add_option("--device", o->device, "cpu, cuda or auto");
   cmd->add_option("--threads", o->threads, "CPU threads (0 = all cores)");
@@ -64,8 +67,8 @@ void add_logits_command(CLI::App& app) {
     inf.forward(tokens.data(), int(T), pos.data(), nullptr, logits.data());
     write_safetensors(o->out, {{"logits", DType::F32, {B, T, V}, logits.data(), DType::F32}},
                       {{"device", be->describe()}, {"checkpoint", o->checkpoint}});
-    std::printf("logits [%lld, %lld, %lld] on %s -> %s\n", (long long)B, (long long)T,
-                (long long)V, be->describe().c_str(), o->out.c_str());
+    std::printf("logits [%lld, %lld, %lld] on %s -> %s\n", (long long)B, (long long)T, (long long)V,
+                be->describe().c_str(), o->out.c_str());
   });
 }
 

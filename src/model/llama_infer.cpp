@@ -14,13 +14,13 @@ constexpr int64_t kHeadRows = 128;  // logits rows per head GEMM when every toke
 // Shapes: B rows, Tn new tokens per row, N = B*Tn, C dim, Q qkv width, I ffn dim, V vocab,
 // KD = K * head_dim. act = the backend's compute dtype.
 struct LlamaInference::State {
-  Buffer cache;                 // k and v of every layer
-  std::vector<Tensor> k, v;     // act [B, max_len, KD] per layer
-  Buffer rope;                  // cos, sin
-  Tensor cos, sin;              // f32 [max_len, D/2]
+  Buffer cache;              // k and v of every layer
+  std::vector<Tensor> k, v;  // act [B, max_len, KD] per layer
+  Buffer rope;               // cos, sin
+  Tensor cos, sin;           // f32 [max_len, D/2]
   Buffer pos_buf;
-  Tensor pos;                   // i32 [B] on the device
-  Buffer arena;                 // activations of the last Tn
+  Tensor pos;    // i32 [B] on the device
+  Buffer arena;  // activations of the last Tn
   int Tn = 0;
   Tensor tokens;                // i32 [N]
   Tensor res0, res1, xn, proj;  // act [N,C]: residual stream (ping-pong), norm output, GEMM out
@@ -89,8 +89,8 @@ size_t LlamaInference::cache_bytes() const { return s_->cache.bytes(); }
 Tensor LlamaInference::w(ParamKind k, int layer) const {
   const ParamInfo& p = model_.layout().get(k, layer);
   Tensor all = model_.compute_params();
-  return Tensor(static_cast<char*>(all.data) + size_t(p.offset) * dtype_size(all.dtype),
-                all.dtype, all.device, p.shape);
+  return Tensor(static_cast<char*>(all.data) + size_t(p.offset) * dtype_size(all.dtype), all.dtype,
+                all.device, p.shape);
 }
 
 void LlamaInference::ensure_acts(int Tn) {
@@ -129,8 +129,8 @@ void LlamaInference::logits_of_rows(Tensor x, int64_t rows, float* logits) {
   }
 }
 
-void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos,
-                             const int32_t* pick, float* logits) {
+void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
+                             float* logits) {
   const ModelConfig& c = model_.config();
   TL_CHECK(Tn > 0, "inference: Tn must be positive, got ", Tn);
   int kv_len = 0;

@@ -36,7 +36,7 @@ class LlamaInference {
  private:
   struct State;
   void ensure_acts(int Tn);
-  Tensor w(ParamKind k, int layer = -1) const;  // compute-dtype weight view
+  Tensor w(ParamKind k, int layer = -1) const;                 // compute-dtype weight view
   void logits_of_rows(Tensor x, int64_t rows, float* logits);  // x[rows,C] -> host [rows,V]
 
   LlamaModel& model_;

@@ -15,7 +15,9 @@ int sample_token(const float* logits, int V, const SamplingOptions& opts, Rng& r
   if (opts.temperature <= 0) return top;
   // Candidates ordered by (logit descending, id ascending), sorted only as far as needed:
   // the top_k set when top_k is on, a prefix that reaches top_p when top_p is on.
-  auto before = [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  auto before = [&](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
   std::vector<int> order(static_cast<size_t>(V));
   std::iota(order.begin(), order.end(), 0);
   const auto first = order.begin();
@@ -33,7 +35,8 @@ int sample_token(const float* logits, int V, const SamplingOptions& opts, Rng& r
     const bool sorted = keep < size_t(V);
     for (size_t m = std::min<size_t>(keep, 64);; m = std::min(keep, m * 8)) {
       if (!sorted && m == keep) std::sort(first, first + ptrdiff_t(keep), before);
-      if (!sorted && m < keep) std::partial_sort(first, first + ptrdiff_t(m), first + ptrdiff_t(keep), before);
+      if (!sorted && m < keep)
+        std::partial_sort(first, first + ptrdiff_t(m), first + ptrdiff_t(keep), before);
       double cum = 0;
       size_t i = 0;
       while (i < m && (cum += weight(order[i]) / z) < opts.top_p) ++i;

@@ -9,18 +9,17 @@
 //    (flash-decoding); prefill (many rows) keeps one split per row.
 // 3. decode_combine_kernel merges the splits' (max, sum, output) in split order.
 // Any even head dim; everything is deterministic (fixed orders, no atomics).
-#include "backend/cuda/decode_attention.h"
-
 #include <algorithm>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
+#include "backend/cuda/decode_attention.h"
 #include "backend/cuda/vec.cuh"
 
 namespace tl::gpu {
 
 namespace {
-constexpr int kChunk = 128;       // keys per pass = threads per block
+constexpr int kChunk = 128;        // keys per pass = threads per block
 constexpr int kHeadsPerBlock = 8;  // query heads (of one KV group) sharing a block's keys
 }  // namespace
 
@@ -30,8 +29,8 @@ constexpr int kHeadsPerBlock = 8;  // query heads (of one KV group) sharing a bl
 // p = pos[b] + t. q and k heads are rotated in place (rotate-half, as rope_kernel); k and
 // v heads are then copied to row p of their cache. qkv[BT,(H+2K)*D]; caches[B,Tmax,K*D].
 __global__ void rope_append_kernel(bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
-                                   const float* sin, const int32_t* pos, int64_t BT, int Tn,
-                                   int H, int K, int D, int Tmax, int kv_len) {
+                                   const float* sin, const int32_t* pos, int64_t BT, int Tn, int H,
+                                   int K, int D, int Tmax, int kv_len) {
   const int half = D / 2, heads = H + 2 * K;
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= BT * heads * half) return;
@@ -191,7 +190,8 @@ __global__ void decode_combine_kernel(bf16* out, const float* part_o, const floa
   float m = -INFINITY;
   for (int c = 0; c < used; ++c) m = fmaxf(m, part_ml[2 * (base + c)]);
   float l = 0.0f;
-  for (int c = 0; c < used; ++c) l += part_ml[2 * (base + c) + 1] * expf(part_ml[2 * (base + c)] - m);
+  for (int c = 0; c < used; ++c)
+    l += part_ml[2 * (base + c) + 1] * expf(part_ml[2 * (base + c)] - m);
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float o = 0.0f;
     for (int c = 0; c < used; ++c)
@@ -245,15 +245,16 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   constexpr int kThreads = 256;
   const int64_t n_rope = BT * (H + 2 * K) * (D / 2);
   rope_append_kernel<<<unsigned(ceil_div(n_rope, kThreads)), kThreads, 0, stream>>>(
-      qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(),
-      sin.ptr<float>(), pos.ptr<int32_t>(), BT, int(Tn), H, K, D, int(Tmax), kv_len);
+      qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(),
+      pos.ptr<int32_t>(), BT, int(Tn), H, K, D, int(Tmax), kv_len);
   TL_CUDA_LAUNCH_CHECK();
 
   // Splits: enough blocks for two waves over the SMs, whole chunks per split.
   const int group = H / K, n_hc = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
   const int64_t base_blocks = BT * K * n_hc;
   const int chunks = int(ceil_div(kv_len, kChunk));
-  int splits = int(std::min<int64_t>(chunks, std::max<int64_t>(1, ceil_div(2 * sm_count, base_blocks))));
+  int splits =
+      int(std::min<int64_t>(chunks, std::max<int64_t>(1, ceil_div(2 * sm_count, base_blocks))));
   const int chunks_per_split = int(ceil_div(chunks, splits));
   splits = int(ceil_div(chunks, chunks_per_split));
   TL_CHECK(splits <= 65535 && K * n_hc <= 65535, op, ": grid too large (", splits, " splits, ",
@@ -272,14 +273,12 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
   if (vec8)
     decode_attention_kernel<8><<<grid, kChunk, smem, stream>>>(
-        out.ptr<bf16>(), part_o, part_ml, qkv.ptr<bf16>(), k_cache.ptr<bf16>(),
-        v_cache.ptr<bf16>(), pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len,
-        chunks_per_split, scale);
+        out.ptr<bf16>(), part_o, part_ml, qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(),
+        pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len, chunks_per_split, scale);
   else
     decode_attention_kernel<2><<<grid, kChunk, smem, stream>>>(
-        out.ptr<bf16>(), part_o, part_ml, qkv.ptr<bf16>(), k_cache.ptr<bf16>(),
-        v_cache.ptr<bf16>(), pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len,
-        chunks_per_split, scale);
+        out.ptr<bf16>(), part_o, part_ml, qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(),
+        pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len, chunks_per_split, scale);
   TL_CUDA_LAUNCH_CHECK();
   if (splits > 1) {
     const int threads = int(std::min<int64_t>(128, ceil_div(D, kWarp) * kWarp));
