@@ -10,7 +10,7 @@ namespace tl::cli {
 void add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a model from a JSON config");
   struct Opts {
-    std::string config, resume, device;
+    std::string config, resume, device, init_from;
     std::vector<std::string> sets;
   };
   auto o = std::make_shared<Opts>();
@@ -20,12 +20,16 @@ void add_train_command(CLI::App& app) {
                   "'auto' continues from the newest valid checkpoint of the run folder; or a "
                   "checkpoint path");
   cmd->add_option("--device", o->device, "cpu, cuda or auto (overrides train.device)");
+  cmd->add_option("--init-from", o->init_from,
+                  "Start from this checkpoint's weights (e.g. an imported Hugging Face model): "
+                  "step 0, fresh optimizer; its model must equal the config's model section")
+      ->check(CLI::ExistingFile);
   cmd->callback([o] {
     std::vector<std::string> sets = o->sets;
     if (!o->device.empty()) sets.push_back("train.device=" + o->device);
     TrainConfig cfg = TrainConfig::load(o->config, sets);
     install_stop_signal_handlers();
-    Trainer trainer(cfg, o->resume);
+    Trainer trainer(cfg, o->resume, o->init_from);
     TrainSummary s = trainer.run();
     std::printf("trained %lld steps in %.1f s; final train loss %.4f", (long long)s.steps,
                 s.seconds, s.final_train_loss);

@@ -52,7 +52,8 @@ std::string find_latest_checkpoint(const std::string& run_dir) {
   return "";
 }
 
-Trainer::Trainer(TrainConfig cfg, const std::string& resume) : cfg_(std::move(cfg)) {
+Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& init_from)
+    : cfg_(std::move(cfg)) {
   be_ = make_backend(cfg_.device, cfg_.threads);
   log_info("device: ", be_->describe());
   check_fits(estimate_training_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len,
@@ -95,7 +96,9 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume) : cfg_(std::move(cf
     TL_CHECK(find_latest_checkpoint(cfg_.run_dir).empty(), "run folder '", cfg_.run_dir,
              "' already holds checkpoints; use --resume auto to continue it, or another run_dir");
   }
-  if (from.empty()) {
+  if (from.empty() && !init_from.empty()) {
+    load_init_weights(init_from);
+  } else if (from.empty()) {
     model_->init_weights(cfg_.seed);
   } else {
     resume_from(from);
@@ -126,6 +129,22 @@ void Trainer::resume_from(const std::string& path) {
   elapsed_ = ck.meta.value("elapsed_seconds", 0.0);
   loader_->restore(ck.meta.at("loader"));
   log_info("resumed from ", path, " at step ", step_);
+}
+
+void Trainer::load_init_weights(const std::string& path) {
+  CheckpointData ck = load_checkpoint(path, /*with_optimizer=*/false);
+  TL_CHECK(ck.meta.contains("model"), "cannot init from '", path, "': it has no model config");
+  json a = ModelConfig::from_json(ck.meta["model"]).to_json(), b = cfg_.model.to_json();
+  for (const char* k : {"preset", "init_std"}) {  // names and init do not change the model
+    a.erase(k);
+    b.erase(k);
+  }
+  for (auto it = a.begin(); it != a.end(); ++it)
+    TL_CHECK(b[it.key()] == it.value(), "cannot init from '", path, "': model.", it.key(), " is ",
+             it.value().dump(), " there but ", b[it.key()].dump(),
+             " in this config; its model section is ", ck.meta["model"].dump());
+  model_->set_params(ck.params);
+  log_info("initialized the weights from ", path, " (step 0, fresh optimizer state)");
 }
 
 std::string Trainer::save(int64_t step) {

@@ -25,7 +25,9 @@ class Trainer {
  public:
   // resume: "" (fresh run; refuses a run_dir that already has checkpoints), "auto" (the
   // newest valid checkpoint in run_dir, or a fresh start when there is none), or a path.
-  Trainer(TrainConfig cfg, const std::string& resume);
+  // init_from: a checkpoint whose weights start a fresh run (step 0, new optimizer state);
+  // its model config must equal the config's. A resumed run ignores it.
+  Trainer(TrainConfig cfg, const std::string& resume, const std::string& init_from = "");
   ~Trainer();
   TrainSummary run();
 
@@ -33,6 +35,7 @@ class Trainer {
 
  private:
   void resume_from(const std::string& path);
+  void load_init_weights(const std::string& path);
   double validate();
   std::string save(int64_t step);
   void log_step(int64_t step, double loss, double lr, const StepResult& r, double step_seconds);
