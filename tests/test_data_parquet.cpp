@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/json_reader.h"
 #include "data/parquet/codec.h"
+#include "data/parquet/snappy.h"
 #include "data/parquet/reader.h"
 #include "data/parquet/thrift.h"
 #include "data_test_util.h"
@@ -157,4 +158,21 @@ TEST(DataParquet, CodecsRejectBadData) {
     EXPECT_THROW(decompress(c, junk, sizeof junk, 100, out), Error) << codec_name(c);
   DT_EXPECT_THROW_WITH(decompress(Codec::Brotli, junk, sizeof junk, 8, out), "brotli",
                        "not supported");
+}
+
+// A block built by hand from the format description: varint length 11, a 4-byte literal
+// "abcd", a 1-byte-offset copy (len 4, offset 4) = "abcd", then a 2-byte-offset copy of
+// length 3 at offset 1: "ddd" (overlapping, repeats the last byte).
+TEST(DataParquet, SnappyDecodesLiteralsAndOverlappingCopies) {
+  const uint8_t block[] = {11, (4 - 1) << 2, 'a', 'b', 'c', 'd', 0x01, 4, ((3 - 1) << 2) | 2, 1, 0};
+  std::string out;
+  tl::snappy_decompress(block, sizeof block, 11, out);
+  EXPECT_EQ(out, "abcdabcdddd");
+  EXPECT_EQ(tl::snappy_length(block, sizeof block), 11u);
+  // Wrong announced size, an offset before the start, a literal past the end: errors.
+  EXPECT_THROW(tl::snappy_decompress(block, sizeof block, 12, out), tl::Error);
+  const uint8_t bad_offset[] = {4, 0x01, 9};
+  EXPECT_THROW(tl::snappy_decompress(bad_offset, sizeof bad_offset, 4, out), tl::Error);
+  const uint8_t short_literal[] = {4, (4 - 1) << 2, 'a'};
+  EXPECT_THROW(tl::snappy_decompress(short_literal, sizeof short_literal, 4, out), tl::Error);
 }

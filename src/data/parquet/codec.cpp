@@ -1,6 +1,6 @@
 #include "data/parquet/codec.h"
+#include "data/parquet/snappy.h"
 
-#include <snappy-c.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -60,16 +60,9 @@ void decompress(Codec c, const uint8_t* src, size_t n, size_t out_size, std::str
       TL_CHECK(n == out_size, "uncompressed page of ", n, " bytes, header says ", out_size);
       out.assign(reinterpret_cast<const char*>(src), n);
       return;
-    case Codec::Snappy: {
-      size_t len = 0;
-      const char* s = reinterpret_cast<const char*>(src);
-      TL_CHECK(snappy_uncompressed_length(s, n, &len) == SNAPPY_OK, "snappy: corrupt data");
-      TL_CHECK(len == out_size, "snappy: ", len, " bytes, expected ", out_size);
-      out.resize(out_size);
-      TL_CHECK(snappy_uncompress(s, n, out.data(), &len) == SNAPPY_OK && len == out_size,
-               "snappy: corrupt data");
+    case Codec::Snappy:
+      snappy_decompress(src, n, out_size, out);
       return;
-    }
     case Codec::Gzip:
       inflate_gzip(src, n, out_size, out);
       return;

@@ -1,4 +1,4 @@
-// Page decompression for parquet: none, snappy (libsnappy), gzip (zlib), zstd (libzstd).
+// Page decompression for parquet: none, snappy (our decoder), gzip (zlib), zstd (libzstd).
 #pragma once
 #include <cstddef>
 #include <cstdint>
