@@ -1,5 +1,6 @@
 #include "train/metrics.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -21,6 +22,25 @@ void MetricsWriter::write(const json& record) {
   std::string line = record.dump() + "\n";
   write_all(f_, line.data(), line.size(), path_);
   TL_CHECK(std::fflush(f_) == 0, "cannot write '", path_, "': ", std::strerror(errno));
+}
+
+int64_t rewind_metrics(const std::string& path, int64_t step) {
+  if (!file_exists(path)) return -1;
+  std::string text = read_file(path), kept;
+  int64_t newest = -1;
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) break;  // no newline: a line the crash cut short
+    const std::string line = text.substr(at, end - at);
+    at = end + 1;
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
+    const int64_t s = j["step"].get<int64_t>();
+    newest = std::max(newest, s);
+    if (s <= step) kept += line + "\n";
+  }
+  write_file_atomic(path, kept);
+  return newest;
 }
 
 std::string format_duration(double s) {

@@ -22,6 +22,12 @@ class MetricsWriter {
   std::FILE* f_ = nullptr;
 };
 
+// Makes metrics.jsonl agree with a run restarted at `step`: keeps the records of steps up to
+// it (a torn last line from a crash is dropped) and rewrites the file atomically. Returns
+// the largest step the file held before (so the caller can report the steps redone), or -1
+// when there was no file.
+int64_t rewind_metrics(const std::string& path, int64_t step);
+
 // "1h02m", "3m05s", "42s"
 std::string format_duration(double seconds);
 // "12.3k", "1.20M"
