@@ -106,3 +106,14 @@ TEST(Train, BadConfigsGetClearErrors) {
     EXPECT_NE(message(big_tok).find("32000"), std::string::npos);
   }
 }
+
+TEST(Train, ShippedConfigsAreValid) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(std::string(TL_SOURCE_DIR) + "/configs")) {
+    if (e.path().extension() != ".json") continue;
+    SCOPED_TRACE(e.path().string());
+    EXPECT_NO_THROW(TrainConfig::load(e.path().string(), {}));
+    ++n;
+  }
+  EXPECT_GE(n, 2);
+}
