@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "train/console.h"
+#include "train/metrics.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 
@@ -67,4 +68,23 @@ TEST(TrainMetrics, ConsoleShowsWhatIsKnown) {
             "step 450/1000 | loss 2.3105 | lr 3.000e-04 | grad 0.812 | 12.3k tok/s | MFU 41.2% | "
             "mem 46.4/57.6 GiB | eta 3m05s | update skipped: non-finite loss or gradient");
   EXPECT_EQ(progress_bar(f, 10), "[#####-----]  45.0% 450/1000 | loss 2.3105 | 12.3k tok/s | eta 3m05s");
+}
+
+TEST(TrainMetrics, RewindKeepsTheRecordsUpToTheRestartStep) {
+  train_test::TrainFixture fx;
+  const std::string path = fx.dir + "/m.jsonl";
+  std::string text, upto_700;
+  for (int step = 0; step <= 1000; ++step) {  // ~100 kB: read back in more than one piece
+    text += json{{"step", step}, {"loss", 1.0 / (step + 1)}, {"pad", std::string(60, 'x')}}.dump() + "\n";
+    if (step % 100 == 0) text += json{{"step", step}, {"event", "checkpoint"}}.dump() + "\n";
+    if (step == 700) upto_700 = text;
+  }
+  std::ofstream(path, std::ios::binary) << text << "{\"step\": 1001, \"lo";  // torn by a crash
+  EXPECT_EQ(rewind_metrics(path, 700), 1000);
+  EXPECT_EQ(train_test::read_text(path), upto_700);
+  EXPECT_EQ(rewind_metrics(path, 700), 700);  // nothing more to drop
+  EXPECT_EQ(train_test::read_text(path), upto_700);
+  EXPECT_EQ(rewind_metrics(path, -1), 700);
+  EXPECT_EQ(train_test::read_text(path), "");
+  EXPECT_EQ(rewind_metrics(fx.dir + "/none.jsonl", 5), -1);
 }

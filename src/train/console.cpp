@@ -32,7 +32,10 @@ std::string step_line(const StepFigures& f) {
 std::string progress_bar(const StepFigures& f, int width) {
   const double frac = f.steps > 0 ? std::clamp(double(f.step) / double(f.steps), 0.0, 1.0) : 0;
   const int filled = int(frac * width + 0.5);
-  std::string bar = "[" + std::string(size_t(filled), '#') + std::string(size_t(width - filled), '-') + "]";
+  std::string bar(size_t(width) + 2, '-');
+  bar.front() = '[';
+  bar.back() = ']';
+  std::fill_n(bar.begin() + 1, filled, '#');
   char buf[256];
   std::snprintf(buf, sizeof buf, " %5.1f%% %lld/%lld | loss %.4f | %s tok/s | eta %s", 100 * frac,
                 (long long)f.step, (long long)f.steps, f.loss, format_count(f.tokens_per_s).c_str(),
