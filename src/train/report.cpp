@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include "core/fs.h"
@@ -219,7 +220,9 @@ ReportSummary write_report(const std::string& run_dir, const ReportOptions& opts
     out.files.push_back(png);
   }
   out.figures = summarize(s, config);
-  write_file_atomic(dir + "/index.html", html_page(run_dir, out.figures, config));
+  std::error_code ec;
+  const std::string name = std::filesystem::weakly_canonical(run_dir, ec).string();
+  write_file_atomic(dir + "/index.html", html_page(ec ? run_dir : name, out.figures, config));
   out.files.push_back(dir + "/index.html");
   return out;
 }
