@@ -41,6 +41,9 @@ echo "== training"
 cp "$ROOT/configs/demo.json" config.json
 "$BIN" train --config config.json --set train.steps="$STEPS" | tee train.log
 
+echo "== report"
+"$BIN" report run | tail -n 1
+
 echo "== validation"
 CK=$(ls run/checkpoints/*.tlck | tail -n 1)
 "$BIN" eval --checkpoint "$CK" --data data/prose/val data/code/val --seq-len 256 | tee eval.log
@@ -59,4 +62,4 @@ awk -v first="$first" -v last="$last" -v secs="$((end - start))" 'BEGIN {
   printf "== demo done in %d s: validation loss %.3f -> %.3f (ln(vocab) = %.3f; final is %.0f%% below it)\n", secs, first, last, bound, drop
   if (last > 0.6 * bound) { print "demo: the validation loss did not fall 40% below ln(vocab)" > "/dev/stderr"; exit 1 }
 }'
-echo "run folder: $WORK/run (checkpoints/, metrics.jsonl, config.json)"
+echo "run folder: $WORK/run (checkpoints/, metrics.jsonl, TensorBoard events, config.json, report/index.html)"

@@ -1,4 +1,6 @@
 // tinyllama train --config FILE [--set key=value ...] [--resume auto|PATH]
+// Exit status: 0 when the run finished or a stop signal ended it after saving; 1 on an
+// error (bad config, a checkpoint that cannot be written, too many non-finite steps).
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -31,10 +33,21 @@ void add_train_command(CLI::App& app) {
     install_stop_signal_handlers();
     Trainer trainer(cfg, o->resume, o->init_from);
     TrainSummary s = trainer.run();
+    if (s.stopped) {
+      std::printf("stopped by a signal at step %lld of %lld; checkpoint: %s\n"
+                  "continue with: tinyllama train --config %s --resume auto\n",
+                  (long long)s.steps, (long long)cfg.steps, s.final_checkpoint.c_str(),
+                  o->config.c_str());
+      return;
+    }
     std::printf("trained %lld steps in %.1f s; final train loss %.4f", (long long)s.steps,
                 s.seconds, s.final_train_loss);
     if (s.final_val_loss >= 0)
-      std::printf("; validation loss %.4f (first %.4f)", s.final_val_loss, s.first_val_loss);
+      std::printf("; validation loss %.4f", s.final_val_loss);
+    if (s.final_val_loss >= 0 && s.first_val_loss >= 0) std::printf(" (first %.4f)", s.first_val_loss);
+    if (s.skipped_steps > 0 || s.spikes > 0)
+      std::printf("; %lld steps skipped (non-finite), %lld loss spikes", (long long)s.skipped_steps,
+                  (long long)s.spikes);
     std::printf("\ncheckpoint: %s\n", s.final_checkpoint.c_str());
   });
 }

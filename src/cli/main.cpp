@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   tl::cli::add_prepare_command(app);
   tl::cli::add_train_command(app);
   tl::cli::add_eval_command(app);
+  tl::cli::add_report_command(app);
   tl::cli::add_generate_command(app);
   tl::cli::add_import_command(app);
   tl::cli::add_export_command(app);
