@@ -487,7 +487,7 @@ TEST(CudaAttention, Selection) {
   EXPECT_EQ(attention_impl_for(autom, 2048, 32, 4, 64), AttentionImpl::Cudnn);
   EXPECT_EQ(attention_impl_for(autom, 2048, 32, 4, 128), AttentionImpl::Cudnn);
   EXPECT_EQ(attention_impl_for(autom, 64, 4, 2, 16), AttentionImpl::Generic);
-  EXPECT_EQ(attention_impl_for(autom, 256, 6, 2, 32), AttentionImpl::Generic);
+  EXPECT_EQ(attention_impl_for(autom, 256, 6, 2, 32), AttentionImpl::Cudnn);  // D 32, T % 128 == 0
   EXPECT_EQ(attention_impl_for(autom, 100, 4, 2, 96), AttentionImpl::Generic);
   EXPECT_EQ(attention_impl_for(autom, 2048, 32, 4, 64, /*aligned16=*/false),
             AttentionImpl::Generic);

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/process_memory.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "data/documents.h"
@@ -151,7 +152,8 @@ bool same_run(const json& prev, const json& head) {
   if (prev["tokenizer"]["sha256"] != head["tokenizer"]["sha256"]) return false;
   if (prev["inputs"].size() != head["inputs"].size()) return false;
   for (size_t i = 0; i < head["inputs"].size(); ++i)
-    if (prev["inputs"][i].value("quick_sha256", "") != head["inputs"][i]["quick_sha256"] ||
+    if (prev["inputs"][i].value("quick_sha256", std::string()) !=
+            head["inputs"][i]["quick_sha256"].get<std::string>() ||
         prev["inputs"][i]["bytes"] != head["inputs"][i]["bytes"])
       return false;
   return true;
@@ -224,6 +226,7 @@ void print_summary(const PrepareOptions& o, const json& e, const Counts& c, uint
                Progress::count(double(c.tokens[1])).c_str(), e["val"]["shards"].size(), o.out_dir.c_str());
   std::fprintf(stderr, "prepare: skipped %s\n", e["skipped"].empty() ? "nothing" : e["skipped"].dump().c_str());
   if (!e["sets"].empty()) std::fprintf(stderr, "prepare: records per set %s\n", e["sets"].dump().c_str());
+  std::fprintf(stderr, "prepare: peak memory %.1f MiB\n", double(peak_resident_bytes()) / (1 << 20));
 }
 
 }  // namespace
