@@ -7,7 +7,7 @@ BUILD=${1:-build}
 BIN=$(readlink -f "$BUILD/tinyllama")
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${DEMO_DIR:-$ROOT/runs/demo}
-STEPS=${DEMO_STEPS:-300}
+STEPS=${DEMO_STEPS:-500}
 start=$(date +%s)
 
 rm -rf "$WORK"
@@ -34,7 +34,7 @@ echo "== tokenizer (BPE, 4096 pieces, Llama settings)"
 echo "== shards"
 "$BIN" prepare --tokenizer tokenizer.model --source prose --out data/prose --separator '%' \
   --val-fraction 0.03 --chunk-size 65792 corpus/prose
-"$BIN" prepare --tokenizer tokenizer.model --source code --out data/code \
+"$BIN" prepare --tokenizer tokenizer.model --source code --out data/code --allow-duplicates \
   --val-fraction 0.03 --chunk-size 65792 corpus/code
 
 echo "== training"
