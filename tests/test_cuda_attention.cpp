@@ -486,9 +486,16 @@ TEST(CudaAttention, Selection) {
   // cuDNN where it runs (it was 65% faster than fa2 at the 1.1B shape on the H100).
   EXPECT_EQ(attention_impl_for(autom, 2048, 32, 4, 64), AttentionImpl::Cudnn);
   EXPECT_EQ(attention_impl_for(autom, 2048, 32, 4, 128), AttentionImpl::Cudnn);
-  EXPECT_EQ(attention_impl_for(autom, 64, 4, 2, 16), AttentionImpl::Generic);
+  // T % 128 != 0: cuDNN from 9.16 on; before, generic (fa2 runs head dims 64 and 128 only).
+  const AttentionImpl ragged_T =
+      cudnn_runtime_version() >= 91600 ? AttentionImpl::Cudnn : AttentionImpl::Generic;
+  std::printf("cuDNN %zu at run time\n", cudnn_runtime_version());
+  EXPECT_EQ(attention_impl_for(autom, 64, 4, 2, 16), ragged_T);
   EXPECT_EQ(attention_impl_for(autom, 256, 6, 2, 32), AttentionImpl::Cudnn);  // D 32, T % 128 == 0
-  EXPECT_EQ(attention_impl_for(autom, 100, 4, 2, 96), AttentionImpl::Generic);
+  EXPECT_EQ(attention_impl_for(autom, 100, 4, 2, 96), ragged_T);
+  EXPECT_EQ(attention_impl_for(autom, 100, 4, 2, 64),
+            ragged_T == AttentionImpl::Cudnn ? AttentionImpl::Cudnn : AttentionImpl::Fa2);
+  EXPECT_EQ(attention_impl_for(autom, 100, 4, 2, 12), AttentionImpl::Generic);  // D % 8 != 0
   EXPECT_EQ(attention_impl_for(autom, 2048, 32, 4, 64, /*aligned16=*/false),
             AttentionImpl::Generic);
   AttentionOptions pref;  // a preference (as TL_ATTENTION sets): Auto where it cannot run

@@ -435,12 +435,14 @@ void cudnn_release_handle(CudaContext& ctx) noexcept {
   ctx.cudnn = nullptr;
 }
 
+size_t cudnn_runtime_version() { return cudnnGetVersion(); }
+
 const char* cudnn_attention_unsupported(const AttnShape& s) {
   if (s.D % 8 != 0 || s.D > 128)
     return "cuDNN fused attention needs head dim <= 128, a multiple of 8";
   // cudnn-frontend works around a backward bug of cuDNN <= 9.15 at T % 128 != 0 with a padding
   // mask we do not build.
-  if (s.T % 128 != 0 && cudnnGetVersion() <= 91500)
+  if (s.T % 128 != 0 && cudnn_runtime_version() < 91600)
     return "cuDNN <= 9.15 attention backward needs T % 128 == 0";
   return "";
 }

@@ -49,6 +49,9 @@ struct CudnnAttention;  // owned by the attention state
 CudnnAttention* cudnn_attention_create();
 void cudnn_attention_destroy(CudnnAttention* c) noexcept;
 void cudnn_release_handle(CudaContext& ctx) noexcept;  // destroys ctx.cudnn if created
+// cuDNN's version at run time (cudnnGetVersion: 91900 for 9.19.0); below 91600 its fused
+// attention backward needs T % 128 == 0.
+size_t cudnn_runtime_version();
 // Empty when cuDNN can run this shape, else the reason it cannot.
 const char* cudnn_attention_unsupported(const AttnShape& s);
 // Builds every tensor and node of the forward and backward graphs, stopping before the
