@@ -18,7 +18,7 @@ void add_generate_command(CLI::App& app) {
     uint64_t seed = 0;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file (.tlck)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file (.tlck) or sharded step folder")->required()->check(CLI::ExistingPath);
   cmd->add_option("--tokenizer", o->tokenizer, "SentencePiece .model")->required()->check(CLI::ExistingFile);
   cmd->add_option("--prompt", o->prompt, "Prompt text")->required();
   cmd->add_option("--max-new", o->max_new, "Tokens to generate")->check(CLI::PositiveNumber);

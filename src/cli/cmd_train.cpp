@@ -26,7 +26,13 @@ void add_train_command(CLI::App& app) {
     TrainConfig cfg = TrainConfig::load(o->config, sets);
     install_stop_signal_handlers();
     Trainer trainer(cfg, o->resume);
-    TrainSummary s = trainer.run();
+    TrainSummary s;
+    try {
+      s = trainer.run();
+    } catch (const std::exception& e) {
+      trainer.report_failure(e.what());  // multi-GPU runs: every rank learns why
+      throw;
+    }
     std::printf("trained %lld steps in %.1f s; final train loss %.4f", (long long)s.steps,
                 s.seconds, s.final_train_loss);
     if (s.final_val_loss >= 0)

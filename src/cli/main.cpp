@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   tl::cli::add_import_command(app);
   tl::cli::add_export_command(app);
   tl::cli::add_bench_command(app);
+  tl::cli::add_comm_check_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

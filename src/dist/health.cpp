@@ -191,8 +191,9 @@ void HealthMonitor::tick_rank0(double now) {
   for (auto& p : peers_)
     if (p->rank != 0 && !p->done) note(p->rank, p->issued);
   if (!behind.empty())
-    return fail(cat("rank(s) ", behind, " hung: rank ", waiting_rank, " has waited ", int(max_pending),
-                    " s (timeout ", opts_.timeout_s, " s) in collective #", max_issued, " for them"),
+    return fail(cat("rank(s) ", behind, " hung: rank ", waiting_rank, " has waited ",
+                    int(max_pending * 10) / 10.0, " s (timeout ", opts_.timeout_s,
+                    " s) in collective #", max_issued, " for them"),
                 true);
   fail(cat("collective #", max_issued, " has not completed on rank ", waiting_rank, " within ",
            opts_.timeout_s, " s although every rank issued it (communication failure)"), true);

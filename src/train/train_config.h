@@ -6,6 +6,7 @@
 
 #include "core/json_reader.h"
 #include "data/loader.h"
+#include "dist/dist_config.h"
 #include "model/config.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
@@ -41,6 +42,8 @@ struct TrainConfig {
   int checkpoint_interval = 0;     // steps between checkpoints (0 = only at the end)
   int keep_checkpoints = 3;        // newest checkpoints kept
   int log_interval = 1;
+
+  DistConfig dist;                 // multi-GPU training (dist/dist_config.h)
 
   std::string run_dir = "runs/default";
   json raw;                        // the resolved JSON, stored in checkpoints

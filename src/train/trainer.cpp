@@ -11,6 +11,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "dist/sharded_checkpoint.h"
 #include "data/tokenizer.h"
 #include "train/evaluate.h"
 #include "train/memory_estimate.h"
@@ -41,19 +42,26 @@ std::string find_latest_checkpoint(const std::string& run_dir) {
   const std::string dir = checkpoint_dir(run_dir);
   if (!is_directory(dir)) return "";
   std::vector<std::string> files = list_files(dir, ".tlck");
-  for (auto it = files.rbegin(); it != files.rend(); ++it) {
+  std::string file;
+  for (auto it = files.rbegin(); it != files.rend() && file.empty(); ++it) {
     try {
       read_checkpoint_meta(*it);
-      return *it;
+      file = *it;
     } catch (const Error& e) {
       log_warn("skipping damaged checkpoint: ", e.what());
     }
   }
-  return "";
+  // Sharded runs write folders step_%08d/ instead: the newer step of the two kinds wins.
+  const std::string folder = find_latest_sharded_checkpoint(dir);
+  if (file.empty() || folder.empty()) return file.empty() ? folder : file;
+  return fs::path(folder).filename().string() > fs::path(file).stem().string() ? folder : file;
 }
 
-Trainer::Trainer(TrainConfig cfg, const std::string& resume) : cfg_(std::move(cfg)) {
-  be_ = make_backend(cfg_.device, cfg_.threads);
+Trainer::Trainer(TrainConfig cfg, const std::string& resume, std::unique_ptr<Communicator> ranks)
+    : cfg_(std::move(cfg)) {
+  dist_ = DistRun::create(cfg_, std::move(ranks));
+  be_ = dist_ ? dist_->make_backend(cfg_) : make_backend(cfg_.device, cfg_.threads);
+  if (dist_) dist_->connect(*be_);
   log_info("device: ", be_->describe());
   check_fits(estimate_training_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len,
                                       be_->compute_dtype(), cfg_.recompute),
@@ -70,6 +78,8 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume) : cfg_(std::move(cf
   lo.seq_len = cfg_.seq_len;
   lo.micro_batch = cfg_.micro_batch;
   lo.seed = cfg_.seed;
+  lo.rank = dist_ ? dist_->rank() : 0;
+  lo.world = dist_ ? dist_->world() : 1;
   lo.shuffle_window = cfg_.shuffle_window;
   loader_ = std::make_unique<TrainLoader>(lo);
   TL_CHECK(loader_->max_token_id() < uint64_t(cfg_.model.vocab_size),
@@ -81,8 +91,9 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume) : cfg_(std::move(cf
 
   ModelOptions mo;
   mo.recompute = cfg_.recompute;
+  if (dist_) mo.provider = dist_->provider(cfg_, *be_);
   model_ = std::make_unique<LlamaModel>(cfg_.model, *be_, mo);
-  opt_ = std::make_unique<AdamW>(*be_, model_->layout().total(), cfg_.adamw);
+  if (!dist_) opt_ = std::make_unique<AdamW>(*be_, model_->layout().total(), cfg_.adamw);
 
   make_dirs(checkpoint_dir(cfg_.run_dir));
   std::string from;
@@ -100,14 +111,16 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume) : cfg_(std::move(cf
   } else {
     resume_from(from);
   }
-  write_file_atomic(cfg_.run_dir + "/config.json", cfg_.raw.dump(2) + "\n");
-  metrics_ = std::make_unique<MetricsWriter>(cfg_.run_dir + "/metrics.jsonl");
+  if (is_rank0()) write_file_atomic(cfg_.run_dir + "/config.json", cfg_.raw.dump(2) + "\n");
+  metrics_ = std::make_unique<MetricsWriter>(is_rank0() ? cfg_.run_dir + "/metrics.jsonl" : "/dev/null");
 }
 
 Trainer::~Trainer() = default;
 
 void Trainer::resume_from(const std::string& path) {
-  CheckpointData ck = load_checkpoint(path, true);
+  CheckpointData ck;
+  if (dist_) ck.meta = dist_->restore(path);           // this rank's shard, any world size
+  else ck = load_any_checkpoint(path, true);           // a file, or a sharded folder as one
   ModelConfig saved = ModelConfig::from_json(ck.meta.at("model"));
   json a = saved.to_json(), b = cfg_.model.to_json();
   a.erase("preset");
@@ -115,12 +128,12 @@ void Trainer::resume_from(const std::string& path) {
   for (auto it = a.begin(); it != a.end(); ++it)
     TL_CHECK(b[it.key()] == it.value(), "cannot resume from '", path, "': model.", it.key(),
              " is ", it.value().dump(), " there but ", b[it.key()].dump(), " in this config");
-  TL_CHECK(!ck.adam_m.empty(), "cannot resume from '", path,
+  TL_CHECK(dist_ || !ck.adam_m.empty(), "cannot resume from '", path,
            "': it holds no optimizer state (use it with --init-from instead)");
-  model_->set_params(ck.params);
-  opt_->set_state(ck.adam_m, ck.adam_v);
+  if (!dist_) model_->set_params(ck.params);
+  if (!dist_) opt_->set_state(ck.adam_m, ck.adam_v);
   step_ = ck.meta.at("step").get<int64_t>();
-  opt_->set_steps_taken(ck.meta.at("optimizer_steps").get<int64_t>());
+  optim().set_steps_taken(ck.meta.at("optimizer_steps").get<int64_t>());
   tokens_seen_ = ck.meta.value("tokens", int64_t(0));
   skipped_steps_ = ck.meta.value("skipped_steps", int64_t(0));
   elapsed_ = ck.meta.value("elapsed_seconds", 0.0);
@@ -134,11 +147,12 @@ std::string Trainer::save(int64_t step) {
                  {"model", cfg_.model.to_json()},
                  {"train_config", cfg_.raw},
                  {"step", step},
-                 {"optimizer_steps", opt_->steps_taken()},
+                 {"optimizer_steps", optim().steps_taken()},
                  {"tokens", tokens_seen_},
                  {"skipped_steps", skipped_steps_},
                  {"elapsed_seconds", elapsed_},
                  {"loader", loader_->state()}};
+  if (dist_) return dist_->save(checkpoint_dir(cfg_.run_dir), step, ck.meta, cfg_.keep_checkpoints);
   ck.params = model_->get_params();
   opt_->get_state(ck.adam_m, ck.adam_v);
   const std::string path = checkpoint_dir(cfg_.run_dir) + "/" + checkpoint_name(step);
@@ -159,7 +173,7 @@ double Trainer::validate() {
 
 void Trainer::log_step(int64_t step, double loss, double lr, const StepResult& r,
                        double step_seconds) {
-  const double tok_s = double(cfg_.tokens_per_step()) / step_seconds;
+  const double tok_s = double(tokens_per_step()) / step_seconds;
   const double eta = step_seconds * double(cfg_.steps - step);
   metrics_->write(json{{"step", step},           {"loss", loss},
                        {"lr", lr},               {"grad_norm", r.grad_norm},
@@ -179,9 +193,9 @@ TrainSummary Trainer::run() {
   const int B = cfg_.micro_batch, T = cfg_.seq_len;
   log_info("model: ", cfg_.model.preset, ", ", format_count(double(cfg_.model.num_params())),
            " parameters; batch ", cfg_.micro_batch, " x ", cfg_.grad_accum, " x ", T, " = ",
-           cfg_.tokens_per_step(), " tokens per step; ", cfg_.steps, " steps");
+           tokens_per_step(), " tokens per step; ", cfg_.steps, " steps");
   std::vector<int32_t> tokens(size_t(B) * T), targets(tokens.size());
-  const float loss_scale = 1.0f / float(cfg_.tokens_per_step());
+  const float loss_scale = 1.0f / float(tokens_per_step());
   Timer total;
   sum.first_val_loss = validate();
   if (sum.first_val_loss >= 0) {
@@ -194,15 +208,17 @@ TrainSummary Trainer::run() {
     model_->zero_grads();
     LossSum loss;
     for (int k = 0; k < cfg_.grad_accum; ++k) {
+      if (dist_) dist_->begin_micro_batch(k + 1 == cfg_.grad_accum);
       loader_->next(tokens.data(), targets.data());
       LossSum s = model_->forward_backward(tokens.data(), targets.data(), B, T, loss_scale);
       loss.sum += s.sum;
       loss.count += s.count;
     }
     const double lr = cfg_.schedule.at(step_ + 1);
-    StepResult r = opt_->step(*model_, float(lr));
+    StepResult r = dist_ ? dist_->step(float(lr)) : opt_->step(*model_, float(lr));
+    if (dist_) loss = dist_->global_loss(loss);
     step_++;
-    tokens_seen_ += cfg_.tokens_per_step();
+    tokens_seen_ += tokens_per_step();
     if (!r.applied) skipped_steps_++;
     const double secs = st.seconds();
     ema_seconds = ema_seconds == 0 ? secs : 0.9 * ema_seconds + 0.1 * secs;

@@ -8,6 +8,7 @@
 #include "data/loader.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
+#include "train/dist_run.h"
 #include "train/metrics.h"
 #include "train/train_config.h"
 
@@ -25,20 +26,32 @@ class Trainer {
  public:
   // resume: "" (fresh run; refuses a run_dir that already has checkpoints), "auto" (the
   // newest valid checkpoint in run_dir, or a fresh start when there is none), or a path.
-  Trainer(TrainConfig cfg, const std::string& resume);
+  // ranks: this rank's communicator when ranks run as threads of one process (tests);
+  // launched jobs (torchrun, mpirun, srun) are detected from the environment.
+  Trainer(TrainConfig cfg, const std::string& resume,
+          std::unique_ptr<Communicator> ranks = nullptr);
   ~Trainer();
   TrainSummary run();
 
   LlamaModel& model() { return *model_; }
+  // Multi-GPU runs: tell the other ranks why this one stops (call before rethrowing).
+  void report_failure(const std::string& why) {
+    if (dist_) dist_->report_failure(why);
+  }
 
  private:
   void resume_from(const std::string& path);
   double validate();
   std::string save(int64_t step);
   void log_step(int64_t step, double loss, double lr, const StepResult& r, double step_seconds);
+  // Sharded runs (dist_): the optimizer lives with the shard, batches are global.
+  AdamW& optim() { return dist_ ? dist_->optimizer() : *opt_; }
+  int64_t tokens_per_step() const { return cfg_.tokens_per_step() * (dist_ ? dist_->world() : 1); }
+  bool is_rank0() const { return !dist_ || dist_->rank() == 0; }
 
   TrainConfig cfg_;
   std::unique_ptr<Backend> be_;
+  std::unique_ptr<DistRun> dist_;  // null in a single-process run; outlives model_, not be_
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<TrainLoader> loader_;
