@@ -149,8 +149,16 @@ void HealthMonitor::fail(const std::string& reason, bool tell_others) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!failure_.empty()) return;
     failure_ = reason;
-    failed_at_ = now_s();
   }
+  // The backstop runs on its own thread: on_failure (an NCCL abort) may itself block.
+  if (opts_.exit_grace_s > 0)
+    std::thread([reason, rank = rank_, grace = opts_.exit_grace_s] {
+      std::this_thread::sleep_for(std::chrono::duration<double>(grace));
+      std::fprintf(stderr, "error: %s (rank %d exits: it did not stop within %.0f s)\n",
+                   reason.c_str(), rank, grace);
+      std::fflush(stderr);
+      std::_Exit(1);
+    }).detach();
   if (tell_others)
     for (auto& p : peers_)
       if (!p->closed && !p->done) send_frame(*p, rank_ == 0 ? kAbort : kFail, 0, 0, reason);
@@ -227,16 +235,7 @@ void HealthMonitor::run() {
     const double now = now_s();
     for (auto& p : peers_)
       if (!p->closed) read_frames(*p, now);
-    if (!failure().empty()) {
-      // Failed: give the process exit_grace seconds to end through its error path.
-      if (opts_.exit_grace_s > 0 && now - failed_at_ > opts_.exit_grace_s) {
-        std::fprintf(stderr, "error: %s (rank %d exits: it did not stop within %.0f s)\n",
-                     failure().c_str(), rank_, opts_.exit_grace_s);
-        std::fflush(stderr);
-        std::_Exit(1);
-      }
-      continue;
-    }
+    if (!failure().empty()) continue;  // the error path (or the backstop) ends the process
     std::string report;
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -70,7 +70,6 @@ class HealthMonitor {
   std::string failure_;
   std::string pending_report_;  // this rank's own error, sent by the thread
   std::atomic<bool> stop_{false}, finished_{false};
-  double failed_at_ = -1;
   std::thread thread_;
 };
 

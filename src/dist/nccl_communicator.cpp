@@ -61,6 +61,9 @@ struct CommStream {
   uint64_t next_id = 1, issued = 0;
   struct Op { uint64_t id; cudaEvent_t done; double issued_at; };
   std::deque<Op> pending;
+  // Read without mu by the health thread (the main thread may hold mu inside NCCL).
+  std::atomic<uint64_t> issued_seen{0};
+  std::atomic<double> oldest_issue_time{0};  // of the oldest pending op; 0 when none
   std::vector<cudaEvent_t> free_done, free_timing;
   struct Wait { cudaEvent_t a, b; };
   std::deque<Wait> waits;
@@ -104,6 +107,7 @@ struct CommStream {
       free_done.push_back(pending.front().done);
       pending.pop_front();
     }
+    oldest_issue_time = pending.empty() ? 0.0 : pending.front().issued_at;
     while (!waits.empty()) {
       cudaError_t q = cudaEventQuery(waits.front().b);
       if (q == cudaErrorNotReady) break;
@@ -251,11 +255,14 @@ class NcclCommunicator final : public Communicator {
     NcclProgress p;
     cudaSetDevice(s_->device);  // called from the health monitor's thread
     {
-      std::lock_guard<std::mutex> lock(s_->mu);
-      if (!s_->failed) s_->reap();
-      p.issued = s_->issued;
-      if (!s_->pending.empty()) p.oldest_pending_s = now_s() - s_->pending.front().issued_at;
+      // try_lock: the main thread may sit inside an NCCL call holding mu; then report what
+      // was last seen (the age keeps growing, so a stuck call is still noticed).
+      std::unique_lock<std::mutex> lock(s_->mu, std::try_to_lock);
+      if (lock.owns_lock() && !s_->failed) s_->reap();
     }
+    p.issued = s_->issued_seen;
+    const double oldest = s_->oldest_issue_time;
+    if (oldest > 0) p.oldest_pending_s = now_s() - oldest;
     if (!s_->failed) {
       std::lock_guard<std::mutex> lock(s_->comms_mu);
       for (ncclComm_t c : s_->comms) {
@@ -299,6 +306,8 @@ class NcclCommunicator final : public Communicator {
     const uint64_t id = s_->next_id++;
     s_->issued++;
     s_->pending.push_back({id, done, now_s()});
+    s_->issued_seen = s_->issued;
+    if (s_->pending.size() == 1) s_->oldest_issue_time = s_->pending.front().issued_at;
     return CommWork{id};
   }
 
