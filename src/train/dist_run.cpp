@@ -53,6 +53,18 @@ void DistRun::connect(Backend& be) {
   }
   int group = cfg_.dist.hybrid_group_size;
   if (group == 0) group = session_ ? session_->ranks_per_node : launch_.world;
+  if (strategy_ == ShardStrategy::HybridShard && cfg_.dist.hybrid_group_size == 0 && session_ &&
+      rank() == 0) {
+    // Groups are consecutive ranks: right when the launcher numbers ranks node by node.
+    const auto& h = session_->hosts;
+    for (size_t r = 0; r < h.size(); ++r)
+      if (h[r] != h[r / size_t(group) * size_t(group)]) {
+        log_warn("hybrid_shard: ranks ", r / group * group, " and ", r, " share a group but run on ",
+                 h[r / size_t(group) * size_t(group)], " and ", h[r],
+                 ": the launcher does not number ranks node by node (use block distribution)");
+        break;
+      }
+  }
   groups_ = make_fsdp_groups(*world_, strategy_, group);
   loss_buf_ = Buffer(be, 2 * sizeof(double));
   log_info("dist: ", describe());

@@ -11,8 +11,8 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/timer.h"
-#include "dist/sharded_checkpoint.h"
 #include "data/tokenizer.h"
+#include "dist/sharded_checkpoint.h"
 #include "train/evaluate.h"
 #include "train/memory_estimate.h"
 
