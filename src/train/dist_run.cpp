@@ -32,8 +32,17 @@ std::unique_ptr<DistRun> DistRun::create(const TrainConfig& cfg, std::unique_ptr
 }
 
 DistRun::~DistRun() {
-  if (std::uncaught_exceptions() > 0) report_failure("stopped with an error (see its log)");
-  else if (session_ && session_->health) session_->health->finish();
+  if (std::uncaught_exceptions() > 0) {
+    report_failure("stopped with an error (see its log)");  // kept if one was reported
+    if (session_) {
+      session_->health.reset();  // delivers the report now, before anything can block
+      // Collectives this rank will never join would hold its own kernels (and so cudaFree
+      // below) forever: abort them.
+      if (session_->world) session_->world->abort("this rank stopped with an error");
+    }
+  } else if (session_ && session_->health) {
+    session_->health->finish();
+  }
   // The provider's buffers go before the communicators they were gathered with.
   fsdp_.reset();
   groups_ = FsdpGroups{};
