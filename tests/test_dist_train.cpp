@@ -164,3 +164,22 @@ TEST(DistTrain, ARankWhoseSetupFailsStopsTheOthers) {
   EXPECT_NE(errors[1].find("missing"), std::string::npos) << errors[1];
   EXPECT_NE(errors[0].find("rank 1 failed"), std::string::npos) << errors[0];
 }
+
+TEST(DistTrain, DistConfigIsStrict) {
+  DistConfig c = DistConfig::from_json(json{{"strategy", "hybrid_shard"}, {"hybrid_group_size", 2}});
+  EXPECT_EQ(c.strategy, "hybrid_shard");
+  EXPECT_EQ(c.hybrid_group_size, 2);
+  EXPECT_EQ(DistConfig::from_json(json::object()).strategy, "");  // single process unless launched
+  auto error = [](const json& j) {
+    try {
+      DistConfig::from_json(j);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error(json{{"strategy", "zero3"}}).find("full_shard, shard_grad_op"), std::string::npos);
+  EXPECT_NE(error(json{{"timeout", 3}}).find("timeout"), std::string::npos);
+  EXPECT_NE(error(json{{"timeout_seconds", 0}}).find("dist.timeout_seconds"), std::string::npos);
+  EXPECT_NE(error(json{{"hybrid_group_size", -1}}).find("hybrid_group_size"), std::string::npos);
+}
