@@ -1,5 +1,6 @@
 // Attention benchmark: causal grouped-query attention forward and backward at the TinyLlama
-// training shape (B=8 T=2048 H=32 K=4 D=64 by default), for every implementation.
+// training shape (B=8 T=2048 H=32 K=4 D=64 by default), for every implementation that runs the
+// shape; ends with which is fastest and what Auto (the default) picks.
 //   tinyllama_attention_bench [B=8] [T=2048] [H=32] [K=4] [D=64] [reps=20]
 // FLOP convention (as the FlashAttention-2 paper and PyTorch's attention benchmarks count a
 // causal problem): forward = 4*B*H*T^2*D / 2 (two matmuls over the unmasked half of the
@@ -36,6 +37,18 @@ struct Variant {
   AttentionOptions opt;
   const char* kv_warps;  // TL_FA2_BWD_KV_WARPS for the fa2 atomic backward
 };
+
+struct Timing {
+  std::string name;
+  AttentionImpl impl;
+  double fwd_ms, bwd_ms;
+};
+
+AttentionOptions only(AttentionImpl impl, bool deterministic = true) {
+  AttentionOptions o;
+  o.impl = impl, o.strict = true, o.deterministic = deterministic;
+  return o;
+}
 
 template <class F>
 double median_ms(cudaStream_t stream, int reps, F&& call) {
@@ -117,21 +130,26 @@ int main(int argc, char** argv) {
         "fwd / 190 fwd+bwd TFLOP/s, cudnn >= 300 / 250\n\n",
         reps);
 
-    AttentionOptions fa2, atomic, cudnn;
-    fa2.impl = AttentionImpl::Fa2, fa2.deterministic = true;
-    atomic = fa2, atomic.deterministic = false;
-    cudnn.impl = AttentionImpl::Cudnn;
+    const AttentionOptions fa2 = only(AttentionImpl::Fa2), atomic = only(AttentionImpl::Fa2, false);
     const std::vector<Variant> variants = {
         {"fa2 (deterministic bwd)", fa2, "4"},
         {"fa2 (atomic dQ, 64-key blocks)", atomic, "4"},
         {"fa2 (atomic dQ, 128-key blocks)", atomic, "8"},
-        {"cudnn", cudnn, "4"},
+        {"cudnn", only(AttentionImpl::Cudnn), "4"},
+        {"generic (f32 CUDA cores)", only(AttentionImpl::Generic), "4"},
     };
+    std::vector<Timing> timings;
     std::printf("%-34s %9s %9s %9s %9s %12s\n", "implementation", "fwd ms", "fwd TF/s", "bwd ms",
                 "bwd TF/s", "fwd+bwd TF/s");
     std::vector<uint16_t> first_dq;
     for (const Variant& v : variants) {
       setenv("TL_FA2_BWD_KV_WARPS", v.kv_warps, 1);
+      try {
+        attention_impl_for(v.opt, T, H, K, D);  // throws with the reason if it cannot run this
+      } catch (const Error& e) {
+        std::printf("%-34s n/a: %s\n", v.name, e.what());
+        continue;
+      }
       try {
         auto fwd = [&] { attention_forward_cuda(ctx, v.opt, t_out, t_lse, t_qkv, H, K); };
         auto bwd = [&] {
@@ -144,6 +162,7 @@ int main(int argc, char** argv) {
         const double tb = median_ms(ctx.stream, reps, bwd);
         std::printf("%-34s %9.3f %9.1f %9.3f %9.1f %12.1f", v.name, tf, fwd_flop / tf * 1e-9, tb,
                     bwd_flop / tb * 1e-9, (fwd_flop + bwd_flop) / (tf + tb) * 1e-9);
+        timings.push_back({v.name, v.opt.impl, tf, tb});
         // Agreement with the first variant's gradient (relative L2 over dqkv).
         std::vector<uint16_t> dq(static_cast<size_t>(n_qkv));
         CK(cudaMemcpy(dq.data(), dqkv, size_t(n_qkv) * 2, cudaMemcpyDeviceToHost));
@@ -164,6 +183,34 @@ int main(int argc, char** argv) {
       }
     }
     unsetenv("TL_FA2_BWD_KV_WARPS");
+
+    // Verdict: the fastest variant, fa2 (deterministic) against cuDNN, and Auto's pick.
+    const AttentionImpl picked = attention_impl_for(AttentionOptions{}, T, H, K, D);
+    std::printf("\nauto (the default) runs this shape with: %s\n", attention_impl_name(picked));
+    if (!timings.empty()) {
+      const Timing* best = &timings[0];
+      for (const Timing& t : timings)
+        if (t.fwd_ms + t.bwd_ms < best->fwd_ms + best->bwd_ms) best = &t;
+      std::printf("fastest fwd+bwd: %s (%.3f ms)\n", best->name.c_str(),
+                  best->fwd_ms + best->bwd_ms);
+      const Timing *f = nullptr, *c = nullptr;
+      for (const Timing& t : timings) {
+        if (t.impl == AttentionImpl::Fa2 && !f) f = &t;  // the first fa2 row: deterministic
+        if (t.impl == AttentionImpl::Cudnn) c = &t;
+      }
+      if (f && c) {
+        const double ff = f->fwd_ms + f->bwd_ms, cc = c->fwd_ms + c->bwd_ms;
+        std::printf(
+            "fa2 (deterministic) vs cudnn, fwd+bwd: %.3f vs %.3f ms: %s is faster by %.1f%% "
+            "(fwd %s, bwd %s)\n",
+            ff, cc, cc < ff ? "cudnn" : "fa2", 100.0 * (std::max(ff, cc) / std::min(ff, cc) - 1),
+            c->fwd_ms < f->fwd_ms ? "cudnn" : "fa2", c->bwd_ms < f->bwd_ms ? "cudnn" : "fa2");
+        if (cc < ff && picked != AttentionImpl::Cudnn)
+          std::printf(
+              "to make cuDNN the default: put AttentionImpl::Cudnn first in kAutoOrder "
+              "(src/backend/cuda/attention.cpp)\n");
+      }
+    }
     attention_release(ctx);
     CK(cudaStreamSynchronize(ctx.stream));
     for (void* p : {qkv, out, lse, dout, dqkv}) CK(cudaFree(p));

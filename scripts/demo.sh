@@ -7,7 +7,7 @@ BUILD=${1:-build}
 BIN=$(readlink -f "$BUILD/tinyllama")
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${DEMO_DIR:-$ROOT/runs/demo}
-STEPS=${DEMO_STEPS:-300}
+STEPS=${DEMO_STEPS:-500}
 start=$(date +%s)
 
 rm -rf "$WORK"
@@ -34,12 +34,15 @@ echo "== tokenizer (BPE, 4096 pieces, Llama settings)"
 echo "== shards"
 "$BIN" prepare --tokenizer tokenizer.model --source prose --out data/prose --separator '%' \
   --val-fraction 0.03 --chunk-size 65792 corpus/prose
-"$BIN" prepare --tokenizer tokenizer.model --source code --out data/code \
+"$BIN" prepare --tokenizer tokenizer.model --source code --out data/code --allow-duplicates \
   --val-fraction 0.03 --chunk-size 65792 corpus/code
 
 echo "== training"
 cp "$ROOT/configs/demo.json" config.json
 "$BIN" train --config config.json --set train.steps="$STEPS" | tee train.log
+
+echo "== report"
+"$BIN" report run | tail -n 1
 
 echo "== validation"
 CK=$(ls run/checkpoints/*.tlck | tail -n 1)
@@ -59,4 +62,4 @@ awk -v first="$first" -v last="$last" -v secs="$((end - start))" 'BEGIN {
   printf "== demo done in %d s: validation loss %.3f -> %.3f (ln(vocab) = %.3f; final is %.0f%% below it)\n", secs, first, last, bound, drop
   if (last > 0.6 * bound) { print "demo: the validation loss did not fall 40% below ln(vocab)" > "/dev/stderr"; exit 1 }
 }'
-echo "run folder: $WORK/run (checkpoints/, metrics.jsonl, config.json)"
+echo "run folder: $WORK/run (checkpoints/, metrics.jsonl, TensorBoard events, config.json, report/index.html)"

@@ -6,7 +6,7 @@ packages=(
   build-essential cmake pkg-config git          # toolchain
   libsentencepiece-dev sentencepiece            # tokenizer (library and spm_* tools)
   nlohmann-json3-dev libcli11-dev               # config and command line
-  libzstd-dev zlib1g-dev libsnappy-dev zstd     # compressed corpora and checksums
+  libzstd-dev zlib1g-dev zstd     # compressed corpora and checksums
   libgtest-dev                                  # tests
   fortunes libpython3.11-stdlib                 # the demo corpus: prose and Python code
   gnuplot-nox                                   # training reports

@@ -88,13 +88,13 @@ TEST(Checkpoint, FileLayoutMatchesTheSpec) {
   const std::string bytes = ckpt_test::read_bytes(path);
   ASSERT_GE(bytes.size(), 24u);
   EXPECT_EQ(bytes.substr(0, 8), std::string("TLCKPT\0\0", 8));
-  uint32_t version, reserved;
+  uint32_t version, header_crc;
   std::memcpy(&version, bytes.data() + 8, 4);
-  std::memcpy(&reserved, bytes.data() + 12, 4);
-  EXPECT_EQ(version, 1u);
-  EXPECT_EQ(reserved, 0u);
+  std::memcpy(&header_crc, bytes.data() + 12, 4);
+  EXPECT_EQ(version, 2u);
   uint64_t header_len = 0;
   json h = ck_header(bytes, &header_len);
+  EXPECT_EQ(header_crc, crc32_update(0, bytes.data() + 24, header_len));
   EXPECT_EQ(h["meta"], in.meta);
   const std::vector<std::pair<const char*, const std::vector<float>*>> want = {
       {"params", &in.params}, {"adam_m", &in.adam_m}, {"adam_v", &in.adam_v}};
@@ -150,17 +150,32 @@ TEST(Checkpoint, VersionFromTheFutureAndBadMagicAreRejected) {
   const std::string path = d.file("v.ckpt");
   save_checkpoint(path, ck_sample(10, false));
   std::string bytes = ckpt_test::read_bytes(path);
-  bytes[8] = 2;
+  bytes[8] = 3;
   ckpt_test::write_bytes(path, bytes);
   std::string msg = error_of([&] { load_checkpoint(path); });
   EXPECT_TRUE(has(msg, "newer tinyllama") && has(msg, path)) << msg;
   EXPECT_TRUE(has(error_of([&] { read_checkpoint_meta(path); }), "newer tinyllama"));
 
-  bytes[8] = 1;
+  bytes[8] = 2;
   bytes[0] = 'X';
   ckpt_test::write_bytes(path, bytes);
   msg = error_of([&] { load_checkpoint(path); });
   EXPECT_TRUE(has(msg, "magic") && has(msg, path)) << msg;
+}
+
+TEST(Checkpoint, DamagedHeaderFailsItsCrc) {
+  // A digit changed inside the meta still parses as JSON: only the header CRC can tell.
+  ckpt_test::TempDir d;
+  const std::string path = d.file("h.ckpt");
+  save_checkpoint(path, ck_sample(100, true));
+  std::string bytes = ckpt_test::read_bytes(path);
+  const size_t at = bytes.find("\"step\":1234");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 10] = '5';
+  ckpt_test::write_bytes(path, bytes);
+  for (const std::string& msg : {error_of([&] { load_checkpoint(path); }),
+                                 error_of([&] { read_checkpoint_meta(path); })})
+    EXPECT_TRUE(has(msg, "header") && has(msg, "CRC") && has(msg, path)) << msg;
 }
 
 TEST(Checkpoint, MetaIsReadWithoutTouchingTheSections) {

@@ -1,4 +1,4 @@
-// CUDA causal grouped-query attention (fa2 kernels and cuDNN) against a float64 reference
+// CUDA causal grouped-query attention (fa2, cuDNN and generic kernels) against a float64 reference
 // computed here: explicit scores, causal mask, softmax; backward by the standard formulas
 // (P = exp(s - lse), dV = P^T dO, dS = P (dO V^T - rowsum(dO O)), dQ = scale dS K,
 // dK = scale dS^T Q, dK/dV summed over the query heads of each kv group).
@@ -9,7 +9,8 @@
 // size give a relative L2 error of a few 1e-3. We require rel L2 <= 1e-2 and
 // max |err| <= 3e-2 * max |ref| per tensor (a wrong index or mask gives errors of order 1),
 // and |lse err| <= 2e-3 (lse is f32 math: m*scale + log(l)). Outputs are poisoned with NaN
-// before each call, so an element left unwritten fails.
+// before each call, so an element left unwritten fails. (The generic kernels keep P and dS in
+// f32, so their errors are smaller still.)
 #include <gtest/gtest.h>
 
 #ifndef TL_WITH_CUDA
@@ -27,6 +28,7 @@ TEST(CudaAttention, NeedsCuda) { GTEST_SKIP() << "built without CUDA"; }
 #include <vector>
 
 #include "backend/cuda/attention.h"
+#include "backend/cuda/attention_internal.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -66,11 +68,16 @@ struct Gpu {
   }
 };
 
+// Device memory; p = the allocation + offset bytes (views that are not 16-byte aligned).
 struct DevBuf {
+  void* base = nullptr;
   void* p = nullptr;
   size_t bytes = 0;
-  explicit DevBuf(size_t n) : bytes(n) { CK(cudaMalloc(&p, n)); }
-  ~DevBuf() { cudaFree(p); }
+  explicit DevBuf(size_t n, size_t offset = 0) : bytes(n) {
+    CK(cudaMalloc(&base, n + offset));
+    p = static_cast<char*>(base) + offset;
+  }
+  ~DevBuf() { cudaFree(base); }
   DevBuf(const DevBuf&) = delete;
   DevBuf& operator=(const DevBuf&) = delete;
   void poison() { CK(cudaMemset(p, 0xff, bytes)); }  // all-ones: NaN as bf16 and as f32
@@ -284,15 +291,16 @@ struct Problem {
   Shape5 s;
   std::vector<uint16_t> qkv, dout;
   DevBuf d_qkv, d_out, d_lse, d_dout, d_dqkv;
-  Problem(const Shape5& sh, double amp, uint64_t seed)
+  // offset: bytes added to every device pointer (4: tensors only 4-byte aligned).
+  Problem(const Shape5& sh, double amp, uint64_t seed, size_t offset = 0)
       : s(sh),
         qkv(random_bf16(sh.qkv_n(), amp, seed)),
         dout(random_bf16(sh.out_n(), 1.0, seed + 1)),
-        d_qkv(size_t(sh.qkv_n()) * 2),
-        d_out(size_t(sh.out_n()) * 2),
-        d_lse(size_t(sh.lse_n()) * 4),
-        d_dout(size_t(sh.out_n()) * 2),
-        d_dqkv(size_t(sh.qkv_n()) * 2) {
+        d_qkv(size_t(sh.qkv_n()) * 2, offset),
+        d_out(size_t(sh.out_n()) * 2, offset),
+        d_lse(size_t(sh.lse_n()) * 4, offset),
+        d_dout(size_t(sh.out_n()) * 2, offset),
+        d_dqkv(size_t(sh.qkv_n()) * 2, offset) {
     CK(cudaMemcpy(d_qkv.p, qkv.data(), d_qkv.bytes, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(d_dout.p, dout.data(), d_dout.bytes, cudaMemcpyHostToDevice));
   }
@@ -331,9 +339,15 @@ struct Problem {
   }
 };
 
-const char* impl_name(const AttentionOptions& o) {
-  if (o.impl == AttentionImpl::Cudnn) return "cudnn";
-  return o.deterministic ? "fa2" : "fa2-atomic";
+std::string impl_name(const AttentionOptions& o) {
+  const std::string n = attention_impl_name(o.impl);
+  return o.impl == AttentionImpl::Fa2 && !o.deterministic ? n + "-atomic" : n;
+}
+// Options that run exactly impl (or throw).
+AttentionOptions only(AttentionImpl impl, bool deterministic = true) {
+  AttentionOptions o;
+  o.impl = impl, o.strict = true, o.deterministic = deterministic;
+  return o;
 }
 
 template <class R>
@@ -348,9 +362,9 @@ void check_dqkv(const std::string& what, const Shape5& s, const Sel& sel,
 // The backward receives the reference out (rounded to bf16) and lse (rounded to f32), so
 // forward errors do not leak into the backward check.
 void check_against_reference(const Shape5& s, double amp, const AttentionOptions& opt,
-                             uint64_t seed) {
+                             uint64_t seed, size_t offset = 0) {
   Gpu gpu;
-  Problem pb(s, amp, seed);
+  Problem pb(s, amp, seed, offset);
   const std::string tag =
       cat(impl_name(opt), " ", s.str(), amp != 1.0 ? cat(" amp", amp) : std::string());
   const Sel sel = all_of(s);
@@ -377,52 +391,131 @@ void check_against_reference(const Shape5& s, double amp, const AttentionOptions
 struct SmallCase {
   int T, K, D;
   double amp = 1.0;
+  int H = 4;
 };
 std::string case_name(const testing::TestParamInfo<SmallCase>& i) {
-  return cat("T", i.param.T, "_K", i.param.K, "_D", i.param.D, i.param.amp != 1.0 ? "_peaked" : "");
+  return cat("T", i.param.T, "_H", i.param.H, "_K", i.param.K, "_D", i.param.D,
+             i.param.amp != 1.0 ? "_peaked" : "");
 }
 
 // B=2, H=4 throughout; T covers one row, partial tiles, one exact tile and tiles + 2;
 // K=2 (groups of 2), K=1 (multi-query), K=4 (no grouping).
 const std::vector<SmallCase> kFa2Cases = {
-    {1, 2, 64},    {17, 2, 64},   {64, 2, 64},       {130, 2, 64}, {1, 1, 64},
-    {17, 1, 64},   {64, 1, 64},   {130, 1, 64},      {1, 4, 64},   {17, 4, 64},
-    {64, 4, 64},   {130, 4, 64},  {200, 2, 64, 3.0},  // scores with std ~9: peaked softmax, large
-                                                      // running-max corrections
-    {130, 2, 128}, {257, 1, 128},
+    {1, 2, 64},
+    {17, 2, 64},
+    {64, 2, 64},
+    {130, 2, 64},
+    {1, 1, 64},
+    {17, 1, 64},
+    {64, 1, 64},
+    {130, 1, 64},
+    {1, 4, 64},
+    {17, 4, 64},
+    {64, 4, 64},
+    {130, 4, 64},
+    {200, 2, 64, 3.0},  // scores with std ~9: peaked softmax, large
+                        // running-max corrections
+    {130, 2, 128},
+    {257, 1, 128},
 };
 // cuDNN <= 9.15 runs the backward only at T % 128 == 0.
 const std::vector<SmallCase> kCudnnCases = {
     {128, 2, 64}, {128, 1, 64}, {128, 4, 64}, {256, 2, 64}, {256, 2, 64, 3.0}, {128, 2, 128},
 };
 
+// Generic kernels: every head dim the model config accepts (even), B=2. D below, at and
+// across the chunk widths 32/64/128 (130, 200, 256: several chunks, a partial last one), D
+// not a multiple of 8 (2, 6, 12, 34, 130), the demo presets (micro: T64 H4 K2 D16, tiny:
+// T256 H6 K2 D32), GQA ratios 1, 2, 3, 4, 6, T of one row, partial tiles and exact tiles.
+const std::vector<SmallCase> kGenericCases = {
+    {1, 2, 16},         {17, 1, 16},   {64, 2, 16},         {33, 4, 16},  {256, 2, 32, 1.0, 6},
+    {65, 1, 32},        {32, 2, 32},   {47, 1, 40},         {100, 2, 80}, {129, 4, 96},
+    {200, 2, 96, 3.0},  {70, 2, 256},  {33, 1, 256},        {31, 2, 2},   {45, 1, 12},
+    {20, 2, 6, 1.0, 6}, {66, 2, 34},   {40, 2, 130},        {97, 1, 200}, {50, 3, 48, 1.0, 6},
+    {130, 2, 64},       {100, 1, 128}, {18, 1, 24, 1.0, 6},
+};
+
 class Fa2Small : public testing::TestWithParam<SmallCase> {};
 class CudnnSmall : public testing::TestWithParam<SmallCase> {};
+class GenericSmall : public testing::TestWithParam<SmallCase> {};
 
 }  // namespace
 
 TEST_P(Fa2Small, MatchesReference) {
   SKIP_WITHOUT_GPU();
   const SmallCase c = GetParam();
-  const Shape5 s{2, c.T, 4, c.K, c.D};
-  AttentionOptions det;
-  det.impl = AttentionImpl::Fa2, det.deterministic = true;
-  check_against_reference(s, c.amp, det, 1000 + uint64_t(c.T) * 7 + uint64_t(c.K));
-  AttentionOptions atomic = det;
-  atomic.deterministic = false;
-  check_against_reference(s, c.amp, atomic, 2000 + uint64_t(c.T) * 7 + uint64_t(c.K));
+  const Shape5 s{2, c.T, c.H, c.K, c.D};
+  check_against_reference(s, c.amp, only(AttentionImpl::Fa2),
+                          1000 + uint64_t(c.T) * 7 + uint64_t(c.K));
+  check_against_reference(s, c.amp, only(AttentionImpl::Fa2, false),
+                          2000 + uint64_t(c.T) * 7 + uint64_t(c.K));
 }
 INSTANTIATE_TEST_SUITE_P(CudaAttention, Fa2Small, testing::ValuesIn(kFa2Cases), case_name);
 
 TEST_P(CudnnSmall, MatchesReference) {
   SKIP_WITHOUT_GPU();
   const SmallCase c = GetParam();
-  const Shape5 s{2, c.T, 4, c.K, c.D};
-  AttentionOptions opt;
-  opt.impl = AttentionImpl::Cudnn;
-  check_against_reference(s, c.amp, opt, 3000 + uint64_t(c.T) * 7 + uint64_t(c.K));
+  const Shape5 s{2, c.T, c.H, c.K, c.D};
+  check_against_reference(s, c.amp, only(AttentionImpl::Cudnn),
+                          3000 + uint64_t(c.T) * 7 + uint64_t(c.K));
 }
 INSTANTIATE_TEST_SUITE_P(CudaAttention, CudnnSmall, testing::ValuesIn(kCudnnCases), case_name);
+
+TEST_P(GenericSmall, MatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const SmallCase c = GetParam();
+  const Shape5 s{2, c.T, c.H, c.K, c.D};
+  check_against_reference(s, c.amp, only(AttentionImpl::Generic),
+                          4000 + uint64_t(c.T) * 7 + uint64_t(c.K) + uint64_t(c.D) * 131);
+}
+INSTANTIATE_TEST_SUITE_P(CudaAttention, GenericSmall, testing::ValuesIn(kGenericCases), case_name);
+
+// Auto at head dims fa2 does not run (the HF golden fixture has 16, the tiny preset 32), and
+// at D=64 with tensors that are only 4-byte aligned (fa2 and cuDNN need 16): generic runs them.
+TEST(CudaAttention, AutoRunsEveryShape) {
+  SKIP_WITHOUT_GPU();
+  const AttentionOptions autom;
+  check_against_reference(Shape5{2, 40, 4, 2, 16}, 1.0, autom, 5001);
+  check_against_reference(Shape5{1, 77, 6, 2, 32}, 1.0, autom, 5002);
+  check_against_reference(Shape5{2, 70, 4, 2, 64}, 1.0, autom, 5003, /*offset=*/4);
+}
+
+// Which implementation runs what (no GPU needed: selection looks at shapes only).
+TEST(CudaAttention, Selection) {
+  const AttentionOptions autom;
+  // cuDNN where it runs (it was 65% faster than fa2 at the 1.1B shape on the H100).
+  EXPECT_EQ(attention_impl_for(autom, 2048, 32, 4, 64), AttentionImpl::Cudnn);
+  EXPECT_EQ(attention_impl_for(autom, 2048, 32, 4, 128), AttentionImpl::Cudnn);
+  EXPECT_EQ(attention_impl_for(autom, 64, 4, 2, 16), AttentionImpl::Generic);
+  EXPECT_EQ(attention_impl_for(autom, 256, 6, 2, 32), AttentionImpl::Cudnn);  // D 32, T % 128 == 0
+  EXPECT_EQ(attention_impl_for(autom, 100, 4, 2, 96), AttentionImpl::Generic);
+  EXPECT_EQ(attention_impl_for(autom, 2048, 32, 4, 64, /*aligned16=*/false),
+            AttentionImpl::Generic);
+  AttentionOptions pref;  // a preference (as TL_ATTENTION sets): Auto where it cannot run
+  pref.impl = AttentionImpl::Cudnn;  // head dim 12: not a multiple of 8
+  EXPECT_EQ(attention_impl_for(pref, 128, 4, 2, 12), AttentionImpl::Generic);
+  pref.impl = AttentionImpl::Generic;
+  EXPECT_EQ(attention_impl_for(pref, 2048, 32, 4, 64), AttentionImpl::Generic);
+  EXPECT_EQ(attention_impl_for(only(AttentionImpl::Generic), 5, 2, 1, 6), AttentionImpl::Generic);
+  EXPECT_THROW(attention_impl_for(only(AttentionImpl::Fa2), 64, 4, 2, 96), Error);
+  EXPECT_THROW(attention_impl_for(only(AttentionImpl::Cudnn), 128, 4, 2, 12), Error);
+  EXPECT_THROW(attention_impl_for(only(AttentionImpl::Fa2), 64, 4, 2, 64, false), Error);
+}
+
+// Every tensor and node of the cuDNN graphs finalizes (no GPU needed: the operation graph,
+// which needs one, is not built). The first H100 run failed here: 1-d scalars among 4-d tensors.
+TEST(CudaAttention, CudnnGraphNodesFinalize) {
+  for (const Shape5& c : {Shape5{2, 128, 4, 2, 64}, Shape5{2, 256, 4, 4, 64},
+                          Shape5{1, 2048, 32, 4, 64}, Shape5{2, 128, 8, 1, 128}}) {
+    AttnShape s;
+    s.B = c.B, s.T = c.T, s.H = c.H, s.K = c.K, s.D = c.D;
+    try {
+      cudnn_attention_check_nodes(s);
+    } catch (const Error& e) {
+      ADD_FAILURE() << c.str() << ": " << e.what();
+    }
+  }
+}
 
 // The TinyLlama 1.1B shape: fa2 and cuDNN against each other over everything, and against the
 // reference on batch row 1, kv group 1 (query heads 8..15); then mixed: each backward fed by
@@ -432,10 +525,8 @@ TEST(CudaAttention, Fa2VsCudnnAt1p1BShape) {
   const Shape5 s{2, 2048, 32, 4, 64};
   Gpu gpu;
   Problem pb(s, 1.0, 77);
-  AttentionOptions fa2, cudnn, atomic;
-  fa2.impl = AttentionImpl::Fa2, fa2.deterministic = true;
-  atomic = fa2, atomic.deterministic = false;
-  cudnn.impl = AttentionImpl::Cudnn;
+  const AttentionOptions fa2 = only(AttentionImpl::Fa2), atomic = only(AttentionImpl::Fa2, false),
+                         cudnn = only(AttentionImpl::Cudnn);
   const Sel sub{1, 2, 1, 2}, every = all_of(s);
   const std::string tag = s.str();
 
@@ -490,8 +581,7 @@ TEST(CudaAttention, Fa2BackwardIsDeterministic) {
   const Shape5 s{2, 384, 8, 2, 64};
   Gpu gpu;
   Problem pb(s, 1.0, 99);
-  AttentionOptions det;
-  det.impl = AttentionImpl::Fa2, det.deterministic = true;
+  const AttentionOptions det = only(AttentionImpl::Fa2);
   pb.forward(gpu, det);
   pb.backward(gpu, det);
   const auto first = pb.get_dqkv();
@@ -502,8 +592,7 @@ TEST(CudaAttention, Fa2BackwardIsDeterministic) {
         << "run " << run + 2 << " differs";
   }
   // For information: the atomic mode is not expected to be bitwise stable.
-  AttentionOptions atomic = det;
-  atomic.deterministic = false;
+  const AttentionOptions atomic = only(AttentionImpl::Fa2, false);
   pb.backward(gpu, atomic);
   const auto a1 = pb.get_dqkv();
   pb.backward(gpu, atomic);
@@ -516,8 +605,7 @@ TEST(CudaAttention, Fa2BackwardIsDeterministic) {
 TEST(CudaAttention, RejectsBadArguments) {
   SKIP_WITHOUT_GPU();
   Gpu gpu;
-  AttentionOptions fa2;
-  fa2.impl = AttentionImpl::Fa2;
+  const AttentionOptions fa2 = only(AttentionImpl::Fa2);
   {
     Problem pb(Shape5{1, 16, 2, 1, 96}, 1.0, 5);  // head dim 96: cuDNN can, fa2 cannot
     try {
@@ -534,6 +622,93 @@ TEST(CudaAttention, RejectsBadArguments) {
                Error);  // row
   const Tensor lse_bad(pb.d_lse.p, DType::BF16, Device::CUDA, {1, 4, 16});
   EXPECT_THROW(attention_forward_cuda(gpu.ctx, fa2, pb.t_out(), lse_bad, pb.t_qkv(), 4, 2), Error);
+  {
+    Problem odd(Shape5{1, 16, 2, 1, 5}, 1.0, 7);  // head dim 5: no implementation, none should
+    try {
+      attention_forward_cuda(gpu.ctx, AttentionOptions{}, odd.t_out(), odd.t_lse(), odd.t_qkv(), 2,
+                             1);
+      ADD_FAILURE() << "odd head dim accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("must be even"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The generic kernels at sizes beyond the small tests: the TinyLlama shape against fa2 (and the
+// reference on batch row 1, kv group 1), and D=256 at T=700 (two chunks) against the reference.
+TEST(CudaAttention, GenericAtLargerShapes) {
+  SKIP_WITHOUT_GPU();
+  const AttentionOptions fa2 = only(AttentionImpl::Fa2), gen = only(AttentionImpl::Generic);
+  {
+    const Shape5 s{2, 2048, 32, 4, 64};
+    Gpu gpu;
+    Problem pb(s, 1.0, 88);
+    const Sel sub{1, 2, 1, 2}, every = all_of(s);
+    pb.forward(gpu, fa2);
+    const auto out_f = pb.get_out();
+    const auto lse_f = pb.get_lse();
+    pb.forward(gpu, gen);
+    const auto out_g = pb.get_out();
+    const auto lse_g = pb.get_lse();
+    const std::vector<double> qkv = to_double(pb.qkv), dout = to_double(pb.dout);
+    std::vector<double> out_ref, lse_ref;
+    ref_forward(s, sub, qkv, out_ref, lse_ref);
+    std::printf(" %s forward:\n", s.str().c_str());
+    expect_close("generic out vs reference", bf16_to_float(out_g), out_ref, out_indices(s, sub));
+    expect_lse_close("generic lse vs reference", lse_g, lse_ref, lse_indices(s, sub));
+    expect_close("generic out vs fa2 (all)", bf16_to_float(out_g), bf16_to_float(out_f),
+                 out_indices(s, every));
+    expect_lse_close("generic lse vs fa2 (all)", lse_g,
+                     std::vector<double>(lse_f.begin(), lse_f.end()), lse_indices(s, every));
+    pb.set_out_lse(out_f, lse_f);
+    pb.backward(gpu, fa2);
+    const auto dqkv_f = bf16_to_float(pb.get_dqkv());
+    pb.backward(gpu, gen);
+    const auto dqkv_g = bf16_to_float(pb.get_dqkv());
+    std::vector<double> dqkv_ref;
+    ref_backward(s, sub, qkv, to_double(out_f), std::vector<double>(lse_f.begin(), lse_f.end()),
+                 dout, dqkv_ref);
+    std::printf(" %s backward from fa2's forward:\n", s.str().c_str());
+    check_dqkv("generic vs reference", s, sub, dqkv_g, dqkv_ref);
+    check_dqkv("generic vs fa2 (all)", s, every, dqkv_g, dqkv_f);
+  }
+  {
+    const Shape5 s{1, 700, 4, 2, 256};
+    Gpu gpu;
+    Problem pb(s, 1.0, 89);
+    const Sel sub{0, 1, 1, 2};
+    const std::vector<double> qkv = to_double(pb.qkv), dout = to_double(pb.dout);
+    std::vector<double> out_ref, lse_ref;
+    ref_forward(s, sub, qkv, out_ref, lse_ref);
+    pb.forward(gpu, gen);
+    const auto out_g = pb.get_out();
+    const auto lse_g = pb.get_lse();
+    std::printf(" %s (reference on kv group 1):\n", s.str().c_str());
+    expect_close("generic out", bf16_to_float(out_g), out_ref, out_indices(s, sub));
+    expect_lse_close("generic lse", lse_g, lse_ref, lse_indices(s, sub));
+    pb.backward(gpu, gen);
+    std::vector<double> dqkv_ref;
+    ref_backward(s, sub, qkv, to_double(out_g), std::vector<double>(lse_g.begin(), lse_g.end()),
+                 dout, dqkv_ref);
+    check_dqkv("generic", s, sub, bf16_to_float(pb.get_dqkv()), dqkv_ref);
+  }
+}
+
+TEST(CudaAttention, GenericBackwardIsDeterministic) {
+  SKIP_WITHOUT_GPU();
+  const Shape5 s{2, 300, 6, 2, 40};
+  Gpu gpu;
+  Problem pb(s, 1.0, 98);
+  const AttentionOptions gen = only(AttentionImpl::Generic);
+  pb.forward(gpu, gen);
+  pb.backward(gpu, gen);
+  const auto first = pb.get_dqkv();
+  for (int run = 0; run < 2; ++run) {
+    pb.backward(gpu, gen);
+    const auto again = pb.get_dqkv();
+    EXPECT_EQ(std::memcmp(first.data(), again.data(), first.size() * 2), 0)
+        << "run " << run + 2 << " differs";
+  }
 }
 
 #endif  // TL_WITH_CUDA

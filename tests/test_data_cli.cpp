@@ -1,7 +1,14 @@
 // The tinyllama binary's data subcommands, run as a user would.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <unistd.h>
+#include <zstd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "core/json_reader.h"
@@ -24,6 +31,19 @@ std::vector<std::string> dt_lines(const std::string& text) {
 }
 
 const std::string dt_binary = TL_BINARY;
+
+// Runs a shell command line and returns {exit code, peak resident memory in MiB} of it.
+// Runs a command whose stderr holds prepare's summary; returns its exit code and the peak
+// memory it reported (the child's own VmHWM: wait4's ru_maxrss would include the RSS this
+// test process had at fork, which is large once GPU tests have run).
+std::pair<int, double> dt_run_peak_memory(const std::string& command, const std::string& err_file) {
+  const int code = std::system(command.c_str());
+  const std::string err = dt::read_text(err_file);
+  const std::string key = "prepare: peak memory ";
+  const size_t at = err.find(key);
+  const double mib = at == std::string::npos ? -1.0 : std::atof(err.c_str() + at + key.size());
+  return {WIFEXITED(code) ? WEXITSTATUS(code) : -1, mib};
+}
 
 }  // namespace
 
@@ -99,7 +119,14 @@ TEST(DataCli, PrepareWritesShardsAndRefusesMissingInputs) {
   EXPECT_EQ(m["sources"]["demo"]["documents"], 2);
   EXPECT_TRUE(std::filesystem::exists(tmp / "out/train/demo_00000.bin"));
 
+  // The same run again: said, and nothing done.
+  const auto before = std::filesystem::last_write_time(tmp / "out/train/demo_00000.bin");
   r = dt::run_command(base + tmp / "a.txt", tmp.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("already prepared"), std::string::npos) << r.err;
+  EXPECT_EQ(std::filesystem::last_write_time(tmp / "out/train/demo_00000.bin"), before);
+  // Other settings over the same source need --overwrite.
+  r = dt::run_command(base + "--chunk-size 3 " + tmp / "a.txt", tmp.path());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--overwrite"), std::string::npos) << r.err;
 }
@@ -122,4 +149,77 @@ TEST(DataCli, TokenizerTrainWritesAModel) {
   ASSERT_GE(ids.size(), 2u);
   EXPECT_EQ(ids[0], 1);
   for (int id : ids) EXPECT_LT(id, 320);
+}
+
+TEST(DataCli, PrepareStreamsAZstdFileLargerThanItsMemoryBound) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  // 256 MiB of JSON lines (compressed to little), nearly all of an excluded set: reading
+  // them must stream, since --batch-mb 4 bounds memory far below the file's size.
+  std::ofstream out(tmp / "big.jsonl.zst", std::ios::binary);
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 1);
+  std::string filler(2000, 'x');
+  for (size_t i = 0; i < filler.size(); ++i) filler[i] = char('a' + (i * 7 + i / 13) % 26);
+  std::string chunk, packed(ZSTD_CStreamOutSize(), '\0');
+  const size_t total = size_t(256) << 20;
+  size_t written = 0, kept = 0;
+  for (size_t line = 0; written < total; ++line) {
+    const bool keep = line % 20000 == 0;
+    chunk += keep ? "{\"text\": \"Kept document " + std::to_string(line) + ".\", \"meta\": {\"redpajama_set_name\": \"RedPajamaC4\"}}\n"
+                  : "{\"text\": \"" + filler + "\", \"meta\": {\"redpajama_set_name\": \"RedPajamaGithub\"}}\n";
+    kept += keep;
+    const bool last = written + chunk.size() >= total;
+    if (chunk.size() < (1 << 20) && !last) continue;
+    written += chunk.size();
+    ZSTD_inBuffer in{chunk.data(), chunk.size(), 0};
+    size_t left;
+    do {
+      ZSTD_outBuffer o{packed.data(), packed.size(), 0};
+      left = ZSTD_compressStream2(cctx, &o, &in, last ? ZSTD_e_end : ZSTD_e_continue);
+      out.write(packed.data(), std::streamsize(o.pos));
+    } while (last ? left != 0 : in.pos < in.size);
+    chunk.clear();
+  }
+  ZSTD_freeCCtx(cctx);
+  out.close();
+  ASSERT_LT(std::filesystem::file_size(tmp / "big.jsonl.zst"), size_t(64) << 20);
+  auto [code, peak_mib] = dt_run_peak_memory(
+      dt_binary + " prepare --tokenizer " + dt::llama_model() + " --source big --out " + tmp / "out" +
+          " --exclude-set RedPajamaGithub --batch-mb 4 --threads 2 --progress-seconds 1000 " +
+          tmp / "big.jsonl.zst" + " 2>" + tmp / "err.txt",
+      tmp / "err.txt");
+  ASSERT_EQ(code, 0) << dt::read_text(tmp / "err.txt");
+  tl::json m = tl::read_json_file(tmp / "out/manifest.json");
+  EXPECT_EQ(m["sources"]["big"]["documents"], kept);
+  EXPECT_GT(m["sources"]["big"]["skipped"]["excluded_set"].get<uint64_t>(), 100000u);
+  ASSERT_GT(peak_mib, 0.0) << "no peak memory in prepare's summary: " << dt::read_text(tmp / "err.txt");
+  EXPECT_LT(peak_mib, 128.0) << "prepare held " << peak_mib << " MiB for a 256 MiB input";
+}
+
+TEST(DataCli, PrepareShowsProgressAndASummary) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  const std::string cmd = dt_binary + " prepare --tokenizer " + dt::llama_model() + " --separator '' --threads 1 " +
+                          "--progress-seconds 0.2 --source shk --out ";
+  const std::string input = " " + dt::shared_data_dir() + "/tinyshakespeare.txt";
+  // Not a terminal: plain lines, one per period.
+  auto r = dt::run_command(cmd + tmp / "plain" + input, tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = dt_lines(r.err);
+  ASSERT_GE(lines.size(), 4u) << r.err;
+  for (const char* part : {"prepare shk: ", "% of 1.12 MB read in ", "MB/s", "docs/s", "tok/s", "ETA"})
+    EXPECT_NE(lines[0].find(part), std::string::npos) << "'" << lines[0] << "' lacks " << part;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos);
+  EXPECT_EQ(lines[0].find("100.0%"), std::string::npos) << "the bar does not move: " << lines[0];
+  for (const char* part : {"prepare: shk done in", "MB/s per thread", "train ", "skipped {\"empty\":2}"})
+    EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
+  // A terminal (through script(1)): one line redrawn in place with a bar.
+  if (system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "script(1) is not installed";
+  r = dt::run_command("script -qefc \"" + cmd + tmp / "tty" + input + "\" /dev/null", tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("\rprepare shk ["), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("] 100.0% 1.12 MB/1.12 MB"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("#"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ETA"), std::string::npos) << r.out;
 }

@@ -2,12 +2,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "core/error.h"
 #include "data/loader.h"
 #include "data/packed.h"
+#include "data/prepare.h"
 #include "data_test_util.h"
 
 using namespace tl;
@@ -248,4 +253,138 @@ TEST(DataLoader, MaxTokenIdAndShardPaths) {
   DT_EXPECT_THROW_WITH(expand_shard_paths({tmp / "empty"}), "empty", "no *.bin");
   DT_EXPECT_THROW_WITH(expand_shard_paths({tmp / "missing.bin"}), "missing.bin", "does not exist");
   DT_EXPECT_THROW_WITH(expand_shard_paths({a, a + "/s_001.bin"}), "listed twice");
+}
+
+namespace {
+
+// The resume fixture: two sources, several shards, mid-epoch after 300 micro-batches.
+TrainLoaderOptions dt_resume_options(const std::string& root) {
+  dt::TempDir unused;
+  auto o = dt_loader_options({{"slim", {root + "/source1"}, 0.693584}, {"star", {root + "/source2"}, 0.306416}}, 16, 4);
+  o.shuffle_window = 3;
+  return o;
+}
+
+}  // namespace
+
+// Run by ResumeInANewProcessIsExact in a child process: restores the saved state and
+// writes the first token of each of the next 1000 blocks.
+TEST(DataLoader, ResumeChildProcess) {
+  const char* dir = std::getenv("DT_LOADER_RESUME_DIR");
+  if (!dir) GTEST_SKIP() << "runs only as the child of ResumeInANewProcessIsExact";
+  TrainLoader loader(dt_resume_options(dir));
+  loader.restore(json::parse(dt::read_text(std::string(dir) + "/state.json")));
+  std::ofstream out(std::string(dir) + "/next.txt");
+  for (int32_t id : dt_take(loader, 250, 4, 16)) out << id << "\n";
+}
+
+TEST(DataLoader, ResumeInANewProcessIsExact) {
+  dt::TempDir tmp;
+  std::vector<int> slim(12), star(7);
+  for (size_t k = 0; k < slim.size(); ++k) slim[k] = 900 + 37 * int(k);  // ~55 blocks of 17 each
+  for (size_t k = 0; k < star.size(); ++k) star[k] = 700 + 51 * int(k);
+  dt_make_source(tmp, 1, slim);
+  dt_make_source(tmp, 2, star);
+  const auto o = dt_resume_options(tmp.path());
+  TrainLoader straight(o);
+  dt_take(straight, 300, 4, 16);  // 1200 blocks: mid-epoch in both sources
+  ASSERT_LT(straight.state()["consumed"][0].get<int64_t>(), straight.blocks_in_source(0) * 2);
+  dt::write_text(tmp / "state.json", straight.state().dump());
+  const std::vector<int32_t> want = dt_take(straight, 250, 4, 16);
+  ASSERT_EQ(want.size(), 1000u);
+  const std::string cmd = "DT_LOADER_RESUME_DIR=" + tmp.path() +
+                          " /proc/" + std::to_string(::getpid()) + "/exe --gtest_filter=DataLoader.ResumeChildProcess";
+  auto r = dt::run_command(cmd, tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::vector<int32_t> got;
+  std::ifstream in(tmp / "next.txt");
+  for (int32_t id; in >> id;) got.push_back(id);
+  EXPECT_EQ(got, want);
+}
+
+TEST(DataLoader, PrefetchChangesNeitherOrderNorState) {
+  dt::TempDir tmp;
+  std::string a = dt_make_source(tmp, 1, {300, 200, 150});
+  std::string b = dt_make_source(tmp, 2, {250, 90});
+  auto o = dt_loader_options({{"a", {a}, 2.0}, {"b", {b}, 1.0}}, 6, 3);
+  o.prefetch = 0;
+  TrainLoader direct(o);
+  o.prefetch = 5;
+  TrainLoader ahead(o);
+  for (int step = 0; step < 40; ++step) {
+    EXPECT_EQ(dt_take(direct, 1, 3, 6), dt_take(ahead, 1, 3, 6)) << "step " << step;
+    // The state is that of the batches handed out, not of those read ahead.
+    EXPECT_EQ(direct.state(), ahead.state()) << "step " << step;
+  }
+  // Restore while batches are queued: the queue is dropped and reading resumes from the state.
+  json mid = direct.state();
+  std::vector<int32_t> want = dt_take(direct, 10, 3, 6);
+  dt_take(ahead, 7, 3, 6);
+  ahead.restore(mid);
+  EXPECT_EQ(dt_take(ahead, 10, 3, 6), want);
+  EXPECT_GT(ahead.wait_seconds(), 0.0);
+}
+
+TEST(DataLoader, ReadErrorsReachTheCallerInOrder) {
+  dt::TempDir tmp;
+  std::string a = dt_make_source(tmp, 1, std::vector<int>(10, 40));  // 10 shards of 8 blocks
+  auto o = dt_loader_options({{"a", {a}, 1.0}}, 4, 2);
+  o.shuffle_window = 1;
+  o.prefetch = 3;
+  {
+    TrainLoader loader(o);
+    dt_take(loader, 1, 2, 4);
+    // Shards removed under the loader: those not opened yet fail, and next() says so.
+    for (const auto& f : std::filesystem::directory_iterator(a)) std::filesystem::remove(f.path());
+    bool threw = false;
+    for (int i = 0; i < 40 && !threw; ++i) {
+      try {
+        dt_take(loader, 1, 2, 4);
+      } catch (const Error& e) {
+        threw = true;
+        EXPECT_NE(std::string(e.what()).find("cannot open"), std::string::npos) << e.what();
+      }
+    }
+    EXPECT_TRUE(threw);
+    EXPECT_THROW(dt_take(loader, 1, 2, 4), Error);
+  }  // and the destructor stops the thread cleanly
+  // Token ids beyond the vocabulary are caught on read.
+  std::string big = dt_make_source(tmp, 3, {40});
+  auto v = dt_loader_options({{"big", {big}, 1.0}}, 4, 1);
+  v.vocab_size = 32000;
+  TrainLoader loader(v);
+  DT_EXPECT_THROW_WITH(dt_take(loader, 1, 1, 4), "outside the vocabulary of 32000", "s_000.bin");
+}
+
+TEST(DataLoader, StartUpTakesSizesAndMaxIdFromTheManifest) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "Sentence number " + std::to_string(i) + " of the manifest test.\n";
+  dt::write_text(tmp / "in.txt", text);
+  PrepareOptions p;
+  p.tokenizer = dt::llama_model();
+  p.source = "m";
+  p.out_dir = tmp / "out";
+  p.inputs = {tmp / "in.txt"};
+  p.chunk_tokens = 500;
+  p.progress = false;
+  json entry = prepare_dataset(p);
+  auto o = dt_loader_options({{"m", {tmp / "out/train"}, 1.0}}, 15, 2);
+  {
+    TrainLoader loader(o);
+    EXPECT_EQ(loader.max_token_id(), entry["max_token_id"].get<uint64_t>());
+    EXPECT_EQ(loader.max_token_id_origin(), "manifests");
+  }
+  // A manifest without max_token_id (an older one): the shards are scanned; same answer.
+  json m = read_json_file(tmp / "out/manifest.json");
+  m["sources"]["m"].erase("max_token_id");
+  // and a wrong token count for one shard: the file size disagrees, so its header is used.
+  m["sources"]["m"]["train"]["shards"][0]["tokens"] = 499;
+  dt::write_text(tmp / "out/manifest.json", m.dump());
+  TrainLoader loader(o);
+  EXPECT_EQ(loader.max_token_id(), entry["max_token_id"].get<uint64_t>());
+  EXPECT_NE(loader.max_token_id_origin().find("scan"), std::string::npos);
+  EXPECT_EQ(loader.blocks_in_source(0), int64_t(entry["tokens"].get<uint64_t>() / 500) * (500 / 16) +
+                                            int64_t(entry["tokens"].get<uint64_t>() % 500) / 16);
 }

@@ -7,6 +7,8 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/hash.h"
+#include "data/documents.h"
 #include "data/packed.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
@@ -233,13 +235,17 @@ TEST(DataPrepare, RefusesExistingShardsUnlessOverwrite) {
   o.chunk_tokens = 4;
   json first = prepare_dataset(o);
   ASSERT_GT(first["train"]["shards"].size(), 2u);
-  DT_EXPECT_THROW_WITH(prepare_dataset(o), "already holds", "src", "--overwrite");
+  PrepareOptions changed = o;  // the same run would be a no-op; other settings are refused
+  changed.chunk_tokens = 5;
+  DT_EXPECT_THROW_WITH(prepare_dataset(changed), "already holds", "src", "--overwrite");
   // Another source may share the folder; the manifest keeps both.
   PrepareOptions other = o;
   other.source = "other";
+  other.allow_duplicates = true;
   prepare_dataset(other);
   // Overwrite with bigger shards: the stale higher-numbered shards must go.
   o.overwrite = true;
+  o.allow_duplicates = true;  // 'other' holds the same input
   o.chunk_tokens = 1000;
   prepare_dataset(o);
   auto files = list_files(tmp / "out/train", ".bin");
@@ -268,4 +274,201 @@ TEST(DataPrepare, MissingInputOrBadOptionsFailWithoutManifest) {
   o.tokenizer = tmp / "none.model";
   DT_EXPECT_THROW_WITH(prepare_dataset(o), "none.model");
   EXPECT_FALSE(std::filesystem::exists(tmp / "out/manifest.json"));
+}
+
+namespace {
+
+std::string dt_parquet(const std::string& name) {
+  return std::string(TL_SOURCE_DIR) + "/tests/fixtures/parquet/arrow-rs/" + name;
+}
+
+// A JSON-lines record in SlimPajama's schema.
+std::string dt_slim_line(const std::string& text, const std::string& set) {
+  return json{{"text", text}, {"meta", {{"redpajama_set_name", set}}}}.dump() + "\n";
+}
+
+std::string dt_zstd(const std::string& plain) {
+  std::string packed(ZSTD_compressBound(plain.size()), '\0');
+  packed.resize(ZSTD_compress(packed.data(), packed.size(), plain.data(), plain.size(), 3));
+  return packed;
+}
+
+}  // namespace
+
+TEST(DataPrepare, ReadsParquetColumnsAndCountsNulls) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  json expected = read_json_file(std::string(TL_SOURCE_DIR) + "/tests/fixtures/parquet/arrow-rs/expected.json");
+  const json& star = expected["files"]["starcoder_like.parquet"]["values"];
+  const json& text = expected["files"]["snappy_dict_v1.parquet"]["values"];
+  json entry = prepare_dataset(
+      dt_options(tmp / "out", {dt_parquet("starcoder_like.parquet"), dt_parquet("snappy_dict_v1.parquet")}));
+  std::vector<std::string> docs;
+  size_t nulls = 0, empty = 0;
+  for (const auto& v : star) docs.push_back(v);
+  for (const auto& v : text) {
+    if (v.is_null()) ++nulls;
+    else if (v.get<std::string>().empty()) ++empty;
+    else docs.push_back(v);
+  }
+  ASSERT_GT(nulls, 0u);
+  EXPECT_EQ(dt_split_tokens(tmp / "out", entry["train"]), dt_expected(docs));
+  EXPECT_EQ(entry["skipped"], json({{"null", nulls}, {"empty", empty}}));
+  EXPECT_EQ(entry["inputs"][0]["format"], "parquet");
+  EXPECT_EQ(entry["column"], "content");
+  // Another column by name.
+  PrepareOptions ids = dt_options(tmp / "ids", {dt_parquet("starcoder_like.parquet")});
+  ids.column = "max_stars_repo_path";
+  EXPECT_EQ(prepare_dataset(ids)["documents"], 12);
+}
+
+TEST(DataPrepare, ParquetWithoutTheColumnIsReportedBeforeAnyWork) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  PrepareOptions o = dt_options(tmp / "out", {dt_parquet("starcoder_like.parquet"), dt_parquet("no_content.parquet")});
+  DT_EXPECT_THROW_WITH(prepare_dataset(o), "1 of 2 inputs cannot be read", "no_content.parquet",
+                       "no column 'content' (its columns: text)");
+  EXPECT_FALSE(std::filesystem::exists(tmp / "out/manifest.json"));
+  EXPECT_FALSE(std::filesystem::exists(tmp / "out/train"));
+}
+
+TEST(DataPrepare, ExcludeSetSkipsThatSetAndCountsSets) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  std::string lines;
+  std::vector<std::string> kept;
+  const char* sets[] = {"RedPajamaC4", "RedPajamaGithub", "RedPajamaWikipedia", "RedPajamaGithub"};
+  for (int i = 0; i < 40; ++i) {
+    std::string t = "Record " + std::to_string(i) + " of " + sets[i % 4] + ".";
+    lines += dt_slim_line(t, sets[i % 4]);
+    if (i % 4 != 1 && i % 4 != 3) kept.push_back(t);
+  }
+  lines += "{\"text\": \"no meta at all\"}\n";
+  kept.push_back("no meta at all");
+  dt::write_text(tmp / "slim.jsonl.zst", dt_zstd(lines));
+  PrepareOptions o = dt_options(tmp / "out", {tmp / "slim.jsonl.zst"});
+  o.exclude_sets = {"RedPajamaGithub"};
+  json entry = prepare_dataset(o);
+  EXPECT_EQ(dt_split_tokens(tmp / "out", entry["train"]), dt_expected(kept));
+  EXPECT_EQ(entry["skipped"], json({{"excluded_set", 20}}));
+  EXPECT_EQ(entry["sets"], json({{"RedPajamaC4", 10}, {"RedPajamaGithub", 20}, {"RedPajamaWikipedia", 10}}));
+  EXPECT_EQ(entry["exclude_sets"], json({"RedPajamaGithub"}));
+}
+
+TEST(DataPrepare, GlobsExpandInSortedOrder) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  dt::write_text(tmp / "in/chunk2/b.jsonl", "{\"text\": \"two b\"}\n");
+  dt::write_text(tmp / "in/chunk1/z.jsonl", "{\"text\": \"one z\"}\n");
+  dt::write_text(tmp / "in/chunk1/a.jsonl", "{\"text\": \"one a\"}\n");
+  dt::write_text(tmp / "in/chunk1/skip.txt", "not matched");
+  json entry = prepare_dataset(dt_options(tmp / "out", {tmp / "in/chunk*/*.jsonl"}));
+  EXPECT_EQ(dt_split_tokens(tmp / "out", entry["train"]), dt_expected({"one a", "one z", "two b"}));
+  DT_EXPECT_THROW_WITH(prepare_dataset(dt_options(tmp / "out2", {tmp / "in/nothing*.jsonl"})), "nothing*.jsonl",
+                       "matches nothing");
+}
+
+TEST(DataPrepare, ValidationFilesAreHeldOutWhole) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  std::vector<std::string> inputs;
+  for (int f = 0; f < 10; ++f) {
+    std::string lines;
+    for (int d = 0; d < 3; ++d) lines += "{\"text\": \"file " + std::to_string(f) + " doc " + std::to_string(d) + "\"}\n";
+    inputs.push_back(tmp / ("in/part" + std::to_string(f) + ".jsonl"));
+    dt::write_text(inputs.back(), lines);
+  }
+  // A count: that many files, the same ones every time.
+  PrepareOptions o = dt_options(tmp / "out", {tmp / "in"});
+  o.val_files = "3";
+  json entry = prepare_dataset(o);
+  EXPECT_EQ(entry["val"]["documents"], 9);
+  EXPECT_EQ(entry["train"]["documents"], 21);
+  std::set<std::string> val_files;
+  for (const auto& in : entry["inputs"])
+    if (in["val"].get<bool>()) val_files.insert(in["path"]);
+  EXPECT_EQ(val_files.size(), 3u);
+  for (const auto& d : dt_documents(dt_split_tokens(o.out_dir, entry["val"]))) {
+    const std::string file = tmp / ("in/part" + d.substr(5, d.find(' ', 5) - 5) + ".jsonl");
+    EXPECT_TRUE(val_files.count(file)) << d;
+  }
+  EXPECT_EQ(val_file_mask(std::vector<std::string>(10, "x"), "3"), val_file_mask(std::vector<std::string>(10, "y"), "3"));
+  // A pattern.
+  PrepareOptions p = dt_options(tmp / "out2", {tmp / "in"});
+  p.val_files = "*/part[12].jsonl";
+  p.allow_duplicates = true;
+  entry = prepare_dataset(p);
+  EXPECT_EQ(dt_documents(dt_split_tokens(p.out_dir, entry["val"])),
+            (std::vector<std::string>{"file 1 doc 0", "file 1 doc 1", "file 1 doc 2", "file 2 doc 0", "file 2 doc 1",
+                                      "file 2 doc 2"}));
+  p.val_files = "*/nothing";
+  DT_EXPECT_THROW_WITH(prepare_dataset(p), "matches none");
+  p.val_files = "2";
+  p.val_fraction = 0.1;
+  DT_EXPECT_THROW_WITH(prepare_dataset(p), "not both");
+}
+
+TEST(DataPrepare, ManifestIdentifiesInputsAndRefusesDuplicates) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  std::string lines;
+  for (int i = 0; i < 50; ++i) lines += dt_slim_line("Line " + std::to_string(i), "RedPajamaBook");
+  dt::write_text(tmp / "a.jsonl.zst", dt_zstd(lines));
+  dt::write_text(tmp / "b.txt", "Plain text document.");
+  PrepareOptions o = dt_options(tmp / "out", {tmp / "a.jsonl.zst", tmp / "b.txt"});
+  json entry = prepare_dataset(o);
+  for (int i = 0; i < 2; ++i) {
+    const std::string path = entry["inputs"][i]["path"];
+    EXPECT_EQ(entry["inputs"][i]["sha256"], sha256_file(path));
+    EXPECT_EQ(entry["inputs"][i]["quick_sha256"], quick_file_identity(path));
+  }
+  EXPECT_EQ(entry["max_token_id"], [&] {
+    int32_t m = 0;
+    for (int32_t t : dt_split_tokens(o.out_dir, entry["train"])) m = std::max(m, t);
+    return m;
+  }());
+  // The same run again: the same entry, nothing rewritten.
+  const auto before = std::filesystem::last_write_time(tmp / "out/train/src_00000.bin");
+  EXPECT_EQ(prepare_dataset(o), entry);
+  EXPECT_EQ(std::filesystem::last_write_time(tmp / "out/train/src_00000.bin"), before);
+  // A copy of an input under another source, or a file listed twice, would train twice.
+  std::filesystem::copy_file(tmp / "a.jsonl.zst", tmp / "copy.jsonl.zst");
+  PrepareOptions other = dt_options(tmp / "out", {tmp / "copy.jsonl.zst"});
+  other.source = "other";
+  DT_EXPECT_THROW_WITH(prepare_dataset(other), "copy.jsonl.zst", "already prepared in source 'src'", "--allow-duplicates");
+  other.allow_duplicates = true;
+  EXPECT_EQ(prepare_dataset(other)["documents"], 50);
+  PrepareOptions twice = dt_options(tmp / "out3", {tmp / "b.txt", tmp / "b.txt"});
+  DT_EXPECT_THROW_WITH(prepare_dataset(twice), "b.txt", "already prepared in this run");
+}
+
+TEST(DataPrepare, ShardsAreIdenticalForOneAndThreeThreadsOverMixedInputs) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  const std::string shk = dt::read_text(dt::shared_data_dir() + "/tinyshakespeare.txt");
+  std::string lines;
+  size_t at = 0;
+  for (int i = 0; at < shk.size() / 3; ++i) {  // paragraphs of a third of the play as JSON lines
+    size_t end = shk.find("\n\n", at);
+    lines += dt_slim_line(shk.substr(at, end - at), i % 5 ? "RedPajamaBook" : "RedPajamaGithub");
+    at = end + 2;
+  }
+  dt::write_text(tmp / "in/a.jsonl.zst", dt_zstd(lines));
+  dt::write_text(tmp / "in/b.txt", shk.substr(at, 20000));
+  std::vector<std::string> out;
+  for (int threads : {1, 3}) {
+    PrepareOptions o = dt_options(tmp / ("t" + std::to_string(threads)),
+                                  {tmp / "in", dt_parquet("starcoder_like.parquet")});
+    o.threads = threads;
+    o.chunk_tokens = 30000;
+    o.exclude_sets = {"RedPajamaGithub"};
+    o.batch_bytes = 20000;  // many batches
+    o.allow_duplicates = true;
+    json entry = prepare_dataset(o);
+    ASSERT_GE(entry["train"]["shards"].size(), 3u);
+    std::string bytes;
+    for (const auto& s : entry["train"]["shards"]) bytes += dt::read_text(o.out_dir + "/" + s["file"].get<std::string>());
+    out.push_back(bytes);
+  }
+  EXPECT_TRUE(out[0] == out[1]) << "shards differ between 1 and 3 threads";
 }

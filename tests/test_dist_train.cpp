@@ -74,7 +74,7 @@ std::vector<float> train_ranks(const Fixture& fx, const std::string& run, int wo
   for (int r = 0; r < world; ++r)
     threads.emplace_back([&, r] {
       try {
-        Trainer t(fx.config(run, world, strategy), resume, std::move(comms[size_t(r)]));
+        Trainer t(fx.config(run, world, strategy), resume, "", std::move(comms[size_t(r)]));
         t.run();
         std::vector<float> p = t.model().get_params();  // collective
         if (r == 0) params = p;
@@ -154,7 +154,7 @@ TEST(DistTrain, ARankWhoseSetupFailsStopsTheOthers) {
       try {
         TrainConfig cfg = fx.config("bad", 2, "full_shard");
         if (r == 1) cfg.sources[0].paths = {fx.dir + "/missing"};  // only rank 1's data is bad
-        Trainer t(cfg, "", std::move(comms[size_t(r)]));
+        Trainer t(cfg, "", "", std::move(comms[size_t(r)]));
         t.run();
       } catch (const std::exception& e) {
         errors[size_t(r)] = e.what();

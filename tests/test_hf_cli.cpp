@@ -1,7 +1,17 @@
-// The import/export subcommands, run as the built binary.
+// The import/export/init/logits/generate subcommands and train --init-from, run as the
+// built binary.
+#include <cmath>
+#include <sstream>
+
+#include "backend/backend.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/hf.h"
+#include "checkpoint/safetensors.h"
 #include "ckpt_test_util.h"
+#include "core/fs.h"
+#include "data/packed.h"
+#include "model/llama.h"
+#include "train/trainer.h"
 
 using namespace tl;
 using ckpt_test::has;
@@ -86,4 +96,153 @@ TEST(HfCli, BadArgumentsExitNonZeroWithAMessage) {
   r = run_cmd(hfcli("export --help"));
   EXPECT_EQ(r.rc, 0);
   EXPECT_TRUE(has(r.output, "--max-shard-gb") && has(r.output, "--tokenizer")) << r.output;
+}
+
+// `export` finds the tokenizer a training run named (data.tokenizer, relative to base_dir),
+// and takes fp32 as a spelling of f32.
+TEST(HfCli, ExportTakesTheRunsTokenizerAndFp32) {
+  ckpt_test::TempDir d;
+  const ModelConfig cfg = ckpt_test::small_config();
+  CheckpointData ck;
+  ck.params = ckpt_test::random_params(cfg, 23);
+  ck.meta = {{"format", "tinyllama-train"},
+             {"model", cfg.to_json()},
+             {"train_config", {{"base_dir", d.path()}, {"data", {{"tokenizer", "tok.model"}}}}}};
+  save_checkpoint(d.file("m.ckpt"), ck);
+  ckpt_test::write_bytes(d.file("tok.model"), "the run's tokenizer");
+  auto r = run_cmd(hfcli("export --checkpoint " + q(d.file("m.ckpt")) + " --out " + q(d.file("o")) +
+                         " --dtype fp32"));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(ckpt_test::read_bytes(d.file("o/tokenizer.model")), "the run's tokenizer");
+  EXPECT_EQ(read_json_file(d.file("o/config.json"))["torch_dtype"], "float32");
+  EXPECT_TRUE(ckpt_test::bit_equal(import_hf(d.file("o")).params, ck.params));
+
+  std::filesystem::remove(d.file("tok.model"));  // gone: export without one, and say so
+  r = run_cmd(hfcli("export --checkpoint " + q(d.file("m.ckpt")) + " --out " + q(d.file("p"))));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "tokenizer: none")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d.file("p/tokenizer.model")));
+}
+
+// `init` writes TinyLlama's init for a seed; `logits` gives the training forward's logits at
+// every position; `generate --ids` with the cache prints what the uncached loop prints.
+TEST(HfCli, InitLogitsAndGenerate) {
+  ckpt_test::TempDir d;
+  auto r = run_cmd(hfcli("init --preset tiny --set vocab_size=64 --set dim=32 --set n_heads=4 "
+                         "--set n_kv_heads=2 --set ffn_dim=48 --set n_layers=2 --set max_seq_len=24 "
+                         "--seed 5 --out " + q(d.file("init/m.ckpt"))));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  CheckpointData ck = load_checkpoint(d.file("init/m.ckpt"));
+  EXPECT_TRUE(ck.adam_m.empty());
+  const ModelConfig cfg = ModelConfig::from_json(ck.meta["model"]);
+  EXPECT_EQ(cfg.dim, 32);
+  EXPECT_EQ(cfg.n_kv_heads, 2);
+  auto be = make_backend("cpu", 1);
+  LlamaModel model(cfg, *be);
+  model.init_weights(5);
+  EXPECT_TRUE(ckpt_test::bit_equal(model.get_params(), ck.params));
+
+  const int B = 2, T = 7, V = cfg.vocab_size;
+  std::vector<int32_t> tokens(B * T);
+  for (int i = 0; i < B * T; ++i) tokens[size_t(i)] = (i * 5 + 1) % V;
+  write_safetensors(d.file("tok.safetensors"), {{"tokens", DType::I32, {B, T}, tokens.data(), DType::I32}});
+  r = run_cmd(hfcli("logits --device cpu --checkpoint " + q(d.file("init/m.ckpt")) + " --tokens " +
+                    q(d.file("tok.safetensors")) + " --out " + q(d.file("logits.safetensors"))));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  SafetensorsFile lf(d.file("logits.safetensors"));
+  const StTensorInfo& li = lf.get("logits");
+  ASSERT_EQ(li.shape, (std::vector<int64_t>{B, T, V}));
+  std::vector<float> got(size_t(B * T * V)), last(size_t(B * V));
+  lf.read_f32(li, got.data(), got.size());
+  size_t mismatches = 0;
+  for (int t = 0; t < T; ++t) {
+    std::vector<int32_t> prefix;
+    for (int b = 0; b < B; ++b)
+      prefix.insert(prefix.end(), tokens.begin() + b * T, tokens.begin() + b * T + t + 1);
+    model.forward_last_logits(prefix.data(), B, t + 1, last.data());
+    for (int b = 0; b < B; ++b)
+      for (int v = 0; v < V; ++v)
+        mismatches += last[size_t(b * V + v)] != got[size_t((b * T + t) * V + v)];
+  }
+  EXPECT_EQ(mismatches, 0u);
+
+  const std::string gen = "generate --device cpu --ids --temperature 0 --max-new 9 --checkpoint " +
+                          q(d.file("init/m.ckpt")) + " --prompt '1 2 3' --prompt '7,8'";
+  r = run_cmd(hfcli(gen + " --json " + q(d.file("g.json"))));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  auto ref = run_cmd(hfcli(gen + " --no-cache"));
+  ASSERT_EQ(ref.rc, 0) << ref.output;
+  auto stdout_lines = [](const std::string& out) {  // the id lines (stderr has a '[' line)
+    std::vector<std::string> lines;
+    std::istringstream in(out);
+    for (std::string l; std::getline(in, l);)
+      if (!l.empty() && l[0] != '[') lines.push_back(l);
+    return lines;
+  };
+  const auto lines = stdout_lines(r.output);
+  ASSERT_EQ(lines.size(), 2u) << r.output;
+  EXPECT_EQ(lines, stdout_lines(ref.output));
+  EXPECT_TRUE(has(r.output, "tokens/s")) << r.output;
+  json j = read_json_file(d.file("g.json"));
+  EXPECT_EQ(j["batch"], 2);
+  EXPECT_EQ(j["new_tokens"], 18);
+  EXPECT_EQ(j["outputs"].size(), 2u);
+  EXPECT_EQ(j["outputs"][0].size(), 9u);
+
+  r = run_cmd(hfcli("generate --ids --checkpoint " + q(d.file("init/m.ckpt")) + " --prompt '1 x'"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(has(r.output, "'x'")) << r.output;
+  r = run_cmd(hfcli("generate --checkpoint " + q(d.file("init/m.ckpt")) + " --prompt hi"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(has(r.output, "--tokenizer")) << r.output;
+}
+
+// Continued pretraining from an imported Hugging Face model: `train --init-from` starts at
+// step 0 with the imported weights and a fresh optimizer; a different model is refused.
+TEST(HfCli, TrainInitFromAnImportedModel) {
+  ckpt_test::TempDir d;
+  ModelConfig cfg = ckpt_test::small_config();
+  const std::vector<float> params = ckpt_test::random_params(cfg, 24);
+  HfExportOptions o;
+  o.dtype = DType::F32;
+  export_hf(d.file("hf"), cfg, params, o);
+  auto r = run_cmd(hfcli("import --hf " + q(d.file("hf")) + " --out " + q(d.file("imported.ckpt"))));
+  ASSERT_EQ(r.rc, 0) << r.output;
+
+  std::vector<int32_t> data;
+  for (int i = 0; i < 4000; ++i) data.push_back(i % 40);
+  make_dirs(d.file("data"));
+  write_packed_file(d.file("data/a_00000.bin"), data, 8, 4000);
+  json model = cfg.to_json();
+  json config = {{"model", model},
+                 {"data", {{"sources", json::array({json{{"name", "a"}, {"paths", {d.file("data")}}}})},
+                           {"seq_len", 16}}},
+                 {"batch", {{"micro_batch", 2}}},
+                 {"optim", {{"lr", 1e-3}, {"warmup_steps", 1}}},
+                 {"train", {{"steps", 3}, {"device", "cpu"}, {"threads", 1}, {"run_dir", d.file("run")}}}};
+  write_file_atomic(d.file("train.json"), config.dump());
+  r = run_cmd(hfcli("train --config " + q(d.file("train.json")) + " --init-from " +
+                    q(d.file("imported.ckpt"))));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "initialized the weights from")) << r.output;
+  CheckpointData out = load_checkpoint(d.file("run/checkpoints/step_00000003.tlck"));
+  EXPECT_EQ(out.meta["step"], 3);
+  // Three small AdamW steps from the imported weights: close to them, yet moved.
+  double max_diff = 0;
+  for (size_t i = 0; i < params.size(); ++i)
+    max_diff = std::max(max_diff, std::fabs(double(out.params[i]) - params[i]));
+  EXPECT_GT(max_diff, 0.0);
+  EXPECT_LT(max_diff, 0.01);
+
+  {  // in-process: the weights before the first step are the imported ones
+    TrainConfig tc = TrainConfig::from_json(config);
+    tc.run_dir = d.file("run2");
+    Trainer t(tc, "", d.file("imported.ckpt"));
+    EXPECT_TRUE(ckpt_test::bit_equal(t.model().get_params(), params));
+  }
+  config["model"]["ffn_dim"] = 48;
+  config["train"]["run_dir"] = d.file("run3");
+  std::string msg = ckpt_test::error_of(
+      [&] { Trainer(TrainConfig::from_json(config), "", d.file("imported.ckpt")); });
+  EXPECT_TRUE(has(msg, "model.ffn_dim") && has(msg, "imported.ckpt")) << msg;
 }

@@ -156,6 +156,8 @@ TEST(HfConfig, WrittenConfigIsCompleteAndReadsBack) {
   EXPECT_EQ(j["rms_norm_eps"].get<double>(), 1e-5);  // the decimal, not float(1e-5)
   EXPECT_EQ(j["rope_theta"].get<double>(), 500000.0);
   EXPECT_TRUE(j.contains("rope_scaling") && j["rope_scaling"].is_null());
+  EXPECT_EQ(j["rope_parameters"]["rope_type"], "default");
+  EXPECT_EQ(j["rope_parameters"]["rope_theta"].get<double>(), 500000.0);
   EXPECT_EQ(j["hidden_act"], "silu");
   EXPECT_EQ(j["bos_token_id"], 1);
   EXPECT_EQ(j["eos_token_id"], 2);

@@ -207,3 +207,21 @@ TEST(HfExport, BadArgumentsAreRefused) {
                   "dtype"));
   EXPECT_TRUE(ckpt_test::list_dir(d.path()).empty());
 }
+
+// Weights that a dtype represents exactly (a model trained in or imported from bf16/f16)
+// survive export -> import bit for bit, sharded or not.
+TEST(HfExport, RepresentableWeightsRoundTripBitExactInEveryDtype) {
+  const ModelConfig cfg = ckpt_test::small_config();
+  for (DType t : {DType::BF16, DType::F16, DType::F32}) {
+    for (uint64_t shard : {uint64_t(5) << 30, uint64_t(3000)}) {
+      SCOPED_TRACE(cat(dtype_name(t), " shard ", shard));
+      std::vector<float> params = ckpt_test::random_params(cfg, 18);
+      for (float& x : params)
+        x = t == DType::BF16 ? bf16_to_f32(f32_to_bf16(x)) : t == DType::F16 ? f16_to_f32(f32_to_f16(x)) : x;
+      ckpt_test::TempDir d;
+      export_hf(d.path(), cfg, params, hfe_opts(t, shard));
+      EXPECT_EQ(std::filesystem::exists(d.file("model.safetensors.index.json")), shard < 5000);
+      EXPECT_TRUE(ckpt_test::bit_equal(import_hf(d.path()).params, params));
+    }
+  }
+}

@@ -2,79 +2,15 @@
 // a resumed run equals an uninterrupted one, and bad configs or data get clear errors.
 #include <gtest/gtest.h>
 
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-
-#include <unistd.h>
-
 #include "checkpoint/checkpoint.h"
-#include "core/fs.h"
-#include "core/rng.h"
-#include "data/packed.h"
 #include "train/trainer.h"
+#include "train_test_util.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
 
-namespace {
-
-struct TrainFixture {
-  std::string dir;
-  TrainFixture() {
-    dir = (fs::temp_directory_path() / ("tl_train_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter()++)))
-              .string();
-    fs::remove_all(dir);
-    make_dirs(dir + "/a");
-    make_dirs(dir + "/b");
-    make_dirs(dir + "/val");
-    // Source a: a learnable pattern (counting modulo 48); source b: a noisy other pattern.
-    std::vector<int32_t> a, b, v;
-    for (int i = 0; i < 6000; ++i) a.push_back(i % 48);
-    Rng rng(9);
-    for (int i = 0; i < 6000; ++i) b.push_back(int32_t(48 + (i % 7) + (rng.below(4) == 0 ? rng.below(8) : 0)));
-    for (int i = 0; i < 1200; ++i) v.push_back(i % 48);
-    write_packed_file(dir + "/a/a_00000.bin", std::vector<int32_t>(a.begin(), a.begin() + 3000), 8, 3000);
-    write_packed_file(dir + "/a/a_00001.bin", std::vector<int32_t>(a.begin() + 3000, a.end()), 8, 3000);
-    write_packed_file(dir + "/b/b_00000.bin", b, 8, 6000);
-    write_packed_file(dir + "/val/v_00000.bin", v, 8, 1200);
-  }
-  ~TrainFixture() { fs::remove_all(dir); }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-
-  json config(const std::string& run, int64_t steps) const {
-    return json{
-        {"model", {{"vocab_size", 64}, {"dim", 32}, {"n_layers", 2}, {"n_heads", 4}, {"n_kv_heads", 2},
-                   {"ffn_dim", 64}, {"max_seq_len", 32}}},
-        {"data", {{"sources", json::array({json{{"name", "a"}, {"paths", {dir + "/a"}}, {"weight", 0.7}},
-                                           json{{"name", "b"}, {"paths", {dir + "/b"}}, {"weight", 0.3}}})},
-                  {"val", {dir + "/val"}},
-                  {"seq_len", 16}}},
-        {"batch", {{"micro_batch", 4}, {"grad_accum", 2}}},
-        {"optim", {{"lr", 1e-2}, {"min_lr", 1e-3}, {"warmup_steps", 5}, {"decay_steps", 40}}},
-        {"train", {{"steps", steps}, {"seed", 5}, {"device", "cpu"}, {"threads", 2},
-                   {"run_dir", dir + "/" + run}, {"log_interval", 100}}},
-        {"eval", {{"interval", 0}, {"batches", 4}}},
-        {"checkpoint", {{"interval", 10}, {"keep", 10}}}};
-  }
-};
-
-std::vector<double> train_losses(const std::string& metrics_path) {
-  std::ifstream in(metrics_path);
-  std::vector<double> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    json j = json::parse(line);
-    if (j.contains("loss")) out.push_back(j["loss"].get<double>());
-  }
-  return out;
-}
-
-}  // namespace
+using train_test::TrainFixture;
+using train_test::train_losses;
 
 TEST(Train, ShortRunLowersTheLossAndWritesItsFiles) {
   TrainFixture fx;
@@ -169,4 +105,15 @@ TEST(Train, BadConfigsGetClearErrors) {
     big_tok["data"]["tokenizer"] = tok;
     EXPECT_NE(message(big_tok).find("32000"), std::string::npos);
   }
+}
+
+TEST(Train, ShippedConfigsAreValid) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(std::string(TL_SOURCE_DIR) + "/configs")) {
+    if (e.path().extension() != ".json") continue;
+    SCOPED_TRACE(e.path().string());
+    EXPECT_NO_THROW(TrainConfig::load(e.path().string(), {}));
+    ++n;
+  }
+  EXPECT_GE(n, 2);
 }

@@ -23,6 +23,8 @@ if [ -n "$obj" ]; then
   cuobjdump -res-usage "$obj" >"$LOG/fa2_resources.txt" 2>&1
   cuobjdump -sass "$obj" 2>/dev/null | grep -c HMMA >"$LOG/fa2_hmma_count.txt"
 fi
+obj=$(find build -name 'attention_generic.cu.o' | head -1)
+[ -n "$obj" ] && cuobjdump -res-usage "$obj" >"$LOG/generic_resources.txt" 2>&1
 
 tests=./build/tinyllama_attention_tests
 if cmake --build build -j"$JOBS" --target tinyllama_tests >"$LOG/build_all_tests.log" 2>&1; then
@@ -32,9 +34,23 @@ else
 fi
 echo "== tests: $tests --gtest_filter='CudaAttention*'"
 "$tests" --gtest_filter='CudaAttention*' >"$LOG/tests.log" 2>&1 || status=1
-grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran|Failure|rel_l2 .*non-finite [1-9]" "$LOG/tests.log" | tail -40
+grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran|Failure|rel_l2 .*non-finite [1-9]|rejects|no cuDNN engine" "$LOG/tests.log" | tail -60
+if [ "$tests" = ./build/tinyllama_tests ]; then
+  echo "== tests: $tests --gtest_filter='HfGolden.Cuda*' (whole model, head dim 16: generic attention)"
+  "$tests" --gtest_filter='HfGolden.Cuda*' >"$LOG/tests_golden.log" 2>&1 || status=1
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran|Failure" "$LOG/tests_golden.log" | tail -20
+fi
 
-echo "== benchmark (full output in $LOG/bench.log)"
+# The TinyLlama shape (the table that matters), then head dims 128 (fa2, cuDNN, generic), 32
+# (the tiny preset's, generic only) and 256 (generic, two chunks).
+echo "== benchmark (full output in $LOG/bench*.log)"
 ./build/tinyllama_attention_bench >"$LOG/bench.log" 2>&1 || status=1
 cat "$LOG/bench.log"
+for shape in "B=8 T=2048 H=16 K=4 D=128" "B=8 T=2048 H=64 K=16 D=32" "B=4 T=2048 H=8 K=2 D=256"; do
+  name=$(echo "$shape" | tr -d ' =')
+  echo "== benchmark $shape"
+  # shellcheck disable=SC2086
+  ./build/tinyllama_attention_bench $shape reps=10 >"$LOG/bench_$name.log" 2>&1 || status=1
+  grep -vE "^(attention bench|timing:|shape )" "$LOG/bench_$name.log"
+done
 exit $status

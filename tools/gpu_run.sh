@@ -58,4 +58,6 @@ if has pytorch; then
     --json "$OUT/pytorch.json" >"$OUT/pytorch.log" 2>&1 || status=1
   tail -3 "$OUT/pytorch.log"
 fi
+# At most 8 files come back from the device machine: pack the logs into one archive.
+(cd "$OUT" && tar -cf logs.tar --remove-files -- *.log *.json machine.txt 2>/dev/null)
 exit $status

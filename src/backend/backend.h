@@ -90,6 +90,18 @@ class Backend {
   virtual void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                                   int n_head, int n_kv_head) = 0;
 
+  // ---- incremental decoding with a KV cache (inference only, no backward) ----
+  // qkv[B,Tn,(H+2K)*D] (act): the new tokens' projections, before RoPE. Token t of row b sits
+  // at position p = pos[b] + t (pos[B]: i32 on this backend's device; rows may differ).
+  // The op (1) rotates q and k of qkv in place at p (as rope_forward), (2) writes k and v into
+  // row p of k_cache, v_cache [B,Tmax,K*D] (act), (3) computes
+  // out[B,Tn,H*D] = softmax(q k^T / sqrt(D)) v over the cache positions [0, p] of row b,
+  // query head h reading kv head h / (H/K). kv_len >= every pos[b] + Tn (and <= Tmax) bounds
+  // the keys read; the caller guarantees it (a GPU cannot check device-side pos cheaply).
+  virtual void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache,
+                                Tensor cos, Tensor sin, Tensor pos, int kv_len, int n_head,
+                                int n_kv_head) = 0;
+
   // ---- SwiGLU ----
   // out[N,I] = silu(gate_up[:, :I]) * gate_up[:, I:]
   virtual void swiglu_forward(Tensor out, Tensor gate_up) = 0;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 
 #include "core/fs.h"
@@ -16,7 +17,7 @@ namespace tl {
 namespace {
 
 constexpr char kMagic[8] = {'T', 'L', 'C', 'K', 'P', 'T', '\0', '\0'};
-constexpr uint64_t kPrelude = 24;  // magic, version, reserved, header bytes
+constexpr uint64_t kPrelude = 24;  // magic, version, header crc32, header bytes
 constexpr uint64_t kAlign = 64;
 constexpr size_t kPiece = size_t(64) << 20;
 const char* const kSectionNames[] = {"params", "adam_m", "adam_v"};
@@ -80,9 +81,10 @@ Parsed read_header(std::FILE* f, const std::string& path) {
   TL_CHECK(size >= kPrelude && std::fread(pre, 1, kPrelude, f) == kPrelude, where,
            " is truncated or not a tinyllama checkpoint (", size, " bytes)");
   TL_CHECK(std::memcmp(pre, kMagic, 8) == 0, where, " is not a tinyllama checkpoint (bad magic)");
-  uint32_t version;
+  uint32_t version, header_crc;
   uint64_t header_len;
   std::memcpy(&version, pre + 8, 4);
+  std::memcpy(&header_crc, pre + 12, 4);
   std::memcpy(&header_len, pre + 16, 8);
   TL_CHECK(version <= kCheckpointVersion, where, " was written by a newer tinyllama (format version ",
            version, "; this build reads up to version ", kCheckpointVersion, ")");
@@ -91,6 +93,11 @@ Parsed read_header(std::FILE* f, const std::string& path) {
            " bytes but the file has ", size, " in all");
   std::string text(header_len, '\0');
   TL_CHECK(std::fread(text.data(), 1, header_len, f) == header_len, where, ": cannot read the header");
+  if (version >= 2) {
+    const uint32_t crc = crc32_update(0, text.data(), text.size());
+    TL_CHECK(crc == header_crc, where, ": the header fails its CRC-32 check (stored ", header_crc,
+             ", computed ", crc, "): the file is corrupt");
+  }
   json h;
   try {
     h = json::parse(text);
@@ -160,7 +167,8 @@ std::vector<float> read_section(std::FILE* f, const Section& s, const std::strin
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, const CheckpointData& data) {
+void save_checkpoint(const std::string& path, const CheckpointData& data,
+                     const std::function<void()>& before_commit) {
   TL_CHECK(!data.params.empty(), "save_checkpoint '", path, "': no parameters");
   TL_CHECK(data.adam_m.size() == data.adam_v.size() &&
                (data.adam_m.empty() || data.adam_m.size() == data.params.size()),
@@ -179,12 +187,18 @@ void save_checkpoint(const std::string& path, const CheckpointData& data) {
       text.resize(reserved, ' ');  // same length as planned: the offsets stay valid
       return text;
     };
-    uint8_t pre[kPrelude] = {};
-    std::memcpy(pre, kMagic, 8);
-    std::memcpy(pre + 8, &kCheckpointVersion, 4);
-    std::memcpy(pre + 16, &reserved, 8);
-    write_all(f, pre, kPrelude, path);
-    write_all(f, header().data(), reserved, path);  // placeholder CRCs, rewritten below
+    auto prelude_and_header = [&] {
+      std::string text = header();
+      const uint32_t crc = crc32_update(0, text.data(), text.size());
+      uint8_t pre[kPrelude] = {};
+      std::memcpy(pre, kMagic, 8);
+      std::memcpy(pre + 8, &kCheckpointVersion, 4);
+      std::memcpy(pre + 12, &crc, 4);
+      std::memcpy(pre + 16, &reserved, 8);
+      write_all(f, pre, kPrelude, path);
+      write_all(f, text.data(), reserved, path);
+    };
+    prelude_and_header();  // placeholder CRCs, rewritten below
     uint64_t at = kPrelude + reserved;
     static const uint8_t zeros[kAlign] = {};
     for (size_t i = 0; i < sections.size(); ++i) {
@@ -200,8 +214,9 @@ void save_checkpoint(const std::string& path, const CheckpointData& data) {
       }
       at = s.offset + s.bytes;
     }
-    TL_CHECK(::fseeko(f, off_t(kPrelude), SEEK_SET) == 0, "cannot seek in '", path, "'");
-    write_all(f, header().data(), reserved, path);
+    TL_CHECK(::fseeko(f, 0, SEEK_SET) == 0, "cannot seek in '", path, "'");
+    prelude_and_header();
+    if (before_commit) before_commit();
   });
 }
 

@@ -1,11 +1,14 @@
 // Native checkpoints: one file, written atomically.
-//   "TLCKPT\0\0" (8 bytes) | u32 version | u32 reserved | u64 header bytes | header JSON |
+//   "TLCKPT\0\0" (8 bytes) | u32 version | u32 header crc32 | u64 header bytes | header JSON |
 //   zero padding to a 64-byte boundary | sections (each 64-byte aligned)
 // The header holds "meta" (free JSON: model config, train config, step, loader and RNG
 // state, ...) and "sections": [{name, dtype, numel, offset, bytes, crc32}], offsets
-// relative to the start of the file. Every section's CRC-32 is verified on load.
+// relative to the start of the file. Every section's CRC-32 is verified on load, and the
+// header's own CRC-32 (version 2; version 1 files wrote 0 there and are read unchecked), so
+// no byte of a checkpoint goes unchecked.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,7 +16,7 @@
 
 namespace tl {
 
-constexpr uint32_t kCheckpointVersion = 1;
+constexpr uint32_t kCheckpointVersion = 2;
 
 struct CheckpointData {
   json meta = json::object();
@@ -22,9 +25,12 @@ struct CheckpointData {
   std::vector<float> adam_v;
 };
 
-void save_checkpoint(const std::string& path, const CheckpointData& data);
+// Atomic (core/fs.h). before_commit, if given, runs once everything is written to the
+// temporary file and before it is synced and renamed (crash tests stretch that window).
+void save_checkpoint(const std::string& path, const CheckpointData& data,
+                     const std::function<void()>& before_commit = {});
 // Throws naming the file on a bad magic, version, truncation or CRC mismatch.
 CheckpointData load_checkpoint(const std::string& path, bool with_optimizer = true);
-json read_checkpoint_meta(const std::string& path);  // header only, cheap
+json read_checkpoint_meta(const std::string& path);  // header only (CRC-checked), cheap
 
 }  // namespace tl

@@ -122,6 +122,8 @@ json hf_config_from_model(const ModelConfig& cfg, int bos_id, int eos_id) {
               {"rms_norm_eps", shortest(cfg.norm_eps)},
               {"rope_theta", shortest(cfg.rope_theta)},
               {"rope_scaling", nullptr},
+              // transformers 5 spelling; 4.x keeps it as an unused attribute
+              {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", shortest(cfg.rope_theta)}}},
               {"hidden_act", "silu"},
               {"initializer_range", init_std},
               {"bos_token_id", bos_id},

@@ -14,6 +14,9 @@ void add_generate_command(CLI::App& app);
 void add_import_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_init_command(CLI::App& app);
+void add_logits_command(CLI::App& app);
+void add_report_command(CLI::App& app);
 void add_comm_check_command(CLI::App& app);
 
 }  // namespace tl::cli

@@ -18,10 +18,13 @@ int main(int argc, char** argv) {
   tl::cli::add_prepare_command(app);
   tl::cli::add_train_command(app);
   tl::cli::add_eval_command(app);
+  tl::cli::add_report_command(app);
   tl::cli::add_generate_command(app);
   tl::cli::add_import_command(app);
   tl::cli::add_export_command(app);
   tl::cli::add_bench_command(app);
+  tl::cli::add_init_command(app);
+  tl::cli::add_logits_command(app);
   tl::cli::add_comm_check_command(app);
   try {
     app.parse(argc, argv);

@@ -113,4 +113,25 @@ uint32_t crc32_update(uint32_t crc, const void* data, size_t n) {
   return crc;
 }
 
+namespace {
+struct Crc32cTable {
+  uint32_t t[256];
+  Crc32cTable() {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      t[i] = c;
+    }
+  }
+};
+}  // namespace
+
+uint32_t crc32c_update(uint32_t crc, const void* data, size_t n) {
+  static const Crc32cTable table;  // byte-at-a-time: TensorBoard records are small
+  const auto* p = static_cast<const uint8_t*>(data);
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) crc = table.t[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
 }  // namespace tl

@@ -1,4 +1,5 @@
-// SHA-256 (FIPS 180-4) for file identities in manifests, and CRC-32 for checkpoint sections.
+// SHA-256 (FIPS 180-4) for file identities in manifests, CRC-32 for checkpoint sections and
+// CRC-32C (Castagnoli) for TensorBoard's TFRecord framing.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -25,5 +26,8 @@ std::string sha256_file(const std::string& path);  // throws naming the file on 
 
 // CRC-32 (zlib polynomial); chain with the previous value.
 uint32_t crc32_update(uint32_t crc, const void* data, size_t n);
+
+// CRC-32C (Castagnoli polynomial, reflected 0x82F63B78); chain with the previous value.
+uint32_t crc32c_update(uint32_t crc, const void* data, size_t n);
 
 }  // namespace tl

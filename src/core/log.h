@@ -12,6 +12,13 @@ void set_log_level(LogLevel level);
 LogLevel log_level();
 void log_write(LogLevel level, const std::string& msg);
 
+// A transient status line (the trainer's progress bar) kept under the log on a terminal:
+// log lines print above it. Both do nothing when stderr is not a terminal, so files and
+// pipes get plain lines only.
+bool stderr_is_terminal();
+void log_status(const std::string& line);
+void log_status_clear();
+
 template <class... Args>
 void log_info(const Args&... args) {
   if (log_level() <= LogLevel::Info) log_write(LogLevel::Info, cat(args...));

@@ -2,15 +2,26 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <mutex>
 #include <set>
+#include <thread>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/rng.h"
+#include "core/timer.h"
 #include "data/block_order.h"
 #include "data/shard_set.h"
 
 namespace tl {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -37,6 +48,44 @@ std::string json_difference(const json& a, const json& b, const std::string& pat
   return a == b ? "" : cat(path, ": ", a.dump(), " vs ", b.dump());
 }
 
+// What the prepare manifests next to a list of shards say about them.
+struct ManifestInfo {
+  std::vector<KnownShard> known;
+  std::vector<int64_t> max_id;  // per shard: its source's max_token_id, -1 when unknown
+};
+
+ManifestInfo read_manifests(const std::vector<std::string>& paths) {
+  struct Entry {
+    KnownShard shard;
+    int64_t max_id;
+  };
+  std::map<std::string, std::unordered_map<std::string, Entry>> by_dir;  // DIR → file → entry
+  ManifestInfo out;
+  for (const auto& p : paths) {
+    const fs::path fp(p);
+    const std::string dir = fp.parent_path().parent_path().string();
+    auto [it, fresh] = by_dir.try_emplace(dir);
+    if (fresh && file_exists(dir + "/manifest.json")) {
+      try {
+        json m = read_json_file(dir + "/manifest.json");
+        for (const auto& [name, e] : m.at("sources").items()) {
+          const int code = packed_dtype_code(e.value("dtype", ""));
+          const int64_t max_id = e.value("max_token_id", int64_t(-1));
+          for (const char* split : {"train", "val"})
+            for (const auto& s : e.at(split).at("shards"))
+              it->second[s.at("file").get<std::string>()] = {{s.at("tokens").get<int64_t>(), code}, max_id};
+        }
+      } catch (const std::exception&) {
+        it->second.clear();  // not a manifest we understand: the headers will do
+      }
+    }
+    auto e = it->second.find((fp.parent_path().filename() / fp.filename()).string());
+    out.known.push_back(e == it->second.end() ? KnownShard{} : e->second.shard);
+    out.max_id.push_back(e == it->second.end() ? -1 : e->second.max_id);
+  }
+  return out;
+}
+
 }  // namespace
 
 struct TrainLoader::Impl {
@@ -44,19 +93,114 @@ struct TrainLoader::Impl {
     std::string name;
     std::unique_ptr<ShardSet> shards;
     std::unique_ptr<BlockOrder> order;
-    uint64_t consumed = 0;  // blocks taken from this source's stream by all ranks
+    std::vector<int64_t> manifest_max;  // per shard, -1 unknown
+  };
+  // A micro-batch and the counters after it.
+  struct Batch {
+    std::vector<int32_t> tokens, targets;
+    uint64_t samples = 0;
+    std::vector<uint64_t> consumed;
+    std::exception_ptr error;
   };
   TrainLoaderOptions opts;
   std::vector<Source> sources;
   std::vector<double> cumulative;  // normalized cumulative weights; last = 1
-  uint64_t samples = 0;            // global samples taken by all ranks
-  std::vector<int32_t> block;      // (T+1)
   json fingerprint;
+  // The state handed out: global samples and blocks taken from each source's stream.
+  uint64_t samples = 0;
+  std::vector<uint64_t> consumed;
+  double wait = 0;
+  std::exception_ptr failed;  // a read error, thrown again by every later next()
+  // Prefetch: the producer's own counters, a bounded queue, and the thread.
+  uint64_t ahead_samples = 0;
+  std::vector<uint64_t> ahead_consumed;
+  std::deque<Batch> queue;
+  std::mutex mu;
+  std::condition_variable ready, space;
+  bool stopping = false;
+  std::thread producer;
+  // max_token_id, computed once.
+  mutable std::once_flag max_once;
+  mutable uint64_t max_id = 0;
+  mutable std::string max_origin;
 
   size_t choose(uint64_t i) const {
     double u = double(hash_mix(opts.seed, kSourceTag, i) >> 11) * 0x1.0p-53;
     size_t s = size_t(std::upper_bound(cumulative.begin(), cumulative.end(), u) - cumulative.begin());
     return std::min(s, sources.size() - 1);
+  }
+
+  // Reads the micro-batch after counters (n_samples, n_consumed) into tokens/targets and
+  // advances the counters. Walks every rank's samples so that all ranks keep the same
+  // counters; reads only ours.
+  void produce(uint64_t& n_samples, std::vector<uint64_t>& n_consumed, int32_t* tokens, int32_t* targets) {
+    const uint64_t w = uint64_t(opts.world), T = uint64_t(opts.seq_len);
+    const uint64_t n = uint64_t(opts.micro_batch) * w;
+    std::vector<uint64_t> c = n_consumed;
+    std::vector<int32_t> block(T + 1);
+    for (uint64_t j = 0; j < n; ++j) {
+      const size_t s = choose(n_samples + j);
+      const uint64_t position = c[s]++;
+      if (j % w != uint64_t(opts.rank)) continue;
+      auto [shard, b] = sources[s].order->at(position);
+      sources[s].shards->read_block(shard, b, block.data());
+      if (opts.vocab_size)
+        for (int32_t t : block)
+          TL_CHECK(uint64_t(t) < opts.vocab_size, "data: source '", sources[s].name, "': shard '",
+                   sources[s].shards->path(shard), "' holds token id ", t, " in block ", b,
+                   ", outside the vocabulary of ", opts.vocab_size);
+      const uint64_t row = j / w;
+      std::copy(block.begin(), block.end() - 1, tokens + row * T);
+      std::copy(block.begin() + 1, block.end(), targets + row * T);
+    }
+    n_consumed = c;  // commit only after every read succeeded
+    n_samples += n;
+  }
+
+  void run_producer() {
+    const size_t elems = size_t(opts.micro_batch) * size_t(opts.seq_len);
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        space.wait(lock, [&] { return stopping || queue.size() < size_t(opts.prefetch); });
+        if (stopping) return;
+      }
+      Batch b;
+      b.tokens.resize(elems);
+      b.targets.resize(elems);
+      try {
+        produce(ahead_samples, ahead_consumed, b.tokens.data(), b.targets.data());
+        b.samples = ahead_samples;
+        b.consumed = ahead_consumed;
+      } catch (...) {
+        b.error = std::current_exception();
+      }
+      const bool failed_now = bool(b.error);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        queue.push_back(std::move(b));
+      }
+      ready.notify_one();
+      if (failed_now) return;
+    }
+  }
+
+  void start_producer() {
+    ahead_samples = samples;
+    ahead_consumed = consumed;
+    stopping = false;
+    producer = std::thread([this] { run_producer(); });
+  }
+
+  void stop_producer() {
+    if (!producer.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stopping = true;
+    }
+    space.notify_all();
+    producer.join();
+    queue.clear();
   }
 };
 
@@ -66,6 +210,7 @@ TrainLoader::TrainLoader(const TrainLoaderOptions& o) : impl_(std::make_unique<I
   TL_CHECK(o.world >= 1 && o.rank >= 0 && o.rank < o.world, "data: rank ", o.rank,
            " is not in a world of ", o.world);
   TL_CHECK(o.shuffle_window >= 1, "data: shuffle_window must be >= 1, got ", o.shuffle_window);
+  TL_CHECK(o.prefetch >= 0, "data: prefetch must be >= 0, got ", o.prefetch);
   TL_CHECK(!o.sources.empty(), "data: no sources");
   Impl& m = *impl_;
   m.opts = o;
@@ -79,8 +224,11 @@ TrainLoader::TrainLoader(const TrainLoaderOptions& o) : impl_(std::make_unique<I
     TL_CHECK(names.insert(spec.name).second, "data: source '", spec.name, "' is listed twice");
     TL_CHECK(std::isfinite(spec.weight) && spec.weight > 0, "data: source '", spec.name,
              "' has weight ", spec.weight, "; weights must be positive");
-    auto shards = std::make_unique<ShardSet>(expand_shard_paths(spec.paths), block_tokens,
-                                             size_t(o.shuffle_window) + 2, /*scan_max=*/true);
+    std::vector<std::string> paths = expand_shard_paths(spec.paths);
+    ManifestInfo info = read_manifests(paths);
+    // The prefetch thread keeps a window's shards mapped while the caller's may differ.
+    auto shards = std::make_unique<ShardSet>(std::move(paths), block_tokens, size_t(o.shuffle_window) + 2,
+                                             info.known);
     TL_CHECK(shards->total_blocks() > 0, "data: source '", spec.name, "' has ",
              shards->total_tokens(), " tokens in ", shards->size(),
              " shards but no complete block of seq_len+1 = ", block_tokens,
@@ -89,46 +237,54 @@ TrainLoader::TrainLoader(const TrainLoaderOptions& o) : impl_(std::make_unique<I
                                               hash_mix(o.seed, i));
     fp_sources.push_back({{"name", spec.name}, {"shards", shards->size()},
                           {"blocks", shards->total_blocks()}});
-    m.sources.push_back({spec.name, std::move(shards), std::move(order), 0});
+    m.sources.push_back({spec.name, std::move(shards), std::move(order), std::move(info.max_id)});
     total += spec.weight;
     m.cumulative.push_back(total);
   }
   for (double& c : m.cumulative) c /= total;
   m.cumulative.back() = 1.0;
-  m.block.resize(size_t(block_tokens));
+  m.consumed.assign(m.sources.size(), 0);
   m.fingerprint = {{"seq_len", o.seq_len}, {"seed", o.seed},
                    {"shuffle_window", o.shuffle_window}, {"sources", fp_sources}};
 }
 
-TrainLoader::~TrainLoader() = default;
+TrainLoader::~TrainLoader() { impl_->stop_producer(); }
 
 void TrainLoader::next(int32_t* tokens, int32_t* targets) {
   Impl& m = *impl_;
-  const uint64_t w = uint64_t(m.opts.world), T = uint64_t(m.opts.seq_len);
-  const uint64_t n = uint64_t(m.opts.micro_batch) * w;
-  // Walk every rank's samples so that all ranks keep the same counters; read ours.
-  std::vector<uint64_t> consumed(m.sources.size());
-  for (size_t s = 0; s < m.sources.size(); ++s) consumed[s] = m.sources[s].consumed;
-  for (uint64_t j = 0; j < n; ++j) {
-    const size_t s = m.choose(m.samples + j);
-    const uint64_t position = consumed[s]++;
-    if (j % w != uint64_t(m.opts.rank)) continue;
-    auto [shard, b] = m.sources[s].order->at(position);
-    m.sources[s].shards->read_block(shard, b, m.block.data());
-    const uint64_t row = j / w;
-    std::copy(m.block.begin(), m.block.end() - 1, tokens + row * T);
-    std::copy(m.block.begin() + 1, m.block.end(), targets + row * T);
+  Timer timer;
+  if (m.failed) std::rethrow_exception(m.failed);
+  if (m.opts.prefetch == 0) {
+    m.produce(m.samples, m.consumed, tokens, targets);
+    m.wait += timer.seconds();
+    return;
   }
-  // Commit only after every read succeeded.
-  for (size_t s = 0; s < m.sources.size(); ++s) m.sources[s].consumed = consumed[s];
-  m.samples += n;
+  if (!m.producer.joinable()) m.start_producer();  // lazily: restore() may come first
+  Impl::Batch b;
+  {
+    std::unique_lock<std::mutex> lock(m.mu);
+    m.ready.wait(lock, [&] { return !m.queue.empty(); });
+    b = std::move(m.queue.front());
+    m.queue.pop_front();
+  }
+  m.space.notify_one();
+  if (b.error) {
+    m.failed = b.error;
+    m.wait += timer.seconds();
+    std::rethrow_exception(b.error);
+  }
+  std::copy(b.tokens.begin(), b.tokens.end(), tokens);
+  std::copy(b.targets.begin(), b.targets.end(), targets);
+  m.samples = b.samples;
+  m.consumed = std::move(b.consumed);
+  m.wait += timer.seconds();
 }
+
+double TrainLoader::wait_seconds() const { return impl_->wait; }
 
 json TrainLoader::state() const {
   const Impl& m = *impl_;
-  json consumed = json::array();
-  for (const auto& s : m.sources) consumed.push_back(s.consumed);
-  return {{"version", 1}, {"samples", m.samples}, {"consumed", consumed},
+  return {{"version", 1}, {"samples", m.samples}, {"consumed", m.consumed},
           {"fingerprint", m.fingerprint}};
 }
 
@@ -146,8 +302,10 @@ void TrainLoader::restore(const json& state) {
   for (const auto& c : consumed) sum += c.get<uint64_t>();
   TL_CHECK(sum == state["samples"].get<uint64_t>(), "data loader state: ", sum,
            " blocks consumed by the sources but ", state["samples"].get<uint64_t>(), " samples taken");
+  m.stop_producer();  // what it read ahead follows the old counters
+  m.failed = nullptr;
   m.samples = state["samples"].get<uint64_t>();
-  for (size_t s = 0; s < m.sources.size(); ++s) m.sources[s].consumed = consumed[s].get<uint64_t>();
+  m.consumed = consumed.get<std::vector<uint64_t>>();
 }
 
 int64_t TrainLoader::blocks_in_source(size_t i) const {
@@ -156,9 +314,45 @@ int64_t TrainLoader::blocks_in_source(size_t i) const {
 }
 
 uint64_t TrainLoader::max_token_id() const {
-  uint64_t m = 0;
-  for (const auto& s : impl_->sources) m = std::max(m, s.shards->max_token_id());
-  return m;
+  const Impl& m = *impl_;
+  std::call_once(m.max_once, [&] {
+    constexpr uint64_t kScanTokens = uint64_t(1) << 28;
+    uint64_t best = 0, unknown_tokens = 0;
+    std::vector<std::pair<const ShardSet*, size_t>> unknown;
+    for (const auto& s : m.sources)
+      for (size_t k = 0; k < s.shards->size(); ++k) {
+        if (s.manifest_max[k] >= 0) {
+          best = std::max(best, uint64_t(s.manifest_max[k]));
+        } else {
+          unknown.emplace_back(s.shards.get(), k);
+          unknown_tokens += s.shards->tokens(k);
+        }
+      }
+    size_t scanned = 0;
+    if (unknown_tokens <= kScanTokens) {
+      for (auto [set, k] : unknown) best = std::max(best, set->scan_max(k));
+      scanned = unknown.size();
+    } else {  // evenly spread shards until kScanTokens are read
+      uint64_t read = 0;
+      const size_t stride = size_t((unknown_tokens + kScanTokens - 1) / kScanTokens);
+      for (size_t i = 0; i < unknown.size() && read < kScanTokens; i += stride, ++scanned) {
+        best = std::max(best, unknown[i].first->scan_max(unknown[i].second));
+        read += unknown[i].first->tokens(unknown[i].second);
+      }
+    }
+    m.max_id = best;
+    const size_t total = unknown.size();
+    m.max_origin = total == 0 ? "manifests"
+                   : scanned == total ? cat("manifests + a scan of ", total, " shards without one")
+                                      : cat("manifests + a sample of ", scanned, " of ", total,
+                                            " shards without one");
+  });
+  return m.max_id;
+}
+
+std::string TrainLoader::max_token_id_origin() const {
+  max_token_id();
+  return impl_->max_origin;
 }
 
 // ---- SequentialBlocks ----
@@ -173,8 +367,9 @@ SequentialBlocks::SequentialBlocks(const std::vector<std::string>& paths, int se
     : impl_(std::make_unique<Impl>()) {
   TL_CHECK(seq_len > 0, "data: seq_len must be positive, got ", seq_len);
   impl_->seq_len = seq_len;
-  impl_->shards = std::make_unique<ShardSet>(expand_shard_paths(paths), int64_t(seq_len) + 1, 2,
-                                             /*scan_max=*/false);
+  std::vector<std::string> files = expand_shard_paths(paths);
+  ManifestInfo info = read_manifests(files);
+  impl_->shards = std::make_unique<ShardSet>(std::move(files), int64_t(seq_len) + 1, 2, info.known);
   const ShardSet& s = *impl_->shards;
   TL_CHECK(s.total_blocks() > 0, "data: the ", s.size(), " evaluation shards (", s.path(0),
            ", ...) hold ", s.total_tokens(), " tokens but no complete block of seq_len+1 = ",

@@ -40,21 +40,38 @@ struct TrainLoaderOptions {
   int rank = 0;
   int world = 1;
   int shuffle_window = 8;  // shards whose blocks are shuffled together
+  // Micro-batches read ahead by a background thread (0: read inside next()). The order
+  // and the state do not depend on it.
+  int prefetch = 4;
+  // > 0: next() throws on a token id >= vocab_size (checked on every block it reads).
+  uint64_t vocab_size = 0;
 };
 
 class TrainLoader {
  public:
-  // Throws naming the source when it has no shards or no complete block.
+  // Throws naming the source when it has no shards or no complete block. Reads no tokens:
+  // shard sizes come from the prepare manifests next to the shards (DIR/manifest.json for
+  // DIR/train/*.bin), else from the shard headers.
   explicit TrainLoader(const TrainLoaderOptions& opts);
-  ~TrainLoader();
+  ~TrainLoader();  // stops the prefetch thread
   // Next micro-batch: tokens[B*T] and targets[B*T] (targets = tokens shifted by one).
+  // An error met while reading ahead is thrown here, by the call that needs the batch.
   void next(int32_t* tokens, int32_t* targets);
+  // Seconds spent inside next() so far, waiting for data and copying it: the trainer logs
+  // its growth per step to show whether a step ever waits on the disk.
+  double wait_seconds() const;
   // {"version", "samples", "consumed": [per source], "fingerprint": {seq_len, seed,
-  // shuffle_window, sources: [{name, shards, blocks}]}}; small, the same on every rank.
+  // shuffle_window, sources: [{name, shards, blocks}]}}: the batches handed out so far
+  // (not those read ahead); small, the same on every rank.
   json state() const;
   void restore(const json& state);  // throws naming the fingerprint field that differs
   int64_t blocks_in_source(size_t i) const;
-  uint64_t max_token_id() const;   // largest token id in the shards (all read at construction)
+  // Largest token id in the sources, computed on the first call: from the manifests'
+  // max_token_id where they cover the shards; shards without one are scanned in full when
+  // they hold at most 2^28 tokens, else a spread sample of them is (see
+  // max_token_id_origin(); set vocab_size for a check of every block read).
+  uint64_t max_token_id() const;
+  std::string max_token_id_origin() const;  // "manifests", "manifests + scan", "... + sample ..."
 
  private:
   struct Impl;

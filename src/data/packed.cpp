@@ -72,6 +72,35 @@ const char* packed_dtype_name(int code) {
 
 int packed_dtype_for_vocab(int vocab_size) { return vocab_size <= 65536 ? 8 : 4; }
 
+size_t packed_itemsize(int code) { return itemsize(code); }
+
+int packed_dtype_code(const std::string& name) {
+  for (int c = 1; c <= 8; ++c)
+    if (name == packed_dtype_name(c)) return c;
+  return 0;
+}
+
+PackedHeader read_packed_header(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TL_CHECK(fd >= 0, "shard '", path, "': cannot open: ", std::strerror(errno));
+  uint8_t h[kPackedHeaderBytes];
+  const ssize_t n = ::pread(fd, h, sizeof h, 0);
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  ::close(fd);
+  TL_CHECK(n == ssize_t(sizeof h), "shard '", path, "': ", size, " bytes, too short for the ",
+           kPackedHeaderBytes, "-byte header");
+  TL_CHECK(std::memcmp(h, kMagic, 7) == 0, "shard '", path, "': bad magic (not a LITPKDS packed dataset file)");
+  const uint64_t version = load_le<uint64_t>(h + 7);
+  TL_CHECK(version == kVersion, "shard '", path, "': version ", version, ", expected 1");
+  PackedHeader out{h[15], load_le<uint64_t>(h + 16)};
+  TL_CHECK(is_integral(out.dtype_code), "shard '", path, "': dtype code ", out.dtype_code,
+           " is not an integer token type");
+  const uint64_t item = itemsize(out.dtype_code), body = uint64_t(size) - kPackedHeaderBytes;
+  TL_CHECK(out.chunk_size <= body / item && body == out.chunk_size * item, "shard '", path, "': header says ",
+           out.chunk_size, " tokens of ", item, " bytes but the body has ", body, " bytes (truncated or corrupt)");
+  return out;
+}
+
 PackedShard::PackedShard(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   TL_CHECK(fd >= 0, "shard '", path, "': cannot open: ", std::strerror(errno));
@@ -193,9 +222,11 @@ PackedWriter::~PackedWriter() = default;
 
 void PackedWriter::add(const int32_t* ids, size_t n) {
   TL_CHECK(!finished_, "packed writer: add() after finish()");
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < n; ++i) {
     TL_CHECK(ids[i] >= 0 && ids[i] < vocab_size_, "packed writer: token id ", ids[i],
              " is outside the vocabulary [0, ", vocab_size_, ")");
+    max_id_ = std::max(max_id_, ids[i]);
+  }
   while (n > 0) {
     size_t take = std::min<uint64_t>(n, chunk_tokens_ - buf_.size());
     buf_.insert(buf_.end(), ids, ids + take);

@@ -49,6 +49,7 @@ class PackedWriter {
   void finish();  // flushes the last partial shard
   const std::vector<std::string>& files() const { return files_; }
   uint64_t tokens_written() const { return total_; }
+  int32_t max_id() const { return max_id_; }  // largest id added (-1 before any)
 
  private:
   void flush_chunk();
@@ -59,8 +60,21 @@ class PackedWriter {
   std::vector<std::string> files_;
   uint64_t total_ = 0;
   int vocab_size_;
+  int32_t max_id_ = -1;
   bool finished_ = false;
 };
+
+// A shard's header, read with one small read (no mapping); checks the magic, version,
+// dtype and that the file size matches. Throws naming the file.
+struct PackedHeader {
+  int dtype_code = 0;
+  uint64_t chunk_size = 0;
+};
+PackedHeader read_packed_header(const std::string& path);
+// Bytes per token of a dtype code (0 when unknown).
+size_t packed_itemsize(int code);
+// The dtype code of a name from packed_dtype_name (0 when unknown).
+int packed_dtype_code(const std::string& name);
 
 // "u8", "i16", "u16", ... for a header dtype code ("?" when unknown).
 const char* packed_dtype_name(int code);

@@ -1,5 +1,7 @@
 #include "data/shard_set.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 
 #include "core/error.h"
@@ -7,24 +9,24 @@
 namespace tl {
 
 ShardSet::ShardSet(std::vector<std::string> paths, int64_t block_tokens, size_t max_open,
-                   bool scan_max)
+                   const std::vector<KnownShard>& known)
     : paths_(std::move(paths)), block_tokens_(block_tokens), max_open_(std::max<size_t>(1, max_open)) {
-  TL_ASSERT(block_tokens > 0);
-  std::vector<int32_t> buf;
-  for (const auto& p : paths_) {
-    PackedShard shard(p);
-    tokens_.push_back(shard.num_tokens());
-    blocks_.push_back(int64_t(shard.num_tokens() / uint64_t(block_tokens_)));
-    total_tokens_ += shard.num_tokens();
-    total_blocks_ += blocks_.back();
-    if (!scan_max) continue;
-    constexpr uint64_t kPiece = 1 << 20;
-    for (uint64_t at = 0; at < shard.num_tokens(); at += kPiece) {
-      uint64_t n = std::min(kPiece, shard.num_tokens() - at);
-      buf.resize(n);
-      shard.read(at, n, buf.data());
-      for (int32_t t : buf) max_id_ = std::max<uint64_t>(max_id_, uint64_t(t));
+  TL_ASSERT(block_tokens > 0 && (known.empty() || known.size() == paths_.size()));
+  for (size_t s = 0; s < paths_.size(); ++s) {
+    uint64_t n = 0;
+    const KnownShard k = known.empty() ? KnownShard{} : known[s];
+    struct stat st{};
+    const size_t item = packed_itemsize(k.dtype_code);
+    if (k.tokens >= 0 && item && ::stat(paths_[s].c_str(), &st) == 0 &&
+        uint64_t(st.st_size) == kPackedHeaderBytes + uint64_t(k.tokens) * item) {
+      n = uint64_t(k.tokens);  // the header is checked when the shard is first read
+    } else {
+      n = read_packed_header(paths_[s]).chunk_size;
     }
+    tokens_.push_back(n);
+    blocks_.push_back(int64_t(n / uint64_t(block_tokens_)));
+    total_tokens_ += n;
+    total_blocks_ += blocks_.back();
   }
 }
 
@@ -36,8 +38,8 @@ std::shared_ptr<const PackedShard> ShardSet::open(size_t s) const {
     return open_.front().second;
   }
   auto shard = std::make_shared<const PackedShard>(paths_[s]);
-  TL_CHECK(shard->num_tokens() == tokens_[s], "shard '", paths_[s], "' changed while in use (",
-           tokens_[s], " tokens, now ", shard->num_tokens(), ")");
+  TL_CHECK(shard->num_tokens() == tokens_[s], "shard '", paths_[s], "' changed while in use or differs from ",
+           "its manifest (", tokens_[s], " tokens, the file holds ", shard->num_tokens(), ")");
   if (open_.size() == max_open_) open_.pop_back();
   open_.insert(open_.begin(), {s, shard});
   return shard;
@@ -46,6 +48,20 @@ std::shared_ptr<const PackedShard> ShardSet::open(size_t s) const {
 void ShardSet::read_block(size_t s, int64_t b, int32_t* out) const {
   TL_ASSERT(s < paths_.size() && b >= 0 && b < blocks_[s]);
   open(s)->read(uint64_t(b) * uint64_t(block_tokens_), uint64_t(block_tokens_), out);
+}
+
+uint64_t ShardSet::scan_max(size_t s) const {
+  PackedShard shard(paths_[s]);
+  constexpr uint64_t kPiece = 1 << 20;
+  std::vector<int32_t> buf;
+  uint64_t m = 0;
+  for (uint64_t at = 0; at < shard.num_tokens(); at += kPiece) {
+    const uint64_t n = std::min(kPiece, shard.num_tokens() - at);
+    buf.resize(n);
+    shard.read(at, n, buf.data());
+    for (int32_t t : buf) m = std::max<uint64_t>(m, uint64_t(t));
+  }
+  return m;
 }
 
 }  // namespace tl

@@ -1,6 +1,7 @@
-// A list of packed shards cut into blocks of block_tokens tokens, with headers read once
-// and files mapped lazily: only the few most recently used stay open, so a source of
-// hundreds of thousands of shards needs no more mappings than one of ten.
+// A list of packed shards cut into blocks of block_tokens tokens. Start-up reads no
+// tokens: a shard's size comes from a manifest (checked against the file size) or from
+// its 24-byte header. Files are mapped lazily and only the few most recently used stay
+// open, so a source of hundreds of thousands of shards needs no more mappings than one of ten.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -13,11 +14,17 @@
 
 namespace tl {
 
+// What a manifest says of a shard: its tokens and dtype code (tokens < 0: nothing known).
+struct KnownShard {
+  int64_t tokens = -1;
+  int dtype_code = 0;
+};
+
 class ShardSet {
  public:
-  // Opens every shard once to validate its header; with scan_max, also reads all tokens
-  // to find the largest id.
-  ShardSet(std::vector<std::string> paths, int64_t block_tokens, size_t max_open, bool scan_max);
+  // known: empty, or one entry per path.
+  ShardSet(std::vector<std::string> paths, int64_t block_tokens, size_t max_open,
+           const std::vector<KnownShard>& known = {});
 
   size_t size() const { return paths_.size(); }
   const std::string& path(size_t s) const { return paths_[s]; }
@@ -27,9 +34,10 @@ class ShardSet {
   const std::vector<int64_t>& block_counts() const { return blocks_; }
   uint64_t total_tokens() const { return total_tokens_; }
   int64_t total_blocks() const { return total_blocks_; }
-  uint64_t max_token_id() const { return max_id_; }
   // Copies block b of shard s (block_tokens tokens) into out. Thread-safe.
   void read_block(size_t s, int64_t b, int32_t* out) const;
+  // Largest token id among all tokens of shard s (reads the whole shard).
+  uint64_t scan_max(size_t s) const;
 
  private:
   std::shared_ptr<const PackedShard> open(size_t s) const;
@@ -38,7 +46,7 @@ class ShardSet {
   std::vector<int64_t> blocks_;
   int64_t block_tokens_;
   size_t max_open_;
-  uint64_t total_tokens_ = 0, max_id_ = 0;
+  uint64_t total_tokens_ = 0;
   int64_t total_blocks_ = 0;
   mutable std::mutex mu_;
   mutable std::vector<std::pair<size_t, std::shared_ptr<const PackedShard>>> open_;  // MRU first

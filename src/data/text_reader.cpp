@@ -35,6 +35,8 @@ bool TextReader::fill() {
     size_t n = std::fread(buf_.data(), 1, kBlock, file_);
     TL_CHECK(!std::ferror(file_), "error reading '", path_, "': ", std::strerror(errno));
     buf_.resize(n);
+    sha_.update(buf_.data(), n);
+    disk_ += n;
     return n > 0;
   }
   // Decompress until some text comes out or the compressed file ends.
@@ -45,6 +47,8 @@ bool TextReader::fill() {
       in_len_ = std::fread(in_.data(), 1, in_.size(), file_);
       in_pos_ = 0;
       TL_CHECK(!std::ferror(file_), "error reading '", path_, "': ", std::strerror(errno));
+      sha_.update(in_.data(), in_len_);
+      disk_ += in_len_;
       if (in_len_ == 0) {
         TL_CHECK(frame_done_, "'", path_, "': truncated zstd data");
         break;

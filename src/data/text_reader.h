@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/hash.h"
+
 struct ZSTD_DCtx_s;
 
 namespace tl {
@@ -22,6 +24,10 @@ class TextReader {
   // Everything not read yet.
   std::string read_all();
   uint64_t bytes_read() const { return bytes_; }  // (decompressed) bytes handed out so far
+  uint64_t disk_bytes() const { return disk_; }   // bytes read from the file so far
+  // SHA-256 of every byte read from the file: the whole file's once read_line/read_all
+  // have reached the end.
+  std::string sha256() { return sha_.hex_digest(); }
 
  private:
   bool fill();  // replaces buf_ with the next bytes; false at the end of the file
@@ -33,7 +39,8 @@ class TextReader {
   bool frame_done_ = true;           // false while a zstd frame is only partly decoded
   std::string buf_;                  // text bytes; buf_[pos_:] not handed out yet
   size_t pos_ = 0;
-  uint64_t bytes_ = 0;
+  uint64_t bytes_ = 0, disk_ = 0;
+  Sha256 sha_;
 };
 
 }  // namespace tl

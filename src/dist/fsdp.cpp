@@ -297,10 +297,14 @@ std::vector<float> Fsdp::get_params() {
   return full;
 }
 
-void Fsdp::get_shard_state(std::vector<float>& master_out, std::vector<float>& m,
-                           std::vector<float>& v) const {
+void Fsdp::get_master(std::vector<float>& master_out) const {
   master_out.resize(size_t(sh_.shard_total()));
   be_.download(master_out.data(), master());
+}
+
+void Fsdp::get_shard_state(std::vector<float>& master_out, std::vector<float>& m,
+                           std::vector<float>& v) const {
+  get_master(master_out);
   opt_->get_state(m, v);
 }
 

@@ -82,6 +82,7 @@ class Fsdp final : public ParamProvider {
   // This rank's shard of the master weights and AdamW moments [shard_total], host side.
   void get_shard_state(std::vector<float>& master, std::vector<float>& m,
                        std::vector<float>& v) const;
+  void get_master(std::vector<float>& master) const;  // the master-weight shard only
   void set_shard_state(const std::vector<float>& master, const std::vector<float>& m,
                        const std::vector<float>& v);
   // Seconds the compute stream waited on communication since the last call (0 on CPU).

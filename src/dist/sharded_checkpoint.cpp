@@ -65,7 +65,7 @@ bool is_sharded_checkpoint(const std::string& path) {
 }
 
 void save_sharded_checkpoint(const std::string& dir, const json& meta, Fsdp& fsdp,
-                             Communicator& world) {
+                             Communicator& world, const std::function<void()>& before_commit) {
   const Sharding& sh = fsdp.sharding();
   const int G = sh.world();
   // The first G ranks are replica 0 (make_fsdp_groups numbers groups node by node).
@@ -89,7 +89,7 @@ void save_sharded_checkpoint(const std::string& dir, const json& meta, Fsdp& fsd
                   {"model", meta.at("model")},
                   {"data_crc32", data_crc(d)}};
     make_dirs(dir);
-    save_checkpoint(dir + "/" + shard_file_name(fsdp.shard_rank(), G), d);
+    save_checkpoint(dir + "/" + shard_file_name(fsdp.shard_rank(), G), d, before_commit);
   }
   world.barrier();
   if (world.rank() == 0) {
@@ -126,11 +126,9 @@ json read_sharded_meta(const std::string& dir) {
   return m;
 }
 
-json load_sharded_checkpoint(const std::string& dir, Fsdp& fsdp) {
+void read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
+                             CheckpointData& mine) {
   json meta = read_sharded_meta(dir);
-  const Sharding& to = fsdp.sharding();
-  const int me = fsdp.shard_rank();
-  CheckpointData mine;
   for (auto* v : {&mine.params, &mine.adam_m, &mine.adam_v}) v->assign(size_t(to.shard_total()), 0.0f);
   const size_t n = meta["shards"].size();
   for (size_t i = 0; i < n; ++i) {
@@ -143,8 +141,14 @@ json load_sharded_checkpoint(const std::string& dir, Fsdp& fsdp) {
     reshard_copy(from, int(i), d.adam_m.data(), to, me, mine.adam_m.data());
     reshard_copy(from, int(i), d.adam_v.data(), to, me, mine.adam_v.data());
   }
+  mine.meta = meta["meta"];
+}
+
+json load_sharded_checkpoint(const std::string& dir, Fsdp& fsdp) {
+  CheckpointData mine;
+  read_sharded_checkpoint(dir, fsdp.sharding(), fsdp.shard_rank(), mine);
   fsdp.set_shard_state(mine.params, mine.adam_m, mine.adam_v);
-  return meta["meta"];
+  return mine.meta;
 }
 
 CheckpointData load_sharded_as_full(const std::string& dir, bool with_optimizer) {
@@ -177,9 +181,13 @@ namespace {
 std::vector<std::string> step_folders(const std::string& dir) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0)
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();  // "step_<digits>" only
+    std::error_code ec2;
+    if (e.is_directory(ec2) && name.size() > 5 && name.rfind("step_", 0) == 0 &&
+        name.find_first_not_of("0123456789", 5) == std::string::npos)
       out.push_back(e.path().string());
+  }
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -199,12 +207,22 @@ std::string find_latest_sharded_checkpoint(const std::string& dir) {
   return "";
 }
 
+void remove_sharded_checkpoint(const std::string& dir) {
+  std::error_code ec;
+  fs::remove(dir + "/" + kMetaFile, ec);  // first: a half-removed set is no checkpoint
+  TL_CHECK(!ec, "cannot delete '", dir, "/", kMetaFile, "': ", ec.message());
+  fs::remove_all(dir, ec);
+  TL_CHECK(!ec, "cannot delete '", dir, "': ", ec.message());
+}
+
 void prune_sharded_checkpoints(const std::string& dir, int keep) {
   const auto folders = step_folders(dir);
   for (size_t i = 0; i + size_t(std::max(keep, 1)) < folders.size(); ++i) {
-    std::error_code ec;
-    fs::remove(folders[i] + "/" + kMetaFile, ec);  // first: a half-removed set is no checkpoint
-    fs::remove_all(folders[i], ec);
+    try {
+      remove_sharded_checkpoint(folders[i]);
+    } catch (const Error& e) {
+      log_warn(e.what());
+    }
   }
 }
 

@@ -1,6 +1,9 @@
 #include "train/dist_run.h"
 
+#include <algorithm>
+#include <cmath>
 #include <exception>
+#include <utility>
 
 #include "checkpoint/checkpoint.h"
 #include "core/fs.h"
@@ -75,7 +78,8 @@ void DistRun::connect(Backend& be) {
       }
   }
   groups_ = make_fsdp_groups(*world_, strategy_, group);
-  loss_buf_ = Buffer(be, 2 * sizeof(double));
+  loss_buf_ = Buffer(be, 3 * sizeof(double));
+  flag_buf_ = Buffer(be, sizeof(double));
   log_info("dist: ", describe());
 }
 
@@ -93,39 +97,58 @@ ParamProvider* DistRun::provider(const TrainConfig& cfg, Backend& be) {
   return fsdp_.get();
 }
 
-LossSum DistRun::global_loss(const LossSum& local) {
-  Tensor t = loss_buf_.tensor(DType::F64, {2});
-  const double host[2] = {local.sum, double(local.count)};
+LossSum DistRun::global_loss(const LossSum& local, bool& stop) {
+  Tensor t = loss_buf_.tensor(DType::F64, {3});
+  const double host[3] = {local.sum, double(local.count), stop ? 1.0 : 0.0};
   be_->upload(t, host);
   world_->wait(world_->all_reduce(t, ReduceOp::Sum));
-  double out[2];
+  double out[3];
   be_->download(out, t);
+  stop = out[2] > 0;
   return LossSum{out[0], int64_t(out[1])};
 }
 
-std::string DistRun::save(const std::string& checkpoint_dir, int64_t step, const json& meta, int keep) {
-  const std::string path = checkpoint_dir + "/" + sharded_checkpoint_name(step);
-  json m = meta;
-  m["dist"] = json{{"world", world()}, {"strategy", strategy_name(strategy_)}};
-  save_sharded_checkpoint(path, m, *fsdp_, *world_);
-  if (rank() == 0) prune_sharded_checkpoints(checkpoint_dir, keep);
-  return path;
+bool DistRun::all_true(bool mine) {
+  Tensor t = flag_buf_.tensor(DType::F64, {1});
+  const double no = mine ? 0.0 : 1.0;
+  be_->upload(t, &no);
+  world_->wait(world_->all_reduce(t, ReduceOp::Max));
+  double out = 0;
+  be_->download(&out, t);
+  return out == 0;
 }
 
-json DistRun::restore(const std::string& path) {
-  if (is_directory(path)) return load_sharded_checkpoint(path, *fsdp_);
+bool DistRun::weights_finite() {
+  std::vector<float> p;
+  fsdp_->get_master(p);
+  return all_true(std::all_of(p.begin(), p.end(), [](float x) { return std::isfinite(x); }));
+}
+
+void DistRun::save(const std::string& path, const json& meta,
+                   const std::function<void()>& before_commit) {
+  json m = meta;
+  m["dist"] = json{{"world", world()}, {"strategy", strategy_name(strategy_)}};
+  save_sharded_checkpoint(path, m, *fsdp_, *world_, before_commit);
+}
+
+void DistRun::read(const std::string& path, CheckpointData& out) const {
+  const Sharding& sh = fsdp_->sharding();
+  if (is_directory(path)) return read_sharded_checkpoint(path, sh, fsdp_->shard_rank(), out);
   // A single-file checkpoint (a one-GPU run) continues on many: every rank keeps its shard.
   CheckpointData ck = load_checkpoint(path, true);
-  TL_CHECK(!ck.adam_m.empty(), "cannot resume from '", path, "': it holds no optimizer state");
-  const Sharding& sh = fsdp_->sharding();
+  out.meta = ck.meta;
+  if (ck.adam_m.empty()) return;  // the caller refuses it, naming the reason
   TL_CHECK(int64_t(ck.params.size()) == sh.flat_total(), "'", path, "' holds ", ck.params.size(),
            " parameters, this model has ", sh.flat_total());
-  std::vector<float> p(size_t(sh.shard_total())), m(p.size()), v(p.size());
-  extract_shard(sh, fsdp_->shard_rank(), ck.params.data(), p.data());
-  extract_shard(sh, fsdp_->shard_rank(), ck.adam_m.data(), m.data());
-  extract_shard(sh, fsdp_->shard_rank(), ck.adam_v.data(), v.data());
-  fsdp_->set_shard_state(p, m, v);
-  return ck.meta;
+  for (auto [from, to] : {std::pair{&ck.params, &out.params}, std::pair{&ck.adam_m, &out.adam_m},
+                          std::pair{&ck.adam_v, &out.adam_v}}) {
+    to->assign(size_t(sh.shard_total()), 0.0f);
+    extract_shard(sh, fsdp_->shard_rank(), from->data(), to->data());
+  }
+}
+
+void DistRun::apply(const CheckpointData& ck) {
+  fsdp_->set_shard_state(ck.params, ck.adam_m, ck.adam_v);
 }
 
 void DistRun::report_failure(const std::string& why) {

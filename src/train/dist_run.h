@@ -6,9 +6,11 @@
 // (TrainLoader rank/world) and the loss scale divides by the global token count, so the
 // summed gradients are those of one rank with the same global batch.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "checkpoint/checkpoint.h"
 #include "backend/backend.h"
 #include "dist/bootstrap.h"
 #include "dist/fsdp.h"
@@ -37,13 +39,25 @@ class DistRun {
   void begin_micro_batch(bool last) { fsdp_->begin_micro_batch(last); }
   StepResult step(float lr) { return fsdp_->step(lr); }
   AdamW& optimizer() { return fsdp_->optimizer(); }
-  LossSum global_loss(const LossSum& local);  // summed over ranks (collective)
+  // The step's loss summed over ranks, and whether any rank saw a stop signal (`stop` in:
+  // this rank's, out: anyone's), in one collective.
+  LossSum global_loss(const LossSum& local, bool& stop);
+  // True when `mine` is true on every rank (collective).
+  bool all_true(bool mine);
+  // Whether every rank's master-weight shard is finite (collective).
+  bool weights_finite();
   double take_comm_wait_seconds() { return fsdp_->take_comm_wait_seconds(); }
 
-  // A sharded checkpoint folder checkpoint_dir/step_%08d (collective); prunes to `keep`.
-  std::string save(const std::string& checkpoint_dir, int64_t step, const json& meta, int keep);
-  // A sharded folder or a single-file checkpoint into this rank's shard; returns its meta.
-  json restore(const std::string& path);
+  // Writes the sharded checkpoint folder `path` (collective: every rank calls it; meta.json
+  // last). Retention is the trainer's (train/checkpoint_policy.h), on rank 0.
+  void save(const std::string& path, const json& meta,
+            const std::function<void()>& before_commit = {});
+  // Reads a sharded folder or a single-file checkpoint: this rank's shard into ck.params,
+  // adam_m, adam_v (shard-sized) and the training meta into ck.meta. Files only: no
+  // collective, nothing changes, so the ranks can agree on the outcome before apply().
+  void read(const std::string& path, CheckpointData& ck) const;
+  // Sets this rank's shard from read()'s result (collective).
+  void apply(const CheckpointData& ck);
 
   // This rank's error, sent to every rank before it unwinds.
   void report_failure(const std::string& why);
@@ -59,7 +73,8 @@ class DistRun {
   FsdpGroups groups_;
   std::unique_ptr<Fsdp> fsdp_;
   Backend* be_ = nullptr;
-  Buffer loss_buf_;  // f64 [2] for global_loss
+  Buffer loss_buf_;  // f64 [3] for global_loss
+  Buffer flag_buf_;  // f64 [1] for all_true
   bool reported_ = false;
 };
 

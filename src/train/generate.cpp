@@ -4,42 +4,57 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/timer.h"
+#include "model/llama_infer.h"
+
 namespace tl {
 
 int sample_token(const float* logits, int V, const SamplingOptions& opts, Rng& rng) {
   TL_CHECK(V > 0, "sample_token: empty vocabulary");
-  if (opts.temperature <= 0) {
-    return int(std::max_element(logits, logits + V) - logits);
-  }
+  const int top = int(std::max_element(logits, logits + V) - logits);  // first of tied maxima
+  if (opts.temperature <= 0) return top;
+  // Candidates ordered by (logit descending, id ascending), sorted only as far as needed:
+  // the top_k set when top_k is on, a prefix that reaches top_p when top_p is on.
+  auto before = [&](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
   std::vector<int> order(static_cast<size_t>(V));
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+  const auto first = order.begin();
   size_t keep = size_t(V);
-  if (opts.top_k > 0) keep = std::min(keep, size_t(opts.top_k));
-  std::vector<double> p(keep);
-  const double mx = logits[order[0]];
-  double z = 0;
-  for (size_t i = 0; i < keep; ++i) {
-    p[i] = std::exp((double(logits[order[i]]) - mx) / opts.temperature);
-    z += p[i];
+  if (opts.top_k > 0 && size_t(opts.top_k) < keep) {
+    keep = size_t(opts.top_k);
+    std::partial_sort(first, first + ptrdiff_t(keep), order.end(), before);
   }
+  const double mx = logits[top], inv_t = 1.0 / double(opts.temperature);
+  auto weight = [&](int id) { return std::exp((double(logits[id]) - mx) * inv_t); };
+  double z = 0;
+  for (size_t i = 0; i < keep; ++i) z += weight(order[i]);
+  size_t n = keep;  // sample among order[0, n)
   if (opts.top_p < 1.0f) {
-    double cum = 0;
-    size_t n = 0;
-    while (n < keep) {
-      cum += p[n] / z;
-      ++n;
-      if (cum >= opts.top_p) break;
+    const bool sorted = keep < size_t(V);
+    for (size_t m = std::min<size_t>(keep, 64);; m = std::min(keep, m * 8)) {
+      if (!sorted && m == keep) std::sort(first, first + ptrdiff_t(keep), before);
+      if (!sorted && m < keep)
+        std::partial_sort(first, first + ptrdiff_t(m), first + ptrdiff_t(keep), before);
+      double cum = 0;
+      size_t i = 0;
+      while (i < m && (cum += weight(order[i]) / z) < opts.top_p) ++i;
+      if (i < m) {
+        n = i + 1;
+        break;
+      }
+      if (m == keep) break;
     }
-    keep = n;
-    z = std::accumulate(p.begin(), p.begin() + ptrdiff_t(keep), 0.0);
+    z = 0;
+    for (size_t i = 0; i < n; ++i) z += weight(order[i]);
   }
   double u = rng.uniform() * z;
-  for (size_t i = 0; i < keep; ++i) {
-    u -= p[i];
+  for (size_t i = 0; i < n; ++i) {
+    u -= weight(order[i]);
     if (u <= 0) return order[i];
   }
-  return order[keep - 1];
+  return order[n - 1];
 }
 
 void generate(LlamaModel& model, std::vector<int>& ids, int max_new, const SamplingOptions& opts,
@@ -59,6 +74,108 @@ void generate(LlamaModel& model, std::vector<int>& ids, int max_new, const Sampl
     ids.push_back(next);
     if (on_token) on_token(next);
   }
+}
+
+double GenerateStats::tokens_per_s() const {
+  const double t = prefill_seconds + decode_seconds;
+  return t > 0 ? double(new_tokens) / t : 0.0;
+}
+
+double GenerateStats::decode_tokens_per_s() const {
+  return decode_seconds > 0 ? double(new_tokens - first_tokens) / decode_seconds : 0.0;
+}
+
+std::vector<std::vector<int>> generate_batch(LlamaModel& model,
+                                             const std::vector<std::vector<int>>& prompts,
+                                             const BatchOptions& opts,
+                                             const std::function<void(int, int)>& on_token,
+                                             GenerateStats* stats) {
+  const int B = int(prompts.size());
+  const int V = model.config().vocab_size, ctx = model.config().max_seq_len;
+  TL_CHECK(B > 0, "generate: no prompts");
+  int longest = 0;
+  for (int b = 0; b < B; ++b) {
+    const size_t n = prompts[size_t(b)].size();
+    TL_CHECK(n > 0, "generate: prompt ", b, " is empty");
+    TL_CHECK(n <= size_t(ctx), "generate: prompt ", b, " has ", n,
+             " tokens, more than the model's context of ", ctx);
+    longest = std::max(longest, int(n));
+  }
+  GenerateStats st;
+  std::vector<std::vector<int>> out(static_cast<size_t>(B));
+  if (opts.max_new <= 0) return out;
+  // Positions needed: the prompt plus every new token but the last, which is never fed.
+  const int max_len = int(std::min<int64_t>(ctx, int64_t(longest) + opts.max_new - 1));
+  LlamaInference inf(model, B, std::max(max_len, longest));
+  std::vector<Rng> rngs;
+  for (int b = 0; b < B; ++b) rngs.emplace_back(opts.seed + uint64_t(b));
+  std::vector<float> logits(size_t(B) * V), chunk(size_t(B) * V);
+  std::vector<int32_t> cur(static_cast<size_t>(B)), pos(static_cast<size_t>(B)),
+      pick(static_cast<size_t>(B)), toks;
+  auto len = [&](int b) { return int(prompts[size_t(b)].size()); };
+
+  // Prefill: every row's prompt, up to `S` positions per call; row b's logits come from
+  // the call that holds its last prompt token. Shorter rows pad with id 0.
+  Timer timer;
+  const int S = std::max(1, std::min(longest, opts.prefill_tokens / B));
+  for (int p0 = 0; p0 < longest; p0 += S) {
+    const int Tn = std::min(S, longest - p0);
+    toks.assign(size_t(B) * Tn, 0);
+    for (int b = 0; b < B; ++b) {
+      for (int t = 0; t < Tn && p0 + t < len(b); ++t)
+        toks[size_t(b) * Tn + t] = prompts[size_t(b)][size_t(p0 + t)];
+      pos[size_t(b)] = p0;
+      const int last = len(b) - 1 - p0;
+      pick[size_t(b)] = last >= 0 && last < Tn ? last : Tn - 1;
+    }
+    inf.forward(toks.data(), Tn, pos.data(), pick.data(), chunk.data());
+    for (int b = 0; b < B; ++b) {
+      const int last = len(b) - 1 - p0;
+      if (last >= 0 && last < Tn)
+        std::copy_n(chunk.begin() + ptrdiff_t(b) * V, V, logits.begin() + ptrdiff_t(b) * V);
+    }
+  }
+  st.prefill_seconds = timer.seconds();
+  for (int b = 0; b < B; ++b) {
+    cur[size_t(b)] = len(b);
+    st.prompt_tokens += len(b);
+  }
+
+  Timer decode_timer;
+  std::vector<char> done(static_cast<size_t>(B), 0);
+  toks.assign(size_t(B), 0);
+  std::fill(pick.begin(), pick.end(), 0);
+  for (bool first = true;; first = false) {
+    int active = 0;
+    for (int b = 0; b < B; ++b) {
+      if (done[size_t(b)]) continue;
+      const int id = sample_token(logits.data() + size_t(b) * V, V, opts.sampling, rngs[size_t(b)]);
+      if (id == opts.stop_id) {
+        done[size_t(b)] = 1;
+        continue;
+      }
+      out[size_t(b)].push_back(id);
+      ++st.new_tokens;
+      st.first_tokens += first;
+      if (on_token) on_token(b, id);
+      if (int(out[size_t(b)].size()) >= opts.max_new || cur[size_t(b)] >= inf.max_len()) {
+        done[size_t(b)] = 1;
+        continue;
+      }
+      toks[size_t(b)] = id;
+      ++active;
+    }
+    if (active == 0) break;
+    for (int b = 0; b < B; ++b) {  // finished rows rewrite their position 0 (never read again)
+      pos[size_t(b)] = done[size_t(b)] ? 0 : cur[size_t(b)]++;
+      if (done[size_t(b)]) toks[size_t(b)] = 0;
+    }
+    inf.forward(toks.data(), 1, pos.data(), pick.data(), logits.data());
+    ++st.steps;
+  }
+  st.decode_seconds = decode_timer.seconds();
+  if (stats) *stats = st;
+  return out;
 }
 
 }  // namespace tl

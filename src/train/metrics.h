@@ -22,6 +22,12 @@ class MetricsWriter {
   std::FILE* f_ = nullptr;
 };
 
+// Makes metrics.jsonl agree with a run restarted at `step`: keeps the records of steps up to
+// it and drops the rest (a torn last line from a crash included). Records must be in step
+// order, as the trainer writes them. Returns the largest step the file held (the caller
+// reports the steps redone), -1 when there was no file or no record.
+int64_t rewind_metrics(const std::string& path, int64_t step);
+
 // "1h02m", "3m05s", "42s"
 std::string format_duration(double seconds);
 // "12.3k", "1.20M"

@@ -74,6 +74,8 @@ TrainConfig TrainConfig::from_json(const json& j) {
     r.get("recompute", c.recompute);
     r.get("run_dir", c.run_dir);
     r.get("log_interval", c.log_interval);
+    r.get("max_bad_steps", c.max_bad_steps);
+    r.get("spike_threshold", c.spike_threshold);
     r.finish();
   }
   {
@@ -86,6 +88,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     JsonReader r(root.child("checkpoint"), "checkpoint");
     r.get("interval", c.checkpoint_interval);
     r.get("keep", c.keep_checkpoints);
+    r.get("keep_every", c.keep_every);
     r.finish();
   }
   c.dist = DistConfig::from_json(root.child("dist"));
@@ -128,7 +131,11 @@ void TrainConfig::validate() const {
   TL_CHECK(eval_interval >= 0 && eval_batches >= 0, "config: eval.* must not be negative");
   TL_CHECK(checkpoint_interval >= 0 && keep_checkpoints >= 1,
            "config: checkpoint.interval >= 0 and checkpoint.keep >= 1");
+  TL_CHECK(keep_every >= 0, "config: checkpoint.keep_every must not be negative");
   TL_CHECK(log_interval >= 1, "config: train.log_interval must be at least 1");
+  TL_CHECK(max_bad_steps >= 1, "config: train.max_bad_steps must be at least 1");
+  TL_CHECK(spike_threshold == 0 || spike_threshold > 1,
+           "config: train.spike_threshold must be 0 (off) or above 1, got ", spike_threshold);
   TL_CHECK(device == "auto" || device == "cpu" || device == "cuda",
            "config: train.device must be auto, cpu or cuda, got '", device, "'");
   TL_CHECK(!run_dir.empty(), "config: train.run_dir must not be empty");

@@ -41,7 +41,10 @@ struct TrainConfig {
   int eval_batches = 20;           // micro-batches per validation run
   int checkpoint_interval = 0;     // steps between checkpoints (0 = only at the end)
   int keep_checkpoints = 3;        // newest checkpoints kept
+  int64_t keep_every = 0;          // also keep those whose step is a multiple (0 = none)
   int log_interval = 1;
+  int max_bad_steps = 20;          // non-finite steps in a row that stop the run
+  double spike_threshold = 1.5;    // loss / running mean that is logged as a spike (0 = off)
 
   DistConfig dist;                 // multi-GPU training (dist/dist_config.h)
 

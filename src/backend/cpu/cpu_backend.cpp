@@ -15,6 +15,7 @@
 #include "backend/cpu/ops/adamw.h"
 #include "backend/cpu/ops/attention.h"
 #include "backend/cpu/ops/cross_entropy.h"
+#include "backend/cpu/ops/decode_attention.h"
 #include "backend/cpu/ops/embedding.h"
 #include "backend/cpu/ops/matmul.h"
 #include "backend/cpu/ops/rmsnorm.h"
@@ -319,6 +320,41 @@ class CpuBackend final : public Backend {
     cpu::attention_backward(dqkv.ptr<float>(), dout.ptr<float>(), qkv.ptr<float>(),
                             out.ptr<float>(), lse.ptr<float>(), qkv.dim(0), qkv.dim(1), n_head,
                             n_kv_head, D);
+  }
+
+  // ---- incremental decoding ----
+  void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
+                        Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head) override {
+    const char* op = "attention_decode";
+    const int D = check_qkv(op, "qkv", qkv, n_head, n_kv_head);
+    TL_CHECK(D % 2 == 0, op, ": head_dim ", D, " must be even");
+    const int64_t B = qkv.dim(0), Tn = qkv.dim(1);
+    check_f32(op, "out", out);
+    check_shape(op, "out", out, Shape{B, Tn, int64_t(n_head) * D});
+    check_f32(op, "k_cache", k_cache);
+    TL_CHECK(k_cache.ndim() == 3 && k_cache.dim(0) == B && k_cache.dim(2) == int64_t(n_kv_head) * D,
+             op, ": k_cache must be [", B, ", Tmax, ", int64_t(n_kv_head) * D, "], got ",
+             k_cache.str());
+    check_f32(op, "v_cache", v_cache);
+    check_shape(op, "v_cache", v_cache, k_cache.shape);
+    const int64_t Tmax = k_cache.dim(1);
+    check_f32(op, "cos", cos);
+    check_f32(op, "sin", sin);
+    TL_CHECK(cos.ndim() == 2 && cos.dim(1) == D / 2, op, ": cos must be [Tmax, ", D / 2,
+             "], got ", cos.str());
+    check_shape(op, "sin", sin, cos.shape);
+    check_cpu(op, "pos", pos, DType::I32);
+    check_shape(op, "pos", pos, Shape{B});
+    TL_CHECK(kv_len >= Tn && kv_len <= Tmax && kv_len <= cos.dim(0), op, ": kv_len ", kv_len,
+             " must be in [Tn = ", Tn, ", min(Tmax = ", Tmax, ", rope rows = ", cos.dim(0), ")]");
+    for (int64_t b = 0; b < B; ++b)
+      TL_CHECK(pos.ptr<int32_t>()[b] >= 0 && pos.ptr<int32_t>()[b] + Tn <= kv_len, op, ": pos[",
+               b, "] = ", pos.ptr<int32_t>()[b], " puts its ", Tn,
+               " new tokens outside [0, kv_len = ", kv_len, ")");
+    ThreadScope ts(threads_);
+    cpu::attention_decode(out.ptr<float>(), qkv.ptr<float>(), k_cache.ptr<float>(),
+                          v_cache.ptr<float>(), cos.ptr<float>(), sin.ptr<float>(),
+                          pos.ptr<int32_t>(), B, Tn, Tmax, kv_len, n_head, n_kv_head, D);
   }
 
   // ---- SwiGLU ----

@@ -1,5 +1,5 @@
 // Attention entry points: argument checks, options, the per-context state, and dispatch to
-// the fa2 kernels or cuDNN (attention.h says which does what).
+// the fa2 kernels, cuDNN or the generic kernels (attention.h says which does what).
 #include "backend/cuda/attention.h"
 
 #include <cstdlib>
@@ -12,7 +12,7 @@ namespace tl {
 namespace {
 
 struct AttentionState {
-  void* scratch = nullptr;  // device memory shared by fa2 and cuDNN
+  void* scratch = nullptr;  // device memory shared by all implementations
   size_t scratch_bytes = 0;
   CudnnAttention* cudnn = nullptr;
   bool env_read = false;
@@ -30,9 +30,18 @@ const AttentionOptions& env_options(CudaContext& ctx) {
   return st.env;
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+// Auto takes the first implementation of this list that runs the shape. cuDNN first: on the
+// H100 at the 1.1B shape it ran fwd+bwd in 1.54 ms against fa2's 2.54 ms (bench/RESULTS.md,
+// 2026-11-27); fa2 covers the shapes cuDNN refuses (T not a multiple of 128 on cuDNN <= 9.15),
+// generic every other head dim.
+constexpr AttentionImpl kAutoOrder[] = {AttentionImpl::Cudnn, AttentionImpl::Fa2,
+                                        AttentionImpl::Generic};
 
-// Preconditions shared by forward and backward; returns the shape.
+bool aligned(const void* p, uintptr_t bytes) {
+  return (reinterpret_cast<uintptr_t>(p) % bytes) == 0;
+}
+
+// Preconditions shared by forward and backward and by every implementation; returns the shape.
 AttnShape check(const char* op, const Tensor& qkv, const Tensor& out, const Tensor& lse, int H,
                 int K) {
   check_device(op, "qkv", qkv, Device::CUDA);
@@ -45,37 +54,90 @@ AttnShape check(const char* op, const Tensor& qkv, const Tensor& out, const Tens
   AttnShape s;
   s.B = int(qkv.dim(0)), s.T = int(qkv.dim(1)), s.H = H, s.K = K,
   s.D = int(qkv.dim(2) / (H + 2 * K));
-  TL_CHECK(s.B > 0 && s.T > 0, op, ": empty qkv ", qkv.str());
-  TL_CHECK(s.D % 8 == 0, op, ": head dim ", s.D, " must be a multiple of 8");
+  TL_CHECK(s.B > 0 && s.T > 0 && s.D > 0, op, ": empty qkv ", qkv.str());
+  TL_CHECK(s.D % 2 == 0, op, ": head dim ", s.D, " must be even");
   check_device(op, "out", out, Device::CUDA);
   check_dtype(op, "out", out, DType::BF16);
   check_shape(op, "out", out, Shape{s.B, s.T, int64_t(H) * s.D});
   check_device(op, "lse", lse, Device::CUDA);
   check_dtype(op, "lse", lse, DType::F32);
   check_shape(op, "lse", lse, Shape{s.B, H, s.T});
-  TL_CHECK(aligned16(qkv.data) && aligned16(out.data), op, ": qkv and out must be 16-byte aligned");
+  // bf16 pairs (D is even) everywhere; fa2 and cuDNN also need 16 bytes (unsupported()).
+  TL_CHECK(aligned(qkv.data, 4) && aligned(out.data, 4) && aligned(lse.data, 4), op,
+           ": qkv, out and lse must be 4-byte aligned");
   return s;
 }
 
-void check_impl(const char* op, const AttentionOptions& opt, const AttnShape& s) {
-  if (opt.impl == AttentionImpl::Fa2) {
-    TL_CHECK(fa2_supports_head_dim(s.D), op, " (fa2): head dim ", s.D,
-             " is not supported (64 or 128); ",
-             "TL_ATTENTION=cudnn runs other multiples of 8 up to 128");
-  } else {
-    const char* why = cudnn_attention_unsupported(s);
-    TL_CHECK(why[0] == '\0', op, " (cudnn): ", why, "; TL_ATTENTION=fa2 runs this shape");
+// Empty when impl runs the shape, else why it does not.
+std::string unsupported(AttentionImpl impl, const AttnShape& s, bool aligned16) {
+  switch (impl) {
+    case AttentionImpl::Fa2:
+      if (!fa2_supports_head_dim(s.D))
+        return cat("head dim ", s.D, " is not supported (64 or 128)");
+      if ((s.T + 63) / 64 > 65535) return cat("T = ", s.T, " is above 4194240");
+      break;
+    case AttentionImpl::Cudnn:
+      if (const char* why = cudnn_attention_unsupported(s); why[0] != '\0') return why;
+      break;
+    case AttentionImpl::Generic:
+      if (s.T > generic_max_T()) return cat("T = ", s.T, " is above ", generic_max_T());
+      return "";
+    case AttentionImpl::Auto:
+      return "";
   }
+  return aligned16 ? "" : "tensors must be 16-byte aligned";
+}
+
+AttentionImpl resolve(const char* op, const AttentionOptions& opt, const AttnShape& s,
+                      bool aligned16) {
+  if (opt.impl != AttentionImpl::Auto) {
+    const std::string why = unsupported(opt.impl, s, aligned16);
+    if (why.empty()) return opt.impl;
+    TL_CHECK(!opt.strict, op, " (", attention_impl_name(opt.impl), "): ", why, " (B=", s.B,
+             " T=", s.T, " H=", s.H, " K=", s.K, " D=", s.D,
+             "); the generic implementation runs every shape");
+  }
+  std::string why;
+  for (AttentionImpl impl : kAutoOrder) {
+    const std::string w = unsupported(impl, s, aligned16);
+    if (w.empty()) return impl;
+    why += cat(why.empty() ? "" : "; ", attention_impl_name(impl), ": ", w);
+  }
+  fail(op, ": no attention implementation runs B=", s.B, " T=", s.T, " H=", s.H, " K=", s.K,
+       " D=", s.D, " (", why, ")");
+}
+
+CudnnAttention* cudnn_state(CudaContext& ctx) {
+  AttentionState& st = state(ctx);
+  if (!st.cudnn) st.cudnn = cudnn_attention_create();
+  return st.cudnn;
 }
 
 }  // namespace
+
+const char* attention_impl_name(AttentionImpl impl) {
+  switch (impl) {
+    case AttentionImpl::Fa2:
+      return "fa2";
+    case AttentionImpl::Cudnn:
+      return "cudnn";
+    case AttentionImpl::Generic:
+      return "generic";
+    case AttentionImpl::Auto:
+      break;
+  }
+  return "auto";
+}
 
 AttentionOptions attention_options_from_env() {
   AttentionOptions o;
   if (const char* v = std::getenv("TL_ATTENTION"); v != nullptr && v[0] != '\0') {
     const std::string s = v;
-    TL_CHECK(s == "fa2" || s == "cudnn", "TL_ATTENTION='", s, "': expected fa2 or cudnn");
-    o.impl = s == "fa2" ? AttentionImpl::Fa2 : AttentionImpl::Cudnn;
+    bool known = false;
+    for (AttentionImpl impl :
+         {AttentionImpl::Auto, AttentionImpl::Fa2, AttentionImpl::Cudnn, AttentionImpl::Generic})
+      if (s == attention_impl_name(impl)) o.impl = impl, known = true;
+    TL_CHECK(known, "TL_ATTENTION='", s, "': expected auto, fa2, cudnn or generic");
   }
   if (const char* v = std::getenv("TL_ATTENTION_DETERMINISTIC"); v != nullptr && v[0] != '\0') {
     const std::string s = v;
@@ -83,6 +145,13 @@ AttentionOptions attention_options_from_env() {
     o.deterministic = s == "1";
   }
   return o;
+}
+
+AttentionImpl attention_impl_for(const AttentionOptions& opt, int T, int n_head, int n_kv_head,
+                                 int head_dim, bool aligned16) {
+  AttnShape s;
+  s.B = 1, s.T = T, s.H = n_head, s.K = n_kv_head, s.D = head_dim;
+  return resolve("attention", opt, s, aligned16);
 }
 
 void* attention_scratch(CudaContext& ctx, size_t bytes) {
@@ -100,13 +169,16 @@ void attention_forward_cuda(CudaContext& ctx, const AttentionOptions& opt, Tenso
                             Tensor qkv, int n_head, int n_kv_head) {
   const char* op = "attention_forward";
   const AttnShape s = check(op, qkv, out, lse, n_head, n_kv_head);
-  check_impl(op, opt, s);
-  if (opt.impl == AttentionImpl::Fa2) {
-    fa2_forward(s, out.data, lse.ptr<float>(), qkv.data, ctx.stream);
-  } else {
-    AttentionState& st = state(ctx);
-    if (!st.cudnn) st.cudnn = cudnn_attention_create();
-    cudnn_attention_forward(ctx, st.cudnn, s, out.data, lse.ptr<float>(), qkv.data);
+  switch (resolve(op, opt, s, aligned(qkv.data, 16) && aligned(out.data, 16))) {
+    case AttentionImpl::Fa2:
+      fa2_forward(s, out.data, lse.ptr<float>(), qkv.data, ctx.stream);
+      break;
+    case AttentionImpl::Cudnn:
+      cudnn_attention_forward(ctx, cudnn_state(ctx), s, out.data, lse.ptr<float>(), qkv.data);
+      break;
+    default:
+      generic_forward(s, out.data, lse.ptr<float>(), qkv.data, ctx.stream);
+      break;
   }
 }
 
@@ -115,24 +187,33 @@ void attention_backward_cuda(CudaContext& ctx, const AttentionOptions& opt, Tens
                              int n_kv_head) {
   const char* op = "attention_backward";
   const AttnShape s = check(op, qkv, out, lse, n_head, n_kv_head);
-  check_impl(op, opt, s);
   check_device(op, "dqkv", dqkv, Device::CUDA);
   check_dtype(op, "dqkv", dqkv, DType::BF16);
   check_shape(op, "dqkv", dqkv, qkv.shape);
   check_device(op, "dout", dout, Device::CUDA);
   check_dtype(op, "dout", dout, DType::BF16);
   check_shape(op, "dout", dout, out.shape);
-  TL_CHECK(aligned16(dqkv.data) && aligned16(dout.data), op,
-           ": dqkv and dout must be 16-byte aligned");
-  if (opt.impl == AttentionImpl::Fa2) {
-    void* ws = attention_scratch(ctx, fa2_workspace_bytes(s, opt.deterministic));
-    fa2_backward(s, dqkv.data, dout.data, qkv.data, out.data, lse.ptr<float>(), ws,
-                 opt.deterministic, ctx.stream);
-  } else {
-    AttentionState& st = state(ctx);
-    if (!st.cudnn) st.cudnn = cudnn_attention_create();
-    cudnn_attention_backward(ctx, st.cudnn, s, dqkv.data, dout.data, qkv.data, out.data,
-                             lse.ptr<float>());
+  TL_CHECK(aligned(dqkv.data, 4) && aligned(dout.data, 4), op,
+           ": dqkv and dout must be 4-byte aligned");
+  const bool a16 = aligned(qkv.data, 16) && aligned(out.data, 16) && aligned(dqkv.data, 16) &&
+                   aligned(dout.data, 16);
+  const float* l = lse.ptr<float>();
+  switch (resolve(op, opt, s, a16)) {
+    case AttentionImpl::Fa2: {
+      void* ws = attention_scratch(ctx, fa2_workspace_bytes(s, opt.deterministic));
+      fa2_backward(s, dqkv.data, dout.data, qkv.data, out.data, l, ws, opt.deterministic,
+                   ctx.stream);
+      break;
+    }
+    case AttentionImpl::Cudnn:
+      cudnn_attention_backward(ctx, cudnn_state(ctx), s, dqkv.data, dout.data, qkv.data, out.data,
+                               l);
+      break;
+    default: {
+      void* ws = attention_scratch(ctx, generic_workspace_bytes(s));
+      generic_backward(s, dqkv.data, dout.data, qkv.data, out.data, l, ws, ctx.stream);
+      break;
+    }
   }
 }
 
@@ -149,7 +230,15 @@ void attention_backward_cuda(CudaContext& ctx, Tensor dqkv, Tensor dout, Tensor 
 size_t attention_workspace_bytes(int B, int T, int n_head, int n_kv_head, int head_dim) {
   AttnShape s;
   s.B = B, s.T = T, s.H = n_head, s.K = n_kv_head, s.D = head_dim;
-  return fa2_workspace_bytes(s, attention_options_from_env().deterministic);
+  const AttentionOptions opt = attention_options_from_env();
+  switch (resolve("attention_workspace_bytes", opt, s, true)) {
+    case AttentionImpl::Fa2:
+      return fa2_workspace_bytes(s, opt.deterministic);
+    case AttentionImpl::Cudnn:
+      return fa2_workspace_bytes(s, false);  // Dsum + dQ accumulator
+    default:
+      return generic_workspace_bytes(s);
+  }
 }
 
 size_t attention_scratch_bytes(const CudaContext& ctx) {

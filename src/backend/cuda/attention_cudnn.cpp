@@ -9,15 +9,19 @@
 // graphs cudnn-frontend's composite SDPA nodes build; the layout below follows them.
 // Q, K, V, O and the gradients are described in place by strides into the packed qkv / out
 // tensors (no copies). stats = logsumexp of the scaled scores in natural log: exactly our lse.
+// Every tensor is 4-d, as cuDNN requires of the operands of one node: [B, heads, T, D] views,
+// stats and Dsum [B,H,T,1], scores [B,H,T,T], scalars [1,1,1,1].
 // Execution plans are built once per shape and cached.
 #include <cudnn.h>
 
 #include <array>
 #include <cmath>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/attention_internal.h"
@@ -40,6 +44,29 @@ namespace {
   } while (0)
 
 using Dims = std::array<int64_t, 4>;
+
+std::string dims_str(const Dims& d) { return cat("[", d[0], ",", d[1], ",", d[2], ",", d[3], "]"); }
+
+const char* type_name(cudnnDataType_t t) {
+  return t == CUDNN_DATA_FLOAT      ? "f32"
+         : t == CUDNN_DATA_BFLOAT16 ? "bf16"
+         : t == CUDNN_DATA_INT32    ? "i32"
+         : t == CUDNN_DATA_BOOLEAN  ? "bool"
+                                    : "type?";
+}
+
+const char* pointwise_name(cudnnPointwiseMode_t m) {
+  static const std::pair<cudnnPointwiseMode_t, const char*> kNames[] = {
+      {CUDNN_POINTWISE_ADD, "ADD"},           {CUDNN_POINTWISE_SUB, "SUB"},
+      {CUDNN_POINTWISE_MUL, "MUL"},           {CUDNN_POINTWISE_DIV, "DIV"},
+      {CUDNN_POINTWISE_EXP, "EXP"},           {CUDNN_POINTWISE_LOG, "LOG"},
+      {CUDNN_POINTWISE_IDENTITY, "IDENTITY"}, {CUDNN_POINTWISE_GEN_INDEX, "GEN_INDEX"},
+      {CUDNN_POINTWISE_CMP_GE, "CMP_GE"},     {CUDNN_POINTWISE_BINARY_SELECT, "BINARY_SELECT"},
+  };
+  for (const auto& [mode, name] : kNames)
+    if (mode == m) return name;
+  return "pointwise?";
+}
 
 // One backend descriptor, destroyed with its owner.
 struct Desc {
@@ -82,10 +109,14 @@ enum Uid : int64_t {
 };
 
 // Builds an operation graph; keeps every descriptor alive as long as the plan that uses it.
+// Every tensor of a graph has 4 dims (cuDNN rejects operations whose operands differ in rank).
+// A descriptor that does not finalize fails with a description of the node and its tensors
+// (uid, type, dims, strides), and a graph that does not finalize lists all its nodes.
 class Graph {
  public:
-  cudnnBackendDescriptor_t tensor(int64_t uid, cudnnDataType_t type, const Dims& dims,
-                                  const Dims& strides, bool is_virtual) {
+  using Td = cudnnBackendDescriptor_t;
+  Td tensor(int64_t uid, cudnnDataType_t type, const Dims& dims, const Dims& strides,
+            bool is_virtual, bool by_value = false) {
     Desc& t = keep(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
     const int64_t align = 16;
     t.set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type);
@@ -93,41 +124,36 @@ class Graph {
     t.set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides.data());
     t.set(CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
     t.set(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
-    if (is_virtual) {
-      const bool yes = true;
-      t.set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &yes);
-    }
-    t.finalize();
+    const bool yes = true;
+    if (is_virtual) t.set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &yes);
+    if (by_value) t.set(CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &yes);
+    std::string info =
+        cat("#", uid, " ", type_name(type), " dims ", dims_str(dims), " strides ",
+            dims_str(strides), is_virtual ? " virtual" : "", by_value ? " by-value" : "");
+    finalize(t, "tensor " + info);
+    info_[t.d] = std::move(info);
     return t.d;
   }
-  cudnnBackendDescriptor_t virt(cudnnDataType_t type, const Dims& dims, const Dims& strides) {
+  Td virt(cudnnDataType_t type, const Dims& dims, const Dims& strides) {
     return tensor(next_uid_++, type, dims, strides, true);
   }
-  // A host scalar passed by value at execution (1-d, as cudnn-frontend describes them).
-  cudnnBackendDescriptor_t scalar(int64_t uid) {
-    Desc& t = keep(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-    const cudnnDataType_t type = CUDNN_DATA_FLOAT;
-    const int64_t one = 1, align = 16;
-    const bool yes = true;
-    t.set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type);
-    t.set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 1, &one);
-    t.set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 1, &one);
-    t.set(CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
-    t.set(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
-    t.set(CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &yes);
-    t.finalize();
-    return t.d;
+  // A host f32 scalar passed by value at execution, [1,1,1,1] like the rest of the graph
+  // (cudnn-frontend creates its scalars 1-d and widens them to the rank of the other operands).
+  Td scalar(int64_t uid) {
+    return tensor(uid, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
   }
   // y = mode(x[, b[, t]]); axis only for GEN_INDEX.
-  void pointwise(cudnnPointwiseMode_t mode, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t b,
-                 cudnnBackendDescriptor_t t, cudnnBackendDescriptor_t y,
+  void pointwise(cudnnPointwiseMode_t mode, Td x, Td b, Td t, Td y,
                  cudnnDataType_t compute = CUDNN_DATA_FLOAT, int64_t axis = -1) {
     Desc& pw = keep(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
     pw.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
     pw.set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &compute);
     if (mode == CUDNN_POINTWISE_GEN_INDEX)
       pw.set(CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis);
-    pw.finalize();
+    const std::string what =
+        cat("pointwise ", pointwise_name(mode), " (math ", type_name(compute),
+            mode == CUDNN_POINTWISE_GEN_INDEX ? cat(", axis ", axis) : std::string(), ")");
+    finalize(pw, what);
     Desc& op = keep(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
     op.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw.d);
     op.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x);
@@ -137,51 +163,49 @@ class Graph {
     const float one = 1.f;
     op.set(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_FLOAT, 1, &one);
     op.set(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, CUDNN_TYPE_FLOAT, 1, &one);
-    op.finalize();
-    ops_.push_back(op.d);
+    add_op(op, what, {{"x", x}, {"b", b}, {"t", t}, {"y", y}});
   }
-  void reduction(cudnnReduceTensorOp_t mode, cudnnBackendDescriptor_t x,
-                 cudnnBackendDescriptor_t y) {
+  void reduction(cudnnReduceTensorOp_t mode, Td x, Td y) {
     Desc& r = keep(CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
     const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
     r.set(CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute);
     r.set(CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &mode);
-    r.finalize();
+    const std::string what = mode == CUDNN_REDUCE_TENSOR_MAX ? "reduction MAX" : "reduction ADD";
+    finalize(r, what);
     Desc& op = keep(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR);
     op.set_desc(CUDNN_ATTR_OPERATION_REDUCTION_DESC, r.d);
     op.set_desc(CUDNN_ATTR_OPERATION_REDUCTION_XDESC, x);
     op.set_desc(CUDNN_ATTR_OPERATION_REDUCTION_YDESC, y);
-    op.finalize();
-    ops_.push_back(op.d);
+    add_op(op, what, {{"x", x}, {"y", y}});
   }
-  void matmul(cudnnBackendDescriptor_t a, cudnnBackendDescriptor_t b, cudnnBackendDescriptor_t c) {
+  void matmul(Td a, Td b, Td c) {
     Desc& mm = keep(CUDNN_BACKEND_MATMUL_DESCRIPTOR);
     const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
     mm.set(CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute);
-    mm.finalize();
+    finalize(mm, "matmul descriptor");
     Desc& op = keep(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR);
     op.set_desc(CUDNN_ATTR_OPERATION_MATMUL_ADESC, a);
     op.set_desc(CUDNN_ATTR_OPERATION_MATMUL_BDESC, b);
     op.set_desc(CUDNN_ATTR_OPERATION_MATMUL_CDESC, c);
     op.set_desc(CUDNN_ATTR_OPERATION_MATMUL_DESC, mm.d);
-    op.finalize();
-    ops_.push_back(op.d);
+    add_op(op, "matmul", {{"a", a}, {"b", b}, {"c", c}});
   }
-  void reshape(cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t y) {
+  void reshape(Td x, Td y) {
     Desc& op = keep(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR);
     op.set_desc(CUDNN_ATTR_OPERATION_RESHAPE_XDESC, x);
     op.set_desc(CUDNN_ATTR_OPERATION_RESHAPE_YDESC, y);
-    op.finalize();
-    ops_.push_back(op.d);
+    add_op(op, "reshape", {{"x", x}, {"y", y}});
   }
   // Finalizes the graph and builds the first execution plan heuristics offer that cuDNN
-  // accepts. Returns the plan descriptor (owned by this graph).
-  cudnnBackendDescriptor_t build_plan(cudnnHandle_t handle, const char* what) {
+  // accepts. Returns the plan descriptor (owned by this graph); nullptr without a handle (the
+  // nodes alone, cudnn_attention_check_nodes).
+  Td build_plan(cudnnHandle_t handle, const char* what) {
+    if (!handle) return nullptr;
     Desc& graph = keep(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
     graph.set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, int64_t(ops_.size()),
               ops_.data());
     graph.set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
-    graph.finalize();
+    finalize(graph, cat(what, " operation graph of ", ops_.size(), " nodes:\n", listing()));
     std::string tried;
     for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
       Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
@@ -216,11 +240,8 @@ class Graph {
         tried += std::string(tried.empty() ? "" : "; ") + cudnnGetErrorString(st);
       }
     }
-    char detail[512] = {0};
-    cudnnGetLastErrorString(detail, sizeof(detail));
     fail("attention (cudnn): no cuDNN engine runs the ", what, " graph (cuDNN ", cudnnGetVersion(),
-         ", tried: ", tried.empty() ? "none offered" : tried,
-         detail[0] ? std::string("; ") + detail : "", ")");
+         ", tried: ", tried.empty() ? "none offered" : tried, last_error(), ")\n", listing());
   }
 
  private:
@@ -228,8 +249,36 @@ class Graph {
     keep_.push_back(std::make_unique<Desc>(type));
     return *keep_.back();
   }
+  static std::string last_error() {
+    char detail[512] = {0};
+    cudnnGetLastErrorString(detail, sizeof(detail));
+    return detail[0] ? std::string("; ") + detail : std::string();
+  }
+  void finalize(Desc& d, const std::string& what) {
+    const cudnnStatus_t st = cudnnBackendFinalize(d.d);
+    if (st != CUDNN_STATUS_SUCCESS)
+      fail("attention (cudnn): cuDNN ", cudnnGetVersion(), " returned ", cudnnGetErrorString(st),
+           last_error(), ", finalizing ", what);
+  }
+  // Finalizes an operation; on failure names the node and its tensors.
+  void add_op(Desc& op, const std::string& what,
+              std::initializer_list<std::pair<const char*, Td>> operands) {
+    std::string line = what;
+    for (const auto& [name, t] : operands)
+      if (t) line += cat("\n    ", name, ": ", info_.count(t) ? info_[t] : "(unknown tensor)");
+    finalize(op, cat("node ", ops_.size(), ": ", line));
+    ops_.push_back(op.d);
+    listing_.push_back(std::move(line));
+  }
+  std::string listing() const {
+    std::string s;
+    for (size_t i = 0; i < listing_.size(); ++i) s += cat("  node ", i, ": ", listing_[i], "\n");
+    return s;
+  }
   std::vector<std::unique_ptr<Desc>> keep_;
   std::vector<cudnnBackendDescriptor_t> ops_;
+  std::vector<std::string> listing_;                      // one entry per node, for diagnostics
+  std::map<cudnnBackendDescriptor_t, std::string> info_;  // tensor -> "#uid type dims strides"
   int64_t next_uid_ = kFirstVirtual;
 };
 
@@ -394,6 +443,12 @@ const char* cudnn_attention_unsupported(const AttnShape& s) {
   if (s.T % 128 != 0 && cudnnGetVersion() <= 91500)
     return "cuDNN <= 9.15 attention backward needs T % 128 == 0";
   return "";
+}
+
+void cudnn_attention_check_nodes(const AttnShape& s) {
+  Plan fwd, bwd;
+  build_forward(fwd, nullptr, s);
+  build_backward(bwd, nullptr, s);
 }
 
 namespace {

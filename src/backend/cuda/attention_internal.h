@@ -1,6 +1,7 @@
-// Internal interface between the attention dispatcher (attention.cpp) and its two
-// implementations: our FlashAttention-2 kernels (attention_fa2.cu) and cuDNN's fused SDPA
-// (attention_cudnn.cpp). Raw pointers into the packed layouts of backend.h:
+// Internal interface between the attention dispatcher (attention.cpp) and its three
+// implementations: our FlashAttention-2 kernels (attention_fa2.cu), the generic kernels for
+// any head dim (attention_generic.cu) and cuDNN's fused SDPA (attention_cudnn.cpp). Raw
+// pointers into the packed layouts of backend.h:
 //   qkv[B,T,(H+2K)*D] bf16, out/dout[B,T,H*D] bf16, lse[B,H,T] f32, dqkv like qkv.
 #pragma once
 #include <cuda_runtime.h>
@@ -34,6 +35,15 @@ void fa2_backward(const AttnShape& s, void* dqkv, const void* dout, const void* 
                   const void* out, const float* lse, void* workspace, bool deterministic,
                   cudaStream_t stream);
 
+// ---- generic kernels (any even head dim, T <= generic_max_T(); 4-byte aligned tensors) ----
+// Deterministic; the backward's workspace is Dsum [B,H,T] f32.
+int generic_max_T();
+size_t generic_workspace_bytes(const AttnShape& s);
+void generic_forward(const AttnShape& s, void* out, float* lse, const void* qkv,
+                     cudaStream_t stream);
+void generic_backward(const AttnShape& s, void* dqkv, const void* dout, const void* qkv,
+                      const void* out, const float* lse, void* workspace, cudaStream_t stream);
+
 // ---- cuDNN fused SDPA (graph backend API), plans cached per shape ----
 struct CudnnAttention;  // owned by the attention state
 CudnnAttention* cudnn_attention_create();
@@ -41,6 +51,9 @@ void cudnn_attention_destroy(CudnnAttention* c) noexcept;
 void cudnn_release_handle(CudaContext& ctx) noexcept;  // destroys ctx.cudnn if created
 // Empty when cuDNN can run this shape, else the reason it cannot.
 const char* cudnn_attention_unsupported(const AttnShape& s);
+// Builds every tensor and node of the forward and backward graphs, stopping before the
+// operation graph (which needs a GPU): throws what cuDNN rejects. For tests without a GPU.
+void cudnn_attention_check_nodes(const AttnShape& s);
 void cudnn_attention_forward(CudaContext& ctx, CudnnAttention* c, const AttnShape& s, void* out,
                              float* lse, const void* qkv);
 void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnShape& s, void* dqkv,

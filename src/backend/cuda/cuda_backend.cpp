@@ -8,6 +8,7 @@
 #include "backend/cuda/attention.h"
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/decode_attention.h"
 #include "backend/cuda/head.h"
 #include "backend/cuda/matmul.h"
 #include "backend/cuda/memory.h"
@@ -160,6 +161,14 @@ class CudaBackend final : public Backend {
     attention_backward_cuda(ctx_, dqkv, dout, qkv, out, lse, n_head, n_kv_head);
   }
 
+  // ---- incremental decoding (decode_attention.cu) ----
+  void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
+                        Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head) override {
+    auto s = prof_->scope(ProfCat::Attention);
+    gpu::attention_decode(out, qkv, k_cache, v_cache, cos, sin, pos, kv_len, n_head, n_kv_head,
+                          ctx_.sm_count, decode_scratch_, ctx_.stream);
+  }
+
   // ---- SwiGLU ----
   void swiglu_forward(Tensor out, Tensor gate_up) override {
     auto s = prof_->scope(ProfCat::Other);
@@ -246,6 +255,7 @@ class CudaBackend final : public Backend {
   Scratch embed_scratch_{mem_, "embedding_backward's sorted token ids"};
   Scratch head_scratch_{mem_, "head_cross_entropy's logits chunk"};
   Scratch reduce_scratch_{mem_, "sum_squares' per-block partial sums"};
+  Scratch decode_scratch_{mem_, "attention_decode's per-split partial results"};
 };
 
 }  // namespace

@@ -1,0 +1,439 @@
+#include "data/parquet/reader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+#include "data/parquet/codec.h"
+#include "data/parquet/thrift.h"
+
+namespace tl::parquet {
+
+// An open file read with pread.
+class File {
+ public:
+  explicit File(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    TL_CHECK(fd_ >= 0, "parquet '", path, "': cannot open: ", std::strerror(errno));
+    off_t end = ::lseek(fd_, 0, SEEK_END);
+    if (end < 0) {
+      ::close(fd_);
+      fail("parquet '", path, "': cannot seek: ", std::strerror(errno));
+    }
+    size_ = int64_t(end);
+  }
+  ~File() { ::close(fd_); }
+  const std::string& path() const { return path_; }
+  int64_t size() const { return size_; }
+  void read(int64_t offset, size_t n, std::string& out) const {
+    TL_CHECK(offset >= 0 && uint64_t(offset) + n <= uint64_t(size_), "parquet '", path_,
+             "': corrupt: read of ", n, " bytes at ", offset, " past the end (", size_, " bytes)");
+    out.resize(n);
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = ::pread(fd_, out.data() + done, n - done, off_t(offset + int64_t(done)));
+      if (r < 0 && errno == EINTR) continue;
+      TL_CHECK(r > 0, "parquet '", path_,
+               "': read error: ", r < 0 ? std::strerror(errno) : "short read");
+      done += size_t(r);
+    }
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  int64_t size_ = 0;
+};
+
+namespace {
+
+constexpr int32_t kMaxPageValues = 1 << 26;  // bounds memory when a corrupt header claims more
+
+const uint8_t* bytes(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
+
+uint32_t load_u32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+// Values packed LSB-first at `width` bits each (width <= 32).
+uint32_t unpack(const uint8_t* p, uint64_t i, int width) {
+  uint64_t bit = i * uint64_t(width), v = 0;
+  const uint8_t* q = p + bit / 8;
+  for (int k = 0, need = int(bit % 8) + width; k * 8 < need; ++k) v |= uint64_t(q[k]) << (8 * k);
+  return uint32_t((v >> (bit % 8)) & ((uint64_t(1) << width) - 1));
+}
+
+uint64_t varint(const uint8_t*& p, const uint8_t* end) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    TL_CHECK(p < end, "varint runs past the end of the page");
+    const uint8_t b = *p++;
+    v |= uint64_t(b & 0x7f) << shift;
+    if (!(b & 0x80)) return v;
+  }
+  fail("varint longer than 10 bytes");
+}
+
+// The RLE / bit-packing hybrid: n values of `width` bits into out.
+const uint8_t* decode_hybrid(const uint8_t* p, const uint8_t* end, int width, size_t n,
+                             std::vector<uint32_t>& out) {
+  TL_CHECK(width >= 0 && width <= 32, "bit width ", width, " above 32");
+  out.clear();
+  while (out.size() < n) {
+    const uint64_t h = varint(p, end);
+    if (h & 1) {  // bit-packed: (h >> 1) groups of 8 values
+      const uint64_t count = (h >> 1) * 8, take = std::min<uint64_t>(count, n - out.size());
+      const uint64_t run_bytes = (h >> 1) * uint64_t(width);
+      const uint64_t need = (take * uint64_t(width) + 7) / 8;
+      TL_CHECK(need <= uint64_t(end - p), "bit-packed run past the end of the page");
+      for (uint64_t i = 0; i < take; ++i) out.push_back(width ? unpack(p, i, width) : 0);
+      p += std::min<uint64_t>(run_bytes, uint64_t(end - p));
+    } else {  // repeated: one value in ceil(width / 8) bytes
+      const uint64_t count = h >> 1;
+      const int nb = (width + 7) / 8;
+      TL_CHECK(nb <= end - p, "RLE run past the end of the page");
+      uint32_t v = 0;
+      for (int k = 0; k < nb; ++k) v |= uint32_t(p[k]) << (8 * k);
+      p += nb;
+      TL_CHECK(count > 0, "empty RLE run");
+      out.insert(out.end(), std::min<uint64_t>(count, n - out.size()), v);
+    }
+  }
+  return p;
+}
+
+// DELTA_BINARY_PACKED: n values into out; returns the end of the encoded data.
+const uint8_t* decode_delta(const uint8_t* p, const uint8_t* end, uint64_t max_count,
+                            std::vector<int64_t>& out) {
+  const uint64_t block = varint(p, end), miniblocks = varint(p, end), total = varint(p, end);
+  const uint64_t z = varint(p, end);
+  int64_t v = int64_t(z >> 1) ^ -int64_t(z & 1);
+  TL_CHECK(miniblocks > 0 && block % 128 == 0 && block > 0 && (block / miniblocks) % 32 == 0,
+           "bad DELTA_BINARY_PACKED header (block ", block, ", miniblocks ", miniblocks, ")");
+  TL_CHECK(total <= max_count, "DELTA_BINARY_PACKED holds ", total, " values, the page ",
+           max_count);
+  out.clear();
+  if (total == 0) return p;
+  out.push_back(v);
+  const uint64_t per_mini = block / miniblocks;
+  while (out.size() < total) {
+    const uint64_t zd = varint(p, end);
+    const int64_t min_delta = int64_t(zd >> 1) ^ -int64_t(zd & 1);
+    TL_CHECK(uint64_t(end - p) >= miniblocks, "DELTA_BINARY_PACKED block past the end of the page");
+    const uint8_t* widths = p;
+    p += miniblocks;
+    for (uint64_t m = 0; m < miniblocks && out.size() < total; ++m) {
+      const int w = widths[m];
+      TL_CHECK(w <= 64, "DELTA_BINARY_PACKED bit width ", w);
+      const uint64_t mb_bytes = per_mini * uint64_t(w) / 8;
+      TL_CHECK(mb_bytes <= uint64_t(end - p),
+               "DELTA_BINARY_PACKED miniblock past the end of the page");
+      const uint64_t take = std::min<uint64_t>(per_mini, total - out.size());
+      for (uint64_t i = 0; i < take; ++i) {
+        uint64_t d = 0;  // widths above 32 in two halves
+        if (w <= 32)
+          d = w ? unpack(p, i, w) : 0;
+        else
+          for (int b = 0; b < w; ++b)
+            d |= uint64_t((p[(i * w + b) / 8] >> ((i * w + b) % 8)) & 1) << b;
+        v = int64_t(uint64_t(v) + uint64_t(min_delta) + d);
+        out.push_back(v);
+      }
+      p += mb_bytes;
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+// ---- ParquetFile ----
+
+ParquetFile::ParquetFile(const std::string& path) : file_(std::make_shared<File>(path)) {
+  const int64_t size = file_->size();
+  TL_CHECK(size >= 12, "parquet '", path, "': ", size, " bytes, too short for a parquet file");
+  std::string tail, head;
+  file_->read(0, 4, head);
+  file_->read(size - 8, 8, tail);
+  TL_CHECK(head == "PAR1" && tail.compare(4, 4, "PAR1") == 0, "parquet '", path,
+           "': not a parquet file (no PAR1 magic at the start and end)");
+  const uint32_t len = load_u32(bytes(tail));
+  TL_CHECK(int64_t(len) <= size - 12, "parquet '", path, "': corrupt footer: metadata length ", len,
+           " exceeds the file (", size, " bytes)");
+  std::string footer;
+  file_->read(size - 8 - int64_t(len), len, footer);
+  try {
+    meta_ = parse_file_metadata(bytes(footer), footer.size());
+  } catch (const ThriftTruncated&) {
+    fail("parquet '", path, "': corrupt footer: metadata ends early");
+  } catch (const Error& e) {
+    fail("parquet '", path, "': corrupt footer: ", e.what());
+  }
+  int64_t rows = 0;
+  for (const auto& g : meta_.row_groups) rows += g.num_rows;
+  TL_CHECK(rows == meta_.num_rows && rows >= 0, "parquet '", path,
+           "': corrupt footer: row groups hold ", rows, " rows, the file says ", meta_.num_rows);
+}
+
+ParquetFile::~ParquetFile() = default;
+
+const std::string& ParquetFile::path() const { return file_->path(); }
+
+std::vector<std::string> ParquetFile::column_names() const {
+  std::vector<std::string> names;
+  // Walk the root's children, skipping each one's subtree.
+  size_t i = 1;
+  for (int32_t c = 0; c < meta_.schema[0].num_children && i < meta_.schema.size(); ++c) {
+    names.push_back(meta_.schema[i].name);
+    int64_t pending = 1;
+    while (pending > 0 && i < meta_.schema.size()) pending += meta_.schema[i++].num_children - 1;
+  }
+  return names;
+}
+
+std::string ParquetFile::string_column_problem(const std::string& name) const {
+  size_t i = 1;
+  for (int32_t c = 0; c < meta_.schema[0].num_children && i < meta_.schema.size(); ++c) {
+    const SchemaElement& e = meta_.schema[i];
+    if (e.name == name) {
+      if (e.num_children > 0 || !e.type)
+        return cat("column '", name, "' is a group, not a string column");
+      if (e.repetition == Repetition::Repeated)
+        return cat("column '", name, "' is a repeated (list) column");
+      if (*e.type != PhysicalType::ByteArray)
+        return cat("column '", name, "' is ", type_name(*e.type),
+                   ", not a BYTE_ARRAY (string) column");
+      return "";
+    }
+    int64_t pending = 1;
+    while (pending > 0 && i < meta_.schema.size()) pending += meta_.schema[i++].num_children - 1;
+  }
+  std::string list;
+  for (const auto& n : column_names()) list += (list.empty() ? "" : ", ") + n;
+  return cat("no column '", name, "' (its columns: ", list, ")");
+}
+
+// ---- StringColumnReader ----
+
+StringColumnReader::StringColumnReader(const std::string& path, const std::string& column)
+    : pf_(path), column_(column) {
+  std::string problem = pf_.string_column_problem(column);
+  TL_CHECK(problem.empty(), "parquet '", path, "': ", problem);
+  for (const auto& e : pf_.meta_.schema)
+    if (e.name == column) optional_ = e.repetition == Repetition::Optional;
+}
+
+StringColumnReader::~StringColumnReader() = default;
+
+void StringColumnReader::corrupt(const std::string& what) const {
+  fail("parquet '", pf_.path(), "': column '", column_, "', row group ", row_group_ - 1, ": ",
+       what);
+}
+
+bool StringColumnReader::next(std::string& value, bool& is_null) {
+  while (next_ == values_.size())
+    if (!load_page()) return false;
+  const Value& v = values_[next_++];
+  ++rows_read_;
+  is_null = v.null;
+  const std::string& src = v.source == 0 ? page_ : v.source == 1 ? dict_ : own_;
+  value.assign(src.data() + v.offset, v.len);
+  return true;
+}
+
+bool StringColumnReader::open_next_chunk() {
+  const auto& groups = pf_.meta_.row_groups;
+  if (row_group_ == groups.size()) return false;
+  const RowGroup& g = groups[row_group_++];
+  chunk_ = nullptr;
+  for (const auto& c : g.columns)
+    if (c.path.size() == 1 && c.path[0] == column_) chunk_ = &c;
+  if (!chunk_) corrupt("no column chunk for the column");
+  if (!chunk_->file_path.empty())
+    corrupt("data in another file ('" + chunk_->file_path + "') is not supported");
+  if (!codec_supported(chunk_->codec))
+    corrupt(cat("compression ", codec_name(chunk_->codec),
+                " is not supported (none, snappy, gzip, zstd are)"));
+  if (chunk_->type != PhysicalType::ByteArray) corrupt("column chunk is not BYTE_ARRAY");
+  if (chunk_->num_values != g.num_rows)
+    corrupt(cat(chunk_->num_values, " values for ", g.num_rows, " rows"));
+  pos_ = chunk_->data_page_offset;
+  // Some writers store a dictionary offset of 0 for "none"; a dictionary comes first.
+  if (chunk_->dictionary_page_offset && *chunk_->dictionary_page_offset > 0 &&
+      *chunk_->dictionary_page_offset < pos_)
+    pos_ = *chunk_->dictionary_page_offset;
+  chunk_end_ = pos_ + chunk_->total_compressed_size;
+  if (pos_ < 4 || chunk_->total_compressed_size < 0 || chunk_end_ > pf_.file_->size() - 8)
+    corrupt(cat("column chunk [", pos_, ", ", chunk_end_, ") lies outside the file"));
+  values_left_ = chunk_->num_values;
+  dict_entries_.clear();
+  return true;
+}
+
+bool StringColumnReader::load_page() {
+  values_.clear();
+  next_ = 0;
+  for (;;) {
+    if (!chunk_ || values_left_ == 0) {
+      if (!open_next_chunk()) return false;
+      continue;
+    }
+    if (pos_ >= chunk_end_)
+      corrupt(cat("column chunk ended with ", values_left_, " values missing"));
+    // The header's size is unknown: read a window, widen it while the header runs past it.
+    PageHeader h;
+    size_t hsize = 0;
+    for (size_t window = 1 << 14;; window *= 4) {
+      const size_t n = size_t(std::min<int64_t>(int64_t(window), chunk_end_ - pos_));
+      pf_.file_->read(pos_, n, raw_);
+      try {
+        h = parse_page_header(bytes(raw_), n, hsize);
+        break;
+      } catch (const ThriftTruncated&) {
+        if (int64_t(n) == chunk_end_ - pos_)
+          corrupt(cat("page header at byte ", pos_, " runs past the column chunk"));
+      } catch (const Error& e) {
+        corrupt(cat("page header at byte ", pos_, ": ", e.what()));
+      }
+    }
+    if (h.compressed_size < 0 || h.uncompressed_size < 0 ||
+        int64_t(hsize) + h.compressed_size > chunk_end_ - pos_)
+      corrupt(cat("page at byte ", pos_, " has sizes ", h.compressed_size, "/", h.uncompressed_size,
+                  " beyond the column chunk"));
+    const int64_t body = pos_ + int64_t(hsize);
+    pos_ = body + h.compressed_size;
+    if (h.type != PageType::Dictionary && h.type != PageType::Data && h.type != PageType::DataV2)
+      continue;  // index pages and unknown kinds carry no values
+    pf_.file_->read(body, size_t(h.compressed_size), raw_);
+    const uint8_t* p = bytes(raw_);
+    try {
+      features_.insert(h.type == PageType::Dictionary ? "dictionary_page"
+                       : h.type == PageType::Data     ? "v1"
+                                                      : "v2");
+      if (h.type == PageType::Dictionary) {
+        if (h.dict_encoding != Encoding::Plain && h.dict_encoding != Encoding::PlainDictionary)
+          fail("dictionary page in ", encoding_name(h.dict_encoding));
+        decompress(chunk_->codec, p, raw_.size(), size_t(h.uncompressed_size), dict_);
+        dict_entries_.clear();
+        const uint8_t *q = bytes(dict_), *end = q + dict_.size();
+        for (int32_t i = 0; i < h.dict_num_values; ++i) {
+          TL_CHECK(end - q >= 4 && load_u32(q) <= uint64_t(end - q - 4), "dictionary entry ", i,
+                   " past the page");
+          dict_entries_.emplace_back(uint64_t(q + 4 - bytes(dict_)), load_u32(q));
+          q += 4 + load_u32(q);
+        }
+        continue;
+      }
+      const DataPageHeader& d = h.data;
+      TL_CHECK(d.num_values >= 0 && d.num_values <= values_left_ && d.num_values <= kMaxPageValues,
+               "page holds ", d.num_values, " values, the column chunk has ", values_left_,
+               " left (at most ", kMaxPageValues, " a page are taken as sane)");
+      std::vector<uint8_t> defs;
+      std::vector<uint32_t> levels;
+      if (h.type == PageType::Data) {
+        decompress(chunk_->codec, p, raw_.size(), size_t(h.uncompressed_size), page_);
+        const uint8_t *q = bytes(page_), *end = q + page_.size();
+        if (optional_) {
+          TL_CHECK(d.def_level_encoding == Encoding::Rle, "definition levels in ",
+                   encoding_name(d.def_level_encoding), " (only RLE is supported)");
+          TL_CHECK(end - q >= 4 && load_u32(q) <= uint64_t(end - q - 4),
+                   "definition levels past the page");
+          const uint8_t* lend = q + 4 + load_u32(q);
+          decode_hybrid(q + 4, lend, 1, size_t(d.num_values), levels);
+          q = lend;
+        }
+        defs.assign(levels.begin(), levels.end());
+        decode_values(q, end, d.encoding, defs, d.num_values);
+      } else {
+        const int64_t levels_bytes = int64_t(d.def_levels_bytes) + d.rep_levels_bytes;
+        TL_CHECK(d.def_levels_bytes >= 0 && d.rep_levels_bytes == 0 &&
+                     levels_bytes <= h.compressed_size && levels_bytes <= h.uncompressed_size,
+                 "bad level sizes in a v2 page (definition ", d.def_levels_bytes, ", repetition ",
+                 d.rep_levels_bytes, ")");
+        if (optional_) {
+          decode_hybrid(p, p + d.def_levels_bytes, 1, size_t(d.num_values), levels);
+          defs.assign(levels.begin(), levels.end());
+        }
+        const uint8_t* vals = p + levels_bytes;
+        const size_t n = raw_.size() - size_t(levels_bytes),
+                     out = size_t(h.uncompressed_size - levels_bytes);
+        decompress(d.is_compressed ? chunk_->codec : Codec::None, vals, n, out, page_);
+        decode_values(bytes(page_), bytes(page_) + page_.size(), d.encoding, defs, d.num_values);
+      }
+      values_left_ -= d.num_values;
+    } catch (const Error& e) {
+      corrupt(cat("page at byte ", body, ": ", e.what()));
+    }
+    if (!values_.empty()) return true;
+  }
+}
+
+void StringColumnReader::decode_values(const uint8_t* p, const uint8_t* end, Encoding enc,
+                                       const std::vector<uint8_t>& defs, int32_t num_values) {
+  const uint8_t* base = bytes(page_);
+  features_.insert(encoding_name(enc));
+  size_t present = 0;
+  for (uint8_t d : defs) {
+    TL_CHECK(d <= 1, "definition level ", int(d), " above 1");
+    present += d;
+  }
+  if (defs.empty()) present = size_t(num_values);
+  std::vector<Value> vals;  // the present values, in order
+  vals.reserve(present);
+  if (enc == Encoding::Plain) {
+    for (size_t i = 0; i < present; ++i) {
+      TL_CHECK(end - p >= 4 && load_u32(p) <= uint64_t(end - p - 4), "value ", i,
+               " runs past the page");
+      vals.push_back({0, false, load_u32(p), uint64_t(p + 4 - base)});
+      p += 4 + load_u32(p);
+    }
+  } else if (enc == Encoding::PlainDictionary || enc == Encoding::RleDictionary) {
+    TL_CHECK(present == 0 || p < end, "dictionary indices missing");
+    std::vector<uint32_t> idx;
+    if (present) decode_hybrid(p + 1, end, *p, present, idx);
+    for (uint32_t k : idx) {
+      TL_CHECK(k < dict_entries_.size(), "dictionary index ", k, " outside the dictionary of ",
+               dict_entries_.size(), dict_entries_.empty() ? " (no dictionary page)" : "");
+      vals.push_back({1, false, dict_entries_[k].second, dict_entries_[k].first});
+    }
+  } else if (enc == Encoding::DeltaLengthByteArray || enc == Encoding::DeltaByteArray) {
+    std::vector<int64_t> prefix, len;
+    if (enc == Encoding::DeltaByteArray) p = decode_delta(p, end, present, prefix);
+    p = decode_delta(p, end, present, len);
+    TL_CHECK(len.size() == present && (prefix.empty() || prefix.size() == present), len.size(),
+             " lengths for ", present, " values");
+    if (enc == Encoding::DeltaByteArray) own_.clear();
+    uint64_t prev_at = 0, prev_len = 0;
+    for (size_t i = 0; i < present; ++i) {
+      TL_CHECK(len[i] >= 0 && len[i] <= end - p, "value ", i, " runs past the page");
+      if (enc == Encoding::DeltaLengthByteArray) {
+        vals.push_back({0, false, uint32_t(len[i]), uint64_t(p - base)});
+      } else {  // prefix of the previous value + suffix
+        TL_CHECK(prefix[i] >= 0 && uint64_t(prefix[i]) <= prev_len, "prefix ", prefix[i],
+                 " longer than the previous value");
+        const uint64_t at = own_.size();
+        const std::string head = own_.substr(prev_at, size_t(prefix[i]));
+        own_ += head;
+        own_.append(reinterpret_cast<const char*>(p), size_t(len[i]));
+        prev_at = at;
+        prev_len = own_.size() - at;
+        vals.push_back({2, false, uint32_t(prev_len), at});
+      }
+      p += len[i];
+    }
+  } else {
+    fail("value encoding ", encoding_name(enc), " is not supported");
+  }
+  if (defs.empty()) {
+    values_.insert(values_.end(), vals.begin(), vals.end());
+    return;
+  }
+  size_t k = 0;
+  for (uint8_t d : defs) values_.push_back(d ? vals[k++] : Value{0, true, 0, 0});
+}
+
+}  // namespace tl::parquet

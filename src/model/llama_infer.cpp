@@ -1,0 +1,186 @@
+#include "model/llama_infer.h"
+
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+namespace tl {
+
+namespace {
+size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
+constexpr int64_t kHeadRows = 128;  // logits rows per head GEMM when every token's are wanted
+}  // namespace
+
+// Shapes: B rows, Tn new tokens per row, N = B*Tn, C dim, Q qkv width, I ffn dim, V vocab,
+// KD = K * head_dim. act = the backend's compute dtype.
+struct LlamaInference::State {
+  Buffer cache;              // k and v of every layer
+  std::vector<Tensor> k, v;  // act [B, max_len, KD] per layer
+  Buffer rope;               // cos, sin
+  Tensor cos, sin;           // f32 [max_len, D/2]
+  Buffer pos_buf;
+  Tensor pos;    // i32 [B] on the device
+  Buffer arena;  // activations of the last Tn
+  int Tn = 0;
+  Tensor tokens;                // i32 [N]
+  Tensor res0, res1, xn, proj;  // act [N,C]: residual stream (ping-pong), norm output, GEMM out
+  Tensor rstd;                  // f32 [N]
+  Tensor qkv;                   // act [B,Tn,Q]
+  Tensor att;                   // act [B,Tn,C]
+  Tensor gate_up;               // act [N,2I]
+  Tensor sw;                    // act [N,I]
+  Tensor last;                  // act [B,C]: the picked rows
+  Tensor logits_act;            // act [R,V], R = max(B, kHeadRows)
+  Tensor logits_f32;            // f32 [R,V]
+
+  void carve(const ModelConfig& c, int B, int Tn_, DType act,
+             const std::function<Tensor(DType, Shape)>& take) {
+    Tn = Tn_;
+    const int64_t N = int64_t(B) * Tn, C = c.dim, R = std::max<int64_t>(B, kHeadRows);
+    tokens = take(DType::I32, {N});
+    res0 = take(act, {N, C});
+    res1 = take(act, {N, C});
+    xn = take(act, {N, C});
+    proj = take(act, {N, C});
+    rstd = take(DType::F32, {N});
+    qkv = take(act, {B, Tn, c.qkv_dim()});
+    att = take(act, {B, Tn, C});
+    gate_up = take(act, {N, 2 * int64_t(c.ffn_dim)});
+    sw = take(act, {N, c.ffn_dim});
+    last = take(act, {B, C});
+    logits_act = take(act, {R, c.vocab_size});
+    logits_f32 = take(DType::F32, {R, c.vocab_size});
+  }
+};
+
+LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
+    : model_(model), B_(batch), max_len_(max_len), s_(std::make_unique<State>()) {
+  const ModelConfig& c = model_.config();
+  TL_CHECK(batch > 0, "inference: batch must be positive, got ", batch);
+  TL_CHECK(max_len > 0 && max_len <= c.max_seq_len, "inference: max_len ", max_len,
+           " must be in [1, the model's context ", c.max_seq_len, "]");
+  Backend& be = model_.backend();
+  const DType act = be.compute_dtype();
+  const int64_t KD = int64_t(c.n_kv_heads) * c.head_dim();
+  const size_t one = size_t(batch) * size_t(max_len) * size_t(KD) * dtype_size(act);
+  s_->cache = Buffer(be, aligned(one) * 2 * size_t(c.n_layers));
+  for (int l = 0; l < 2 * c.n_layers; ++l) {
+    Tensor t = s_->cache.tensor(act, {batch, max_len, KD}, aligned(one) * size_t(l));
+    (l % 2 ? s_->v : s_->k).push_back(t);
+  }
+  be.zero(s_->cache.tensor(DType::U8, {int64_t(s_->cache.bytes())}));
+
+  std::vector<float> cs, sn;
+  rope_tables(max_len, c.head_dim(), c.rope_theta, cs, sn);
+  const int64_t half = c.head_dim() / 2;
+  s_->rope = Buffer(be, aligned(cs.size() * 4) * 2);
+  s_->cos = s_->rope.tensor(DType::F32, {max_len, half});
+  s_->sin = s_->rope.tensor(DType::F32, {max_len, half}, aligned(cs.size() * 4));
+  be.upload(s_->cos, cs.data());
+  be.upload(s_->sin, sn.data());
+  s_->pos_buf = Buffer(be, size_t(batch) * 4);
+  s_->pos = s_->pos_buf.tensor(DType::I32, {batch});
+}
+
+LlamaInference::~LlamaInference() = default;
+
+size_t LlamaInference::cache_bytes() const { return s_->cache.bytes(); }
+
+Tensor LlamaInference::w(ParamKind k, int layer) const {
+  const ParamInfo& p = model_.layout().get(k, layer);
+  Tensor all = model_.compute_params();
+  return Tensor(static_cast<char*>(all.data) + size_t(p.offset) * dtype_size(all.dtype), all.dtype,
+                all.device, p.shape);
+}
+
+void LlamaInference::ensure_acts(int Tn) {
+  if (s_->Tn == Tn) return;
+  const ModelConfig& c = model_.config();
+  Backend& be = model_.backend();
+  const DType act = be.compute_dtype();
+  size_t bytes = 0;
+  State probe;
+  probe.carve(c, B_, Tn, act, [&](DType t, Shape sh) {
+    bytes += aligned(size_t(sh.numel()) * dtype_size(t));
+    return Tensor(nullptr, t, be.device(), sh);
+  });
+  if (s_->arena.bytes() < bytes) {
+    s_->arena = Buffer();  // free the old one first
+    s_->arena = Buffer(be, bytes);
+  }
+  char* base = static_cast<char*>(s_->arena.data());
+  size_t off = 0;
+  s_->carve(c, B_, Tn, act, [&](DType t, Shape sh) {
+    Tensor v(base + off, t, be.device(), sh);
+    off += aligned(size_t(sh.numel()) * dtype_size(t));
+    return v;
+  });
+}
+
+void LlamaInference::logits_of_rows(Tensor x, int64_t rows, float* logits) {
+  Backend& be = model_.backend();
+  const int64_t V = model_.config().vocab_size, R = s_->logits_act.dim(0);
+  for (int64_t r0 = 0; r0 < rows; r0 += R) {
+    const int64_t n = std::min(R, rows - r0);
+    Tensor z = s_->logits_act.rows(0, n), zf = s_->logits_f32.rows(0, n);
+    be.matmul_forward(z, x.rows(r0, r0 + n), w(ParamKind::Head));
+    be.convert(zf, z);
+    be.download(logits + r0 * V, zf);
+  }
+}
+
+void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
+                             float* logits) {
+  const ModelConfig& c = model_.config();
+  TL_CHECK(Tn > 0, "inference: Tn must be positive, got ", Tn);
+  int kv_len = 0;
+  for (int b = 0; b < B_; ++b) {
+    TL_CHECK(pos[b] >= 0 && int64_t(pos[b]) + Tn <= max_len_, "inference: row ", b,
+             " would place tokens at positions [", pos[b], ", ", int64_t(pos[b]) + Tn,
+             "), outside the cache's [0, ", max_len_, ")");
+    kv_len = std::max(kv_len, pos[b] + Tn);
+    if (pick)
+      TL_CHECK(pick[b] >= 0 && pick[b] < Tn, "inference: pick[", b, "] = ", pick[b],
+               " is not one of the ", Tn, " new tokens");
+  }
+  const int64_t N = int64_t(B_) * Tn;
+  for (int64_t i = 0; i < N; ++i)
+    TL_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token id ", tokens[i], " at ", i,
+             " is outside the model's vocabulary of ", c.vocab_size);
+  ensure_acts(Tn);
+  Backend& be = model_.backend();
+  State& s = *s_;
+  be.upload(s.tokens, tokens);
+  be.upload(s.pos, pos);
+
+  const int L = c.n_layers, H = c.n_heads, K = c.n_kv_heads;
+  const float eps = c.norm_eps;
+  const int64_t C = c.dim;
+  be.embedding_forward(s.res0, w(ParamKind::Embed), s.tokens);
+  be.rmsnorm_forward(s.xn, s.rstd, s.res0, w(ParamKind::AttnNorm, 0), eps);
+  for (int l = 0; l < L; ++l) {
+    // res1 = res0 + wo(attention over the cache(rope(wqkv(norm(res0)))))
+    be.matmul_forward(s.qkv.view({N, c.qkv_dim()}), s.xn, w(ParamKind::Wqkv, l));
+    be.attention_decode(s.att, s.qkv, s.k[size_t(l)], s.v[size_t(l)], s.cos, s.sin, s.pos, kv_len,
+                        H, K);
+    be.matmul_forward(s.proj, s.att.view({N, C}), w(ParamKind::Wo, l));
+    be.add_rmsnorm_forward(s.res1, s.xn, s.rstd, s.res0, s.proj, w(ParamKind::MlpNorm, l), eps);
+    // res0 = res1 + w_down(swiglu(w_gate_up(norm(res1))))
+    be.matmul_forward(s.gate_up, s.xn, w(ParamKind::WGateUp, l));
+    be.swiglu_forward(s.sw, s.gate_up);
+    be.matmul_forward(s.proj, s.sw, w(ParamKind::WDown, l));
+    const bool last = l + 1 == L;
+    be.add_rmsnorm_forward(s.res0, s.xn, s.rstd, s.res1, s.proj,
+                           last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1), eps);
+  }
+  // xn now holds the final normed hidden states [N,C].
+  if (!pick) return logits_of_rows(s.xn, N, logits);
+  if (Tn == 1) return logits_of_rows(s.xn, B_, logits);
+  for (int b = 0; b < B_; ++b) {
+    const int64_t r = int64_t(b) * Tn + pick[b];
+    be.copy(s.last.rows(b, b + 1), s.xn.rows(r, r + 1));
+  }
+  logits_of_rows(s.last, B_, logits);
+}
+
+}  // namespace tl

@@ -1,0 +1,47 @@
+// Generation-time forward with a KV cache, over the weights of a LlamaModel (borrowed: the
+// model must outlive this object and keep its weights while a cache is in use).
+//
+// Rows of a batch are independent sequences with their own lengths: row b's tokens sit at
+// positions 0, 1, ... of its own cache row, so a prompt is computed exactly as if it were
+// alone (its own RoPE positions, no padding in its attention). A call feeds Tn tokens per row
+// at positions pos[b] .. pos[b] + Tn - 1; rows with fewer real tokens pad the call with any
+// valid id, and those padding positions are simply overwritten later.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "model/llama.h"
+
+namespace tl {
+
+class LlamaInference {
+ public:
+  // A cache for `batch` rows of up to `max_len` positions (<= the model's context).
+  LlamaInference(LlamaModel& model, int batch, int max_len);
+  ~LlamaInference();
+  LlamaInference(const LlamaInference&) = delete;
+  LlamaInference& operator=(const LlamaInference&) = delete;
+
+  int batch() const { return B_; }
+  int max_len() const { return max_len_; }
+  size_t cache_bytes() const;
+
+  // tokens[B,Tn] (host i32); pos[B] (host): each pos[b] + Tn <= max_len(), and positions
+  // below pos[b] filled by earlier calls. The new tokens attend over positions [0, p] of
+  // their row. logits (host f32): with pick[B] given, [B,V] for token pick[b] of each row;
+  // with pick null, [B,Tn,V] for every token.
+  void forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
+               float* logits);
+
+ private:
+  struct State;
+  void ensure_acts(int Tn);
+  Tensor w(ParamKind k, int layer = -1) const;                 // compute-dtype weight view
+  void logits_of_rows(Tensor x, int64_t rows, float* logits);  // x[rows,C] -> host [rows,V]
+
+  LlamaModel& model_;
+  int B_, max_len_;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace tl
