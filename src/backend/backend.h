@@ -136,10 +136,16 @@ class Backend {
   virtual size_t memory_in_use() const { return 0; }     // bytes allocated now
   virtual size_t peak_memory() const { return 0; }       // high-water mark of allocations
   virtual size_t device_memory_total() const { return 0; }  // 0 when unknown
+
+  // ---- distributed training (optional) ----
+  // The stream compute ops are enqueued on (a cudaStream_t on CUDA), so a communicator can
+  // order its collectives against them; nullptr for backends whose ops complete at once.
+  virtual void* native_stream() const { return nullptr; }
+  virtual int device_index() const { return -1; }  // the GPU this backend uses; -1 for none
 };
 
-// "cpu", "cuda" or "auto" (cuda when built with CUDA and a GPU is present, else cpu).
-// threads: CPU worker threads (0 = all cores).
+// "cpu", "cuda" or "auto" (cuda when built with CUDA and a GPU is present, else cpu);
+// "cuda:N" picks GPU N (one process per GPU). threads: CPU worker threads (0 = all cores).
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
 bool cuda_available();  // built with CUDA and at least one GPU visible
 

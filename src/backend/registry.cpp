@@ -17,6 +17,16 @@ bool cuda_available() {
 
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
   if (device == "cpu") return make_cpu_backend(threads);
+  if (device.rfind("cuda:", 0) == 0) {
+    const std::string n = device.substr(5);
+    TL_CHECK(!n.empty() && n.find_first_not_of("0123456789") == std::string::npos,
+             "unknown device '", device, "' (expected cuda:N with N a GPU number)");
+#ifdef TL_WITH_CUDA
+    return make_cuda_backend(std::stoi(n));
+#else
+    fail("--device ", device, ": this tinyllama was built without the CUDA backend");
+#endif
+  }
   if (device == "cuda" || device == "auto") {
 #ifdef TL_WITH_CUDA
     if (cuda_device_count() > 0) return make_cuda_backend(0);

@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "train/bench.h"
+#include "train/dist_bench.h"
 #include "train/memory_estimate.h"
 
 namespace tl::cli {
@@ -14,6 +15,7 @@ void add_bench_command(CLI::App& app) {
     BenchOptions b;
     std::string preset = "tinyllama-1.1b";
     std::string json_out;
+    DistBenchOptions dist;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--preset", o->preset, "Model preset");
@@ -26,8 +28,14 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--device", o->b.device, "cpu, cuda or auto");
   cmd->add_option("--threads", o->b.threads, "CPU threads (0 = all cores)");
   cmd->add_option("--json", o->json_out, "Also write the result as JSON to this file");
-  cmd->callback([o] {
+  auto* strategy = cmd->add_option("--strategy", o->dist.strategy,
+                  "Sharded bench (multi-GPU under torchrun/mpirun/srun): full_shard, "
+                  "shard_grad_op, no_shard or hybrid_shard");
+  cmd->add_option("--hybrid-group", o->dist.hybrid_group, "hybrid_shard: ranks per group (0 = per node)");
+  cmd->callback([o, strategy] {
     o->b.model = ModelConfig::from_preset(o->preset);
+    o->dist.bench = o->b;
+    if (run_dist_bench_cli(o->dist, strategy->count() > 0, o->json_out)) return;
     BenchResult r = run_bench(o->b);
     const int T = o->b.seq_len > 0 ? o->b.seq_len : o->b.model.max_seq_len;
     std::printf("device       %s\n", r.device.c_str());

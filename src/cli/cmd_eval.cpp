@@ -21,7 +21,7 @@ void add_eval_command(CLI::App& app) {
     int64_t max_blocks = 0;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file (.tlck)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file (.tlck) or sharded step folder")->required()->check(CLI::ExistingPath);
   cmd->add_option("--data", o->data, "Shard files or folders of *.bin shards")->required();
   cmd->add_option("--seq-len", o->seq_len, "Block length T (default: the model's context)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch", o->batch, "Blocks per forward pass")->check(CLI::PositiveNumber);

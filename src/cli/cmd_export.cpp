@@ -4,6 +4,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/hf.h"
+#include "dist/sharded_checkpoint.h"
 #include "cli/commands.h"
 #include "core/fs.h"
 
@@ -30,7 +31,7 @@ std::string tokenizer_of_run(const json& meta) {
 }
 
 void run_export(const ExportArgs& a) {
-  CheckpointData ck = load_checkpoint(a.checkpoint, /*with_optimizer=*/false);
+  CheckpointData ck = load_any_checkpoint(a.checkpoint, /*with_optimizer=*/false);
   TL_CHECK(ck.meta.is_object() && ck.meta.contains("model"), "checkpoint '", a.checkpoint,
            "' has no meta.model (the model config)");
   ModelConfig cfg = ModelConfig::from_json(ck.meta["model"], "model");
@@ -52,8 +53,9 @@ void run_export(const ExportArgs& a) {
 void add_export_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("export", "Export a checkpoint's model as a Hugging Face folder");
   auto a = std::make_shared<ExportArgs>();
-  cmd->add_option("--checkpoint", a->checkpoint, "native checkpoint to read")
-      ->required()->check(CLI::ExistingFile);
+  cmd->add_option("--checkpoint", a->checkpoint,
+                  "native checkpoint to read (a file, or a sharded run's step folder)")
+      ->required()->check(CLI::ExistingPath);
   cmd->add_option("--format", a->format, "output format")
       ->capture_default_str()->check(CLI::IsMember({"hf"}));
   cmd->add_option("--out", a->out, "folder to write (created if missing)")->required();

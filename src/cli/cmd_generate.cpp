@@ -194,9 +194,9 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "generate", "Generate text from a checkpoint (batched prompts, KV cache, CPU or GPU)");
   auto a = std::make_shared<GenerateArgs>();
-  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint file (.tlck)")
+  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint file (.tlck) or sharded step folder")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   cmd->add_option("--tokenizer", a->tokenizer, "SentencePiece .model (not needed with --ids)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--prompt", a->prompts, "Prompt text (repeatable: the prompts run as one batch)");

@@ -46,9 +46,9 @@ void add_logits_command(CLI::App& app) {
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file")
+  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file or sharded step folder")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   cmd->add_option("--tokens", o->tokens, "safetensors file with 'tokens' [B, T]")
       ->required()
       ->check(CLI::ExistingFile);

@@ -1,4 +1,5 @@
 // tinyllama train --config FILE [--set key=value ...] [--resume auto|PATH]
+// Several GPUs: the same command under torchrun, mpirun or srun (one process per GPU).
 // Exit status: 0 when the run finished or a stop signal ended it after saving; 1 on an
 // error (bad config, a checkpoint that cannot be written, too many non-finite steps).
 #include <cstdio>
@@ -25,14 +26,20 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--init-from", o->init_from,
                   "Start from this checkpoint's weights (e.g. an imported Hugging Face model): "
                   "step 0, fresh optimizer; its model must equal the config's model section")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   cmd->callback([o] {
     std::vector<std::string> sets = o->sets;
     if (!o->device.empty()) sets.push_back("train.device=" + o->device);
     TrainConfig cfg = TrainConfig::load(o->config, sets);
     install_stop_signal_handlers();
     Trainer trainer(cfg, o->resume, o->init_from);
-    TrainSummary s = trainer.run();
+    TrainSummary s;
+    try {
+      s = trainer.run();
+    } catch (const std::exception& e) {
+      trainer.report_failure(e.what());  // multi-GPU runs: every rank learns why
+      throw;
+    }
     if (s.stopped) {
       std::printf("stopped by a signal at step %lld of %lld; checkpoint: %s\n"
                   "continue with: tinyllama train --config %s --resume auto\n",

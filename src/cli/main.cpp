@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   tl::cli::add_bench_command(app);
   tl::cli::add_init_command(app);
   tl::cli::add_logits_command(app);
+  tl::cli::add_comm_check_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -112,11 +112,13 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& be, ModelOptions opts)
     : cfg_(cfg), be_(be), opts_(opts), layout_(cfg) {
   cfg_.validate();
   const size_t P = size_t(layout_.total());
-  params_ = Buffer(be_, P * 4);
-  grads_ = Buffer(be_, P * 4);
-  be_.zero(params());
-  be_.zero(grads());
-  if (be_.compute_dtype() != DType::F32) {
+  if (!opts_.provider) {
+    params_ = Buffer(be_, P * 4);
+    grads_ = Buffer(be_, P * 4);
+    be_.zero(params());
+    be_.zero(grads());
+  }
+  if (!opts_.provider && be_.compute_dtype() != DType::F32) {
     compute_params_ = Buffer(be_, P * dtype_size(be_.compute_dtype()));
     be_.zero(compute_params());
   }
@@ -130,12 +132,14 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& be, ModelOptions opts)
 }
 
 Tensor LlamaModel::compute_params() const {
+  TL_CHECK(!opts_.provider, "compute_params: this model's weights live in its ParamProvider");
   if (compute_params_.data() == nullptr) return params();
   return compute_params_.tensor(be_.compute_dtype(), {layout_.total()});
 }
 
 Tensor LlamaModel::w(ParamKind k, int layer) const {
   const ParamInfo& p = layout_.get(k, layer);
+  if (opts_.provider) return opts_.provider->weight(p);
   Tensor all = compute_params();
   return Tensor(static_cast<char*>(all.data) + size_t(p.offset) * dtype_size(all.dtype),
                 all.dtype, all.device, p.shape);
@@ -143,6 +147,7 @@ Tensor LlamaModel::w(ParamKind k, int layer) const {
 
 Tensor LlamaModel::dw(ParamKind k, int layer) const {
   const ParamInfo& p = layout_.get(k, layer);
+  if (opts_.provider) return opts_.provider->grad(p);
   return Tensor(static_cast<char*>(grads_.data()) + size_t(p.offset) * 4, DType::F32,
                 be_.device(), p.shape);
 }
@@ -179,21 +184,26 @@ void LlamaModel::init_weights(uint64_t seed) {
 void LlamaModel::set_params(const std::vector<float>& host) {
   TL_CHECK(int64_t(host.size()) == layout_.total(), "set_params: got ", host.size(),
            " values for a model of ", layout_.total());
+  if (opts_.provider) return opts_.provider->set_params(host);
   be_.upload(params(), host.data());
   sync_compute_params();
 }
 
 std::vector<float> LlamaModel::get_params() const {
+  if (opts_.provider) return opts_.provider->get_params();
   std::vector<float> host(size_t(layout_.total()));
   be_.download(host.data(), params());
   return host;
 }
 
 void LlamaModel::sync_compute_params() {
-  if (compute_params_.data() != nullptr) be_.convert(compute_params(), params());
+  if (!opts_.provider && compute_params_.data() != nullptr) be_.convert(compute_params(), params());
 }
 
-void LlamaModel::zero_grads() { be_.zero(grads()); }
+void LlamaModel::zero_grads() {
+  if (opts_.provider) return opts_.provider->zero_grads();
+  be_.zero(grads());
+}
 
 void LlamaModel::ensure_acts(int B, int T) {
   TL_CHECK(B > 0 && T > 0, "micro-batch must be positive, got ", B, " x ", T);
@@ -245,8 +255,11 @@ void LlamaModel::forward(int B, int T) {
   Tensor cos = rope_cos_.tensor(DType::F32, {cfg_.max_seq_len, half});
   Tensor sin = rope_sin_.tensor(DType::F32, {cfg_.max_seq_len, half});
 
+  unit_forward_begin(0);
   be_.embedding_forward(a.res[0], w(ParamKind::Embed), a.tokens);
+  unit_forward_begin(layer_unit(0));
   be_.rmsnorm_forward(a.xn_a[0], a.rstd_a[0], a.res[0], w(ParamKind::AttnNorm, 0), eps);
+  unit_forward_end(0);
   for (int l = 0; l < L; ++l) {
     const int64_t C = cfg_.dim;
     // attention block: res[2l+1] = res[2l] + wo(attention(rope(wqkv(norm(res[2l])))))
@@ -261,19 +274,24 @@ void LlamaModel::forward(int B, int T) {
     be_.matmul_forward(a.gate_up[size_t(l)], a.xn_m[size_t(l)], w(ParamKind::WGateUp, l));
     be_.swiglu_forward(a.sw[size_t(l)], a.gate_up[size_t(l)]);
     be_.matmul_forward(a.proj, a.sw[size_t(l)], w(ParamKind::WDown, l));
+    unit_forward_begin(layer_unit(l + 1));  // the next unit's norm weight is read below
     const bool last = l + 1 == L;
     be_.add_rmsnorm_forward(a.res[size_t(2 * l + 2)], last ? a.xn_f : a.xn_a[size_t(l + 1)],
                             last ? a.rstd_f : a.rstd_a[size_t(l + 1)], a.res[size_t(2 * l + 1)],
                             a.proj,
                             last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1), eps);
+    unit_forward_end(layer_unit(l));
   }
 }
 
 void LlamaModel::head(bool with_grad, float loss_scale) {
   Acts& a = *acts_;
+  // With the gradient, this op is the start of the head unit's backward.
+  if (with_grad) unit_backward_begin(head_unit(cfg_.n_layers));
   be_.head_cross_entropy(a.losses, with_grad ? a.dxn_f : Tensor(),
                          with_grad ? dw(ParamKind::Head) : Tensor(), a.xn_f, w(ParamKind::Head),
                          a.targets, loss_scale);
+  if (!with_grad) unit_forward_end(head_unit(cfg_.n_layers));
 }
 
 void LlamaModel::backward(int B, int T) {
@@ -289,8 +307,10 @@ void LlamaModel::backward(int B, int T) {
   be_.zero(a.dres);
   be_.rmsnorm_backward(a.dres, dw(ParamKind::FinalNorm), a.dxn_f, a.res[size_t(2 * L)],
                        w(ParamKind::FinalNorm), a.rstd_f);
+  unit_backward_end(head_unit(L));
   for (int l = L - 1; l >= 0; --l) {
     const size_t li = size_t(l);
+    unit_backward_begin(layer_unit(l));
     // MLP block
     if (opts_.recompute) be_.swiglu_forward(a.sw[li], a.gate_up[li]);
     be_.matmul_backward(a.dsw, dw(ParamKind::WDown, l), a.dres, a.sw[li], w(ParamKind::WDown, l),
@@ -315,8 +335,11 @@ void LlamaModel::backward(int B, int T) {
                         a.xn_a[li], w(ParamKind::Wqkv, l), false);
     be_.rmsnorm_backward(a.dres, dw(ParamKind::AttnNorm, l), a.dxn, a.res[2 * li],
                          w(ParamKind::AttnNorm, l), a.rstd_a[li]);
+    unit_backward_end(layer_unit(l));
   }
+  unit_backward_begin(0);
   be_.embedding_backward(dw(ParamKind::Embed), a.dres, a.tokens);
+  unit_backward_end(0);
 }
 
 LossSum LlamaModel::read_losses(int B, int T, const int32_t* targets) {
@@ -357,6 +380,7 @@ void LlamaModel::forward_last_logits(const int32_t* tokens, int B, int T, float*
     be_.copy(a.last_x.rows(b, b + 1), a.xn_f.rows(row, row + 1));
   }
   be_.matmul_forward(a.logits_act, a.last_x, w(ParamKind::Head));
+  unit_forward_end(head_unit(cfg_.n_layers));
   be_.convert(a.logits_f32, a.logits_act);
   be_.download(logits, a.logits_f32);
 }

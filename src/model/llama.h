@@ -8,6 +8,7 @@
 #include "backend/backend.h"
 #include "model/config.h"
 #include "model/param_layout.h"
+#include "model/param_provider.h"
 
 namespace tl {
 
@@ -21,6 +22,9 @@ struct ModelOptions {
   // Recompute RMSNorm outputs and the SwiGLU product in the backward instead of keeping
   // them per layer (saves ~40% of activation memory for a few cheap elementwise passes).
   bool recompute = false;
+  // When set, weights and gradients live there (sharded training) and the model allocates
+  // neither; params(), grads() and compute_params() are then unavailable.
+  ParamProvider* provider = nullptr;
 };
 
 class LlamaModel {
@@ -70,6 +74,11 @@ class LlamaModel {
   LossSum read_losses(int B, int T, const int32_t* targets);
   Tensor w(ParamKind k, int layer = -1) const;   // compute-dtype weight view
   Tensor dw(ParamKind k, int layer = -1) const;  // f32 gradient view
+  // ParamProvider hooks (no-ops without a provider).
+  void unit_forward_begin(int u) { if (opts_.provider) opts_.provider->before_forward(u); }
+  void unit_forward_end(int u) { if (opts_.provider) opts_.provider->after_forward(u); }
+  void unit_backward_begin(int u) { if (opts_.provider) opts_.provider->before_backward(u); }
+  void unit_backward_end(int u) { if (opts_.provider) opts_.provider->after_backward(u); }
 
   ModelConfig cfg_;
   Backend& be_;

@@ -16,8 +16,18 @@ AdamW::AdamW(Backend& be, int64_t num_params, AdamWConfig cfg)
 StepResult AdamW::step(LlamaModel& model, float lr) {
   TL_CHECK(model.params().numel() == n_, "optimizer built for ", n_, " parameters, model has ",
            model.params().numel());
+  Tensor compute = model.compute_params();
+  return step(model.params(), model.grads(),
+              compute.data == model.params().data ? Tensor() : compute, lr);
+}
+
+StepResult AdamW::step(Tensor params, Tensor grads, Tensor params_compute, float lr,
+                       const std::function<void(Tensor)>& reduce_norm_sq) {
+  TL_CHECK(params.numel() == n_ && grads.numel() == n_, "optimizer built for ", n_,
+           " parameters, got ", params.str(), " and gradients ", grads.str());
   Tensor norm_sq = norm_sq_.tensor(DType::F32, {1});
-  be_.sum_squares(norm_sq, model.grads());
+  be_.sum_squares(norm_sq, grads);
+  if (reduce_norm_sq) reduce_norm_sq(norm_sq);
   float host_norm_sq = 0;
   be_.download(&host_norm_sq, norm_sq);
   StepResult r;
@@ -31,10 +41,8 @@ StepResult AdamW::step(LlamaModel& model, float lr) {
   args.weight_decay = cfg_.weight_decay;
   args.step = ++t_;
   args.max_grad_norm = cfg_.grad_clip;
-  Tensor compute = model.compute_params();
-  be_.adamw_update(model.params(), model.grads(), m_.tensor(DType::F32, {n_}),
-                   v_.tensor(DType::F32, {n_}),
-                   compute.data == model.params().data ? Tensor() : compute, norm_sq, args);
+  be_.adamw_update(params, grads, m_.tensor(DType::F32, {n_}), v_.tensor(DType::F32, {n_}),
+                   params_compute, norm_sq, args);
   r.applied = true;
   return r;
 }

@@ -2,6 +2,7 @@
 // (the norm is read back once per step, for logging and the non-finite guard).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "backend/backend.h"
@@ -29,6 +30,12 @@ class AdamW {
   // Clips, updates model.params() and refreshes its compute copy. Skips the update (and
   // leaves the step counter) when the gradient norm is NaN or infinite.
   StepResult step(LlamaModel& model, float lr);
+  // The same update over arrays the caller owns (one rank's shard in sharded training):
+  // params, grads [num_params] f32; params_compute (may be empty) receives the updated
+  // parameters in its dtype. reduce_norm_sq, when set, turns this rank's sum of squares
+  // (f32 [1] on the device) into the global one before it is read.
+  StepResult step(Tensor params, Tensor grads, Tensor params_compute, float lr,
+                  const std::function<void(Tensor)>& reduce_norm_sq = {});
 
   int64_t steps_taken() const { return t_; }
   void set_steps_taken(int64_t t) { t_ = t; }

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "dist/sharded_checkpoint.h"
 
 namespace tl {
 
@@ -19,6 +20,31 @@ bool is_temp_name(const std::string& name) {
   if (at == std::string::npos || at + 5 == name.size()) return false;
   return name.find_first_not_of("0123456789", at + 5) == std::string::npos;
 }
+
+// Step folders ("step_<digits>", nothing after), complete or not, in no particular order.
+std::vector<CheckpointFile> step_folders(const std::string& run_dir) {
+  const std::string dir = checkpoint_dir(run_dir);
+  std::vector<CheckpointFile> out;
+  std::error_code ec;
+  if (!is_directory(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::error_code ec2;
+    if (!e.is_directory(ec2)) continue;
+    const std::string name = e.path().filename().string();
+    long long step = -1;
+    int used = 0;
+    if (std::sscanf(name.c_str(), "step_%lld%n", &step, &used) == 1 && size_t(used) == name.size() &&
+        step >= 0 && name.find_first_not_of("0123456789", 5) == std::string::npos)
+      out.push_back({step, dir + "/" + name, true});
+  }
+  return out;
+}
+
+void sort_by_step(std::vector<CheckpointFile>& v) {
+  std::sort(v.begin(), v.end(), [](const CheckpointFile& a, const CheckpointFile& b) {
+    return a.step != b.step ? a.step < b.step : a.sharded < b.sharded;
+  });
+}
 }  // namespace
 
 std::string checkpoint_dir(const std::string& run_dir) { return run_dir + "/checkpoints"; }
@@ -27,6 +53,10 @@ std::string checkpoint_path(const std::string& run_dir, int64_t step) {
   char name[64];
   std::snprintf(name, sizeof name, "step_%08lld.tlck", static_cast<long long>(step));
   return checkpoint_dir(run_dir) + "/" + name;
+}
+
+std::string sharded_checkpoint_path(const std::string& run_dir, int64_t step) {
+  return checkpoint_dir(run_dir) + "/" + sharded_checkpoint_name(step);
 }
 
 std::vector<CheckpointFile> list_checkpoints(const std::string& run_dir) {
@@ -42,8 +72,17 @@ std::vector<CheckpointFile> list_checkpoints(const std::string& run_dir) {
         size_t(used) == name.size() && step >= 0)
       out.push_back({step, path});
   }
-  std::sort(out.begin(), out.end(),
-            [](const CheckpointFile& a, const CheckpointFile& b) { return a.step < b.step; });
+  for (CheckpointFile& f : step_folders(run_dir))
+    if (is_sharded_checkpoint(f.path)) out.push_back(std::move(f));
+  sort_by_step(out);
+  return out;
+}
+
+std::vector<CheckpointFile> list_incomplete_checkpoints(const std::string& run_dir) {
+  std::vector<CheckpointFile> out;
+  for (CheckpointFile& f : step_folders(run_dir))
+    if (!is_sharded_checkpoint(f.path)) out.push_back(std::move(f));
+  sort_by_step(out);
   return out;
 }
 
@@ -57,22 +96,41 @@ std::vector<int64_t> steps_to_prune(std::vector<int64_t> steps, int keep, int64_
 }
 
 int prune_checkpoints(const std::string& run_dir, int keep, int64_t keep_every) {
+  const std::vector<CheckpointFile> all = list_checkpoints(run_dir);  // oldest first
   std::vector<int64_t> steps;
-  for (const auto& c : list_checkpoints(run_dir)) steps.push_back(c.step);
+  for (const auto& c : all) steps.push_back(c.step);
+  // steps_to_prune names the oldest entries first; a step listed twice (a file and a
+  // folder) is pruned twice, oldest entry first, as the list is ordered.
+  std::vector<int64_t> doomed = steps_to_prune(steps, keep, keep_every);
   int removed = 0;
-  for (int64_t s : steps_to_prune(steps, keep, keep_every)) {
-    const std::string path = checkpoint_path(run_dir, s);
-    if (std::remove(path.c_str()) == 0)
+  size_t next = 0;
+  for (const CheckpointFile& c : all) {
+    if (next == doomed.size()) break;
+    if (c.step != doomed[next]) continue;
+    ++next;
+    bool ok = true;
+    if (c.sharded) {
+      try {
+        remove_sharded_checkpoint(c.path);
+      } catch (const Error&) {
+        ok = false;
+      }
+    } else {
+      ok = std::remove(c.path.c_str()) == 0;
+    }
+    if (ok)
       ++removed;
     else
-      log_warn("cannot delete old checkpoint '", path, "'");
+      log_warn("cannot delete old checkpoint '", c.path, "'");
   }
   return removed;
 }
 
 int remove_stale_temp_files(const std::string& run_dir) {
   int removed = 0;
-  for (const std::string& dir : {run_dir, checkpoint_dir(run_dir)}) {
+  std::vector<std::string> dirs = {run_dir, checkpoint_dir(run_dir)};
+  for (const CheckpointFile& f : step_folders(run_dir)) dirs.push_back(f.path);
+  for (const std::string& dir : dirs) {
     if (!is_directory(dir)) continue;
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string name = e.path().filename().string();
@@ -88,8 +146,10 @@ int remove_stale_temp_files(const std::string& run_dir) {
 }
 
 std::string quarantine_checkpoint(const std::string& path) {
-  const std::string to = path + ".damaged";
+  std::string to = path + ".damaged";
   std::error_code ec;
+  // A folder cannot replace one set aside before; a file replaces its namesake.
+  for (int n = 1; is_directory(path) && fs::exists(to, ec); ++n) to = cat(path, ".damaged.", n);
   fs::rename(path, to, ec);
   TL_CHECK(!ec, "cannot rename damaged checkpoint '", path, "': ", ec.message());
   return to;

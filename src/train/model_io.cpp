@@ -1,11 +1,12 @@
 #include "train/model_io.h"
 
 #include "checkpoint/checkpoint.h"
+#include "dist/sharded_checkpoint.h"
 
 namespace tl {
 
 LoadedModel load_model(const std::string& checkpoint, Backend& be) {
-  CheckpointData ck = load_checkpoint(checkpoint, /*with_optimizer=*/false);
+  CheckpointData ck = load_any_checkpoint(checkpoint, /*with_optimizer=*/false);
   TL_CHECK(ck.meta.contains("model"), "'", checkpoint, "' has no model config in its header");
   ModelConfig cfg = ModelConfig::from_json(ck.meta["model"]);
   LoadedModel out;

@@ -24,7 +24,8 @@ bool is_routine(const std::string& key) {
       "train.spike_threshold", "optim.lr",         "optim.min_lr",      "optim.warmup_steps",
       "optim.decay_steps",  "data.val",            "data.tokenizer"};
   return keys.count(key) || key.rfind("eval.", 0) == 0 || key.rfind("checkpoint.", 0) == 0 ||
-         key.rfind("model.", 0) == 0;  // model keys reach here only when the shape matched
+         key.rfind("model.", 0) == 0 ||  // model keys reach here only when the shape matched
+         key.rfind("dist.", 0) == 0;     // how the ranks split the work, not what they compute
 }
 
 void diff(const json& a, const json& b, const std::string& prefix, std::vector<ConfigChange>& out) {

@@ -91,6 +91,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     r.get("keep_every", c.keep_every);
     r.finish();
   }
+  c.dist = DistConfig::from_json(root.child("dist"));
   root.finish();
   if (c.seq_len == 0) c.seq_len = c.model.max_seq_len;
   if (c.schedule.decay_steps == 0) c.schedule.decay_steps = c.steps;

@@ -6,6 +6,7 @@
 
 #include "core/json_reader.h"
 #include "data/loader.h"
+#include "dist/dist_config.h"
 #include "model/config.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
@@ -44,6 +45,8 @@ struct TrainConfig {
   int log_interval = 1;
   int max_bad_steps = 20;          // non-finite steps in a row that stop the run
   double spike_threshold = 1.5;    // loss / running mean that is logged as a spike (0 = off)
+
+  DistConfig dist;                 // multi-GPU training (dist/dist_config.h)
 
   std::string run_dir = "runs/default";
   json raw;                        // the resolved JSON, stored in checkpoints

@@ -18,6 +18,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/tokenizer.h"
+#include "dist/sharded_checkpoint.h"
 #include "train/bench.h"
 #include "train/checkpoint_policy.h"
 #include "train/console.h"
@@ -56,14 +57,19 @@ void install_stop_signal_handlers() {
 }
 bool stop_requested() { return g_stop.load(); }
 
+bool Trainer::stop_now() const { return dist_ ? stop_agreed_ : stop_requested(); }
+
 std::string find_latest_checkpoint(const std::string& run_dir) {
   std::vector<CheckpointFile> files = list_checkpoints(run_dir);
   return files.empty() ? "" : files.back().path;
 }
 
-Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& init_from)
+Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& init_from,
+                 std::unique_ptr<Communicator> ranks)
     : cfg_(std::move(cfg)), health_(cfg_.max_bad_steps, cfg_.spike_threshold) {
-  be_ = make_backend(cfg_.device, cfg_.threads);
+  dist_ = DistRun::create(cfg_, std::move(ranks));
+  be_ = dist_ ? dist_->make_backend(cfg_) : make_backend(cfg_.device, cfg_.threads);
+  if (dist_) dist_->connect(*be_);
   log_info("device: ", be_->describe());
   check_fits(estimate_training_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len,
                                       be_->compute_dtype(), cfg_.recompute),
@@ -81,6 +87,8 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   lo.seq_len = cfg_.seq_len;
   lo.micro_batch = cfg_.micro_batch;
   lo.seed = cfg_.seed;
+  lo.rank = dist_ ? dist_->rank() : 0;  // each rank reads its own blocks of the global batch
+  lo.world = dist_ ? dist_->world() : 1;
   lo.shuffle_window = cfg_.shuffle_window;
   lo.vocab_size = uint64_t(cfg_.model.vocab_size);  // every block read is checked
   loader_ = std::make_unique<TrainLoader>(lo);
@@ -93,8 +101,9 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
 
   ModelOptions mo;
   mo.recompute = cfg_.recompute;
+  if (dist_) mo.provider = dist_->provider(cfg_, *be_);  // FSDP: weights live in the shard
   model_ = std::make_unique<LlamaModel>(cfg_.model, *be_, mo);
-  opt_ = std::make_unique<AdamW>(*be_, model_->layout().total(), cfg_.adamw);
+  if (!dist_) opt_ = std::make_unique<AdamW>(*be_, model_->layout().total(), cfg_.adamw);
   debug_save_sleep_ms_ = env_int("TL_DEBUG_CHECKPOINT_SLEEP_MS");
   start(resume, init_from);
 }
@@ -104,10 +113,13 @@ Trainer::~Trainer() = default;
 void Trainer::start(const std::string& resume, const std::string& init_from) {
   const std::string ck_dir = checkpoint_dir(cfg_.run_dir);
   make_dirs(ck_dir);
-  lock_ = std::make_unique<RunLock>(cfg_.run_dir);
-  remove_stale_temp_files(cfg_.run_dir);
-  {  // find out now, not hours from now at the first checkpoint
-    const std::string probe = ck_dir + "/.write_test";
+  if (is_rank0()) {  // the ranks of one job share the folder: rank 0 speaks for them
+    lock_ = std::make_unique<RunLock>(cfg_.run_dir);
+    remove_stale_temp_files(cfg_.run_dir);
+  }
+  {  // find out now, not hours from now at the first checkpoint (every rank writes a shard)
+    const std::string probe =
+        ck_dir + "/.write_test" + (dist_ ? cat(".", dist_->rank()) : std::string());
     std::FILE* f = std::fopen(probe.c_str(), "wb");
     TL_CHECK(f, "the checkpoint folder '", ck_dir, "' is not writable: ", std::strerror(errno));
     std::fclose(f);
@@ -116,8 +128,15 @@ void Trainer::start(const std::string& resume, const std::string& init_from) {
 
   if (resume == "auto") {
     if (!try_resume_auto()) log_info("resume auto: no checkpoint in ", cfg_.run_dir, ", starting fresh");
+  } else if (!resume.empty() && !dist_) {
+    restore(load_any_checkpoint(resume, true), resume);  // a file, or a sharded folder as one
   } else if (!resume.empty()) {
-    restore(load_checkpoint(resume, true), resume);
+    CheckpointData ck;
+    const std::string damage = read_for_resume(resume, ck);
+    if (!all_ranks(damage.empty()))
+      fail(damage.empty() ? cat("cannot resume from '", resume, "': another rank could not read it")
+                          : damage);
+    restore(ck, resume);
   } else {
     TL_CHECK(list_checkpoints(cfg_.run_dir).empty(), "run folder '", cfg_.run_dir,
              "' already holds checkpoints; use --resume auto to continue it, or another run_dir");
@@ -129,6 +148,7 @@ void Trainer::start(const std::string& resume, const std::string& init_from) {
       load_init_weights(init_from);
   }
 
+  if (!is_rank0()) return;  // one config.json, metrics.jsonl and TensorBoard file per run
   write_file_atomic(cfg_.run_dir + "/config.json", cfg_.raw.dump(2) + "\n");
   // Records past the restart point describe steps this run redoes: drop them.
   const int64_t newest = rewind_metrics(cfg_.run_dir + "/metrics.jsonl", step_);
@@ -141,19 +161,38 @@ void Trainer::start(const std::string& resume, const std::string& init_from) {
                        {"redo_steps", redo}, {"pid", int64_t(::getpid())}});
 }
 
-// Newest checkpoint first; one that fails to load (truncated, CRC) is renamed aside and
-// the next older one is tried. Refusals (another model) are not damage: they propagate.
+// Newest checkpoint first; one that fails to load (truncated, CRC, a sharded folder with a
+// missing or mixed shard) is renamed aside and the next older one is tried. Refusals
+// (another model) are not damage: they propagate. Step folders without meta.json are not
+// checkpoints (a save that did not finish): they are not even candidates. In a sharded
+// run every rank reads each candidate and the ranks agree before one is used or set aside.
 bool Trainer::try_resume_auto() {
   std::vector<CheckpointFile> files = list_checkpoints(cfg_.run_dir);
+  if (is_rank0())
+    for (const CheckpointFile& f : list_incomplete_checkpoints(cfg_.run_dir))
+      log_warn("skipping checkpoint folder '", f.path,
+               "': it has no meta.json (its save did not finish)");
   int damaged = 0;
   for (auto it = files.rbegin(); it != files.rend(); ++it) {
     CheckpointData ck;
-    try {
-      ck = load_checkpoint(it->path, true);
-    } catch (const Error& e) {
+    std::string damage;
+    if (dist_) {
+      damage = read_for_resume(it->path, ck);
+    } else {
+      try {
+        ck = load_any_checkpoint(it->path, true);
+      } catch (const Error& e) {
+        damage = e.what();
+      }
+    }
+    if (!all_ranks(damage.empty())) {  // every rank has finished reading it: set it aside
       ++damaged;
-      log_warn("skipping damaged checkpoint: ", e.what(), "; moved to '",
-               quarantine_checkpoint(it->path), "'");
+      if (is_rank0())
+        log_warn("skipping damaged checkpoint: ",
+                 damage.empty() ? cat("'", it->path, "': another rank could not read it") : damage,
+                 "; moved to '", quarantine_checkpoint(it->path), "'");
+      else if (!damage.empty())
+        log_warn("skipping damaged checkpoint: ", damage);
       continue;
     }
     restore(ck, it->path);
@@ -165,12 +204,49 @@ bool Trainer::try_resume_auto() {
   return false;
 }
 
+// A sharded run: reads this rank's part of `path` into ck. Damage (unreadable, truncated,
+// CRC, incomplete set) comes back as the message; a checkpoint of another model throws
+// (a refusal, found from its meta before any shard is read).
+std::string Trainer::read_for_resume(const std::string& path, CheckpointData& ck) {
+  json meta;
+  try {
+    meta = is_directory(path) ? read_sharded_meta(path).at("meta") : read_checkpoint_meta(path);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  check_same_model(meta.at("model"), cfg_.model, path);
+  try {
+    dist_->read(path, ck);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 void Trainer::restore(const CheckpointData& ck, const std::string& path) {
   check_same_model(ck.meta.at("model"), cfg_.model, path);
   TL_CHECK(!ck.adam_m.empty(), "cannot resume from '", path,
            "': it holds no optimizer state (a model-only checkpoint cannot continue a run)");
   const json saved_cfg = ck.meta.value("train_config", json::object());
-  for (const ConfigChange& c : config_changes(saved_cfg, cfg_.raw)) {
+  const int saved_world = ck.meta.value("dist", json::object()).value("world", 1);
+  const int world = dist_ ? dist_->world() : 1;
+  if (saved_world != world && is_rank0()) {
+    const json b = saved_cfg.value("batch", json::object());
+    const TrainConfig d;
+    const int64_t before = int64_t(saved_world) * b.value("micro_batch", d.micro_batch) *
+                           b.value("grad_accum", d.grad_accum);
+    const int64_t now = int64_t(world) * cfg_.micro_batch * cfg_.grad_accum;
+    if (before == now)
+      log_info("resuming a checkpoint of ", saved_world, " rank(s) on ", world,
+               ": the global batch stays ", now, " sequences");
+    else
+      log_warn("resuming a checkpoint of ", saved_world, " rank(s) on ", world,
+               ": the global batch (micro_batch x grad_accum x ranks) changes from ", before,
+               " to ", now, " sequences per step");
+  }
+  // Rank 0 reports for the job.
+  for (const ConfigChange& c : is_rank0() ? config_changes(saved_cfg, cfg_.raw)
+                                          : std::vector<ConfigChange>()) {
     if (c.routine)
       log_info("config change on resume: ", c.key, ": ", c.before, " -> ", c.after);
     else
@@ -183,10 +259,14 @@ void Trainer::restore(const CheckpointData& ck, const std::string& path) {
                "optim.decay_steps to keep the old schedule)");
   }
   loader_->restore(ck.meta.at("loader"));  // refuses another data order, naming the field
-  model_->set_params(ck.params);
-  opt_->set_state(ck.adam_m, ck.adam_v);
+  if (dist_) {
+    dist_->apply(ck);  // this rank's shard (read for this sharding, any world that wrote it)
+  } else {
+    model_->set_params(ck.params);
+    opt_->set_state(ck.adam_m, ck.adam_v);
+  }
   step_ = ck.meta.at("step").get<int64_t>();
-  opt_->set_steps_taken(ck.meta.at("optimizer_steps").get<int64_t>());
+  optim().set_steps_taken(ck.meta.at("optimizer_steps").get<int64_t>());
   tokens_seen_ = ck.meta.value("tokens", int64_t(0));
   elapsed_before_ = ck.meta.value("elapsed_seconds", 0.0);
   health_.restore(ck.meta.value("health", json::object()));
@@ -196,7 +276,7 @@ void Trainer::restore(const CheckpointData& ck, const std::string& path) {
 }
 
 void Trainer::load_init_weights(const std::string& path) {
-  CheckpointData ck = load_checkpoint(path, /*with_optimizer=*/false);
+  CheckpointData ck = load_any_checkpoint(path, /*with_optimizer=*/false);
   TL_CHECK(ck.meta.contains("model"), "cannot init from '", path, "': it has no model config");
   json a = ModelConfig::from_json(ck.meta["model"]).to_json(), b = cfg_.model.to_json();
   for (const char* k : {"preset", "init_std"}) {  // names and init do not change the model
@@ -221,35 +301,49 @@ std::string Trainer::save() {
                  {"model", cfg_.model.to_json()},
                  {"train_config", cfg_.raw},
                  {"step", step_},
-                 {"optimizer_steps", opt_->steps_taken()},
+                 {"optimizer_steps", optim().steps_taken()},
                  {"tokens", tokens_seen_},
                  {"skipped_steps", health_.bad_total()},
                  {"health", health_.state()},
                  {"elapsed_seconds", elapsed()},
                  {"rng", {{"seed", cfg_.seed}, {"note", "counter-based: the loader state is the RNG state"}}},
                  {"loader", loader_->state()}};
-  ck.params = model_->get_params();
+  bool finite;
+  if (dist_) {
+    finite = dist_->weights_finite();  // every rank's shard; all ranks get the same answer
+  } else {
+    ck.params = model_->get_params();
+    finite = std::all_of(ck.params.begin(), ck.params.end(), [](float x) { return std::isfinite(x); });
+  }
   const std::string previous = find_latest_checkpoint(cfg_.run_dir);
-  if (!std::all_of(ck.params.begin(), ck.params.end(), [](float x) { return std::isfinite(x); })) {
+  if (!finite) {
     // The newest checkpoint must always be one worth resuming from.
-    log_warn("not saving step ", step_, ": the weights hold non-finite values; ",
-             previous.empty() ? std::string("there is no checkpoint yet")
-                              : "'" + previous + "' stays the newest checkpoint");
+    if (is_rank0())
+      log_warn("not saving step ", step_, ": the weights hold non-finite values; ",
+               previous.empty() ? std::string("there is no checkpoint yet")
+                                : "'" + previous + "' stays the newest checkpoint");
     return "";
   }
-  opt_->get_state(ck.adam_m, ck.adam_v);
-  const std::string path = checkpoint_path(cfg_.run_dir, step_);
-  const uint64_t need = 3 * ck.params.size() * sizeof(float) + (1 << 20);
+  if (!dist_) opt_->get_state(ck.adam_m, ck.adam_v);
+  // A sharded run writes a step folder (collective: every rank its shard, rank 0 meta.json
+  // last); the free space asked for is the whole set's, on every rank.
+  const std::string path =
+      dist_ ? sharded_checkpoint_path(cfg_.run_dir, step_) : checkpoint_path(cfg_.run_dir, step_);
+  const uint64_t need = 3 * uint64_t(model_->layout().total()) * sizeof(float) + (1 << 20);
+  const auto before_commit = [&] {
+    if (debug_save_sleep_ms_ > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(debug_save_sleep_ms_));
+  };
   Timer t;
   try {
     std::error_code ec;
     const auto space = std::filesystem::space(checkpoint_dir(cfg_.run_dir), ec);
     TL_CHECK(ec || space.available >= need, "the disk is full: the checkpoint needs about ",
              need >> 20, " MiB and ", space.available >> 20, " MiB are free");
-    save_checkpoint(path, ck, [&] {
-      if (debug_save_sleep_ms_ > 0)
-        std::this_thread::sleep_for(std::chrono::milliseconds(debug_save_sleep_ms_));
-    });
+    if (dist_)
+      dist_->save(path, ck.meta, before_commit);
+    else
+      save_checkpoint(path, ck, before_commit);
   } catch (const Error& e) {
     fail("cannot save the checkpoint of step ", step_, ": ", e.what(), ". ",
          previous.empty() ? std::string("No earlier checkpoint exists")
@@ -258,6 +352,8 @@ std::string Trainer::save() {
   }
   last_saved_ = step_;
   last_saved_path_ = path;
+  if (!is_rank0()) return path;
+  // Retention counts files and folders alike; rank 0 prunes once the set is complete.
   const int pruned = prune_checkpoints(cfg_.run_dir, cfg_.keep_checkpoints, cfg_.keep_every);
   log_info("saved ", path, " in ", format_duration(t.seconds()),
            pruned ? cat(" (", pruned, " old removed)") : std::string());
@@ -273,7 +369,7 @@ double Trainer::validate() {
 }
 
 void Trainer::record_validation(double loss) {
-  if (loss < 0) return;
+  if (loss < 0 || !is_rank0()) return;  // every rank measured the same loss
   log_info("validation loss at step ", step_, ": ", loss, " (perplexity ", std::exp(loss), ")");
   metrics_->write(json{{"step", step_}, {"val_loss", loss}, {"val_perplexity", std::exp(loss)}});
   tb_->scalars(step_, {{"val/loss", float(loss)}, {"val/perplexity", float(std::exp(loss))}});
@@ -287,15 +383,17 @@ void Trainer::record_step(double loss, double lr, const StepResult& r, const Ste
   f.loss = loss;
   f.lr = lr;
   f.grad_norm = r.grad_norm;
-  f.tokens_per_s = double(cfg_.tokens_per_step()) / smoothed_seconds;
-  if (peak_flops_ > 0) f.mfu = f.tokens_per_s * cfg_.model.flops_per_token(cfg_.seq_len) / peak_flops_;
+  // Global figures in a sharded run: every rank's tokens, over every rank's peak.
+  const double peak = peak_flops_ * (dist_ ? dist_->world() : 1);
+  f.tokens_per_s = double(tokens_per_step()) / smoothed_seconds;
+  if (peak_flops_ > 0) f.mfu = f.tokens_per_s * cfg_.model.flops_per_token(cfg_.seq_len) / peak;
   f.mem_bytes = be_->memory_in_use();
   f.mem_peak = be_->peak_memory();
   f.eta_seconds = smoothed_seconds * double(cfg_.steps - step_);
   f.skipped = v.bad;
   f.spike = v.spike;
 
-  const double tok_s = double(cfg_.tokens_per_step()) / step_seconds;
+  const double tok_s = double(tokens_per_step()) / step_seconds;
   json j{{"step", step_},           {"loss", loss},
          {"lr", lr},                {"grad_norm", r.grad_norm},
          {"tokens", tokens_seen_},  {"tokens_per_s", tok_s},
@@ -309,7 +407,7 @@ void Trainer::record_step(double loss, double lr, const StepResult& r, const Ste
       {"train/step_seconds", float(step_seconds)},
       {"train/skipped_total", float(health_.bad_total())}};
   if (peak_flops_ > 0) {
-    const double mfu = tok_s * cfg_.model.flops_per_token(cfg_.seq_len) / peak_flops_;
+    const double mfu = tok_s * cfg_.model.flops_per_token(cfg_.seq_len) / peak;
     j["mfu"] = mfu;
     tb.push_back({"train/mfu", float(mfu)});
   }
@@ -333,9 +431,11 @@ TrainSummary Trainer::run() {
   const int B = cfg_.micro_batch, T = cfg_.seq_len;
   log_info("model: ", cfg_.model.preset, ", ", format_count(double(cfg_.model.num_params())),
            " parameters; batch ", cfg_.micro_batch, " x ", cfg_.grad_accum, " x ", T, " = ",
-           cfg_.tokens_per_step(), " tokens per step; ", cfg_.steps, " steps");
+           tokens_per_step(), " tokens per step",
+           dist_ ? cat(" (", dist_->world(), " ranks)") : std::string(), "; ", cfg_.steps, " steps");
   std::vector<int32_t> tokens(size_t(B) * T), targets(tokens.size());
-  const float loss_scale = 1.0f / float(cfg_.tokens_per_step());
+  // The global batch's token count: each rank's gradient is its part of the global mean.
+  const float loss_scale = 1.0f / float(tokens_per_step());
   run_clock_.reset();
   running_ = true;
   if (step_ == 0) {  // a resumed run measured its start already
@@ -343,35 +443,41 @@ TrainSummary Trainer::run() {
     record_validation(sum.first_val_loss);
   }
   double smoothed = 0;
-  while (step_ < cfg_.steps && !stop_requested()) {
+  while (step_ < cfg_.steps && !stop_now()) {
     Timer st;
     const double wait_before = loader_->wait_seconds();
     model_->zero_grads();
     LossSum loss;
     for (int k = 0; k < cfg_.grad_accum; ++k) {
+      if (dist_) dist_->begin_micro_batch(k + 1 == cfg_.grad_accum);
       loader_->next(tokens.data(), targets.data());
       LossSum s = model_->forward_backward(tokens.data(), targets.data(), B, T, loss_scale);
       loss.sum += s.sum;
       loss.count += s.count;
     }
     if (fault_hook_) fault_hook_(step_ + 1, *model_);
+    if (dist_) {  // the global loss, and whether any rank was asked to stop: one collective
+      bool stop = stop_requested();
+      loss = dist_->global_loss(loss, stop);
+      stop_agreed_ = stop;
+    }
     const double lr = cfg_.schedule.at(step_ + 1);
     StepResult r;
-    if (std::isfinite(loss.mean()))
-      r = opt_->step(*model_, float(lr));  // skips a non-finite gradient itself
+    if (std::isfinite(loss.mean()))  // skips a non-finite gradient itself
+      r = dist_ ? dist_->step(float(lr)) : opt_->step(*model_, float(lr));
     else
       r.grad_norm = NAN;
     step_++;
-    tokens_seen_ += cfg_.tokens_per_step();
+    tokens_seen_ += tokens_per_step();
     data_wait_seconds_ = loader_->wait_seconds() - wait_before;  // time next() blocked
     const StepVerdict v = health_.observe(loss.mean(), r.applied);
     const double secs = st.seconds();
     smoothed = smoothed == 0 ? secs : 0.9 * smoothed + 0.1 * secs;
     sum.final_train_loss = loss.mean();
-    record_step(loss.mean(), lr, r, v, secs, smoothed);
-    if (v.stop) {
+    if (is_rank0()) record_step(loss.mean(), lr, r, v, secs, smoothed);
+    if (v.stop) {  // the same verdict on every rank: the loss and the update are global
       log_status_clear();
-      metrics_->write(json{{"step", step_}, {"event", "stop"}, {"reason", "non-finite"}});
+      if (metrics_) metrics_->write(json{{"step", step_}, {"event", "stop"}, {"reason", "non-finite"}});
       const std::string newest = find_latest_checkpoint(cfg_.run_dir);
       fail("stopping at step ", step_, ": ", health_.bad_in_row(),
            " steps in a row had a non-finite loss or gradient (train.max_bad_steps = ",
@@ -381,7 +487,7 @@ TrainSummary Trainer::run() {
            "; look for a bad shard or lower optim.lr before resuming");
     }
     if (cfg_.eval_interval > 0 && step_ % cfg_.eval_interval == 0 && step_ < cfg_.steps &&
-        !stop_requested())
+        !stop_now())
       record_validation(validate());
     if (cfg_.checkpoint_interval > 0 && step_ % cfg_.checkpoint_interval == 0) save();
   }
@@ -389,7 +495,7 @@ TrainSummary Trainer::run() {
   sum.stopped = step_ < cfg_.steps;
   if (sum.stopped) {
     log_info("stop requested: saving at step ", step_);
-    metrics_->write(json{{"step", step_}, {"event", "stop"}, {"reason", "signal"}});
+    if (metrics_) metrics_->write(json{{"step", step_}, {"event", "stop"}, {"reason", "signal"}});
   } else {
     sum.final_val_loss = validate();
     record_validation(sum.final_val_loss);

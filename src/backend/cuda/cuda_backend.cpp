@@ -205,6 +205,8 @@ class CudaBackend final : public Backend {
   size_t memory_in_use() const override { return mem_.in_use() + attention_scratch_bytes(ctx_); }
   size_t peak_memory() const override { return mem_.peak() + attention_scratch_bytes(ctx_); }
   size_t device_memory_total() const override { return mem_.device_total(); }
+  void* native_stream() const override { return ctx_.stream; }
+  int device_index() const override { return ctx_.device; }
 
  private:
   void init(int device) {

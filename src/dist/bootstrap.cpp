@@ -1,0 +1,94 @@
+#include "dist/bootstrap.h"
+
+#include <cstdlib>
+
+#include "core/log.h"
+#include "dist/fake_communicator.h"
+#include "dist/rendezvous.h"
+#ifdef TL_WITH_NCCL
+#include "dist/nccl_communicator.h"
+#endif
+
+namespace tl {
+
+std::string DistSession::describe() const {
+  return cat(launch.describe(), "; ", ranks_per_node, " rank(s) per node",
+             hosts.empty() ? std::string() : cat(", rank 0 on ", hosts[0]));
+}
+
+std::string device_for_rank(const std::string& requested, const LaunchInfo& li) {
+  if (requested == "cpu") return "cpu";
+  if (requested.rfind("cuda:", 0) == 0) return requested;
+  if (requested == "cuda" || (requested == "auto" && cuda_available()))
+    return cat("cuda:", li.local_rank);
+  return requested;
+}
+
+namespace {
+
+[[maybe_unused]] int count_per_node(const std::vector<std::string>& hosts, int rank) {
+  int n = 0;
+  for (const auto& h : hosts) n += h == hosts[size_t(rank)];
+  return n;
+}
+
+}  // namespace
+
+std::unique_ptr<DistSession> start_session(const LaunchInfo& li, Backend& be, double timeout_s) {
+  auto sp = std::make_unique<DistSession>();
+  DistSession& s = *sp;
+  s.launch = li;
+  if (be.device() == Device::CPU) {
+    TL_CHECK(li.world == 1, "multi-process training needs the CUDA backend (NCCL); this job has ",
+             li.world, " ranks on device '", be.describe(), "'");
+    s.world = std::move(make_fake_communicators(1, timeout_s)[0]);
+    s.hosts = {host_name()};
+    s.live = s.world.get();
+    return sp;
+  }
+#ifdef TL_WITH_NCCL
+  setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
+  void* stream = be.native_stream();
+  const int device = be.device_index();
+  TL_CHECK(stream && device >= 0, "distributed training needs a backend with a device stream");
+  std::string id;
+  if (li.world == 1) {
+    id = nccl_unique_id();
+    s.hosts = {host_name()};
+  } else {
+    Rendezvous rv = rendezvous(li, [] { return nccl_unique_id(); }, timeout_s);
+    id = rv.payload;
+    s.hosts = rv.hosts;
+    // The health links start before NCCL: a rank that dies during NCCL's own start-up is
+    // reported (and the others exit) instead of blocking them in ncclCommInitRank.
+    HealthOptions ho;
+    ho.timeout_s = timeout_s;
+    auto* session = &s;
+    s.health = std::make_unique<HealthMonitor>(
+        std::move(rv.links), li.rank, li.world, ho,
+        [session] {
+          HealthProbe p;
+          Communicator* w = session->live.load();
+          if (!w) return p;
+          NcclProgress n = nccl_progress(*w);
+          p.issued = n.issued;
+          p.oldest_pending_s = n.oldest_pending_s;
+          p.local_error = n.error;
+          return p;
+        },
+        [session](const std::string& why) {
+          if (Communicator* w = session->live.load()) w->abort(why);
+        });
+  }
+  s.world = make_nccl_communicator(id, li.rank, li.world, device, stream);
+  s.live = s.world.get();
+  s.ranks_per_node = li.local_world > 0 ? li.local_world : count_per_node(s.hosts, li.rank);
+  log_info("dist: ", s.describe(), "; NCCL ", nccl_version());
+  return sp;
+#else
+  fail("this tinyllama was built without NCCL: multi-GPU training is not available (install "
+       "NCCL and rebuild with the CUDA backend)");
+#endif
+}
+
+}  // namespace tl

@@ -1,0 +1,24 @@
+// The `dist` section of the training config (read strictly, like the rest):
+//   strategy           full_shard | shard_grad_op | no_shard | hybrid_shard; "" (default)
+//                      means full_shard when launched on several ranks, and the plain
+//                      single-process trainer otherwise
+//   timeout_seconds    a rank that dies, hangs this long, or fails stops every rank (300)
+//   hybrid_group_size  hybrid_shard: ranks per shard group; 0 = the ranks of one node.
+//                      Set it to simulate nodes on one machine (4 GPUs as 2 x 2).
+#pragma once
+#include <string>
+
+#include "core/json_reader.h"
+
+namespace tl {
+
+struct DistConfig {
+  std::string strategy;
+  double timeout_seconds = 300;
+  int hybrid_group_size = 0;
+
+  static DistConfig from_json(const json& j, const std::string& path = "dist");
+  void validate() const;  // throws naming the key
+};
+
+}  // namespace tl

@@ -1,0 +1,38 @@
+// `tinyllama bench` on several GPUs (under torchrun-style variables, mpirun or srun, or
+// with --strategy on one): per-GPU tokens/s, MFU, peak memory per GPU, and the time each
+// step's compute stream stood waiting on communication, measured with CUDA events around
+// every wait (dist/nccl_communicator.h) — the communication FSDP failed to hide.
+#pragma once
+#include <string>
+
+#include "core/json_reader.h"
+#include "train/bench.h"
+
+namespace tl {
+
+struct DistBenchOptions {
+  BenchOptions bench;
+  std::string strategy = "full_shard";
+  int hybrid_group = 0;      // hybrid_shard: ranks per group (0 = ranks per node)
+  double timeout_s = 300;
+};
+
+struct DistBenchResult {
+  int world = 1;
+  std::string strategy, device, layout;  // layout: "shard groups of 2, 2 replicas"
+  double tokens_per_s_per_gpu = 0;       // each GPU's micro-batches / the slowest rank's step
+  double step_seconds = 0;               // slowest rank
+  double mfu = 0;
+  double comm_wait_mean_s = 0, comm_wait_max_s = 0;  // per step, over ranks
+  double peak_memory_max = 0;            // bytes, the largest over ranks
+  std::vector<double> losses;            // global mean loss of every step (warm-up included)
+  json to_json() const;
+};
+
+// Collective; every rank returns the same result.
+DistBenchResult run_dist_bench(const DistBenchOptions& o);
+// True when this process was launched as one of several ranks or a strategy was given:
+// then it ran the distributed bench, printed it on rank 0 and wrote json_out (if set).
+bool run_dist_bench_cli(const DistBenchOptions& o, bool strategy_given, const std::string& json_out);
+
+}  // namespace tl

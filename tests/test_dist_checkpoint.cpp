@@ -1,0 +1,188 @@
+// Sharded checkpoints: saved at one world size, loaded at others (resharding) with
+// identical parameters and optimizer state; the set loads as one full model; a folder
+// without its meta.json, or with a shard from another save, is not a checkpoint.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "core/fs.h"
+#include "core/rng.h"
+#include "dist/sharded_checkpoint.h"
+#include "dist_test_util.h"
+#include "model/llama.h"
+
+using namespace tl;
+namespace fs = std::filesystem;
+
+namespace {
+
+ModelConfig cfg() {
+  ModelConfig c;
+  c.vocab_size = 48;
+  c.dim = 24;
+  c.n_layers = 3;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.ffn_dim = 40;
+  c.max_seq_len = 8;
+  return c;
+}
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    static int n = 0;
+    path = (fs::temp_directory_path() / cat("tl_dist_ck_", ::getpid(), "_", n++)).string();
+    fs::remove_all(path);
+    make_dirs(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+struct Saved {
+  std::vector<float> params, m, v;  // full, flat
+};
+
+// Trains `world` ranks of `strategy` for two steps, saves into dir; returns the full state.
+Saved train_and_save(const std::string& dir, ShardStrategy strategy, int world, int group = 0) {
+  auto comms = make_fake_communicators(world, 60.0);
+  Saved out;
+  auto outcome = run_ranks(comms, [&](int r, Communicator& comm) {
+    auto be = make_cpu_backend(1);
+    FsdpGroups g = make_fsdp_groups(comm, strategy, group);
+    Fsdp fsdp(cfg(), *be, strategy, *g.shard, g.replica.get(), AdamWConfig{});
+    ModelOptions mo;
+    mo.provider = &fsdp;
+    LlamaModel model(cfg(), *be, mo);
+    model.init_weights(3);
+    std::vector<int32_t> tok(8 * 2), tgt(8 * 2);
+    for (int s = 0; s < 2; ++s) {
+      model.zero_grads();
+      for (size_t i = 0; i < tok.size(); ++i) {
+        tok[i] = int32_t(hash_mix(s, r, i) % 48);
+        tgt[i] = int32_t(hash_mix(s, r, i + 1000) % 48);
+      }
+      fsdp.begin_micro_batch(true);
+      model.forward_backward(tok.data(), tgt.data(), 2, 8, 1.0f / 64);
+      fsdp.step(1e-2f);
+    }
+    save_sharded_checkpoint(dir, json{{"model", cfg().to_json()}, {"step", 2}}, fsdp, comm);
+    std::vector<float> p = model.get_params();
+    if (r == 0) out.params = p;
+  });
+  EXPECT_EQ(rank_errors(outcome), "");
+  CheckpointData full = load_sharded_as_full(dir, true);
+  EXPECT_EQ(full.params, out.params) << "the set must load as the model that was saved";
+  out.m = full.adam_m;
+  out.v = full.adam_v;
+  return out;
+}
+
+// Loads dir on `world` ranks and returns the full state they hold.
+Saved load_at(const std::string& dir, ShardStrategy strategy, int world) {
+  auto comms = make_fake_communicators(world, 60.0);
+  Saved out;
+  std::vector<std::vector<float>> ms(static_cast<size_t>(world)), vs(static_cast<size_t>(world));
+  std::vector<int> shard_rank(static_cast<size_t>(world));
+  std::unique_ptr<Sharding> sh;
+  auto outcome = run_ranks(comms, [&](int r, Communicator& comm) {
+    auto be = make_cpu_backend(1);
+    FsdpGroups g = make_fsdp_groups(comm, strategy, 0);
+    Fsdp fsdp(cfg(), *be, strategy, *g.shard, g.replica.get(), AdamWConfig{});
+    ModelOptions mo;
+    mo.provider = &fsdp;
+    LlamaModel model(cfg(), *be, mo);
+    json meta = load_sharded_checkpoint(dir, fsdp);
+    EXPECT_EQ(meta.at("step"), 2);
+    std::vector<float> master;
+    fsdp.get_shard_state(master, ms[size_t(r)], vs[size_t(r)]);
+    shard_rank[size_t(r)] = fsdp.shard_rank();
+    std::vector<float> p = model.get_params();
+    if (r == 0) {
+      out.params = p;
+      sh = std::make_unique<Sharding>(fsdp.sharding());
+    }
+  });
+  EXPECT_EQ(rank_errors(outcome), "");
+  out.m.assign(out.params.size(), 0.0f);
+  out.v = out.m;
+  for (int r = 0; r < world; ++r) {
+    insert_shard(*sh, shard_rank[size_t(r)], ms[size_t(r)].data(), out.m.data());
+    insert_shard(*sh, shard_rank[size_t(r)], vs[size_t(r)].data(), out.v.data());
+  }
+  return out;
+}
+
+void expect_same(const Saved& a, const Saved& b, const std::string& what) {
+  EXPECT_TRUE(a.params == b.params) << what << ": params differ";
+  EXPECT_TRUE(a.m == b.m) << what << ": adam_m differs";
+  EXPECT_TRUE(a.v == b.v) << what << ": adam_v differs";
+}
+
+}  // namespace
+
+TEST(DistCheckpoint, SavedOnThreeLoadsOnTwoAndOneIdentically) {
+  TempDir t;
+  const std::string dir = t.path + "/" + sharded_checkpoint_name(2);
+  Saved saved = train_and_save(dir, ShardStrategy::FullShard, 3);
+  EXPECT_TRUE(file_exists(dir + "/shard_00002_of_00003.tlck"));
+  EXPECT_TRUE(file_exists(dir + "/meta.json"));
+  for (int w : {3, 2, 1}) expect_same(load_at(dir, ShardStrategy::FullShard, w), saved, cat("full_shard at ", w));
+  // Across strategies too: a ZeRO-3 set resumes as ZeRO-2 or plain data parallel.
+  expect_same(load_at(dir, ShardStrategy::ShardGradOp, 2), saved, "shard_grad_op at 2");
+  expect_same(load_at(dir, ShardStrategy::NoShard, 2), saved, "no_shard at 2");
+}
+
+TEST(DistCheckpoint, HybridAndReplicatedRunsWriteOneCopyOfEachShard) {
+  TempDir t;
+  const std::string hybrid = t.path + "/h", dp = t.path + "/dp";
+  Saved a = train_and_save(hybrid, ShardStrategy::HybridShard, 4, 2);
+  EXPECT_EQ(read_sharded_meta(hybrid).at("shard_world"), 2);
+  EXPECT_FALSE(file_exists(hybrid + "/shard_00002_of_00004.tlck"));
+  expect_same(load_at(hybrid, ShardStrategy::FullShard, 3), a, "hybrid -> full_shard at 3");
+  Saved b = train_and_save(dp, ShardStrategy::NoShard, 2);
+  EXPECT_EQ(read_sharded_meta(dp).at("shard_world"), 1);
+  expect_same(load_at(dp, ShardStrategy::FullShard, 2), b, "no_shard -> full_shard at 2");
+}
+
+TEST(DistCheckpoint, IncompleteOrMixedFoldersAreNotCheckpoints) {
+  TempDir t;
+  const std::string good = t.path + "/" + sharded_checkpoint_name(2);
+  train_and_save(good, ShardStrategy::FullShard, 2);
+  // A newer folder whose save never finished: shards but no meta.json.
+  const std::string partial = t.path + "/" + sharded_checkpoint_name(3);
+  fs::create_directories(partial);
+  fs::copy_file(good + "/shard_00000_of_00002.tlck", partial + "/shard_00000_of_00002.tlck");
+  EXPECT_EQ(find_latest_sharded_checkpoint(t.path), good);
+  EXPECT_THROW(read_sharded_meta(partial), Error);
+  // A newer folder with meta.json but a missing shard.
+  const std::string missing = t.path + "/" + sharded_checkpoint_name(4);
+  fs::create_directories(missing);
+  fs::copy_file(good + "/meta.json", missing + "/meta.json");
+  fs::copy_file(good + "/shard_00000_of_00002.tlck", missing + "/shard_00000_of_00002.tlck");
+  EXPECT_EQ(find_latest_sharded_checkpoint(t.path), good);
+  // A shard from another save (same size, other contents) is caught by its CRC in meta.json.
+  const std::string mixed = t.path + "/" + sharded_checkpoint_name(5);
+  fs::copy(good, mixed);
+  {
+    CheckpointData d = load_checkpoint(mixed + "/shard_00001_of_00002.tlck");
+    d.params[0] += 1.0f;  // as if written by a different run
+    d.meta["data_crc32"] = uint32_t(d.meta["data_crc32"].get<uint32_t>() ^ 1u);
+    save_checkpoint(mixed + "/shard_00001_of_00002.tlck", d);
+  }
+  EXPECT_EQ(find_latest_sharded_checkpoint(t.path), mixed) << "sizes match: the index looks complete";
+  try {
+    load_sharded_as_full(mixed, false);
+    ADD_FAILURE() << "a mixed set must not load";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mixed"), std::string::npos) << e.what();
+  }
+  // Pruning keeps the newest folders.
+  prune_sharded_checkpoints(t.path, 2);
+  EXPECT_FALSE(fs::exists(good));
+  EXPECT_TRUE(fs::exists(mixed));
+}

@@ -1,0 +1,185 @@
+// The trainer on several in-process ranks (CPU backend, fake communicator): the same
+// losses and parameters as one rank with the same global batch; sharded checkpoints that
+// resume on another number of ranks and on the plain single-process trainer; a rank whose
+// setup fails stops the others with its name.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include "core/fs.h"
+#include "core/rng.h"
+#include "data/packed.h"
+#include "dist/sharded_checkpoint.h"
+#include "dist_test_util.h"
+#include "train/trainer.h"
+
+using namespace tl;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Fixture {
+  std::string dir;
+  Fixture() {
+    static int n = 0;
+    dir = (fs::temp_directory_path() / cat("tl_dist_train_", ::getpid(), "_", n++)).string();
+    fs::remove_all(dir);
+    make_dirs(dir + "/a");
+    std::vector<int32_t> a;
+    Rng rng(4);
+    for (int i = 0; i < 12000; ++i) a.push_back(rng.below(6) == 0 ? int32_t(rng.below(40)) : i % 40);
+    write_packed_file(dir + "/a/a_00000.bin", a, 8, 12000);
+  }
+  ~Fixture() { fs::remove_all(dir); }
+
+  // Global batch 12 sequences: grad_accum = 12 / (micro_batch 2 x world).
+  TrainConfig config(const std::string& run, int world, const std::string& strategy,
+                     int64_t steps = 8) const {
+    json j{{"model", {{"vocab_size", 40}, {"dim", 32}, {"n_layers", 2}, {"n_heads", 4},
+                      {"n_kv_heads", 2}, {"ffn_dim", 64}, {"max_seq_len", 16}}},
+           {"data", {{"sources", json::array({json{{"name", "a"}, {"paths", {dir + "/a"}}}})},
+                     {"seq_len", 16}}},
+           {"batch", {{"micro_batch", 2}, {"grad_accum", 12 / (2 * world)}}},
+           {"optim", {{"lr", 3e-3}, {"warmup_steps", 2}}},
+           {"train", {{"steps", steps}, {"seed", 11}, {"device", "cpu"}, {"threads", 1},
+                      {"run_dir", dir + "/" + run}, {"log_interval", 100}}},
+           {"checkpoint", {{"interval", 4}, {"keep", 5}}}};
+    if (!strategy.empty()) j["dist"] = {{"strategy", strategy}, {"timeout_seconds", 30}};
+    return TrainConfig::from_json(j);
+  }
+};
+
+std::vector<double> losses(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<double> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line);
+    if (j.contains("loss")) out.push_back(j["loss"].get<double>());
+  }
+  return out;
+}
+
+// Trains on `world` in-process ranks; returns rank 0's final parameters.
+std::vector<float> train_ranks(const Fixture& fx, const std::string& run, int world,
+                               const std::string& strategy, const std::string& resume = "") {
+  auto comms = make_fake_communicators(world, 30.0);
+  std::vector<float> params;
+  std::vector<RankOutcome> out(static_cast<size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        Trainer t(fx.config(run, world, strategy), resume, "", std::move(comms[size_t(r)]));
+        t.run();
+        std::vector<float> p = t.model().get_params();  // collective
+        if (r == 0) params = p;
+      } catch (const std::exception& e) {
+        out[size_t(r)] = {false, e.what()};
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(rank_errors(out), "") << run;
+  return params;
+}
+
+std::vector<float> train_single(const Fixture& fx, const std::string& run, const std::string& resume = "") {
+  Trainer t(fx.config(run, 1, ""), resume);
+  t.run();
+  return t.model().get_params();
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double m = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::fabs(double(a[i]) - b[i]));
+  return m;
+}
+
+void expect_losses_near(const std::vector<double>& got, const std::vector<double>& want, size_t from,
+                        const std::string& what) {
+  ASSERT_EQ(got.size(), want.size() - from) << what;
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[from + i], 1e-5 * want[from + i]) << what << " step " << from + i + 1;
+}
+
+}  // namespace
+
+TEST(DistTrain, TwoRanksMatchOneAndResumeOnThreeAndOnOne) {
+  Fixture fx;
+  const std::vector<float> p1 = train_single(fx, "one");
+  const std::vector<double> l1 = losses(fx.dir + "/one");
+  ASSERT_EQ(l1.size(), 8u);
+
+  const std::vector<float> p2 = train_ranks(fx, "two", 2, "full_shard");
+  expect_losses_near(losses(fx.dir + "/two"), l1, 0, "2 ranks");
+  EXPECT_LE(max_abs_diff(p2, p1), 2e-5);
+  const std::string ck4 = fx.dir + "/two/checkpoints/step_00000004";
+  const std::string ck8 = fx.dir + "/two/checkpoints/step_00000008";
+  ASSERT_TRUE(is_sharded_checkpoint(ck4));
+  EXPECT_EQ(find_latest_checkpoint(fx.dir + "/two"), ck8);
+  // The final sharded checkpoint loads as one model: the trained parameters.
+  EXPECT_EQ(load_any_checkpoint(ck8, false).params, p2);
+
+  // Resume the 2-rank step-4 checkpoint on 3 ranks (shard_grad_op) and on the plain trainer.
+  const std::vector<float> p3 = train_ranks(fx, "three", 3, "shard_grad_op", ck4);
+  expect_losses_near(losses(fx.dir + "/three"), l1, 4, "resumed on 3 ranks");
+  EXPECT_LE(max_abs_diff(p3, p1), 2e-5);
+  const std::vector<float> q1 = train_single(fx, "back_to_one", ck4);
+  expect_losses_near(losses(fx.dir + "/back_to_one"), l1, 4, "resumed on 1 rank");
+  EXPECT_LE(max_abs_diff(q1, p1), 2e-5);
+}
+
+TEST(DistTrain, ASingleFileCheckpointResumesOnSeveralRanks) {
+  Fixture fx;
+  train_single(fx, "one");
+  const std::vector<double> l1 = losses(fx.dir + "/one");
+  const std::string ck4 = fx.dir + "/one/checkpoints/step_00000004.tlck";
+  ASSERT_TRUE(file_exists(ck4));
+  train_ranks(fx, "two", 2, "no_shard", ck4);
+  expect_losses_near(losses(fx.dir + "/two"), l1, 4, "a one-rank checkpoint on 2 ranks");
+}
+
+TEST(DistTrain, ARankWhoseSetupFailsStopsTheOthers) {
+  Fixture fx;
+  auto comms = make_fake_communicators(2, 30.0);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        TrainConfig cfg = fx.config("bad", 2, "full_shard");
+        if (r == 1) cfg.sources[0].paths = {fx.dir + "/missing"};  // only rank 1's data is bad
+        Trainer t(cfg, "", "", std::move(comms[size_t(r)]));
+        t.run();
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_NE(errors[1].find("missing"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[0].find("rank 1 failed"), std::string::npos) << errors[0];
+}
+
+TEST(DistTrain, DistConfigIsStrict) {
+  DistConfig c = DistConfig::from_json(json{{"strategy", "hybrid_shard"}, {"hybrid_group_size", 2}});
+  EXPECT_EQ(c.strategy, "hybrid_shard");
+  EXPECT_EQ(c.hybrid_group_size, 2);
+  EXPECT_EQ(DistConfig::from_json(json::object()).strategy, "");  // single process unless launched
+  auto error = [](const json& j) {
+    try {
+      DistConfig::from_json(j);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error(json{{"strategy", "zero3"}}).find("full_shard, shard_grad_op"), std::string::npos);
+  EXPECT_NE(error(json{{"timeout", 3}}).find("timeout"), std::string::npos);
+  EXPECT_NE(error(json{{"timeout_seconds", 0}}).find("dist.timeout_seconds"), std::string::npos);
+  EXPECT_NE(error(json{{"hybrid_group_size", -1}}).find("hybrid_group_size"), std::string::npos);
+}
