@@ -3,13 +3,20 @@
 #include <cstdlib>
 #include <exception>
 
+#include <unistd.h>
+
 #include "cli/commands.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
   // OpenMP threads that spin at every barrier crawl when the cores are shared (CI, laptops);
-  // passive waiting costs little on idle cores. The user's own setting wins.
-  setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+  // passive waiting costs little on idle cores. The user's own setting wins. libgomp reads
+  // its environment before main() runs, so a setenv here alone does nothing: set it and run
+  // this binary again (same pid, same arguments); if exec fails, go on as we are.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);
+  }
   CLI::App app{"tinyllama: pretrain Llama-architecture language models from raw text"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "tinyllama 0.1");

@@ -11,6 +11,7 @@
 #include <map>
 #include <numeric>
 #include <thread>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -184,9 +185,8 @@ void tokenize_batch(const Tokenizer& tok, const std::vector<InputFile>& files, c
     try {
       t.skip = extract_text(batch[i], files[batch[i].file].format, sel, &t.set);
       if (t.skip != Skip::None) continue;
-      std::vector<int> ids = tok.encode(batch[i].data);
-      t.ids.reserve(ids.size() + 1);
-      t.ids.assign(ids.begin(), ids.end());
+      static_assert(std::is_same_v<int32_t, int>, "the tokenizer's ids move into the document");
+      t.ids = tok.encode(batch[i].data);
       t.ids.push_back(eos);
       progress.text_bytes.fetch_add(batch[i].data.size(), std::memory_order_relaxed);
       progress.documents.fetch_add(1, std::memory_order_relaxed);
