@@ -3,6 +3,7 @@
 // The same code drives the CPU (f32) and CUDA (bf16 compute, f32 master) backends.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "backend/backend.h"
@@ -15,7 +16,10 @@ namespace tl {
 struct LossSum {
   double sum = 0;     // sum of per-token cross-entropies
   int64_t count = 0;  // tokens with a target
-  double mean() const { return count ? sum / double(count) : 0.0; }
+  // No target at all is no loss of 0: NaN, so that the trainer's guard skips such a step.
+  double mean() const {
+    return count ? sum / double(count) : std::numeric_limits<double>::quiet_NaN();
+  }
 };
 
 struct ModelOptions {
