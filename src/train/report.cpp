@@ -11,13 +11,17 @@
 #include <sstream>
 
 #include "core/fs.h"
+#include "core/log.h"
 #include "train/metrics.h"
+#include "train/plot_png.h"
 
 extern char** environ;
 
 namespace tl {
 
 namespace {
+
+const char* const kCharts[] = {"loss", "lr", "grad_norm", "throughput"};
 
 struct Series {
   std::vector<json> train, val;  // step records, validation records
@@ -96,7 +100,11 @@ std::string plot_script(bool with_val, bool with_mfu) {
   return g;
 }
 
-void run_gnuplot(const std::string& program, const std::string& dir) {
+// Runs gnuplot on dir/plot.gp: "" when it ran and wrote every picture, else why not.
+// missing: the program was not found.
+std::string run_gnuplot(const std::string& program, const std::string& dir, bool& missing) {
+  static const char* kInstall =
+      " (install gnuplot: apt-get install gnuplot-nox, or scripts/setup.sh)";
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addchdir_np(&fa, dir.c_str());
@@ -105,17 +113,57 @@ void run_gnuplot(const std::string& program, const std::string& dir) {
   pid_t pid = 0;
   const int rc = posix_spawnp(&pid, program.c_str(), &fa, nullptr, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
-  TL_CHECK(rc == 0, "cannot run '", program, "': ", std::strerror(rc),
-           rc == ENOENT ? " (install gnuplot: apt-get install gnuplot-nox, or scripts/setup.sh)"
-                        : "");
+  missing = rc == ENOENT;
+  if (rc != 0)
+    return cat("cannot run '", program, "': ", std::strerror(rc), missing ? kInstall : "");
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   // posix_spawnp may report a missing program only through the child's exit status 127.
-  TL_CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 127), "cannot run '", program,
-           "': not found (install gnuplot: apt-get install gnuplot-nox, or scripts/setup.sh)");
-  TL_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gnuplot failed on '", dir,
-           "/plot.gp' (status ", status, ")");
+  missing = WIFEXITED(status) && WEXITSTATUS(status) == 127;
+  if (missing) return cat("cannot run '", program, "': not found", kInstall);
+  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    return cat("gnuplot failed on '", dir, "/plot.gp' (status ", status, ")");
+  for (const char* name : kCharts) {
+    const std::string png = dir + "/" + name + ".png";
+    if (!file_exists(png) || file_size(png) == 0) return cat("gnuplot did not write '", png, "'");
+  }
+  return "";
+}
+
+// A column of the step records as numbers, NaN where missing (the curve breaks there).
+std::vector<double> column(const std::vector<json>& rows, const char* key) {
+  std::vector<double> out;
+  for (const json& j : rows)
+    out.push_back(j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN);
+  return out;
+}
+
+// The charts of plot.gp, drawn by the built-in plotter.
+void draw_builtin(const std::string& dir, const Series& s, bool with_mfu) {
+  const std::vector<double> step = column(s.train, "step");
+  const Rgb blue{0, 94, 184}, red{214, 64, 24}, green{0, 140, 72}, purple{128, 60, 170};
+  auto draw = [&](const char* name, PlotSpec spec) {
+    write_file_atomic(dir + "/" + name + ".png", encode_png(draw_plot(spec).canvas));
+  };
+  PlotSpec loss{.title = "loss", .ylabel = "cross-entropy (nats/token)"};
+  loss.series.push_back({"train", step, column(s.train, "loss"), blue});
+  if (!s.val.empty())
+    loss.series.push_back(
+        {"validation", column(s.val, "step"), column(s.val, "val_loss"), red, 2, true});
+  draw("loss", loss);
+  draw("lr", {.title = "learning rate", .ylabel = "lr",
+              .series = {{"lr", step, column(s.train, "lr"), green, 2}}});
+  draw("grad_norm",  // log scale, as plot.gp
+       {.title = "gradient norm (before clipping)", .ylabel = "L2 norm", .log_y = true,
+        .series = {{"grad norm", step, column(s.train, "grad_norm"), purple}}});
+  PlotSpec tp{.title = "throughput", .ylabel = "tokens/s"};
+  tp.series.push_back({"tokens/s", step, column(s.train, "tokens_per_s"), blue});
+  if (with_mfu) {
+    tp.y2label = "MFU";
+    tp.series.push_back({"MFU", step, column(s.train, "mfu"), red, 1, false, true});
+  }
+  draw("throughput", tp);
 }
 
 std::string html_escape(const std::string& s) {
@@ -155,7 +203,8 @@ nlohmann::ordered_json summarize(const Series& s, const json& config) {
   }
   std::vector<double> tps;
   for (const json& j : s.train)
-    if (j["tokens_per_s"].is_number()) tps.push_back(j["tokens_per_s"].get<double>());
+    if (j.contains("tokens_per_s") && j["tokens_per_s"].is_number())
+      tps.push_back(j["tokens_per_s"].get<double>());
   if (!tps.empty()) {
     std::nth_element(tps.begin(), tps.begin() + tps.size() / 2, tps.end());
     f["median tokens/s"] = tps[tps.size() / 2];
@@ -191,7 +240,7 @@ std::string html_page(const std::string& run_dir, const nlohmann::ordered_json& 
     h += "<tr><td>" + html_escape(it.key()) + "</td><td>" + html_escape(text) + "</td></tr>\n";
   }
   h += "</table>\n<h2>Curves</h2>\n";
-  for (const char* name : {"loss", "lr", "grad_norm", "throughput"})
+  for (const char* name : kCharts)
     h += std::string("<p><img src=\"") + name + ".png\" alt=\"" + name + "\"></p>\n";
   h += "<h2>Config</h2>\n<pre>" + html_escape(config.dump(2)) + "</pre>\n</body>\n</html>\n";
   return h;
@@ -209,16 +258,22 @@ ReportSummary write_report(const std::string& run_dir, const ReportOptions& opts
   for (const json& j : s.train) with_mfu = with_mfu || j.contains("mfu");
   write_tables(dir, s, with_mfu);
   write_file_atomic(dir + "/plot.gp", plot_script(!s.val.empty(), with_mfu));
-  for (const char* name : {"loss", "lr", "grad_norm", "throughput"})
+  for (const char* name : kCharts)
     std::remove((dir + "/" + name + ".png").c_str());  // a stale picture must not pass for new
-  run_gnuplot(opts.gnuplot, dir);
-
   ReportSummary out;
-  for (const char* name : {"loss", "lr", "grad_norm", "throughput"}) {
-    const std::string png = dir + "/" + name + ".png";
-    TL_CHECK(file_exists(png) && file_size(png) > 0, "gnuplot did not write '", png, "'");
-    out.files.push_back(png);
+  out.plotter = opts.plotter == Plotter::Builtin ? "builtin" : "gnuplot";
+  if (opts.plotter != Plotter::Builtin) {
+    bool missing = false;
+    const std::string why = run_gnuplot(opts.gnuplot, dir, missing);
+    TL_CHECK(why.empty() || opts.plotter == Plotter::Auto, why);
+    if (!why.empty()) {
+      if (missing) log_info("gnuplot not found: drawing with the built-in plotter");
+      else log_warn(why, ": drawing with the built-in plotter");
+      out.plotter = "builtin";
+    }
   }
+  if (out.plotter == "builtin") draw_builtin(dir, s, with_mfu);
+  for (const char* name : kCharts) out.files.push_back(dir + "/" + name + ".png");
   out.figures = summarize(s, config);
   std::error_code ec;
   const std::string name = std::filesystem::weakly_canonical(run_dir, ec).string();
