@@ -19,6 +19,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo "# data_bench $(date -u +%Y-%m-%d) on $(hostname): $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load $(cut -d' ' -f1-3 /proc/loadavg)"
+# Physical cores vs hardware threads: per-thread figures drop once threads share a core.
+if command -v lscpu >/dev/null; then
+  lscpu | grep -E '^(Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)|L3 cache):' | sed 's/^/#   /'
+fi
 "$build/tinyllama_data_bench" make-inputs "$shared/tinyshakespeare.txt" "$work" "$mb"
 text_mb=$(awk -v b="$(stat -c %s "$work/text.txt")" 'BEGIN { printf "%.2f", b / 1e6 }')
 
