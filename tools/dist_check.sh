@@ -88,6 +88,9 @@ if has build; then
   [ $rc -ne 0 ] && grep -E "error" "$OUT/build.log" | head -30
   verdict build $rc "($(( $(date +%s) - t0 )) s)"
   [ $rc -ne 0 ] && exit 1
+  # Without NCCL the build succeeds but every multi-GPU stage would fail: say so once, here.
+  grep -q "tinyllama: NCCL ON" "$OUT/build.log" ||
+    { verdict nccl-found 1 "(CMake found no NCCL: set NCCL_HOME or install libnccl-dev)"; exit 1; }
 fi
 [ -x "$BIN" ] || { say "FAIL no $BIN (run the build stage)"; exit 1; }
 [ "$NGPU" -ge 2 ] || say "note: $NGPU GPU(s): multi-GPU stages need 2 or more"

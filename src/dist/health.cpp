@@ -137,11 +137,24 @@ void HealthMonitor::read_frames(Peer& p, double now) {
     } else if (type == kBye) {
       p.done = true;
     } else if (type == kFail) {
-      fail(text, true);  // rank 0 relays it to everyone
+      // Rank 0 relays it to everyone. A survivor's report (an NCCL error) can arrive before
+      // the closed link of the rank that died is read: name that rank too.
+      fail(rank_ == 0 ? text + closed_links_note() : text, true);
     } else if (type == kAbort) {
       fail(text, false);
     }
   }
+}
+
+std::string HealthMonitor::closed_links_note() {
+  std::string gone;
+  for (auto& p : peers_) {
+    if (!p || p->rank == 0 || p->done) continue;
+    char c;
+    if (!p->closed && ::recv(p->sock.fd(), &c, 1, MSG_DONTWAIT | MSG_PEEK) == 0) p->closed = true;
+    if (p->closed) gone += cat(" ", p->rank);
+  }
+  return gone.empty() ? std::string() : cat(" (link closed: rank", gone, ")");
 }
 
 void HealthMonitor::fail(const std::string& reason, bool tell_others) {

@@ -59,6 +59,7 @@ class HealthMonitor {
   void tick_other(double now);
   void read_frames(Peer& p, double now);
   void fail(const std::string& reason, bool tell_others);
+  std::string closed_links_note();  // rank 0: " (link closed: rank 2 3)" or empty
   void send_frame(Peer& p, uint32_t type, uint64_t a, uint64_t b, const std::string& text);
 
   int rank_, world_;

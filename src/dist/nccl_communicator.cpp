@@ -72,6 +72,9 @@ struct CommStream {
   std::mutex comms_mu;            // guards comms only (abort must not wait for mu)
   std::vector<ncclComm_t> comms; // every communicator on this stream
   std::atomic<bool> failed{false};
+  // Separate from failed: a failure seen first by check() must still abort the communicators,
+  // or teardown waits forever on NCCL kernels that never finish.
+  std::atomic<bool> aborted{false};
   std::mutex fail_mu;
   std::string failure;
 
@@ -146,7 +149,7 @@ class NcclCommunicator final : public Communicator {
       std::lock_guard<std::mutex> lock(s_->comms_mu);
       std::erase(s_->comms, comm_);
     }
-    if (!s_->failed) {
+    if (!s_->aborted) {
       cudaSetDevice(s_->device);
       ncclCommDestroy(comm_);  // after an abort the handle is gone already
     }
@@ -234,8 +237,8 @@ class NcclCommunicator final : public Communicator {
     ncclResult_t async = ncclSuccess;
     if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess &&
         async != ncclInProgress) {
-      s_->set_failure(cat("rank ", s_->world_rank, ": NCCL asynchronous error '",
-                          ncclGetErrorString(async), "'"));
+      abort_all(*s_, cat("rank ", s_->world_rank, ": NCCL asynchronous error '",
+                         ncclGetErrorString(async), "'"));
       s_->check();
     }
   }
@@ -276,11 +279,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   static void abort_all(CommStream& s, const std::string& reason) {
-    if (s.failed.exchange(true)) return;
-    {
-      std::lock_guard<std::mutex> lock(s.fail_mu);
-      if (s.failure.empty()) s.failure = reason;
-    }
+    s.set_failure(reason);  // keeps the first reason
+    if (s.aborted.exchange(true)) return;
     // Not under s.mu: the main thread may be blocked inside an NCCL call holding it.
     cudaSetDevice(s.device);
     std::lock_guard<std::mutex> lock(s.comms_mu);

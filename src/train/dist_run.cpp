@@ -1,8 +1,12 @@
 #include "train/dist_run.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <thread>
 #include <utility>
 
 #include "checkpoint/checkpoint.h"
@@ -11,6 +15,10 @@
 #include "dist/sharded_checkpoint.h"
 
 namespace tl {
+
+namespace {
+constexpr int kShutdownGraceSeconds = 30;  // for this rank's teardown after an error
+}  // namespace
 
 std::unique_ptr<DistRun> DistRun::create(const TrainConfig& cfg, std::unique_ptr<Communicator> ranks) {
   LaunchInfo li;
@@ -38,6 +46,14 @@ DistRun::~DistRun() {
   if (std::uncaught_exceptions() > 0) {
     report_failure("stopped with an error (see its log)");  // kept if one was reported
     if (session_) {
+      // Whatever below blocks (an abort waiting for the other ranks, a free waiting for
+      // kernels), this process ends: one rank per process, so _Exit takes only this rank.
+      std::thread([] {
+        std::this_thread::sleep_for(std::chrono::seconds(kShutdownGraceSeconds));
+        std::fprintf(stderr, "error: shutdown after the error did not finish in %d s; exiting\n",
+                     kShutdownGraceSeconds);
+        std::_Exit(1);
+      }).detach();
       session_->health.reset();  // delivers the report now, before anything can block
       // Collectives this rank will never join would hold its own kernels (and so cudaFree
       // below) forever: abort them.
