@@ -54,8 +54,9 @@ void dt_check_fixtures(const std::string& dir) {
     ASSERT_EQ(pf.metadata().row_groups.size(), want["row_groups"].get<size_t>());
     for (const auto& g : pf.metadata().row_groups)
       for (const auto& c : g.columns) {
-        if (c.path == std::vector<std::string>{column})
+        if (c.path == std::vector<std::string>{column}) {
           EXPECT_EQ(codec_name(c.codec), want["compression"].get<std::string>());
+        }
       }
     EXPECT_TRUE(seen.count(want["data_page_version"] == 2 ? "v2" : "v1"));
     EXPECT_FALSE(seen.count(want["data_page_version"] == 2 ? "v1" : "v2"));
