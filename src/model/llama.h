@@ -20,6 +20,10 @@ struct LossSum {
   double mean() const {
     return count ? sum / double(count) : std::numeric_limits<double>::quiet_NaN();
   }
+  LossSum& operator+=(const LossSum& o) {  // micro-batches and evaluation batches add up
+    sum += o.sum, count += o.count;
+    return *this;
+  }
 };
 
 struct ModelOptions {

@@ -48,10 +48,8 @@ BenchResult run_bench(const BenchOptions& o) {
   auto step = [&] {
     model.zero_grads();
     LossSum loss;
-    for (int k = 0; k < o.grad_accum; ++k) {
-      const LossSum l = model.forward_backward(tokens.data(), tokens.data() + 1, B, T, scale);
-      loss.sum += l.sum, loss.count += l.count;
-    }
+    for (int k = 0; k < o.grad_accum; ++k)
+      loss += model.forward_backward(tokens.data(), tokens.data() + 1, B, T, scale);
     StepResult sr = opt.step(model, 1e-4f);
     r.losses.push_back(loss.mean());
     r.grad_norms.push_back(sr.grad_norm);

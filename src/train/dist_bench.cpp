@@ -61,9 +61,7 @@ DistBenchResult run_dist_bench(const DistBenchOptions& o) {
       LossSum loss;
       for (int k = 0; k < b.grad_accum; ++k) {
         fsdp.begin_micro_batch(k + 1 == b.grad_accum);
-        LossSum l = model.forward_backward(tokens.data(), tokens.data() + 1, B, T, scale);
-        loss.sum += l.sum;
-        loss.count += l.count;
+        loss += model.forward_backward(tokens.data(), tokens.data() + 1, B, T, scale);
       }
       fsdp.step(1e-4f);
       // The global loss (a tiny all-reduce; the step has synchronized for the norm anyway).

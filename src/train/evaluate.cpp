@@ -19,9 +19,7 @@ LossSum evaluate(LlamaModel& model, const SequentialBlocks& blocks, int seq_len,
     // A short last batch is padded with ignored rows, so the activation shape never changes.
     std::fill(tokens.begin() + ptrdiff_t(rows) * seq_len, tokens.end(), 0);
     std::fill(targets.begin() + ptrdiff_t(rows) * seq_len, targets.end(), -1);
-    LossSum s = model.forward_loss(tokens.data(), targets.data(), micro_batch, seq_len);
-    total.sum += s.sum;
-    total.count += s.count;
+    total += model.forward_loss(tokens.data(), targets.data(), micro_batch, seq_len);
   }
   return total;
 }

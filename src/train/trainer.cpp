@@ -451,9 +451,7 @@ TrainSummary Trainer::run() {
     for (int k = 0; k < cfg_.grad_accum; ++k) {
       if (dist_) dist_->begin_micro_batch(k + 1 == cfg_.grad_accum);
       loader_->next(tokens.data(), targets.data());
-      LossSum s = model_->forward_backward(tokens.data(), targets.data(), B, T, loss_scale);
-      loss.sum += s.sum;
-      loss.count += s.count;
+      loss += model_->forward_backward(tokens.data(), targets.data(), B, T, loss_scale);
     }
     if (fault_hook_) fault_hook_(step_ + 1, *model_);
     if (dist_) {  // the global loss, and whether any rank was asked to stop: one collective
