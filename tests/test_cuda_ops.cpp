@@ -578,15 +578,18 @@ TEST_F(CudaOps, ProfilingByCategory) {
     gpu->matmul_forward(o.t, x.t, w.t);
     gpu->rmsnorm_forward(o.t, r.t, x.t, nw.t, 1e-5f);
     gpu->sum_squares(ss.t, r.t);
+    gpu->zero(o.t);
+    gpu->copy(o.t, x.t);
   }
   auto prof = gpu->take_profile();
   gpu->set_profiling(false);
   std::map<std::string, double> by;
   for (auto& [k, s] : prof) by[k] = s;
-  EXPECT_EQ(by.size(), 4u);
+  EXPECT_EQ(by.size(), 5u);
   EXPECT_GT(by["matmul"], 0.0);
   EXPECT_GT(by["other"], 0.0);
   EXPECT_GT(by["optimizer"], 0.0);
+  EXPECT_GT(by["copy"], 0.0);
   EXPECT_EQ(by["attention"], 0.0);
   gpu->matmul_forward(o.t, x.t, w.t);  // off: nothing recorded
   for (auto& [k, s] : gpu->take_profile()) EXPECT_EQ(s, 0.0) << k;

@@ -30,6 +30,11 @@ trap 'rm -rf "$WORK"' EXIT
 export NCCL_NVLS_ENABLE=0 NCCL_DEBUG=${NCCL_DEBUG:-WARN} OMP_WAIT_POLICY=PASSIVE
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 NGPU=${NGPU:-0}
+# DIST_GPUS=n: use only the first n GPUs (e.g. the 2-GPU checks on a 4-GPU machine).
+if [ -n "${DIST_GPUS:-}" ] && [ "$DIST_GPUS" -lt "$NGPU" ]; then
+  NGPU=$DIST_GPUS
+  export CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((NGPU - 1)))
+fi
 export OMP_NUM_THREADS=$(( $(nproc) / (NGPU > 0 ? NGPU : 1) ))
 steps=${*:-all}
 has() { [[ " $steps " == *" $1 "* || " $steps " == *" all "* ]]; }

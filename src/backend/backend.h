@@ -129,8 +129,8 @@ class Backend {
 
   // ---- profiling and memory (optional) ----
   // While on, ops are timed on the device by category: "matmul", "attention",
-  // "optimizer", "other". take_profile() synchronizes, returns the seconds per category
-  // since the last call, and resets them.
+  // "optimizer", "other", "copy" (copies and memsets). take_profile() synchronizes,
+  // returns the seconds per category since the last call, and resets them.
   virtual void set_profiling(bool on) {}
   virtual std::vector<std::pair<std::string, double>> take_profile() { return {}; }
   virtual size_t memory_in_use() const { return 0; }     // bytes allocated now

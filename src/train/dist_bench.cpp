@@ -24,7 +24,8 @@ json DistBenchResult::to_json() const {
               {"comm_wait_mean_s", comm_wait_mean_s},
               {"comm_wait_max_s", comm_wait_max_s},
               {"peak_memory_bytes", peak_memory_max},
-              {"losses", losses}};
+              {"losses", losses},
+              {"phase_seconds", json(phase_seconds)}};
 }
 
 DistBenchResult run_dist_bench(const DistBenchOptions& o) {
@@ -96,6 +97,11 @@ DistBenchResult run_dist_bench(const DistBenchOptions& o) {
     r.comm_wait_mean_s = sum[1] / r.world;
     r.peak_memory_max = mx[2];
     r.tokens_per_s_per_gpu = double(B) * T * b.grad_accum / r.step_seconds;
+    // One more step with per-op timing (its events add a little overhead: not timed above).
+    be->set_profiling(true);
+    step();
+    r.phase_seconds = be->take_profile();
+    be->set_profiling(false);
     const double peak = device_peak_flops(r.device);
     if (peak > 0) r.mfu = r.tokens_per_s_per_gpu * b.model.flops_per_token(T) / peak;
   }
@@ -121,6 +127,11 @@ bool run_dist_bench_cli(const DistBenchOptions& o, bool strategy_given, const st
               r.comm_wait_mean_s * 1e3, r.comm_wait_max_s * 1e3,
               100 * r.comm_wait_mean_s / r.step_seconds);
   std::printf("peak memory  %s per GPU (largest rank)\n", format_bytes(r.peak_memory_max).c_str());
+  double total = 0;
+  for (const auto& [k, v] : r.phase_seconds) total += v;
+  for (const auto& [k, v] : r.phase_seconds)
+    std::printf("phase %-10s %8.2f ms  %5.1f%%  (rank 0)\n", k.c_str(), v * 1e3,
+                total > 0 ? 100 * v / total : 0.0);
   std::printf("loss         %.4f -> %.4f over %zu steps\n", r.losses.front(), r.losses.back(),
               r.losses.size());
   if (!json_out.empty()) {

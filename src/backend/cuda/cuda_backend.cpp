@@ -75,12 +75,14 @@ class CudaBackend final : public Backend {
     check_dtype("copy", "src", src, dst.dtype);
     TL_CHECK(dst.numel() == src.numel(), "copy: dst ", dst.str(), " and src ", src.str(),
              " differ in size");
+    auto s = prof_->scope(ProfCat::Copy);
     if (dst.nbytes())
       TL_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice,
                                     ctx_.stream));
   }
   void zero(Tensor t) override {
     check_device("zero", "t", t, Device::CUDA);
+    auto s = prof_->scope(ProfCat::Copy);
     if (t.nbytes()) TL_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), ctx_.stream));
   }
   void convert(Tensor dst, Tensor src) override {

@@ -64,7 +64,7 @@ std::vector<std::pair<std::string, double>> Profiler::take() {
     TL_CUDA_CHECK(err);
   }
   fold();
-  static const char* names[] = {"matmul", "attention", "optimizer", "other"};
+  static const char* names[] = {"matmul", "attention", "optimizer", "other", "copy"};
   std::vector<std::pair<std::string, double>> out;
   for (int i = 0; i < int(ProfCat::Count); ++i) {
     out.emplace_back(names[i], seconds_[i]);

@@ -10,7 +10,8 @@
 
 namespace tl {
 
-enum class ProfCat : int { Matmul = 0, Attention, Optimizer, Other, Count };
+// Copy: device-to-device copies and memsets (FSDP's gradient buffers, checkpoint staging).
+enum class ProfCat : int { Matmul = 0, Attention, Optimizer, Other, Copy, Count };
 
 class Profiler {
  public:
@@ -36,7 +37,8 @@ class Profiler {
   };
   Scope scope(ProfCat cat) { return Scope(on_ ? this : nullptr, cat); }
 
-  // Seconds per category since the last call ("matmul", "attention", "optimizer", "other").
+  // Seconds per category since the last call ("matmul", "attention", "optimizer", "other",
+  // "copy").
   std::vector<std::pair<std::string, double>> take();
 
  private:
