@@ -4,6 +4,8 @@
 // are rewound to the restart point, and one trainer owns a run folder at a time.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "checkpoint/checkpoint.h"
 #include "train/checkpoint_policy.h"
 #include "train/resume_check.h"
@@ -174,4 +176,60 @@ TEST(TrainResume, OneTrainerPerRunFolder) {
     EXPECT_TRUE(has(e.what(), "in use by another trainer")) << e.what();
   }
   first.run();
+}
+
+// checkpoint.async: the files are those of a synchronous run, and they are written while
+// training goes on (the write is stretched to 200 ms: the next steps are logged before the
+// checkpoint is).
+TEST(TrainResume, BackgroundCheckpointsEqualSynchronousOnesAndOverlapTraining) {
+  TrainFixture fx;
+  json sync = fx.config("sync", 12);
+  sync["checkpoint"] = {{"interval", 4}, {"keep", 5}};
+  json async = fx.config("async", 12);
+  async["checkpoint"] = {{"interval", 4}, {"keep", 5}, {"async", true}};
+  train(sync);
+  ::setenv("TL_DEBUG_CHECKPOINT_SLEEP_MS", "200", 1);
+  TrainSummary s = train(async);
+  ::unsetenv("TL_DEBUG_CHECKPOINT_SLEEP_MS");
+  EXPECT_EQ(s.final_checkpoint, checkpoint_path(fx.run("async"), 12));
+  ASSERT_EQ(steps_of(fx.run("sync")), (std::vector<int64_t>{4, 8, 12}));
+  ASSERT_EQ(steps_of(fx.run("async")), (std::vector<int64_t>{4, 8, 12}));
+  for (int64_t step : {4, 8, 12}) {
+    SCOPED_TRACE(step);
+    CheckpointData a = load_checkpoint(checkpoint_path(fx.run("sync"), step));
+    CheckpointData b = load_checkpoint(checkpoint_path(fx.run("async"), step));
+    EXPECT_EQ(a.params, b.params);
+    EXPECT_EQ(a.adam_m, b.adam_m);
+    EXPECT_EQ(a.adam_v, b.adam_v);
+    EXPECT_EQ(a.meta["loader"], b.meta["loader"]);
+  }
+  EXPECT_EQ(train_losses(fx.run("sync") + "/metrics.jsonl"),
+            train_losses(fx.run("async") + "/metrics.jsonl"));
+
+  // Order of lines in metrics.jsonl: the checkpoint of step 4 is recorded after step 5.
+  std::ifstream in(fx.run("async") + "/metrics.jsonl");
+  std::string line;
+  int line_no = 0, step5_line = -1, ck4_line = -1;
+  std::vector<int64_t> ck_steps;
+  for (; std::getline(in, line); ++line_no) {
+    const json j = json::parse(line);
+    if (j.contains("loss") && j["step"] == 5) step5_line = line_no;
+    if (j.value("event", "") == "checkpoint") {
+      ck_steps.push_back(j["step"]);
+      EXPECT_TRUE(j.contains("copy_seconds")) << line;
+      EXPECT_GE(j["seconds"].get<double>(), 0.2) << line;  // the stretched write
+      if (j["step"] == 4) ck4_line = line_no;
+    }
+  }
+  EXPECT_EQ(ck_steps, (std::vector<int64_t>{4, 8, 12}));
+  ASSERT_GE(step5_line, 0);
+  EXPECT_GT(ck4_line, step5_line) << "the step-4 checkpoint did not overlap step 5";
+  json bad = async;
+  bad["checkpoint"]["async"] = 1;
+  try {
+    TrainConfig::from_json(bad);
+    ADD_FAILURE() << "checkpoint.async = 1 was accepted";
+  } catch (const Error& e) {
+    EXPECT_TRUE(has(e.what(), "checkpoint.async")) << e.what();
+  }
 }

@@ -89,6 +89,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     r.get("interval", c.checkpoint_interval);
     r.get("keep", c.keep_checkpoints);
     r.get("keep_every", c.keep_every);
+    r.get("async", c.async_checkpoint);
     r.finish();
   }
   c.dist = DistConfig::from_json(root.child("dist"));

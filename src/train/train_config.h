@@ -42,6 +42,10 @@ struct TrainConfig {
   int checkpoint_interval = 0;     // steps between checkpoints (0 = only at the end)
   int keep_checkpoints = 3;        // newest checkpoints kept
   int64_t keep_every = 0;          // also keep those whose step is a multiple (0 = none)
+  // Write checkpoints on a background thread while training goes on (single-process runs):
+  // the step pays only for copying the state to host memory; a kill -9 can then lose up to
+  // one interval plus the steps run during the write.
+  bool async_checkpoint = false;
   int log_interval = 1;
   int max_bad_steps = 20;          // non-finite steps in a row that stop the run
   double spike_threshold = 1.5;    // loss / running mean that is logged as a spike (0 = off)

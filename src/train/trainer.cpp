@@ -295,7 +295,18 @@ double Trainer::elapsed() const {
   return elapsed_before_ + (running_ ? run_clock_.seconds() : 0.0);
 }
 
+namespace {
+[[noreturn]] void fail_save(int64_t step, const std::string& why, const std::string& previous) {
+  fail("cannot save the checkpoint of step ", step, ": ", why, ". ",
+       previous.empty() ? std::string("No earlier checkpoint exists")
+                        : "The previous checkpoint '" + previous + "' is intact",
+       "; free space or fix the folder, then continue with --resume auto");
+}
+}  // namespace
+
 std::string Trainer::save() {
+  finish_background_save(true);  // one write at a time; a failed one stops the run here
+  Timer copy;
   CheckpointData ck;
   ck.meta = json{{"format", "tinyllama-train"},
                  {"model", cfg_.model.to_json()},
@@ -330,35 +341,68 @@ std::string Trainer::save() {
   const std::string path =
       dist_ ? sharded_checkpoint_path(cfg_.run_dir, step_) : checkpoint_path(cfg_.run_dir, step_);
   const uint64_t need = 3 * uint64_t(model_->layout().total()) * sizeof(float) + (1 << 20);
-  const auto before_commit = [&] {
-    if (debug_save_sleep_ms_ > 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(debug_save_sleep_ms_));
+  const int sleep_ms = debug_save_sleep_ms_;
+  const auto before_commit = [sleep_ms] {
+    if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
   };
+  const bool background = cfg_.async_checkpoint && !dist_;
   Timer t;
   try {
     std::error_code ec;
     const auto space = std::filesystem::space(checkpoint_dir(cfg_.run_dir), ec);
     TL_CHECK(ec || space.available >= need, "the disk is full: the checkpoint needs about ",
              need >> 20, " MiB and ", space.available >> 20, " MiB are free");
-    if (dist_)
+    if (background) {
+      // The host copy moves to the writer; training goes on with the device state.
+      background_.step = step_;
+      background_.path = path;
+      background_.previous = previous;
+      background_.copy_seconds = copy.seconds();
+      background_.seconds = std::async(std::launch::async, [path, data = std::move(ck), before_commit] {
+        Timer w;
+        save_checkpoint(path, data, before_commit);
+        return w.seconds();
+      });
+    } else if (dist_) {
       dist_->save(path, ck.meta, before_commit);
-    else
+    } else {
       save_checkpoint(path, ck, before_commit);
+    }
   } catch (const Error& e) {
-    fail("cannot save the checkpoint of step ", step_, ": ", e.what(), ". ",
-         previous.empty() ? std::string("No earlier checkpoint exists")
-                          : "The previous checkpoint '" + previous + "' is intact",
-         "; free space or fix the folder, then continue with --resume auto");
+    fail_save(step_, e.what(), previous);
   }
   last_saved_ = step_;
   last_saved_path_ = path;
-  if (!is_rank0()) return path;
+  if (!background && is_rank0()) record_saved(step_, path, t.seconds(), -1);
+  return path;
+}
+
+void Trainer::finish_background_save(bool block) {
+  BackgroundSave& b = background_;
+  if (!b.seconds.valid()) return;
+  if (!block && b.seconds.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+  double seconds = 0;
+  try {
+    seconds = b.seconds.get();
+  } catch (const std::exception& e) {
+    fail_save(b.step, e.what(), b.previous);
+  }
+  record_saved(b.step, b.path, seconds, b.copy_seconds);
+}
+
+void Trainer::record_saved(int64_t step, const std::string& path, double seconds,
+                           double copy_seconds) {
   // Retention counts files and folders alike; rank 0 prunes once the set is complete.
   const int pruned = prune_checkpoints(cfg_.run_dir, cfg_.keep_checkpoints, cfg_.keep_every);
-  log_info("saved ", path, " in ", format_duration(t.seconds()),
+  const bool background = copy_seconds >= 0;
+  log_info("saved ", path, " in ", format_duration(seconds),
+           background ? cat(" in the background (the step paid ", format_duration(copy_seconds),
+                            " for the host copy)")
+                      : std::string(),
            pruned ? cat(" (", pruned, " old removed)") : std::string());
-  metrics_->write(json{{"step", step_}, {"event", "checkpoint"}, {"seconds", t.seconds()}});
-  return path;
+  json event{{"step", step}, {"event", "checkpoint"}, {"seconds", seconds}};
+  if (background) event["copy_seconds"] = copy_seconds;
+  metrics_->write(event);
 }
 
 double Trainer::validate() {
@@ -488,6 +532,7 @@ TrainSummary Trainer::run() {
         !stop_now())
       record_validation(validate());
     if (cfg_.checkpoint_interval > 0 && step_ % cfg_.checkpoint_interval == 0) save();
+    finish_background_save(false);  // reports a finished background write
   }
   log_status_clear();
   sum.stopped = step_ < cfg_.steps;
@@ -499,6 +544,7 @@ TrainSummary Trainer::run() {
     record_validation(sum.final_val_loss);
   }
   if (last_saved_ != step_) save();
+  finish_background_save(true);
   sum.final_checkpoint = last_saved_path_;
   running_ = false;
   elapsed_before_ += run_clock_.seconds();

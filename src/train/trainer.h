@@ -26,6 +26,7 @@
 // stop signal ends the loop.
 #pragma once
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -90,6 +91,12 @@ class Trainer {
   double validate();
   void record_validation(double loss);
   std::string save();
+  // checkpoint.async: the background write of the last save, if any. Waits for it (or, with
+  // block false, only looks whether it is done), then logs, records and prunes as save()
+  // does; a failed write stops the run with save()'s message.
+  void finish_background_save(bool block);
+  // Prunes, logs and records a written checkpoint (copy_seconds < 0: written in the step).
+  void record_saved(int64_t step, const std::string& path, double seconds, double copy_seconds);
   void record_step(double loss, double lr, const StepResult& r, const StepVerdict& v,
                    double step_seconds, double smoothed_seconds);
   double elapsed() const;
@@ -124,6 +131,13 @@ class Trainer {
   double peak_flops_ = 0;     // 0 when the device's peak is unknown
   int debug_save_sleep_ms_ = 0;  // TL_DEBUG_CHECKPOINT_SLEEP_MS: crash tests widen the write
   bool stop_agreed_ = false;  // sharded runs: some rank saw a stop signal (agreed each step)
+  struct BackgroundSave {
+    std::future<double> seconds;  // of the write; rethrows its error
+    int64_t step = -1;
+    std::string path, previous;   // what is written, and the newest complete one before it
+    double copy_seconds = 0;      // the part the step paid for: the state to host memory
+  };
+  BackgroundSave background_;     // last: destroyed (and so waited for) first
 };
 
 // Newest complete checkpoint in run_dir/checkpoints by name: a step_*.tlck file or a
