@@ -71,6 +71,9 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   be_ = dist_ ? dist_->make_backend(cfg_) : make_backend(cfg_.device, cfg_.threads);
   if (dist_) dist_->connect(*be_);
   log_info("device: ", be_->describe());
+  if (dist_ && cfg_.async_checkpoint)
+    log_warn("checkpoint.async applies to single-process runs: the ranks of a sharded run write "
+             "their checkpoints in the step");
   check_fits(estimate_training_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len,
                                       be_->compute_dtype(), cfg_.recompute),
              be_->device_memory_total(), be_->describe());
