@@ -10,7 +10,7 @@
 
 namespace tl {
 
-// Copy: device-to-device copies and memsets (FSDP's gradient buffers, checkpoint staging).
+// Copy: device-to-device copies and memsets (e.g. FSDP's gradient buffers).
 enum class ProfCat : int { Matmul = 0, Attention, Optimizer, Other, Copy, Count };
 
 class Profiler {
