@@ -2,10 +2,12 @@
 # A real TinyLlama-1.1B training run on one GPU: tinyshakespeare tokenized with the Llama 2
 # tokenizer into shards, a few hundred steps with validation and checkpoints, then the report.
 #   tools/gpu_train_1b.sh [STEPS (300)]
+# ASYNC=true writes the checkpoints on a background thread (checkpoint.async).
 # Needs the shared data ($TL_SHARED_DIR/data). Writes the run to $WORK (default /tmp/tl_1b) and
 # copies metrics, report and logs into $OUT/run_1b.tar.
 set -euo pipefail
 STEPS=${1:-300}
+ASYNC=${ASYNC:-false}
 OUT=${OUT:-build/gpu_train_1b}
 WORK=${WORK:-/tmp/tl_1b}
 BUILD=${BUILD:-build}
@@ -25,7 +27,7 @@ cat >"$WORK/config.json" <<JSON
   "train": {"steps": $STEPS, "seed": 3407, "device": "cuda", "recompute": true,
             "run_dir": "run", "log_interval": 10},
   "eval": {"interval": 100, "batches": 4},
-  "checkpoint": {"interval": 100, "keep": 1}
+  "checkpoint": {"interval": 100, "keep": 1, "async": $ASYNC}
 }
 JSON
 cd "$WORK"
