@@ -107,6 +107,39 @@ TEST(TrainProcess, SigtermFinishesTheStepSavesAndExitsZero) {
             load_checkpoint(ref.final_checkpoint).params);
 }
 
+// checkpoint.async: SIGTERM while a background write is in flight (writes stretched to
+// 300 ms, one every 2 steps) still ends with exit 0, every write finished and recorded, and
+// the stopped step's checkpoint complete and valid.
+TEST(TrainProcess, SigtermDuringABackgroundWriteWaitsForItAndSaves) {
+  TrainFixture fx;
+  json j = fx.config("r", 100000);
+  j["checkpoint"] = {{"interval", 2}, {"keep", 3}, {"async", true}};
+  const std::string cfg = fx.config_file("cfg", j);
+  const std::string run = fx.run("r"), metrics = run + "/metrics.jsonl", log = fx.dir + "/log.txt";
+  pid_t pid = train_test::spawn_binary({"train", "--config", cfg}, log,
+                                       {"TL_DEBUG_CHECKPOINT_SLEEP_MS=300"});
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(wait_for(pid, [&] { return has_temp_file(checkpoint_dir(run), pid); }, 60))
+      << train_test::read_text(log);
+  ::kill(pid, SIGTERM);
+  ASSERT_EQ(train_test::wait_exit(pid), 0) << train_test::read_text(log);
+  const int64_t stopped = last_logged_step(metrics);
+  const std::string ck = checkpoint_path(run, stopped);
+  ASSERT_TRUE(file_exists(ck)) << train_test::read_text(log);
+  CheckpointData data;
+  ASSERT_NO_THROW(data = load_checkpoint(ck));
+  EXPECT_EQ(data.meta["step"], stopped);
+  EXPECT_FALSE(has_temp_file(checkpoint_dir(run)));
+  // Every save was recorded once its write had finished, the stopped step's last.
+  std::vector<json> saves = train_test::events(metrics, "checkpoint");
+  ASSERT_FALSE(saves.empty());
+  EXPECT_EQ(saves.back()["step"], stopped);
+  for (const json& e : saves) {
+    EXPECT_TRUE(e.contains("copy_seconds")) << e.dump();
+    EXPECT_GE(e["seconds"].get<double>(), 0.3) << e.dump();
+  }
+}
+
 // The crash test: 20 kill -9 in a row, odd ones while a checkpoint is being written (the
 // write is stretched by TL_DEBUG_CHECKPOINT_SLEEP_MS), even ones a random number of steps
 // into the run. Each restart must resume from the newest checkpoint, which must verify,
