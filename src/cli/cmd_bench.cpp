@@ -45,10 +45,7 @@ void add_bench_command(CLI::App& app) {
     std::printf("step         %.1f ms\n", r.step_seconds * 1e3);
     if (r.peak_flops > 0) std::printf("MFU          %.1f%% of %.0f TFLOP/s\n", 100 * r.mfu, r.peak_flops / 1e12);
     if (r.peak_memory > 0) std::printf("peak memory  %s\n", format_bytes(double(r.peak_memory)).c_str());
-    double total = 0;
-    for (const auto& [k, v] : r.phase_seconds) total += v;
-    for (const auto& [k, v] : r.phase_seconds)
-      std::printf("phase %-10s %8.2f ms  %5.1f%%\n", k.c_str(), v * 1e3, total > 0 ? 100 * v / total : 0.0);
+    print_phases(r.phase_seconds);
     std::printf("loss         %.4f -> %.4f over %zu steps (grad norm %.3f -> %.3f), %d skipped\n",
                 r.losses.front(), r.losses.back(), r.losses.size(), r.grad_norms.front(),
                 r.grad_norms.back(), r.skipped_steps);

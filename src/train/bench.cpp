@@ -1,5 +1,7 @@
 #include "train/bench.h"
 
+#include <cstdio>
+
 #include "backend/backend.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -25,6 +27,15 @@ json BenchResult::to_json() const {
               {"phase_seconds", phases},  {"final_loss", final_loss},
               {"losses", losses},         {"grad_norms", grad_norms},
               {"skipped_steps", skipped_steps}};
+}
+
+void print_phases(const std::vector<std::pair<std::string, double>>& phase_seconds,
+                  const char* note) {
+  double total = 0;
+  for (const auto& [k, v] : phase_seconds) total += v;
+  for (const auto& [k, v] : phase_seconds)
+    std::printf("phase %-10s %8.2f ms  %5.1f%%%s\n", k.c_str(), v * 1e3,
+                total > 0 ? 100 * v / total : 0.0, note);
 }
 
 BenchResult run_bench(const BenchOptions& o) {

@@ -127,11 +127,7 @@ bool run_dist_bench_cli(const DistBenchOptions& o, bool strategy_given, const st
               r.comm_wait_mean_s * 1e3, r.comm_wait_max_s * 1e3,
               100 * r.comm_wait_mean_s / r.step_seconds);
   std::printf("peak memory  %s per GPU (largest rank)\n", format_bytes(r.peak_memory_max).c_str());
-  double total = 0;
-  for (const auto& [k, v] : r.phase_seconds) total += v;
-  for (const auto& [k, v] : r.phase_seconds)
-    std::printf("phase %-10s %8.2f ms  %5.1f%%  (rank 0)\n", k.c_str(), v * 1e3,
-                total > 0 ? 100 * v / total : 0.0);
+  print_phases(r.phase_seconds, "  (rank 0)");
   std::printf("loss         %.4f -> %.4f over %zu steps\n", r.losses.front(), r.losses.back(),
               r.losses.size());
   if (!json_out.empty()) {
