@@ -18,6 +18,7 @@ OUT=${OUT:-build/dist_sweep}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$(( $(nproc) / N ))
 B="--preset tinyllama-1.1b --micro-batch 8 --grad-accum $ACC --steps $STEPS --warmup 2"
+source tools/dist_ranks.sh
 field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r.get(sys.argv[2], 0))" "$1" "$2"; }
 
 "$BIN" bench $B --json "$OUT/plain.json" >"$OUT/plain.log" 2>&1 || { tail "$OUT/plain.log"; exit 1; }
@@ -28,14 +29,9 @@ i=0
 for setting in "$@"; do
   i=$((i + 1))
   env_args=(); [ "$setting" != "-" ] && read -ra env_args <<<"$setting"
-  port=$((20000 + RANDOM % 20000)) pids=()
-  for ((r = 0; r < N; r++)); do
-    env "${env_args[@]}" RANK=$r WORLD_SIZE=$N LOCAL_RANK=$r LOCAL_WORLD_SIZE=$N MASTER_ADDR=127.0.0.1 \
-      MASTER_PORT=$port timeout 300 "$BIN" bench $B --strategy full_shard --json "$OUT/s$i.json" \
-      >"$OUT/s$i.rank$r.log" 2>&1 &
-    pids+=($!)
-  done
-  rc=0; for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+  start_ranks "$N" "$OUT/s$i" env "${env_args[@]}" "$BIN" bench $B --strategy full_shard \
+    --json "$OUT/s$i.json"
+  wait_ranks 300; rc=$?
   if [ $rc -ne 0 ] || [ ! -f "$OUT/s$i.json" ]; then echo "[$setting] failed (rc $rc)"; tail -5 "$OUT/s$i.rank0.log"; continue; fi
   tps=$(field "$OUT/s$i.json" tokens_per_s_per_gpu)
   printf "[%s] full_shard x%s: %.0f tokens/s per GPU (%.1f%% of plain), %s, %s, %s\n" "$setting" "$N" \

@@ -48,28 +48,8 @@ verdict() {  # verdict NAME RC [detail]
   if [ "$2" -eq 0 ]; then say "PASS $1 ${3:-}"; else say "FAIL $1 ${3:-}"; status=1; fi
 }
 
-# ---- launching N local ranks with torchrun-style variables ----
-PIDS=()
-start_ranks() {  # start_ranks N LOGPREFIX cmd...  (background; PIDS, one per rank)
-  local n=$1 prefix=$2; shift 2
-  local port=$((20000 + RANDOM % 20000))
-  PIDS=()
-  for ((r = 0; r < n; r++)); do
-    RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r LOCAL_WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-      "$@" >"$prefix.rank$r.log" 2>&1 &
-    PIDS+=($!)
-  done
-}
-wait_ranks() {  # wait_ranks SECONDS: waits for PIDS; kills them all past the deadline; worst rc
-  local deadline=$(( $(date +%s) + $1 )) rc=0
-  for p in "${PIDS[@]}"; do
-    while kill -0 "$p" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
-    if kill -0 "$p" 2>/dev/null; then kill -9 "${PIDS[@]}" 2>/dev/null; rc=124; fi
-    wait "$p"; local c=$?
-    [ $rc -eq 0 ] && rc=$c
-  done
-  return $rc
-}
+# ---- launching N local ranks (start_ranks, wait_ranks) ----
+source tools/dist_ranks.sh
 launch() {  # launch N LOGPREFIX SECONDS cmd...: runs N ranks; shows rank 0's log and the others' errors
   local n=$1 prefix=$2 secs=$3; shift 3
   start_ranks "$n" "$prefix" "$@"
