@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/dtype.h"
+#include "core/fs.h"
 #include "core/hash.h"
 #include "core/json_reader.h"
 #include "core/rng.h"
@@ -109,4 +110,27 @@ TEST(ParamLayout, CoversEveryParameterOnceAligned) {
   EXPECT_EQ(layout.layer_end(0), layout.layer_begin(1));
   EXPECT_NE(layout.find("layers.3.w_down"), nullptr);
   EXPECT_THROW(layout.get(ParamKind::Wo, c.n_layers), Error);
+}
+
+// Issue #18: the folder's fsync after an atomic rename ignored every error.
+TEST(Fs, SyncDirReportsTheFolderItCannotSync) {
+  const std::string missing = "/nonexistent_tl_folder/sub";
+  std::string msg;
+  try {
+    sync_dir(missing);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("'" + missing + "'"), std::string::npos) << msg;
+  EXPECT_NO_THROW(sync_dir("."));
+}
+
+// One rule for file names read from an index (meta.json, an HF weight index).
+TEST(Fs, PlainFileNamesStayInTheirFolder) {
+  for (const std::string ok : {"shard_00000_of_00002.tlck", "model-00001.safetensors", "..x", "a.."})
+    EXPECT_TRUE(is_plain_file_name(ok)) << ok;
+  for (const std::string bad : {std::string(""), std::string("."), std::string(".."),
+                                std::string("../x.tlck"), std::string("/etc/passwd"),
+                                std::string("sub/x"), std::string("x\0y", 3)})
+    EXPECT_FALSE(is_plain_file_name(bad)) << bad;
 }

@@ -56,15 +56,21 @@ void write_all(std::FILE* f, const void* data, size_t n, const std::string& path
   TL_CHECK(w == n, "cannot write '", path, "': ", std::strerror(errno));
 }
 
-namespace {
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+bool is_plain_file_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." &&
+         name.find_first_of(std::string("/\0", 2)) == std::string::npos;
 }
-}  // namespace
+
+void sync_dir(const std::string& dir) {
+  const std::string d = dir.empty() ? "." : dir;
+  const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  TL_CHECK(fd >= 0, "cannot open folder '", d, "' to sync it: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // Without the folder's sync a rename may not survive a power loss: say so.
+  TL_CHECK(rc == 0 || err == EINVAL, "cannot sync folder '", d, "': ", std::strerror(err));
+}
 
 void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
@@ -88,7 +94,7 @@ void write_file_atomic(const std::string& path, const std::function<void(std::FI
     std::remove(tmp.c_str());
     fail("cannot rename '", tmp, "' to '", path, "': ", std::strerror(err));
   }
-  fsync_dir(fs::path(path).parent_path().string());
+  sync_dir(fs::path(path).parent_path().string());
 }
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
