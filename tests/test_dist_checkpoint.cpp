@@ -1,19 +1,25 @@
 // Sharded checkpoints: saved at one world size, loaded at others (resharding) with
 // identical parameters and optimizer state; the set loads as one full model; a folder
-// without its meta.json, or with a shard from another save, is not a checkpoint.
+// without its meta.json, or with a shard from another save, is not a checkpoint; shards
+// whose metadata disagree with the set are refused naming the file and the field.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/fs.h"
 #include "core/rng.h"
+#include "data/packed.h"
 #include "dist/sharded_checkpoint.h"
 #include "dist_test_util.h"
 #include "model/llama.h"
+#include "sharded_test_util.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
@@ -185,4 +191,193 @@ TEST(DistCheckpoint, IncompleteOrMixedFoldersAreNotCheckpoints) {
   prune_sharded_checkpoints(t.path, 2);
   EXPECT_FALSE(fs::exists(good));
   EXPECT_TRUE(fs::exists(mixed));
+}
+
+// ---- Damaged sets: shards whose own metadata (its CRCs right, listed in meta.json with
+// their size and CRC) disagree with the set. Each is refused with a message naming the
+// file and the field, before anything is allocated or copied.
+
+namespace {
+
+using sharded_test::make_shard;
+using sharded_test::replace_shard;
+
+// The message of the exception f throws (marked when it is not a tl::Error), or a marker.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return cat("<not a tl::Error: ", e.what(), ">");
+  }
+  return "<no error>";
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+ModelConfig cfg_layers(int n_layers) {
+  ModelConfig c = cfg();
+  c.n_layers = n_layers;
+  return c;
+}
+
+struct CliResult {
+  int rc = -1;  // the exit status; -1 when a signal ended it
+  std::string output;
+};
+
+CliResult run_binary(const std::string& args) {
+  CliResult r;
+  FILE* p = ::popen((std::string("'") + TL_BINARY + "' " + args + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// A 2-shard set of cfg() saved by the real writer, in t/step_00000002.
+std::string saved_set(const TempDir& t) {
+  const std::string dir = t.path + "/" + sharded_checkpoint_name(2);
+  train_and_save(dir, ShardStrategy::FullShard, 2);
+  return dir;
+}
+
+}  // namespace
+
+// Issue #18: a shard whose meta describes a far larger model made export and eval write
+// past the end of the full buffer (SIGSEGV, no message).
+TEST(ShardedCheckpointDamage, ShardsDisagreeingOnTheModelStopExportAndEvalWithAMessage) {
+  TempDir t;
+  const std::string dir = saved_set(t);
+  replace_shard(dir, 1, make_shard(cfg_layers(200), 1, 2));
+  const std::string shard = dir + "/shard_00001_of_00002.tlck";
+  {
+    std::vector<int32_t> v(400);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t(i % 48);
+    write_packed_file(t.path + "/val.bin", v, 8, v.size());
+  }
+  for (const std::string& cmd :
+       {cat("export --checkpoint '", dir, "' --out '", t.path, "/hf'"),
+        cat("eval --checkpoint '", dir, "' --data '", t.path, "/val.bin' --seq-len 7 --threads 1")}) {
+    const CliResult r = run_binary(cmd);
+    EXPECT_EQ(r.rc, 1) << cmd << " (-1: killed by a signal)\n" << r.output;
+    EXPECT_TRUE(has(r.output, shard) && has(r.output, "field 'model'")) << cmd << "\n" << r.output;
+  }
+  EXPECT_FALSE(fs::exists(t.path + "/hf/model.safetensors"));
+}
+
+// Issue #18: a section shorter than its shard's meta says was read past its end, on the
+// full load and on the resharding (resume) path alike.
+TEST(ShardedCheckpointDamage, AShortSectionIsRefusedOnBothLoadPaths) {
+  TempDir t;
+  const std::string dir = saved_set(t);
+  CheckpointData d = load_checkpoint(dir + "/shard_00001_of_00002.tlck");
+  for (auto* v : {&d.params, &d.adam_m, &d.adam_v}) v->resize(v->size() / 2);
+  replace_shard(dir, 1, d);
+  Sharding three(ParamLayout(cfg()), 3);
+  CheckpointData mine;
+  for (const std::string& msg :
+       {error_of([&] { load_sharded_as_full(dir, false); }),
+        error_of([&] { read_sharded_checkpoint(dir, three, 2, mine); })}) {
+    EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "section 'params'")) << msg;
+  }
+  EXPECT_TRUE(mine.params.empty()) << "nothing is allocated before every shard is checked";
+}
+
+// Issue #18: a shard claiming a smaller model loaded silently, the rest of the full
+// buffer left zero (export wrote zeros into 13 of 39 tensors; resume went on from it).
+TEST(ShardedCheckpointDamage, AShardOfASmallerModelIsRefusedNotLoadedAsZeros) {
+  TempDir t;
+  const std::string dir = saved_set(t);
+  replace_shard(dir, 1, make_shard(cfg_layers(1), 1, 2));
+  Sharding one(ParamLayout(cfg()), 1);
+  CheckpointData mine;
+  for (const std::string& msg :
+       {error_of([&] { load_sharded_as_full(dir, false); }),
+        error_of([&] { load_sharded_as_full(dir, true); }),
+        error_of([&] { read_sharded_checkpoint(dir, one, 0, mine); })}) {
+    EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "field 'model'")) << msg;
+  }
+  // The same model but a size field that lies is named too.
+  CheckpointData lie = make_shard(cfg(), 1, 2);
+  lie.meta["shard_total"] = lie.meta["shard_total"].get<int64_t>() - 128;
+  replace_shard(dir, 1, lie);
+  const std::string msg = error_of([&] { load_sharded_as_full(dir, false); });
+  EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "field 'shard_total'")) << msg;
+}
+
+// Issue #18: meta.json's shard names were joined to the folder unchecked.
+TEST(ShardedCheckpointDamage, ShardFileNamesMustStayInTheFolder) {
+  TempDir t;
+  const std::string dir = saved_set(t);
+  make_dirs(t.path + "/outside");
+  fs::copy_file(dir + "/shard_00000_of_00002.tlck", t.path + "/outside/x.tlck");
+  const json good = sharded_test::read_meta(dir);
+  for (const std::string& name : {std::string("../outside/x.tlck"), t.path + "/outside/x.tlck"}) {
+    json m = good;
+    m["shards"][0]["file"] = name;
+    sharded_test::write_meta(dir, m);
+    for (const std::string& msg : {error_of([&] { read_sharded_meta(dir); }),
+                                   error_of([&] { load_sharded_as_full(dir, false); })})
+      EXPECT_TRUE(has(msg, dir + "/meta.json") && has(msg, "field 'shards[0].file'") &&
+                  has(msg, name))
+          << msg;
+    EXPECT_EQ(find_latest_sharded_checkpoint(t.path), "") << "not a checkpoint: " << name;
+  }
+}
+
+// Issue #18: a missing or ill-typed key surfaced as a bare JSON exception.
+TEST(ShardedCheckpointDamage, IndexFieldsAreCheckedNamingTheFileAndTheField) {
+  TempDir t;
+  const std::string dir = saved_set(t);
+  const std::string meta_path = dir + "/meta.json";
+  const json good = sharded_test::read_meta(dir);
+  struct Case {
+    std::function<void(json&)> edit;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {[](json& m) { m["shards"][1].erase("file"); }, "field 'shards[1].file' is missing"},
+      {[](json& m) { m["shards"][0]["bytes"] = "100"; }, "field 'shards[0].bytes'"},
+      {[](json& m) { m["shards"][0]["crc32"] = -1; }, "field 'shards[0].crc32'"},
+      {[](json& m) { m["shards"][1] = 7; }, "field 'shards[1]'"},
+      {[](json& m) { m["shard_world"] = "2"; }, "field 'shard_world'"},
+      {[](json& m) { m["shards"] = json::object(); }, "field 'shards'"},
+      {[](json& m) { m.erase("version"); }, "field 'version' is missing"},
+      {[](json& m) { m.erase("meta"); }, "field 'meta' is missing"},
+      {[](json& m) { m["meta"].erase("model"); }, "field 'meta.model' is missing"},
+      {[](json& m) { m["meta"]["model"]["n_layers"] = "3"; }, "meta.model"},
+  };
+  for (const Case& c : cases) {
+    json m = good;
+    c.edit(m);
+    sharded_test::write_meta(dir, m);
+    const std::string msg = error_of([&] { load_sharded_as_full(dir, false); });
+    EXPECT_TRUE(has(msg, meta_path) && has(msg, c.field)) << c.field << ": " << msg;
+  }
+  sharded_test::write_meta(dir, good);
+  // A shard's own header meta, too.
+  CheckpointData d = load_checkpoint(dir + "/shard_00001_of_00002.tlck");
+  d.meta["shard_rank"] = "1";
+  replace_shard(dir, 1, d);
+  std::string msg = error_of([&] { load_sharded_as_full(dir, false); });
+  EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "field 'shard_rank'")) << msg;
+  d.meta.erase("shard_rank");
+  replace_shard(dir, 1, d);
+  msg = error_of([&] { load_sharded_as_full(dir, false); });
+  EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "field 'shard_rank' is missing"))
+      << msg;
+  // And what the CLI prints: the message, exit status 1.
+  json m = good;
+  m["shards"][1].erase("file");
+  sharded_test::write_meta(dir, m);
+  const CliResult r = run_binary(cat("export --checkpoint '", dir, "' --out '", t.path, "/hf'"));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_TRUE(has(r.output, meta_path) && has(r.output, "field 'shards[1].file' is missing"))
+      << r.output;
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "checkpoint/checkpoint.h"
+#include "sharded_test_util.h"
 #include "train/checkpoint_policy.h"
 #include "train/resume_check.h"
 #include "train/trainer.h"
@@ -232,4 +233,29 @@ TEST(TrainResume, BackgroundCheckpointsEqualSynchronousOnesAndOverlapTraining) {
   } catch (const Error& e) {
     EXPECT_TRUE(has(e.what(), "checkpoint.async")) << e.what();
   }
+}
+
+// Issue #18: a sharded checkpoint whose shard claims a smaller model was resumed from (the
+// missing part as zeros) and a new checkpoint saved from those weights. It is damage: set
+// aside, and the previous checkpoint resumes.
+TEST(TrainResume, ShardedCheckpointWithAShardOfAnotherModelIsSetAsideNotResumed) {
+  TrainFixture fx;
+  train(fx.config("r", 10));
+  CheckpointData ck = load_checkpoint(checkpoint_path(fx.run("r"), 10));
+  ck.meta["step"] = 20;  // as if a later (sharded) save
+  const std::string folder = sharded_checkpoint_path(fx.run("r"), 20);
+  sharded_test::write_sharded_set(folder, ck, 2);
+  ModelConfig smaller = ModelConfig::from_json(ck.meta.at("model"));
+  smaller.n_layers = 1;
+  sharded_test::replace_shard(folder, 1, sharded_test::make_shard(smaller, 1, 2));
+
+  testing::internal::CaptureStderr();
+  train(fx.config("r", 12), "auto");
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(has(log, "skipping damaged checkpoint") && has(log, "shard_00001_of_00002.tlck") &&
+              has(log, "field 'model'"))
+      << log;
+  EXPECT_TRUE(has(log, "resumed from") && has(log, "at step 10")) << log;
+  EXPECT_TRUE(is_directory(folder + ".damaged"));
+  EXPECT_EQ(steps_of(fx.run("r")), (std::vector<int64_t>{10, 12}));
 }

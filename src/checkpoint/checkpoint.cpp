@@ -220,9 +220,12 @@ void save_checkpoint(const std::string& path, const CheckpointData& data,
   });
 }
 
-CheckpointData load_checkpoint(const std::string& path, bool with_optimizer) {
-  File f = open_read(path);
-  Parsed p = read_header(f.get(), path);
+namespace {
+struct Sections {
+  const Section *params, *m, *v;
+};
+// The sections a checkpoint must have: params, and adam_m with adam_v of its size or neither.
+Sections required_sections(const Parsed& p, const std::string& path) {
   const Section* params = find_section(p, "params");
   const Section* m = find_section(p, "adam_m");
   const Section* v = find_section(p, "adam_v");
@@ -231,6 +234,14 @@ CheckpointData load_checkpoint(const std::string& path, bool with_optimizer) {
   TL_CHECK(!m || (m->numel == params->numel && v->numel == params->numel), "checkpoint '", path,
            "': optimizer state sizes (", m ? m->numel : 0, ", ", v ? v->numel : 0,
            ") do not match params (", params->numel, ")");
+  return {params, m, v};
+}
+}  // namespace
+
+CheckpointData load_checkpoint(const std::string& path, bool with_optimizer) {
+  File f = open_read(path);
+  Parsed p = read_header(f.get(), path);
+  const auto [params, m, v] = required_sections(p, path);
   CheckpointData out;
   out.meta = std::move(p.meta);
   out.params = read_section(f.get(), *params, path);
@@ -244,6 +255,13 @@ CheckpointData load_checkpoint(const std::string& path, bool with_optimizer) {
 json read_checkpoint_meta(const std::string& path) {
   File f = open_read(path);
   return read_header(f.get(), path).meta;
+}
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  File f = open_read(path);
+  Parsed p = read_header(f.get(), path);
+  const Sections s = required_sections(p, path);
+  return {std::move(p.meta), s.params->numel, s.m != nullptr};
 }
 
 }  // namespace tl

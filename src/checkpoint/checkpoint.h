@@ -32,5 +32,13 @@ void save_checkpoint(const std::string& path, const CheckpointData& data,
 // Throws naming the file on a bad magic, version, truncation or CRC mismatch.
 CheckpointData load_checkpoint(const std::string& path, bool with_optimizer = true);
 json read_checkpoint_meta(const std::string& path);  // header only (CRC-checked), cheap
+// The header's meta and section sizes, read and checked as load_checkpoint does but
+// without reading a section: lets a caller check sizes before it allocates anything.
+struct CheckpointInfo {
+  json meta;
+  uint64_t params = 0;         // values in the params section
+  bool has_optimizer = false;  // adam_m and adam_v, each the size of params
+};
+CheckpointInfo read_checkpoint_info(const std::string& path);
 
 }  // namespace tl

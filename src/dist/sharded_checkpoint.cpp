@@ -1,8 +1,10 @@
 #include "dist/sharded_checkpoint.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "core/fs.h"
 #include "core/hash.h"
@@ -30,25 +32,173 @@ uint32_t data_crc(const CheckpointData& d) {
   return crc;
 }
 
-// The sharding a shard file was written under, rebuilt from its meta.
-Sharding sharding_of(const json& shard_meta) {
-  ModelConfig cfg = ModelConfig::from_json(shard_meta.at("model"), "model");
-  return Sharding(ParamLayout(cfg), shard_meta.at("shard_world").get<int>(),
-                  shard_meta.at("align").get<int64_t>());
+constexpr int64_t kMaxShards = int64_t(1) << 20;
+
+// Typed fields of meta.json or of a shard's header meta: every error names the file and
+// the field ("shards[2].crc32"), never a bare JSON exception.
+class Fields {
+ public:
+  Fields(const json& obj, const std::string& file, std::string at)
+      : obj_(obj), file_(file), at_(std::move(at)) {
+    TL_CHECK(obj.is_object(), "'", file, "': ", at_.empty() ? "its meta" : "field '" + at_ + "'",
+             " must be a JSON object");
+  }
+  std::string name(const char* key) const { return at_.empty() ? key : at_ + "." + key; }
+  const json& get(const char* key) const {
+    TL_CHECK(obj_.contains(key), "'", file_, "': field '", name(key), "' is missing");
+    return obj_[key];
+  }
+  const json& object(const char* key) const {
+    const json& v = get(key);
+    TL_CHECK(v.is_object(), "'", file_, "': field '", name(key), "' must be an object");
+    return v;
+  }
+  const json& array(const char* key) const {
+    const json& v = get(key);
+    TL_CHECK(v.is_array(), "'", file_, "': field '", name(key), "' must be a list");
+    return v;
+  }
+  std::string string(const char* key) const {
+    const json& v = get(key);
+    TL_CHECK(v.is_string(), "'", file_, "': field '", name(key), "' must be a string, not ",
+             v.dump());
+    return v.get<std::string>();
+  }
+  int64_t integer(const char* key, int64_t lo, int64_t hi) const {
+    const json& v = get(key);
+    const bool ok = v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi)) &&
+                    v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+    TL_CHECK(ok, "'", file_, "': field '", name(key), "' must be an integer in [", lo, ", ", hi,
+             "], not ", v.dump());
+    return v.get<int64_t>();
+  }
+
+ private:
+  const json& obj_;
+  const std::string& file_;
+  std::string at_;
+};
+
+// meta.json, checked field by field before any shard is opened.
+struct SetIndex {
+  std::string path;  // of meta.json
+  json top;
+  int shard_world = 0;
+  ModelConfig model;  // meta.model: the model the set holds
+  struct Entry {
+    std::string path;
+    uint64_t bytes = 0;
+    uint32_t crc = 0;
+  };
+  std::vector<Entry> shards;
+};
+
+SetIndex read_index(const std::string& dir) {
+  SetIndex idx;
+  idx.path = dir + "/" + kMetaFile;
+  const std::string& path = idx.path;
+  TL_CHECK(file_exists(path), "'", dir, "' is not a complete sharded checkpoint: it has no ",
+           kMetaFile, " (the save did not finish)");
+  idx.top = read_json_file(path);
+  const json& m = idx.top;
+  TL_CHECK(m.is_object() && m.contains("format") && m["format"] == kFormat, "'", path,
+           "' is not a tinyllama sharded checkpoint index (field 'format' is not \"", kFormat, "\")");
+  Fields top(m, path, "");
+  const int64_t version = top.integer("version", 1, INT32_MAX);
+  TL_CHECK(version == 1, "'", path, "': field 'version' is ", version,
+           ": written by a newer tinyllama (this build reads version 1)");
+  idx.shard_world = int(top.integer("shard_world", 1, kMaxShards));
+  const json& shards = top.array("shards");
+  TL_CHECK(shards.size() == size_t(idx.shard_world), "'", path, "' lists ", shards.size(),
+           " shards but says the set has ", idx.shard_world, " (field 'shard_world')");
+  const json& model = Fields(top.object("meta"), path, "meta").object("model");
+  try {
+    idx.model = ModelConfig::from_json(model, "meta.model");
+  } catch (const std::exception& e) {
+    fail("'", path, "': ", e.what());
+  }
+  for (size_t i = 0; i < shards.size(); ++i) {
+    Fields s(shards[i], path, cat("shards[", i, "]"));
+    const std::string file = s.string("file");
+    // Shards live in the folder itself: meta.json must not point a reader anywhere else.
+    TL_CHECK(is_plain_file_name(file), "'", path, "': field '", s.name("file"), "' is \"", file,
+             "\": a shard must be a file of the checkpoint folder itself (no '/', '..' or "
+             "absolute path)");
+    SetIndex::Entry e;
+    e.path = dir + "/" + file;
+    e.bytes = uint64_t(s.integer("bytes", 0, INT64_MAX));
+    e.crc = uint32_t(s.integer("crc32", 0, 0xffffffffll));
+    TL_CHECK(file_exists(e.path), "sharded checkpoint '", dir, "' is incomplete: '", e.path,
+             "' is missing");
+    TL_CHECK(file_size(e.path) == e.bytes, "sharded checkpoint '", dir, "': '", e.path, "' has ",
+             file_size(e.path), " bytes, meta.json says ", e.bytes);
+    idx.shards.push_back(std::move(e));
+  }
+  return idx;
 }
 
-// Loads shard `i` of the set described by meta.json, checking it belongs to that set.
-CheckpointData load_shard(const std::string& dir, const json& meta, size_t i, bool with_opt) {
-  const json& entry = meta.at("shards").at(i);
-  const std::string path = dir + "/" + entry.at("file").get<std::string>();
+// What the shards of a set hold, all checked against meta.json and against each other.
+struct SetLayout {
+  Sharding sharding;       // the one every shard was written under
+  bool has_optimizer;      // every shard holds adam_m and adam_v (or none does)
+};
+
+// Reads every shard's header (not its sections) and checks that it is shard i of this
+// set (rank, world, the set's model, alignment, sizes by the sharding arithmetic, CRC in
+// meta.json): all before the caller allocates or copies anything, so a shard that
+// disagrees is an error naming it, not a write past a buffer or a silently wrong model.
+SetLayout check_shards(const SetIndex& idx) {
+  std::optional<SetLayout> set;
+  int64_t align0 = 0;
+  for (size_t i = 0; i < idx.shards.size(); ++i) {
+    const std::string& path = idx.shards[i].path;
+    const CheckpointInfo info = read_checkpoint_info(path);  // header CRC-checked
+    Fields f(info.meta, path, "");
+    const int64_t rank = f.integer("shard_rank", 0, kMaxShards - 1);
+    const int64_t world = f.integer("shard_world", 1, kMaxShards);
+    TL_CHECK(rank == int64_t(i) && world == idx.shard_world, "'", path, "' is not shard ", i,
+             " of ", idx.shard_world, " (its fields 'shard_rank' and 'shard_world' say ", rank,
+             " of ", world, ")");
+    TL_CHECK(uint32_t(f.integer("data_crc32", 0, 0xffffffffll)) == idx.shards[i].crc, "'", path,
+             "' was written by another save than its folder's meta.json (CRC-32 differs): the "
+             "set is mixed, not a checkpoint");
+    TL_CHECK(f.object("model") == idx.top["meta"]["model"], "'", path, "': field 'model' (",
+             info.meta["model"].dump(), ") is not the model of '", idx.path, "' (meta.model ",
+             idx.top["meta"]["model"].dump(), ")");
+    const int64_t align = f.integer("align", 1, int64_t(1) << 20);
+    if (!set) {
+      align0 = align;
+      set.emplace(SetLayout{Sharding(ParamLayout(idx.model), idx.shard_world, align),
+                            info.has_optimizer});
+    }
+    const Sharding& sh = set->sharding;
+    TL_CHECK(align == align0, "'", path, "': field 'align' is ", align, ", shard 0 says ", align0);
+    TL_CHECK(f.integer("flat_total", 0, INT64_MAX) == sh.flat_total(), "'", path,
+             "': field 'flat_total' is ", info.meta["flat_total"], " but the model of '", idx.path,
+             "' has ", sh.flat_total(), " parameters");
+    TL_CHECK(f.integer("shard_total", 0, INT64_MAX) == sh.shard_total(), "'", path,
+             "': field 'shard_total' is ", info.meta["shard_total"], " but shard ", i, " of ",
+             idx.shard_world, " of this model holds ", sh.shard_total(), " values");
+    TL_CHECK(info.params == uint64_t(sh.shard_total()), "'", path, "': section 'params' holds ",
+             info.params, " values but shard ", i, " of ", idx.shard_world, " of this model holds ",
+             sh.shard_total());
+    TL_CHECK(info.has_optimizer == set->has_optimizer, "'", path, "' ",
+             info.has_optimizer ? "holds" : "lacks", " the optimizer state (sections 'adam_m', "
+             "'adam_v') that shard 0 ", set->has_optimizer ? "holds" : "lacks");
+  }
+  TL_ASSERT(set.has_value());  // shard_world >= 1
+  return std::move(*set);
+}
+
+// Loads shard i, checked by check_shards; the sizes are checked again against the data
+// read (the file may have been replaced since).
+CheckpointData load_shard(const SetIndex& idx, const SetLayout& set, size_t i, bool with_opt) {
+  const std::string& path = idx.shards[i].path;
   CheckpointData d = load_checkpoint(path, with_opt);  // checks each section's CRC
-  TL_CHECK(d.meta.value("shard_rank", -1) == int(i) &&
-               d.meta.value("shard_world", -1) == meta.at("shard_world").get<int>(),
-           "'", path, "' is not shard ", i, " of ", meta.at("shard_world"), " (its meta says ",
-           d.meta.value("shard_rank", -1), " of ", d.meta.value("shard_world", -1), ")");
-  TL_CHECK(d.meta.value("data_crc32", uint32_t(0)) == entry.at("crc32").get<uint32_t>(), "'", path,
-           "' was written by another save than its folder's meta.json (CRC-32 differs): the set "
-           "is mixed, not a checkpoint");
+  const size_t n = size_t(set.sharding.shard_total());
+  TL_CHECK(d.params.size() == n && (!with_opt || !set.has_optimizer ||
+                                    (d.adam_m.size() == n && d.adam_v.size() == n)),
+           "'", path, "' changed while it was being read");
   return d;
 }
 
@@ -107,41 +257,26 @@ void save_sharded_checkpoint(const std::string& dir, const json& meta, Fsdp& fsd
   world.barrier();  // nobody moves on (or prunes) before the set is complete
 }
 
-json read_sharded_meta(const std::string& dir) {
-  const std::string path = dir + "/" + kMetaFile;
-  TL_CHECK(file_exists(path), "'", dir, "' is not a complete sharded checkpoint: it has no ",
-           kMetaFile, " (the save did not finish)");
-  json m = read_json_file(path);
-  TL_CHECK(m.is_object() && m.value("format", "") == kFormat && m.contains("shards") &&
-               m.contains("meta") && m.contains("shard_world"),
-           "'", path, "' is not a tinyllama sharded checkpoint index");
-  TL_CHECK(m["shards"].size() == m["shard_world"].get<size_t>(), "'", path, "' lists ",
-           m["shards"].size(), " shards but says the set has ", m["shard_world"]);
-  for (const auto& s : m["shards"]) {
-    const std::string f = dir + "/" + s.at("file").get<std::string>();
-    TL_CHECK(file_exists(f), "sharded checkpoint '", dir, "' is incomplete: '", f, "' is missing");
-    TL_CHECK(file_size(f) == s.at("bytes").get<uint64_t>(), "sharded checkpoint '", dir,
-             "': '", f, "' has ", file_size(f), " bytes, meta.json says ", s.at("bytes"));
-  }
-  return m;
-}
+json read_sharded_meta(const std::string& dir) { return read_index(dir).top; }
 
 void read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
                              CheckpointData& mine) {
-  json meta = read_sharded_meta(dir);
+  const SetIndex idx = read_index(dir);
+  const SetLayout set = check_shards(idx);
+  const Sharding& from = set.sharding;
+  TL_CHECK(from.flat_total() == to.flat_total(), "'", dir, "' holds a model of ",
+           from.flat_total(), " parameters; this run's has ", to.flat_total());
+  TL_CHECK(set.has_optimizer, "'", dir, "': its shards hold no optimizer state");
+  TL_CHECK(me >= 0 && me < to.world(), "read_sharded_checkpoint: rank ", me, " is outside [0, ",
+           to.world(), ")");
   for (auto* v : {&mine.params, &mine.adam_m, &mine.adam_v}) v->assign(size_t(to.shard_total()), 0.0f);
-  const size_t n = meta["shards"].size();
-  for (size_t i = 0; i < n; ++i) {
-    CheckpointData d = load_shard(dir, meta, i, true);
-    TL_CHECK(!d.adam_m.empty(), "'", dir, "': shard ", i, " holds no optimizer state");
-    Sharding from = sharding_of(d.meta);
-    TL_CHECK(from.flat_total() == to.flat_total(), "'", dir, "' holds a model of ",
-             from.flat_total(), " parameters; this run's has ", to.flat_total());
+  for (size_t i = 0; i < idx.shards.size(); ++i) {
+    CheckpointData d = load_shard(idx, set, i, true);
     reshard_copy(from, int(i), d.params.data(), to, me, mine.params.data());
     reshard_copy(from, int(i), d.adam_m.data(), to, me, mine.adam_m.data());
     reshard_copy(from, int(i), d.adam_v.data(), to, me, mine.adam_v.data());
   }
-  mine.meta = meta["meta"];
+  mine.meta = idx.top["meta"];
 }
 
 json load_sharded_checkpoint(const std::string& dir, Fsdp& fsdp) {
@@ -152,21 +287,19 @@ json load_sharded_checkpoint(const std::string& dir, Fsdp& fsdp) {
 }
 
 CheckpointData load_sharded_as_full(const std::string& dir, bool with_optimizer) {
-  json meta = read_sharded_meta(dir);
+  const SetIndex idx = read_index(dir);
+  const SetLayout set = check_shards(idx);
+  const bool with_opt = with_optimizer && set.has_optimizer;  // else empty, as for a file
   CheckpointData out;
-  out.meta = meta["meta"];
-  const size_t n = meta["shards"].size();
-  for (size_t i = 0; i < n; ++i) {
-    CheckpointData d = load_shard(dir, meta, i, with_optimizer);
-    Sharding from = sharding_of(d.meta);
-    if (i == 0) {
-      out.params.assign(size_t(from.flat_total()), 0.0f);
-      if (with_optimizer) out.adam_m = out.adam_v = out.params;
-    }
-    insert_shard(from, int(i), d.params.data(), out.params.data());
-    if (with_optimizer) {
-      insert_shard(from, int(i), d.adam_m.data(), out.adam_m.data());
-      insert_shard(from, int(i), d.adam_v.data(), out.adam_v.data());
+  out.meta = idx.top["meta"];
+  out.params.assign(size_t(set.sharding.flat_total()), 0.0f);
+  if (with_opt) out.adam_m = out.adam_v = out.params;
+  for (size_t i = 0; i < idx.shards.size(); ++i) {
+    CheckpointData d = load_shard(idx, set, i, with_opt);
+    insert_shard(set.sharding, int(i), d.params.data(), out.params.data());
+    if (with_opt) {
+      insert_shard(set.sharding, int(i), d.adam_m.data(), out.adam_m.data());
+      insert_shard(set.sharding, int(i), d.adam_v.data(), out.adam_v.data());
     }
   }
   return out;

@@ -9,6 +9,10 @@
 // A folder without meta.json, or whose files do not match it, is not a checkpoint: resume
 // skips it. Shards load on any number of ranks (resharding through the index maps of
 // dist/sharding.h), and the set loads as one full model (export, eval, generate).
+// Loads trust no metadata: every field of meta.json and of each shard's header is checked
+// (type, rank, world, the set's model, alignment, sizes by the sharding arithmetic) before
+// a buffer is allocated, and errors name the file and the field. CRCs cannot stand in for
+// this: whoever wrote a shard also wrote its CRC.
 #pragma once
 #include <functional>
 #include <string>
@@ -35,7 +39,8 @@ void read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
 // read_sharded_checkpoint, then sets fsdp's shard state (collective: fsdp re-gathers).
 json load_sharded_checkpoint(const std::string& dir, Fsdp& fsdp);
 
-// meta.json, after checking that every shard file it lists exists with its size.
+// meta.json, after checking its fields (shard files: plain names inside dir, each present
+// with its size). Shard headers are checked by the loads.
 json read_sharded_meta(const std::string& dir);
 bool is_sharded_checkpoint(const std::string& path);  // a folder holding meta.json
 // The whole model from a sharded folder (params flat [P]; m and v too when asked).
