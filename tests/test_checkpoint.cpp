@@ -226,10 +226,10 @@ TEST(Checkpoint, HeaderSizeMismatchBetweenSectionsIsRejected) {
   }
   std::string header = json{{"meta", json::object()}, {"sections", sections}}.dump();
   std::string bytes("TLCKPT\0\0", 8);
-  uint32_t version = 1, reserved = 0;
+  uint32_t version = 2, header_crc = crc32_update(0, header.data(), header.size());
   uint64_t len = header.size();
   bytes.append(reinterpret_cast<const char*>(&version), 4);
-  bytes.append(reinterpret_cast<const char*>(&reserved), 4);
+  bytes.append(reinterpret_cast<const char*>(&header_crc), 4);
   bytes.append(reinterpret_cast<const char*>(&len), 8);
   bytes += header;
   ASSERT_LE(bytes.size(), base);
@@ -238,4 +238,35 @@ TEST(Checkpoint, HeaderSizeMismatchBetweenSectionsIsRejected) {
   ckpt_test::write_bytes(path, bytes);
   std::string msg = error_of([&] { load_checkpoint(path); });
   EXPECT_TRUE(has(msg, "do not match params")) << msg;
+}
+
+// Issue #18: version-1 files (no header CRC) were read with the header unchecked.
+TEST(Checkpoint, VersionOneFilesAreRefusedNamingTheVersion) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("v1.ckpt");
+  save_checkpoint(path, ck_sample(100, true));
+  std::string bytes = ckpt_test::read_bytes(path);
+  bytes[8] = 1;  // as version 1 wrote it: version 1, 0 where the header CRC is now
+  std::memset(bytes.data() + 12, 0, 4);
+  ckpt_test::write_bytes(path, bytes);
+  for (const std::string& msg : {error_of([&] { load_checkpoint(path); }),
+                                 error_of([&] { read_checkpoint_meta(path); })})
+    EXPECT_TRUE(has(msg, path) && has(msg, "format version 1") && has(msg, "no CRC-32")) << msg;
+}
+
+// What checkpoint.h promises and no more: a load verifies the sections it reads. A byte
+// flipped in adam_m is found by a load with the optimizer state, not by one without it.
+TEST(Checkpoint, SectionsAreVerifiedWhenTheyAreRead) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("m.ckpt");
+  CheckpointData in = ck_sample(300, true);
+  save_checkpoint(path, in);
+  std::string bytes = ckpt_test::read_bytes(path);
+  const uint64_t off = ck_section(ck_header(bytes), "adam_m")["offset"].get<uint64_t>();
+  bytes[off + 17] = char(bytes[off + 17] ^ 0x10);
+  ckpt_test::write_bytes(path, bytes);
+  CheckpointData model = load_checkpoint(path, /*with_optimizer=*/false);
+  EXPECT_TRUE(ckpt_test::bit_equal(model.params, in.params));
+  const std::string msg = error_of([&] { load_checkpoint(path, true); });
+  EXPECT_TRUE(has(msg, path) && has(msg, "section 'adam_m'") && has(msg, "CRC-32")) << msg;
 }

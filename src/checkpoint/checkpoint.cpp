@@ -89,15 +89,17 @@ Parsed read_header(std::FILE* f, const std::string& path) {
   TL_CHECK(version <= kCheckpointVersion, where, " was written by a newer tinyllama (format version ",
            version, "; this build reads up to version ", kCheckpointVersion, ")");
   TL_CHECK(version >= 1, where, " has an invalid format version 0");
+  // Version 1 (development builds before 2026-11-27) left the header without a CRC-32:
+  // refused, so that every byte a load uses is verified.
+  TL_CHECK(version >= 2, where, " is format version 1 (development builds before 2026-11-27), "
+           "whose header has no CRC-32; this build reads version ", kCheckpointVersion, " only");
   TL_CHECK(header_len <= size - kPrelude, where, " is truncated: its header needs ", header_len,
            " bytes but the file has ", size, " in all");
   std::string text(header_len, '\0');
   TL_CHECK(std::fread(text.data(), 1, header_len, f) == header_len, where, ": cannot read the header");
-  if (version >= 2) {
-    const uint32_t crc = crc32_update(0, text.data(), text.size());
-    TL_CHECK(crc == header_crc, where, ": the header fails its CRC-32 check (stored ", header_crc,
-             ", computed ", crc, "): the file is corrupt");
-  }
+  const uint32_t crc = crc32_update(0, text.data(), text.size());
+  TL_CHECK(crc == header_crc, where, ": the header fails its CRC-32 check (stored ", header_crc,
+           ", computed ", crc, "): the file is corrupt");
   json h;
   try {
     h = json::parse(text);
