@@ -356,7 +356,7 @@ TEST(DataLoader, ReadErrorsReachTheCallerInOrder) {
   DT_EXPECT_THROW_WITH(dt_take(loader, 1, 1, 4), "outside the vocabulary of 32000", "s_000.bin");
 }
 
-TEST(DataLoader, StartUpTakesSizesAndMaxIdFromTheManifest) {
+TEST(DataLoader, StartUpTakesMaxIdFromTheManifestAndSizesFromTheHeaders) {
   DT_REQUIRE_SHARED_DATA();
   dt::TempDir tmp;
   std::string text;
@@ -379,7 +379,7 @@ TEST(DataLoader, StartUpTakesSizesAndMaxIdFromTheManifest) {
   // A manifest without max_token_id (an older one): the shards are scanned; same answer.
   json m = read_json_file(tmp / "out/manifest.json");
   m["sources"]["m"].erase("max_token_id");
-  // and a wrong token count for one shard: the file size disagrees, so its header is used.
+  // and a wrong token count for one shard: sizes come from the (checked) headers.
   m["sources"]["m"]["train"]["shards"][0]["tokens"] = 499;
   dt::write_text(tmp / "out/manifest.json", m.dump());
   TrainLoader loader(o);

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <fstream>
 
 #include "checkpoint/checkpoint.h"
 #include "train/checkpoint_policy.h"
@@ -165,4 +167,68 @@ TEST(TrainFaults, ReadOnlyCheckpointFolderIsReportedAtStart) {
     EXPECT_TRUE(has(e.what(), "is not writable")) << e.what();
   }
   fs::permissions(fx.run("u/checkpoints"), fs::perms::owner_all);
+}
+
+// Issue #18: a bad data shard (found at its first read: a manifest gave its size), a
+// damaged --init-from or --resume file were found after the run folder, config.json and
+// metrics were written. Every input is checked before anything is created.
+TEST(TrainFaults, BadInputsAreFoundBeforeTheRunFolderIsCreated) {
+  TrainFixture fx;
+  // A prepared data folder: DIR/train, DIR/val and the manifest that lists their sizes.
+  const std::string data = fx.dir + "/prepared";
+  make_dirs(data + "/train");
+  make_dirs(data + "/val");
+  std::vector<int32_t> tokens(3000);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i % 48);
+  write_packed_file(data + "/train/t_00000.bin", tokens, 8, tokens.size());
+  write_packed_file(data + "/val/v_00000.bin", std::vector<int32_t>(tokens.begin(), tokens.begin() + 1200), 8, 1200);
+  std::ofstream(data + "/manifest.json") << json{
+      {"sources", {{"p", {{"dtype", "u16"}, {"max_token_id", 47},
+                          {"train", {{"shards", {{{"file", "train/t_00000.bin"}, {"tokens", 3000}}}}}},
+                          {"val", {{"shards", {{{"file", "val/v_00000.bin"}, {"tokens", 1200}}}}}}}}}}}
+                                                    .dump();
+  json cfg = fx.config("r", 5);
+  cfg["data"]["sources"] = json::array({json{{"name", "p"}, {"paths", {data + "/train"}}}});
+  cfg["data"]["val"] = {data + "/val"};
+  ASSERT_NO_THROW(Trainer(TrainConfig::from_json(cfg), "").run());  // the inputs are good
+  fs::remove_all(fx.run("r"));
+  auto expect_refused = [&](const std::string& resume, const std::string& init_from,
+                            const std::string& file, const std::string& why) {
+    try {
+      Trainer t(TrainConfig::from_json(cfg), resume, init_from);
+      ADD_FAILURE() << "started with a bad " << file;
+    } catch (const Error& e) {
+      EXPECT_TRUE(has(e.what(), file) && has(e.what(), why)) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(fx.run("r"))) << "the run folder was created for a bad " << file;
+  };
+  auto damage = [](const std::string& path, size_t at, char c) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(at));
+    f.put(c);
+  };
+  const std::string train_shard = data + "/train/t_00000.bin", val_shard = data + "/val/v_00000.bin";
+  damage(train_shard, 0, 'X');  // magic
+  expect_refused("", "", train_shard, "bad magic");
+  damage(train_shard, 0, 'L');
+  damage(val_shard, 7, 9);  // version
+  expect_refused("", "", val_shard, "version 9");
+  damage(val_shard, 7, 1);
+
+  // A checkpoint of this model, damaged inside its params section.
+  Trainer(TrainConfig::from_json(fx.config("src", 10)), "").run();
+  const std::string ck = checkpoint_path(fx.run("src"), 10);
+  {  // a byte in the middle of the params section (checkpoint.h: u64 header length at 16)
+    const std::string bytes = train_test::read_text(ck);
+    uint64_t header_len = 0;
+    std::memcpy(&header_len, bytes.data() + 16, 8);
+    const json header = json::parse(bytes.substr(24, header_len));
+    size_t at = 0;
+    for (const json& sec : header["sections"])
+      if (sec["name"] == "params") at = sec["offset"].get<size_t>() + sec["bytes"].get<size_t>() / 2;
+    ASSERT_GT(at, 0u);
+    damage(ck, at, char(bytes[at] ^ 0x40));
+  }
+  expect_refused("", ck, ck, "CRC-32");
+  expect_refused(ck, "", ck, "CRC-32");
 }

@@ -48,19 +48,11 @@ std::string json_difference(const json& a, const json& b, const std::string& pat
   return a == b ? "" : cat(path, ": ", a.dump(), " vs ", b.dump());
 }
 
-// What the prepare manifests next to a list of shards say about them.
-struct ManifestInfo {
-  std::vector<KnownShard> known;
-  std::vector<int64_t> max_id;  // per shard: its source's max_token_id, -1 when unknown
-};
-
-ManifestInfo read_manifests(const std::vector<std::string>& paths) {
-  struct Entry {
-    KnownShard shard;
-    int64_t max_id;
-  };
-  std::map<std::string, std::unordered_map<std::string, Entry>> by_dir;  // DIR → file → entry
-  ManifestInfo out;
+// Per shard: its source's max_token_id from the prepare manifest next to it (DIR/manifest.json
+// for DIR/train/*.bin), -1 when unknown.
+std::vector<int64_t> manifest_max_ids(const std::vector<std::string>& paths) {
+  std::map<std::string, std::unordered_map<std::string, int64_t>> by_dir;  // DIR → file → max id
+  std::vector<int64_t> out;
   for (const auto& p : paths) {
     const fs::path fp(p);
     const std::string dir = fp.parent_path().parent_path().string();
@@ -69,19 +61,17 @@ ManifestInfo read_manifests(const std::vector<std::string>& paths) {
       try {
         json m = read_json_file(dir + "/manifest.json");
         for (const auto& [name, e] : m.at("sources").items()) {
-          const int code = packed_dtype_code(e.value("dtype", ""));
           const int64_t max_id = e.value("max_token_id", int64_t(-1));
           for (const char* split : {"train", "val"})
             for (const auto& s : e.at(split).at("shards"))
-              it->second[s.at("file").get<std::string>()] = {{s.at("tokens").get<int64_t>(), code}, max_id};
+              it->second[s.at("file").get<std::string>()] = max_id;
         }
       } catch (const std::exception&) {
-        it->second.clear();  // not a manifest we understand: the headers will do
+        it->second.clear();  // not a manifest we understand: the shards will be scanned
       }
     }
     auto e = it->second.find((fp.parent_path().filename() / fp.filename()).string());
-    out.known.push_back(e == it->second.end() ? KnownShard{} : e->second.shard);
-    out.max_id.push_back(e == it->second.end() ? -1 : e->second.max_id);
+    out.push_back(e == it->second.end() ? -1 : e->second);
   }
   return out;
 }
@@ -225,10 +215,9 @@ TrainLoader::TrainLoader(const TrainLoaderOptions& o) : impl_(std::make_unique<I
     TL_CHECK(std::isfinite(spec.weight) && spec.weight > 0, "data: source '", spec.name,
              "' has weight ", spec.weight, "; weights must be positive");
     std::vector<std::string> paths = expand_shard_paths(spec.paths);
-    ManifestInfo info = read_manifests(paths);
+    std::vector<int64_t> max_ids = manifest_max_ids(paths);
     // The prefetch thread keeps a window's shards mapped while the caller's may differ.
-    auto shards = std::make_unique<ShardSet>(std::move(paths), block_tokens, size_t(o.shuffle_window) + 2,
-                                             info.known);
+    auto shards = std::make_unique<ShardSet>(std::move(paths), block_tokens, size_t(o.shuffle_window) + 2);
     TL_CHECK(shards->total_blocks() > 0, "data: source '", spec.name, "' has ",
              shards->total_tokens(), " tokens in ", shards->size(),
              " shards but no complete block of seq_len+1 = ", block_tokens,
@@ -237,7 +226,7 @@ TrainLoader::TrainLoader(const TrainLoaderOptions& o) : impl_(std::make_unique<I
                                               hash_mix(o.seed, i));
     fp_sources.push_back({{"name", spec.name}, {"shards", shards->size()},
                           {"blocks", shards->total_blocks()}});
-    m.sources.push_back({spec.name, std::move(shards), std::move(order), std::move(info.max_id)});
+    m.sources.push_back({spec.name, std::move(shards), std::move(order), std::move(max_ids)});
     total += spec.weight;
     m.cumulative.push_back(total);
   }
@@ -368,8 +357,7 @@ SequentialBlocks::SequentialBlocks(const std::vector<std::string>& paths, int se
   TL_CHECK(seq_len > 0, "data: seq_len must be positive, got ", seq_len);
   impl_->seq_len = seq_len;
   std::vector<std::string> files = expand_shard_paths(paths);
-  ManifestInfo info = read_manifests(files);
-  impl_->shards = std::make_unique<ShardSet>(std::move(files), int64_t(seq_len) + 1, 2, info.known);
+  impl_->shards = std::make_unique<ShardSet>(std::move(files), int64_t(seq_len) + 1, 2);
   const ShardSet& s = *impl_->shards;
   TL_CHECK(s.total_blocks() > 0, "data: the ", s.size(), " evaluation shards (", s.path(0),
            ", ...) hold ", s.total_tokens(), " tokens but no complete block of seq_len+1 = ",

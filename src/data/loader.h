@@ -49,9 +49,8 @@ struct TrainLoaderOptions {
 
 class TrainLoader {
  public:
-  // Throws naming the source when it has no shards or no complete block. Reads no tokens:
-  // shard sizes come from the prepare manifests next to the shards (DIR/manifest.json for
-  // DIR/train/*.bin), else from the shard headers.
+  // Throws naming the source when it has no shards or no complete block, or naming the
+  // shard whose header is bad (every header is read and checked here). Reads no tokens.
   explicit TrainLoader(const TrainLoaderOptions& opts);
   ~TrainLoader();  // stops the prefetch thread
   // Next micro-batch: tokens[B*T] and targets[B*T] (targets = tokens shifted by one).

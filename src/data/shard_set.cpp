@@ -1,28 +1,18 @@
 #include "data/shard_set.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 
 #include "core/error.h"
 
 namespace tl {
 
-ShardSet::ShardSet(std::vector<std::string> paths, int64_t block_tokens, size_t max_open,
-                   const std::vector<KnownShard>& known)
+ShardSet::ShardSet(std::vector<std::string> paths, int64_t block_tokens, size_t max_open)
     : paths_(std::move(paths)), block_tokens_(block_tokens), max_open_(std::max<size_t>(1, max_open)) {
-  TL_ASSERT(block_tokens > 0 && (known.empty() || known.size() == paths_.size()));
-  for (size_t s = 0; s < paths_.size(); ++s) {
-    uint64_t n = 0;
-    const KnownShard k = known.empty() ? KnownShard{} : known[s];
-    struct stat st{};
-    const size_t item = packed_itemsize(k.dtype_code);
-    if (k.tokens >= 0 && item && ::stat(paths_[s].c_str(), &st) == 0 &&
-        uint64_t(st.st_size) == kPackedHeaderBytes + uint64_t(k.tokens) * item) {
-      n = uint64_t(k.tokens);  // the header is checked when the shard is first read
-    } else {
-      n = read_packed_header(paths_[s]).chunk_size;
-    }
+  TL_ASSERT(block_tokens > 0);
+  for (const std::string& path : paths_) {
+    // Every header (magic, version, dtype, size), now: a bad shard stops a run before it
+    // creates its folder, not at the first read of that shard hours later.
+    const uint64_t n = read_packed_header(path).chunk_size;
     tokens_.push_back(n);
     blocks_.push_back(int64_t(n / uint64_t(block_tokens_)));
     total_tokens_ += n;
@@ -38,8 +28,8 @@ std::shared_ptr<const PackedShard> ShardSet::open(size_t s) const {
     return open_.front().second;
   }
   auto shard = std::make_shared<const PackedShard>(paths_[s]);
-  TL_CHECK(shard->num_tokens() == tokens_[s], "shard '", paths_[s], "' changed while in use or differs from ",
-           "its manifest (", tokens_[s], " tokens, the file holds ", shard->num_tokens(), ")");
+  TL_CHECK(shard->num_tokens() == tokens_[s], "shard '", paths_[s], "' changed while in use (",
+           tokens_[s], " tokens at start-up, the file now holds ", shard->num_tokens(), ")");
   if (open_.size() == max_open_) open_.pop_back();
   open_.insert(open_.begin(), {s, shard});
   return shard;

@@ -1,7 +1,7 @@
-// A list of packed shards cut into blocks of block_tokens tokens. Start-up reads no
-// tokens: a shard's size comes from a manifest (checked against the file size) or from
-// its 24-byte header. Files are mapped lazily and only the few most recently used stay
-// open, so a source of hundreds of thousands of shards needs no more mappings than one of ten.
+// A list of packed shards cut into blocks of block_tokens tokens. Start-up reads each
+// shard's 24-byte header (checked: magic, version, dtype, size; one small read per shard)
+// and no tokens. Files are mapped lazily and only the few most recently used stay open,
+// so a source of hundreds of thousands of shards needs no more mappings than one of ten.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -14,17 +14,10 @@
 
 namespace tl {
 
-// What a manifest says of a shard: its tokens and dtype code (tokens < 0: nothing known).
-struct KnownShard {
-  int64_t tokens = -1;
-  int dtype_code = 0;
-};
-
 class ShardSet {
  public:
-  // known: empty, or one entry per path.
-  ShardSet(std::vector<std::string> paths, int64_t block_tokens, size_t max_open,
-           const std::vector<KnownShard>& known = {});
+  // Throws naming the first shard whose header is bad.
+  ShardSet(std::vector<std::string> paths, int64_t block_tokens, size_t max_open);
 
   size_t size() const { return paths_.size(); }
   const std::string& path(size_t s) const { return paths_[s]; }

@@ -114,6 +114,28 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
 Trainer::~Trainer() = default;
 
 void Trainer::start(const std::string& resume, const std::string& init_from) {
+  // Inputs from outside the run folder are read and checked before anything is created:
+  // a damaged --resume PATH or --init-from leaves no run folder behind (the data shards'
+  // headers were checked by the loader, in the constructor).
+  bool restored = false;
+  if (!resume.empty() && resume != "auto") {
+    if (!dist_) {
+      restore(load_any_checkpoint(resume, true), resume);  // a file, or a sharded folder as one
+    } else {
+      CheckpointData ck;
+      const std::string damage = read_for_resume(resume, ck);
+      if (!all_ranks(damage.empty()))
+        fail(damage.empty() ? cat("cannot resume from '", resume, "': another rank could not read it")
+                            : damage);
+      restore(ck, resume);
+    }
+    restored = true;
+  }
+  // --init-from matters only to a fresh run; resume auto over existing checkpoints ignores it.
+  CheckpointData init;
+  const bool fresh = resume.empty() || (resume == "auto" && list_checkpoints(cfg_.run_dir).empty());
+  if (!init_from.empty() && fresh) init = read_init_weights(init_from);
+
   const std::string ck_dir = checkpoint_dir(cfg_.run_dir);
   make_dirs(ck_dir);
   if (is_rank0()) {  // the ranks of one job share the folder: rank 0 speaks for them
@@ -131,24 +153,18 @@ void Trainer::start(const std::string& resume, const std::string& init_from) {
 
   if (resume == "auto") {
     if (!try_resume_auto()) log_info("resume auto: no checkpoint in ", cfg_.run_dir, ", starting fresh");
-  } else if (!resume.empty() && !dist_) {
-    restore(load_any_checkpoint(resume, true), resume);  // a file, or a sharded folder as one
-  } else if (!resume.empty()) {
-    CheckpointData ck;
-    const std::string damage = read_for_resume(resume, ck);
-    if (!all_ranks(damage.empty()))
-      fail(damage.empty() ? cat("cannot resume from '", resume, "': another rank could not read it")
-                          : damage);
-    restore(ck, resume);
-  } else {
+  } else if (!restored) {
     TL_CHECK(list_checkpoints(cfg_.run_dir).empty(), "run folder '", cfg_.run_dir,
              "' already holds checkpoints; use --resume auto to continue it, or another run_dir");
   }
   if (last_saved_ < 0) {
-    if (init_from.empty())
+    if (init_from.empty()) {
       model_->init_weights(cfg_.seed);
-    else
-      load_init_weights(init_from);
+    } else {
+      if (init.params.empty()) init = read_init_weights(init_from);  // checkpoints vanished since
+      model_->set_params(init.params);
+      log_info("initialized the weights from ", init_from, " (step 0, fresh optimizer state)");
+    }
   }
 
   if (!is_rank0()) return;  // one config.json, metrics.jsonl and TensorBoard file per run
@@ -278,7 +294,7 @@ void Trainer::restore(const CheckpointData& ck, const std::string& path) {
   log_info("resumed from ", path, " at step ", step_);
 }
 
-void Trainer::load_init_weights(const std::string& path) {
+CheckpointData Trainer::read_init_weights(const std::string& path) const {
   CheckpointData ck = load_any_checkpoint(path, /*with_optimizer=*/false);
   TL_CHECK(ck.meta.contains("model"), "cannot init from '", path, "': it has no model config");
   json a = ModelConfig::from_json(ck.meta["model"]).to_json(), b = cfg_.model.to_json();
@@ -290,8 +306,9 @@ void Trainer::load_init_weights(const std::string& path) {
     TL_CHECK(b[it.key()] == it.value(), "cannot init from '", path, "': model.", it.key(), " is ",
              it.value().dump(), " there but ", b[it.key()].dump(),
              " in this config; its model section is ", ck.meta["model"].dump());
-  model_->set_params(ck.params);
-  log_info("initialized the weights from ", path, " (step 0, fresh optimizer state)");
+  TL_CHECK(int64_t(ck.params.size()) == model_->layout().total(), "cannot init from '", path,
+           "': it holds ", ck.params.size(), " parameters, this model has ", model_->layout().total());
+  return ck;
 }
 
 double Trainer::elapsed() const {

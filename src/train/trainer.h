@@ -87,7 +87,8 @@ class Trainer {
   bool try_resume_auto();
   std::string read_for_resume(const std::string& path, CheckpointData& ck);
   void restore(const CheckpointData& ck, const std::string& path);
-  void load_init_weights(const std::string& path);
+  // --init-from PATH, loaded and checked against the config (applied by start()).
+  CheckpointData read_init_weights(const std::string& path) const;
   double validate();
   void record_validation(double loss);
   std::string save();
