@@ -224,7 +224,7 @@ ModelConfig cfg_layers(int n_layers) {
 }
 
 struct CliResult {
-  int rc = -1;  // the exit status; -1 when a signal ended it
+  int rc = -1;  // the exit status (the shell reports a signal N as 128 + N)
   std::string output;
 };
 
@@ -265,7 +265,7 @@ TEST(ShardedCheckpointDamage, ShardsDisagreeingOnTheModelStopExportAndEvalWithAM
        {cat("export --checkpoint '", dir, "' --out '", t.path, "/hf'"),
         cat("eval --checkpoint '", dir, "' --data '", t.path, "/val.bin' --seq-len 7 --threads 1")}) {
     const CliResult r = run_binary(cmd);
-    EXPECT_EQ(r.rc, 1) << cmd << " (-1: killed by a signal)\n" << r.output;
+    EXPECT_EQ(r.rc, 1) << cmd << " (128 + N: killed by signal N)\n" << r.output;
     EXPECT_TRUE(has(r.output, shard) && has(r.output, "field 'model'")) << cmd << "\n" << r.output;
   }
   EXPECT_FALSE(fs::exists(t.path + "/hf/model.safetensors"));
