@@ -1,6 +1,7 @@
 // export_hf -> import_hf round trips in every dtype, sharded or not, and the tensor
 // layout of the exported files checked against the flat layout row by row.
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include "checkpoint/hf.h"
@@ -168,11 +169,35 @@ TEST(HfExport, MissingShardIsNamed) {
   EXPECT_TRUE(has(msg, victim) && has(msg, "missing")) << msg;
 }
 
+// A minimal SentencePiece ModelProto, encoded by hand: pieces <unk> <s> </s> ▁ a ▁a (types
+// unknown, control, control, normal...), a BPE trainer spec with byte fallback, identity
+// normalization without whitespace removal.
+std::string tiny_sp_model() {
+  auto field = [](int num, const std::string& payload) {
+    std::string s(1, char(num << 3 | 2));
+    s += char(payload.size());
+    return s + payload;
+  };
+  auto piece = [&](const std::string& text, float score, int type) {
+    std::string p = field(1, text);
+    p += char(2 << 3 | 5);
+    p.append(reinterpret_cast<const char*>(&score), 4);
+    p += char(3 << 3);
+    p += char(type);
+    return field(1, p);
+  };
+  std::string m = piece("<unk>", 0, 2) + piece("<s>", 0, 3) + piece("</s>", 0, 3) +
+                  piece("\xe2\x96\x81", -1, 1) + piece("a", -2, 1) + piece("\xe2\x96\x81" "a", -3, 1);
+  m += field(2, std::string{char(3 << 3), 2, char(0x98), 2, 1});  // model_type = BPE, byte_fallback (35) = 1
+  m += field(3, field(1, "identity") + std::string{char(4 << 3), 0});  // remove_extra_whitespaces = 0
+  return m;
+}
+
 TEST(HfExport, TokenizerFilesAreWritten) {
   ckpt_test::TempDir d;
   const ModelConfig cfg = ckpt_test::small_config();
   const std::string tok = d.file("src.model");
-  ckpt_test::write_bytes(tok, std::string("\x0a\x01\x02 not a real model", 20));
+  ckpt_test::write_bytes(tok, tiny_sp_model());
   HfExportOptions o = hfe_opts(DType::BF16);
   o.tokenizer_model = tok;
   const std::string out = d.file("hf");
@@ -188,7 +213,20 @@ TEST(HfExport, TokenizerFilesAreWritten) {
   json sm = read_json_file(out + "/special_tokens_map.json");
   EXPECT_EQ(sm["bos_token"], "<s>");
   EXPECT_EQ(sm["eos_token"], "</s>");
+  // tokenizer.json: the pieces as a BPE vocabulary, the merge the pieces imply, byte fallback.
+  json tj = read_json_file(out + "/tokenizer.json");
+  EXPECT_EQ(tj["model"]["type"], "BPE");
+  EXPECT_EQ(tj["model"]["vocab"]["\xe2\x96\x81" "a"], 5);
+  EXPECT_EQ(tj["model"]["merges"], json::parse(R"([["\u2581", "a"]])"));
+  EXPECT_EQ(tj["model"]["byte_fallback"], true);
+  EXPECT_EQ(tj["added_tokens"].size(), 3u);
+  EXPECT_EQ(tj["post_processor"]["special_tokens"]["<s>"]["ids"], json::array({1}));
   EXPECT_FALSE(hfe_has_temp_files(out));
+  // A file that is not a SentencePiece model is refused before anything is written.
+  ckpt_test::write_bytes(tok, std::string("\x0a\x01\x02 not a real model", 20));
+  const std::string bad = ckpt_test::error_of([&] { export_hf(d.file("hf2"), cfg, ckpt_test::random_params(cfg, 16), o); });
+  EXPECT_TRUE(ckpt_test::has(bad, tok)) << bad;
+  EXPECT_FALSE(std::filesystem::exists(d.file("hf2")));
 
   o.tokenizer_model = d.file("absent.model");
   std::string msg = error_of([&] { export_hf(d.file("hf2"), cfg, ckpt_test::random_params(cfg, 1), o); });

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "data/sp_model.h"
 #include "model/config.h"
 
 namespace tl {
@@ -27,6 +28,12 @@ struct HfExportOptions {
   uint64_t max_shard_bytes = 5ull << 30;       // shard above this, with an index file
   std::string tokenizer_model;                 // copied as tokenizer.model when set
 };
+// tokenizer.json for the fast tokenizers (transformers, tokenizers.js, vLLM) describing a
+// SentencePiece BPE model exactly. hf_tokenizer_json_unsupported says why a model cannot be
+// described ("" when it can); hf_tokenizer_json throws with that reason.
+std::string hf_tokenizer_json_unsupported(const SpModelInfo& sp);
+json hf_tokenizer_json(const SpModelInfo& sp);
+
 void export_hf(const std::string& dir, const ModelConfig& cfg, const std::vector<float>& params,
                const HfExportOptions& opts);
 

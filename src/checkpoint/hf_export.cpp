@@ -7,6 +7,7 @@
 #include "checkpoint/hf_tensors.h"
 #include "checkpoint/safetensors.h"
 #include "core/fs.h"
+#include "core/log.h"
 
 namespace tl {
 
@@ -24,7 +25,7 @@ void remove_old_export(const std::string& dir) {
     const std::string name = e.path().filename().string();
     bool shard = name.starts_with("model-") && name.find("-of-") != std::string::npos &&
                  name.ends_with(".safetensors");
-    if (shard || name == "config.json" || name == "model.safetensors" ||
+    if (shard || name == "config.json" || name == "model.safetensors" || name == "tokenizer.json" ||
         name == "model.safetensors.index.json") {
       std::error_code ec;
       fs::remove(e.path(), ec);
@@ -47,8 +48,16 @@ std::string shard_name(size_t k, size_t n) {
   return buf;
 }
 
-void write_tokenizer(const std::string& dir, const std::string& model, const ModelConfig& cfg) {
-  write_file_atomic(in_dir(dir, "tokenizer.model"), read_file(model));
+// bytes: the tokenizer.model file, sp: what it holds (parsed before anything was written).
+void write_tokenizer(const std::string& dir, const std::string& model, const std::string& bytes,
+                     const SpModelInfo& sp, const ModelConfig& cfg) {
+  write_file_atomic(in_dir(dir, "tokenizer.model"), bytes);
+  // The fast tokenizer too, where the model can be described exactly; else the slow
+  // SentencePiece path still works from tokenizer.model.
+  if (const std::string why = hf_tokenizer_json_unsupported(sp); why.empty())
+    write_file_atomic(in_dir(dir, "tokenizer.json"), hf_tokenizer_json(sp).dump(2) + "\n");
+  else
+    log_warn("export: no tokenizer.json for '", model, "': ", why, " (tokenizer.model is written)");
   json tok = {{"tokenizer_class", "LlamaTokenizer"},
               {"bos_token", "<s>"},
               {"eos_token", "</s>"},
@@ -78,6 +87,12 @@ void export_hf(const std::string& dir, const ModelConfig& cfg, const std::vector
   TL_CHECK(opts.max_shard_bytes > 0, "export_hf: max_shard_bytes must be positive");
   TL_CHECK(opts.tokenizer_model.empty() || file_exists(opts.tokenizer_model),
            "export_hf: tokenizer model '", opts.tokenizer_model, "' does not exist");
+  std::string tok_bytes;
+  SpModelInfo tok;
+  if (!opts.tokenizer_model.empty()) {
+    tok_bytes = read_file(opts.tokenizer_model);
+    tok = parse_sp_model(tok_bytes, opts.tokenizer_model);
+  }
   make_dirs(dir);
   remove_old_export(dir);
 
@@ -116,7 +131,7 @@ void export_hf(const std::string& dir, const ModelConfig& cfg, const std::vector
               {"do_sample", false},
               {"max_length", cfg.max_seq_len}};
   write_json(dir, "generation_config.json", gen);
-  if (!opts.tokenizer_model.empty()) write_tokenizer(dir, opts.tokenizer_model, cfg);
+  if (!opts.tokenizer_model.empty()) write_tokenizer(dir, opts.tokenizer_model, tok_bytes, tok, cfg);
   write_json(dir, "config.json", hf);
 }
 

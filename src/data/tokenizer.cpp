@@ -48,6 +48,10 @@ std::string Tokenizer::piece(int id) const {
   return sp_->IdToPiece(id);
 }
 
+SpModelInfo Tokenizer::model_info() const {
+  return parse_sp_model(sp_->serialized_model_proto(), path_);
+}
+
 int Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 int Tokenizer::bos_id() const { return sp_->bos_id(); }
 int Tokenizer::eos_id() const { return sp_->eos_id(); }

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "data/sp_model.h"
+
 namespace sentencepiece {
 class SentencePieceProcessor;
 }
@@ -27,6 +29,8 @@ class Tokenizer {
   int eos_id() const;  // 2 for Llama
   const std::string& path() const { return path_; }
   const std::string& sha256() const { return sha256_; }  // of the .model file
+  // Pieces with scores and types, the model type and the normalizer settings (data/sp_model.h).
+  SpModelInfo model_info() const;
 
  private:
   Tokenizer() = default;
