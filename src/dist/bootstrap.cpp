@@ -16,12 +16,22 @@ std::string DistSession::describe() const {
              hosts.empty() ? std::string() : cat(", rank 0 on ", hosts[0]));
 }
 
-std::string device_for_rank(const std::string& requested, const LaunchInfo& li) {
+int cuda_device_for_local_rank(int visible_devices, int local_rank) {
+  (void)visible_devices;
+  return local_rank;
+}
+
+std::string device_for_rank(const std::string& requested, const LaunchInfo& li, int visible_devices) {
   if (requested == "cpu") return "cpu";
   if (requested.rfind("cuda:", 0) == 0) return requested;
-  if (requested == "cuda" || (requested == "auto" && cuda_available()))
-    return cat("cuda:", li.local_rank);
+  if (requested == "cuda" || (requested == "auto" && visible_devices > 0))
+    return cat("cuda:", cuda_device_for_local_rank(visible_devices, li.local_rank));
   return requested;
+}
+
+std::string device_for_rank(const std::string& requested, const LaunchInfo& li) {
+  if (requested == "cpu" || requested.rfind("cuda:", 0) == 0) return requested;
+  return device_for_rank(requested, li, cuda_visible_device_count());
 }
 
 namespace {
