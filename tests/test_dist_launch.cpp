@@ -129,7 +129,8 @@ TEST(DistLaunch, CudaDeviceFollowsTheVisibleDevices) {
   msg = error_of([] { cuda_device_for_local_rank(0, 1); });
   EXPECT_NE(msg.find("no CUDA device"), std::string::npos) << msg;
 
-  LaunchInfo li = launch({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "3"}});
+  LaunchInfo li = launch({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "3"},
+                          {"MASTER_ADDR", "node1"}});
   EXPECT_EQ(device_for_rank("cuda", li, 1), "cuda:0");
   EXPECT_EQ(device_for_rank("auto", li, 1), "cuda:0");
   EXPECT_EQ(device_for_rank("cuda", li, 4), "cuda:3");

@@ -4,6 +4,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/hash.h"
+#include "data_test_util.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 
@@ -128,9 +129,8 @@ std::string train_error(const json& j) {
     return e.what();
   }
 }
-std::string llama2_tokenizer() {
-  const std::string tok = std::string(TL_SOURCE_DIR) + "/../shared/data/llama2-tokenizer.model";
-  return file_exists(tok) ? tok : "";
+std::string llama2_tokenizer() {  // "" when the shared test data is not there
+  return dt::shared_data_dir().empty() ? "" : dt::llama_model();
 }
 }  // namespace
 
@@ -150,7 +150,7 @@ TEST(Train, MisspelledSectionsAndSmallVocabulariesAreNamed) {
   EXPECT_NE(msg.find("unknown key 'optimizer'"), std::string::npos) << msg;
 
   const std::string tok = llama2_tokenizer();
-  if (tok.empty()) GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found at <repo>/../shared/data";
+  if (tok.empty()) GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found: set TL_SHARED_DIR or place it at <repo>/../shared/data";
   json tiny = fx.config("r", 5);
   tiny["model"] = {{"preset", "tiny"}};
   tiny["data"]["tokenizer"] = tok;
@@ -165,7 +165,7 @@ TEST(Train, MisspelledSectionsAndSmallVocabulariesAreNamed) {
 // another one is refused at start-up, before the run folder exists.
 TEST(Train, TokenizerOtherThanTheShardsManifestIsRefused) {
   const std::string tok = llama2_tokenizer();
-  if (tok.empty()) GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found at <repo>/../shared/data";
+  if (tok.empty()) GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found: set TL_SHARED_DIR or place it at <repo>/../shared/data";
   TrainFixture fx;  // shards in DIR/a and DIR/b: their manifest is DIR/manifest.json
   const std::string recorded = "0123456789abcdef" + std::string(48, 'e');
   auto manifest = [&](const std::string& sha) {
