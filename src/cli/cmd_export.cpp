@@ -7,6 +7,7 @@
 #include "dist/sharded_checkpoint.h"
 #include "cli/commands.h"
 #include "core/fs.h"
+#include "data/tokenizer.h"
 
 namespace tl::cli {
 
@@ -31,6 +32,8 @@ std::string tokenizer_of_run(const json& meta) {
 }
 
 void run_export(const ExportArgs& a) {
+  // An empty, random or truncated file is refused here, as every other command refuses it.
+  if (!a.tokenizer.empty()) Tokenizer::load(a.tokenizer);
   CheckpointData ck = load_any_checkpoint(a.checkpoint, /*with_optimizer=*/false);
   TL_CHECK(ck.meta.is_object() && ck.meta.contains("model"), "checkpoint '", a.checkpoint,
            "' has no meta.model (the model config)");
@@ -40,11 +43,25 @@ void run_export(const ExportArgs& a) {
   opts.max_shard_bytes = uint64_t(std::llround(a.max_shard_gb * double(1ull << 30)));
   TL_CHECK(opts.max_shard_bytes > 0, "--max-shard-gb ", a.max_shard_gb, " is too small");
   opts.tokenizer_model = a.tokenizer.empty() ? tokenizer_of_run(ck.meta) : a.tokenizer;
+  std::string left_out;  // why the run's own tokenizer is not included
+  if (!opts.tokenizer_model.empty()) {
+    const Tokenizer tok = Tokenizer::load(opts.tokenizer_model);
+    if (tok.vocab_size() != cfg.vocab_size) {
+      TL_CHECK(a.tokenizer.empty(), "--tokenizer '", a.tokenizer, "' has ", tok.vocab_size(),
+               " pieces, but the model has vocab_size ", cfg.vocab_size,
+               "; give the tokenizer the model was trained with");
+      left_out = cat("the run's tokenizer '", opts.tokenizer_model, "' has ", tok.vocab_size(),
+                     " pieces, the model vocab_size ", cfg.vocab_size);
+      opts.tokenizer_model.clear();
+    }
+  }
   export_hf(a.out, cfg, ck.params, opts);
   std::printf("exported %s (%lld parameters, %s) -> %s\n", a.checkpoint.c_str(),
               static_cast<long long>(cfg.num_params()), a.dtype.c_str(), a.out.c_str());
   if (!opts.tokenizer_model.empty())
     std::printf("tokenizer: %s\n", opts.tokenizer_model.c_str());
+  else if (!left_out.empty())
+    std::printf("tokenizer: none (%s; give --tokenizer to include one)\n", left_out.c_str());
   else
     std::printf("tokenizer: none (give --tokenizer to include one)\n");
 }
