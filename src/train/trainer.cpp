@@ -17,8 +17,10 @@
 #include "checkpoint/checkpoint.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "data/shard_tokenizer.h"
 #include "data/tokenizer.h"
 #include "dist/sharded_checkpoint.h"
+#include "model/param_check.h"
 #include "train/bench.h"
 #include "train/checkpoint_policy.h"
 #include "train/console.h"
@@ -83,7 +85,11 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
     Tokenizer tok = Tokenizer::load(cfg_.tokenizer);
     TL_CHECK(tok.vocab_size() <= cfg_.model.vocab_size, "the tokenizer '", cfg_.tokenizer,
              "' has ", tok.vocab_size(), " pieces, more than the model's vocab_size of ",
-             cfg_.model.vocab_size);
+             cfg_.model.vocab_size, " (for this tokenizer, use --set model.vocab_size=",
+             tok.vocab_size(), ")");
+    std::vector<std::string> shards = cfg_.val_paths;  // made with this tokenizer, by their manifests
+    for (const DataSourceSpec& s : cfg_.sources) shards.insert(shards.end(), s.paths.begin(), s.paths.end());
+    check_shards_tokenizer(shards, tok.path(), tok.sha256());
   }
   TrainLoaderOptions lo;
   lo.sources = cfg_.sources;
@@ -98,7 +104,8 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   TL_CHECK(loader_->max_token_id() < uint64_t(cfg_.model.vocab_size),
            "the training data holds token id ", loader_->max_token_id(),
            ", outside the model's vocab_size of ", cfg_.model.vocab_size,
-           " (was it prepared with a larger tokenizer?)");
+           " (was it prepared with a larger tokenizer? Then set model.vocab_size to its size, "
+           "e.g. --set model.vocab_size=32000 for the Llama 2 tokenizer)");
   if (!cfg_.val_paths.empty())
     val_ = std::make_unique<SequentialBlocks>(expand_shard_paths(cfg_.val_paths), cfg_.seq_len);
 
@@ -290,6 +297,8 @@ void Trainer::load_init_weights(const std::string& path) {
     TL_CHECK(b[it.key()] == it.value(), "cannot init from '", path, "': model.", it.key(), " is ",
              it.value().dump(), " there but ", b[it.key()].dump(),
              " in this config; its model section is ", ck.meta["model"].dump());
+  const std::string bad = describe_non_finite(ck.params, model_->layout());
+  TL_CHECK(bad.empty(), "cannot init from '", path, "': ", bad, "; refusing to train from non-finite weights");
   model_->set_params(ck.params);
   log_info("initialized the weights from ", path, " (step 0, fresh optimizer state)");
 }
