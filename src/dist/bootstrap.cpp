@@ -17,8 +17,13 @@ std::string DistSession::describe() const {
 }
 
 int cuda_device_for_local_rank(int visible_devices, int local_rank) {
-  (void)visible_devices;
-  return local_rank;
+  TL_CHECK(visible_devices > 0, "local rank ", local_rank,
+           " needs a GPU, but no CUDA device is visible to this process (CUDA_VISIBLE_DEVICES?)");
+  if (local_rank < visible_devices) return local_rank;  // the node's GPUs, one per local rank
+  if (visible_devices == 1) return 0;                   // the launcher bound one GPU to this task
+  fail("local rank ", local_rank, " needs GPU ", local_rank, ", but only ", visible_devices,
+       " CUDA devices are visible to this process: make all of the node's GPUs visible to every "
+       "rank, or bind exactly one GPU to each task (e.g. srun --gpus-per-task=1)");
 }
 
 std::string device_for_rank(const std::string& requested, const LaunchInfo& li, int visible_devices) {
