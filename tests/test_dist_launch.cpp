@@ -135,6 +135,7 @@ TEST(DistLaunch, CudaDeviceFollowsTheVisibleDevices) {
   EXPECT_EQ(device_for_rank("auto", li, 1), "cuda:0");
   EXPECT_EQ(device_for_rank("cuda", li, 4), "cuda:3");
   EXPECT_EQ(device_for_rank("auto", li, 0), "auto");  // no GPU: auto falls back to the CPU
+  EXPECT_EQ(device_for_rank("cuda", li, 0), "cuda");  // and make_backend says why cuda cannot be
   EXPECT_EQ(device_for_rank("cpu", li, 4), "cpu");
   EXPECT_EQ(device_for_rank("cuda:1", li, 4), "cuda:1");  // an explicit device is kept
   msg = error_of([&] { device_for_rank("cuda", li, 2); });

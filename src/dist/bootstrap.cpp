@@ -29,7 +29,10 @@ int cuda_device_for_local_rank(int visible_devices, int local_rank) {
 std::string device_for_rank(const std::string& requested, const LaunchInfo& li, int visible_devices) {
   if (requested == "cpu") return "cpu";
   if (requested.rfind("cuda:", 0) == 0) return requested;
-  if (requested == "cuda" || (requested == "auto" && visible_devices > 0))
+  // No GPU: "auto" falls back to the CPU, "cuda" gets make_backend's message (no GPU
+  // visible, or a build without CUDA).
+  if (visible_devices <= 0) return requested;
+  if (requested == "cuda" || requested == "auto")
     return cat("cuda:", cuda_device_for_local_rank(visible_devices, li.local_rank));
   return requested;
 }

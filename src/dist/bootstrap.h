@@ -1,6 +1,6 @@
 // Starting a job: from the launcher's variables to a world communicator and health links.
 //   1. detect_launch() (launch_env.h) says who this process is; the caller makes the backend
-//      on device_for_rank() (one GPU per process, by local rank);
+//      on device_for_rank() (one GPU per process: by local rank, or the one GPU visible);
 //   2. start_session(): the TCP rendezvous hands out rank 0's NCCL unique id, NCCL joins the
 //      ranks, and the rendezvous links become the health monitor (health.h), which aborts
 //      the communicators and names the rank when one dies, fails or hangs.
