@@ -43,14 +43,16 @@ std::string short_sha(const std::string& sha) { return sha.substr(0, 12); }
 }  // namespace
 
 void check_shards_tokenizer(const std::vector<std::string>& shard_paths,
-                            const std::string& tokenizer_path, const std::string& tokenizer_sha256) {
+                            const std::string& tokenizer_path,
+                            const std::string& tokenizer_sha256) {
   namespace fs = std::filesystem;
   std::map<std::string, std::map<std::string, Recorded>> by_manifest;
   for (const std::string& p : expand_shard_paths(shard_paths)) {
     const fs::path fp(p);
     const std::string manifest = (fp.parent_path().parent_path() / "manifest.json").string();
     auto it = by_manifest.find(manifest);
-    if (it == by_manifest.end()) it = by_manifest.emplace(manifest, recorded_tokenizers(manifest)).first;
+    if (it == by_manifest.end())
+      it = by_manifest.emplace(manifest, recorded_tokenizers(manifest)).first;
     const auto e = it->second.find((fp.parent_path().filename() / fp.filename()).string());
     if (e == it->second.end() || e->second.sha256 == tokenizer_sha256) continue;
     fail("data: shard '", p, "' was prepared with another tokenizer: its manifest '", manifest,

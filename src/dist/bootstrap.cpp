@@ -26,7 +26,8 @@ int cuda_device_for_local_rank(int visible_devices, int local_rank) {
        "rank, or bind exactly one GPU to each task (e.g. srun --gpus-per-task=1)");
 }
 
-std::string device_for_rank(const std::string& requested, const LaunchInfo& li, int visible_devices) {
+std::string device_for_rank(const std::string& requested, const LaunchInfo& li,
+                            int visible_devices) {
   if (requested == "cpu") return "cpu";
   if (requested.rfind("cuda:", 0) == 0) return requested;
   // No GPU: "auto" falls back to the CPU, "cuda" gets make_backend's message (no GPU

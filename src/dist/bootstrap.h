@@ -39,7 +39,8 @@ struct DistSession {
 // (device: cuda_device_for_local_rank), else `requested` ("cpu" stays "cpu").
 std::string device_for_rank(const std::string& requested, const LaunchInfo& li);
 // The same with the number of visible CUDA devices given (pure: no CUDA call).
-std::string device_for_rank(const std::string& requested, const LaunchInfo& li, int visible_devices);
+std::string device_for_rank(const std::string& requested, const LaunchInfo& li,
+                            int visible_devices);
 
 // The CUDA device of the rank with this local rank, among the devices visible to it: its
 // local rank when the node's GPUs are all visible; device 0 when exactly one is visible

@@ -87,8 +87,9 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
              "' has ", tok.vocab_size(), " pieces, more than the model's vocab_size of ",
              cfg_.model.vocab_size, " (for this tokenizer, use --set model.vocab_size=",
              tok.vocab_size(), ")");
-    std::vector<std::string> shards = cfg_.val_paths;  // made with this tokenizer, by their manifests
-    for (const DataSourceSpec& s : cfg_.sources) shards.insert(shards.end(), s.paths.begin(), s.paths.end());
+    std::vector<std::string> shards = cfg_.val_paths;  // their manifests must name this tokenizer
+    for (const DataSourceSpec& s : cfg_.sources)
+      shards.insert(shards.end(), s.paths.begin(), s.paths.end());
     check_shards_tokenizer(shards, tok.path(), tok.sha256());
   }
   TrainLoaderOptions lo;
@@ -298,7 +299,8 @@ void Trainer::load_init_weights(const std::string& path) {
              it.value().dump(), " there but ", b[it.key()].dump(),
              " in this config; its model section is ", ck.meta["model"].dump());
   const std::string bad = describe_non_finite(ck.params, model_->layout());
-  TL_CHECK(bad.empty(), "cannot init from '", path, "': ", bad, "; refusing to train from non-finite weights");
+  TL_CHECK(bad.empty(), "cannot init from '", path, "': ", bad,
+           "; refusing to train from non-finite weights");
   model_->set_params(ck.params);
   log_info("initialized the weights from ", path, " (step 0, fresh optimizer state)");
 }
