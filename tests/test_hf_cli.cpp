@@ -345,6 +345,25 @@ TEST(HfCli, ExportValidatesTheTokenizer) {
   r = run_cmd(hfcli(export_to_o + " --tokenizer " + q(tok)));
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_EQ(ckpt_test::read_bytes(d.file("o/tokenizer.model")), bytes);
+
+  // The run's own data.tokenizer: a broken file is refused; another vocabulary (a padded
+  // vocab_size, which training allows) is left out with a note.
+  CheckpointData run_ck = load_checkpoint(ck);
+  run_ck.meta["train_config"] = {{"base_dir", d.path()}, {"data", {{"tokenizer", "run.model"}}}};
+  save_checkpoint(d.file("run.ckpt"), run_ck);
+  const std::string export_run = "export --checkpoint " + q(d.file("run.ckpt")) + " --out ";
+  ckpt_test::write_bytes(d.file("run.model"), bytes.substr(0, bytes.size() / 2));
+  r = run_cmd(hfcli(export_run + q(d.file("p"))));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_TRUE(has(r.output, d.file("run.model"))) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d.file("p")));
+  ckpt_test::write_bytes(d.file("run.model"), ckpt_test::read_bytes(other));
+  r = run_cmd(hfcli(export_run + q(d.file("p"))));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "tokenizer: none (the run's tokenizer") && has(r.output, "300") &&
+              has(r.output, "320"))
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d.file("p/tokenizer.model")));
 }
 
 // Issue #18: NaN/Inf weights: `eval` exits non-zero saying the loss is not finite, and
