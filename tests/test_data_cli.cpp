@@ -141,6 +141,10 @@ TEST(DataCli, TokenizerTrainWritesAModel) {
                            tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(std::filesystem::exists(tmp / "tok.model"));
+  // Issue #18: it says what it wrote.
+  EXPECT_NE(r.out.find(tmp / "tok.model"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(tmp / "tok.vocab"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("vocab size 320"), std::string::npos) << r.out;
   dt::write_text(tmp / "in.txt", "river");
   r = dt::run_command(dt_binary + " tokenize --tokenizer " + tmp / "tok.model" + " --bos < " + tmp / "in.txt",
                       tmp.path());

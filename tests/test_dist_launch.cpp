@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/timer.h"
+#include "dist/bootstrap.h"
 #include "dist/health.h"
 #include "dist/launch_env.h"
 #include "dist/rendezvous.h"
@@ -111,6 +112,34 @@ TEST(DistLaunch, TorchrunWinsOverSlurmWhenBothAreSet) {
   LaunchInfo li = launch({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}});
   EXPECT_EQ(li.launcher, "torchrun");
   EXPECT_EQ(li.world, 2);
+}
+
+// Issue #18: under Slurm/MPI per-task binding each rank sees one GPU, device 0, whatever its
+// local rank; several visible but too few for the local ranks is an error naming both.
+TEST(DistLaunch, CudaDeviceFollowsTheVisibleDevices) {
+  EXPECT_EQ(cuda_device_for_local_rank(4, 0), 0);
+  EXPECT_EQ(cuda_device_for_local_rank(4, 3), 3);  // all of the node's GPUs visible
+  EXPECT_EQ(cuda_device_for_local_rank(8, 3), 3);
+  EXPECT_EQ(cuda_device_for_local_rank(1, 0), 0);
+  EXPECT_EQ(cuda_device_for_local_rank(1, 3), 0);  // one GPU bound to this task
+  EXPECT_EQ(cuda_device_for_local_rank(1, 7), 0);
+  std::string msg = error_of([] { cuda_device_for_local_rank(2, 3); });
+  EXPECT_NE(msg.find("local rank 3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2 CUDA devices"), std::string::npos) << msg;
+  msg = error_of([] { cuda_device_for_local_rank(0, 1); });
+  EXPECT_NE(msg.find("no CUDA device"), std::string::npos) << msg;
+
+  LaunchInfo li = launch({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "3"},
+                          {"MASTER_ADDR", "node1"}});
+  EXPECT_EQ(device_for_rank("cuda", li, 1), "cuda:0");
+  EXPECT_EQ(device_for_rank("auto", li, 1), "cuda:0");
+  EXPECT_EQ(device_for_rank("cuda", li, 4), "cuda:3");
+  EXPECT_EQ(device_for_rank("auto", li, 0), "auto");  // no GPU: auto falls back to the CPU
+  EXPECT_EQ(device_for_rank("cuda", li, 0), "cuda");  // and make_backend says why cuda cannot be
+  EXPECT_EQ(device_for_rank("cpu", li, 4), "cpu");
+  EXPECT_EQ(device_for_rank("cuda:1", li, 4), "cuda:1");  // an explicit device is kept
+  msg = error_of([&] { device_for_rank("cuda", li, 2); });
+  EXPECT_NE(msg.find("local rank 3"), std::string::npos) << msg;
 }
 
 TEST(DistRendezvous, FourRanksMeetOnLoopback) {

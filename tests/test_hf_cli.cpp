@@ -10,6 +10,7 @@
 #include "ckpt_test_util.h"
 #include "core/fs.h"
 #include "data/packed.h"
+#include "data/tokenizer.h"
 #include "model/llama.h"
 #include "train/trainer.h"
 
@@ -20,11 +21,37 @@ using ckpt_test::run_cmd;
 namespace {
 std::string hfcli(const std::string& args) { return std::string("'") + TL_BINARY + "' " + args; }
 std::string q(const std::string& path) { return "'" + path + "'"; }
+
+// A real SentencePiece model of `vocab` pieces trained here (about a second): d/name.model.
+std::string trained_tokenizer(const ckpt_test::TempDir& d, const std::string& name, int vocab) {
+  std::string corpus;
+  for (int i = 0; i < 500; ++i)
+    corpus += "the river runs past stone number " + std::to_string(i % 37) + "\n";
+  ckpt_test::write_bytes(d.file(name + ".txt"), corpus);
+  TokenizerTrainOptions o;
+  o.out_prefix = d.file(name);
+  o.inputs = {d.file(name + ".txt")};
+  o.vocab_size = vocab;
+  o.threads = 1;
+  train_tokenizer(o);
+  return d.file(name + ".model");
+}
+
+// A model-only checkpoint of cfg with random weights; returns its path.
+std::string model_checkpoint(const ckpt_test::TempDir& d, const std::string& name,
+                             const ModelConfig& cfg, std::vector<float> params = {}) {
+  CheckpointData ck;
+  ck.params = params.empty() ? ckpt_test::random_params(cfg, 22) : std::move(params);
+  ck.meta = {{"model", cfg.to_json()}};
+  save_checkpoint(d.file(name), ck);
+  return d.file(name);
+}
 }  // namespace
 
 TEST(HfCli, ImportThenExportRoundTrips) {
   ckpt_test::TempDir d;
-  const ModelConfig cfg = ckpt_test::small_config();
+  ModelConfig cfg = ckpt_test::small_config();
+  cfg.vocab_size = 320;  // the tokenizer's
   const std::vector<float> params = ckpt_test::random_params(cfg, 21);
   HfExportOptions f32;
   f32.dtype = DType::F32;
@@ -41,14 +68,14 @@ TEST(HfCli, ImportThenExportRoundTrips) {
   EXPECT_EQ(ck.meta["source"]["hf_dir"], d.file("hf"));
   EXPECT_EQ(ck.meta["source"]["hf_config"]["hidden_size"], 32);
 
-  ckpt_test::write_bytes(d.file("tok.model"), "sentencepiece bytes");
+  const std::string tok = trained_tokenizer(d, "tok", 320);
   r = run_cmd(hfcli("export --checkpoint " + q(d.file("ck/m.ckpt")) + " --format hf --out " +
-                    q(d.file("out")) + " --dtype f32 --tokenizer " + q(d.file("tok.model")) +
-                    " --max-shard-gb 0.000005"));  // ~5 KiB: several shards
+                    q(d.file("out")) + " --dtype f32 --tokenizer " + q(tok) +
+                    " --max-shard-gb 0.00003"));  // ~32 KiB: several shards
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_TRUE(ckpt_test::bit_equal(import_hf(d.file("out")).params, params));
   EXPECT_TRUE(std::filesystem::exists(d.file("out/model.safetensors.index.json")));
-  EXPECT_EQ(ckpt_test::read_bytes(d.file("out/tokenizer.model")), "sentencepiece bytes");
+  EXPECT_EQ(ckpt_test::read_bytes(d.file("out/tokenizer.model")), ckpt_test::read_bytes(tok));
   EXPECT_TRUE(std::filesystem::exists(d.file("out/tokenizer_config.json")));
 
   r = run_cmd(hfcli("export --checkpoint " + q(d.file("ck/m.ckpt")) + " --out " + q(d.file("bf"))));
@@ -102,18 +129,19 @@ TEST(HfCli, BadArgumentsExitNonZeroWithAMessage) {
 // and takes fp32 as a spelling of f32.
 TEST(HfCli, ExportTakesTheRunsTokenizerAndFp32) {
   ckpt_test::TempDir d;
-  const ModelConfig cfg = ckpt_test::small_config();
+  ModelConfig cfg = ckpt_test::small_config();
+  cfg.vocab_size = 320;  // the tokenizer's
   CheckpointData ck;
   ck.params = ckpt_test::random_params(cfg, 23);
   ck.meta = {{"format", "tinyllama-train"},
              {"model", cfg.to_json()},
              {"train_config", {{"base_dir", d.path()}, {"data", {{"tokenizer", "tok.model"}}}}}};
   save_checkpoint(d.file("m.ckpt"), ck);
-  ckpt_test::write_bytes(d.file("tok.model"), "the run's tokenizer");
+  const std::string tok_bytes = ckpt_test::read_bytes(trained_tokenizer(d, "tok", 320));
   auto r = run_cmd(hfcli("export --checkpoint " + q(d.file("m.ckpt")) + " --out " + q(d.file("o")) +
                          " --dtype fp32"));
   ASSERT_EQ(r.rc, 0) << r.output;
-  EXPECT_EQ(ckpt_test::read_bytes(d.file("o/tokenizer.model")), "the run's tokenizer");
+  EXPECT_EQ(ckpt_test::read_bytes(d.file("o/tokenizer.model")), tok_bytes);
   EXPECT_EQ(read_json_file(d.file("o/config.json"))["torch_dtype"], "float32");
   EXPECT_TRUE(ckpt_test::bit_equal(import_hf(d.file("o")).params, ck.params));
 
@@ -245,4 +273,160 @@ TEST(HfCli, TrainInitFromAnImportedModel) {
   std::string msg = ckpt_test::error_of(
       [&] { Trainer(TrainConfig::from_json(config), "", d.file("imported.ckpt")); });
   EXPECT_TRUE(has(msg, "model.ffn_dim") && has(msg, "imported.ckpt")) << msg;
+}
+
+// Issue #18: `import --hf` checks config.json's sizes and that every tensor is there with
+// its shape before it allocates the parameters. Under a 4 GiB address-space cap, zero-filling
+// the parameters first (67 GB here) fails as "out of host memory".
+TEST(HfCli, ImportChecksSizesAndTensorsBeforeAllocating) {
+  ckpt_test::TempDir d;
+  const json hf = {{"model_type", "llama"},      {"vocab_size", 32},
+                   {"hidden_size", 1024},        {"intermediate_size", 4096},
+                   {"num_hidden_layers", 1000},  {"num_attention_heads", 8},
+                   {"num_key_value_heads", 8}};
+  std::vector<float> embed(32 * 1024, 0.5f), norm(1024, 1.0f);  // and no layer at all
+  make_dirs(d.file("hf"));
+  write_safetensors(d.file("hf/model.safetensors"),
+                    {{"model.embed_tokens.weight", DType::F32, {32, 1024}, embed.data(), DType::F32},
+                     {"model.norm.weight", DType::F32, {1024}, norm.data(), DType::F32}});
+  write_file_atomic(d.file("hf/config.json"), hf.dump());
+  const std::string import = "ulimit -v 4000000; " + hfcli("import --hf " + q(d.file("hf")) +
+                                                            " --out " + q(d.file("m.ckpt")));
+  auto r = run_cmd(import);
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "missing tensor 'model.layers.0.input_layernorm.weight'") &&
+              has(r.output, d.file("hf/model.safetensors")))
+      << r.output;
+
+  const std::vector<std::pair<std::string, int64_t>> huge = {
+      {"num_hidden_layers", 1000000}, {"vocab_size", int64_t(1) << 29}, {"hidden_size", 1 << 19}};
+  for (const auto& [key, value] : huge) {
+    json big = hf;
+    big[key] = value;
+    write_file_atomic(d.file("hf/config.json"), big.dump());
+    r = run_cmd(import);
+    EXPECT_EQ(r.rc, 1) << key << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, d.file("hf/config.json")) && has(r.output, key) &&
+                has(r.output, std::to_string(value)) && !has(r.output, "out of host memory"))
+        << key << "\n" << r.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(d.file("m.ckpt")));
+}
+
+// Issue #18: `export --tokenizer` loads the file as a SentencePiece model and checks its
+// vocabulary against the model's before it writes anything.
+TEST(HfCli, ExportValidatesTheTokenizer) {
+  ckpt_test::TempDir d;
+  ModelConfig cfg = ckpt_test::small_config();
+  cfg.vocab_size = 320;
+  const std::string ck = model_checkpoint(d, "m.ckpt", cfg);
+  const std::string tok = trained_tokenizer(d, "tok", 320);
+  const std::string bytes = ckpt_test::read_bytes(tok);
+  std::string noise(4096, '\0');
+  Rng rng(3);
+  for (char& c : noise) c = char(rng.below(256));
+  ckpt_test::write_bytes(d.file("empty.model"), "");
+  ckpt_test::write_bytes(d.file("random.model"), noise);
+  ckpt_test::write_bytes(d.file("cut.model"), bytes.substr(0, bytes.size() / 2));
+  const std::string export_to_o = "export --checkpoint " + q(ck) + " --out " + q(d.file("o"));
+  for (const char* bad : {"empty.model", "random.model", "cut.model"}) {
+    auto r = run_cmd(hfcli(export_to_o + " --tokenizer " + q(d.file(bad))));
+    EXPECT_EQ(r.rc, 1) << bad << "\n" << r.output;
+    EXPECT_TRUE(has(r.output, d.file(bad))) << bad << "\n" << r.output;
+    EXPECT_FALSE(std::filesystem::exists(d.file("o"))) << bad;
+  }
+  const std::string other = trained_tokenizer(d, "other", 300);
+  auto r = run_cmd(hfcli(export_to_o + " --tokenizer " + q(other)));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_TRUE(has(r.output, other) && has(r.output, "300") && has(r.output, "vocab_size 320"))
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d.file("o")));
+
+  r = run_cmd(hfcli(export_to_o + " --tokenizer " + q(tok)));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(ckpt_test::read_bytes(d.file("o/tokenizer.model")), bytes);
+
+  // The run's own data.tokenizer: a broken file is refused; another vocabulary (a padded
+  // vocab_size, which training allows) is left out with a note.
+  CheckpointData run_ck = load_checkpoint(ck);
+  run_ck.meta["train_config"] = {{"base_dir", d.path()}, {"data", {{"tokenizer", "run.model"}}}};
+  save_checkpoint(d.file("run.ckpt"), run_ck);
+  const std::string export_run = "export --checkpoint " + q(d.file("run.ckpt")) + " --out ";
+  ckpt_test::write_bytes(d.file("run.model"), bytes.substr(0, bytes.size() / 2));
+  r = run_cmd(hfcli(export_run + q(d.file("p"))));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_TRUE(has(r.output, d.file("run.model"))) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d.file("p")));
+  ckpt_test::write_bytes(d.file("run.model"), ckpt_test::read_bytes(other));
+  r = run_cmd(hfcli(export_run + q(d.file("p"))));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "tokenizer: none (the run's tokenizer") && has(r.output, "300") &&
+              has(r.output, "320"))
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d.file("p/tokenizer.model")));
+}
+
+// Issue #18: NaN/Inf weights: `eval` exits non-zero saying the loss is not finite, and
+// `train --init-from` refuses them before training, naming the parameter and element.
+TEST(HfCli, NonFiniteWeightsAreRefused) {
+  ckpt_test::TempDir d;
+  const ModelConfig cfg = ckpt_test::small_config();
+  std::vector<float> params = ckpt_test::random_params(cfg, 25);
+  params[size_t(ParamLayout(cfg).get(ParamKind::WDown, 1).offset + 7)] = NAN;
+  const std::string ck = model_checkpoint(d, "nan.ckpt", cfg, params);
+  std::vector<int32_t> data;
+  for (int i = 0; i < 4000; ++i) data.push_back(i % 40);
+  make_dirs(d.file("data"));
+  write_packed_file(d.file("data/a_00000.bin"), data, 8, 4000);
+
+  auto r = run_cmd(hfcli("eval --device cpu --threads 1 --checkpoint " + q(ck) + " --data " +
+                         q(d.file("data")) + " --seq-len 16 --max-blocks 4"));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "not finite") && has(r.output, ck)) << r.output;
+
+  json config = {{"model", cfg.to_json()},
+                 {"data", {{"sources", json::array({json{{"name", "a"}, {"paths", {d.file("data")}}}})},
+                           {"seq_len", 16}}},
+                 {"batch", {{"micro_batch", 2}}},
+                 {"optim", {{"lr", 1e-3}, {"warmup_steps", 1}}},
+                 {"train", {{"steps", 30}, {"device", "cpu"}, {"threads", 1}, {"run_dir", d.file("run")}}}};
+  write_file_atomic(d.file("train.json"), config.dump());
+  r = run_cmd(hfcli("train --config " + q(d.file("train.json")) + " --init-from " + q(ck)));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_TRUE(has(r.output, ck) && has(r.output, "layers.1.w_down") && has(r.output, "element 7") &&
+              !has(r.output, "optim.lr"))
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d.file("run/metrics.jsonl")) &&
+               has(ckpt_test::read_bytes(d.file("run/metrics.jsonl")), "\"loss\""));
+}
+
+// Issue #18: messages for common mistakes: an unknown subcommand, --max-new 0, and
+// --max-new past the model's context (a warning that says how many tokens fit).
+TEST(HfCli, MessagesForCommonMistakes) {
+  ckpt_test::TempDir d;
+  auto r = run_cmd(hfcli("frobnicate --out x"));
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "unknown subcommand 'frobnicate'") && has(r.output, "train") &&
+              has(r.output, "export") && has(r.output, "tokenizer-train"))
+      << r.output;
+
+  ModelConfig cfg = ckpt_test::small_config();
+  cfg.max_seq_len = 24;
+  const std::string ck = model_checkpoint(d, "m.ckpt", cfg);
+  const std::string gen = "generate --device cpu --threads 1 --checkpoint " + q(ck) +
+                          " --ids --prompt '1 2 3' --temperature 0 --max-new ";
+  r = run_cmd(hfcli(gen + "0"));
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "--max-new") && has(r.output, "at least 1") && !has(r.output, "e308"))
+      << r.output;
+
+  r = run_cmd(hfcli(gen + "50"));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "warning: --max-new 50") && has(r.output, "context of 24") &&
+              has(r.output, "22 new tokens"))
+      << r.output;
+  EXPECT_TRUE(has(r.output, "3 prompt + 22 new tokens")) << r.output;  // the stats line agrees
+  r = run_cmd(hfcli(gen + "22"));  // fits: no warning
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_FALSE(has(r.output, "warning")) << r.output;
 }

@@ -259,3 +259,48 @@ TEST(HfImport, GoldenFixtureFromTransformers) {
     bad += bf16.params[i] != bf16_to_f32(f32_to_bf16(f32.params[i]));
   EXPECT_EQ(bad, 0u);
 }
+
+// Issue #18: config.json sizes are bounded and the message names the field and the file
+// (no parameter vector is allocated for them; the huge cases run in HfCli under a memory cap).
+TEST(HfImport, ConfigSizesOutOfRangeNameTheField) {
+  ckpt_test::TempDir d;
+  const ModelConfig cfg = ckpt_test::small_config();
+  struct Case {
+    const char* key;
+    int64_t value;
+  };
+  for (const Case& c : {Case{"num_hidden_layers", 2000}, Case{"max_position_embeddings", 1 << 30},
+                        Case{"intermediate_size", 1 << 23}, Case{"num_hidden_layers", 0},
+                        Case{"vocab_size", -5}}) {
+    json bad = hf_config_from_model(cfg);
+    bad[c.key] = c.value;
+    std::string msg = hfi_import_error(d, bad, hfi_llama_tensors(cfg));
+    EXPECT_TRUE(has(msg, d.path() + "/config.json") && has(msg, c.key) &&
+                has(msg, std::to_string(c.value)))
+        << c.key << " = " << c.value << ": " << msg;
+  }
+}
+
+// Issue #18: a NaN or Inf weight is refused, naming the tensor and the first bad element.
+TEST(HfImport, NonFiniteWeightsAreNamed) {
+  ckpt_test::TempDir d;
+  const ModelConfig cfg = ckpt_test::small_config();
+  HfiFolder t = hfi_llama_tensors(cfg);
+  t["model.layers.1.mlp.up_proj.weight"].values[45] = NAN;
+  t["model.layers.1.mlp.up_proj.weight"].values[50] = INFINITY;
+  std::string msg = hfi_import_error(d, hf_config_from_model(cfg), t);
+  EXPECT_TRUE(has(msg, "model.layers.1.mlp.up_proj.weight") && has(msg, "element 45") &&
+              has(msg, "[1, 13]") && has(msg, "nan") && has(msg, "model.safetensors"))
+      << msg;
+
+  t = hfi_llama_tensors(cfg);  // bf16 inf in the embedding (which a tied head would copy)
+  for (auto& [name, x] : t) {
+    x.dtype = DType::BF16;
+    for (auto& v : x.values) v = 0.5f;
+  }
+  t["model.embed_tokens.weight"].values[33] = -INFINITY;
+  msg = hfi_import_error(d, hf_config_from_model(cfg), t);
+  EXPECT_TRUE(has(msg, "model.embed_tokens.weight") && has(msg, "element 33") && has(msg, "[1, 1]") &&
+              has(msg, "-inf"))
+      << msg;
+}

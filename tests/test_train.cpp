@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "checkpoint/checkpoint.h"
+#include "core/hash.h"
+#include "data_test_util.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 
@@ -116,4 +118,76 @@ TEST(Train, ShippedConfigsAreValid) {
     ++n;
   }
   EXPECT_GE(n, 2);
+}
+
+namespace {
+std::string train_error(const json& j) {
+  try {
+    Trainer t(TrainConfig::from_json(j), "");
+    return "<no error>";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+std::string llama2_tokenizer() {  // "" when the shared test data is not there
+  return dt::shared_data_dir().empty() ? "" : dt::llama_model();
+}
+}  // namespace
+
+// Issue #18: a misspelled section is named as an unknown key (not as the missing section's
+// first failed check), and a tokenizer larger than the preset's vocabulary gets the fix.
+TEST(Train, MisspelledSectionsAndSmallVocabulariesAreNamed) {
+  TrainFixture fx;
+  json typo = fx.config("r", 5);
+  typo["modle"] = typo["model"];
+  typo.erase("model");
+  std::string msg = train_error(typo);
+  EXPECT_NE(msg.find("unknown key 'modle'"), std::string::npos) << msg;
+  json typo2 = fx.config("r", 5);
+  typo2["optimizer"] = typo2["optim"];
+  typo2.erase("optim");
+  msg = train_error(typo2);
+  EXPECT_NE(msg.find("unknown key 'optimizer'"), std::string::npos) << msg;
+
+  const std::string tok = llama2_tokenizer();
+  if (tok.empty()) GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found: set TL_SHARED_DIR or place it at <repo>/../shared/data";
+  json tiny = fx.config("r", 5);
+  tiny["model"] = {{"preset", "tiny"}};
+  tiny["data"]["tokenizer"] = tok;
+  msg = train_error(tiny);
+  EXPECT_NE(msg.find("32000"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("4096"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--set model.vocab_size=32000"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(fx.run("r")));
+}
+
+// Issue #18: data.tokenizer must be the tokenizer the shards' manifest recorded (by SHA-256);
+// another one is refused at start-up, before the run folder exists.
+TEST(Train, TokenizerOtherThanTheShardsManifestIsRefused) {
+  const std::string tok = llama2_tokenizer();
+  if (tok.empty()) GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found: set TL_SHARED_DIR or place it at <repo>/../shared/data";
+  TrainFixture fx;  // shards in DIR/a and DIR/b: their manifest is DIR/manifest.json
+  const std::string recorded = "0123456789abcdef" + std::string(48, 'e');
+  auto manifest = [&](const std::string& sha) {
+    json src = {{"tokenizer", {{"path", "/data/tok/other.model"}, {"sha256", sha}, {"vocab_size", 32000}}},
+                {"train", {{"shards", json::array({json{{"file", "a/a_00000.bin"}, {"tokens", 3000}},
+                                                   json{{"file", "a/a_00001.bin"}, {"tokens", 3000}}})}}},
+                {"val", {{"shards", json::array()}}}};
+    std::ofstream(fx.dir + "/manifest.json") << json{{"sources", {{"a", src}}}}.dump(2);
+  };
+  manifest(recorded);
+  json j = fx.config("r", 1);
+  j["model"]["vocab_size"] = 32000;
+  j["data"]["tokenizer"] = tok;
+  const std::string msg = train_error(j);
+  const std::string actual = tl::sha256_file(tok);
+  EXPECT_NE(msg.find(fx.dir + "/manifest.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("0123456789ab"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(actual.substr(0, 12)), std::string::npos) << msg;
+  EXPECT_NE(msg.find("/data/tok/other.model"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(tok), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(fx.run("r")));
+
+  manifest(actual);  // the recorded tokenizer: accepted
+  EXPECT_NO_THROW(Trainer(TrainConfig::from_json(j), ""));
 }

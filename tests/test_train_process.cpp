@@ -107,6 +107,41 @@ TEST(TrainProcess, SigtermFinishesTheStepSavesAndExitsZero) {
             load_checkpoint(ref.final_checkpoint).params);
 }
 
+// Issue #18: the "continue with:" hint continues this run, --set overrides included (here
+// the run folder itself comes from --set): following it resumes from the stopped step.
+TEST(TrainProcess, ContinueHintAfterSigtermContinuesThisRun) {
+  TrainFixture fx;
+  const std::string cfg = fx.config_file("cfg", fx.config("r", 100000));
+  const std::string other = fx.run("elsewhere");
+  const std::string metrics = other + "/metrics.jsonl", log = fx.dir + "/log.txt";
+  pid_t pid = train_test::spawn_binary(
+      {"train", "--config", cfg, "--set", "train.run_dir=" + other, "--set", "optim.lr=0.005"}, log);
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(wait_for(pid, [&] { return last_logged_step(metrics) >= 5; }, 60))
+      << train_test::read_text(log);
+  ::kill(pid, SIGTERM);
+  ASSERT_EQ(train_test::wait_exit(pid), 0) << train_test::read_text(log);
+  const int64_t stopped = last_logged_step(metrics);
+  const std::string text = train_test::read_text(log);
+  const std::string mark = "continue with: tinyllama ";
+  const size_t at = text.find(mark);
+  ASSERT_NE(at, std::string::npos) << text;
+  const std::string hint = text.substr(at + mark.size(), text.find('\n', at) - at - mark.size());
+
+  // Follow it, with a step count so that it ends (the hint itself runs to train.steps).
+  const std::string total = std::to_string(stopped + 3);
+  const std::string follow = std::string("'") + TL_BINARY + "' " + hint + " --set train.steps=" +
+                             total + " >>'" + log + "' 2>&1";
+  ASSERT_EQ(std::system(follow.c_str()), 0) << hint << "\n" << train_test::read_text(log);
+  const auto resumed = train_test::events(metrics, "resume");
+  ASSERT_EQ(resumed.size(), 1u) << hint << "\n" << train_test::read_text(log);
+  EXPECT_EQ(resumed[0]["step"], stopped);
+  EXPECT_FALSE(std::filesystem::exists(fx.run("r"))) << hint;  // the config file's own run_dir: never used
+  const json meta = read_checkpoint_meta(checkpoint_path(other, stopped + 3));
+  EXPECT_EQ(meta["step"], stopped + 3);
+  EXPECT_EQ(meta["train_config"]["optim"]["lr"], 0.005);
+}
+
 // checkpoint.async: SIGTERM while a background write is in flight (writes stretched to
 // 300 ms, one every 2 steps) still ends with exit 0, every write finished and recorded, and
 // the stopped step's checkpoint complete and valid.

@@ -148,6 +148,7 @@ class Backend {
 // "cuda:N" picks GPU N (one process per GPU). threads: CPU worker threads (0 = all cores).
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
 bool cuda_available();  // built with CUDA and at least one GPU visible
+int cuda_visible_device_count();  // CUDA devices this process sees; 0 without CUDA (never throws)
 
 // Owns one allocation on a backend; hands out typed views into it.
 class Buffer {

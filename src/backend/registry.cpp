@@ -15,6 +15,14 @@ bool cuda_available() {
 #endif
 }
 
+int cuda_visible_device_count() {
+#ifdef TL_WITH_CUDA
+  return cuda_device_count();
+#else
+  return 0;
+#endif
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
   if (device == "cpu") return make_cpu_backend(threads);
   if (device.rfind("cuda:", 0) == 0) {

@@ -57,6 +57,11 @@ double shortest(float f) {
   return std::strtod(buf, nullptr);
 }
 
+// A size field of config.json: 1 to `most`.
+void check_range(const char* key, int value, int most) {
+  TL_CHECK(value >= 1 && value <= most, "config: ", key, " is ", value, "; expected 1 to ", most);
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf(const json& hf_config) {
@@ -86,6 +91,15 @@ ModelConfig model_config_from_hf(const json& hf_config) {
   c.n_kv_heads = c.n_heads;
   r.get("num_key_value_heads", c.n_kv_heads);
   r.get("max_position_embeddings", c.max_seq_len);
+  // Sizes past any released Llama are refused here, by their config.json names, before
+  // anything is allocated for them.
+  check_range("vocab_size", c.vocab_size, 1 << 24);
+  check_range("hidden_size", c.dim, 1 << 16);
+  check_range("intermediate_size", c.ffn_dim, 1 << 18);
+  check_range("num_hidden_layers", c.n_layers, 1024);
+  check_range("num_attention_heads", c.n_heads, 1024);
+  check_range("num_key_value_heads", c.n_kv_heads, 1024);
+  check_range("max_position_embeddings", c.max_seq_len, 1 << 24);
   r.get("rms_norm_eps", c.norm_eps);
   c.rope_theta = float(rope_theta_of(hf));
   if (r.has("head_dim")) {

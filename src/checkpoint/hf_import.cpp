@@ -1,5 +1,6 @@
 // Hugging Face Llama folder -> flat f32 parameters, every tensor name, shape and dtype checked.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -22,6 +23,26 @@ void check_shape(const SafetensorsFile& file, const StTensorInfo& t, const HfTen
   TL_CHECK(is_float_dtype(t.dtype), "'", file.path(), "': tensor '", t.name, "' has dtype ",
            safetensors_dtype_name(t.dtype), "; expected F32, BF16 or F16");
 }
+
+// "[1, 13]": the index of element i of a row-major tensor.
+std::string index_str(const std::vector<int64_t>& shape, int64_t i) {
+  std::vector<int64_t> at(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    at[d] = shape[d] > 0 ? i % shape[d] : 0;
+    i = shape[d] > 0 ? i / shape[d] : 0;
+  }
+  return shape_str(at);
+}
+
+// A NaN or Inf weight would only show up as a NaN loss later: refuse it, naming where it is.
+void check_finite(const SafetensorsFile& file, const StTensorInfo& t, const float* values) {
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(values[i]))
+      fail("'", file.path(), "': tensor '", t.name, "' holds a non-finite value (", values[i],
+           ") at element ", i, " ", index_str(t.shape, i), "; refusing to import it");
+}
+
 }  // namespace
 
 HfModel import_hf(const std::string& dir) {
@@ -41,25 +62,23 @@ HfModel import_hf(const std::string& dir) {
 
   SafetensorsModel weights(dir);
   ParamLayout layout(out.config);
-  out.params.assign(size_t(layout.total()), 0.0f);  // padding stays zero
-  const int64_t embed_offset = layout.get(ParamKind::Embed).offset;
+  const std::vector<HfTensorSlot> slots = hf_tensor_slots(out.config, layout);
+  // Every tensor's presence, shape and dtype from the headers first: nothing is allocated
+  // for a config that the files do not back.
+  std::vector<const StTensorInfo*> found(slots.size(), nullptr);  // null: the embedding's copy
   std::set<std::string> used;
-  for (const HfTensorSlot& slot : hf_tensor_slots(out.config, layout)) {
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const HfTensorSlot& slot = slots[i];
     const StTensorInfo* t = weights.find(slot.name);
-    float* dst = out.params.data() + slot.offset;
+    used.insert(slot.name);
     if (slot.name == "lm_head.weight" && (tied || !t)) {  // the head is the embedding
       if (t) check_shape(weights.file_of(slot.name), *t, slot);
-      used.insert(slot.name);
-      std::copy_n(out.params.data() + embed_offset, shape_numel(slot.shape), dst);
       continue;
     }
     TL_CHECK(t, "'", weights.source(), "': missing tensor '", slot.name, "'");
-    const SafetensorsFile& file = weights.file_of(slot.name);
-    check_shape(file, *t, slot);
-    file.read_f32(*t, dst, size_t(t->numel()));
-    used.insert(slot.name);
+    check_shape(weights.file_of(slot.name), *t, slot);
+    found[i] = t;
   }
-
   std::vector<std::string> extra;
   for (const auto& name : weights.names())
     if (!used.count(name) && !is_rope_buffer(name)) extra.push_back(name);
@@ -68,6 +87,20 @@ HfModel import_hf(const std::string& dir) {
     for (size_t i = 0; i < extra.size() && i < 8; ++i) list += (i ? ", '" : "'") + extra[i] + "'";
     if (extra.size() > 8) list += cat(" and ", extra.size() - 8, " more");
     fail("'", weights.source(), "': unexpected tensors for a Llama model: ", list);
+  }
+
+  out.params.assign(size_t(layout.total()), 0.0f);  // padding stays zero
+  const int64_t embed_offset = layout.get(ParamKind::Embed).offset;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const HfTensorSlot& slot = slots[i];
+    float* dst = out.params.data() + slot.offset;
+    if (!found[i]) {
+      std::copy_n(out.params.data() + embed_offset, shape_numel(slot.shape), dst);
+      continue;
+    }
+    const SafetensorsFile& file = weights.file_of(slot.name);
+    file.read_f32(*found[i], dst, size_t(found[i]->numel()));
+    check_finite(file, *found[i], dst);
   }
   return out;
 }

@@ -37,6 +37,9 @@ void add_eval_command(CLI::App& app) {
     SequentialBlocks blocks(expand_shard_paths(o->data), T);
     TL_CHECK(blocks.num_blocks() > 0, "the data holds no complete block of ", T + 1, " tokens");
     LossSum s = evaluate(*lm.model, blocks, T, o->batch, o->max_blocks);
+    TL_CHECK(std::isfinite(s.mean()), "eval: the loss over ", s.count, " tokens is not finite (",
+             s.mean(), "): the checkpoint '", o->checkpoint,
+             "' holds NaN/Inf weights, or its activations overflow");
     std::printf("blocks %lld | tokens %lld | loss %.6f | perplexity %.4f\n",
                 (long long)(o->max_blocks > 0 ? std::min(o->max_blocks, blocks.num_blocks())
                                               : blocks.num_blocks()),

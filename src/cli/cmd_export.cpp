@@ -46,6 +46,8 @@ void run_export(const ExportArgs& a) {
   const std::string dtype = canonical_dtype(a.dtype.empty() ? (a.format == "gguf" ? "f16" : "bf16") : a.dtype);
   TL_CHECK(a.format == "gguf" || dtype != "q8_0", "--dtype q8_0 is for --format gguf (Hugging Face folders "
            "hold f32, bf16 or f16)");
+  // An empty, random or truncated file is refused here, as every other command refuses it.
+  if (!a.tokenizer.empty()) Tokenizer::load(a.tokenizer);
   CheckpointData ck = load_any_checkpoint(a.checkpoint, /*with_optimizer=*/false);
   TL_CHECK(ck.meta.is_object() && ck.meta.contains("model"), "checkpoint '", a.checkpoint,
            "' has no meta.model (the model config)");
@@ -73,11 +75,25 @@ void run_export(const ExportArgs& a) {
   opts.max_shard_bytes = uint64_t(std::llround(a.max_shard_gb * double(1ull << 30)));
   TL_CHECK(opts.max_shard_bytes > 0, "--max-shard-gb ", a.max_shard_gb, " is too small");
   opts.tokenizer_model = tokenizer;
+  std::string left_out;  // why the run's own tokenizer is not included
+  if (!opts.tokenizer_model.empty()) {
+    const Tokenizer tok = Tokenizer::load(opts.tokenizer_model);
+    if (tok.vocab_size() != cfg.vocab_size) {
+      TL_CHECK(a.tokenizer.empty(), "--tokenizer '", a.tokenizer, "' has ", tok.vocab_size(),
+               " pieces, but the model has vocab_size ", cfg.vocab_size,
+               "; give the tokenizer the model was trained with");
+      left_out = cat("the run's tokenizer '", opts.tokenizer_model, "' has ", tok.vocab_size(),
+                     " pieces, the model vocab_size ", cfg.vocab_size);
+      opts.tokenizer_model.clear();
+    }
+  }
   export_hf(a.out, cfg, ck.params, opts);
   std::printf("exported %s (%lld parameters, %s) -> %s\n", a.checkpoint.c_str(),
               static_cast<long long>(cfg.num_params()), dtype.c_str(), a.out.c_str());
   if (!opts.tokenizer_model.empty())
-    std::printf("tokenizer: %s (tokenizer.model, tokenizer.json)\n", opts.tokenizer_model.c_str());
+    std::printf("tokenizer: %s\n", opts.tokenizer_model.c_str());
+  else if (!left_out.empty())
+    std::printf("tokenizer: none (%s; give --tokenizer to include one)\n", left_out.c_str());
   else
     std::printf("tokenizer: none (give --tokenizer to include one)\n");
 }

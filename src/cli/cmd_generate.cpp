@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "core/fs.h"
+#include "core/log.h"
 #include "core/timer.h"
 #include "data/tokenizer.h"
 #include "train/generate.h"
@@ -67,6 +68,7 @@ void print_ids(const std::vector<int>& ids) {
 }
 
 void run_generate(const GenerateArgs& a) {
+  TL_CHECK(a.max_new >= 1, "--max-new must be at least 1, got ", a.max_new);
   TL_CHECK(a.ids || !a.tokenizer.empty(), "--tokenizer is required unless --ids is given");
   std::unique_ptr<Tokenizer> tok;
   if (!a.tokenizer.empty()) tok = std::make_unique<Tokenizer>(Tokenizer::load(a.tokenizer));
@@ -99,6 +101,17 @@ void run_generate(const GenerateArgs& a) {
     prompts.push_back(std::move(ids));
   }
   const size_t B = prompts.size();
+  if (!a.no_cache) {  // the cached path stops at the context (--no-cache slides its window)
+    const int ctx = lm.model->config().max_seq_len;
+    size_t longest = 0;
+    for (size_t i = 1; i < B; ++i)
+      if (prompts[i].size() > prompts[longest].size()) longest = i;
+    const int64_t len = int64_t(prompts[longest].size());
+    if (len <= ctx && len + a.max_new - 1 > ctx)  // the last new token is never fed back
+      log_warn("--max-new ", a.max_new, ": the model has a context of ", ctx, " tokens and prompt ",
+               longest, " has ", len, ", so at most ", ctx - len + 1,
+               " new tokens fit; generation stops there");
+  }
 
   BatchOptions bo;
   bo.max_new = a.max_new;
@@ -206,8 +219,8 @@ void add_generate_command(CLI::App& app) {
                 "Prompts are token ids ('1 450 4996'), given as is (no prefix); outputs are "
                 "printed as ids, one line per prompt. Without --tokenizer nothing stops a row "
                 "before --max-new");
-  cmd->add_option("--max-new", a->max_new, "Tokens to generate per prompt")
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-new", a->max_new,
+                  "Tokens to generate per prompt (at least 1; the cache stops at the context)");
   cmd->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", a->top_p, "Nucleus sampling mass (1 = off)")
       ->check(CLI::Range(0.0f, 1.0f));

@@ -1,4 +1,5 @@
 // tinyllama tokenizer-train: a SentencePiece BPE tokenizer with Llama 2's settings.
+#include <cstdio>
 #include <memory>
 
 #include "cli/commands.h"
@@ -34,6 +35,10 @@ void add_tokenizer_train_command(CLI::App& app) {
     opts.inputs.clear();
     for (const InputFile& f : expand_inputs(o->inputs, *exts)) opts.inputs.push_back(f.path);
     train_tokenizer(opts);
+    const Tokenizer tok = Tokenizer::load(opts.out_prefix + ".model");
+    std::printf("wrote %s.model and %s.vocab (vocab size %d, trained on %zu input file%s)\n",
+                opts.out_prefix.c_str(), opts.out_prefix.c_str(), tok.vocab_size(),
+                opts.inputs.size(), opts.inputs.size() == 1 ? "" : "s");
   });
 }
 

@@ -10,6 +10,18 @@
 
 namespace tl::cli {
 
+namespace {
+// A word the shell reads back as `s`.
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                        "0123456789_./:=@%+,-") == std::string::npos)
+    return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+}  // namespace
+
 void add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a model from a JSON config");
   struct Opts {
@@ -41,10 +53,11 @@ void add_train_command(CLI::App& app) {
       throw;
     }
     if (s.stopped) {
+      // The run folder's config.json is this run's config, --set overrides included.
       std::printf("stopped by a signal at step %lld of %lld; checkpoint: %s\n"
                   "continue with: tinyllama train --config %s --resume auto\n",
                   (long long)s.steps, (long long)cfg.steps, s.final_checkpoint.c_str(),
-                  o->config.c_str());
+                  shell_quote(cfg.run_dir + "/config.json").c_str());
       return;
     }
     std::printf("trained %lld steps in %.1f s; final train loss %.4f", (long long)s.steps,

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string>
 
 #include <unistd.h>
 
@@ -33,6 +34,20 @@ int main(int argc, char** argv) {
   tl::cli::add_init_command(app);
   tl::cli::add_logits_command(app);
   tl::cli::add_comm_check_command(app);
+  // CLI11 would call a misspelled subcommand "A subcommand is required": name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+      found = found || sub->get_name() == argv[1];
+    }
+    if (!found) {
+      std::fprintf(stderr, "error: unknown subcommand '%s' (known: %s); see tinyllama --help\n",
+                   argv[1], known.c_str());
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

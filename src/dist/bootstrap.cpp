@@ -16,12 +16,31 @@ std::string DistSession::describe() const {
              hosts.empty() ? std::string() : cat(", rank 0 on ", hosts[0]));
 }
 
-std::string device_for_rank(const std::string& requested, const LaunchInfo& li) {
+int cuda_device_for_local_rank(int visible_devices, int local_rank) {
+  TL_CHECK(visible_devices > 0, "local rank ", local_rank,
+           " needs a GPU, but no CUDA device is visible to this process (CUDA_VISIBLE_DEVICES?)");
+  if (local_rank < visible_devices) return local_rank;  // the node's GPUs, one per local rank
+  if (visible_devices == 1) return 0;                   // the launcher bound one GPU to this task
+  fail("local rank ", local_rank, " needs GPU ", local_rank, ", but only ", visible_devices,
+       " CUDA devices are visible to this process: make all of the node's GPUs visible to every "
+       "rank, or bind exactly one GPU to each task (e.g. srun --gpus-per-task=1)");
+}
+
+std::string device_for_rank(const std::string& requested, const LaunchInfo& li,
+                            int visible_devices) {
   if (requested == "cpu") return "cpu";
   if (requested.rfind("cuda:", 0) == 0) return requested;
-  if (requested == "cuda" || (requested == "auto" && cuda_available()))
-    return cat("cuda:", li.local_rank);
+  // No GPU: "auto" falls back to the CPU, "cuda" gets make_backend's message (no GPU
+  // visible, or a build without CUDA).
+  if (visible_devices <= 0) return requested;
+  if (requested == "cuda" || requested == "auto")
+    return cat("cuda:", cuda_device_for_local_rank(visible_devices, li.local_rank));
   return requested;
+}
+
+std::string device_for_rank(const std::string& requested, const LaunchInfo& li) {
+  if (requested == "cpu" || requested.rfind("cuda:", 0) == 0) return requested;
+  return device_for_rank(requested, li, cuda_visible_device_count());
 }
 
 namespace {

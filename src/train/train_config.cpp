@@ -30,6 +30,11 @@ TrainConfig TrainConfig::from_json(const json& j) {
   TrainConfig c;
   c.raw = j;
   JsonReader root(j, "");
+  // The sections first: a misspelled one ("modle") is an unknown key, not a missing section.
+  for (const char* section : {"model", "base_dir", "data", "batch", "optim", "train", "eval",
+                              "checkpoint", "dist"})
+    root.child(section);
+  root.finish();
   c.model = ModelConfig::from_json(root.child("model"), "model");
   std::string base_dir;
   root.get("base_dir", base_dir);  // relative data paths resolve against it (default: cwd)

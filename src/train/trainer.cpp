@@ -17,8 +17,10 @@
 #include "checkpoint/checkpoint.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "data/shard_tokenizer.h"
 #include "data/tokenizer.h"
 #include "dist/sharded_checkpoint.h"
+#include "model/param_check.h"
 #include "train/bench.h"
 #include "train/checkpoint_policy.h"
 #include "train/console.h"
@@ -83,7 +85,12 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
     Tokenizer tok = Tokenizer::load(cfg_.tokenizer);
     TL_CHECK(tok.vocab_size() <= cfg_.model.vocab_size, "the tokenizer '", cfg_.tokenizer,
              "' has ", tok.vocab_size(), " pieces, more than the model's vocab_size of ",
-             cfg_.model.vocab_size);
+             cfg_.model.vocab_size, " (for this tokenizer, use --set model.vocab_size=",
+             tok.vocab_size(), ")");
+    std::vector<std::string> shards = cfg_.val_paths;  // their manifests must name this tokenizer
+    for (const DataSourceSpec& s : cfg_.sources)
+      shards.insert(shards.end(), s.paths.begin(), s.paths.end());
+    check_shards_tokenizer(shards, tok.path(), tok.sha256());
   }
   TrainLoaderOptions lo;
   lo.sources = cfg_.sources;
@@ -98,7 +105,8 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   TL_CHECK(loader_->max_token_id() < uint64_t(cfg_.model.vocab_size),
            "the training data holds token id ", loader_->max_token_id(),
            ", outside the model's vocab_size of ", cfg_.model.vocab_size,
-           " (was it prepared with a larger tokenizer?)");
+           " (was it prepared with a larger tokenizer? Then set model.vocab_size to its size, "
+           "e.g. --set model.vocab_size=32000 for the Llama 2 tokenizer)");
   if (!cfg_.val_paths.empty())
     val_ = std::make_unique<SequentialBlocks>(expand_shard_paths(cfg_.val_paths), cfg_.seq_len);
 
@@ -308,6 +316,8 @@ CheckpointData Trainer::read_init_weights(const std::string& path) const {
              " in this config; its model section is ", ck.meta["model"].dump());
   TL_CHECK(int64_t(ck.params.size()) == model_->layout().total(), "cannot init from '", path,
            "': it holds ", ck.params.size(), " parameters, this model has ", model_->layout().total());
+  const std::string bad = describe_non_finite(ck.params, model_->layout());
+  TL_CHECK(bad.empty(), "cannot init from '", path, "': ", bad, "; refusing to train from non-finite weights");
   return ck;
 }
 
