@@ -11,6 +11,7 @@ endif
 ASAN_BUILD ?= build-asan
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
+FUZZ_JOBS ?= 1
 CCACHE := $(shell command -v ccache 2>/dev/null)
 
 .PHONY: all setup configure build demo test clean setup-asan build-asan test-asan fuzz
@@ -54,8 +55,9 @@ test-asan: build-asan
 
 # Each libFuzzer target for FUZZ_SECONDS on a scratch copy of its committed corpus
 # (tests/fuzz/corpus/<name>); findings land in $(ASAN_BUILD)/fuzz/<name>/findings.
+# FUZZ_TARGETS="parquet tlck" picks targets; FUZZ_JOBS=2 runs two at a time.
 fuzz: build-asan
-	@tests/fuzz/run.sh $(ASAN_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	@FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh $(ASAN_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-cpu $(ASAN_BUILD)
