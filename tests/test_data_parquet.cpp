@@ -195,7 +195,13 @@ class ThriftWriter {
   void binary(int16_t id, const std::string& s) { field(id, kBinary), str(s); }
   void begin(int16_t id) { field(id, kStruct), last_.push_back(0); }  // a struct field
   void begin_elem() { last_.push_back(0); }                          // a struct in a list
-  void end() { out_ += char(0), last_.pop_back(); }
+  void end() {  // the end of a struct; at the top level, of the message
+    out_ += char(0);
+    if (last_.size() > 1)
+      last_.pop_back();
+    else
+      last_[0] = 0;
+  }
   void list(int16_t id, uint8_t elem_type, size_t n) {
     field(id, kList);
     if (n < 15) {
@@ -388,6 +394,7 @@ TEST(DataParquet, PageSizesAndCountsAreCheckedAgainstTheChunk) {
   s.codec = Codec::Snappy;
   s.rows = 1;
   s.body = std::string("\x08\x1c", 2) + dt_plain({"abcd"});  // length 8, one 8-byte literal
+  s.uncompressed = 8;
   dt::write_text(tmp / "ok.parquet", dt_parquet_file(s));
   EXPECT_EQ(dt_read_all(tmp / "ok.parquet", "content"), json({"abcd"}));
   s.uncompressed = 0x7fffffff;
