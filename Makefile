@@ -2,8 +2,19 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# NATIVE=1 optimizes for this machine's CPU (-march=native); the default build is portable.
+NATIVE ?=
+ifneq ($(NATIVE),)
+CMAKE_FLAGS += -DTL_NATIVE=ON
+endif
+# The sanitizer + fuzzing build (clang, CPU only): `make test-asan`, `make fuzz`.
+ASAN_BUILD ?= build-asan
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_JOBS ?= 1
+CCACHE := $(shell command -v ccache 2>/dev/null)
 
-.PHONY: all setup configure build demo test clean
+.PHONY: all setup configure build demo test clean setup-asan build-asan test-asan fuzz
 
 all: build
 
@@ -28,5 +39,25 @@ demo: setup
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+setup-asan: setup
+	@scripts/setup.sh --asan
+
+build-asan: setup-asan
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTL_CUDA=OFF -DTL_SANITIZE=ON \
+	  -DCMAKE_CXX_COMPILER=clang++-14 \
+	  $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE)) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# The CPU test suite under AddressSanitizer + UndefinedBehaviorSanitizer: any report fails.
+test-asan: build-asan
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# Each libFuzzer target for FUZZ_SECONDS on a scratch copy of its committed corpus
+# (tests/fuzz/corpus/<name>); findings land in $(ASAN_BUILD)/fuzz/<name>/findings.
+# FUZZ_TARGETS="parquet tlck" picks targets; FUZZ_JOBS=2 runs two at a time.
+fuzz: build-asan
+	@FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh $(ASAN_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD) $(BUILD)-cpu
+	rm -rf $(BUILD) $(BUILD)-cpu $(ASAN_BUILD)

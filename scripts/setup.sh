@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tinyllama needs, when missing. Safe to run repeatedly.
+# --asan: also the clang toolchain of the sanitizer and fuzzing build (make test-asan / fuzz).
 set -euo pipefail
 
 packages=(
@@ -11,6 +12,13 @@ packages=(
   fortunes libpython3.11-stdlib                 # the demo corpus: prose and Python code
   gnuplot-nox                                   # training reports
 )
+if [ "${1:-}" = "--asan" ]; then
+  packages=(
+    clang-14 libclang-rt-14-dev   # clang with the ASAN/UBSan and libFuzzer runtimes
+    libomp-14-dev                 # OpenMP for clang
+    ccache                        # the sanitizer build is a second full build: cache it
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

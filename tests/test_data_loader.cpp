@@ -24,7 +24,7 @@ namespace {
 std::string dt_make_source(const dt::TempDir& tmp, int source, const std::vector<int>& shard_tokens) {
   std::string dir = tmp / ("source" + std::to_string(source));
   for (size_t k = 0; k < shard_tokens.size(); ++k) {
-    std::vector<int32_t> t(size_t(shard_tokens[k]));
+    std::vector<int32_t> t(static_cast<size_t>(shard_tokens[k]));
     for (size_t j = 0; j < t.size(); ++j) t[j] = int32_t(source * 1000000 + int(k) * 10000 + int(j));
     dt::write_text(dir + "/.keep", "");
     char name[32];

@@ -50,11 +50,43 @@ void inflate_gzip(const uint8_t* src, size_t n, size_t out_size, std::string& ou
   TL_CHECK(produced == out_size, "gzip: ", produced, " bytes, expected ", out_size);
 }
 
+// Streamed, frame by frame: a frame header's content size, when it has one, is a claim too
+// (checked against out_size, never allocated on its word).
+void inflate_zstd(const uint8_t* src, size_t n, size_t out_size, std::string& out) {
+  const unsigned long long known = ZSTD_getFrameContentSize(src, n);
+  TL_CHECK(known != ZSTD_CONTENTSIZE_ERROR, "zstd: corrupt data (no frame)");
+  TL_CHECK(known == ZSTD_CONTENTSIZE_UNKNOWN || known <= out_size, "zstd: frame of ", known,
+           " bytes, expected ", out_size);
+  ZSTD_DCtx* z = ZSTD_createDCtx();
+  TL_CHECK(z, "zstd: cannot start a decompression context");
+  out.resize(std::min<size_t>(out_size, std::max<size_t>(n, 1 << 16)));
+  ZSTD_inBuffer in{src, n, 0};
+  size_t produced = 0, rc = 0;
+  for (;;) {
+    if (produced == out.size() && out.size() < out_size)
+      out.resize(std::min(out_size, out.size() * 2));
+    ZSTD_outBuffer ob{out.data(), out.size(), produced};
+    const size_t in_before = in.pos, out_before = produced;
+    rc = ZSTD_decompressStream(z, &ob, &in);
+    produced = ob.pos;
+    if (ZSTD_isError(rc) || (rc == 0 && in.pos == in.size)) break;  // an error, or all frames done
+    // No progress: the input ends inside a frame, or the output is full at out_size.
+    if (in.pos == in_before && produced == out_before) break;
+  }
+  ZSTD_freeDCtx(z);
+  TL_CHECK(!ZSTD_isError(rc), "zstd: ", ZSTD_getErrorName(rc));
+  TL_CHECK(rc == 0, "zstd: truncated, or longer than ", out_size, " bytes (", produced,
+           " decoded)");
+  TL_CHECK(produced == out_size, "zstd: ", produced, " bytes, expected ", out_size);
+}
+
 }  // namespace
 
+// A page header's uncompressed size is only a claim: no codec allocates it up front. None
+// must match the bytes there are, snappy's length is checked against the most its input can
+// expand to, and gzip and zstd grow their output as it comes, so a lying header costs no
+// more memory than the data really decodes to (twice that at most, 64 KiB at least for zstd).
 void decompress(Codec c, const uint8_t* src, size_t n, size_t out_size, std::string& out) {
-  // Sizes are checked against what the compressed data says before memory is taken, so
-  // a corrupt page header cannot make us allocate gigabytes.
   switch (c) {
     case Codec::None:
       TL_CHECK(n == out_size, "uncompressed page of ", n, " bytes, header says ", out_size);
@@ -66,17 +98,9 @@ void decompress(Codec c, const uint8_t* src, size_t n, size_t out_size, std::str
     case Codec::Gzip:
       inflate_gzip(src, n, out_size, out);
       return;
-    case Codec::Zstd: {
-      const unsigned long long known = ZSTD_getFrameContentSize(src, n);
-      TL_CHECK(known != ZSTD_CONTENTSIZE_ERROR, "zstd: corrupt data (no frame)");
-      TL_CHECK(known == ZSTD_CONTENTSIZE_UNKNOWN || known <= out_size, "zstd: frame of ", known,
-               " bytes, expected ", out_size);
-      out.resize(out_size);
-      size_t r = ZSTD_decompress(out.data(), out_size, src, n);
-      TL_CHECK(!ZSTD_isError(r), "zstd: ", ZSTD_getErrorName(r));
-      TL_CHECK(r == out_size, "zstd: ", r, " bytes, expected ", out_size);
+    case Codec::Zstd:
+      inflate_zstd(src, n, out_size, out);
       return;
-    }
     default:
       fail("compression ", codec_name(c), " is not supported (none, snappy, gzip, zstd are)");
   }

@@ -46,6 +46,8 @@ void read_column_meta(ThriftReader& r, ColumnChunk& c) {
       c.codec = Codec(r.read_i32());
     else if (id == 5 && t == kI64)
       c.num_values = r.read_i64();
+    else if (id == 6 && t == kI64)
+      c.total_uncompressed_size = r.read_i64();
     else if (id == 7 && t == kI64)
       c.total_compressed_size = r.read_i64();
     else if (id == 9 && t == kI64)

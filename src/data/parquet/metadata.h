@@ -60,6 +60,7 @@ struct ColumnChunk {
   Codec codec = Codec::None;
   int64_t num_values = 0;
   int64_t total_compressed_size = 0;
+  int64_t total_uncompressed_size = -1;  // -1: absent
   int64_t data_page_offset = 0;
   std::optional<int64_t> dictionary_page_offset;
 };

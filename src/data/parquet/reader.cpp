@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "core/error.h"
@@ -51,7 +52,15 @@ class File {
 
 namespace {
 
-constexpr int32_t kMaxPageValues = 1 << 26;  // bounds memory when a corrupt header claims more
+// Bounds on what a page header may claim, checked before any memory is taken for it.
+constexpr int32_t kMaxPageValues = 1 << 26;
+constexpr int64_t kMaxPageBytes = int64_t(1) << 30;  // uncompressed
+// Values a page may hold beyond 8 a byte: RLE runs can be denser than a bit a value, but
+// a writer's page of a few bytes does not hold millions of rows.
+constexpr int64_t kFreePageValues = 1 << 20;
+// DELTA_BYTE_ARRAY rebuilds each value from the previous one: values 1..n, each the last
+// plus a byte, are O(n^2) bytes from O(n). A page may expand to this, or 64 times its size.
+constexpr uint64_t kMaxDeltaExpansion = uint64_t(64) << 20;
 
 const uint8_t* bytes(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
 
@@ -112,7 +121,9 @@ const uint8_t* decode_delta(const uint8_t* p, const uint8_t* end, uint64_t max_c
   const uint64_t block = varint(p, end), miniblocks = varint(p, end), total = varint(p, end);
   const uint64_t z = varint(p, end);
   int64_t v = int64_t(z >> 1) ^ -int64_t(z & 1);
-  TL_CHECK(miniblocks > 0 && block % 128 == 0 && block > 0 && (block / miniblocks) % 32 == 0,
+  // Block sizes beyond 2^31 would overflow the miniblock size below (writers use 128-1024).
+  TL_CHECK(miniblocks > 0 && block % 128 == 0 && block > 0 && block <= (uint64_t(1) << 31) &&
+               miniblocks <= block && (block / miniblocks) % 32 == 0,
            "bad DELTA_BINARY_PACKED header (block ", block, ", miniblocks ", miniblocks, ")");
   TL_CHECK(total <= max_count, "DELTA_BINARY_PACKED holds ", total, " values, the page ",
            max_count);
@@ -240,7 +251,13 @@ bool StringColumnReader::next(std::string& value, bool& is_null) {
   const Value& v = values_[next_++];
   ++rows_read_;
   is_null = v.null;
-  const std::string& src = v.source == 0 ? page_ : v.source == 1 ? dict_ : own_;
+  if (v.source == 2) {  // DELTA_BYTE_ARRAY: the previous value's prefix, then the suffix
+    own_.resize(v.prefix);
+    own_.append(page_.data() + v.offset, v.len);
+    value = own_;
+    return true;
+  }
+  const std::string& src = v.source == 0 ? page_ : dict_;
   value.assign(src.data() + v.offset, v.len);
   return true;
 }
@@ -267,6 +284,8 @@ bool StringColumnReader::open_next_chunk() {
       *chunk_->dictionary_page_offset < pos_)
     pos_ = *chunk_->dictionary_page_offset;
   chunk_end_ = pos_ + chunk_->total_compressed_size;
+  if (chunk_->total_uncompressed_size < -1)
+    corrupt(cat("column chunk of ", chunk_->total_uncompressed_size, " uncompressed bytes"));
   if (pos_ < 4 || chunk_->total_compressed_size < 0 || chunk_end_ > pf_.file_->size() - 8)
     corrupt(cat("column chunk [", pos_, ", ", chunk_end_, ") lies outside the file"));
   values_left_ = chunk_->num_values;
@@ -304,6 +323,16 @@ bool StringColumnReader::load_page() {
         int64_t(hsize) + h.compressed_size > chunk_end_ - pos_)
       corrupt(cat("page at byte ", pos_, " has sizes ", h.compressed_size, "/", h.uncompressed_size,
                   " beyond the column chunk"));
+    // The uncompressed size is a claim that memory is taken for: it must fit the column
+    // chunk's own total (headers included) and a sane page.
+    const int64_t chunk_total = chunk_->total_uncompressed_size;
+    if ((chunk_total > 0 && h.uncompressed_size > chunk_total) ||
+        h.uncompressed_size > kMaxPageBytes)
+      corrupt(cat("page at byte ", pos_, " announces ", h.uncompressed_size,
+                  " uncompressed bytes, more than ",
+                  chunk_total > 0 && chunk_total < kMaxPageBytes
+                      ? cat("its column chunk's total_uncompressed_size (", chunk_total, ")")
+                      : cat("a page may hold (", kMaxPageBytes, ")")));
     const int64_t body = pos_ + int64_t(hsize);
     pos_ = body + h.compressed_size;
     if (h.type != PageType::Dictionary && h.type != PageType::Data && h.type != PageType::DataV2)
@@ -332,6 +361,9 @@ bool StringColumnReader::load_page() {
       TL_CHECK(d.num_values >= 0 && d.num_values <= values_left_ && d.num_values <= kMaxPageValues,
                "page holds ", d.num_values, " values, the column chunk has ", values_left_,
                " left (at most ", kMaxPageValues, " a page are taken as sane)");
+      TL_CHECK(d.num_values <= 8 * int64_t(h.uncompressed_size) + kFreePageValues, "page holds ",
+               d.num_values, " values in ", h.uncompressed_size, " bytes (more than ",
+               kFreePageValues, " values take a bit each at least)");
       std::vector<uint8_t> defs;
       std::vector<uint32_t> levels;
       if (h.type == PageType::Data) {
@@ -383,12 +415,14 @@ void StringColumnReader::decode_values(const uint8_t* p, const uint8_t* end, Enc
   }
   if (defs.empty()) present = size_t(num_values);
   std::vector<Value> vals;  // the present values, in order
-  vals.reserve(present);
   if (enc == Encoding::Plain) {
+    TL_CHECK(present <= uint64_t(end - p) / 4, "PLAIN page holds ", present, " values in ",
+             end - p, " bytes (4 a value at least)");
+    vals.reserve(present);
     for (size_t i = 0; i < present; ++i) {
       TL_CHECK(end - p >= 4 && load_u32(p) <= uint64_t(end - p - 4), "value ", i,
                " runs past the page");
-      vals.push_back({0, false, load_u32(p), uint64_t(p + 4 - base)});
+      vals.push_back({0, false, load_u32(p), 0, uint64_t(p + 4 - base)});
       p += 4 + load_u32(p);
     }
   } else if (enc == Encoding::PlainDictionary || enc == Encoding::RleDictionary) {
@@ -398,7 +432,7 @@ void StringColumnReader::decode_values(const uint8_t* p, const uint8_t* end, Enc
     for (uint32_t k : idx) {
       TL_CHECK(k < dict_entries_.size(), "dictionary index ", k, " outside the dictionary of ",
                dict_entries_.size(), dict_entries_.empty() ? " (no dictionary page)" : "");
-      vals.push_back({1, false, dict_entries_[k].second, dict_entries_[k].first});
+      vals.push_back({1, false, dict_entries_[k].second, 0, dict_entries_[k].first});
     }
   } else if (enc == Encoding::DeltaLengthByteArray || enc == Encoding::DeltaByteArray) {
     std::vector<int64_t> prefix, len;
@@ -406,22 +440,24 @@ void StringColumnReader::decode_values(const uint8_t* p, const uint8_t* end, Enc
     p = decode_delta(p, end, present, len);
     TL_CHECK(len.size() == present && (prefix.empty() || prefix.size() == present), len.size(),
              " lengths for ", present, " values");
-    if (enc == Encoding::DeltaByteArray) own_.clear();
-    uint64_t prev_at = 0, prev_len = 0;
+    vals.reserve(present);
+    // DELTA_BYTE_ARRAY values are not built here: each keeps its prefix length and suffix,
+    // and next() makes it from the value before (own_), so memory stays linear in the page.
+    const uint64_t max_expanded = std::max(kMaxDeltaExpansion, 64 * uint64_t(page_.size()));
+    uint64_t prev_len = 0, expanded = 0;
     for (size_t i = 0; i < present; ++i) {
       TL_CHECK(len[i] >= 0 && len[i] <= end - p, "value ", i, " runs past the page");
       if (enc == Encoding::DeltaLengthByteArray) {
-        vals.push_back({0, false, uint32_t(len[i]), uint64_t(p - base)});
+        vals.push_back({0, false, uint32_t(len[i]), 0, uint64_t(p - base)});
       } else {  // prefix of the previous value + suffix
         TL_CHECK(prefix[i] >= 0 && uint64_t(prefix[i]) <= prev_len, "prefix ", prefix[i],
                  " longer than the previous value");
-        const uint64_t at = own_.size();
-        const std::string head = own_.substr(prev_at, size_t(prefix[i]));
-        own_ += head;
-        own_.append(reinterpret_cast<const char*>(p), size_t(len[i]));
-        prev_at = at;
-        prev_len = own_.size() - at;
-        vals.push_back({2, false, uint32_t(prev_len), at});
+        prev_len = uint64_t(prefix[i]) + uint64_t(len[i]);
+        expanded += prev_len;
+        TL_CHECK(prev_len <= UINT32_MAX && expanded <= max_expanded, "DELTA_BYTE_ARRAY values ",
+                 "expand to more than ", max_expanded, " bytes from a page of ", page_.size(),
+                 " (value ", i, " is ", prev_len, " bytes)");
+        vals.push_back({2, false, uint32_t(len[i]), uint32_t(prefix[i]), uint64_t(p - base)});
       }
       p += len[i];
     }
@@ -433,7 +469,7 @@ void StringColumnReader::decode_values(const uint8_t* p, const uint8_t* end, Enc
     return;
   }
   size_t k = 0;
-  for (uint8_t d : defs) values_.push_back(d ? vals[k++] : Value{0, true, 0, 0});
+  for (uint8_t d : defs) values_.push_back(d ? vals[k++] : Value{0, true, 0, 0, 0});
 }
 
 }  // namespace tl::parquet

@@ -2,7 +2,12 @@
 // by row across row groups. Supports data pages v1 and v2, optional columns (nulls via
 // definition levels), PLAIN, dictionary (PLAIN_DICTIONARY, RLE_DICTIONARY),
 // DELTA_LENGTH_BYTE_ARRAY and DELTA_BYTE_ARRAY values, and none/snappy/gzip/zstd pages.
-// Memory: one page plus the column chunk's dictionary, whatever the file size.
+// Memory: one page plus the column chunk's dictionary, whatever the file size. A page
+// header's sizes and counts are claims, checked before memory is taken for them: the
+// compressed size against the column chunk, the uncompressed size against the chunk's
+// total and 1 GiB (and, in the codecs, against what the data really decodes to), the value
+// count against the page's bytes. DELTA_BYTE_ARRAY values are rebuilt one at a time as
+// they are read, and a page may expand to max(64 MiB, 64 x its size).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -48,9 +53,10 @@ class StringColumnReader {
 
  private:
   struct Value {
-    uint8_t source;  // 0 page, 1 dictionary, 2 own (DELTA_BYTE_ARRAY)
+    uint8_t source;  // 0 page, 1 dictionary, 2 DELTA_BYTE_ARRAY (prefix of own_ + page suffix)
     bool null;
-    uint32_t len;
+    uint32_t len;     // bytes at offset (source 2: the suffix)
+    uint32_t prefix;  // source 2: bytes kept from the value before
     uint64_t offset;
   };
   bool load_page();  // false after the last page of the last row group
@@ -65,7 +71,8 @@ class StringColumnReader {
   size_t row_group_ = 0;  // next row group to open
   const ColumnChunk* chunk_ = nullptr;
   int64_t pos_ = 0, chunk_end_ = 0, values_left_ = 0;
-  std::string page_, dict_, own_, raw_;  // page_: decompressed values; raw_: compressed bytes
+  // page_: decompressed values; raw_: compressed bytes; own_: the last DELTA_BYTE_ARRAY value
+  std::string page_, dict_, own_, raw_;
   std::vector<std::pair<uint64_t, uint32_t>> dict_entries_;
   std::vector<Value> values_;
   size_t next_ = 0;

@@ -36,6 +36,10 @@ void snappy_decompress(const uint8_t* src, size_t n, size_t expected, std::strin
   size_t pos = 0;
   const size_t total = read_varint(src, n, pos);
   TL_CHECK(total == expected, "snappy: ", total, " bytes, expected ", expected);
+  // The densest element is a 3-byte copy of 64 bytes: n bytes never expand beyond 22 n.
+  // Checked before the output is allocated, so a lying length costs no memory.
+  TL_CHECK(total / 22 <= n - pos, "snappy: ", n, " compressed bytes announce ", total,
+           " bytes, more than they can expand to");
   out.resize(total);
   char* dst = out.data();
   size_t written = 0;
