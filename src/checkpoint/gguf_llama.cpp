@@ -109,20 +109,8 @@ void encode_row(const float* x, int64_t n, TensorType t, std::vector<uint8_t>& o
 void decode_row(const uint8_t* p, int64_t n, uint32_t t, float* x) {
   switch (TensorType(t)) {
     case TensorType::F32: std::memcpy(x, p, size_t(n) * 4); break;
-    case TensorType::F16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        x[i] = f16_to_f32(h);
-      }
-      break;
-    case TensorType::BF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        x[i] = bf16_to_f32(h);
-      }
-      break;
+    case TensorType::F16: f16_bytes_to_f32(p, n, x); break;
+    case TensorType::BF16: bf16_bytes_to_f32(p, n, x); break;
     case TensorType::Q8_0: dequantize_q8_0(p, n, x); break;
   }
 }

@@ -183,20 +183,10 @@ void SafetensorsFile::read_f32(const StTensorInfo& t, float* out, size_t n) cons
       std::memcpy(out, src, n * 4);
       return;
     case DType::BF16:
-#pragma omp parallel for schedule(static) if (count > (1 << 20))
-      for (int64_t i = 0; i < count; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        out[i] = bf16_to_f32(h);
-      }
+      bf16_bytes_to_f32(src, count, out);
       return;
     case DType::F16:
-#pragma omp parallel for schedule(static) if (count > (1 << 20))
-      for (int64_t i = 0; i < count; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        out[i] = f16_to_f32(h);
-      }
+      f16_bytes_to_f32(src, count, out);
       return;
     case DType::F64:
       for (int64_t i = 0; i < count; ++i) {

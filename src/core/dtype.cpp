@@ -84,4 +84,22 @@ uint16_t f32_to_f16(float f) {
   return sign | uint16_t(r);
 }
 
+void f16_bytes_to_f32(const uint8_t* src, int64_t n, float* dst) {
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = f16_to_f32(h);
+  }
+}
+
+void bf16_bytes_to_f32(const uint8_t* src, int64_t n, float* dst) {
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = bf16_to_f32(h);
+  }
+}
+
 }  // namespace tl

@@ -31,4 +31,9 @@ inline float bf16_to_f32(uint16_t h) {
 uint16_t f32_to_f16(float f);
 float f16_to_f32(uint16_t h);
 
+// n little-endian f16 / bf16 values at src (any byte alignment: files map them unaligned)
+// -> f32; large runs are converted on all cores.
+void f16_bytes_to_f32(const uint8_t* src, int64_t n, float* dst);
+void bf16_bytes_to_f32(const uint8_t* src, int64_t n, float* dst);
+
 }  // namespace tl
