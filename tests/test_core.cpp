@@ -134,3 +134,32 @@ TEST(Fs, PlainFileNamesStayInTheirFolder) {
                                 std::string("sub/x"), std::string("x\0y", 3)})
     EXPECT_FALSE(is_plain_file_name(bad)) << bad;
 }
+
+// Integers read from JSON: floats that hold integers are taken, others and values beyond
+// int64 are refused by name before any conversion (fuzz_hf_config found 1.1e141 converted
+// to int64_t: undefined behaviour, reported by UBSan).
+TEST(Core, JsonReaderRefusesIntegersOutOfRange) {
+  const tl::json j = tl::json::parse(
+      R"({"a": 1.099e141, "b": -1e19, "c": 18446744073709551615, "d": 1e6, "e": 2.5,
+          "f": 9223372036854775807, "g": -9.223372036854775808e18})");
+  tl::JsonReader r(j, "model");
+  int64_t x = 0;
+  for (const char* key : {"a", "b", "c"}) {
+    try {
+      r.get(key, x);
+      ADD_FAILURE() << key << " was read as " << x;
+    } catch (const tl::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("'model.") + key + "' is out of range"),
+                std::string::npos) << e.what();
+    }
+  }
+  r.get("d", x);
+  EXPECT_EQ(x, 1000000);
+  EXPECT_THROW(r.get("e", x), tl::Error);
+  r.get("f", x);
+  EXPECT_EQ(x, INT64_MAX);
+  r.get("g", x);
+  EXPECT_EQ(x, INT64_MIN);
+  uint64_t u = 0;
+  EXPECT_THROW(r.get("c", u), tl::Error);
+}

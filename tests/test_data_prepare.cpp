@@ -442,6 +442,28 @@ TEST(DataPrepare, ManifestIdentifiesInputsAndRefusesDuplicates) {
   DT_EXPECT_THROW_WITH(prepare_dataset(twice), "b.txt", "already prepared in this run");
 }
 
+// A damaged manifest already in the folder (found by fuzz_manifest): an error naming it and
+// the field, or a different run; never a stray json exception or a read of a missing key.
+TEST(DataPrepare, DamagedManifestEntriesAreErrorsOrMismatches) {
+  DT_REQUIRE_SHARED_DATA();
+  dt::TempDir tmp;
+  dt::write_text(tmp / "b.txt", "Plain text document.");
+  PrepareOptions o = dt_options(tmp / "out", {tmp / "b.txt"});
+  // Another source lists an input whose size and path are not what they should be.
+  dt::write_text(tmp / "out/manifest.json", R"({"format": "tinyllama-prepare", "version": 1, "sources":
+      {"other": {"inputs": [{"path": 5, "bytes": -1, "quick_sha256": "x"}]}}})");
+  DT_EXPECT_THROW_WITH(prepare_dataset(o), "manifest.json", "sources.other", "'bytes' is -1");
+  // This source's entry has every setting but no tokenizer, inputs or shards: not the same
+  // run, so it is prepared again.
+  std::filesystem::remove(tmp / "out/manifest.json");
+  json prev = prepare_dataset(o);
+  for (const char* k : {"tokenizer", "inputs", "train", "val"}) prev.erase(k);
+  json m = {{"format", "tinyllama-prepare"}, {"version", 1}, {"sources", {{"src", prev}}}};
+  std::filesystem::remove_all(tmp / "out");
+  dt::write_text(tmp / "out/manifest.json", m.dump());
+  EXPECT_EQ(prepare_dataset(o)["documents"], 1);
+}
+
 TEST(DataPrepare, ShardsAreIdenticalForOneAndThreeThreadsOverMixedInputs) {
   DT_REQUIRE_SHARED_DATA();
   dt::TempDir tmp;

@@ -1,5 +1,7 @@
 #include "core/json_reader.h"
 
+#include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 
@@ -33,10 +35,18 @@ void JsonReader::read_value(const json& v, const char* key, int& out) {
   out = int(x);
 }
 void JsonReader::read_value(const json& v, const char* key, int64_t& out) {
-  if (v.is_number_integer()) {
+  if (v.is_number_unsigned()) {
+    TL_CHECK(v.get<uint64_t>() <= uint64_t(INT64_MAX), "config: '", full(key),
+             "' is out of range: ", v.dump());
+    out = int64_t(v.get<uint64_t>());
+  } else if (v.is_number_integer()) {
     out = v.get<int64_t>();
-  } else if (v.is_number_float() && v.get<double>() == double(int64_t(v.get<double>()))) {
-    out = int64_t(v.get<double>());  // 1e6 written as a float
+  } else if (v.is_number_float()) {  // 1e6 written as a float
+    const double d = v.get<double>();
+    TL_CHECK(d == std::trunc(d), "config: '", full(key), "' must be an integer, got ", v.dump());
+    // Before the conversion: a double beyond int64's range has no conversion (UB).
+    TL_CHECK(d >= -0x1p63 && d < 0x1p63, "config: '", full(key), "' is out of range: ", v.dump());
+    out = int64_t(d);
   } else {
     fail("config: '", full(key), "' must be an integer, got ", v.dump());
   }

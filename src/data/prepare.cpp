@@ -126,16 +126,34 @@ std::vector<std::string> identify_inputs(const std::vector<InputFile>& files, co
   return ids;
 }
 
+// A member of an object, or null for a missing key or a non-object. An existing manifest is
+// read through this: a damaged one must give an error or a mismatch, never a const
+// operator[] on a missing key (undefined behaviour) or a stray json exception.
+const json& member(const json& j, const char* key) {
+  static const json none;
+  if (!j.is_object()) return none;
+  auto it = j.find(key);
+  return it == j.end() ? none : *it;
+}
+
 // Refuses inputs listed twice or held by another source of the manifest.
 void check_duplicates(const json& inputs, const json& manifest, const std::string& source,
                       const std::string& manifest_path) {
   std::map<std::pair<uint64_t, std::string>, std::string> seen;  // (bytes, quick) → where
-  for (const auto& [name, entry] : manifest["sources"].items()) {
-    if (name == source || !entry.contains("inputs")) continue;
-    for (const auto& in : entry["inputs"])
-      if (in.contains("quick_sha256"))
-        seen[{in["bytes"].get<uint64_t>(), in["quick_sha256"].get<std::string>()}] =
-            cat("source '", name, "' of ", manifest_path, " (as ", in["path"].get<std::string>(), ")");
+  for (const auto& [name, entry] : member(manifest, "sources").items()) {
+    const json& listed = member(entry, "inputs");
+    if (name == source || !listed.is_array()) continue;
+    for (const auto& in : listed) {
+      const json &quick = member(in, "quick_sha256"), &bytes = member(in, "bytes"),
+                 &path = member(in, "path");
+      if (!quick.is_string()) continue;
+      TL_CHECK(bytes.is_number_unsigned(), "prepare: '", manifest_path, "' is damaged: sources.",
+               name, ".inputs lists an input whose 'bytes' is ", bytes.dump(),
+               " (not a size); fix or remove the manifest");
+      seen[{bytes.get<uint64_t>(), quick.get<std::string>()}] =
+          cat("source '", name, "' of ", manifest_path, " (as ",
+              path.is_string() ? path.get<std::string>() : path.dump(), ")");
+    }
   }
   for (const auto& in : inputs) {
     auto key = std::make_pair(in["bytes"].get<uint64_t>(), in["quick_sha256"].get<std::string>());
@@ -149,21 +167,26 @@ void check_duplicates(const json& inputs, const json& manifest, const std::strin
 bool same_run(const json& prev, const json& head) {
   for (const char* k : {"separator", "text_field", "column", "set_field", "exclude_sets", "val_fraction",
                         "val_files", "chunk_size", "strict"})
-    if (!prev.contains(k) || prev[k] != head[k]) return false;
-  if (prev["tokenizer"]["sha256"] != head["tokenizer"]["sha256"]) return false;
-  if (prev["inputs"].size() != head["inputs"].size()) return false;
+    if (!prev.is_object() || !prev.contains(k) || prev[k] != head[k]) return false;
+  if (member(member(prev, "tokenizer"), "sha256") != head["tokenizer"]["sha256"]) return false;
+  const json& inputs = member(prev, "inputs");
+  if (!inputs.is_array() || inputs.size() != head["inputs"].size()) return false;
   for (size_t i = 0; i < head["inputs"].size(); ++i)
-    if (prev["inputs"][i].value("quick_sha256", std::string()) !=
-            head["inputs"][i]["quick_sha256"].get<std::string>() ||
-        prev["inputs"][i]["bytes"] != head["inputs"][i]["bytes"])
+    if (member(inputs[i], "quick_sha256") != head["inputs"][i]["quick_sha256"] ||
+        member(inputs[i], "bytes") != head["inputs"][i]["bytes"])
       return false;
   return true;
 }
 
 bool shards_present(const std::string& dir, const json& entry) {
-  for (const char* split : {"train", "val"})
-    for (const auto& s : entry[split]["shards"])
-      if (!file_exists(dir + "/" + s["file"].get<std::string>())) return false;
+  for (const char* split : {"train", "val"}) {
+    const json& shards = member(member(entry, split), "shards");
+    if (!shards.is_array()) return false;
+    for (const auto& s : shards) {
+      const json& file = member(s, "file");
+      if (!file.is_string() || !file_exists(dir + "/" + file.get<std::string>())) return false;
+    }
+  }
   return true;
 }
 

@@ -33,7 +33,7 @@ mkdir -p "$out"
 run_one() {
   local name="$1" dir="$out/$1"
   local bin="$build/fuzz_$name"
-  rm -rf "$dir/corpus"
+  rm -rf "$dir/corpus" "$dir/findings"
   mkdir -p "$dir/corpus" "$dir/findings"
   if [ ! -x "$bin" ]; then
     echo "fuzz_$name: not built ($bin)" > "$dir/summary"
