@@ -6,6 +6,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 
 #include "checkpoint/gguf.h"
@@ -89,7 +90,9 @@ void write_value(Out& o, const Value& v) {
     return;
   }
   o.pod<uint64_t>(v.nums.size());
-  for (double d : v.nums) write_scalar(o, v.elem, uint64_t(d), int64_t(d), d);
+  // Only the conversion the element type uses (a negative double cast to uint64 is undefined).
+  const bool u = is_unsigned(v.elem), i = is_signed(v.elem);
+  for (double d : v.nums) write_scalar(o, v.elem, u ? uint64_t(d) : 0, i ? int64_t(d) : 0, d);
 }
 
 uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
@@ -229,6 +232,10 @@ Value Value::str_array(std::vector<std::string> v) {
 
 Value Value::num_array(ValueType elem, std::vector<double> v) {
   TL_ASSERT(scalar_size(elem) > 0);
+  for (double d : v)
+    TL_CHECK(!(is_unsigned(elem) || is_signed(elem)) ||
+                 (d == std::floor(d) && d >= (is_unsigned(elem) ? 0.0 : -9.2e18) && d <= 1.8e19),
+             "GGUF array of ", value_type_name(elem), " cannot hold ", d);
   Value x;
   x.type = ValueType::Array;
   x.elem = elem;
