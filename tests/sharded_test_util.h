@@ -9,7 +9,7 @@
 #include "core/fs.h"
 #include "core/hash.h"
 #include "core/json_reader.h"
-#include "dist/sharding.h"
+#include "model/sharding.h"
 #include "model/config.h"
 
 namespace sharded_test {

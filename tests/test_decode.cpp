@@ -14,7 +14,7 @@
 #include "core/rng.h"
 #include "model/llama.h"
 #include "model/llama_infer.h"
-#include "train/generate.h"
+#include "generate/generate.h"
 
 using namespace tl;
 

@@ -14,8 +14,8 @@
 #include "data_test_util.h"
 #include "interop_util.h"
 #include "model/llama_infer.h"
-#include "train/generate.h"
-#include "train/model_io.h"
+#include "generate/generate.h"
+#include "checkpoint/load.h"
 
 using namespace tl;
 

@@ -11,7 +11,7 @@
 #include "model/llama.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
-#include "train/generate.h"
+#include "generate/generate.h"
 
 using namespace tl;
 

@@ -5,7 +5,7 @@
 
 #include <numeric>
 
-#include "dist/sharding.h"
+#include "model/sharding.h"
 
 using namespace tl;
 

@@ -11,8 +11,8 @@
 #include <set>
 
 #include "core/hash.h"
-#include "train/plot_png.h"
-#include "train/report.h"
+#include "observe/plot_png.h"
+#include "observe/report.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 

@@ -8,7 +8,7 @@
 #include <map>
 
 #include "core/hash.h"
-#include "train/tensorboard.h"
+#include "observe/tensorboard.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 

@@ -9,8 +9,8 @@
 #include <fstream>
 
 #include "checkpoint/checkpoint.h"
-#include "train/checkpoint_policy.h"
-#include "train/step_health.h"
+#include "checkpoint/run_folder.h"
+#include "train/step_guard.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 
@@ -89,8 +89,8 @@ TEST(TrainFaults, TooManyNonFiniteStepsInARowStopTheRun) {
   EXPECT_TRUE(std::isnan(losses[5]) && std::isnan(losses[7]));
 }
 
-TEST(TrainFaults, StepHealthFlagsSpikesAndCountsBadSteps) {
-  StepHealth h(3, 1.5);
+TEST(TrainFaults, StepGuardFlagsSpikesAndCountsBadSteps) {
+  StepGuard h(3, 1.5);
   for (int i = 0; i < 20; ++i) EXPECT_FALSE(h.observe(2.0, true).spike);
   StepVerdict v = h.observe(3.5, true);
   EXPECT_TRUE(v.spike);
@@ -98,7 +98,7 @@ TEST(TrainFaults, StepHealthFlagsSpikesAndCountsBadSteps) {
   EXPECT_FALSE(h.observe(2.1, true).spike);
   EXPECT_FALSE(h.observe(2.0, false).stop);
   EXPECT_FALSE(h.observe(NAN, true).stop);
-  StepHealth copy(3, 1.5);
+  StepGuard copy(3, 1.5);
   copy.restore(json::parse(h.state().dump()));  // through text, as in a checkpoint
   EXPECT_TRUE(h.observe(INFINITY, true).stop);
   EXPECT_TRUE(copy.observe(INFINITY, true).stop);
@@ -108,7 +108,7 @@ TEST(TrainFaults, StepHealthFlagsSpikesAndCountsBadSteps) {
   // A good step resets the count in a row; early steps (warm-up) are never spikes.
   EXPECT_FALSE(h.observe(2.0, true).bad);
   EXPECT_EQ(h.bad_in_row(), 0);
-  StepHealth fresh(3, 1.5);
+  StepGuard fresh(3, 1.5);
   fresh.observe(2.0, true);
   EXPECT_FALSE(fresh.observe(10.0, true).spike);
 }

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "train/console.h"
-#include "train/metrics.h"
+#include "observe/console.h"
+#include "observe/metrics.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 

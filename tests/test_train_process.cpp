@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "checkpoint/checkpoint.h"
-#include "train/checkpoint_policy.h"
+#include "checkpoint/run_folder.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 

@@ -8,8 +8,8 @@
 
 #include "checkpoint/checkpoint.h"
 #include "sharded_test_util.h"
-#include "train/checkpoint_policy.h"
-#include "train/resume_check.h"
+#include "checkpoint/run_folder.h"
+#include "train/resume_policy.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 

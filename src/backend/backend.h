@@ -136,6 +136,9 @@ class Backend {
   virtual size_t memory_in_use() const { return 0; }     // bytes allocated now
   virtual size_t peak_memory() const { return 0; }       // high-water mark of allocations
   virtual size_t device_memory_total() const { return 0; }  // 0 when unknown
+  // Dense bf16 tensor-core peak of the device in FLOP/s, the denominator of MFU; 0 when
+  // unknown (the CPU backend).
+  virtual double peak_flops() const { return 0; }
 
   // ---- distributed training (optional) ----
   // The stream compute ops are enqueued on (a cudaStream_t on CUDA), so a communicator can

@@ -1,9 +1,14 @@
-#include "train/model_io.h"
+#include "checkpoint/load.h"
 
-#include "checkpoint/checkpoint.h"
-#include "dist/sharded_checkpoint.h"
+#include "checkpoint/sharded.h"
+#include "core/fs.h"
 
 namespace tl {
+
+CheckpointData load_any_checkpoint(const std::string& path, bool with_optimizer) {
+  if (is_directory(path)) return load_sharded_as_full(path, with_optimizer);
+  return load_checkpoint(path, with_optimizer);
+}
 
 LoadedModel load_model(const std::string& checkpoint, Backend& be) {
   CheckpointData ck = load_any_checkpoint(checkpoint, /*with_optimizer=*/false);

@@ -1,4 +1,4 @@
-#include "train/checkpoint_policy.h"
+#include "checkpoint/run_folder.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
-#include "dist/sharded_checkpoint.h"
+#include "checkpoint/sharded.h"
 
 namespace tl {
 
@@ -49,14 +49,18 @@ void sort_by_step(std::vector<CheckpointFile>& v) {
 
 std::string checkpoint_dir(const std::string& run_dir) { return run_dir + "/checkpoints"; }
 
-std::string checkpoint_path(const std::string& run_dir, int64_t step) {
+std::string step_name(int64_t step) {
   char name[64];
-  std::snprintf(name, sizeof name, "step_%08lld.tlck", static_cast<long long>(step));
-  return checkpoint_dir(run_dir) + "/" + name;
+  std::snprintf(name, sizeof name, "step_%08lld", static_cast<long long>(step));
+  return name;
+}
+
+std::string checkpoint_path(const std::string& run_dir, int64_t step) {
+  return checkpoint_dir(run_dir) + "/" + step_name(step) + ".tlck";
 }
 
 std::string sharded_checkpoint_path(const std::string& run_dir, int64_t step) {
-  return checkpoint_dir(run_dir) + "/" + sharded_checkpoint_name(step);
+  return checkpoint_dir(run_dir) + "/" + step_name(step);
 }
 
 std::vector<CheckpointFile> list_checkpoints(const std::string& run_dir) {
@@ -76,6 +80,11 @@ std::vector<CheckpointFile> list_checkpoints(const std::string& run_dir) {
     if (is_sharded_checkpoint(f.path)) out.push_back(std::move(f));
   sort_by_step(out);
   return out;
+}
+
+std::string find_latest_checkpoint(const std::string& run_dir) {
+  std::vector<CheckpointFile> files = list_checkpoints(run_dir);
+  return files.empty() ? "" : files.back().path;
 }
 
 std::vector<CheckpointFile> list_incomplete_checkpoints(const std::string& run_dir) {

@@ -1,8 +1,8 @@
-// Where a run's checkpoints live and which ones it keeps.
+// Where a run's checkpoints live, what they are named, and which ones it keeps.
 //   RUN_DIR/checkpoints/step_00001234.tlck    complete checkpoints (renamed into place)
 //   RUN_DIR/checkpoints/step_00001234/        a sharded run's checkpoint: complete once its
 //                                             meta.json exists (written last, see
-//                                             dist/sharded_checkpoint.h); without it, a save
+//                                             checkpoint/sharded.h); without it, a save
 //                                             in progress or one a crash cut short
 //   RUN_DIR/checkpoints/*.tmp.<pid>           a write in progress, or one a crash cut short
 //                                             (also inside step folders)
@@ -25,11 +25,16 @@ struct CheckpointFile {
 };
 
 std::string checkpoint_dir(const std::string& run_dir);
-std::string checkpoint_path(const std::string& run_dir, int64_t step);
+std::string checkpoint_path(const std::string& run_dir, int64_t step);          // the file
 std::string sharded_checkpoint_path(const std::string& run_dir, int64_t step);  // the folder
+// "step_%08d": a step's checkpoint name without the ".tlck" of a file.
+std::string step_name(int64_t step);
 // Complete checkpoints (by name and, for folders, meta.json; contents unchecked), oldest
 // step first; at one step, the file before the folder.
 std::vector<CheckpointFile> list_checkpoints(const std::string& run_dir);
+// The newest of list_checkpoints (contents not verified: the trainer verifies on load and
+// falls back); "" if none.
+std::string find_latest_checkpoint(const std::string& run_dir);
 // Step folders without meta.json: sharded saves that never finished. They are not
 // checkpoints (resume skips them); a later save of that step writes over them.
 std::vector<CheckpointFile> list_incomplete_checkpoints(const std::string& run_dir);

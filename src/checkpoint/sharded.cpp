@@ -1,14 +1,14 @@
-#include "dist/sharded_checkpoint.h"
+#include "checkpoint/sharded.h"
 
 #include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
+#include <utility>
 
 #include "core/fs.h"
 #include "core/hash.h"
-#include "core/log.h"
 
 namespace tl {
 
@@ -204,57 +204,43 @@ CheckpointData load_shard(const SetIndex& idx, const SetLayout& set, size_t i, b
 
 }  // namespace
 
-std::string sharded_checkpoint_name(int64_t step) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "step_%08lld", static_cast<long long>(step));
-  return buf;
-}
-
 bool is_sharded_checkpoint(const std::string& path) {
   return is_directory(path) && file_exists(path + "/" + kMetaFile);
 }
 
-void save_sharded_checkpoint(const std::string& dir, const json& meta, Fsdp& fsdp,
-                             Communicator& world, const std::function<void()>& before_commit) {
-  const Sharding& sh = fsdp.sharding();
-  const int G = sh.world();
-  // The first G ranks are replica 0 (make_fsdp_groups numbers groups node by node).
-  const bool writer = world.rank() < G;
-  if (world.rank() == 0) {
-    make_dirs(dir);
-    std::error_code ec;
-    fs::remove(dir + "/" + kMetaFile, ec);
+void write_shard(const std::string& dir, const Sharding& sh, const ShardHeader& h,
+                 CheckpointData d, const std::function<void()>& before_commit) {
+  d.meta = json{{"format", "tinyllama-shard"},
+                {"shard_rank", h.shard_rank},
+                {"shard_world", h.shard_world},
+                {"align", sh.align()},
+                {"flat_total", sh.flat_total()},
+                {"shard_total", sh.shard_total()},
+                {"strategy", h.strategy},
+                {"model", h.model},
+                {"data_crc32", data_crc(d)}};
+  make_dirs(dir);
+  save_checkpoint(dir + "/" + shard_file_name(h.shard_rank, h.shard_world), d, before_commit);
+}
+
+void begin_sharded_save(const std::string& dir) {
+  make_dirs(dir);
+  std::error_code ec;
+  fs::remove(dir + "/" + kMetaFile, ec);
+}
+
+void write_sharded_index(const std::string& dir, int world, int shard_world,
+                         const std::string& strategy, const json& meta) {
+  json shards = json::array();
+  for (int r = 0; r < shard_world; ++r) {
+    const std::string file = shard_file_name(r, shard_world), path = dir + "/" + file;
+    json m = read_checkpoint_meta(path);
+    shards.push_back({{"file", file}, {"bytes", file_size(path)}, {"crc32", m.at("data_crc32")}});
   }
-  world.barrier();
-  if (writer) {
-    CheckpointData d;
-    fsdp.get_shard_state(d.params, d.adam_m, d.adam_v);
-    d.meta = json{{"format", "tinyllama-shard"},
-                  {"shard_rank", fsdp.shard_rank()},
-                  {"shard_world", G},
-                  {"align", kParamAlign},
-                  {"flat_total", sh.flat_total()},
-                  {"shard_total", sh.shard_total()},
-                  {"strategy", strategy_name(fsdp.strategy())},
-                  {"model", meta.at("model")},
-                  {"data_crc32", data_crc(d)}};
-    make_dirs(dir);
-    save_checkpoint(dir + "/" + shard_file_name(fsdp.shard_rank(), G), d, before_commit);
-  }
-  world.barrier();
-  if (world.rank() == 0) {
-    json shards = json::array();
-    for (int r = 0; r < G; ++r) {
-      const std::string file = shard_file_name(r, G), path = dir + "/" + file;
-      json m = read_checkpoint_meta(path);
-      shards.push_back({{"file", file}, {"bytes", file_size(path)}, {"crc32", m.at("data_crc32")}});
-    }
-    json top = {{"format", kFormat}, {"version", 1}, {"world", world.world()},
-                {"shard_world", G},  {"strategy", strategy_name(fsdp.strategy())},
-                {"shards", shards},  {"meta", meta}};
-    write_file_atomic(dir + "/" + kMetaFile, top.dump(1) + "\n");
-  }
-  world.barrier();  // nobody moves on (or prunes) before the set is complete
+  json top = {{"format", kFormat}, {"version", 1},         {"world", world},
+              {"shard_world", shard_world}, {"strategy", strategy}, {"shards", shards},
+              {"meta", meta}};
+  write_file_atomic(dir + "/" + kMetaFile, top.dump(1) + "\n");
 }
 
 json read_sharded_meta(const std::string& dir) { return read_index(dir).top; }
@@ -279,13 +265,6 @@ void read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
   mine.meta = idx.top["meta"];
 }
 
-json load_sharded_checkpoint(const std::string& dir, Fsdp& fsdp) {
-  CheckpointData mine;
-  read_sharded_checkpoint(dir, fsdp.sharding(), fsdp.shard_rank(), mine);
-  fsdp.set_shard_state(mine.params, mine.adam_m, mine.adam_v);
-  return mine.meta;
-}
-
 CheckpointData load_sharded_as_full(const std::string& dir, bool with_optimizer) {
   const SetIndex idx = read_index(dir);
   const SetLayout set = check_shards(idx);
@@ -305,58 +284,12 @@ CheckpointData load_sharded_as_full(const std::string& dir, bool with_optimizer)
   return out;
 }
 
-CheckpointData load_any_checkpoint(const std::string& path, bool with_optimizer) {
-  if (is_directory(path)) return load_sharded_as_full(path, with_optimizer);
-  return load_checkpoint(path, with_optimizer);
-}
-
-namespace {
-std::vector<std::string> step_folders(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();  // "step_<digits>" only
-    std::error_code ec2;
-    if (e.is_directory(ec2) && name.size() > 5 && name.rfind("step_", 0) == 0 &&
-        name.find_first_not_of("0123456789", 5) == std::string::npos)
-      out.push_back(e.path().string());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-}  // namespace
-
-std::string find_latest_sharded_checkpoint(const std::string& dir) {
-  if (!is_directory(dir)) return "";
-  const auto folders = step_folders(dir);
-  for (auto it = folders.rbegin(); it != folders.rend(); ++it) {
-    try {
-      read_sharded_meta(*it);
-      return *it;
-    } catch (const Error& e) {
-      log_warn("skipping checkpoint folder: ", e.what());
-    }
-  }
-  return "";
-}
-
 void remove_sharded_checkpoint(const std::string& dir) {
   std::error_code ec;
   fs::remove(dir + "/" + kMetaFile, ec);  // first: a half-removed set is no checkpoint
   TL_CHECK(!ec, "cannot delete '", dir, "/", kMetaFile, "': ", ec.message());
   fs::remove_all(dir, ec);
   TL_CHECK(!ec, "cannot delete '", dir, "': ", ec.message());
-}
-
-void prune_sharded_checkpoints(const std::string& dir, int keep) {
-  const auto folders = step_folders(dir);
-  for (size_t i = 0; i + size_t(std::max(keep, 1)) < folders.size(); ++i) {
-    try {
-      remove_sharded_checkpoint(folders[i]);
-    } catch (const Error& e) {
-      log_warn(e.what());
-    }
-  }
 }
 
 }  // namespace tl

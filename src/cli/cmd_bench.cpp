@@ -2,9 +2,9 @@
 #include <cstdio>
 
 #include "cli/commands.h"
-#include "train/bench.h"
-#include "train/dist_bench.h"
-#include "train/memory_estimate.h"
+#include "bench/train_bench.h"
+#include "bench/sharded_bench.h"
+#include "model/memory_estimate.h"
 
 namespace tl::cli {
 

@@ -3,8 +3,8 @@
 #include <cstdio>
 
 #include "cli/commands.h"
-#include "dist/bootstrap.h"
-#include "dist/comm_check.h"
+#include "parallel/bootstrap.h"
+#include "parallel/comm_check.h"
 
 namespace tl::cli {
 

@@ -5,7 +5,7 @@
 #include "cli/commands.h"
 #include "core/log.h"
 #include "train/evaluate.h"
-#include "train/model_io.h"
+#include "checkpoint/load.h"
 
 namespace tl::cli {
 

@@ -6,7 +6,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/gguf_llama.h"
 #include "checkpoint/hf.h"
-#include "dist/sharded_checkpoint.h"
+#include "checkpoint/load.h"
 #include "cli/commands.h"
 #include "core/fs.h"
 #include "data/tokenizer.h"

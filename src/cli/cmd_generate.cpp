@@ -11,8 +11,8 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "data/tokenizer.h"
-#include "train/generate.h"
-#include "train/model_io.h"
+#include "generate/generate.h"
+#include "checkpoint/load.h"
 
 namespace tl::cli {
 

@@ -8,7 +8,7 @@
 #include "checkpoint/safetensors.h"
 #include "cli/commands.h"
 #include "model/llama_infer.h"
-#include "train/model_io.h"
+#include "checkpoint/load.h"
 
 namespace tl::cli {
 

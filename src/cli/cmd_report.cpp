@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
-#include "train/report.h"
+#include "observe/report.h"
 
 namespace tl::cli {
 

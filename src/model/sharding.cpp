@@ -1,4 +1,4 @@
-#include "dist/sharding.h"
+#include "model/sharding.h"
 
 #include <algorithm>
 #include <cstring>
@@ -25,7 +25,7 @@ std::vector<ShardUnit> model_units(const ParamLayout& layout) {
 }
 
 Sharding::Sharding(const ParamLayout& layout, int world, int64_t align)
-    : world_(world), flat_total_(layout.total()) {
+    : world_(world), align_(align), flat_total_(layout.total()) {
   TL_CHECK(world >= 1, "sharding: world size must be at least 1, got ", world);
   TL_CHECK(align >= 1, "sharding: alignment must be at least 1, got ", align);
   units_ = model_units(layout);

@@ -1,5 +1,6 @@
 // How the flat parameter array (model/param_layout.h) is cut into shards for FSDP. Pure
-// arithmetic, no devices: every other part of src/dist/ and the sharded checkpoints use it.
+// arithmetic, no devices: FSDP (parallel/fsdp.h) and the sharded checkpoints
+// (checkpoint/sharded.h) both use it.
 //
 // Units: the embedding, each layer, and the final norm + output head; each is one
 // contiguous range [begin, end) of the flat array. A unit is padded at its end to a
@@ -43,6 +44,7 @@ class Sharding {
   Sharding(const ParamLayout& layout, int world, int64_t align = kParamAlign);
 
   int world() const { return world_; }
+  int64_t align() const { return align_; }
   int64_t flat_total() const { return flat_total_; }
   int64_t padded_total() const { return padded_total_; }
   int64_t shard_total() const { return shard_total_; }  // the same on every rank
@@ -62,6 +64,7 @@ class Sharding {
 
  private:
   int world_;
+  int64_t align_;
   int64_t flat_total_ = 0, padded_total_ = 0, shard_total_ = 0, max_padded_ = 0;
   std::vector<ShardUnit> units_;
 };

@@ -13,14 +13,6 @@ AdamW::AdamW(Backend& be, int64_t num_params, AdamWConfig cfg)
   be_.zero(v_.tensor(DType::F32, {n_}));
 }
 
-StepResult AdamW::step(LlamaModel& model, float lr) {
-  TL_CHECK(model.params().numel() == n_, "optimizer built for ", n_, " parameters, model has ",
-           model.params().numel());
-  Tensor compute = model.compute_params();
-  return step(model.params(), model.grads(),
-              compute.data == model.params().data ? Tensor() : compute, lr);
-}
-
 StepResult AdamW::step(Tensor params, Tensor grads, Tensor params_compute, float lr,
                        const std::function<void(Tensor)>& reduce_norm_sq) {
   TL_CHECK(params.numel() == n_ && grads.numel() == n_, "optimizer built for ", n_,

@@ -1,12 +1,12 @@
-// AdamW over the model's flat f32 parameters, with global-norm clipping done on the device
-// (the norm is read back once per step, for logging and the non-finite guard).
+// AdamW over flat f32 parameter arrays, with global-norm clipping done on the device (the
+// norm is read back once per step, for logging and the non-finite guard). It knows arrays,
+// not models: the trainer hands it the model's arrays (train/train_step.h), FSDP its shard.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <vector>
 
 #include "backend/backend.h"
-#include "model/llama.h"
 
 namespace tl {
 
@@ -27,13 +27,11 @@ class AdamW {
  public:
   AdamW(Backend& be, int64_t num_params, AdamWConfig cfg);
 
-  // Clips, updates model.params() and refreshes its compute copy. Skips the update (and
-  // leaves the step counter) when the gradient norm is NaN or infinite.
-  StepResult step(LlamaModel& model, float lr);
-  // The same update over arrays the caller owns (one rank's shard in sharded training):
-  // params, grads [num_params] f32; params_compute (may be empty) receives the updated
-  // parameters in its dtype. reduce_norm_sq, when set, turns this rank's sum of squares
-  // (f32 [1] on the device) into the global one before it is read.
+  // Clips and updates params from grads ([num_params] f32); params_compute (may be empty)
+  // receives the updated parameters in its dtype. Skips the update (and leaves the step
+  // counter) when the gradient norm is NaN or infinite. reduce_norm_sq, when set, turns
+  // this rank's sum of squares (f32 [1] on the device) into the global one before it is
+  // read (sharded training: params and grads are then this rank's shard).
   StepResult step(Tensor params, Tensor grads, Tensor params_compute, float lr,
                   const std::function<void(Tensor)>& reduce_norm_sq = {});
 

@@ -1,12 +1,12 @@
-#include "dist/bootstrap.h"
+#include "parallel/bootstrap.h"
 
 #include <cstdlib>
 
 #include "core/log.h"
-#include "dist/fake_communicator.h"
-#include "dist/rendezvous.h"
+#include "parallel/fake_communicator.h"
+#include "parallel/rendezvous.h"
 #ifdef TL_WITH_NCCL
-#include "dist/nccl_communicator.h"
+#include "parallel/nccl_communicator.h"
 #endif
 
 namespace tl {

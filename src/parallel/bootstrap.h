@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "dist/communicator.h"
-#include "dist/health.h"
-#include "dist/launch_env.h"
+#include "parallel/communicator.h"
+#include "parallel/health.h"
+#include "parallel/launch_env.h"
 
 namespace tl {
 

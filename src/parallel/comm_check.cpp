@@ -1,4 +1,4 @@
-#include "dist/comm_check.h"
+#include "parallel/comm_check.h"
 
 #include <algorithm>
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "dist/communicator.h"
+#include "parallel/communicator.h"
 
 namespace tl {
 

@@ -1,6 +1,6 @@
-#include "dist/dist_config.h"
+#include "parallel/dist_config.h"
 
-#include "dist/fsdp.h"
+#include "parallel/fsdp.h"
 
 namespace tl {
 

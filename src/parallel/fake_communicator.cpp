@@ -3,7 +3,7 @@
 //   work:   each rank computes its own output from the others' send buffers (unlocked);
 //   leave:  all wait until everyone has read what it needed; only then may a rank reuse
 //           its buffers (in-place results are copied in after this point).
-#include "dist/fake_communicator.h"
+#include "parallel/fake_communicator.h"
 
 #include <algorithm>
 #include <chrono>

@@ -1,4 +1,4 @@
-#include "dist/fsdp.h"
+#include "parallel/fsdp.h"
 
 #include <cstring>
 

@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "dist/communicator.h"
-#include "dist/sharding.h"
+#include "parallel/communicator.h"
+#include "model/sharding.h"
 #include "model/config.h"
 #include "model/param_provider.h"
 #include "optim/adamw.h"

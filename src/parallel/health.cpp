@@ -3,7 +3,7 @@
 //   FAIL      text = "rank R failed: ..." (a rank's own failure, to rank 0)
 //   ABORT     text = the reason (rank 0 to every rank)
 //   BYE       a clean end
-#include "dist/health.h"
+#include "parallel/health.h"
 
 #include <poll.h>
 #include <sys/socket.h>

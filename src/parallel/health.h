@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "dist/socket.h"
+#include "parallel/socket.h"
 
 namespace tl {
 

@@ -2,7 +2,7 @@
 //   hello  (rank -> 0): u32 magic "TLRV", u32 version, i32 rank, i32 world, string host
 //   answer (0 -> rank): u32 status (0 ok, 1 refused), string payload-or-reason,
 //                       then when ok: u32 n, n strings (host of each rank)
-#include "dist/rendezvous.h"
+#include "parallel/rendezvous.h"
 
 #include "core/error.h"
 #include "core/log.h"

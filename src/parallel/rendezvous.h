@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "dist/launch_env.h"
-#include "dist/socket.h"
+#include "parallel/launch_env.h"
+#include "parallel/socket.h"
 
 namespace tl {
 

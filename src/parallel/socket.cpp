@@ -1,4 +1,4 @@
-#include "dist/socket.h"
+#include "parallel/socket.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

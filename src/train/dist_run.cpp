@@ -12,7 +12,8 @@
 #include "checkpoint/checkpoint.h"
 #include "core/fs.h"
 #include "core/log.h"
-#include "dist/sharded_checkpoint.h"
+#include "checkpoint/sharded.h"
+#include "parallel/sharded_io.h"
 
 namespace tl {
 

@@ -12,8 +12,8 @@
 
 #include "checkpoint/checkpoint.h"
 #include "backend/backend.h"
-#include "dist/bootstrap.h"
-#include "dist/fsdp.h"
+#include "parallel/bootstrap.h"
+#include "parallel/fsdp.h"
 #include "model/llama.h"
 #include "train/train_config.h"
 
@@ -49,7 +49,7 @@ class DistRun {
   double take_comm_wait_seconds() { return fsdp_->take_comm_wait_seconds(); }
 
   // Writes the sharded checkpoint folder `path` (collective: every rank calls it; meta.json
-  // last). Retention is the trainer's (train/checkpoint_policy.h), on rank 0.
+  // last). Retention is the trainer's (checkpoint/run_folder.h), on rank 0.
   void save(const std::string& path, const json& meta,
             const std::function<void()>& before_commit = {});
   // Reads a sharded folder or a single-file checkpoint: this rank's shard into ck.params,

@@ -6,7 +6,7 @@
 
 #include "core/json_reader.h"
 #include "data/loader.h"
-#include "dist/dist_config.h"
+#include "parallel/dist_config.h"
 #include "model/config.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"

@@ -15,18 +15,19 @@
 #include <thread>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/load.h"
+#include "checkpoint/run_folder.h"
+#include "checkpoint/sharded.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/shard_tokenizer.h"
 #include "data/tokenizer.h"
-#include "dist/sharded_checkpoint.h"
+#include "model/memory_estimate.h"
 #include "model/param_check.h"
-#include "train/bench.h"
-#include "train/checkpoint_policy.h"
-#include "train/console.h"
+#include "observe/console.h"
 #include "train/evaluate.h"
-#include "train/memory_estimate.h"
-#include "train/resume_check.h"
+#include "train/resume_policy.h"
+#include "train/train_step.h"
 
 namespace tl {
 
@@ -61,11 +62,6 @@ bool stop_requested() { return g_stop.load(); }
 
 bool Trainer::stop_now() const { return dist_ ? stop_agreed_ : stop_requested(); }
 
-std::string find_latest_checkpoint(const std::string& run_dir) {
-  std::vector<CheckpointFile> files = list_checkpoints(run_dir);
-  return files.empty() ? "" : files.back().path;
-}
-
 Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& init_from,
                  std::unique_ptr<Communicator> ranks)
     : cfg_(std::move(cfg)), health_(cfg_.max_bad_steps, cfg_.spike_threshold) {
@@ -79,7 +75,7 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   check_fits(estimate_training_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len,
                                       be_->compute_dtype(), cfg_.recompute),
              be_->device_memory_total(), be_->describe());
-  peak_flops_ = device_peak_flops(be_->describe());
+  peak_flops_ = be_->peak_flops();
 
   if (!cfg_.tokenizer.empty()) {
     Tokenizer tok = Tokenizer::load(cfg_.tokenizer);
@@ -536,7 +532,7 @@ TrainSummary Trainer::run() {
     const double lr = cfg_.schedule.at(step_ + 1);
     StepResult r;
     if (std::isfinite(loss.mean()))  // skips a non-finite gradient itself
-      r = dist_ ? dist_->step(float(lr)) : opt_->step(*model_, float(lr));
+      r = dist_ ? dist_->step(float(lr)) : optimizer_step(*opt_, *model_, float(lr));
     else
       r.grad_norm = NAN;
     step_++;

@@ -36,10 +36,10 @@
 #include "model/llama.h"
 #include "optim/adamw.h"
 #include "train/dist_run.h"
-#include "train/metrics.h"
+#include "observe/metrics.h"
 #include "train/run_lock.h"
-#include "train/step_health.h"
-#include "train/tensorboard.h"
+#include "train/step_guard.h"
+#include "observe/tensorboard.h"
 #include "train/train_config.h"
 
 namespace tl {
@@ -119,7 +119,7 @@ class Trainer {
   std::unique_ptr<RunLock> lock_;
   std::unique_ptr<MetricsWriter> metrics_;   // rank 0 only (null on the others)
   std::unique_ptr<TensorBoardWriter> tb_;    // rank 0 only
-  StepHealth health_;
+  StepGuard health_;
   std::function<void(int64_t, LlamaModel&)> fault_hook_;
   int64_t step_ = 0;              // optimizer steps completed (skipped ones included)
   double data_wait_seconds_ = 0;  // this step's time blocked on the data loader
@@ -141,10 +141,6 @@ class Trainer {
   BackgroundSave background_;     // last: destroyed (and so waited for) first
 };
 
-// Newest complete checkpoint in run_dir/checkpoints by name: a step_*.tlck file or a
-// step_*/ folder holding meta.json (contents not verified; the trainer verifies on load and
-// falls back); "" if none.
-std::string find_latest_checkpoint(const std::string& run_dir);
 // SIGINT/SIGTERM set a flag: the loop finishes its step, saves and returns (exit 0). A
 // second signal kills at once (the newest checkpoint stays valid: writes are atomic).
 void install_stop_signal_handlers();

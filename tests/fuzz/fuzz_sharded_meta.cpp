@@ -7,8 +7,8 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/hash.h"
-#include "dist/sharded_checkpoint.h"
-#include "dist/sharding.h"
+#include "checkpoint/sharded.h"
+#include "model/sharding.h"
 #include "fuzz_util.h"
 #include "model/param_layout.h"
 

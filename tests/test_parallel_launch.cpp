@@ -10,10 +10,10 @@
 
 #include "core/error.h"
 #include "core/timer.h"
-#include "dist/bootstrap.h"
-#include "dist/health.h"
-#include "dist/launch_env.h"
-#include "dist/rendezvous.h"
+#include "parallel/bootstrap.h"
+#include "parallel/health.h"
+#include "parallel/launch_env.h"
+#include "parallel/rendezvous.h"
 
 using namespace tl;
 

@@ -1,9 +1,9 @@
-#include "train/console.h"
+#include "observe/console.h"
 
 #include <algorithm>
 #include <cstdio>
 
-#include "train/metrics.h"
+#include "observe/metrics.h"
 
 namespace tl {
 

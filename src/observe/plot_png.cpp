@@ -1,4 +1,4 @@
-#include "train/plot_png.h"
+#include "observe/plot_png.h"
 
 #include <zlib.h>
 

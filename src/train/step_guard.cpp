@@ -1,10 +1,10 @@
-#include "train/step_health.h"
+#include "train/step_guard.h"
 
 #include <cmath>
 
 namespace tl {
 
-StepVerdict StepHealth::observe(double loss, bool update_applied) {
+StepVerdict StepGuard::observe(double loss, bool update_applied) {
   StepVerdict v;
   v.mean = seen_ > 0 ? ema_ : 0;
   if (!update_applied || !std::isfinite(loss)) {
@@ -24,12 +24,12 @@ StepVerdict StepHealth::observe(double loss, bool update_applied) {
   return v;
 }
 
-json StepHealth::state() const {
+json StepGuard::state() const {
   return json{{"bad_total", bad_total_}, {"bad_in_row", bad_in_row_}, {"spikes", spikes_},
               {"seen", seen_}, {"loss_ema", ema_}};
 }
 
-void StepHealth::restore(const json& s) {
+void StepGuard::restore(const json& s) {
   bad_total_ = s.value("bad_total", int64_t(0));
   bad_in_row_ = s.value("bad_in_row", int64_t(0));
   spikes_ = s.value("spikes", int64_t(0));

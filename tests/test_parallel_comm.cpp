@@ -6,7 +6,7 @@
 #include <chrono>
 
 #include "core/timer.h"
-#include "dist_test_util.h"
+#include "parallel_test_util.h"
 
 using namespace tl;
 

@@ -1,7 +1,7 @@
 // The fused output head: logits exist for one chunk of tokens at a time (never N x V in
 // f32): chunk = x @ W^T (bf16), the cross-entropy kernel turns it into losses and, in
 // place, dlogits; then dx = dlogits @ W and dW += dlogits^T @ x (f32, beta = 1).
-#include "backend/cuda/head.h"
+#include "backend/cuda/head_cross_entropy.h"
 
 #include <algorithm>
 

@@ -16,8 +16,11 @@
 #include "core/fs.h"
 #include "core/rng.h"
 #include "data/packed.h"
-#include "dist/sharded_checkpoint.h"
-#include "dist_test_util.h"
+#include "checkpoint/load.h"
+#include "checkpoint/run_folder.h"
+#include "checkpoint/sharded.h"
+#include "parallel/sharded_io.h"
+#include "parallel_test_util.h"
 #include "model/llama.h"
 #include "sharded_test_util.h"
 
@@ -133,7 +136,7 @@ void expect_same(const Saved& a, const Saved& b, const std::string& what) {
 
 TEST(DistCheckpoint, SavedOnThreeLoadsOnTwoAndOneIdentically) {
   TempDir t;
-  const std::string dir = t.path + "/" + sharded_checkpoint_name(2);
+  const std::string dir = t.path + "/" + step_name(2);
   Saved saved = train_and_save(dir, ShardStrategy::FullShard, 3);
   EXPECT_TRUE(file_exists(dir + "/shard_00002_of_00003.tlck"));
   EXPECT_TRUE(file_exists(dir + "/meta.json"));
@@ -156,23 +159,27 @@ TEST(DistCheckpoint, HybridAndReplicatedRunsWriteOneCopyOfEachShard) {
 }
 
 TEST(DistCheckpoint, IncompleteOrMixedFoldersAreNotCheckpoints) {
-  TempDir t;
-  const std::string good = t.path + "/" + sharded_checkpoint_name(2);
+  TempDir t;  // a run folder: its step folders live in checkpoint_dir(t.path)
+  const std::string good = sharded_checkpoint_path(t.path, 2);
   train_and_save(good, ShardStrategy::FullShard, 2);
   // A newer folder whose save never finished: shards but no meta.json.
-  const std::string partial = t.path + "/" + sharded_checkpoint_name(3);
+  const std::string partial = sharded_checkpoint_path(t.path, 3);
   fs::create_directories(partial);
   fs::copy_file(good + "/shard_00000_of_00002.tlck", partial + "/shard_00000_of_00002.tlck");
-  EXPECT_EQ(find_latest_sharded_checkpoint(t.path), good);
+  EXPECT_FALSE(is_sharded_checkpoint(partial));
+  EXPECT_EQ(find_latest_checkpoint(t.path), good) << "a folder without meta.json is no checkpoint";
+  ASSERT_EQ(list_incomplete_checkpoints(t.path).size(), 1u);
+  EXPECT_EQ(list_incomplete_checkpoints(t.path)[0].path, partial);
   EXPECT_THROW(read_sharded_meta(partial), Error);
-  // A newer folder with meta.json but a missing shard.
-  const std::string missing = t.path + "/" + sharded_checkpoint_name(4);
+  // A newer folder with meta.json but a missing shard: listed (by name), refused on reading.
+  const std::string missing = sharded_checkpoint_path(t.path, 4);
   fs::create_directories(missing);
   fs::copy_file(good + "/meta.json", missing + "/meta.json");
   fs::copy_file(good + "/shard_00000_of_00002.tlck", missing + "/shard_00000_of_00002.tlck");
-  EXPECT_EQ(find_latest_sharded_checkpoint(t.path), good);
+  EXPECT_THROW(read_sharded_meta(missing), Error);
+  EXPECT_THROW(load_any_checkpoint(missing, false), Error);
   // A shard from another save (same size, other contents) is caught by its CRC in meta.json.
-  const std::string mixed = t.path + "/" + sharded_checkpoint_name(5);
+  const std::string mixed = sharded_checkpoint_path(t.path, 5);
   fs::copy(good, mixed);
   {
     CheckpointData d = load_checkpoint(mixed + "/shard_00001_of_00002.tlck");
@@ -180,17 +187,19 @@ TEST(DistCheckpoint, IncompleteOrMixedFoldersAreNotCheckpoints) {
     d.meta["data_crc32"] = uint32_t(d.meta["data_crc32"].get<uint32_t>() ^ 1u);
     save_checkpoint(mixed + "/shard_00001_of_00002.tlck", d);
   }
-  EXPECT_EQ(find_latest_sharded_checkpoint(t.path), mixed) << "sizes match: the index looks complete";
+  EXPECT_NO_THROW(read_sharded_meta(mixed)) << "sizes match: the index looks complete";
   try {
     load_sharded_as_full(mixed, false);
     ADD_FAILURE() << "a mixed set must not load";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("mixed"), std::string::npos) << e.what();
   }
-  // Pruning keeps the newest folders.
-  prune_sharded_checkpoints(t.path, 2);
+  // Retention counts complete folders (steps 2, 4, 5) and keeps the newest two.
+  EXPECT_EQ(prune_checkpoints(t.path, 2, 0), 1);
   EXPECT_FALSE(fs::exists(good));
+  EXPECT_TRUE(fs::exists(missing));
   EXPECT_TRUE(fs::exists(mixed));
+  EXPECT_TRUE(fs::exists(partial)) << "an unfinished save is not a checkpoint to prune";
 }
 
 // ---- Damaged sets: shards whose own metadata (its CRCs right, listed in meta.json with
@@ -242,7 +251,7 @@ CliResult run_binary(const std::string& args) {
 
 // A 2-shard set of cfg() saved by the real writer, in t/step_00000002.
 std::string saved_set(const TempDir& t) {
-  const std::string dir = t.path + "/" + sharded_checkpoint_name(2);
+  const std::string dir = t.path + "/" + step_name(2);
   train_and_save(dir, ShardStrategy::FullShard, 2);
   return dir;
 }
@@ -327,7 +336,6 @@ TEST(ShardedCheckpointDamage, ShardFileNamesMustStayInTheFolder) {
       EXPECT_TRUE(has(msg, dir + "/meta.json") && has(msg, "field 'shards[0].file'") &&
                   has(msg, name))
           << msg;
-    EXPECT_EQ(find_latest_sharded_checkpoint(t.path), "") << "not a checkpoint: " << name;
   }
 }
 

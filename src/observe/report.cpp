@@ -1,4 +1,4 @@
-#include "train/report.h"
+#include "observe/report.h"
 
 #include <spawn.h>
 #include <sys/wait.h>
@@ -12,8 +12,8 @@
 
 #include "core/fs.h"
 #include "core/log.h"
-#include "train/metrics.h"
-#include "train/plot_png.h"
+#include "observe/metrics.h"
+#include "observe/plot_png.h"
 
 extern char** environ;
 

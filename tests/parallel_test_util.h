@@ -8,8 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include "dist/communicator.h"
-#include "dist/fake_communicator.h"
+#include "parallel/communicator.h"
+#include "parallel/fake_communicator.h"
 
 namespace tl {
 

@@ -20,9 +20,9 @@ struct StepVerdict {
   double mean = 0;     // running mean before this step (0 until there is one)
 };
 
-class StepHealth {
+class StepGuard {
  public:
-  StepHealth(int max_bad_steps, double spike_threshold)
+  StepGuard(int max_bad_steps, double spike_threshold)
       : max_bad_(max_bad_steps), threshold_(spike_threshold) {}
   StepVerdict observe(double loss, bool update_applied);
 

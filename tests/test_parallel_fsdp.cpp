@@ -17,8 +17,8 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/rng.h"
-#include "dist/fsdp.h"
-#include "dist_test_util.h"
+#include "parallel/fsdp.h"
+#include "parallel_test_util.h"
 #include "model/llama.h"
 
 using namespace tl;

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "core/json_reader.h"
-#include "train/bench.h"
+#include "bench/train_bench.h"
 
 namespace tl {
 

@@ -1,14 +1,14 @@
-#include "train/dist_bench.h"
+#include "bench/sharded_bench.h"
 
 #include <cstdio>
 
 #include "backend/backend.h"
 #include "core/rng.h"
 #include "core/timer.h"
-#include "dist/bootstrap.h"
-#include "dist/fsdp.h"
+#include "parallel/bootstrap.h"
+#include "parallel/fsdp.h"
 #include "model/llama.h"
-#include "train/memory_estimate.h"
+#include "model/memory_estimate.h"
 
 namespace tl {
 
@@ -102,7 +102,7 @@ DistBenchResult run_dist_bench(const DistBenchOptions& o) {
     step();
     r.phase_seconds = be->take_profile();
     be->set_profiling(false);
-    const double peak = device_peak_flops(r.device);
+    const double peak = be->peak_flops();
     if (peak > 0) r.mfu = r.tokens_per_s_per_gpu * b.model.flops_per_token(T) / peak;
   }
   if (session->health) session->health->finish();

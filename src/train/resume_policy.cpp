@@ -1,4 +1,4 @@
-#include "train/resume_check.h"
+#include "train/resume_policy.h"
 
 #include <algorithm>
 #include <set>

@@ -13,8 +13,9 @@
 #include "core/fs.h"
 #include "core/rng.h"
 #include "data/packed.h"
-#include "dist/sharded_checkpoint.h"
-#include "dist_test_util.h"
+#include "checkpoint/load.h"
+#include "checkpoint/run_folder.h"
+#include "parallel_test_util.h"
 #include "train/trainer.h"
 
 using namespace tl;

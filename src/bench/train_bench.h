@@ -41,8 +41,5 @@ BenchResult run_bench(const BenchOptions& opts);
 // Prints one "phase NAME  ms  %" line per category to stdout, each ending with `note`.
 void print_phases(const std::vector<std::pair<std::string, double>>& phase_seconds,
                   const char* note = "");
-// Dense bf16 peak of the device named in a backend description (H100/H200: 989e12,
-// A100: 312e12), 0 when unknown.
-double device_peak_flops(const std::string& description);
 
 }  // namespace tl

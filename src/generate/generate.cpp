@@ -1,4 +1,4 @@
-#include "train/generate.h"
+#include "generate/generate.h"
 
 #include <algorithm>
 #include <cmath>

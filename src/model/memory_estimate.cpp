@@ -1,4 +1,4 @@
-#include "train/memory_estimate.h"
+#include "model/memory_estimate.h"
 
 #include <cstdio>
 

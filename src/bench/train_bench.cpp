@@ -1,4 +1,4 @@
-#include "train/bench.h"
+#include "bench/train_bench.h"
 
 #include <cstdio>
 
@@ -8,15 +8,10 @@
 #include "core/timer.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
-#include "train/memory_estimate.h"
+#include "train/train_step.h"
+#include "model/memory_estimate.h"
 
 namespace tl {
-
-double device_peak_flops(const std::string& d) {
-  if (d.find("H100") != std::string::npos || d.find("H200") != std::string::npos) return 989e12;
-  if (d.find("A100") != std::string::npos) return 312e12;
-  return 0;
-}
 
 json BenchResult::to_json() const {
   json phases = json::object();
@@ -61,7 +56,7 @@ BenchResult run_bench(const BenchOptions& o) {
     LossSum loss;
     for (int k = 0; k < o.grad_accum; ++k)
       loss += model.forward_backward(tokens.data(), tokens.data() + 1, B, T, scale);
-    StepResult sr = opt.step(model, 1e-4f);
+    StepResult sr = optimizer_step(opt, model, 1e-4f);
     r.losses.push_back(loss.mean());
     r.grad_norms.push_back(sr.grad_norm);
     if (!sr.applied) r.skipped_steps++;
@@ -74,7 +69,7 @@ BenchResult run_bench(const BenchOptions& o) {
   be->synchronize();
   r.step_seconds = t.seconds() / o.steps;
   r.tokens_per_s = double(B) * T * o.grad_accum / r.step_seconds;
-  r.peak_flops = device_peak_flops(r.device);
+  r.peak_flops = be->peak_flops();
   if (r.peak_flops > 0) r.mfu = r.tokens_per_s * o.model.flops_per_token(T) / r.peak_flops;
   // One more step with per-op timing (events add a little overhead, so it is not timed above).
   be->set_profiling(true);
