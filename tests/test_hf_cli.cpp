@@ -264,7 +264,7 @@ TEST(HfCli, TrainInitFromAnImportedModel) {
 
   {  // in-process: the weights before the first step are the imported ones
     TrainConfig tc = TrainConfig::from_json(config);
-    tc.run_dir = d.file("run2");
+    tc.train.run_dir = d.file("run2");
     Trainer t(tc, "", d.file("imported.ckpt"));
     EXPECT_TRUE(ckpt_test::bit_equal(t.model().get_params(), params));
   }

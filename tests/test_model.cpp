@@ -10,6 +10,7 @@
 #include "core/rng.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
+#include "train/train_step.h"
 #include "optim/schedule.h"
 #include "generate/generate.h"
 
@@ -206,7 +207,7 @@ TEST(Model, AdamWOverfitsAFixedBatchDeterministically) {
       m.zero_grads();
       LossSum l = m.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T, 1.0f / 48);
       losses.push_back(l.mean());
-      StepResult r = opt.step(m, 1e-2f);
+      StepResult r = optimizer_step(opt, m, 1e-2f);
       EXPECT_TRUE(r.applied);
       EXPECT_GT(r.grad_norm, 0);
     }
@@ -227,7 +228,7 @@ TEST(Model, NonFiniteGradientSkipsTheUpdate) {
   g[5] = NAN;
   be->upload(m.grads(), g.data());
   std::vector<float> before = m.get_params();
-  StepResult r = opt.step(m, 1e-2f);
+  StepResult r = optimizer_step(opt, m, 1e-2f);
   EXPECT_FALSE(r.applied);
   EXPECT_EQ(opt.steps_taken(), 0);
   EXPECT_EQ(m.get_params(), before);

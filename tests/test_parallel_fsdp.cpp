@@ -18,6 +18,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/rng.h"
 #include "parallel/fsdp.h"
+#include "train/train_step.h"
 #include "parallel_test_util.h"
 #include "model/llama.h"
 
@@ -91,7 +92,7 @@ RunResult run_single() {
       loss.sum += l.sum;
       loss.count += l.count;
     }
-    StepResult r = opt.step(model, kLr);
+    StepResult r = optimizer_step(opt, model, kLr);
     out.losses.push_back(loss.mean());
     out.norms.push_back(r.grad_norm);
   }

@@ -15,6 +15,7 @@
 #include "data/packed.h"
 #include "checkpoint/load.h"
 #include "checkpoint/run_folder.h"
+#include "checkpoint/sharded.h"
 #include "parallel_test_util.h"
 #include "train/trainer.h"
 
@@ -154,7 +155,7 @@ TEST(DistTrain, ARankWhoseSetupFailsStopsTheOthers) {
     threads.emplace_back([&, r] {
       try {
         TrainConfig cfg = fx.config("bad", 2, "full_shard");
-        if (r == 1) cfg.sources[0].paths = {fx.dir + "/missing"};  // only rank 1's data is bad
+        if (r == 1) cfg.data.sources[0].paths = {fx.dir + "/missing"};  // only rank 1's data is bad
         Trainer t(cfg, "", "", std::move(comms[size_t(r)]));
         t.run();
       } catch (const std::exception& e) {

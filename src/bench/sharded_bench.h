@@ -1,23 +1,23 @@
 // `tinyllama bench` on several GPUs (under torchrun-style variables, mpirun or srun, or
 // with --strategy on one): per-GPU tokens/s, MFU, peak memory per GPU, and the time each
 // step's compute stream stood waiting on communication, measured with CUDA events around
-// every wait (dist/nccl_communicator.h) — the communication FSDP failed to hide.
+// every wait (parallel/nccl_communicator.h) — the communication FSDP failed to hide. The
+// step is the trainer's (train/train_step.h) over a ShardedRun (train/sharded_run.h).
 #pragma once
 #include <string>
 
-#include "core/json_reader.h"
 #include "bench/train_bench.h"
+#include "core/json_reader.h"
+#include "parallel/dist_config.h"
 
 namespace tl {
 
-struct DistBenchOptions {
+struct ShardedBenchOptions {
   BenchOptions bench;
-  std::string strategy = "full_shard";
-  int hybrid_group = 0;      // hybrid_shard: ranks per group (0 = ranks per node)
-  double timeout_s = 300;
+  DistConfig dist;  // the training config's dist section: strategy "" = full_shard
 };
 
-struct DistBenchResult {
+struct ShardedBenchResult {
   int world = 1;
   std::string strategy, device, layout;  // layout: "shard groups of 2, 2 replicas"
   double tokens_per_s_per_gpu = 0;       // each GPU's micro-batches / the slowest rank's step
@@ -33,9 +33,9 @@ struct DistBenchResult {
 };
 
 // Collective; every rank returns the same result.
-DistBenchResult run_dist_bench(const DistBenchOptions& o);
+ShardedBenchResult run_sharded_bench(const ShardedBenchOptions& o);
 // True when this process was launched as one of several ranks or a strategy was given:
-// then it ran the distributed bench, printed it on rank 0 and wrote json_out (if set).
-bool run_dist_bench_cli(const DistBenchOptions& o, bool strategy_given, const std::string& json_out);
+// then it ran the sharded bench, printed it on rank 0 and wrote json_out (if set).
+bool run_sharded_bench_cli(const ShardedBenchOptions& o, const std::string& json_out);
 
 }  // namespace tl

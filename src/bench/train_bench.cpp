@@ -7,11 +7,18 @@
 #include "core/rng.h"
 #include "core/timer.h"
 #include "model/llama.h"
-#include "optim/adamw.h"
-#include "train/train_step.h"
 #include "model/memory_estimate.h"
+#include "train/train_step.h"
 
 namespace tl {
+
+ParallelOptions BenchOptions::parallel() const {
+  ParallelOptions p;
+  p.model = model;
+  p.device = device;
+  p.threads = threads;
+  return p;
+}
 
 json BenchResult::to_json() const {
   json phases = json::object();
@@ -34,9 +41,12 @@ void print_phases(const std::vector<std::pair<std::string, double>>& phase_secon
 }
 
 BenchResult run_bench(const BenchOptions& o) {
-  const int T = o.seq_len > 0 ? o.seq_len : o.model.max_seq_len;
+  const int T = o.model.seq_len_or_context(o.seq_len);
   const int B = o.micro_batch;
-  auto be = make_backend(o.device, o.threads);
+  std::unique_ptr<Backend> be;  // declared first: outlives the optimizer's buffers in par
+  std::unique_ptr<Parallelism> par = make_single_process(o.parallel());
+  be = par->make_backend();
+  par->connect(*be);
   BenchResult r;
   r.device = be->describe();
   check_fits(estimate_training_memory(o.model, B, T, be->compute_dtype(), o.recompute),
@@ -44,23 +54,23 @@ BenchResult run_bench(const BenchOptions& o) {
   ModelOptions mo;
   mo.recompute = o.recompute;
   LlamaModel model(o.model, *be, mo);
+  par->attach(model);
   model.init_weights(o.seed);
-  AdamW opt(*be, model.layout().total(), AdamWConfig{});
   // Synthetic but not degenerate: random tokens, next-token targets.
   Rng rng(o.seed);
   std::vector<int32_t> tokens(size_t(B) * T + 1);
   for (auto& t : tokens) t = int32_t(rng.below(uint64_t(o.model.vocab_size)));
-  const float scale = 1.0f / float(int64_t(B) * T * o.grad_accum);
+  const StepShape shape{B, T, o.grad_accum, 1.0f / float(int64_t(B) * T * o.grad_accum)};
+  const NextMicroBatch next = [&](const int32_t*& tok, const int32_t*& tgt) {
+    tok = tokens.data();
+    tgt = tokens.data() + 1;
+  };
   auto step = [&] {
-    model.zero_grads();
-    LossSum loss;
-    for (int k = 0; k < o.grad_accum; ++k)
-      loss += model.forward_backward(tokens.data(), tokens.data() + 1, B, T, scale);
-    StepResult sr = optimizer_step(opt, model, 1e-4f);
-    r.losses.push_back(loss.mean());
-    r.grad_norms.push_back(sr.grad_norm);
-    if (!sr.applied) r.skipped_steps++;
-    return loss.mean();
+    const StepOutcome s = train_step(model, *par, shape, kBenchLr, next);
+    r.losses.push_back(s.loss.mean());
+    r.grad_norms.push_back(s.update.grad_norm);
+    if (!s.update.applied) r.skipped_steps++;
+    return s.loss.mean();
   };
   for (int i = 0; i < o.warmup_steps; ++i) step();
   be->synchronize();

@@ -7,13 +7,14 @@
 
 #include "core/json_reader.h"
 #include "model/config.h"
+#include "train/parallelism.h"
 
 namespace tl {
 
 struct BenchOptions {
   ModelConfig model;
   int micro_batch = 8;
-  int seq_len = 0;      // 0 = the model's context
+  int seq_len = 0;      // 0 = the model's context (ModelConfig::seq_len_or_context)
   int grad_accum = 1;   // micro-batches per optimizer step
   int warmup_steps = 2;
   int steps = 10;
@@ -21,7 +22,11 @@ struct BenchOptions {
   std::string device = "auto";
   int threads = 0;
   uint64_t seed = 1;
+  // The backend and optimizer this asks for (AdamW at its defaults; lr kBenchLr).
+  ParallelOptions parallel() const;
 };
+
+constexpr float kBenchLr = 1e-4f;
 
 struct BenchResult {
   std::string device;

@@ -10,6 +10,10 @@ CheckpointData load_any_checkpoint(const std::string& path, bool with_optimizer)
   return load_checkpoint(path, with_optimizer);
 }
 
+json read_any_checkpoint_meta(const std::string& path) {
+  return is_directory(path) ? read_sharded_meta(path).at("meta") : read_checkpoint_meta(path);
+}
+
 LoadedModel load_model(const std::string& checkpoint, Backend& be) {
   CheckpointData ck = load_any_checkpoint(checkpoint, /*with_optimizer=*/false);
   TL_CHECK(ck.meta.contains("model"), "'", checkpoint, "' has no model config in its header");

@@ -15,6 +15,8 @@ namespace tl {
 // A native checkpoint file or a sharded folder, as one model (adam_m/adam_v only
 // with_optimizer, and only when it holds them).
 CheckpointData load_any_checkpoint(const std::string& path, bool with_optimizer);
+// Its training meta alone (the header of a file, meta.json's "meta" of a folder): cheap.
+json read_any_checkpoint_meta(const std::string& path);
 
 struct LoadedModel {
   std::unique_ptr<LlamaModel> model;

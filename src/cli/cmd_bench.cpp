@@ -15,7 +15,7 @@ void add_bench_command(CLI::App& app) {
     BenchOptions b;
     std::string preset = "tinyllama-1.1b";
     std::string json_out;
-    DistBenchOptions dist;
+    ShardedBenchOptions sharded;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--preset", o->preset, "Model preset");
@@ -28,16 +28,17 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--device", o->b.device, "cpu, cuda or auto");
   cmd->add_option("--threads", o->b.threads, "CPU threads (0 = all cores)");
   cmd->add_option("--json", o->json_out, "Also write the result as JSON to this file");
-  auto* strategy = cmd->add_option("--strategy", o->dist.strategy,
+  cmd->add_option("--strategy", o->sharded.dist.strategy,
                   "Sharded bench (multi-GPU under torchrun/mpirun/srun): full_shard, "
                   "shard_grad_op, no_shard or hybrid_shard");
-  cmd->add_option("--hybrid-group", o->dist.hybrid_group, "hybrid_shard: ranks per group (0 = per node)");
-  cmd->callback([o, strategy] {
+  cmd->add_option("--hybrid-group", o->sharded.dist.hybrid_group_size,
+                  "hybrid_shard: ranks per group (0 = per node)");
+  cmd->callback([o] {
     o->b.model = ModelConfig::from_preset(o->preset);
-    o->dist.bench = o->b;
-    if (run_dist_bench_cli(o->dist, strategy->count() > 0, o->json_out)) return;
+    o->sharded.bench = o->b;
+    if (run_sharded_bench_cli(o->sharded, o->json_out)) return;
     BenchResult r = run_bench(o->b);
-    const int T = o->b.seq_len > 0 ? o->b.seq_len : o->b.model.max_seq_len;
+    const int T = o->b.model.seq_len_or_context(o->b.seq_len);
     std::printf("device       %s\n", r.device.c_str());
     std::printf("model        %s, micro-batch %d x %d, grad accum %d%s\n", o->preset.c_str(),
                 o->b.micro_batch, T, o->b.grad_accum, o->b.recompute ? ", recompute" : "");

@@ -31,7 +31,7 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([o] {
     auto be = make_backend(o->device, o->threads);
     LoadedModel lm = load_model(o->checkpoint, *be);
-    const int T = o->seq_len > 0 ? o->seq_len : lm.model->config().max_seq_len;
+    const int T = lm.model->config().seq_len_or_context(o->seq_len);
     TL_CHECK(T <= lm.model->config().max_seq_len, "--seq-len ", T,
              " exceeds the model's context of ", lm.model->config().max_seq_len);
     SequentialBlocks blocks(expand_shard_paths(o->data), T);

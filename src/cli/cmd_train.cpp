@@ -56,8 +56,8 @@ void add_train_command(CLI::App& app) {
       // The run folder's config.json is this run's config, --set overrides included.
       std::printf("stopped by a signal at step %lld of %lld; checkpoint: %s\n"
                   "continue with: tinyllama train --config %s --resume auto\n",
-                  (long long)s.steps, (long long)cfg.steps, s.final_checkpoint.c_str(),
-                  shell_quote(cfg.run_dir + "/config.json").c_str());
+                  (long long)s.steps, (long long)cfg.train.steps, s.final_checkpoint.c_str(),
+                  shell_quote(cfg.train.run_dir + "/config.json").c_str());
       return;
     }
     std::printf("trained %lld steps in %.1f s; final train loss %.4f", (long long)s.steps,

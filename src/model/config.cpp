@@ -104,6 +104,17 @@ void ModelConfig::validate() const {
            "model config: sizes are implausibly large");
 }
 
+ArchitectureDifference architecture_difference(const ModelConfig& a, const ModelConfig& b) {
+  json ja = a.to_json(), jb = b.to_json();
+  for (const char* k : {"preset", "init_std"}) {
+    ja.erase(k);
+    jb.erase(k);
+  }
+  for (auto it = ja.begin(); it != ja.end(); ++it)
+    if (jb[it.key()] != it.value()) return {it.key(), it.value().dump(), jb[it.key()].dump()};
+  return {};
+}
+
 int64_t ModelConfig::num_params_no_embedding() const {
   int64_t C = dim, per_layer = 2 * C + C * qkv_dim() + C * C + 3 * C * int64_t(ffn_dim);
   return per_layer * n_layers + C + int64_t(vocab_size) * C;

@@ -23,6 +23,9 @@ struct ModelConfig {
   double init_std = 0;
 
   int head_dim() const { return dim / n_heads; }
+  // A sequence length as configs and flags give it: 0 means the model's context. The one
+  // place that rule lives (training config, eval, bench).
+  int seq_len_or_context(int seq_len) const { return seq_len == 0 ? max_seq_len : seq_len; }
   int qkv_dim() const { return (n_heads + 2 * n_kv_heads) * head_dim(); }
   void validate() const;  // throws naming the problem
 
@@ -38,5 +41,18 @@ struct ModelConfig {
   static ModelConfig from_preset(const std::string& name);
   static std::vector<std::string> preset_names();
 };
+
+// Where two configs describe different networks: the first key of to_json() that differs,
+// with both values as JSON text; key "" when they are the same network. The preset name
+// and init_std (how fresh weights are drawn) do not change the network. Resume and
+// --init-from both ask this.
+struct ArchitectureDifference {
+  std::string key, a, b;
+  bool none() const { return key.empty(); }
+};
+ArchitectureDifference architecture_difference(const ModelConfig& a, const ModelConfig& b);
+inline bool same_architecture(const ModelConfig& a, const ModelConfig& b) {
+  return architecture_difference(a, b).none();
+}
 
 }  // namespace tl

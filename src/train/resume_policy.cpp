@@ -6,13 +6,9 @@
 namespace tl {
 
 void check_same_model(const json& saved_model, const ModelConfig& now, const std::string& path) {
-  json a = ModelConfig::from_json(saved_model).to_json(), b = now.to_json();
-  a.erase("preset");  // a name; the numbers are what must agree
-  b.erase("preset");
-  for (auto it = a.begin(); it != a.end(); ++it)
-    TL_CHECK(b.contains(it.key()) && b[it.key()] == it.value(), "cannot resume from '", path,
-             "': model.", it.key(), " is ", it.value().dump(), " there but ",
-             b.value(it.key(), json()).dump(), " in this config");
+  const ArchitectureDifference d = architecture_difference(ModelConfig::from_json(saved_model), now);
+  TL_CHECK(d.none(), "cannot resume from '", path, "': model.", d.key, " is ", d.a, " there but ",
+           d.b, " in this config");
 }
 
 namespace {

@@ -1,5 +1,6 @@
-// What a resumed run may change. The model (shape, RoPE base, norm eps) must match the
-// checkpoint's; the data order is guarded by TrainLoader::restore (seed, seq_len, sources).
+// What a resumed run may change. The model must be the checkpoint's network
+// (same_architecture, model/config.h); the data order is guarded by TrainLoader::restore
+// (seed, seq_len, sources).
 // Everything else is accepted and reported: continuing with more steps, other intervals or
 // another lr is routine; a different batch or optimizer setting is allowed but flagged,
 // since the continued run then differs from the one first planned.
@@ -12,7 +13,8 @@
 
 namespace tl {
 
-// Throws naming the first model key that differs, as "model.dim is 32 there but 48 here".
+// Throws naming the first model key that differs, as "cannot resume from 'P': model.dim is
+// 32 there but 48 in this config".
 void check_same_model(const json& saved_model, const ModelConfig& now, const std::string& path);
 
 struct ConfigChange {

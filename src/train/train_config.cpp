@@ -40,67 +40,67 @@ TrainConfig TrainConfig::from_json(const json& j) {
   root.get("base_dir", base_dir);  // relative data paths resolve against it (default: cwd)
   {
     JsonReader r(root.child("data"), "data");
-    c.sources = read_sources(r.child("sources"), base_dir);
-    r.get("val", c.val_paths);
-    for (auto& p : c.val_paths)
+    c.data.sources = read_sources(r.child("sources"), base_dir);
+    r.get("val", c.data.val);
+    for (auto& p : c.data.val)
       if (!p.empty() && p[0] != '/') p = (std::filesystem::path(base_dir) / p).string();
-    r.get("seq_len", c.seq_len);
-    r.get("shuffle_window", c.shuffle_window);
-    r.get("tokenizer", c.tokenizer);
-    if (!c.tokenizer.empty() && c.tokenizer[0] != '/')
-      c.tokenizer = (std::filesystem::path(base_dir) / c.tokenizer).string();
+    r.get("seq_len", c.data.seq_len);
+    r.get("shuffle_window", c.data.shuffle_window);
+    r.get("tokenizer", c.data.tokenizer);
+    if (!c.data.tokenizer.empty() && c.data.tokenizer[0] != '/')
+      c.data.tokenizer = (std::filesystem::path(base_dir) / c.data.tokenizer).string();
     r.finish();
   }
   {
     JsonReader r(root.child("batch"), "batch");
-    r.get("micro_batch", c.micro_batch);
-    r.get("grad_accum", c.grad_accum);
+    r.get("micro_batch", c.batch.micro_batch);
+    r.get("grad_accum", c.batch.grad_accum);
     r.finish();
   }
   {
     JsonReader r(root.child("optim"), "optim");
-    r.get("lr", c.schedule.lr);
-    r.get("min_lr", c.schedule.min_lr);
-    r.get("warmup_steps", c.schedule.warmup_steps);
-    r.get("decay_steps", c.schedule.decay_steps);
-    r.get("beta1", c.adamw.beta1);
-    r.get("beta2", c.adamw.beta2);
-    r.get("eps", c.adamw.eps);
-    r.get("weight_decay", c.adamw.weight_decay);
-    r.get("grad_clip", c.adamw.grad_clip);
+    r.get("lr", c.optim.schedule.lr);
+    r.get("min_lr", c.optim.schedule.min_lr);
+    r.get("warmup_steps", c.optim.schedule.warmup_steps);
+    r.get("decay_steps", c.optim.schedule.decay_steps);
+    r.get("beta1", c.optim.adamw.beta1);
+    r.get("beta2", c.optim.adamw.beta2);
+    r.get("eps", c.optim.adamw.eps);
+    r.get("weight_decay", c.optim.adamw.weight_decay);
+    r.get("grad_clip", c.optim.adamw.grad_clip);
     r.finish();
   }
   {
     JsonReader r(root.child("train"), "train");
-    r.require("steps", c.steps);
-    r.get("seed", c.seed);
-    r.get("device", c.device);
-    r.get("threads", c.threads);
-    r.get("recompute", c.recompute);
-    r.get("run_dir", c.run_dir);
-    r.get("log_interval", c.log_interval);
-    r.get("max_bad_steps", c.max_bad_steps);
-    r.get("spike_threshold", c.spike_threshold);
+    r.require("steps", c.train.steps);
+    r.get("seed", c.train.seed);
+    r.get("device", c.train.device);
+    r.get("threads", c.train.threads);
+    r.get("recompute", c.train.recompute);
+    r.get("run_dir", c.train.run_dir);
+    r.get("log_interval", c.train.log_interval);
+    r.get("max_bad_steps", c.train.max_bad_steps);
+    r.get("spike_threshold", c.train.spike_threshold);
     r.finish();
   }
   {
     JsonReader r(root.child("eval"), "eval");
-    r.get("interval", c.eval_interval);
-    r.get("batches", c.eval_batches);
+    r.get("interval", c.eval.interval);
+    r.get("batches", c.eval.batches);
     r.finish();
   }
   {
     JsonReader r(root.child("checkpoint"), "checkpoint");
-    r.get("interval", c.checkpoint_interval);
-    r.get("keep", c.keep_checkpoints);
-    r.get("keep_every", c.keep_every);
-    r.get("async", c.async_checkpoint);
+    r.get("interval", c.checkpoint.interval);
+    r.get("keep", c.checkpoint.keep);
+    r.get("keep_every", c.checkpoint.keep_every);
+    r.get("async", c.checkpoint.async);
     r.finish();
   }
   c.dist = DistConfig::from_json(root.child("dist"));
   root.finish();
-  if (c.seq_len == 0) c.seq_len = c.model.max_seq_len;
-  if (c.schedule.decay_steps == 0) c.schedule.decay_steps = c.steps;
+  c.data.seq_len = c.model.seq_len_or_context(c.data.seq_len);
+  if (c.optim.schedule.decay_steps == 0) c.optim.schedule.decay_steps = c.train.steps;
   c.validate();
   return c;
 }
@@ -119,32 +119,34 @@ TrainConfig TrainConfig::load(const std::string& path, const std::vector<std::st
 }
 
 void TrainConfig::validate() const {
-  TL_CHECK(!sources.empty(), "config: 'data.sources' must name at least one source");
-  for (const auto& s : sources)
+  TL_CHECK(!data.sources.empty(), "config: 'data.sources' must name at least one source");
+  for (const auto& s : data.sources)
     TL_CHECK(s.weight > 0, "config: data source '", s.name, "' needs a positive weight");
-  TL_CHECK(seq_len > 0 && seq_len <= model.max_seq_len, "config: data.seq_len (", seq_len,
-           ") must be in [1, model.max_seq_len = ", model.max_seq_len, "]");
-  TL_CHECK(micro_batch > 0, "config: batch.micro_batch must be positive");
-  TL_CHECK(grad_accum > 0, "config: batch.grad_accum must be positive");
-  TL_CHECK(steps > 0, "config: train.steps must be positive");
-  TL_CHECK(schedule.lr > 0 && schedule.min_lr >= 0 && schedule.min_lr <= schedule.lr,
+  TL_CHECK(data.seq_len > 0 && data.seq_len <= model.max_seq_len, "config: data.seq_len (",
+           data.seq_len, ") must be in [1, model.max_seq_len = ", model.max_seq_len, "]");
+  TL_CHECK(batch.micro_batch > 0, "config: batch.micro_batch must be positive");
+  TL_CHECK(batch.grad_accum > 0, "config: batch.grad_accum must be positive");
+  TL_CHECK(train.steps > 0, "config: train.steps must be positive");
+  const LrSchedule& lr = optim.schedule;
+  TL_CHECK(lr.lr > 0 && lr.min_lr >= 0 && lr.min_lr <= lr.lr,
            "config: need 0 <= optim.min_lr <= optim.lr and optim.lr > 0");
-  TL_CHECK(schedule.warmup_steps >= 0, "config: optim.warmup_steps must not be negative");
-  TL_CHECK(adamw.beta1 >= 0 && adamw.beta1 < 1 && adamw.beta2 >= 0 && adamw.beta2 < 1,
+  TL_CHECK(lr.warmup_steps >= 0, "config: optim.warmup_steps must not be negative");
+  const AdamWConfig& a = optim.adamw;
+  TL_CHECK(a.beta1 >= 0 && a.beta1 < 1 && a.beta2 >= 0 && a.beta2 < 1,
            "config: optim.beta1 and optim.beta2 must be in [0, 1)");
-  TL_CHECK(adamw.eps > 0, "config: optim.eps must be positive");
-  TL_CHECK(adamw.weight_decay >= 0, "config: optim.weight_decay must not be negative");
-  TL_CHECK(eval_interval >= 0 && eval_batches >= 0, "config: eval.* must not be negative");
-  TL_CHECK(checkpoint_interval >= 0 && keep_checkpoints >= 1,
+  TL_CHECK(a.eps > 0, "config: optim.eps must be positive");
+  TL_CHECK(a.weight_decay >= 0, "config: optim.weight_decay must not be negative");
+  TL_CHECK(eval.interval >= 0 && eval.batches >= 0, "config: eval.* must not be negative");
+  TL_CHECK(checkpoint.interval >= 0 && checkpoint.keep >= 1,
            "config: checkpoint.interval >= 0 and checkpoint.keep >= 1");
-  TL_CHECK(keep_every >= 0, "config: checkpoint.keep_every must not be negative");
-  TL_CHECK(log_interval >= 1, "config: train.log_interval must be at least 1");
-  TL_CHECK(max_bad_steps >= 1, "config: train.max_bad_steps must be at least 1");
-  TL_CHECK(spike_threshold == 0 || spike_threshold > 1,
-           "config: train.spike_threshold must be 0 (off) or above 1, got ", spike_threshold);
-  TL_CHECK(device == "auto" || device == "cpu" || device == "cuda",
-           "config: train.device must be auto, cpu or cuda, got '", device, "'");
-  TL_CHECK(!run_dir.empty(), "config: train.run_dir must not be empty");
+  TL_CHECK(checkpoint.keep_every >= 0, "config: checkpoint.keep_every must not be negative");
+  TL_CHECK(train.log_interval >= 1, "config: train.log_interval must be at least 1");
+  TL_CHECK(train.max_bad_steps >= 1, "config: train.max_bad_steps must be at least 1");
+  TL_CHECK(train.spike_threshold == 0 || train.spike_threshold > 1,
+           "config: train.spike_threshold must be 0 (off) or above 1, got ", train.spike_threshold);
+  TL_CHECK(train.device == "auto" || train.device == "cpu" || train.device == "cuda",
+           "config: train.device must be auto, cpu or cuda, got '", train.device, "'");
+  TL_CHECK(!train.run_dir.empty(), "config: train.run_dir must not be empty");
 }
 
 }  // namespace tl

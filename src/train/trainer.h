@@ -1,5 +1,5 @@
-// The training loop: data, micro-batch accumulation, AdamW step, validation, checkpoints,
-// resume, and what people watch (console, metrics.jsonl, TensorBoard).
+// The training loop: data, train_step (train_step.h), validation, checkpoints, resume, and
+// what people watch (console, metrics.jsonl, TensorBoard: observe/).
 //
 // Determinism: a run is a pure function of its config. Weights start from the seed
 // (generated on the host, the same on every backend); the data order is a hash of (seed,
@@ -11,19 +11,22 @@
 //
 // Run folder:
 //   config.json            the resolved config of the latest start
-//   metrics.jsonl          one JSON object per step, validation or event (metrics.h)
-//   events.out.tfevents.*  TensorBoard scalars (tensorboard.h)
+//   metrics.jsonl          one JSON object per step, validation or event (observe/metrics.h)
+//   events.out.tfevents.*  TensorBoard scalars (observe/tensorboard.h)
 //   checkpoints/           step_*.tlck, or step_*/ folders of a sharded run, and retention
-//                          (checkpoint_policy.h, dist/sharded_checkpoint.h)
+//                          (checkpoint/run_folder.h)
 //   .lock                  held while a trainer runs (run_lock.h)
 //
-// Multi-GPU (dist_, train/dist_run.h): every rank runs a Trainer over the same run folder.
+// Several ranks (train/sharded_run.h): every rank runs a Trainer over the same run folder.
 // Each reads its own blocks, the loss and token counts are global, the optimizer steps this
 // rank's shard, and checkpoints are sharded folders (collective saves and loads). Rank 0
 // alone holds the lock, cleans up, prunes, quarantines and writes config.json, metrics,
 // TensorBoard and the console; the ranks agree (a collective) on every decision that
 // changes what they do next: which checkpoint resumes, whether a save happens, when a
-// stop signal ends the loop.
+// stop signal ends the loop. The trainer asks Parallelism (parallelism.h) for all of it.
+//
+// The code: trainer.cpp (set-up and the loop), trainer_resume.cpp (what a start reads:
+// --resume, --init-from), trainer_save.cpp (checkpoints, in the step or in the background).
 #pragma once
 #include <functional>
 #include <future>
@@ -34,17 +37,17 @@
 #include "core/timer.h"
 #include "data/loader.h"
 #include "model/llama.h"
-#include "optim/adamw.h"
-#include "train/dist_run.h"
 #include "observe/metrics.h"
+#include "observe/tensorboard.h"
+#include "optim/adamw.h"
+#include "train/parallelism.h"
 #include "train/run_lock.h"
 #include "train/step_guard.h"
-#include "observe/tensorboard.h"
+#include "train/stop_signal.h"
 #include "train/train_config.h"
+#include "train/train_step.h"
 
 namespace tl {
-
-struct CheckpointData;
 
 struct TrainSummary {
   int64_t steps = 0;
@@ -62,13 +65,13 @@ class Trainer {
   // newest checkpoint that verifies, damaged ones reported and set aside; a fresh start
   // when there is none), or a path.
   // init_from: a checkpoint whose weights start a fresh run (step 0, new optimizer state);
-  // its model config must equal the config's. A resumed run ignores it.
+  // its model must be the config's network (same_architecture). A resumed run ignores it.
   // ranks: this rank's communicator when ranks run as threads of one process (tests);
   // launched jobs (torchrun, mpirun, srun) are detected from the environment.
   Trainer(TrainConfig cfg, const std::string& resume, const std::string& init_from = "",
           std::unique_ptr<Communicator> ranks = nullptr);
   ~Trainer();
-  // Trains to cfg.steps or until a stop signal; saves at the end. Throws when the step
+  // Trains to train.steps or until a stop signal; saves at the end. Throws when the step
   // guard gives up (train.max_bad_steps) or a checkpoint cannot be written.
   TrainSummary run();
 
@@ -77,20 +80,19 @@ class Trainer {
   void set_fault_hook(std::function<void(int64_t step, LlamaModel&)> hook) {
     fault_hook_ = std::move(hook);
   }
-  // Multi-GPU runs: tell the other ranks why this one stops (call before rethrowing).
-  void report_failure(const std::string& why) {
-    if (dist_) dist_->report_failure(why);
-  }
+  // Several ranks: tell the other ranks why this one stops (call before rethrowing).
+  void report_failure(const std::string& why) { par_->report_failure(why); }
 
  private:
+  // trainer_resume.cpp
   void start(const std::string& resume, const std::string& init_from);
   bool try_resume_auto();
   std::string read_for_resume(const std::string& path, CheckpointData& ck);
   void restore(const CheckpointData& ck, const std::string& path);
   // --init-from PATH, loaded and checked against the config (applied by start()).
   CheckpointData read_init_weights(const std::string& path) const;
-  double validate();
-  void record_validation(double loss);
+  void open_run_records();  // rank 0: config.json, metrics.jsonl, TensorBoard
+  // trainer_save.cpp
   std::string save();
   // checkpoint.async: the background write of the last save, if any. Waits for it (or, with
   // block false, only looks whether it is done), then logs, records and prunes as save()
@@ -98,28 +100,26 @@ class Trainer {
   void finish_background_save(bool block);
   // Prunes, logs and records a written checkpoint (copy_seconds < 0: written in the step).
   void record_saved(int64_t step, const std::string& path, double seconds, double copy_seconds);
-  void record_step(double loss, double lr, const StepResult& r, const StepVerdict& v,
-                   double step_seconds, double smoothed_seconds);
+  // trainer.cpp
+  double validate();
+  void record_validation(double loss);
+  void record_step(const StepOutcome& s, double lr, const StepVerdict& v, double step_seconds,
+                   double smoothed_seconds);
+  [[noreturn]] void stop_on_bad_steps();
   double elapsed() const;
-  // Sharded runs (dist_): the optimizer lives with the shard, batches are global.
-  AdamW& optim() { return dist_ ? dist_->optimizer() : *opt_; }
-  int64_t tokens_per_step() const { return cfg_.tokens_per_step() * (dist_ ? dist_->world() : 1); }
-  bool is_rank0() const { return !dist_ || dist_->rank() == 0; }
-  // Whether every rank says yes (a collective in a sharded run; `mine` alone otherwise).
-  bool all_ranks(bool mine) { return dist_ ? dist_->all_true(mine) : mine; }
-  bool stop_now() const;  // a stop signal (agreed by every rank in a sharded run)
+  int64_t tokens_per_step() const { return cfg_.tokens_per_step() * par_->world(); }
+  bool is_rank0() const { return par_->rank() == 0; }
 
   TrainConfig cfg_;
-  std::unique_ptr<Backend> be_;
-  std::unique_ptr<DistRun> dist_;  // null in a single-process run; outlives model_, not be_
+  std::unique_ptr<Backend> be_;       // made by par_; outlives everything that uses it
+  std::unique_ptr<Parallelism> par_;  // one process or the ranks of a job; outlives model_
   std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<AdamW> opt_;
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<SequentialBlocks> val_;
   std::unique_ptr<RunLock> lock_;
   std::unique_ptr<MetricsWriter> metrics_;   // rank 0 only (null on the others)
   std::unique_ptr<TensorBoardWriter> tb_;    // rank 0 only
-  StepGuard health_;
+  StepGuard guard_;
   std::function<void(int64_t, LlamaModel&)> fault_hook_;
   int64_t step_ = 0;              // optimizer steps completed (skipped ones included)
   double data_wait_seconds_ = 0;  // this step's time blocked on the data loader
@@ -129,9 +129,8 @@ class Trainer {
   double elapsed_before_ = 0; // training seconds of earlier processes (resumed runs)
   Timer run_clock_;           // started when run() begins
   bool running_ = false;
-  double peak_flops_ = 0;     // 0 when the device's peak is unknown
+  double peak_flops_ = 0;     // of this device; 0 when unknown
   int debug_save_sleep_ms_ = 0;  // TL_DEBUG_CHECKPOINT_SLEEP_MS: crash tests widen the write
-  bool stop_agreed_ = false;  // sharded runs: some rank saw a stop signal (agreed each step)
   struct BackgroundSave {
     std::future<double> seconds;  // of the write; rethrows its error
     int64_t step = -1;
@@ -140,10 +139,5 @@ class Trainer {
   };
   BackgroundSave background_;     // last: destroyed (and so waited for) first
 };
-
-// SIGINT/SIGTERM set a flag: the loop finishes its step, saves and returns (exit 0). A
-// second signal kills at once (the newest checkpoint stays valid: writes are atomic).
-void install_stop_signal_handlers();
-bool stop_requested();
 
 }  // namespace tl

@@ -1,4 +1,4 @@
-#include "train/dist_run.h"
+#include "train/sharded_run.h"
 
 #include <algorithm>
 #include <chrono>
@@ -10,10 +10,12 @@
 #include <utility>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/run_folder.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "checkpoint/sharded.h"
 #include "parallel/sharded_io.h"
+#include "train/stop_signal.h"
 
 namespace tl {
 
@@ -21,29 +23,15 @@ namespace {
 constexpr int kShutdownGraceSeconds = 30;  // for this rank's teardown after an error
 }  // namespace
 
-std::unique_ptr<DistRun> DistRun::create(const TrainConfig& cfg, std::unique_ptr<Communicator> ranks) {
-  LaunchInfo li;
-  if (ranks) {
-    li.launcher = "in-process";
-    li.rank = ranks->rank();
-    li.world = ranks->world();
-    li.local_world = ranks->world();
-  } else {
-    li = detect_launch();
-  }
-  if (!ranks && li.world == 1 && cfg.dist.strategy.empty()) return nullptr;
-  std::unique_ptr<DistRun> d(new DistRun());
-  d->cfg_ = cfg;
-  d->launch_ = li;
-  d->injected_ = std::move(ranks);
-  d->strategy_ = cfg.dist.strategy.empty() ? ShardStrategy::FullShard
-                                           : strategy_from_name(cfg.dist.strategy);
+ShardedRun::ShardedRun(ParallelOptions o, LaunchInfo launch, std::unique_ptr<Communicator> ranks)
+    : o_(std::move(o)), launch_(std::move(launch)), injected_(std::move(ranks)) {
+  strategy_ = o_.dist.strategy.empty() ? ShardStrategy::FullShard
+                                       : strategy_from_name(o_.dist.strategy);
   // One log, not one per rank: the other ranks report warnings and errors only.
-  if (!d->injected_ && li.rank != 0) set_log_level(LogLevel::Warn);
-  return d;
+  if (!injected_ && launch_.rank != 0) set_log_level(LogLevel::Warn);
 }
 
-DistRun::~DistRun() {
+ShardedRun::~ShardedRun() {
   if (std::uncaught_exceptions() > 0) {
     report_failure("stopped with an error (see its log)");  // kept if one was reported
     if (session_) {
@@ -68,21 +56,21 @@ DistRun::~DistRun() {
   groups_ = FsdpGroups{};
 }
 
-std::unique_ptr<Backend> DistRun::make_backend(const TrainConfig& cfg) const {
-  return tl::make_backend(injected_ ? cfg.device : device_for_rank(cfg.device, launch_), cfg.threads);
+std::unique_ptr<Backend> ShardedRun::make_backend() const {
+  return tl::make_backend(injected_ ? o_.device : device_for_rank(o_.device, launch_), o_.threads);
 }
 
-void DistRun::connect(Backend& be) {
+void ShardedRun::connect(Backend& be) {
   be_ = &be;
   if (injected_) {
     world_ = injected_.get();
   } else {
-    session_ = start_session(launch_, be, cfg_.dist.timeout_seconds);
+    session_ = start_session(launch_, be, o_.dist.timeout_seconds);
     world_ = session_->world.get();
   }
-  int group = cfg_.dist.hybrid_group_size;
+  int group = o_.dist.hybrid_group_size;
   if (group == 0) group = session_ ? session_->ranks_per_node : launch_.world;
-  if (strategy_ == ShardStrategy::HybridShard && cfg_.dist.hybrid_group_size == 0 && session_ &&
+  if (strategy_ == ShardStrategy::HybridShard && o_.dist.hybrid_group_size == 0 && session_ &&
       rank() == 0) {
     // Groups are consecutive ranks: right when the launcher numbers ranks node by node.
     const auto& h = session_->hosts;
@@ -95,60 +83,63 @@ void DistRun::connect(Backend& be) {
       }
   }
   groups_ = make_fsdp_groups(*world_, strategy_, group);
-  loss_buf_ = Buffer(be, 3 * sizeof(double));
-  flag_buf_ = Buffer(be, sizeof(double));
+  reduce_buf_ = Buffer(be, kMaxReduce * sizeof(double));
+  fsdp_ = std::make_unique<Fsdp>(o_.model, be, strategy_, *groups_.shard, groups_.replica.get(),
+                                 o_.adamw);
   log_info("dist: ", describe());
 }
 
-std::string DistRun::describe() const {
+std::string ShardedRun::describe() const {
   std::string s = cat(world(), " rank(s), strategy ", strategy_name(strategy_));
-  if (groups_.shard)
-    s += cat(", shard groups of ", groups_.shard->world(), ", ",
-             groups_.replica ? groups_.replica->world() : 1, " replica(s)");
+  if (groups_.shard) s += ", " + layout();
   return s;
 }
 
-ParamProvider* DistRun::provider(const TrainConfig& cfg, Backend& be) {
-  fsdp_ = std::make_unique<Fsdp>(cfg.model, be, strategy_, *groups_.shard, groups_.replica.get(),
-                                 cfg.adamw);
-  return fsdp_.get();
+std::string ShardedRun::layout() const {
+  return cat("shard groups of ", groups_.shard->world(), ", ",
+             groups_.replica ? groups_.replica->world() : 1, " replica(s)");
 }
 
-LossSum DistRun::global_loss(const LossSum& local, bool& stop) {
-  Tensor t = loss_buf_.tensor(DType::F64, {3});
-  const double host[3] = {local.sum, double(local.count), stop ? 1.0 : 0.0};
-  be_->upload(t, host);
-  world_->wait(world_->all_reduce(t, ReduceOp::Sum));
-  double out[3];
-  be_->download(out, t);
-  stop = out[2] > 0;
-  return LossSum{out[0], int64_t(out[1])};
+void ShardedRun::all_reduce(double* values, int n, ReduceOp op) {
+  TL_ASSERT(n >= 1 && n <= kMaxReduce);
+  Tensor t = reduce_buf_.tensor(DType::F64, {n});
+  be_->upload(t, values);
+  world_->wait(world_->all_reduce(t, op));
+  be_->download(values, t);
 }
 
-bool DistRun::all_true(bool mine) {
-  Tensor t = flag_buf_.tensor(DType::F64, {1});
-  const double no = mine ? 0.0 : 1.0;
-  be_->upload(t, &no);
-  world_->wait(world_->all_reduce(t, ReduceOp::Max));
-  double out = 0;
-  be_->download(&out, t);
-  return out == 0;
+LossSum ShardedRun::global_loss(const LossSum& local) {
+  // The loss and whether any rank was asked to stop, in one collective.
+  double v[3] = {local.sum, double(local.count), stop_requested() ? 1.0 : 0.0};
+  all_reduce(v, 3, ReduceOp::Sum);
+  stop_agreed_ = v[2] > 0;
+  return LossSum{v[0], int64_t(v[1])};
 }
 
-bool DistRun::weights_finite() {
-  std::vector<float> p;
+bool ShardedRun::all_true(bool mine) {
+  double no = mine ? 0.0 : 1.0;
+  all_reduce(&no, 1, ReduceOp::Max);
+  return no == 0;
+}
+
+std::string ShardedRun::checkpoint_path(const std::string& run_dir, int64_t step) const {
+  return sharded_checkpoint_path(run_dir, step);
+}
+
+bool ShardedRun::collect(CheckpointData&) {
+  std::vector<float> p;  // every rank's master-weight shard; all ranks get the same answer
   fsdp_->get_master(p);
   return all_true(std::all_of(p.begin(), p.end(), [](float x) { return std::isfinite(x); }));
 }
 
-void DistRun::save(const std::string& path, const json& meta,
-                   const std::function<void()>& before_commit) {
-  json m = meta;
+void ShardedRun::save(const std::string& path, const CheckpointData& ck,
+                      const std::function<void()>& before_commit) {
+  json m = ck.meta;
   m["dist"] = json{{"world", world()}, {"strategy", strategy_name(strategy_)}};
   save_sharded_checkpoint(path, m, *fsdp_, *world_, before_commit);
 }
 
-void DistRun::read(const std::string& path, CheckpointData& out) const {
+void ShardedRun::read(const std::string& path, CheckpointData& out) const {
   const Sharding& sh = fsdp_->sharding();
   if (is_directory(path)) return read_sharded_checkpoint(path, sh, fsdp_->shard_rank(), out);
   // A single-file checkpoint (a one-GPU run) continues on many: every rank keeps its shard.
@@ -164,11 +155,11 @@ void DistRun::read(const std::string& path, CheckpointData& out) const {
   }
 }
 
-void DistRun::apply(const CheckpointData& ck) {
+void ShardedRun::apply(const CheckpointData& ck) {
   fsdp_->set_shard_state(ck.params, ck.adam_m, ck.adam_v);
 }
 
-void DistRun::report_failure(const std::string& why) {
+void ShardedRun::report_failure(const std::string& why) {
   if (reported_) return;
   reported_ = true;
   if (session_ && session_->health) session_->health->report_failure(why);

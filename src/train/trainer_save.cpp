@@ -1,0 +1,117 @@
+// Checkpoints of a run: written in the step, or by a background thread while training goes
+// on (checkpoint.async, one process); retention after each (trainer.h).
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "checkpoint/run_folder.h"
+#include "core/log.h"
+#include "train/trainer.h"
+
+namespace tl {
+
+namespace {
+[[noreturn]] void fail_save(int64_t step, const std::string& why, const std::string& previous) {
+  fail("cannot save the checkpoint of step ", step, ": ", why, ". ",
+       previous.empty() ? std::string("No earlier checkpoint exists")
+                        : "The previous checkpoint '" + previous + "' is intact",
+       "; free space or fix the folder, then continue with --resume auto");
+}
+}  // namespace
+
+std::string Trainer::save() {
+  finish_background_save(true);  // one write at a time; a failed one stops the run here
+  Timer copy;
+  CheckpointData ck;
+  ck.meta = json{{"format", "tinyllama-train"},
+                 {"model", cfg_.model.to_json()},
+                 {"train_config", cfg_.raw},
+                 {"step", step_},
+                 {"optimizer_steps", par_->optimizer().steps_taken()},
+                 {"tokens", tokens_seen_},
+                 {"skipped_steps", guard_.bad_total()},
+                 {"health", guard_.state()},
+                 {"elapsed_seconds", elapsed()},
+                 {"rng", {{"seed", cfg_.train.seed}, {"note", "counter-based: the loader state is the RNG state"}}},
+                 {"loader", loader_->state()}};
+  const std::string& run_dir = cfg_.train.run_dir;
+  const bool finite = par_->collect(ck);  // one process: the state to host memory
+  const std::string previous = find_latest_checkpoint(run_dir);
+  if (!finite) {
+    // The newest checkpoint must always be one worth resuming from.
+    if (is_rank0())
+      log_warn("not saving step ", step_, ": the weights hold non-finite values; ",
+               previous.empty() ? std::string("there is no checkpoint yet")
+                                : "'" + previous + "' stays the newest checkpoint");
+    return "";
+  }
+  // Ranks write a step folder (collective: every rank its shard, rank 0 meta.json last);
+  // the free space asked for is the whole set's, on every rank.
+  const std::string path = par_->checkpoint_path(run_dir, step_);
+  const uint64_t need = 3 * uint64_t(model_->layout().total()) * sizeof(float) + (1 << 20);
+  const int sleep_ms = debug_save_sleep_ms_;
+  const auto before_commit = [sleep_ms] {
+    if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+  };
+  const bool background = cfg_.checkpoint.async && par_->can_save_in_background();
+  Timer t;
+  try {
+    std::error_code ec;
+    const auto space = std::filesystem::space(checkpoint_dir(run_dir), ec);
+    TL_CHECK(ec || space.available >= need, "the disk is full: the checkpoint needs about ",
+             need >> 20, " MiB and ", space.available >> 20, " MiB are free");
+    if (background) {
+      // The host copy moves to the writer; training goes on with the device state.
+      background_.step = step_;
+      background_.path = path;
+      background_.previous = previous;
+      background_.copy_seconds = copy.seconds();
+      Parallelism* par = par_.get();  // outlives background_ (declared before it)
+      background_.seconds =
+          std::async(std::launch::async, [par, path, data = std::move(ck), before_commit] {
+            Timer w;
+            par->save(path, data, before_commit);
+            return w.seconds();
+          });
+    } else {
+      par_->save(path, ck, before_commit);
+    }
+  } catch (const Error& e) {
+    fail_save(step_, e.what(), previous);
+  }
+  last_saved_ = step_;
+  last_saved_path_ = path;
+  if (!background && is_rank0()) record_saved(step_, path, t.seconds(), -1);
+  return path;
+}
+
+void Trainer::finish_background_save(bool block) {
+  BackgroundSave& b = background_;
+  if (!b.seconds.valid()) return;
+  if (!block && b.seconds.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+  double seconds = 0;
+  try {
+    seconds = b.seconds.get();
+  } catch (const std::exception& e) {
+    fail_save(b.step, e.what(), b.previous);
+  }
+  record_saved(b.step, b.path, seconds, b.copy_seconds);
+}
+
+void Trainer::record_saved(int64_t step, const std::string& path, double seconds,
+                           double copy_seconds) {
+  // Retention counts files and folders alike; rank 0 prunes once the set is complete.
+  const int pruned =
+      prune_checkpoints(cfg_.train.run_dir, cfg_.checkpoint.keep, cfg_.checkpoint.keep_every);
+  const bool background = copy_seconds >= 0;
+  log_info("saved ", path, " in ", format_duration(seconds),
+           background ? cat(" in the background (the step paid ", format_duration(copy_seconds),
+                            " for the host copy)")
+                      : std::string(),
+           pruned ? cat(" (", pruned, " old removed)") : std::string());
+  json event{{"step", step}, {"event", "checkpoint"}, {"seconds", seconds}};
+  if (background) event["copy_seconds"] = copy_seconds;
+  metrics_->write(event);
+}
+
+}  // namespace tl
