@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # FSDP bench under different NCCL settings, on one multi-GPU machine (run from the repo root,
-# after tools/dist_check.sh build). Each setting is one space-separated list of VAR=VALUE
+# after tools/gpu/dist_check.sh build). Each setting is one space-separated list of VAR=VALUE
 # ("-" for the defaults); every run is TinyLlama-1.1B, micro-batch 8x2048 per GPU.
 #   bench/dist_sweep.sh [-n GPUS] [-a GRAD_ACCUM] [-s STEPS] SETTING...
 #   e.g. bench/dist_sweep.sh -n 4 - "NCCL_MAX_CTAS=8" "NCCL_MAX_CTAS=4"
@@ -18,7 +18,7 @@ OUT=${OUT:-build/dist_sweep}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$(( $(nproc) / N ))
 B="--preset tinyllama-1.1b --micro-batch 8 --grad-accum $ACC --steps $STEPS --warmup 2"
-source tools/dist_ranks.sh
+source tools/gpu/dist_ranks.sh
 field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r.get(sys.argv[2], 0))" "$1" "$2"; }
 
 "$BIN" bench $B --json "$OUT/plain.json" >"$OUT/plain.log" 2>&1 || { tail "$OUT/plain.log"; exit 1; }

@@ -26,7 +26,7 @@ def tinyllama_config(seq_len):
 
 
 def flops_per_token(cfg, seq_len):
-    # 6N + 12 L d T with N the parameters without the input embedding (GUIDE §2).
+    # 6N + 12 L d T with N the parameters without the input embedding (the MFU convention of bench/RESULTS.md).
     C, I, L, V = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
     D = C // cfg.num_attention_heads
     qkv = (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * D

@@ -75,7 +75,7 @@ TEST(DataParquet, ReadsArrowRsFiles) { dt_check_fixtures(dt_fixtures("arrow-rs")
 TEST(DataParquet, ReadsPyarrowFiles) {
   if (!std::filesystem::exists(dt_fixtures("pyarrow") + "/expected.json"))
     GTEST_SKIP()
-        << "pyarrow fixtures are not committed yet: run `python3 tools/make_parquet_fixtures.py` "
+        << "pyarrow fixtures are not committed yet: run `python3 tools/fixtures/make_parquet_fixtures.py` "
            "on a machine with pyarrow and commit tests/fixtures/parquet/pyarrow/";
   dt_check_fixtures(dt_fixtures("pyarrow"));
 }

@@ -52,7 +52,7 @@ TEST(HfConfig, ReadsTheReleasedTinyLlamaConfig) {
   EXPECT_EQ(c.norm_eps, 1e-5f);
   EXPECT_EQ(c.rope_theta, 10000.0f);
   EXPECT_EQ(c.preset, "tinyllama-1.1b");
-  EXPECT_EQ(c.num_params(), 1100048384);  // GUIDE §1
+  EXPECT_EQ(c.num_params(), 1100048384);  // TinyLlama-1.1B's published count
 }
 
 TEST(HfConfig, ReadsRopeParametersOfTransformers5) {

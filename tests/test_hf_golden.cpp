@@ -1,4 +1,4 @@
-// The whole model against Hugging Face transformers: tools/make_golden.py saves a small random
+// The whole model against Hugging Face transformers: tools/fixtures/make_golden.py saves a small random
 // LlamaForCausalLM (GQA, untied head), its logits, loss and every parameter's gradient; we
 // import the checkpoint and must reproduce them (loss and logits <= 1e-5 relative,
 // gradients <= 1e-4 relative, both measured against the largest reference magnitude).
@@ -39,7 +39,7 @@ double rel_error(const float* a, const float* b, size_t n) {
 
 void check_golden(const std::string& device) {
   if (!file_exists(golden_dir() + "/golden.safetensors"))
-    GTEST_SKIP() << "no fixture: run tools/make_golden.py on the GPU machine";
+    GTEST_SKIP() << "no fixture: run tools/fixtures/make_golden.py on the GPU machine";
   if (device == "cuda" && !cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
   HfModel hf = import_hf(golden_dir());
   SafetensorsFile golden(golden_dir() + "/golden.safetensors");

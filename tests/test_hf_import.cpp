@@ -231,7 +231,7 @@ TEST(HfImport, BadFolderOrConfigIsNamed) {
   EXPECT_TRUE(has(msg, "model.safetensors")) << msg;
 }
 
-// The fixture that tools/make_golden.py writes on the GPU machine (skipped until it exists).
+// The fixture that tools/fixtures/make_golden.py writes on the GPU machine (skipped until it exists).
 TEST(HfImport, GoldenFixtureFromTransformers) {
   const std::string dir = std::string(TL_SOURCE_DIR) + "/tests/fixtures/hf_golden";
   if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP() << "no " << dir;

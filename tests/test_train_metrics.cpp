@@ -29,7 +29,7 @@ TEST(TrainMetrics, EveryStepRecordHasEveryFigure) {
         EXPECT_TRUE(j.contains(key)) << key << " missing at step " << step;
       EXPECT_FALSE(j.contains("mfu"));  // unknown on the CPU: omitted, not made up
       EXPECT_EQ(j["tokens"], step * tc.tokens_per_step());
-      EXPECT_DOUBLE_EQ(j["lr"].get<double>(), tc.schedule.at(step));
+      EXPECT_DOUBLE_EQ(j["lr"].get<double>(), tc.optim.schedule.at(step));
       EXPECT_GT(j["grad_norm"].get<double>(), 0);
       EXPECT_NEAR(j["tokens_per_s"].get<double>() * j["step_seconds"].get<double>(),
                   double(tc.tokens_per_step()), 1e-6 * tc.tokens_per_step());

@@ -1,6 +1,6 @@
 // tinyllama logits --checkpoint CK --tokens IN.safetensors --out OUT.safetensors
 // The model's logits at every position of a batch of token rows, for comparisons with other
-// implementations (tools/hf_check.py). IN holds "tokens" (I32 or I64 [B, T]); OUT gets
+// implementations (tools/gpu/hf_check.py). IN holds "tokens" (I32 or I64 [B, T]); OUT gets
 // "logits" (F32 [B, T, V]). Runs the generation path (prefill over the KV cache).
 #include <cstdio>
 #include <cstring>

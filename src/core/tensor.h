@@ -1,5 +1,5 @@
 // Tensor: a non-owning view of a contiguous, row-major array in one device's memory.
-// Ownership lives in Buffer (backend/buffer.h) or in the caller.
+// Ownership lives in Buffer (backend/backend.h) or in the caller.
 #pragma once
 #include <array>
 #include <cstdint>

@@ -32,7 +32,8 @@ struct ModelConfig {
   // Parameters in all; and without the input embedding (the N of the MFU formula).
   int64_t num_params() const;
   int64_t num_params_no_embedding() const;
-  // Training FLOPs per token: 6N + 12 L C T (GUIDE §2), T = seq_len.
+  // Training FLOPs per token: 6N + 12 L C T (the MFU convention of PaLM, TinyLlama and
+  // bench/RESULTS.md), T = seq_len.
   double flops_per_token(int seq_len) const;
 
   json to_json() const;

@@ -50,7 +50,9 @@ class LlamaModel {
   // Weights in the compute dtype: the master array itself when that is f32.
   Tensor compute_params() const;
 
-  // TinyLlama init (GUIDE §1), generated on the host so every backend starts identically.
+  // TinyLlama's init (normal, std sqrt(2 / (5 C)), or init_std; 1 / (sqrt(C) L) for the
+  // attention output and down projections), generated on the host so every backend starts
+  // identically.
   void init_weights(uint64_t seed);
   void set_params(const std::vector<float>& host);  // flat [P]; also refreshes compute copy
   std::vector<float> get_params() const;

@@ -19,7 +19,7 @@ struct AttnShape {
   int64_t out_row() const { return int64_t(H) * D; }          // elements per token of out
 };
 
-// Device scratch shared by both implementations (they run on one stream, never at once).
+// Device scratch shared by the three implementations (they run on one stream, never at once).
 // Grows on demand (stream-ordered cudaMallocAsync/cudaFreeAsync on ctx.stream); freed by
 // attention_release(). Returns nullptr for bytes == 0.
 void* attention_scratch(CudaContext& ctx, size_t bytes);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-GPU checks and benchmarks for FSDP (issue #5), on one machine with 2 or 4 GPUs.
 # Run from the repository root:
-#   tools/dist_check.sh [build] [nccl] [parity] [ckpt] [fail] [bench]     (default: all)
+#   tools/gpu/dist_check.sh [build] [nccl] [parity] [ckpt] [fail] [bench]     (default: all)
 # Stages (each prints PASS/FAIL lines; all lines also go to $OUT/summary.txt):
 #   build   cmake -DTL_CUDA_ARCHS=90, build tinyllama                          (~2-3 min)
 #   nccl    comm-check: every collective FSDP uses, exact values, on all GPUs, on hybrid
@@ -21,7 +21,7 @@
 # Logs: $OUT/{summary.txt,build.log,nccl.log,parity.log,ckpt.log,fail.log,bench.log,bench.json}
 # (OUT defaults to build/dist_check). NVLink SHARP stays off: NCCL_NVLS_ENABLE=0.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=${OUT:-build/dist_check}
 BUILD=${BUILD:-build}
 BIN="$BUILD/tinyllama"
@@ -49,7 +49,7 @@ verdict() {  # verdict NAME RC [detail]
 }
 
 # ---- launching N local ranks (start_ranks, wait_ranks) ----
-source tools/dist_ranks.sh
+source tools/gpu/dist_ranks.sh
 launch() {  # launch N LOGPREFIX SECONDS cmd...: runs N ranks; shows rank 0's log and the others' errors
   local n=$1 prefix=$2 secs=$3; shift 3
   start_ranks "$n" "$prefix" "$@"
@@ -97,7 +97,7 @@ make_config() {  # make_config FILE RUN_DIR STEPS GRAD_ACCUM [STRATEGY] [extra J
 EOF
 }
 need_data() {
-  [ -d "$WORK/data" ] || $PY tools/dist_compare.py make-data "$WORK/data" --tokens 4000000 --vocab 2048 >/dev/null
+  [ -d "$WORK/data" ] || $PY tools/gpu/dist_compare.py make-data "$WORK/data" --tokens 4000000 --vocab 2048 >/dev/null
 }
 export_f32() { "$BIN" export --checkpoint "$1" --out "$2" --dtype f32 >/dev/null; }
 
@@ -139,9 +139,9 @@ if has parity && [ "$NGPU" -ge 2 ]; then
       launch "$N" "$WORK/$strat" 300 "$BIN" train --config "$WORK/$strat.json" | tail -4
       rc=${PIPESTATUS[0]}
       if [ "$rc" -eq 0 ]; then
-        $PY tools/dist_compare.py losses "$WORK/ref" "$WORK/$strat" --tol 0.03; rc=$?
+        $PY tools/gpu/dist_compare.py losses "$WORK/ref" "$WORK/$strat" --tol 0.03; rc=$?
         export_f32 "$WORK/$strat/checkpoints/step_00000050" "$WORK/${strat}_hf" &&
-          $PY tools/dist_compare.py params "$WORK/ref_hf" "$WORK/${strat}_hf" --tol 0.02 || rc=1
+          $PY tools/gpu/dist_compare.py params "$WORK/ref_hf" "$WORK/${strat}_hf" --tol 0.02 || rc=1
       fi
       verdict "parity: $strat on $N GPUs vs 1 GPU" "$rc"
     done
@@ -166,7 +166,7 @@ if has ckpt && [ "$NGPU" -ge 2 ]; then
         --resume "$WORK/save/checkpoints/step_00000010" | tail -2
       if [ -d "$WORK/reload/checkpoints/step_00000010" ]; then
         export_f32 "$WORK/reload/checkpoints/step_00000010" "$WORK/reload_hf" &&
-          $PY tools/dist_compare.py params "$WORK/save10_hf" "$WORK/reload_hf" --tol 0
+          $PY tools/gpu/dist_compare.py params "$WORK/save10_hf" "$WORK/reload_hf" --tol 0
         verdict "ckpt: $N-GPU set reloaded on $H GPUs and saved again is bitwise the same" $?
       else
         echo "(the trainer did not save again after resuming at its last step: bitwise reload check skipped)"
@@ -176,18 +176,18 @@ if has ckpt && [ "$NGPU" -ge 2 ]; then
       launch "$H" "$WORK/half" 300 "$BIN" train --config "$WORK/half.json" \
         --resume "$WORK/save/checkpoints/step_00000010" | tail -2
       rc=${PIPESTATUS[0]}
-      [ "$rc" -eq 0 ] && { $PY tools/dist_compare.py losses "$WORK/save" "$WORK/half" --tol 0.03 &&
+      [ "$rc" -eq 0 ] && { $PY tools/gpu/dist_compare.py losses "$WORK/save" "$WORK/half" --tol 0.03 &&
         export_f32 "$WORK/half/checkpoints/step_00000020" "$WORK/half_hf" &&
-        $PY tools/dist_compare.py params "$WORK/save20_hf" "$WORK/half_hf" --tol 0.02; rc=$?; }
+        $PY tools/gpu/dist_compare.py params "$WORK/save20_hf" "$WORK/half_hf" --tol 0.02; rc=$?; }
       verdict "ckpt: resumed on $H GPUs" "$rc"
     fi
     echo "== resume on 1 GPU (plain trainer reads the sharded folder), steps 11-20"
     make_config "$WORK/one.json" "$WORK/one" 20 4
     timeout 300 "$BIN" train --config "$WORK/one.json" --resume "$WORK/save/checkpoints/step_00000010" 2>&1 | tail -2
     rc=${PIPESTATUS[0]}
-    [ "$rc" -eq 0 ] && { $PY tools/dist_compare.py losses "$WORK/save" "$WORK/one" --tol 0.03 &&
+    [ "$rc" -eq 0 ] && { $PY tools/gpu/dist_compare.py losses "$WORK/save" "$WORK/one" --tol 0.03 &&
       export_f32 "$WORK/one/checkpoints/step_00000020.tlck" "$WORK/one_hf" &&
-      $PY tools/dist_compare.py params "$WORK/save20_hf" "$WORK/one_hf" --tol 0.02; rc=$?; }
+      $PY tools/gpu/dist_compare.py params "$WORK/save20_hf" "$WORK/one_hf" --tol 0.02; rc=$?; }
     verdict "ckpt: resumed on 1 GPU" "$rc"
     rm -f "$WORK/save/checkpoints/step_00000020/meta.json"
     timeout 120 "$BIN" train --config "$WORK/save.json" --resume auto >"$WORK/auto.log" 2>&1

@@ -3,7 +3,7 @@
 
 Run where transformers is installed (the GPU machine), from the repository root, after building:
 
-    python3 tools/hf_tokenizer_check.py --binary build/tinyllama \
+    python3 tools/gpu/hf_tokenizer_check.py --binary build/tinyllama \
         --tokenizer ../shared/data/llama2-tokenizer.model --data ../shared/data [--work /tmp/tok_check]
 
 Exports a model with the tokenizer (`tinyllama init` + `export --format hf`), loads the folder

@@ -4,7 +4,7 @@ prints every scalar tag, and checks them against metrics.jsonl: one train/loss p
 step twice (a resumed run's SessionLog START must have purged the redone steps), values
 equal to metrics.jsonl's rounded to float32.
 
-    python3 tools/check_tensorboard.py RUN_DIR
+    python3 tools/gpu/check_tensorboard.py RUN_DIR
 
 Exit status 0 when everything agrees. Needs `tensorboard` (on the GPU machine).
 """

@@ -4,7 +4,7 @@
 Run on the GPU machine (torch, transformers, safetensors, numpy), from the repository root,
 after building (cmake -S . -B build && cmake --build build -j):
 
-    python3 tools/hf_check.py --binary build/tinyllama [--work /tmp/hf_check]
+    python3 tools/gpu/hf_check.py --binary build/tinyllama [--work /tmp/hf_check]
                               [--tiny-checkpoint CK] [--models tiny 1.1b]
 
 Two models:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for tools/dist_check.sh (numpy only).
+"""Helpers for tools/gpu/dist_check.sh (numpy only).
 
   dist_compare.py make-data DIR [--tokens N] [--vocab V] [--seed S]
       Packed training shards (lit-gpt LITPKDS, uint16) of a low-entropy Markov chain: each

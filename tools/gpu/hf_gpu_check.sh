@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue #7 on the GPU machine: build, the KV-cache/HF tests, the transformers round trip
-# (tools/hf_check.py) and the generation benchmark (bench/generate_bench.py).
-#   tools/hf_gpu_check.sh [tests] [hf] [hf-1b] [bench]   (default: all four)
+# (tools/gpu/hf_check.py) and the generation benchmark (bench/generate_bench.py).
+#   tools/gpu/hf_gpu_check.sh [tests] [hf] [hf-1b] [bench]   (default: all four)
 # (hf = the tiny trained model, hf-1b = the random TinyLlama-1.1B; each step fits in 10 min)
 # Run from the repository root. Logs and result JSON go to $OUT (default build/hf_gpu); the
 # models and exports (several GB) to $WORK (default /tmp/hf_gpu_work). Each step's summary
@@ -33,8 +33,8 @@ fi
 for m in tiny 1.1b; do
   step=$([ $m = tiny ] && echo hf || echo hf-1b)
   has $step || continue
-  echo "== tools/hf_check.py --models $m (transformers round trip)"
-  PYTHONUNBUFFERED=1 timeout 1800 python3 tools/hf_check.py --binary "$BUILD/tinyllama" \
+  echo "== tools/gpu/hf_check.py --models $m (transformers round trip)"
+  PYTHONUNBUFFERED=1 timeout 1800 python3 tools/gpu/hf_check.py --binary "$BUILD/tinyllama" \
     --models $m --work "$WORK/hf_check" >"$OUT/hf_check_$m.log" 2>&1 || status=1
   cp "$WORK/hf_check/results_$m.json" "$OUT/" 2>/dev/null
   grep -E "^\[(PASS|FAIL)\]|checks passed|Error|error|Traceback" "$OUT/hf_check_$m.log" | tail -30

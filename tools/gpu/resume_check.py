@@ -5,7 +5,7 @@
 Compares the per-step losses (metrics.jsonl) and the final weights and AdamW moments of the
 checkpoints, bit for bit, and prints how far they drift when they are not identical.
 
-    python3 tools/resume_check.py --binary build/tinyllama --device cuda --out /tmp/rc
+    python3 tools/gpu/resume_check.py --binary build/tinyllama --device cuda --out /tmp/rc
 
 Exit status 0 when A, A2 and B are identical. Python standard library only.
 """
@@ -21,7 +21,7 @@ import sys
 
 
 def write_shard(path, tokens):
-    """A lit-gpt PackedDataset file, uint16 tokens (GUIDE.md, formats)."""
+    """A lit-gpt PackedDataset file, uint16 tokens (the format of data/packed.h)."""
     with open(path, "wb") as f:
         f.write(b"LITPKDS" + struct.pack("<QBQ", 1, 8, len(tokens)))
         f.write(array.array("H", tokens).tobytes())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine session: build for sm_90, run every test, make the HF golden fixtures and
 # run the golden tests on CPU and GPU, then the benchmarks. Logs and results go to $OUT.
-#   tools/gpu_run.sh [all|tests|bench|pytorch]...
+#   tools/gpu/gpu_run.sh [all|tests|bench|pytorch]...
 # Run from the repository root. Without OUT, logs go to build/gpu_run/.
 set -uo pipefail
 OUT=${OUT:-build/gpu_run}
@@ -30,7 +30,7 @@ echo "built in $(( $(date +%s) - t0 )) s"
 if has tests; then
   echo "== golden fixtures (transformers)"
   if [ ! -f tests/fixtures/hf_golden/golden.safetensors ]; then
-    PYTHONUNBUFFERED=1 python3 tools/make_golden.py --out tests/fixtures/hf_golden >"$OUT/golden.log" 2>&1 ||
+    PYTHONUNBUFFERED=1 python3 tools/fixtures/make_golden.py --out tests/fixtures/hf_golden >"$OUT/golden.log" 2>&1 ||
       { echo "make_golden failed"; tail -20 "$OUT/golden.log"; status=1; }
     tail -3 "$OUT/golden.log"
     tar -cf "$OUT/hf_golden.tar" -C tests/fixtures hf_golden 2>/dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real TinyLlama-1.1B training run on one GPU: tinyshakespeare tokenized with the Llama 2
 # tokenizer into shards, a few hundred steps with validation and checkpoints, then the report.
-#   tools/gpu_train_1b.sh [STEPS (300)]
+#   tools/gpu/gpu_train_1b.sh [STEPS (300)]
 # ASYNC=true writes the checkpoints on a background thread (checkpoint.async).
 # Needs the shared data ($TL_SHARED_DIR/data). Writes the run to $WORK (default /tmp/tl_1b) and
 # copies metrics, report and logs into $OUT/run_1b.tar.

@@ -1,4 +1,4 @@
-# Sourced by tools/dist_check.sh and bench/dist_sweep.sh: N local ranks of one command with
+# Sourced by tools/gpu/dist_check.sh and bench/dist_sweep.sh: N local ranks of one command with
 # torchrun-style variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT).
 
 PIDS=()

@@ -1,0 +1,319 @@
+// The backend-ops registry: every op of backend/backend.h at small, odd and edge shapes, and
+// at the 1.1B layer sizes (big). Conventions and tolerances: backend_ops.h.
+#include <cmath>
+
+#include "backend_ops.h"
+#include "model/llama.h"
+
+namespace backend_ops {
+
+namespace bt = backend_test;
+
+// ---- OpRun ----
+
+Tensor OpRun::make(DType dt, Shape s) {
+  keep_.push_back(bt::alloc(be_, dt, s));
+  return keep_.back().t;
+}
+
+Tensor OpRun::in(DType dt, Shape s, double std, double mean) {
+  return in_values(dt, s, bt::randn(s.numel(), next_seed(), std, mean));
+}
+
+Tensor OpRun::in_values(DType dt, Shape s, const std::vector<float>& v) {
+  Tensor t = make(dt, s);
+  bt::upload(be_, t, bt::round_bf16(v));
+  return t;
+}
+
+Tensor OpRun::in_ids(Shape s, const std::vector<int32_t>& v) {
+  Tensor t = make(DType::I32, s);
+  be_.upload(t, v.data());
+  return t;
+}
+
+Tensor OpRun::out(const std::string& name, DType dt, Shape s, double tol) {
+  Tensor t = make(dt, s);
+  bt::upload(be_, t, std::vector<float>(size_t(s.numel()), bt::kNaN));
+  outs_.push_back({name, t, tol});
+  return t;
+}
+
+Tensor OpRun::inout(const std::string& name, DType dt, Shape s, double std, double tol) {
+  return inout_values(name, dt, s, bt::randn(s.numel(), next_seed(), std), tol);
+}
+
+Tensor OpRun::inout_values(const std::string& name, DType dt, Shape s,
+                           const std::vector<float>& v, double tol) {
+  Tensor t = in_values(dt, s, v);
+  outs_.push_back({name, t, tol});
+  return t;
+}
+
+std::vector<Output> OpRun::results() {
+  std::vector<Output> r;
+  for (const Out& o : outs_) r.push_back({o.name, o.t.dtype, bt::download(be_, o.t), o.tol});
+  return r;
+}
+
+namespace {
+
+// Why a case sets its own tolerance.
+constexpr double kExact = 0;       // copies: the values themselves
+constexpr double kF32Sum = 1e-5;   // f32 elementwise or a sum of f32 squares: f32 rounding only
+constexpr double kLoss = 5e-3;     // the logits are rounded to bf16 before the softmax
+constexpr double kAttention = 3e-2;  // P and dS are rounded to bf16 before the second GEMMs
+
+std::string dims(std::initializer_list<std::pair<const char*, int64_t>> d) {
+  std::string s;
+  for (auto& [k, v] : d) s += cat(s.empty() ? "" : " ", k, "=", v);
+  return s;
+}
+
+void add(std::vector<OpCase>& v, std::string op, std::string shape, bool big,
+         std::function<void(OpRun&)> run) {
+  OpCase c;
+  c.op = std::move(op);
+  c.shape = std::move(shape);
+  c.big = big;
+  c.run = std::move(run);
+  v.push_back(std::move(c));
+}
+
+void embedding(std::vector<OpCase>& v) {
+  struct S { int64_t N, V, C; bool big; };
+  for (S k : {S{7, 37, 40, false}, S{9, 11, 36, false}, S{1, 1, 8, false}, S{2048, 32000, 2048, true}}) {
+    std::vector<int32_t> ids = bt::ids(k.N, k.V, 11);
+    for (int64_t i = 0; i < k.N; i += 3) ids[size_t(i)] = int32_t(i % std::min<int64_t>(3, k.V));
+    const std::string sh = dims({{"N", k.N}, {"V", k.V}, {"C", k.C}});
+    add(v, "embedding_forward", sh, k.big, [=](OpRun& r) {
+      Tensor tok = r.in_ids({k.N}, ids), table = r.in_act({k.V, k.C});
+      r.be().embedding_forward(r.out("out", r.act(), {k.N, k.C}, kExact), table, tok);
+    });
+    add(v, "embedding_backward", sh, k.big, [=](OpRun& r) {  // long runs of repeated ids
+      Tensor tok = r.in_ids({k.N}, ids), dout = r.in_act({k.N, k.C});
+      r.be().embedding_backward(r.inout("dtable", DType::F32, {k.V, k.C}, 1.0, kF32Sum), dout, tok);
+    });
+  }
+}
+
+void rmsnorm(std::vector<OpCase>& v) {
+  struct S { int64_t N, C; bool big; };
+  for (S k : {S{7, 40, false}, S{5, 36, false}, S{1, 2, false}, S{3, 1000, false},
+              S{33, 4096, false}, S{2048, 2048, true}}) {
+    const std::string sh = dims({{"N", k.N}, {"C", k.C}});
+    add(v, "rmsnorm_forward", sh, k.big, [=](OpRun& r) {
+      Tensor x = r.in_act({k.N, k.C}, 2.0), w = r.in_act({k.C}, 0.3, 1.0);
+      r.be().rmsnorm_forward(r.out("out", r.act(), {k.N, k.C}), r.out("rstd", DType::F32, {k.N}),
+                             x, w, 1e-5f);
+    });
+    // The CUDA backend rounds res_out to bf16 and normalizes that, the CPU normalizes the f32
+    // sum: rstd then differs by the rounding's effect on the mean square (~2^-9 / sqrt(C)).
+    add(v, "add_rmsnorm_forward", sh, k.big, [=](OpRun& r) {
+      Tensor x = r.in_act({k.N, k.C}, 2.0), d = r.in_act({k.N, k.C}), w = r.in_act({k.C}, 0.3, 1.0);
+      r.be().add_rmsnorm_forward(r.out("res_out", r.act(), {k.N, k.C}),
+                                 r.out("out", r.act(), {k.N, k.C}),
+                                 r.out("rstd", DType::F32, {k.N}, 4e-3), x, d, w, 1e-5f);
+    });
+    add(v, "rmsnorm_backward", sh, k.big, [=](OpRun& r) {
+      Tensor x = r.in_act({k.N, k.C}, 2.0), w = r.in_act({k.C}, 0.3, 1.0);
+      Tensor rstd = r.in(DType::F32, {k.N}, 0.1, 1.0), dout = r.in_act({k.N, k.C});
+      r.be().rmsnorm_backward(r.inout("dinp", r.act(), {k.N, k.C}),
+                              r.inout("dweight", DType::F32, {k.C}), dout, x, w, rstd);
+    });
+  }
+}
+
+void matmul(std::vector<OpCase>& v) {
+  // Odd sizes (leading dimensions not a multiple of 8), one row, then the 1.1B layers: qkv
+  // 2048 -> 2560, gate_up 2048 -> 11264, down 5632 -> 2048, head 2048 -> 32000.
+  struct S { int64_t N, I, O; bool big; };
+  for (S k : {S{7, 40, 24, false}, S{5, 13, 7, false}, S{1, 24, 37, false}, S{1, 1, 1, false},
+              S{300, 260, 72, false}, S{1024, 2048, 2560, true}, S{512, 2048, 11264, true},
+              S{1024, 5632, 2048, true}, S{64, 2048, 32000, true}}) {
+    const std::string sh = dims({{"N", k.N}, {"I", k.I}, {"O", k.O}});
+    const double ws = 1.0 / std::sqrt(double(k.I));
+    add(v, "matmul_forward", sh, k.big, [=](OpRun& r) {
+      Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws);
+      r.be().matmul_forward(r.out("out", r.act(), {k.N, k.O}), inp, w);
+    });
+    for (bool acc : {false, true})
+      add(v, acc ? "matmul_backward (dinp +=)" : "matmul_backward", sh, k.big, [=](OpRun& r) {
+        Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws), dout = r.in_act({k.N, k.O});
+        Tensor dinp = acc ? r.inout("dinp", r.act(), {k.N, k.I}) : r.out("dinp", r.act(), {k.N, k.I});
+        Tensor dw = acc ? Tensor() : r.inout("dweight", DType::F32, {k.O, k.I});
+        r.be().matmul_backward(dinp, dw, dout, inp, w, acc);
+      });
+  }
+}
+
+void rope_swiglu(std::vector<OpCase>& v) {
+  // Head dim 64 (vector path), 6 (scalar path), 2 (the smallest); pos0 > 0 as in generation.
+  struct R { int64_t B, T; int H, K, D, pos0; bool big; };
+  for (R k : {R{2, 5, 4, 2, 64, 0, false}, R{1, 3, 6, 3, 6, 4, false}, R{3, 7, 2, 1, 16, 9, false},
+              R{1, 1, 1, 1, 2, 0, false}, R{1, 2048, 32, 4, 64, 0, true}}) {
+    const int64_t Q = int64_t(k.H + 2 * k.K) * k.D, Tmax = k.T + k.pos0 + 3;
+    std::vector<float> c, s;
+    rope_tables(int(Tmax), k.D, 10000.0f, c, s);
+    const std::string sh = dims({{"B", k.B}, {"T", k.T}, {"H", k.H}, {"K", k.K}, {"D", k.D}, {"pos0", k.pos0}});
+    for (bool fwd : {true, false})
+      add(v, fwd ? "rope_forward" : "rope_backward", sh, k.big, [=](OpRun& r) {
+        Tensor cos = r.in_values(DType::F32, {Tmax, k.D / 2}, c);
+        Tensor sin = r.in_values(DType::F32, {Tmax, k.D / 2}, s);
+        Tensor qkv = r.inout(fwd ? "qkv" : "dqkv", r.act(), {k.B, k.T, Q});
+        if (fwd) r.be().rope_forward(qkv, cos, sin, k.H, k.K, k.pos0);
+        else r.be().rope_backward(qkv, cos, sin, k.H, k.K, k.pos0);
+      });
+  }
+  struct W { int64_t N, I; bool big; };
+  for (W k : {W{7, 24, false}, W{5, 13, false}, W{1, 1, false}, W{2048, 5632, true}}) {
+    const std::string sh = dims({{"N", k.N}, {"I", k.I}});
+    add(v, "swiglu_forward", sh, k.big, [=](OpRun& r) {
+      Tensor gu = r.in_act({k.N, 2 * k.I}, 2.0);
+      r.be().swiglu_forward(r.out("out", r.act(), {k.N, k.I}), gu);
+    });
+    add(v, "swiglu_backward", sh, k.big, [=](OpRun& r) {
+      Tensor gu = r.in_act({k.N, 2 * k.I}, 2.0), dout = r.in_act({k.N, k.I});
+      r.be().swiglu_backward(r.out("dgate_up", r.act(), {k.N, 2 * k.I}), dout, gu);
+    });
+  }
+}
+
+void head(std::vector<OpCase>& v) {
+  // Small and odd, one row, the 1.1B head, and N = 8200 > one 8192-row chunk (two chunks).
+  struct S { int64_t N, C, V; bool big; };
+  for (S k : {S{7, 24, 37, false}, S{3, 8, 5, false}, S{64, 2048, 32000, true}, S{8200, 8, 32000, true}}) {
+    std::vector<int32_t> tgt = bt::ids(k.N, k.V, 71);
+    tgt[std::min<int64_t>(1, k.N - 1)] = -1;  // ignored targets: loss 0, no gradient
+    tgt[size_t(k.N - 1)] = -100;
+    const float scale = 0.37f / float(k.N);
+    for (bool grad : {true, false}) {
+      OpCase c;
+      c.op = grad ? "head_cross_entropy" : "head_cross_entropy (loss only)";
+      c.shape = dims({{"N", k.N}, {"C", k.C}, {"V", k.V}});
+      c.big = k.big;
+      c.run = [=](OpRun& r) {
+        Tensor targets = r.in_ids({k.N}, tgt), x = r.in_act({k.N, k.C});
+        Tensor w = r.in_act({k.V, k.C}, 2.0 / std::sqrt(double(k.C)));
+        Tensor losses = r.out("losses", DType::F32, {k.N}, kLoss);
+        Tensor dx = grad ? r.out("dx", r.act(), {k.N, k.C}) : Tensor();
+        // += starts small next to the gradient (a target row gets ~scale |x|), so a wrong
+        // gradient cannot hide under it. dlogits are bf16 on CUDA: bf16's tolerance. Without
+        // dx it must stay untouched.
+        Tensor dw = r.inout("dweight", DType::F32, {k.V, k.C}, 0.1 * scale, grad ? 1e-2 : kExact);
+        r.be().head_cross_entropy(losses, dx, dw, x, w, targets, scale);
+      };
+      c.check = [=](const std::vector<Output>& out) {
+        EXPECT_EQ(out[0].values[1], 0.0f) << "an ignored target must give loss 0";
+        EXPECT_EQ(out[0].values[size_t(k.N - 1)], 0.0f) << "an ignored target must give loss 0";
+      };
+      v.push_back(std::move(c));
+    }
+  }
+}
+
+void optimizer(std::vector<OpCase>& v) {
+  for (int64_t n : {int64_t(1), int64_t(7), int64_t(1000), int64_t(4194307)})
+    for (int64_t off : {int64_t(0), int64_t(1)})  // offset 1: the unaligned path
+      add(v, "sum_squares", dims({{"n", n}, {"offset", off}}), n > 1000000, [=](OpRun& r) {
+        Tensor g = r.in(DType::F32, {n + off}, 0.01);
+        r.be().sum_squares(r.out("out", DType::F32, {1}, kF32Sum), g.rows(off, n + off));
+      });
+  for (int64_t n : {int64_t(1), int64_t(7), int64_t(100003)})
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool clip = variant & 1, compute = variant & 2;
+      add(v, cat("adamw_update", clip ? " clipped" : "", compute ? " with compute copy" : ""),
+          dims({{"n", n}}), false, [=](OpRun& r) {
+            std::vector<float> v0 = bt::randn(n, 94, 0.01);
+            for (float& x : v0) x = x * x;
+            Tensor g = r.in(DType::F32, {n}, 0.5);
+            Tensor nsq = r.in_values(DType::F32, {1}, {float(n)});  // norm sqrt(n): clips by ~1/sqrt(n)
+            Tensor p = r.inout("params", DType::F32, {n}, 0.02, kF32Sum);
+            Tensor m = r.inout("m", DType::F32, {n}, 0.01, kF32Sum);
+            Tensor vv = r.inout_values("v", DType::F32, {n}, v0, kF32Sum);
+            Tensor pc = compute ? r.out("params_compute", r.act(), {n}) : Tensor();
+            AdamWArgs a;
+            a.lr = 4e-4f;
+            a.step = 7;
+            a.max_grad_norm = 1.0f;
+            r.be().adamw_update(p, g, m, vv, pc, clip ? nsq : Tensor(), a);
+          });
+    }
+}
+
+void attention(std::vector<OpCase>& v) {
+  // One row, partial tiles, exact tiles and tiles + 2; GQA groups of 2, multi-query (K=1),
+  // no grouping (K=H); head dims 16 (golden fixture), 32 (tiny preset), 64 and 128 (fa2 and
+  // cuDNN), 6 (not a multiple of 8); the 1.1B shape.
+  struct S { int64_t B, T; int H, K, D; bool big; };
+  for (S k : {S{2, 1, 4, 2, 64, false}, S{2, 65, 4, 2, 64, false}, S{2, 128, 4, 1, 64, false},
+              S{1, 130, 4, 4, 128, false}, S{2, 64, 6, 2, 32, false}, S{2, 17, 4, 2, 16, false},
+              S{1, 9, 2, 1, 6, false}, S{8, 2048, 32, 4, 64, true}}) {
+    const int64_t Q = int64_t(k.H + 2 * k.K) * k.D, O = int64_t(k.H) * k.D;
+    for (bool fwd : {true, false}) {
+      OpCase c;
+      c.op = fwd ? "attention_forward" : "attention_backward";
+      c.shape = dims({{"B", k.B}, {"T", k.T}, {"H", k.H}, {"K", k.K}, {"D", k.D}});
+      c.big = k.big;
+      c.attn_T = int(k.T), c.attn_H = k.H, c.attn_K = k.K, c.attn_D = k.D;
+      c.run = [=](OpRun& r) {
+        Tensor qkv = r.in_act({k.B, k.T, Q});
+        if (fwd) {
+          r.be().attention_forward(r.out("out", r.act(), {k.B, k.T, O}, kAttention),
+                                   r.out("lse", DType::F32, {k.B, k.H, k.T}), qkv, k.H, k.K);
+          return;
+        }
+        // The forward's out and lse, as this backend computes them, feed its backward.
+        backend_test::Arr out = backend_test::alloc(r.be(), r.act(), {k.B, k.T, O});
+        backend_test::Arr lse = backend_test::alloc(r.be(), DType::F32, {k.B, k.H, k.T});
+        r.be().attention_forward(out.t, lse.t, qkv, k.H, k.K);
+        Tensor dout = r.in_act({k.B, k.T, O});
+        r.be().attention_backward(r.out("dqkv", r.act(), {k.B, k.T, Q}, kAttention), dout, qkv,
+                                  out.t, lse.t, k.H, k.K);
+      };
+      v.push_back(std::move(c));
+    }
+  }
+  // Incremental decoding over a KV cache: decode (Tn = 1) and prefill (Tn > 1) steps at
+  // per-row positions, head dims with and without the 8-wide path, GQA groups of 1..32 (more
+  // than 8 heads per KV head), contexts long enough to split the keys (flash-decoding).
+  struct Dc { int B, Tn, H, K, D, Tmax; std::vector<int32_t> pos; };
+  for (const Dc& k : {Dc{1, 1, 32, 4, 64, 2048, {1500}}, Dc{3, 1, 32, 4, 64, 700, {0, 129, 640}},
+                      Dc{2, 5, 8, 8, 128, 300, {0, 200}}, Dc{2, 3, 6, 2, 6, 40, {4, 30}},
+                      Dc{1, 1, 32, 1, 16, 520, {515}}, Dc{4, 17, 4, 2, 64, 64, {0, 10, 20, 47}},
+                      Dc{1, 1, 1, 1, 2, 1, {0}}}) {
+    const int64_t Q = int64_t(k.H + 2 * k.K) * k.D, KD = int64_t(k.K) * k.D;
+    int kv_len = 0;
+    for (int32_t p : k.pos) kv_len = std::max(kv_len, p + k.Tn);
+    std::vector<float> c, s;
+    rope_tables(k.Tmax, k.D, 10000.0f, c, s);
+    add(v, "attention_decode",
+        dims({{"B", k.B}, {"Tn", k.Tn}, {"H", k.H}, {"K", k.K}, {"D", k.D}, {"Tmax", k.Tmax}}),
+        false, [=](OpRun& r) {
+          Tensor cos = r.in_values(DType::F32, {k.Tmax, k.D / 2}, c);
+          Tensor sin = r.in_values(DType::F32, {k.Tmax, k.D / 2}, s);
+          Tensor pos = r.in_ids({k.B}, k.pos);
+          Tensor qkv = r.inout("qkv (rotated)", r.act(), {k.B, k.Tn, Q});
+          Tensor kc = r.inout("k_cache", r.act(), {k.B, k.Tmax, KD});
+          Tensor vc = r.inout("v_cache", r.act(), {k.B, k.Tmax, KD}, 1.0, kExact);  // copies
+          r.be().attention_decode(r.out("out", r.act(), {k.B, k.Tn, int64_t(k.H) * k.D}), qkv, kc,
+                                  vc, cos, sin, pos, kv_len, k.H, k.K);
+        });
+  }
+}
+
+}  // namespace
+
+std::vector<OpCase> op_cases() {
+  std::vector<OpCase> v;
+  embedding(v);
+  rmsnorm(v);
+  matmul(v);
+  rope_swiglu(v);
+  head(v);
+  optimizer(v);
+  attention(v);
+  return v;
+}
+
+}  // namespace backend_ops
