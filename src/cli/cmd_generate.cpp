@@ -4,7 +4,6 @@
 // several print each completion when the batch is done. Timing goes to stderr.
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "core/fs.h"
@@ -12,6 +11,7 @@
 #include "core/timer.h"
 #include "data/tokenizer.h"
 #include "generate/generate.h"
+#include "generate/prompts.h"
 #include "checkpoint/load.h"
 
 namespace tl::cli {
@@ -26,29 +26,6 @@ struct GenerateArgs {
   uint64_t seed = 0;
   bool ids = false, no_cache = false, ignore_eos = false;
 };
-
-// "1 2 3" or "1,2,3" -> ids.
-std::vector<int> parse_ids(const std::string& line, size_t which) {
-  std::string s = line;
-  for (char& c : s)
-    if (c == ',') c = ' ';
-  std::istringstream in(s);
-  std::vector<int> ids;
-  std::string word;
-  while (in >> word) {
-    size_t used = 0;
-    int v = -1;
-    try {
-      v = std::stoi(word, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    TL_CHECK(used == word.size() && v >= 0, "--ids: prompt ", which, " holds '", word,
-             "', not a token id");
-    ids.push_back(v);
-  }
-  return ids;
-}
 
 std::vector<std::string> prompt_texts(const GenerateArgs& a) {
   std::vector<std::string> out = a.prompts;
@@ -81,19 +58,15 @@ void run_generate(const GenerateArgs& a) {
 
   // Prompts as ids; text prompts get the prefix token (bos for imported models, eos for
   // models trained here, whose documents each follow an EOS).
-  std::string prefix = a.prefix;
-  if (prefix == "auto") prefix = lm.meta.value("format", "") == "tinyllama-train" ? "eos" : "bos";
+  const std::string prefix = resolve_prompt_prefix(a.prefix, lm.meta);
   const std::vector<std::string> texts = prompt_texts(a);
   std::vector<std::vector<int>> prompts;
   for (size_t i = 0; i < texts.size(); ++i) {
     std::vector<int> ids;
-    if (a.ids) {
-      ids = parse_ids(texts[i], i);
-    } else {
-      if (prefix == "bos") ids.push_back(tok->bos_id());
-      if (prefix == "eos") ids.push_back(tok->eos_id());
-      for (int id : tok->encode(texts[i])) ids.push_back(id);
-    }
+    if (a.ids)
+      ids = parse_token_ids(texts[i], i);
+    else
+      ids = encode_prompt(*tok, texts[i], prefix);
     TL_CHECK(!ids.empty(), "prompt ", i, " is empty");
     for (int id : ids)
       TL_CHECK(id < V, "prompt ", i, ": token id ", id, " is outside the model's vocabulary of ",
