@@ -23,6 +23,7 @@
 #include "core/rng.h"
 
 using namespace tl;
+using namespace tl::gpu;
 
 namespace {
 

@@ -23,6 +23,7 @@
 namespace attention_test {
 
 using namespace tl;
+using namespace tl::gpu;
 
 #define CK(expr)                                                                    \
   do {                                                                              \

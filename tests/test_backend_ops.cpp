@@ -61,10 +61,11 @@ bool attention_case(const OpCase& c) { return c.attn_D > 0; }
 // choice in its place).
 bool runs_shape(const std::string& impl, const OpCase& c) {
 #ifdef TL_WITH_CUDA
-  AttentionOptions o;
+  using gpu::AttentionImpl;
+  gpu::AttentionOptions o;
   o.impl = impl == "fa2" ? AttentionImpl::Fa2 : impl == "cudnn" ? AttentionImpl::Cudnn
                                                                 : AttentionImpl::Generic;
-  return attention_impl_for(o, c.attn_T, c.attn_H, c.attn_K, c.attn_D) == o.impl;
+  return gpu::attention_impl_for(o, c.attn_T, c.attn_H, c.attn_K, c.attn_D) == o.impl;
 #else
   (void)impl, (void)c;
   return false;

@@ -20,6 +20,7 @@ TEST(CudaAttention, NeedsCuda) { GTEST_SKIP() << "built without CUDA"; }
 #include "attention_test_util.h"
 
 using namespace tl;
+using namespace tl::gpu;
 using namespace attention_test;
 
 namespace {

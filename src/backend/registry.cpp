@@ -9,7 +9,7 @@ namespace tl {
 
 bool cuda_available() {
 #ifdef TL_WITH_CUDA
-  return cuda_device_count() > 0;
+  return gpu::cuda_device_count() > 0;
 #else
   return false;
 #endif
@@ -17,7 +17,7 @@ bool cuda_available() {
 
 int cuda_visible_device_count() {
 #ifdef TL_WITH_CUDA
-  return cuda_device_count();
+  return gpu::cuda_device_count();
 #else
   return 0;
 #endif
@@ -30,14 +30,14 @@ std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
     TL_CHECK(!n.empty() && n.find_first_not_of("0123456789") == std::string::npos,
              "unknown device '", device, "' (expected cuda:N with N a GPU number)");
 #ifdef TL_WITH_CUDA
-    return make_cuda_backend(std::stoi(n));
+    return gpu::make_cuda_backend(std::stoi(n));
 #else
     fail("--device ", device, ": this tinyllama was built without the CUDA backend");
 #endif
   }
   if (device == "cuda" || device == "auto") {
 #ifdef TL_WITH_CUDA
-    if (cuda_device_count() > 0) return make_cuda_backend(0);
+    if (gpu::cuda_device_count() > 0) return gpu::make_cuda_backend(0);
     TL_CHECK(device == "auto", "--device cuda: no CUDA GPU is visible to this process");
 #else
     TL_CHECK(device == "auto",

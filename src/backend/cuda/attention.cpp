@@ -8,7 +8,7 @@
 #include "backend/cuda/attention_internal.h"
 #include "backend/cuda/cuda_common.h"
 
-namespace tl {
+namespace tl::gpu {
 namespace {
 
 struct AttentionState {
@@ -257,4 +257,4 @@ void attention_release(CudaContext& ctx) noexcept {
   cudnn_release_handle(ctx);
 }
 
-}  // namespace tl
+}  // namespace tl::gpu

@@ -28,7 +28,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "core/tensor.h"
 
-namespace tl {
+namespace tl::gpu {
 
 enum class AttentionImpl : uint8_t { Auto, Fa2, Cudnn, Generic };
 
@@ -71,4 +71,4 @@ size_t attention_scratch_bytes(const CudaContext& ctx);
 // Frees the attention state and the cuDNN handle (ctx.cudnn); safe to call more than once.
 void attention_release(CudaContext& ctx) noexcept;
 
-}  // namespace tl
+}  // namespace tl::gpu

@@ -27,7 +27,7 @@
 #include "backend/cuda/attention_internal.h"
 #include "backend/cuda/cuda_common.h"
 
-namespace tl {
+namespace tl::gpu {
 namespace {
 
 [[noreturn]] void cudnn_fail(cudnnStatus_t st, const char* expr, const char* file, int line) {
@@ -531,4 +531,4 @@ void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnSha
            &scale, &neg_inf, &one, ws + off_dsum, ws + off_dq});
 }
 
-}  // namespace tl
+}  // namespace tl::gpu

@@ -22,7 +22,7 @@
 #include "backend/cuda/attention_internal.h"
 #include "backend/cuda/cuda_common.h"
 
-namespace tl {
+namespace tl::gpu {
 namespace fa2 {
 namespace {
 
@@ -700,4 +700,4 @@ void fa2_backward(const AttnShape& s, void* dqkv, const void* dout, const void* 
     fa2::backward_d<128>(s, p, o, dsum, deterministic, 4, stream);
 }
 
-}  // namespace tl
+}  // namespace tl::gpu

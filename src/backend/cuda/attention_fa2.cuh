@@ -10,7 +10,7 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
-namespace tl::fa2 {
+namespace tl::gpu::fa2 {
 
 using bf16 = __nv_bfloat16;
 
@@ -131,4 +131,4 @@ __device__ __forceinline__ int lane_chunk_a(int lane) { return lane >> 4; }
 __device__ __forceinline__ int lane_row_bn(int lane) { return (lane & 7) + ((lane >> 4) << 3); }
 __device__ __forceinline__ int lane_chunk_bn(int lane) { return (lane >> 3) & 1; }
 
-}  // namespace tl::fa2
+}  // namespace tl::gpu::fa2

@@ -27,7 +27,7 @@
 #include "backend/cuda/attention_internal.h"
 #include "backend/cuda/cuda_common.h"
 
-namespace tl {
+namespace tl::gpu {
 namespace gen {
 namespace {
 
@@ -480,4 +480,4 @@ void generic_backward(const AttnShape& s, void* dqkv, const void* dout, const vo
   }
 }
 
-}  // namespace tl
+}  // namespace tl::gpu

@@ -11,7 +11,7 @@
 
 #include "backend/cuda/cuda_context.h"
 
-namespace tl {
+namespace tl::gpu {
 
 struct AttnShape {
   int B = 0, T = 0, H = 0, K = 0, D = 0;  // batch, tokens, query heads, kv heads, head dim
@@ -62,4 +62,4 @@ void cudnn_attention_forward(CudaContext& ctx, CudnnAttention* c, const AttnShap
 void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnShape& s, void* dqkv,
                               const void* dout, const void* qkv, const void* out, const float* lse);
 
-}  // namespace tl
+}  // namespace tl::gpu

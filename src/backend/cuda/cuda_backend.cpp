@@ -15,7 +15,7 @@
 #include "backend/cuda/ops.h"
 #include "backend/cuda/profile.h"
 
-namespace tl {
+namespace tl::gpu {
 
 int cuda_device_count() {
   int n = 0;
@@ -278,4 +278,4 @@ std::unique_ptr<Backend> make_cuda_backend(int device) {
   return std::make_unique<CudaBackend>(device);
 }
 
-}  // namespace tl
+}  // namespace tl::gpu

@@ -5,9 +5,9 @@
 
 #include "backend/backend.h"
 
-namespace tl {
+namespace tl::gpu {
 
 int cuda_device_count();  // 0 when no driver or no GPU (never throws)
 std::unique_ptr<Backend> make_cuda_backend(int device);
 
-}  // namespace tl
+}  // namespace tl::gpu

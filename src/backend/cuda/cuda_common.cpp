@@ -1,6 +1,6 @@
 #include "backend/cuda/cuda_common.h"
 
-namespace tl {
+namespace tl::gpu {
 
 void cuda_fail(const char* what, const char* expr, const char* file, int line) {
   int device = -1;
@@ -24,4 +24,4 @@ const char* cublas_status_name(cublasStatus_t s) {
   }
 }
 
-}  // namespace tl
+}  // namespace tl::gpu

@@ -5,7 +5,7 @@
 
 #include <cstddef>
 
-namespace tl {
+namespace tl::gpu {
 
 struct CudaContext {
   int device = 0;
@@ -20,4 +20,4 @@ struct CudaContext {
                                      // it and cudnn, before the stream is destroyed
 };
 
-}  // namespace tl
+}  // namespace tl::gpu

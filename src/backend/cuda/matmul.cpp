@@ -5,7 +5,7 @@
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
 
-namespace tl {
+namespace tl::gpu {
 namespace {
 
 // Largest power of two (<= 256) dividing the address: what the heuristic may assume.
@@ -141,4 +141,4 @@ void CublasGemm::backward_weight(const char* op, Tensor dw, Tensor dout, Tensor 
        int(s.I), int(s.O), int(s.rows), 1.0f);
 }
 
-}  // namespace tl
+}  // namespace tl::gpu

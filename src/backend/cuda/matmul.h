@@ -19,7 +19,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "core/tensor.h"
 
-namespace tl {
+namespace tl::gpu {
 
 class CublasGemm {
  public:
@@ -55,4 +55,4 @@ class CublasGemm {
   std::map<Key, Plan> plans_;
 };
 
-}  // namespace tl
+}  // namespace tl::gpu

@@ -2,7 +2,7 @@
 
 #include "backend/cuda/cuda_common.h"
 
-namespace tl {
+namespace tl::gpu {
 namespace {
 double gib(size_t b) { return double(b) / double(size_t(1) << 30); }
 }  // namespace
@@ -71,4 +71,4 @@ void* Scratch::get(size_t bytes, cudaStream_t stream) {
   return ptr_;
 }
 
-}  // namespace tl
+}  // namespace tl::gpu

@@ -7,7 +7,7 @@
 #include <mutex>
 #include <unordered_map>
 
-namespace tl {
+namespace tl::gpu {
 
 class DeviceMemory {
  public:
@@ -55,4 +55,4 @@ class Scratch {
   size_t bytes_ = 0;
 };
 
-}  // namespace tl
+}  // namespace tl::gpu

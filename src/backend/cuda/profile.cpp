@@ -2,7 +2,7 @@
 
 #include "backend/cuda/cuda_common.h"
 
-namespace tl {
+namespace tl::gpu {
 namespace {
 // Beyond this many pending records, begin() folds them (a host sync, profiling only).
 constexpr size_t kMaxPending = 4096;
@@ -73,4 +73,4 @@ std::vector<std::pair<std::string, double>> Profiler::take() {
   return out;
 }
 
-}  // namespace tl
+}  // namespace tl::gpu

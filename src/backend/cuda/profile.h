@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-namespace tl {
+namespace tl::gpu {
 
 // Copy: device-to-device copies and memsets (e.g. FSDP's gradient buffers).
 enum class ProfCat : int { Matmul = 0, Attention, Optimizer, Other, Copy, Count };
@@ -58,4 +58,4 @@ class Profiler {
   cudaError_t deferred_ = cudaSuccess;  // an error from a destructor, raised by take()
 };
 
-}  // namespace tl
+}  // namespace tl::gpu
