@@ -100,7 +100,7 @@ inline Sel all_of(const Shape5& s) { return {0, s.B, 0, s.K}; }
 
 // out[B,T,H*D], lse[B,H,T] (entries outside the selection stay 0).
 inline void ref_forward(const Shape5& s, const Sel& sel, const std::vector<double>& qkv,
-                 std::vector<double>& out, std::vector<double>& lse) {
+                        std::vector<double>& out, std::vector<double>& lse) {
   out.assign(size_t(s.out_n()), 0.0), lse.assign(size_t(s.lse_n()), 0.0);
   const int G = s.H / s.K, D = s.D;
   const double scale = 1.0 / std::sqrt(double(D));
@@ -134,8 +134,8 @@ inline void ref_forward(const Shape5& s, const Sel& sel, const std::vector<doubl
 
 // dqkv[B,T,(H+2K)*D] from dout, with out and lse as given (the values the GPU receives).
 inline void ref_backward(const Shape5& s, const Sel& sel, const std::vector<double>& qkv,
-                  const std::vector<double>& out, const std::vector<double>& lse,
-                  const std::vector<double>& dout, std::vector<double>& dqkv) {
+                         const std::vector<double>& out, const std::vector<double>& lse,
+                         const std::vector<double>& dout, std::vector<double>& dqkv) {
   dqkv.assign(size_t(s.qkv_n()), 0.0);
   const int G = s.H / s.K, D = s.D, T = s.T;
   const double scale = 1.0 / std::sqrt(double(D));
@@ -188,7 +188,7 @@ inline void ref_backward(const Shape5& s, const Sel& sel, const std::vector<doub
 // Element index sets: which part of each tensor to compare.
 enum class Part { Q, K, V };
 inline std::vector<int64_t> out_indices(const Shape5& s,
-                                 const Sel& sel) {  // out[B,T,H*D] of the selection
+                                        const Sel& sel) {  // out[B,T,H*D] of the selection
   std::vector<int64_t> idx;
   const int G = s.H / s.K;
   for (int b = sel.b0; b < sel.b1; ++b)
@@ -259,8 +259,8 @@ void expect_close(const std::string& what, const A& got, const B& ref,
   EXPECT_LE(st.max_err, max_bound) << what;
 }
 inline void expect_lse_close(const std::string& what, const std::vector<float>& got,
-                      const std::vector<double>& ref, const std::vector<int64_t>& idx,
-                      double tol = 2e-3) {
+                             const std::vector<double>& ref, const std::vector<int64_t>& idx,
+                             double tol = 2e-3) {
   const Stats st = diff(got, ref, idx);
   std::printf("  %-58s max_abs_err %.2e (tol %.0e)  non-finite %lld\n", what.c_str(), st.max_err,
               tol, (long long)st.nan);

@@ -44,7 +44,7 @@ class OpRun {
   Tensor in(DType dt, Shape s, double std = 1.0, double mean = 0.0);
   Tensor in_act(Shape s, double std = 1.0, double mean = 0.0) { return in(act(), s, std, mean); }
   Tensor in_values(DType dt, Shape s, const std::vector<float>& v);  // given values
-  Tensor in_ids(Shape s, const std::vector<int32_t>& v);            // i32
+  Tensor in_ids(Shape s, const std::vector<int32_t>& v);             // i32
   // Output the op overwrites: poisoned with NaN.
   Tensor out(const std::string& name, DType dt, Shape s, double tol = -1);
   // Output the op accumulates into (or rewrites in place): starts from random values.

@@ -43,8 +43,8 @@ Tensor OpRun::inout(const std::string& name, DType dt, Shape s, double std, doub
   return inout_values(name, dt, s, bt::randn(s.numel(), next_seed(), std), tol);
 }
 
-Tensor OpRun::inout_values(const std::string& name, DType dt, Shape s,
-                           const std::vector<float>& v, double tol) {
+Tensor OpRun::inout_values(const std::string& name, DType dt, Shape s, const std::vector<float>& v,
+                           double tol) {
   Tensor t = in_values(dt, s, v);
   outs_.push_back({name, t, tol});
   return t;
@@ -59,9 +59,9 @@ std::vector<Output> OpRun::results() {
 namespace {
 
 // Why a case sets its own tolerance.
-constexpr double kExact = 0;       // copies: the values themselves
-constexpr double kF32Sum = 1e-5;   // f32 elementwise or a sum of f32 squares: f32 rounding only
-constexpr double kLoss = 5e-3;     // the logits are rounded to bf16 before the softmax
+constexpr double kExact = 0;         // copies: the values themselves
+constexpr double kF32Sum = 1e-5;     // f32 elementwise or a sum of f32 squares: f32 rounding only
+constexpr double kLoss = 5e-3;       // the logits are rounded to bf16 before the softmax
 constexpr double kAttention = 3e-2;  // P and dS are rounded to bf16 before the second GEMMs
 
 std::string dims(std::initializer_list<std::pair<const char*, int64_t>> d) {
@@ -81,8 +81,12 @@ void add(std::vector<OpCase>& v, std::string op, std::string shape, bool big,
 }
 
 void embedding(std::vector<OpCase>& v) {
-  struct S { int64_t N, V, C; bool big; };
-  for (S k : {S{7, 37, 40, false}, S{9, 11, 36, false}, S{1, 1, 8, false}, S{2048, 32000, 2048, true}}) {
+  struct S {
+    int64_t N, V, C;
+    bool big;
+  };
+  for (S k :
+       {S{7, 37, 40, false}, S{9, 11, 36, false}, S{1, 1, 8, false}, S{2048, 32000, 2048, true}}) {
     std::vector<int32_t> ids = bt::ids(k.N, k.V, 11);
     for (int64_t i = 0; i < k.N; i += 3) ids[size_t(i)] = int32_t(i % std::min<int64_t>(3, k.V));
     const std::string sh = dims({{"N", k.N}, {"V", k.V}, {"C", k.C}});
@@ -98,14 +102,17 @@ void embedding(std::vector<OpCase>& v) {
 }
 
 void rmsnorm(std::vector<OpCase>& v) {
-  struct S { int64_t N, C; bool big; };
+  struct S {
+    int64_t N, C;
+    bool big;
+  };
   for (S k : {S{7, 40, false}, S{5, 36, false}, S{1, 2, false}, S{3, 1000, false},
               S{33, 4096, false}, S{2048, 2048, true}}) {
     const std::string sh = dims({{"N", k.N}, {"C", k.C}});
     add(v, "rmsnorm_forward", sh, k.big, [=](OpRun& r) {
       Tensor x = r.in_act({k.N, k.C}, 2.0), w = r.in_act({k.C}, 0.3, 1.0);
-      r.be().rmsnorm_forward(r.out("out", r.act(), {k.N, k.C}), r.out("rstd", DType::F32, {k.N}),
-                             x, w, 1e-5f);
+      r.be().rmsnorm_forward(r.out("out", r.act(), {k.N, k.C}), r.out("rstd", DType::F32, {k.N}), x,
+                             w, 1e-5f);
     });
     // The CUDA backend rounds res_out to bf16 and normalizes that, the CPU normalizes the f32
     // sum: rstd then differs by the rounding's effect on the mean square (~2^-9 / sqrt(C)).
@@ -127,7 +134,10 @@ void rmsnorm(std::vector<OpCase>& v) {
 void matmul(std::vector<OpCase>& v) {
   // Odd sizes (leading dimensions not a multiple of 8), one row, then the 1.1B layers: qkv
   // 2048 -> 2560, gate_up 2048 -> 11264, down 5632 -> 2048, head 2048 -> 32000.
-  struct S { int64_t N, I, O; bool big; };
+  struct S {
+    int64_t N, I, O;
+    bool big;
+  };
   for (S k : {S{7, 40, 24, false}, S{5, 13, 7, false}, S{1, 24, 37, false}, S{1, 1, 1, false},
               S{300, 260, 72, false}, S{1024, 2048, 2560, true}, S{512, 2048, 11264, true},
               S{1024, 5632, 2048, true}, S{64, 2048, 32000, true}}) {
@@ -139,8 +149,10 @@ void matmul(std::vector<OpCase>& v) {
     });
     for (bool acc : {false, true})
       add(v, acc ? "matmul_backward (dinp +=)" : "matmul_backward", sh, k.big, [=](OpRun& r) {
-        Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws), dout = r.in_act({k.N, k.O});
-        Tensor dinp = acc ? r.inout("dinp", r.act(), {k.N, k.I}) : r.out("dinp", r.act(), {k.N, k.I});
+        Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws),
+               dout = r.in_act({k.N, k.O});
+        Tensor dinp =
+            acc ? r.inout("dinp", r.act(), {k.N, k.I}) : r.out("dinp", r.act(), {k.N, k.I});
         Tensor dw = acc ? Tensor() : r.inout("dweight", DType::F32, {k.O, k.I});
         r.be().matmul_backward(dinp, dw, dout, inp, w, acc);
       });
@@ -149,23 +161,33 @@ void matmul(std::vector<OpCase>& v) {
 
 void rope_swiglu(std::vector<OpCase>& v) {
   // Head dim 64 (vector path), 6 (scalar path), 2 (the smallest); pos0 > 0 as in generation.
-  struct R { int64_t B, T; int H, K, D, pos0; bool big; };
+  struct R {
+    int64_t B, T;
+    int H, K, D, pos0;
+    bool big;
+  };
   for (R k : {R{2, 5, 4, 2, 64, 0, false}, R{1, 3, 6, 3, 6, 4, false}, R{3, 7, 2, 1, 16, 9, false},
               R{1, 1, 1, 1, 2, 0, false}, R{1, 2048, 32, 4, 64, 0, true}}) {
     const int64_t Q = int64_t(k.H + 2 * k.K) * k.D, Tmax = k.T + k.pos0 + 3;
     std::vector<float> c, s;
     rope_tables(int(Tmax), k.D, 10000.0f, c, s);
-    const std::string sh = dims({{"B", k.B}, {"T", k.T}, {"H", k.H}, {"K", k.K}, {"D", k.D}, {"pos0", k.pos0}});
+    const std::string sh =
+        dims({{"B", k.B}, {"T", k.T}, {"H", k.H}, {"K", k.K}, {"D", k.D}, {"pos0", k.pos0}});
     for (bool fwd : {true, false})
       add(v, fwd ? "rope_forward" : "rope_backward", sh, k.big, [=](OpRun& r) {
         Tensor cos = r.in_values(DType::F32, {Tmax, k.D / 2}, c);
         Tensor sin = r.in_values(DType::F32, {Tmax, k.D / 2}, s);
         Tensor qkv = r.inout(fwd ? "qkv" : "dqkv", r.act(), {k.B, k.T, Q});
-        if (fwd) r.be().rope_forward(qkv, cos, sin, k.H, k.K, k.pos0);
-        else r.be().rope_backward(qkv, cos, sin, k.H, k.K, k.pos0);
+        if (fwd)
+          r.be().rope_forward(qkv, cos, sin, k.H, k.K, k.pos0);
+        else
+          r.be().rope_backward(qkv, cos, sin, k.H, k.K, k.pos0);
       });
   }
-  struct W { int64_t N, I; bool big; };
+  struct W {
+    int64_t N, I;
+    bool big;
+  };
   for (W k : {W{7, 24, false}, W{5, 13, false}, W{1, 1, false}, W{2048, 5632, true}}) {
     const std::string sh = dims({{"N", k.N}, {"I", k.I}});
     add(v, "swiglu_forward", sh, k.big, [=](OpRun& r) {
@@ -181,8 +203,12 @@ void rope_swiglu(std::vector<OpCase>& v) {
 
 void head(std::vector<OpCase>& v) {
   // Small and odd, one row, the 1.1B head, and N = 8200 > one 8192-row chunk (two chunks).
-  struct S { int64_t N, C, V; bool big; };
-  for (S k : {S{7, 24, 37, false}, S{3, 8, 5, false}, S{64, 2048, 32000, true}, S{8200, 8, 32000, true}}) {
+  struct S {
+    int64_t N, C, V;
+    bool big;
+  };
+  for (S k : {S{7, 24, 37, false}, S{3, 8, 5, false}, S{64, 2048, 32000, true},
+              S{8200, 8, 32000, true}}) {
     std::vector<int32_t> tgt = bt::ids(k.N, k.V, 71);
     tgt[std::min<int64_t>(1, k.N - 1)] = -1;  // ignored targets: loss 0, no gradient
     tgt[size_t(k.N - 1)] = -100;
@@ -227,7 +253,8 @@ void optimizer(std::vector<OpCase>& v) {
             std::vector<float> v0 = bt::randn(n, 94, 0.01);
             for (float& x : v0) x = x * x;
             Tensor g = r.in(DType::F32, {n}, 0.5);
-            Tensor nsq = r.in_values(DType::F32, {1}, {float(n)});  // norm sqrt(n): clips by ~1/sqrt(n)
+            Tensor nsq =
+                r.in_values(DType::F32, {1}, {float(n)});  // norm sqrt(n): clips by ~1/sqrt(n)
             Tensor p = r.inout("params", DType::F32, {n}, 0.02, kF32Sum);
             Tensor m = r.inout("m", DType::F32, {n}, 0.01, kF32Sum);
             Tensor vv = r.inout_values("v", DType::F32, {n}, v0, kF32Sum);
@@ -245,7 +272,11 @@ void attention(std::vector<OpCase>& v) {
   // One row, partial tiles, exact tiles and tiles + 2; GQA groups of 2, multi-query (K=1),
   // no grouping (K=H); head dims 16 (golden fixture), 32 (tiny preset), 64 and 128 (fa2 and
   // cuDNN), 6 (not a multiple of 8); the 1.1B shape.
-  struct S { int64_t B, T; int H, K, D; bool big; };
+  struct S {
+    int64_t B, T;
+    int H, K, D;
+    bool big;
+  };
   for (S k : {S{2, 1, 4, 2, 64, false}, S{2, 65, 4, 2, 64, false}, S{2, 128, 4, 1, 64, false},
               S{1, 130, 4, 4, 128, false}, S{2, 64, 6, 2, 32, false}, S{2, 17, 4, 2, 16, false},
               S{1, 9, 2, 1, 6, false}, S{8, 2048, 32, 4, 64, true}}) {
@@ -277,7 +308,10 @@ void attention(std::vector<OpCase>& v) {
   // Incremental decoding over a KV cache: decode (Tn = 1) and prefill (Tn > 1) steps at
   // per-row positions, head dims with and without the 8-wide path, GQA groups of 1..32 (more
   // than 8 heads per KV head), contexts long enough to split the keys (flash-decoding).
-  struct Dc { int B, Tn, H, K, D, Tmax; std::vector<int32_t> pos; };
+  struct Dc {
+    int B, Tn, H, K, D, Tmax;
+    std::vector<int32_t> pos;
+  };
   for (const Dc& k : {Dc{1, 1, 32, 4, 64, 2048, {1500}}, Dc{3, 1, 32, 4, 64, 700, {0, 129, 640}},
                       Dc{2, 5, 8, 8, 128, 300, {0, 200}}, Dc{2, 3, 6, 2, 6, 40, {4, 30}},
                       Dc{1, 1, 32, 1, 16, 520, {515}}, Dc{4, 17, 4, 2, 64, 64, {0, 10, 20, 47}},

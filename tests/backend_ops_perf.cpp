@@ -11,7 +11,7 @@ std::vector<PerfOp> perf_ops(Backend& g, std::vector<bt::Arr>& keep) {
   const int64_t B = 8, T = 2048, N = B * T, C = 2048, I = 5632, V = 32000, H = 32, K = 4, D = 64;
   const int64_t Q = (H + 2 * K) * D, L = 22;
   const int64_t P = 1100048384;  // parameters
-  keep.reserve(64);  // the ops hold Tensor views into these
+  keep.reserve(64);              // the ops hold Tensor views into these
   auto arr = [&](DType dt, Shape s, uint64_t seed, double scale, double mean) -> Tensor {
     keep.push_back(bt::alloc(g, dt, s));
     if (dt != DType::I32) bt::upload(g, keep.back().t, bt::fast_fill(s.numel(), seed, scale, mean));
@@ -60,10 +60,15 @@ std::vector<PerfOp> perf_ops(Backend& g, std::vector<bt::Arr>& keep) {
   op("rope_backward", qk_bytes, 0, L, [=, &g] { g.rope_backward(qkv, cos, sin, H, K, 0); });
   op("swiglu_forward", 3.0 * N * I * 2, 0, L, [=, &g] { g.swiglu_forward(sw, gu); });
   op("swiglu_backward", 5.0 * N * I * 2, 0, L, [=, &g] { g.swiglu_backward(dgu, dsw, gu); });
-  struct Gemm { const char* name; Tensor in, w, out, dw, din; int64_t In, O; };
-  for (const Gemm& m : {Gemm{"qkv", y, wqkv, qkv, dwqkv, dx, C, Q}, Gemm{"wo", y, wo, x2, dwo, dx, C, C},
-                        Gemm{"gate_up", y, wgu, gu, dwgu, dx, C, 2 * I},
-                        Gemm{"down", sw, wdown, x2, dwdown, dsw, I, C}}) {
+  struct Gemm {
+    const char* name;
+    Tensor in, w, out, dw, din;
+    int64_t In, O;
+  };
+  for (const Gemm& m :
+       {Gemm{"qkv", y, wqkv, qkv, dwqkv, dx, C, Q}, Gemm{"wo", y, wo, x2, dwo, dx, C, C},
+        Gemm{"gate_up", y, wgu, gu, dwgu, dx, C, 2 * I},
+        Gemm{"down", sw, wdown, x2, dwdown, dsw, I, C}}) {
     const double fl = 2.0 * N * m.In * m.O;
     const Tensor out2 = m.out.view({N, m.O});
     op(cat("matmul_forward ", m.name), 0, fl, L, [=, &g] { g.matmul_forward(out2, m.in, m.w); });
@@ -84,8 +89,9 @@ std::vector<PerfOp> perf_ops(Backend& g, std::vector<bt::Arr>& keep) {
                  [=, &g] { g.sum_squares(nsq, gr); }});
   AdamWArgs args;
   args.lr = 4e-4f;
-  ops.push_back({"adamw_update (all params, once per step)", 30.0 * P, 0, 0, k,
-                 [=, &g] { g.adamw_update(p, gr, mm, vv, act == DType::F32 ? Tensor() : pc, nsq, args); }});
+  ops.push_back({"adamw_update (all params, once per step)", 30.0 * P, 0, 0, k, [=, &g] {
+                   g.adamw_update(p, gr, mm, vv, act == DType::F32 ? Tensor() : pc, nsq, args);
+                 }});
   return ops;
 }
 

@@ -90,8 +90,8 @@ inline std::vector<int32_t> ids(int64_t n, int64_t below, uint64_t seed) {
 inline ::testing::AssertionResult close(const std::string& what, const std::vector<float>& got,
                                         const std::vector<float>& ref, double tol) {
   if (got.size() != ref.size())
-    return ::testing::AssertionFailure() << what << ": sizes differ " << got.size() << " vs "
-                                         << ref.size();
+    return ::testing::AssertionFailure()
+           << what << ": sizes differ " << got.size() << " vs " << ref.size();
   double max_ref = 0, max_err = 0;
   size_t worst = 0, bad = 0, first_bad = 0;
   for (size_t i = 0; i < got.size(); ++i) {

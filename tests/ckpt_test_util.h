@@ -95,7 +95,8 @@ inline std::vector<float> random_params(const tl::ModelConfig& cfg, uint64_t see
   std::vector<float> p(size_t(layout.total()), 0.0f);
   tl::Rng rng(seed);
   for (const auto& info : layout.params())
-    for (int64_t i = 0; i < info.numel(); ++i) p[size_t(info.offset + i)] = float(rng.normal() * 0.05);
+    for (int64_t i = 0; i < info.numel(); ++i)
+      p[size_t(info.offset + i)] = float(rng.normal() * 0.05);
   return p;
 }
 

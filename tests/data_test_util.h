@@ -82,20 +82,20 @@ inline CommandResult run_command(const std::string& command, const std::string& 
 }
 
 // A message check that prints the message when it fails.
-#define DT_EXPECT_THROW_WITH(stmt, ...)                                              \
-  do {                                                                               \
-    try {                                                                            \
-      stmt;                                                                          \
-      ADD_FAILURE() << "expected tl::Error from " #stmt;                            \
-    } catch (const tl::Error& e) {                                                   \
-      for (const char* part : {__VA_ARGS__})                                         \
-        EXPECT_NE(std::string(e.what()).find(part), std::string::npos)               \
-            << "message '" << e.what() << "' lacks '" << part << "'";                \
-    }                                                                                \
+#define DT_EXPECT_THROW_WITH(stmt, ...)                                \
+  do {                                                                 \
+    try {                                                              \
+      stmt;                                                            \
+      ADD_FAILURE() << "expected tl::Error from " #stmt;               \
+    } catch (const tl::Error& e) {                                     \
+      for (const char* part : {__VA_ARGS__})                           \
+        EXPECT_NE(std::string(e.what()).find(part), std::string::npos) \
+            << "message '" << e.what() << "' lacks '" << part << "'";  \
+    }                                                                  \
   } while (0)
 
-#define DT_REQUIRE_SHARED_DATA()                                                      \
-  if (dt::shared_data_dir().empty())                                                 \
+#define DT_REQUIRE_SHARED_DATA()                                                            \
+  if (dt::shared_data_dir().empty())                                                        \
   GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found: set TL_SHARED_DIR " \
                   "or place it at <repo>/../shared/data"
 

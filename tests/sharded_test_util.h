@@ -9,8 +9,8 @@
 #include "core/fs.h"
 #include "core/hash.h"
 #include "core/json_reader.h"
-#include "model/sharding.h"
 #include "model/config.h"
+#include "model/sharding.h"
 
 namespace sharded_test {
 
@@ -52,10 +52,10 @@ inline tl::CheckpointData make_shard(const tl::ModelConfig& cfg, int rank, int w
   d.params.resize(size_t(sh.shard_total()));
   for (size_t i = 0; i < d.params.size(); ++i) d.params[i] = float(i) * 1e-3f;
   d.adam_m = d.adam_v = d.params;
-  d.meta = tl::json{{"format", "tinyllama-shard"}, {"shard_rank", rank},
-                    {"shard_world", world},         {"align", tl::kParamAlign},
+  d.meta = tl::json{{"format", "tinyllama-shard"},   {"shard_rank", rank},
+                    {"shard_world", world},          {"align", tl::kParamAlign},
                     {"flat_total", sh.flat_total()}, {"shard_total", sh.shard_total()},
-                    {"strategy", "full_shard"},     {"model", cfg.to_json()}};
+                    {"strategy", "full_shard"},      {"model", cfg.to_json()}};
   return d;
 }
 
@@ -73,12 +73,17 @@ inline void write_sharded_set(const std::string& dir, const tl::CheckpointData& 
     d.meta["data_crc32"] = data_crc(d);
     const std::string file = shard_name(r, world);
     tl::save_checkpoint(dir + "/" + file, d);
-    shards.push_back({{"file", file}, {"bytes", tl::file_size(dir + "/" + file)},
+    shards.push_back({{"file", file},
+                      {"bytes", tl::file_size(dir + "/" + file)},
                       {"crc32", d.meta["data_crc32"]}});
   }
-  write_meta(dir, tl::json{{"format", "tinyllama-sharded"}, {"version", 1}, {"world", world},
-                           {"shard_world", world}, {"strategy", "full_shard"},
-                           {"shards", shards}, {"meta", full.meta}});
+  write_meta(dir, tl::json{{"format", "tinyllama-sharded"},
+                           {"version", 1},
+                           {"world", world},
+                           {"shard_world", world},
+                           {"strategy", "full_shard"},
+                           {"shards", shards},
+                           {"meta", full.meta}});
 }
 
 }  // namespace sharded_test

@@ -37,12 +37,16 @@ class ScopedEnv {
  public:
   ScopedEnv(const char* name, const std::string& value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old;
-    if (value.empty()) unsetenv(name);
-    else setenv(name, value.c_str(), 1);
+    if (value.empty())
+      unsetenv(name);
+    else
+      setenv(name, value.c_str(), 1);
   }
   ~ScopedEnv() {
-    if (old_) setenv(name_, old_->c_str(), 1);
-    else unsetenv(name_);
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
   }
 
  private:
@@ -63,8 +67,9 @@ bool runs_shape(const std::string& impl, const OpCase& c) {
 #ifdef TL_WITH_CUDA
   using gpu::AttentionImpl;
   gpu::AttentionOptions o;
-  o.impl = impl == "fa2" ? AttentionImpl::Fa2 : impl == "cudnn" ? AttentionImpl::Cudnn
-                                                                : AttentionImpl::Generic;
+  o.impl = impl == "fa2"     ? AttentionImpl::Fa2
+           : impl == "cudnn" ? AttentionImpl::Cudnn
+                             : AttentionImpl::Generic;
   return gpu::attention_impl_for(o, c.attn_T, c.attn_H, c.attn_K, c.attn_D) == o.impl;
 #else
   (void)impl, (void)c;
@@ -131,7 +136,8 @@ TEST(BackendOps, Cpu) {
 }
 
 TEST(BackendOps, Cuda) {
-  if (!cuda_available()) GTEST_SKIP() << "CUDA backend not available (built without CUDA, or no GPU)";
+  if (!cuda_available())
+    GTEST_SKIP() << "CUDA backend not available (built without CUDA, or no GPU)";
   ScopedEnv env("TL_ATTENTION", "");
   auto be = make_backend("cuda");
   run_table("cuda", *be, true, [](const OpCase&) { return true; });
@@ -140,7 +146,8 @@ TEST(BackendOps, Cuda) {
 class BackendOpsAttention : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(BackendOpsAttention, EachImplementation) {
-  if (!cuda_available()) GTEST_SKIP() << "CUDA backend not available (built without CUDA, or no GPU)";
+  if (!cuda_available())
+    GTEST_SKIP() << "CUDA backend not available (built without CUDA, or no GPU)";
   const std::string impl = GetParam();
   ScopedEnv env("TL_ATTENTION", impl);  // read by the backend at its first attention call
   auto be = make_backend("cuda");
@@ -182,12 +189,12 @@ TEST(BackendOpsPerf, Table) {
     const double pred = op.bytes > 0 ? op.bytes / 3e12 * 1e6 : op.flops / 750e12 * 1e6;
     std::printf("%-42s %10.1f %9.0f %9.1f %11.1f %6d %12.0f\n", op.name.c_str(), us,
                 op.bytes > 0 ? op.bytes / (us * 1e-6) / 1e9 : 0.0,
-                op.flops > 0 ? op.flops / (us * 1e-6) / 1e12 : 0.0, pred, op.calls,
-                us * op.calls);
+                op.flops > 0 ? op.flops / (us * 1e-6) / 1e12 : 0.0, pred, op.calls, us * op.calls);
     total_us += us * op.calls;
     EXPECT_TRUE(std::isfinite(us) && us > 0) << op.name;
   }
-  std::printf("non-attention device time per micro-batch: %.1f ms (%.0f tokens/s before attention"
-              " and the optimizer)\n\n",
-              total_us / 1e3, double(8 * 2048) / (total_us * 1e-6));
+  std::printf(
+      "non-attention device time per micro-batch: %.1f ms (%.0f tokens/s before attention"
+      " and the optimizer)\n\n",
+      total_us / 1e3, double(8 * 2048) / (total_us * 1e-6));
 }

@@ -173,8 +173,8 @@ TEST(Checkpoint, DamagedHeaderFailsItsCrc) {
   ASSERT_NE(at, std::string::npos);
   bytes[at + 10] = '5';
   ckpt_test::write_bytes(path, bytes);
-  for (const std::string& msg : {error_of([&] { load_checkpoint(path); }),
-                                 error_of([&] { read_checkpoint_meta(path); })})
+  for (const std::string& msg :
+       {error_of([&] { load_checkpoint(path); }), error_of([&] { read_checkpoint_meta(path); })})
     EXPECT_TRUE(has(msg, "header") && has(msg, "CRC") && has(msg, path)) << msg;
 }
 
@@ -202,8 +202,8 @@ TEST(Checkpoint, SaveIsAtomicAndLeavesNoTempFiles) {
   bad.adam_v.pop_back();
   std::string msg = error_of([&] { save_checkpoint(d.file("bad.ckpt"), bad); });
   EXPECT_TRUE(has(msg, "adam_v")) << msg;
-  EXPECT_TRUE(has(error_of([&] { save_checkpoint(d.file("e.ckpt"), CheckpointData{}); }),
-                  "no parameters"));
+  EXPECT_TRUE(
+      has(error_of([&] { save_checkpoint(d.file("e.ckpt"), CheckpointData{}); }), "no parameters"));
   EXPECT_EQ(ckpt_test::list_dir(d.path()), std::vector<std::string>{"s.ckpt"});
   EXPECT_TRUE(has(error_of([&] { load_checkpoint(d.file("missing.ckpt")); }), "missing.ckpt"));
 }
@@ -216,10 +216,14 @@ TEST(Checkpoint, HeaderSizeMismatchBetweenSectionsIsRejected) {
   json sections = json::array();
   std::string data;
   uint64_t base = 1024;
-  for (auto [name, vec] : {std::pair{"params", &p}, std::pair{"adam_m", &m}, std::pair{"adam_v", &m}}) {
+  for (auto [name, vec] :
+       {std::pair{"params", &p}, std::pair{"adam_m", &m}, std::pair{"adam_v", &m}}) {
     uint64_t off = base + data.size();
-    sections.push_back({{"name", name}, {"dtype", "f32"}, {"numel", vec->size()},
-                        {"offset", off}, {"bytes", vec->size() * 4},
+    sections.push_back({{"name", name},
+                        {"dtype", "f32"},
+                        {"numel", vec->size()},
+                        {"offset", off},
+                        {"bytes", vec->size() * 4},
                         {"crc32", crc32_update(0, vec->data(), vec->size() * 4)}});
     data.append(reinterpret_cast<const char*>(vec->data()), vec->size() * 4);
     data.resize((data.size() + 63) / 64 * 64, '\0');
@@ -249,8 +253,8 @@ TEST(Checkpoint, VersionOneFilesAreRefusedNamingTheVersion) {
   bytes[8] = 1;  // as version 1 wrote it: version 1, 0 where the header CRC is now
   std::memset(bytes.data() + 12, 0, 4);
   ckpt_test::write_bytes(path, bytes);
-  for (const std::string& msg : {error_of([&] { load_checkpoint(path); }),
-                                 error_of([&] { read_checkpoint_meta(path); })})
+  for (const std::string& msg :
+       {error_of([&] { load_checkpoint(path); }), error_of([&] { read_checkpoint_meta(path); })})
     EXPECT_TRUE(has(msg, path) && has(msg, "format version 1") && has(msg, "no CRC-32")) << msg;
 }
 

@@ -15,16 +15,15 @@ using namespace tl;
 
 TEST(Core, Sha256KnownVectors) {
   // FIPS 180-4 examples.
-  EXPECT_EQ(sha256_hex("abc", 3), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex("abc", 3),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(sha256_hex("", 0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
   EXPECT_EQ(sha256_hex(two_blocks.data(), two_blocks.size()),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
-TEST(Core, Crc32KnownVector) {
-  EXPECT_EQ(crc32_update(0, "123456789", 9), 0xCBF43926u);
-}
+TEST(Core, Crc32KnownVector) { EXPECT_EQ(crc32_update(0, "123456789", 9), 0xCBF43926u); }
 
 TEST(Core, Bf16RoundsToNearestEven) {
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
@@ -127,11 +126,12 @@ TEST(Fs, SyncDirReportsTheFolderItCannotSync) {
 
 // One rule for file names read from an index (meta.json, an HF weight index).
 TEST(Fs, PlainFileNamesStayInTheirFolder) {
-  for (const std::string ok : {"shard_00000_of_00002.tlck", "model-00001.safetensors", "..x", "a.."})
+  for (const std::string ok :
+       {"shard_00000_of_00002.tlck", "model-00001.safetensors", "..x", "a.."})
     EXPECT_TRUE(is_plain_file_name(ok)) << ok;
-  for (const std::string bad : {std::string(""), std::string("."), std::string(".."),
-                                std::string("../x.tlck"), std::string("/etc/passwd"),
-                                std::string("sub/x"), std::string("x\0y", 3)})
+  for (const std::string bad :
+       {std::string(""), std::string("."), std::string(".."), std::string("../x.tlck"),
+        std::string("/etc/passwd"), std::string("sub/x"), std::string("x\0y", 3)})
     EXPECT_FALSE(is_plain_file_name(bad)) << bad;
 }
 
@@ -150,7 +150,8 @@ TEST(Core, JsonReaderRefusesIntegersOutOfRange) {
       ADD_FAILURE() << key << " was read as " << x;
     } catch (const tl::Error& e) {
       EXPECT_NE(std::string(e.what()).find(std::string("'model.") + key + "' is out of range"),
-                std::string::npos) << e.what();
+                std::string::npos)
+          << e.what();
     }
   }
   r.get("d", x);

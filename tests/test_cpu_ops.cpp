@@ -183,7 +183,8 @@ TEST(CpuOps, MatmulMatchesNaiveAcrossBlockEdges) {
 TEST(CpuOps, MatmulBackwardFiniteDifferences) {
   Rng rng(5);
   for (const auto& dims : {std::array<int64_t, 3>{5, 7, 3}, {9, 17, 33}}) {
-    const int64_t N = dims[0], I = dims[1], O = dims[2];  // (lambdas cannot capture bindings in clang 14)
+    const int64_t N = dims[0], I = dims[1],
+                  O = dims[2];  // (lambdas cannot capture bindings in clang 14)
     Vec x = tu_randn(rng, N * I), w = tu_randn(rng, O * I), dy = tu_randn(rng, N * O);
     Vec out(size_t(N * O));
     auto loss = [&] {

@@ -34,10 +34,8 @@ TEST(CudaDecode, OpIsDeterministicAndChecksArguments) {
   const int64_t Q = (H + 2 * K) * D, KD = K * D;
   std::vector<float> cs, sn;
   rope_tables(Tmax, D, 10000.0f, cs, sn);
-  Arr k = alloc(*gpu, DType::BF16, {B, Tmax, KD}),
-        v = alloc(*gpu, DType::BF16, {B, Tmax, KD});
-  Arr co = alloc(*gpu, DType::F32, {Tmax, D / 2}),
-        si = alloc(*gpu, DType::F32, {Tmax, D / 2});
+  Arr k = alloc(*gpu, DType::BF16, {B, Tmax, KD}), v = alloc(*gpu, DType::BF16, {B, Tmax, KD});
+  Arr co = alloc(*gpu, DType::F32, {Tmax, D / 2}), si = alloc(*gpu, DType::F32, {Tmax, D / 2});
   Arr p = alloc(*gpu, DType::I32, {B}), q = alloc(*gpu, DType::BF16, {B, 1, Q});
   Arr o = alloc(*gpu, DType::BF16, {B, 1, H * D});
   upload(*gpu, co.t, cs);

@@ -63,7 +63,8 @@ TEST_F(CudaOps, UploadDownloadCopyZero) {
   EXPECT_TRUE(bitwise_equal(download(*gpu, b.t), v));
   gpu->zero(b.t.rows(10, 20));
   std::vector<float> z = download(*gpu, b.t);
-  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(z[size_t(i)], (i >= 10 && i < 20) ? 0.0f : v[size_t(i)]);
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_EQ(z[size_t(i)], (i >= 10 && i < 20) ? 0.0f : v[size_t(i)]);
   Arr h = alloc(*gpu, DType::BF16, {n});
   EXPECT_THROW(gpu->copy(h.t, a.t), Error);  // dtypes differ
 }
@@ -150,8 +151,8 @@ TEST_F(CudaOps, DeterministicReductions) {
     upload(*gpu, dtable.t, dt0);
     gpu->rmsnorm_backward(dinp.t, dw.t, dout.t, x.t, w.t, rstd.t);
     gpu->embedding_backward(dtable.t, dout.t, tok.t);
-    std::vector<float> got[4] = {download(*gpu, dinp.t), download(*gpu, dw.t),
-                                 download(*gpu, dtable.t), {}};
+    std::vector<float> got[4] = {
+        download(*gpu, dinp.t), download(*gpu, dw.t), download(*gpu, dtable.t), {}};
     // sum_squares and adamw over the f32 table
     Arr ss = alloc(*gpu, DType::F32, {1});
     gpu->sum_squares(ss.t, dtable.t.view({V * C}));

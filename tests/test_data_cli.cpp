@@ -3,9 +3,9 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
-#include <cstdlib>
 #include <unistd.h>
 #include <zstd.h>
+#include <cstdlib>
 
 #include <filesystem>
 #include <fstream>
@@ -65,9 +65,9 @@ TEST(DataCli, TokenizeLineByLine) {
   dt::TempDir tmp;
   // "grabbed" → 2646 1327 287 and " grabbed" → 29871 2646 1327 287 (known encodings).
   dt::write_text(tmp / "in.txt", "grabbed\n\n grabbed\n");
-  auto r = dt::run_command(dt_binary + " tokenize --tokenizer " + dt::llama_model() + " --eos < " +
-                               tmp / "in.txt",
-                           tmp.path());
+  auto r = dt::run_command(
+      dt_binary + " tokenize --tokenizer " + dt::llama_model() + " --eos < " + tmp / "in.txt",
+      tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto lines = dt_lines(r.out);
   ASSERT_EQ(lines.size(), 3u) << r.out;
@@ -78,20 +78,21 @@ TEST(DataCli, TokenizeLineByLine) {
 
 TEST(DataCli, BadArgumentsFailWithAMessage) {
   dt::TempDir tmp;
-  auto r = dt::run_command(dt_binary + " tokenize --tokenizer " + tmp / "absent.model" + " < /dev/null",
-                           tmp.path());
+  auto r = dt::run_command(
+      dt_binary + " tokenize --tokenizer " + tmp / "absent.model" + " < /dev/null", tmp.path());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("absent.model"), std::string::npos) << r.err;
 
   dt::write_text(tmp / "corpus.txt", "a few words\n");
-  r = dt::run_command(dt_binary + " tokenizer-train --out " + tmp / "m" + " --vocab-size 100 " +
-                          tmp / "corpus.txt",
-                      tmp.path());
+  r = dt::run_command(
+      dt_binary + " tokenizer-train --out " + tmp / "m" + " --vocab-size 100 " + tmp / "corpus.txt",
+      tmp.path());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("error: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("259"), std::string::npos) << r.err;
 
-  r = dt::run_command(dt_binary + " prepare --out " + tmp / "out" + " " + tmp / "corpus.txt", tmp.path());
+  r = dt::run_command(dt_binary + " prepare --out " + tmp / "out" + " " + tmp / "corpus.txt",
+                      tmp.path());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--tokenizer"), std::string::npos) << r.err;
 
@@ -105,8 +106,8 @@ TEST(DataCli, PrepareWritesShardsAndRefusesMissingInputs) {
   DT_REQUIRE_SHARED_DATA();
   dt::TempDir tmp;
   dt::write_text(tmp / "a.txt", "one\n%\ntwo\n");
-  std::string base = dt_binary + " prepare --tokenizer " + dt::llama_model() + " --source demo --out " +
-                     tmp / "out" + " --separator % --quiet ";
+  std::string base = dt_binary + " prepare --tokenizer " + dt::llama_model() +
+                     " --source demo --out " + tmp / "out" + " --separator % --quiet ";
   auto r = dt::run_command(base + tmp / "a.txt" + " " + tmp / "gone.txt", tmp.path());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("gone.txt"), std::string::npos) << r.err;
@@ -134,10 +135,11 @@ TEST(DataCli, PrepareWritesShardsAndRefusesMissingInputs) {
 TEST(DataCli, TokenizerTrainWritesAModel) {
   dt::TempDir tmp;
   std::string corpus;
-  for (int i = 0; i < 500; ++i) corpus += "the river runs past stone number " + std::to_string(i % 37) + "\n";
+  for (int i = 0; i < 500; ++i)
+    corpus += "the river runs past stone number " + std::to_string(i % 37) + "\n";
   dt::write_text(tmp / "corpus.txt", corpus);
-  auto r = dt::run_command(dt_binary + " tokenizer-train --out " + tmp / "tok" + " --vocab-size 320 --threads 1 " +
-                               tmp / "corpus.txt",
+  auto r = dt::run_command(dt_binary + " tokenizer-train --out " + tmp / "tok" +
+                               " --vocab-size 320 --threads 1 " + tmp / "corpus.txt",
                            tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(std::filesystem::exists(tmp / "tok.model"));
@@ -146,8 +148,9 @@ TEST(DataCli, TokenizerTrainWritesAModel) {
   EXPECT_NE(r.out.find(tmp / "tok.vocab"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("vocab size 320"), std::string::npos) << r.out;
   dt::write_text(tmp / "in.txt", "river");
-  r = dt::run_command(dt_binary + " tokenize --tokenizer " + tmp / "tok.model" + " --bos < " + tmp / "in.txt",
-                      tmp.path());
+  r = dt::run_command(
+      dt_binary + " tokenize --tokenizer " + tmp / "tok.model" + " --bos < " + tmp / "in.txt",
+      tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto ids = dt_parse_ids(r.out);
   ASSERT_GE(ids.size(), 2u);
@@ -169,8 +172,10 @@ size_t write_filtered_jsonl_zst(const std::string& path, size_t total) {
   size_t written = 0, kept = 0;
   for (size_t line = 0; written < total; ++line) {
     const bool keep = line % 20000 == 0;
-    chunk += keep ? "{\"text\": \"Kept document " + std::to_string(line) + ".\", \"meta\": {\"redpajama_set_name\": \"RedPajamaC4\"}}\n"
-                  : "{\"text\": \"" + filler + "\", \"meta\": {\"redpajama_set_name\": \"RedPajamaGithub\"}}\n";
+    chunk += keep ? "{\"text\": \"Kept document " + std::to_string(line) +
+                        ".\", \"meta\": {\"redpajama_set_name\": \"RedPajamaC4\"}}\n"
+                  : "{\"text\": \"" + filler +
+                        "\", \"meta\": {\"redpajama_set_name\": \"RedPajamaGithub\"}}\n";
     kept += keep;
     const bool last = written + chunk.size() >= total;
     if (chunk.size() < (1 << 20) && !last) continue;
@@ -212,11 +217,12 @@ TEST(DataCli, PrepareStreamsAZstdFileLargerThanItsMemoryBound) {
     tl::json m = tl::read_json_file(dir + "/manifest.json");
     EXPECT_EQ(m["sources"]["big"]["documents"], kept);
     EXPECT_GT(m["sources"]["big"]["skipped"]["excluded_set"].get<uint64_t>(), sizes[i] / 4096);
-    ASSERT_GT(peak, 0.0) << "no peak memory in prepare's summary: " << dt::read_text(tmp / "err.txt");
+    ASSERT_GT(peak, 0.0) << "no peak memory in prepare's summary: "
+                         << dt::read_text(tmp / "err.txt");
     peak_mib[i] = peak;
   }
-  std::printf("prepare peak memory: %.1f MiB on 4 MiB of input, %.1f MiB on 256 MiB\n",
-              peak_mib[0], peak_mib[1]);
+  std::printf("prepare peak memory: %.1f MiB on 4 MiB of input, %.1f MiB on 256 MiB\n", peak_mib[0],
+              peak_mib[1]);
   // --batch-mb 4 and 2 threads: a few batches in flight, far below the 256 MiB of input.
   EXPECT_LT(peak_mib[1] - peak_mib[0], 48.0)
       << "prepare held " << peak_mib[1] << " MiB for 256 MiB of input, " << peak_mib[0]
@@ -226,7 +232,8 @@ TEST(DataCli, PrepareStreamsAZstdFileLargerThanItsMemoryBound) {
 TEST(DataCli, PrepareShowsProgressAndASummary) {
   DT_REQUIRE_SHARED_DATA();
   dt::TempDir tmp;
-  const std::string cmd = dt_binary + " prepare --tokenizer " + dt::llama_model() + " --separator '' --threads 1 " +
+  const std::string cmd = dt_binary + " prepare --tokenizer " + dt::llama_model() +
+                          " --separator '' --threads 1 " +
                           "--progress-seconds 0.2 --source shk --out ";
   const std::string input = " " + dt::shared_data_dir() + "/tinyshakespeare.txt";
   // Not a terminal: plain lines, one per period.
@@ -234,14 +241,17 @@ TEST(DataCli, PrepareShowsProgressAndASummary) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto lines = dt_lines(r.err);
   ASSERT_GE(lines.size(), 4u) << r.err;
-  for (const char* part : {"prepare shk: ", "% of 1.12 MB read in ", "MB/s", "docs/s", "tok/s", "ETA"})
+  for (const char* part :
+       {"prepare shk: ", "% of 1.12 MB read in ", "MB/s", "docs/s", "tok/s", "ETA"})
     EXPECT_NE(lines[0].find(part), std::string::npos) << "'" << lines[0] << "' lacks " << part;
   EXPECT_EQ(r.err.find('\r'), std::string::npos);
   EXPECT_EQ(lines[0].find("100.0%"), std::string::npos) << "the bar does not move: " << lines[0];
-  for (const char* part : {"prepare: shk done in", "MB/s per thread", "train ", "skipped {\"empty\":2}"})
+  for (const char* part :
+       {"prepare: shk done in", "MB/s per thread", "train ", "skipped {\"empty\":2}"})
     EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
   // A terminal (through script(1)): one line redrawn in place with a bar.
-  if (system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "script(1) is not installed";
+  if (system("command -v script >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "script(1) is not installed";
   r = dt::run_command("script -qefc \"" + cmd + tmp / "tty" + input + "\" /dev/null", tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("\rprepare shk ["), std::string::npos) << r.out;

@@ -21,11 +21,13 @@ namespace {
 
 // Token j of shard k of source s is s*1e6 + k*1e4 + j, so a block names itself by its first
 // token. Shards are i32 (code 4) to hold such ids.
-std::string dt_make_source(const dt::TempDir& tmp, int source, const std::vector<int>& shard_tokens) {
+std::string dt_make_source(const dt::TempDir& tmp, int source,
+                           const std::vector<int>& shard_tokens) {
   std::string dir = tmp / ("source" + std::to_string(source));
   for (size_t k = 0; k < shard_tokens.size(); ++k) {
     std::vector<int32_t> t(static_cast<size_t>(shard_tokens[k]));
-    for (size_t j = 0; j < t.size(); ++j) t[j] = int32_t(source * 1000000 + int(k) * 10000 + int(j));
+    for (size_t j = 0; j < t.size(); ++j)
+      t[j] = int32_t(source * 1000000 + int(k) * 10000 + int(j));
     dt::write_text(dir + "/.keep", "");
     char name[32];
     std::snprintf(name, sizeof name, "/s_%03zu.bin", k);
@@ -65,7 +67,7 @@ std::vector<int32_t> dt_take(TrainLoader& loader, int n, int batch, int T) {
 
 TEST(DataLoader, SequentialBlocksAreNonOverlappingAndSkipTails) {
   dt::TempDir tmp;
-  const int T = 4;  // blocks of 5 tokens
+  const int T = 4;                                        // blocks of 5 tokens
   std::string dir = dt_make_source(tmp, 0, {17, 3, 10});  // 3 blocks (+2 unused), 0, 2 blocks
   SequentialBlocks blocks({dir}, T);
   ASSERT_EQ(blocks.num_blocks(), 5);
@@ -107,7 +109,8 @@ TEST(DataLoader, EachEpochTakesEveryBlockOnceInShuffledWindows) {
       in_run = 0;
       for (int s : shards) in_run += blocks_of[s];
       if (taken == in_run) {
-        EXPECT_LE(shards.size(), size_t(W)) << "epoch " << e << ": blocks of a window spread further";
+        EXPECT_LE(shards.size(), size_t(W))
+            << "epoch " << e << ": blocks of a window spread further";
         shards.clear();
         taken = 0;
       }
@@ -187,7 +190,8 @@ TEST(DataLoader, MixtureFollowsTheWeights) {
   std::string b = dt_make_source(tmp, 2, {500});
   TrainLoader loader(dt_loader_options({{"a", {a}, 3.0}, {"b", {b}, 1.0}}, T, B));
   std::vector<int32_t> ids = dt_take(loader, 1000, B, T);
-  double from_a = double(std::count_if(ids.begin(), ids.end(), [](int32_t id) { return id < 2000000; }));
+  double from_a =
+      double(std::count_if(ids.begin(), ids.end(), [](int32_t id) { return id < 2000000; }));
   EXPECT_NEAR(from_a / double(ids.size()), 0.75, 0.015);  // sd 0.0034 over 16000 samples
 }
 
@@ -232,7 +236,8 @@ TEST(DataLoader, ValidationErrorsNameTheProblem) {
                        "11 tokens", "seq_len+1 = 9");
   DT_EXPECT_THROW_WITH(TrainLoader(dt_loader_options({{"a", {ok}, 0.0}}, 8, 1)), "weight");
   DT_EXPECT_THROW_WITH(TrainLoader(dt_loader_options({{"a", {ok}, 1.0}}, 0, 1)), "seq_len");
-  DT_EXPECT_THROW_WITH(TrainLoader(dt_loader_options({{"a", {tmp / "nowhere"}, 1.0}}, 8, 1)), "nowhere");
+  DT_EXPECT_THROW_WITH(TrainLoader(dt_loader_options({{"a", {tmp / "nowhere"}, 1.0}}, 8, 1)),
+                       "nowhere");
   auto bad_rank = dt_loader_options({{"a", {ok}, 1.0}}, 8, 1);
   bad_rank.rank = 2;
   bad_rank.world = 2;
@@ -248,7 +253,8 @@ TEST(DataLoader, MaxTokenIdAndShardPaths) {
   EXPECT_EQ(loader.max_token_id(), 3000009u);
   dt::write_text(a + "/notes.txt", "not a shard");
   auto paths = expand_shard_paths({a, b + "/s_000.bin"});
-  EXPECT_EQ(paths, (std::vector<std::string>{a + "/s_000.bin", a + "/s_001.bin", b + "/s_000.bin"}));
+  EXPECT_EQ(paths,
+            (std::vector<std::string>{a + "/s_000.bin", a + "/s_001.bin", b + "/s_000.bin"}));
   std::filesystem::create_directories(tmp / "empty");
   DT_EXPECT_THROW_WITH(expand_shard_paths({tmp / "empty"}), "empty", "no *.bin");
   DT_EXPECT_THROW_WITH(expand_shard_paths({tmp / "missing.bin"}), "missing.bin", "does not exist");
@@ -260,7 +266,8 @@ namespace {
 // The resume fixture: two sources, several shards, mid-epoch after 300 micro-batches.
 TrainLoaderOptions dt_resume_options(const std::string& root) {
   dt::TempDir unused;
-  auto o = dt_loader_options({{"slim", {root + "/source1"}, 0.693584}, {"star", {root + "/source2"}, 0.306416}}, 16, 4);
+  auto o = dt_loader_options(
+      {{"slim", {root + "/source1"}, 0.693584}, {"star", {root + "/source2"}, 0.306416}}, 16, 4);
   o.shuffle_window = 3;
   return o;
 }
@@ -292,8 +299,9 @@ TEST(DataLoader, ResumeInANewProcessIsExact) {
   dt::write_text(tmp / "state.json", straight.state().dump());
   const std::vector<int32_t> want = dt_take(straight, 250, 4, 16);
   ASSERT_EQ(want.size(), 1000u);
-  const std::string cmd = "DT_LOADER_RESUME_DIR=" + tmp.path() +
-                          " /proc/" + std::to_string(::getpid()) + "/exe --gtest_filter=DataLoader.ResumeChildProcess";
+  const std::string cmd = "DT_LOADER_RESUME_DIR=" + tmp.path() + " /proc/" +
+                          std::to_string(::getpid()) +
+                          "/exe --gtest_filter=DataLoader.ResumeChildProcess";
   auto r = dt::run_command(cmd, tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   std::vector<int32_t> got;
@@ -360,7 +368,8 @@ TEST(DataLoader, StartUpTakesMaxIdFromTheManifestAndSizesFromTheHeaders) {
   DT_REQUIRE_SHARED_DATA();
   dt::TempDir tmp;
   std::string text;
-  for (int i = 0; i < 200; ++i) text += "Sentence number " + std::to_string(i) + " of the manifest test.\n";
+  for (int i = 0; i < 200; ++i)
+    text += "Sentence number " + std::to_string(i) + " of the manifest test.\n";
   dt::write_text(tmp / "in.txt", text);
   PrepareOptions p;
   p.tokenizer = dt::llama_model();
@@ -385,6 +394,7 @@ TEST(DataLoader, StartUpTakesMaxIdFromTheManifestAndSizesFromTheHeaders) {
   TrainLoader loader(o);
   EXPECT_EQ(loader.max_token_id(), entry["max_token_id"].get<uint64_t>());
   EXPECT_NE(loader.max_token_id_origin().find("scan"), std::string::npos);
-  EXPECT_EQ(loader.blocks_in_source(0), int64_t(entry["tokens"].get<uint64_t>() / 500) * (500 / 16) +
-                                            int64_t(entry["tokens"].get<uint64_t>() % 500) / 16);
+  EXPECT_EQ(loader.blocks_in_source(0),
+            int64_t(entry["tokens"].get<uint64_t>() / 500) * (500 / 16) +
+                int64_t(entry["tokens"].get<uint64_t>() % 500) / 16);
 }

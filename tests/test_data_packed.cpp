@@ -36,14 +36,18 @@ std::vector<int32_t> dt_read_all(const PackedShard& s) {
 
 TEST(DataPacked, ReadsHandBuiltFilesOfEveryIntegerType) {
   dt::TempDir tmp;
-  struct Case { uint8_t code; int itemsize; std::vector<int64_t> tokens; };
+  struct Case {
+    uint8_t code;
+    int itemsize;
+    std::vector<int64_t> tokens;
+  };
   const std::vector<Case> cases = {
-      {1, 1, {0, 1, 200, 255}},               // u8
-      {2, 1, {0, 1, 100, 127}},               // i8
-      {3, 2, {0, 2, 300, 32767}},             // i16
-      {4, 4, {0, 2, 70000, 2147483647}},      // i32
-      {5, 8, {0, 2, 31999, 1000000}},         // i64
-      {8, 2, {0, 1, 2, 258, 31999, 65535}},   // u16, what Llama shards use
+      {1, 1, {0, 1, 200, 255}},              // u8
+      {2, 1, {0, 1, 100, 127}},              // i8
+      {3, 2, {0, 2, 300, 32767}},            // i16
+      {4, 4, {0, 2, 70000, 2147483647}},     // i32
+      {5, 8, {0, 2, 31999, 1000000}},        // i64
+      {8, 2, {0, 1, 2, 258, 31999, 65535}},  // u16, what Llama shards use
   };
   for (const auto& c : cases) {
     std::string path = tmp / ("code" + std::to_string(c.code) + ".bin");

@@ -11,8 +11,8 @@
 #include "core/error.h"
 #include "core/json_reader.h"
 #include "data/parquet/codec.h"
-#include "data/parquet/snappy.h"
 #include "data/parquet/reader.h"
+#include "data/parquet/snappy.h"
 #include "data/parquet/thrift.h"
 #include "data_test_util.h"
 
@@ -74,9 +74,9 @@ TEST(DataParquet, ReadsArrowRsFiles) { dt_check_fixtures(dt_fixtures("arrow-rs")
 
 TEST(DataParquet, ReadsPyarrowFiles) {
   if (!std::filesystem::exists(dt_fixtures("pyarrow") + "/expected.json"))
-    GTEST_SKIP()
-        << "pyarrow fixtures are not committed yet: run `python3 tools/fixtures/make_parquet_fixtures.py` "
-           "on a machine with pyarrow and commit tests/fixtures/parquet/pyarrow/";
+    GTEST_SKIP() << "pyarrow fixtures are not committed yet: run `python3 "
+                    "tools/fixtures/make_parquet_fixtures.py` "
+                    "on a machine with pyarrow and commit tests/fixtures/parquet/pyarrow/";
   dt_check_fixtures(dt_fixtures("pyarrow"));
 }
 
@@ -194,7 +194,7 @@ class ThriftWriter {
   void i64(int16_t id, int64_t v) { field(id, kI64), varint(zigzag(v)); }
   void binary(int16_t id, const std::string& s) { field(id, kBinary), str(s); }
   void begin(int16_t id) { field(id, kStruct), last_.push_back(0); }  // a struct field
-  void begin_elem() { last_.push_back(0); }                          // a struct in a list
+  void begin_elem() { last_.push_back(0); }                           // a struct in a list
   void end() {  // the end of a struct; at the top level, of the message
     out_ += char(0);
     if (last_.size() > 1)
@@ -236,10 +236,10 @@ class ThriftWriter {
 struct PageSpec {
   Codec codec = Codec::None;
   Encoding encoding = Encoding::Plain;
-  int64_t rows = 0;                    // num_values of the page, the chunk and the file
-  int64_t uncompressed = -1;           // the page header's; -1: the body's size
-  int64_t chunk_uncompressed = -1;     // the column chunk's total; -1: header + uncompressed
-  std::string body;                    // the page bytes as stored
+  int64_t rows = 0;                 // num_values of the page, the chunk and the file
+  int64_t uncompressed = -1;        // the page header's; -1: the body's size
+  int64_t chunk_uncompressed = -1;  // the column chunk's total; -1: header + uncompressed
+  std::string body;                 // the page bytes as stored
 };
 
 std::string dt_parquet_file(const PageSpec& s) {
@@ -341,7 +341,8 @@ TEST(DataParquet, HandBuiltFileReads) {
   d.rows = 4;  // "abc", "abd", "ab", "abzz": prefixes 0 2 2 2, suffixes "abc" "d" "" "zz"
   ThriftWriter w;
   auto zz = [](int64_t v) { return (uint64_t(v) << 1) ^ uint64_t(v >> 63); };
-  for (const std::vector<int64_t>& vals : {std::vector<int64_t>{0, 2, 2, 2}, std::vector<int64_t>{3, 1, 0, 2}}) {
+  for (const std::vector<int64_t>& vals :
+       {std::vector<int64_t>{0, 2, 2, 2}, std::vector<int64_t>{3, 1, 0, 2}}) {
     // One block of 128 in 4 miniblocks; the deltas after min_delta in 8-bit widths.
     w.varint(128), w.varint(4), w.varint(4), w.varint(zz(vals[0]));
     int64_t min_delta = vals[1] - vals[0];

@@ -75,7 +75,9 @@ std::vector<std::string> dt_documents(const std::vector<int32_t>& tokens) {
 TEST(DataPrepare, TextWithSeparatorAndJsonlWithBadLines) {
   DT_REQUIRE_SHARED_DATA();
   dt::TempDir tmp;
-  dt::write_text(tmp / "in/quotes.txt", "First quote,\nover two lines.\n%\nSecond quote.\n%\n%\nThird, no closing separator");
+  dt::write_text(
+      tmp / "in/quotes.txt",
+      "First quote,\nover two lines.\n%\nSecond quote.\n%\n%\nThird, no closing separator");
   dt::write_text(tmp / "in/records.jsonl",
                  "{\"text\": \"JSON document one.\", \"meta\": {\"a\": 1}}\n"
                  "{\"text\": \"broken\n"
@@ -96,8 +98,11 @@ TEST(DataPrepare, TextWithSeparatorAndJsonlWithBadLines) {
   EXPECT_EQ(dt_split_tokens(tmp / "out", entry["train"]), want);
   EXPECT_EQ(entry["documents"], 5);
   EXPECT_EQ(entry["tokens"], want.size());
-  EXPECT_EQ(entry["skipped"], json({{"empty", 2}, {"malformed_json", 1}, {"missing_field", 1},
-                                    {"field_not_string", 1}, {"blank_line", 1}}));
+  EXPECT_EQ(entry["skipped"], json({{"empty", 2},
+                                    {"malformed_json", 1},
+                                    {"missing_field", 1},
+                                    {"field_not_string", 1},
+                                    {"blank_line", 1}}));
   // Every shard holds 16 tokens except the last, which holds the rest.
   const json& shards = entry["train"]["shards"];
   ASSERT_EQ(shards.size(), (want.size() + 15) / 16);
@@ -107,7 +112,8 @@ TEST(DataPrepare, TextWithSeparatorAndJsonlWithBadLines) {
   EXPECT_EQ(entry["dtype"], "u16");
   EXPECT_EQ(entry["chunk_size"], 16);
   EXPECT_EQ(entry["source"], "src");
-  EXPECT_EQ(entry["tokenizer"]["sha256"], "9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347");
+  EXPECT_EQ(entry["tokenizer"]["sha256"],
+            "9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347");
   EXPECT_EQ(entry["tokenizer"]["vocab_size"], 32000);
   ASSERT_EQ(entry["inputs"].size(), 2u);
   EXPECT_EQ(entry["inputs"][1]["path"], tmp / "in/records.jsonl");
@@ -156,7 +162,8 @@ TEST(DataPrepare, ReadsZstdCompressedJsonLines) {
   std::vector<std::string> docs;
   for (int i = 0; i < 300; ++i) {
     docs.push_back("Compressed document number " + std::to_string(i) + ".");
-    plain += "{\"text\": \"" + docs.back() + "\", \"meta\": {\"redpajama_set_name\": \"RedPajamaC4\"}}\n";
+    plain += "{\"text\": \"" + docs.back() +
+             "\", \"meta\": {\"redpajama_set_name\": \"RedPajamaC4\"}}\n";
   }
   std::string packed(ZSTD_compressBound(plain.size()), '\0');
   packed.resize(ZSTD_compress(packed.data(), packed.size(), plain.data(), plain.size(), 3));
@@ -250,7 +257,8 @@ TEST(DataPrepare, RefusesExistingShardsUnlessOverwrite) {
   prepare_dataset(o);
   auto files = list_files(tmp / "out/train", ".bin");
   size_t mine = 0;
-  for (const auto& f : files) mine += std::filesystem::path(f).filename().string().rfind("src_", 0) == 0;
+  for (const auto& f : files)
+    mine += std::filesystem::path(f).filename().string().rfind("src_", 0) == 0;
   EXPECT_EQ(mine, 1u);
   json manifest = read_json_file(tmp / "out/manifest.json");
   EXPECT_EQ(manifest["sources"].size(), 2u);
@@ -298,18 +306,22 @@ std::string dt_zstd(const std::string& plain) {
 TEST(DataPrepare, ReadsParquetColumnsAndCountsNulls) {
   DT_REQUIRE_SHARED_DATA();
   dt::TempDir tmp;
-  json expected = read_json_file(std::string(TL_SOURCE_DIR) + "/tests/fixtures/parquet/arrow-rs/expected.json");
+  json expected =
+      read_json_file(std::string(TL_SOURCE_DIR) + "/tests/fixtures/parquet/arrow-rs/expected.json");
   const json& star = expected["files"]["starcoder_like.parquet"]["values"];
   const json& text = expected["files"]["snappy_dict_v1.parquet"]["values"];
-  json entry = prepare_dataset(
-      dt_options(tmp / "out", {dt_parquet("starcoder_like.parquet"), dt_parquet("snappy_dict_v1.parquet")}));
+  json entry = prepare_dataset(dt_options(
+      tmp / "out", {dt_parquet("starcoder_like.parquet"), dt_parquet("snappy_dict_v1.parquet")}));
   std::vector<std::string> docs;
   size_t nulls = 0, empty = 0;
   for (const auto& v : star) docs.push_back(v);
   for (const auto& v : text) {
-    if (v.is_null()) ++nulls;
-    else if (v.get<std::string>().empty()) ++empty;
-    else docs.push_back(v);
+    if (v.is_null())
+      ++nulls;
+    else if (v.get<std::string>().empty())
+      ++empty;
+    else
+      docs.push_back(v);
   }
   ASSERT_GT(nulls, 0u);
   EXPECT_EQ(dt_split_tokens(tmp / "out", entry["train"]), dt_expected(docs));
@@ -325,7 +337,8 @@ TEST(DataPrepare, ReadsParquetColumnsAndCountsNulls) {
 TEST(DataPrepare, ParquetWithoutTheColumnIsReportedBeforeAnyWork) {
   DT_REQUIRE_SHARED_DATA();
   dt::TempDir tmp;
-  PrepareOptions o = dt_options(tmp / "out", {dt_parquet("starcoder_like.parquet"), dt_parquet("no_content.parquet")});
+  PrepareOptions o = dt_options(
+      tmp / "out", {dt_parquet("starcoder_like.parquet"), dt_parquet("no_content.parquet")});
   DT_EXPECT_THROW_WITH(prepare_dataset(o), "1 of 2 inputs cannot be read", "no_content.parquet",
                        "no column 'content' (its columns: text)");
   EXPECT_FALSE(std::filesystem::exists(tmp / "out/manifest.json"));
@@ -351,7 +364,8 @@ TEST(DataPrepare, ExcludeSetSkipsThatSetAndCountsSets) {
   json entry = prepare_dataset(o);
   EXPECT_EQ(dt_split_tokens(tmp / "out", entry["train"]), dt_expected(kept));
   EXPECT_EQ(entry["skipped"], json({{"excluded_set", 20}}));
-  EXPECT_EQ(entry["sets"], json({{"RedPajamaC4", 10}, {"RedPajamaGithub", 20}, {"RedPajamaWikipedia", 10}}));
+  EXPECT_EQ(entry["sets"],
+            json({{"RedPajamaC4", 10}, {"RedPajamaGithub", 20}, {"RedPajamaWikipedia", 10}}));
   EXPECT_EQ(entry["exclude_sets"], json({"RedPajamaGithub"}));
 }
 
@@ -364,8 +378,8 @@ TEST(DataPrepare, GlobsExpandInSortedOrder) {
   dt::write_text(tmp / "in/chunk1/skip.txt", "not matched");
   json entry = prepare_dataset(dt_options(tmp / "out", {tmp / "in/chunk*/*.jsonl"}));
   EXPECT_EQ(dt_split_tokens(tmp / "out", entry["train"]), dt_expected({"one a", "one z", "two b"}));
-  DT_EXPECT_THROW_WITH(prepare_dataset(dt_options(tmp / "out2", {tmp / "in/nothing*.jsonl"})), "nothing*.jsonl",
-                       "matches nothing");
+  DT_EXPECT_THROW_WITH(prepare_dataset(dt_options(tmp / "out2", {tmp / "in/nothing*.jsonl"})),
+                       "nothing*.jsonl", "matches nothing");
 }
 
 TEST(DataPrepare, ValidationFilesAreHeldOutWhole) {
@@ -374,7 +388,8 @@ TEST(DataPrepare, ValidationFilesAreHeldOutWhole) {
   std::vector<std::string> inputs;
   for (int f = 0; f < 10; ++f) {
     std::string lines;
-    for (int d = 0; d < 3; ++d) lines += "{\"text\": \"file " + std::to_string(f) + " doc " + std::to_string(d) + "\"}\n";
+    for (int d = 0; d < 3; ++d)
+      lines += "{\"text\": \"file " + std::to_string(f) + " doc " + std::to_string(d) + "\"}\n";
     inputs.push_back(tmp / ("in/part" + std::to_string(f) + ".jsonl"));
     dt::write_text(inputs.back(), lines);
   }
@@ -392,15 +407,16 @@ TEST(DataPrepare, ValidationFilesAreHeldOutWhole) {
     const std::string file = tmp / ("in/part" + d.substr(5, d.find(' ', 5) - 5) + ".jsonl");
     EXPECT_TRUE(val_files.count(file)) << d;
   }
-  EXPECT_EQ(val_file_mask(std::vector<std::string>(10, "x"), "3"), val_file_mask(std::vector<std::string>(10, "y"), "3"));
+  EXPECT_EQ(val_file_mask(std::vector<std::string>(10, "x"), "3"),
+            val_file_mask(std::vector<std::string>(10, "y"), "3"));
   // A pattern.
   PrepareOptions p = dt_options(tmp / "out2", {tmp / "in"});
   p.val_files = "*/part[12].jsonl";
   p.allow_duplicates = true;
   entry = prepare_dataset(p);
   EXPECT_EQ(dt_documents(dt_split_tokens(p.out_dir, entry["val"])),
-            (std::vector<std::string>{"file 1 doc 0", "file 1 doc 1", "file 1 doc 2", "file 2 doc 0", "file 2 doc 1",
-                                      "file 2 doc 2"}));
+            (std::vector<std::string>{"file 1 doc 0", "file 1 doc 1", "file 1 doc 2",
+                                      "file 2 doc 0", "file 2 doc 1", "file 2 doc 2"}));
   p.val_files = "*/nothing";
   DT_EXPECT_THROW_WITH(prepare_dataset(p), "matches none");
   p.val_files = "2";
@@ -435,7 +451,8 @@ TEST(DataPrepare, ManifestIdentifiesInputsAndRefusesDuplicates) {
   std::filesystem::copy_file(tmp / "a.jsonl.zst", tmp / "copy.jsonl.zst");
   PrepareOptions other = dt_options(tmp / "out", {tmp / "copy.jsonl.zst"});
   other.source = "other";
-  DT_EXPECT_THROW_WITH(prepare_dataset(other), "copy.jsonl.zst", "already prepared in source 'src'", "--allow-duplicates");
+  DT_EXPECT_THROW_WITH(prepare_dataset(other), "copy.jsonl.zst", "already prepared in source 'src'",
+                       "--allow-duplicates");
   other.allow_duplicates = true;
   EXPECT_EQ(prepare_dataset(other)["documents"], 50);
   PrepareOptions twice = dt_options(tmp / "out3", {tmp / "b.txt", tmp / "b.txt"});
@@ -450,7 +467,8 @@ TEST(DataPrepare, DamagedManifestEntriesAreErrorsOrMismatches) {
   dt::write_text(tmp / "b.txt", "Plain text document.");
   PrepareOptions o = dt_options(tmp / "out", {tmp / "b.txt"});
   // Another source lists an input whose size and path are not what they should be.
-  dt::write_text(tmp / "out/manifest.json", R"({"format": "tinyllama-prepare", "version": 1, "sources":
+  dt::write_text(tmp / "out/manifest.json",
+                 R"({"format": "tinyllama-prepare", "version": 1, "sources":
       {"other": {"inputs": [{"path": 5, "bytes": -1, "quick_sha256": "x"}]}}})");
   DT_EXPECT_THROW_WITH(prepare_dataset(o), "manifest.json", "sources.other", "'bytes' is -1");
   // This source's entry has every setting but no tokenizer, inputs or shards: not the same
@@ -489,7 +507,8 @@ TEST(DataPrepare, ShardsAreIdenticalForOneAndThreeThreadsOverMixedInputs) {
     json entry = prepare_dataset(o);
     ASSERT_GE(entry["train"]["shards"].size(), 3u);
     std::string bytes;
-    for (const auto& s : entry["train"]["shards"]) bytes += dt::read_text(o.out_dir + "/" + s["file"].get<std::string>());
+    for (const auto& s : entry["train"]["shards"])
+      bytes += dt::read_text(o.out_dir + "/" + s["file"].get<std::string>());
     out.push_back(bytes);
   }
   EXPECT_TRUE(out[0] == out[1]) << "shards differ between 1 and 3 threads";

@@ -47,8 +47,8 @@ namespace {
 // Lines of words from a small alphabet and many repeats of a few numbers, so that BPE
 // would merge digit runs ("2024") if digits were not split.
 std::string dt_training_corpus() {
-  const char* words[] = {"the", "cat", "sat", "on", "mat", "year", "price", "code", "alpha",
-                         "beta", "gamma", "delta", "river", "stone", "light", "data"};
+  const char* words[] = {"the",   "cat",  "sat",   "on",    "mat",   "year",  "price", "code",
+                         "alpha", "beta", "gamma", "delta", "river", "stone", "light", "data"};
   const char* numbers[] = {"2024", "1999", "31415", "777", "42"};
   Rng rng(7);
   std::string text;

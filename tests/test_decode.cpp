@@ -12,9 +12,9 @@
 #include "backend/backend.h"
 #include "ckpt_test_util.h"
 #include "core/rng.h"
+#include "generate/generate.h"
 #include "model/llama.h"
 #include "model/llama_infer.h"
-#include "generate/generate.h"
 
 using namespace tl;
 

@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 
@@ -39,12 +39,13 @@ SpModelInfo test_vocab(int n) {
   v.pieces.push_back({"<unk>", 0, PieceType::Unknown});
   v.pieces.push_back({"<s>", 0, PieceType::Control});
   v.pieces.push_back({"</s>", 0, PieceType::Control});
-  for (int i = 3; i < n; ++i) v.pieces.push_back({"p" + std::to_string(i), -float(i), PieceType::Normal});
+  for (int i = 3; i < n; ++i)
+    v.pieces.push_back({"p" + std::to_string(i), -float(i), PieceType::Normal});
   return v;
 }
 
-std::vector<float> export_and_import(const ModelConfig& cfg, const std::vector<float>& p, gguf::TensorType t,
-                                     const std::string& path) {
+std::vector<float> export_and_import(const ModelConfig& cfg, const std::vector<float>& p,
+                                     gguf::TensorType t, const std::string& path) {
   GgufExportOptions o;
   o.type = t;
   export_gguf(path, cfg, p, test_vocab(cfg.vocab_size), o);
@@ -60,7 +61,8 @@ std::vector<float> export_and_import(const ModelConfig& cfg, const std::vector<f
 // A valid exported file of the small model, for the hostile cases to start from.
 std::string small_gguf(const ckpt_test::TempDir& dir, ModelConfig cfg = ckpt_test::small_config()) {
   const std::string path = dir.file("small.gguf");
-  export_gguf(path, cfg, ckpt_test::random_params(cfg, 3), test_vocab(cfg.vocab_size), {gguf::TensorType::F32});
+  export_gguf(path, cfg, ckpt_test::random_params(cfg, 3), test_vocab(cfg.vocab_size),
+              {gguf::TensorType::F32});
   return path;
 }
 
@@ -169,7 +171,8 @@ TEST(Gguf, ExportImportRoundTripsEveryType) {
   ModelConfig cfg = ckpt_test::small_config();
   cfg.ffn_dim = 64;  // Q8_0 rows must be multiples of 32
   const std::vector<float> p = ckpt_test::random_params(cfg, 11);
-  EXPECT_TRUE(ckpt_test::bit_equal(export_and_import(cfg, p, gguf::TensorType::F32, dir.file("f32.gguf")), p));
+  EXPECT_TRUE(ckpt_test::bit_equal(
+      export_and_import(cfg, p, gguf::TensorType::F32, dir.file("f32.gguf")), p));
   const ParamLayout layout(cfg);
   const auto f16 = export_and_import(cfg, p, gguf::TensorType::F16, dir.file("f16.gguf"));
   const auto bf16 = export_and_import(cfg, p, gguf::TensorType::BF16, dir.file("bf16.gguf"));
@@ -189,10 +192,12 @@ TEST(Gguf, ExportImportRoundTripsEveryType) {
     const int64_t cols = info.shape[info.shape.ndim - 1];
     for (int64_t b0 = 0; b0 < info.numel(); b0 += 32) {
       float amax = 0;
-      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(p[size_t(info.offset + b0 + j)]));
+      for (int j = 0; j < 32; ++j)
+        amax = std::max(amax, std::fabs(p[size_t(info.offset + b0 + j)]));
       for (int j = 0; j < 32; ++j) {
         const size_t k = size_t(info.offset + b0 + j);
-        ASSERT_NEAR(q8[k], p[k], amax / 127 * 0.5 + amax * 1e-3) << info.name << " " << b0 + j << " cols " << cols;
+        ASSERT_NEAR(q8[k], p[k], amax / 127 * 0.5 + amax * 1e-3)
+            << info.name << " " << b0 + j << " cols " << cols;
       }
     }
   }
@@ -201,7 +206,7 @@ TEST(Gguf, ExportImportRoundTripsEveryType) {
 // llama.cpp rotates adjacent pairs: GGUF row 2j + s of a head is our row s * hd/2 + j.
 TEST(Gguf, QueryAndKeyRowsAreInLlamaCppRopeOrder) {
   ckpt_test::TempDir dir;
-  const ModelConfig cfg = ckpt_test::small_config();  // hd 8, 4 query heads, 2 KV heads
+  const ModelConfig cfg = ckpt_test::small_config();              // hd 8, 4 query heads, 2 KV heads
   const std::vector<float> p = ckpt_test::random_params(cfg, 3);  // what small_gguf exports
   const std::string path = small_gguf(dir, cfg);
   gguf::File f(path);
@@ -214,7 +219,8 @@ TEST(Gguf, QueryAndKeyRowsAreInLlamaCppRopeOrder) {
                               reinterpret_cast<const float*>(d.data()) + (r + 1) * C);
   };
   auto ours = [&](int64_t r) {
-    return std::vector<float>(p.begin() + wqkv.offset + r * C, p.begin() + wqkv.offset + (r + 1) * C);
+    return std::vector<float>(p.begin() + wqkv.offset + r * C,
+                              p.begin() + wqkv.offset + (r + 1) * C);
   };
   for (int64_t h = 0; h < H; ++h)
     for (int64_t j = 0; j < hd / 2; ++j) {
@@ -231,7 +237,8 @@ TEST(Gguf, QueryAndKeyRowsAreInLlamaCppRopeOrder) {
   EXPECT_EQ(f.get_uint("llama.attention.head_count_kv"), uint64_t(K));
   EXPECT_EQ(f.find("tokenizer.ggml.tokens")->strs.size(), size_t(cfg.vocab_size));
   EXPECT_EQ(f.find("tokenizer.ggml.token_type")->nums[1], 3.0);  // <s> is a control token
-  EXPECT_EQ(f.find_tensor("blk.0.ffn_down.weight")->dims, (std::vector<int64_t>{cfg.ffn_dim, cfg.dim}));
+  EXPECT_EQ(f.find_tensor("blk.0.ffn_down.weight")->dims,
+            (std::vector<int64_t>{cfg.ffn_dim, cfg.dim}));
 }
 
 TEST(Gguf, TiedHeadIsLeftOutAndRestored) {
@@ -271,7 +278,8 @@ TEST(Gguf, ExportRefusesWhatGgufCannotHoldAndWritesNothing) {
   EXPECT_TRUE(has(msg, "blk.1.attn_output.weight") && has(msg, "non-finite")) << msg;
   p[size_t(ParamLayout(cfg).get(ParamKind::Wo, 1).offset + 3)] = 70000.0f;
   EXPECT_TRUE(has(err(test_vocab(48), gguf::TensorType::F16), "beyond f16's range"));
-  EXPECT_FALSE(std::filesystem::exists(dir.file("sub"))) << "nothing may be created before the checks pass";
+  EXPECT_FALSE(std::filesystem::exists(dir.file("sub")))
+      << "nothing may be created before the checks pass";
 }
 
 // Every prefix of a valid file, and files with one field made hostile: a named tl::Error each,
@@ -302,8 +310,9 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
   // Structured attacks: rewrite a valid file with one thing changed.
   const ModelConfig cfg = ckpt_test::small_config();
   gguf::File src(dir.file("small.gguf"));
-  auto rewrite = [&](const std::function<void(gguf::Writer&)>& meta_edit, const std::string& skip_tensor,
-                     const std::string& extra_tensor, float poison) {
+  auto rewrite = [&](const std::function<void(gguf::Writer&)>& meta_edit,
+                     const std::string& skip_tensor, const std::string& extra_tensor,
+                     float poison) {
     gguf::Writer w;
     for (const auto& [k, v] : src.metadata()) w.set(k, v);
     meta_edit(w);
@@ -311,11 +320,12 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
       if (t.name == skip_tensor) continue;
       const auto d = src.data(t);
       const bool poisoned = poison != 0 && t.name == "blk.1.ffn_up.weight";
-      w.add_tensor(t.name, t.dims, gguf::TensorType(t.type), [d, poisoned, poison](std::FILE* f, uint64_t) {
-        std::string b(reinterpret_cast<const char*>(d.data()), d.size());
-        if (poisoned) std::memcpy(b.data() + 4 * 7, &poison, 4);
-        std::fwrite(b.data(), 1, b.size(), f);
-      });
+      w.add_tensor(t.name, t.dims, gguf::TensorType(t.type),
+                   [d, poisoned, poison](std::FILE* f, uint64_t) {
+                     std::string b(reinterpret_cast<const char*>(d.data()), d.size());
+                     if (poisoned) std::memcpy(b.data() + 4 * 7, &poison, 4);
+                     std::fwrite(b.data(), 1, b.size(), f);
+                   });
     }
     if (!extra_tensor.empty())
       w.add_tensor(extra_tensor, {4}, gguf::TensorType::F32, [](std::FILE* f, uint64_t n) {
@@ -327,7 +337,8 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
   };
   auto none = [](gguf::Writer&) {};
   EXPECT_EQ(rewrite(none, "", "", 0), "<no tl::Error thrown>");  // the rewrite itself is faithful
-  std::string msg = rewrite([](gguf::Writer& w) { w.set("general.architecture", gguf::Value::str("gpt2")); }, "", "", 0);
+  std::string msg = rewrite(
+      [](gguf::Writer& w) { w.set("general.architecture", gguf::Value::str("gpt2")); }, "", "", 0);
   EXPECT_TRUE(has(msg, "'gpt2'")) << msg;
   msg = rewrite(none, "blk.1.attn_v.weight", "", 0);
   EXPECT_TRUE(has(msg, "missing tensor 'blk.1.attn_v.weight'")) << msg;
@@ -335,15 +346,20 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
   EXPECT_TRUE(has(msg, "unexpected tensor 'rope_freqs.weight'")) << msg;
   msg = rewrite(none, "", "", NAN);
   EXPECT_TRUE(has(msg, "blk.1.ffn_up.weight") && has(msg, "non-finite")) << msg;
-  msg = rewrite([](gguf::Writer& w) { w.set("llama.feed_forward_length", gguf::Value::u32(41)); }, "", "", 0);
+  msg = rewrite([](gguf::Writer& w) { w.set("llama.feed_forward_length", gguf::Value::u32(41)); },
+                "", "", 0);
   EXPECT_TRUE(has(msg, "blk.0.ffn_gate.weight") && has(msg, "dims")) << msg;
-  msg = rewrite([](gguf::Writer& w) { w.set("llama.block_count", gguf::Value::u32(1000000)); }, "", "", 0);
+  msg = rewrite([](gguf::Writer& w) { w.set("llama.block_count", gguf::Value::u32(1000000)); }, "",
+                "", 0);
   EXPECT_TRUE(has(msg, "block_count")) << msg;
-  msg = rewrite([](gguf::Writer& w) { w.set("llama.block_count", gguf::Value::u32(4000)); }, "", "", 0);
+  msg = rewrite([](gguf::Writer& w) { w.set("llama.block_count", gguf::Value::u32(4000)); }, "", "",
+                0);
   EXPECT_TRUE(has(msg, "4000 blocks need")) << msg;
-  msg = rewrite([](gguf::Writer& w) { w.set("llama.embedding_length", gguf::Value::str("32")); }, "", "", 0);
+  msg = rewrite([](gguf::Writer& w) { w.set("llama.embedding_length", gguf::Value::str("32")); },
+                "", "", 0);
   EXPECT_TRUE(has(msg, "llama.embedding_length") && has(msg, "string")) << msg;
-  msg = rewrite([](gguf::Writer& w) { w.set("llama.rope.dimension_count", gguf::Value::u32(4)); }, "", "", 0);
+  msg = rewrite([](gguf::Writer& w) { w.set("llama.rope.dimension_count", gguf::Value::u32(4)); },
+                "", "", 0);
   EXPECT_TRUE(has(msg, "partial rotary")) << msg;
   (void)cfg;
 }
@@ -352,19 +368,23 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
 // error and leaves no file under the final name.
 TEST(GgufCli, ExportImportRoundTripAndBadInput) {
   const char* env = std::getenv("TL_SHARED_DIR");
-  const std::string tok = std::string(env && *env ? env : TL_SOURCE_DIR "/../shared") + "/data/llama2-tokenizer.model";
-  if (!std::filesystem::exists(tok)) GTEST_SKIP() << "../shared/data (the Llama 2 tokenizer) is absent";
+  const std::string tok =
+      std::string(env && *env ? env : TL_SOURCE_DIR "/../shared") + "/data/llama2-tokenizer.model";
+  if (!std::filesystem::exists(tok))
+    GTEST_SKIP() << "../shared/data (the Llama 2 tokenizer) is absent";
   ckpt_test::TempDir dir;
   const std::string bin = TL_BINARY, ck = dir.file("m.tlck");
   auto run = [&](const std::string& args) { return ckpt_test::run_cmd(bin + " " + args); };
   auto r = run("init --preset tiny --set vocab_size=32000 --seed 4 --out " + ck);
   ASSERT_EQ(r.rc, 0) << r.output;
-  r = run("export --checkpoint " + ck + " --format gguf --dtype f32 --tokenizer " + tok + " --out " + dir.file("m.gguf"));
+  r = run("export --checkpoint " + ck + " --format gguf --dtype f32 --tokenizer " + tok +
+          " --out " + dir.file("m.gguf"));
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_TRUE(has(r.output, "GGUF v3")) << r.output;
   r = run("import --gguf " + dir.file("m.gguf") + " --out " + dir.file("back.tlck"));
   ASSERT_EQ(r.rc, 0) << r.output;
-  const CheckpointData a = load_checkpoint(ck, false), b = load_checkpoint(dir.file("back.tlck"), false);
+  const CheckpointData a = load_checkpoint(ck, false),
+                       b = load_checkpoint(dir.file("back.tlck"), false);
   EXPECT_TRUE(ckpt_test::bit_equal(a.params, b.params));
   EXPECT_EQ(ModelConfig::from_json(b.meta["model"]).to_json()["dim"], 192);
 
@@ -374,20 +394,22 @@ TEST(GgufCli, ExportImportRoundTripAndBadInput) {
     EXPECT_TRUE(has(res.output, what)) << args << "\n" << res.output;
     EXPECT_FALSE(std::filesystem::exists(out)) << out;
   };
-  refused("export --checkpoint " + ck + " --format gguf --out " + dir.file("no-tok.gguf"), "needs the tokenizer",
-          dir.file("no-tok.gguf"));
-  refused("export --checkpoint " + ck + " --format hf --dtype q8_0 --out " + dir.file("hfq"), "for --format gguf",
-          dir.file("hfq"));
-  refused("export --checkpoint " + ck + " --format gguf --dtype q4_0 --tokenizer " + tok + " --out " + dir.file("q4.gguf"),
+  refused("export --checkpoint " + ck + " --format gguf --out " + dir.file("no-tok.gguf"),
+          "needs the tokenizer", dir.file("no-tok.gguf"));
+  refused("export --checkpoint " + ck + " --format hf --dtype q8_0 --out " + dir.file("hfq"),
+          "for --format gguf", dir.file("hfq"));
+  refused("export --checkpoint " + ck + " --format gguf --dtype q4_0 --tokenizer " + tok +
+              " --out " + dir.file("q4.gguf"),
           "q4_0", dir.file("q4.gguf"));
   ASSERT_EQ(run("init --preset tiny --out " + dir.file("v4096.tlck")).rc, 0);
-  refused("export --checkpoint " + dir.file("v4096.tlck") + " --format gguf --tokenizer " + tok + " --out " +
-              dir.file("mismatch.gguf"),
+  refused("export --checkpoint " + dir.file("v4096.tlck") + " --format gguf --tokenizer " + tok +
+              " --out " + dir.file("mismatch.gguf"),
           "32000 pieces but the model's vocab_size is 4096", dir.file("mismatch.gguf"));
   const std::string bytes = ckpt_test::read_bytes(dir.file("m.gguf"));
   ckpt_test::write_bytes(dir.file("cut.gguf"), bytes.substr(0, bytes.size() / 2));
-  refused("import --gguf " + dir.file("cut.gguf") + " --out " + dir.file("cut.tlck"), "cut.gguf", dir.file("cut.tlck"));
+  refused("import --gguf " + dir.file("cut.gguf") + " --out " + dir.file("cut.tlck"), "cut.gguf",
+          dir.file("cut.tlck"));
   ckpt_test::write_bytes(dir.file("junk.gguf"), std::string(100, 'x'));
-  refused("import --gguf " + dir.file("junk.gguf") + " --out " + dir.file("junk.tlck"), "not a GGUF file",
-          dir.file("junk.tlck"));
+  refused("import --gguf " + dir.file("junk.gguf") + " --out " + dir.file("junk.tlck"),
+          "not a GGUF file", dir.file("junk.tlck"));
 }

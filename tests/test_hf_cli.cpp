@@ -91,7 +91,8 @@ TEST(HfCli, BadArgumentsExitNonZeroWithAMessage) {
   ck.params = ckpt_test::random_params(cfg, 22);
   ck.meta = {{"model", cfg.to_json()}};
   save_checkpoint(d.file("m.ckpt"), ck);
-  const std::string good = "export --checkpoint " + q(d.file("m.ckpt")) + " --out " + q(d.file("o"));
+  const std::string good =
+      "export --checkpoint " + q(d.file("m.ckpt")) + " --out " + q(d.file("o"));
   struct Case {
     std::string args, expect;
   };
@@ -116,7 +117,8 @@ TEST(HfCli, BadArgumentsExitNonZeroWithAMessage) {
   CheckpointData no_model;  // a checkpoint without meta.model cannot be exported
   no_model.params = ck.params;
   save_checkpoint(d.file("n.ckpt"), no_model);
-  auto r = run_cmd(hfcli("export --checkpoint " + q(d.file("n.ckpt")) + " --out " + q(d.file("o"))));
+  auto r =
+      run_cmd(hfcli("export --checkpoint " + q(d.file("n.ckpt")) + " --out " + q(d.file("o"))));
   EXPECT_NE(r.rc, 0);
   EXPECT_TRUE(has(r.output, "meta.model")) << r.output;
 
@@ -156,9 +158,11 @@ TEST(HfCli, ExportTakesTheRunsTokenizerAndFp32) {
 // every position; `generate --ids` with the cache prints what the uncached loop prints.
 TEST(HfCli, InitLogitsAndGenerate) {
   ckpt_test::TempDir d;
-  auto r = run_cmd(hfcli("init --preset tiny --set vocab_size=64 --set dim=32 --set n_heads=4 "
-                         "--set n_kv_heads=2 --set ffn_dim=48 --set n_layers=2 --set max_seq_len=24 "
-                         "--seed 5 --out " + q(d.file("init/m.ckpt"))));
+  auto r =
+      run_cmd(hfcli("init --preset tiny --set vocab_size=64 --set dim=32 --set n_heads=4 "
+                    "--set n_kv_heads=2 --set ffn_dim=48 --set n_layers=2 --set max_seq_len=24 "
+                    "--seed 5 --out " +
+                    q(d.file("init/m.ckpt"))));
   ASSERT_EQ(r.rc, 0) << r.output;
   CheckpointData ck = load_checkpoint(d.file("init/m.ckpt"));
   EXPECT_TRUE(ck.adam_m.empty());
@@ -173,7 +177,8 @@ TEST(HfCli, InitLogitsAndGenerate) {
   const int B = 2, T = 7, V = cfg.vocab_size;
   std::vector<int32_t> tokens(B * T);
   for (int i = 0; i < B * T; ++i) tokens[size_t(i)] = (i * 5 + 1) % V;
-  write_safetensors(d.file("tok.safetensors"), {{"tokens", DType::I32, {B, T}, tokens.data(), DType::I32}});
+  write_safetensors(d.file("tok.safetensors"),
+                    {{"tokens", DType::I32, {B, T}, tokens.data(), DType::I32}});
   r = run_cmd(hfcli("logits --device cpu --checkpoint " + q(d.file("init/m.ckpt")) + " --tokens " +
                     q(d.file("tok.safetensors")) + " --out " + q(d.file("logits.safetensors"))));
   ASSERT_EQ(r.rc, 0) << r.output;
@@ -234,7 +239,8 @@ TEST(HfCli, TrainInitFromAnImportedModel) {
   HfExportOptions o;
   o.dtype = DType::F32;
   export_hf(d.file("hf"), cfg, params, o);
-  auto r = run_cmd(hfcli("import --hf " + q(d.file("hf")) + " --out " + q(d.file("imported.ckpt"))));
+  auto r =
+      run_cmd(hfcli("import --hf " + q(d.file("hf")) + " --out " + q(d.file("imported.ckpt"))));
   ASSERT_EQ(r.rc, 0) << r.output;
 
   std::vector<int32_t> data;
@@ -242,12 +248,14 @@ TEST(HfCli, TrainInitFromAnImportedModel) {
   make_dirs(d.file("data"));
   write_packed_file(d.file("data/a_00000.bin"), data, 8, 4000);
   json model = cfg.to_json();
-  json config = {{"model", model},
-                 {"data", {{"sources", json::array({json{{"name", "a"}, {"paths", {d.file("data")}}}})},
-                           {"seq_len", 16}}},
-                 {"batch", {{"micro_batch", 2}}},
-                 {"optim", {{"lr", 1e-3}, {"warmup_steps", 1}}},
-                 {"train", {{"steps", 3}, {"device", "cpu"}, {"threads", 1}, {"run_dir", d.file("run")}}}};
+  json config = {
+      {"model", model},
+      {"data",
+       {{"sources", json::array({json{{"name", "a"}, {"paths", {d.file("data")}}}})},
+        {"seq_len", 16}}},
+      {"batch", {{"micro_batch", 2}}},
+      {"optim", {{"lr", 1e-3}, {"warmup_steps", 1}}},
+      {"train", {{"steps", 3}, {"device", "cpu"}, {"threads", 1}, {"run_dir", d.file("run")}}}};
   write_file_atomic(d.file("train.json"), config.dump());
   r = run_cmd(hfcli("train --config " + q(d.file("train.json")) + " --init-from " +
                     q(d.file("imported.ckpt"))));
@@ -297,18 +305,19 @@ constexpr const char* kAddressLimit = "ulimit -v 4000000; ";
 
 TEST(HfCli, ImportChecksSizesAndTensorsBeforeAllocating) {
   ckpt_test::TempDir d;
-  const json hf = {{"model_type", "llama"},      {"vocab_size", 32},
-                   {"hidden_size", 1024},        {"intermediate_size", 4096},
-                   {"num_hidden_layers", 1000},  {"num_attention_heads", 8},
+  const json hf = {{"model_type", "llama"},     {"vocab_size", 32},
+                   {"hidden_size", 1024},       {"intermediate_size", 4096},
+                   {"num_hidden_layers", 1000}, {"num_attention_heads", 8},
                    {"num_key_value_heads", 8}};
   std::vector<float> embed(32 * 1024, 0.5f), norm(1024, 1.0f);  // and no layer at all
   make_dirs(d.file("hf"));
-  write_safetensors(d.file("hf/model.safetensors"),
-                    {{"model.embed_tokens.weight", DType::F32, {32, 1024}, embed.data(), DType::F32},
-                     {"model.norm.weight", DType::F32, {1024}, norm.data(), DType::F32}});
+  write_safetensors(
+      d.file("hf/model.safetensors"),
+      {{"model.embed_tokens.weight", DType::F32, {32, 1024}, embed.data(), DType::F32},
+       {"model.norm.weight", DType::F32, {1024}, norm.data(), DType::F32}});
   write_file_atomic(d.file("hf/config.json"), hf.dump());
   const std::string import = std::string(kAddressLimit) + hfcli("import --hf " + q(d.file("hf")) +
-                                                            " --out " + q(d.file("m.ckpt")));
+                                                                " --out " + q(d.file("m.ckpt")));
   auto r = run_cmd(import);
   EXPECT_EQ(r.rc, 1) << r.output;
   EXPECT_TRUE(has(r.output, "missing tensor 'model.layers.0.input_layernorm.weight'") &&
@@ -325,7 +334,8 @@ TEST(HfCli, ImportChecksSizesAndTensorsBeforeAllocating) {
     EXPECT_EQ(r.rc, 1) << key << "\n" << r.output;
     EXPECT_TRUE(has(r.output, d.file("hf/config.json")) && has(r.output, key) &&
                 has(r.output, std::to_string(value)) && !has(r.output, "out of host memory"))
-        << key << "\n" << r.output;
+        << key << "\n"
+        << r.output;
   }
   EXPECT_FALSE(std::filesystem::exists(d.file("m.ckpt")));
 }
@@ -401,12 +411,14 @@ TEST(HfCli, NonFiniteWeightsAreRefused) {
   EXPECT_EQ(r.rc, 1) << r.output;
   EXPECT_TRUE(has(r.output, "not finite") && has(r.output, ck)) << r.output;
 
-  json config = {{"model", cfg.to_json()},
-                 {"data", {{"sources", json::array({json{{"name", "a"}, {"paths", {d.file("data")}}}})},
-                           {"seq_len", 16}}},
-                 {"batch", {{"micro_batch", 2}}},
-                 {"optim", {{"lr", 1e-3}, {"warmup_steps", 1}}},
-                 {"train", {{"steps", 30}, {"device", "cpu"}, {"threads", 1}, {"run_dir", d.file("run")}}}};
+  json config = {
+      {"model", cfg.to_json()},
+      {"data",
+       {{"sources", json::array({json{{"name", "a"}, {"paths", {d.file("data")}}}})},
+        {"seq_len", 16}}},
+      {"batch", {{"micro_batch", 2}}},
+      {"optim", {{"lr", 1e-3}, {"warmup_steps", 1}}},
+      {"train", {{"steps", 30}, {"device", "cpu"}, {"threads", 1}, {"run_dir", d.file("run")}}}};
   write_file_atomic(d.file("train.json"), config.dump());
   r = run_cmd(hfcli("train --config " + q(d.file("train.json")) + " --init-from " + q(ck)));
   EXPECT_EQ(r.rc, 1) << r.output;
@@ -443,7 +455,7 @@ TEST(HfCli, MessagesForCommonMistakes) {
               has(r.output, "22 new tokens"))
       << r.output;
   EXPECT_TRUE(has(r.output, "3 prompt + 22 new tokens")) << r.output;  // the stats line agrees
-  r = run_cmd(hfcli(gen + "22"));  // fits: no warning
+  r = run_cmd(hfcli(gen + "22"));                                      // fits: no warning
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_FALSE(has(r.output, "warning")) << r.output;
 }

@@ -34,8 +34,9 @@ TEST(HfExport, F32RoundTripIsBitExact) {
   const ModelConfig cfg = ckpt_test::small_config();
   const std::vector<float> params = ckpt_test::random_params(cfg, 11);
   export_hf(d.path(), cfg, params, hfe_opts(DType::F32));
-  EXPECT_EQ(ckpt_test::list_dir(d.path()),
-            (std::vector<std::string>{"config.json", "generation_config.json", "model.safetensors"}));
+  EXPECT_EQ(
+      ckpt_test::list_dir(d.path()),
+      (std::vector<std::string>{"config.json", "generation_config.json", "model.safetensors"}));
 
   HfModel m = import_hf(d.path());
   EXPECT_TRUE(ckpt_test::bit_equal(m.params, params));
@@ -153,8 +154,9 @@ TEST(HfExport, ShardedExportImports) {
 
   // Re-exporting unsharded into the same folder drops the old shards and index.
   export_hf(d.path(), cfg, params, hfe_opts(DType::F32));
-  EXPECT_EQ(ckpt_test::list_dir(d.path()),
-            (std::vector<std::string>{"config.json", "generation_config.json", "model.safetensors"}));
+  EXPECT_EQ(
+      ckpt_test::list_dir(d.path()),
+      (std::vector<std::string>{"config.json", "generation_config.json", "model.safetensors"}));
   EXPECT_TRUE(ckpt_test::bit_equal(import_hf(d.path()).params, params));
 }
 
@@ -187,9 +189,15 @@ std::string tiny_sp_model() {
     return field(1, p);
   };
   std::string m = piece("<unk>", 0, 2) + piece("<s>", 0, 3) + piece("</s>", 0, 3) +
-                  piece("\xe2\x96\x81", -1, 1) + piece("a", -2, 1) + piece("\xe2\x96\x81" "a", -3, 1);
-  m += field(2, std::string{char(3 << 3), 2, char(0x98), 2, 1});  // model_type = BPE, byte_fallback (35) = 1
-  m += field(3, field(1, "identity") + std::string{char(4 << 3), 0});  // remove_extra_whitespaces = 0
+                  piece("\xe2\x96\x81", -1, 1) + piece("a", -2, 1) +
+                  piece(
+                      "\xe2\x96\x81"
+                      "a",
+                      -3, 1);
+  m += field(2, std::string{char(3 << 3), 2, char(0x98), 2,
+                            1});  // model_type = BPE, byte_fallback (35) = 1
+  m += field(3,
+             field(1, "identity") + std::string{char(4 << 3), 0});  // remove_extra_whitespaces = 0
   return m;
 }
 
@@ -216,7 +224,9 @@ TEST(HfExport, TokenizerFilesAreWritten) {
   // tokenizer.json: the pieces as a BPE vocabulary, the merge the pieces imply, byte fallback.
   json tj = read_json_file(out + "/tokenizer.json");
   EXPECT_EQ(tj["model"]["type"], "BPE");
-  EXPECT_EQ(tj["model"]["vocab"]["\xe2\x96\x81" "a"], 5);
+  EXPECT_EQ(tj["model"]["vocab"]["\xe2\x96\x81"
+                                 "a"],
+            5);
   EXPECT_EQ(tj["model"]["merges"], json::parse(R"([["\u2581", "a"]])"));
   EXPECT_EQ(tj["model"]["byte_fallback"], true);
   EXPECT_EQ(tj["added_tokens"].size(), 3u);
@@ -224,12 +234,14 @@ TEST(HfExport, TokenizerFilesAreWritten) {
   EXPECT_FALSE(hfe_has_temp_files(out));
   // A file that is not a SentencePiece model is refused before anything is written.
   ckpt_test::write_bytes(tok, std::string("\x0a\x01\x02 not a real model", 20));
-  const std::string bad = ckpt_test::error_of([&] { export_hf(d.file("hf2"), cfg, ckpt_test::random_params(cfg, 16), o); });
+  const std::string bad = ckpt_test::error_of(
+      [&] { export_hf(d.file("hf2"), cfg, ckpt_test::random_params(cfg, 16), o); });
   EXPECT_TRUE(ckpt_test::has(bad, tok)) << bad;
   EXPECT_FALSE(std::filesystem::exists(d.file("hf2")));
 
   o.tokenizer_model = d.file("absent.model");
-  std::string msg = error_of([&] { export_hf(d.file("hf2"), cfg, ckpt_test::random_params(cfg, 1), o); });
+  std::string msg =
+      error_of([&] { export_hf(d.file("hf2"), cfg, ckpt_test::random_params(cfg, 1), o); });
   EXPECT_TRUE(has(msg, "absent.model")) << msg;
 }
 
@@ -238,11 +250,11 @@ TEST(HfExport, BadArgumentsAreRefused) {
   const ModelConfig cfg = ckpt_test::small_config();
   std::vector<float> params = ckpt_test::random_params(cfg, 17);
   params.pop_back();
-  EXPECT_TRUE(has(error_of([&] { export_hf(d.path(), cfg, params, hfe_opts(DType::F32)); }),
-                  "parameters"));
+  EXPECT_TRUE(
+      has(error_of([&] { export_hf(d.path(), cfg, params, hfe_opts(DType::F32)); }), "parameters"));
   params.push_back(0);
-  EXPECT_TRUE(has(error_of([&] { export_hf(d.path(), cfg, params, hfe_opts(DType::I32)); }),
-                  "dtype"));
+  EXPECT_TRUE(
+      has(error_of([&] { export_hf(d.path(), cfg, params, hfe_opts(DType::I32)); }), "dtype"));
   EXPECT_TRUE(ckpt_test::list_dir(d.path()).empty());
 }
 
@@ -255,7 +267,9 @@ TEST(HfExport, RepresentableWeightsRoundTripBitExactInEveryDtype) {
       SCOPED_TRACE(cat(dtype_name(t), " shard ", shard));
       std::vector<float> params = ckpt_test::random_params(cfg, 18);
       for (float& x : params)
-        x = t == DType::BF16 ? bf16_to_f32(f32_to_bf16(x)) : t == DType::F16 ? f16_to_f32(f32_to_f16(x)) : x;
+        x = t == DType::BF16  ? bf16_to_f32(f32_to_bf16(x))
+            : t == DType::F16 ? f16_to_f32(f32_to_f16(x))
+                              : x;
       ckpt_test::TempDir d;
       export_hf(d.path(), cfg, params, hfe_opts(t, shard));
       EXPECT_EQ(std::filesystem::exists(d.file("model.safetensors.index.json")), shard < 5000);

@@ -1,5 +1,5 @@
-// The whole model against Hugging Face transformers: tools/fixtures/make_golden.py saves a small random
-// LlamaForCausalLM (GQA, untied head), its logits, loss and every parameter's gradient; we
+// The whole model against Hugging Face transformers: tools/fixtures/make_golden.py saves a small
+// random LlamaForCausalLM (GQA, untied head), its logits, loss and every parameter's gradient; we
 // import the checkpoint and must reproduce them (loss and logits <= 1e-5 relative,
 // gradients <= 1e-4 relative, both measured against the largest reference magnitude).
 #include <gtest/gtest.h>

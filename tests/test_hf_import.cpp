@@ -25,7 +25,9 @@ using HfiFolder = std::map<std::string, HfiTensor>;
 HfiFolder hfi_llama_tensors(const ModelConfig& c) {
   const int64_t C = c.dim, V = c.vocab_size, I = c.ffn_dim, hd = c.dim / c.n_heads;
   std::vector<std::pair<std::string, std::vector<int64_t>>> spec = {
-      {"model.embed_tokens.weight", {V, C}}, {"model.norm.weight", {C}}, {"lm_head.weight", {V, C}}};
+      {"model.embed_tokens.weight", {V, C}},
+      {"model.norm.weight", {C}},
+      {"lm_head.weight", {V, C}}};
   for (int l = 0; l < c.n_layers; ++l) {
     std::string p = "model.layers." + std::to_string(l) + ".";
     spec.push_back({p + "input_layernorm.weight", {C}});
@@ -84,7 +86,9 @@ TEST(HfImport, MapsEveryTensorIntoTheFlatLayout) {
 
   ParamLayout layout(cfg);
   ASSERT_EQ(m.params.size(), size_t(layout.total()));
-  auto at = [&](ParamKind k, int l, int64_t i) { return m.params[size_t(layout.get(k, l).offset + i)]; };
+  auto at = [&](ParamKind k, int l, int64_t i) {
+    return m.params[size_t(layout.get(k, l).offset + i)];
+  };
   const int64_t C = 32, I = 40, q = 32, kv = 16;
   auto hf = [&](const std::string& name, int64_t i) { return t.at(name).values[size_t(i)]; };
   const std::string L1 = "model.layers.1.";
@@ -99,7 +103,8 @@ TEST(HfImport, MapsEveryTensorIntoTheFlatLayout) {
     EXPECT_EQ(at(ParamKind::Embed, -1, i), hf("model.embed_tokens.weight", i));
     EXPECT_EQ(at(ParamKind::Head, -1, i), hf("lm_head.weight", i));
   }
-  EXPECT_EQ(at(ParamKind::Wqkv, 1, (q + 2 * kv) * C - 1), t.at(L1 + "self_attn.v_proj.weight").values.back());
+  EXPECT_EQ(at(ParamKind::Wqkv, 1, (q + 2 * kv) * C - 1),
+            t.at(L1 + "self_attn.v_proj.weight").values.back());
   EXPECT_EQ(at(ParamKind::AttnNorm, 0, 31), hf("model.layers.0.input_layernorm.weight", 31));
   EXPECT_EQ(at(ParamKind::MlpNorm, 1, 0), hf(L1 + "post_attention_layernorm.weight", 0));
   EXPECT_EQ(at(ParamKind::FinalNorm, -1, 2), hf("model.norm.weight", 2));
@@ -231,7 +236,8 @@ TEST(HfImport, BadFolderOrConfigIsNamed) {
   EXPECT_TRUE(has(msg, "model.safetensors")) << msg;
 }
 
-// The fixture that tools/fixtures/make_golden.py writes on the GPU machine (skipped until it exists).
+// The fixture that tools/fixtures/make_golden.py writes on the GPU machine (skipped until it
+// exists).
 TEST(HfImport, GoldenFixtureFromTransformers) {
   const std::string dir = std::string(TL_SOURCE_DIR) + "/tests/fixtures/hf_golden";
   if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP() << "no " << dir;
@@ -269,9 +275,9 @@ TEST(HfImport, ConfigSizesOutOfRangeNameTheField) {
     const char* key;
     int64_t value;
   };
-  for (const Case& c : {Case{"num_hidden_layers", 2000}, Case{"max_position_embeddings", 1 << 30},
-                        Case{"intermediate_size", 1 << 23}, Case{"num_hidden_layers", 0},
-                        Case{"vocab_size", -5}}) {
+  for (const Case& c :
+       {Case{"num_hidden_layers", 2000}, Case{"max_position_embeddings", 1 << 30},
+        Case{"intermediate_size", 1 << 23}, Case{"num_hidden_layers", 0}, Case{"vocab_size", -5}}) {
     json bad = hf_config_from_model(cfg);
     bad[c.key] = c.value;
     std::string msg = hfi_import_error(d, bad, hfi_llama_tensors(cfg));
@@ -300,7 +306,7 @@ TEST(HfImport, NonFiniteWeightsAreNamed) {
   }
   t["model.embed_tokens.weight"].values[33] = -INFINITY;
   msg = hfi_import_error(d, hf_config_from_model(cfg), t);
-  EXPECT_TRUE(has(msg, "model.embed_tokens.weight") && has(msg, "element 33") && has(msg, "[1, 1]") &&
-              has(msg, "-inf"))
+  EXPECT_TRUE(has(msg, "model.embed_tokens.weight") && has(msg, "element 33") &&
+              has(msg, "[1, 1]") && has(msg, "-inf"))
       << msg;
 }

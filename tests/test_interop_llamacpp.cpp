@@ -9,13 +9,13 @@
 #include <fstream>
 
 #include "backend/backend.h"
+#include "checkpoint/load.h"
 #include "ckpt_test_util.h"
 #include "data/tokenizer.h"
 #include "data_test_util.h"
+#include "generate/generate.h"
 #include "interop_util.h"
 #include "model/llama_infer.h"
-#include "generate/generate.h"
-#include "checkpoint/load.h"
 
 using namespace tl;
 
@@ -50,35 +50,55 @@ std::vector<double> softmax(const float* x, int n) {
 }  // namespace
 
 TEST(LlamaCpp, RunsOurGgufExportsLikeWeDo) {
-  if (!interop::have_node()) GTEST_SKIP() << "Node.js/npm not installed: llama.cpp (node-llama-cpp) cannot run";
-  if (dt::shared_data_dir().empty()) GTEST_SKIP() << "../shared/data (the Llama 2 tokenizer) is absent";
+  if (!interop::have_node())
+    GTEST_SKIP() << "Node.js/npm not installed: llama.cpp (node-llama-cpp) cannot run";
+  if (dt::shared_data_dir().empty())
+    GTEST_SKIP() << "../shared/data (the Llama 2 tokenizer) is absent";
   std::string npm_error;
   const std::string node = interop::node_dir(&npm_error);
   ASSERT_FALSE(node.empty()) << npm_error;
 
   // Train a small model on tinyshakespeare with the Llama 2 tokenizer: prepare, then train.
   ckpt_test::TempDir dir;
-  const std::string bin = TL_BINARY, tok = dt::llama_model(), shakes = dt::shared_data_dir() + "/tinyshakespeare.txt";
-  sh(bin + " prepare --quiet --tokenizer " + tok + " --source shakes --separator '' --val-fraction 0.02 --out " +
-     dir.file("data") + " " + shakes);
-  json cfg = {
-      {"model", {{"vocab_size", 32000}, {"dim", 64}, {"n_layers", 2}, {"n_heads", 4}, {"n_kv_heads", 2},
-                 {"ffn_dim", 128}, {"max_seq_len", 128}}},
-      {"data", {{"sources", json::array({json{{"name", "shakes"}, {"paths", {dir.file("data/train")}}, {"weight", 1.0}}})},
-                {"val", {dir.file("data/val")}}, {"seq_len", 64}, {"tokenizer", tok}}},
-      {"batch", {{"micro_batch", 8}, {"grad_accum", 1}}},
-      {"optim", {{"lr", 1e-2}, {"min_lr", 1e-3}, {"warmup_steps", 10}}},
-      {"train", {{"steps", 60}, {"seed", 3}, {"device", "cpu"}, {"threads", 2}, {"run_dir", dir.file("run")},
-                 {"log_interval", 20}}},
-      {"eval", {{"interval", 0}, {"batches", 2}}},
-      {"checkpoint", {{"interval", 0}, {"keep", 1}}}};
+  const std::string bin = TL_BINARY, tok = dt::llama_model(),
+                    shakes = dt::shared_data_dir() + "/tinyshakespeare.txt";
+  sh(bin + " prepare --quiet --tokenizer " + tok +
+     " --source shakes --separator '' --val-fraction 0.02 --out " + dir.file("data") + " " +
+     shakes);
+  json cfg = {{"model",
+               {{"vocab_size", 32000},
+                {"dim", 64},
+                {"n_layers", 2},
+                {"n_heads", 4},
+                {"n_kv_heads", 2},
+                {"ffn_dim", 128},
+                {"max_seq_len", 128}}},
+              {"data",
+               {{"sources",
+                 json::array({json{
+                     {"name", "shakes"}, {"paths", {dir.file("data/train")}}, {"weight", 1.0}}})},
+                {"val", {dir.file("data/val")}},
+                {"seq_len", 64},
+                {"tokenizer", tok}}},
+              {"batch", {{"micro_batch", 8}, {"grad_accum", 1}}},
+              {"optim", {{"lr", 1e-2}, {"min_lr", 1e-3}, {"warmup_steps", 10}}},
+              {"train",
+               {{"steps", 60},
+                {"seed", 3},
+                {"device", "cpu"},
+                {"threads", 2},
+                {"run_dir", dir.file("run")},
+                {"log_interval", 20}}},
+              {"eval", {{"interval", 0}, {"batches", 2}}},
+              {"checkpoint", {{"interval", 0}, {"keep", 1}}}};
   ckpt_test::write_bytes(dir.file("cfg.json"), cfg.dump());
   sh(bin + " train --config " + dir.file("cfg.json"));
   const std::string ck = dir.file("run/checkpoints/step_00000060.tlck");
   ASSERT_TRUE(std::filesystem::exists(ck)) << ckpt_test::run_cmd("ls -R " + dir.path()).output;
   const std::vector<std::string> types = {"f32", "f16", "bf16", "q8_0"};
   for (const auto& t : types)
-    sh(bin + " export --checkpoint " + ck + " --format gguf --dtype " + t + " --out " + dir.file(t + ".gguf"));
+    sh(bin + " export --checkpoint " + ck + " --format gguf --dtype " + t + " --out " +
+       dir.file(t + ".gguf"));
 
   // Ours: tokenization, greedy continuations, next-token probabilities (fp32, CPU).
   const Tokenizer tokenizer = Tokenizer::load(tok);
@@ -87,8 +107,9 @@ TEST(LlamaCpp, RunsOurGgufExportsLikeWeDo) {
   for (const auto& c : cases) texts.push_back(c.first);
   const std::string excerpt = dt::read_text(shakes).substr(2000, 1500);
   texts.push_back(excerpt);
-  const std::vector<std::string> prompt_texts = {"First Citizen:\nBefore we proceed", "ROMEO:\nO, she doth",
-                                                 "To be, or not to be", "The king"};
+  const std::vector<std::string> prompt_texts = {"First Citizen:\nBefore we proceed",
+                                                 "ROMEO:\nO, she doth", "To be, or not to be",
+                                                 "The king"};
   std::vector<std::vector<int>> prompts;
   for (const auto& p : prompt_texts) {
     std::vector<int> ids = tokenizer.encode(p);
@@ -106,7 +127,8 @@ TEST(LlamaCpp, RunsOurGgufExportsLikeWeDo) {
   bo.max_new = n_new;
   bo.sampling.temperature = 0;
   std::vector<std::vector<int>> our_greedy;
-  for (const auto& p : prompts) our_greedy.push_back(generate_batch(*ours.model, {p}, bo, nullptr)[0]);
+  for (const auto& p : prompts)
+    our_greedy.push_back(generate_batch(*ours.model, {p}, bo, nullptr)[0]);
   const int V = 32000, P = int(probe.size());
   std::vector<float> logits(size_t(P) * V);
   {
@@ -118,22 +140,23 @@ TEST(LlamaCpp, RunsOurGgufExportsLikeWeDo) {
   for (int i = 0; i < P; ++i) our_p.push_back(softmax(logits.data() + size_t(i) * V, V));
 
   // llama.cpp's.
-  json req = {{"texts", texts}, {"prompts", prompts}, {"n_new", n_new}, {"probes", {probe}}, {"top", 8},
-              {"context", 128}};
+  json req = {{"texts", texts},    {"prompts", prompts}, {"n_new", n_new},
+              {"probes", {probe}}, {"top", 8},           {"context", 128}};
   req["models"] = json::array();
   for (const auto& t : types) req["models"].push_back(dir.file(t + ".gguf"));
   json probe_ids = json::array();
   for (int i = 0; i < P; ++i) {  // our 5 most likely next tokens at each position
     std::vector<int> idx(V);
     for (int k = 0; k < V; ++k) idx[size_t(k)] = k;
-    std::partial_sort(idx.begin(), idx.begin() + 5, idx.end(),
-                      [&](int a, int b) { return our_p[size_t(i)][size_t(a)] > our_p[size_t(i)][size_t(b)]; });
+    std::partial_sort(idx.begin(), idx.begin() + 5, idx.end(), [&](int a, int b) {
+      return our_p[size_t(i)][size_t(a)] > our_p[size_t(i)][size_t(b)];
+    });
     for (int k = 0; k < 5; ++k) probe_ids.push_back(idx[size_t(k)]);
   }
   req["probe_ids"] = probe_ids;
   ckpt_test::write_bytes(dir.file("req.json"), req.dump());
-  const auto run = ckpt_test::run_cmd("(cd '" + node + "' && node llamacpp_check.mjs " + dir.file("req.json") +
-                                      " 2>" + dir.file("node.err") + ")");
+  const auto run = ckpt_test::run_cmd("(cd '" + node + "' && node llamacpp_check.mjs " +
+                                      dir.file("req.json") + " 2>" + dir.file("node.err") + ")");
   ASSERT_EQ(run.rc, 0) << run.output << ckpt_test::read_bytes(dir.file("node.err"));
   const json res = json::parse(run.output);
   ASSERT_EQ(res["models"].size(), types.size());
@@ -169,12 +192,16 @@ TEST(LlamaCpp, RunsOurGgufExportsLikeWeDo) {
       const std::vector<int> got = r["tokens"][i].get<std::vector<int>>();
       EXPECT_EQ(got, tokenizer.encode(texts[i])) << "text " << i << ": " << texts[i].substr(0, 60);
       if (i < cases.size()) {
-        EXPECT_EQ(got, std::vector<int>(cases[i].second.begin() + 1, cases[i].second.end())) << texts[i];
+        EXPECT_EQ(got, std::vector<int>(cases[i].second.begin() + 1, cases[i].second.end()))
+            << texts[i];
       }
     }
 
     // Next-token probabilities at every position of the probe.
-    const double tol = type == "f32" ? kF32ProbTol : type == "f16" ? kF16ProbTol : type == "bf16" ? kBf16ProbTol : kQ8ProbTol;
+    const double tol = type == "f32"    ? kF32ProbTol
+                       : type == "f16"  ? kF16ProbTol
+                       : type == "bf16" ? kBf16ProbTol
+                                        : kQ8ProbTol;
     double worst = 0;
     int worst_at = -1;
     const json& rows = r["probes"][0];
@@ -193,8 +220,10 @@ TEST(LlamaCpp, RunsOurGgufExportsLikeWeDo) {
       for (const auto& [id, p] : rows[i]["p_of"].items()) diff(std::stoi(id), p.get<double>());
       for (const json& e : rows[i]["top"]) diff(e[0].get<int>(), e[1].get<double>());
     }
-    std::printf("[ llama.cpp ] %s: max |p_llama.cpp - p_ours| over %d positions = %.3g at position %d (bound %.1g)\n",
-                type.c_str(), P, worst, worst_at, tol);
+    std::printf(
+        "[ llama.cpp ] %s: max |p_llama.cpp - p_ours| over %d positions = %.3g at position %d "
+        "(bound %.1g)\n",
+        type.c_str(), P, worst, worst_at, tol);
     EXPECT_LE(worst, tol);
 
     // Greedy continuations, token for token (f32; the rounded types where the margins allow,
@@ -207,7 +236,7 @@ TEST(LlamaCpp, RunsOurGgufExportsLikeWeDo) {
       }
       same += got == our_greedy[k];
     }
-    std::printf("[ llama.cpp ] %s: %d of %zu greedy continuations (%d tokens) identical\n", type.c_str(), same,
-                prompts.size(), n_new);
+    std::printf("[ llama.cpp ] %s: %d of %zu greedy continuations (%d tokens) identical\n",
+                type.c_str(), same, prompts.size(), n_new);
   }
 }

@@ -14,19 +14,20 @@ using namespace tl;
 namespace {
 
 // Exports a fresh model with `tokenizer` and runs tokenizers.js over `texts`; returns its result.
-json tokenizers_js(const ckpt_test::TempDir& dir, const std::string& node, const std::string& tokenizer,
-                   const std::string& tag, const std::vector<std::string>& texts, int vocab) {
+json tokenizers_js(const ckpt_test::TempDir& dir, const std::string& node,
+                   const std::string& tokenizer, const std::string& tag,
+                   const std::vector<std::string>& texts, int vocab) {
   const std::string bin = TL_BINARY, ck = dir.file(tag + ".tlck"), out = dir.file(tag + "-hf");
-  auto r = ckpt_test::run_cmd(bin + " init --preset tiny --set vocab_size=" + std::to_string(vocab) +
-                              " --out " + ck);
+  auto r = ckpt_test::run_cmd(
+      bin + " init --preset tiny --set vocab_size=" + std::to_string(vocab) + " --out " + ck);
   EXPECT_EQ(r.rc, 0) << r.output;
-  r = ckpt_test::run_cmd(bin + " export --checkpoint " + ck + " --format hf --dtype f32 --tokenizer " + tokenizer +
-                         " --out " + out);
+  r = ckpt_test::run_cmd(bin + " export --checkpoint " + ck +
+                         " --format hf --dtype f32 --tokenizer " + tokenizer + " --out " + out);
   EXPECT_EQ(r.rc, 0) << r.output;
   EXPECT_TRUE(std::filesystem::exists(out + "/tokenizer.json")) << r.output;
   ckpt_test::write_bytes(dir.file(tag + "-req.json"), json{{"dir", out}, {"texts", texts}}.dump());
-  r = ckpt_test::run_cmd("(cd '" + node + "' && node tokenizers_check.mjs " + dir.file(tag + "-req.json") + " 2>" +
-                         dir.file(tag + "-node.err") + ")");
+  r = ckpt_test::run_cmd("(cd '" + node + "' && node tokenizers_check.mjs " +
+                         dir.file(tag + "-req.json") + " 2>" + dir.file(tag + "-node.err") + ")");
   EXPECT_EQ(r.rc, 0) << r.output << ckpt_test::read_bytes(dir.file(tag + "-node.err"));
   return r.rc == 0 ? json::parse(r.output) : json();
 }
@@ -42,7 +43,8 @@ std::vector<std::string> test_texts() {
     texts.push_back(all.substr(at, end - at));
     at = end + 2;
   }
-  // Whitespace runs, digits, bytes outside the vocabulary, and text around a special token's spelling.
+  // Whitespace runs, digits, bytes outside the vocabulary, and text around a special token's
+  // spelling.
   texts.push_back("  two  spaces\tand a tab\n\nnewlines   ");
   texts.push_back("1234567 digits, 3.14159 and 2026-12-05");
   texts.push_back("caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\xa6\x99 \xe2\x80\x94 emoji");
@@ -50,7 +52,8 @@ std::vector<std::string> test_texts() {
   return texts;
 }
 
-void expect_same_as_sentencepiece(const json& res, const Tokenizer& sp, const std::vector<std::string>& texts) {
+void expect_same_as_sentencepiece(const json& res, const Tokenizer& sp,
+                                  const std::vector<std::string>& texts) {
   ASSERT_TRUE(res.is_object());
   ASSERT_EQ(res["ids"].size(), texts.size());
   size_t mismatches = 0;
@@ -58,8 +61,10 @@ void expect_same_as_sentencepiece(const json& res, const Tokenizer& sp, const st
     std::vector<int> want = sp.encode(texts[i]);
     want.insert(want.begin(), sp.bos_id());
     const std::vector<int> got = res["ids"][i].get<std::vector<int>>();
-    if (got != want && ++mismatches <= 5) ADD_FAILURE() << "text " << i << " '" << texts[i].substr(0, 80) << "'";
-    EXPECT_EQ(res["decoded"][i].get<std::string>(), sp.decode(std::vector<int>(want.begin() + 1, want.end())))
+    if (got != want && ++mismatches <= 5)
+      ADD_FAILURE() << "text " << i << " '" << texts[i].substr(0, 80) << "'";
+    EXPECT_EQ(res["decoded"][i].get<std::string>(),
+              sp.decode(std::vector<int>(want.begin() + 1, want.end())))
         << "text " << i;
   }
   EXPECT_EQ(mismatches, 0u) << "of " << texts.size() << " texts";
@@ -69,7 +74,8 @@ void expect_same_as_sentencepiece(const json& res, const Tokenizer& sp, const st
 
 TEST(TokenizerJson, TokenizersJsEncodesLikeSentencePiece) {
   if (!interop::have_node()) GTEST_SKIP() << "Node.js/npm not installed: tokenizers.js cannot run";
-  if (dt::shared_data_dir().empty()) GTEST_SKIP() << "../shared/data (the Llama 2 tokenizer) is absent";
+  if (dt::shared_data_dir().empty())
+    GTEST_SKIP() << "../shared/data (the Llama 2 tokenizer) is absent";
   std::string npm_error;
   const std::string node = interop::node_dir(&npm_error);
   ASSERT_FALSE(node.empty()) << npm_error;
@@ -78,7 +84,8 @@ TEST(TokenizerJson, TokenizersJsEncodesLikeSentencePiece) {
   ASSERT_GT(texts.size(), 1000u);
 
   const Tokenizer llama = Tokenizer::load(dt::llama_model());
-  expect_same_as_sentencepiece(tokenizers_js(dir, node, dt::llama_model(), "llama", texts, 32000), llama, texts);
+  expect_same_as_sentencepiece(tokenizers_js(dir, node, dt::llama_model(), "llama", texts, 32000),
+                               llama, texts);
 
   // A tokenizer trained by tokenizer-train (byte fallback, split digits, 2000 pieces).
   const std::string shakes = dt::shared_data_dir() + "/tinyshakespeare.txt";
@@ -86,5 +93,6 @@ TEST(TokenizerJson, TokenizersJsEncodesLikeSentencePiece) {
                               dir.file("own") + " " + shakes);
   ASSERT_EQ(r.rc, 0) << r.output;
   const Tokenizer own = Tokenizer::load(dir.file("own.model"));
-  expect_same_as_sentencepiece(tokenizers_js(dir, node, dir.file("own.model"), "own", texts, 2000), own, texts);
+  expect_same_as_sentencepiece(tokenizers_js(dir, node, dir.file("own.model"), "own", texts, 2000),
+                               own, texts);
 }

@@ -8,11 +8,11 @@
 
 #include "backend/backend.h"
 #include "core/rng.h"
+#include "generate/generate.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
-#include "train/train_step.h"
 #include "optim/schedule.h"
-#include "generate/generate.h"
+#include "train/train_step.h"
 
 using namespace tl;
 
@@ -52,7 +52,8 @@ void perturb_norms(LlamaModel& m, uint64_t seed) {
   Rng rng(seed);
   for (const auto& info : m.layout().params())
     if (info.shape.ndim == 1)
-      for (int64_t j = 0; j < info.numel(); ++j) p[size_t(info.offset + j)] = float(1.0 + 0.3 * rng.normal());
+      for (int64_t j = 0; j < info.numel(); ++j)
+        p[size_t(info.offset + j)] = float(1.0 + 0.3 * rng.normal());
   m.set_params(p);
 }
 
@@ -90,7 +91,8 @@ TEST(Model, GradientsMatchFiniteDifferences) {
       size_t i = size_t(info.offset + idx[size_t(k)]);
       const float h = 1e-2f * std::max(1.0f, std::fabs(p[i]));
       double fd = (loss_at(i, p[i] + h) - loss_at(i, p[i] - h)) / (2.0 * double(h));
-      EXPECT_NEAR(grads[i], fd, 2e-2 * std::fabs(fd) + 2e-4) << info.name << "[" << idx[size_t(k)] << "]";
+      EXPECT_NEAR(grads[i], fd, 2e-2 * std::fabs(fd) + 2e-4)
+          << info.name << "[" << idx[size_t(k)] << "]";
       ++checked;
     }
   }
@@ -131,7 +133,8 @@ TEST(Model, GradientsAccumulateAcrossMicroBatches) {
   be->download(once.data(), m.grads());
   m.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T, 1.0f);
   be->download(twice.data(), m.grads());
-  for (size_t i = 0; i < once.size(); ++i) ASSERT_NEAR(twice[i], 2 * once[i], 1e-5f * (1 + std::fabs(once[i]))) << i;
+  for (size_t i = 0; i < once.size(); ++i)
+    ASSERT_NEAR(twice[i], 2 * once[i], 1e-5f * (1 + std::fabs(once[i]))) << i;
 }
 
 TEST(Model, LastLogitsAgreeWithTheLoss) {
@@ -174,10 +177,12 @@ TEST(Model, InitFollowsTinyLlama) {
   auto stddev = [&](ParamKind k, int layer) {
     const ParamInfo& info = m.layout().get(k, layer);
     double s = 0;
-    for (int64_t j = 0; j < info.numel(); ++j) s += double(p[size_t(info.offset + j)]) * p[size_t(info.offset + j)];
+    for (int64_t j = 0; j < info.numel(); ++j)
+      s += double(p[size_t(info.offset + j)]) * p[size_t(info.offset + j)];
     return std::sqrt(s / double(info.numel()));
   };
-  const double base = std::sqrt(2.0 / (5.0 * c.dim)), out = 1.0 / (std::sqrt(double(c.dim)) * c.n_layers);
+  const double base = std::sqrt(2.0 / (5.0 * c.dim)),
+               out = 1.0 / (std::sqrt(double(c.dim)) * c.n_layers);
   EXPECT_NEAR(stddev(ParamKind::Embed, -1), base, 0.02 * base);
   EXPECT_NEAR(stddev(ParamKind::Wqkv, 0), base, 0.02 * base);
   EXPECT_NEAR(stddev(ParamKind::WGateUp, 1), base, 0.02 * base);

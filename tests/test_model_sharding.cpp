@@ -62,7 +62,7 @@ TEST(DistSharding, EveryElementHasExactlyOneOwnerForManyWorlds) {
           EXPECT_GE(u.padded, u.len());
           EXPECT_LT(u.padded - u.len(), world * align);  // no more padding than needed
           EXPECT_EQ(u.shard * world, u.padded);
-          EXPECT_EQ(u.shard % align, 0);                 // chunks stay aligned
+          EXPECT_EQ(u.shard % align, 0);  // chunks stay aligned
           EXPECT_EQ(u.shard_offset, shard_sum);
           EXPECT_EQ(u.padded_offset, padded_sum);
           shard_sum += u.shard;
@@ -102,7 +102,8 @@ TEST(DistSharding, AllGatherOfChunksIsTheUnitInPaddedOrder) {
   std::iota(full.begin(), full.end(), 1.0f);
   for (int world : {1, 2, 3, 6}) {
     Sharding s(layout, world);
-    std::vector<std::vector<float>> shards(size_t(world), std::vector<float>(size_t(s.shard_total())));
+    std::vector<std::vector<float>> shards(size_t(world),
+                                           std::vector<float>(size_t(s.shard_total())));
     for (int r = 0; r < world; ++r) extract_shard(s, r, full.data(), shards[size_t(r)].data());
     for (int u = 0; u < s.num_units(); ++u) {
       const ShardUnit& su = s.unit(u);
@@ -159,7 +160,8 @@ TEST(DistSharding, ReshardCopyMovesShardsBetweenWorldSizes) {
       }
       for (int d = 0; d < to_w; ++d) {
         std::vector<float> dst(size_t(to.shard_total()), 0.0f), want(dst.size());
-        for (int r = 0; r < from_w; ++r) reshard_copy(from, r, src[size_t(r)].data(), to, d, dst.data());
+        for (int r = 0; r < from_w; ++r)
+          reshard_copy(from, r, src[size_t(r)].data(), to, d, dst.data());
         extract_shard(to, d, full.data(), want.data());
         ASSERT_EQ(dst, want) << from_w << " -> " << to_w << " rank " << d;
       }

@@ -13,15 +13,15 @@
 #include <cstdio>
 
 #include "backend/cpu/cpu_backend.h"
-#include "core/fs.h"
-#include "core/rng.h"
-#include "data/packed.h"
 #include "checkpoint/load.h"
 #include "checkpoint/run_folder.h"
 #include "checkpoint/sharded.h"
+#include "core/fs.h"
+#include "core/rng.h"
+#include "data/packed.h"
+#include "model/llama.h"
 #include "parallel/sharded_io.h"
 #include "parallel_test_util.h"
-#include "model/llama.h"
 #include "sharded_test_util.h"
 
 using namespace tl;
@@ -140,7 +140,8 @@ TEST(DistCheckpoint, SavedOnThreeLoadsOnTwoAndOneIdentically) {
   Saved saved = train_and_save(dir, ShardStrategy::FullShard, 3);
   EXPECT_TRUE(file_exists(dir + "/shard_00002_of_00003.tlck"));
   EXPECT_TRUE(file_exists(dir + "/meta.json"));
-  for (int w : {3, 2, 1}) expect_same(load_at(dir, ShardStrategy::FullShard, w), saved, cat("full_shard at ", w));
+  for (int w : {3, 2, 1})
+    expect_same(load_at(dir, ShardStrategy::FullShard, w), saved, cat("full_shard at ", w));
   // Across strategies too: a ZeRO-3 set resumes as ZeRO-2 or plain data parallel.
   expect_same(load_at(dir, ShardStrategy::ShardGradOp, 2), saved, "shard_grad_op at 2");
   expect_same(load_at(dir, ShardStrategy::NoShard, 2), saved, "no_shard at 2");
@@ -224,7 +225,9 @@ std::string error_of(F&& f) {
   return "<no error>";
 }
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool has(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 ModelConfig cfg_layers(int n_layers) {
   ModelConfig c = cfg();
@@ -270,9 +273,9 @@ TEST(ShardedCheckpointDamage, ShardsDisagreeingOnTheModelStopExportAndEvalWithAM
     for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t(i % 48);
     write_packed_file(t.path + "/val.bin", v, 8, v.size());
   }
-  for (const std::string& cmd :
-       {cat("export --checkpoint '", dir, "' --out '", t.path, "/hf'"),
-        cat("eval --checkpoint '", dir, "' --data '", t.path, "/val.bin' --seq-len 7 --threads 1")}) {
+  for (const std::string& cmd : {cat("export --checkpoint '", dir, "' --out '", t.path, "/hf'"),
+                                 cat("eval --checkpoint '", dir, "' --data '", t.path,
+                                     "/val.bin' --seq-len 7 --threads 1")}) {
     const CliResult r = run_binary(cmd);
     EXPECT_EQ(r.rc, 1) << cmd << " (128 + N: killed by signal N)\n" << r.output;
     EXPECT_TRUE(has(r.output, shard) && has(r.output, "field 'model'")) << cmd << "\n" << r.output;
@@ -290,9 +293,8 @@ TEST(ShardedCheckpointDamage, AShortSectionIsRefusedOnBothLoadPaths) {
   replace_shard(dir, 1, d);
   Sharding three(ParamLayout(cfg()), 3);
   CheckpointData mine;
-  for (const std::string& msg :
-       {error_of([&] { load_sharded_as_full(dir, false); }),
-        error_of([&] { read_sharded_checkpoint(dir, three, 2, mine); })}) {
+  for (const std::string& msg : {error_of([&] { load_sharded_as_full(dir, false); }),
+                                 error_of([&] { read_sharded_checkpoint(dir, three, 2, mine); })}) {
     EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "section 'params'")) << msg;
   }
   EXPECT_TRUE(mine.params.empty()) << "nothing is allocated before every shard is checked";
@@ -306,10 +308,9 @@ TEST(ShardedCheckpointDamage, AShardOfASmallerModelIsRefusedNotLoadedAsZeros) {
   replace_shard(dir, 1, make_shard(cfg_layers(1), 1, 2));
   Sharding one(ParamLayout(cfg()), 1);
   CheckpointData mine;
-  for (const std::string& msg :
-       {error_of([&] { load_sharded_as_full(dir, false); }),
-        error_of([&] { load_sharded_as_full(dir, true); }),
-        error_of([&] { read_sharded_checkpoint(dir, one, 0, mine); })}) {
+  for (const std::string& msg : {error_of([&] { load_sharded_as_full(dir, false); }),
+                                 error_of([&] { load_sharded_as_full(dir, true); }),
+                                 error_of([&] { read_sharded_checkpoint(dir, one, 0, mine); })}) {
     EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "field 'model'")) << msg;
   }
   // The same model but a size field that lies is named too.

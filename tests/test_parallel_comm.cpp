@@ -11,7 +11,9 @@
 using namespace tl;
 
 namespace {
-Tensor host(std::vector<float>& v) { return Tensor(v.data(), DType::F32, Device::CPU, {int64_t(v.size())}); }
+Tensor host(std::vector<float>& v) {
+  return Tensor(v.data(), DType::F32, Device::CPU, {int64_t(v.size())});
+}
 }  // namespace
 
 TEST(DistFakeComm, CollectivesGiveTheSameAnswerOnEveryRank) {
@@ -30,7 +32,8 @@ TEST(DistFakeComm, CollectivesGiveTheSameAnswerOnEveryRank) {
       for (size_t j = 0; j < big.size(); ++j) big[j] = float(r) + float(j);
       c.reduce_scatter(host(out), host(big), ReduceOp::Sum);
       const float rank_sum = float(world * (world - 1) / 2);
-      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[size_t(i)], rank_sum + float(world * (r * n + i)));
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(out[size_t(i)], rank_sum + float(world * (r * n + i)));
       c.reduce_scatter(host(out), host(big), ReduceOp::Avg);
       for (int64_t i = 0; i < n; ++i)
         ASSERT_FLOAT_EQ(out[size_t(i)], (rank_sum + float(world * (r * n + i))) / float(world));
@@ -72,7 +75,7 @@ TEST(DistFakeComm, SplitMakesNodeAndReplicaGroups) {
     ASSERT_EQ(v[0], float(2 * (r / 2) * 2 + 1));  // r0 + r1 of the node
     v = {float(r)};
     rep->all_reduce(host(v), ReduceOp::Sum);
-    ASSERT_EQ(v[0], float(3 * (r % 2) + 6));       // e.g. 0+2+4 or 1+3+5
+    ASSERT_EQ(v[0], float(3 * (r % 2) + 6));  // e.g. 0+2+4 or 1+3+5
   });
   ASSERT_EQ(rank_errors(outcome), "");
 }
@@ -113,7 +116,7 @@ TEST(DistFakeComm, ARankThatHangsIsNamedAfterTheTimeout) {
     c.all_reduce(host(v), ReduceOp::Sum);
     if (r == 2) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // "hangs"
-      c.check();  // then finds the group failed
+      c.check();                                                     // then finds the group failed
     }
     c.all_reduce(host(v), ReduceOp::Sum);
   });

@@ -17,10 +17,10 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/rng.h"
-#include "parallel/fsdp.h"
-#include "train/train_step.h"
-#include "parallel_test_util.h"
 #include "model/llama.h"
+#include "parallel/fsdp.h"
+#include "parallel_test_util.h"
+#include "train/train_step.h"
 
 using namespace tl;
 
@@ -67,10 +67,10 @@ void micro_batch(int step, int k, int rank, int world, std::vector<int32_t>& tok
 }
 
 struct RunResult {
-  std::vector<double> losses;    // mean loss of each step (all ranks)
-  std::vector<double> norms;     // grad norm of each step
-  std::vector<float> params;     // after the last step
-  CommCounts counts;             // rank 0's collectives
+  std::vector<double> losses;  // mean loss of each step (all ranks)
+  std::vector<double> norms;   // grad norm of each step
+  std::vector<float> params;   // after the last step
+  CommCounts counts;           // rank 0's collectives
 };
 
 AdamWConfig adamw_cfg() { return AdamWConfig{}; }
@@ -88,7 +88,8 @@ RunResult run_single() {
     LossSum loss;
     for (int k = 0; k < accum; ++k) {
       micro_batch(s, k, 0, 1, tok, tgt);
-      LossSum l = model.forward_backward(tok.data(), tgt.data(), kB, kT, 1.0f / float(kGlobal * kT));
+      LossSum l =
+          model.forward_backward(tok.data(), tgt.data(), kB, kT, 1.0f / float(kGlobal * kT));
       loss.sum += l.sum;
       loss.count += l.count;
     }
@@ -120,7 +121,8 @@ RunResult run_sharded(ShardStrategy strategy, int world, int hybrid_group = 0) {
       for (int k = 0; k < accum; ++k) {
         fsdp.begin_micro_batch(k + 1 == accum);
         micro_batch(s, k, r, world, tok, tgt);
-        LossSum l = model.forward_backward(tok.data(), tgt.data(), kB, kT, 1.0f / float(kGlobal * kT));
+        LossSum l =
+            model.forward_backward(tok.data(), tgt.data(), kB, kT, 1.0f / float(kGlobal * kT));
         loss.sum += l.sum;
         loss.count += l.count;
       }
@@ -150,7 +152,8 @@ RunResult run_sharded(ShardStrategy strategy, int world, int hybrid_group = 0) {
 void expect_matches_single(const RunResult& got, const RunResult& want, const std::string& what) {
   ASSERT_EQ(got.losses.size(), want.losses.size());
   for (size_t s = 0; s < want.losses.size(); ++s) {
-    EXPECT_NEAR(got.losses[s], want.losses[s], 1e-5 * std::fabs(want.losses[s])) << what << " step " << s;
+    EXPECT_NEAR(got.losses[s], want.losses[s], 1e-5 * std::fabs(want.losses[s]))
+        << what << " step " << s;
     EXPECT_NEAR(got.norms[s], want.norms[s], 1e-4 * want.norms[s]) << what << " step " << s;
   }
   ASSERT_EQ(got.params.size(), want.params.size());
@@ -158,7 +161,10 @@ void expect_matches_single(const RunResult& got, const RunResult& want, const st
   size_t worst = 0;
   for (size_t i = 0; i < want.params.size(); ++i) {
     const double d = std::fabs(double(got.params[i]) - double(want.params[i]));
-    if (!(d <= max_diff)) { max_diff = d; worst = i; }
+    if (!(d <= max_diff)) {
+      max_diff = d;
+      worst = i;
+    }
   }
   std::printf("%s: max |param - one rank's| = %.3g\n", what.c_str(), max_diff);
   EXPECT_LE(max_diff, 2e-5) << what << ": parameter " << worst << " is " << got.params[worst]
@@ -178,15 +184,21 @@ TEST(DistFsdp, SingleRankReferenceLearns) {
 }
 
 TEST(DistFsdp, FullShardMatchesOneRank) {
-  for (int world : {1, 2, 3}) expect_matches_single(run_sharded(ShardStrategy::FullShard, world), single(), cat("full_shard world ", world));
+  for (int world : {1, 2, 3})
+    expect_matches_single(run_sharded(ShardStrategy::FullShard, world), single(),
+                          cat("full_shard world ", world));
 }
 
 TEST(DistFsdp, ShardGradOpMatchesOneRank) {
-  for (int world : {2, 3}) expect_matches_single(run_sharded(ShardStrategy::ShardGradOp, world), single(), cat("shard_grad_op world ", world));
+  for (int world : {2, 3})
+    expect_matches_single(run_sharded(ShardStrategy::ShardGradOp, world), single(),
+                          cat("shard_grad_op world ", world));
 }
 
 TEST(DistFsdp, NoShardMatchesOneRank) {
-  for (int world : {2, 3}) expect_matches_single(run_sharded(ShardStrategy::NoShard, world), single(), cat("no_shard world ", world));
+  for (int world : {2, 3})
+    expect_matches_single(run_sharded(ShardStrategy::NoShard, world), single(),
+                          cat("no_shard world ", world));
 }
 
 TEST(DistFsdp, HybridShardMatchesOneRank) {

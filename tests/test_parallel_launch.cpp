@@ -45,8 +45,12 @@ TEST(DistLaunch, NoLauncherIsOneProcess) {
 }
 
 TEST(DistLaunch, TorchrunVariables) {
-  LaunchInfo li = launch({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
-                          {"LOCAL_WORLD_SIZE", "4"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "23456"}});
+  LaunchInfo li = launch({{"RANK", "5"},
+                          {"WORLD_SIZE", "8"},
+                          {"LOCAL_RANK", "1"},
+                          {"LOCAL_WORLD_SIZE", "4"},
+                          {"MASTER_ADDR", "node7"},
+                          {"MASTER_PORT", "23456"}});
   EXPECT_EQ(li.launcher, "torchrun");
   EXPECT_EQ(li.rank, 5);
   EXPECT_EQ(li.world, 8);
@@ -54,15 +58,21 @@ TEST(DistLaunch, TorchrunVariables) {
   EXPECT_EQ(li.local_world, 4);
   EXPECT_EQ(li.master_addr, "node7");
   EXPECT_EQ(li.master_port, 23456);
-  EXPECT_NE(error_of([] { launch({{"RANK", "8"}, {"WORLD_SIZE", "8"}}); }).find("rank 8 is not below"),
+  EXPECT_NE(error_of([] {
+              launch({{"RANK", "8"}, {"WORLD_SIZE", "8"}});
+            }).find("rank 8 is not below"),
             std::string::npos);
-  EXPECT_NE(error_of([] { launch({{"RANK", "x"}, {"WORLD_SIZE", "8"}}); }).find("RANK='x'"),
+  EXPECT_NE(error_of([] {
+              launch({{"RANK", "x"}, {"WORLD_SIZE", "8"}});
+            }).find("RANK='x'"),
             std::string::npos);
 }
 
 TEST(DistLaunch, OpenMpiVariables) {
-  LaunchInfo one_node = launch({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "4"},
-                                {"OMPI_COMM_WORLD_LOCAL_RANK", "2"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}});
+  LaunchInfo one_node = launch({{"OMPI_COMM_WORLD_RANK", "2"},
+                                {"OMPI_COMM_WORLD_SIZE", "4"},
+                                {"OMPI_COMM_WORLD_LOCAL_RANK", "2"},
+                                {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}});
   EXPECT_EQ(one_node.launcher, "openmpi");
   EXPECT_EQ(one_node.rank, 2);
   EXPECT_EQ(one_node.local_rank, 2);
@@ -70,21 +80,29 @@ TEST(DistLaunch, OpenMpiVariables) {
   EXPECT_EQ(one_node.master_port, 29500);
   // Several nodes need MASTER_ADDR (mpirun -x MASTER_ADDR=...).
   EXPECT_NE(error_of([] {
-              launch({{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "8"},
-                      {"OMPI_COMM_WORLD_LOCAL_RANK", "1"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}});
+              launch({{"OMPI_COMM_WORLD_RANK", "5"},
+                      {"OMPI_COMM_WORLD_SIZE", "8"},
+                      {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                      {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}});
             }).find("set MASTER_ADDR"),
             std::string::npos);
-  LaunchInfo two = launch({{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "8"},
-                           {"OMPI_COMM_WORLD_LOCAL_RANK", "1"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"},
-                           {"MASTER_ADDR", "gpu01"}, {"MASTER_PORT", "31000"}});
+  LaunchInfo two = launch({{"OMPI_COMM_WORLD_RANK", "5"},
+                           {"OMPI_COMM_WORLD_SIZE", "8"},
+                           {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                           {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"},
+                           {"MASTER_ADDR", "gpu01"},
+                           {"MASTER_PORT", "31000"}});
   EXPECT_EQ(two.master_addr, "gpu01");
   EXPECT_EQ(two.master_port, 31000);
   EXPECT_EQ(two.local_world, 4);
 }
 
 TEST(DistLaunch, SlurmVariablesAndHostLists) {
-  LaunchInfo li = launch({{"SLURM_PROCID", "6"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "2"},
-                          {"SLURM_STEP_TASKS_PER_NODE", "4(x2)"}, {"SLURM_JOB_ID", "123456"},
+  LaunchInfo li = launch({{"SLURM_PROCID", "6"},
+                          {"SLURM_NTASKS", "8"},
+                          {"SLURM_LOCALID", "2"},
+                          {"SLURM_STEP_TASKS_PER_NODE", "4(x2)"},
+                          {"SLURM_JOB_ID", "123456"},
                           {"SLURM_JOB_NODELIST", "gpu[07-08]"}});
   EXPECT_EQ(li.launcher, "slurm");
   EXPECT_EQ(li.rank, 6);
@@ -94,8 +112,11 @@ TEST(DistLaunch, SlurmVariablesAndHostLists) {
   EXPECT_EQ(li.master_addr, "gpu07");
   EXPECT_EQ(li.master_port, 29500 + 456);  // per job, so jobs sharing a node differ
   // The step's own counts win over the job's.
-  LaunchInfo step = launch({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "16"}, {"SLURM_STEP_NUM_TASKS", "2"},
-                            {"SLURM_STEP_NODELIST", "a1"}, {"MASTER_PORT", "4000"}});
+  LaunchInfo step = launch({{"SLURM_PROCID", "1"},
+                            {"SLURM_NTASKS", "16"},
+                            {"SLURM_STEP_NUM_TASKS", "2"},
+                            {"SLURM_STEP_NODELIST", "a1"},
+                            {"MASTER_PORT", "4000"}});
   EXPECT_EQ(step.world, 2);
   EXPECT_EQ(step.master_addr, "a1");
   EXPECT_EQ(step.master_port, 4000);
@@ -109,7 +130,8 @@ TEST(DistLaunch, SlurmVariablesAndHostLists) {
 
 TEST(DistLaunch, TorchrunWinsOverSlurmWhenBothAreSet) {
   // torchrun started inside a Slurm allocation: its variables describe this process.
-  LaunchInfo li = launch({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}});
+  LaunchInfo li =
+      launch({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}});
   EXPECT_EQ(li.launcher, "torchrun");
   EXPECT_EQ(li.world, 2);
 }
@@ -129,7 +151,9 @@ TEST(DistLaunch, CudaDeviceFollowsTheVisibleDevices) {
   msg = error_of([] { cuda_device_for_local_rank(0, 1); });
   EXPECT_NE(msg.find("no CUDA device"), std::string::npos) << msg;
 
-  LaunchInfo li = launch({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "3"},
+  LaunchInfo li = launch({{"SLURM_PROCID", "3"},
+                          {"SLURM_NTASKS", "4"},
+                          {"SLURM_LOCALID", "3"},
                           {"MASTER_ADDR", "node1"}});
   EXPECT_EQ(device_for_rank("cuda", li, 1), "cuda:0");
   EXPECT_EQ(device_for_rank("auto", li, 1), "cuda:0");
@@ -191,9 +215,13 @@ TEST(DistRendezvous, MissingRankAndMissingServerTimeOutWithClearMessages) {
     // Two processes claiming the same rank: refused, with both named.
     RendezvousServer server(0);
     const int port = server.port();
-    auto a = std::async(std::launch::async, [=] { return error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "ha", 5.0); }); });
+    auto a = std::async(std::launch::async, [=] {
+      return error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "ha", 5.0); });
+    });
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    auto b = std::async(std::launch::async, [=] { return error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "hb", 5.0); }); });
+    auto b = std::async(std::launch::async, [=] {
+      return error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "hb", 5.0); });
+    });
     const std::string e = error_of([&] { server.serve(3, "id", "h0", 5.0); });
     EXPECT_NE(e.find("two processes claim rank 1"), std::string::npos) << e;
     const std::string eb = b.get();
@@ -221,7 +249,9 @@ struct HealthJob {
     const int port = server.port();
     std::vector<std::future<Rendezvous>> f;
     for (int r = 1; r < world; ++r)
-      f.push_back(std::async(std::launch::async, [=] { return rendezvous_join("127.0.0.1", port, r, world, "h", 5.0); }));
+      f.push_back(std::async(std::launch::async, [=] {
+        return rendezvous_join("127.0.0.1", port, r, world, "h", 5.0);
+      }));
     std::vector<Rendezvous> rv;
     rv.push_back(server.serve(world, "", "h", 5.0));
     for (auto& x : f) rv.push_back(x.get());
@@ -238,7 +268,9 @@ struct HealthJob {
       o.exit_grace_s = 0;  // a test must not exit the process
       k.monitor = std::make_unique<HealthMonitor>(
           std::move(rv[size_t(r)].links), r, world, o,
-          [&k] { return HealthProbe{k.issued.load(), k.pending.load(), ""}; },
+          [&k] {
+            return HealthProbe{k.issued.load(), k.pending.load(), ""};
+          },
           [&k](const std::string& why) {
             std::lock_guard<std::mutex> lock(k.mu);
             k.failure = why;
@@ -279,7 +311,8 @@ TEST(DistHealth, AKilledRankIsNamedAtOnce) {
   ASSERT_TRUE(job.all_failed({0, 1, 3}, 5.0));
   EXPECT_LT(t.seconds(), 5.0) << "detected by the closed link, not by the 30 s timeout";
   for (int r : {0, 1, 3})
-    EXPECT_NE(job.failure(r).find("rank 2 exited unexpectedly"), std::string::npos) << job.failure(r);
+    EXPECT_NE(job.failure(r).find("rank 2 exited unexpectedly"), std::string::npos)
+        << job.failure(r);
 }
 
 TEST(DistHealth, ARankReportingAnErrorStopsEveryone) {
@@ -309,7 +342,8 @@ TEST(DistHealth, AHungRankIsNamedAfterTheTimeout) {
   EXPECT_GE(t.seconds(), 1.0);
   EXPECT_LT(t.seconds(), 4.0);
   for (int r : {0, 1, 2})
-    EXPECT_NE(job.failure(r).find("rank(s) 1 (issued 6) hung"), std::string::npos) << job.failure(r);
+    EXPECT_NE(job.failure(r).find("rank(s) 1 (issued 6) hung"), std::string::npos)
+        << job.failure(r);
 }
 
 TEST(DistHealth, RankZeroDyingIsSeenByTheOthers) {

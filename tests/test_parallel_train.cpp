@@ -10,12 +10,12 @@
 
 #include <unistd.h>
 
-#include "core/fs.h"
-#include "core/rng.h"
-#include "data/packed.h"
 #include "checkpoint/load.h"
 #include "checkpoint/run_folder.h"
 #include "checkpoint/sharded.h"
+#include "core/fs.h"
+#include "core/rng.h"
+#include "data/packed.h"
 #include "parallel_test_util.h"
 #include "train/trainer.h"
 
@@ -33,7 +33,8 @@ struct Fixture {
     make_dirs(dir + "/a");
     std::vector<int32_t> a;
     Rng rng(4);
-    for (int i = 0; i < 12000; ++i) a.push_back(rng.below(6) == 0 ? int32_t(rng.below(40)) : i % 40);
+    for (int i = 0; i < 12000; ++i)
+      a.push_back(rng.below(6) == 0 ? int32_t(rng.below(40)) : i % 40);
     write_packed_file(dir + "/a/a_00000.bin", a, 8, 12000);
   }
   ~Fixture() { fs::remove_all(dir); }
@@ -41,14 +42,26 @@ struct Fixture {
   // Global batch 12 sequences: grad_accum = 12 / (micro_batch 2 x world).
   TrainConfig config(const std::string& run, int world, const std::string& strategy,
                      int64_t steps = 8) const {
-    json j{{"model", {{"vocab_size", 40}, {"dim", 32}, {"n_layers", 2}, {"n_heads", 4},
-                      {"n_kv_heads", 2}, {"ffn_dim", 64}, {"max_seq_len", 16}}},
-           {"data", {{"sources", json::array({json{{"name", "a"}, {"paths", {dir + "/a"}}}})},
-                     {"seq_len", 16}}},
+    json j{{"model",
+            {{"vocab_size", 40},
+             {"dim", 32},
+             {"n_layers", 2},
+             {"n_heads", 4},
+             {"n_kv_heads", 2},
+             {"ffn_dim", 64},
+             {"max_seq_len", 16}}},
+           {"data",
+            {{"sources", json::array({json{{"name", "a"}, {"paths", {dir + "/a"}}}})},
+             {"seq_len", 16}}},
            {"batch", {{"micro_batch", 2}, {"grad_accum", 12 / (2 * world)}}},
            {"optim", {{"lr", 3e-3}, {"warmup_steps", 2}}},
-           {"train", {{"steps", steps}, {"seed", 11}, {"device", "cpu"}, {"threads", 1},
-                      {"run_dir", dir + "/" + run}, {"log_interval", 100}}},
+           {"train",
+            {{"steps", steps},
+             {"seed", 11},
+             {"device", "cpu"},
+             {"threads", 1},
+             {"run_dir", dir + "/" + run},
+             {"log_interval", 100}}},
            {"checkpoint", {{"interval", 4}, {"keep", 5}}}};
     if (!strategy.empty()) j["dist"] = {{"strategy", strategy}, {"timeout_seconds", 30}};
     return TrainConfig::from_json(j);
@@ -89,7 +102,8 @@ std::vector<float> train_ranks(const Fixture& fx, const std::string& run, int wo
   return params;
 }
 
-std::vector<float> train_single(const Fixture& fx, const std::string& run, const std::string& resume = "") {
+std::vector<float> train_single(const Fixture& fx, const std::string& run,
+                                const std::string& resume = "") {
   Trainer t(fx.config(run, 1, ""), resume);
   t.run();
   return t.model().get_params();
@@ -98,12 +112,13 @@ std::vector<float> train_single(const Fixture& fx, const std::string& run, const
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
   double m = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::fabs(double(a[i]) - b[i]));
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    m = std::max(m, std::fabs(double(a[i]) - b[i]));
   return m;
 }
 
-void expect_losses_near(const std::vector<double>& got, const std::vector<double>& want, size_t from,
-                        const std::string& what) {
+void expect_losses_near(const std::vector<double>& got, const std::vector<double>& want,
+                        size_t from, const std::string& what) {
   ASSERT_EQ(got.size(), want.size() - from) << what;
   for (size_t i = 0; i < got.size(); ++i)
     EXPECT_NEAR(got[i], want[from + i], 1e-5 * want[from + i]) << what << " step " << from + i + 1;
@@ -168,7 +183,8 @@ TEST(DistTrain, ARankWhoseSetupFailsStopsTheOthers) {
 }
 
 TEST(DistTrain, DistConfigIsStrict) {
-  DistConfig c = DistConfig::from_json(json{{"strategy", "hybrid_shard"}, {"hybrid_group_size", 2}});
+  DistConfig c =
+      DistConfig::from_json(json{{"strategy", "hybrid_shard"}, {"hybrid_group_size", 2}});
   EXPECT_EQ(c.strategy, "hybrid_shard");
   EXPECT_EQ(c.hybrid_group_size, 2);
   EXPECT_EQ(DistConfig::from_json(json::object()).strategy, "");  // single process unless launched
@@ -180,7 +196,8 @@ TEST(DistTrain, DistConfigIsStrict) {
     }
     return std::string();
   };
-  EXPECT_NE(error(json{{"strategy", "zero3"}}).find("full_shard, shard_grad_op"), std::string::npos);
+  EXPECT_NE(error(json{{"strategy", "zero3"}}).find("full_shard, shard_grad_op"),
+            std::string::npos);
   EXPECT_NE(error(json{{"timeout", 3}}).find("timeout"), std::string::npos);
   EXPECT_NE(error(json{{"timeout_seconds", 0}}).find("dist.timeout_seconds"), std::string::npos);
   EXPECT_NE(error(json{{"hybrid_group_size", -1}}).find("hybrid_group_size"), std::string::npos);

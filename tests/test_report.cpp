@@ -120,11 +120,16 @@ std::string write_run(const std::string& dir, int n) {
   make_dirs(dir);
   std::ofstream m(dir + "/metrics.jsonl");
   for (int i = 1; i <= n; ++i) {
-    json j = {{"step", i}, {"loss", 4.0 - 0.1 * i}, {"lr", 1e-3}, {"grad_norm", 2.0 / i},
-              {"tokens_per_s", 1000 + 10 * i}, {"mfu", 0.3}, {"tokens", 64 * i},
+    json j = {{"step", i},
+              {"loss", 4.0 - 0.1 * i},
+              {"lr", 1e-3},
+              {"grad_norm", 2.0 / i},
+              {"tokens_per_s", 1000 + 10 * i},
+              {"mfu", 0.3},
+              {"tokens", 64 * i},
               {"elapsed_seconds", 0.5 * i}};
-    if (i == 3) j["loss"] = nullptr;       // a skipped step
-    if (i == 4) j["grad_norm"] = 0.0;      // nothing to show on a log axis
+    if (i == 3) j["loss"] = nullptr;   // a skipped step
+    if (i == 4) j["grad_norm"] = 0.0;  // nothing to show on a log axis
     if (i == 5) j.erase("tokens_per_s");
     m << j.dump() << "\n";
     if (i % 4 == 0) m << json{{"step", i}, {"val_loss", 3.9 - 0.1 * i}}.dump() << "\n";
@@ -160,8 +165,11 @@ TEST(Report, DrawsTheCurvesAndWritesThePage) {
   // The page's tags open and close in pairs.
   for (const char* tag : {"table", "pre", "body", "html", "head"}) {
     size_t opens = 0, closes = 0;
-    for (size_t at = 0; (at = html.find(std::string("<") + tag, at)) != std::string::npos; ++at) opens++;
-    for (size_t at = 0; (at = html.find(std::string("</") + tag + ">", at)) != std::string::npos; ++at) closes++;
+    for (size_t at = 0; (at = html.find(std::string("<") + tag, at)) != std::string::npos; ++at)
+      opens++;
+    for (size_t at = 0; (at = html.find(std::string("</") + tag + ">", at)) != std::string::npos;
+         ++at)
+      closes++;
     EXPECT_EQ(opens, closes) << tag;
   }
   // The data behind the curves: a header and one row per step.
@@ -291,7 +299,7 @@ TEST(ReportPlot, DrawsTheSeriesWhereItsValuesAreAndBreaksAtMissingOnes) {
   const double gx = (p.x.ticks[0] + p.x.ticks[1]) / 2, gy = (p.y.ticks[0] + p.y.ticks[1]) / 2;
   EXPECT_EQ(c.at(p.x.pixel(gx), p.y.pixel(gy)), kWhite);
   EXPECT_FALSE(c.at(p.x.pixel(p.x.ticks[1]), p.y.pixel(gy)) == kWhite);  // a grid line
-  EXPECT_FALSE(c.at(p.x.p0, p.y.pixel(gy)) == kWhite);                  // the axis box
+  EXPECT_FALSE(c.at(p.x.p0, p.y.pixel(gy)) == kWhite);                   // the axis box
   // The ranges hold the values and end on ticks; the legend shows the series' colour too.
   EXPECT_LE(p.x.lo, 0);
   EXPECT_GE(p.x.hi, 100);
@@ -349,9 +357,14 @@ TEST(ReportPlot, LogAxisAndSecondAxis) {
 }
 
 TEST(ReportPlot, NiceTicksAndLabels) {
-  for (auto [a, b] : std::vector<std::pair<double, double>>{
-           {0.13, 0.87}, {0, 12}, {1, 300}, {2.31, 2.37}, {-3, 7}, {3e-5, 3e-4},
-           {147000, 153000}, {4, 4}}) {
+  for (auto [a, b] : std::vector<std::pair<double, double>>{{0.13, 0.87},
+                                                            {0, 12},
+                                                            {1, 300},
+                                                            {2.31, 2.37},
+                                                            {-3, 7},
+                                                            {3e-5, 3e-4},
+                                                            {147000, 153000},
+                                                            {4, 4}}) {
     SCOPED_TRACE(std::to_string(a) + ".." + std::to_string(b));
     double lo = a, hi = b;
     const std::vector<double> t = nice_ticks(lo, hi, false);
@@ -364,7 +377,8 @@ TEST(ReportPlot, NiceTicksAndLabels) {
     const double step = t[1] - t[0];
     const double mantissa = step / std::pow(10.0, std::floor(std::log10(step) + 1e-9));
     EXPECT_TRUE(std::fabs(mantissa - 1) < 1e-6 || std::fabs(mantissa - 2) < 1e-6 ||
-                std::fabs(mantissa - 5) < 1e-6) << step;
+                std::fabs(mantissa - 5) < 1e-6)
+        << step;
     for (size_t i = 1; i < t.size(); ++i) EXPECT_NEAR(t[i] - t[i - 1], step, step * 1e-6);
   }
   double lo = 0.13, hi = 0.87;

@@ -23,7 +23,8 @@ std::string st_bytes(std::initializer_list<int> v) {
   return s;
 }
 
-std::string st_write(const ckpt_test::TempDir& d, const std::string& header, const std::string& data) {
+std::string st_write(const ckpt_test::TempDir& d, const std::string& header,
+                     const std::string& data) {
   std::string path = d.file("t.safetensors");
   ckpt_test::write_bytes(path, st_file_bytes(header, data));
   return path;
@@ -33,11 +34,10 @@ std::string st_write(const ckpt_test::TempDir& d, const std::string& header, con
 
 TEST(Safetensors, ReadsAFileBuiltFromTheSpec) {
   ckpt_test::TempDir d;
-  const std::string header =
-      R"({"__metadata__":{"format":"pt"},)"
-      R"("c":{"dtype":"F16","shape":[1,3],"data_offsets":[14,20]},)"
-      R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-      R"("b":{"dtype":"BF16","shape":[3],"data_offsets":[8,14]}})";
+  const std::string header = R"({"__metadata__":{"format":"pt"},)"
+                             R"("c":{"dtype":"F16","shape":[1,3],"data_offsets":[14,20]},)"
+                             R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                             R"("b":{"dtype":"BF16","shape":[3],"data_offsets":[8,14]}})";
   // a: 1.0f, -2.5f; b: bf16 1.0, -2.0, 0.15625; c: f16 1.0, -0.5, 65504.
   const std::string data = st_bytes({0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x20, 0xc0,  //
                                      0x80, 0x3f, 0x00, 0xc0, 0x20, 0x3e,              //
@@ -134,12 +134,15 @@ TEST(Safetensors, WriterRejectsDuplicatesAndBadConversions) {
   ckpt_test::TempDir d;
   float x[2] = {1, 2};
   int32_t i[2] = {1, 2};
+  EXPECT_TRUE(
+      has(error_of([&] {
+            write_safetensors(d.file("a"), {{"t", DType::F32, {2}, x}, {"t", DType::F32, {2}, x}});
+          }),
+          "twice"));
   EXPECT_TRUE(has(error_of([&] {
-    write_safetensors(d.file("a"), {{"t", DType::F32, {2}, x}, {"t", DType::F32, {2}, x}});
-  }), "twice"));
-  EXPECT_TRUE(has(error_of([&] {
-    write_safetensors(d.file("b"), {{"t", DType::BF16, {2}, i, DType::I32}});
-  }), "convert"));
+                    write_safetensors(d.file("b"), {{"t", DType::BF16, {2}, i, DType::I32}});
+                  }),
+                  "convert"));
   EXPECT_TRUE(ckpt_test::list_dir(d.path()).empty());
 }
 
@@ -170,7 +173,8 @@ TEST(Safetensors, MalformedFilesAreRejectedNamingTheFile) {
       {"unknown dtype",
        st_file_bytes(R"({"q":{"dtype":"F8_E4M3","shape":[8],"data_offsets":[0,8]}})", f32x2),
        {"'q'", "F8_E4M3"}},
-      {"missing key", st_file_bytes(R"({"a":{"dtype":"F32","shape":[2]}})", f32x2),
+      {"missing key",
+       st_file_bytes(R"({"a":{"dtype":"F32","shape":[2]}})", f32x2),
        {"'a'", "data_offsets"}},
       {"negative dim",
        st_file_bytes(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", f32x2),

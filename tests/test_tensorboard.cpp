@@ -129,7 +129,8 @@ Event decode_event(const std::string& payload) {
 
 std::vector<Event> read_events(const std::string& path) {
   std::vector<Event> out;
-  for (const std::string& p : read_records(train_test::read_text(path))) out.push_back(decode_event(p));
+  for (const std::string& p : read_records(train_test::read_text(path)))
+    out.push_back(decode_event(p));
   return out;
 }
 

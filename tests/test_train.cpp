@@ -11,8 +11,8 @@
 using namespace tl;
 namespace fs = std::filesystem;
 
-using train_test::TrainFixture;
 using train_test::train_losses;
+using train_test::TrainFixture;
 
 TEST(Train, ShortRunLowersTheLossAndWritesItsFiles) {
   TrainFixture fx;
@@ -56,7 +56,8 @@ TEST(Train, ResumedRunEqualsUninterruptedRun) {
   ASSERT_EQ(a.size(), 24u);
   ASSERT_EQ(b.size(), 24u);
   EXPECT_EQ(a, b);
-  CheckpointData x = load_checkpoint(full.final_checkpoint), y = load_checkpoint(resumed.final_checkpoint);
+  CheckpointData x = load_checkpoint(full.final_checkpoint),
+                 y = load_checkpoint(resumed.final_checkpoint);
   EXPECT_EQ(x.params, y.params);
   EXPECT_EQ(x.adam_m, y.adam_m);
   EXPECT_EQ(x.adam_v, y.adam_v);
@@ -150,7 +151,9 @@ TEST(Train, MisspelledSectionsAndSmallVocabulariesAreNamed) {
   EXPECT_NE(msg.find("unknown key 'optimizer'"), std::string::npos) << msg;
 
   const std::string tok = llama2_tokenizer();
-  if (tok.empty()) GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found: set TL_SHARED_DIR or place it at <repo>/../shared/data";
+  if (tok.empty())
+    GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found: set TL_SHARED_DIR or "
+                    "place it at <repo>/../shared/data";
   json tiny = fx.config("r", 5);
   tiny["model"] = {{"preset", "tiny"}};
   tiny["data"]["tokenizer"] = tok;
@@ -165,14 +168,18 @@ TEST(Train, MisspelledSectionsAndSmallVocabulariesAreNamed) {
 // another one is refused at start-up, before the run folder exists.
 TEST(Train, TokenizerOtherThanTheShardsManifestIsRefused) {
   const std::string tok = llama2_tokenizer();
-  if (tok.empty()) GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found: set TL_SHARED_DIR or place it at <repo>/../shared/data";
+  if (tok.empty())
+    GTEST_SKIP() << "shared test data (llama2-tokenizer.model) not found: set TL_SHARED_DIR or "
+                    "place it at <repo>/../shared/data";
   TrainFixture fx;  // shards in DIR/a and DIR/b: their manifest is DIR/manifest.json
   const std::string recorded = "0123456789abcdef" + std::string(48, 'e');
   auto manifest = [&](const std::string& sha) {
-    json src = {{"tokenizer", {{"path", "/data/tok/other.model"}, {"sha256", sha}, {"vocab_size", 32000}}},
-                {"train", {{"shards", json::array({json{{"file", "a/a_00000.bin"}, {"tokens", 3000}},
-                                                   json{{"file", "a/a_00001.bin"}, {"tokens", 3000}}})}}},
-                {"val", {{"shards", json::array()}}}};
+    json src = {
+        {"tokenizer", {{"path", "/data/tok/other.model"}, {"sha256", sha}, {"vocab_size", 32000}}},
+        {"train",
+         {{"shards", json::array({json{{"file", "a/a_00000.bin"}, {"tokens", 3000}},
+                                  json{{"file", "a/a_00001.bin"}, {"tokens", 3000}}})}}},
+        {"val", {{"shards", json::array()}}}};
     std::ofstream(fx.dir + "/manifest.json") << json{{"sources", {{"a", src}}}}.dump(2);
   };
   manifest(recorded);

@@ -181,12 +181,16 @@ TEST(TrainFaults, BadInputsAreFoundBeforeTheRunFolderIsCreated) {
   std::vector<int32_t> tokens(3000);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i % 48);
   write_packed_file(data + "/train/t_00000.bin", tokens, 8, tokens.size());
-  write_packed_file(data + "/val/v_00000.bin", std::vector<int32_t>(tokens.begin(), tokens.begin() + 1200), 8, 1200);
-  std::ofstream(data + "/manifest.json") << json{
-      {"sources", {{"p", {{"dtype", "u16"}, {"max_token_id", 47},
-                          {"train", {{"shards", {{{"file", "train/t_00000.bin"}, {"tokens", 3000}}}}}},
-                          {"val", {{"shards", {{{"file", "val/v_00000.bin"}, {"tokens", 1200}}}}}}}}}}}
-                                                    .dump();
+  write_packed_file(data + "/val/v_00000.bin",
+                    std::vector<int32_t>(tokens.begin(), tokens.begin() + 1200), 8, 1200);
+  std::ofstream(data + "/manifest.json")
+      << json{{"sources",
+               {{"p",
+                 {{"dtype", "u16"},
+                  {"max_token_id", 47},
+                  {"train", {{"shards", {{{"file", "train/t_00000.bin"}, {"tokens", 3000}}}}}},
+                  {"val", {{"shards", {{{"file", "val/v_00000.bin"}, {"tokens", 1200}}}}}}}}}}}
+             .dump();
   json cfg = fx.config("r", 5);
   cfg["data"]["sources"] = json::array({json{{"name", "p"}, {"paths", {data + "/train"}}}});
   cfg["data"]["val"] = {data + "/val"};
@@ -207,7 +211,8 @@ TEST(TrainFaults, BadInputsAreFoundBeforeTheRunFolderIsCreated) {
     f.seekp(std::streamoff(at));
     f.put(c);
   };
-  const std::string train_shard = data + "/train/t_00000.bin", val_shard = data + "/val/v_00000.bin";
+  const std::string train_shard = data + "/train/t_00000.bin",
+                    val_shard = data + "/val/v_00000.bin";
   damage(train_shard, 0, 'X');  // magic
   expect_refused("", "", train_shard, "bad magic");
   damage(train_shard, 0, 'L');
@@ -225,7 +230,8 @@ TEST(TrainFaults, BadInputsAreFoundBeforeTheRunFolderIsCreated) {
     const json header = json::parse(bytes.substr(24, header_len));
     size_t at = 0;
     for (const json& sec : header["sections"])
-      if (sec["name"] == "params") at = sec["offset"].get<size_t>() + sec["bytes"].get<size_t>() / 2;
+      if (sec["name"] == "params")
+        at = sec["offset"].get<size_t>() + sec["bytes"].get<size_t>() / 2;
     ASSERT_GT(at, 0u);
     damage(ck, at, char(bytes[at] ^ 0x40));
   }

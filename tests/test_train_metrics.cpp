@@ -24,8 +24,9 @@ TEST(TrainMetrics, EveryStepRecordHasEveryFigure) {
     if (j.contains("loss")) {
       const int64_t step = j["step"];
       EXPECT_EQ(step, ++steps);
-      for (const char* key : {"loss", "lr", "grad_norm", "tokens", "tokens_per_s", "step_seconds",
-                              "elapsed_seconds", "skipped", "skipped_total", "spike", "spikes_total"})
+      for (const char* key :
+           {"loss", "lr", "grad_norm", "tokens", "tokens_per_s", "step_seconds", "elapsed_seconds",
+            "skipped", "skipped_total", "spike", "spikes_total"})
         EXPECT_TRUE(j.contains(key)) << key << " missing at step " << step;
       EXPECT_FALSE(j.contains("mfu"));  // unknown on the CPU: omitted, not made up
       EXPECT_EQ(j["tokens"], step * tc.tokens_per_step());
@@ -67,7 +68,8 @@ TEST(TrainMetrics, ConsoleShowsWhatIsKnown) {
   EXPECT_EQ(step_line(f),
             "step 450/1000 | loss 2.3105 | lr 3.000e-04 | grad 0.812 | 12.3k tok/s | MFU 41.2% | "
             "mem 46.4/57.6 GiB | eta 3m05s | update skipped: non-finite loss or gradient");
-  EXPECT_EQ(progress_bar(f, 10), "[#####-----]  45.0% 450/1000 | loss 2.3105 | 12.3k tok/s | eta 3m05s");
+  EXPECT_EQ(progress_bar(f, 10),
+            "[#####-----]  45.0% 450/1000 | loss 2.3105 | 12.3k tok/s | eta 3m05s");
 }
 
 TEST(TrainMetrics, RewindKeepsTheRecordsUpToTheRestartStep) {
@@ -75,7 +77,8 @@ TEST(TrainMetrics, RewindKeepsTheRecordsUpToTheRestartStep) {
   const std::string path = fx.dir + "/m.jsonl";
   std::string text, upto_700;
   for (int step = 0; step <= 1000; ++step) {  // ~100 kB: read back in more than one piece
-    text += json{{"step", step}, {"loss", 1.0 / (step + 1)}, {"pad", std::string(60, 'x')}}.dump() + "\n";
+    text += json{{"step", step}, {"loss", 1.0 / (step + 1)}, {"pad", std::string(60, 'x')}}.dump() +
+            "\n";
     if (step % 100 == 0) text += json{{"step", step}, {"event", "checkpoint"}}.dump() + "\n";
     if (step == 700) upto_700 = text;
   }

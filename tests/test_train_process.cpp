@@ -38,7 +38,8 @@ json last_start(const std::string& metrics) {
   std::string line;
   while (std::getline(in, line)) {
     json j = json::parse(line, nullptr, false);
-    if (j.is_object() && (j.value("event", "") == "resume" || j.value("event", "") == "start")) out = j;
+    if (j.is_object() && (j.value("event", "") == "resume" || j.value("event", "") == "start"))
+      out = j;
   }
   return out;
 }
@@ -54,7 +55,8 @@ bool has_temp_file(const std::string& dir, pid_t pid = 0) {
 // True once process pid has logged its start and reached `step`.
 bool reached(const std::string& metrics, pid_t pid, int64_t step) {
   json start = last_start(metrics);
-  return start.is_object() && start.value("pid", int64_t(0)) == pid && last_logged_step(metrics) >= step;
+  return start.is_object() && start.value("pid", int64_t(0)) == pid &&
+         last_logged_step(metrics) >= step;
 }
 
 bool running(pid_t pid) {
@@ -83,7 +85,8 @@ TEST(TrainProcess, SigtermFinishesTheStepSavesAndExitsZero) {
   const std::string metrics = fx.run("r") + "/metrics.jsonl", log = fx.dir + "/log.txt";
   pid_t pid = train_test::spawn_binary({"train", "--config", cfg}, log);
   ASSERT_GT(pid, 0);
-  ASSERT_TRUE(wait_for(pid, [&] { return last_logged_step(metrics) >= 5; }, 60))
+  ASSERT_TRUE(wait_for(
+      pid, [&] { return last_logged_step(metrics) >= 5; }, 60))
       << train_test::read_text(log);
   ::kill(pid, SIGTERM);
   ASSERT_EQ(train_test::wait_exit(pid), 0) << train_test::read_text(log);
@@ -92,14 +95,16 @@ TEST(TrainProcess, SigtermFinishesTheStepSavesAndExitsZero) {
   ASSERT_TRUE(file_exists(ck)) << train_test::read_text(log);
   EXPECT_EQ(read_checkpoint_meta(ck)["step"], stopped);
   EXPECT_EQ(train_test::events(metrics, "stop").at(0)["reason"], "signal");
-  EXPECT_NE(train_test::read_text(log).find("stopped by a signal at step " + std::to_string(stopped)),
-            std::string::npos);
+  EXPECT_NE(
+      train_test::read_text(log).find("stopped by a signal at step " + std::to_string(stopped)),
+      std::string::npos);
 
   // Resume continues from exactly there and matches an uninterrupted run.
   const std::string total = std::to_string(stopped + 3);
-  ASSERT_EQ(train_test::wait_exit(train_test::spawn_binary(
-                {"train", "--config", cfg, "--resume", "auto", "--set", "train.steps=" + total}, log)),
-            0)
+  ASSERT_EQ(
+      train_test::wait_exit(train_test::spawn_binary(
+          {"train", "--config", cfg, "--resume", "auto", "--set", "train.steps=" + total}, log)),
+      0)
       << train_test::read_text(log);
   EXPECT_EQ(train_test::events(metrics, "resume").at(0)["step"], stopped);
   TrainSummary ref = Trainer(TrainConfig::from_json(fx.config("ref", stopped + 3)), "").run();
@@ -115,9 +120,11 @@ TEST(TrainProcess, ContinueHintAfterSigtermContinuesThisRun) {
   const std::string other = fx.run("elsewhere");
   const std::string metrics = other + "/metrics.jsonl", log = fx.dir + "/log.txt";
   pid_t pid = train_test::spawn_binary(
-      {"train", "--config", cfg, "--set", "train.run_dir=" + other, "--set", "optim.lr=0.005"}, log);
+      {"train", "--config", cfg, "--set", "train.run_dir=" + other, "--set", "optim.lr=0.005"},
+      log);
   ASSERT_GT(pid, 0);
-  ASSERT_TRUE(wait_for(pid, [&] { return last_logged_step(metrics) >= 5; }, 60))
+  ASSERT_TRUE(wait_for(
+      pid, [&] { return last_logged_step(metrics) >= 5; }, 60))
       << train_test::read_text(log);
   ::kill(pid, SIGTERM);
   ASSERT_EQ(train_test::wait_exit(pid), 0) << train_test::read_text(log);
@@ -130,13 +137,14 @@ TEST(TrainProcess, ContinueHintAfterSigtermContinuesThisRun) {
 
   // Follow it, with a step count so that it ends (the hint itself runs to train.steps).
   const std::string total = std::to_string(stopped + 3);
-  const std::string follow = std::string("'") + TL_BINARY + "' " + hint + " --set train.steps=" +
-                             total + " >>'" + log + "' 2>&1";
+  const std::string follow = std::string("'") + TL_BINARY + "' " + hint +
+                             " --set train.steps=" + total + " >>'" + log + "' 2>&1";
   ASSERT_EQ(std::system(follow.c_str()), 0) << hint << "\n" << train_test::read_text(log);
   const auto resumed = train_test::events(metrics, "resume");
   ASSERT_EQ(resumed.size(), 1u) << hint << "\n" << train_test::read_text(log);
   EXPECT_EQ(resumed[0]["step"], stopped);
-  EXPECT_FALSE(std::filesystem::exists(fx.run("r"))) << hint;  // the config file's own run_dir: never used
+  EXPECT_FALSE(std::filesystem::exists(fx.run("r")))
+      << hint;  // the config file's own run_dir: never used
   const json meta = read_checkpoint_meta(checkpoint_path(other, stopped + 3));
   EXPECT_EQ(meta["step"], stopped + 3);
   EXPECT_EQ(meta["train_config"]["optim"]["lr"], 0.005);
@@ -154,7 +162,8 @@ TEST(TrainProcess, SigtermDuringABackgroundWriteWaitsForItAndSaves) {
   pid_t pid = train_test::spawn_binary({"train", "--config", cfg}, log,
                                        {"TL_DEBUG_CHECKPOINT_SLEEP_MS=300"});
   ASSERT_GT(pid, 0);
-  ASSERT_TRUE(wait_for(pid, [&] { return has_temp_file(checkpoint_dir(run), pid); }, 60))
+  ASSERT_TRUE(wait_for(
+      pid, [&] { return has_temp_file(checkpoint_dir(run), pid); }, 60))
       << train_test::read_text(log);
   ::kill(pid, SIGTERM);
   ASSERT_EQ(train_test::wait_exit(pid), 0) << train_test::read_text(log);
@@ -211,11 +220,13 @@ TEST(TrainProcess, TwentyKillsInARowLoseAtMostOneIntervalEach) {
     ASSERT_GT(pid, 0);
     bool hit;
     if (in_write) {
-      hit = wait_for(pid, [&] { return has_temp_file(ck_dir, pid); }, 60);
+      hit = wait_for(
+          pid, [&] { return has_temp_file(ck_dir, pid); }, 60);
       std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 100));  // somewhere in it
     } else {
       const int64_t target = expect_from + 1 + int64_t(rng() % (2 * interval));
-      hit = wait_for(pid, [&] { return reached(metrics, pid, target); }, 60);
+      hit = wait_for(
+          pid, [&] { return reached(metrics, pid, target); }, 60);
       std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20000));  // mid-step
     }
     ASSERT_TRUE(hit && running(pid)) << "the trainer ended before the kill\n"
@@ -242,21 +253,26 @@ TEST(TrainProcess, TwentyKillsInARowLoseAtMostOneIntervalEach) {
   ASSERT_FALSE(cks.empty());
   const int64_t last_from = cks.back().step;
   EXPECT_LE(last_logged_step(metrics) - last_from, interval);
-  ASSERT_EQ(train_test::wait_exit(train_test::spawn_binary(args, log)), 0) << train_test::read_text(log);
+  ASSERT_EQ(train_test::wait_exit(train_test::spawn_binary(args, log)), 0)
+      << train_test::read_text(log);
   EXPECT_FALSE(has_temp_file(ck_dir));
   EXPECT_FALSE(has_temp_file(run));
 
   json ref_cfg = fx.config("ref", steps);
   ref_cfg["train"]["threads"] = 1;
   TrainSummary ref = Trainer(TrainConfig::from_json(ref_cfg), "").run();
-  CheckpointData a = load_checkpoint(checkpoint_path(run, steps)), b = load_checkpoint(ref.final_checkpoint);
+  CheckpointData a = load_checkpoint(checkpoint_path(run, steps)),
+                 b = load_checkpoint(ref.final_checkpoint);
   EXPECT_EQ(std::memcmp(a.params.data(), b.params.data(), a.params.size() * 4), 0);
   EXPECT_EQ(a.params, b.params);
   EXPECT_EQ(a.adam_m, b.adam_m);
   EXPECT_EQ(a.adam_v, b.adam_v);
-  EXPECT_EQ(train_test::train_losses(metrics), train_test::train_losses(fx.run("ref") + "/metrics.jsonl"));
+  EXPECT_EQ(train_test::train_losses(metrics),
+            train_test::train_losses(fx.run("ref") + "/metrics.jsonl"));
   const double seconds = std::chrono::duration<double>(Clock::now() - began).count();
-  std::printf("crash test: %d kills (%d during checkpoint writes), at most %lld steps redone "
-              "after a kill, %.1f s\n", kills, kills_in_write, (long long)worst_loss, seconds);
+  std::printf(
+      "crash test: %d kills (%d during checkpoint writes), at most %lld steps redone "
+      "after a kill, %.1f s\n",
+      kills, kills_in_write, (long long)worst_loss, seconds);
   EXPECT_LT(seconds, 120);
 }

@@ -7,15 +7,15 @@
 #include <fstream>
 
 #include "checkpoint/checkpoint.h"
-#include "sharded_test_util.h"
 #include "checkpoint/run_folder.h"
+#include "sharded_test_util.h"
 #include "train/resume_policy.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 
 using namespace tl;
-using train_test::TrainFixture;
 using train_test::train_losses;
+using train_test::TrainFixture;
 
 namespace {
 
@@ -57,8 +57,10 @@ TEST(TrainResume, DamagedNewestCheckpointIsSkippedAndSetAside) {
     EXPECT_TRUE(has(log, "resumed from") && has(log, "at step 10")) << log;
     EXPECT_TRUE(file_exists(newest + ".damaged"));
     // The redone steps reproduce the uninterrupted run exactly.
-    EXPECT_EQ(load_checkpoint(s.final_checkpoint).params, load_checkpoint(ref.final_checkpoint).params);
-    EXPECT_EQ(train_losses(fx.run(run) + "/metrics.jsonl"), train_losses(fx.run("ref") + "/metrics.jsonl"));
+    EXPECT_EQ(load_checkpoint(s.final_checkpoint).params,
+              load_checkpoint(ref.final_checkpoint).params);
+    EXPECT_EQ(train_losses(fx.run(run) + "/metrics.jsonl"),
+              train_losses(fx.run("ref") + "/metrics.jsonl"));
   }
 }
 
@@ -73,7 +75,8 @@ TEST(TrainResume, NoValidCheckpointLeftIsRefusedNotRestarted) {
     train(fx.config("r", 20), "auto");
     FAIL() << "resumed without a valid checkpoint";
   } catch (const Error& e) {
-    EXPECT_TRUE(has(e.what(), "none of the 1 checkpoints") && has(e.what(), "refusing")) << e.what();
+    EXPECT_TRUE(has(e.what(), "none of the 1 checkpoints") && has(e.what(), "refusing"))
+        << e.what();
   }
   EXPECT_TRUE(file_exists(only + ".damaged"));
 }

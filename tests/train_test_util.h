@@ -30,8 +30,8 @@ using tl::json;
 struct TrainFixture {
   std::string dir;
   TrainFixture() {
-    dir = (fs::temp_directory_path() / ("tl_train_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter()++)))
+    dir = (fs::temp_directory_path() /
+           ("tl_train_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++)))
               .string();
     fs::remove_all(dir);
     tl::make_dirs(dir + "/a");
@@ -40,10 +40,13 @@ struct TrainFixture {
     std::vector<int32_t> a, b, v;
     for (int i = 0; i < 6000; ++i) a.push_back(i % 48);
     tl::Rng rng(9);
-    for (int i = 0; i < 6000; ++i) b.push_back(int32_t(48 + (i % 7) + (rng.below(4) == 0 ? rng.below(8) : 0)));
+    for (int i = 0; i < 6000; ++i)
+      b.push_back(int32_t(48 + (i % 7) + (rng.below(4) == 0 ? rng.below(8) : 0)));
     for (int i = 0; i < 1200; ++i) v.push_back(i % 48);
-    tl::write_packed_file(dir + "/a/a_00000.bin", std::vector<int32_t>(a.begin(), a.begin() + 3000), 8, 3000);
-    tl::write_packed_file(dir + "/a/a_00001.bin", std::vector<int32_t>(a.begin() + 3000, a.end()), 8, 3000);
+    tl::write_packed_file(dir + "/a/a_00000.bin", std::vector<int32_t>(a.begin(), a.begin() + 3000),
+                          8, 3000);
+    tl::write_packed_file(dir + "/a/a_00001.bin", std::vector<int32_t>(a.begin() + 3000, a.end()),
+                          8, 3000);
     tl::write_packed_file(dir + "/b/b_00000.bin", b, 8, 6000);
     tl::write_packed_file(dir + "/val/v_00000.bin", v, 8, 1200);
   }
@@ -59,16 +62,28 @@ struct TrainFixture {
 
   json config(const std::string& run, int64_t steps) const {
     return json{
-        {"model", {{"vocab_size", 64}, {"dim", 32}, {"n_layers", 2}, {"n_heads", 4}, {"n_kv_heads", 2},
-                   {"ffn_dim", 64}, {"max_seq_len", 32}}},
-        {"data", {{"sources", json::array({json{{"name", "a"}, {"paths", {dir + "/a"}}, {"weight", 0.7}},
-                                           json{{"name", "b"}, {"paths", {dir + "/b"}}, {"weight", 0.3}}})},
-                  {"val", {dir + "/val"}},
-                  {"seq_len", 16}}},
+        {"model",
+         {{"vocab_size", 64},
+          {"dim", 32},
+          {"n_layers", 2},
+          {"n_heads", 4},
+          {"n_kv_heads", 2},
+          {"ffn_dim", 64},
+          {"max_seq_len", 32}}},
+        {"data",
+         {{"sources", json::array({json{{"name", "a"}, {"paths", {dir + "/a"}}, {"weight", 0.7}},
+                                   json{{"name", "b"}, {"paths", {dir + "/b"}}, {"weight", 0.3}}})},
+          {"val", {dir + "/val"}},
+          {"seq_len", 16}}},
         {"batch", {{"micro_batch", 4}, {"grad_accum", 2}}},
         {"optim", {{"lr", 1e-2}, {"min_lr", 1e-3}, {"warmup_steps", 5}, {"decay_steps", 40}}},
-        {"train", {{"steps", steps}, {"seed", 5}, {"device", "cpu"}, {"threads", 2},
-                   {"run_dir", dir + "/" + run}, {"log_interval", 100}}},
+        {"train",
+         {{"steps", steps},
+          {"seed", 5},
+          {"device", "cpu"},
+          {"threads", 2},
+          {"run_dir", dir + "/" + run},
+          {"log_interval", 100}}},
         {"eval", {{"interval", 0}, {"batches", 4}}},
         {"checkpoint", {{"interval", 10}, {"keep", 10}}}};
   }

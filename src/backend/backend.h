@@ -26,8 +26,8 @@ struct AdamWArgs {
   float beta2 = 0.95f;
   float eps = 1e-8f;
   float weight_decay = 0.1f;
-  int64_t step = 1;             // 1-based, for bias correction
-  float max_grad_norm = 1.0f;   // <= 0: no clipping
+  int64_t step = 1;            // 1-based, for bias correction
+  float max_grad_norm = 1.0f;  // <= 0: no clipping
 };
 
 class Backend {
@@ -40,11 +40,11 @@ class Backend {
   // ---- memory ----
   virtual void* allocate(size_t bytes) = 0;  // throws tl::Error when it cannot
   virtual void deallocate(void* p) noexcept = 0;
-  virtual void upload(Tensor dst, const void* host_src) = 0;   // dst.nbytes() bytes
-  virtual void download(void* host_dst, Tensor src) = 0;       // src.nbytes() bytes
-  virtual void copy(Tensor dst, Tensor src) = 0;               // same dtype and numel
+  virtual void upload(Tensor dst, const void* host_src) = 0;  // dst.nbytes() bytes
+  virtual void download(void* host_dst, Tensor src) = 0;      // src.nbytes() bytes
+  virtual void copy(Tensor dst, Tensor src) = 0;              // same dtype and numel
   virtual void zero(Tensor t) = 0;
-  virtual void convert(Tensor dst, Tensor src) = 0;            // elementwise, same numel
+  virtual void convert(Tensor dst, Tensor src) = 0;  // elementwise, same numel
   virtual void synchronize() = 0;
 
   // ---- embedding ----
@@ -60,16 +60,16 @@ class Backend {
   virtual void add_rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor res_in,
                                    Tensor delta, Tensor weight, float eps) = 0;
   // dinp[N,C] (act) += dL/dinp; dweight[C] (f32) += sum_n dout * inp * rstd
-  virtual void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp,
-                                Tensor weight, Tensor rstd) = 0;
+  virtual void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
+                                Tensor rstd) = 0;
 
   // ---- linear layers (no bias) ----
   // out[N,O] = inp[N,I] @ weight[O,I]^T
   virtual void matmul_forward(Tensor out, Tensor inp, Tensor weight) = 0;
   // dinp[N,I] (= or += when accumulate_dinp) dout[N,O] @ weight[O,I];
   // dweight[O,I] (f32) += dout^T @ inp. Either output may be empty to skip it.
-  virtual void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp,
-                               Tensor weight, bool accumulate_dinp) = 0;
+  virtual void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
+                               bool accumulate_dinp) = 0;
 
   // ---- rotary embedding, in place on the q and k parts of a packed qkv ----
   // qkv[B,T,(H+2K)*D]: per token, H query heads then K key heads then K value heads.
@@ -84,8 +84,7 @@ class Backend {
   // ---- causal grouped-query attention ----
   // out[B,T,H*D] = softmax(q k^T / sqrt(D), causal) v, query head h reading kv head
   // h / (H/K); lse[B,H,T] (f32) = logsumexp of the scaled scores (kept for the backward).
-  virtual void attention_forward(Tensor out, Tensor lse, Tensor qkv, int n_head,
-                                 int n_kv_head) = 0;
+  virtual void attention_forward(Tensor out, Tensor lse, Tensor qkv, int n_head, int n_kv_head) = 0;
   // dqkv[B,T,(H+2K)*D] (=) from dout[B,T,H*D], using the forward's qkv, out and lse.
   virtual void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                                   int n_head, int n_kv_head) = 0;
@@ -98,9 +97,8 @@ class Backend {
   // out[B,Tn,H*D] = softmax(q k^T / sqrt(D)) v over the cache positions [0, p] of row b,
   // query head h reading kv head h / (H/K). kv_len >= every pos[b] + Tn (and <= Tmax) bounds
   // the keys read; the caller guarantees it (a GPU cannot check device-side pos cheaply).
-  virtual void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache,
-                                Tensor cos, Tensor sin, Tensor pos, int kv_len, int n_head,
-                                int n_kv_head) = 0;
+  virtual void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
+                                Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head) = 0;
 
   // ---- SwiGLU ----
   // out[N,I] = silu(gate_up[:, :I]) * gate_up[:, I:]
@@ -113,8 +111,8 @@ class Backend {
   // targets[N] (i32) < 0 are ignored (loss 0, no gradient).
   // If dx is not empty: dx[N,C] (act, =) and dweight[V,C] (f32, +=) receive the gradient
   // of loss_scale * sum_n losses[n].
-  virtual void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x,
-                                  Tensor weight, Tensor targets, float loss_scale) = 0;
+  virtual void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
+                                  Tensor targets, float loss_scale) = 0;
 
   // ---- optimizer, over flat f32 arrays ----
   // out[1] (f32) = sum of g[P]^2
@@ -123,9 +121,8 @@ class Backend {
   // args.max_grad_norm > 0, gradients are scaled by min(1, max/(sqrt(grad_norm_sq) + 1e-6)) first
   // (PyTorch's clip_grad_norm_).
   // If params_compute is not empty it receives the updated parameters in its dtype.
-  virtual void adamw_update(Tensor params, Tensor grads, Tensor m, Tensor v,
-                            Tensor params_compute, Tensor grad_norm_sq,
-                            const AdamWArgs& args) = 0;
+  virtual void adamw_update(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor params_compute,
+                            Tensor grad_norm_sq, const AdamWArgs& args) = 0;
 
   // ---- profiling and memory (optional) ----
   // While on, ops are timed on the device by category: "matmul", "attention",
@@ -133,8 +130,8 @@ class Backend {
   // returns the seconds per category since the last call, and resets them.
   virtual void set_profiling(bool on) {}
   virtual std::vector<std::pair<std::string, double>> take_profile() { return {}; }
-  virtual size_t memory_in_use() const { return 0; }     // bytes allocated now
-  virtual size_t peak_memory() const { return 0; }       // high-water mark of allocations
+  virtual size_t memory_in_use() const { return 0; }        // bytes allocated now
+  virtual size_t peak_memory() const { return 0; }          // high-water mark of allocations
   virtual size_t device_memory_total() const { return 0; }  // 0 when unknown
   // Dense bf16 tensor-core peak of the device in FLOP/s, the denominator of MFU; 0 when
   // unknown (the CPU backend).
@@ -150,7 +147,7 @@ class Backend {
 // "cpu", "cuda" or "auto" (cuda when built with CUDA and a GPU is present, else cpu);
 // "cuda:N" picks GPU N (one process per GPU). threads: CPU worker threads (0 = all cores).
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
-bool cuda_available();  // built with CUDA and at least one GPU visible
+bool cuda_available();            // built with CUDA and at least one GPU visible
 int cuda_visible_device_count();  // CUDA devices this process sees; 0 without CUDA (never throws)
 
 // Owns one allocation on a backend; hands out typed views into it.

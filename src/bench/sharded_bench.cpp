@@ -53,12 +53,15 @@ ShardedBenchResult run_sharded_bench(const ShardedBenchOptions& o) {
     Rng rng(hash_mix(b.seed, uint64_t(run.rank())));
     std::vector<int32_t> tokens(size_t(B) * T + 1);
     for (auto& t : tokens) t = int32_t(rng.below(uint64_t(b.model.vocab_size)));
-    const StepShape shape{B, T, b.grad_accum, 1.0f / float(int64_t(B) * T * b.grad_accum * r.world)};
+    const StepShape shape{B, T, b.grad_accum,
+                          1.0f / float(int64_t(B) * T * b.grad_accum * r.world)};
     const NextMicroBatch next = [&](const int32_t*& tok, const int32_t*& tgt) {
       tok = tokens.data();
       tgt = tokens.data() + 1;
     };
-    auto step = [&] { r.losses.push_back(train_step(model, run, shape, kBenchLr, next).loss.mean()); };
+    auto step = [&] {
+      r.losses.push_back(train_step(model, run, shape, kBenchLr, next).loss.mean());
+    };
     for (int i = 0; i < b.warmup_steps; ++i) step();
     run.synchronize();
     run.take_comm_wait_seconds();  // reset: count the timed steps only
@@ -97,14 +100,15 @@ bool run_sharded_bench_cli(const ShardedBenchOptions& o, const std::string& json
   std::printf("device       %d x %s\n", r.world, r.device.c_str());
   std::printf("strategy     %s (%s)\n", r.strategy.c_str(), r.layout.c_str());
   std::printf("model        %s, micro-batch %d x %d per GPU, grad accum %d%s\n",
-              b.model.preset.c_str(), b.micro_batch, T, b.grad_accum, b.recompute ? ", recompute" : "");
+              b.model.preset.c_str(), b.micro_batch, T, b.grad_accum,
+              b.recompute ? ", recompute" : "");
   std::printf("tokens/s     %.0f per GPU, %.0f in all\n", r.tokens_per_s_per_gpu,
               r.tokens_per_s_per_gpu * r.world);
   std::printf("step         %.1f ms (slowest rank)\n", r.step_seconds * 1e3);
   if (r.mfu > 0) std::printf("MFU          %.1f%%\n", 100 * r.mfu);
-  std::printf("comm wait    %.2f ms per step exposed, mean over ranks (max %.2f ms): %.1f%% of the step\n",
-              r.comm_wait_mean_s * 1e3, r.comm_wait_max_s * 1e3,
-              100 * r.comm_wait_mean_s / r.step_seconds);
+  std::printf(
+      "comm wait    %.2f ms per step exposed, mean over ranks (max %.2f ms): %.1f%% of the step\n",
+      r.comm_wait_mean_s * 1e3, r.comm_wait_max_s * 1e3, 100 * r.comm_wait_mean_s / r.step_seconds);
   std::printf("peak memory  %s per GPU (largest rank)\n", format_bytes(r.peak_memory_max).c_str());
   print_phases(r.phase_seconds, "  (rank 0)");
   std::printf("loss         %.4f -> %.4f over %zu steps\n", r.losses.front(), r.losses.back(),

@@ -24,8 +24,8 @@ struct ShardedBenchResult {
   double step_seconds = 0;               // slowest rank
   double mfu = 0;
   double comm_wait_mean_s = 0, comm_wait_max_s = 0;  // per step, over ranks
-  double peak_memory_max = 0;            // bytes, the largest over ranks
-  std::vector<double> losses;            // global mean loss of every step (warm-up included)
+  double peak_memory_max = 0;                        // bytes, the largest over ranks
+  std::vector<double> losses;  // global mean loss of every step (warm-up included)
   // Rank 0's device time per op category in one extra step timed op by op: compared with
   // the one-GPU bench, it shows which compute the collectives running beside it slowed.
   std::vector<std::pair<std::string, double>> phase_seconds;

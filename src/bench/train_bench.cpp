@@ -23,11 +23,16 @@ ParallelOptions BenchOptions::parallel() const {
 json BenchResult::to_json() const {
   json phases = json::object();
   for (const auto& [k, v] : phase_seconds) phases[k] = v;
-  return json{{"device", device},         {"tokens_per_s", tokens_per_s},
-              {"step_seconds", step_seconds}, {"mfu", mfu},
-              {"peak_flops", peak_flops}, {"peak_memory_bytes", peak_memory},
-              {"phase_seconds", phases},  {"final_loss", final_loss},
-              {"losses", losses},         {"grad_norms", grad_norms},
+  return json{{"device", device},
+              {"tokens_per_s", tokens_per_s},
+              {"step_seconds", step_seconds},
+              {"mfu", mfu},
+              {"peak_flops", peak_flops},
+              {"peak_memory_bytes", peak_memory},
+              {"phase_seconds", phases},
+              {"final_loss", final_loss},
+              {"losses", losses},
+              {"grad_norms", grad_norms},
               {"skipped_steps", skipped_steps}};
 }
 

@@ -14,8 +14,8 @@ namespace tl {
 struct BenchOptions {
   ModelConfig model;
   int micro_batch = 8;
-  int seq_len = 0;      // 0 = the model's context (ModelConfig::seq_len_or_context)
-  int grad_accum = 1;   // micro-batches per optimizer step
+  int seq_len = 0;     // 0 = the model's context (ModelConfig::seq_len_or_context)
+  int grad_accum = 1;  // micro-batches per optimizer step
   int warmup_steps = 2;
   int steps = 10;
   bool recompute = false;
@@ -32,13 +32,13 @@ struct BenchResult {
   std::string device;
   double tokens_per_s = 0;
   double step_seconds = 0;
-  double mfu = 0;             // 0 when the device's peak is unknown
+  double mfu = 0;  // 0 when the device's peak is unknown
   double peak_flops = 0;
-  size_t peak_memory = 0;     // bytes, 0 when unknown
+  size_t peak_memory = 0;                                     // bytes, 0 when unknown
   std::vector<std::pair<std::string, double>> phase_seconds;  // per optimizer step
   double final_loss = 0;
   std::vector<double> losses, grad_norms;  // every step, warm-up included
-  int skipped_steps = 0;                    // non-finite gradients
+  int skipped_steps = 0;                   // non-finite gradients
   json to_json() const;
 };
 

@@ -33,8 +33,12 @@ struct Section {
 std::string header_text(const json& meta, const std::vector<Section>& sections) {
   json list = json::array();
   for (const auto& s : sections)
-    list.push_back(json::object({{"name", s.name}, {"dtype", "f32"}, {"numel", s.numel},
-                                 {"offset", s.offset}, {"bytes", s.bytes}, {"crc32", s.crc}}));
+    list.push_back(json::object({{"name", s.name},
+                                 {"dtype", "f32"},
+                                 {"numel", s.numel},
+                                 {"offset", s.offset},
+                                 {"bytes", s.bytes},
+                                 {"crc32", s.crc}}));
   return json{{"meta", meta}, {"sections", list}}.dump();
 }
 
@@ -86,17 +90,21 @@ Parsed read_header(std::FILE* f, const std::string& path) {
   std::memcpy(&version, pre + 8, 4);
   std::memcpy(&header_crc, pre + 12, 4);
   std::memcpy(&header_len, pre + 16, 8);
-  TL_CHECK(version <= kCheckpointVersion, where, " was written by a newer tinyllama (format version ",
-           version, "; this build reads up to version ", kCheckpointVersion, ")");
+  TL_CHECK(version <= kCheckpointVersion, where,
+           " was written by a newer tinyllama (format version ", version,
+           "; this build reads up to version ", kCheckpointVersion, ")");
   TL_CHECK(version >= 1, where, " has an invalid format version 0");
   // Version 1 (development builds before 2026-11-27) left the header without a CRC-32:
   // refused, so that every byte a load uses is verified.
-  TL_CHECK(version >= 2, where, " is format version 1 (development builds before 2026-11-27), "
-           "whose header has no CRC-32; this build reads version ", kCheckpointVersion, " only");
+  TL_CHECK(version >= 2, where,
+           " is format version 1 (development builds before 2026-11-27), "
+           "whose header has no CRC-32; this build reads version ",
+           kCheckpointVersion, " only");
   TL_CHECK(header_len <= size - kPrelude, where, " is truncated: its header needs ", header_len,
            " bytes but the file has ", size, " in all");
   std::string text(header_len, '\0');
-  TL_CHECK(std::fread(text.data(), 1, header_len, f) == header_len, where, ": cannot read the header");
+  TL_CHECK(std::fread(text.data(), 1, header_len, f) == header_len, where,
+           ": cannot read the header");
   const uint32_t crc = crc32_update(0, text.data(), text.size());
   TL_CHECK(crc == header_crc, where, ": the header fails its CRC-32 check (stored ", header_crc,
            ", computed ", crc, "): the file is corrupt");
@@ -106,8 +114,9 @@ Parsed read_header(std::FILE* f, const std::string& path) {
   } catch (const json::exception& e) {
     fail(where, ": the header is not valid JSON: ", e.what());
   }
-  TL_CHECK(h.is_object() && h.contains("meta") && h.contains("sections") && h["sections"].is_array(),
-           where, ": the header needs \"meta\" and a \"sections\" list");
+  TL_CHECK(
+      h.is_object() && h.contains("meta") && h.contains("sections") && h["sections"].is_array(),
+      where, ": the header needs \"meta\" and a \"sections\" list");
 
   Parsed p{h["meta"], {}};
   for (const json& j : h["sections"]) {
@@ -117,7 +126,8 @@ Parsed read_header(std::FILE* f, const std::string& path) {
     s.name = j["name"].get<std::string>();
     const std::string ctx = where + ": section '" + s.name + "'";
     TL_CHECK(std::find(std::begin(kSectionNames), std::end(kSectionNames), s.name) !=
-                 std::end(kSectionNames), ctx, " is unknown (expected params, adam_m, adam_v)");
+                 std::end(kSectionNames),
+             ctx, " is unknown (expected params, adam_m, adam_v)");
     for (const auto& o : p.sections) TL_CHECK(o.name != s.name, ctx, " appears twice");
     TL_CHECK(j.contains("dtype") && j["dtype"] == "f32", ctx, ": dtype must be \"f32\"");
     s.numel = json_u64(j, "numel", ctx);
@@ -128,8 +138,8 @@ Parsed read_header(std::FILE* f, const std::string& path) {
     s.crc = uint32_t(crc);
     TL_CHECK(s.numel <= (uint64_t(1) << 60) && s.bytes == s.numel * 4, ctx, ": ", s.bytes,
              " bytes do not hold ", s.numel, " f32 values");
-    TL_CHECK(s.offset >= kPrelude + header_len && s.offset % kAlign == 0, ctx,
-             ": bad offset ", s.offset);
+    TL_CHECK(s.offset >= kPrelude + header_len && s.offset % kAlign == 0, ctx, ": bad offset ",
+             s.offset);
     TL_CHECK(s.offset <= size && s.bytes <= size - s.offset, where, " is truncated: section '",
              s.name, "' ends at byte ", s.offset + s.bytes, " but the file has ", size);
     p.sections.push_back(s);
@@ -138,8 +148,8 @@ Parsed read_header(std::FILE* f, const std::string& path) {
   std::sort(sorted.begin(), sorted.end(),
             [](const Section& a, const Section& b) { return a.offset < b.offset; });
   for (size_t i = 1; i < sorted.size(); ++i)
-    TL_CHECK(sorted[i].offset >= sorted[i - 1].offset + sorted[i - 1].bytes, where,
-             ": sections '", sorted[i - 1].name, "' and '", sorted[i].name, "' overlap");
+    TL_CHECK(sorted[i].offset >= sorted[i - 1].offset + sorted[i - 1].bytes, where, ": sections '",
+             sorted[i - 1].name, "' and '", sorted[i].name, "' overlap");
   return p;
 }
 
@@ -163,7 +173,8 @@ std::vector<float> read_section(std::FILE* f, const Section& s, const std::strin
     done += n;
   }
   TL_CHECK(crc == s.crc, "checkpoint '", path, "': section '", s.name,
-           "' fails its CRC-32 check (stored ", s.crc, ", computed ", crc, "): the file is corrupt");
+           "' fails its CRC-32 check (stored ", s.crc, ", computed ", crc,
+           "): the file is corrupt");
   return out;
 }
 

@@ -20,8 +20,19 @@
 namespace tl::gguf {
 
 enum class ValueType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, Bool = 7,
-  String = 8, Array = 9, U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  Bool = 7,
+  String = 8,
+  Array = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 const char* value_type_name(ValueType t);
 
@@ -29,8 +40,8 @@ const char* value_type_name(ValueType t);
 enum class TensorType : uint32_t { F32 = 0, F16 = 1, Q8_0 = 8, BF16 = 30 };
 bool known_tensor_type(uint32_t t);
 const char* tensor_type_name(uint32_t t);
-constexpr int64_t kQ8BlockSize = 32;    // values per Q8_0 block
-constexpr int64_t kQ8BlockBytes = 34;   // f16 scale + 32 x i8
+constexpr int64_t kQ8BlockSize = 32;   // values per Q8_0 block
+constexpr int64_t kQ8BlockBytes = 34;  // f16 scale + 32 x i8
 // Bytes of a row of ne0 values (ne0 must be a multiple of 32 for Q8_0).
 uint64_t row_bytes(TensorType t, int64_t ne0);
 
@@ -49,14 +60,41 @@ struct Value {
   std::vector<std::string> strs;    // Array of String
   std::vector<double> nums;         // Array of numbers/bools
 
-  static Value u32(uint32_t v) { Value x; x.type = ValueType::U32; x.u = v; return x; }
-  static Value i32(int32_t v) { Value x; x.type = ValueType::I32; x.i = v; return x; }
-  static Value f32(float v) { Value x; x.type = ValueType::F32; x.f = v; return x; }
-  static Value boolean(bool v) { Value x; x.type = ValueType::Bool; x.u = v; return x; }
-  static Value str(std::string v) { Value x; x.type = ValueType::String; x.s = std::move(v); return x; }
+  static Value u32(uint32_t v) {
+    Value x;
+    x.type = ValueType::U32;
+    x.u = v;
+    return x;
+  }
+  static Value i32(int32_t v) {
+    Value x;
+    x.type = ValueType::I32;
+    x.i = v;
+    return x;
+  }
+  static Value f32(float v) {
+    Value x;
+    x.type = ValueType::F32;
+    x.f = v;
+    return x;
+  }
+  static Value boolean(bool v) {
+    Value x;
+    x.type = ValueType::Bool;
+    x.u = v;
+    return x;
+  }
+  static Value str(std::string v) {
+    Value x;
+    x.type = ValueType::String;
+    x.s = std::move(v);
+    return x;
+  }
   static Value str_array(std::vector<std::string> v);
   static Value num_array(ValueType elem, std::vector<double> v);  // F32, I32, U32, ...
-  size_t size() const { return type == ValueType::String ? 0 : elem == ValueType::String ? strs.size() : nums.size(); }
+  size_t size() const {
+    return type == ValueType::String ? 0 : elem == ValueType::String ? strs.size() : nums.size();
+  }
 };
 
 struct TensorInfo {

@@ -21,10 +21,17 @@ namespace {
 
 size_t scalar_size(ValueType t) {
   switch (t) {
-    case ValueType::U8: case ValueType::I8: case ValueType::Bool: return 1;
-    case ValueType::U16: case ValueType::I16: return 2;
-    case ValueType::U32: case ValueType::I32: case ValueType::F32: return 4;
-    case ValueType::U64: case ValueType::I64: case ValueType::F64: return 8;
+    case ValueType::U8:
+    case ValueType::I8:
+    case ValueType::Bool: return 1;
+    case ValueType::U16:
+    case ValueType::I16: return 2;
+    case ValueType::U32:
+    case ValueType::I32:
+    case ValueType::F32: return 4;
+    case ValueType::U64:
+    case ValueType::I64:
+    case ValueType::F64: return 8;
     default: return 0;  // String, Array
   }
 }
@@ -48,7 +55,9 @@ struct Out {
     written += n;
   }
   template <class T>
-  void pod(T v) { bytes(&v, sizeof v); }
+  void pod(T v) {
+    bytes(&v, sizeof v);
+  }
   void str(const std::string& s) {
     pod<uint64_t>(s.size());
     bytes(s.data(), s.size());
@@ -65,7 +74,8 @@ struct Out {
 
 void write_scalar(Out& o, ValueType t, uint64_t u, int64_t i, double f) {
   switch (t) {
-    case ValueType::U8: case ValueType::Bool: o.pod<uint8_t>(uint8_t(u)); break;
+    case ValueType::U8:
+    case ValueType::Bool: o.pod<uint8_t>(uint8_t(u)); break;
     case ValueType::I8: o.pod<int8_t>(int8_t(i)); break;
     case ValueType::U16: o.pod<uint16_t>(uint16_t(u)); break;
     case ValueType::I16: o.pod<int16_t>(int16_t(i)); break;
@@ -102,12 +112,13 @@ uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 // A cursor over the mapped bytes that names the file and the item being read on any overrun.
 class In {
  public:
-  In(const uint8_t* p, uint64_t size, const std::string& path) : base_(p), size_(size), path_(path) {}
+  In(const uint8_t* p, uint64_t size, const std::string& path)
+      : base_(p), size_(size), path_(path) {}
   uint64_t pos() const { return pos_; }
   uint64_t left() const { return size_ - pos_; }
   void need(uint64_t n, const std::string& what) const {
-    TL_CHECK(n <= left(), "GGUF '", path_, "' is truncated: ", what, " needs ", n, " bytes at offset ",
-             pos_, ", only ", left(), " remain");
+    TL_CHECK(n <= left(), "GGUF '", path_, "' is truncated: ", what, " needs ", n,
+             " bytes at offset ", pos_, ", only ", left(), " remain");
   }
   template <class T>
   T pod(const std::string& what) {
@@ -133,7 +144,8 @@ class In {
 
 ValueType read_type(In& in, const std::string& path, const std::string& what) {
   const uint32_t t = in.pod<uint32_t>(what);
-  TL_CHECK(t <= uint32_t(ValueType::F64), "GGUF '", path, "': ", what, " has unknown value type ", t);
+  TL_CHECK(t <= uint32_t(ValueType::F64), "GGUF '", path, "': ", what, " has unknown value type ",
+           t);
   return ValueType(t);
 }
 
@@ -176,7 +188,8 @@ Value read_value(In& in, const std::string& path, const std::string& key) {
            " elements, more than the ", in.left(), " bytes left can hold");
   if (v.elem == ValueType::String) {
     v.strs.reserve(size_t(n));
-    for (uint64_t k = 0; k < n; ++k) v.strs.push_back(in.str(what + " element " + std::to_string(k)));
+    for (uint64_t k = 0; k < n; ++k)
+      v.strs.push_back(in.str(what + " element " + std::to_string(k)));
   } else {
     v.nums.reserve(size_t(n));
     for (uint64_t k = 0; k < n; ++k) {
@@ -193,7 +206,7 @@ Value read_value(In& in, const std::string& path, const std::string& key) {
 }  // namespace
 
 const char* value_type_name(ValueType t) {
-  static const char* names[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32",
+  static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                 "bool", "string", "array", "u64", "i64", "f64"};
   return uint32_t(t) <= uint32_t(ValueType::F64) ? names[uint32_t(t)] : "?";
 }
@@ -216,7 +229,8 @@ const char* tensor_type_name(uint32_t t) {
 uint64_t row_bytes(TensorType t, int64_t ne0) {
   switch (t) {
     case TensorType::F32: return uint64_t(ne0) * 4;
-    case TensorType::F16: case TensorType::BF16: return uint64_t(ne0) * 2;
+    case TensorType::F16:
+    case TensorType::BF16: return uint64_t(ne0) * 2;
     case TensorType::Q8_0: return uint64_t(ne0 / kQ8BlockSize) * kQ8BlockBytes;
   }
   return 0;
@@ -266,11 +280,15 @@ void Writer::set(const std::string& key, Value v) {
   meta_.emplace_back(key, std::move(v));
 }
 
-void Writer::add_tensor(const std::string& name, std::vector<int64_t> dims, TensorType type, DataFn data) {
-  TL_CHECK(!dims.empty() && dims.size() <= 4, "GGUF tensor '", name, "': ", dims.size(), " dimensions (1 to 4)");
-  for (int64_t d : dims) TL_CHECK(d > 0, "GGUF tensor '", name, "': dimension ", d, " is not positive");
-  TL_CHECK(type != TensorType::Q8_0 || dims[0] % kQ8BlockSize == 0, "GGUF tensor '", name, "': rows of ",
-           dims[0], " values cannot be stored as Q8_0 (blocks of ", kQ8BlockSize, ")");
+void Writer::add_tensor(const std::string& name, std::vector<int64_t> dims, TensorType type,
+                        DataFn data) {
+  TL_CHECK(!dims.empty() && dims.size() <= 4, "GGUF tensor '", name, "': ", dims.size(),
+           " dimensions (1 to 4)");
+  for (int64_t d : dims)
+    TL_CHECK(d > 0, "GGUF tensor '", name, "': dimension ", d, " is not positive");
+  TL_CHECK(type != TensorType::Q8_0 || dims[0] % kQ8BlockSize == 0, "GGUF tensor '", name,
+           "': rows of ", dims[0], " values cannot be stored as Q8_0 (blocks of ", kQ8BlockSize,
+           ")");
   for (const auto& t : tensors_) TL_CHECK(t.name != name, "GGUF tensor '", name, "' added twice");
   TensorInfo t;
   t.name = name;
@@ -278,7 +296,8 @@ void Writer::add_tensor(const std::string& name, std::vector<int64_t> dims, Tens
   t.type = uint32_t(type);
   t.bytes = row_bytes(type, t.dims[0]);
   for (size_t k = 1; k < t.dims.size(); ++k) t.bytes *= uint64_t(t.dims[k]);
-  t.offset = tensors_.empty() ? 0 : align_up(tensors_.back().offset + tensors_.back().bytes, alignment_);
+  t.offset =
+      tensors_.empty() ? 0 : align_up(tensors_.back().offset + tensors_.back().bytes, alignment_);
   tensors_.push_back(std::move(t));
   data_.push_back(std::move(data));
 }
@@ -336,7 +355,8 @@ File::File(const std::string& path) : path_(path) {
   map_ = static_cast<const uint8_t*>(p);
   try {
     In in(map_, size_, path_);
-    TL_CHECK(std::memcmp(map_, "GGUF", 4) == 0, "'", path, "' is not a GGUF file (magic is not \"GGUF\")");
+    TL_CHECK(std::memcmp(map_, "GGUF", 4) == 0, "'", path,
+             "' is not a GGUF file (magic is not \"GGUF\")");
     in.pod<uint32_t>("magic");
     version_ = in.pod<uint32_t>("version");
     TL_CHECK(version_ == 2 || version_ == 3, "GGUF '", path, "': version ", version_,
@@ -345,13 +365,14 @@ File::File(const std::string& path) : path_(path) {
     const uint64_t n_meta = in.pod<uint64_t>("metadata count");
     // A key/value takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info at least
     // 8 + 4 + 8 + 4 + 8: bound the counts by the file before reserving anything.
-    TL_CHECK(n_meta <= in.left() / 13, "GGUF '", path, "': metadata count ", n_meta, " is impossible for a ",
-             size_, "-byte file");
+    TL_CHECK(n_meta <= in.left() / 13, "GGUF '", path, "': metadata count ", n_meta,
+             " is impossible for a ", size_, "-byte file");
     TL_CHECK(n_tensors <= in.left() / 32, "GGUF '", path, "': tensor count ", n_tensors,
              " is impossible for a ", size_, "-byte file");
     for (uint64_t k = 0; k < n_meta; ++k) {
       std::string key = in.str("metadata key " + std::to_string(k));
-      TL_CHECK(!meta_index_.count(key), "GGUF '", path, "': metadata key '", key, "' appears twice");
+      TL_CHECK(!meta_index_.count(key), "GGUF '", path, "': metadata key '", key,
+               "' appears twice");
       Value v = read_value(in, path, key);
       meta_index_[key] = meta_.size();
       meta_.emplace_back(std::move(key), std::move(v));
@@ -367,10 +388,12 @@ File::File(const std::string& path) : path_(path) {
       const std::string what = "tensor '" + t.name + "'";
       TL_CHECK(!tensor_index_.count(t.name), "GGUF '", path, "': ", what, " appears twice");
       const uint32_t nd = in.pod<uint32_t>(what + " dimension count");
-      TL_CHECK(nd >= 1 && nd <= 4, "GGUF '", path, "': ", what, " has ", nd, " dimensions (1 to 4)");
+      TL_CHECK(nd >= 1 && nd <= 4, "GGUF '", path, "': ", what, " has ", nd,
+               " dimensions (1 to 4)");
       for (uint32_t d = 0; d < nd; ++d) {
         const uint64_t n = in.pod<uint64_t>(what + " dimensions");
-        TL_CHECK(n >= 1 && n <= (1ull << 40), "GGUF '", path, "': ", what, " dimension ", d, " is ", n);
+        TL_CHECK(n >= 1 && n <= (1ull << 40), "GGUF '", path, "': ", what, " dimension ", d, " is ",
+                 n);
         t.dims.push_back(int64_t(n));
       }
       t.type = in.pod<uint32_t>(what + " type");
@@ -378,8 +401,9 @@ File::File(const std::string& path) : path_(path) {
       TL_CHECK(t.offset % alignment_ == 0, "GGUF '", path, "': ", what, " offset ", t.offset,
                " is not a multiple of the alignment ", alignment_);
       if (known_tensor_type(t.type)) {
-        TL_CHECK(TensorType(t.type) != TensorType::Q8_0 || t.dims[0] % kQ8BlockSize == 0, "GGUF '", path,
-                 "': ", what, " is Q8_0 with rows of ", t.dims[0], " values (not a multiple of 32)");
+        TL_CHECK(TensorType(t.type) != TensorType::Q8_0 || t.dims[0] % kQ8BlockSize == 0, "GGUF '",
+                 path, "': ", what, " is Q8_0 with rows of ", t.dims[0],
+                 " values (not a multiple of 32)");
         // Each dimension is below 2^40 and the product is checked step by step.
         unsigned __int128 bytes = row_bytes(TensorType(t.type), t.dims[0]);
         for (size_t d = 1; d < t.dims.size(); ++d) {
@@ -395,9 +419,9 @@ File::File(const std::string& path) : path_(path) {
     TL_CHECK(data_start_ <= size_, "GGUF '", path, "' is truncated before its data section");
     const uint64_t data_size = size_ - data_start_;
     for (const auto& t : tensors_)
-      TL_CHECK(t.offset <= data_size && t.bytes <= data_size - t.offset, "GGUF '", path, "': tensor '", t.name,
-               "' (", t.bytes, " bytes at offset ", t.offset, ") runs past the end of the file (data section of ",
-               data_size, " bytes)");
+      TL_CHECK(t.offset <= data_size && t.bytes <= data_size - t.offset, "GGUF '", path,
+               "': tensor '", t.name, "' (", t.bytes, " bytes at offset ", t.offset,
+               ") runs past the end of the file (data section of ", data_size, " bytes)");
   } catch (...) {
     ::munmap(const_cast<uint8_t*>(map_), size_);
     throw;
@@ -419,8 +443,8 @@ const TensorInfo* File::find_tensor(const std::string& name) const {
 }
 
 std::span<const uint8_t> File::data(const TensorInfo& t) const {
-  TL_CHECK(known_tensor_type(t.type), "GGUF '", path_, "': tensor '", t.name, "' has ggml type ", t.type,
-           " (", tensor_type_name(t.type), "; F32, F16, BF16 and Q8_0 are read)");
+  TL_CHECK(known_tensor_type(t.type), "GGUF '", path_, "': tensor '", t.name, "' has ggml type ",
+           t.type, " (", tensor_type_name(t.type), "; F32, F16, BF16 and Q8_0 are read)");
   return {map_ + data_start_ + t.offset, size_t(t.bytes)};
 }
 
@@ -436,16 +460,16 @@ uint64_t File::get_uint(const std::string& key) const {
 double File::get_float(const std::string& key) const {
   const Value* v = find(key);
   TL_CHECK(v, "GGUF '", path_, "' has no metadata '", key, "'");
-  TL_CHECK(v->type == ValueType::F32 || v->type == ValueType::F64, "GGUF '", path_, "': metadata '", key,
-           "' must be a float, it is a ", value_type_name(v->type));
+  TL_CHECK(v->type == ValueType::F32 || v->type == ValueType::F64, "GGUF '", path_, "': metadata '",
+           key, "' must be a float, it is a ", value_type_name(v->type));
   return v->f;
 }
 
 std::string File::get_string(const std::string& key) const {
   const Value* v = find(key);
   TL_CHECK(v, "GGUF '", path_, "' has no metadata '", key, "'");
-  TL_CHECK(v->type == ValueType::String, "GGUF '", path_, "': metadata '", key, "' must be a string, it is a ",
-           value_type_name(v->type));
+  TL_CHECK(v->type == ValueType::String, "GGUF '", path_, "': metadata '", key,
+           "' must be a string, it is a ", value_type_name(v->type));
   return v->s;
 }
 

@@ -31,10 +31,10 @@ struct GgufSlot {
 // "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight", and so on.
 std::string gguf_name(const std::string& hf) {
   static const std::pair<const char*, const char*> kLayer[] = {
-      {"input_layernorm", "attn_norm"},     {"self_attn.q_proj", "attn_q"},
-      {"self_attn.k_proj", "attn_k"},       {"self_attn.v_proj", "attn_v"},
-      {"self_attn.o_proj", "attn_output"},  {"post_attention_layernorm", "ffn_norm"},
-      {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
+      {"input_layernorm", "attn_norm"},    {"self_attn.q_proj", "attn_q"},
+      {"self_attn.k_proj", "attn_k"},      {"self_attn.v_proj", "attn_v"},
+      {"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "ffn_norm"},
+      {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},
       {"mlp.down_proj", "ffn_down"}};
   if (hf == "model.embed_tokens.weight") return "token_embd.weight";
   if (hf == "model.norm.weight") return "output_norm.weight";
@@ -130,8 +130,10 @@ void set_vocab(gguf::Writer& w, const SpModelInfo& vocab) {
   w.set("tokenizer.ggml.token_type", Value::num_array(ValueType::I32, std::move(types)));
   if (vocab.bos_id >= 0) w.set("tokenizer.ggml.bos_token_id", Value::u32(uint32_t(vocab.bos_id)));
   if (vocab.eos_id >= 0) w.set("tokenizer.ggml.eos_token_id", Value::u32(uint32_t(vocab.eos_id)));
-  if (vocab.unk_id >= 0) w.set("tokenizer.ggml.unknown_token_id", Value::u32(uint32_t(vocab.unk_id)));
-  if (vocab.pad_id >= 0) w.set("tokenizer.ggml.padding_token_id", Value::u32(uint32_t(vocab.pad_id)));
+  if (vocab.unk_id >= 0)
+    w.set("tokenizer.ggml.unknown_token_id", Value::u32(uint32_t(vocab.unk_id)));
+  if (vocab.pad_id >= 0)
+    w.set("tokenizer.ggml.padding_token_id", Value::u32(uint32_t(vocab.pad_id)));
   w.set("tokenizer.ggml.add_bos_token", Value::boolean(true));
   w.set("tokenizer.ggml.add_eos_token", Value::boolean(false));
   w.set("tokenizer.ggml.add_space_prefix", Value::boolean(vocab.add_dummy_prefix));
@@ -139,15 +141,19 @@ void set_vocab(gguf::Writer& w, const SpModelInfo& vocab) {
 }
 
 void check_vocab(const SpModelInfo& vocab, const ModelConfig& cfg) {
-  TL_CHECK(int64_t(vocab.pieces.size()) == cfg.vocab_size, "the tokenizer has ", vocab.pieces.size(),
-           " pieces but the model's vocab_size is ", cfg.vocab_size,
-           ": GGUF needs exactly one piece per row of the embedding (give the tokenizer the model was trained with)");
+  TL_CHECK(int64_t(vocab.pieces.size()) == cfg.vocab_size, "the tokenizer has ",
+           vocab.pieces.size(), " pieces but the model's vocab_size is ", cfg.vocab_size,
+           ": GGUF needs exactly one piece per row of the embedding (give the tokenizer the model "
+           "was trained with)");
   TL_CHECK(vocab.is_bpe(), "the tokenizer is a SentencePiece model of type ", vocab.model_type,
-           ", not BPE (2): llama.cpp's llama tokenizer merges by score, which only reproduces BPE models");
-  TL_CHECK(vocab.normalizer == "identity" && !vocab.has_charsmap, "the tokenizer normalizes text with '",
-           vocab.normalizer, "', which llama.cpp's llama tokenizer does not apply: GGUF export needs an "
+           ", not BPE (2): llama.cpp's llama tokenizer merges by score, which only reproduces BPE "
+           "models");
+  TL_CHECK(vocab.normalizer == "identity" && !vocab.has_charsmap,
+           "the tokenizer normalizes text with '", vocab.normalizer,
+           "', which llama.cpp's llama tokenizer does not apply: GGUF export needs an "
            "identity-normalized model (as Llama 2's)");
-  TL_CHECK(vocab.escape_whitespaces, "the tokenizer does not escape whitespace as '\u2581', which llama.cpp assumes");
+  TL_CHECK(vocab.escape_whitespaces,
+           "the tokenizer does not escape whitespace as '\u2581', which llama.cpp assumes");
 }
 
 }  // namespace
@@ -161,7 +167,8 @@ void quantize_q8_0(const float* x, int64_t n, uint8_t* out) {
     const uint16_t dh = f32_to_f16(d);
     uint8_t* blk = out + b * gguf::kQ8BlockBytes;
     std::memcpy(blk, &dh, 2);
-    for (int j = 0; j < gguf::kQ8BlockSize; ++j) blk[2 + j] = uint8_t(int8_t(std::round(x[j] * id)));
+    for (int j = 0; j < gguf::kQ8BlockSize; ++j)
+      blk[2 + j] = uint8_t(int8_t(std::round(x[j] * id)));
   }
 }
 
@@ -187,15 +194,16 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
   const std::vector<GgufSlot> slots = gguf_slots(cfg, layout);
   for (const GgufSlot& s : slots) {
     const TensorType t = s.shape.size() == 1 ? TensorType::F32 : opts.type;
-    TL_CHECK(t != TensorType::Q8_0 || s.shape.back() % gguf::kQ8BlockSize == 0, "cannot export '", s.name,
-             "' as q8_0: its rows have ", s.shape.back(), " values, not a multiple of ", gguf::kQ8BlockSize,
-             " (use f16, bf16 or f32)");
+    TL_CHECK(t != TensorType::Q8_0 || s.shape.back() % gguf::kQ8BlockSize == 0, "cannot export '",
+             s.name, "' as q8_0: its rows have ", s.shape.back(), " values, not a multiple of ",
+             gguf::kQ8BlockSize, " (use f16, bf16 or f32)");
     const int64_t n = shape_numel(s.shape);
     for (int64_t i = 0; i < n; ++i) {
       const float v = params[size_t(s.offset + i)];
-      TL_CHECK(std::isfinite(v), "cannot export: tensor '", s.name, "' holds a non-finite value at element ", i);
-      TL_CHECK(t != TensorType::F16 || std::fabs(v) < 65504.0f, "cannot export '", s.name, "' as f16: element ",
-               i, " = ", v, " is beyond f16's range (use bf16 or f32)");
+      TL_CHECK(std::isfinite(v), "cannot export: tensor '", s.name,
+               "' holds a non-finite value at element ", i);
+      TL_CHECK(t != TensorType::F16 || std::fabs(v) < 65504.0f, "cannot export '", s.name,
+               "' as f16: element ", i, " = ", v, " is beyond f16's range (use bf16 or f32)");
     }
   }
   const ParamInfo& embed = layout.get(ParamKind::Embed);
@@ -245,7 +253,8 @@ GgufModel import_gguf(const std::string& path) {
   TL_CHECK(arch == "llama", "GGUF '", path, "': general.architecture is '", arch,
            "'; only 'llama' models can be imported");
   if (const Value* e = f.find("llama.expert_count"))
-    TL_CHECK(e->u == 0 && e->i == 0, "GGUF '", path, "': llama.expert_count is set (a mixture of experts), "
+    TL_CHECK(e->u == 0 && e->i == 0, "GGUF '", path,
+             "': llama.expert_count is set (a mixture of experts), "
              "which tinyllama's model does not have");
   if (const Value* s = f.find("llama.rope.scaling.type"))
     TL_CHECK(s->type == ValueType::String && (s->s == "none" || s->s.empty()), "GGUF '", path,
@@ -256,24 +265,30 @@ GgufModel import_gguf(const std::string& path) {
   ModelConfig& cfg = out.config;
   auto get_int = [&](const std::string& key, uint64_t max) {
     const uint64_t v = f.get_uint(key);
-    TL_CHECK(v >= 1 && v <= max, "GGUF '", path, "': metadata '", key, "' = ", v, " is out of range (1 to ", max, ")");
+    TL_CHECK(v >= 1 && v <= max, "GGUF '", path, "': metadata '", key, "' = ", v,
+             " is out of range (1 to ", max, ")");
     return int(v);
   };
   const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
-  TL_CHECK(embd && embd->dims.size() == 2, "GGUF '", path, "': missing tensor 'token_embd.weight' (2-D)");
+  TL_CHECK(embd && embd->dims.size() == 2, "GGUF '", path,
+           "': missing tensor 'token_embd.weight' (2-D)");
   cfg.dim = get_int("llama.embedding_length", 1 << 16);
   cfg.n_layers = get_int("llama.block_count", 4096);
   cfg.n_heads = get_int("llama.attention.head_count", 4096);
-  cfg.n_kv_heads = f.find("llama.attention.head_count_kv") ? get_int("llama.attention.head_count_kv", 4096)
-                                                              : cfg.n_heads;
+  cfg.n_kv_heads = f.find("llama.attention.head_count_kv")
+                       ? get_int("llama.attention.head_count_kv", 4096)
+                       : cfg.n_heads;
   cfg.ffn_dim = get_int("llama.feed_forward_length", 1 << 20);
   cfg.max_seq_len = get_int("llama.context_length", 1 << 24);
-  cfg.vocab_size = f.find("llama.vocab_size") ? get_int("llama.vocab_size", 1 << 24) : int(embd->dims[1]);
+  cfg.vocab_size =
+      f.find("llama.vocab_size") ? get_int("llama.vocab_size", 1 << 24) : int(embd->dims[1]);
   if (const Value* toks = f.find("tokenizer.ggml.tokens"))
-    TL_CHECK(toks->size() == size_t(cfg.vocab_size), "GGUF '", path, "': tokenizer.ggml.tokens has ",
-             toks->size(), " entries but the vocabulary size is ", cfg.vocab_size);
+    TL_CHECK(toks->size() == size_t(cfg.vocab_size), "GGUF '", path,
+             "': tokenizer.ggml.tokens has ", toks->size(), " entries but the vocabulary size is ",
+             cfg.vocab_size);
   cfg.norm_eps = float(f.get_float("llama.attention.layer_norm_rms_epsilon"));
-  cfg.rope_theta = f.find("llama.rope.freq_base") ? float(f.get_float("llama.rope.freq_base")) : 10000.0f;
+  cfg.rope_theta =
+      f.find("llama.rope.freq_base") ? float(f.get_float("llama.rope.freq_base")) : 10000.0f;
   try {
     cfg.validate();
   } catch (const Error& e) {
@@ -285,8 +300,9 @@ GgufModel import_gguf(const std::string& path) {
              " differs from the head size ", cfg.head_dim(), " (partial rotary is not supported)");
   // Every tensor the model needs must be in the file with its shape before the flat array is
   // allocated: the file's own size then bounds the allocation.
-  TL_CHECK(uint64_t(cfg.n_layers) * 9 + 2 <= f.tensors().size(), "GGUF '", path, "': ", cfg.n_layers,
-           " blocks need ", uint64_t(cfg.n_layers) * 9 + 2, " tensors, the file has ", f.tensors().size());
+  TL_CHECK(uint64_t(cfg.n_layers) * 9 + 2 <= f.tensors().size(), "GGUF '", path,
+           "': ", cfg.n_layers, " blocks need ", uint64_t(cfg.n_layers) * 9 + 2,
+           " tensors, the file has ", f.tensors().size());
   const ParamLayout layout(cfg);
   const std::vector<GgufSlot> slots = gguf_slots(cfg, layout);
   bool tied = false;
@@ -299,8 +315,9 @@ GgufModel import_gguf(const std::string& path) {
     TL_CHECK(t, "GGUF '", path, "': missing tensor '", s.name, "'");
     TL_CHECK(t->dims == gguf_dims(s.shape), "GGUF '", path, "': tensor '", s.name, "' has dims ",
              shape_str(t->dims), ", expected ", shape_str(gguf_dims(s.shape)), " for this config");
-    TL_CHECK(gguf::known_tensor_type(t->type), "GGUF '", path, "': tensor '", s.name, "' is of ggml type ",
-             t->type, "; import reads F32, F16, BF16 and Q8_0 (requantize other files to one of them)");
+    TL_CHECK(gguf::known_tensor_type(t->type), "GGUF '", path, "': tensor '", s.name,
+             "' is of ggml type ", t->type,
+             "; import reads F32, F16, BF16 and Q8_0 (requantize other files to one of them)");
   }
   if (f.tensors().size() != slots.size() - (tied ? 1 : 0)) {
     for (const auto& t : f.tensors()) {
@@ -319,14 +336,16 @@ GgufModel import_gguf(const std::string& path) {
     const uint64_t rb = gguf::row_bytes(TensorType(t.type), cols);
     float* dst = out.params.data() + s.offset;
     for (int64_t r = 0; r < rows; ++r)
-      decode_row(bytes.data() + uint64_t(r) * rb, cols, t.type, dst + rope_source_row(r, rows, s.rope_heads) * cols);
+      decode_row(bytes.data() + uint64_t(r) * rb, cols, t.type,
+                 dst + rope_source_row(r, rows, s.rope_heads) * cols);
     for (int64_t i = 0; i < rows * cols; ++i)
-      TL_CHECK(std::isfinite(dst[i]), "GGUF '", path, "': tensor '", s.name, "' holds a non-finite value (row ",
-               i / cols, ")");
+      TL_CHECK(std::isfinite(dst[i]), "GGUF '", path, "': tensor '", s.name,
+               "' holds a non-finite value (row ", i / cols, ")");
   }
   if (tied) {
     const ParamInfo& embed = layout.get(ParamKind::Embed);
-    std::copy_n(out.params.data() + embed.offset, embed.numel(), out.params.data() + layout.get(ParamKind::Head).offset);
+    std::copy_n(out.params.data() + embed.offset, embed.numel(),
+                out.params.data() + layout.get(ParamKind::Head).offset);
   }
   return out;
 }

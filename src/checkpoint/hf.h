@@ -24,9 +24,9 @@ ModelConfig model_config_from_hf(const json& hf_config);
 json hf_config_from_model(const ModelConfig& cfg, int bos_id = 1, int eos_id = 2);
 
 struct HfExportOptions {
-  DType dtype = DType::BF16;                   // F32 or BF16 (or F16)
-  uint64_t max_shard_bytes = 5ull << 30;       // shard above this, with an index file
-  std::string tokenizer_model;                 // copied as tokenizer.model when set
+  DType dtype = DType::BF16;              // F32 or BF16 (or F16)
+  uint64_t max_shard_bytes = 5ull << 30;  // shard above this, with an index file
+  std::string tokenizer_model;            // copied as tokenizer.model when set
 };
 // tokenizer.json for the fast tokenizers (transformers, tokenizers.js, vLLM) describing a
 // SentencePiece BPE model exactly. hf_tokenizer_json_unsupported says why a model cannot be

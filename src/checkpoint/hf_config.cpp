@@ -71,7 +71,8 @@ ModelConfig model_config_from_hf(const json& hf_config) {
   std::string type, act = "silu";
   bool attention_bias = false, mlp_bias = false, tied = false;
   r.get("model_type", type);
-  TL_CHECK(type == "llama", "config: model_type is '", type, "'; only \"llama\" models are supported");
+  TL_CHECK(type == "llama", "config: model_type is '", type,
+           "'; only \"llama\" models are supported");
   r.get("hidden_act", act);
   TL_CHECK(act == "silu", "config: hidden_act is '", act, "'; Llama's SwiGLU needs \"silu\"");
   r.get("attention_bias", attention_bias);
@@ -123,33 +124,34 @@ ModelConfig model_config_from_hf(const json& hf_config) {
 json hf_config_from_model(const ModelConfig& cfg, int bos_id, int eos_id) {
   cfg.validate();
   const double init_std = cfg.init_std > 0 ? cfg.init_std : std::sqrt(2.0 / (5.0 * cfg.dim));
-  return json{{"architectures", json::array({"LlamaForCausalLM"})},
-              {"model_type", "llama"},
-              {"vocab_size", cfg.vocab_size},
-              {"hidden_size", cfg.dim},
-              {"intermediate_size", cfg.ffn_dim},
-              {"num_hidden_layers", cfg.n_layers},
-              {"num_attention_heads", cfg.n_heads},
-              {"num_key_value_heads", cfg.n_kv_heads},
-              {"head_dim", cfg.head_dim()},
-              {"max_position_embeddings", cfg.max_seq_len},
-              {"rms_norm_eps", shortest(cfg.norm_eps)},
-              {"rope_theta", shortest(cfg.rope_theta)},
-              {"rope_scaling", nullptr},
-              // transformers 5 spelling; 4.x keeps it as an unused attribute
-              {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", shortest(cfg.rope_theta)}}},
-              {"hidden_act", "silu"},
-              {"initializer_range", init_std},
-              {"bos_token_id", bos_id},
-              {"eos_token_id", eos_id},
-              {"tie_word_embeddings", false},
-              {"use_cache", true},
-              {"attention_bias", false},
-              {"attention_dropout", 0.0},
-              {"mlp_bias", false},
-              {"pretraining_tp", 1},
-              {"torch_dtype", "float32"},
-              {"dtype", "float32"}};
+  return json{
+      {"architectures", json::array({"LlamaForCausalLM"})},
+      {"model_type", "llama"},
+      {"vocab_size", cfg.vocab_size},
+      {"hidden_size", cfg.dim},
+      {"intermediate_size", cfg.ffn_dim},
+      {"num_hidden_layers", cfg.n_layers},
+      {"num_attention_heads", cfg.n_heads},
+      {"num_key_value_heads", cfg.n_kv_heads},
+      {"head_dim", cfg.head_dim()},
+      {"max_position_embeddings", cfg.max_seq_len},
+      {"rms_norm_eps", shortest(cfg.norm_eps)},
+      {"rope_theta", shortest(cfg.rope_theta)},
+      {"rope_scaling", nullptr},
+      // transformers 5 spelling; 4.x keeps it as an unused attribute
+      {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", shortest(cfg.rope_theta)}}},
+      {"hidden_act", "silu"},
+      {"initializer_range", init_std},
+      {"bos_token_id", bos_id},
+      {"eos_token_id", eos_id},
+      {"tie_word_embeddings", false},
+      {"use_cache", true},
+      {"attention_bias", false},
+      {"attention_dropout", 0.0},
+      {"mlp_bias", false},
+      {"pretraining_tp", 1},
+      {"torch_dtype", "float32"},
+      {"dtype", "float32"}};
 }
 
 }  // namespace tl

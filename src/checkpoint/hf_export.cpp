@@ -131,7 +131,8 @@ void export_hf(const std::string& dir, const ModelConfig& cfg, const std::vector
               {"do_sample", false},
               {"max_length", cfg.max_seq_len}};
   write_json(dir, "generation_config.json", gen);
-  if (!opts.tokenizer_model.empty()) write_tokenizer(dir, opts.tokenizer_model, tok_bytes, tok, cfg);
+  if (!opts.tokenizer_model.empty())
+    write_tokenizer(dir, opts.tokenizer_model, tok_bytes, tok, cfg);
   write_json(dir, "config.json", hf);
 }
 

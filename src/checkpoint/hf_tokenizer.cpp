@@ -15,8 +15,8 @@ namespace {
 const char* const kSpace = "\xe2\x96\x81";  // "▁", SentencePiece's visible space
 
 json added_token(int id, const std::string& content) {
-  return {{"id", id},          {"content", content}, {"single_word", false}, {"lstrip", false},
-          {"rstrip", false},   {"normalized", false}, {"special", true}};
+  return {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", false}, {"special", true}};
 }
 
 // Merges: for each piece (in score order, then by the ids of its halves), every split into two
@@ -34,13 +34,16 @@ json bpe_merges(const SpModelInfo& sp, const std::map<std::string, int>& vocab) 
     for (size_t k = 1; k < p.text.size(); ++k) {
       if ((uint8_t(p.text[k]) & 0xC0) == 0x80) continue;  // not inside a UTF-8 character
       auto l = vocab.find(p.text.substr(0, k)), r = vocab.find(p.text.substr(k));
-      if (l != vocab.end() && r != vocab.end()) local.push_back({p.score, l->second, r->second, l->first, r->first});
+      if (l != vocab.end() && r != vocab.end())
+        local.push_back({p.score, l->second, r->second, l->first, r->first});
     }
-    std::sort(local.begin(), local.end(),
-              [](const Merge& x, const Merge& y) { return std::pair(x.left, x.right) < std::pair(y.left, y.right); });
+    std::sort(local.begin(), local.end(), [](const Merge& x, const Merge& y) {
+      return std::pair(x.left, x.right) < std::pair(y.left, y.right);
+    });
     merges.insert(merges.end(), local.begin(), local.end());
   }
-  std::stable_sort(merges.begin(), merges.end(), [](const Merge& x, const Merge& y) { return x.score > y.score; });
+  std::stable_sort(merges.begin(), merges.end(),
+                   [](const Merge& x, const Merge& y) { return x.score > y.score; });
   json out = json::array();
   for (const Merge& m : merges) out.push_back(json::array({m.a, m.b}));
   return out;
@@ -51,11 +54,13 @@ json bpe_merges(const SpModelInfo& sp, const std::map<std::string, int>& vocab) 
 std::string hf_tokenizer_json_unsupported(const SpModelInfo& sp) {
   if (!sp.is_bpe()) return cat("it is a SentencePiece model of type ", sp.model_type, ", not BPE");
   if (sp.normalizer != "identity" || sp.has_charsmap)
-    return cat("it normalizes text with '", sp.normalizer, "' (only identity normalization is converted)");
+    return cat("it normalizes text with '", sp.normalizer,
+               "' (only identity normalization is converted)");
   if (sp.remove_extra_whitespaces) return "it removes extra whitespace (not converted)";
   if (!sp.escape_whitespaces) return "it does not escape whitespace";
   for (int id : {sp.unk_id, sp.bos_id})
-    if (id < 0 || id >= int(sp.pieces.size())) return cat("its special token id ", id, " is outside the vocabulary");
+    if (id < 0 || id >= int(sp.pieces.size()))
+      return cat("its special token id ", id, " is outside the vocabulary");
   return "";
 }
 
@@ -68,7 +73,8 @@ json hf_tokenizer_json(const SpModelInfo& sp) {
     const SpPiece& p = sp.pieces[id];
     vocab.emplace(p.text, int(id));
     vocab_json[p.text] = id;
-    if (p.type == PieceType::Control || p.type == PieceType::Unknown || p.type == PieceType::UserDefined) {
+    if (p.type == PieceType::Control || p.type == PieceType::Unknown ||
+        p.type == PieceType::UserDefined) {
       json t = added_token(int(id), p.text);
       if (p.type == PieceType::UserDefined) t["special"] = false;
       added.push_back(t);
@@ -78,11 +84,17 @@ json hf_tokenizer_json(const SpModelInfo& sp) {
   json normalizers = json::array();
   if (sp.add_dummy_prefix) normalizers.push_back({{"type", "Prepend"}, {"prepend", kSpace}});
   normalizers.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", kSpace}});
-  json decoders = json::array({json{{"type", "Replace"}, {"pattern", {{"String", kSpace}}}, {"content", " "}},
-                               json{{"type", "ByteFallback"}}, json{{"type", "Fuse"}}});
-  if (sp.add_dummy_prefix) decoders.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
-  auto special = [&](int type_id) { return json{{"SpecialToken", {{"id", bos}, {"type_id", type_id}}}}; };
-  auto seq = [](const char* id, int type_id) { return json{{"Sequence", {{"id", id}, {"type_id", type_id}}}}; };
+  json decoders =
+      json::array({json{{"type", "Replace"}, {"pattern", {{"String", kSpace}}}, {"content", " "}},
+                   json{{"type", "ByteFallback"}}, json{{"type", "Fuse"}}});
+  if (sp.add_dummy_prefix)
+    decoders.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+  auto special = [&](int type_id) {
+    return json{{"SpecialToken", {{"id", bos}, {"type_id", type_id}}}};
+  };
+  auto seq = [](const char* id, int type_id) {
+    return json{{"Sequence", {{"id", id}, {"type_id", type_id}}}};
+  };
   return {
       {"version", "1.0"},
       {"truncation", nullptr},
@@ -94,7 +106,9 @@ json hf_tokenizer_json(const SpModelInfo& sp) {
        {{"type", "TemplateProcessing"},
         {"single", json::array({special(0), seq("A", 0)})},
         {"pair", json::array({special(0), seq("A", 0), special(1), seq("B", 1)})},
-        {"special_tokens", {{bos, {{"id", bos}, {"ids", json::array({sp.bos_id})}, {"tokens", json::array({bos})}}}}}}},
+        {"special_tokens",
+         {{bos,
+           {{"id", bos}, {"ids", json::array({sp.bos_id})}, {"tokens", json::array({bos})}}}}}}},
       {"decoder", {{"type", "Sequence"}, {"decoders", decoders}}},
       {"model",
        {{"type", "BPE"},

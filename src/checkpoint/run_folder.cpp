@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "checkpoint/sharded.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
-#include "checkpoint/sharded.h"
 
 namespace tl {
 
@@ -33,8 +33,9 @@ std::vector<CheckpointFile> step_folders(const std::string& run_dir) {
     const std::string name = e.path().filename().string();
     long long step = -1;
     int used = 0;
-    if (std::sscanf(name.c_str(), "step_%lld%n", &step, &used) == 1 && size_t(used) == name.size() &&
-        step >= 0 && name.find_first_not_of("0123456789", 5) == std::string::npos)
+    if (std::sscanf(name.c_str(), "step_%lld%n", &step, &used) == 1 &&
+        size_t(used) == name.size() && step >= 0 &&
+        name.find_first_not_of("0123456789", 5) == std::string::npos)
       out.push_back({step, dir + "/" + name, true});
   }
   return out;

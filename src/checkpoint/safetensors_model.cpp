@@ -35,8 +35,8 @@ SafetensorsModel::SafetensorsModel(const std::string& dir) : dir_(dir) {
     TL_CHECK(it.value().is_string(), "'", index, "': weight_map['", name, "'] must be a file name");
     const std::string file = it.value().get<std::string>();
     // Shards live in the folder itself; anything else is a malformed (or hostile) index.
-    TL_CHECK(is_plain_file_name(file), "'", index,
-             "': tensor '", name, "' maps to a bad file name '", file, "'");
+    TL_CHECK(is_plain_file_name(file), "'", index, "': tensor '", name,
+             "' maps to a bad file name '", file, "'");
     auto f = by_file.find(file);
     if (f == by_file.end()) {
       const std::string path = join(dir, file);

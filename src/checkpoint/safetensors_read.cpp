@@ -36,7 +36,8 @@ uint64_t json_uint(const json& v, const std::string& what) {
 DType safetensors_dtype(const std::string& name) {
   for (const auto& d : kDTypes)
     if (name == d.name) return d.t;
-  fail("unsupported safetensors dtype '", name, "' (known: F32, BF16, F16, F64, I32, I64, U16, U8)");
+  fail("unsupported safetensors dtype '", name,
+       "' (known: F32, BF16, F16, F64, I32, I64, U16, U8)");
 }
 
 const char* safetensors_dtype_name(DType t) {
@@ -116,9 +117,9 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
       continue;
     }
     const std::string ctx = where + ": tensor '" + it.key() + "'";
-    TL_CHECK(v.is_object() && v.contains("dtype") && v.contains("shape") &&
-                 v.contains("data_offsets"),
-             ctx, " needs dtype, shape and data_offsets, got ", v.dump());
+    TL_CHECK(
+        v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"),
+        ctx, " needs dtype, shape and data_offsets, got ", v.dump());
     StTensorInfo t;
     t.name = it.key();
     TL_CHECK(v["dtype"].is_string(), ctx, ": dtype must be a string");
@@ -139,8 +140,8 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
     TL_CHECK(off.is_array() && off.size() == 2, ctx, ": data_offsets must be [begin, end]");
     t.begin = json_uint(off[0], ctx + ": data_offsets[0]");
     t.end = json_uint(off[1], ctx + ": data_offsets[1]");
-    TL_CHECK(t.begin <= t.end && t.end <= data_size, ctx, ": data_offsets [", t.begin, ", ",
-             t.end, ") lie outside the data section (", data_size, " bytes)");
+    TL_CHECK(t.begin <= t.end && t.end <= data_size, ctx, ": data_offsets [", t.begin, ", ", t.end,
+             ") lie outside the data section (", data_size, " bytes)");
     uint64_t want = numel * dtype_size(t.dtype);
     TL_CHECK(t.end - t.begin == want, ctx, ": holds ", t.end - t.begin, " bytes but ",
              safetensors_dtype_name(t.dtype), t.shape_str(), " needs ", want);
@@ -158,8 +159,9 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
 }
 
 const StTensorInfo* SafetensorsFile::find(const std::string& name) const {
-  auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
-                             [](const StTensorInfo& t, const std::string& n) { return t.name < n; });
+  auto it =
+      std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                       [](const StTensorInfo& t, const std::string& n) { return t.name < n; });
   return it != tensors_.end() && it->name == name ? &*it : nullptr;
 }
 
@@ -179,15 +181,9 @@ void SafetensorsFile::read_f32(const StTensorInfo& t, float* out, size_t n) cons
   const uint8_t* src = data_ + t.begin;  // only byte-aligned in general: memcpy each element
   const int64_t count = int64_t(n);
   switch (t.dtype) {
-    case DType::F32:
-      std::memcpy(out, src, n * 4);
-      return;
-    case DType::BF16:
-      bf16_bytes_to_f32(src, count, out);
-      return;
-    case DType::F16:
-      f16_bytes_to_f32(src, count, out);
-      return;
+    case DType::F32: std::memcpy(out, src, n * 4); return;
+    case DType::BF16: bf16_bytes_to_f32(src, count, out); return;
+    case DType::F16: f16_bytes_to_f32(src, count, out); return;
     case DType::F64:
       for (int64_t i = 0; i < count; ++i) {
         double d;

@@ -38,12 +38,12 @@ void write_safetensors(const std::string& path, std::vector<StWriteItem> items,
   uint64_t offset = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const StWriteItem& it = items[i];
-    TL_CHECK(!it.name.empty() && it.name != "__metadata__", "'", path,
-             "': bad tensor name '", it.name, "'");
+    TL_CHECK(!it.name.empty() && it.name != "__metadata__", "'", path, "': bad tensor name '",
+             it.name, "'");
     TL_CHECK(i == 0 || items[i - 1].name != it.name, "'", path, "': tensor '", it.name,
              "' given twice");
-    TL_CHECK(it.src_dtype == it.dtype ||
-                 (it.src_dtype == DType::F32 && (it.dtype == DType::BF16 || it.dtype == DType::F16)),
+    TL_CHECK(it.src_dtype == it.dtype || (it.src_dtype == DType::F32 &&
+                                          (it.dtype == DType::BF16 || it.dtype == DType::F16)),
              "'", path, "': tensor '", it.name, "': cannot convert ", dtype_name(it.src_dtype),
              " to ", dtype_name(it.dtype));
     for (int64_t d : it.shape)

@@ -66,7 +66,8 @@ class Fields {
   }
   int64_t integer(const char* key, int64_t lo, int64_t hi) const {
     const json& v = get(key);
-    const bool ok = v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi)) &&
+    const bool ok = v.is_number_integer() &&
+                    !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi)) &&
                     v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
     TL_CHECK(ok, "'", file_, "': field '", name(key), "' must be an integer in [", lo, ", ", hi,
              "], not ", v.dump());
@@ -102,7 +103,8 @@ SetIndex read_index(const std::string& dir) {
   idx.top = read_json_file(path);
   const json& m = idx.top;
   TL_CHECK(m.is_object() && m.contains("format") && m["format"] == kFormat, "'", path,
-           "' is not a tinyllama sharded checkpoint index (field 'format' is not \"", kFormat, "\")");
+           "' is not a tinyllama sharded checkpoint index (field 'format' is not \"", kFormat,
+           "\")");
   Fields top(m, path, "");
   const int64_t version = top.integer("version", 1, INT32_MAX);
   TL_CHECK(version == 1, "'", path, "': field 'version' is ", version,
@@ -139,8 +141,8 @@ SetIndex read_index(const std::string& dir) {
 
 // What the shards of a set hold, all checked against meta.json and against each other.
 struct SetLayout {
-  Sharding sharding;       // the one every shard was written under
-  bool has_optimizer;      // every shard holds adam_m and adam_v (or none does)
+  Sharding sharding;   // the one every shard was written under
+  bool has_optimizer;  // every shard holds adam_m and adam_v (or none does)
 };
 
 // Reads every shard's header (not its sections) and checks that it is shard i of this
@@ -168,8 +170,8 @@ SetLayout check_shards(const SetIndex& idx) {
     const int64_t align = f.integer("align", 1, int64_t(1) << 20);
     if (!set) {
       align0 = align;
-      set.emplace(SetLayout{Sharding(ParamLayout(idx.model), idx.shard_world, align),
-                            info.has_optimizer});
+      set.emplace(
+          SetLayout{Sharding(ParamLayout(idx.model), idx.shard_world, align), info.has_optimizer});
     }
     const Sharding& sh = set->sharding;
     TL_CHECK(align == align0, "'", path, "': field 'align' is ", align, ", shard 0 says ", align0);
@@ -183,8 +185,10 @@ SetLayout check_shards(const SetIndex& idx) {
              info.params, " values but shard ", i, " of ", idx.shard_world, " of this model holds ",
              sh.shard_total());
     TL_CHECK(info.has_optimizer == set->has_optimizer, "'", path, "' ",
-             info.has_optimizer ? "holds" : "lacks", " the optimizer state (sections 'adam_m', "
-             "'adam_v') that shard 0 ", set->has_optimizer ? "holds" : "lacks");
+             info.has_optimizer ? "holds" : "lacks",
+             " the optimizer state (sections 'adam_m', "
+             "'adam_v') that shard 0 ",
+             set->has_optimizer ? "holds" : "lacks");
   }
   TL_ASSERT(set.has_value());  // shard_world >= 1
   return std::move(*set);
@@ -196,8 +200,8 @@ CheckpointData load_shard(const SetIndex& idx, const SetLayout& set, size_t i, b
   const std::string& path = idx.shards[i].path;
   CheckpointData d = load_checkpoint(path, with_opt);  // checks each section's CRC
   const size_t n = size_t(set.sharding.shard_total());
-  TL_CHECK(d.params.size() == n && (!with_opt || !set.has_optimizer ||
-                                    (d.adam_m.size() == n && d.adam_v.size() == n)),
+  TL_CHECK(d.params.size() == n &&
+               (!with_opt || !set.has_optimizer || (d.adam_m.size() == n && d.adam_v.size() == n)),
            "'", path, "' changed while it was being read");
   return d;
 }
@@ -208,16 +212,12 @@ bool is_sharded_checkpoint(const std::string& path) {
   return is_directory(path) && file_exists(path + "/" + kMetaFile);
 }
 
-void write_shard(const std::string& dir, const Sharding& sh, const ShardHeader& h,
-                 CheckpointData d, const std::function<void()>& before_commit) {
-  d.meta = json{{"format", "tinyllama-shard"},
-                {"shard_rank", h.shard_rank},
-                {"shard_world", h.shard_world},
-                {"align", sh.align()},
-                {"flat_total", sh.flat_total()},
-                {"shard_total", sh.shard_total()},
-                {"strategy", h.strategy},
-                {"model", h.model},
+void write_shard(const std::string& dir, const Sharding& sh, const ShardHeader& h, CheckpointData d,
+                 const std::function<void()>& before_commit) {
+  d.meta = json{{"format", "tinyllama-shard"},   {"shard_rank", h.shard_rank},
+                {"shard_world", h.shard_world},  {"align", sh.align()},
+                {"flat_total", sh.flat_total()}, {"shard_total", sh.shard_total()},
+                {"strategy", h.strategy},        {"model", h.model},
                 {"data_crc32", data_crc(d)}};
   make_dirs(dir);
   save_checkpoint(dir + "/" + shard_file_name(h.shard_rank, h.shard_world), d, before_commit);
@@ -237,9 +237,9 @@ void write_sharded_index(const std::string& dir, int world, int shard_world,
     json m = read_checkpoint_meta(path);
     shards.push_back({{"file", file}, {"bytes", file_size(path)}, {"crc32", m.at("data_crc32")}});
   }
-  json top = {{"format", kFormat}, {"version", 1},         {"world", world},
-              {"shard_world", shard_world}, {"strategy", strategy}, {"shards", shards},
-              {"meta", meta}};
+  json top = {
+      {"format", kFormat},    {"version", 1},     {"world", world}, {"shard_world", shard_world},
+      {"strategy", strategy}, {"shards", shards}, {"meta", meta}};
   write_file_atomic(dir + "/" + kMetaFile, top.dump(1) + "\n");
 }
 
@@ -250,12 +250,13 @@ void read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
   const SetIndex idx = read_index(dir);
   const SetLayout set = check_shards(idx);
   const Sharding& from = set.sharding;
-  TL_CHECK(from.flat_total() == to.flat_total(), "'", dir, "' holds a model of ",
-           from.flat_total(), " parameters; this run's has ", to.flat_total());
+  TL_CHECK(from.flat_total() == to.flat_total(), "'", dir, "' holds a model of ", from.flat_total(),
+           " parameters; this run's has ", to.flat_total());
   TL_CHECK(set.has_optimizer, "'", dir, "': its shards hold no optimizer state");
   TL_CHECK(me >= 0 && me < to.world(), "read_sharded_checkpoint: rank ", me, " is outside [0, ",
            to.world(), ")");
-  for (auto* v : {&mine.params, &mine.adam_m, &mine.adam_v}) v->assign(size_t(to.shard_total()), 0.0f);
+  for (auto* v : {&mine.params, &mine.adam_m, &mine.adam_v})
+    v->assign(size_t(to.shard_total()), 0.0f);
   for (size_t i = 0; i < idx.shards.size(); ++i) {
     CheckpointData d = load_shard(idx, set, i, true);
     reshard_copy(from, int(i), d.params.data(), to, me, mine.params.data());

@@ -1,9 +1,9 @@
 // tinyllama bench --preset tinyllama-1.1b --micro-batch 8
 #include <cstdio>
 
-#include "cli/commands.h"
-#include "bench/train_bench.h"
 #include "bench/sharded_bench.h"
+#include "bench/train_bench.h"
+#include "cli/commands.h"
 #include "model/memory_estimate.h"
 
 namespace tl::cli {
@@ -19,11 +19,15 @@ void add_bench_command(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--preset", o->preset, "Model preset");
-  cmd->add_option("--micro-batch", o->b.micro_batch, "Sequences per micro-batch")->check(CLI::PositiveNumber);
-  cmd->add_option("--seq-len", o->b.seq_len, "Sequence length (default: the model's context)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--grad-accum", o->b.grad_accum, "Micro-batches per optimizer step")->check(CLI::PositiveNumber);
+  cmd->add_option("--micro-batch", o->b.micro_batch, "Sequences per micro-batch")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", o->b.seq_len, "Sequence length (default: the model's context)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--grad-accum", o->b.grad_accum, "Micro-batches per optimizer step")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--steps", o->b.steps, "Timed optimizer steps")->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", o->b.warmup_steps, "Untimed steps first")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--warmup", o->b.warmup_steps, "Untimed steps first")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--recompute", o->b.recompute, "Recompute norms and SwiGLU in the backward");
   cmd->add_option("--device", o->b.device, "cpu, cuda or auto");
   cmd->add_option("--threads", o->b.threads, "CPU threads (0 = all cores)");
@@ -44,8 +48,10 @@ void add_bench_command(CLI::App& app) {
                 o->b.micro_batch, T, o->b.grad_accum, o->b.recompute ? ", recompute" : "");
     std::printf("tokens/s     %.0f\n", r.tokens_per_s);
     std::printf("step         %.1f ms\n", r.step_seconds * 1e3);
-    if (r.peak_flops > 0) std::printf("MFU          %.1f%% of %.0f TFLOP/s\n", 100 * r.mfu, r.peak_flops / 1e12);
-    if (r.peak_memory > 0) std::printf("peak memory  %s\n", format_bytes(double(r.peak_memory)).c_str());
+    if (r.peak_flops > 0)
+      std::printf("MFU          %.1f%% of %.0f TFLOP/s\n", 100 * r.mfu, r.peak_flops / 1e12);
+    if (r.peak_memory > 0)
+      std::printf("peak memory  %s\n", format_bytes(double(r.peak_memory)).c_str());
     print_phases(r.phase_seconds);
     std::printf("loss         %.4f -> %.4f over %zu steps (grad norm %.3f -> %.3f), %d skipped\n",
                 r.losses.front(), r.losses.back(), r.losses.size(), r.grad_norms.front(),

@@ -19,8 +19,10 @@ void add_comm_check_command(CLI::App& app) {
     std::string device = "auto";
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--hybrid-group", o->hybrid_group, "Also check groups of this many ranks (0 = ranks per node)");
-  cmd->add_option("--elements", o->elements, "Elements per collective in the bandwidth runs (0 = skip)");
+  cmd->add_option("--hybrid-group", o->hybrid_group,
+                  "Also check groups of this many ranks (0 = ranks per node)");
+  cmd->add_option("--elements", o->elements,
+                  "Elements per collective in the bandwidth runs (0 = skip)");
   cmd->add_option("--iters", o->iters, "Timed iterations per collective");
   cmd->add_option("--timeout", o->timeout, "Seconds before a missing rank is an error");
   cmd->add_option("--device", o->device, "cpu, cuda or auto");
@@ -35,8 +37,10 @@ void add_comm_check_command(CLI::App& app) {
     std::printf("comm-check: %s\n", session->describe().c_str());
     for (const auto& p : r.passed) std::printf("  ok  %s\n", p.c_str());
     if (r.bench_elements > 0)
-      std::printf("  bus bandwidth at %lld elements: all_gather bf16 %.1f GB/s, reduce_scatter f32 %.1f GB/s\n",
-                  static_cast<long long>(r.bench_elements), r.all_gather_busbw, r.reduce_scatter_busbw);
+      std::printf(
+          "  bus bandwidth at %lld elements: all_gather bf16 %.1f GB/s, reduce_scatter f32 %.1f "
+          "GB/s\n",
+          static_cast<long long>(r.bench_elements), r.all_gather_busbw, r.reduce_scatter_busbw);
     std::printf("comm-check passed on %d rank(s)\n", li.world);
   });
 }

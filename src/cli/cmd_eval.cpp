@@ -2,10 +2,10 @@
 #include <cmath>
 #include <cstdio>
 
+#include "checkpoint/load.h"
 #include "cli/commands.h"
 #include "core/log.h"
 #include "train/evaluate.h"
-#include "checkpoint/load.h"
 
 namespace tl::cli {
 
@@ -21,11 +21,15 @@ void add_eval_command(CLI::App& app) {
     int64_t max_blocks = 0;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file (.tlck) or sharded step folder")->required()->check(CLI::ExistingPath);
+  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file (.tlck) or sharded step folder")
+      ->required()
+      ->check(CLI::ExistingPath);
   cmd->add_option("--data", o->data, "Shard files or folders of *.bin shards")->required();
-  cmd->add_option("--seq-len", o->seq_len, "Block length T (default: the model's context)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seq-len", o->seq_len, "Block length T (default: the model's context)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch", o->batch, "Blocks per forward pass")->check(CLI::PositiveNumber);
-  cmd->add_option("--max-blocks", o->max_blocks, "Evaluate only the first N blocks (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-blocks", o->max_blocks, "Evaluate only the first N blocks (0 = all)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", o->device, "cpu, cuda or auto");
   cmd->add_option("--threads", o->threads, "CPU threads (0 = all cores)");
   cmd->callback([o] {

@@ -33,7 +33,9 @@ std::string tokenizer_of_run(const json& meta) {
   return !path.empty() && file_exists(path) ? path : "";
 }
 
-std::string canonical_dtype(const std::string& d) { return d == "fp32" ? "f32" : d == "fp16" ? "f16" : d; }
+std::string canonical_dtype(const std::string& d) {
+  return d == "fp32" ? "f32" : d == "fp16" ? "f16" : d;
+}
 
 gguf::TensorType gguf_type(const std::string& d) {
   if (d == "f32") return gguf::TensorType::F32;
@@ -43,8 +45,10 @@ gguf::TensorType gguf_type(const std::string& d) {
 }
 
 void run_export(const ExportArgs& a) {
-  const std::string dtype = canonical_dtype(a.dtype.empty() ? (a.format == "gguf" ? "f16" : "bf16") : a.dtype);
-  TL_CHECK(a.format == "gguf" || dtype != "q8_0", "--dtype q8_0 is for --format gguf (Hugging Face folders "
+  const std::string dtype =
+      canonical_dtype(a.dtype.empty() ? (a.format == "gguf" ? "f16" : "bf16") : a.dtype);
+  TL_CHECK(a.format == "gguf" || dtype != "q8_0",
+           "--dtype q8_0 is for --format gguf (Hugging Face folders "
            "hold f32, bf16 or f16)");
   // An empty, random or truncated file is refused here, as every other command refuses it.
   if (!a.tokenizer.empty()) Tokenizer::load(a.tokenizer);
@@ -54,7 +58,8 @@ void run_export(const ExportArgs& a) {
   ModelConfig cfg = ModelConfig::from_json(ck.meta["model"], "model");
   const std::string tokenizer = a.tokenizer.empty() ? tokenizer_of_run(ck.meta) : a.tokenizer;
   if (a.format == "gguf") {
-    TL_CHECK(!tokenizer.empty(), "export --format gguf needs the tokenizer (llama.cpp reads the vocabulary from "
+    TL_CHECK(!tokenizer.empty(),
+             "export --format gguf needs the tokenizer (llama.cpp reads the vocabulary from "
              "the file): give --tokenizer MODEL (the checkpoint names none that exists)");
     const SpModelInfo vocab = Tokenizer::load(tokenizer).model_info();
     GgufExportOptions opts;
@@ -65,9 +70,9 @@ void run_export(const ExportArgs& a) {
     } catch (const Error& e) {
       fail("export to '", a.out, "' (tokenizer '", tokenizer, "'): ", e.what());
     }
-    std::printf("exported %s (%lld parameters, %s) -> %s (GGUF v%u, tokenizer %s)\n", a.checkpoint.c_str(),
-                static_cast<long long>(cfg.num_params()), dtype.c_str(), a.out.c_str(), gguf::kVersion,
-                tokenizer.c_str());
+    std::printf("exported %s (%lld parameters, %s) -> %s (GGUF v%u, tokenizer %s)\n",
+                a.checkpoint.c_str(), static_cast<long long>(cfg.num_params()), dtype.c_str(),
+                a.out.c_str(), gguf::kVersion, tokenizer.c_str());
     return;
   }
   HfExportOptions opts;
@@ -101,23 +106,30 @@ void run_export(const ExportArgs& a) {
 
 void add_export_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "export", "Export a checkpoint's model as a Hugging Face folder or a GGUF file (llama.cpp, ollama)");
+      "export",
+      "Export a checkpoint's model as a Hugging Face folder or a GGUF file (llama.cpp, ollama)");
   auto a = std::make_shared<ExportArgs>();
   cmd->add_option("--checkpoint", a->checkpoint,
                   "native checkpoint to read (a file, or a sharded run's step folder)")
-      ->required()->check(CLI::ExistingPath);
-  cmd->add_option("--format", a->format, "output format: hf (a Hugging Face folder) or gguf (one file)")
-      ->capture_default_str()->check(CLI::IsMember({"hf", "gguf"}));
-  cmd->add_option("--out", a->out, "folder (hf, created if missing) or file (gguf) to write")->required();
-  cmd->add_option("--dtype", a->dtype, "weight dtype: bf16, f32, f16, or q8_0 (gguf only); default bf16 for "
+      ->required()
+      ->check(CLI::ExistingPath);
+  cmd->add_option("--format", a->format,
+                  "output format: hf (a Hugging Face folder) or gguf (one file)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"hf", "gguf"}));
+  cmd->add_option("--out", a->out, "folder (hf, created if missing) or file (gguf) to write")
+      ->required();
+  cmd->add_option("--dtype", a->dtype,
+                  "weight dtype: bf16, f32, f16, or q8_0 (gguf only); default bf16 for "
                   "hf, f16 for gguf (norms stay f32 in GGUF)")
       ->check(CLI::IsMember({"bf16", "f32", "fp32", "f16", "fp16", "q8_0"}));
-  cmd->add_option("--tokenizer", a->tokenizer, "SentencePiece tokenizer.model to include (default: the training run's "
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "SentencePiece tokenizer.model to include (default: the training run's "
                   "data.tokenizer, when the checkpoint names one that exists)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--max-shard-gb", a->max_shard_gb,
-                  "shard the weights above this size, in GiB")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-shard-gb", a->max_shard_gb, "shard the weights above this size, in GiB")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->callback([a] { run_export(*a); });
 }
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "checkpoint/load.h"
 #include "cli/commands.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -12,7 +13,6 @@
 #include "data/tokenizer.h"
 #include "generate/generate.h"
 #include "generate/prompts.h"
-#include "checkpoint/load.h"
 
 namespace tl::cli {
 

@@ -11,14 +11,18 @@
 namespace tl::cli {
 
 void add_import_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "import", "Import a Hugging Face Llama model (config.json + safetensors) or a llama GGUF as a checkpoint");
+  auto* cmd = app.add_subcommand("import",
+                                 "Import a Hugging Face Llama model (config.json + safetensors) or "
+                                 "a llama GGUF as a checkpoint");
   auto hf_dir = std::make_shared<std::string>();
   auto gguf_path = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
-  auto* hf = cmd->add_option("--hf", *hf_dir, "Hugging Face model folder")->check(CLI::ExistingDirectory);
-  auto* gg = cmd->add_option("--gguf", *gguf_path, "GGUF file of a llama model (F32, F16, BF16 or Q8_0; "
-                             "Q8_0 is dequantized)")->check(CLI::ExistingFile);
+  auto* hf =
+      cmd->add_option("--hf", *hf_dir, "Hugging Face model folder")->check(CLI::ExistingDirectory);
+  auto* gg = cmd->add_option("--gguf", *gguf_path,
+                             "GGUF file of a llama model (F32, F16, BF16 or Q8_0; "
+                             "Q8_0 is dequantized)")
+                 ->check(CLI::ExistingFile);
   hf->excludes(gg);
   cmd->add_option("--out", *out, "checkpoint file to write")->required();
   cmd->callback([hf_dir, gguf_path, out] {

@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <cstring>
 
+#include "checkpoint/load.h"
 #include "checkpoint/safetensors.h"
 #include "cli/commands.h"
 #include "model/llama_infer.h"
-#include "checkpoint/load.h"
 
 namespace tl::cli {
 

@@ -8,15 +8,18 @@ namespace tl::cli {
 
 void add_report_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "report", "Draw a run's curves (loss, lr, grad norm, throughput) to PNG and write an "
-                "HTML page with them, the run's figures and its config, into RUN_DIR/report/");
+      "report",
+      "Draw a run's curves (loss, lr, grad norm, throughput) to PNG and write an "
+      "HTML page with them, the run's figures and its config, into RUN_DIR/report/");
   struct Opts {
     std::string run_dir;
     ReportOptions report;
     std::string plotter = "auto";
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("run_dir", o->run_dir, "The run folder (train.run_dir)")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("run_dir", o->run_dir, "The run folder (train.run_dir)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--gnuplot", o->report.gnuplot, "gnuplot program (default: gnuplot in PATH)");
   cmd->add_option("--plotter", o->plotter,
                   "What draws the PNGs: auto (gnuplot when it runs, else the built-in plotter), "

@@ -18,7 +18,8 @@ struct TokenizeArgs {
   bool bos = false, eos = false, whole = false;
 };
 
-void write_ids(const Tokenizer& tok, const TokenizeArgs& a, const std::string& text, std::string& out) {
+void write_ids(const Tokenizer& tok, const TokenizeArgs& a, const std::string& text,
+               std::string& out) {
   std::vector<int> ids = tok.encode(text);
   if (a.bos) ids.insert(ids.begin(), tok.bos_id());
   if (a.eos) ids.push_back(tok.eos_id());
@@ -28,7 +29,8 @@ void write_ids(const Tokenizer& tok, const TokenizeArgs& a, const std::string& t
     out += std::to_string(ids[i]);
   }
   out += '\n';
-  TL_CHECK(std::fwrite(out.data(), 1, out.size(), stdout) == out.size(), "tokenize: cannot write stdout");
+  TL_CHECK(std::fwrite(out.data(), 1, out.size(), stdout) == out.size(),
+           "tokenize: cannot write stdout");
 }
 
 void run(const TokenizeArgs& a) {
@@ -49,12 +51,16 @@ void run(const TokenizeArgs& a) {
 
 void add_tokenize_command(CLI::App& app) {
   auto a = std::make_shared<TokenizeArgs>();
-  auto* cmd = app.add_subcommand("tokenize", "Tokenize text from stdin: space-separated ids on stdout");
-  cmd->add_option("--tokenizer", a->model, "SentencePiece .model file")->required()->check(CLI::ExistingFile);
+  auto* cmd =
+      app.add_subcommand("tokenize", "Tokenize text from stdin: space-separated ids on stdout");
+  cmd->add_option("--tokenizer", a->model, "SentencePiece .model file")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_flag("--bos", a->bos, "Start each output with BOS");
   cmd->add_flag("--eos", a->eos, "End each output with EOS");
-  cmd->add_flag("--whole", a->whole, "Tokenize all of stdin as one text (default: line by line, "
-                                     "one output line per input line, newlines not included)");
+  cmd->add_flag("--whole", a->whole,
+                "Tokenize all of stdin as one text (default: line by line, "
+                "one output line per input line, newlines not included)");
   cmd->footer("Example: echo 'Hello world' | tinyllama tokenize --tokenizer tokenizer.model --bos");
   cmd->callback([a] { run(*a); });
 }

@@ -15,10 +15,12 @@ void add_tokenizer_train_command(CLI::App& app) {
       "tokenizer-train",
       "Train a BPE tokenizer with Llama 2's settings (byte fallback, split digits, "
       "<unk>=0 <s>=1 </s>=2) on text files, one sentence a line (.zst allowed)");
-  cmd->add_option("--out", o->out_prefix, "Output prefix: writes PREFIX.model and PREFIX.vocab")->required();
+  cmd->add_option("--out", o->out_prefix, "Output prefix: writes PREFIX.model and PREFIX.vocab")
+      ->required();
   cmd->add_option("--vocab-size", o->vocab_size, "Vocabulary size (> 259)")->required();
   cmd->add_option("--max-sentences", o->max_sentences,
-                  "Lines sampled from the inputs (0 = all, else > 100)")->capture_default_str();
+                  "Lines sampled from the inputs (0 = all, else > 100)")
+      ->capture_default_str();
   cmd->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the line sampling")->capture_default_str();
   cmd->add_flag("--verbose", o->verbose, "Show SentencePiece's own log");

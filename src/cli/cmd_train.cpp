@@ -29,7 +29,9 @@ void add_train_command(CLI::App& app) {
     std::vector<std::string> sets;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--config", o->config, "Training config (JSON)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--config", o->config, "Training config (JSON)")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--set", o->sets, "Override a config key, e.g. --set optim.lr=3e-4 (repeatable)");
   cmd->add_option("--resume", o->resume,
                   "'auto' continues from the newest valid checkpoint of the run folder; or a "
@@ -54,17 +56,18 @@ void add_train_command(CLI::App& app) {
     }
     if (s.stopped) {
       // The run folder's config.json is this run's config, --set overrides included.
-      std::printf("stopped by a signal at step %lld of %lld; checkpoint: %s\n"
-                  "continue with: tinyllama train --config %s --resume auto\n",
-                  (long long)s.steps, (long long)cfg.train.steps, s.final_checkpoint.c_str(),
-                  shell_quote(cfg.train.run_dir + "/config.json").c_str());
+      std::printf(
+          "stopped by a signal at step %lld of %lld; checkpoint: %s\n"
+          "continue with: tinyllama train --config %s --resume auto\n",
+          (long long)s.steps, (long long)cfg.train.steps, s.final_checkpoint.c_str(),
+          shell_quote(cfg.train.run_dir + "/config.json").c_str());
       return;
     }
     std::printf("trained %lld steps in %.1f s; final train loss %.4f", (long long)s.steps,
                 s.seconds, s.final_train_loss);
-    if (s.final_val_loss >= 0)
-      std::printf("; validation loss %.4f", s.final_val_loss);
-    if (s.final_val_loss >= 0 && s.first_val_loss >= 0) std::printf(" (first %.4f)", s.first_val_loss);
+    if (s.final_val_loss >= 0) std::printf("; validation loss %.4f", s.final_val_loss);
+    if (s.final_val_loss >= 0 && s.first_val_loss >= 0)
+      std::printf(" (first %.4f)", s.first_val_loss);
     if (s.skipped_steps > 0 || s.spikes > 0)
       std::printf("; %lld steps skipped (non-finite), %lld loss spikes", (long long)s.skipped_steps,
                   (long long)s.spikes);

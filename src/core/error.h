@@ -37,13 +37,13 @@ template <class... Args>
 }  // namespace tl
 
 // TL_CHECK(cond, parts...): throws tl::Error("parts...") when cond is false.
-#define TL_CHECK(cond, ...)                    \
-  do {                                         \
-    if (!(cond)) ::tl::fail(__VA_ARGS__);      \
+#define TL_CHECK(cond, ...)               \
+  do {                                    \
+    if (!(cond)) ::tl::fail(__VA_ARGS__); \
   } while (0)
 
 // Internal invariant: names the expression, file and line.
-#define TL_ASSERT(cond)                                                              \
-  do {                                                                               \
+#define TL_ASSERT(cond)                                                                     \
+  do {                                                                                      \
     if (!(cond)) ::tl::fail("internal error: ", #cond, " (", __FILE__, ":", __LINE__, ")"); \
   } while (0)

@@ -98,7 +98,8 @@ void write_file_atomic(const std::string& path, const std::function<void(std::FI
 }
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
-  write_file_atomic(path, [&](std::FILE* f) { write_all(f, contents.data(), contents.size(), path); });
+  write_file_atomic(path,
+                    [&](std::FILE* f) { write_all(f, contents.data(), contents.size(), path); });
 }
 
 std::vector<std::string> list_files(const std::string& dir, const std::string& suffix) {

@@ -78,8 +78,7 @@ void JsonReader::read_value(const json& v, const char* key, std::vector<std::str
   TL_CHECK(v.is_array(), "config: '", full(key), "' must be a list of strings, got ", v.dump());
   out.clear();
   for (const auto& e : v) {
-    TL_CHECK(e.is_string(), "config: '", full(key), "' must be a list of strings, got ",
-             v.dump());
+    TL_CHECK(e.is_string(), "config: '", full(key), "' must be a list of strings, got ", v.dump());
     out.push_back(e.get<std::string>());
   }
 }
@@ -90,8 +89,8 @@ void json_set_dotted(json& root, const std::string& dotted_key, const std::strin
   size_t start = 0;
   while (true) {
     size_t dot = dotted_key.find('.', start);
-    std::string part = dotted_key.substr(start, dot == std::string::npos ? std::string::npos
-                                                                          : dot - start);
+    std::string part =
+        dotted_key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     TL_CHECK(!part.empty(), "--set: malformed key '", dotted_key, "'");
     if (dot == std::string::npos) {
       json parsed;

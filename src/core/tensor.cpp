@@ -7,8 +7,8 @@ namespace tl {
 const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
 Shape::Shape(std::initializer_list<int64_t> d) {
-  TL_CHECK(d.size() <= size_t(kMaxDims), "tensor shape has ", d.size(), " dims; at most ",
-           kMaxDims, " are supported");
+  TL_CHECK(d.size() <= size_t(kMaxDims), "tensor shape has ", d.size(), " dims; at most ", kMaxDims,
+           " are supported");
   for (int64_t v : d) dims[size_t(ndim++)] = v;
 }
 
@@ -45,8 +45,8 @@ Tensor Tensor::view(Shape s) const {
 }
 
 Tensor Tensor::rows(int64_t begin, int64_t end) const {
-  TL_CHECK(shape.ndim >= 1 && begin >= 0 && begin <= end && end <= shape[0],
-           "rows [", begin, ", ", end, ") out of range for ", str());
+  TL_CHECK(shape.ndim >= 1 && begin >= 0 && begin <= end && end <= shape[0], "rows [", begin, ", ",
+           end, ") out of range for ", str());
   Shape s = shape;
   s.dims[0] = end - begin;
   int64_t row = shape[0] == 0 ? 0 : numel() / shape[0];
@@ -67,8 +67,7 @@ void check_shape(const char* op, const char* name, const Tensor& t, const Shape&
 }
 
 void check_device(const char* op, const char* name, const Tensor& t, Device want) {
-  TL_CHECK(t.device == want, op, ": ", name, " must be on ", device_name(want), ", got ",
-           t.str());
+  TL_CHECK(t.device == want, op, ": ", name, " must be on ", device_name(want), ", got ", t.str());
 }
 
 }  // namespace tl

@@ -9,7 +9,7 @@
 namespace tl {
 
 namespace {
-constexpr uint64_t kShardTag = 0x5348'4152'4453ull;   // domain tags keep the two hashes apart
+constexpr uint64_t kShardTag = 0x5348'4152'4453ull;  // domain tags keep the two hashes apart
 constexpr uint64_t kWindowTag = 0x5749'4e44'4f57ull;
 
 template <class T>

@@ -35,12 +35,14 @@ std::vector<std::string> glob_paths(const std::string& pattern) {
   const int rc = ::glob(pattern.c_str(), GLOB_ERR, nullptr, &g);
   std::vector<std::string> out(g.gl_pathv, g.gl_pathv + g.gl_pathc);  // sorted by glob()
   globfree(&g);
-  TL_CHECK(rc == 0 || rc == GLOB_NOMATCH, "input pattern '", pattern, "': cannot be read (glob error ", rc, ")");
+  TL_CHECK(rc == 0 || rc == GLOB_NOMATCH, "input pattern '", pattern,
+           "': cannot be read (glob error ", rc, ")");
   TL_CHECK(!out.empty(), "input pattern '", pattern, "' matches nothing");
   return out;
 }
 
-void add_path(const std::string& p, const std::vector<std::string>& suffixes, std::vector<InputFile>& out) {
+void add_path(const std::string& p, const std::vector<std::string>& suffixes,
+              std::vector<InputFile>& out) {
   if (file_exists(p)) {
     out.push_back(make_input(p));
     return;
@@ -104,9 +106,11 @@ std::string quick_file_identity(const std::string& path) {
 
 // ---- RecordReader ----
 
-RecordReader::RecordReader(const std::vector<InputFile>& files, std::optional<std::string> separator,
-                           std::string parquet_column)
-    : files_(files), separator_(std::move(separator)), column_(std::move(parquet_column)),
+RecordReader::RecordReader(const std::vector<InputFile>& files,
+                           std::optional<std::string> separator, std::string parquet_column)
+    : files_(files),
+      separator_(std::move(separator)),
+      column_(std::move(parquet_column)),
       sha_(files.size()) {}
 
 RecordReader::~RecordReader() = default;
@@ -223,7 +227,8 @@ Skip extract_text(RawRecord& r, InputFormat format, const TextSelection& sel, st
       if (v && v->is_string()) {
         const std::string& name = v->get_ref<const std::string&>();
         if (set) *set = name;
-        if (std::find(sel.exclude_sets.begin(), sel.exclude_sets.end(), name) != sel.exclude_sets.end())
+        if (std::find(sel.exclude_sets.begin(), sel.exclude_sets.end(), name) !=
+            sel.exclude_sets.end())
           return Skip::Excluded;
       }
     }

@@ -84,21 +84,32 @@ class RecordReader {
 
 // Why a record gives no document (None: it does).
 enum class Skip {
-  None, Empty, Binary, BlankLine, MalformedJson, MissingField, NotString, Null, Excluded, Count
+  None,
+  Empty,
+  Binary,
+  BlankLine,
+  MalformedJson,
+  MissingField,
+  NotString,
+  Null,
+  Excluded,
+  Count
 };
 const char* skip_name(Skip s);  // "empty", "binary", ... (manifest keys)
 // Skips that --strict turns into errors: the input is not what it claims to be.
 bool skip_is_malformed(Skip s);
 
 struct TextSelection {
-  std::string field = "text";                 // JSON lines: the field holding the text
-  std::vector<std::string> set_path;          // JSON lines: path of the set name, e.g. {meta, redpajama_set_name}
-  std::vector<std::string> exclude_sets;      // records of these sets are skipped (Excluded)
+  std::string field = "text";  // JSON lines: the field holding the text
+  std::vector<std::string>
+      set_path;  // JSON lines: path of the set name, e.g. {meta, redpajama_set_name}
+  std::vector<std::string> exclude_sets;  // records of these sets are skipped (Excluded)
 };
 
 // Replaces r.data with the document text (for JSON lines, the string value of `field`;
 // with a set path, *set receives the record's set name when it has one).
 // Text containing a NUL byte is taken as binary and skipped.
-Skip extract_text(RawRecord& r, InputFormat format, const TextSelection& sel, std::string* set = nullptr);
+Skip extract_text(RawRecord& r, InputFormat format, const TextSelection& sel,
+                  std::string* set = nullptr);
 
 }  // namespace tl

@@ -31,7 +31,8 @@ constexpr uint64_t kSourceTag = 0x534f'5552'4345ull;
 std::string json_difference(const json& a, const json& b, const std::string& path) {
   if (a.type() == b.type() && a.is_object()) {
     for (auto it = a.begin(); it != a.end(); ++it) {
-      if (!b.contains(it.key())) return cat(path, ".", it.key(), ": ", it.value().dump(), " vs absent");
+      if (!b.contains(it.key()))
+        return cat(path, ".", it.key(), ": ", it.value().dump(), " vs absent");
       std::string d = json_difference(it.value(), b[it.key()], path + "." + it.key());
       if (!d.empty()) return d;
     }
@@ -116,14 +117,16 @@ struct TrainLoader::Impl {
 
   size_t choose(uint64_t i) const {
     double u = double(hash_mix(opts.seed, kSourceTag, i) >> 11) * 0x1.0p-53;
-    size_t s = size_t(std::upper_bound(cumulative.begin(), cumulative.end(), u) - cumulative.begin());
+    size_t s =
+        size_t(std::upper_bound(cumulative.begin(), cumulative.end(), u) - cumulative.begin());
     return std::min(s, sources.size() - 1);
   }
 
   // Reads the micro-batch after counters (n_samples, n_consumed) into tokens/targets and
   // advances the counters. Walks every rank's samples so that all ranks keep the same
   // counters; reads only ours.
-  void produce(uint64_t& n_samples, std::vector<uint64_t>& n_consumed, int32_t* tokens, int32_t* targets) {
+  void produce(uint64_t& n_samples, std::vector<uint64_t>& n_consumed, int32_t* tokens,
+               int32_t* targets) {
     const uint64_t w = uint64_t(opts.world), T = uint64_t(opts.seq_len);
     const uint64_t n = uint64_t(opts.micro_batch) * w;
     std::vector<uint64_t> c = n_consumed;
@@ -217,15 +220,16 @@ TrainLoader::TrainLoader(const TrainLoaderOptions& o) : impl_(std::make_unique<I
     std::vector<std::string> paths = expand_shard_paths(spec.paths);
     std::vector<int64_t> max_ids = manifest_max_ids(paths);
     // The prefetch thread keeps a window's shards mapped while the caller's may differ.
-    auto shards = std::make_unique<ShardSet>(std::move(paths), block_tokens, size_t(o.shuffle_window) + 2);
+    auto shards =
+        std::make_unique<ShardSet>(std::move(paths), block_tokens, size_t(o.shuffle_window) + 2);
     TL_CHECK(shards->total_blocks() > 0, "data: source '", spec.name, "' has ",
              shards->total_tokens(), " tokens in ", shards->size(),
              " shards but no complete block of seq_len+1 = ", block_tokens,
              " tokens (blocks do not cross shard boundaries)");
-    auto order = std::make_unique<BlockOrder>(shards->block_counts(), o.shuffle_window,
-                                              hash_mix(o.seed, i));
-    fp_sources.push_back({{"name", spec.name}, {"shards", shards->size()},
-                          {"blocks", shards->total_blocks()}});
+    auto order =
+        std::make_unique<BlockOrder>(shards->block_counts(), o.shuffle_window, hash_mix(o.seed, i));
+    fp_sources.push_back(
+        {{"name", spec.name}, {"shards", shards->size()}, {"blocks", shards->total_blocks()}});
     m.sources.push_back({spec.name, std::move(shards), std::move(order), std::move(max_ids)});
     total += spec.weight;
     m.cumulative.push_back(total);
@@ -233,8 +237,10 @@ TrainLoader::TrainLoader(const TrainLoaderOptions& o) : impl_(std::make_unique<I
   for (double& c : m.cumulative) c /= total;
   m.cumulative.back() = 1.0;
   m.consumed.assign(m.sources.size(), 0);
-  m.fingerprint = {{"seq_len", o.seq_len}, {"seed", o.seed},
-                   {"shuffle_window", o.shuffle_window}, {"sources", fp_sources}};
+  m.fingerprint = {{"seq_len", o.seq_len},
+                   {"seed", o.seed},
+                   {"shuffle_window", o.shuffle_window},
+                   {"sources", fp_sources}};
 }
 
 TrainLoader::~TrainLoader() { impl_->stop_producer(); }
@@ -273,7 +279,9 @@ double TrainLoader::wait_seconds() const { return impl_->wait; }
 
 json TrainLoader::state() const {
   const Impl& m = *impl_;
-  return {{"version", 1}, {"samples", m.samples}, {"consumed", m.consumed},
+  return {{"version", 1},
+          {"samples", m.samples},
+          {"consumed", m.consumed},
           {"fingerprint", m.fingerprint}};
 }
 
@@ -290,7 +298,8 @@ void TrainLoader::restore(const json& state) {
   uint64_t sum = 0;
   for (const auto& c : consumed) sum += c.get<uint64_t>();
   TL_CHECK(sum == state["samples"].get<uint64_t>(), "data loader state: ", sum,
-           " blocks consumed by the sources but ", state["samples"].get<uint64_t>(), " samples taken");
+           " blocks consumed by the sources but ", state["samples"].get<uint64_t>(),
+           " samples taken");
   m.stop_producer();  // what it read ahead follows the old counters
   m.failed = nullptr;
   m.samples = state["samples"].get<uint64_t>();
@@ -331,7 +340,7 @@ uint64_t TrainLoader::max_token_id() const {
     }
     m.max_id = best;
     const size_t total = unknown.size();
-    m.max_origin = total == 0 ? "manifests"
+    m.max_origin = total == 0         ? "manifests"
                    : scanned == total ? cat("manifests + a scan of ", total, " shards without one")
                                       : cat("manifests + a sample of ", scanned, " of ", total,
                                             " shards without one");
@@ -360,8 +369,8 @@ SequentialBlocks::SequentialBlocks(const std::vector<std::string>& paths, int se
   impl_->shards = std::make_unique<ShardSet>(std::move(files), int64_t(seq_len) + 1, 2);
   const ShardSet& s = *impl_->shards;
   TL_CHECK(s.total_blocks() > 0, "data: the ", s.size(), " evaluation shards (", s.path(0),
-           ", ...) hold ", s.total_tokens(), " tokens but no complete block of seq_len+1 = ",
-           seq_len + 1, " tokens");
+           ", ...) hold ", s.total_tokens(),
+           " tokens but no complete block of seq_len+1 = ", seq_len + 1, " tokens");
   impl_->first.assign(1, 0);
   for (size_t i = 0; i < s.size(); ++i) impl_->first.push_back(impl_->first.back() + s.blocks(i));
 }

@@ -25,10 +25,14 @@ constexpr uint64_t kVersion = 1;
 // Bytes per token of a dtype code; 0 for codes that are not in the format.
 size_t itemsize(int code) {
   switch (code) {
-    case 1: case 2: return 1;  // u8, i8
-    case 3: case 8: return 2;  // i16, u16
-    case 4: case 6: return 4;  // i32, f32
-    case 5: case 7: return 8;  // i64, f64
+    case 1:
+    case 2: return 1;  // u8, i8
+    case 3:
+    case 8: return 2;  // i16, u16
+    case 4:
+    case 6: return 4;  // i32, f32
+    case 5:
+    case 7: return 8;  // i64, f64
     default: return 0;
   }
 }
@@ -89,15 +93,17 @@ PackedHeader read_packed_header(const std::string& path) {
   ::close(fd);
   TL_CHECK(n == ssize_t(sizeof h), "shard '", path, "': ", size, " bytes, too short for the ",
            kPackedHeaderBytes, "-byte header");
-  TL_CHECK(std::memcmp(h, kMagic, 7) == 0, "shard '", path, "': bad magic (not a LITPKDS packed dataset file)");
+  TL_CHECK(std::memcmp(h, kMagic, 7) == 0, "shard '", path,
+           "': bad magic (not a LITPKDS packed dataset file)");
   const uint64_t version = load_le<uint64_t>(h + 7);
   TL_CHECK(version == kVersion, "shard '", path, "': version ", version, ", expected 1");
   PackedHeader out{h[15], load_le<uint64_t>(h + 16)};
   TL_CHECK(is_integral(out.dtype_code), "shard '", path, "': dtype code ", out.dtype_code,
            " is not an integer token type");
   const uint64_t item = itemsize(out.dtype_code), body = uint64_t(size) - kPackedHeaderBytes;
-  TL_CHECK(out.chunk_size <= body / item && body == out.chunk_size * item, "shard '", path, "': header says ",
-           out.chunk_size, " tokens of ", item, " bytes but the body has ", body, " bytes (truncated or corrupt)");
+  TL_CHECK(out.chunk_size <= body / item && body == out.chunk_size * item, "shard '", path,
+           "': header says ", out.chunk_size, " tokens of ", item, " bytes but the body has ", body,
+           " bytes (truncated or corrupt)");
   return out;
 }
 

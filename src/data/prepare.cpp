@@ -61,7 +61,8 @@ void validate(const PrepareOptions& o) {
            " is outside [0, 1)");
   TL_CHECK(o.val_fraction == 0 || o.val_files.empty(),
            "prepare: hold out documents (val fraction) or files (val files), not both");
-  TL_CHECK(o.exclude_sets.empty() || !o.set_field.empty(), "prepare: excluded sets need a set field");
+  TL_CHECK(o.exclude_sets.empty() || !o.set_field.empty(),
+           "prepare: excluded sets need a set field");
 }
 
 std::vector<std::string> split_path(const std::string& dotted) {
@@ -92,7 +93,8 @@ std::vector<std::string> shards_of(const std::string& dir, const std::string& so
 }
 
 json read_manifest(const std::string& path) {
-  if (!file_exists(path)) return {{"format", "tinyllama-prepare"}, {"version", 1}, {"sources", json::object()}};
+  if (!file_exists(path))
+    return {{"format", "tinyllama-prepare"}, {"version", 1}, {"sources", json::object()}};
   json m = read_json_file(path);
   TL_CHECK(m.is_object() && m.value("format", "") == "tinyllama-prepare" && m.contains("sources") &&
                m["sources"].is_object(),
@@ -102,8 +104,8 @@ json read_manifest(const std::string& path) {
 
 // Per input, in parallel: its quick identity and, for parquet, whether the column can be
 // read. Every unreadable column is reported at once, before any work.
-std::vector<std::string> identify_inputs(const std::vector<InputFile>& files, const std::string& column,
-                                         int threads) {
+std::vector<std::string> identify_inputs(const std::vector<InputFile>& files,
+                                         const std::string& column, int threads) {
   std::vector<std::string> ids(files.size()), problems(files.size());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int64_t i = 0; i < int64_t(files.size()); ++i) {
@@ -158,15 +160,17 @@ void check_duplicates(const json& inputs, const json& manifest, const std::strin
   for (const auto& in : inputs) {
     auto key = std::make_pair(in["bytes"].get<uint64_t>(), in["quick_sha256"].get<std::string>());
     auto [it, fresh] = seen.emplace(key, cat("this run (as ", in["path"].get<std::string>(), ")"));
-    TL_CHECK(fresh, "prepare: input '", in["path"].get<std::string>(), "' is already prepared in ", it->second,
-             ": its documents would be trained on twice. Pass --allow-duplicates to prepare it anyway");
+    TL_CHECK(
+        fresh, "prepare: input '", in["path"].get<std::string>(), "' is already prepared in ",
+        it->second,
+        ": its documents would be trained on twice. Pass --allow-duplicates to prepare it anyway");
   }
 }
 
 // The parts of a manifest entry that make two runs the same run.
 bool same_run(const json& prev, const json& head) {
-  for (const char* k : {"separator", "text_field", "column", "set_field", "exclude_sets", "val_fraction",
-                        "val_files", "chunk_size", "strict"})
+  for (const char* k : {"separator", "text_field", "column", "set_field", "exclude_sets",
+                        "val_fraction", "val_files", "chunk_size", "strict"})
     if (!prev.is_object() || !prev.contains(k) || prev[k] != head[k]) return false;
   if (member(member(prev, "tokenizer"), "sha256") != head["tokenizer"]["sha256"]) return false;
   const json& inputs = member(prev, "inputs");
@@ -190,16 +194,17 @@ bool shards_present(const std::string& dir, const json& entry) {
   return true;
 }
 
-void tokenize_batch(const Tokenizer& tok, const std::vector<InputFile>& files, const TextSelection& sel,
-                    int threads, std::vector<RawRecord>& batch, std::vector<Tokenized>& out,
-                    ProgressCounters& progress) {
+void tokenize_batch(const Tokenizer& tok, const std::vector<InputFile>& files,
+                    const TextSelection& sel, int threads, std::vector<RawRecord>& batch,
+                    std::vector<Tokenized>& out, ProgressCounters& progress) {
   out.assign(batch.size(), Tokenized{});
   // Largest records first, so that no thread is left with a big one at the end of the
   // batch; the results keep their places, so the order of documents does not change.
   std::vector<uint32_t> order(batch.size());
   std::iota(order.begin(), order.end(), 0u);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return batch[a].data.size() > batch[b].data.size(); });
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return batch[a].data.size() > batch[b].data.size();
+  });
   const int eos = tok.eos_id();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int64_t k = 0; k < int64_t(order.size()); ++k) {
@@ -233,23 +238,32 @@ json split_entry(const PackedWriter* w, uint64_t docs, uint64_t chunk) {
 }
 
 // text: bytes of the documents' text (what was tokenized).
-void print_summary(const PrepareOptions& o, const json& e, const Counts& c, uint64_t text, size_t files,
-                   uint64_t disk, double s, int threads) {
+void print_summary(const PrepareOptions& o, const json& e, const Counts& c, uint64_t text,
+                   size_t files, uint64_t disk, double s, int threads) {
   const double t = std::max(s, 1e-9), docs = double(c.docs[0] + c.docs[1]);
   const double toks = double(c.tokens[0] + c.tokens[1]);
-  std::fprintf(stderr, "prepare: %s done in %s: %s read from %zu files (%s of records), %s of text in %s documents, %s tokens\n",
-               o.source.c_str(), Progress::duration(s).c_str(), Progress::bytes(double(disk)).c_str(), files,
+  std::fprintf(stderr,
+               "prepare: %s done in %s: %s read from %zu files (%s of records), %s of text in %s "
+               "documents, %s tokens\n",
+               o.source.c_str(), Progress::duration(s).c_str(),
+               Progress::bytes(double(disk)).c_str(), files,
                Progress::bytes(double(c.bytes)).c_str(), Progress::bytes(double(text)).c_str(),
                Progress::count(docs).c_str(), Progress::count(toks).c_str());
-  std::fprintf(stderr, "prepare: %.2f MB/s of text (%.2f MB/s per thread, %d threads), %s docs/s, %s tokens/s\n",
-               double(text) / 1e6 / t, double(text) / 1e6 / t / threads, threads,
-               Progress::count(docs / t).c_str(), Progress::count(toks / t).c_str());
-  std::fprintf(stderr, "prepare: train %s tokens in %zu shards, val %s tokens in %zu shards, in %s\n",
-               Progress::count(double(c.tokens[0])).c_str(), e["train"]["shards"].size(),
-               Progress::count(double(c.tokens[1])).c_str(), e["val"]["shards"].size(), o.out_dir.c_str());
-  std::fprintf(stderr, "prepare: skipped %s\n", e["skipped"].empty() ? "nothing" : e["skipped"].dump().c_str());
-  if (!e["sets"].empty()) std::fprintf(stderr, "prepare: records per set %s\n", e["sets"].dump().c_str());
-  std::fprintf(stderr, "prepare: peak memory %.1f MiB\n", double(peak_resident_bytes()) / (1 << 20));
+  std::fprintf(
+      stderr,
+      "prepare: %.2f MB/s of text (%.2f MB/s per thread, %d threads), %s docs/s, %s tokens/s\n",
+      double(text) / 1e6 / t, double(text) / 1e6 / t / threads, threads,
+      Progress::count(docs / t).c_str(), Progress::count(toks / t).c_str());
+  std::fprintf(
+      stderr, "prepare: train %s tokens in %zu shards, val %s tokens in %zu shards, in %s\n",
+      Progress::count(double(c.tokens[0])).c_str(), e["train"]["shards"].size(),
+      Progress::count(double(c.tokens[1])).c_str(), e["val"]["shards"].size(), o.out_dir.c_str());
+  std::fprintf(stderr, "prepare: skipped %s\n",
+               e["skipped"].empty() ? "nothing" : e["skipped"].dump().c_str());
+  if (!e["sets"].empty())
+    std::fprintf(stderr, "prepare: records per set %s\n", e["sets"].dump().c_str());
+  std::fprintf(stderr, "prepare: peak memory %.1f MiB\n",
+               double(peak_resident_bytes()) / (1 << 20));
 }
 
 }  // namespace
@@ -263,7 +277,8 @@ std::vector<bool> val_file_mask(const std::vector<std::string>& paths, const std
   if (spec.empty()) return mask;
   if (spec.find_first_not_of("0123456789") == std::string::npos) {
     const uint64_t n = std::stoull(spec);
-    TL_CHECK(n < paths.size(), "prepare: --val-files ", n, " leaves no training file of ", paths.size());
+    TL_CHECK(n < paths.size(), "prepare: --val-files ", n, " leaves no training file of ",
+             paths.size());
     // The n files with the smallest hash of their position: spread, fixed, thread-free.
     std::vector<std::pair<uint64_t, size_t>> keyed;
     for (size_t i = 0; i < paths.size(); ++i) keyed.emplace_back(hash_mix(kValFileTag, i), i);
@@ -272,8 +287,10 @@ std::vector<bool> val_file_mask(const std::vector<std::string>& paths, const std
     return mask;
   }
   size_t hits = 0;
-  for (size_t i = 0; i < paths.size(); ++i) hits += mask[i] = ::fnmatch(spec.c_str(), paths[i].c_str(), 0) == 0;
-  TL_CHECK(hits > 0, "prepare: --val-files pattern '", spec, "' matches none of the ", paths.size(), " inputs");
+  for (size_t i = 0; i < paths.size(); ++i)
+    hits += mask[i] = ::fnmatch(spec.c_str(), paths[i].c_str(), 0) == 0;
+  TL_CHECK(hits > 0, "prepare: --val-files pattern '", spec, "' matches none of the ", paths.size(),
+           " inputs");
   TL_CHECK(hits < paths.size(), "prepare: --val-files pattern '", spec, "' matches every input");
   return mask;
 }
@@ -284,7 +301,8 @@ json prepare_dataset(const PrepareOptions& o) {
   const std::vector<InputFile> files = expand_inputs(o.inputs, o.folder_suffixes);
   TL_CHECK(!files.empty(), "prepare: the input folders hold no files ending in ",
            json(o.folder_suffixes).dump(), " (see --ext)");
-  const int threads = o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads =
+      o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::string> paths;
   for (const auto& f : files) paths.push_back(f.path);
   const std::vector<bool> val_mask = val_file_mask(paths, o.val_files);
@@ -296,14 +314,18 @@ json prepare_dataset(const PrepareOptions& o) {
   json inputs = json::array();
   uint64_t disk_total = 0;
   for (size_t i = 0; i < files.size(); ++i) {
-    inputs.push_back({{"path", files[i].path}, {"bytes", files[i].bytes}, {"format", format_name(files[i].format)},
-                      {"quick_sha256", ids[i]}, {"val", bool(val_mask[i])}});
+    inputs.push_back({{"path", files[i].path},
+                      {"bytes", files[i].bytes},
+                      {"format", format_name(files[i].format)},
+                      {"quick_sha256", ids[i]},
+                      {"val", bool(val_mask[i])}});
     disk_total += files[i].bytes;
   }
   json entry = {
       {"tool", kPrepareTool},
       {"source", o.source},
-      {"tokenizer", {{"path", tok.path()}, {"sha256", tok.sha256()}, {"vocab_size", tok.vocab_size()}}},
+      {"tokenizer",
+       {{"path", tok.path()}, {"sha256", tok.sha256()}, {"vocab_size", tok.vocab_size()}}},
       {"inputs", inputs},
       {"separator", o.separator ? json(*o.separator) : json(nullptr)},
       {"text_field", o.text_field},
@@ -320,9 +342,11 @@ json prepare_dataset(const PrepareOptions& o) {
   if (manifest["sources"].contains(o.source) && !o.overwrite) {
     const json& prev = manifest["sources"][o.source];
     if (same_run(prev, entry) && shards_present(o.out_dir, prev)) {
-      std::fprintf(stderr, "prepare: source '%s' in %s was already prepared from these %zu inputs with these "
-                     "settings (same sizes and hashes): nothing to do (--overwrite redoes it)\n",
-                   o.source.c_str(), o.out_dir.c_str(), files.size());
+      std::fprintf(
+          stderr,
+          "prepare: source '%s' in %s was already prepared from these %zu inputs with these "
+          "settings (same sizes and hashes): nothing to do (--overwrite redoes it)\n",
+          o.source.c_str(), o.out_dir.c_str(), files.size());
       return prev;
     }
   }
@@ -330,15 +354,19 @@ json prepare_dataset(const PrepareOptions& o) {
   std::vector<std::string> old = shards_of(train_dir, o.source);
   for (auto& f : shards_of(val_dir, o.source)) old.push_back(f);
   if (!old.empty()) {
-    TL_CHECK(o.overwrite, "prepare: '", o.out_dir, "' already holds ", old.size(), " shards of source '",
-             o.source, "' (", old[0], ", ...) from other inputs or settings; pass --overwrite to replace them");
+    TL_CHECK(o.overwrite, "prepare: '", o.out_dir, "' already holds ", old.size(),
+             " shards of source '", o.source, "' (", old[0],
+             ", ...) from other inputs or settings; pass --overwrite to replace them");
     for (const auto& f : old) fs::remove(f);
     // Until the new shards are done, the manifest must not describe the removed ones.
-    if (manifest["sources"].erase(o.source)) write_file_atomic(manifest_path, manifest.dump(2) + "\n");
+    if (manifest["sources"].erase(o.source))
+      write_file_atomic(manifest_path, manifest.dump(2) + "\n");
   }
 
-  const bool any_val = o.val_fraction > 0 || std::find(val_mask.begin(), val_mask.end(), true) != val_mask.end();
-  const size_t batch_bytes = o.batch_bytes ? o.batch_bytes : std::max<size_t>(16 << 20, size_t(threads) * (4 << 20));
+  const bool any_val =
+      o.val_fraction > 0 || std::find(val_mask.begin(), val_mask.end(), true) != val_mask.end();
+  const size_t batch_bytes =
+      o.batch_bytes ? o.batch_bytes : std::max<size_t>(16 << 20, size_t(threads) * (4 << 20));
   TextSelection sel;
   sel.field = o.text_field;
   sel.set_path = split_path(o.set_field);
@@ -357,11 +385,14 @@ json prepare_dataset(const PrepareOptions& o) {
     auto disk_done = [&] {
       const double lo = double(disk_lo.load()), hi = double(disk_hi.load());
       const double tl = double(text_lo.load()), th = double(text_hi.load());
-      const double f = th > tl ? std::clamp((double(counters.text_bytes.load()) - tl) / (th - tl), 0.0, 1.0) : 0;
+      const double f =
+          th > tl ? std::clamp((double(counters.text_bytes.load()) - tl) / (th - tl), 0.0, 1.0) : 0;
       return uint64_t(lo + (hi - lo) * f);
     };
-    Progress progress("prepare " + o.source, disk_total, disk_done, counters, o.progress_seconds, o.progress);
-    using Batch = std::pair<std::vector<RawRecord>, uint64_t>;  // records, input bytes consumed after them
+    Progress progress("prepare " + o.source, disk_total, disk_done, counters, o.progress_seconds,
+                      o.progress);
+    using Batch =
+        std::pair<std::vector<RawRecord>, uint64_t>;  // records, input bytes consumed after them
     auto read_batch = [&] {
       Batch b;
       reader.next_batch(b.first, batch_bytes, kBatchRecords);
@@ -382,7 +413,8 @@ json prepare_dataset(const PrepareOptions& o) {
           c.skipped[size_t(t.skip)]++;
           continue;
         }
-        const int split = val && (val_mask[batch[i].file] || is_val_document(index, o.val_fraction)) ? 1 : 0;
+        const int split =
+            val && (val_mask[batch[i].file] || is_val_document(index, o.val_fraction)) ? 1 : 0;
         (split ? *val : train).add(t.ids.data(), t.ids.size());
         c.docs[split]++;
         c.tokens[split] += t.ids.size();
@@ -440,7 +472,8 @@ json prepare_dataset(const PrepareOptions& o) {
   manifest["sources"][o.source] = entry;
   write_file_atomic(manifest_path, manifest.dump(2) + "\n");
   if (o.progress)
-    print_summary(o, entry, c, counters.text_bytes.load(), files.size(), disk_total, timer.seconds(), threads);
+    print_summary(o, entry, c, counters.text_bytes.load(), files.size(), disk_total,
+                  timer.seconds(), threads);
   return entry;
 }
 

@@ -30,28 +30,29 @@ constexpr const char* kPrepareTool = "tinyllama 0.2";
 constexpr uint64_t kValSplitSeed = 0x7661'6c5f'7370'6c74ull;  // fixed: the split is reproducible
 
 struct PrepareOptions {
-  std::string tokenizer;             // SentencePiece .model
-  std::string source;                // shard name prefix: letters, digits, '_', '-', '.'
+  std::string tokenizer;  // SentencePiece .model
+  std::string source;     // shard name prefix: letters, digits, '_', '-', '.'
   std::string out_dir;
-  std::vector<std::string> inputs;   // files, folders and glob patterns
-  std::vector<std::string> folder_suffixes = {".txt", ".jsonl", ".txt.zst", ".jsonl.zst", ".parquet"};
+  std::vector<std::string> inputs;  // files, folders and glob patterns
+  std::vector<std::string> folder_suffixes = {".txt", ".jsonl", ".txt.zst", ".jsonl.zst",
+                                              ".parquet"};
   std::optional<std::string> separator;  // text files: document separator line; none = one per file
-  std::string text_field = "text";   // JSON lines: the field holding the text
-  std::string column = "content";    // parquet: the column holding the text
+  std::string text_field = "text";       // JSON lines: the field holding the text
+  std::string column = "content";        // parquet: the column holding the text
   std::string set_field = "meta.redpajama_set_name";  // JSON lines: dotted path of a record's set
   std::vector<std::string> exclude_sets;  // JSON lines: records of these sets are skipped
-  bool strict = false;               // malformed JSON lines are errors, not skips
+  bool strict = false;                    // malformed JSON lines are errors, not skips
   uint64_t chunk_tokens = kDefaultChunkTokens;
-  int threads = 0;                   // 0 = all cores
-  double val_fraction = 0;           // share of documents held out, in [0, 1)
+  int threads = 0;          // 0 = all cores
+  double val_fraction = 0;  // share of documents held out, in [0, 1)
   // Files held out whole: "" none, a count N (N files picked by a fixed hash of their
   // position), or a glob pattern matched against the input paths ('*' crosses '/').
   std::string val_files;
-  bool overwrite = false;            // replace existing shards of this source
-  bool allow_duplicates = false;     // prepare inputs that another source already holds
-  size_t batch_bytes = 0;            // text per parallel batch; 0 = automatic
-  bool progress = true;              // progress and a summary on stderr
-  double progress_seconds = 30;      // period of the plain progress lines (not a terminal)
+  bool overwrite = false;         // replace existing shards of this source
+  bool allow_duplicates = false;  // prepare inputs that another source already holds
+  size_t batch_bytes = 0;         // text per parallel batch; 0 = automatic
+  bool progress = true;           // progress and a summary on stderr
+  double progress_seconds = 30;   // period of the plain progress lines (not a terminal)
 };
 
 // Whether document `index` (0-based, counting every record of the inputs) is held out.

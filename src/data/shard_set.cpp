@@ -7,7 +7,9 @@
 namespace tl {
 
 ShardSet::ShardSet(std::vector<std::string> paths, int64_t block_tokens, size_t max_open)
-    : paths_(std::move(paths)), block_tokens_(block_tokens), max_open_(std::max<size_t>(1, max_open)) {
+    : paths_(std::move(paths)),
+      block_tokens_(block_tokens),
+      max_open_(std::max<size_t>(1, max_open)) {
   TL_ASSERT(block_tokens > 0);
   for (const std::string& path : paths_) {
     // Every header (magic, version, dtype, size), now: a bad shard stops a run before it

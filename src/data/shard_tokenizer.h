@@ -11,7 +11,6 @@ namespace tl {
 // both tokenizer files and both SHA-256s (short). Shards without a manifest, manifests this
 // version does not read, and sources that record no tokenizer are not checked.
 void check_shards_tokenizer(const std::vector<std::string>& shard_paths,
-                            const std::string& tokenizer_path,
-                            const std::string& tokenizer_sha256);
+                            const std::string& tokenizer_path, const std::string& tokenizer_sha256);
 
 }  // namespace tl

@@ -53,9 +53,15 @@ class Wire {
   void skip(int wire_type) {
     switch (wire_type) {
       case 0: varint(); return;
-      case 1: TL_CHECK(end_ - p_ >= 8, "tokenizer '", path_, "': truncated field"); p_ += 8; return;
+      case 1:
+        TL_CHECK(end_ - p_ >= 8, "tokenizer '", path_, "': truncated field");
+        p_ += 8;
+        return;
       case 2: sub(); return;
-      case 5: TL_CHECK(end_ - p_ >= 4, "tokenizer '", path_, "': truncated field"); p_ += 4; return;
+      case 5:
+        TL_CHECK(end_ - p_ >= 4, "tokenizer '", path_, "': truncated field");
+        p_ += 4;
+        return;
       default: fail("tokenizer '", path_, "': protobuf wire type ", wire_type, " is not supported");
     }
   }
@@ -71,13 +77,16 @@ SpPiece parse_piece(Wire w, const std::string& path) {
   while (!w.done()) {
     const uint64_t key = w.varint();
     const int field = int(key >> 3), type = int(key & 7);
-    if (field == 1 && type == 2) p.text = w.str();
-    else if (field == 2 && type == 5) p.score = w.fixed32_float();
+    if (field == 1 && type == 2)
+      p.text = w.str();
+    else if (field == 2 && type == 5)
+      p.score = w.fixed32_float();
     else if (field == 3 && type == 0) {
       const uint64_t t = w.varint();
       TL_CHECK(t >= 1 && t <= 6, "tokenizer '", path, "': piece type ", t, " is unknown");
       p.type = PieceType(t);
-    } else w.skip(type);
+    } else
+      w.skip(type);
   }
   return p;
 }
@@ -86,7 +95,10 @@ void parse_trainer(Wire w, SpModelInfo& m) {
   while (!w.done()) {
     const uint64_t key = w.varint();
     const int field = int(key >> 3), type = int(key & 7);
-    if (type != 0) { w.skip(type); continue; }
+    if (type != 0) {
+      w.skip(type);
+      continue;
+    }
     const int64_t v = int64_t(w.varint());
     switch (field) {
       case 3: m.model_type = int(v); break;
@@ -104,12 +116,17 @@ void parse_normalizer(Wire w, SpModelInfo& m) {
   while (!w.done()) {
     const uint64_t key = w.varint();
     const int field = int(key >> 3), type = int(key & 7);
-    if (field == 1 && type == 2) m.normalizer = w.str();
-    else if (field == 2 && type == 2) m.has_charsmap = !w.str().empty();
+    if (field == 1 && type == 2)
+      m.normalizer = w.str();
+    else if (field == 2 && type == 2)
+      m.has_charsmap = !w.str().empty();
     else if (field >= 3 && field <= 5 && type == 0) {
       const bool v = w.varint() != 0;
-      (field == 3 ? m.add_dummy_prefix : field == 4 ? m.remove_extra_whitespaces : m.escape_whitespaces) = v;
-    } else w.skip(type);
+      (field == 3   ? m.add_dummy_prefix
+       : field == 4 ? m.remove_extra_whitespaces
+                    : m.escape_whitespaces) = v;
+    } else
+      w.skip(type);
   }
 }
 
@@ -127,10 +144,14 @@ SpModelInfo parse_sp_model(const std::string& bytes, const std::string& path) {
   while (!w.done()) {
     const uint64_t key = w.varint();
     const int field = int(key >> 3), type = int(key & 7);
-    if (field == 1 && type == 2) m.pieces.push_back(parse_piece(w.sub(), path));
-    else if (field == 2 && type == 2) parse_trainer(w.sub(), m);
-    else if (field == 3 && type == 2) parse_normalizer(w.sub(), m);
-    else w.skip(type);
+    if (field == 1 && type == 2)
+      m.pieces.push_back(parse_piece(w.sub(), path));
+    else if (field == 2 && type == 2)
+      parse_trainer(w.sub(), m);
+    else if (field == 3 && type == 2)
+      parse_normalizer(w.sub(), m);
+    else
+      w.skip(type);
   }
   TL_CHECK(!m.pieces.empty(), "tokenizer '", path, "' has no pieces");
   return m;

@@ -9,7 +9,14 @@
 namespace tl {
 
 // ModelProto.SentencePiece.Type; the same numbers are GGUF's tokenizer.ggml.token_type.
-enum class PieceType : int32_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+enum class PieceType : int32_t {
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6
+};
 
 struct SpPiece {
   std::string text;  // "▁the", "<0x0A>", "<s>"
@@ -18,14 +25,14 @@ struct SpPiece {
 };
 
 struct SpModelInfo {
-  std::vector<SpPiece> pieces;         // by id
-  int model_type = 1;                  // TrainerSpec.model_type: 1 unigram, 2 bpe, 3 word, 4 char
-  bool byte_fallback = false;          // TrainerSpec.byte_fallback
-  std::string normalizer = "nmt_nfkc"; // NormalizerSpec.name ("identity" for Llama)
-  bool has_charsmap = false;           // NormalizerSpec.precompiled_charsmap is non-empty
-  bool add_dummy_prefix = true;        // a "▁" before the text
+  std::vector<SpPiece> pieces;          // by id
+  int model_type = 1;                   // TrainerSpec.model_type: 1 unigram, 2 bpe, 3 word, 4 char
+  bool byte_fallback = false;           // TrainerSpec.byte_fallback
+  std::string normalizer = "nmt_nfkc";  // NormalizerSpec.name ("identity" for Llama)
+  bool has_charsmap = false;            // NormalizerSpec.precompiled_charsmap is non-empty
+  bool add_dummy_prefix = true;         // a "▁" before the text
   bool remove_extra_whitespaces = true;
-  bool escape_whitespaces = true;      // spaces become "▁"
+  bool escape_whitespaces = true;                       // spaces become "▁"
   int unk_id = 0, bos_id = 1, eos_id = 2, pad_id = -1;  // TrainerSpec ids
 
   bool is_bpe() const { return model_type == 2; }

@@ -33,11 +33,11 @@ class TextReader {
   bool fill();  // replaces buf_ with the next bytes; false at the end of the file
   std::string path_;
   std::FILE* file_ = nullptr;
-  ZSTD_DCtx_s* zstd_ = nullptr;      // null for a plain file
-  std::vector<char> in_;             // compressed input not yet decompressed
+  ZSTD_DCtx_s* zstd_ = nullptr;  // null for a plain file
+  std::vector<char> in_;         // compressed input not yet decompressed
   size_t in_pos_ = 0, in_len_ = 0;
-  bool frame_done_ = true;           // false while a zstd frame is only partly decoded
-  std::string buf_;                  // text bytes; buf_[pos_:] not handed out yet
+  bool frame_done_ = true;  // false while a zstd frame is only partly decoded
+  std::string buf_;         // text bytes; buf_[pos_:] not handed out yet
   size_t pos_ = 0;
   uint64_t bytes_ = 0, disk_ = 0;
   Sha256 sha_;

@@ -39,13 +39,13 @@ class Tokenizer {
 };
 
 struct TokenizerTrainOptions {
-  std::string out_prefix;             // writes PREFIX.model and PREFIX.vocab
-  std::vector<std::string> inputs;    // text files, one sentence/line each
+  std::string out_prefix;           // writes PREFIX.model and PREFIX.vocab
+  std::vector<std::string> inputs;  // text files, one sentence/line each
   int vocab_size = 32000;
-  int64_t max_sentences = 2000000;    // sampled from the inputs when there are more
-  int threads = 0;                    // 0 = all cores
-  uint64_t seed = 0;                  // (sampling is made deterministic where possible)
-  bool verbose = false;               // SentencePiece's own progress log on stderr
+  int64_t max_sentences = 2000000;  // sampled from the inputs when there are more
+  int threads = 0;                  // 0 = all cores
+  uint64_t seed = 0;                // (sampling is made deterministic where possible)
+  bool verbose = false;             // SentencePiece's own progress log on stderr
 };
 
 // Trains a BPE model with Llama 2's settings: byte fallback, split digits, <unk>=0, <s>=1,

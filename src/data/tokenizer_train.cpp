@@ -64,7 +64,8 @@ void train_tokenizer(const TokenizerTrainOptions& opts) {
   TL_CHECK(opts.max_sentences == 0 || opts.max_sentences > 100, "tokenizer-train: max sentences ",
            opts.max_sentences, " must be 0 (all) or above 100");
   TL_CHECK(opts.threads >= 0, "tokenizer-train: threads must be >= 0");
-  int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  int threads =
+      opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
 
   std::unordered_map<std::string, std::string> args = {
       {"model_prefix", opts.out_prefix},

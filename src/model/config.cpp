@@ -73,10 +73,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& path) {
 }
 
 json ModelConfig::to_json() const {
-  return json{{"preset", preset},         {"vocab_size", vocab_size}, {"dim", dim},
-              {"n_layers", n_layers},     {"n_heads", n_heads},       {"n_kv_heads", n_kv_heads},
-              {"ffn_dim", ffn_dim},       {"max_seq_len", max_seq_len},
-              {"norm_eps", norm_eps},     {"rope_theta", rope_theta}, {"init_std", init_std}};
+  return json{{"preset", preset},         {"vocab_size", vocab_size},   {"dim", dim},
+              {"n_layers", n_layers},     {"n_heads", n_heads},         {"n_kv_heads", n_kv_heads},
+              {"ffn_dim", ffn_dim},       {"max_seq_len", max_seq_len}, {"norm_eps", norm_eps},
+              {"rope_theta", rope_theta}, {"init_std", init_std}};
 }
 
 void ModelConfig::validate() const {
@@ -90,8 +90,7 @@ void ModelConfig::validate() const {
   positive("n_kv_heads", n_kv_heads);
   positive("ffn_dim", ffn_dim);
   positive("max_seq_len", max_seq_len);
-  TL_CHECK(dim % n_heads == 0, "model config: n_heads (", n_heads, ") must divide dim (", dim,
-           ")");
+  TL_CHECK(dim % n_heads == 0, "model config: n_heads (", n_heads, ") must divide dim (", dim, ")");
   TL_CHECK(n_heads % n_kv_heads == 0, "model config: n_kv_heads (", n_kv_heads,
            ") must divide n_heads (", n_heads, ")");
   TL_CHECK(head_dim() % 2 == 0, "model config: the head dim dim/n_heads = ", head_dim(),

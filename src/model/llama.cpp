@@ -12,23 +12,23 @@ namespace tl {
 struct LlamaModel::Acts {
   int B = 0, T = 0;
   Buffer arena;
-  Tensor tokens, targets;              // i32 [N]
-  std::vector<Tensor> res;             // act [N,C] x (2L+1): the residual stream
-  std::vector<Tensor> xn_a, xn_m;      // act [N,C] per layer (one shared scratch if recompute)
-  std::vector<Tensor> rstd_a, rstd_m;  // f32 [N] per layer
-  Tensor xn_f, rstd_f;                 // final norm: act [N,C], f32 [N]
-  std::vector<Tensor> qkv;             // act [B,T,Q] per layer, after RoPE
-  std::vector<Tensor> att;             // act [B,T,C] per layer, attention output
-  std::vector<Tensor> lse;             // f32 [B,H,T] per layer
-  std::vector<Tensor> gate_up;         // act [N,2I] per layer
-  std::vector<Tensor> sw;              // act [N,I] per layer (one shared scratch if recompute)
-  Tensor proj;                         // act [N,C] scratch: output of wo and w_down
-  Tensor losses;                       // f32 [N]
-  Tensor dres, dxn, dxn_f;             // act [N,C] backward scratch
-  Tensor datt;                         // act [B,T,C]
-  Tensor dqkv;                         // act [B,T,Q]
-  Tensor dgu;                          // act [N,2I]
-  Tensor dsw;                          // act [N,I]
+  Tensor tokens, targets;                 // i32 [N]
+  std::vector<Tensor> res;                // act [N,C] x (2L+1): the residual stream
+  std::vector<Tensor> xn_a, xn_m;         // act [N,C] per layer (one shared scratch if recompute)
+  std::vector<Tensor> rstd_a, rstd_m;     // f32 [N] per layer
+  Tensor xn_f, rstd_f;                    // final norm: act [N,C], f32 [N]
+  std::vector<Tensor> qkv;                // act [B,T,Q] per layer, after RoPE
+  std::vector<Tensor> att;                // act [B,T,C] per layer, attention output
+  std::vector<Tensor> lse;                // f32 [B,H,T] per layer
+  std::vector<Tensor> gate_up;            // act [N,2I] per layer
+  std::vector<Tensor> sw;                 // act [N,I] per layer (one shared scratch if recompute)
+  Tensor proj;                            // act [N,C] scratch: output of wo and w_down
+  Tensor losses;                          // f32 [N]
+  Tensor dres, dxn, dxn_f;                // act [N,C] backward scratch
+  Tensor datt;                            // act [B,T,C]
+  Tensor dqkv;                            // act [B,T,Q]
+  Tensor dgu;                             // act [N,2I]
+  Tensor dsw;                             // act [N,I]
   Tensor last_x, logits_act, logits_f32;  // inference: [B,C] act, [B,V] act, [B,V] f32
 
   // Assigns every view through take(dtype, shape).
@@ -43,8 +43,15 @@ struct LlamaModel::Acts {
     for (int64_t i = 0; i < 2 * L + 1; ++i) res.push_back(take(act, {N, C}));
     Tensor xn_shared = recompute ? take(act, {N, C}) : Tensor();
     Tensor sw_shared = recompute ? take(act, {N, I}) : Tensor();
-    xn_a.clear(); xn_m.clear(); rstd_a.clear(); rstd_m.clear();
-    qkv.clear(); att.clear(); lse.clear(); gate_up.clear(); sw.clear();
+    xn_a.clear();
+    xn_m.clear();
+    rstd_a.clear();
+    rstd_m.clear();
+    qkv.clear();
+    att.clear();
+    lse.clear();
+    gate_up.clear();
+    sw.clear();
     for (int64_t l = 0; l < L; ++l) {
       xn_a.push_back(recompute ? xn_shared : take(act, {N, C}));
       xn_m.push_back(recompute ? xn_shared : take(act, {N, C}));
@@ -141,15 +148,15 @@ Tensor LlamaModel::w(ParamKind k, int layer) const {
   const ParamInfo& p = layout_.get(k, layer);
   if (opts_.provider) return opts_.provider->weight(p);
   Tensor all = compute_params();
-  return Tensor(static_cast<char*>(all.data) + size_t(p.offset) * dtype_size(all.dtype),
-                all.dtype, all.device, p.shape);
+  return Tensor(static_cast<char*>(all.data) + size_t(p.offset) * dtype_size(all.dtype), all.dtype,
+                all.device, p.shape);
 }
 
 Tensor LlamaModel::dw(ParamKind k, int layer) const {
   const ParamInfo& p = layout_.get(k, layer);
   if (opts_.provider) return opts_.provider->grad(p);
-  return Tensor(static_cast<char*>(grads_.data()) + size_t(p.offset) * 4, DType::F32,
-                be_.device(), p.shape);
+  return Tensor(static_cast<char*>(grads_.data()) + size_t(p.offset) * 4, DType::F32, be_.device(),
+                p.shape);
 }
 
 void LlamaModel::init_weights(uint64_t seed) {
@@ -167,8 +174,7 @@ void LlamaModel::init_weights(uint64_t seed) {
       for (int64_t j = 0; j < p.numel(); ++j) dst[j] = 1.0f;
       continue;
     }
-    const double std = (p.kind == ParamKind::Wo || p.kind == ParamKind::WDown) ? out_std
-                                                                               : base_std;
+    const double std = (p.kind == ParamKind::Wo || p.kind == ParamKind::WDown) ? out_std : base_std;
     // Chunks with their own seeds: parallel, yet independent of the thread count.
     const int64_t chunks = (p.numel() + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static)
@@ -234,8 +240,8 @@ void LlamaModel::upload_batch(const int32_t* tokens, const int32_t* targets, int
   ensure_acts(B, T);
   const int64_t N = int64_t(B) * T;
   for (int64_t i = 0; i < N; ++i)
-    TL_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token id ", tokens[i],
-             " at position ", i, " is outside the model's vocabulary of ", cfg_.vocab_size);
+    TL_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token id ", tokens[i], " at position ",
+             i, " is outside the model's vocabulary of ", cfg_.vocab_size);
   be_.upload(acts_->tokens, tokens);
   if (targets) {
     for (int64_t i = 0; i < N; ++i)
@@ -278,8 +284,8 @@ void LlamaModel::forward(int B, int T) {
     const bool last = l + 1 == L;
     be_.add_rmsnorm_forward(a.res[size_t(2 * l + 2)], last ? a.xn_f : a.xn_a[size_t(l + 1)],
                             last ? a.rstd_f : a.rstd_a[size_t(l + 1)], a.res[size_t(2 * l + 1)],
-                            a.proj,
-                            last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1), eps);
+                            a.proj, last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1),
+                            eps);
     unit_forward_end(layer_unit(l));
   }
 }
@@ -324,15 +330,14 @@ void LlamaModel::backward(int B, int T) {
     be_.rmsnorm_backward(a.dres, dw(ParamKind::MlpNorm, l), a.dxn, a.res[2 * li + 1],
                          w(ParamKind::MlpNorm, l), a.rstd_m[li]);
     // attention block
-    be_.matmul_backward(a.datt.view({N, C}), dw(ParamKind::Wo, l), a.dres,
-                        a.att[li].view({N, C}), w(ParamKind::Wo, l), false);
+    be_.matmul_backward(a.datt.view({N, C}), dw(ParamKind::Wo, l), a.dres, a.att[li].view({N, C}),
+                        w(ParamKind::Wo, l), false);
     be_.attention_backward(a.dqkv, a.datt, a.qkv[li], a.att[li], a.lse[li], H, K);
     be_.rope_backward(a.dqkv, cos, sin, H, K, 0);
     if (opts_.recompute)
-      be_.rmsnorm_forward(a.xn_a[li], a.rstd_a[li], a.res[2 * li], w(ParamKind::AttnNorm, l),
-                          eps);
-    be_.matmul_backward(a.dxn, dw(ParamKind::Wqkv, l), a.dqkv.view({N, cfg_.qkv_dim()}),
-                        a.xn_a[li], w(ParamKind::Wqkv, l), false);
+      be_.rmsnorm_forward(a.xn_a[li], a.rstd_a[li], a.res[2 * li], w(ParamKind::AttnNorm, l), eps);
+    be_.matmul_backward(a.dxn, dw(ParamKind::Wqkv, l), a.dqkv.view({N, cfg_.qkv_dim()}), a.xn_a[li],
+                        w(ParamKind::Wqkv, l), false);
     be_.rmsnorm_backward(a.dres, dw(ParamKind::AttnNorm, l), a.dxn, a.res[2 * li],
                          w(ParamKind::AttnNorm, l), a.rstd_a[li]);
     unit_backward_end(layer_unit(l));

@@ -85,17 +85,25 @@ class LlamaModel {
   Tensor w(ParamKind k, int layer = -1) const;   // compute-dtype weight view
   Tensor dw(ParamKind k, int layer = -1) const;  // f32 gradient view
   // ParamProvider hooks (no-ops without a provider).
-  void unit_forward_begin(int u) { if (opts_.provider) opts_.provider->before_forward(u); }
-  void unit_forward_end(int u) { if (opts_.provider) opts_.provider->after_forward(u); }
-  void unit_backward_begin(int u) { if (opts_.provider) opts_.provider->before_backward(u); }
-  void unit_backward_end(int u) { if (opts_.provider) opts_.provider->after_backward(u); }
+  void unit_forward_begin(int u) {
+    if (opts_.provider) opts_.provider->before_forward(u);
+  }
+  void unit_forward_end(int u) {
+    if (opts_.provider) opts_.provider->after_forward(u);
+  }
+  void unit_backward_begin(int u) {
+    if (opts_.provider) opts_.provider->before_backward(u);
+  }
+  void unit_backward_end(int u) {
+    if (opts_.provider) opts_.provider->after_backward(u);
+  }
 
   ModelConfig cfg_;
   Backend& be_;
   ModelOptions opts_;
   ParamLayout layout_;
   Buffer params_, grads_, compute_params_;  // compute_params_ empty when act dtype is f32
-  Buffer rope_cos_, rope_sin_;               // f32 [max_seq_len, D/2]
+  Buffer rope_cos_, rope_sin_;              // f32 [max_seq_len, D/2]
   struct ActsDeleter {
     void operator()(Acts* a) const;
   };

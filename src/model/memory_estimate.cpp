@@ -35,12 +35,11 @@ MemoryEstimate estimate_training_memory(const ModelConfig& cfg, int micro_batch,
 
 void check_fits(const MemoryEstimate& e, size_t available, const std::string& device) {
   if (available == 0 || e.total() <= available) return;
-  fail("this configuration needs about ", format_bytes(double(e.total())), " of memory on ",
-       device, " (weights ", format_bytes(double(e.weights)), ", gradients ",
+  fail("this configuration needs about ", format_bytes(double(e.total())), " of memory on ", device,
+       " (weights ", format_bytes(double(e.weights)), ", gradients ",
        format_bytes(double(e.gradients)), ", optimizer ", format_bytes(double(e.optimizer)),
        ", activations ", format_bytes(double(e.activations)), ", workspace ",
-       format_bytes(double(e.workspace)), ") but the device has ",
-       format_bytes(double(available)),
+       format_bytes(double(e.workspace)), ") but the device has ", format_bytes(double(available)),
        "; reduce batch.micro_batch (and raise batch.grad_accum to keep the global batch), "
        "set train.recompute=true, or shorten data.seq_len");
 }

@@ -35,7 +35,7 @@ ParamLayout::ParamLayout(const ModelConfig& cfg) : n_layers_(cfg.n_layers) {
   add(ParamKind::Embed, -1, {V, C});
   for (int l = 0; l < cfg.n_layers; ++l) {
     add(ParamKind::AttnNorm, l, {C});
-    add(ParamKind::Wqkv, l, {Q, C});      // rows: q heads, then k heads, then v heads
+    add(ParamKind::Wqkv, l, {Q, C});  // rows: q heads, then k heads, then v heads
     add(ParamKind::Wo, l, {C, C});
     add(ParamKind::MlpNorm, l, {C});
     add(ParamKind::WGateUp, l, {2 * I, C});  // rows: gate, then up

@@ -12,16 +12,26 @@
 
 namespace tl {
 
-enum class ParamKind : uint8_t { Embed, AttnNorm, Wqkv, Wo, MlpNorm, WGateUp, WDown, FinalNorm, Head };
+enum class ParamKind : uint8_t {
+  Embed,
+  AttnNorm,
+  Wqkv,
+  Wo,
+  MlpNorm,
+  WGateUp,
+  WDown,
+  FinalNorm,
+  Head
+};
 
 constexpr int64_t kParamAlign = 128;
 
 struct ParamInfo {
   std::string name;  // "layers.3.wqkv"
   ParamKind kind;
-  int layer;         // -1 for embed / final norm / head
+  int layer;  // -1 for embed / final norm / head
   Shape shape;
-  int64_t offset;    // in elements into the flat arrays
+  int64_t offset;  // in elements into the flat arrays
   int64_t numel() const { return shape.numel(); }
 };
 

@@ -69,7 +69,7 @@ std::vector<ShardPiece> Sharding::pieces(int rank) const {
   TL_CHECK(rank >= 0 && rank < world_, "sharding: rank ", rank, " is outside [0, ", world_, ")");
   std::vector<ShardPiece> out;
   for (const auto& u : units_) {
-    const int64_t lo = int64_t(rank) * u.shard;                 // unit-local
+    const int64_t lo = int64_t(rank) * u.shard;  // unit-local
     const int64_t hi = std::min(lo + u.shard, u.len());
     if (hi > lo) out.push_back({u.begin + lo, u.shard_offset, hi - lo});
   }
@@ -100,7 +100,10 @@ void reshard_copy(const Sharding& from, int src_rank, const float* src, const Sh
     if (hi > lo)
       std::memcpy(dst + b[j].shard + (lo - b[j].flat), src + a[i].shard + (lo - a[i].flat),
                   size_t(hi - lo) * sizeof(float));
-    if (a[i].flat + a[i].len < b[j].flat + b[j].len) ++i; else ++j;
+    if (a[i].flat + a[i].len < b[j].flat + b[j].len)
+      ++i;
+    else
+      ++j;
   }
 }
 

@@ -22,11 +22,11 @@
 namespace tl {
 
 struct ShardUnit {
-  int64_t begin = 0, end = 0;    // flat range
-  int64_t padded = 0;            // end - begin rounded up to a multiple of world * align
-  int64_t shard = 0;             // padded / world: elements per rank
-  int64_t padded_offset = 0;     // start of this unit in the padded layout
-  int64_t shard_offset = 0;      // start of this unit's chunk in every rank's shard
+  int64_t begin = 0, end = 0;          // flat range
+  int64_t padded = 0;                  // end - begin rounded up to a multiple of world * align
+  int64_t shard = 0;                   // padded / world: elements per rank
+  int64_t padded_offset = 0;           // start of this unit in the padded layout
+  int64_t shard_offset = 0;            // start of this unit's chunk in every rank's shard
   bool backward_needs_weights = true;  // false for the embedding (its backward is a scatter)
   int64_t len() const { return end - begin; }
 };
@@ -53,8 +53,8 @@ class Sharding {
   const ShardUnit& unit(int u) const { return units_[size_t(u)]; }
   const std::vector<ShardUnit>& units() const { return units_; }
 
-  int unit_of(int64_t flat_index) const;       // the unit holding a flat index
-  int owner(int64_t flat_index) const;         // the rank whose shard holds it
+  int unit_of(int64_t flat_index) const;           // the unit holding a flat index
+  int owner(int64_t flat_index) const;             // the rank whose shard holds it
   int64_t shard_index(int64_t flat_index) const;   // its position in the owner's shard
   int64_t padded_index(int64_t flat_index) const;  // its position in the padded layout
 

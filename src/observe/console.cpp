@@ -9,10 +9,10 @@ namespace tl {
 
 std::string step_line(const StepFigures& f) {
   char buf[512];
-  int n = std::snprintf(buf, sizeof buf,
-                        "step %lld/%lld | loss %.4f | lr %.3e | grad %.3f | %s tok/s",
-                        (long long)f.step, (long long)f.steps, f.loss, f.lr, f.grad_norm,
-                        format_count(f.tokens_per_s).c_str());
+  int n =
+      std::snprintf(buf, sizeof buf, "step %lld/%lld | loss %.4f | lr %.3e | grad %.3f | %s tok/s",
+                    (long long)f.step, (long long)f.steps, f.loss, f.lr, f.grad_norm,
+                    format_count(f.tokens_per_s).c_str());
   std::string s(buf, size_t(std::max(n, 0)));
   if (f.mfu > 0) {
     std::snprintf(buf, sizeof buf, " | MFU %.1f%%", 100 * f.mfu);

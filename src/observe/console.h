@@ -13,8 +13,8 @@ struct StepFigures {
   int64_t step = 0, steps = 0;
   double loss = 0, lr = 0, grad_norm = 0;
   double tokens_per_s = 0;
-  double mfu = 0;                        // fraction; <= 0 when unknown
-  size_t mem_bytes = 0, mem_peak = 0;    // device memory; 0 when unknown
+  double mfu = 0;                      // fraction; <= 0 when unknown
+  size_t mem_bytes = 0, mem_peak = 0;  // device memory; 0 when unknown
   double eta_seconds = 0;
   bool skipped = false, spike = false;
 };

@@ -41,8 +41,9 @@ class ReverseLines {
         const uint64_t n = std::min<uint64_t>(pos_, 1 << 16);
         pos_ -= n;
         std::string piece(n, '\0');
-        TL_CHECK(::fseeko(f_, off_t(pos_), SEEK_SET) == 0 && std::fread(piece.data(), 1, n, f_) == n,
-                 "cannot read '", path_, "'");
+        TL_CHECK(
+            ::fseeko(f_, off_t(pos_), SEEK_SET) == 0 && std::fread(piece.data(), 1, n, f_) == n,
+            "cannot read '", path_, "'");
         buf_ = piece + buf_;
         continue;
       }
@@ -92,8 +93,8 @@ int64_t rewind_metrics(const std::string& path, int64_t step) {
     throw;
   }
   std::fclose(f);
-  TL_CHECK(::truncate(path.c_str(), off_t(keep)) == 0, "cannot truncate '", path, "': ",
-           std::strerror(errno));
+  TL_CHECK(::truncate(path.c_str(), off_t(keep)) == 0, "cannot truncate '", path,
+           "': ", std::strerror(errno));
   return newest;
 }
 

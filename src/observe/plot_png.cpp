@@ -39,8 +39,8 @@ constexpr Glyph kFont[] = {
     {'-', 0x00001C000000}, {'+', 0x00213E420000}, {'/', 0x010888884000}, {'%', 0x19C88889CC00},
     {'(', 0x022210820800}, {')', 0x082084222000}, {':', 0x006300C60000}, {'_', 0x0000000003E0},
 };
-constexpr int kScale = 2;               // 5x9 glyphs drawn as 10x18
-constexpr int kAdvance = 6 * kScale;    // one blank column between characters
+constexpr int kScale = 2;             // 5x9 glyphs drawn as 10x18
+constexpr int kAdvance = 6 * kScale;  // one blank column between characters
 
 uint64_t glyph(char c) {
   for (const Glyph& g : kFont)
@@ -263,8 +263,10 @@ void draw_series(Canvas& c, const PlotSeries& s, const PlotAxis& x, const PlotAx
     const int px = x.pixel(s.x[i]), py = y.pixel(s.y[i]);
     const bool prev = i > 0 && usable(s, i - 1, y.log), next = usable(s, i + 1, y.log);
     if (prev) c.line(x.pixel(s.x[i - 1]), y.pixel(s.y[i - 1]), px, py, s.color, s.thickness);
-    if (s.points) c.dot(px, py, 3, s.color);
-    else if (!prev && !next) c.dot(px, py, s.thickness, s.color);  // alone between gaps
+    if (s.points)
+      c.dot(px, py, 3, s.color);
+    else if (!prev && !next)
+      c.dot(px, py, s.thickness, s.color);  // alone between gaps
   }
 }
 
@@ -303,8 +305,8 @@ Plot draw_plot(const PlotSpec& spec) {
   // Margins: title above; tick labels and the x label below; the y labels at the sides.
   const int left = pad + (spec.ylabel.empty() ? 0 : T + pad) + widest(yl) + 6;
   const int edge = std::max(24, Canvas::text_width(xl.back()) / 2 + 4);
-  const int right = spec.width - 1 -
-                    (two ? 6 + widest(y2l) + pad + (spec.y2label.empty() ? 0 : T + pad) : edge);
+  const int right =
+      spec.width - 1 - (two ? 6 + widest(y2l) + pad + (spec.y2label.empty() ? 0 : T + pad) : edge);
   const int top = pad + T + pad, bottom = spec.height - 1 - (12 + T + pad + T + pad);
   p.x.p0 = left, p.x.p1 = right;
   p.y.p0 = p.y2.p0 = bottom, p.y.p1 = p.y2.p1 = top;

@@ -51,7 +51,7 @@ struct PlotSeries {
 
 struct PlotSpec {
   std::string title{}, xlabel = "step", ylabel{}, y2label{};  // {}: designated inits may omit
-  bool log_y = false;  // the left axis
+  bool log_y = false;                                         // the left axis
   std::vector<PlotSeries> series{};
   int width = 960, height = 540;
 };

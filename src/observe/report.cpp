@@ -62,9 +62,8 @@ std::string num(const json& j, const char* key) {
 void write_tables(const std::string& dir, const Series& s, bool with_mfu) {
   std::string t = "# step\tloss\tlr\tgrad_norm\ttokens_per_s\tmfu\n";
   for (const json& j : s.train)
-    t += num(j, "step") + "\t" + num(j, "loss") + "\t" + num(j, "lr") + "\t" +
-         num(j, "grad_norm") + "\t" + num(j, "tokens_per_s") + "\t" +
-         (with_mfu ? num(j, "mfu") : "?") + "\n";
+    t += num(j, "step") + "\t" + num(j, "loss") + "\t" + num(j, "lr") + "\t" + num(j, "grad_norm") +
+         "\t" + num(j, "tokens_per_s") + "\t" + (with_mfu ? num(j, "mfu") : "?") + "\n";
   write_file_atomic(dir + "/train.tsv", t);
   std::string v = "# step\tval_loss\n";
   for (const json& j : s.val) v += num(j, "step") + "\t" + num(j, "val_loss") + "\n";
@@ -152,10 +151,13 @@ void draw_builtin(const std::string& dir, const Series& s, bool with_mfu) {
     loss.series.push_back(
         {"validation", column(s.val, "step"), column(s.val, "val_loss"), red, 2, true});
   draw("loss", loss);
-  draw("lr", {.title = "learning rate", .ylabel = "lr",
+  draw("lr", {.title = "learning rate",
+              .ylabel = "lr",
               .series = {{"lr", step, column(s.train, "lr"), green, 2}}});
   draw("grad_norm",  // log scale, as plot.gp
-       {.title = "gradient norm (before clipping)", .ylabel = "L2 norm", .log_y = true,
+       {.title = "gradient norm (before clipping)",
+        .ylabel = "L2 norm",
+        .log_y = true,
         .series = {{"grad norm", step, column(s.train, "grad_norm"), purple}}});
   PlotSpec tp{.title = "throughput", .ylabel = "tokens/s"};
   tp.series.push_back({"tokens/s", step, column(s.train, "tokens_per_s"), blue});
@@ -225,7 +227,9 @@ std::string html_page(const std::string& run_dir, const nlohmann::ordered_json& 
                       const json& config) {
   std::string h =
       "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>tinyllama "
-      "run " + html_escape(run_dir) + "</title>\n<style>body{font-family:sans-serif;margin:2em}"
+      "run " +
+      html_escape(run_dir) +
+      "</title>\n<style>body{font-family:sans-serif;margin:2em}"
       "table{border-collapse:collapse}td{padding:2px 12px;border-bottom:1px solid #ddd}"
       "img{max-width:100%}pre{background:#f4f4f4;padding:1em}</style>\n</head>\n<body>\n<h1>Run " +
       html_escape(run_dir) + "</h1>\n<h2>Figures</h2>\n<table>\n";
@@ -267,8 +271,10 @@ ReportSummary write_report(const std::string& run_dir, const ReportOptions& opts
     const std::string why = run_gnuplot(opts.gnuplot, dir, missing);
     TL_CHECK(why.empty() || opts.plotter == Plotter::Auto, why);
     if (!why.empty()) {
-      if (missing) log_info("gnuplot not found: drawing with the built-in plotter");
-      else log_warn(why, ": drawing with the built-in plotter");
+      if (missing)
+        log_info("gnuplot not found: drawing with the built-in plotter");
+      else
+        log_warn(why, ": drawing with the built-in plotter");
       out.plotter = "builtin";
     }
   }

@@ -22,9 +22,9 @@ struct ReportOptions {
 };
 
 struct ReportSummary {
-  nlohmann::ordered_json figures;    // what index.html shows, in order
-  std::vector<std::string> files;    // written, full paths
-  std::string plotter;               // what drew the PNGs: "gnuplot" or "builtin"
+  nlohmann::ordered_json figures;  // what index.html shows, in order
+  std::vector<std::string> files;  // written, full paths
+  std::string plotter;             // what drew the PNGs: "gnuplot" or "builtin"
 };
 
 // Throws naming the problem: no metrics, no steps logged, and with Plotter::Gnuplot gnuplot

@@ -47,8 +47,8 @@ void AdamW::get_state(std::vector<float>& m, std::vector<float>& v) const {
 }
 
 void AdamW::set_state(const std::vector<float>& m, const std::vector<float>& v) {
-  TL_CHECK(int64_t(m.size()) == n_ && int64_t(v.size()) == n_, "optimizer state has ",
-           m.size(), "/", v.size(), " values, expected ", n_);
+  TL_CHECK(int64_t(m.size()) == n_ && int64_t(v.size()) == n_, "optimizer state has ", m.size(),
+           "/", v.size(), " values, expected ", n_);
   be_.upload(m_.tensor(DType::F32, {n_}), m.data());
   be_.upload(v_.tensor(DType::F32, {n_}), v.data());
 }

@@ -75,7 +75,8 @@ std::unique_ptr<DistSession> start_session(const LaunchInfo& li, Backend& be, do
     id = nccl_unique_id();
     s.hosts = {host_name()};
   } else {
-    Rendezvous rv = rendezvous(li, [] { return nccl_unique_id(); }, timeout_s);
+    Rendezvous rv = rendezvous(
+        li, [] { return nccl_unique_id(); }, timeout_s);
     id = rv.payload;
     s.hosts = rv.hosts;
     // The health links start before NCCL: a rank that dies during NCCL's own start-up is
@@ -105,8 +106,9 @@ std::unique_ptr<DistSession> start_session(const LaunchInfo& li, Backend& be, do
   log_info("dist: ", s.describe(), "; NCCL ", nccl_version());
   return sp;
 #else
-  fail("this tinyllama was built without NCCL: multi-GPU training is not available (install "
-       "NCCL and rebuild with the CUDA backend)");
+  fail(
+      "this tinyllama was built without NCCL: multi-GPU training is not available (install "
+      "NCCL and rebuild with the CUDA backend)");
 #endif
 }
 

@@ -29,9 +29,9 @@ struct DistSession {
   LaunchInfo launch;
   std::unique_ptr<Communicator> world;
   std::atomic<Communicator*> live{nullptr};  // `world` once made (read by the health thread)
-  std::unique_ptr<HealthMonitor> health;  // null for a single process; stops before `world` goes
-  std::vector<std::string> hosts;         // host name of every rank
-  int ranks_per_node = 1;                 // from the launcher, else counted from hosts
+  std::unique_ptr<HealthMonitor> health;     // null for a single process; stops before `world` goes
+  std::vector<std::string> hosts;            // host name of every rank
+  int ranks_per_node = 1;                    // from the launcher, else counted from hosts
   std::string describe() const;
 };
 

@@ -74,7 +74,8 @@ struct Checker {
 
   void all_reduce(Communicator& c, ReduceOp op, int64_t n, const std::string& what) {
     const int W = c.world(), r = c.rank();
-    std::vector<float> mine(static_cast<size_t>(n)), want(size_t(n), op == ReduceOp::Max ? -1.0f : 0.0f);
+    std::vector<float> mine(static_cast<size_t>(n)),
+        want(size_t(n), op == ReduceOp::Max ? -1.0f : 0.0f);
     for (int64_t i = 0; i < n; ++i) mine[size_t(i)] = value(r, i);
     for (int q = 0; q < W; ++q)
       for (int64_t i = 0; i < n; ++i)
@@ -119,7 +120,8 @@ CommCheckResult run_comm_check(Backend& be, Communicator& world, int hybrid_grou
     auto across = world.split(r % hybrid_group, r);
     ck.reduce_scatter(*node, 2048, cat("reduce_scatter inside groups of ", hybrid_group));
     ck.all_gather(*node, DType::BF16, 2048, cat("all_gather bf16 inside groups of ", hybrid_group));
-    ck.all_reduce(*across, ReduceOp::Sum, 2048, cat("all_reduce across ", W / hybrid_group, " groups"));
+    ck.all_reduce(*across, ReduceOp::Sum, 2048,
+                  cat("all_reduce across ", W / hybrid_group, " groups"));
   }
   // Bandwidth: the FSDP collectives at one layer's size, back to back.
   if (bench_elements > 0 && bench_iters > 0 && W > 1) {

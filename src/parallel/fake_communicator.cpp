@@ -42,10 +42,10 @@ struct Post {
 struct FakeGroup {
   std::shared_ptr<FakeWorld> world;
   int n = 0;
-  std::vector<int> world_ranks;      // group rank -> world rank, for messages
+  std::vector<int> world_ranks;  // group rank -> world rank, for messages
   std::vector<Post> posts;
-  std::vector<uint64_t> entered;     // collectives each rank has entered
-  uint64_t generation = 0;           // collectives completed by the whole group
+  std::vector<uint64_t> entered;  // collectives each rank has entered
+  uint64_t generation = 0;        // collectives completed by the whole group
   int arrived = 0, left = 0;
   std::map<std::pair<uint64_t, int>, std::shared_ptr<FakeGroup>> children;  // (gen, color)
 };
@@ -61,8 +61,8 @@ void reduce_into(T* out, const std::vector<const T*>& in, int64_t n, ReduceOp op
   }
 }
 
-void reduce_any(void* out, const std::vector<const void*>& in, int64_t offset, int64_t n,
-                DType dt, ReduceOp op) {
+void reduce_any(void* out, const std::vector<const void*>& in, int64_t offset, int64_t n, DType dt,
+                ReduceOp op) {
   auto run = [&](auto* typed_out) {
     using T = std::remove_pointer_t<decltype(typed_out)>;
     std::vector<const T*> src;
@@ -92,9 +92,8 @@ class FakeCommunicator final : public Communicator {
 
   CommWork all_gather(Tensor recv, Tensor send) override {
     check_host("all_gather", recv, send);
-    TL_CHECK(recv.numel() == send.numel() * g_->n && recv.dtype == send.dtype,
-             "all_gather: recv ", recv.str(), " must hold world (", g_->n, ") x send ",
-             send.str());
+    TL_CHECK(recv.numel() == send.numel() * g_->n && recv.dtype == send.dtype, "all_gather: recv ",
+             recv.str(), " must hold world (", g_->n, ") x send ", send.str());
     Post p{"all_gather", send.data, recv.data, send.numel(), send.dtype};
     const size_t bytes = send.nbytes();
     meet(p, [&](const std::vector<Post>& all) {
@@ -140,7 +139,10 @@ class FakeCommunicator final : public Communicator {
     p.root = root;
     std::vector<char> tmp(buf.nbytes());
     meet(
-        p, [&](const std::vector<Post>& all) { std::memcpy(tmp.data(), all[size_t(root)].send, tmp.size()); },
+        p,
+        [&](const std::vector<Post>& all) {
+          std::memcpy(tmp.data(), all[size_t(root)].send, tmp.size());
+        },
         [&] { std::memcpy(buf.data, tmp.data(), tmp.size()); });
     return {};
   }
@@ -170,7 +172,8 @@ class FakeCommunicator final : public Communicator {
         slot = std::make_shared<FakeGroup>();
         slot->world = g_->world;
         slot->n = int(members.size());
-        for (const auto& m : members) slot->world_ranks.push_back(g_->world_ranks[size_t(m.second)]);
+        for (const auto& m : members)
+          slot->world_ranks.push_back(g_->world_ranks[size_t(m.second)]);
         slot->posts.resize(members.size());
         slot->entered.assign(members.size(), 0);
       }
@@ -214,9 +217,8 @@ class FakeCommunicator final : public Communicator {
   template <class Done>
   void wait_until(std::unique_lock<std::mutex>& lock, const Post& p, uint64_t gen, Done done) {
     FakeWorld& w = *g_->world;
-    const auto deadline =
-        Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                           std::chrono::duration<double>(w.timeout_s));
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(w.timeout_s));
     while (!done() && w.failure.empty()) {
       if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout && !done() &&
           w.failure.empty()) {

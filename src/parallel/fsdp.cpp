@@ -142,10 +142,9 @@ void Fsdp::gather(int u) {
   if (w.unit == u) return;  // there already, or on its way
   TL_ASSERT(!w.pinned);
   w.unit = u;
-  w.ready = shard_.all_gather(wbuf_[u % kSlots].tensor(cdt_, {sh_.unit(u).padded}),
-                              shard_part(sharded_params() && cdt_ != DType::F32 ? compute_shard_
-                                                                                : master_,
-                                         cdt_, u));
+  w.ready = shard_.all_gather(
+      wbuf_[u % kSlots].tensor(cdt_, {sh_.unit(u).padded}),
+      shard_part(sharded_params() && cdt_ != DType::F32 ? compute_shard_ : master_, cdt_, u));
 }
 
 // Makes the unit's weights usable by compute enqueued from now on, and starts the next
@@ -176,8 +175,8 @@ void Fsdp::release_weights(int u, int dir) {
 // then yields accumulated + new, with no extra buffer and no add kernel.
 void Fsdp::prepare_grads(int u) {
   GradSlot& g = gs_[u % kSlots];
-  shard_.wait(g.reduced);        // the previous reduce-scatter out of this buffer is done
-  shard_.wait(grad_work_[u]);    // and the last one into this unit's shard
+  shard_.wait(g.reduced);      // the previous reduce-scatter out of this buffer is done
+  shard_.wait(grad_work_[u]);  // and the last one into this unit's shard
   const ShardUnit& su = sh_.unit(u);
   Tensor full = gbuf_[u % kSlots].tensor(DType::F32, {su.padded});
   be_.zero(full);
@@ -219,8 +218,8 @@ void Fsdp::after_backward(int u) {
     work = shard_.reduce_scatter(shard_part(grad_shard_, DType::F32, u),
                                  padded_part(full_grads_, DType::F32, u), ReduceOp::Sum);
   }
-  if (last_micro_ && replica_) work = replica_->all_reduce(shard_part(grad_shard_, DType::F32, u),
-                                                           ReduceOp::Sum);
+  if (last_micro_ && replica_)
+    work = replica_->all_reduce(shard_part(grad_shard_, DType::F32, u), ReduceOp::Sum);
   if (work.id != 0 || sharded_params()) grad_work_[size_t(u)] = work;
 }
 
@@ -245,8 +244,8 @@ StepResult Fsdp::step(float lr) {
   auto global_norm = [&](Tensor norm_sq) {
     if (shard_.world() > 1) shard_.wait(shard_.all_reduce(norm_sq, ReduceOp::Sum));
   };
-  StepResult r = opt_->step(master(), grad_shard(),
-                            cdt_ == DType::F32 ? Tensor() : compute_shard(), lr, global_norm);
+  StepResult r = opt_->step(master(), grad_shard(), cdt_ == DType::F32 ? Tensor() : compute_shard(),
+                            lr, global_norm);
   if (r.applied) refresh_compute();
   shard_.check();
   return r;
@@ -263,10 +262,9 @@ void Fsdp::refresh_compute() {
     if (sh_.num_units() > 1) gather(1);
   } else if (shard_.world() > 1) {
     for (int u = 0; u < sh_.num_units(); ++u)
-      param_work_[size_t(u)] = shard_.all_gather(padded_part(full_compute_, cdt_, u),
-                                                 shard_part(cdt_ == DType::F32 ? master_
-                                                                               : compute_shard_,
-                                                            cdt_, u));
+      param_work_[size_t(u)] =
+          shard_.all_gather(padded_part(full_compute_, cdt_, u),
+                            shard_part(cdt_ == DType::F32 ? master_ : compute_shard_, cdt_, u));
   }
 }
 

@@ -27,11 +27,11 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "parallel/communicator.h"
-#include "model/sharding.h"
 #include "model/config.h"
 #include "model/param_provider.h"
+#include "model/sharding.h"
 #include "optim/adamw.h"
+#include "parallel/communicator.h"
 
 namespace tl {
 
@@ -65,7 +65,7 @@ class Fsdp final : public ParamProvider {
   void before_backward(int unit) override;
   void after_backward(int unit) override;
   void set_params(const std::vector<float>& full) override;  // keeps this rank's shard
-  std::vector<float> get_params() override;                   // collective
+  std::vector<float> get_params() override;                  // collective
   void zero_grads() override;
 
   // Call before each micro-batch's forward_backward: on the last one of a step, the
@@ -90,17 +90,18 @@ class Fsdp final : public ParamProvider {
 
  private:
   struct WeightSlot {
-    int unit = -1;      // whose weights the buffer holds (or is receiving)
-    CommWork ready;     // the all-gather that fills it
+    int unit = -1;        // whose weights the buffer holds (or is receiving)
+    CommWork ready;       // the all-gather that fills it
     bool pinned = false;  // between before_* and after_*: must not be overwritten
   };
   struct GradSlot {
     int unit = -1;
-    CommWork reduced;   // the reduce-scatter reading it
+    CommWork reduced;  // the reduce-scatter reading it
   };
 
-  bool sharded_params() const { return strategy_ == ShardStrategy::FullShard ||
-                                       strategy_ == ShardStrategy::HybridShard; }
+  bool sharded_params() const {
+    return strategy_ == ShardStrategy::FullShard || strategy_ == ShardStrategy::HybridShard;
+  }
   bool needs_weights(int unit, bool backward) const;
   Tensor shard_part(const Buffer& b, DType dt, int unit) const;   // [shard(unit)]
   Tensor padded_part(const Buffer& b, DType dt, int unit) const;  // [padded(unit)]
@@ -125,10 +126,10 @@ class Fsdp final : public ParamProvider {
   Buffer wbuf_[2], gbuf_[2];                    // full_shard: [max_unit_padded] unit buffers
   WeightSlot ws_[2];
   GradSlot gs_[2];
-  Buffer full_compute_, full_grads_;            // other strategies: [padded_total]
-  Tensor full_compute_t_, full_grads_t_;        // (views; may alias the shard buffers)
-  std::vector<CommWork> grad_work_;             // per unit: last collective writing its grad shard
-  std::vector<CommWork> param_work_;            // per unit: all-gather refreshing its weights
+  Buffer full_compute_, full_grads_;      // other strategies: [padded_total]
+  Tensor full_compute_t_, full_grads_t_;  // (views; may alias the shard buffers)
+  std::vector<CommWork> grad_work_;       // per unit: last collective writing its grad shard
+  std::vector<CommWork> param_work_;      // per unit: all-gather refreshing its weights
   std::unique_ptr<AdamW> opt_;
 };
 

@@ -31,18 +31,21 @@ double now_s() {
 struct HealthMonitor::Peer {
   Socket sock;
   int rank = -1;
-  std::string in;         // bytes received, not yet parsed
+  std::string in;  // bytes received, not yet parsed
   double last_seen = 0;
   uint64_t issued = 0;
   double pending_s = 0;
-  bool done = false;      // said goodbye
-  bool closed = false;    // link gone
+  bool done = false;    // said goodbye
+  bool closed = false;  // link gone
 };
 
 HealthMonitor::HealthMonitor(std::vector<Socket> links, int rank, int world, HealthOptions opts,
                              std::function<HealthProbe()> probe,
                              std::function<void(const std::string&)> on_failure)
-    : rank_(rank), world_(world), opts_(opts), probe_(std::move(probe)),
+    : rank_(rank),
+      world_(world),
+      opts_(opts),
+      probe_(std::move(probe)),
       on_failure_(std::move(on_failure)) {
   if (opts_.interval_s <= 0) opts_.interval_s = std::min(1.0, opts_.timeout_s / 10);
   const double t = now_s();
@@ -196,7 +199,8 @@ void HealthMonitor::tick_rank0(double now) {
       return fail(cat("rank ", p->rank, " exited unexpectedly (its link to rank 0 closed)"), true);
     if (now - p->last_seen > opts_.timeout_s)
       return fail(cat("rank ", p->rank, " stopped responding: no heartbeat for ", opts_.timeout_s,
-                      " s (process frozen or host unreachable)"), true);
+                      " s (process frozen or host unreachable)"),
+                  true);
     max_issued = std::max(max_issued, p->issued);
     if (p->pending_s > max_pending) {
       max_pending = p->pending_s;
@@ -217,7 +221,8 @@ void HealthMonitor::tick_rank0(double now) {
                     " s) in collective #", max_issued, " for them"),
                 true);
   fail(cat("collective #", max_issued, " has not completed on rank ", waiting_rank, " within ",
-           opts_.timeout_s, " s although every rank issued it (communication failure)"), true);
+           opts_.timeout_s, " s although every rank issued it (communication failure)"),
+       true);
 }
 
 void HealthMonitor::tick_other(double now) {
@@ -258,7 +263,10 @@ void HealthMonitor::run() {
       fail(report, true);
       continue;
     }
-    if (rank_ == 0) tick_rank0(now); else tick_other(now);
+    if (rank_ == 0)
+      tick_rank0(now);
+    else
+      tick_other(now);
     if (now - last_beat >= opts_.interval_s && failure().empty()) {
       last_beat = now;
       HealthProbe me;

@@ -32,8 +32,8 @@ struct HealthProbe {
 
 struct HealthOptions {
   double timeout_s = 300;
-  double interval_s = 0;    // heartbeat period; 0 = min(1 s, timeout / 10)
-  double exit_grace_s = 10; // after a failure, exit the process if still running; <= 0: never
+  double interval_s = 0;     // heartbeat period; 0 = min(1 s, timeout / 10)
+  double exit_grace_s = 10;  // after a failure, exit the process if still running; <= 0: never
 };
 
 class HealthMonitor {

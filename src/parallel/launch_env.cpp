@@ -31,9 +31,7 @@ std::string env_str(const EnvLookup& env, const char* name, const std::string& f
 }
 
 // "4(x2),3" -> 4: tasks on the first node listed (ours when nodes are uniform).
-int slurm_tasks_per_node(const std::string& s) {
-  return s.empty() ? 0 : std::atoi(s.c_str());
-}
+int slurm_tasks_per_node(const std::string& s) { return s.empty() ? 0 : std::atoi(s.c_str()); }
 
 void validate(const LaunchInfo& li) {
   TL_CHECK(li.world >= 1, li.launcher, ": world size must be at least 1, got ", li.world);
@@ -66,8 +64,9 @@ std::string slurm_first_host(const std::string& list) {
   size_t j = i + 1;
   std::string first;
   while (j < list.size() && std::isdigit(static_cast<unsigned char>(list[j]))) first += list[j++];
-  TL_CHECK(!first.empty() && j < list.size() && (list[j] == '-' || list[j] == ',' || list[j] == ']'),
-           "Slurm node list '", list, "' has a malformed range");
+  TL_CHECK(
+      !first.empty() && j < list.size() && (list[j] == '-' || list[j] == ',' || list[j] == ']'),
+      "Slurm node list '", list, "' has a malformed range");
   return prefix + first;
 }
 
@@ -91,21 +90,25 @@ LaunchInfo detect_launch(const EnvLookup& env) {
       li.master_addr = env("MASTER_ADDR");
     } else {
       TL_CHECK(li.local_world == li.world, "mpirun over several nodes (", li.world, " ranks, ",
-               li.local_world, " on this one): set MASTER_ADDR to rank 0's host name, e.g. mpirun -x MASTER_ADDR=$(hostname) "
+               li.local_world,
+               " on this one): set MASTER_ADDR to rank 0's host name, e.g. mpirun -x "
+               "MASTER_ADDR=$(hostname) "
                "-x MASTER_PORT=29500 ...");
     }
     li.master_port = env_int(env, "MASTER_PORT", 29500);
-  } else if (has(env, "SLURM_PROCID") && (has(env, "SLURM_STEP_NUM_TASKS") || has(env, "SLURM_NTASKS"))) {
+  } else if (has(env, "SLURM_PROCID") &&
+             (has(env, "SLURM_STEP_NUM_TASKS") || has(env, "SLURM_NTASKS"))) {
     li.launcher = "slurm";
     li.rank = env_int(env, "SLURM_PROCID", 0);
     li.world = env_int(env, "SLURM_STEP_NUM_TASKS", env_int(env, "SLURM_NTASKS", 1));
     li.local_rank = env_int(env, "SLURM_LOCALID", 0);
-    li.local_world = slurm_tasks_per_node(env_str(env, "SLURM_STEP_TASKS_PER_NODE",
-                                                  env_str(env, "SLURM_TASKS_PER_NODE", "")));
+    li.local_world = slurm_tasks_per_node(
+        env_str(env, "SLURM_STEP_TASKS_PER_NODE", env_str(env, "SLURM_TASKS_PER_NODE", "")));
     if (has(env, "MASTER_ADDR")) {
       li.master_addr = env("MASTER_ADDR");
     } else {
-      const std::string nodes = env_str(env, "SLURM_STEP_NODELIST", env_str(env, "SLURM_JOB_NODELIST", ""));
+      const std::string nodes =
+          env_str(env, "SLURM_STEP_NODELIST", env_str(env, "SLURM_JOB_NODELIST", ""));
       TL_CHECK(!nodes.empty(), "slurm: neither MASTER_ADDR nor SLURM_JOB_NODELIST is set");
       li.master_addr = slurm_first_host(nodes);
     }

@@ -18,11 +18,11 @@ namespace tl {
 struct LaunchInfo {
   std::string launcher = "none";  // "torchrun", "openmpi", "slurm" or "none"
   int rank = 0, world = 1;
-  int local_rank = 0;             // its GPU among the node's (cuda_device_for_local_rank)
-  int local_world = 0;            // ranks on this node; 0 when the launcher does not say
+  int local_rank = 0;   // its GPU among the node's (cuda_device_for_local_rank)
+  int local_world = 0;  // ranks on this node; 0 when the launcher does not say
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
-  std::string describe() const;   // "rank 3 of 8 (local 3 of 4) via slurm, rendezvous node01:29517"
+  std::string describe() const;  // "rank 3 of 8 (local 3 of 4) via slurm, rendezvous node01:29517"
 };
 
 using EnvLookup = std::function<const char*(const char*)>;

@@ -23,9 +23,9 @@ namespace {
        last && *last ? cat(" (", last, ")") : std::string(), " in ", expr, " at ", file, ":", line);
 }
 
-#define TL_NCCL_CHECK(expr, comm, rank)                                         \
-  do {                                                                          \
-    ncclResult_t tl_nr_ = (expr);                                               \
+#define TL_NCCL_CHECK(expr, comm, rank)                                                  \
+  do {                                                                                   \
+    ncclResult_t tl_nr_ = (expr);                                                        \
     if (tl_nr_ != ncclSuccess) nccl_fail(tl_nr_, comm, #expr, __FILE__, __LINE__, rank); \
   } while (0)
 
@@ -59,18 +59,24 @@ struct CommStream {
   cudaEvent_t before = nullptr;  // compute -> comm ordering; reused (a wait captures its state)
   std::mutex mu;                 // everything below
   uint64_t next_id = 1, issued = 0;
-  struct Op { uint64_t id; cudaEvent_t done; double issued_at; };
+  struct Op {
+    uint64_t id;
+    cudaEvent_t done;
+    double issued_at;
+  };
   std::deque<Op> pending;
   // Read without mu by the health thread (the main thread may hold mu inside NCCL).
   std::atomic<uint64_t> issued_seen{0};
   std::atomic<double> oldest_issue_time{0};  // of the oldest pending op; 0 when none
   std::vector<cudaEvent_t> free_done, free_timing;
-  struct Wait { cudaEvent_t a, b; };
+  struct Wait {
+    cudaEvent_t a, b;
+  };
   std::deque<Wait> waits;
   double wait_s = 0;
-  void* scratch = nullptr;       // 256 bytes for barrier()
+  void* scratch = nullptr;        // 256 bytes for barrier()
   std::mutex comms_mu;            // guards comms only (abort must not wait for mu)
-  std::vector<ncclComm_t> comms; // every communicator on this stream
+  std::vector<ncclComm_t> comms;  // every communicator on this stream
   std::atomic<bool> failed{false};
   // Separate from failed: a failure seen first by check() must still abort the communicators,
   // or teardown waits forever on NCCL kernels that never finish.
@@ -83,7 +89,10 @@ struct CommStream {
     if (comm) cudaStreamSynchronize(comm);
     for (auto& op : pending) cudaEventDestroy(op.done);
     for (auto e : free_done) cudaEventDestroy(e);
-    for (auto& w : waits) { cudaEventDestroy(w.a); cudaEventDestroy(w.b); }
+    for (auto& w : waits) {
+      cudaEventDestroy(w.a);
+      cudaEventDestroy(w.b);
+    }
     for (auto e : free_timing) cudaEventDestroy(e);
     if (before) cudaEventDestroy(before);
     if (scratch) cudaFree(scratch);
@@ -167,13 +176,15 @@ class NcclCommunicator final : public Communicator {
     TL_CHECK(recv.numel() == send.numel() * world_ && recv.dtype == send.dtype, "all_gather: recv ",
              recv.str(), " must hold world (", world_, ") x send ", send.str());
     return enqueue([&](cudaStream_t st) {
-      return ncclAllGather(send.data, recv.data, size_t(send.numel()), nccl_type(send.dtype), comm_, st);
+      return ncclAllGather(send.data, recv.data, size_t(send.numel()), nccl_type(send.dtype), comm_,
+                           st);
     });
   }
   CommWork reduce_scatter(Tensor recv, Tensor send, ReduceOp op) override {
     check_args("reduce_scatter", recv, send);
     TL_CHECK(send.numel() == recv.numel() * world_ && recv.dtype == send.dtype,
-             "reduce_scatter: send ", send.str(), " must hold world (", world_, ") x recv ", recv.str());
+             "reduce_scatter: send ", send.str(), " must hold world (", world_, ") x recv ",
+             recv.str());
     return enqueue([&](cudaStream_t st) {
       return ncclReduceScatter(send.data, recv.data, size_t(recv.numel()), nccl_type(recv.dtype),
                                nccl_op(op), comm_, st);
@@ -182,14 +193,15 @@ class NcclCommunicator final : public Communicator {
   CommWork all_reduce(Tensor buf, ReduceOp op) override {
     check_args("all_reduce", buf, Tensor());
     return enqueue([&](cudaStream_t st) {
-      return ncclAllReduce(buf.data, buf.data, size_t(buf.numel()), nccl_type(buf.dtype), nccl_op(op),
-                           comm_, st);
+      return ncclAllReduce(buf.data, buf.data, size_t(buf.numel()), nccl_type(buf.dtype),
+                           nccl_op(op), comm_, st);
     });
   }
   CommWork broadcast(Tensor buf, int root) override {
     check_args("broadcast", buf, Tensor());
     return enqueue([&](cudaStream_t st) {
-      return ncclBroadcast(buf.data, buf.data, size_t(buf.numel()), nccl_type(buf.dtype), root, comm_, st);
+      return ncclBroadcast(buf.data, buf.data, size_t(buf.numel()), nccl_type(buf.dtype), root,
+                           comm_, st);
     });
   }
 

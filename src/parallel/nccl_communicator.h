@@ -15,15 +15,14 @@
 
 namespace tl {
 
-bool nccl_available();      // built with NCCL
+bool nccl_available();         // built with NCCL
 std::string nccl_unique_id();  // rank 0 makes it; the rendezvous hands it out (128 bytes)
 std::string nccl_version();    // "2.28.3" (the library loaded)
 
 // Collective over `world` processes: every rank passes the same id. device: the CUDA
 // device this process computes on; compute_stream: Backend::native_stream().
 std::unique_ptr<Communicator> make_nccl_communicator(const std::string& unique_id, int rank,
-                                                     int world, int device,
-                                                     void* compute_stream);
+                                                     int world, int device, void* compute_stream);
 
 // For the health monitor (any thread): collectives issued, age of the oldest incomplete
 // one, and an asynchronous NCCL error ("" when none).

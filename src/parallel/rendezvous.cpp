@@ -122,8 +122,7 @@ Rendezvous rendezvous(const LaunchInfo& li, const std::function<std::string()>& 
     RendezvousServer server(li.master_port);
     return server.serve(li.world, make_payload(), host_name(), timeout_s);
   }
-  return rendezvous_join(li.master_addr, li.master_port, li.rank, li.world, host_name(),
-                         timeout_s);
+  return rendezvous_join(li.master_addr, li.master_port, li.rank, li.world, host_name(), timeout_s);
 }
 
 }  // namespace tl

@@ -15,8 +15,7 @@ namespace tl {
 // (meta = the training meta) once every shard is on disk. before_commit: passed to each
 // shard's save_checkpoint (crash tests widen the write).
 void save_sharded_checkpoint(const std::string& dir, const json& meta, Fsdp& fsdp,
-                             Communicator& world,
-                             const std::function<void()>& before_commit = {});
+                             Communicator& world, const std::function<void()>& before_commit = {});
 // read_sharded_checkpoint for this rank's shard, then sets fsdp's shard state (fsdp
 // re-gathers). Returns the training meta.
 json load_sharded_checkpoint(const std::string& dir, Fsdp& fsdp);

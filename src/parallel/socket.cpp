@@ -79,8 +79,8 @@ Socket tcp_listen(int port, int backlog) {
 int bound_port(const Socket& s) {
   sockaddr_in a{};
   socklen_t len = sizeof a;
-  TL_CHECK(::getsockname(s.fd(), reinterpret_cast<sockaddr*>(&a), &len) == 0, "getsockname: ",
-           std::strerror(errno));
+  TL_CHECK(::getsockname(s.fd(), reinterpret_cast<sockaddr*>(&a), &len) == 0,
+           "getsockname: ", std::strerror(errno));
   return ntohs(a.sin_port);
 }
 

@@ -6,7 +6,8 @@
 namespace tl {
 
 void check_same_model(const json& saved_model, const ModelConfig& now, const std::string& path) {
-  const ArchitectureDifference d = architecture_difference(ModelConfig::from_json(saved_model), now);
+  const ArchitectureDifference d =
+      architecture_difference(ModelConfig::from_json(saved_model), now);
   TL_CHECK(d.none(), "cannot resume from '", path, "': model.", d.key, " is ", d.a, " there but ",
            d.b, " in this config");
 }
@@ -15,10 +16,10 @@ namespace {
 
 bool is_routine(const std::string& key) {
   static const std::set<std::string> keys = {
-      "base_dir",           "train.steps",         "train.device",      "train.threads",
-      "train.run_dir",      "train.log_interval",  "train.max_bad_steps",
-      "train.spike_threshold", "optim.lr",         "optim.min_lr",      "optim.warmup_steps",
-      "optim.decay_steps",  "data.val",            "data.tokenizer"};
+      "base_dir",      "train.steps",        "train.device",        "train.threads",
+      "train.run_dir", "train.log_interval", "train.max_bad_steps", "train.spike_threshold",
+      "optim.lr",      "optim.min_lr",       "optim.warmup_steps",  "optim.decay_steps",
+      "data.val",      "data.tokenizer"};
   return keys.count(key) || key.rfind("eval.", 0) == 0 || key.rfind("checkpoint.", 0) == 0 ||
          key.rfind("model.", 0) == 0 ||  // model keys reach here only when the shape matched
          key.rfind("dist.", 0) == 0;     // how the ranks split the work, not what they compute

@@ -11,9 +11,9 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/run_folder.h"
+#include "checkpoint/sharded.h"
 #include "core/fs.h"
 #include "core/log.h"
-#include "checkpoint/sharded.h"
 #include "parallel/sharded_io.h"
 #include "train/stop_signal.h"
 
@@ -25,8 +25,8 @@ constexpr int kShutdownGraceSeconds = 30;  // for this rank's teardown after an 
 
 ShardedRun::ShardedRun(ParallelOptions o, LaunchInfo launch, std::unique_ptr<Communicator> ranks)
     : o_(std::move(o)), launch_(std::move(launch)), injected_(std::move(ranks)) {
-  strategy_ = o_.dist.strategy.empty() ? ShardStrategy::FullShard
-                                       : strategy_from_name(o_.dist.strategy);
+  strategy_ =
+      o_.dist.strategy.empty() ? ShardStrategy::FullShard : strategy_from_name(o_.dist.strategy);
   // One log, not one per rank: the other ranks report warnings and errors only.
   if (!injected_ && launch_.rank != 0) set_log_level(LogLevel::Warn);
 }
@@ -76,8 +76,8 @@ void ShardedRun::connect(Backend& be) {
     const auto& h = session_->hosts;
     for (size_t r = 0; r < h.size(); ++r)
       if (h[r] != h[r / size_t(group) * size_t(group)]) {
-        log_warn("hybrid_shard: ranks ", r / group * group, " and ", r, " share a group but run on ",
-                 h[r / size_t(group) * size_t(group)], " and ", h[r],
+        log_warn("hybrid_shard: ranks ", r / group * group, " and ", r,
+                 " share a group but run on ", h[r / size_t(group) * size_t(group)], " and ", h[r],
                  ": the launcher does not number ranks node by node (use block distribution)");
         break;
       }
@@ -162,9 +162,12 @@ void ShardedRun::apply(const CheckpointData& ck) {
 void ShardedRun::report_failure(const std::string& why) {
   if (reported_) return;
   reported_ = true;
-  if (session_ && session_->health) session_->health->report_failure(why);
-  else if (world_) world_->abort(why);
-  else if (injected_) injected_->abort(why);
+  if (session_ && session_->health)
+    session_->health->report_failure(why);
+  else if (world_)
+    world_->abort(why);
+  else if (injected_)
+    injected_->abort(why);
 }
 
 }  // namespace tl

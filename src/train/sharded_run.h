@@ -59,8 +59,8 @@ class ShardedRun final : public Parallelism {
  private:
   ParallelOptions o_;
   LaunchInfo launch_;
-  std::unique_ptr<Communicator> injected_;   // in-process ranks (tests)
-  std::unique_ptr<DistSession> session_;     // launched processes
+  std::unique_ptr<Communicator> injected_;  // in-process ranks (tests)
+  std::unique_ptr<DistSession> session_;    // launched processes
   Communicator* world_ = nullptr;
   ShardStrategy strategy_ = ShardStrategy::FullShard;
   FsdpGroups groups_;

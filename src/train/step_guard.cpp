@@ -25,8 +25,11 @@ StepVerdict StepGuard::observe(double loss, bool update_applied) {
 }
 
 json StepGuard::state() const {
-  return json{{"bad_total", bad_total_}, {"bad_in_row", bad_in_row_}, {"spikes", spikes_},
-              {"seen", seen_}, {"loss_ema", ema_}};
+  return json{{"bad_total", bad_total_},
+              {"bad_in_row", bad_in_row_},
+              {"spikes", spikes_},
+              {"seen", seen_},
+              {"loss_ema", ema_}};
 }
 
 void StepGuard::restore(const json& s) {

@@ -33,7 +33,7 @@ class StepGuard {
   void restore(const json& state);  // tolerates checkpoints written before this existed
 
  private:
-  static constexpr int kWarmup = 10;    // steps before spikes are judged
+  static constexpr int kWarmup = 10;      // steps before spikes are judged
   static constexpr double kDecay = 0.98;  // EMA memory of ~50 steps
   int max_bad_;
   double threshold_;

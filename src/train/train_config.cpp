@@ -31,8 +31,8 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.raw = j;
   JsonReader root(j, "");
   // The sections first: a misspelled one ("modle") is an unknown key, not a missing section.
-  for (const char* section : {"model", "base_dir", "data", "batch", "optim", "train", "eval",
-                              "checkpoint", "dist"})
+  for (const char* section :
+       {"model", "base_dir", "data", "batch", "optim", "train", "eval", "checkpoint", "dist"})
     root.child(section);
   root.finish();
   c.model = ModelConfig::from_json(root.child("model"), "model");

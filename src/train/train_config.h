@@ -22,7 +22,7 @@ struct TrainConfig {
     std::vector<std::string> val;  // held-out shards (files or folders)
     int seq_len = 0;               // resolved: 0 in the JSON means the model's context
     int shuffle_window = 8;
-    std::string tokenizer;         // optional: checked against the model's vocabulary
+    std::string tokenizer;  // optional: checked against the model's vocabulary
   } data;
 
   // Global batch = micro_batch * grad_accum sequences (per rank: x world).
@@ -41,7 +41,7 @@ struct TrainConfig {
     uint64_t seed = 42;
     std::string device = "auto";
     int threads = 0;
-    bool recompute = false;        // recompute norms and SwiGLU in the backward
+    bool recompute = false;  // recompute norms and SwiGLU in the backward
     std::string run_dir = "runs/default";
     int log_interval = 1;
     int max_bad_steps = 20;        // non-finite steps in a row that stop the run

@@ -29,8 +29,7 @@ struct StepOutcome {
 // before_update, when set, runs once the gradients exist and before the loss is reduced
 // and the update applied (tests inject faults there).
 StepOutcome train_step(LlamaModel& model, Parallelism& par, const StepShape& shape, float lr,
-                       const NextMicroBatch& next,
-                       const std::function<void()>& before_update = {});
+                       const NextMicroBatch& next, const std::function<void()>& before_update = {});
 
 // AdamW over the flat master weights and gradients of a model that holds them itself;
 // refreshes its compute copy.

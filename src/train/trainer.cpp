@@ -41,8 +41,9 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   par_->connect(*be_);
   log_info("device: ", be_->describe());
   if (cfg_.checkpoint.async && !par_->can_save_in_background())
-    log_warn("checkpoint.async applies to single-process runs: the ranks of a sharded run write "
-             "their checkpoints in the step");
+    log_warn(
+        "checkpoint.async applies to single-process runs: the ranks of a sharded run write "
+        "their checkpoints in the step");
   check_fits(estimate_training_memory(cfg_.model, cfg_.batch.micro_batch, cfg_.data.seq_len,
                                       be_->compute_dtype(), cfg_.train.recompute),
              be_->device_memory_total(), be_->describe());
@@ -51,10 +52,10 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   const TrainConfig::Data& data = cfg_.data;
   if (!data.tokenizer.empty()) {
     Tokenizer tok = Tokenizer::load(data.tokenizer);
-    TL_CHECK(tok.vocab_size() <= cfg_.model.vocab_size, "the tokenizer '", data.tokenizer,
-             "' has ", tok.vocab_size(), " pieces, more than the model's vocab_size of ",
-             cfg_.model.vocab_size, " (for this tokenizer, use --set model.vocab_size=",
-             tok.vocab_size(), ")");
+    TL_CHECK(tok.vocab_size() <= cfg_.model.vocab_size, "the tokenizer '", data.tokenizer, "' has ",
+             tok.vocab_size(), " pieces, more than the model's vocab_size of ",
+             cfg_.model.vocab_size,
+             " (for this tokenizer, use --set model.vocab_size=", tok.vocab_size(), ")");
     std::vector<std::string> shards = data.val;  // their manifests must name this tokenizer
     for (const DataSourceSpec& s : data.sources)
       shards.insert(shards.end(), s.paths.begin(), s.paths.end());
@@ -129,16 +130,24 @@ void Trainer::record_step(const StepOutcome& s, double lr, const StepVerdict& v,
   f.spike = v.spike;
 
   const double tok_s = double(tokens_per_step()) / step_seconds;
-  json j{{"step", step_},           {"loss", loss},
-         {"lr", lr},                {"grad_norm", grad_norm},
-         {"tokens", tokens_seen_},  {"tokens_per_s", tok_s},
-         {"step_seconds", step_seconds}, {"elapsed_seconds", elapsed()},
-         {"skipped", v.bad},        {"skipped_total", guard_.bad_total()},
-         {"spike", v.spike},        {"spikes_total", guard_.spikes()},
+  json j{{"step", step_},
+         {"loss", loss},
+         {"lr", lr},
+         {"grad_norm", grad_norm},
+         {"tokens", tokens_seen_},
+         {"tokens_per_s", tok_s},
+         {"step_seconds", step_seconds},
+         {"elapsed_seconds", elapsed()},
+         {"skipped", v.bad},
+         {"skipped_total", guard_.bad_total()},
+         {"spike", v.spike},
+         {"spikes_total", guard_.spikes()},
          {"data_wait_seconds", data_wait_seconds_}};
   std::vector<std::pair<std::string, float>> tb = {
-      {"train/loss", float(loss)},          {"train/lr", float(lr)},
-      {"train/grad_norm", float(grad_norm)}, {"train/tokens_per_s", float(tok_s)},
+      {"train/loss", float(loss)},
+      {"train/lr", float(lr)},
+      {"train/grad_norm", float(grad_norm)},
+      {"train/tokens_per_s", float(tok_s)},
       {"train/step_seconds", float(step_seconds)},
       {"train/skipped_total", float(guard_.bad_total())}};
   if (peak_flops_ > 0) {

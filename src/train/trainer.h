@@ -117,27 +117,27 @@ class Trainer {
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<SequentialBlocks> val_;
   std::unique_ptr<RunLock> lock_;
-  std::unique_ptr<MetricsWriter> metrics_;   // rank 0 only (null on the others)
-  std::unique_ptr<TensorBoardWriter> tb_;    // rank 0 only
+  std::unique_ptr<MetricsWriter> metrics_;  // rank 0 only (null on the others)
+  std::unique_ptr<TensorBoardWriter> tb_;   // rank 0 only
   StepGuard guard_;
   std::function<void(int64_t, LlamaModel&)> fault_hook_;
   int64_t step_ = 0;              // optimizer steps completed (skipped ones included)
   double data_wait_seconds_ = 0;  // this step's time blocked on the data loader
   int64_t tokens_seen_ = 0;
-  int64_t last_saved_ = -1;   // step of the newest checkpoint this process wrote or loaded
+  int64_t last_saved_ = -1;  // step of the newest checkpoint this process wrote or loaded
   std::string last_saved_path_;
-  double elapsed_before_ = 0; // training seconds of earlier processes (resumed runs)
-  Timer run_clock_;           // started when run() begins
+  double elapsed_before_ = 0;  // training seconds of earlier processes (resumed runs)
+  Timer run_clock_;            // started when run() begins
   bool running_ = false;
-  double peak_flops_ = 0;     // of this device; 0 when unknown
+  double peak_flops_ = 0;        // of this device; 0 when unknown
   int debug_save_sleep_ms_ = 0;  // TL_DEBUG_CHECKPOINT_SLEEP_MS: crash tests widen the write
   struct BackgroundSave {
     std::future<double> seconds;  // of the write; rethrows its error
     int64_t step = -1;
-    std::string path, previous;   // what is written, and the newest complete one before it
-    double copy_seconds = 0;      // the part the step paid for: the state to host memory
+    std::string path, previous;  // what is written, and the newest complete one before it
+    double copy_seconds = 0;     // the part the step paid for: the state to host memory
   };
-  BackgroundSave background_;     // last: destroyed (and so waited for) first
+  BackgroundSave background_;  // last: destroyed (and so waited for) first
 };
 
 }  // namespace tl

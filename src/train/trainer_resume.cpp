@@ -80,8 +80,10 @@ void Trainer::open_run_records() {
   tb_ = std::make_unique<TensorBoardWriter>(run_dir);
   tb_->session_start(step_ + 1);
   if (redo > 0) log_warn(redo, " steps logged after step ", step_, " are lost and will be redone");
-  metrics_->write(json{{"step", step_}, {"event", last_saved_ < 0 ? "start" : "resume"},
-                       {"redo_steps", redo}, {"pid", int64_t(::getpid())}});
+  metrics_->write(json{{"step", step_},
+                       {"event", last_saved_ < 0 ? "start" : "resume"},
+                       {"redo_steps", redo},
+                       {"pid", int64_t(::getpid())}});
 }
 
 // Newest checkpoint first; one that fails to load (truncated, CRC, a sharded folder with a
@@ -114,7 +116,8 @@ bool Trainer::try_resume_auto() {
     return true;
   }
   TL_CHECK(damaged == 0, "resume auto: none of the ", damaged, " checkpoints in '",
-           checkpoint_dir(run_dir), "' is valid (each was renamed *.damaged); refusing to "
+           checkpoint_dir(run_dir),
+           "' is valid (each was renamed *.damaged); refusing to "
            "start over in this run folder");
   return false;
 }
@@ -160,8 +163,8 @@ void Trainer::restore(const CheckpointData& ck, const std::string& path) {
                " to ", now, " sequences per step");
   }
   // Rank 0 reports for the job.
-  for (const ConfigChange& c : is_rank0() ? config_changes(saved_cfg, cfg_.raw)
-                                          : std::vector<ConfigChange>()) {
+  for (const ConfigChange& c :
+       is_rank0() ? config_changes(saved_cfg, cfg_.raw) : std::vector<ConfigChange>()) {
     if (c.routine)
       log_info("config change on resume: ", c.key, ": ", c.before, " -> ", c.after);
     else
@@ -170,7 +173,8 @@ void Trainer::restore(const CheckpointData& ck, const std::string& path) {
     const bool decay_follows = !cfg_.raw.value("optim", json::object()).contains("decay_steps");
     if (c.key == "train.steps" && decay_follows)
       log_warn("optim.decay_steps follows train.steps: the cosine decay now spans ",
-               cfg_.optim.schedule.decay_steps, " steps and the lr jumps at the restart (set "
+               cfg_.optim.schedule.decay_steps,
+               " steps and the lr jumps at the restart (set "
                "optim.decay_steps to keep the old schedule)");
   }
   loader_->restore(ck.meta.at("loader"));  // refuses another data order, naming the field
@@ -193,9 +197,11 @@ CheckpointData Trainer::read_init_weights(const std::string& path) const {
   TL_CHECK(d.none(), "cannot init from '", path, "': model.", d.key, " is ", d.a, " there but ",
            d.b, " in this config; its model section is ", ck.meta["model"].dump());
   TL_CHECK(int64_t(ck.params.size()) == model_->layout().total(), "cannot init from '", path,
-           "': it holds ", ck.params.size(), " parameters, this model has ", model_->layout().total());
+           "': it holds ", ck.params.size(), " parameters, this model has ",
+           model_->layout().total());
   const std::string bad = describe_non_finite(ck.params, model_->layout());
-  TL_CHECK(bad.empty(), "cannot init from '", path, "': ", bad, "; refusing to train from non-finite weights");
+  TL_CHECK(bad.empty(), "cannot init from '", path, "': ", bad,
+           "; refusing to train from non-finite weights");
   return ck;
 }
 

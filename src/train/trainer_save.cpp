@@ -23,17 +23,19 @@ std::string Trainer::save() {
   finish_background_save(true);  // one write at a time; a failed one stops the run here
   Timer copy;
   CheckpointData ck;
-  ck.meta = json{{"format", "tinyllama-train"},
-                 {"model", cfg_.model.to_json()},
-                 {"train_config", cfg_.raw},
-                 {"step", step_},
-                 {"optimizer_steps", par_->optimizer().steps_taken()},
-                 {"tokens", tokens_seen_},
-                 {"skipped_steps", guard_.bad_total()},
-                 {"health", guard_.state()},
-                 {"elapsed_seconds", elapsed()},
-                 {"rng", {{"seed", cfg_.train.seed}, {"note", "counter-based: the loader state is the RNG state"}}},
-                 {"loader", loader_->state()}};
+  ck.meta = json{
+      {"format", "tinyllama-train"},
+      {"model", cfg_.model.to_json()},
+      {"train_config", cfg_.raw},
+      {"step", step_},
+      {"optimizer_steps", par_->optimizer().steps_taken()},
+      {"tokens", tokens_seen_},
+      {"skipped_steps", guard_.bad_total()},
+      {"health", guard_.state()},
+      {"elapsed_seconds", elapsed()},
+      {"rng",
+       {{"seed", cfg_.train.seed}, {"note", "counter-based: the loader state is the RNG state"}}},
+      {"loader", loader_->state()}};
   const std::string& run_dir = cfg_.train.run_dir;
   const bool finite = par_->collect(ck);  // one process: the state to host memory
   const std::string previous = find_latest_checkpoint(run_dir);

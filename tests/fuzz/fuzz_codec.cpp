@@ -12,8 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const tl::parquet::Codec codecs[] = {tl::parquet::Codec::None, tl::parquet::Codec::Snappy,
                                               tl::parquet::Codec::Gzip, tl::parquet::Codec::Zstd};
   const tl::parquet::Codec c = codecs[data[0] % 4];
-  const uint32_t expected =
-      uint32_t(data[1]) | uint32_t(data[2]) << 8 | uint32_t(data[3]) << 16 | uint32_t(data[4]) << 24;
+  const uint32_t expected = uint32_t(data[1]) | uint32_t(data[2]) << 8 | uint32_t(data[3]) << 16 |
+                            uint32_t(data[4]) << 24;
   std::string out;
   tlfuzz::run([&] {
     tl::parquet::decompress(c, data + 5, size - 5, expected, out);

@@ -20,7 +20,8 @@ void remove_prepared(const std::string& dir) {
   std::error_code ec;
   for (const char* split : {"train", "val"})
     for (const auto& e : std::filesystem::directory_iterator(dir + "/" + split, ec))
-      if (e.path().filename().string().rfind("prep_", 0) == 0) std::filesystem::remove(e.path(), ec);
+      if (e.path().filename().string().rfind("prep_", 0) == 0)
+        std::filesystem::remove(e.path(), ec);
 }
 
 tl::PrepareOptions prepare_options(const std::string& dir) {

@@ -6,11 +6,11 @@
 #include <fstream>
 
 #include "checkpoint/checkpoint.h"
-#include "core/hash.h"
 #include "checkpoint/sharded.h"
-#include "model/sharding.h"
+#include "core/hash.h"
 #include "fuzz_util.h"
 #include "model/param_layout.h"
+#include "model/sharding.h"
 
 namespace {
 
@@ -37,17 +37,26 @@ std::string make_set(const std::string& dir) {
   uint32_t crc = 0;
   for (const auto* v : {&d.params, &d.adam_m, &d.adam_v})
     crc = tl::crc32_update(crc, v->data(), v->size() * sizeof(float));
-  d.meta = tl::json{{"format", "tinyllama-shard"}, {"shard_rank", 0},    {"shard_world", 1},
-                    {"align", tl::kParamAlign},    {"flat_total", sh.flat_total()},
-                    {"shard_total", sh.shard_total()}, {"strategy", "full"},
-                    {"model", cfg.to_json()},      {"data_crc32", crc}};
+  d.meta = tl::json{{"format", "tinyllama-shard"},
+                    {"shard_rank", 0},
+                    {"shard_world", 1},
+                    {"align", tl::kParamAlign},
+                    {"flat_total", sh.flat_total()},
+                    {"shard_total", sh.shard_total()},
+                    {"strategy", "full"},
+                    {"model", cfg.to_json()},
+                    {"data_crc32", crc}};
   const std::string file = "shard_00000_of_00001.tlck";
   std::filesystem::create_directories(dir);
   tl::save_checkpoint(dir + "/" + file, d);
   const tl::json meta = {
-      {"format", "tinyllama-sharded"}, {"version", 1}, {"world", 1}, {"shard_world", 1},
+      {"format", "tinyllama-sharded"},
+      {"version", 1},
+      {"world", 1},
+      {"shard_world", 1},
       {"strategy", "full"},
-      {"shards", {{{"file", file}, {"bytes", std::filesystem::file_size(dir + "/" + file)}, {"crc32", crc}}}},
+      {"shards",
+       {{{"file", file}, {"bytes", std::filesystem::file_size(dir + "/" + file)}, {"crc32", crc}}}},
       {"meta", {{"model", cfg.to_json()}, {"step", 1}}}};
   return meta.dump(1) + "\n";
 }

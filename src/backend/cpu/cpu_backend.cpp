@@ -50,33 +50,27 @@ class ThreadScope {
 void to_f32(float* dst, const Tensor& src) {
   const int64_t n = src.numel();
   switch (src.dtype) {
-    case DType::F32:
-      std::memcpy(dst, src.data, src.nbytes());
-      return;
+    case DType::F32: std::memcpy(dst, src.data, src.nbytes()); return;
     case DType::BF16:
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src.ptr<uint16_t>()[i]);
       return;
     case DType::F16:
       for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src.ptr<uint16_t>()[i]);
       return;
-    default:
-      fail("convert: cannot convert from ", src.str());
+    default: fail("convert: cannot convert from ", src.str());
   }
 }
 void from_f32(const Tensor& dst, const float* src) {
   const int64_t n = dst.numel();
   switch (dst.dtype) {
-    case DType::F32:
-      std::memcpy(dst.data, src, dst.nbytes());
-      return;
+    case DType::F32: std::memcpy(dst.data, src, dst.nbytes()); return;
     case DType::BF16:
       for (int64_t i = 0; i < n; ++i) dst.ptr<uint16_t>()[i] = f32_to_bf16(src[i]);
       return;
     case DType::F16:
       for (int64_t i = 0; i < n; ++i) dst.ptr<uint16_t>()[i] = f32_to_f16(src[i]);
       return;
-    default:
-      fail("convert: cannot convert to ", dst.str());
+    default: fail("convert: cannot convert to ", dst.str());
   }
 }
 bool is_float_type(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
@@ -340,16 +334,16 @@ class CpuBackend final : public Backend {
     const int64_t Tmax = k_cache.dim(1);
     check_f32(op, "cos", cos);
     check_f32(op, "sin", sin);
-    TL_CHECK(cos.ndim() == 2 && cos.dim(1) == D / 2, op, ": cos must be [Tmax, ", D / 2,
-             "], got ", cos.str());
+    TL_CHECK(cos.ndim() == 2 && cos.dim(1) == D / 2, op, ": cos must be [Tmax, ", D / 2, "], got ",
+             cos.str());
     check_shape(op, "sin", sin, cos.shape);
     check_cpu(op, "pos", pos, DType::I32);
     check_shape(op, "pos", pos, Shape{B});
     TL_CHECK(kv_len >= Tn && kv_len <= Tmax && kv_len <= cos.dim(0), op, ": kv_len ", kv_len,
              " must be in [Tn = ", Tn, ", min(Tmax = ", Tmax, ", rope rows = ", cos.dim(0), ")]");
     for (int64_t b = 0; b < B; ++b)
-      TL_CHECK(pos.ptr<int32_t>()[b] >= 0 && pos.ptr<int32_t>()[b] + Tn <= kv_len, op, ": pos[",
-               b, "] = ", pos.ptr<int32_t>()[b], " puts its ", Tn,
+      TL_CHECK(pos.ptr<int32_t>()[b] >= 0 && pos.ptr<int32_t>()[b] + Tn <= kv_len, op, ": pos[", b,
+               "] = ", pos.ptr<int32_t>()[b], " puts its ", Tn,
                " new tokens outside [0, kv_len = ", kv_len, ")");
     ThreadScope ts(threads_);
     cpu::attention_decode(out.ptr<float>(), qkv.ptr<float>(), k_cache.ptr<float>(),

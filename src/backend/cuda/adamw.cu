@@ -158,13 +158,16 @@ void adamw_update(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor params
   const float* nsq = clip ? grad_norm_sq.ptr<float>() : nullptr;
   constexpr int kThreads = 256;
   const bool vec = aligned16(params.data) && aligned16(grads.data) && aligned16(m.data) &&
-                   aligned16(v.data) && (!compute || (reinterpret_cast<uintptr_t>(compute) & 7) == 0);
+                   aligned16(v.data) &&
+                   (!compute || (reinterpret_cast<uintptr_t>(compute) & 7) == 0);
   if (vec)
     adamw_kernel<4><<<unsigned(ceil_div(n, kThreads * 4)), kThreads, 0, stream>>>(
-        params.ptr<float>(), grads.ptr<float>(), m.ptr<float>(), v.ptr<float>(), compute, nsq, n, a);
+        params.ptr<float>(), grads.ptr<float>(), m.ptr<float>(), v.ptr<float>(), compute, nsq, n,
+        a);
   else
     adamw_kernel<1><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, stream>>>(
-        params.ptr<float>(), grads.ptr<float>(), m.ptr<float>(), v.ptr<float>(), compute, nsq, n, a);
+        params.ptr<float>(), grads.ptr<float>(), m.ptr<float>(), v.ptr<float>(), compute, nsq, n,
+        a);
   TL_CUDA_LAUNCH_CHECK();
 }
 

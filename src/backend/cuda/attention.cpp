@@ -82,8 +82,7 @@ std::string unsupported(AttentionImpl impl, const AttnShape& s, bool aligned16) 
     case AttentionImpl::Generic:
       if (s.T > generic_max_T()) return cat("T = ", s.T, " is above ", generic_max_T());
       return "";
-    case AttentionImpl::Auto:
-      return "";
+    case AttentionImpl::Auto: return "";
   }
   return aligned16 ? "" : "tensors must be 16-byte aligned";
 }
@@ -117,14 +116,10 @@ CudnnAttention* cudnn_state(CudaContext& ctx) {
 
 const char* attention_impl_name(AttentionImpl impl) {
   switch (impl) {
-    case AttentionImpl::Fa2:
-      return "fa2";
-    case AttentionImpl::Cudnn:
-      return "cudnn";
-    case AttentionImpl::Generic:
-      return "generic";
-    case AttentionImpl::Auto:
-      break;
+    case AttentionImpl::Fa2: return "fa2";
+    case AttentionImpl::Cudnn: return "cudnn";
+    case AttentionImpl::Generic: return "generic";
+    case AttentionImpl::Auto: break;
   }
   return "auto";
 }
@@ -176,9 +171,7 @@ void attention_forward_cuda(CudaContext& ctx, const AttentionOptions& opt, Tenso
     case AttentionImpl::Cudnn:
       cudnn_attention_forward(ctx, cudnn_state(ctx), s, out.data, lse.ptr<float>(), qkv.data);
       break;
-    default:
-      generic_forward(s, out.data, lse.ptr<float>(), qkv.data, ctx.stream);
-      break;
+    default: generic_forward(s, out.data, lse.ptr<float>(), qkv.data, ctx.stream); break;
   }
 }
 
@@ -232,12 +225,9 @@ size_t attention_workspace_bytes(int B, int T, int n_head, int n_kv_head, int he
   s.B = B, s.T = T, s.H = n_head, s.K = n_kv_head, s.D = head_dim;
   const AttentionOptions opt = attention_options_from_env();
   switch (resolve("attention_workspace_bytes", opt, s, true)) {
-    case AttentionImpl::Fa2:
-      return fa2_workspace_bytes(s, opt.deterministic);
-    case AttentionImpl::Cudnn:
-      return fa2_workspace_bytes(s, false);  // Dsum + dQ accumulator
-    default:
-      return generic_workspace_bytes(s);
+    case AttentionImpl::Fa2: return fa2_workspace_bytes(s, opt.deterministic);
+    case AttentionImpl::Cudnn: return fa2_workspace_bytes(s, false);  // Dsum + dQ accumulator
+    default: return generic_workspace_bytes(s);
   }
 }
 

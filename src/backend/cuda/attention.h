@@ -14,9 +14,9 @@
 //   generic  f32 CUDA-core kernels for every even head dim and T (attention_generic.cu), 4-byte
 //            aligned tensors; deterministic; much slower than the two above.
 // Auto (the default) picks per shape the first of kAutoOrder (attention.cpp: cudnn, fa2,
-// generic) that runs it; TL_ATTENTION=fa2|cudnn|generic prefers one where it runs the shape (Auto elsewhere).
-// TL_FA2_BWD_KV_WARPS=4|8 picks the block shape of the atomic fa2 backward at D=64 (64 or 128
-// keys per block; benchmarking).
+// generic) that runs it; TL_ATTENTION=fa2|cudnn|generic prefers one where it runs the shape (Auto
+// elsewhere). TL_FA2_BWD_KV_WARPS=4|8 picks the block shape of the atomic fa2 backward at D=64 (64
+// or 128 keys per block; benchmarking).
 //
 // State: the first call hangs an attention state off ctx.attention_state (scratch memory,
 // cuDNN plans) and creates ctx.cudnn when cuDNN is used. The backend must call

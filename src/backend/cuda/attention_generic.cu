@@ -441,15 +441,9 @@ void generic_forward(const AttnShape& s, void* out, float* lse, const void* qkv,
   p.out = static_cast<gen::bf16*>(out);
   p.lse = lse;
   switch (gen::chunk_width(s.D)) {
-    case 32:
-      gen::forward_dg<32>(s, p, stream);
-      break;
-    case 64:
-      gen::forward_dg<64>(s, p, stream);
-      break;
-    default:
-      gen::forward_dg<128>(s, p, stream);
-      break;
+    case 32: gen::forward_dg<32>(s, p, stream); break;
+    case 64: gen::forward_dg<64>(s, p, stream); break;
+    default: gen::forward_dg<128>(s, p, stream); break;
   }
 }
 
@@ -468,15 +462,9 @@ void generic_backward(const AttnShape& s, void* dqkv, const void* dout, const vo
   p.dsum = dsum;
   p.dqkv = static_cast<gen::bf16*>(dqkv);
   switch (gen::chunk_width(s.D)) {
-    case 32:
-      gen::backward_dg<32>(s, p, stream);
-      break;
-    case 64:
-      gen::backward_dg<64>(s, p, stream);
-      break;
-    default:
-      gen::backward_dg<128>(s, p, stream);
-      break;
+    case 32: gen::backward_dg<32>(s, p, stream); break;
+    case 64: gen::backward_dg<64>(s, p, stream); break;
+    default: gen::backward_dg<128>(s, p, stream); break;
   }
 }
 

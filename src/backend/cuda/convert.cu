@@ -48,15 +48,15 @@ void convert(Tensor dst, Tensor src, cudaStream_t stream) {
   TL_CHECK(!dst.empty() && !src.empty(), op, ": dst ", dst.str(), " or src ", src.str(),
            " has no memory");
   if (dst.dtype == src.dtype) {
-    TL_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice,
-                                  stream));
+    TL_CUDA_CHECK(
+        cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice, stream));
   } else if (dst.dtype == DType::BF16 && src.dtype == DType::F32) {
     launch_convert(dst.ptr<bf16>(), src.ptr<float>(), n, stream);
   } else if (dst.dtype == DType::F32 && src.dtype == DType::BF16) {
     launch_convert(dst.ptr<float>(), src.ptr<bf16>(), n, stream);
   } else {
-    fail(op, ": the CUDA backend converts f32 <-> bf16 (or copies equal dtypes); got ",
-         src.str(), " -> ", dst.str());
+    fail(op, ": the CUDA backend converts f32 <-> bf16 (or copies equal dtypes); got ", src.str(),
+         " -> ", dst.str());
   }
 }
 

@@ -67,15 +67,15 @@ class CudaBackend final : public Backend {
     check_device("upload", "dst", dst, Device::CUDA);
     TL_CHECK(host_src || dst.nbytes() == 0, "upload: host source is null");
     if (dst.nbytes())
-      TL_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, dst.nbytes(), cudaMemcpyHostToDevice,
-                                    ctx_.stream));
+      TL_CUDA_CHECK(
+          cudaMemcpyAsync(dst.data, host_src, dst.nbytes(), cudaMemcpyHostToDevice, ctx_.stream));
   }
   void download(void* host_dst, Tensor src) override {
     check_device("download", "src", src, Device::CUDA);
     TL_CHECK(host_dst || src.nbytes() == 0, "download: host destination is null");
     if (src.nbytes() == 0) return;
-    TL_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost,
-                                  ctx_.stream));
+    TL_CUDA_CHECK(
+        cudaMemcpyAsync(host_dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost, ctx_.stream));
     TL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   }
   void copy(Tensor dst, Tensor src) override {
@@ -86,8 +86,8 @@ class CudaBackend final : public Backend {
              " differ in size");
     auto s = prof_->scope(ProfCat::Copy);
     if (dst.nbytes())
-      TL_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice,
-                                    ctx_.stream));
+      TL_CUDA_CHECK(
+          cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice, ctx_.stream));
   }
   void zero(Tensor t) override {
     check_device("zero", "t", t, Device::CUDA);
@@ -166,8 +166,8 @@ class CudaBackend final : public Backend {
     auto s = prof_->scope(ProfCat::Attention);
     attention_forward_cuda(ctx_, out, lse, qkv, n_head, n_kv_head);
   }
-  void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
-                          int n_head, int n_kv_head) override {
+  void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, int n_head,
+                          int n_kv_head) override {
     auto s = prof_->scope(ProfCat::Attention);
     attention_backward_cuda(ctx_, dqkv, dout, qkv, out, lse, n_head, n_kv_head);
   }
@@ -226,7 +226,8 @@ class CudaBackend final : public Backend {
     cudaDeviceProp prop{};
     TL_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     TL_CHECK(prop.major >= 8, "GPU ", device, " (", prop.name, ") has compute capability ",
-             prop.major, ".", prop.minor, "; the CUDA backend needs 8.0 or newer (bf16 tensor "
+             prop.major, ".", prop.minor,
+             "; the CUDA backend needs 8.0 or newer (bf16 tensor "
              "cores: A100, H100); use --device cpu");
     ctx_.device = device;
     ctx_.sm_count = prop.multiProcessorCount;

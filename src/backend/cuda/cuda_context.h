@@ -15,9 +15,9 @@ struct CudaContext {
   cublasLtHandle_t cublaslt = nullptr;
   void* cublas_workspace = nullptr;  // 32 MiB on Hopper
   size_t cublas_workspace_bytes = 0;
-  void* cudnn = nullptr;             // cudnnHandle_t, created on first use by attention
-  void* attention_state = nullptr;   // owned by attention (attention.h); attention_release() frees
-                                     // it and cudnn, before the stream is destroyed
+  void* cudnn = nullptr;            // cudnnHandle_t, created on first use by attention
+  void* attention_state = nullptr;  // owned by attention (attention.h); attention_release() frees
+                                    // it and cudnn, before the stream is destroyed
 };
 
 }  // namespace tl::gpu

@@ -20,8 +20,8 @@ int alignment(const void* p) {
 struct LinearDims {
   int64_t rows, I, O;
 };
-LinearDims check_linear(const char* op, const char* inp_name, const Tensor& inp,
-                        const Tensor& w, DType w_dtype) {
+LinearDims check_linear(const char* op, const char* inp_name, const Tensor& inp, const Tensor& w,
+                        DType w_dtype) {
   gpu::check_cuda(op, w_dtype == DType::F32 ? "dweight" : "weight", w, w_dtype);
   TL_CHECK(w.ndim() == 2, op, ": weight must be [O, I], got ", w.str());
   gpu::check_cuda(op, inp_name, inp, DType::BF16);
@@ -54,10 +54,10 @@ const CublasGemm::Plan& CublasGemm::plan(const Key& key) {
   TL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-  TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a,
-                                                 sizeof(op_a)));
-  TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
-                                                 sizeof(op_b)));
+  TL_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  TL_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   // Layouts describe the stored matrices (before op): A is [k,m] when transposed, else [m,k].
   TL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, ta ? k : m, ta ? m : k, lda));
   TL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, tb ? n : k, tb ? k : n, ldb));
@@ -77,38 +77,37 @@ const CublasGemm::Plan& CublasGemm::plan(const Key& key) {
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulAlgoGetHeuristic(ctx_.cublaslt, p.desc, p.a, p.b, p.d, p.d, pref, 1,
-                                        &result, &found);
+    st = cublasLtMatmulAlgoGetHeuristic(ctx_.cublaslt, p.desc, p.a, p.b, p.d, p.d, pref, 1, &result,
+                                        &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
     cublasLtMatrixLayoutDestroy(p.a);
     cublasLtMatrixLayoutDestroy(p.b);
     cublasLtMatrixLayoutDestroy(p.d);
     cublasLtMatmulDescDestroy(p.desc);
-    fail("cuBLASLt found no algorithm (", cublas_status_name(st), ") for D[", m, ",", n,
-         "] = op", ta ? "T" : "N", "(A) op", tb ? "T" : "N", "(B), k = ", k, ", ld ", lda, "/",
-         ldb, "/", ldd, ", D ", d_type == CUDA_R_32F ? "f32" : "bf16", ", alignments ", al_a,
-         "/", al_b, "/", al_d, " bytes");
+    fail("cuBLASLt found no algorithm (", cublas_status_name(st), ") for D[", m, ",", n, "] = op",
+         ta ? "T" : "N", "(A) op", tb ? "T" : "N", "(B), k = ", k, ", ld ", lda, "/", ldb, "/", ldd,
+         ", D ", d_type == CUDA_R_32F ? "f32" : "bf16", ", alignments ", al_a, "/", al_b, "/", al_d,
+         " bytes");
   }
   p.algo = result.algo;
   return plans_.emplace(key, p).first->second;
 }
 
-void CublasGemm::gemm(void* d, cudaDataType_t d_type, int ldd, const void* a, int lda,
-                      bool trans_a, const void* b, int ldb, bool trans_b, int m, int n, int k,
-                      float beta) {
+void CublasGemm::gemm(void* d, cudaDataType_t d_type, int ldd, const void* a, int lda, bool trans_a,
+                      const void* b, int ldb, bool trans_b, int m, int n, int k, float beta) {
   if (m == 0 || n == 0) return;
   if (k == 0) {  // an empty sum: D = beta * D, and beta is 0 or 1 here
     TL_ASSERT(beta == 0.0f || beta == 1.0f);
     if (beta == 0.0f) {
       const size_t elem = d_type == CUDA_R_32F ? 4 : 2;
-      TL_CUDA_CHECK(cudaMemset2DAsync(d, size_t(ldd) * elem, 0, size_t(m) * elem, size_t(n),
-                                      ctx_.stream));
+      TL_CUDA_CHECK(
+          cudaMemset2DAsync(d, size_t(ldd) * elem, 0, size_t(m) * elem, size_t(n), ctx_.stream));
     }
     return;
   }
-  const Key key{m,         n,           k,    lda, ldb, ldd, trans_a, trans_b, int(d_type),
-                beta != 0, alignment(a), alignment(b), alignment(d)};
+  const Key key{m,       n,           k,         lda,          ldb,          ldd,         trans_a,
+                trans_b, int(d_type), beta != 0, alignment(a), alignment(b), alignment(d)};
   const Plan& p = plan(key);
   const float alpha = 1.0f;
   TL_CUBLAS_CHECK(cublasLtMatmul(ctx_.cublaslt, p.desc, &alpha, a, p.a, b, p.b, &beta, d, p.d, d,
@@ -120,8 +119,8 @@ void CublasGemm::forward(const char* op, Tensor out, Tensor inp, Tensor w) {
   const LinearDims s = check_linear(op, "inp", inp, w, DType::BF16);
   gpu::check_cuda(op, "out", out, DType::BF16);
   check_shape(op, "out", out, gpu::with_last(inp.shape, s.O));
-  gemm(out.data, CUDA_R_16BF, int(s.O), w.data, int(s.I), true, inp.data, int(s.I), false,
-       int(s.O), int(s.rows), int(s.I), 0.0f);
+  gemm(out.data, CUDA_R_16BF, int(s.O), w.data, int(s.I), true, inp.data, int(s.I), false, int(s.O),
+       int(s.rows), int(s.I), 0.0f);
 }
 
 void CublasGemm::backward_input(const char* op, Tensor dinp, Tensor dout, Tensor w,

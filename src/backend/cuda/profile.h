@@ -52,8 +52,8 @@ class Profiler {
 
   cudaStream_t stream_;
   bool on_ = false;
-  std::vector<Record> records_;      // pending, in order
-  std::vector<cudaEvent_t> pool_;    // free events for reuse
+  std::vector<Record> records_;    // pending, in order
+  std::vector<cudaEvent_t> pool_;  // free events for reuse
   double seconds_[int(ProfCat::Count)] = {};
   cudaError_t deferred_ = cudaSuccess;  // an error from a destructor, raised by take()
 };

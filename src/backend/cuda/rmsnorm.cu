@@ -88,8 +88,7 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, bf16* res_out, co
       const Vec<bf16, W> w = load_vec<W>(weight + j * W);
       Vec<bf16, W> y;
 #pragma unroll
-      for (int e = 0; e < W; ++e)
-        y.v[e] = from_f32<bf16>(to_f32(w.v[e]) * (to_f32(x[k].v[e]) * r));
+      for (int e = 0; e < W; ++e) y.v[e] = from_f32<bf16>(to_f32(w.v[e]) * (to_f32(x[k].v[e]) * r));
       store_vec<W>(out + off + j * W, y);
     }
   }
@@ -220,9 +219,9 @@ static void launch_forward(int wpr, bf16* out, float* rstd, bf16* res_out, const
                            const bf16* delta, const bf16* weight, int64_t N, int C, float eps,
                            cudaStream_t stream) {
   const int rows_per_block = kNormWarps / wpr;
-  rmsnorm_forward_kernel<W, NV, ADD><<<unsigned(ceil_div(N, rows_per_block)), kNormWarps * kWarp,
-                                       0, stream>>>(out, rstd, res_out, inp, delta, weight, N, C,
-                                                    eps, wpr);
+  rmsnorm_forward_kernel<W, NV, ADD>
+      <<<unsigned(ceil_div(N, rows_per_block)), kNormWarps * kWarp, 0, stream>>>(
+          out, rstd, res_out, inp, delta, weight, N, C, eps, wpr);
   TL_CUDA_LAUNCH_CHECK();
 }
 
@@ -231,9 +230,12 @@ static void dispatch_forward(int NV, int wpr, bf16* out, float* rstd, bf16* res_
                              const bf16* inp, const bf16* delta, const bf16* weight, int64_t N,
                              int C, float eps, cudaStream_t s) {
   switch (NV) {
-    case 1: return launch_forward<W, 1, ADD>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps, s);
-    case 2: return launch_forward<W, 2, ADD>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps, s);
-    default: return launch_forward<W, 4, ADD>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps, s);
+    case 1:
+      return launch_forward<W, 1, ADD>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps, s);
+    case 2:
+      return launch_forward<W, 2, ADD>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps, s);
+    default:
+      return launch_forward<W, 4, ADD>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps, s);
   }
 }
 
@@ -290,9 +292,15 @@ static void dispatch_backward(int NV, int G, int threads, bf16* dinp, float* par
                               const bf16* dout, const bf16* inp, const bf16* weight,
                               const float* rstd, int64_t N, int C, int rpb, cudaStream_t s) {
   switch (NV) {
-    case 1: return launch_backward<W, 1>(G, threads, dinp, partial, dout, inp, weight, rstd, N, C, rpb, s);
-    case 2: return launch_backward<W, 2>(G, threads, dinp, partial, dout, inp, weight, rstd, N, C, rpb, s);
-    default: return launch_backward<W, 4>(G, threads, dinp, partial, dout, inp, weight, rstd, N, C, rpb, s);
+    case 1:
+      return launch_backward<W, 1>(G, threads, dinp, partial, dout, inp, weight, rstd, N, C, rpb,
+                                   s);
+    case 2:
+      return launch_backward<W, 2>(G, threads, dinp, partial, dout, inp, weight, rstd, N, C, rpb,
+                                   s);
+    default:
+      return launch_backward<W, 4>(G, threads, dinp, partial, dout, inp, weight, rstd, N, C, rpb,
+                                   s);
   }
 }
 

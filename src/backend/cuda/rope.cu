@@ -38,8 +38,8 @@ __global__ void rope_kernel(bf16* qkv, const float* cos, const float* sin, int64
 
 // ---- launchers ----
 
-void rope(Tensor qkv, Tensor cos, Tensor sin, int H, int K, int pos0, bool inverse,
-          const char* op, cudaStream_t stream) {
+void rope(Tensor qkv, Tensor cos, Tensor sin, int H, int K, int pos0, bool inverse, const char* op,
+          cudaStream_t stream) {
   const char* name = inverse ? "dqkv" : "qkv";
   check_cuda(op, name, qkv, DType::BF16);
   TL_CHECK(qkv.ndim() == 3, op, ": ", name, " must be [B, T, (H + 2K) * D], got ", qkv.str());
@@ -68,13 +68,13 @@ void rope(Tensor qkv, Tensor cos, Tensor sin, int H, int K, int pos0, bool inver
   if (half % 8 == 0 && aligned16(qkv.data) && aligned16(cos.data) && aligned16(sin.data)) {
     const int64_t n = BT * n_rot * (half / 8);
     rope_kernel<8><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, stream>>>(
-        qkv.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(), BT, int(T), n_rot, int(width), D,
-        pos0, sign);
+        qkv.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(), BT, int(T), n_rot, int(width), D, pos0,
+        sign);
   } else {
     const int64_t n = BT * n_rot * half;
     rope_kernel<1><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, stream>>>(
-        qkv.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(), BT, int(T), n_rot, int(width), D,
-        pos0, sign);
+        qkv.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(), BT, int(T), n_rot, int(width), D, pos0,
+        sign);
   }
   TL_CUDA_LAUNCH_CHECK();
 }

@@ -92,15 +92,9 @@ void decompress(Codec c, const uint8_t* src, size_t n, size_t out_size, std::str
       TL_CHECK(n == out_size, "uncompressed page of ", n, " bytes, header says ", out_size);
       out.assign(reinterpret_cast<const char*>(src), n);
       return;
-    case Codec::Snappy:
-      snappy_decompress(src, n, out_size, out);
-      return;
-    case Codec::Gzip:
-      inflate_gzip(src, n, out_size, out);
-      return;
-    case Codec::Zstd:
-      inflate_zstd(src, n, out_size, out);
-      return;
+    case Codec::Snappy: snappy_decompress(src, n, out_size, out); return;
+    case Codec::Gzip: inflate_gzip(src, n, out_size, out); return;
+    case Codec::Zstd: inflate_zstd(src, n, out_size, out); return;
     default:
       fail("compression ", codec_name(c), " is not supported (none, snappy, gzip, zstd are)");
   }

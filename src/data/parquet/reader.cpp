@@ -416,8 +416,8 @@ void StringColumnReader::decode_values(const uint8_t* p, const uint8_t* end, Enc
   if (defs.empty()) present = size_t(num_values);
   std::vector<Value> vals;  // the present values, in order
   if (enc == Encoding::Plain) {
-    TL_CHECK(present <= uint64_t(end - p) / 4, "PLAIN page holds ", present, " values in ",
-             end - p, " bytes (4 a value at least)");
+    TL_CHECK(present <= uint64_t(end - p) / 4, "PLAIN page holds ", present, " values in ", end - p,
+             " bytes (4 a value at least)");
     vals.reserve(present);
     for (size_t i = 0; i < present; ++i) {
       TL_CHECK(end - p >= 4 && load_u32(p) <= uint64_t(end - p - 4), "value ", i,

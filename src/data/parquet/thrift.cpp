@@ -53,22 +53,15 @@ std::string_view ThriftReader::read_binary() {
 void ThriftReader::skip(uint8_t type) {
   switch (type) {
     case kTrue:
-    case kFalse:
-      return;  // the value is in the type code (as a list element: one byte, below)
-    case kByte:
-      byte();
-      return;
+    case kFalse: return;  // the value is in the type code (as a list element: one byte, below)
+    case kByte: byte(); return;
     case kI16:
     case kI32:
-    case kI64:
-      varint();
-      return;
+    case kI64: varint(); return;
     case kDouble:
       for (int i = 0; i < 8; ++i) byte();
       return;
-    case kBinary:
-      read_binary();
-      return;
+    case kBinary: read_binary(); return;
     case kList:
     case kSet: {
       uint8_t et;
@@ -90,11 +83,8 @@ void ThriftReader::skip(uint8_t type) {
       --depth_;
       return;
     }
-    case kStruct:
-      read_struct([&](int16_t, uint8_t t) { skip(t); });
-      return;
-    default:
-      fail("thrift: unknown type code ", int(type));
+    case kStruct: read_struct([&](int16_t, uint8_t t) { skip(t); }); return;
+    default: fail("thrift: unknown type code ", int(type));
   }
 }
 
