@@ -1,4 +1,4 @@
-// Hand-made sharded checkpoint sets (the layout of dist/sharded_checkpoint.h) and damage
+// Hand-made sharded checkpoint sets (the layout of checkpoint/sharded.h) and damage
 // that no CRC can see: a shard rewritten whole, its own CRCs right, and meta.json updated
 // to list it (size, CRC), as a buggy or hostile writer would leave it.
 #pragma once

@@ -1,9 +1,9 @@
 // Where the model's weights and gradients live when the model does not own them (sharded
-// training, src/dist/fsdp.h). The model asks for views and brackets each unit's use with
+// training, parallel/fsdp.h). The model asks for views and brackets each unit's use with
 // hooks; it never learns how the views are filled.
 //
 // Units: 0 = the embedding, 1 + l = layer l, n_layers + 1 = final norm + output head (the
-// ranges of dist/sharding.h). Protocol, per micro-batch:
+// ranges of model/sharding.h). Protocol, per micro-batch:
 //   forward:  before_forward(u) ... ops reading u's weights ... after_forward(u), u rising;
 //             before_forward(u + 1) comes before after_forward(u), because a layer's last
 //             op (the fused residual + next norm) reads the next unit's norm weight.

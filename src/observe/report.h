@@ -2,7 +2,7 @@
 // and config.json, into RUN_DIR/report/:
 //   loss.png (train and validation), lr.png, grad_norm.png, throughput.png (tokens/s, and
 //   MFU where known), drawn by gnuplot (pngcairo when it has it, else png), or where gnuplot
-//   cannot run (GPU clusters) by the built-in plotter (train/plot_png.h);
+//   cannot run (GPU clusters) by the built-in plotter (observe/plot_png.h);
 //   index.html showing them with the run's figures and its config;
 //   train.tsv, val.tsv, plot.gp: the data and script, to redraw by hand.
 #pragma once

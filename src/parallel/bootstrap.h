@@ -5,7 +5,7 @@
 //      ranks, and the rendezvous links become the health monitor (health.h), which aborts
 //      the communicators and names the rank when one dies, fails or hangs.
 // On the CPU backend only a single process is possible (the in-process fake communicator
-// serves tests, dist/fake_communicator.h).
+// serves tests, parallel/fake_communicator.h).
 //
 // NVLink SHARP (NCCL_NVLS_ENABLE) is turned off unless the environment already sets it:
 // the machines this was built on require it off, and FSDP's collectives gain little from it.

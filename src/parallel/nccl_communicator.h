@@ -1,5 +1,5 @@
 // The NCCL communicator (built with the CUDA backend when NCCL is found: TL_WITH_NCCL).
-// No CUDA or NCCL types here, so the rest of src/dist/ compiles without them.
+// No CUDA or NCCL types here, so the rest of src/parallel/ compiles without them.
 //
 // One communication stream per job (shared by the world communicator and its splits), at
 // the highest priority so collective kernels get SMs while compute fills the GPU. Each

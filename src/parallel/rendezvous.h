@@ -1,7 +1,7 @@
 // The TCP rendezvous that starts a job: rank 0 listens on MASTER_PORT, every other rank
 // connects to MASTER_ADDR:MASTER_PORT and says who it is; once all have come, rank 0 sends
 // each of them its payload (the NCCL unique id) and every rank's host name. The
-// connections stay open afterwards as the health links (dist/health.h).
+// connections stay open afterwards as the health links (parallel/health.h).
 //
 // Bounded in time: a rank that never comes, an address nobody listens on, or a rank 0
 // that never answers end in an error that names the ranks, the address and the wait.

@@ -1,4 +1,4 @@
-// meta.json of a sharded checkpoint folder (dist/sharded_checkpoint.cpp), read next to one
+// meta.json of a sharded checkpoint folder (checkpoint/sharded.cpp), read next to one
 // valid shard file that the target writes at start: the index checks, then loading the set
 // as a full model and as one rank's shard.
 // TL_FUZZ_DUMP_SEED=FILE writes the meta.json that matches that shard (a corpus seed).
