@@ -20,8 +20,8 @@ struct LlamaInference::State {
   Tensor cos, sin;           // f32 [max_len, D/2]
   Buffer pos_buf;
   Tensor pos;    // i32 [B] on the device
-  Buffer arena;  // activations of the last Tn
-  int Tn = 0;
+  Buffer arena;  // activations of the last (rows, Tn)
+  int rows = 0, Tn = 0;
   Tensor tokens;                // i32 [N]
   Tensor res0, res1, xn, proj;  // act [N,C]: residual stream (ping-pong), norm output, GEMM out
   Tensor rstd;                  // f32 [N]
@@ -35,6 +35,7 @@ struct LlamaInference::State {
 
   void carve(const ModelConfig& c, int B, int Tn_, DType act,
              const std::function<Tensor(DType, Shape)>& take) {
+    rows = B;
     Tn = Tn_;
     const int64_t N = int64_t(B) * Tn, C = c.dim, R = std::max<int64_t>(B, kHeadRows);
     tokens = take(DType::I32, {N});
@@ -93,14 +94,14 @@ Tensor LlamaInference::w(ParamKind k, int layer) const {
                 all.device, p.shape);
 }
 
-void LlamaInference::ensure_acts(int Tn) {
-  if (s_->Tn == Tn) return;
+void LlamaInference::ensure_acts(int rows, int Tn) {
+  if (s_->rows == rows && s_->Tn == Tn) return;
   const ModelConfig& c = model_.config();
   Backend& be = model_.backend();
   const DType act = be.compute_dtype();
   size_t bytes = 0;
   State probe;
-  probe.carve(c, B_, Tn, act, [&](DType t, Shape sh) {
+  probe.carve(c, rows, Tn, act, [&](DType t, Shape sh) {
     bytes += aligned(size_t(sh.numel()) * dtype_size(t));
     return Tensor(nullptr, t, be.device(), sh);
   });
@@ -110,7 +111,7 @@ void LlamaInference::ensure_acts(int Tn) {
   }
   char* base = static_cast<char*>(s_->arena.data());
   size_t off = 0;
-  s_->carve(c, B_, Tn, act, [&](DType t, Shape sh) {
+  s_->carve(c, rows, Tn, act, [&](DType t, Shape sh) {
     Tensor v(base + off, t, be.device(), sh);
     off += aligned(size_t(sh.numel()) * dtype_size(t));
     return v;
@@ -130,12 +131,15 @@ void LlamaInference::logits_of_rows(Tensor x, int64_t rows, float* logits) {
 }
 
 void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
-                             float* logits) {
+                             float* logits, int row0, int rows) {
   const ModelConfig& c = model_.config();
+  if (rows < 0) rows = B_ - row0;
+  TL_CHECK(row0 >= 0 && rows > 0 && row0 + rows <= B_, "inference: rows [", row0, ", ",
+           int64_t(row0) + rows, ") are not a non-empty range of the cache's ", B_, " rows");
   TL_CHECK(Tn > 0, "inference: Tn must be positive, got ", Tn);
   int kv_len = 0;
-  for (int b = 0; b < B_; ++b) {
-    TL_CHECK(pos[b] >= 0 && int64_t(pos[b]) + Tn <= max_len_, "inference: row ", b,
+  for (int b = 0; b < rows; ++b) {
+    TL_CHECK(pos[b] >= 0 && int64_t(pos[b]) + Tn <= max_len_, "inference: row ", row0 + b,
              " would place tokens at positions [", pos[b], ", ", int64_t(pos[b]) + Tn,
              "), outside the cache's [0, ", max_len_, ")");
     kv_len = std::max(kv_len, pos[b] + Tn);
@@ -143,15 +147,16 @@ void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, 
       TL_CHECK(pick[b] >= 0 && pick[b] < Tn, "inference: pick[", b, "] = ", pick[b],
                " is not one of the ", Tn, " new tokens");
   }
-  const int64_t N = int64_t(B_) * Tn;
+  const int64_t N = int64_t(rows) * Tn;
   for (int64_t i = 0; i < N; ++i)
     TL_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token id ", tokens[i], " at ", i,
              " is outside the model's vocabulary of ", c.vocab_size);
-  ensure_acts(Tn);
+  ensure_acts(rows, Tn);
   Backend& be = model_.backend();
   State& s = *s_;
+  const Tensor pos_t = s.pos.rows(0, rows);
   be.upload(s.tokens, tokens);
-  be.upload(s.pos, pos);
+  be.upload(pos_t, pos);
 
   const int L = c.n_layers, H = c.n_heads, K = c.n_kv_heads;
   const float eps = c.norm_eps;
@@ -161,8 +166,8 @@ void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, 
   for (int l = 0; l < L; ++l) {
     // res1 = res0 + wo(attention over the cache(rope(wqkv(norm(res0)))))
     be.matmul_forward(s.qkv.view({N, c.qkv_dim()}), s.xn, w(ParamKind::Wqkv, l));
-    be.attention_decode(s.att, s.qkv, s.k[size_t(l)], s.v[size_t(l)], s.cos, s.sin, s.pos, kv_len,
-                        H, K);
+    be.attention_decode(s.att, s.qkv, s.k[size_t(l)].rows(row0, row0 + rows),
+                        s.v[size_t(l)].rows(row0, row0 + rows), s.cos, s.sin, pos_t, kv_len, H, K);
     be.matmul_forward(s.proj, s.att.view({N, C}), w(ParamKind::Wo, l));
     be.add_rmsnorm_forward(s.res1, s.xn, s.rstd, s.res0, s.proj, w(ParamKind::MlpNorm, l), eps);
     // res0 = res1 + w_down(swiglu(w_gate_up(norm(res1))))
@@ -175,12 +180,25 @@ void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, 
   }
   // xn now holds the final normed hidden states [N,C].
   if (!pick) return logits_of_rows(s.xn, N, logits);
-  if (Tn == 1) return logits_of_rows(s.xn, B_, logits);
-  for (int b = 0; b < B_; ++b) {
+  if (Tn == 1) return logits_of_rows(s.xn, rows, logits);
+  for (int b = 0; b < rows; ++b) {
     const int64_t r = int64_t(b) * Tn + pick[b];
     be.copy(s.last.rows(b, b + 1), s.xn.rows(r, r + 1));
   }
-  logits_of_rows(s.last, B_, logits);
+  logits_of_rows(s.last, rows, logits);
+}
+
+void LlamaInference::move_row(int src, int dst, int len) {
+  TL_CHECK(src >= 0 && src < B_ && dst >= 0 && dst < B_, "inference: move_row(", src, ", ", dst,
+           ") names a row outside the cache's ", B_);
+  TL_CHECK(len >= 0 && len <= max_len_, "inference: move_row length ", len, " is outside [0, ",
+           max_len_, "]");
+  if (src == dst || len == 0) return;
+  Backend& be = model_.backend();
+  for (std::vector<Tensor>* kv : {&s_->k, &s_->v})
+    for (const Tensor& t : *kv)  // [B, max_len, KD]: row b's first len positions are contiguous
+      be.copy(t.rows(dst, dst + 1).view({max_len_, t.dim(2)}).rows(0, len),
+              t.rows(src, src + 1).view({max_len_, t.dim(2)}).rows(0, len));
 }
 
 }  // namespace tl

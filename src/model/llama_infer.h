@@ -30,12 +30,19 @@ class LlamaInference {
   // below pos[b] filled by earlier calls. The new tokens attend over positions [0, p] of
   // their row. logits (host f32): with pick[B] given, [B,V] for token pick[b] of each row;
   // with pick null, [B,Tn,V] for every token.
+  // row0, rows: compute only cache rows [row0, row0 + rows) (rows < 0: to the last row); the
+  // arrays then hold those rows alone ([rows,Tn], [rows], ...) and other rows are untouched,
+  // so a server can prefill some rows while others sit between decode steps.
   void forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
-               float* logits);
+               float* logits, int row0 = 0, int rows = -1);
+
+  // Copies positions [0, len) of row src's cache into row dst (every layer), so that row dst
+  // continues src's sequence: a batch can be compacted when a sequence leaves.
+  void move_row(int src, int dst, int len);
 
  private:
   struct State;
-  void ensure_acts(int Tn);
+  void ensure_acts(int rows, int Tn);
   Tensor w(ParamKind k, int layer = -1) const;                 // compute-dtype weight view
   void logits_of_rows(Tensor x, int64_t rows, float* logits);  // x[rows,C] -> host [rows,V]
 
