@@ -7,22 +7,38 @@ namespace tl::serve {
 
 namespace {
 
-// Template text: the BOS and EOS spellings become their ids, the rest is encoded.
-void encode_template(const Tokenizer& tok, const std::string& s, std::vector<int>& out) {
-  const std::string bos = tok.piece(tok.bos_id()), eos = tok.piece(tok.eos_id());
-  size_t at = 0;
-  while (at < s.size()) {
-    const size_t b = bos.empty() ? std::string::npos : s.find(bos, at);
-    const size_t e = eos.empty() ? std::string::npos : s.find(eos, at);
-    const size_t next = std::min(b, e);
-    const std::string text = s.substr(at, next == std::string::npos ? std::string::npos : next - at);
-    if (!text.empty())
-      for (int id : tok.encode(text)) out.push_back(id);
-    if (next == std::string::npos) break;
-    out.push_back(next == b ? tok.bos_id() : tok.eos_id());
-    at = next + (next == b ? bos.size() : eos.size());
+// A prompt under construction: runs of text (encoded as one string each, so tokenization
+// does not depend on where template pieces meet) separated by special tokens.
+struct Pieces {
+  const Tokenizer& tok;
+  std::vector<int> ids;
+  std::string run;
+
+  void text(const std::string& s) { run += s; }
+  void special(int id) {
+    end_run();
+    ids.push_back(id);
   }
-}
+  void end_run() {
+    if (!run.empty())
+      for (int id : tok.encode(run)) ids.push_back(id);
+    run.clear();
+  }
+  // Template text: the BOS and EOS spellings become their ids.
+  void templ(const std::string& s) {
+    const std::string bos = tok.piece(tok.bos_id()), eos = tok.piece(tok.eos_id());
+    size_t at = 0;
+    while (at < s.size()) {
+      const size_t b = bos.empty() ? std::string::npos : s.find(bos, at);
+      const size_t e = eos.empty() ? std::string::npos : s.find(eos, at);
+      const size_t next = std::min(b, e);
+      text(s.substr(at, next == std::string::npos ? std::string::npos : next - at));
+      if (next == std::string::npos) break;
+      special(next == b ? tok.bos_id() : tok.eos_id());
+      at = next + (next == b ? bos.size() : eos.size());
+    }
+  }
+};
 
 }  // namespace
 
@@ -78,21 +94,21 @@ ChatTemplate ChatTemplate::load(const std::string& path) {
 
 std::vector<int> ChatTemplate::render(const Tokenizer& tok,
                                       const std::vector<ChatMessage>& messages) const {
-  std::vector<int> ids;
-  if (bos) ids.push_back(tok.bos_id());
+  Pieces p{tok, {}, {}};
+  if (bos) p.special(tok.bos_id());
   auto add = [&](const Role& r, const std::string& content) {
-    encode_template(tok, r.prefix, ids);
-    if (!content.empty())
-      for (int id : tok.encode(content)) ids.push_back(id);
-    encode_template(tok, r.suffix, ids);
+    p.templ(r.prefix);
+    p.text(content);
+    p.templ(r.suffix);
   };
   bool has_system = false;
   for (const auto& m : messages) has_system = has_system || m.role == "system";
   if (!has_system && !default_system.empty()) add(system, default_system);
   for (const auto& m : messages)
     add(m.role == "system" ? system : m.role == "user" ? user : assistant, m.content);
-  encode_template(tok, assistant.prefix, ids);
-  return ids;
+  p.templ(assistant.prefix);
+  p.end_run();
+  return p.ids;
 }
 
 }  // namespace tl::serve

@@ -35,7 +35,7 @@ std::vector<IrSeq> ir_seqs(int V) {
 std::vector<float> ir_alone(LlamaModel& model, const IrSeq& s) {
   const int V = model.config().vocab_size;
   LlamaInference inf(model, 1, model.config().max_seq_len);
-  std::vector<float> out(size_t(V)), step(size_t(V));
+  std::vector<float> out(static_cast<size_t>(V)), step(static_cast<size_t>(V));
   int32_t pos = 0, pick = int32_t(s.prompt.size()) - 1;
   inf.forward(s.prompt.data(), int(s.prompt.size()), &pos, &pick, out.data());
   for (size_t t = 0; t < s.next.size(); ++t) {
