@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+
 #include <random>
 
 #include "core/log.h"
@@ -42,6 +44,13 @@ const char* status_error_type(int status) {
   }
 }
 
+// httplib 0.11 listens with a backlog of 5: a burst of clients overflows it and connections
+// are reset. Its listening socket is a protected member; listen() again raises the backlog.
+class Listener : public httplib::Server {
+ public:
+  void raise_backlog() { ::listen(svr_sock_, SOMAXCONN); }
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -50,7 +59,7 @@ struct HttpServer::Impl {
   ChatTemplate chat;
   Metrics& metrics;
   ServerOptions opts;
-  httplib::Server svr;
+  Listener svr;
   ApiLimits lim;
   int ctx;
   std::mt19937_64 seeds{std::random_device{}()};
@@ -275,10 +284,12 @@ int HttpServer::bind() {
   if (m.opts.port == 0) {
     const int port = m.svr.bind_to_any_port(m.opts.host);
     TL_CHECK(port > 0, "serve: cannot listen on ", m.opts.host, " (any port)");
+    m.svr.raise_backlog();
     return port;
   }
   TL_CHECK(m.svr.bind_to_port(m.opts.host, m.opts.port), "serve: cannot listen on ", m.opts.host,
            ":", m.opts.port, " (in use, or not an address of this machine)");
+  m.svr.raise_backlog();
   return m.opts.port;
 }
 

@@ -281,6 +281,7 @@ void Scheduler::prefill_step() {
       const int last = s.prompt_len() - 1 - p0;
       if (last < 0 || last >= Tn) continue;
       s.len = s.prompt_len();
+      if (metrics_) metrics_->add_prompt_tokens(s.len);  // counted before the client can see it
       {
         std::lock_guard lk(s.job->mu);
         SeqOutput& o = s.job->out[s.idx];
@@ -288,7 +289,6 @@ void Scheduler::prefill_step() {
         o.prompt_lp = std::move(s.prompt_lp);
         s.job->cv.notify_all();
       }
-      if (metrics_) metrics_->add_prompt_tokens(s.len);
       if (s.spec->max_new == 0)
         finish(s, Finish::Length);
       else
@@ -324,6 +324,7 @@ bool Scheduler::take_token(Seq& s, const float* logits) {
     f = Finish::Stop;
   else if (s.generated >= sp.max_new || s.len >= inf_.max_len())
     f = Finish::Length;
+  if (metrics_) metrics_->add_generated_tokens(1);
   {
     std::lock_guard lk(s.job->mu);
     SeqOutput& o = s.job->out[s.idx];
@@ -332,7 +333,6 @@ bool Scheduler::take_token(Seq& s, const float* logits) {
     if (f != Finish::None) o.finish = f;
     s.job->cv.notify_all();
   }
-  if (metrics_) metrics_->add_generated_tokens(1);
   if (f != Finish::None) s.done = true;
   return f == Finish::None;
 }

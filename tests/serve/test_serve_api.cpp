@@ -187,7 +187,8 @@ TEST(ServeText, TokenTextRebuildsTheDecodedText) {
   const std::vector<int> snake = tok.encode("\xF0\x9F\xA6\x99");  // U+1F999, byte pieces
   ASSERT_GT(snake.size(), 1u);
   serve::TokenText tt(tok, {tok.bos_id()});
-  for (size_t i = 0; i + 1 < snake.size(); ++i) EXPECT_EQ(tt.push(snake[i]), i == 0 ? " " : "") << i;
+  // (The leading space piece is dropped at the start of a text, as SentencePiece decodes.)
+  for (size_t i = 0; i + 1 < snake.size(); ++i) EXPECT_EQ(tt.push(snake[i]), "") << i;
   EXPECT_EQ(tt.push(snake.back()), "\xF0\x9F\xA6\x99");
   EXPECT_EQ(serve::utf8_length("a\xC3\xA9\xF0\x9F\xA6\x99"), 3u);
 }

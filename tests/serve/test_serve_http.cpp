@@ -282,10 +282,16 @@ TEST(ServeHttp, HealthModelsAndMetrics) {
   EXPECT_EQ(c->Get("/v1/models/other")->status, 404);
   ASSERT_EQ(f.post("/v1/completions", R"({"prompt": [1, 2, 3], "max_tokens": 4, "ignore_eos": true})").first, 200);
   f.post("/v1/completions", R"({"prompt": 5})");
-  auto mt = c->Get("/metrics");
-  ASSERT_TRUE(mt);
-  EXPECT_EQ(mt->status, 200);
-  const std::string text = mt->body;
+  // Requests are counted once their reply is written, which may be after the client has it.
+  std::string text;
+  for (int i = 0; i < 100 && !ckpt_test::has(text, "status=\"400\"} 1"); ++i) {
+    if (i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto mt = c->Get("/metrics");
+    ASSERT_TRUE(mt);
+    EXPECT_EQ(mt->status, 200);
+    EXPECT_EQ(mt->get_header_value("Content-Type"), "text/plain; version=0.0.4");
+    text = mt->body;
+  }
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1")) << text;
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_requests_total{endpoint=\"/v1/completions\",status=\"400\"} 1")) << text;
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_prompt_tokens_total 3")) << text;

@@ -83,9 +83,11 @@ TEST(ServeLoad, QueueFullAnd503ThenAKilledStreamFreesItsRow) {
   cfg.max_seq_len = 8192;
   st::HttpFixture f(so, {}, cfg);
   const std::string stream_body = R"({"prompt": [1, 450], "max_tokens": 8000, "ignore_eos": true, "stream": true})";
+  ckpt_test::TempDir dir;
   auto killed = std::async(std::launch::async, [&] {
-    return ckpt_test::run_cmd("curl -sN --max-time 1 -H 'Content-Type: application/json' -d '" + stream_body +
-                              "' " + f.url() + "/v1/completions | head -c 300");
+    return ckpt_test::run_cmd("curl -sN --max-time 1 -o " + dir.file("stream.txt") +
+                              " -H 'Content-Type: application/json' -d '" + stream_body + "' " + f.url() +
+                              "/v1/completions");
   });
   ASSERT_TRUE(wait_for([&] { return metric(f, "tinyllama_batch_decoding") == 1; }, 30));
   auto queued = std::async(std::launch::async,
@@ -97,7 +99,8 @@ TEST(ServeLoad, QueueFullAnd503ThenAKilledStreamFreesItsRow) {
   EXPECT_EQ(res->get_header_value("Retry-After"), "1");
   EXPECT_EQ(json::parse(res->body)["error"]["code"], "queue_full");
   const auto curl = killed.get();
-  EXPECT_TRUE(ckpt_test::has(curl.output, "data: {")) << curl.output;
+  EXPECT_EQ(curl.rc, 28) << "curl should have been stopped by --max-time: " << curl.output;
+  EXPECT_TRUE(ckpt_test::has(ckpt_test::read_bytes(dir.file("stream.txt")), "data: {"));
   const auto [status, body] = queued.get();
   EXPECT_EQ(status, 200) << body.dump();
   const double generated = metric(f, "tinyllama_generation_tokens_total");
@@ -128,7 +131,10 @@ TEST(ServeLoad, SixtyFourClientsTwentyRequestsEach) {
           const auto t0 = std::chrono::steady_clock::now();
           auto res = cli->Post("/v1/completions", b.dump(), "application/json");
           const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          if (!res || res->status != 200) ++bad;
+          if (!res || res->status != 200) {
+            if (bad++ < 3)
+              ADD_FAILURE() << (res ? cat(res->status, " ", res->body) : httplib::to_string(res.error()));
+          }
           std::lock_guard lk(mu);
           if (lat) lat->push_back(s);
         }
