@@ -67,7 +67,7 @@ struct HttpServer::Impl {
 
   Impl(Scheduler& s, const Tokenizer& t, ChatTemplate c, Metrics& m, ServerOptions o)
       : sched(s), tok(t), chat(std::move(c)), metrics(m), opts(std::move(o)), ctx(s.max_len()) {
-    lim.vocab_size = int(s.vocab_size());
+    lim.vocab_size = std::min(s.vocab_size(), t.vocab_size());  // prompts must decode (echo)
     lim.max_n = std::min(16, s.options().max_queue);
     const int threads =
         opts.threads > 0 ? opts.threads : s.options().max_batch + s.options().max_queue + 8;
@@ -231,9 +231,14 @@ struct HttpServer::Impl {
     const ReplyHead head = ReplyHead::make(chat_api ? "chatcmpl-" : "cmpl-", opts.model_name);
     if (!stream) {
       std::vector<ChoiceText> choices(n);
-      while (!reader->done()) {
-        const std::vector<Delta> ds = reader->next(kPoll);
-        for (size_t i = 0; i < n; ++i) choices[i].add(ds[i]);
+      try {
+        while (!reader->done()) {
+          const std::vector<Delta> ds = reader->next(kPoll);
+          for (size_t i = 0; i < n; ++i) choices[i].add(ds[i]);
+        }
+      } catch (...) {
+        job->cancel();  // nobody will read it: free its rows
+        throw;
       }
       if (reader->failed()) throw ApiError(503, reader->failure(), "", "unavailable", "server_error");
       const int64_t done_tokens = reader->completion_tokens();
@@ -246,6 +251,7 @@ struct HttpServer::Impl {
         "text/event-stream",
         [=](size_t, httplib::DataSink& sink) {
           auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+          try {
           if (chat_api)
             for (size_t i = 0; i < n; ++i)
               if (!write(sse_event(chat_chunk(head, i, Delta{}, false, true)))) return job->cancel(), false;
@@ -265,6 +271,11 @@ struct HttpServer::Impl {
           else if (include_usage)
             write(sse_event(usage_chunk(head, chat_api ? "chat.completion.chunk" : "text_completion",
                                         prompt_tokens, reader->completion_tokens())));
+          } catch (const std::exception& e) {  // headers are sent: the error goes in the stream
+            log_warn("serve: a stream failed: ", e.what());
+            job->cancel();
+            write(sse_event(error_body(e.what(), "server_error", "", "internal_error")));
+          }
           write("data: [DONE]\n\n");
           sink.done();
           return true;

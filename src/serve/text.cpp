@@ -17,12 +17,15 @@ bool ends_incomplete(const std::string& s) {
 
 TokenText::TokenText(const Tokenizer& tok, const std::vector<int>& context) : tok_(tok) {
   const size_t n = std::min(context.size(), kContextIds);
-  ids_.assign(context.end() - ptrdiff_t(n), context.end());
+  for (auto it = context.end() - ptrdiff_t(n); it != context.end(); ++it)
+    if (*it >= 0 && *it < tok_.vocab_size()) ids_.push_back(*it);
   decoded_ = tok_.decode(ids_);
   context_bytes_ = decoded_.size();
 }
 
 std::string TokenText::push(int id) {
+  // A model may have more ids than its tokenizer (a padded vocabulary): those have no text.
+  if (id < 0 || id >= tok_.vocab_size()) return "";
   ids_.push_back(id);
   decoded_ = tok_.decode(ids_);
   const size_t have = context_bytes_ + given_;
@@ -41,6 +44,7 @@ std::string TokenText::flush() {
 }
 
 std::string token_label(const Tokenizer& tok, const std::vector<int>& before, int id) {
+  if (id < 0 || id >= tok.vocab_size()) return "<id " + std::to_string(id) + ">";
   TokenText t(tok, before);
   std::string s = t.push(id);
   if (s.empty()) s = t.flush();
