@@ -274,10 +274,15 @@ void Scheduler::prefill_step() {
       auto row_logits = [&](int t) {
         return logits_.data() + (all_logits ? size_t(b) * Tn + size_t(t) : size_t(b)) * V_;
       };
-      if (s.spec->prompt_logprobs)
-        for (int t = 0; t < Tn && p0 + t + 1 < s.prompt_len(); ++t)
-          s.prompt_lp.push_back(logprob_of(row_logits(t), V_, s.spec->prompt[size_t(p0 + t + 1)],
-                                           std::max(s.spec->top_logprobs, 0)));
+      if (s.spec->prompt_logprobs) {  // a pass over the vocabulary per position: in parallel
+        const int n = std::max(0, std::min(Tn, s.prompt_len() - 1 - p0));
+        const size_t at = s.prompt_lp.size();
+        s.prompt_lp.resize(at + size_t(n));
+#pragma omp parallel for schedule(dynamic, 8) if (n > 16)
+        for (int t = 0; t < n; ++t)
+          s.prompt_lp[at + size_t(t)] = logprob_of(row_logits(t), V_, s.spec->prompt[size_t(p0 + t + 1)],
+                                                   std::max(s.spec->top_logprobs, 0));
+      }
       const int last = s.prompt_len() - 1 - p0;
       if (last < 0 || last >= Tn) continue;
       s.len = s.prompt_len();
