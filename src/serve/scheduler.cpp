@@ -55,8 +55,7 @@ struct Scheduler::Seq {
 };
 
 Scheduler::Scheduler(LlamaModel& model, const SchedulerOptions& opts, Metrics* metrics)
-    : model_(model),
-      opts_(opts),
+    : opts_(opts),
       metrics_(metrics),
       inf_(model, opts.max_batch, opts.max_len > 0 ? opts.max_len : model.config().max_seq_len),
       V_(model.config().vocab_size) {

@@ -77,7 +77,6 @@ class Scheduler {
   // Samples the next token of s from logits[V] and publishes it; false when s ended.
   bool take_token(Seq& s, const float* logits);
 
-  LlamaModel& model_;
   SchedulerOptions opts_;
   Metrics* metrics_;
   LlamaInference inf_;
