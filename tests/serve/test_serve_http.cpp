@@ -166,6 +166,40 @@ TEST(ServeHttp, SeedsChoicesAndStopStrings) {
   EXPECT_EQ(c["choices"][0]["finish_reason"], "stop");
 }
 
+// A list of prompts with n choices each: choice index = prompt * n + j, whole and streamed.
+TEST(ServeHttp, PromptListsWithNChoices) {
+  ST_NEED_HTTP_AND_TOKENIZER();
+  st::HttpFixture f(sched_opts(), {});
+  const std::vector<std::vector<int>> prompts = {st::text_ids(4, 21), st::text_ids(9, 22)};
+  json body = {{"prompt", prompts}, {"n", 2}, {"max_tokens", 6}, {"temperature", 0}, {"ignore_eos", true}};
+  const auto [status, r] = f.post("/v1/completions", body.dump());
+  ASSERT_EQ(status, 200) << r.dump();
+  ASSERT_EQ(r["choices"].size(), 4u);
+  std::vector<std::string> want;
+  for (const auto& p : prompts) want.push_back(f.text_after(p, f.greedy(p, 6)));
+  for (size_t c = 0; c < 4; ++c) {
+    EXPECT_EQ(r["choices"][c]["index"], c);
+    EXPECT_EQ(r["choices"][c]["text"], want[c / 2]) << "choice " << c;
+  }
+  EXPECT_EQ(r["usage"]["prompt_tokens"], 13);
+  EXPECT_EQ(r["usage"]["completion_tokens"], 24);
+  body["stream"] = true;
+  auto res = f.client()->Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  std::vector<std::string> texts(4);
+  std::vector<int> finished(4, 0);
+  for (const json& e : sse_events(res->body)) {
+    const size_t i = e["choices"][0]["index"];
+    ASSERT_LT(i, 4u);
+    texts[i] += e["choices"][0]["text"].get<std::string>();
+    finished[i] += !e["choices"][0]["finish_reason"].is_null();
+  }
+  for (size_t c = 0; c < 4; ++c) {
+    EXPECT_EQ(texts[c], want[c / 2]) << "choice " << c;
+    EXPECT_EQ(finished[c], 1) << "choice " << c;
+  }
+}
+
 TEST(ServeHttp, ChatCompletionsAndStream) {
   ST_NEED_HTTP_AND_TOKENIZER();
   st::HttpFixture f(sched_opts(), {});
