@@ -14,9 +14,17 @@ cmake --build "$BUILD" -j "$(nproc)" --target tinyllama tinyllama_serve_bench >/
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json"
 
-if grep -q '^HTTPLIB_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt"; then
+TOKENIZER=${TOKENIZER:-}
+for t in ../shared/data/llama2-tokenizer.model shared/data/llama2-tokenizer.model; do
+  if [ -z "$TOKENIZER" ] && [ -f "$t" ]; then TOKENIZER=$t; fi
+done
+if ! grep -q '^HTTPLIB_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt"; then
+  echo "tinyllama was built without cpp-httplib: HTTP load skipped (the scheduler figures above stand)"
+elif [ -z "$TOKENIZER" ]; then
+  echo "no Llama 2 tokenizer found (set TOKENIZER=...): HTTP load skipped"
+else
   "$BUILD/tinyllama" init --preset tinyllama-1.1b --out "$OUT/init.tlck" --device cuda >/dev/null
-  "$BUILD/tinyllama" serve --checkpoint "$OUT/init.tlck" --tokenizer "${TOKENIZER:-../shared/data/llama2-tokenizer.model}" \
+  "$BUILD/tinyllama" serve --checkpoint "$OUT/init.tlck" --tokenizer "$TOKENIZER" \
       --device cuda --port 8399 --max-batch 64 --max-len 512 >"$OUT/server.log" 2>&1 &
   SERVER=$!
   trap 'kill -TERM $SERVER 2>/dev/null || true' EXIT
@@ -26,6 +34,4 @@ if grep -q '^HTTPLIB_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt"; then
       --json "$OUT/http32.json"
   python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 1 --requests 4 --prompt 128 --max-tokens 256 \
       --json "$OUT/http1.json"
-else
-  echo "tinyllama was built without cpp-httplib: HTTP load skipped (the scheduler figures above stand)"
 fi
