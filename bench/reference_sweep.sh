@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# One GPU-machine call: `tinyllama bench` (1.1B, micro-batch 8 x 2048) beside the PyTorch
+# reference in each configuration named, with the SM clock and power logged beside every run.
+#   bench/reference_sweep.sh [tokcheck] [ours] [pt:SDPA:LOSS[:extra flags]]...
+#   e.g. bench/reference_sweep.sh ours pt:cudnn:compiled pt:flash:compiled pt:default:outside
+# Run from the repository root. Results go to $OUT (default build/reference_sweep): logs.tar
+# holds every log, every JSON and smi.csv; summary.txt the table with clock and power.
+set -uo pipefail
+OUT=${OUT:-build/reference_sweep}
+BUILD=${BUILD:-build}
+DATA=${DATA:-.carry/data}
+mkdir -p "$OUT"
+status=0
+
+{
+  date -u +%FT%TZ
+  git rev-parse --short HEAD 2>/dev/null
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv,noheader
+  nvcc --version | tail -n 1
+  python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cudnn", torch.backends.cudnn.version())'
+} >"$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,utilization.gpu,temperature.gpu \
+  --format=csv,noheader,nounits -lms 250 >"$OUT/smi.csv" 2>/dev/null &
+smi_pid=$!
+mark() { echo "$1 $(date +%s.%N)" >>"$OUT/windows.txt"; }
+
+echo "== build"
+t0=$(date +%s)
+cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
+  cmake --build "$BUILD" -j "$(nproc)" --target tinyllama >>"$OUT/build.log" 2>&1 ||
+  { echo "build failed"; grep -E "error" "$OUT/build.log" | head -40; kill $smi_pid; exit 1; }
+echo "built in $(( $(date +%s) - t0 )) s"
+
+for step in "$@"; do
+  case "$step" in
+    tokcheck)
+      echo "== tokenizer.json through transformers' AutoTokenizer (#14)"
+      python3 tools/hf_tokenizer_check.py --binary "$BUILD/tinyllama" \
+        --tokenizer "$DATA/llama2-tokenizer.model" --data "$DATA" 2>&1 | tee "$OUT/tokcheck.log" | tail -8
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
+    ours)
+      echo "== tinyllama bench"
+      mark "ours_start"
+      timeout 240 "$BUILD/tinyllama" bench --preset tinyllama-1.1b --micro-batch 8 --steps 10 \
+        --json "$OUT/ours.json" >"$OUT/ours.log" 2>&1 || status=1
+      mark "ours_end"
+      tail -4 "$OUT/ours.log"
+      ;;
+    pt:*)
+      IFS=: read -r _ sdpa loss extra <<<"$step"
+      name="pt_${sdpa}_${loss}${extra:+_x}"
+      echo "== pytorch reference: sdpa $sdpa, loss $loss ${extra}"
+      mark "${name}_start"
+      PYTHONUNBUFFERED=1 timeout 420 python3 bench/pytorch_reference.py --micro-batch 8 --steps 10 \
+        --sdpa "$sdpa" --loss "$loss" $extra --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || status=1
+      mark "${name}_end"
+      tail -3 "$OUT/$name.log"
+      ;;
+    *) echo "unknown step $step"; status=2 ;;
+  esac
+done
+kill $smi_pid 2>/dev/null
+
+# Clock and power while the GPU was busy (utilization >= 50%) inside each run's window.
+python3 - "$OUT" <<'EOF' | tee "$OUT/summary.txt"
+import datetime, json, os, sys
+out = sys.argv[1]
+rows = []
+for line in open(os.path.join(out, "smi.csv")):
+    p = [x.strip() for x in line.split(",")]
+    try:
+        t = datetime.datetime.strptime(p[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+        rows.append((t, float(p[1]), float(p[2]), float(p[3])))
+    except (ValueError, IndexError):
+        pass
+marks = {}
+if os.path.exists(os.path.join(out, "windows.txt")):
+    for line in open(os.path.join(out, "windows.txt")):
+        k, v = line.split()
+        marks[k] = float(v)
+print(f"{'run':28s} {'tokens/s':>10s} {'MFU':>6s} {'peak GiB':>9s} {'SM MHz':>7s} {'W':>6s}  notes")
+for k in [k[:-6] for k in marks if k.endswith("_start")]:
+    busy = [r for r in rows if marks[k + "_start"] <= r[0] <= marks.get(k + "_end", 1e20) and r[3] >= 50]
+    clk = sorted(r[1] for r in busy)
+    mhz = clk[len(clk) // 2] if clk else float("nan")
+    watts = sum(r[2] for r in busy) / len(busy) if busy else float("nan")
+    path = os.path.join(out, k + ".json")
+    if not os.path.exists(path):
+        print(f"{k:28s} (no result)"); continue
+    j = json.load(open(path))
+    tok = j.get("tokens_per_s", j.get("tokens_per_second", 0))
+    mfu = j.get("mfu", 0)
+    peak = j.get("peak_memory_bytes", j.get("peak_device_bytes", 0)) / 2**30
+    notes = "; ".join(j.get("attention_kernels", []))[:160]
+    print(f"{k:28s} {tok:10.0f} {100*mfu:5.1f}% {peak:9.1f} {mhz:7.0f} {watts:6.0f}  {notes}")
+EOF
+(cd "$OUT" && tar -cf logs.tar --remove-files -- *.log *.json smi.csv windows.txt 2>/dev/null)
+exit $status
