@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine call: `tinyllama bench` (1.1B, micro-batch 8 x 2048) beside the PyTorch
 # reference in each configuration named, with the SM clock and power logged beside every run.
-#   bench/reference_sweep.sh [tokcheck] [ours] [pt:SDPA:LOSS[:extra flags]]...
+#   bench/reference_sweep.sh [tokcheck] [fp8gemm] [ours] [pt:SDPA:LOSS[:extra flags]]...
 #   e.g. bench/reference_sweep.sh ours pt:cudnn:compiled pt:flash:compiled pt:default:outside
 # Run from the repository root. Results go to $OUT (default build/reference_sweep): logs.tar
 # holds every log, every JSON and smi.csv; summary.txt the table with clock and power.
@@ -29,7 +29,7 @@ mark() { echo "$1 $(date +%s.%N)" >>"$OUT/windows.txt"; }
 echo "== build"
 t0=$(date +%s)
 cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
-  cmake --build "$BUILD" -j "$(nproc)" --target tinyllama >>"$OUT/build.log" 2>&1 ||
+  cmake --build "$BUILD" -j "$(nproc)" --target tinyllama tinyllama_fp8_gemm_bench >>"$OUT/build.log" 2>&1 ||
   { echo "build failed"; grep -E "error" "$OUT/build.log" | head -40; kill $smi_pid; exit 1; }
 echo "built in $(( $(date +%s) - t0 )) s"
 
@@ -40,6 +40,13 @@ for step in "$@"; do
       python3 tools/hf_tokenizer_check.py --binary "$BUILD/tinyllama" \
         --tokenizer "$DATA/llama2-tokenizer.model" --data "$DATA" 2>&1 | tee "$OUT/tokcheck.log" | tail -8
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
+    fp8gemm)
+      echo "== FP8 vs bf16 GEMMs (issue #16)"
+      mark "fp8gemm_start"
+      timeout 180 "$BUILD/tinyllama_fp8_gemm_bench" >"$OUT/fp8gemm.log" 2>&1 || status=1
+      mark "fp8gemm_end"
+      cat "$OUT/fp8gemm.log"
       ;;
     ours)
       echo "== tinyllama bench"
