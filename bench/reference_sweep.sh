@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine call: `tinyllama bench` (1.1B, micro-batch 8 x 2048) beside the PyTorch
 # reference in each configuration named, with the SM clock and power logged beside every run.
-#   bench/reference_sweep.sh [tokcheck] [fp8gemm] [ours] [pt:SDPA:LOSS[:extra flags]]...
+#   bench/reference_sweep.sh [tokcheck] [fp8gemm] [ours] [ours@VAR=VAL,...] [pt:SDPA:LOSS[:extra flags]]...
 #   e.g. bench/reference_sweep.sh ours pt:cudnn:compiled pt:flash:compiled pt:default:outside
 # Run from the repository root. Results go to $OUT (default build/reference_sweep): logs.tar
 # holds every log, every JSON and smi.csv; summary.txt the table with clock and power.
@@ -48,13 +48,16 @@ for step in "$@"; do
       mark "fp8gemm_end"
       cat "$OUT/fp8gemm.log"
       ;;
-    ours)
-      echo "== tinyllama bench"
-      mark "ours_start"
-      timeout 240 "$BUILD/tinyllama" bench --preset tinyllama-1.1b --micro-batch 8 --steps 10 \
-        --json "$OUT/ours.json" >"$OUT/ours.log" 2>&1 || status=1
-      mark "ours_end"
-      tail -4 "$OUT/ours.log"
+    ours|ours@*)
+      # ours@VAR=VALUE[,VAR=VALUE]: the same bench with those environment variables (levers).
+      envs=""; name=ours
+      if [[ "$step" == ours@* ]]; then envs=${step#ours@}; name="ours_$(echo "$envs" | tr -c 'A-Za-z0-9\n' '_')"; fi
+      echo "== tinyllama bench ${envs:+($envs)}"
+      mark "${name}_start"
+      env ${envs//,/ } timeout 240 "$BUILD/tinyllama" bench --preset tinyllama-1.1b --micro-batch 8 \
+        --steps 10 --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || status=1
+      mark "${name}_end"
+      tail -4 "$OUT/$name.log"
       ;;
     pt:*)
       IFS=: read -r _ sdpa loss extra <<<"$step"
