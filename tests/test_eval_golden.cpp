@@ -68,23 +68,31 @@ void check_golden(const std::string& device) {
           EXPECT_EQ(t.data.docs[d].choices[c].length, gd["lengths"][c].get<int64_t>()) << at << " choice " << c;
           const double want = gc["ll"], got = out.scores[d].choices[c].ll;
           EXPECT_NEAR(got, want, rel * std::max(1.0, std::fabs(want))) << at << " choice " << c;
-          if (exact) EXPECT_EQ(out.scores[d].choices[c].greedy, gc["greedy"].get<bool>()) << at << " choice " << c;
+          if (exact) {
+            EXPECT_EQ(out.scores[d].choices[c].greedy, gc["greedy"].get<bool>()) << at << " choice " << c;
+          }
           lls.push_back(want);
         }
         const int pred = gd["pred"], pred_norm = gd["pred_norm"];
         const double tol = 2 * rel * std::max(1.0, std::fabs(lls[size_t(pred)].get<double>()));
-        if (exact || margin(lls, pred) > tol) EXPECT_EQ(out.scores[d].pred, pred) << at;
+        if (exact || margin(lls, pred) > tol) {
+          EXPECT_EQ(out.scores[d].pred, pred) << at;
+        }
         json norm = json::array();
         for (size_t c = 0; c < lls.size(); ++c)
           norm.push_back(lls[c].get<double>() / gd["lengths"][c].get<double>());
-        if (exact || margin(norm, pred_norm) > tol) EXPECT_EQ(out.scores[d].pred_norm, pred_norm) << at;
+        if (exact || margin(norm, pred_norm) > tol) {
+          EXPECT_EQ(out.scores[d].pred_norm, pred_norm) << at;
+        }
       }
       if (exact) {
         EXPECT_DOUBLE_EQ(out.rows[0].acc, g["summary"]["acc"].get<double>()) << what;
-        if (g["summary"].contains("acc_norm"))
+        if (g["summary"].contains("acc_norm")) {
           EXPECT_DOUBLE_EQ(out.rows[0].acc_norm, g["summary"]["acc_norm"].get<double>()) << what;
-        if (!g["summary"]["acc_stderr"].is_null() && t.data.name != "mmlu")  // mmlu: pooled
+        }
+        if (!g["summary"]["acc_stderr"].is_null() && t.data.name != "mmlu") {  // mmlu: pooled
           EXPECT_NEAR(out.rows[0].acc_stderr, g["summary"]["acc_stderr"].get<double>(), 1e-12) << what;
+        }
       }
     }
   }

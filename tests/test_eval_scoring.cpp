@@ -80,7 +80,7 @@ TEST(EvalScoring, MatchesTheTrainingForwardPerRequest) {
 
   // Reference: each request alone, through forward_loss and forward_last_logits.
   std::vector<std::vector<ScoreResult>> ref(groups.size());
-  std::vector<float> logits(size_t(V));
+  std::vector<float> logits(static_cast<size_t>(V));
   for (size_t g = 0; g < groups.size(); ++g)
     for (const TokenRequest& r : groups[g]) {
       const int T = int(r.tokens.size()) - 1;
@@ -118,8 +118,11 @@ TEST(EvalScoring, MatchesTheTrainingForwardPerRequest) {
         EXPECT_EQ(got[g][c].greedy, ref[g][c].greedy) << s.name << ": group " << g << " choice " << c;
         greedy_seen += got[g][c].greedy;
       }
-    if (s.opts.prefix_reuse) EXPECT_GT(st.shared_tokens, 0) << s.name;
-    if (!s.opts.prefix_reuse) EXPECT_EQ(st.shared_tokens, 0) << s.name;
+    if (s.opts.prefix_reuse) {
+      EXPECT_GT(st.shared_tokens, 0) << s.name;
+    } else {
+      EXPECT_EQ(st.shared_tokens, 0) << s.name;
+    }
   }
   EXPECT_GT(greedy_seen, 0);  // the greedy flag was exercised both ways
 }
@@ -128,11 +131,19 @@ TEST(EvalScoring, HeadLogprobMatchesCrossEntropy) {
   auto be = make_backend("cpu", 2);
   Rng rng(5);
   const int N = 9, C = 8, V = 37;
-  std::vector<float> x(size_t(N * C)), w(size_t(V * C)), logp(size_t(N)), loss(size_t(N));
+  std::vector<float> x(static_cast<size_t>(N * C)), w(static_cast<size_t>(V * C)), logp(static_cast<size_t>(N)),
+      loss(static_cast<size_t>(N));
   for (auto& v : x) v = float(rng.normal());
   for (auto& v : w) v = float(rng.normal());
-  std::vector<int32_t> tgt(size_t(N)), greedy(size_t(N));
+  std::vector<int32_t> tgt(static_cast<size_t>(N)), greedy(static_cast<size_t>(N));
   for (auto& t : tgt) t = int32_t(rng.below(V));
+  auto logit = [&](int n, int v) {
+    double z = 0;
+    for (int c = 0; c < C; ++c) z += double(x[size_t(n * C + c)]) * double(w[size_t(v * C + c)]);
+    return z;
+  };
+  for (int v = 0; v < V; ++v)  // row 1's target: its argmax, so greedy is seen set
+    if (logit(1, v) > logit(1, tgt[1])) tgt[1] = v;
   Tensor tx(x.data(), DType::F32, Device::CPU, {N, C}), tw(w.data(), DType::F32, Device::CPU, {V, C});
   Tensor tt(tgt.data(), DType::I32, Device::CPU, {N});
   be->head_logprob(Tensor(logp.data(), DType::F32, Device::CPU, {N}),
@@ -143,14 +154,11 @@ TEST(EvalScoring, HeadLogprobMatchesCrossEntropy) {
     EXPECT_NEAR(logp[size_t(n)], -loss[size_t(n)], 1e-5) << n;
     // greedy: the target is the first maximum of its row of logits
     int arg = 0;
-    double best = -1e300;
-    for (int v = 0; v < V; ++v) {
-      double z = 0;
-      for (int c = 0; c < C; ++c) z += double(x[size_t(n * C + c)]) * double(w[size_t(v * C + c)]);
-      if (z > best) best = z, arg = v;
-    }
+    for (int v = 1; v < V; ++v)
+      if (logit(n, v) > logit(n, arg)) arg = v;
     EXPECT_EQ(greedy[size_t(n)], arg == tgt[size_t(n)] ? 1 : 0) << n;
   }
+  EXPECT_EQ(greedy[1], 1);
   tgt[0] = V;  // out of range
   EXPECT_THROW(be->head_logprob(Tensor(logp.data(), DType::F32, Device::CPU, {N}),
                                 Tensor(greedy.data(), DType::I32, Device::CPU, {N}), tx, tw, tt),
