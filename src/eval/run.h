@@ -9,15 +9,11 @@
 #include "eval/requests.h"
 #include "eval/results.h"
 #include "eval/scorer.h"
+#include "eval/task_spec.h"
 #include "eval/tasks.h"
 #include "model/llama.h"
 
 namespace tl::eval {
-
-struct TaskSpec {
-  std::string name, path;
-  int64_t limit = 0;  // 0: every row
-};
 
 // "NAME=PATH" (the CLI's --task); throws naming the spec and the known tasks.
 TaskSpec parse_task_spec(const std::string& spec);
