@@ -164,3 +164,38 @@ TEST(EvalScoring, HeadLogprobMatchesCrossEntropy) {
                                 Tensor(greedy.data(), DType::I32, Device::CPU, {N}), tx, tw, tt),
                Error);
 }
+
+// The CUDA path (bf16; head_logprob's kernel, copy_prefix's gathers, attention_decode over
+// partial rows) against the CPU's fp32 scores of the same weights: within bf16 tolerance,
+// and the same prediction wherever the CPU's margin is clear of it.
+TEST(EvalScoring, CudaMatchesCpuWithinBf16) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  auto cpu = make_backend("cpu", 2);
+  auto gpu = make_backend("cuda");
+  LlamaModel a(tiny_config(), *cpu), b(tiny_config(), *gpu);
+  a.init_weights(3);
+  b.set_params(a.get_params());
+  const auto groups = make_groups(a.config().vocab_size, a.config().max_seq_len);
+  const auto want = score_requests(a, groups, {64, 4096, true});
+  for (const ScorerOptions& o : {ScorerOptions{64, 4096, true}, ScorerOptions{5, 64, true},
+                                 ScorerOptions{64, 4096, false}}) {
+    const auto got = score_requests(b, groups, o);
+    for (size_t g = 0; g < groups.size(); ++g) {
+      int best = 0;
+      for (size_t c = 0; c < groups[g].size(); ++c) {
+        const double w = want[g][c].ll, tol = 3e-2 * std::max(1.0, std::fabs(w));
+        EXPECT_NEAR(got[g][c].ll, w, tol) << "group " << g << " choice " << c;
+        if (w > want[g][size_t(best)].ll) best = int(c);
+      }
+      double margin = INFINITY;
+      for (size_t c = 0; c < groups[g].size(); ++c)
+        if (int(c) != best) margin = std::min(margin, want[g][size_t(best)].ll - want[g][c].ll);
+      int pred = 0;
+      for (size_t c = 0; c < groups[g].size(); ++c)
+        if (got[g][c].ll > got[g][size_t(pred)].ll) pred = int(c);
+      if (margin > 6e-2 * std::max(1.0, std::fabs(want[g][size_t(best)].ll))) {
+        EXPECT_EQ(pred, best) << "group " << g;
+      }
+    }
+  }
+}
