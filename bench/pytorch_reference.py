@@ -19,7 +19,7 @@ Configured as strongly as PyTorch goes without code of our own inside it:
 
 Run on the GPU machine (torch + transformers installed):
     python3 bench/pytorch_reference.py --micro-batch 8 --steps 10 --sdpa cudnn --loss compiled
-bench/reference_sweep.sh runs every configuration beside `tinyllama bench` in one call.
+bench/gpu_round.sh runs every configuration beside `tinyllama bench` in one call.
 """
 import argparse
 import contextlib

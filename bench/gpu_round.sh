@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
-# One GPU-machine call: `tinyllama bench` (1.1B, micro-batch 8 x 2048) beside the PyTorch
-# reference in each configuration named, with the SM clock and power logged beside every run.
-#   bench/reference_sweep.sh [tokcheck] [fp8gemm] [ours] [ours@VAR=VAL,...] [pt:SDPA:LOSS[:extra flags]]...
-#   e.g. bench/reference_sweep.sh ours pt:cudnn:compiled pt:flash:compiled pt:default:outside
-# Run from the repository root. Results go to $OUT (default build/reference_sweep): logs.tar
-# holds every log, every JSON and smi.csv; summary.txt the table with clock and power.
+# One GPU-machine call of named steps, in the order given, with the SM clock and power logged
+# beside every timed run. Steps:
+#   golden            tools/make_eval_golden.py (eval's oracle; CPU) -> eval_golden.tar
+#   tokcheck          exported tokenizer.json through transformers' AutoTokenizer (#14)
+#   evalbench         bench/eval_bench.sh: eval --task hellaswag vs a transformers loop (#12)
+#   evaltests         build tinyllama_tests and run Eval* on the GPU
+#   fp8gemm           FP8 vs bf16 on the step's linear GEMMs (#16)
+#   ours | ours@VAR=VAL[,VAR=VAL]   tinyllama bench, 1.1B, micro-batch 8 x 2048 (with levers)
+#   pt:SDPA:LOSS[:flags]            bench/pytorch_reference.py in that configuration (#15)
+#   e.g. bench/gpu_round.sh golden tokcheck ours pt:cudnn:compiled pt:flash:compiled
+# A step whose usual duration no longer fits before DEADLINE (epoch seconds; default: start +
+# BUDGET seconds, 560) is skipped and listed, so the call returns with what it has.
+# Run from the repository root. Results go to $OUT (default build/gpu_round): logs.tar holds
+# every log, every JSON and smi.csv; summary.txt the bench table with clock and power.
 set -uo pipefail
-OUT=${OUT:-build/reference_sweep}
+OUT=${OUT:-build/gpu_round}
 BUILD=${BUILD:-build}
 DATA=${DATA:-.carry/data}
 mkdir -p "$OUT"
 status=0
+DEADLINE=${DEADLINE:-$(( $(date +%s) + ${BUDGET:-560} ))}
+skipped=""
+fits() {  # fits SECONDS STEP: true when SECONDS remain before the deadline
+  if (( $(date +%s) + $1 <= DEADLINE )); then return 0; fi
+  echo "== skipped $2 (needs ~$1 s, $(( DEADLINE - $(date +%s) )) s left)"; skipped="$skipped $2"; return 1
+}
 
 {
   date -u +%FT%TZ
@@ -26,22 +40,58 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,utilization.gpu,temperatur
 smi_pid=$!
 mark() { echo "$1 $(date +%s.%N)" >>"$OUT/windows.txt"; }
 
+golden_pid=""
+if [[ " $* " == *" golden "* ]]; then  # CPU work: beside the build, not beside a timed run
+  echo "== eval golden (transformers, float64), beside the build"
+  (PYTHONUNBUFFERED=1 python3 tools/make_eval_golden.py --tokenizer "$DATA/llama2-tokenizer.model" \
+     --tasks tests/fixtures/eval --out "$OUT/eval_golden" >"$OUT/golden.log" 2>&1;
+   echo $? >"$OUT/golden.rc") &
+  golden_pid=$!
+fi
+
 echo "== build"
 t0=$(date +%s)
 cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
   cmake --build "$BUILD" -j "$(nproc)" --target tinyllama tinyllama_fp8_gemm_bench >>"$OUT/build.log" 2>&1 ||
-  { echo "build failed"; grep -E "error" "$OUT/build.log" | head -40; kill $smi_pid; exit 1; }
+  { echo "build failed"; grep -E "error" "$OUT/build.log" | head -40; kill $smi_pid
+    [ -n "$golden_pid" ] && wait $golden_pid && (cd "$OUT" && tar -cf eval_golden.tar eval_golden)
+    exit 1; }
 echo "built in $(( $(date +%s) - t0 )) s"
 
 for step in "$@"; do
   case "$step" in
+    golden)
+      wait $golden_pid
+      [ "$(cat "$OUT/golden.rc" 2>/dev/null)" = 0 ] || status=1
+      tail -3 "$OUT/golden.log"
+      (cd "$OUT" && tar -cf eval_golden.tar eval_golden && rm -rf eval_golden golden.rc)
+      ;;
+    evalbench)
+      fits 240 evalbench || continue
+      echo "== eval bench (HellaSwag shape, 1.1B)"
+      mark "evalbench_start"
+      BUILD="$BUILD" WORK=/tmp/eval_bench timeout 400 bash bench/eval_bench.sh "$DATA/llama2-tokenizer.model" \
+        >"$OUT/evalbench.log" 2>&1 || status=1
+      mark "evalbench_end"
+      tail -15 "$OUT/evalbench.log"
+      ;;
+    evaltests)
+      fits 200 evaltests || continue
+      echo "== Eval tests on the GPU"
+      cmake --build "$BUILD" -j "$(nproc)" --target tinyllama_tests >>"$OUT/build.log" 2>&1 &&
+        TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_tests" --gtest_filter='Eval*:Fp8*:Hf*Tokenizer*' \
+          --gtest_color=no >"$OUT/evaltests.log" 2>&1 || status=1
+      grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" "$OUT/evaltests.log" | tail -20
+      ;;
     tokcheck)
+      fits 60 tokcheck || continue
       echo "== tokenizer.json through transformers' AutoTokenizer (#14)"
       python3 tools/hf_tokenizer_check.py --binary "$BUILD/tinyllama" \
         --tokenizer "$DATA/llama2-tokenizer.model" --data "$DATA" 2>&1 | tee "$OUT/tokcheck.log" | tail -8
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     fp8gemm)
+      fits 90 fp8gemm || continue
       echo "== FP8 vs bf16 GEMMs (issue #16)"
       mark "fp8gemm_start"
       timeout 180 "$BUILD/tinyllama_fp8_gemm_bench" >"$OUT/fp8gemm.log" 2>&1 || status=1
@@ -50,6 +100,7 @@ for step in "$@"; do
       ;;
     ours|ours@*)
       # ours@VAR=VALUE[,VAR=VALUE]: the same bench with those environment variables (levers).
+      fits 90 "$step" || continue
       envs=""; name=ours
       if [[ "$step" == ours@* ]]; then envs=${step#ours@}; name="ours_$(echo "$envs" | tr -c 'A-Za-z0-9\n' '_')"; fi
       echo "== tinyllama bench ${envs:+($envs)}"
@@ -60,6 +111,7 @@ for step in "$@"; do
       tail -4 "$OUT/$name.log"
       ;;
     pt:*)
+      fits 200 "$step" || continue
       IFS=: read -r _ sdpa loss extra <<<"$step"
       name="pt_${sdpa}_${loss}${extra:+_x}"
       echo "== pytorch reference: sdpa $sdpa, loss $loss ${extra}"
@@ -73,6 +125,7 @@ for step in "$@"; do
   esac
 done
 kill $smi_pid 2>/dev/null
+[ -n "$skipped" ] && echo "skipped for time:$skipped"
 
 # Clock and power while the GPU was busy (utilization >= 50%) inside each run's window.
 python3 - "$OUT" <<'EOF' | tee "$OUT/summary.txt"
