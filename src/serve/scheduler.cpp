@@ -74,7 +74,7 @@ Scheduler::Scheduler(LlamaModel& model, const SchedulerOptions& opts, Metrics* m
   const int B = opts_.max_batch;
   const int Tn = std::min((std::min(opts_.prefill_tokens, opts_.max_len) + B - 1) / B, opts_.max_len);
   std::vector<int32_t> toks(size_t(B) * Tn, 0), pos(size_t(B), 0);
-  inf_.forward(toks.data(), Tn, pos.data(), nullptr, logits_.data(), 0, B);
+  inf_.forward(toks.data(), Tn, pos.data(), nullptr, logits_.data(), B);
   if (metrics_) metrics_->set_cache_bytes(inf_.cache_bytes());
   publish_gauges();
   thread_ = std::thread([this] { loop(); });
@@ -265,8 +265,8 @@ void Scheduler::prefill_step() {
       const int last = s.prompt_len() - 1 - p0;
       pick[size_t(b)] = last >= 0 && last < Tn ? last : Tn - 1;
     }
-    inf_.forward(toks.data(), Tn, pos.data(), all_logits ? nullptr : pick.data(), logits_.data(),
-                 group_begin_, k);
+    inf_.forward(toks.data(), Tn, pos.data(), all_logits ? nullptr : pick.data(), logits_.data(), k,
+                 group_begin_);
     for (int b = 0; b < k; ++b) {
       Seq& s = *rows_[size_t(group_begin_ + b)];
       if (s.done) continue;
@@ -348,7 +348,7 @@ void Scheduler::decode_step() {
     toks[size_t(r)] = rows_[size_t(r)]->last;
     pos[size_t(r)] = rows_[size_t(r)]->len;
   }
-  inf_.forward(toks.data(), 1, pos.data(), nullptr, logits_.data(), 0, n);
+  inf_.forward(toks.data(), 1, pos.data(), nullptr, logits_.data(), n);
   for (int r = 0; r < n; ++r) {
     Seq& s = *rows_[size_t(r)];
     ++s.len;

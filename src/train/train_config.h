@@ -7,6 +7,7 @@
 #include "core/json_reader.h"
 #include "data/loader.h"
 #include "dist/dist_config.h"
+#include "eval/task_spec.h"
 #include "model/config.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
@@ -39,6 +40,8 @@ struct TrainConfig {
 
   int eval_interval = 0;           // steps between validation runs (0 = only at the end)
   int eval_batches = 20;           // micro-batches per validation run
+  std::vector<eval::TaskSpec> eval_tasks;  // zero-shot tasks scored with each validation
+  std::string eval_task_bos = "off";        // their BOS mode (docs/eval.md)
   int checkpoint_interval = 0;     // steps between checkpoints (0 = only at the end)
   int keep_checkpoints = 3;        // newest checkpoints kept
   int64_t keep_every = 0;          // also keep those whose step is a multiple (0 = none)

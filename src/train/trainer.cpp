@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "data/shard_tokenizer.h"
 #include "data/tokenizer.h"
+#include "eval/train_hook.h"
 #include "dist/sharded_checkpoint.h"
 #include "model/param_check.h"
 #include "train/bench.h"
@@ -114,6 +115,12 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   mo.recompute = cfg_.recompute;
   if (dist_) mo.provider = dist_->provider(cfg_, *be_);  // FSDP: weights live in the shard
   model_ = std::make_unique<LlamaModel>(cfg_.model, *be_, mo);
+  if (!cfg_.eval_tasks.empty()) {  // read and tokenized now: a bad row stops us before step 1
+    TL_CHECK(!dist_, "config: eval.tasks runs in single-process training only");
+    task_eval_ = std::make_unique<eval::TrainingTaskEval>(
+        cfg_.eval_tasks, cfg_.tokenizer, cfg_.eval_task_bos, cfg_.model.max_seq_len,
+        be_->device() == Device::CUDA);
+  }
   if (!dist_) opt_ = std::make_unique<AdamW>(*be_, model_->layout().total(), cfg_.adamw);
   debug_save_sleep_ms_ = env_int("TL_DEBUG_CHECKPOINT_SLEEP_MS");
   start(resume, init_from);
@@ -449,6 +456,27 @@ void Trainer::record_validation(double loss) {
   tb_->scalars(step_, {{"val/loss", float(loss)}, {"val/perplexity", float(std::exp(loss))}});
 }
 
+void Trainer::record_task_evals() {
+  if (!task_eval_ || !is_rank0()) return;
+  const int64_t tokens = step_ * tokens_per_step();
+  std::vector<std::pair<std::string, float>> tb;
+  for (const eval::TaskScore& t : task_eval_->run(*model_)) {
+    log_info("eval ", t.name, " at step ", step_, ": acc ", t.acc,
+             t.has_norm ? cat(", acc_norm ", t.acc_norm) : std::string(), " (", t.n,
+             " documents, ", format_duration(t.seconds), ")");
+    json j{{"step", step_}, {"tokens", tokens}, {"eval_task", t.name}, {"n", t.n},
+           {"acc", t.acc}, {"acc_stderr", std::isfinite(t.acc_stderr) ? json(t.acc_stderr) : json()},
+           {"seconds", t.seconds}};
+    tb.emplace_back("eval/" + t.name + "/acc", float(t.acc));
+    if (t.has_norm) {
+      j["acc_norm"] = t.acc_norm;
+      tb.emplace_back("eval/" + t.name + "/acc_norm", float(t.acc_norm));
+    }
+    metrics_->write(j);
+  }
+  tb_->scalars(step_, tb);
+}
+
 void Trainer::record_step(double loss, double lr, const StepResult& r, const StepVerdict& v,
                           double step_seconds, double smoothed_seconds) {
   StepFigures f;
@@ -515,6 +543,7 @@ TrainSummary Trainer::run() {
   if (step_ == 0) {  // a resumed run measured its start already
     sum.first_val_loss = validate();
     record_validation(sum.first_val_loss);
+    record_task_evals();
   }
   double smoothed = 0;
   while (step_ < cfg_.steps && !stop_now()) {
@@ -559,8 +588,10 @@ TrainSummary Trainer::run() {
            "; look for a bad shard or lower optim.lr before resuming");
     }
     if (cfg_.eval_interval > 0 && step_ % cfg_.eval_interval == 0 && step_ < cfg_.steps &&
-        !stop_now())
+        !stop_now()) {
       record_validation(validate());
+      record_task_evals();
+    }
     if (cfg_.checkpoint_interval > 0 && step_ % cfg_.checkpoint_interval == 0) save();
     finish_background_save(false);  // reports a finished background write
   }
@@ -572,6 +603,7 @@ TrainSummary Trainer::run() {
   } else {
     sum.final_val_loss = validate();
     record_validation(sum.final_val_loss);
+    record_task_evals();
   }
   if (last_saved_ != step_) save();
   finish_background_save(true);

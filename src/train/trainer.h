@@ -45,6 +45,9 @@
 namespace tl {
 
 struct CheckpointData;
+namespace eval {
+class TrainingTaskEval;
+}
 
 struct TrainSummary {
   int64_t steps = 0;
@@ -91,6 +94,7 @@ class Trainer {
   CheckpointData read_init_weights(const std::string& path) const;
   double validate();
   void record_validation(double loss);
+  void record_task_evals();  // eval.tasks: scored and logged with each validation
   std::string save();
   // checkpoint.async: the background write of the last save, if any. Waits for it (or, with
   // block false, only looks whether it is done), then logs, records and prunes as save()
@@ -116,6 +120,7 @@ class Trainer {
   std::unique_ptr<AdamW> opt_;
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<SequentialBlocks> val_;
+  std::unique_ptr<eval::TrainingTaskEval> task_eval_;  // eval.tasks, when configured
   std::unique_ptr<RunLock> lock_;
   std::unique_ptr<MetricsWriter> metrics_;   // rank 0 only (null on the others)
   std::unique_ptr<TensorBoardWriter> tb_;    // rank 0 only

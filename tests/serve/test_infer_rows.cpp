@@ -60,9 +60,9 @@ std::map<int, std::vector<float>> ir_batched(LlamaModel& model, const std::vecto
   };
   // A: chunks of 4 and 3 tokens into row 0.
   int32_t pos = 0, pick = 3;
-  inf.forward(s[0].prompt.data(), 4, &pos, &pick, buf.data(), 0, 1);
+  inf.forward(s[0].prompt.data(), 4, &pos, &pick, buf.data(), 1, 0);
   pos = 4, pick = 2;
-  inf.forward(s[0].prompt.data() + 4, 3, &pos, &pick, buf.data(), 0, 1);
+  inf.forward(s[0].prompt.data() + 4, 3, &pos, &pick, buf.data(), 1, 0);
   keep(0, 0);
   // B: one chunk into row 1.
   pos = 0, pick = 4;
@@ -72,17 +72,17 @@ std::map<int, std::vector<float>> ir_batched(LlamaModel& model, const std::vecto
   for (int t = 0; t < 2; ++t) {
     const int32_t toks[2] = {s[0].next[size_t(t)], s[1].next[size_t(t)]};
     const int32_t p[2] = {int32_t(7 + t), int32_t(5 + t)};
-    inf.forward(toks, 1, p, nullptr, buf.data(), 0, 2);
+    inf.forward(toks, 1, p, nullptr, buf.data(), 2, 0);
     keep(0, 0);
     keep(1, 1);
     const int32_t cpos = t * 5, cpick = t == 0 ? 4 : 3;
-    inf.forward(s[2].prompt.data() + cpos, t == 0 ? 5 : 4, &cpos, &cpick, buf.data(), 2, 1);
+    inf.forward(s[2].prompt.data() + cpos, t == 0 ? 5 : 4, &cpos, &cpick, buf.data(), 1, 2);
     if (t == 1) keep(2, 0);
   }
   // A's last two steps alone (row 0 only), then A leaves and C takes its row.
   for (int t = 2; t < 4; ++t) {
     const int32_t p = int32_t(7 + t);
-    inf.forward(&s[0].next[size_t(t)], 1, &p, nullptr, buf.data(), 0, 1);
+    inf.forward(&s[0].next[size_t(t)], 1, &p, nullptr, buf.data(), 1, 0);
     keep(0, 0);
   }
   inf.move_row(2, 0, 9);
@@ -91,7 +91,7 @@ std::map<int, std::vector<float>> ir_batched(LlamaModel& model, const std::vecto
     const int32_t p[2] = {int32_t(9 + t), int32_t(7 + std::min(t, 1))};
     // B feeds its steps 2 and 3, then re-feeds step 3 at the same position (overwritten, and
     // not kept) while C finishes.
-    inf.forward(toks, 1, p, nullptr, buf.data(), 0, 2);
+    inf.forward(toks, 1, p, nullptr, buf.data(), 2, 0);
     keep(2, 0);
     if (t < 2) keep(1, 1);
   }
@@ -146,11 +146,11 @@ TEST(InferRows, RejectsBadRangesNamingThem) {
   std::vector<float> logits(size_t(2 * cfg.vocab_size));
   const int32_t tok[2] = {1, 2}, pos[2] = {0, 0};
   EXPECT_TRUE(ckpt_test::has(
-      ckpt_test::error_of([&] { inf.forward(tok, 1, pos, nullptr, logits.data(), 1, 2); }),
+      ckpt_test::error_of([&] { inf.forward(tok, 1, pos, nullptr, logits.data(), 2, 1); }),
       "rows [1, 3)"));
   EXPECT_TRUE(ckpt_test::has(
-      ckpt_test::error_of([&] { inf.forward(tok, 1, pos, nullptr, logits.data(), 0, 0); }),
-      "rows [0, 0)"));
+      ckpt_test::error_of([&] { inf.forward(tok, 1, pos, nullptr, logits.data(), 0, 2); }),
+      "rows [2, 2)"));
   EXPECT_TRUE(ckpt_test::has(ckpt_test::error_of([&] { inf.move_row(0, 2, 3); }), "move_row(0, 2)"));
   EXPECT_TRUE(ckpt_test::has(ckpt_test::error_of([&] { inf.move_row(0, 1, 9); }), "length 9"));
 }
