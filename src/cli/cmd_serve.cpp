@@ -35,10 +35,12 @@ struct ServeArgs {
 #ifdef TL_WITH_HTTP
 void run_serve(const ServeArgs& a) {
   // Signals go to one waiting thread, never to a worker (threads inherit this mask).
+  // SIGUSR1 (blocked everywhere too) is how the main thread wakes it when the server stops.
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   Tokenizer tok = Tokenizer::load(a.tokenizer);
@@ -70,7 +72,7 @@ void run_serve(const ServeArgs& a) {
   serve::HttpServer server(sched, tok, chat, metrics, ho);
   const int port = server.bind();
 
-  std::thread watcher([&] {
+  std::thread watcher([&sigs, &server, &sched, &a] {
     int sig = 0;
     sigwait(&sigs, &sig);
     if (sig == SIGUSR1) return;  // the server stopped by itself
@@ -79,14 +81,14 @@ void run_serve(const ServeArgs& a) {
     server.stop();
     sched.shutdown(a.grace_seconds);
   });
-  sigaddset(&sigs, SIGUSR1);
   const auto& c = sched.options();
   std::printf("serving '%s' on http://%s:%d (%s | batch %d | context %d | KV cache %.1f MiB | budget %lld positions)\n",
               ho.model_name.c_str(), a.host.c_str(), port, be->describe().c_str(), c.max_batch, c.max_len,
               double(sched.cache_bytes()) / (1 << 20), (long long)c.max_tokens_in_flight);
   std::fflush(stdout);
   server.run();
-  pthread_kill(watcher.native_handle(), SIGUSR1);  // wakes it if no signal came
+  // Wakes the watcher if no signal came; after a signal it stays pending (blocked), harmless.
+  pthread_kill(watcher.native_handle(), SIGUSR1);
   watcher.join();
   sched.shutdown(0);
   log_info("serve: stopped");
