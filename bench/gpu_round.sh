@@ -5,6 +5,7 @@
 #   tokcheck          exported tokenizer.json through transformers' AutoTokenizer (#14)
 #   evalbench         bench/eval_bench.sh: eval --task hellaswag vs a transformers loop (#12)
 #   evaltests         build tinyllama_tests and run Eval* on the GPU
+#   servebench        bench/serve_bench.sh: scheduler decode tokens/s (#13)
 #   fp8gemm           FP8 vs bf16 on the step's linear GEMMs (#16)
 #   ours | ours@VAR=VAL[,VAR=VAL]   tinyllama bench, 1.1B, micro-batch 8 x 2048 (with levers)
 #   pt:SDPA:LOSS[:flags]            bench/pytorch_reference.py in that configuration (#15)
@@ -77,11 +78,22 @@ for step in "$@"; do
       ;;
     evaltests)
       fits 200 evaltests || continue
-      echo "== Eval tests on the GPU"
-      cmake --build "$BUILD" -j "$(nproc)" --target tinyllama_tests >>"$OUT/build.log" 2>&1 &&
+      echo "== eval and serve tests on the GPU"
+      cmake --build "$BUILD" -j "$(nproc)" --target tinyllama_tests tinyllama_serve_tests >>"$OUT/build.log" 2>&1 &&
         TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_tests" --gtest_filter='Eval*:Fp8*:Hf*Tokenizer*' \
           --gtest_color=no >"$OUT/evaltests.log" 2>&1 || status=1
+      TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_serve_tests" --gtest_filter='*Cuda*' \
+        --gtest_color=no >>"$OUT/evaltests.log" 2>&1 || status=1
       grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" "$OUT/evaltests.log" | tail -20
+      ;;
+    servebench)
+      fits 150 servebench || continue
+      echo "== serve bench (scheduler decode, 1.1B)"
+      mark "servebench_start"
+      OUT=/tmp/serve_bench BUILD="$BUILD" TOKENIZER="$DATA/llama2-tokenizer.model" timeout 240 \
+        bash bench/serve_bench.sh >"$OUT/servebench.log" 2>&1 || status=1
+      mark "servebench_end"
+      tail -15 "$OUT/servebench.log"
       ;;
     tokcheck)
       fits 60 tokcheck || continue
