@@ -1,20 +1,44 @@
 #!/usr/bin/env python3
 """PyTorch reference for `tinyllama bench`: Hugging Face LlamaForCausalLM with the
-TinyLlama-1.1B config, bf16 autocast over fp32 master weights, SDPA attention, fused AdamW,
-torch.compile; synthetic tokens; prints tokens/s, MFU and peak memory (JSON with --json).
+TinyLlama-1.1B config, bf16 autocast over fp32 master weights, fused AdamW, clipping 1.0, one
+optimizer step per micro-batch, synthetic tokens. Prints tokens/s, MFU and peak memory (JSON
+with --json).
+
+Configured as strongly as PyTorch goes without code of our own inside it:
+  --sdpa flash|cudnn|efficient|default   the SDPA backend, selected explicitly (only that one
+                                         is allowed, so a silent fallback is an error); the
+                                         attention kernels that actually ran are read from
+                                         the profiler and reported
+  --loss compiled|outside                compiled: the forward, the f32 upcast of the logits and
+                                         the cross-entropy are one torch.compile region (Inductor
+                                         fuses the upcast into the loss); outside: the loss in
+                                         eager mode after the compiled model (the rows before
+                                         2026-12-05)
+  --compile-mode default|max-autotune-no-cudagraphs|...
+  --no-compile                           eager, for comparison
 
 Run on the GPU machine (torch + transformers installed):
-    python3 bench/pytorch_reference.py --micro-batch 8 --steps 10 [--no-compile]
+    python3 bench/pytorch_reference.py --micro-batch 8 --steps 10 --sdpa cudnn --loss compiled
+bench/gpu_round.sh runs every configuration beside `tinyllama bench` in one call.
 """
 import argparse
+import contextlib
 import json
-import math
 import time
 
 import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import LlamaConfig, LlamaForCausalLM
 
-H100_PEAK = 989e12
+PEAK_BF16 = 989e12  # H100/H200 SXM dense bf16
+
+BACKENDS = {
+    "flash": [SDPBackend.FLASH_ATTENTION],
+    "cudnn": [SDPBackend.CUDNN_ATTENTION],
+    "efficient": [SDPBackend.EFFICIENT_ATTENTION],
+    "default": None,
+}
 
 
 def tinyllama_config(seq_len):
@@ -35,40 +59,84 @@ def flops_per_token(cfg, seq_len):
     return 6 * n + 12 * L * C * seq_len
 
 
+def attention_kernels(step):
+    """Names of the attention kernels one step launches (from the profiler's CUDA events)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    keys = ("flash", "fmha", "attn", "attention", "sdpa", "cudnn")
+    names = {e.key for e in prof.key_averages() if any(k in e.key.lower() for k in keys)}
+    return sorted(n[:120] for n in names)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--sdpa", choices=sorted(BACKENDS), default="cudnn")
+    ap.add_argument("--loss", choices=["compiled", "outside"], default="compiled")
+    ap.add_argument("--compile-mode", default="default")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--repeat-kv", action="store_true",
+                    help="expand K/V heads before SDPA instead of enable_gqa (for backends without GQA)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
+    if args.repeat_kv:
+        # transformers asks SDPA for native GQA when it can; some backends refuse it.
+        import transformers.integrations.sdpa_attention as sa
+        sa.use_gqa_in_sdpa = lambda *a, **k: False
+
     torch.manual_seed(0)
     cfg = tinyllama_config(args.seq_len)
-    cfg._attn_implementation = "sdpa"
-    model = LlamaForCausalLM(cfg).cuda()  # fp32 master weights
+    model = LlamaForCausalLM._from_config(cfg, attn_implementation="sdpa").cuda()  # fp32 master
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=0.1, fused=True)
-    step_model = model if args.no_compile else torch.compile(model)
-    B, T = args.micro_batch, args.seq_len
-    tokens = torch.randint(0, cfg.vocab_size, (B, T + 1), device="cuda")
+    B, T, V = args.micro_batch, args.seq_len, cfg.vocab_size
+    tokens = torch.randint(0, V, (B, T + 1), device="cuda")
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    backends = BACKENDS[args.sdpa]
+
+    # The backend is fixed when Dynamo traces the graph (the SDPA call is lowered to one
+    # backend's op then), so the context wraps the whole step, outside the compiled region.
+    def attn_ctx():
+        return sdpa_kernel(backends) if backends else contextlib.nullcontext()
+
+    def fwd_loss(x, y):
+        logits = model(input_ids=x).logits
+        return F.cross_entropy(logits.float().view(-1, V), y.view(-1))
+
+    compile_kw = {} if args.compile_mode == "default" else {"mode": args.compile_mode}
+    if args.no_compile:
+        loss_fn = fwd_loss
+    elif args.loss == "compiled":
+        loss_fn = torch.compile(fwd_loss, **compile_kw)
+    else:
+        cmodel = torch.compile(model, **compile_kw)
+
+        def loss_fn(x, y):
+            logits = cmodel(input_ids=x).logits
+            return F.cross_entropy(logits.float().view(-1, V), y.view(-1))
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = step_model(input_ids=x).logits
-            loss = torch.nn.functional.cross_entropy(logits.float().view(-1, cfg.vocab_size), y.view(-1))
-        loss.backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16), attn_ctx():
+            loss = loss_fn(x, y)
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss
 
+    t_compile = time.perf_counter()
     for _ in range(args.warmup):
         step()
+    torch.cuda.synchronize()
+    t_compile = time.perf_counter() - t_compile
+    kernels = attention_kernels(step)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -81,18 +149,26 @@ def main():
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "compile": not args.no_compile,
+        "compile_mode": args.compile_mode,
+        "sdpa": args.sdpa,
+        "loss": "eager" if args.no_compile else args.loss,
+        "repeat_kv": args.repeat_kv,
+        "attention_kernels": kernels,
+        "warmup_seconds": t_compile,
         "tokens_per_s": tok_s,
         "step_seconds": dt,
-        "mfu": tok_s * flops_per_token(cfg, T) / H100_PEAK,
+        "mfu": tok_s * flops_per_token(cfg, T) / PEAK_BF16,
         "peak_memory_bytes": torch.cuda.max_memory_allocated(),
         "final_loss": float(loss),
     }
-    print(f"pytorch reference ({'compiled' if res['compile'] else 'eager'}): "
+    mode = "eager" if args.no_compile else f"compiled ({args.compile_mode}), loss {args.loss}"
+    print(f"pytorch reference [sdpa {args.sdpa}{', kv repeated' if args.repeat_kv else ''}, {mode}]: "
           f"{tok_s:.0f} tokens/s, MFU {100 * res['mfu']:.1f}%, "
           f"peak {res['peak_memory_bytes'] / 2**30:.1f} GiB, loss {res['final_loss']:.4f}")
+    print("attention kernels:", "; ".join(kernels) or "(none matched)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(res, f)
+            json.dump(res, f, indent=1)
 
 
 if __name__ == "__main__":

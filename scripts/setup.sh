@@ -11,6 +11,7 @@ packages=(
   libgtest-dev                                  # tests
   fortunes libpython3.11-stdlib                 # the demo corpus: prose and Python code
   gnuplot-nox                                   # training reports
+  libcpp-httplib-dev                            # tinyllama serve (HTTP)
 )
 if [ "${1:-}" = "--asan" ]; then
   packages=(

@@ -114,6 +114,13 @@ class Backend {
   virtual void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
                                   Tensor targets, float loss_scale) = 0;
 
+  // ---- output head, log-probabilities of given tokens (evaluation; logits never kept) ----
+  // z = x[N,C] @ weight[V,C]^T (act); logp[N] (f32) = z[target] - logsumexp(z), the softmax
+  // in f32; greedy[N] (i32) = 1 when target is the first index of max(z), else 0.
+  // targets[N] (i32), each in [0, V).
+  virtual void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight,
+                            Tensor targets) = 0;
+
   // ---- optimizer, over flat f32 arrays ----
   // out[1] (f32) = sum of g[P]^2
   virtual void sum_squares(Tensor out, Tensor g) = 0;

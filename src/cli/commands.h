@@ -18,5 +18,6 @@ void add_init_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_report_command(CLI::App& app);
 void add_comm_check_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace tl::cli

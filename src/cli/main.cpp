@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   tl::cli::add_init_command(app);
   tl::cli::add_logits_command(app);
   tl::cli::add_comm_check_command(app);
+  tl::cli::add_serve_command(app);
   // CLI11 would call a misspelled subcommand "A subcommand is required": name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     std::string known;

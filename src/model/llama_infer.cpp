@@ -20,8 +20,10 @@ struct LlamaInference::State {
   Tensor cos, sin;           // f32 [max_len, D/2]
   Buffer pos_buf;
   Tensor pos;    // i32 [B] on the device
-  Buffer arena;  // activations of the last Tn
-  int Tn = 0;
+  Buffer arena;  // activations of the last (rows, Tn)
+  int rows = 0, Tn = 0;
+  Buffer gather_buf;  // copy_prefix's source index per destination position
+  Tensor gather;      // i32 [n * max_len]
   Tensor tokens;                // i32 [N]
   Tensor res0, res1, xn, proj;  // act [N,C]: residual stream (ping-pong), norm output, GEMM out
   Tensor rstd;                  // f32 [N]
@@ -33,10 +35,12 @@ struct LlamaInference::State {
   Tensor logits_act;            // act [R,V], R = max(B, kHeadRows)
   Tensor logits_f32;            // f32 [R,V]
 
-  void carve(const ModelConfig& c, int B, int Tn_, DType act,
+  // B: the rows of this call; B_all: the cache's rows (the picked rows and head chunk).
+  void carve(const ModelConfig& c, int B, int B_all, int Tn_, DType act,
              const std::function<Tensor(DType, Shape)>& take) {
+    rows = B;
     Tn = Tn_;
-    const int64_t N = int64_t(B) * Tn, C = c.dim, R = std::max<int64_t>(B, kHeadRows);
+    const int64_t N = int64_t(B) * Tn, C = c.dim, R = std::max<int64_t>(B_all, kHeadRows);
     tokens = take(DType::I32, {N});
     res0 = take(act, {N, C});
     res1 = take(act, {N, C});
@@ -47,7 +51,7 @@ struct LlamaInference::State {
     att = take(act, {B, Tn, C});
     gate_up = take(act, {N, 2 * int64_t(c.ffn_dim)});
     sw = take(act, {N, c.ffn_dim});
-    last = take(act, {B, C});
+    last = take(act, {B_all, C});
     logits_act = take(act, {R, c.vocab_size});
     logits_f32 = take(DType::F32, {R, c.vocab_size});
   }
@@ -93,14 +97,14 @@ Tensor LlamaInference::w(ParamKind k, int layer) const {
                 all.device, p.shape);
 }
 
-void LlamaInference::ensure_acts(int Tn) {
-  if (s_->Tn == Tn) return;
+void LlamaInference::ensure_acts(int rows, int Tn) {
+  if (s_->rows == rows && s_->Tn == Tn) return;
   const ModelConfig& c = model_.config();
   Backend& be = model_.backend();
   const DType act = be.compute_dtype();
   size_t bytes = 0;
   State probe;
-  probe.carve(c, B_, Tn, act, [&](DType t, Shape sh) {
+  probe.carve(c, rows, B_, Tn, act, [&](DType t, Shape sh) {
     bytes += aligned(size_t(sh.numel()) * dtype_size(t));
     return Tensor(nullptr, t, be.device(), sh);
   });
@@ -110,7 +114,7 @@ void LlamaInference::ensure_acts(int Tn) {
   }
   char* base = static_cast<char*>(s_->arena.data());
   size_t off = 0;
-  s_->carve(c, B_, Tn, act, [&](DType t, Shape sh) {
+  s_->carve(c, rows, B_, Tn, act, [&](DType t, Shape sh) {
     Tensor v(base + off, t, be.device(), sh);
     off += aligned(size_t(sh.numel()) * dtype_size(t));
     return v;
@@ -130,12 +134,15 @@ void LlamaInference::logits_of_rows(Tensor x, int64_t rows, float* logits) {
 }
 
 void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
-                             float* logits) {
+                             float* logits, int rows, int row0) {
   const ModelConfig& c = model_.config();
   TL_CHECK(Tn > 0, "inference: Tn must be positive, got ", Tn);
+  const int B = rows > 0 ? rows : B_ - row0;
+  TL_CHECK(rows >= 0 && row0 >= 0 && B > 0 && int64_t(row0) + B <= B_, "inference: rows [", row0,
+           ", ", int64_t(row0) + B, ") are not a non-empty range of the cache's ", B_, " rows");
   int kv_len = 0;
-  for (int b = 0; b < B_; ++b) {
-    TL_CHECK(pos[b] >= 0 && int64_t(pos[b]) + Tn <= max_len_, "inference: row ", b,
+  for (int b = 0; b < B; ++b) {
+    TL_CHECK(pos[b] >= 0 && int64_t(pos[b]) + Tn <= max_len_, "inference: row ", row0 + b,
              " would place tokens at positions [", pos[b], ", ", int64_t(pos[b]) + Tn,
              "), outside the cache's [0, ", max_len_, ")");
     kv_len = std::max(kv_len, pos[b] + Tn);
@@ -143,15 +150,15 @@ void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, 
       TL_CHECK(pick[b] >= 0 && pick[b] < Tn, "inference: pick[", b, "] = ", pick[b],
                " is not one of the ", Tn, " new tokens");
   }
-  const int64_t N = int64_t(B_) * Tn;
+  const int64_t N = int64_t(B) * Tn;
   for (int64_t i = 0; i < N; ++i)
     TL_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token id ", tokens[i], " at ", i,
              " is outside the model's vocabulary of ", c.vocab_size);
-  ensure_acts(Tn);
+  ensure_acts(B, Tn);
   Backend& be = model_.backend();
   State& s = *s_;
   be.upload(s.tokens, tokens);
-  be.upload(s.pos, pos);
+  be.upload(s.pos.rows(0, B), pos);
 
   const int L = c.n_layers, H = c.n_heads, K = c.n_kv_heads;
   const float eps = c.norm_eps;
@@ -161,7 +168,8 @@ void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, 
   for (int l = 0; l < L; ++l) {
     // res1 = res0 + wo(attention over the cache(rope(wqkv(norm(res0)))))
     be.matmul_forward(s.qkv.view({N, c.qkv_dim()}), s.xn, w(ParamKind::Wqkv, l));
-    be.attention_decode(s.att, s.qkv, s.k[size_t(l)], s.v[size_t(l)], s.cos, s.sin, s.pos, kv_len,
+    be.attention_decode(s.att, s.qkv, s.k[size_t(l)].rows(row0, row0 + B),
+                        s.v[size_t(l)].rows(row0, row0 + B), s.cos, s.sin, s.pos.rows(0, B), kv_len,
                         H, K);
     be.matmul_forward(s.proj, s.att.view({N, C}), w(ParamKind::Wo, l));
     be.add_rmsnorm_forward(s.res1, s.xn, s.rstd, s.res0, s.proj, w(ParamKind::MlpNorm, l), eps);
@@ -174,13 +182,63 @@ void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, 
                            last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1), eps);
   }
   // xn now holds the final normed hidden states [N,C].
+  if (!logits) return;
   if (!pick) return logits_of_rows(s.xn, N, logits);
-  if (Tn == 1) return logits_of_rows(s.xn, B_, logits);
-  for (int b = 0; b < B_; ++b) {
+  if (Tn == 1) return logits_of_rows(s.xn, B, logits);
+  for (int b = 0; b < B; ++b) {
     const int64_t r = int64_t(b) * Tn + pick[b];
     be.copy(s.last.rows(b, b + 1), s.xn.rows(r, r + 1));
   }
-  logits_of_rows(s.last, B_, logits);
+  logits_of_rows(s.last.rows(0, B), B, logits);
+}
+
+Tensor LlamaInference::hidden() const {
+  TL_CHECK(s_->Tn > 0, "inference: hidden() before any forward");
+  return s_->xn;
+}
+
+void LlamaInference::copy_prefix(int dst0, int n, const int32_t* src, int len) {
+  TL_CHECK(dst0 >= 0 && n >= 0 && int64_t(dst0) + n <= B_, "copy_prefix: rows [", dst0, ", ",
+           int64_t(dst0) + n, ") outside the cache's ", B_);
+  TL_CHECK(len >= 0 && len <= max_len_, "copy_prefix: len ", len, " outside [0, ", max_len_, "]");
+  for (int i = 0; i < n; ++i)
+    TL_CHECK(src[i] >= 0 && src[i] < dst0, "copy_prefix: source row ", src[i],
+             " is not below the destination rows (", dst0, ")");
+  if (n == 0 || len == 0) return;
+  // One gather per layer and k/v over whole destination rows: destination position
+  // (i, p) reads source row src[i] at p when p < len, else any valid row (position 0).
+  Backend& be = model_.backend();
+  const int64_t count = int64_t(n) * max_len_;
+  if (s_->gather.numel() < count) {
+    s_->gather_buf = Buffer();
+    s_->gather_buf = Buffer(be, size_t(count) * 4);
+    s_->gather = s_->gather_buf.tensor(DType::I32, {count});
+  }
+  std::vector<int32_t> idx(size_t(count), 0);
+  for (int i = 0; i < n; ++i)
+    for (int p = 0; p < len; ++p) idx[size_t(i) * max_len_ + p] = src[i] * max_len_ + p;
+  Tensor index = s_->gather.rows(0, count);
+  be.upload(index, idx.data());
+  const int64_t KD = s_->k[0].dim(2);
+  for (int l = 0; l < model_.config().n_layers; ++l)
+    for (const Tensor& cache : {s_->k[size_t(l)], s_->v[size_t(l)]}) {
+      const Tensor all = cache.view({int64_t(B_) * max_len_, KD});
+      be.embedding_forward(all.rows(int64_t(dst0) * max_len_, int64_t(dst0 + n) * max_len_),
+                           all.rows(0, int64_t(dst0) * max_len_), index);
+    }
+}
+
+void LlamaInference::move_row(int src, int dst, int len) {
+  TL_CHECK(src >= 0 && src < B_ && dst >= 0 && dst < B_, "inference: move_row(", src, ", ", dst,
+           ") names a row outside the cache's ", B_);
+  TL_CHECK(len >= 0 && len <= max_len_, "inference: move_row length ", len, " is outside [0, ",
+           max_len_, "]");
+  if (src == dst || len == 0) return;
+  Backend& be = model_.backend();
+  for (std::vector<Tensor>* kv : {&s_->k, &s_->v})
+    for (const Tensor& t : *kv)  // [B, max_len, KD]: row b's first len positions are contiguous
+      be.copy(t.rows(dst, dst + 1).view({max_len_, t.dim(2)}).rows(0, len),
+              t.rows(src, src + 1).view({max_len_, t.dim(2)}).rows(0, len));
 }
 
 }  // namespace tl

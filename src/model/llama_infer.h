@@ -29,13 +29,27 @@ class LlamaInference {
   // tokens[B,Tn] (host i32); pos[B] (host): each pos[b] + Tn <= max_len(), and positions
   // below pos[b] filled by earlier calls. The new tokens attend over positions [0, p] of
   // their row. logits (host f32): with pick[B] given, [B,V] for token pick[b] of each row;
-  // with pick null, [B,Tn,V] for every token.
+  // with pick null, [B,Tn,V] for every token; with logits null the head is skipped (see
+  // hidden()). rows > 0 runs only cache rows [row0, row0 + rows) (B = rows above; the arrays
+  // hold those rows alone); 0 means every row from row0. Other rows are untouched, so a server
+  // can prefill some rows while others sit between decode steps.
   void forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
-               float* logits);
+               float* logits, int rows = 0, int row0 = 0);
+  // act [rows * Tn, C] on the device: the last forward's final-norm output (the head's
+  // input), row b's token t at b * Tn + t. Valid until the next forward.
+  Tensor hidden() const;
+  // Prefix sharing: cache rows dst0 + i (i < n) take positions [0, len) of rows src[i]
+  // (host i32, each < dst0, so sources and destinations never overlap), in every layer.
+  // Positions >= len of the destination rows are left unspecified: a later forward
+  // overwrites a position before any token reads it.
+  void copy_prefix(int dst0, int n, const int32_t* src, int len);
+  // Copies positions [0, len) of row src's cache into row dst (every layer; any two rows), so
+  // that dst continues src's sequence: a batch is compacted when a sequence leaves.
+  void move_row(int src, int dst, int len);
 
  private:
   struct State;
-  void ensure_acts(int Tn);
+  void ensure_acts(int rows, int Tn);
   Tensor w(ParamKind k, int layer = -1) const;                 // compute-dtype weight view
   void logits_of_rows(Tensor x, int64_t rows, float* logits);  // x[rows,C] -> host [rows,V]
 

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "eval/train_hook.h"
+
 namespace tl {
 
 namespace {
@@ -87,6 +89,8 @@ TrainConfig TrainConfig::from_json(const json& j) {
     JsonReader r(root.child("eval"), "eval");
     r.get("interval", c.eval.interval);
     r.get("batches", c.eval.batches);
+    if (r.has("tasks")) c.eval.tasks = eval::read_task_specs(r.child("tasks"), base_dir);
+    r.get("task_bos", c.eval.task_bos);
     r.finish();
   }
   {

@@ -7,6 +7,7 @@
 
 #include "core/json_reader.h"
 #include "data/loader.h"
+#include "eval/task_spec.h"
 #include "model/config.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
@@ -51,6 +52,8 @@ struct TrainConfig {
   struct Eval {
     int interval = 0;  // steps between validation runs (0 = only at the start and the end)
     int batches = 20;  // micro-batches per validation run
+    std::vector<eval::TaskSpec> tasks;  // zero-shot tasks scored with each validation
+    std::string task_bos = "off";       // their BOS mode (docs/eval.md)
   } eval;
 
   struct Checkpoint {

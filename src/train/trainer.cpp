@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "data/shard_tokenizer.h"
 #include "data/tokenizer.h"
+#include "eval/train_hook.h"
 #include "model/memory_estimate.h"
 #include "observe/console.h"
 #include "train/evaluate.h"
@@ -84,6 +85,13 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   mo.provider = par_->provider();  // sharded: the weights live in this rank's shard
   model_ = std::make_unique<LlamaModel>(cfg_.model, *be_, mo);
   par_->attach(*model_);
+  if (!cfg_.eval.tasks.empty()) {  // read and tokenized now: a bad row stops us before step 1
+    TL_CHECK(par_->world() == 1 && par_->provider() == nullptr,
+             "config: eval.tasks runs in single-process training only");
+    task_eval_ = std::make_unique<eval::TrainingTaskEval>(
+        cfg_.eval.tasks, cfg_.data.tokenizer, cfg_.eval.task_bos, cfg_.model.max_seq_len,
+        be_->device() == Device::CUDA);
+  }
   debug_save_sleep_ms_ = env_int("TL_DEBUG_CHECKPOINT_SLEEP_MS");
   start(resume, init_from);
 }
@@ -106,6 +114,31 @@ void Trainer::record_validation(double loss) {
   log_info("validation loss at step ", step_, ": ", loss, " (perplexity ", std::exp(loss), ")");
   metrics_->write(json{{"step", step_}, {"val_loss", loss}, {"val_perplexity", std::exp(loss)}});
   tb_->scalars(step_, {{"val/loss", float(loss)}, {"val/perplexity", float(std::exp(loss))}});
+}
+
+void Trainer::record_task_evals() {
+  if (!task_eval_ || !is_rank0()) return;
+  const int64_t tokens = step_ * tokens_per_step();
+  std::vector<std::pair<std::string, float>> tb;
+  for (const eval::TaskScore& t : task_eval_->run(*model_)) {
+    log_info("eval ", t.name, " at step ", step_, ": acc ", t.acc,
+             t.has_norm ? cat(", acc_norm ", t.acc_norm) : std::string(), " (", t.n,
+             " documents, ", format_duration(t.seconds), ")");
+    json j{{"step", step_},
+           {"tokens", tokens},
+           {"eval_task", t.name},
+           {"n", t.n},
+           {"acc", t.acc},
+           {"acc_stderr", std::isfinite(t.acc_stderr) ? json(t.acc_stderr) : json()},
+           {"seconds", t.seconds}};
+    tb.emplace_back("eval/" + t.name + "/acc", float(t.acc));
+    if (t.has_norm) {
+      j["acc_norm"] = t.acc_norm;
+      tb.emplace_back("eval/" + t.name + "/acc_norm", float(t.acc_norm));
+    }
+    metrics_->write(j);
+  }
+  tb_->scalars(step_, tb);
 }
 
 void Trainer::record_step(const StepOutcome& s, double lr, const StepVerdict& v,
@@ -207,6 +240,7 @@ TrainSummary Trainer::run() {
   if (step_ == 0) {  // a resumed run measured its start already
     sum.first_val_loss = validate();
     record_validation(sum.first_val_loss);
+    record_task_evals();
   }
   double smoothed = 0;
   while (step_ < t.steps && !par_->should_stop()) {
@@ -226,8 +260,10 @@ TrainSummary Trainer::run() {
     if (is_rank0()) record_step(s, lr, v, secs, smoothed);
     if (v.stop) stop_on_bad_steps();  // the same verdict on every rank: the loss is global
     if (cfg_.eval.interval > 0 && step_ % cfg_.eval.interval == 0 && step_ < t.steps &&
-        !par_->should_stop())
+        !par_->should_stop()) {
       record_validation(validate());
+      record_task_evals();
+    }
     if (cfg_.checkpoint.interval > 0 && step_ % cfg_.checkpoint.interval == 0) save();
     finish_background_save(false);  // reports a finished background write
   }
@@ -239,6 +275,7 @@ TrainSummary Trainer::run() {
   } else {
     sum.final_val_loss = validate();
     record_validation(sum.final_val_loss);
+    record_task_evals();
   }
   if (last_saved_ != step_) save();
   finish_background_save(true);

@@ -49,6 +49,11 @@
 
 namespace tl {
 
+struct CheckpointData;
+namespace eval {
+class TrainingTaskEval;
+}
+
 struct TrainSummary {
   int64_t steps = 0;
   double first_val_loss = -1, final_val_loss = -1;  // -1 when not measured
@@ -103,6 +108,7 @@ class Trainer {
   // trainer.cpp
   double validate();
   void record_validation(double loss);
+  void record_task_evals();  // eval.tasks: scored and logged with each validation
   void record_step(const StepOutcome& s, double lr, const StepVerdict& v, double step_seconds,
                    double smoothed_seconds);
   [[noreturn]] void stop_on_bad_steps();
@@ -116,6 +122,7 @@ class Trainer {
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<SequentialBlocks> val_;
+  std::unique_ptr<eval::TrainingTaskEval> task_eval_;  // eval.tasks, when configured
   std::unique_ptr<RunLock> lock_;
   std::unique_ptr<MetricsWriter> metrics_;  // rank 0 only (null on the others)
   std::unique_ptr<TensorBoardWriter> tb_;   // rank 0 only

@@ -191,6 +191,11 @@ for lib in ("pyarrow", "arrow-rs"):
         if f in ("snappy_dict_v1.parquet", "zstd_plain_v1.parquet"):
             put("parquet", name + ".trunc_footer", data[:-8 - n // 2] + data[-8:])
             put("parquet", name + ".trunc_body", data[: len(data) // 2] + data[-8 - n:])
+# the evaluator's row reader: nested shapes (lists, structs, ints, booleans)
+for d in (os.path.join(FIX, "parquet", "nested"), os.path.join(FIX, "eval", "arc_challenge")):
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".parquet") and len(read(os.path.join(d, f))) <= 8000:
+            put("parquet_rows", f[:-8], read(os.path.join(d, f)))
 put("parquet", "magic_only", b"PAR1PAR1")
 put("parquet", "footer_len_huge", b"PAR1" + b"\0" * 16 + struct.pack("<I", 2 ** 31) + b"PAR1")
 

@@ -17,6 +17,7 @@
 #include "backend/cpu/ops/cross_entropy.h"
 #include "backend/cpu/ops/decode_attention.h"
 #include "backend/cpu/ops/embedding.h"
+#include "backend/cpu/ops/logprob.h"
 #include "backend/cpu/ops/matmul.h"
 #include "backend/cpu/ops/rmsnorm.h"
 #include "backend/cpu/ops/rope.h"
@@ -406,6 +407,28 @@ class CpuBackend final : public Backend {
                             grad ? dweight.ptr<float>() : nullptr, x.ptr<float>(),
                             weight.ptr<float>(), targets.ptr<int32_t>(), losses.numel(), C, V,
                             double(loss_scale));
+  }
+
+  // ---- output head, log-probabilities (evaluation) ----
+  void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight,
+                    Tensor targets) override {
+    const char* op = "head_logprob";
+    check_f32(op, "weight", weight);
+    TL_CHECK(weight.ndim() == 2, op, ": weight must be [V, C], got ", weight.str());
+    const int64_t V = weight.dim(0), C = weight.dim(1);
+    check_f32(op, "x", x);
+    check_rows(op, "x", x);
+    check_shape(op, "x", x, with_last(x.shape, C));
+    check_f32(op, "logp", logp);
+    check_shape(op, "logp", logp, leading(x.shape));
+    check_cpu(op, "greedy", greedy, DType::I32);
+    check_shape(op, "greedy", greedy, leading(x.shape));
+    check_cpu(op, "targets", targets, DType::I32);
+    check_shape(op, "targets", targets, leading(x.shape));
+    check_ids(op, "targets", targets, V, false);
+    ThreadScope ts(threads_);
+    cpu::head_logprob(logp.ptr<float>(), greedy.ptr<int32_t>(), x.ptr<float>(),
+                      weight.ptr<float>(), targets.ptr<int32_t>(), logp.numel(), C, V);
   }
 
   // ---- optimizer ----

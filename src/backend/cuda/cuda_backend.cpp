@@ -10,6 +10,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/decode_attention.h"
 #include "backend/cuda/head_cross_entropy.h"
+#include "backend/cuda/logprob.h"
 #include "backend/cuda/matmul.h"
 #include "backend/cuda/memory.h"
 #include "backend/cuda/ops.h"
@@ -195,6 +196,13 @@ class CudaBackend final : public Backend {
                           Tensor targets, float loss_scale) override {
     gpu::head_cross_entropy(losses, dx, dweight, x, weight, targets, loss_scale, *gemm_, *prof_,
                             head_scratch_, ctx_.stream);
+  }
+
+  // ---- output head, log-probabilities (evaluation) ----
+  void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight,
+                    Tensor targets) override {
+    gpu::head_logprob(logp, greedy, x, weight, targets, *gemm_, *prof_, head_scratch_,
+                      ctx_.stream);
   }
 
   // ---- optimizer ----

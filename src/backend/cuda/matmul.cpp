@@ -1,6 +1,7 @@
 #include "backend/cuda/matmul.h"
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -34,6 +35,15 @@ LinearDims check_linear(const char* op, const char* inp_name, const Tensor& inp,
   return d;
 }
 
+// Candidates timed per shape when TL_GEMM_AUTOTUNE=1 (0/unset: the heuristic's first).
+int autotune_candidates() {
+  static const int n = [] {
+    const char* v = std::getenv("TL_GEMM_AUTOTUNE");
+    return v && v[0] == '1' ? 8 : 1;
+  }();
+  return n;
+}
+
 }  // namespace
 
 CublasGemm::~CublasGemm() {
@@ -45,7 +55,7 @@ CublasGemm::~CublasGemm() {
   }
 }
 
-const CublasGemm::Plan& CublasGemm::plan(const Key& key) {
+CublasGemm::Plan& CublasGemm::plan(const Key& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   const auto [m, n, k, lda, ldb, ldd, ta, tb, dt, has_beta, al_a, al_b, al_d] = key;
@@ -74,11 +84,11 @@ const CublasGemm::Plan& CublasGemm::plan(const Key& key) {
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
   for (int i = 0; i < 4 && st == CUBLAS_STATUS_SUCCESS; ++i)
     st = cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &align[i], sizeof(align[i]));
-  cublasLtMatmulHeuristicResult_t result{};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(autotune_candidates()));
   int found = 0;
   if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulAlgoGetHeuristic(ctx_.cublaslt, p.desc, p.a, p.b, p.d, p.d, pref, 1, &result,
-                                        &found);
+    st = cublasLtMatmulAlgoGetHeuristic(ctx_.cublaslt, p.desc, p.a, p.b, p.d, p.d, pref,
+                                        int(results.size()), results.data(), &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
     cublasLtMatrixLayoutDestroy(p.a);
@@ -90,7 +100,9 @@ const CublasGemm::Plan& CublasGemm::plan(const Key& key) {
          ", D ", d_type == CUDA_R_32F ? "f32" : "bf16", ", alignments ", al_a, "/", al_b, "/", al_d,
          " bytes");
   }
-  p.algo = result.algo;
+  p.algo = results[0].algo;
+  if (found > 1)
+    for (int i = 0; i < found; ++i) p.candidates.push_back(results[size_t(i)].algo);
   return plans_.emplace(key, p).first->second;
 }
 
@@ -106,13 +118,51 @@ void CublasGemm::gemm(void* d, cudaDataType_t d_type, int ldd, const void* a, in
     }
     return;
   }
-  const Key key{m,       n,           k,         lda,          ldb,          ldd,         trans_a,
-                trans_b, int(d_type), beta != 0, alignment(a), alignment(b), alignment(d)};
-  const Plan& p = plan(key);
+  const Key key{m,         n,           k,    lda, ldb, ldd, trans_a, trans_b, int(d_type),
+                beta != 0, alignment(a), alignment(b), alignment(d)};
+  Plan& p = plan(key);
+  if (!p.candidates.empty()) autotune(p, d_type, m, n, a, b, beta);
   const float alpha = 1.0f;
   TL_CUBLAS_CHECK(cublasLtMatmul(ctx_.cublaslt, p.desc, &alpha, a, p.a, b, p.b, &beta, d, p.d, d,
                                  p.d, &p.algo, ctx_.cublas_workspace, ctx_.cublas_workspace_bytes,
                                  ctx_.stream));
+}
+
+// Times each candidate (one warm-up, three runs) into a scratch output, so an accumulating
+// product (beta = 1) leaves D untouched; keeps the fastest. Skipped while the stream is being
+// captured into a graph (events cannot be waited on there): the next plain call tunes.
+void CublasGemm::autotune(Plan& p, cudaDataType_t d_type, int m, int n, const void* a,
+                          const void* b, float beta) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TL_CUDA_CHECK(cudaStreamIsCapturing(ctx_.stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) return;
+  const size_t bytes = size_t(m) * size_t(n) * (d_type == CUDA_R_32F ? 4 : 2);
+  void* scratch = nullptr;
+  TL_CUDA_CHECK(cudaMallocAsync(&scratch, bytes, ctx_.stream));
+  cudaEvent_t start, stop;
+  TL_CUDA_CHECK(cudaEventCreate(&start));
+  TL_CUDA_CHECK(cudaEventCreate(&stop));
+  const float alpha = 1.0f;
+  float best = -1;
+  for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
+    auto run = [&] {
+      return cublasLtMatmul(ctx_.cublaslt, p.desc, &alpha, a, p.a, b, p.b, &beta, scratch, p.d,
+                            scratch, p.d, &algo, ctx_.cublas_workspace,
+                            ctx_.cublas_workspace_bytes, ctx_.stream);
+    };
+    if (run() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate may refuse these pointers
+    TL_CUDA_CHECK(cudaEventRecord(start, ctx_.stream));
+    for (int i = 0; i < 3; ++i) TL_CUBLAS_CHECK(run());
+    TL_CUDA_CHECK(cudaEventRecord(stop, ctx_.stream));
+    TL_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    TL_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (best < 0 || ms < best) best = ms, p.algo = algo;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  TL_CUDA_CHECK(cudaFreeAsync(scratch, ctx_.stream));
+  p.candidates.clear();
 }
 
 void CublasGemm::forward(const char* op, Tensor out, Tensor inp, Tensor w) {

@@ -15,6 +15,7 @@
 
 #include <map>
 #include <tuple>
+#include <vector>
 
 #include "backend/cuda/cuda_context.h"
 #include "core/tensor.h"
@@ -48,8 +49,13 @@ class CublasGemm {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    // TL_GEMM_AUTOTUNE=1: the heuristic's top candidates, timed on the first call outside a
+    // graph capture; `algo` is then the fastest and the list is dropped.
+    std::vector<cublasLtMatmulAlgo_t> candidates;
   };
-  const Plan& plan(const Key& key);
+  Plan& plan(const Key& key);
+  void autotune(Plan& p, cudaDataType_t d_type, int m, int n, const void* a, const void* b,
+                float beta);
 
   CudaContext& ctx_;
   std::map<Key, Plan> plans_;

@@ -34,6 +34,7 @@ class ParquetFile {
 
  private:
   friend class StringColumnReader;
+  friend class LeafReader;
   std::shared_ptr<File> file_;
   FileMetaData meta_;
 };

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The 1,000-step curve comparison of issue #15 on one GPU: TinyLlama-1.1B trained by
+# `tinyllama train` and by the PyTorch reference trainer (bench/pytorch_trainer.py) from the
+# same initialization on the same token stream, plus the reference from a second
+# initialization for the seed-to-seed spread. Steps can run in separate device calls on a warm
+# machine (build/ and build/curve/ stay there between calls):
+#   bench/curve_compare.sh prep ours          # build, prepare the corpus, inits, our run
+#   bench/curve_compare.sh ref:1              # the reference from init seed 1 (ours' init)
+#   bench/curve_compare.sh ref:2 summary      # the reference from init seed 2, the table
+# The corpus comes from bench/curve_corpus.py, run on the Debian machine:
+#   python3 bench/curve_corpus.py --out .carry/curve       (then carry .carry)
+# Hyperparameters (TinyLlama's, with a short warmup for a 1,000-step run): micro-batch 8 x 2048,
+# one optimizer step per micro-batch, AdamW 0.9/0.95, eps 1e-8, weight decay 0.1 on every
+# parameter, lr 4e-4 -> 4e-5 cosine over 1,000 steps after 100 warmup steps, clipping 1.0,
+# data seed 3407; validation: 20 micro-batches of held-out blocks at steps 250, 500, 750, 1000.
+set -uo pipefail
+OUT=${OUT:-build/curve_out}
+BUILD=${BUILD:-build}
+W=build/curve
+CORPUS=${CORPUS:-.carry/curve}
+TOK=${TOK:-.carry/data/llama2-tokenizer.model}
+STEPS=${STEPS:-1000}
+mkdir -p "$OUT" "$W"
+status=0
+BIN="$BUILD/tinyllama"
+
+for step in "$@"; do
+  case "$step" in
+    prep)
+      nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv,noheader | tee "$OUT/machine.txt"
+      cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
+        cmake --build "$BUILD" -j "$(nproc)" --target tinyllama >>"$OUT/build.log" 2>&1 ||
+        { echo "build failed"; tail -30 "$OUT/build.log"; exit 1; }
+      for src in prose code; do
+        "$BIN" prepare --tokenizer "$TOK" --source "$src" --out "$W/data/$src" --val-fraction 0.01 \
+          --overwrite --quiet "$CORPUS/$src.jsonl.zst" || exit 1
+      done
+      python3 - "$W/data" <<'EOF' | tee "$OUT/corpus.txt"
+import json, sys
+for s in ("prose", "code"):
+    m = json.load(open(f"{sys.argv[1]}/{s}/manifest.json"))["sources"][s]
+    print(s, "documents", m.get("documents"), "tokens", m.get("tokens"),
+          "train shards", len(m["train"]["shards"]), "val shards", len(m["val"]["shards"]))
+EOF
+      for seed in 1 2; do
+        "$BIN" init --preset tinyllama-1.1b --seed $seed --device cuda --out "$W/init$seed.tlck" >/dev/null &&
+          "$BIN" export --checkpoint "$W/init$seed.tlck" --format hf --out "$W/hf$seed" >/dev/null || exit 1
+      done
+      cat >"$W/config.json" <<EOF
+{
+  "model": {"preset": "tinyllama-1.1b"},
+  "data": {
+    "sources": [
+      {"name": "prose", "paths": ["$W/data/prose/train"], "weight": 0.6},
+      {"name": "code", "paths": ["$W/data/code/train"], "weight": 0.4}
+    ],
+    "val": ["$W/data/prose/val", "$W/data/code/val"],
+    "seq_len": 2048,
+    "tokenizer": "$TOK"
+  },
+  "batch": {"micro_batch": 8, "grad_accum": 1},
+  "optim": {"lr": 4e-4, "min_lr": 4e-5, "warmup_steps": 100, "beta1": 0.9, "beta2": 0.95,
+            "eps": 1e-8, "weight_decay": 0.1, "grad_clip": 1.0},
+  "train": {"steps": $STEPS, "seed": 3407, "device": "cuda", "recompute": false,
+            "run_dir": "$W/run_ours", "log_interval": 10},
+  "eval": {"interval": 250, "batches": 20},
+  "checkpoint": {"interval": 100000, "keep": 1}
+}
+EOF
+      ;;
+    ours)
+      rm -rf "$W/run_ours"
+      "$BIN" train --config "$W/config.json" --init-from "$W/init1.tlck" >"$OUT/ours.log" 2>&1 || status=1
+      grep -E "validation loss|tokens/s" "$OUT/ours.log" | tail -6
+      cp "$W/run_ours/metrics.jsonl" "$OUT/ours.jsonl" 2>/dev/null
+      ;;
+    ref:*)
+      seed=${step#ref:}
+      PYTHONUNBUFFERED=1 python3 bench/pytorch_trainer.py --hf "$W/hf$seed" \
+        --source "prose=0.6:$W/data/prose/train" --source "code=0.4:$W/data/code/train" \
+        --val "$W/data/prose/val" --val "$W/data/code/val" --steps "$STEPS" --warmup 100 \
+        --seed 3407 --eval-interval 250 --eval-batches 20 --out "$W/ref$seed.jsonl" \
+        >"$OUT/ref$seed.log" 2>&1 || status=1
+      grep -E "validation loss|step .*00:" "$OUT/ref$seed.log" | tail -6
+      cp "$W/ref$seed.jsonl" "$OUT/" 2>/dev/null
+      ;;
+    summary)
+      python3 - "$W" <<'EOF' | tee "$OUT/summary.txt"
+import json, sys
+w = sys.argv[1]
+def val(path):
+    out = {}
+    for line in open(path):
+        r = json.loads(line)
+        if "val_loss" in r:
+            out[r["step"]] = r["val_loss"]
+    return out
+ours, a, b = val(f"{w}/run_ours/metrics.jsonl"), val(f"{w}/ref1.jsonl"), val(f"{w}/ref2.jsonl")
+print("step  ours    ref(init 1) ref(init 2) band                  verdict")
+ok = True
+for s in sorted(set(ours) & set(a) & set(b)):
+    lo, hi = min(a[s], b[s]), max(a[s], b[s])
+    mid = (lo + hi) / 2
+    lo, hi = min(lo, mid * 0.99), max(hi, mid * 1.01)  # the spread, or 1% if that is larger
+    good = lo <= ours[s] <= hi
+    ok &= good or s not in (250, 500, 1000)
+    print(f"{s:5d} {ours[s]:.4f}  {a[s]:.4f}      {b[s]:.4f}      [{lo:.4f}, {hi:.4f}]  {'ok' if good else 'OUTSIDE'}")
+print("verdict:", "within the band at every checked step" if ok else "OUTSIDE the band")
+EOF
+      ;;
+    *) echo "unknown step $step"; status=2 ;;
+  esac
+done
+(cd "$OUT" && tar -cf logs.tar --remove-files -- *.log 2>/dev/null)
+exit $status

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# One GPU-machine call of named steps, in the order given, with the SM clock and power logged
+# beside every timed run. Steps:
+#   golden            tools/make_eval_golden.py (eval's oracle; CPU) -> eval_golden.tar
+#   tokcheck          exported tokenizer.json through transformers' AutoTokenizer (#14)
+#   evalbench         bench/eval_bench.sh: eval --task hellaswag vs a transformers loop (#12)
+#   evaltests         build tinyllama_tests and run Eval* on the GPU
+#   servebench        bench/serve_bench.sh: scheduler decode tokens/s (#13)
+#   fp8gemm           FP8 vs bf16 on the step's linear GEMMs (#16)
+#   ours | ours@VAR=VAL[,VAR=VAL]   tinyllama bench, 1.1B, micro-batch 8 x 2048 (with levers)
+#   pt:SDPA:LOSS[:flags]            bench/pytorch_reference.py in that configuration (#15)
+#   e.g. bench/gpu_round.sh golden tokcheck ours pt:cudnn:compiled pt:flash:compiled
+# A step whose usual duration no longer fits before DEADLINE (epoch seconds; default: start +
+# BUDGET seconds, 560) is skipped and listed, so the call returns with what it has.
+# Run from the repository root. Results go to $OUT (default build/gpu_round): logs.tar holds
+# every log, every JSON and smi.csv; summary.txt the bench table with clock and power.
+set -uo pipefail
+OUT=${OUT:-build/gpu_round}
+BUILD=${BUILD:-build}
+DATA=${DATA:-.carry/data}
+mkdir -p "$OUT"
+status=0
+DEADLINE=${DEADLINE:-$(( $(date +%s) + ${BUDGET:-560} ))}
+skipped=""
+fits() {  # fits SECONDS STEP: true when SECONDS remain before the deadline
+  if (( $(date +%s) + $1 <= DEADLINE )); then return 0; fi
+  echo "== skipped $2 (needs ~$1 s, $(( DEADLINE - $(date +%s) )) s left)"; skipped="$skipped $2"; return 1
+}
+
+{
+  date -u +%FT%TZ
+  git rev-parse --short HEAD 2>/dev/null
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv,noheader
+  nvcc --version | tail -n 1
+  python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cudnn", torch.backends.cudnn.version())'
+} >"$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,utilization.gpu,temperature.gpu \
+  --format=csv,noheader,nounits -lms 250 >"$OUT/smi.csv" 2>/dev/null &
+smi_pid=$!
+mark() { echo "$1 $(date +%s.%N)" >>"$OUT/windows.txt"; }
+
+golden_pid=""
+if [[ " $* " == *" golden "* ]]; then  # CPU work: beside the build, not beside a timed run
+  echo "== eval golden (transformers, float64), beside the build"
+  (PYTHONUNBUFFERED=1 python3 tools/make_eval_golden.py --tokenizer "$DATA/llama2-tokenizer.model" \
+     --tasks tests/fixtures/eval --out "$OUT/eval_golden" >"$OUT/golden.log" 2>&1;
+   echo $? >"$OUT/golden.rc") &
+  golden_pid=$!
+fi
+
+echo "== build"
+t0=$(date +%s)
+cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
+  cmake --build "$BUILD" -j "$(nproc)" --target tinyllama tinyllama_fp8_gemm_bench >>"$OUT/build.log" 2>&1 ||
+  { echo "build failed"; grep -E "error" "$OUT/build.log" | head -40; kill $smi_pid
+    [ -n "$golden_pid" ] && wait $golden_pid && (cd "$OUT" && tar -cf eval_golden.tar eval_golden)
+    exit 1; }
+echo "built in $(( $(date +%s) - t0 )) s"
+
+for step in "$@"; do
+  case "$step" in
+    golden)
+      wait $golden_pid
+      [ "$(cat "$OUT/golden.rc" 2>/dev/null)" = 0 ] || status=1
+      tail -3 "$OUT/golden.log"
+      (cd "$OUT" && tar -cf eval_golden.tar eval_golden && rm -rf eval_golden golden.rc)
+      ;;
+    evalbench)
+      fits 240 evalbench || continue
+      echo "== eval bench (HellaSwag shape, 1.1B)"
+      mark "evalbench_start"
+      BUILD="$BUILD" WORK=/tmp/eval_bench timeout 400 bash bench/eval_bench.sh "$DATA/llama2-tokenizer.model" \
+        >"$OUT/evalbench.log" 2>&1 || status=1
+      mark "evalbench_end"
+      tail -15 "$OUT/evalbench.log"
+      ;;
+    evaltests)
+      fits 200 evaltests || continue
+      echo "== eval and serve tests on the GPU"
+      cmake --build "$BUILD" -j "$(nproc)" --target tinyllama_tests tinyllama_serve_tests >>"$OUT/build.log" 2>&1 &&
+        TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_tests" --gtest_filter='Eval*:Fp8*:Hf*Tokenizer*' \
+          --gtest_color=no >"$OUT/evaltests.log" 2>&1 || status=1
+      TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_serve_tests" --gtest_filter='*Cuda*' \
+        --gtest_color=no >>"$OUT/evaltests.log" 2>&1 || status=1
+      grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" "$OUT/evaltests.log" | tail -20
+      ;;
+    servebench)
+      fits 150 servebench || continue
+      echo "== serve bench (scheduler decode, 1.1B)"
+      mark "servebench_start"
+      OUT=/tmp/serve_bench BUILD="$BUILD" TOKENIZER="$DATA/llama2-tokenizer.model" timeout 240 \
+        bash bench/serve_bench.sh >"$OUT/servebench.log" 2>&1 || status=1
+      mark "servebench_end"
+      tail -15 "$OUT/servebench.log"
+      ;;
+    tokcheck)
+      fits 60 tokcheck || continue
+      echo "== tokenizer.json through transformers' AutoTokenizer (#14)"
+      python3 tools/hf_tokenizer_check.py --binary "$BUILD/tinyllama" \
+        --tokenizer "$DATA/llama2-tokenizer.model" --data "$DATA" 2>&1 | tee "$OUT/tokcheck.log" | tail -8
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
+    fp8gemm)
+      fits 90 fp8gemm || continue
+      echo "== FP8 vs bf16 GEMMs (issue #16)"
+      mark "fp8gemm_start"
+      timeout 180 "$BUILD/tinyllama_fp8_gemm_bench" >"$OUT/fp8gemm.log" 2>&1 || status=1
+      mark "fp8gemm_end"
+      cat "$OUT/fp8gemm.log"
+      ;;
+    ours|ours@*)
+      # ours@VAR=VALUE[,VAR=VALUE]: the same bench with those environment variables (levers).
+      fits 90 "$step" || continue
+      envs=""; name=ours
+      if [[ "$step" == ours@* ]]; then envs=${step#ours@}; name="ours_$(echo "$envs" | tr -c 'A-Za-z0-9\n' '_')"; fi
+      echo "== tinyllama bench ${envs:+($envs)}"
+      mark "${name}_start"
+      env ${envs//,/ } timeout 240 "$BUILD/tinyllama" bench --preset tinyllama-1.1b --micro-batch 8 \
+        --steps 10 --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || status=1
+      mark "${name}_end"
+      tail -4 "$OUT/$name.log"
+      ;;
+    pt:*)
+      fits 200 "$step" || continue
+      IFS=: read -r _ sdpa loss extra <<<"$step"
+      name="pt_${sdpa}_${loss}${extra:+_x}"
+      echo "== pytorch reference: sdpa $sdpa, loss $loss ${extra}"
+      mark "${name}_start"
+      PYTHONUNBUFFERED=1 timeout 420 python3 bench/pytorch_reference.py --micro-batch 8 --steps 10 \
+        --sdpa "$sdpa" --loss "$loss" $extra --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || status=1
+      mark "${name}_end"
+      tail -3 "$OUT/$name.log"
+      ;;
+    *) echo "unknown step $step"; status=2 ;;
+  esac
+done
+kill $smi_pid 2>/dev/null
+[ -n "$skipped" ] && echo "skipped for time:$skipped"
+
+# Clock and power while the GPU was busy (utilization >= 50%) inside each run's window.
+python3 - "$OUT" <<'EOF' | tee "$OUT/summary.txt"
+import datetime, json, os, sys
+out = sys.argv[1]
+rows = []
+for line in open(os.path.join(out, "smi.csv")):
+    p = [x.strip() for x in line.split(",")]
+    try:
+        t = datetime.datetime.strptime(p[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+        rows.append((t, float(p[1]), float(p[2]), float(p[3])))
+    except (ValueError, IndexError):
+        pass
+marks = {}
+if os.path.exists(os.path.join(out, "windows.txt")):
+    for line in open(os.path.join(out, "windows.txt")):
+        k, v = line.split()
+        marks[k] = float(v)
+print(f"{'run':28s} {'tokens/s':>10s} {'MFU':>6s} {'peak GiB':>9s} {'SM MHz':>7s} {'W':>6s}  notes")
+for k in [k[:-6] for k in marks if k.endswith("_start")]:
+    busy = [r for r in rows if marks[k + "_start"] <= r[0] <= marks.get(k + "_end", 1e20) and r[3] >= 50]
+    clk = sorted(r[1] for r in busy)
+    mhz = clk[len(clk) // 2] if clk else float("nan")
+    watts = sum(r[2] for r in busy) / len(busy) if busy else float("nan")
+    path = os.path.join(out, k + ".json")
+    if not os.path.exists(path):
+        print(f"{k:28s} (no result)"); continue
+    j = json.load(open(path))
+    tok = j.get("tokens_per_s", j.get("tokens_per_second", 0))
+    mfu = j.get("mfu", 0)
+    peak = j.get("peak_memory_bytes", j.get("peak_device_bytes", 0)) / 2**30
+    notes = "; ".join(j.get("attention_kernels", []))[:160]
+    print(f"{k:28s} {tok:10.0f} {100*mfu:5.1f}% {peak:9.1f} {mhz:7.0f} {watts:6.0f}  {notes}")
+EOF
+(cd "$OUT" && tar -cf logs.tar --remove-files -- *.log *.json smi.csv windows.txt 2>/dev/null)
+exit $status

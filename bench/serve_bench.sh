@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Server decode benchmark on one GPU, TinyLlama-1.1B shape (random weights), bf16, greedy:
+#  1. the scheduler in-process (no HTTP) at batch 1/8/32/64 beside static batching
+#     (generate_batch), prompt 128, 256 new tokens: tinyllama_serve_bench;
+#  2. when the binary was built with cpp-httplib: `tinyllama serve --device cuda` under
+#     bench/serve_load.py at 32 concurrent streams (the aggregate bar).
+#   bench/serve_bench.sh        (from the repository root on the GPU machine; BUILD=build)
+set -euo pipefail
+BUILD=${BUILD:-build}
+OUT=${OUT:-/tmp/serve_bench}
+mkdir -p "$OUT"
+cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j "$(nproc)" --target tinyllama tinyllama_serve_bench >/dev/null
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json"
+
+TOKENIZER=${TOKENIZER:-}
+for t in ../shared/data/llama2-tokenizer.model shared/data/llama2-tokenizer.model; do
+  if [ -z "$TOKENIZER" ] && [ -f "$t" ]; then TOKENIZER=$t; fi
+done
+if ! grep -q '^HTTPLIB_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt"; then
+  echo "tinyllama was built without cpp-httplib: HTTP load skipped (the scheduler figures above stand)"
+elif [ -z "$TOKENIZER" ]; then
+  echo "no Llama 2 tokenizer found (set TOKENIZER=...): HTTP load skipped"
+else
+  "$BUILD/tinyllama" init --preset tinyllama-1.1b --out "$OUT/init.tlck" --device cuda >/dev/null
+  "$BUILD/tinyllama" serve --checkpoint "$OUT/init.tlck" --tokenizer "$TOKENIZER" \
+      --device cuda --port 8399 --max-batch 64 --max-len 512 >"$OUT/server.log" 2>&1 &
+  SERVER=$!
+  trap 'kill -TERM $SERVER 2>/dev/null || true' EXIT
+  for _ in $(seq 120); do curl -sf localhost:8399/health >/dev/null 2>&1 && break; sleep 1; done
+  python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 32 --requests 1 --max-tokens 64 >/dev/null  # warm-up
+  python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 32 --requests 4 --prompt 128 --max-tokens 256 \
+      --json "$OUT/http32.json"
+  python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 1 --requests 4 --prompt 128 --max-tokens 256 \
+      --json "$OUT/http1.json"
+fi

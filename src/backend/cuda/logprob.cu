@@ -1,0 +1,102 @@
+// Log-probability of one target token per row of logits, and whether it is the argmax:
+// the reduction behind head_logprob (evaluation scoring).
+#include <cfloat>
+
+#include "backend/cuda/checks.h"
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/logprob.h"
+#include "backend/cuda/vec.cuh"
+
+namespace tl::gpu {
+
+namespace {
+
+// Online softmax state plus the first index of the maximum. merge() is symmetric, so warp
+// butterflies leave the same state on every lane; ties keep the lower index (torch's and
+// numpy's argmax).
+struct State {
+  float m, s;
+  int arg;
+};
+__device__ __forceinline__ State merge(State a, State b) {
+  const float m = fmaxf(a.m, b.m);
+  const int arg = a.m > b.m ? a.arg : b.m > a.m ? b.arg : min(a.arg, b.arg);
+  return {m, a.s * expf(a.m - m) + b.s * expf(b.m - m), arg};
+}
+
+// Block = one row z = logits[row, :V]; each thread walks its W-wide slices in index order,
+// so within a thread a strict '>' keeps the first maximum.
+template <int W>
+__global__ void logprob_kernel(const bf16* logits, float* logp, int32_t* greedy,
+                               const int32_t* targets, int V) {
+  __shared__ State shared[kWarp];
+  const int64_t row = blockIdx.x;
+  const bf16* z = logits + row * V;
+  State acc{-FLT_MAX, 0.0f, V};
+  for (int c = threadIdx.x * W; c < V; c += blockDim.x * W) {
+    const Vec<bf16, W> v = load_vec<W>(z + c);
+    float m = acc.m;
+    int arg = acc.arg;
+#pragma unroll
+    for (int e = 0; e < W; ++e) {
+      const float x = to_f32(v.v[e]);
+      if (x > m) {
+        m = x;
+        arg = c + e;
+      }
+    }
+    float s = acc.s * expf(acc.m - m);
+#pragma unroll
+    for (int e = 0; e < W; ++e) s += expf(to_f32(v.v[e]) - m);
+    acc = {m, s, arg};
+  }
+#pragma unroll
+  for (int o = kWarp / 2; o > 0; o /= 2) {
+    State other{__shfl_xor_sync(0xffffffffu, acc.m, o), __shfl_xor_sync(0xffffffffu, acc.s, o),
+                __shfl_xor_sync(0xffffffffu, acc.arg, o)};
+    acc = merge(acc, other);
+  }
+  if (threadIdx.x % kWarp == 0) shared[threadIdx.x / kWarp] = acc;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  State total = shared[0];
+  for (int w = 1; w < int(blockDim.x / kWarp); ++w) total = merge(total, shared[w]);
+  const int32_t t = targets[row];
+  if (t < 0 || t >= V) {  // a broken precondition reads nothing outside the row
+    logp[row] = __int_as_float(0x7fc00000);  // NaN
+    greedy[row] = 0;
+    return;
+  }
+  logp[row] = to_f32(z[t]) - (total.m + logf(total.s));
+  greedy[row] = total.arg == t ? 1 : 0;
+}
+
+}  // namespace
+
+void logprob_rows(Tensor logp, Tensor greedy, Tensor logits, Tensor targets, cudaStream_t stream) {
+  const char* op = "head_logprob";
+  check_cuda(op, "logits", logits, DType::BF16);
+  TL_CHECK(logits.ndim() == 2, op, ": logits must be [n, V], got ", logits.str());
+  const int64_t n = logits.dim(0);
+  check_int_range(op, "V", logits.dim(1));
+  check_int_range(op, "rows", n);
+  const int V = int(logits.dim(1));
+  check_cuda(op, "logp", logp, DType::F32);
+  check_shape(op, "logp", logp, Shape{n});
+  check_cuda(op, "greedy", greedy, DType::I32);
+  check_shape(op, "greedy", greedy, Shape{n});
+  check_cuda(op, "targets", targets, DType::I32);
+  check_shape(op, "targets", targets, Shape{n});
+  if (n == 0 || V == 0) return;
+  constexpr int kThreads = 512;
+  if (V % 8 == 0 && aligned16(logits.data)) {
+    logprob_kernel<8><<<unsigned(n), kThreads, 0, stream>>>(
+        logits.ptr<bf16>(), logp.ptr<float>(), greedy.ptr<int32_t>(), targets.ptr<int32_t>(), V);
+  } else {
+    logprob_kernel<1><<<unsigned(n), kThreads, 0, stream>>>(
+        logits.ptr<bf16>(), logp.ptr<float>(), greedy.ptr<int32_t>(), targets.ptr<int32_t>(), V);
+  }
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace tl::gpu

@@ -1,0 +1,14 @@
+// One task to evaluate: the CLI's --task NAME=PATH, or an entry of the training config's
+// eval.tasks ({"name", "path", "limit"}).
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace tl::eval {
+
+struct TaskSpec {
+  std::string name, path;
+  int64_t limit = 0;  // 0: every row
+};
+
+}  // namespace tl::eval

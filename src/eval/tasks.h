@@ -1,0 +1,54 @@
+// The eight zero-shot tasks as lm-evaluation-harness 0.4 defines them: from a dataset row
+// (the Hugging Face schema of each) to the requests' context and continuation strings,
+// the choices' lengths for acc_norm, and the gold index. docs/eval.md states every rule.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tl::eval {
+
+struct Choice {
+  std::string context, continuation;  // one request
+  int64_t length = 0;                 // code points of the choice string (acc_norm)
+};
+
+struct Doc {
+  int64_t index = 0;    // position among its task's (or subject's) evaluated rows
+  std::string where;    // "'FILE' row N" for messages and samples
+  std::string subject;  // MMLU only
+  std::vector<Choice> choices;
+  int gold = 0;
+};
+
+struct TaskInfo {
+  std::string name;
+  bool acc_norm;                     // the harness reports acc_norm for this task
+  std::vector<std::string> columns;  // the dataset fields read
+};
+
+const std::vector<TaskInfo>& known_tasks();
+// Throws for an unknown name, listing the known ones.
+const TaskInfo& task_info(const std::string& name);
+
+struct TaskData {
+  std::string name;
+  int num_fewshot = 0;
+  std::vector<Doc> docs;  // MMLU: grouped by subject, subjects in name order
+};
+
+// Reads PATH (file, folder or glob) and builds every evaluated doc. limit > 0 keeps the
+// first `limit` rows (per subject for MMLU). num_fewshot < 0: the task's default (MMLU 5,
+// others 0); few-shot exists for MMLU only (first k rows of each subject's dev split).
+// Any bad row throws one message naming the task, file, row and field.
+TaskData load_task(const std::string& name, const std::string& path, int64_t limit,
+                   int num_fewshot);
+
+// MMLU's 57 subjects and their harness category ("stem", "humanities", "social_sciences",
+// "other"); "" for a name that is not one of them.
+std::string mmlu_category(const std::string& subject);
+
+// The MMLU prompt pieces (exposed for tests): the question block, ending in "Answer:".
+std::string mmlu_question_block(const std::string& question, const std::vector<std::string>& choices);
+
+}  // namespace tl::eval

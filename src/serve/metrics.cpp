@@ -1,0 +1,92 @@
+#include "serve/metrics.h"
+
+#include <sstream>
+
+namespace tl::serve {
+
+namespace {
+constexpr double kRateWindowS = 10.0;  // tokens/s is measured over this many recent seconds
+}
+
+void Metrics::count_request(const std::string& endpoint, int status) {
+  std::lock_guard lk(mu_);
+  ++requests_[{endpoint, status}];
+}
+
+void Metrics::add_prompt_tokens(int64_t n) {
+  std::lock_guard lk(mu_);
+  prompt_tokens_ += n;
+}
+
+void Metrics::add_generated_tokens(int64_t n) {
+  std::lock_guard lk(mu_);
+  generated_tokens_ += n;
+  const auto now = Clock::now();
+  if (!recent_.empty() && now - recent_.back().first < std::chrono::milliseconds(100))
+    recent_.back().second += n;  // one entry per 100 ms keeps the window short
+  else
+    recent_.emplace_back(now, n);
+}
+
+void Metrics::set_gauges(int64_t queued, int decoding, int prefilling, int max_batch,
+                         int64_t kv_used, int64_t kv_capacity) {
+  std::lock_guard lk(mu_);
+  queued_ = queued;
+  decoding_ = decoding;
+  prefilling_ = prefilling;
+  max_batch_ = max_batch;
+  kv_used_ = kv_used;
+  kv_capacity_ = kv_capacity;
+}
+
+void Metrics::set_cache_bytes(size_t bytes) {
+  std::lock_guard lk(mu_);
+  cache_bytes_ = bytes;
+}
+
+std::string Metrics::prometheus() const {
+  std::lock_guard lk(mu_);
+  const auto now = Clock::now();
+  const auto horizon = now - std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(kRateWindowS));
+  while (!recent_.empty() && recent_.front().first < horizon) recent_.pop_front();
+  int64_t window_tokens = 0;
+  for (const auto& r : recent_) window_tokens += r.second;
+
+  std::ostringstream o;
+  auto head = [&](const char* name, const char* type, const char* help) {
+    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  };
+  head("tinyllama_requests_total", "counter", "HTTP requests by endpoint and status code.");
+  for (const auto& [key, n] : requests_)
+    o << "tinyllama_requests_total{endpoint=\"" << key.first << "\",status=\"" << key.second
+      << "\"} " << n << '\n';
+  head("tinyllama_prompt_tokens_total", "counter", "Prompt tokens prefilled.");
+  o << "tinyllama_prompt_tokens_total " << prompt_tokens_ << '\n';
+  head("tinyllama_generation_tokens_total", "counter", "Tokens generated.");
+  o << "tinyllama_generation_tokens_total " << generated_tokens_ << '\n';
+  head("tinyllama_generation_tokens_per_second", "gauge",
+       "Tokens generated per second over the last 10 seconds.");
+  o << "tinyllama_generation_tokens_per_second " << double(window_tokens) / kRateWindowS << '\n';
+  head("tinyllama_queue_depth", "gauge", "Sequences waiting for admission.");
+  o << "tinyllama_queue_depth " << queued_ << '\n';
+  head("tinyllama_batch_decoding", "gauge", "Sequences in the decode batch.");
+  o << "tinyllama_batch_decoding " << decoding_ << '\n';
+  head("tinyllama_batch_prefilling", "gauge", "Sequences being prefilled.");
+  o << "tinyllama_batch_prefilling " << prefilling_ << '\n';
+  head("tinyllama_batch_occupancy", "gauge", "Cache rows in use over all rows (0..1).");
+  o << "tinyllama_batch_occupancy "
+    << (max_batch_ > 0 ? double(decoding_ + prefilling_) / max_batch_ : 0.0) << '\n';
+  head("tinyllama_kv_cache_used_tokens", "gauge", "KV positions reserved by admitted sequences.");
+  o << "tinyllama_kv_cache_used_tokens " << kv_used_ << '\n';
+  head("tinyllama_kv_cache_capacity_tokens", "gauge", "KV positions the budget allows.");
+  o << "tinyllama_kv_cache_capacity_tokens " << kv_capacity_ << '\n';
+  head("tinyllama_kv_cache_usage_ratio", "gauge", "Reserved over budgeted KV positions (0..1).");
+  o << "tinyllama_kv_cache_usage_ratio "
+    << (kv_capacity_ > 0 ? double(kv_used_) / double(kv_capacity_) : 0.0) << '\n';
+  head("tinyllama_kv_cache_bytes", "gauge", "Bytes of the KV cache, allocated at start.");
+  o << "tinyllama_kv_cache_bytes " << cache_bytes_ << '\n';
+  return o.str();
+}
+
+}  // namespace tl::serve

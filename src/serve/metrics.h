@@ -1,0 +1,35 @@
+// Server counters and gauges, rendered as Prometheus text (exposition format 0.0.4).
+// Thread-safe: handlers count requests, the scheduler counts tokens and sets gauges.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+namespace tl::serve {
+
+class Metrics {
+ public:
+  void count_request(const std::string& endpoint, int status);
+  void add_prompt_tokens(int64_t n);
+  void add_generated_tokens(int64_t n);
+  void set_gauges(int64_t queued, int decoding, int prefilling, int max_batch, int64_t kv_used,
+                  int64_t kv_capacity);
+  void set_cache_bytes(size_t bytes);
+  std::string prometheus() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;  // (endpoint, status) -> count
+  int64_t prompt_tokens_ = 0, generated_tokens_ = 0;
+  mutable std::deque<std::pair<Clock::time_point, int64_t>> recent_;  // generated, last window
+  int64_t queued_ = 0, kv_used_ = 0, kv_capacity_ = 0;
+  int decoding_ = 0, prefilling_ = 0, max_batch_ = 0;
+  size_t cache_bytes_ = 0;
+};
+
+}  // namespace tl::serve
