@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine call of named steps, in the order given, with the SM clock and power logged
 # beside every timed run. Steps:
-#   golden            tools/make_eval_golden.py (eval's oracle; CPU) -> eval_golden.tar
+#   golden            tools/fixtures/make_eval_golden.py (eval's oracle; CPU) -> eval_golden.tar
 #   tokcheck          exported tokenizer.json through transformers' AutoTokenizer (#14)
 #   evalbench         bench/eval_bench.sh: eval --task hellaswag vs a transformers loop (#12)
 #   evaltests         build tinyllama_tests and run Eval* on the GPU
@@ -44,7 +44,7 @@ mark() { echo "$1 $(date +%s.%N)" >>"$OUT/windows.txt"; }
 golden_pid=""
 if [[ " $* " == *" golden "* ]]; then  # CPU work: beside the build, not beside a timed run
   echo "== eval golden (transformers, float64), beside the build"
-  (PYTHONUNBUFFERED=1 python3 tools/make_eval_golden.py --tokenizer "$DATA/llama2-tokenizer.model" \
+  (PYTHONUNBUFFERED=1 python3 tools/fixtures/make_eval_golden.py --tokenizer "$DATA/llama2-tokenizer.model" \
      --tasks tests/fixtures/eval --out "$OUT/eval_golden" >"$OUT/golden.log" 2>&1;
    echo $? >"$OUT/golden.rc") &
   golden_pid=$!
@@ -98,7 +98,7 @@ for step in "$@"; do
     tokcheck)
       fits 60 tokcheck || continue
       echo "== tokenizer.json through transformers' AutoTokenizer (#14)"
-      python3 tools/hf_tokenizer_check.py --binary "$BUILD/tinyllama" \
+      python3 tools/gpu/hf_tokenizer_check.py --binary "$BUILD/tinyllama" \
         --tokenizer "$DATA/llama2-tokenizer.model" --data "$DATA" 2>&1 | tee "$OUT/tokcheck.log" | tail -8
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;

@@ -1,4 +1,4 @@
-// The evaluator against tools/make_eval_golden.py: an independent Python implementation of
+// The evaluator against tools/fixtures/make_eval_golden.py: an independent Python implementation of
 // lm-evaluation-harness 0.4's request rules, a tiny Hugging Face Llama scored through
 // transformers in float64. Same fixture tasks, same model (imported from its safetensors):
 // token ids identical, per-choice log-likelihoods within 1e-4 (relative) on the CPU and
@@ -31,7 +31,7 @@ double margin(const json& lls, int best) {
 
 void check_golden(const std::string& device) {
   if (!file_exists(dir() + "/golden.json"))
-    GTEST_SKIP() << "no tests/fixtures/eval/golden.json: run tools/make_eval_golden.py on the GPU machine";
+    GTEST_SKIP() << "no tests/fixtures/eval/golden.json: run tools/fixtures/make_eval_golden.py on the GPU machine";
   if (dt::shared_data_dir().empty()) GTEST_SKIP() << "no llama2-tokenizer.model in the shared data";
   if (device == "cuda" && !cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
   const json golden = json::parse(read_file(dir() + "/golden.json"));

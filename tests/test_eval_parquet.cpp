@@ -1,5 +1,5 @@
 // The parquet row reader (data/parquet/rows.h) on files from a real writer (arrow-rs via
-// parquet-wasm, tools/make_eval_parquet_fixtures.cjs): scalars, nulls, integers, booleans,
+// parquet-wasm, tools/fixtures/make_eval_parquet_fixtures.cjs): scalars, nulls, integers, booleans,
 // lists (null, empty, null elements) and structs of lists, across v1/v2 pages, dictionaries,
 // codecs, small pages and row groups; and the errors for what it does not read.
 #include <gtest/gtest.h>
