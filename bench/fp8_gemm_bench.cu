@@ -42,8 +42,10 @@ __global__ void cast_transpose_kernel(F8* out, const __nv_bfloat16* in, int R, i
     const int r = r0 + i, c = c0 + threadIdx.x;
     if (r < R && c < C) {
       const float v = __bfloat162float(in[size_t(r) * C + c]) * scale;
-      if (transpose) tile[i][threadIdx.x] = v;
-      else out[size_t(r) * C + c] = F8(v);
+      if (transpose)
+        tile[i][threadIdx.x] = v;
+      else
+        out[size_t(r) * C + c] = F8(v);
     }
   }
   if (!transpose) return;
@@ -55,7 +57,8 @@ __global__ void cast_transpose_kernel(F8* out, const __nv_bfloat16* in, int R, i
 }
 
 __global__ void fill_kernel(__nv_bfloat16* p, size_t n, uint32_t seed) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x) {
     uint32_t x = uint32_t(i) * 2654435761u ^ seed;
     x ^= x >> 13;
     x *= 0x5bd1e995u;
@@ -114,16 +117,21 @@ float time_gemm(Lt& lt, Timer& timer, int iters, int algos, cudaDataType_t ta_ty
   cublasLtMatmulDesc_t desc;
   TL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-  TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &oa, sizeof oa));
-  TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &ob, sizeof ob));
+  TL_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &oa, sizeof oa));
+  TL_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &ob, sizeof ob));
   const bool fp8 = ta_type != CUDA_R_16BF;
   if (fp8) {
     const float* sa = lt.scales;
     const float* sb = lt.scales + 1;
     const int8_t fa = int8_t(fast_accum);
-    TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa));
-    TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb));
-    TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof fa));
+    TL_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa));
+    TL_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb));
+    TL_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof fa));
   }
   cublasLtMatrixLayout_t la, lb, ld;
   TL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, ta_type, ta ? k : m, ta ? m : k, ta ? k : m));
@@ -131,12 +139,12 @@ float time_gemm(Lt& lt, Timer& timer, int iters, int algos, cudaDataType_t ta_ty
   TL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, m, n, m));
   cublasLtMatmulPreference_t pref;
   TL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  TL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                       &lt.ws_bytes, sizeof lt.ws_bytes));
+  TL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt.ws_bytes, sizeof lt.ws_bytes));
   std::vector<cublasLtMatmulHeuristicResult_t> res(size_t(std::max(1, algos)));
   int found = 0;
-  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt.h, desc, la, lb, ld, ld, pref, int(res.size()),
-                                                     res.data(), &found);
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt.h, desc, la, lb, ld, ld, pref,
+                                                     int(res.size()), res.data(), &found);
   float best = -1;
   const float alpha = 1.0f, beta = 0.0f;
   for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i) {
@@ -165,11 +173,13 @@ float time_gemm(Lt& lt, Timer& timer, int iters, int algos, cudaDataType_t ta_ty
 }
 
 template <class F8>
-float time_cast(Timer& timer, int iters, void* out, const __nv_bfloat16* in, int R, int C, bool transpose) {
+float time_cast(Timer& timer, int iters, void* out, const __nv_bfloat16* in, int R, int C,
+                bool transpose) {
   const dim3 grid((C + 31) / 32, (R + 31) / 32), block(32, 8);
   return timer.ms(
       [&] {
-        cast_transpose_kernel<F8><<<grid, block>>>(static_cast<F8*>(out), in, R, C, 1.0f, transpose);
+        cast_transpose_kernel<F8>
+            <<<grid, block>>>(static_cast<F8*>(out), in, R, C, 1.0f, transpose);
         TL_CUDA_LAUNCH_CHECK();
       },
       iters);
@@ -185,9 +195,12 @@ struct Linear {
 int main(int argc, char** argv) {
   int rows = 16384, iters = 20, algos = 8;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--rows")) rows = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--algos")) algos = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--rows"))
+      rows = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--iters"))
+      iters = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--algos"))
+      algos = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown option %s (--rows N --iters N --algos N)\n", argv[i]);
       return 2;
@@ -202,8 +215,8 @@ int main(int argc, char** argv) {
     TL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     std::printf("device %s, cuBLASLt %zu, rows %d, iters %d, best of %d algorithms\n", prop.name,
                 cublasLtGetVersion(), rows, iters, algos);
-    const Linear layers[] = {{"qkv", 2560, 2048}, {"wo", 2048, 2048}, {"gate_up", 11264, 2048},
-                             {"down", 2048, 5632}};
+    const Linear layers[] = {
+        {"qkv", 2560, 2048}, {"wo", 2048, 2048}, {"gate_up", 11264, 2048}, {"down", 2048, 5632}};
     size_t max_act = 0, max_w = 0;
     for (const Linear& l : layers) {
       max_act = std::max(max_act, size_t(rows) * size_t(std::max(l.O, l.I)));
@@ -233,11 +246,11 @@ int main(int argc, char** argv) {
       struct Pass {
         const char* name;
         int m, n, k;
-        bool ta, tb;              // bf16 layout (our backend's)
-        const void *A16, *B16;    // bf16 operands (W, X or dY as stored)
-        cudaDataType_t a8, b8;    // FP8 operand types (TN)
-        const void *A8, *B8;      // FP8 operands (cast, transposed where TN needs it)
-        double cast_ms, tr_ms;    // filled below
+        bool ta, tb;            // bf16 layout (our backend's)
+        const void *A16, *B16;  // bf16 operands (W, X or dY as stored)
+        cudaDataType_t a8, b8;  // FP8 operand types (TN)
+        const void *A8, *B8;    // FP8 operands (cast, transposed where TN needs it)
+        double cast_ms, tr_ms;  // filled below
       };
       // Column-major terms, as src/backend/cuda/matmul.cpp calls cuBLASLt: forward
       // D[O,R] = W^T-op x X; dgrad D[I,R] = W x dY; wgrad D[I,O] = X x dY^T-op.
@@ -261,13 +274,15 @@ int main(int argc, char** argv) {
                                     p.m, p.n, p.k, p.A16, p.B16, d, 0, &note16);
         const float t8 = time_gemm(lt, timer, iters, algos, p.a8, p.b8, true, false, p.m, p.n, p.k,
                                    p.A8, p.B8, d, 1, &note8);
-        const float t8s = time_gemm(lt, timer, iters, algos, p.a8, p.b8, true, false, p.m, p.n,
-                                    p.k, p.A8, p.B8, d, 0, &note8s);
+        const float t8s = time_gemm(lt, timer, iters, algos, p.a8, p.b8, true, false, p.m, p.n, p.k,
+                                    p.A8, p.B8, d, 0, &note8s);
         const double all = t8 + p.tr_ms;
-        std::printf("%-8s %-6s %6d %6d %6d | %8.3f %7.0f | %8.3f %7.0f %8.3f | %8.3f %8.3f | %6.2fx %6.2fx%s%s\n",
-                    l.name, p.name, p.m, p.n, p.k, t16, flop / t16 / 1e9, t8, flop / t8 / 1e9, t8s,
-                    p.cast_ms, p.tr_ms, t16 / t8, t16 / all,
-                    t8 < 0 ? "  (fp8: " : "", t8 < 0 ? (note8 + ")").c_str() : "");
+        std::printf(
+            "%-8s %-6s %6d %6d %6d | %8.3f %7.0f | %8.3f %7.0f %8.3f | %8.3f %8.3f | %6.2fx "
+            "%6.2fx%s%s\n",
+            l.name, p.name, p.m, p.n, p.k, t16, flop / t16 / 1e9, t8, flop / t8 / 1e9, t8s,
+            p.cast_ms, p.tr_ms, t16 / t8, t16 / all, t8 < 0 ? "  (fp8: " : "",
+            t8 < 0 ? (note8 + ")").c_str() : "");
         tot_bf16 += t16;
         tot_fp8 += t8;
         tot_fp8_slow += t8s;
@@ -275,12 +290,15 @@ int main(int argc, char** argv) {
         tot_tr += p.tr_ms;
       }
     }
-    std::printf("\nper layer of the step (12 GEMMs): bf16 %.3f ms; fp8 %.3f ms (fast accumulation), "
-                "%.3f ms (without); casts %.3f ms (fusable into producers); transposes %.3f ms\n",
-                tot_bf16, tot_fp8, tot_fp8_slow, tot_cast, tot_tr);
-    std::printf("speed-up: GEMMs alone %.2fx; with the transposes %.2fx; with casts and transposes "
-                "as separate passes %.2fx\n",
-                tot_bf16 / tot_fp8, tot_bf16 / (tot_fp8 + tot_tr), tot_bf16 / (tot_fp8 + tot_tr + tot_cast));
+    std::printf(
+        "\nper layer of the step (12 GEMMs): bf16 %.3f ms; fp8 %.3f ms (fast accumulation), "
+        "%.3f ms (without); casts %.3f ms (fusable into producers); transposes %.3f ms\n",
+        tot_bf16, tot_fp8, tot_fp8_slow, tot_cast, tot_tr);
+    std::printf(
+        "speed-up: GEMMs alone %.2fx; with the transposes %.2fx; with casts and transposes "
+        "as separate passes %.2fx\n",
+        tot_bf16 / tot_fp8, tot_bf16 / (tot_fp8 + tot_tr),
+        tot_bf16 / (tot_fp8 + tot_tr + tot_cast));
     cudaFree(x);
     cudaFree(dy);
     cudaFree(d);

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -21,8 +21,8 @@
 #include "core/json_reader.h"
 #include "core/rng.h"
 #include "core/timer.h"
-#include "serve/scheduler.h"
 #include "generate/generate.h"
+#include "serve/scheduler.h"
 
 using namespace tl;
 
@@ -40,11 +40,16 @@ Args parse(int argc, char** argv) {
     const std::string k = argv[i];
     TL_CHECK(i + 1 < argc, "serve_bench: ", k, " needs a value");
     const std::string v = argv[++i];
-    if (k == "--device") a.device = v;
-    else if (k == "--preset") a.preset = v;
-    else if (k == "--json") a.json_out = v;
-    else if (k == "--prompt") a.prompt = std::stoi(v);
-    else if (k == "--new") a.new_tokens = std::stoi(v);
+    if (k == "--device")
+      a.device = v;
+    else if (k == "--preset")
+      a.preset = v;
+    else if (k == "--json")
+      a.json_out = v;
+    else if (k == "--prompt")
+      a.prompt = std::stoi(v);
+    else if (k == "--new")
+      a.new_tokens = std::stoi(v);
     else if (k == "--batches") {
       a.batches.clear();
       std::stringstream ss(v);
@@ -87,11 +92,13 @@ Result run(LlamaModel& model, const Args& a, int B) {
       jobs.push_back(std::make_shared<serve::Job>(std::vector<serve::SeqSpec>{s}));
     }
     Timer t;
-    for (auto& j : jobs) TL_CHECK(sched.submit(j).status == serve::SubmitStatus::Ok, "submit failed");
+    for (auto& j : jobs)
+      TL_CHECK(sched.submit(j).status == serve::SubmitStatus::Ok, "submit failed");
     double all_first = 0;
     for (auto& j : jobs) {  // the time every sequence has its first token
       std::unique_lock lk(j->mu);
-      j->cv.wait(lk, [&] { return !j->out[0].tokens.empty() || j->out[0].finish != serve::Finish::None; });
+      j->cv.wait(
+          lk, [&] { return !j->out[0].tokens.empty() || j->out[0].finish != serve::Finish::None; });
     }
     all_first = t.seconds();
     int64_t total = 0;
@@ -129,15 +136,15 @@ int main(int argc, char** argv) {
     const ModelConfig cfg = ModelConfig::from_preset(a.preset);
     LlamaModel model(cfg, *be);
     model.init_weights(1);
-    std::printf("%s | %s | prompt %d | %d new tokens | greedy\n", be->describe().c_str(), a.preset.c_str(), a.prompt,
-                a.new_tokens);
-    std::printf("%6s  %22s  %22s  %22s  %22s\n", "batch", "scheduler decode tok/s", "scheduler overall",
-                "static decode tok/s", "static overall");
+    std::printf("%s | %s | prompt %d | %d new tokens | greedy\n", be->describe().c_str(),
+                a.preset.c_str(), a.prompt, a.new_tokens);
+    std::printf("%6s  %22s  %22s  %22s  %22s\n", "batch", "scheduler decode tok/s",
+                "scheduler overall", "static decode tok/s", "static overall");
     json out = json::array();
     for (int B : a.batches) {
       const Result r = run(model, a, B);
-      std::printf("%6d  %22.1f  %22.1f  %22.1f  %22.1f\n", B, r.sched_decode, r.sched_overall, r.static_decode,
-                  r.static_overall);
+      std::printf("%6d  %22.1f  %22.1f  %22.1f  %22.1f\n", B, r.sched_decode, r.sched_overall,
+                  r.static_decode, r.static_overall);
       std::fflush(stdout);
       out.push_back({{"batch", B},
                      {"scheduler_decode_tokens_per_s", r.sched_decode},
@@ -146,8 +153,13 @@ int main(int argc, char** argv) {
                      {"static_tokens_per_s", r.static_overall}});
     }
     if (!a.json_out.empty())
-      write_file_atomic(a.json_out, json{{"device", be->describe()}, {"preset", a.preset}, {"prompt", a.prompt},
-                                         {"new_tokens", a.new_tokens}, {"results", out}}.dump(2) + "\n");
+      write_file_atomic(a.json_out, json{{"device", be->describe()},
+                                         {"preset", a.preset},
+                                         {"prompt", a.prompt},
+                                         {"new_tokens", a.new_tokens},
+                                         {"results", out}}
+                                            .dump(2) +
+                                        "\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

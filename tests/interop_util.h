@@ -14,7 +14,9 @@
 
 namespace interop {
 
-inline bool have_node() { return std::system("command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1") == 0; }
+inline bool have_node() {
+  return std::system("command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1") == 0;
+}
 
 // The folder holding node_modules and the scripts of tests/interop, installing the packages
 // when missing or when package.json changed; "" with *error set when npm failed.
@@ -34,8 +36,9 @@ inline std::string node_dir(std::string* error) {
       fs::copy_file(src / f, dir / f, fs::copy_options::overwrite_existing);
     // --omit=optional: node-llama-cpp lists prebuilt binaries for every platform (CUDA and
     // Vulkan builds among them, hundreds of MB); package.json names the linux-x64 CPU one.
-    const auto r = ckpt_test::run_cmd("cd '" + dir.string() +
-                                      "' && npm ci --omit=optional --no-audit --no-fund --loglevel=error");
+    const auto r =
+        ckpt_test::run_cmd("cd '" + dir.string() +
+                           "' && npm ci --omit=optional --no-audit --no-fund --loglevel=error");
     if (r.rc != 0) {
       *error = "npm ci in " + dir.string() + " failed:\n" + r.output;
       result = "";
@@ -45,7 +48,8 @@ inline std::string node_dir(std::string* error) {
   }
   // The scripts run from beside node_modules (Node resolves packages from a script's folder).
   for (const auto& e : fs::directory_iterator(src))
-    if (e.path().extension() == ".mjs") fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
+    if (e.path().extension() == ".mjs")
+      fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
   ::flock(lock, LOCK_UN);
   ::close(lock);
   return result;

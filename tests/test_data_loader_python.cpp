@@ -57,9 +57,10 @@ TEST(LoaderPython, TheReferenceReaderYieldsTheTrainLoadersBatchesInOrder) {
   o.seed = 3407;
   o.shuffle_window = 2;
   TrainLoader loader(o);
-  const auto rows = lp_python_rows(
-      "train --source prose=0.7:" + a + " --source code=0.3:" + b +
-          " --seq-len 7 --micro-batch 3 --seed 3407 --window 2 --batches 80", tmp);
+  const auto rows =
+      lp_python_rows("train --source prose=0.7:" + a + " --source code=0.3:" + b +
+                         " --seq-len 7 --micro-batch 3 --seed 3407 --window 2 --batches 80",
+                     tmp);
   ASSERT_EQ(rows.size(), size_t(B * batches));
   std::vector<int32_t> tokens(B * T), targets(B * T);
   int from_code = 0;
@@ -89,7 +90,8 @@ TEST(LoaderPython, TheReferenceReaderYieldsTheValidationBlocksInOrder) {
   std::vector<int32_t> tokens(7), targets(7);
   for (int64_t i = 0; i < blocks.num_blocks(); ++i) {
     blocks.read(i, tokens.data(), targets.data());
-    for (int t = 0; t < 7; ++t) ASSERT_EQ(rows[size_t(i)][size_t(t)], tokens[size_t(t)]) << "block " << i;
+    for (int t = 0; t < 7; ++t)
+      ASSERT_EQ(rows[size_t(i)][size_t(t)], tokens[size_t(t)]) << "block " << i;
     ASSERT_EQ(rows[size_t(i)][7], targets[6]);
   }
 }
@@ -98,9 +100,9 @@ TEST(LoaderPython, TheReferenceReaderRefusesAFileThatIsNotAShard) {
   if (!have_python()) GTEST_SKIP() << "python3 not found: bench/litpkds.py cannot be checked";
   dt::TempDir tmp;
   dt::write_text(tmp / "bad/x.bin", "not a shard at all, long enough to have a header");
-  const auto r = dt::run_command(
-      "python3 " TL_SOURCE_DIR "/bench/litpkds.py val --path " + (tmp / "bad") + " --seq-len 3 --blocks 1",
-      tmp.path());
+  const auto r = dt::run_command("python3 " TL_SOURCE_DIR "/bench/litpkds.py val --path " +
+                                     (tmp / "bad") + " --seq-len 3 --blocks 1",
+                                 tmp.path());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("x.bin: not a LITPKDS shard"), std::string::npos) << r.err;
 }

@@ -12,11 +12,13 @@ namespace {
 class EvalCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (dt::shared_data_dir().empty()) GTEST_SKIP() << "no llama2-tokenizer.model in the shared data";
-    auto r = run(std::string(TL_BINARY) +
-                 " init --preset tinyllama-1.1b --set vocab_size=32000 --set dim=32 --set n_layers=2"
-                 " --set n_heads=4 --set n_kv_heads=2 --set ffn_dim=64 --set max_seq_len=128 --out " +
-                 ck());
+    if (dt::shared_data_dir().empty())
+      GTEST_SKIP() << "no llama2-tokenizer.model in the shared data";
+    auto r =
+        run(std::string(TL_BINARY) +
+            " init --preset tinyllama-1.1b --set vocab_size=32000 --set dim=32 --set n_layers=2"
+            " --set n_heads=4 --set n_kv_heads=2 --set ffn_dim=64 --set max_seq_len=128 --out " +
+            ck());
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   std::string ck() const { return tmp_ / "tiny.tlck"; }
@@ -46,8 +48,8 @@ class EvalCli : public ::testing::Test {
   dt::TempDir tmp_;
 };
 
-const char* kTasks[] = {"hellaswag", "openbookqa", "winogrande", "arc_easy",
-                        "arc_challenge", "boolq", "piqa", "mmlu"};
+const char* kTasks[] = {"hellaswag",     "openbookqa", "winogrande", "arc_easy",
+                        "arc_challenge", "boolq",      "piqa",       "mmlu"};
 
 }  // namespace
 
@@ -56,7 +58,8 @@ TEST_F(EvalCli, AllTasksTableJsonAndSamples) {
   for (const char* t : kTasks) args += std::string(" --task ") + t + "=" + fx(t);
   auto r = eval(args + " --json " + (tmp_ / "out.json") + " --samples " + (tmp_ / "s.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* t : kTasks) EXPECT_NE(r.out.find(std::string("\n") + t + " "), std::string::npos) << t;
+  for (const char* t : kTasks)
+    EXPECT_NE(r.out.find(std::string("\n") + t + " "), std::string::npos) << t;
   EXPECT_NE(r.out.find("- mmlu_anatomy"), std::string::npos);
   const json j = json::parse(dt::read_text(tmp_ / "out.json"));
   std::map<std::string, int64_t> n;
@@ -108,25 +111,29 @@ TEST_F(EvalCli, LimitAndPrefixReuseGiveTheSameScores) {
 
 TEST_F(EvalCli, BadInputIsOneClearMessageAndNothingWritten) {
   expect_bad("hellaswag", "h.jsonl",
-             "{\"activity_label\":\"a\",\"ctx_a\":\"b\",\"ctx_b\":\"c\",\"endings\":[\"x\",\"y\"],\"label\":\"0\"}\n"
+             "{\"activity_label\":\"a\",\"ctx_a\":\"b\",\"ctx_b\":\"c\",\"endings\":[\"x\",\"y\"],"
+             "\"label\":\"0\"}\n"
              "{\"activity_label\":\"a\",\"ctx_a\":\"b\",\"ctx_b\":\"c\",\"label\":\"0\"}\n",
              {"hellaswag", "h.jsonl", "row 1", "field 'endings'", "missing"});
-  expect_bad("hellaswag", "e.jsonl",
-             "{\"activity_label\":\"a\",\"ctx_a\":\"b\",\"ctx_b\":\"c\",\"endings\":[],\"label\":\"0\"}\n",
-             {"e.jsonl", "row 0", "field 'endings'", "empty list"});
+  expect_bad(
+      "hellaswag", "e.jsonl",
+      "{\"activity_label\":\"a\",\"ctx_a\":\"b\",\"ctx_b\":\"c\",\"endings\":[],\"label\":\"0\"}\n",
+      {"e.jsonl", "row 0", "field 'endings'", "empty list"});
   expect_bad("piqa", "p.json", "[{\"goal\":\"g\",\"sol1\":\"a\",\"sol2\":\"b\",\"label\":2}]",
              {"piqa", "p.json", "row 0", "field 'label'", "2 is out of range for 2 choices"});
   expect_bad("boolq", "b.jsonl", "{\"passage\":\"p\",\"question\":\"q\",\"label\":\"yes\"}\n",
              {"b.jsonl", "row 0", "field 'label'", "not an integer"});
   expect_bad("arc_easy", "a.jsonl",
-             "{\"question\":\"q\",\"choices\":{\"text\":[\"x\",\"y\"],\"label\":[\"A\",\"B\"]},\"answerKey\":\"C\"}\n",
+             "{\"question\":\"q\",\"choices\":{\"text\":[\"x\",\"y\"],\"label\":[\"A\",\"B\"]},"
+             "\"answerKey\":\"C\"}\n",
              {"a.jsonl", "row 0", "field 'answerKey'", "'C' is not one of the labels (A, B)"});
   expect_bad("openbookqa", "o.jsonl",
              "{\"question_stem\":\"q\",\"choices\":{\"text\":[\"x\",\"y\"]},\"answerKey\":\"A\"}\n",
              {"o.jsonl", "row 0", "field 'choices.label'", "missing"});
-  expect_bad("winogrande", "w.jsonl",
-             "{\"sentence\":\"no blank here\",\"option1\":\"a\",\"option2\":\"b\",\"answer\":\"1\"}\n",
-             {"w.jsonl", "row 0", "field 'sentence'", "no '_' blank"});
+  expect_bad(
+      "winogrande", "w.jsonl",
+      "{\"sentence\":\"no blank here\",\"option1\":\"a\",\"option2\":\"b\",\"answer\":\"1\"}\n",
+      {"w.jsonl", "row 0", "field 'sentence'", "no '_' blank"});
   expect_bad("winogrande", "w2.jsonl",
              "{\"sentence\":\"a _ b\",\"option1\":\"a\",\"option2\":\"b\",\"answer\":\"\"}\n",
              {"w2.jsonl", "row 0", "field 'answer'"});
@@ -142,10 +149,13 @@ TEST_F(EvalCli, BadInputIsOneClearMessageAndNothingWritten) {
             std::string::npos)
       << r.err;
   // A bad row after good ones in a second task: still nothing printed or written.
-  dt::write_text(tmp_ / "p2.jsonl", "{\"goal\":\"g\",\"sol1\":\"a\",\"sol2\":\"b\",\"label\":0}\n{\"goal\":null}\n");
-  r = eval("--task boolq=" + fx("boolq") + " --task piqa=" + (tmp_ / "p2.jsonl") + " --json " + (tmp_ / "o2.json"));
+  dt::write_text(tmp_ / "p2.jsonl",
+                 "{\"goal\":\"g\",\"sol1\":\"a\",\"sol2\":\"b\",\"label\":0}\n{\"goal\":null}\n");
+  r = eval("--task boolq=" + fx("boolq") + " --task piqa=" + (tmp_ / "p2.jsonl") + " --json " +
+           (tmp_ / "o2.json"));
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("p2.jsonl' row 1 (line 2): field 'goal': is null"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("p2.jsonl' row 1 (line 2): field 'goal': is null"), std::string::npos)
+      << r.err;
   EXPECT_FALSE(std::filesystem::exists(tmp_ / "o2.json"));
   EXPECT_EQ(r.out, "");
 }

@@ -31,7 +31,8 @@ double margin(const json& lls, int best) {
 
 void check_golden(const std::string& device) {
   if (!file_exists(dir() + "/golden.json"))
-    GTEST_SKIP() << "no tests/fixtures/eval/golden.json: run tools/fixtures/make_eval_golden.py on the GPU machine";
+    GTEST_SKIP() << "no tests/fixtures/eval/golden.json: run tools/fixtures/make_eval_golden.py on "
+                    "the GPU machine";
   if (dt::shared_data_dir().empty()) GTEST_SKIP() << "no llama2-tokenizer.model in the shared data";
   if (device == "cuda" && !cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
   const json golden = json::parse(read_file(dir() + "/golden.json"));
@@ -57,19 +58,23 @@ void check_golden(const std::string& device) {
       TaskOutcome out = run_task(model, t, opts.scorer);
       for (size_t d = 0; d < t.data.docs.size(); ++d) {
         const json& gd = g["docs"][d];
-        const std::string at = what + " doc " + std::to_string(d) + " (" + t.data.docs[d].where + ")";
+        const std::string at =
+            what + " doc " + std::to_string(d) + " (" + t.data.docs[d].where + ")";
         ASSERT_EQ(t.requests[d].size(), gd["choices"].size()) << at;
         ASSERT_EQ(t.data.docs[d].gold, gd["gold"].get<int>()) << at;
         json lls = json::array();
         for (size_t c = 0; c < t.requests[d].size(); ++c) {
           const json& gc = gd["choices"][c];
-          EXPECT_EQ(t.requests[d][c].tokens, gc["tokens"].get<std::vector<int32_t>>()) << at << " choice " << c;
+          EXPECT_EQ(t.requests[d][c].tokens, gc["tokens"].get<std::vector<int32_t>>())
+              << at << " choice " << c;
           EXPECT_EQ(t.requests[d][c].contlen, gc["contlen"].get<int>()) << at << " choice " << c;
-          EXPECT_EQ(t.data.docs[d].choices[c].length, gd["lengths"][c].get<int64_t>()) << at << " choice " << c;
+          EXPECT_EQ(t.data.docs[d].choices[c].length, gd["lengths"][c].get<int64_t>())
+              << at << " choice " << c;
           const double want = gc["ll"], got = out.scores[d].choices[c].ll;
           EXPECT_NEAR(got, want, rel * std::max(1.0, std::fabs(want))) << at << " choice " << c;
           if (exact) {
-            EXPECT_EQ(out.scores[d].choices[c].greedy, gc["greedy"].get<bool>()) << at << " choice " << c;
+            EXPECT_EQ(out.scores[d].choices[c].greedy, gc["greedy"].get<bool>())
+                << at << " choice " << c;
           }
           lls.push_back(want);
         }
@@ -91,7 +96,8 @@ void check_golden(const std::string& device) {
           EXPECT_DOUBLE_EQ(out.rows[0].acc_norm, g["summary"]["acc_norm"].get<double>()) << what;
         }
         if (!g["summary"]["acc_stderr"].is_null() && t.data.name != "mmlu") {  // mmlu: pooled
-          EXPECT_NEAR(out.rows[0].acc_stderr, g["summary"]["acc_stderr"].get<double>(), 1e-12) << what;
+          EXPECT_NEAR(out.rows[0].acc_stderr, g["summary"]["acc_stderr"].get<double>(), 1e-12)
+              << what;
         }
       }
     }

@@ -41,5 +41,6 @@ TEST(EvalParquet, ColumnSubsetAndErrors) {
                        "no column 'nope'", "its columns: s, i64, i32, b, lst, st");
   dt::TempDir tmp;
   dt::write_text(tmp / "fake.parquet", "{\"question\": \"not parquet\"}\n");
-  DT_EXPECT_THROW_WITH(parquet::RowReader(tmp / "fake.parquet", {"question"}), "fake.parquet", "PAR1");
+  DT_EXPECT_THROW_WITH(parquet::RowReader(tmp / "fake.parquet", {"question"}), "fake.parquet",
+                       "PAR1");
 }

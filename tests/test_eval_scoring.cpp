@@ -43,7 +43,8 @@ std::vector<std::vector<TokenRequest>> make_groups(int V, int window) {
   for (int g = 0; g < 24; ++g) {
     std::vector<TokenRequest> reqs;
     const int kind = g % 4, n = 2 + g % 3;
-    const std::vector<int32_t> ctx = random_tokens(rng, 1 + int(rng.below(uint64_t(g % 5 == 4 ? window : 25))), V);
+    const std::vector<int32_t> ctx =
+        random_tokens(rng, 1 + int(rng.below(uint64_t(g % 5 == 4 ? window : 25))), V);
     const std::vector<int32_t> shared = random_tokens(rng, 1 + int(rng.below(6)), V);
     for (int c = 0; c < n; ++c) {
       TokenRequest r;
@@ -115,7 +116,8 @@ TEST(EvalScoring, MatchesTheTrainingForwardPerRequest) {
         const double want = ref[g][c].ll;
         EXPECT_NEAR(got[g][c].ll, want, 1e-4 * std::max(1.0, std::fabs(want)))
             << s.name << ": group " << g << " choice " << c;
-        EXPECT_EQ(got[g][c].greedy, ref[g][c].greedy) << s.name << ": group " << g << " choice " << c;
+        EXPECT_EQ(got[g][c].greedy, ref[g][c].greedy)
+            << s.name << ": group " << g << " choice " << c;
         greedy_seen += got[g][c].greedy;
       }
     if (s.opts.prefix_reuse) {
@@ -131,8 +133,8 @@ TEST(EvalScoring, HeadLogprobMatchesCrossEntropy) {
   auto be = make_backend("cpu", 2);
   Rng rng(5);
   const int N = 9, C = 8, V = 37;
-  std::vector<float> x(static_cast<size_t>(N * C)), w(static_cast<size_t>(V * C)), logp(static_cast<size_t>(N)),
-      loss(static_cast<size_t>(N));
+  std::vector<float> x(static_cast<size_t>(N * C)), w(static_cast<size_t>(V * C)),
+      logp(static_cast<size_t>(N)), loss(static_cast<size_t>(N));
   for (auto& v : x) v = float(rng.normal());
   for (auto& v : w) v = float(rng.normal());
   std::vector<int32_t> tgt(static_cast<size_t>(N)), greedy(static_cast<size_t>(N));
@@ -144,12 +146,13 @@ TEST(EvalScoring, HeadLogprobMatchesCrossEntropy) {
   };
   for (int v = 0; v < V; ++v)  // row 1's target: its argmax, so greedy is seen set
     if (logit(1, v) > logit(1, tgt[1])) tgt[1] = v;
-  Tensor tx(x.data(), DType::F32, Device::CPU, {N, C}), tw(w.data(), DType::F32, Device::CPU, {V, C});
+  Tensor tx(x.data(), DType::F32, Device::CPU, {N, C}),
+      tw(w.data(), DType::F32, Device::CPU, {V, C});
   Tensor tt(tgt.data(), DType::I32, Device::CPU, {N});
   be->head_logprob(Tensor(logp.data(), DType::F32, Device::CPU, {N}),
                    Tensor(greedy.data(), DType::I32, Device::CPU, {N}), tx, tw, tt);
-  be->head_cross_entropy(Tensor(loss.data(), DType::F32, Device::CPU, {N}), Tensor(), Tensor(), tx, tw,
-                         tt, 1.0f);
+  be->head_cross_entropy(Tensor(loss.data(), DType::F32, Device::CPU, {N}), Tensor(), Tensor(), tx,
+                         tw, tt, 1.0f);
   for (int n = 0; n < N; ++n) {
     EXPECT_NEAR(logp[size_t(n)], -loss[size_t(n)], 1e-5) << n;
     // greedy: the target is the first maximum of its row of logits

@@ -17,7 +17,9 @@ using namespace tl::eval;
 
 namespace {
 
-std::string fixture(const std::string& name) { return std::string(TL_SOURCE_DIR) + "/tests/fixtures/eval/" + name; }
+std::string fixture(const std::string& name) {
+  return std::string(TL_SOURCE_DIR) + "/tests/fixtures/eval/" + name;
+}
 
 void expect_choices(const Doc& d, const std::vector<std::string>& conts, int gold) {
   ASSERT_EQ(d.choices.size(), conts.size()) << d.where;
@@ -57,14 +59,21 @@ TEST(EvalTasks, Hellaswag) {
   TaskData t = load_task("hellaswag", fixture("hellaswag"), 0, -1);
   ASSERT_EQ(t.docs.size(), 4u);
   EXPECT_EQ(t.docs[0].choices[0].context, "Roof shingle removal: A man is sitting on a roof. He");
-  expect_choices(t.docs[0], {"is using wrap to wrap a pair of skis.", "is ripping level tiles off.",
-                             "is holding a rubik's cube.", "starts pulling up roofing on a roof."}, 3);
+  expect_choices(t.docs[0],
+                 {"is using wrap to wrap a pair of skis.", "is ripping level tiles off.",
+                  "is holding a rubik's cube.", "starts pulling up roofing on a roof."},
+                 3);
   EXPECT_EQ(t.docs[1].choices[0].context,
-            "Baking cookies: How to bake cookies. Preheat the oven.  Mix the butter and sugar. Then add the flour");
-  expect_choices(t.docs[1], {" Stir until smooth.", "pour the batter into the pan.", "eat it raw  enjoy.",
-                             "wash the bowl [unclosed bracket"}, 0);
-  EXPECT_EQ(t.docs[2].choices[0].context, "Café visit: Élodie orders a crème brûlée at the counter. Élodie then");
-  expect_choices(t.docs[2], {"pays with a card.", "sings loudly  at the barista.", " Leaves the café."}, 2);
+            "Baking cookies: How to bake cookies. Preheat the oven.  Mix the butter and sugar. "
+            "Then add the flour");
+  expect_choices(t.docs[1],
+                 {" Stir until smooth.", "pour the batter into the pan.", "eat it raw  enjoy.",
+                  "wash the bowl [unclosed bracket"},
+                 0);
+  EXPECT_EQ(t.docs[2].choices[0].context,
+            "Café visit: Élodie orders a crème brûlée at the counter. Élodie then");
+  expect_choices(t.docs[2],
+                 {"pays with a card.", "sings loudly  at the barista.", " Leaves the café."}, 2);
   EXPECT_EQ(t.docs[1].where.substr(t.docs[1].where.size() - 14), "row 1 (line 2)");
 }
 
@@ -74,21 +83,27 @@ TEST(EvalTasks, OpenbookqaArcPiqaBoolq) {
   expect_choices(o.docs[1], {"steam", "ice", "a gas", "lighter than air"}, 1);  // key " B"
   TaskData a = load_task("arc_easy", fixture("arc_easy"), 0, -1);
   EXPECT_EQ(a.docs[0].choices[0].context,
-            "Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:");
+            "Question: Which statement best explains why photosynthesis is the foundation of most "
+            "food webs?\nAnswer:");
   expect_choices(a.docs[1], {"a ruler", "a balance", "a thermometer"}, 1);  // labels "1".."3"
   EXPECT_EQ(a.docs[2].choices.size(), 5u);
   EXPECT_EQ(a.docs[2].gold, 3);
   TaskData c = load_task("arc_challenge", fixture("arc_challenge"), 0, -1);  // parquet
   ASSERT_EQ(c.docs.size(), 3u);
   expect_choices(c.docs[1], {"newton", "joule", "watt"}, 0);
-  EXPECT_EQ(c.docs[2].choices[0].context, "Question: Which of these would best keep a drink cold? \nAnswer:");
+  EXPECT_EQ(c.docs[2].choices[0].context,
+            "Question: Which of these would best keep a drink cold? \nAnswer:");
   TaskData p = load_task("piqa", fixture("piqa"), 0, -1);
   EXPECT_EQ(p.docs[1].choices[0].context, "Question: To open a stuck jar lid,  \nAnswer:");
-  expect_choices(p.docs[1], {" run the lid under hot water for a minute.", "put the jar in the freezer overnight."}, 0);
+  expect_choices(
+      p.docs[1],
+      {" run the lid under hot water for a minute.", "put the jar in the freezer overnight."}, 0);
   TaskData b = load_task("boolq", fixture("boolq"), 0, -1);
   EXPECT_EQ(b.docs[0].choices[0].context,
-            "Ethanol fuel -- All biomass goes through at least some of these steps: it needs to be grown, "
-            "collected, dried, fermented, distilled, and burned.\nQuestion: does ethanol take more energy make "
+            "Ethanol fuel -- All biomass goes through at least some of these steps: it needs to be "
+            "grown, "
+            "collected, dried, fermented, distilled, and burned.\nQuestion: does ethanol take more "
+            "energy make "
             "that produces?\nAnswer:");
   expect_choices(b.docs[2], {"no", "yes"}, 1);
 }
@@ -102,7 +117,8 @@ TEST(EvalTasks, WinograndePartialScoring) {
   EXPECT_EQ(d0.choices[1].continuation, " always got the easier cases.");
   EXPECT_EQ(d0.gold, 1);
   EXPECT_EQ(t.docs[1].choices[1].context, "The fridge");  // the blank at the start
-  EXPECT_EQ(t.docs[1].choices[1].continuation, " went to the store because the fridge at home was empty.");
+  EXPECT_EQ(t.docs[1].choices[1].continuation,
+            " went to the store because the fridge at home was empty.");
   EXPECT_EQ(t.docs[2].choices[0].continuation, " ");  // the blank at the end
   EXPECT_EQ(t.docs[3].choices[0].context, "The dog chased the cat until the dog");
   EXPECT_EQ(t.docs[3].choices[0].continuation, " 's owner  called it back.");
@@ -120,24 +136,35 @@ TEST(EvalTasks, MmluFiveShotMatchesTheHarnessPrompt) {
       "B. The first and second pharyngeal arches\nC. The second pharyngeal arch\n"
       "D. The second and third pharyngeal arches\nAnswer: D\n\n"
       "Which of these branches of the trigeminal nerve contain somatic motor processes?\n"
-      "A. The supraorbital nerve\nB. The infraorbital nerve\nC. The mental nerve\nD. None of the above\n"
+      "A. The supraorbital nerve\nB. The infraorbital nerve\nC. The mental nerve\nD. None of the "
+      "above\n"
       "Answer: D\n\n"
       "The pleura\nA. have no sensory innervation.\nB. are separated by a 2 mm space.\n"
       "C. extend into the neck.\nD. are composed of respiratory epithelium.\nAnswer: C\n\n"
-      "In Angle's Class II Div 2 occlusion there is\nA. excess overbite of the upper lateral incisors.\n"
-      "B. negative overjet of the upper central incisors.\nC. excess overjet of the upper lateral incisors.\n"
+      "In Angle's Class II Div 2 occlusion there is\nA. excess overbite of the upper lateral "
+      "incisors.\n"
+      "B. negative overjet of the upper central incisors.\nC. excess overjet of the upper lateral "
+      "incisors.\n"
       "D. excess overjet of the upper central incisors.\nAnswer: C\n\n"
       "Which of the following is the body cavity that contains the pituitary gland?\nA. Abdominal\n"
       "B. Cranial\nC. Pleural\nD. Spinal\nAnswer: B\n\n"
       "A lesion causing compression of the facial nerve at the stylomastoid foramen will cause "
-      "ipsilateral\nA. paralysis of the facial muscles.\nB. paralysis of the facial muscles and loss of "
-      "taste.\nC. paralysis of the facial muscles, loss of taste and lacrimation.\nD. paralysis of the "
+      "ipsilateral\nA. paralysis of the facial muscles.\nB. paralysis of the facial muscles and "
+      "loss of "
+      "taste.\nC. paralysis of the facial muscles, loss of taste and lacrimation.\nD. paralysis of "
+      "the "
       "facial muscles, loss of taste, lacrimation and decreased salivation.\nAnswer:";
   EXPECT_EQ(d.choices[0].context, want);
   expect_choices(d, {"A", "B", "C", "D"}, 0);
   // The question is stripped; the subject's underscores become spaces.
-  EXPECT_NE(t.docs[3].choices[0].context.find("\n\nWhich bone is the longest in the human body?\nA. Femur"), std::string::npos);
-  EXPECT_EQ(t.docs[0].choices[0].context.rfind("The following are multiple choice questions (with answers) about abstract algebra.\n\n", 0), 0u);
+  EXPECT_NE(t.docs[3].choices[0].context.find(
+                "\n\nWhich bone is the longest in the human body?\nA. Femur"),
+            std::string::npos);
+  EXPECT_EQ(
+      t.docs[0].choices[0].context.rfind(
+          "The following are multiple choice questions (with answers) about abstract algebra.\n\n",
+          0),
+      0u);
   TaskData zero = load_task("mmlu", fixture("mmlu"), 1, 0);
   ASSERT_EQ(zero.docs.size(), 2u);  // --limit is per subject
   EXPECT_EQ(zero.docs[1].choices[0].context,
@@ -162,7 +189,8 @@ TEST(EvalTokens, ContextWhitespaceMovesAndTheSplitIsByCount) {
   EncodedPair p = encode_pair(tok, "Question: why?\nAnswer: \n", " yes", BosMode::Off);
   EXPECT_EQ(p.context, enc("Question: why?\nAnswer:"));
   std::vector<int32_t> whole = enc("Question: why?\nAnswer: \n yes");
-  EXPECT_EQ(p.continuation, std::vector<int32_t>(whole.begin() + std::ptrdiff_t(p.context.size()), whole.end()));
+  EXPECT_EQ(p.continuation,
+            std::vector<int32_t>(whole.begin() + std::ptrdiff_t(p.context.size()), whole.end()));
   EncodedPair b = encode_pair(tok, "Question: why?\nAnswer: \n", " yes", BosMode::On);
   EXPECT_EQ(b.context.front(), tok.bos_id());
   EXPECT_EQ(std::vector<int32_t>(b.context.begin() + 1, b.context.end()), p.context);
@@ -178,7 +206,8 @@ TEST(EvalTokens, ContextWhitespaceMovesAndTheSplitIsByCount) {
   EXPECT_TRUE(r.truncated);
   EXPECT_FALSE(make_request(q, 8, "case").truncated);
   DT_EXPECT_THROW_WITH(make_request(EncodedPair{{1}, {}}, 8, "doc 3"), "doc 3", "no token");
-  DT_EXPECT_THROW_WITH(make_request(EncodedPair{{1}, {2, 3, 4}}, 2, "doc 4"), "doc 4", "window of 2");
+  DT_EXPECT_THROW_WITH(make_request(EncodedPair{{1}, {2, 3, 4}}, 2, "doc 4"), "doc 4",
+                       "window of 2");
 }
 
 TEST(EvalMetrics, ArgmaxStderrAndPooling) {

@@ -19,8 +19,9 @@ json task_config(const train_test::TrainFixture& fx, const std::string& run) {
   cfg["data"]["tokenizer"] = dt::llama_model();
   cfg["eval"]["interval"] = 3;
   const std::string fx_dir = std::string(TL_SOURCE_DIR) + "/tests/fixtures/eval/";
-  cfg["eval"]["tasks"] = json::array({json{{"name", "boolq"}, {"path", fx_dir + "boolq"}},
-                                      json{{"name", "piqa"}, {"path", fx_dir + "piqa"}, {"limit", 2}}});
+  cfg["eval"]["tasks"] =
+      json::array({json{{"name", "boolq"}, {"path", fx_dir + "boolq"}},
+                   json{{"name", "piqa"}, {"path", fx_dir + "piqa"}, {"limit", 2}}});
   return cfg;
 }
 
@@ -47,7 +48,8 @@ TEST(EvalTrain, TasksScoredWithEachValidation) {
   // TensorBoard: the tags are in the event file.
   std::string events;
   for (const auto& f : std::filesystem::recursive_directory_iterator(fx.run("r")))
-    if (f.path().filename().string().rfind("events.out.tfevents", 0) == 0) events += dt::read_text(f.path());
+    if (f.path().filename().string().rfind("events.out.tfevents", 0) == 0)
+      events += dt::read_text(f.path());
   EXPECT_NE(events.find("eval/piqa/acc_norm"), std::string::npos);
   EXPECT_NE(events.find("eval/boolq/acc"), std::string::npos);
 }
@@ -59,7 +61,8 @@ TEST(EvalTrain, BadTasksStopTheRunBeforeItStarts) {
   cfg["eval"]["tasks"][0]["name"] = "squad";
   DT_EXPECT_THROW_WITH(TrainConfig::from_json(cfg), "eval.tasks", "unknown task 'squad'");
   cfg = task_config(fx, "bad");
-  dt::write_text(fx.dir + "/bad/piqa.jsonl", "{\"goal\":\"g\",\"sol1\":\"a\",\"sol2\":\"b\",\"label\":7}\n");
+  dt::write_text(fx.dir + "/bad/piqa.jsonl",
+                 "{\"goal\":\"g\",\"sol1\":\"a\",\"sol2\":\"b\",\"label\":7}\n");
   cfg["eval"]["tasks"][1]["path"] = fx.dir + "/bad/piqa.jsonl";
   const TrainConfig tc = TrainConfig::from_json(cfg);
   DT_EXPECT_THROW_WITH(Trainer(tc, ""), "piqa.jsonl' row 0", "field 'label'", "out of range");

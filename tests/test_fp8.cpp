@@ -31,10 +31,14 @@ double spec_value(const Spec& s, int code) {
   const int m = code & ((1 << s.mant_bits) - 1);
   const int e_max = (1 << s.exp_bits) - 1;
   double mag;
-  if (s.ieee_specials && e == e_max) mag = m == 0 ? INFINITY : NAN;
-  else if (!s.ieee_specials && e == e_max && m == (1 << s.mant_bits) - 1) mag = NAN;
-  else if (e == 0) mag = std::pow(2.0, 1 - s.bias) * (m / std::pow(2.0, s.mant_bits));
-  else mag = std::pow(2.0, e - s.bias) * (1.0 + m / std::pow(2.0, s.mant_bits));
+  if (s.ieee_specials && e == e_max)
+    mag = m == 0 ? INFINITY : NAN;
+  else if (!s.ieee_specials && e == e_max && m == (1 << s.mant_bits) - 1)
+    mag = NAN;
+  else if (e == 0)
+    mag = std::pow(2.0, 1 - s.bias) * (m / std::pow(2.0, s.mant_bits));
+  else
+    mag = std::pow(2.0, e - s.bias) * (1.0 + m / std::pow(2.0, s.mant_bits));
   return sign ? -mag : mag;
 }
 
@@ -65,12 +69,14 @@ TEST(Fp8, EveryCodeDecodesAsTheSpecSays) {
     for (int c = 0; c < 256; ++c) {
       const double want = spec_value(s, c);
       const float got = fp8_to_f32(uint8_t(c), s.f);
-      if (std::isnan(want)) EXPECT_TRUE(std::isnan(got)) << fp8_format_name(s.f) << " code " << c;
-      else EXPECT_EQ(double(got), want) << fp8_format_name(s.f) << " code " << c;
+      if (std::isnan(want))
+        EXPECT_TRUE(std::isnan(got)) << fp8_format_name(s.f) << " code " << c;
+      else
+        EXPECT_EQ(double(got), want) << fp8_format_name(s.f) << " code " << c;
     }
   EXPECT_EQ(fp8_to_f32(0x7E, Fp8Format::E4M3), 448.0f);
   EXPECT_EQ(fp8_to_f32(0x7B, Fp8Format::E5M2), 57344.0f);
-  EXPECT_EQ(fp8_to_f32(0x01, Fp8Format::E4M3), std::ldexp(1.0f, -9));   // smallest subnormal
+  EXPECT_EQ(fp8_to_f32(0x01, Fp8Format::E4M3), std::ldexp(1.0f, -9));  // smallest subnormal
   EXPECT_EQ(fp8_to_f32(0x01, Fp8Format::E5M2), std::ldexp(1.0f, -16));
   EXPECT_TRUE(std::isinf(fp8_to_f32(0xFC, Fp8Format::E5M2)));
   EXPECT_EQ(fp8_max(Fp8Format::E4M3), 448.0f);
@@ -79,8 +85,10 @@ TEST(Fp8, EveryCodeDecodesAsTheSpecSays) {
 
 TEST(Fp8, CastsRoundToNearestEvenAndSaturateBitForBit) {
   for (const Spec& s : kSpecs) {
-    std::vector<float> xs = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 1e30f, -1e30f,
-                             std::numeric_limits<float>::denorm_min(), 1e-30f};
+    std::vector<float> xs = {0.0f,      -0.0f,  INFINITY,
+                             -INFINITY, NAN,    -NAN,
+                             1e30f,     -1e30f, std::numeric_limits<float>::denorm_min(),
+                             1e-30f};
     // Every code, the midpoints between neighbours (the ties), and a hair to each side.
     for (int c = 0; c < 127; ++c) {
       const double v = spec_value(s, c), w = spec_value(s, c + 1);
@@ -131,7 +139,7 @@ TEST(Fp8, CurrentScalingMapsAmaxToTheFormatsMax) {
       // A margin of 2 leaves a factor of 4 of headroom.
       EXPECT_FLOAT_EQ(fp8_scale_for_amax(amax, s.f, 2) * 4, scale);
     }
-    EXPECT_EQ(fp8_scale_for_amax(0.0f, s.f), 1.0f);       // an all-zero tensor
+    EXPECT_EQ(fp8_scale_for_amax(0.0f, s.f), 1.0f);      // an all-zero tensor
     EXPECT_EQ(fp8_scale_for_amax(INFINITY, s.f), 0.0f);  // overflowed: fall back to bf16
     EXPECT_EQ(fp8_scale_for_amax(NAN, s.f), 0.0f);
   }

@@ -26,24 +26,45 @@ void add_eval_command(CLI::App& app) {
     eval::TaskEvalArgs tasks;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file (.tlck) or sharded step folder")->required()->check(CLI::ExistingPath);
+  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file (.tlck) or sharded step folder")
+      ->required()
+      ->check(CLI::ExistingPath);
   auto* data = cmd->add_option("--data", o->data, "Shard files or folders of *.bin shards");
-  cmd->add_option("--seq-len", o->seq_len, "Block length T (default: the model's context)")->check(CLI::NonNegativeNumber);
-  auto* batch = cmd->add_option("--batch", o->batch, "--data: blocks per forward pass (8); --task: requests per forward pass (cpu 32, cuda 512)")->check(CLI::PositiveNumber);
-  cmd->add_option("--max-blocks", o->max_blocks, "Evaluate only the first N blocks (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seq-len", o->seq_len, "Block length T (default: the model's context)")
+      ->check(CLI::NonNegativeNumber);
+  auto* batch = cmd->add_option("--batch", o->batch,
+                                "--data: blocks per forward pass (8); --task: requests per forward "
+                                "pass (cpu 32, cuda 512)")
+                    ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-blocks", o->max_blocks, "Evaluate only the first N blocks (0 = all)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", o->device, "cpu, cuda or auto");
   cmd->add_option("--threads", o->threads, "CPU threads (0 = all cores)");
   eval::TaskEvalArgs& t = o->tasks;
-  auto* task = cmd->add_option("--task", t.tasks, "NAME=PATH: a task and its dataset (a file, folder or glob of .parquet/.jsonl/.json); repeatable");
+  auto* task = cmd->add_option("--task", t.tasks,
+                               "NAME=PATH: a task and its dataset (a file, folder or glob of "
+                               ".parquet/.jsonl/.json); repeatable");
   data->excludes(task);
   cmd->add_option("--tokenizer", t.tokenizer, "--task: SentencePiece .model of the checkpoint");
-  cmd->add_option("--limit", t.limit, "--task: only the first N documents of each task (each MMLU subject); 0 = all")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--num-fewshot", t.num_fewshot, "--task: few-shot examples (mmlu only; default 5 for mmlu, 0 otherwise)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--bos", t.bos, "--task: prepend BOS to every request: off (harness <= 0.4.9.1, TinyLlama's numbers) or on (harness >= 0.4.9.2 with Llama tokenizers)")->check(CLI::IsMember({"off", "on"}));
-  cmd->add_option("--max-batch-tokens", t.max_tokens, "--task: tokens per forward pass, padding included (cpu 2048, cuda 32768)")->check(CLI::PositiveNumber);
-  cmd->add_flag("--no-prefix-reuse", t.no_prefix_reuse, "--task: compute each choice's context separately (slower; same results)");
+  cmd->add_option("--limit", t.limit,
+                  "--task: only the first N documents of each task (each MMLU subject); 0 = all")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--num-fewshot", t.num_fewshot,
+                  "--task: few-shot examples (mmlu only; default 5 for mmlu, 0 otherwise)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--bos", t.bos,
+                  "--task: prepend BOS to every request: off (harness <= 0.4.9.1, TinyLlama's "
+                  "numbers) or on (harness >= 0.4.9.2 with Llama tokenizers)")
+      ->check(CLI::IsMember({"off", "on"}));
+  cmd->add_option("--max-batch-tokens", t.max_tokens,
+                  "--task: tokens per forward pass, padding included (cpu 2048, cuda 32768)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-prefix-reuse", t.no_prefix_reuse,
+                "--task: compute each choice's context separately (slower; same results)");
   cmd->add_option("--json", t.json_out, "--task: also write the results as JSON");
-  cmd->add_option("--samples", t.samples_out, "--task: write one JSON line per document (log-likelihoods, lengths, greedy flags, prediction, label)");
+  cmd->add_option("--samples", t.samples_out,
+                  "--task: write one JSON line per document (log-likelihoods, lengths, greedy "
+                  "flags, prediction, label)");
   cmd->callback([o, batch] {
     if (!o->tasks.tasks.empty()) {
       if (batch->count()) o->tasks.batch = o->batch;

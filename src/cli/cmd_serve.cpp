@@ -9,10 +9,10 @@
 #include <filesystem>
 #include <thread>
 
+#include "checkpoint/load.h"
 #include "cli/commands.h"
 #include "core/log.h"
 #include "data/tokenizer.h"
-#include "checkpoint/load.h"
 
 #ifdef TL_WITH_HTTP
 #include "serve/http_server.h"
@@ -47,7 +47,8 @@ void run_serve(const ServeArgs& a) {
   auto be = make_backend(a.device, a.threads);
   LoadedModel lm = load_model(a.checkpoint, *be);
   const int V = lm.model->config().vocab_size;
-  TL_CHECK(tok.vocab_size() <= V, "the tokenizer has ", tok.vocab_size(), " pieces but the model only ", V);
+  TL_CHECK(tok.vocab_size() <= V, "the tokenizer has ", tok.vocab_size(),
+           " pieces but the model only ", V);
   serve::ChatTemplate chat;
   if (!a.chat_template.empty()) chat = serve::ChatTemplate::load(a.chat_template);
 
@@ -64,9 +65,11 @@ void run_serve(const ServeArgs& a) {
   ho.host = a.host;
   ho.port = a.port;
   ho.api_key = a.api_key;
-  ho.model_name = a.model_name.empty() ? std::filesystem::path(a.checkpoint).stem().string() : a.model_name;
-  ho.prefix = a.prefix != "auto" ? a.prefix
-              : lm.meta.value("format", "") == "tinyllama-train" ? "eos" : "bos";
+  ho.model_name =
+      a.model_name.empty() ? std::filesystem::path(a.checkpoint).stem().string() : a.model_name;
+  ho.prefix = a.prefix != "auto"                                 ? a.prefix
+              : lm.meta.value("format", "") == "tinyllama-train" ? "eos"
+                                                                 : "bos";
   ho.max_body_bytes = a.max_body_bytes;
   ho.threads = a.http_threads;
   serve::HttpServer server(sched, tok, chat, metrics, ho);
@@ -76,15 +79,17 @@ void run_serve(const ServeArgs& a) {
     int sig = 0;
     sigwait(&sigs, &sig);
     if (sig == SIGUSR1) return;  // the server stopped by itself
-    log_info("serve: ", sig == SIGTERM ? "SIGTERM" : "SIGINT", ": no new requests; finishing the running ones (up to ",
-             a.grace_seconds, " s)");
+    log_info("serve: ", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+             ": no new requests; finishing the running ones (up to ", a.grace_seconds, " s)");
     server.stop();
     sched.shutdown(a.grace_seconds);
   });
   const auto& c = sched.options();
-  std::printf("serving '%s' on http://%s:%d (%s | batch %d | context %d | KV cache %.1f MiB | budget %lld positions)\n",
-              ho.model_name.c_str(), a.host.c_str(), port, be->describe().c_str(), c.max_batch, c.max_len,
-              double(sched.cache_bytes()) / (1 << 20), (long long)c.max_tokens_in_flight);
+  std::printf(
+      "serving '%s' on http://%s:%d (%s | batch %d | context %d | KV cache %.1f MiB | budget %lld "
+      "positions)\n",
+      ho.model_name.c_str(), a.host.c_str(), port, be->describe().c_str(), c.max_batch, c.max_len,
+      double(sched.cache_bytes()) / (1 << 20), (long long)c.max_tokens_in_flight);
   std::fflush(stdout);
   server.run();
   // Wakes the watcher if no signal came; after a signal it stays pending (blocked), harmless.
@@ -95,8 +100,9 @@ void run_serve(const ServeArgs& a) {
 }
 #else
 void run_serve(const ServeArgs&) {
-  fail("this tinyllama was built without an HTTP library: install libcpp-httplib-dev "
-       "(scripts/setup.sh) and configure the build again");
+  fail(
+      "this tinyllama was built without an HTTP library: install libcpp-httplib-dev "
+      "(scripts/setup.sh) and configure the build again");
 }
 #endif
 
@@ -108,32 +114,45 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint file (.tlck) or sharded step folder")
       ->required()
       ->check(CLI::ExistingPath);
-  cmd->add_option("--tokenizer", a->tokenizer, "SentencePiece .model")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--tokenizer", a->tokenizer, "SentencePiece .model")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--host", a->host, "Address to listen on")->capture_default_str();
-  cmd->add_option("--port", a->port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("--port", a->port, "Port (0: any free port)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
   cmd->add_option("--device", a->device, "cpu, cuda or auto")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads for the model (0 = all cores)");
   cmd->add_option("--max-batch", a->max_batch, "Sequences decoded at once (cache rows)")
-      ->capture_default_str()->check(CLI::Range(1, 4096));
-  cmd->add_option("--max-tokens-in-flight", a->max_tokens_in_flight,
-                  "KV positions admitted sequences may reserve (prompt + max_tokens); 0 = every row "
-                  "full")->check(CLI::NonNegativeNumber);
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option(
+         "--max-tokens-in-flight", a->max_tokens_in_flight,
+         "KV positions admitted sequences may reserve (prompt + max_tokens); 0 = every row "
+         "full")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-queue", a->max_queue, "Sequences waiting before requests get 503")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--prefill-tokens", a->prefill_tokens,
                   "Prompt tokens per prefill call (between two decode steps)")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--max-len", a->max_len, "Positions per sequence (0 = the model's context)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--api-key", a->api_key, "Require Authorization: Bearer KEY on every request");
   cmd->add_option("--chat-template", a->chat_template, "Chat template JSON (docs/serve.md)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--model-name", a->model_name, "Model id in replies and /v1/models (default: the checkpoint's name)");
+  cmd->add_option("--model-name", a->model_name,
+                  "Model id in replies and /v1/models (default: the checkpoint's name)");
   cmd->add_option("--prefix", a->prefix,
-                  "Token before text prompts: bos, eos, none, or auto (eos for models trained here, bos for imported)")
+                  "Token before text prompts: bos, eos, none, or auto (eos for models trained "
+                  "here, bos for imported)")
       ->check(CLI::IsMember({"auto", "bos", "eos", "none"}));
-  cmd->add_option("--max-body-bytes", a->max_body_bytes, "Larger request bodies get 413")->capture_default_str();
-  cmd->add_option("--http-threads", a->http_threads, "HTTP worker threads (0: max-batch + max-queue + 8)");
+  cmd->add_option("--max-body-bytes", a->max_body_bytes, "Larger request bodies get 413")
+      ->capture_default_str();
+  cmd->add_option("--http-threads", a->http_threads,
+                  "HTTP worker threads (0: max-batch + max-queue + 8)");
   cmd->add_option("--grace-seconds", a->grace_seconds,
                   "On SIGTERM, how long running requests may take before they are cancelled")
       ->capture_default_str();

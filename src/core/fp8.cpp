@@ -10,7 +10,9 @@ struct Layout {
   int mant_bits, bias;
   uint8_t max_code;  // the largest finite magnitude's code
 };
-Layout layout(Fp8Format f) { return f == Fp8Format::E4M3 ? Layout{3, 7, 0x7E} : Layout{2, 15, 0x7B}; }
+Layout layout(Fp8Format f) {
+  return f == Fp8Format::E4M3 ? Layout{3, 7, 0x7E} : Layout{2, 15, 0x7B};
+}
 }  // namespace
 
 const char* fp8_format_name(Fp8Format f) { return f == Fp8Format::E4M3 ? "e4m3" : "e5m2"; }

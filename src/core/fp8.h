@@ -12,7 +12,7 @@ namespace tl {
 enum class Fp8Format : uint8_t { E4M3, E5M2 };
 
 const char* fp8_format_name(Fp8Format f);
-float fp8_max(Fp8Format f);        // largest finite value: 448 or 57344
+float fp8_max(Fp8Format f);  // largest finite value: 448 or 57344
 float fp8_to_f32(uint8_t code, Fp8Format f);
 
 // Round to nearest, ties to even, saturating ("satfinite", what training casts use): a finite

@@ -3,10 +3,10 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "checkpoint/load.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "eval/run.h"
-#include "checkpoint/load.h"
 
 namespace tl::eval {
 
@@ -56,8 +56,8 @@ void run_task_eval(const TaskEvalArgs& a) {
   for (const PreparedTask& t : tasks) {
     int64_t requests = 0;
     for (const auto& r : t.requests) requests += int64_t(r.size());
-    log_info("eval: ", t.data.name, ": ", t.data.docs.size(), " documents, ", requests,
-             " requests", t.data.num_fewshot ? cat(", ", t.data.num_fewshot, "-shot") : "",
+    log_info("eval: ", t.data.name, ": ", t.data.docs.size(), " documents, ", requests, " requests",
+             t.data.num_fewshot ? cat(", ", t.data.num_fewshot, "-shot") : "",
              t.truncated ? cat(", ", t.truncated, " cut on the left to the window") : "");
     TaskOutcome out = run_task(model, t, opts.scorer);
     log_info("eval: ", t.data.name, ": ", cat(out.rows[0].seconds), " s, ", out.stats.tokens,
@@ -71,12 +71,9 @@ void run_task_eval(const TaskEvalArgs& a) {
   std::printf("%s", metrics_table(rows).c_str());
   std::fflush(stdout);
   if (!a.json_out.empty()) {
-    json j = {{"checkpoint", a.checkpoint},
-              {"tokenizer", a.tokenizer},
-              {"device", be->describe()},
-              {"bos", a.bos},
-              {"window", window},
-              {"results", metrics_json(rows)}};
+    json j = {{"checkpoint", a.checkpoint}, {"tokenizer", a.tokenizer},
+              {"device", be->describe()},   {"bos", a.bos},
+              {"window", window},           {"results", metrics_json(rows)}};
     if (a.num_fewshot >= 0) j["num_fewshot"] = a.num_fewshot;
     if (a.limit > 0) j["limit"] = a.limit;
     write_file_atomic(a.json_out, j.dump(2) + "\n");

@@ -15,7 +15,8 @@ namespace tl::eval {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 bool supported(const std::string& f) {
   return ends_with(f, ".parquet") || ends_with(f, ".jsonl") || ends_with(f, ".json");

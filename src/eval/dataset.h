@@ -11,10 +11,10 @@
 namespace tl::eval {
 
 struct Row {
-  json value;            // a JSON object
+  json value;  // a JSON object
   std::string file;
-  int64_t index = 0;     // 0-based row in its file
-  int64_t line = 0;      // 1-based line for JSON Lines, else 0
+  int64_t index = 0;          // 0-based row in its file
+  int64_t line = 0;           // 1-based line for JSON Lines, else 0
   std::string where() const;  // "'FILE' row N (line L)"
 };
 

@@ -14,7 +14,7 @@ EncodedPair encode_pair(const Tokenizer& tok, const std::string& context,
     for (int id : tok.encode(s)) ids.push_back(id);
     return ids;
   };
-  if (context.empty()) {  // the harness conditions on its prefix token alone, and encodes
+  if (context.empty()) {           // the harness conditions on its prefix token alone, and encodes
     out.context = {tok.bos_id()};  // the continuation alone (with BOS in On mode)
     out.continuation = enc(continuation);
     return out;

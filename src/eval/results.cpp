@@ -23,7 +23,7 @@ DocScore score_doc(const Doc& doc, std::vector<ScoreResult> choices) {
     ll.push_back(choices[i].ll);
     // An empty choice divides by zero as numpy does: -inf, or NaN for 0/0.
     const double len = double(doc.choices[i].length);
-    norm.push_back(len > 0 ? choices[i].ll / len
+    norm.push_back(len > 0              ? choices[i].ll / len
                    : choices[i].ll == 0 ? std::numeric_limits<double>::quiet_NaN()
                    : choices[i].ll < 0  ? -std::numeric_limits<double>::infinity()
                                         : std::numeric_limits<double>::infinity());
@@ -169,10 +169,17 @@ json sample_json(const std::string& task, const Doc& doc, const DocScore& score)
     lens.push_back(doc.choices[i].length);
     greedy.push_back(score.choices[i].greedy);
   }
-  json j = {{"task", task},     {"doc", doc.index},       {"source", doc.where},
-            {"lls", lls},       {"lengths", lens},        {"greedy", greedy},
-            {"pred", score.pred}, {"pred_norm", score.pred_norm}, {"label", doc.gold},
-            {"acc", score.acc ? 1 : 0}, {"acc_norm", score.acc_norm ? 1 : 0}};
+  json j = {{"task", task},
+            {"doc", doc.index},
+            {"source", doc.where},
+            {"lls", lls},
+            {"lengths", lens},
+            {"greedy", greedy},
+            {"pred", score.pred},
+            {"pred_norm", score.pred_norm},
+            {"label", doc.gold},
+            {"acc", score.acc ? 1 : 0},
+            {"acc_norm", score.acc_norm ? 1 : 0}};
   if (!doc.subject.empty()) j["subject"] = doc.subject;
   return j;
 }

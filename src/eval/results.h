@@ -24,8 +24,8 @@ int argmax_first(const std::vector<double>& v);
 DocScore score_doc(const Doc& doc, std::vector<ScoreResult> choices);
 
 struct MetricRow {
-  std::string name;   // "hellaswag", "mmlu", "mmlu_stem", "mmlu_anatomy"
-  int depth = 0;      // 0 a task, 1 an MMLU category, 2 a subject
+  std::string name;  // "hellaswag", "mmlu", "mmlu_stem", "mmlu_anatomy"
+  int depth = 0;     // 0 a task, 1 an MMLU category, 2 a subject
   int64_t n = 0;
   bool has_norm = false;
   double acc = 0, acc_stderr = 0, acc_norm = 0, acc_norm_stderr = 0;

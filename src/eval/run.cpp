@@ -59,8 +59,8 @@ TaskOutcome run_task(LlamaModel& model, const PreparedTask& task, const ScorerOp
   auto results = score_requests(model, task.requests, opts, &out.stats);
   for (size_t d = 0; d < results.size(); ++d)
     out.scores.push_back(score_doc(task.data.docs[d], std::move(results[d])));
-  out.rows = task_metrics(task.data, out.scores, task_info(task.data.name).acc_norm,
-                          timer.seconds());
+  out.rows =
+      task_metrics(task.data, out.scores, task_info(task.data.name).acc_norm, timer.seconds());
   return out;
 }
 

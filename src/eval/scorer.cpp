@@ -22,9 +22,9 @@ namespace tl::eval {
 namespace {
 
 struct Group {
-  int64_t index;  // into the caller's groups
-  int prefix;     // shared tokens computed once
-  int max_suffix; // longest choice after the prefix
+  int64_t index;   // into the caller's groups
+  int prefix;      // shared tokens computed once
+  int max_suffix;  // longest choice after the prefix
 };
 
 Tensor head_weight(LlamaModel& model) {

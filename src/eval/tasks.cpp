@@ -28,7 +28,8 @@ class Fields {
       const size_t dot = field.find('.', start);
       const std::string part = field.substr(start, dot == std::string::npos ? dot : dot - start);
       done += (done.empty() ? "" : ".") + part;
-      if (!v->is_object()) bad(done, cat("the enclosing value is ", v->type_name(), ", not an object"));
+      if (!v->is_object())
+        bad(done, cat("the enclosing value is ", v->type_name(), ", not an object"));
       auto it = v->find(part);
       if (it == v->end()) bad(done, "missing");
       if (it->is_null()) bad(done, "is null");
@@ -51,7 +52,8 @@ class Fields {
     if (digit_string_ok && v.is_string()) {
       const std::string s = v.get<std::string>();
       if (s.empty()) bad(field, "is an empty string (a split without labels?)");
-      if (s.size() <= 9 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      if (s.size() <= 9 &&
+          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return std::stoll(s);
       bad(field, cat("'", s, "' is not a number"));
     }
@@ -156,9 +158,11 @@ MmluRow mmlu_row(const Fields& f) {
   r.question = f.str("question");
   r.subject = f.str("subject");
   r.choices = f.str_list("choices");
-  if (r.choices.size() != 4) f.bad("choices", cat(r.choices.size(), " choices, the template has 4"));
+  if (r.choices.size() != 4)
+    f.bad("choices", cat(r.choices.size(), " choices, the template has 4"));
   r.answer = f.index_in("answer", f.integer("answer", false), 4);
-  if (mmlu_category(r.subject).empty()) f.bad("subject", cat("'", r.subject, "' is not an MMLU subject"));
+  if (mmlu_category(r.subject).empty())
+    f.bad("subject", cat("'", r.subject, "' is not an MMLU subject"));
   return r;
 }
 
@@ -283,7 +287,8 @@ std::string mmlu_category(const std::string& subject) {
   return it == mmlu_subjects().end() ? "" : it->second;
 }
 
-std::string mmlu_question_block(const std::string& question, const std::vector<std::string>& choices) {
+std::string mmlu_question_block(const std::string& question,
+                                const std::vector<std::string>& choices) {
   std::string s = py_strip(question);
   for (size_t i = 0; i < choices.size() && i < 4; ++i) s += cat("\n", "ABCD"[i], ". ", choices[i]);
   return s + "\nAnswer:";
@@ -301,12 +306,12 @@ TaskData load_task(const std::string& name, const std::string& path, int64_t lim
     for (const Row& row : read_rows(file, info.columns)) {
       if (limit > 0 && int64_t(t.docs.size()) >= limit) break;
       const Fields f(name, row);
-      Doc d = name == "hellaswag"       ? hellaswag(f)
-              : name == "openbookqa"    ? lettered(f, f.str("question_stem"), true)
-              : name == "winogrande"    ? winogrande(f)
-              : name == "boolq"         ? boolq(f)
-              : name == "piqa"          ? piqa(f)
-                                        : lettered(f, "Question: " + f.str("question") + "\nAnswer:", false);
+      Doc d = name == "hellaswag"    ? hellaswag(f)
+              : name == "openbookqa" ? lettered(f, f.str("question_stem"), true)
+              : name == "winogrande" ? winogrande(f)
+              : name == "boolq"      ? boolq(f)
+              : name == "piqa"       ? piqa(f)
+                               : lettered(f, "Question: " + f.str("question") + "\nAnswer:", false);
       d.index = int64_t(t.docs.size());
       d.where = row.where();
       t.docs.push_back(std::move(d));

@@ -49,6 +49,7 @@ TaskData load_task(const std::string& name, const std::string& path, int64_t lim
 std::string mmlu_category(const std::string& subject);
 
 // The MMLU prompt pieces (exposed for tests): the question block, ending in "Answer:".
-std::string mmlu_question_block(const std::string& question, const std::vector<std::string>& choices);
+std::string mmlu_question_block(const std::string& question,
+                                const std::vector<std::string>& choices);
 
 }  // namespace tl::eval

@@ -11,9 +11,9 @@ namespace tl::eval {
 // what is wrong and at which byte.
 std::string utf8_problem(std::string_view s);
 
-bool py_isspace(char32_t c);                  // Python's str.isspace() for one code point
-size_t py_len(std::string_view s);            // code points (valid UTF-8 assumed)
-std::string py_strip(std::string_view s);     // both ends, Python whitespace
+bool py_isspace(char32_t c);               // Python's str.isspace() for one code point
+size_t py_len(std::string_view s);         // code points (valid UTF-8 assumed)
+std::string py_strip(std::string_view s);  // both ends, Python whitespace
 std::string py_lstrip(std::string_view s);
 std::string py_rstrip(std::string_view s);
 // First code point to title case, the rest to lower case (C.UTF-8 simple case mapping;

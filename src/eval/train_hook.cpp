@@ -22,7 +22,8 @@ std::vector<TaskSpec> read_task_specs(const json& arr, const std::string& base_d
       fail("config: eval.tasks[", i, "]: ", e.what());
     }
     TL_CHECK(t.limit >= 0, "config: eval.tasks[", i, "].limit must not be negative");
-    if (!t.path.empty() && t.path[0] != '/') t.path = (std::filesystem::path(base_dir) / t.path).string();
+    if (!t.path.empty() && t.path[0] != '/')
+      t.path = (std::filesystem::path(base_dir) / t.path).string();
     out.push_back(t);
   }
   return out;
@@ -32,7 +33,8 @@ TrainingTaskEval::TrainingTaskEval(const std::vector<TaskSpec>& specs, const std
                                    const std::string& bos, int window, bool gpu)
     : max_rows_(gpu ? 128 : 32), max_tokens_(gpu ? 8192 : 2048) {
   TL_CHECK(!tokenizer.empty(), "config: eval.tasks needs data.tokenizer (to tokenize the prompts)");
-  TL_CHECK(bos == "off" || bos == "on", "config: eval.task_bos must be \"off\" or \"on\", got '", bos, "'");
+  TL_CHECK(bos == "off" || bos == "on", "config: eval.task_bos must be \"off\" or \"on\", got '",
+           bos, "'");
   EvalOptions opts;
   opts.tasks = specs;
   opts.bos = bos == "on" ? BosMode::On : BosMode::Off;
@@ -49,8 +51,8 @@ std::vector<TaskScore> TrainingTaskEval::run(LlamaModel& model) const {
   so.max_tokens = max_tokens_;
   for (const PreparedTask& t : tasks_) {
     const MetricRow r = run_task(model, t, so).rows[0];  // the task, or the MMLU group
-    out.push_back({r.name, r.n, r.has_norm, r.acc, r.acc_stderr, r.acc_norm, r.acc_norm_stderr,
-                   r.seconds});
+    out.push_back(
+        {r.name, r.n, r.has_norm, r.acc, r.acc_stderr, r.acc_norm, r.acc_norm_stderr, r.seconds});
   }
   return out;
 }

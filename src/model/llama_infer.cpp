@@ -22,8 +22,8 @@ struct LlamaInference::State {
   Tensor pos;    // i32 [B] on the device
   Buffer arena;  // activations of the last (rows, Tn)
   int rows = 0, Tn = 0;
-  Buffer gather_buf;  // copy_prefix's source index per destination position
-  Tensor gather;      // i32 [n * max_len]
+  Buffer gather_buf;            // copy_prefix's source index per destination position
+  Tensor gather;                // i32 [n * max_len]
   Tensor tokens;                // i32 [N]
   Tensor res0, res1, xn, proj;  // act [N,C]: residual stream (ping-pong), norm output, GEMM out
   Tensor rstd;                  // f32 [N]

@@ -44,8 +44,8 @@ const json* field(const json& body, const char* name) {
 
 int64_t as_int(const json& v, const std::string& name, int64_t lo, int64_t hi) {
   if (!v.is_number_integer()) wrong_type(name, "an integer", v);
-  const bool huge = v.is_number_unsigned() &&
-                    v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max());
+  const bool huge =
+      v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max());
   const int64_t x = huge ? std::numeric_limits<int64_t>::max() : v.get<int64_t>();
   if (x < lo || x > hi)
     throw ApiError(400, cat("'", name, "' must be in [", lo, ", ", hi, "], got ", v.dump()), name);
@@ -56,9 +56,10 @@ float as_number(const json& v, const std::string& name, double lo, double hi, bo
   if (!v.is_number()) wrong_type(name, "a number", v);
   const double x = v.get<double>();
   if (!std::isfinite(x) || x < lo || x > hi || (lo_open && x == lo))
-    throw ApiError(400, cat("'", name, "' must be in ", lo_open ? "(" : "[", lo, ", ", hi, "], got ",
-                            v.dump()),
-                   name);
+    throw ApiError(
+        400,
+        cat("'", name, "' must be in ", lo_open ? "(" : "[", lo, ", ", hi, "], got ", v.dump()),
+        name);
   return float(x);
 }
 
@@ -80,13 +81,15 @@ std::vector<int> token_ids(const json& arr, const ApiLimits& lim) {
   std::vector<int> ids;
   ids.reserve(arr.size());
   for (const json& t : arr) {
-    if (!t.is_number_integer()) wrong_type("prompt", "a string, a list of token ids, or a list of either", t);
+    if (!t.is_number_integer())
+      wrong_type("prompt", "a string, a list of token ids, or a list of either", t);
     const int64_t id = t.is_number_unsigned() && t.get<uint64_t>() > uint64_t(lim.vocab_size)
                            ? lim.vocab_size
                            : t.get<int64_t>();
     if (id < 0 || id >= lim.vocab_size)
-      throw ApiError(400, cat("'prompt' holds token id ", t.dump(),
-                              ", outside the model's vocabulary [0, ", lim.vocab_size, ")"),
+      throw ApiError(400,
+                     cat("'prompt' holds token id ", t.dump(),
+                         ", outside the model's vocabulary [0, ", lim.vocab_size, ")"),
                      "prompt");
     ids.push_back(int(id));
   }
@@ -113,8 +116,10 @@ std::vector<PromptIn> prompts(const json& v, const ApiLimits& lim) {
     ids(v);
   } else if (v.is_array() && !v.empty()) {
     if (v.size() > size_t(lim.max_prompts))
-      throw ApiError(400, cat("'prompt' holds ", v.size(), " prompts, more than the server's ",
-                              lim.max_prompts), "prompt");
+      throw ApiError(
+          400,
+          cat("'prompt' holds ", v.size(), " prompts, more than the server's ", lim.max_prompts),
+          "prompt");
     for (const json& e : v) {
       if (e.is_string())
         text(e);
@@ -209,7 +214,8 @@ ChatParams parse_chat(const json& b, const ApiLimits& lim) {
     cm.role = as_string(*role, at + ".role");
     if (cm.role == "developer") cm.role = "system";  // the newer SDKs' name for it
     if (cm.role != "system" && cm.role != "user" && cm.role != "assistant")
-      throw ApiError(400, cat("'", at, ".role' must be system, user or assistant, got '", cm.role, "'"),
+      throw ApiError(400,
+                     cat("'", at, ".role' must be system, user or assistant, got '", cm.role, "'"),
                      at + ".role");
     const json* c = field(m, "content");
     if (!c) throw ApiError(400, cat("'", at, ".content' is required"), at + ".content");
@@ -218,8 +224,9 @@ ChatParams parse_chat(const json& b, const ApiLimits& lim) {
     } else if (c->is_array()) {  // content parts: text only
       for (const json& part : *c) {
         if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text"))
-          throw ApiError(400, cat("'", at, ".content' parts must be {\"type\": \"text\", \"text\": ...}"),
-                         at + ".content");
+          throw ApiError(
+              400, cat("'", at, ".content' parts must be {\"type\": \"text\", \"text\": ...}"),
+              at + ".content");
         cm.content += as_string(part["text"], at + ".content.text");
       }
     } else {

@@ -31,9 +31,9 @@ json error_body(const ApiError& e);
 // What the server can take: checked while parsing.
 struct ApiLimits {
   int vocab_size = 0;
-  int max_n = 16;       // choices per prompt
-  int max_prompts = 64; // prompts in one completions request
-  int max_logprobs = 5; // completions' logprobs (chat's top_logprobs allows 20)
+  int max_n = 16;        // choices per prompt
+  int max_prompts = 64;  // prompts in one completions request
+  int max_logprobs = 5;  // completions' logprobs (chat's top_logprobs allows 20)
 };
 
 // A prompt as text or as token ids (exactly one is set).

@@ -71,8 +71,7 @@ ChatTemplate ChatTemplate::from_json(const json& j, const std::string& where) {
         TL_CHECK(!t.stop.back().empty(), where, ": 'stop' holds an empty string");
       }
     } else {
-      fail(where, ": unknown key '", key,
-           "' (bos, system, user, assistant, default_system, stop)");
+      fail(where, ": unknown key '", key, "' (bos, system, user, assistant, default_system, stop)");
     }
   }
   return t;

@@ -29,7 +29,8 @@ void send_error(httplib::Response& res, const ApiError& e) {
 
 // Bounded label values for /metrics.
 std::string endpoint_label(const std::string& path) {
-  for (const char* p : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"})
+  for (const char* p :
+       {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"})
     if (path == p) return p;
   if (path.rfind("/v1/models/", 0) == 0) return "/v1/models";
   return "other";
@@ -82,22 +83,23 @@ struct HttpServer::Impl {
     });
     svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
-      const std::string msg = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path
+      const std::string msg = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
                               : res.status == 413 ? std::string("the request body is too large")
                                                   : cat("HTTP ", res.status);
       send_json(res, res.status, error_body(msg, status_error_type(res.status), "", ""));
     });
-    svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      std::string what = "internal error";
-      try {
-        std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        what = e.what();
-      } catch (...) {
-      }
-      log_warn("serve: a handler failed: ", what);
-      send_json(res, 500, error_body(what, "server_error", "", ""));
-    });
+    svr.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "internal error";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          log_warn("serve: a handler failed: ", what);
+          send_json(res, 500, error_body(what, "server_error", "", ""));
+        });
     svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       metrics.count_request(endpoint_label(req.path), res.status);
     });
@@ -112,8 +114,9 @@ struct HttpServer::Impl {
     });
     svr.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
       if (req.matches[1] == opts.model_name) return send_json(res, 200, model_json());
-      send_error(res, ApiError(404, cat("no model '", req.matches[1].str(), "' (this server has '",
-                                        opts.model_name, "')"),
+      send_error(res, ApiError(404,
+                               cat("no model '", req.matches[1].str(), "' (this server has '",
+                                   opts.model_name, "')"),
                                "model", "model_not_found", "not_found_error"));
     });
     svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
@@ -125,8 +128,11 @@ struct HttpServer::Impl {
   }
 
   json model_json() const {
-    return {{"id", opts.model_name}, {"object", "model"}, {"created", 0},
-            {"owned_by", "tinyllama"}, {"max_model_len", ctx}};
+    return {{"id", opts.model_name},
+            {"object", "model"},
+            {"created", 0},
+            {"owned_by", "tinyllama"},
+            {"max_model_len", ctx}};
   }
 
   template <class F>
@@ -147,13 +153,15 @@ struct HttpServer::Impl {
   // The cache positions a prompt of P tokens and max_tokens M need must fit the context.
   int fit_max_tokens(int P, int M, const char* prompt_param) const {
     if (P > ctx)
-      throw ApiError(400, cat("the prompt has ", P, " tokens, more than the model's context of ", ctx),
+      throw ApiError(400,
+                     cat("the prompt has ", P, " tokens, more than the model's context of ", ctx),
                      prompt_param, "context_length_exceeded");
     if (M < 0) return ctx - P + 1;  // chat without max_tokens: up to the context
     if (int64_t(P) + std::max(M, 1) - 1 > ctx)
-      throw ApiError(400, cat("the prompt has ", P, " tokens and max_tokens is ", M,
-                              ": more than the model's context of ", ctx, " allows (", ctx - P + 1,
-                              " new tokens at most)"),
+      throw ApiError(400,
+                     cat("the prompt has ", P, " tokens and max_tokens is ", M,
+                         ": more than the model's context of ", ctx, " allows (", ctx - P + 1,
+                         " new tokens at most)"),
                      "max_tokens", "context_length_exceeded");
     return M;
   }
@@ -240,11 +248,13 @@ struct HttpServer::Impl {
         job->cancel();  // nobody will read it: free its rows
         throw;
       }
-      if (reader->failed()) throw ApiError(503, reader->failure(), "", "unavailable", "server_error");
+      if (reader->failed())
+        throw ApiError(503, reader->failure(), "", "unavailable", "server_error");
       const int64_t done_tokens = reader->completion_tokens();
       return send_json(res, 200,
-                       chat_api ? chat_body(head, choices, logprobs, prompt_tokens, done_tokens)
-                                : completion_body(head, choices, logprobs, prompt_tokens, done_tokens));
+                       chat_api
+                           ? chat_body(head, choices, logprobs, prompt_tokens, done_tokens)
+                           : completion_body(head, choices, logprobs, prompt_tokens, done_tokens));
     }
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
@@ -252,25 +262,27 @@ struct HttpServer::Impl {
         [=](size_t, httplib::DataSink& sink) {
           auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
           try {
-          if (chat_api)
-            for (size_t i = 0; i < n; ++i)
-              if (!write(sse_event(chat_chunk(head, i, Delta{}, false, true)))) return job->cancel(), false;
-          while (!reader->done()) {
-            const std::vector<Delta> ds = reader->next(kPoll);
-            if (reader->failed()) break;
-            for (size_t i = 0; i < n; ++i) {
-              const Delta& d = ds[i];
-              if (d.text.empty() && d.tokens.empty() && d.finish.empty()) continue;
-              const json c = chat_api ? chat_chunk(head, i, d, logprobs, false)
-                                      : completion_chunk(head, i, d, logprobs);
-              if (!write(sse_event(c))) return job->cancel(), false;  // the client has gone
+            if (chat_api)
+              for (size_t i = 0; i < n; ++i)
+                if (!write(sse_event(chat_chunk(head, i, Delta{}, false, true))))
+                  return job->cancel(), false;
+            while (!reader->done()) {
+              const std::vector<Delta> ds = reader->next(kPoll);
+              if (reader->failed()) break;
+              for (size_t i = 0; i < n; ++i) {
+                const Delta& d = ds[i];
+                if (d.text.empty() && d.tokens.empty() && d.finish.empty()) continue;
+                const json c = chat_api ? chat_chunk(head, i, d, logprobs, false)
+                                        : completion_chunk(head, i, d, logprobs);
+                if (!write(sse_event(c))) return job->cancel(), false;  // the client has gone
+              }
             }
-          }
-          if (reader->failed())
-            write(sse_event(error_body(reader->failure(), "server_error", "", "unavailable")));
-          else if (include_usage)
-            write(sse_event(usage_chunk(head, chat_api ? "chat.completion.chunk" : "text_completion",
-                                        prompt_tokens, reader->completion_tokens())));
+            if (reader->failed())
+              write(sse_event(error_body(reader->failure(), "server_error", "", "unavailable")));
+            else if (include_usage)
+              write(sse_event(usage_chunk(head,
+                                          chat_api ? "chat.completion.chunk" : "text_completion",
+                                          prompt_tokens, reader->completion_tokens())));
           } catch (const std::exception& e) {  // headers are sent: the error goes in the stream
             log_warn("serve: a stream failed: ", e.what());
             job->cancel();

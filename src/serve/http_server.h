@@ -14,12 +14,12 @@ namespace tl::serve {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;                     // 0: any free port (bind() returns it)
-  std::string api_key;                 // non-empty: every request needs "Bearer <key>"
+  int port = 8000;      // 0: any free port (bind() returns it)
+  std::string api_key;  // non-empty: every request needs "Bearer <key>"
   std::string model_name = "tinyllama";
-  std::string prefix = "bos";          // before text prompts: bos, eos or none
-  size_t max_body_bytes = 8u << 20;    // larger bodies get 413
-  int threads = 0;                     // HTTP workers; 0: max_batch + max_queue + 8
+  std::string prefix = "bos";        // before text prompts: bos, eos or none
+  size_t max_body_bytes = 8u << 20;  // larger bodies get 413
+  int threads = 0;                   // HTTP workers; 0: max_batch + max_queue + 8
 };
 
 class HttpServer {

@@ -45,7 +45,7 @@ enum class Finish { None, Length, Stop, Cancelled, Error };
 const char* finish_name(Finish f);  // "length", "stop", ... as OpenAI spells them
 
 struct SeqOutput {
-  bool prefilled = false;              // prompt done (prompt_logprobs filled when asked)
+  bool prefilled = false;               // prompt done (prompt_logprobs filled when asked)
   std::vector<TokenLogprob> prompt_lp;  // entry t: prompt token t + 1 (token 0 has no context)
   std::vector<int> tokens;              // sampled tokens (a final stop_id included)
   std::vector<TokenLogprob> token_lp;   // parallel to tokens when logprobs were asked
@@ -63,7 +63,7 @@ class Job {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<SeqOutput> out;
-  std::string error;  // set with Finish::Error: what failed
+  std::string error;                // set with Finish::Error: what failed
   std::vector<char> seq_cancelled;  // one sequence no longer wanted (a stop string was seen)
 
   void cancel() { cancelled.store(true); }  // the whole job: the client has gone

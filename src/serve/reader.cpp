@@ -103,7 +103,8 @@ std::vector<Delta> JobReader::next(std::chrono::milliseconds wait) {
           std::string s = pt.push(p[t]);
           if (t + 1 == p.size()) s += pt.flush();
           d.text += s;
-          const TokenLogprob* l = t > 0 && t - 1 < g.prompt_lp.size() ? &g.prompt_lp[t - 1] : nullptr;
+          const TokenLogprob* l =
+              t > 0 && t - 1 < g.prompt_lp.size() ? &g.prompt_lp[t - 1] : nullptr;
           TokenOut o = token_out(c, p[t], l, s);
           if (lp) d.tokens.push_back(std::move(o));
         }
@@ -127,8 +128,9 @@ std::vector<Delta> JobReader::next(std::chrono::milliseconds wait) {
       d.text += c.stop.flush();
       c.finished = true;
       if (g.finish == Finish::Error || g.finish == Finish::Cancelled) {
-        failure_ = g.finish == Finish::Error ? "the model failed: " + error
-                                             : "the request was cancelled: the server is shutting down";
+        failure_ = g.finish == Finish::Error
+                       ? "the model failed: " + error
+                       : "the request was cancelled: the server is shutting down";
         d.finish = "error";
       } else {
         d.finish = c.stop.hit() ? "stop" : finish_name(g.finish);

@@ -16,8 +16,8 @@ namespace tl::serve {
 
 struct TokenOut {
   int id = 0;
-  std::string text;   // what the token adds to the text
-  size_t offset = 0;  // code points of the choice's text before it (echo included)
+  std::string text;          // what the token adds to the text
+  size_t offset = 0;         // code points of the choice's text before it (echo included)
   bool has_logprob = false;  // false for the first prompt token (nothing to condition on)
   float logprob = 0;
   std::vector<std::pair<std::string, float>> top;  // label, logprob; most likely first

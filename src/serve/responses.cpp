@@ -10,7 +10,8 @@ namespace tl::serve {
 ReplyHead ReplyHead::make(const char* id_prefix, const std::string& model) {
   static std::atomic<uint64_t> counter{std::random_device{}()};
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)counter.fetch_add(0x9e3779b97f4a7c15ull));
+  std::snprintf(buf, sizeof buf, "%016llx",
+                (unsigned long long)counter.fetch_add(0x9e3779b97f4a7c15ull));
   ReplyHead h;
   h.id = std::string(id_prefix) + buf;
   h.model = model;
@@ -41,7 +42,8 @@ json completion_logprobs(const std::vector<TokenOut>& toks) {
     if (!top.contains(t.text)) top[t.text] = t.logprob;  // the chosen token is always listed
     tops.push_back(std::move(top));
   }
-  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+  return {
+      {"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
 }
 
 namespace {
@@ -59,8 +61,10 @@ json chat_logprobs(const std::vector<TokenOut>& toks) {
     json top = json::array();
     for (const auto& [label, v] : t.top)
       top.push_back({{"token", label}, {"logprob", v}, {"bytes", bytes_of(label)}});
-    content.push_back(
-        {{"token", t.text}, {"logprob", t.logprob}, {"bytes", bytes_of(t.text)}, {"top_logprobs", top}});
+    content.push_back({{"token", t.text},
+                       {"logprob", t.logprob},
+                       {"bytes", bytes_of(t.text)},
+                       {"top_logprobs", top}});
   }
   return {{"content", content}};
 }
@@ -85,9 +89,9 @@ json completion_body(const ReplyHead& h, const std::vector<ChoiceText>& choices,
                   {"text", choices[i].text},
                   {"logprobs", logprobs ? completion_logprobs(choices[i].tokens) : json(nullptr)},
                   {"finish_reason", finish_json(choices[i].finish)}});
-  return {{"id", h.id},        {"object", "text_completion"}, {"created", h.created},
-          {"model", h.model},  {"choices", cs},
-          {"usage", usage_json(prompt_tokens, completion_tokens)}};
+  return {{"id", h.id},           {"object", "text_completion"},
+          {"created", h.created}, {"model", h.model},
+          {"choices", cs},        {"usage", usage_json(prompt_tokens, completion_tokens)}};
 }
 
 json chat_body(const ReplyHead& h, const std::vector<ChoiceText>& choices, bool logprobs,
@@ -98,9 +102,9 @@ json chat_body(const ReplyHead& h, const std::vector<ChoiceText>& choices, bool 
                   {"message", {{"role", "assistant"}, {"content", choices[i].text}}},
                   {"logprobs", logprobs ? chat_logprobs(choices[i].tokens) : json(nullptr)},
                   {"finish_reason", finish_json(choices[i].finish)}});
-  return {{"id", h.id},       {"object", "chat.completion"}, {"created", h.created},
-          {"model", h.model}, {"choices", cs},
-          {"usage", usage_json(prompt_tokens, completion_tokens)}};
+  return {{"id", h.id},           {"object", "chat.completion"},
+          {"created", h.created}, {"model", h.model},
+          {"choices", cs},        {"usage", usage_json(prompt_tokens, completion_tokens)}};
 }
 
 json completion_chunk(const ReplyHead& h, size_t index, const Delta& d, bool logprobs) {
@@ -108,8 +112,11 @@ json completion_chunk(const ReplyHead& h, size_t index, const Delta& d, bool log
             {"text", d.text},
             {"logprobs", logprobs ? completion_logprobs(d.tokens) : json(nullptr)},
             {"finish_reason", finish_json(d.finish)}};
-  return {{"id", h.id},       {"object", "text_completion"}, {"created", h.created},
-          {"model", h.model}, {"choices", json::array({c})}};
+  return {{"id", h.id},
+          {"object", "text_completion"},
+          {"created", h.created},
+          {"model", h.model},
+          {"choices", json::array({c})}};
 }
 
 json chat_chunk(const ReplyHead& h, size_t index, const Delta& d, bool logprobs, bool first) {
@@ -120,14 +127,20 @@ json chat_chunk(const ReplyHead& h, size_t index, const Delta& d, bool logprobs,
             {"delta", delta},
             {"logprobs", logprobs && !d.tokens.empty() ? chat_logprobs(d.tokens) : json(nullptr)},
             {"finish_reason", finish_json(d.finish)}};
-  return {{"id", h.id},       {"object", "chat.completion.chunk"}, {"created", h.created},
-          {"model", h.model}, {"choices", json::array({c})}};
+  return {{"id", h.id},
+          {"object", "chat.completion.chunk"},
+          {"created", h.created},
+          {"model", h.model},
+          {"choices", json::array({c})}};
 }
 
 json usage_chunk(const ReplyHead& h, const char* object, int64_t prompt_tokens,
                  int64_t completion_tokens) {
-  return {{"id", h.id},       {"object", object},        {"created", h.created},
-          {"model", h.model}, {"choices", json::array()},
+  return {{"id", h.id},
+          {"object", object},
+          {"created", h.created},
+          {"model", h.model},
+          {"choices", json::array()},
           {"usage", usage_json(prompt_tokens, completion_tokens)}};
 }
 

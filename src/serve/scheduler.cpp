@@ -46,8 +46,8 @@ struct Scheduler::Seq {
   size_t idx = 0;
   const SeqSpec* spec = nullptr;
   Rng rng;
-  int len = 0;        // cache positions filled
-  int last = -1;      // the last sampled token: fed at the next decode step
+  int len = 0;    // cache positions filled
+  int last = -1;  // the last sampled token: fed at the next decode step
   int generated = 0;
   bool done = false;  // finished: its row is freed at the next compaction
   std::vector<TokenLogprob> prompt_lp;
@@ -72,7 +72,8 @@ Scheduler::Scheduler(LlamaModel& model, const SchedulerOptions& opts, Metrics* m
   // Activations are sized by the tokens of a call and by its rows; one call with every row
   // and at least prefill_tokens tokens allocates what any later call needs, before serving.
   const int B = opts_.max_batch;
-  const int Tn = std::min((std::min(opts_.prefill_tokens, opts_.max_len) + B - 1) / B, opts_.max_len);
+  const int Tn =
+      std::min((std::min(opts_.prefill_tokens, opts_.max_len) + B - 1) / B, opts_.max_len);
   std::vector<int32_t> toks(size_t(B) * Tn, 0), pos(size_t(B), 0);
   inf_.forward(toks.data(), Tn, pos.data(), nullptr, logits_.data(), B);
   if (metrics_) metrics_->set_cache_bytes(inf_.cache_bytes());
@@ -92,8 +93,10 @@ SubmitResult Scheduler::submit(const std::shared_ptr<Job>& job) {
   const int64_t n = int64_t(job->specs.size());
   if (n > opts_.max_queue)
     return {SubmitStatus::Invalid,
-            cat("the request asks for ", n, " sequences (prompts x n), more than the server's "
-                "queue of ", opts_.max_queue),
+            cat("the request asks for ", n,
+                " sequences (prompts x n), more than the server's "
+                "queue of ",
+                opts_.max_queue),
             -1};
   for (size_t i = 0; i < job->specs.size(); ++i) {
     const SeqSpec& s = job->specs[i];
@@ -109,8 +112,8 @@ SubmitResult Scheduler::submit(const std::shared_ptr<Job>& job) {
                      opts_.max_len));
     if (s.positions() > opts_.max_tokens_in_flight)
       return bad(cat("the sequence needs ", s.positions(),
-                     " KV positions, more than the server's budget of ",
-                     opts_.max_tokens_in_flight, " (--max-tokens-in-flight)"));
+                     " KV positions, more than the server's budget of ", opts_.max_tokens_in_flight,
+                     " (--max-tokens-in-flight)"));
   }
   std::lock_guard lk(mu_);
   if (!accepting_) return {SubmitStatus::ShuttingDown, "the server is shutting down", -1};
@@ -257,7 +260,8 @@ void Scheduler::prefill_step() {
   const int p0 = group_pos_;
   if (any_live && p0 < longest) {
     const int Tn = std::min(std::max(1, opts_.prefill_tokens / k), longest - p0);
-    std::vector<int32_t> toks(size_t(k) * Tn, 0), pos(static_cast<size_t>(k), p0), pick(static_cast<size_t>(k));
+    std::vector<int32_t> toks(size_t(k) * Tn, 0), pos(static_cast<size_t>(k), p0),
+        pick(static_cast<size_t>(k));
     for (int b = 0; b < k; ++b) {
       const Seq& s = *rows_[size_t(group_begin_ + b)];
       for (int t = 0; t < Tn && p0 + t < s.prompt_len(); ++t)
@@ -279,8 +283,9 @@ void Scheduler::prefill_step() {
         s.prompt_lp.resize(at + size_t(n));
 #pragma omp parallel for schedule(dynamic, 8) if (n > 16)
         for (int t = 0; t < n; ++t)
-          s.prompt_lp[at + size_t(t)] = logprob_of(row_logits(t), V_, s.spec->prompt[size_t(p0 + t + 1)],
-                                                   std::max(s.spec->top_logprobs, 0));
+          s.prompt_lp[at + size_t(t)] =
+              logprob_of(row_logits(t), V_, s.spec->prompt[size_t(p0 + t + 1)],
+                         std::max(s.spec->top_logprobs, 0));
       }
       const int last = s.prompt_len() - 1 - p0;
       if (last < 0 || last >= Tn) continue;

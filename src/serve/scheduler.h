@@ -60,7 +60,7 @@ class Scheduler {
   const SchedulerOptions& options() const { return opts_; }
   int max_len() const { return opts_.max_len; }
   int vocab_size() const { return V_; }
-  int64_t queued() const;   // sequences waiting for admission
+  int64_t queued() const;  // sequences waiting for admission
   size_t cache_bytes() const { return inf_.cache_bytes(); }
 
  private:
@@ -92,10 +92,10 @@ class Scheduler {
   std::deque<std::unique_ptr<Seq>> waiting_;
   std::vector<std::unique_ptr<Seq>> rows_;  // [max_batch]; rows [0, n_dec_) decode
   int n_dec_ = 0;
-  int group_begin_ = 0, group_end_ = 0;     // the prefill group's rows; empty when equal
-  int group_pos_ = 0;                       // prompt positions the group has filled
-  int64_t reserved_ = 0;                    // KV positions of admitted sequences
-  std::vector<float> logits_;               // host logits of the largest call
+  int group_begin_ = 0, group_end_ = 0;  // the prefill group's rows; empty when equal
+  int group_pos_ = 0;                    // prompt positions the group has filled
+  int64_t reserved_ = 0;                 // KV positions of admitted sequences
+  std::vector<float> logits_;            // host logits of the largest call
   std::thread thread_;
 };
 

@@ -122,8 +122,8 @@ void Trainer::record_task_evals() {
   std::vector<std::pair<std::string, float>> tb;
   for (const eval::TaskScore& t : task_eval_->run(*model_)) {
     log_info("eval ", t.name, " at step ", step_, ": acc ", t.acc,
-             t.has_norm ? cat(", acc_norm ", t.acc_norm) : std::string(), " (", t.n,
-             " documents, ", format_duration(t.seconds), ")");
+             t.has_norm ? cat(", acc_norm ", t.acc_norm) : std::string(), " (", t.n, " documents, ",
+             format_duration(t.seconds), ")");
     json j{{"step", step_},
            {"tokens", tokens},
            {"eval_task", t.name},

@@ -11,9 +11,9 @@
 
 #include "data/tokenizer.h"
 #include "data_test_util.h"
+#include "generate/generate.h"
 #include "serve/http_server.h"
 #include "serve_test_util.h"
-#include "generate/generate.h"
 
 namespace st {
 
@@ -26,8 +26,8 @@ struct HttpFixture {
   std::thread thread;
   int port = 0;
 
-  HttpFixture(serve::SchedulerOptions so, serve::ServerOptions ho, const ModelConfig& cfg = llama_vocab_cfg(),
-              serve::ChatTemplate chat = {})
+  HttpFixture(serve::SchedulerOptions so, serve::ServerOptions ho,
+              const ModelConfig& cfg = llama_vocab_cfg(), serve::ChatTemplate chat = {})
       : served(cfg, 3, 4.0f), ref(cfg, 3, 4.0f), tok(Tokenizer::load(dt::llama_model())) {
     sched = std::make_unique<serve::Scheduler>(*served.model, so, &metrics);
     ho.port = 0;
@@ -49,7 +49,8 @@ struct HttpFixture {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
 
   // POST a JSON body; returns (status, parsed body or the raw text as a JSON string).
-  std::pair<int, json> post(const std::string& path, const std::string& body, const std::string& key = "") const {
+  std::pair<int, json> post(const std::string& path, const std::string& body,
+                            const std::string& key = "") const {
     auto res = client(key)->Post(path.c_str(), body, "application/json");
     if (!res) return {-1, json("no response: " + httplib::to_string(res.error()))};
     json j;

@@ -57,7 +57,8 @@ inline std::vector<int> prompt_ids(int n, int vocab, uint64_t seed) {
 }
 
 // Runs the specs as one job and waits; returns its outputs.
-inline std::vector<serve::SeqOutput> run_job(serve::Scheduler& s, std::vector<serve::SeqSpec> specs) {
+inline std::vector<serve::SeqOutput> run_job(serve::Scheduler& s,
+                                             std::vector<serve::SeqSpec> specs) {
   auto job = std::make_shared<serve::Job>(std::move(specs));
   const serve::SubmitResult r = s.submit(job);
   EXPECT_EQ(int(r.status), int(serve::SubmitStatus::Ok)) << r.message;

@@ -151,6 +151,7 @@ TEST(InferRows, RejectsBadRangesNamingThem) {
   EXPECT_TRUE(ckpt_test::has(
       ckpt_test::error_of([&] { inf.forward(tok, 1, pos, nullptr, logits.data(), 0, 2); }),
       "rows [2, 2)"));
-  EXPECT_TRUE(ckpt_test::has(ckpt_test::error_of([&] { inf.move_row(0, 2, 3); }), "move_row(0, 2)"));
+  EXPECT_TRUE(
+      ckpt_test::has(ckpt_test::error_of([&] { inf.move_row(0, 2, 3); }), "move_row(0, 2)"));
   EXPECT_TRUE(ckpt_test::has(ckpt_test::error_of([&] { inf.move_row(0, 1, 9); }), "length 9"));
 }

@@ -43,7 +43,8 @@ ApiError chat_error(const std::string& body) {
 
 TEST(ServeApi, CompletionFieldsParse) {
   const auto p = serve::parse_completion(
-      serve::parse_body(R"({"model": "m", "prompt": [[1, 2], "hi", [3]], "max_tokens": 0, "echo": true,
+      serve::parse_body(
+          R"({"model": "m", "prompt": [[1, 2], "hi", [3]], "max_tokens": 0, "echo": true,
         "logprobs": 5, "temperature": 0, "top_p": 0.5, "top_k": -1, "seed": 7, "stop": "x", "n": 2,
         "stream": true, "stream_options": {"include_usage": true}, "user": "u", "best_of": 2,
         "presence_penalty": 0, "logit_bias": {}, "unknown_field": 1})"),
@@ -131,7 +132,9 @@ TEST(ServeApi, ChatFieldsParseAndBadOnesNameTheParam) {
   EXPECT_EQ(p.max_tokens, 9);
   EXPECT_TRUE(p.logprobs);
   EXPECT_EQ(p.top_logprobs, 2);
-  EXPECT_EQ(serve::parse_chat(serve::parse_body(R"({"messages": [{"role": "user", "content": "x"}]})"), limits()).max_tokens,
+  EXPECT_EQ(serve::parse_chat(
+                serve::parse_body(R"({"messages": [{"role": "user", "content": "x"}]})"), limits())
+                .max_tokens,
             -1);
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({})", "messages"},
@@ -141,9 +144,11 @@ TEST(ServeApi, ChatFieldsParseAndBadOnesNameTheParam) {
       {R"({"messages": [{"content": "x"}]})", "messages[0].role"},
       {R"({"messages": [{"role": "user"}]})", "messages[0].content"},
       {R"({"messages": [{"role": "user", "content": 5}]})", "messages[0].content"},
-      {R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", "messages[0].content"},
+      {R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+       "messages[0].content"},
       {R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})", "top_logprobs"},
-      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21})", "top_logprobs"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21})",
+       "top_logprobs"},
       {R"({"messages": [{"role": "user", "content": "x"}], "tools": []})", "tools"},
   };
   for (const auto& [body, param] : cases) {
@@ -216,7 +221,8 @@ TEST(ServeChat, TemplateRendersRolesAndSpecialSpellings) {
   EXPECT_EQ(ids, want);
   EXPECT_EQ(t.stop, std::vector<std::string>{"</s>"});
   // The default: a plain transcript.
-  const std::vector<int> d = serve::ChatTemplate().render(tok, {{"system", "S"}, {"user", "U"}, {"assistant", "A"}});
+  const std::vector<int> d =
+      serve::ChatTemplate().render(tok, {{"system", "S"}, {"user", "U"}, {"assistant", "A"}});
   EXPECT_EQ(tok.decode(d), "S\n\nUser: U\nAssistant: A\nAssistant: ");
 }
 
@@ -229,8 +235,9 @@ TEST(ServeChat, BadTemplatesNameTheKey) {
   EXPECT_TRUE(ckpt_test::has(err(R"({"user": {"before": ""}})"), "user.before"));
   EXPECT_TRUE(ckpt_test::has(err(R"({"bos": "yes"})"), "'bos'"));
   EXPECT_TRUE(ckpt_test::has(err(R"({"stop": [""]})"), "empty"));
-  EXPECT_TRUE(ckpt_test::has(ckpt_test::error_of([] { serve::ChatTemplate::load("/nonexistent.json"); }),
-                             "/nonexistent.json"));
+  EXPECT_TRUE(
+      ckpt_test::has(ckpt_test::error_of([] { serve::ChatTemplate::load("/nonexistent.json"); }),
+                     "/nonexistent.json"));
 }
 
 // Every non-comment line is `name{labels} value` or `name value` with a number.
@@ -254,7 +261,8 @@ TEST(ServeMetrics, PrometheusTextParses) {
     ++samples;
   }
   EXPECT_GE(samples, 12);
-  EXPECT_TRUE(ckpt_test::has(text, "tinyllama_requests_total{endpoint=\"/v1/completions\",status=\"400\"} 1"));
+  EXPECT_TRUE(ckpt_test::has(
+      text, "tinyllama_requests_total{endpoint=\"/v1/completions\",status=\"400\"} 1"));
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_prompt_tokens_total 12"));
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_generation_tokens_total 5"));
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_queue_depth 3"));

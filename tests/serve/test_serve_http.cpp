@@ -50,16 +50,21 @@ TEST(ServeHttp, LmEvalLoglikelihoodShape) {
   std::vector<std::vector<int>> prompts;
   for (int i = 0; i < 3; ++i) {
     std::vector<int> p = st::text_ids(5 + 3 * i, 40 + i);
-    p.insert(p.begin(), 1);  // BOS
+    p.insert(p.begin(), 1);                     // BOS
     const std::vector<int> g = f.greedy(p, 4);  // a greedy tail: those positions are greedy
     p.insert(p.end(), g.begin(), g.end());
     prompts.push_back(p);
   }
   for (int max_tokens : {0, 1}) {
     SCOPED_TRACE(cat("max_tokens ", max_tokens));
-    const auto [status, r] = f.post("/v1/completions", json{{"model", "x"}, {"prompt", prompts}, {"echo", true},
-                                                           {"logprobs", 1}, {"max_tokens", max_tokens},
-                                                           {"temperature", 0}, {"seed", 1234}}.dump());
+    const auto [status, r] = f.post("/v1/completions", json{{"model", "x"},
+                                                            {"prompt", prompts},
+                                                            {"echo", true},
+                                                            {"logprobs", 1},
+                                                            {"max_tokens", max_tokens},
+                                                            {"temperature", 0},
+                                                            {"seed", 1234}}
+                                                           .dump());
     ASSERT_EQ(status, 200) << r.dump();
     ASSERT_EQ(r["choices"].size(), prompts.size());
     int64_t prompt_tokens = 0;
@@ -86,7 +91,8 @@ TEST(ServeHttp, LmEvalLoglikelihoodShape) {
         const int argmax = int(std::max_element(want.begin(), want.end()) - want.begin());
         const double got = lp["token_logprobs"][t].get<double>();
         double top = -INFINITY;
-        for (const auto& [k, v] : lp["top_logprobs"][t].items()) top = std::max(top, v.get<double>());
+        for (const auto& [k, v] : lp["top_logprobs"][t].items())
+          top = std::max(top, v.get<double>());
         if (t < p.size()) {
           EXPECT_NEAR(got, want[size_t(p[t])], 1e-5) << "choice " << c << " position " << t;
           const bool greedy_tail = t + 4 >= p.size();
@@ -145,8 +151,12 @@ TEST(ServeHttp, GreedyTextAndStreamEqualGenerateBatch) {
 TEST(ServeHttp, SeedsChoicesAndStopStrings) {
   ST_NEED_HTTP_AND_TOKENIZER();
   st::HttpFixture f(sched_opts(), {});
-  const json body = {{"prompt", "Once upon a time"}, {"max_tokens", 12}, {"temperature", 1.0},
-                     {"n", 3}, {"seed", 42}, {"ignore_eos", true}};
+  const json body = {{"prompt", "Once upon a time"},
+                     {"max_tokens", 12},
+                     {"temperature", 1.0},
+                     {"n", 3},
+                     {"seed", 42},
+                     {"ignore_eos", true}};
   const auto [s1, a] = f.post("/v1/completions", body.dump());
   const auto [s2, b] = f.post("/v1/completions", body.dump());
   ASSERT_EQ(s1, 200) << a.dump();
@@ -159,8 +169,12 @@ TEST(ServeHttp, SeedsChoicesAndStopStrings) {
   const std::string full = f.text_after(p, f.greedy(p, 16));
   ASSERT_GT(full.size(), 8u);
   const std::string stop = full.substr(full.size() / 2, 3);
-  const auto [s3, c] = f.post("/v1/completions", json{{"prompt", p}, {"max_tokens", 16}, {"temperature", 0},
-                                                      {"stop", {stop}}, {"ignore_eos", true}}.dump());
+  const auto [s3, c] = f.post("/v1/completions", json{{"prompt", p},
+                                                      {"max_tokens", 16},
+                                                      {"temperature", 0},
+                                                      {"stop", {stop}},
+                                                      {"ignore_eos", true}}
+                                                     .dump());
   ASSERT_EQ(s3, 200) << c.dump();
   EXPECT_EQ(c["choices"][0]["text"], full.substr(0, full.find(stop)));
   EXPECT_EQ(c["choices"][0]["finish_reason"], "stop");
@@ -171,7 +185,8 @@ TEST(ServeHttp, PromptListsWithNChoices) {
   ST_NEED_HTTP_AND_TOKENIZER();
   st::HttpFixture f(sched_opts(), {});
   const std::vector<std::vector<int>> prompts = {st::text_ids(4, 21), st::text_ids(9, 22)};
-  json body = {{"prompt", prompts}, {"n", 2}, {"max_tokens", 6}, {"temperature", 0}, {"ignore_eos", true}};
+  json body = {
+      {"prompt", prompts}, {"n", 2}, {"max_tokens", 6}, {"temperature", 0}, {"ignore_eos", true}};
   const auto [status, r] = f.post("/v1/completions", body.dump());
   ASSERT_EQ(status, 200) << r.dump();
   ASSERT_EQ(r["choices"].size(), 4u);
@@ -203,8 +218,9 @@ TEST(ServeHttp, PromptListsWithNChoices) {
 TEST(ServeHttp, ChatCompletionsAndStream) {
   ST_NEED_HTTP_AND_TOKENIZER();
   st::HttpFixture f(sched_opts(), {});
-  json body = {{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "Hello"}}}}, {"max_tokens", 10},
-               {"temperature", 0}, {"logprobs", true}, {"top_logprobs", 2}};
+  json body = {{"model", "m"},     {"messages", {{{"role", "user"}, {"content", "Hello"}}}},
+               {"max_tokens", 10}, {"temperature", 0},
+               {"logprobs", true}, {"top_logprobs", 2}};
   const auto [status, r] = f.post("/v1/chat/completions", body.dump());
   ASSERT_EQ(status, 200) << r.dump();
   EXPECT_EQ(r["object"], "chat.completion");
@@ -260,17 +276,20 @@ TEST(ServeHttp, ErrorsNameTheField) {
   };
   for (const auto& [path, body, want_status, param] : cases) {
     const auto [status, r] = f.post(path, body);
-    EXPECT_EQ(status, want_status) << path << " " << body.substr(0, 80) << " -> " << r.dump().substr(0, 300);
+    EXPECT_EQ(status, want_status)
+        << path << " " << body.substr(0, 80) << " -> " << r.dump().substr(0, 300);
     ASSERT_TRUE(r.is_object() && r.contains("error")) << r.dump().substr(0, 300);
     const json& e = r["error"];
-    EXPECT_TRUE(e["message"].is_string() && e["type"].is_string() && e.contains("code")) << e.dump();
+    EXPECT_TRUE(e["message"].is_string() && e["type"].is_string() && e.contains("code"))
+        << e.dump();
     if (param.empty())
       EXPECT_TRUE(e["param"].is_null()) << e.dump();
     else
       EXPECT_EQ(e["param"], param) << e.dump();
   }
   // Raw curl: a GET on a POST route and a body with a wrong Content-Length also get answers.
-  const auto r = ckpt_test::run_cmd("curl -s -o /dev/null -w '%{http_code}' --max-time 10 " + f.url() + "/v1/completions");
+  const auto r = ckpt_test::run_cmd("curl -s -o /dev/null -w '%{http_code}' --max-time 10 " +
+                                    f.url() + "/v1/completions");
   EXPECT_EQ(r.output, "404");
   // The server still serves.
   EXPECT_EQ(f.post("/v1/completions", R"({"prompt": [1, 2], "max_tokens": 1})").first, 200);
@@ -314,7 +333,10 @@ TEST(ServeHttp, HealthModelsAndMetrics) {
   EXPECT_EQ(models["data"][0]["object"], "model");
   EXPECT_EQ(c->Get("/v1/models/tiny-test")->status, 200);
   EXPECT_EQ(c->Get("/v1/models/other")->status, 404);
-  ASSERT_EQ(f.post("/v1/completions", R"({"prompt": [1, 2, 3], "max_tokens": 4, "ignore_eos": true})").first, 200);
+  ASSERT_EQ(
+      f.post("/v1/completions", R"({"prompt": [1, 2, 3], "max_tokens": 4, "ignore_eos": true})")
+          .first,
+      200);
   f.post("/v1/completions", R"({"prompt": 5})");
   // Requests are counted once their reply is written, which may be after the client has it.
   std::string text;
@@ -326,12 +348,17 @@ TEST(ServeHttp, HealthModelsAndMetrics) {
     EXPECT_EQ(mt->get_header_value("Content-Type"), "text/plain; version=0.0.4");
     text = mt->body;
   }
-  EXPECT_TRUE(ckpt_test::has(text, "tinyllama_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1")) << text;
-  EXPECT_TRUE(ckpt_test::has(text, "tinyllama_requests_total{endpoint=\"/v1/completions\",status=\"400\"} 1")) << text;
+  EXPECT_TRUE(ckpt_test::has(
+      text, "tinyllama_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1"))
+      << text;
+  EXPECT_TRUE(ckpt_test::has(
+      text, "tinyllama_requests_total{endpoint=\"/v1/completions\",status=\"400\"} 1"))
+      << text;
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_prompt_tokens_total 3")) << text;
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_generation_tokens_total 4")) << text;
-  for (const char* name : {"tinyllama_generation_tokens_per_second", "tinyllama_queue_depth", "tinyllama_batch_occupancy",
-                           "tinyllama_kv_cache_usage_ratio", "tinyllama_kv_cache_bytes"})
+  for (const char* name :
+       {"tinyllama_generation_tokens_per_second", "tinyllama_queue_depth",
+        "tinyllama_batch_occupancy", "tinyllama_kv_cache_usage_ratio", "tinyllama_kv_cache_bytes"})
     EXPECT_TRUE(ckpt_test::has(text, std::string("\n") + name + " ")) << name;
 }
 

@@ -27,8 +27,9 @@ TEST(ServeLmEval, HarnessArithmeticOnRepliesEqualsEvalScorer) {
       {"", "An empty context scores from BOS."},
       {"A longer context that goes on for a while, ", "and a continuation of several words."}};
   for (size_t i = 0; i < pairs.size(); ++i)
-    reqs.push_back(eval::make_request(eval::encode_pair(f.tok, pairs[i].first, pairs[i].second, eval::BosMode::On),
-                                      window, cat("pair ", i)));
+    reqs.push_back(eval::make_request(
+        eval::encode_pair(f.tok, pairs[i].first, pairs[i].second, eval::BosMode::On), window,
+        cat("pair ", i)));
   std::vector<int> ctx = st::text_ids(10, 5);
   ctx.insert(ctx.begin(), 1);
   const std::vector<int> g = f.greedy(ctx, 3);
@@ -44,9 +45,13 @@ TEST(ServeLmEval, HarnessArithmeticOnRepliesEqualsEvalScorer) {
 
   json prompts = json::array();
   for (const auto& r : reqs) prompts.push_back(r.tokens);
-  const auto [status, reply] = f.post("/v1/completions", json{{"model", "m"}, {"prompt", prompts}, {"echo", true},
-                                                             {"logprobs", 1}, {"max_tokens", 1},
-                                                             {"temperature", 0}}.dump());
+  const auto [status, reply] = f.post("/v1/completions", json{{"model", "m"},
+                                                              {"prompt", prompts},
+                                                              {"echo", true},
+                                                              {"logprobs", 1},
+                                                              {"max_tokens", 1},
+                                                              {"temperature", 0}}
+                                                             .dump());
   ASSERT_EQ(status, 200) << reply.dump();
   for (size_t i = 0; i < reqs.size(); ++i) {
     const json& lp = reply["choices"][i]["logprobs"];

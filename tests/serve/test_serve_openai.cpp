@@ -11,7 +11,8 @@
 using namespace tl;
 
 TEST(ServeOpenAI, OfficialClientDrivesTheServer) {
-  if (!interop::have_node()) GTEST_SKIP() << "Node.js/npm not installed: the openai client cannot run";
+  if (!interop::have_node())
+    GTEST_SKIP() << "Node.js/npm not installed: the openai client cannot run";
   ST_NEED_HTTP_AND_TOKENIZER();
   std::string npm_error;
   const std::string node = interop::node_dir(&npm_error);
@@ -32,11 +33,16 @@ TEST(ServeOpenAI, OfficialClientDrivesTheServer) {
   const std::string stop = want_greedy.substr(want_greedy.size() / 2, 2);
 
   ckpt_test::TempDir dir;
-  ckpt_test::write_bytes(dir.file("req.json"), json{{"base_url", f.url()}, {"api_key", "sk-test"}, {"model", "tiny"},
-                                                    {"prompts", prompts}, {"greedy_prompt", greedy_prompt},
-                                                    {"max_new", 12}, {"stop", stop}}.dump());
-  const auto r = ckpt_test::run_cmd("cd '" + node + "' && node openai_check.mjs " + dir.file("req.json") + " 2>" +
-                                    dir.file("node.err"));
+  ckpt_test::write_bytes(dir.file("req.json"), json{{"base_url", f.url()},
+                                                    {"api_key", "sk-test"},
+                                                    {"model", "tiny"},
+                                                    {"prompts", prompts},
+                                                    {"greedy_prompt", greedy_prompt},
+                                                    {"max_new", 12},
+                                                    {"stop", stop}}
+                                                   .dump());
+  const auto r = ckpt_test::run_cmd("cd '" + node + "' && node openai_check.mjs " +
+                                    dir.file("req.json") + " 2>" + dir.file("node.err"));
   ASSERT_EQ(r.rc, 0) << r.output << ckpt_test::read_bytes(dir.file("node.err"));
   const json out = json::parse(r.output);
 
@@ -62,7 +68,8 @@ TEST(ServeOpenAI, OfficialClientDrivesTheServer) {
   EXPECT_EQ(out["chat"]["content"], out["chat_stream"]);
   EXPECT_GT(out["chat"]["logprobs"].get<int>(), 0);
   EXPECT_EQ(out["chat"]["top"], 2);
-  EXPECT_EQ(out["chat"]["usage"]["prompt_tokens"], serve::ChatTemplate().render(f.tok, {{"user", "Hello"}}).size());
+  EXPECT_EQ(out["chat"]["usage"]["prompt_tokens"],
+            serve::ChatTemplate().render(f.tok, {{"user", "Hello"}}).size());
   EXPECT_EQ(out["models"], json::array({"tiny"}));
   EXPECT_EQ(out["bad_key"]["status"], 401) << out["bad_key"].dump();
   EXPECT_EQ(out["bad_key"]["name"], "AuthenticationError");

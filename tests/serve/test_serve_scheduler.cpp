@@ -6,8 +6,8 @@
 
 #include <cmath>
 
-#include "serve_test_util.h"
 #include "generate/generate.h"
+#include "serve_test_util.h"
 
 using namespace tl;
 using serve::Finish;
@@ -20,7 +20,8 @@ std::vector<int> without_stop(std::vector<int> t, int stop_id) {
   return t;
 }
 
-SeqSpec spec(std::vector<int> prompt, int max_new, float temperature, uint64_t seed, int stop_id = -1) {
+SeqSpec spec(std::vector<int> prompt, int max_new, float temperature, uint64_t seed,
+             int stop_id = -1) {
   SeqSpec s;
   s.prompt = std::move(prompt);
   s.max_new = max_new;
@@ -31,7 +32,8 @@ SeqSpec spec(std::vector<int> prompt, int max_new, float temperature, uint64_t s
 }
 
 // Submits every spec as its own job at once, then waits for all.
-std::vector<serve::SeqOutput> run_concurrently(serve::Scheduler& s, const std::vector<SeqSpec>& specs) {
+std::vector<serve::SeqOutput> run_concurrently(serve::Scheduler& s,
+                                               const std::vector<SeqSpec>& specs) {
   std::vector<std::shared_ptr<serve::Job>> jobs;
   for (const SeqSpec& sp : specs) {
     jobs.push_back(std::make_shared<serve::Job>(std::vector<SeqSpec>{sp}));
@@ -145,7 +147,8 @@ TEST(ServeScheduler, PromptLogprobsEqualTheTrainingForward) {
     ASSERT_EQ(got.top.size(), 3u);
     std::vector<int> order(static_cast<size_t>(V));
     for (int i = 0; i < V; ++i) order[size_t(i)] = i;
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[size_t(a)] > logits[size_t(b)]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return logits[size_t(a)] > logits[size_t(b)]; });
     for (int k = 0; k < 3; ++k) {
       EXPECT_EQ(got.top[size_t(k)].first, order[size_t(k)]) << "position " << t << " rank " << k;
       EXPECT_NEAR(got.top[size_t(k)].second, lp(order[size_t(k)]), 1e-5);
@@ -178,7 +181,8 @@ TEST(ServeScheduler, KvBudgetMakesSequencesWait) {
   so.max_batch = 4;
   so.max_tokens_in_flight = 40;
   std::vector<SeqSpec> specs;
-  for (int i = 0; i < 4; ++i) specs.push_back(spec(st::prompt_ids(10, m.cfg.vocab_size, 50 + i), 21, 0, 0));
+  for (int i = 0; i < 4; ++i)
+    specs.push_back(spec(st::prompt_ids(10, m.cfg.vocab_size, 50 + i), 21, 0, 0));
   serve::Metrics metrics;
   serve::Scheduler sched(*m.model, so, &metrics);
   const auto got = run_concurrently(sched, specs);
@@ -186,9 +190,11 @@ TEST(ServeScheduler, KvBudgetMakesSequencesWait) {
     BatchOptions bo;
     bo.max_new = 21;
     bo.sampling.temperature = 0;
-    EXPECT_EQ(got[size_t(i)].tokens, generate_batch(*m.model, {specs[size_t(i)].prompt}, bo, nullptr)[0]);
+    EXPECT_EQ(got[size_t(i)].tokens,
+              generate_batch(*m.model, {specs[size_t(i)].prompt}, bo, nullptr)[0]);
   }
-  auto big = std::make_shared<serve::Job>(std::vector<SeqSpec>{spec(st::prompt_ids(10, 48, 1), 40, 0, 0)});
+  auto big =
+      std::make_shared<serve::Job>(std::vector<SeqSpec>{spec(st::prompt_ids(10, 48, 1), 40, 0, 0)});
   const auto r = sched.submit(big);
   EXPECT_EQ(int(r.status), int(serve::SubmitStatus::Invalid));
   EXPECT_TRUE(ckpt_test::has(r.message, "--max-tokens-in-flight")) << r.message;
@@ -203,7 +209,8 @@ TEST(ServeScheduler, FullQueueRefusesAndCancelFreesTheRow) {
   so.max_batch = 1;
   so.max_queue = 2;
   serve::Scheduler sched(*m.model, so);
-  auto running = std::make_shared<serve::Job>(std::vector<SeqSpec>{spec(st::prompt_ids(4, 48, 1), 4000, 0, 0)});
+  auto running = std::make_shared<serve::Job>(
+      std::vector<SeqSpec>{spec(st::prompt_ids(4, 48, 1), 4000, 0, 0)});
   ASSERT_EQ(int(sched.submit(running).status), int(serve::SubmitStatus::Ok));
   {
     std::unique_lock lk(running->mu);  // admitted once it has a token
@@ -211,7 +218,8 @@ TEST(ServeScheduler, FullQueueRefusesAndCancelFreesTheRow) {
   }
   std::vector<std::shared_ptr<serve::Job>> queued;
   for (int i = 0; i < 3; ++i)
-    queued.push_back(std::make_shared<serve::Job>(std::vector<SeqSpec>{spec(st::prompt_ids(4, 48, 2 + i), 3, 0, 0)}));
+    queued.push_back(std::make_shared<serve::Job>(
+        std::vector<SeqSpec>{spec(st::prompt_ids(4, 48, 2 + i), 3, 0, 0)}));
   EXPECT_EQ(int(sched.submit(queued[0]).status), int(serve::SubmitStatus::Ok));
   EXPECT_EQ(int(sched.submit(queued[1]).status), int(serve::SubmitStatus::Ok));
   const auto full = sched.submit(queued[2]);
@@ -234,7 +242,8 @@ TEST(ServeScheduler, ShutdownFinishesOrCancels) {
   serve::SchedulerOptions so;
   so.max_batch = 2;
   serve::Scheduler sched(*m.model, so);
-  auto quick = std::make_shared<serve::Job>(std::vector<SeqSpec>{spec(st::prompt_ids(4, 48, 1), 2, 0, 0)});
+  auto quick =
+      std::make_shared<serve::Job>(std::vector<SeqSpec>{spec(st::prompt_ids(4, 48, 1), 2, 0, 0)});
   ASSERT_EQ(int(sched.submit(quick).status), int(serve::SubmitStatus::Ok));
   quick->wait_finished();
   SeqSpec huge = spec(st::prompt_ids(4, 48, 3), 4000, 0.5f, 1);
@@ -244,7 +253,8 @@ TEST(ServeScheduler, ShutdownFinishesOrCancels) {
   sched.shutdown(0);
   slow->wait_finished();
   EXPECT_EQ(int(slow->out[0].finish), int(Finish::Cancelled));
-  auto late = std::make_shared<serve::Job>(std::vector<SeqSpec>{spec(st::prompt_ids(4, 48, 1), 2, 0, 0)});
+  auto late =
+      std::make_shared<serve::Job>(std::vector<SeqSpec>{spec(st::prompt_ids(4, 48, 1), 2, 0, 0)});
   EXPECT_EQ(int(sched.submit(late).status), int(serve::SubmitStatus::ShuttingDown));
 }
 
@@ -261,7 +271,8 @@ TEST(ServeScheduler, CudaConcurrentGreedyFollowsGenerateBatch) {
   for (float& x : p) x *= 6.0f;
   model.set_params(p);
   std::vector<SeqSpec> specs;
-  for (int i = 0; i < 8; ++i) specs.push_back(spec(st::prompt_ids(3 + 5 * i, cfg.vocab_size, 700 + i), 6 + 3 * i, 0, 0));
+  for (int i = 0; i < 8; ++i)
+    specs.push_back(spec(st::prompt_ids(3 + 5 * i, cfg.vocab_size, 700 + i), 6 + 3 * i, 0, 0));
   serve::SchedulerOptions so;
   so.max_batch = 3;
   so.prefill_tokens = 16;

@@ -410,8 +410,7 @@ class CpuBackend final : public Backend {
   }
 
   // ---- output head, log-probabilities (evaluation) ----
-  void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight,
-                    Tensor targets) override {
+  void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight, Tensor targets) override {
     const char* op = "head_logprob";
     check_f32(op, "weight", weight);
     TL_CHECK(weight.ndim() == 2, op, ": weight must be [V, C], got ", weight.str());
@@ -427,8 +426,8 @@ class CpuBackend final : public Backend {
     check_shape(op, "targets", targets, leading(x.shape));
     check_ids(op, "targets", targets, V, false);
     ThreadScope ts(threads_);
-    cpu::head_logprob(logp.ptr<float>(), greedy.ptr<int32_t>(), x.ptr<float>(),
-                      weight.ptr<float>(), targets.ptr<int32_t>(), logp.numel(), C, V);
+    cpu::head_logprob(logp.ptr<float>(), greedy.ptr<int32_t>(), x.ptr<float>(), weight.ptr<float>(),
+                      targets.ptr<int32_t>(), logp.numel(), C, V);
   }
 
   // ---- optimizer ----

@@ -199,10 +199,8 @@ class CudaBackend final : public Backend {
   }
 
   // ---- output head, log-probabilities (evaluation) ----
-  void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight,
-                    Tensor targets) override {
-    gpu::head_logprob(logp, greedy, x, weight, targets, *gemm_, *prof_, head_scratch_,
-                      ctx_.stream);
+  void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight, Tensor targets) override {
+    gpu::head_logprob(logp, greedy, x, weight, targets, *gemm_, *prof_, head_scratch_, ctx_.stream);
   }
 
   // ---- optimizer ----

@@ -62,7 +62,7 @@ __global__ void logprob_kernel(const bf16* logits, float* logp, int32_t* greedy,
   State total = shared[0];
   for (int w = 1; w < int(blockDim.x / kWarp); ++w) total = merge(total, shared[w]);
   const int32_t t = targets[row];
-  if (t < 0 || t >= V) {  // a broken precondition reads nothing outside the row
+  if (t < 0 || t >= V) {                     // a broken precondition reads nothing outside the row
     logp[row] = __int_as_float(0x7fc00000);  // NaN
     greedy[row] = 0;
     return;

@@ -118,8 +118,8 @@ void CublasGemm::gemm(void* d, cudaDataType_t d_type, int ldd, const void* a, in
     }
     return;
   }
-  const Key key{m,         n,           k,    lda, ldb, ldd, trans_a, trans_b, int(d_type),
-                beta != 0, alignment(a), alignment(b), alignment(d)};
+  const Key key{m,       n,           k,         lda,          ldb,          ldd,         trans_a,
+                trans_b, int(d_type), beta != 0, alignment(a), alignment(b), alignment(d)};
   Plan& p = plan(key);
   if (!p.candidates.empty()) autotune(p, d_type, m, n, a, b, beta);
   const float alpha = 1.0f;
@@ -147,8 +147,8 @@ void CublasGemm::autotune(Plan& p, cudaDataType_t d_type, int m, int n, const vo
   for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
     auto run = [&] {
       return cublasLtMatmul(ctx_.cublaslt, p.desc, &alpha, a, p.a, b, p.b, &beta, scratch, p.d,
-                            scratch, p.d, &algo, ctx_.cublas_workspace,
-                            ctx_.cublas_workspace_bytes, ctx_.stream);
+                            scratch, p.d, &algo, ctx_.cublas_workspace, ctx_.cublas_workspace_bytes,
+                            ctx_.stream);
     };
     if (run() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate may refuse these pointers
     TL_CUDA_CHECK(cudaEventRecord(start, ctx_.stream));

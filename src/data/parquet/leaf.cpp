@@ -79,8 +79,9 @@ bool LeafReader::open_next_chunk() {
   if (!codec_supported(chunk_->codec))
     corrupt(cat("compression ", codec_name(chunk_->codec),
                 " is not supported (none, snappy, gzip, zstd are)"));
-  if (chunk_->type != type_) corrupt(cat("column chunk is ", type_name(chunk_->type),
-                                         ", the schema says ", type_name(type_)));
+  if (chunk_->type != type_)
+    corrupt(
+        cat("column chunk is ", type_name(chunk_->type), ", the schema says ", type_name(type_)));
   if (max_rep_ == 0 ? chunk_->num_values != g.num_rows : chunk_->num_values < g.num_rows)
     corrupt(cat(chunk_->num_values, " values for ", g.num_rows, " rows"));
   pos_ = chunk_->data_page_offset;
@@ -201,8 +202,7 @@ bool LeafReader::load_page() {
                  "bad level sizes in a v2 page (definition ", d.def_levels_bytes, ", repetition ",
                  d.rep_levels_bytes, ")");
         if (max_rep_ > 0) decode_hybrid(p, p + d.rep_levels_bytes, rw, n, reps_);
-        if (max_def_ > 0)
-          decode_hybrid(p + d.rep_levels_bytes, p + levels_bytes, dw, n, defs_);
+        if (max_def_ > 0) decode_hybrid(p + d.rep_levels_bytes, p + levels_bytes, dw, n, defs_);
         const size_t in = raw_.size() - size_t(levels_bytes),
                      out = size_t(h.uncompressed_size - levels_bytes);
         decompress(d.is_compressed ? chunk_->codec : Codec::None, p + levels_bytes, in, out, page_);
@@ -231,8 +231,7 @@ bool LeafReader::load_page() {
   }
 }
 
-void LeafReader::decode_values(const uint8_t* p, const uint8_t* end, Encoding enc,
-                               size_t present) {
+void LeafReader::decode_values(const uint8_t* p, const uint8_t* end, Encoding enc, size_t present) {
   const uint8_t* base = bytes(page_);
   values_.reserve(present);
   if (enc == Encoding::PlainDictionary || enc == Encoding::RleDictionary) {
@@ -280,8 +279,8 @@ void LeafReader::decode_values(const uint8_t* p, const uint8_t* end, Encoding en
   }
   // BYTE_ARRAY
   if (enc == Encoding::Plain) {
-    TL_CHECK(present <= uint64_t(end - p) / 4, "PLAIN page holds ", present, " values in ",
-             end - p, " bytes (4 a value at least)");
+    TL_CHECK(present <= uint64_t(end - p) / 4, "PLAIN page holds ", present, " values in ", end - p,
+             " bytes (4 a value at least)");
     for (size_t i = 0; i < present; ++i) {
       TL_CHECK(end - p >= 4 && load_u32(p) <= uint64_t(end - p - 4), "value ", i,
                " runs past the page");

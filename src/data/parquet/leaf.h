@@ -24,8 +24,8 @@ struct LeafEntry {
 class LeafReader {
  public:
   // path: the leaf's path in the schema (path_in_schema); levels from the schema walk.
-  LeafReader(const ParquetFile& file, std::vector<std::string> path, PhysicalType type,
-             int max_def, int max_rep);
+  LeafReader(const ParquetFile& file, std::vector<std::string> path, PhysicalType type, int max_def,
+             int max_rep);
   bool next(LeafEntry& e);  // false after the last entry of the last row group
   const std::string& name() const { return name_; }
 

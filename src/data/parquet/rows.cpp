@@ -1,7 +1,6 @@
 #include "data/parquet/rows.h"
 #include <functional>
 
-
 #include "core/error.h"
 #include "data/parquet/leaf.h"
 #include "data/parquet/reader.h"
@@ -24,9 +23,8 @@ SchemaNode build_tree(const std::vector<SchemaElement>& schema, size_t& i, int d
   TL_CHECK(depth <= kMaxDepth, "parquet '", path, "': schema nests deeper than ", kMaxDepth);
   SchemaNode n;
   n.e = &schema[i++];
-  TL_CHECK(n.e->num_children >= 0 && size_t(n.e->num_children) <= schema.size() - i,
-           "parquet '", path, "': corrupt schema: '", n.e->name, "' claims ", n.e->num_children,
-           " children");
+  TL_CHECK(n.e->num_children >= 0 && size_t(n.e->num_children) <= schema.size() - i, "parquet '",
+           path, "': corrupt schema: '", n.e->name, "' claims ", n.e->num_children, " children");
   for (int32_t c = 0; c < n.e->num_children; ++c)
     n.children.push_back(build_tree(schema, i, depth + 1, path));
   return n;
@@ -39,18 +37,22 @@ bool is_primitive(const SchemaNode& n) { return n.children.empty() && n.e->type.
 struct RowReader::Node {
   enum Kind { Scalar, List, Struct } kind = Scalar;
   std::string name;
-  size_t leaf = 0;                // Scalar, List: index into leaves_
+  size_t leaf = 0;  // Scalar, List: index into leaves_
   PhysicalType type = PhysicalType::ByteArray;
-  int exists_def = 0;             // this value is not null when def >= exists_def
-  int elem_def = 0;               // List: an entry is an element when def >= elem_def
+  int exists_def = 0;                         // this value is not null when def >= exists_def
+  int elem_def = 0;                           // List: an entry is an element when def >= elem_def
   std::vector<std::unique_ptr<Node>> fields;  // Struct
 };
 
 namespace {
 
 // Definition/repetition levels below a node: what its own repetition adds.
-int def_of(const SchemaElement& e, int parent) { return parent + (e.repetition != Repetition::Required); }
-int rep_of(const SchemaElement& e, int parent) { return parent + (e.repetition == Repetition::Repeated); }
+int def_of(const SchemaElement& e, int parent) {
+  return parent + (e.repetition != Repetition::Required);
+}
+int rep_of(const SchemaElement& e, int parent) {
+  return parent + (e.repetition == Repetition::Repeated);
+}
 
 }  // namespace
 
@@ -141,8 +143,8 @@ bool RowReader::next(json& row) {
   bool any = false, all = true;
   for (bool h : has_lookahead_) any = any || h, all = all && h;
   if (!any) {
-    TL_CHECK(rows_ == file_->num_rows(), "parquet '", file_->path(), "': corrupt: the columns hold ",
-             rows_, " rows, the footer says ", file_->num_rows());
+    TL_CHECK(rows_ == file_->num_rows(), "parquet '", file_->path(),
+             "': corrupt: the columns hold ", rows_, " rows, the footer says ", file_->num_rows());
     return false;
   }
   TL_CHECK(all, "parquet '", file_->path(), "': corrupt: the columns end at different rows (row ",
