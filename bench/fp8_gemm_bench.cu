@@ -30,7 +30,7 @@
 
 namespace {
 
-using tl::cublas_status_name;
+using tl::gpu::cublas_status_name;
 
 // out[c, r] (or out[r, c] when !transpose) = fp8(in[r, c] * scale); in: [R, C] row-major bf16.
 template <class F8>
