@@ -24,7 +24,7 @@ std::string lp_make_source(const dt::TempDir& tmp, const std::string& name, int 
   const std::string dir = tmp / name;
   dt::write_text(dir + "/.keep", "");
   for (size_t k = 0; k < sizes.size(); ++k) {
-    std::vector<int32_t> t(size_t(sizes[k]));
+    std::vector<int32_t> t(static_cast<size_t>(sizes[k]));
     for (size_t j = 0; j < t.size(); ++j) t[j] = int32_t((base + int(k) * 1000 + int(j)) % 32768);
     char file[32];
     std::snprintf(file, sizeof file, "/part_%02zu.bin", k);
