@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import transformers
 from transformers import LlamaForCausalLM
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "fixtures"))
 from make_eval_golden import doc_hellaswag, encode_pair  # noqa: E402  (the same rules)
 
 WORDS = ("the a man woman person child dog team player group is are was then now while after "

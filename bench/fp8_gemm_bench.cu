@@ -147,11 +147,12 @@ float time_gemm(Lt& lt, Timer& timer, int iters, int algos, cudaDataType_t ta_ty
                                                      int(res.size()), res.data(), &found);
   float best = -1;
   const float alpha = 1.0f, beta = 0.0f;
+  cublasStatus_t last = CUBLAS_STATUS_SUCCESS;  // why the last refused algorithm failed
   for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i) {
     const cublasLtMatmulAlgo_t* algo = &res[size_t(i)].algo;
-    if (cublasLtMatmul(lt.h, desc, &alpha, A, la, B, lb, &beta, D, ld, D, ld, algo, lt.ws,
-                       lt.ws_bytes, 0) != CUBLAS_STATUS_SUCCESS)
-      continue;
+    last = cublasLtMatmul(lt.h, desc, &alpha, A, la, B, lb, &beta, D, ld, D, ld, algo, lt.ws,
+                          lt.ws_bytes, 0);
+    if (last != CUBLAS_STATUS_SUCCESS) continue;
     const float t = timer.ms(
         [&] {
           TL_CUBLAS_CHECK(cublasLtMatmul(lt.h, desc, &alpha, A, la, B, lb, &beta, D, ld, D, ld,
@@ -163,7 +164,11 @@ float time_gemm(Lt& lt, Timer& timer, int iters, int algos, cudaDataType_t ta_ty
       if (algo_note) *algo_note = "algo #" + std::to_string(i);
     }
   }
-  if (st != CUBLAS_STATUS_SUCCESS && algo_note) *algo_note = cublas_status_name(st);
+  if (algo_note && best < 0)  // say why there is no time: no algorithm, or every one refused
+    *algo_note = st != CUBLAS_STATUS_SUCCESS
+                     ? std::string("heuristic: ") + cublas_status_name(st)
+                     : "heuristic found " + std::to_string(found) + ", matmul: " +
+                           cublas_status_name(last);
   cublasLtMatmulPreferenceDestroy(pref);
   cublasLtMatrixLayoutDestroy(la);
   cublasLtMatrixLayoutDestroy(lb);

@@ -14,6 +14,12 @@ Configured as strongly as PyTorch goes without code of our own inside it:
                                          fuses the upcast into the loss); outside: the loss in
                                          eager mode after the compiled model (the rows before
                                          2026-12-05)
+  --mask causal|hf                       causal (default): SDPA gets is_causal=True and no mask
+                                         tensor, the form every fused kernel takes; hf:
+                                         transformers' own sdpa path, which under torch.compile
+                                         materializes a [B,1,T,T] bool mask (flash refuses it,
+                                         cuDNN runs its slower masked kernels; rows before
+                                         2026-12-05 session 3 used it)
   --compile-mode default|max-autotune-no-cudagraphs|...
   --no-compile                           eager, for comparison
 
@@ -59,6 +65,30 @@ def flops_per_token(cfg, seq_len):
     return 6 * n + 12 * L * C * seq_len
 
 
+def causal_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                repeat_kv=False, **kwargs):
+    """transformers attention function: q [B,H,T,D], k/v [B,Hkv,T,D] -> out [B,T,H,D].
+    Causal by is_causal, so no mask tensor exists and every SDPA backend can take it."""
+    gqa = query.shape[1] // key.shape[1]
+    if repeat_kv and gqa > 1:
+        key, value = key.repeat_interleave(gqa, dim=1), value.repeat_interleave(gqa, dim=1)
+    out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling,
+                                         enable_gqa=gqa > 1 and not repeat_kv)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_causal_sdpa(repeat_kv):
+    """Registers causal_sdpa as attn_implementation "causal_sdpa", with no mask built for it."""
+    from transformers import AttentionInterface
+    AttentionInterface.register(
+        "causal_sdpa", lambda *a, **k: causal_sdpa(*a, repeat_kv=repeat_kv, **k))
+    try:  # transformers >= 4.53 builds masks per implementation; ours needs none
+        from transformers import AttentionMaskInterface
+        AttentionMaskInterface.register("causal_sdpa", lambda *a, **k: None)
+    except ImportError:
+        pass
+
+
 def attention_kernels(step):
     """Names of the attention kernels one step launches (from the profiler's CUDA events)."""
     from torch.profiler import ProfilerActivity, profile
@@ -78,6 +108,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--sdpa", choices=sorted(BACKENDS), default="cudnn")
     ap.add_argument("--loss", choices=["compiled", "outside"], default="compiled")
+    ap.add_argument("--mask", choices=["causal", "hf"], default="causal")
     ap.add_argument("--compile-mode", default="default")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--repeat-kv", action="store_true",
@@ -85,14 +116,19 @@ def main():
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
-    if args.repeat_kv:
-        # transformers asks SDPA for native GQA when it can; some backends refuse it.
-        import transformers.integrations.sdpa_attention as sa
-        sa.use_gqa_in_sdpa = lambda *a, **k: False
+    if args.mask == "causal":
+        register_causal_sdpa(args.repeat_kv)
+        attn_impl = "causal_sdpa"
+    else:
+        attn_impl = "sdpa"
+        if args.repeat_kv:
+            # transformers asks SDPA for native GQA when it can; some backends refuse it.
+            import transformers.integrations.sdpa_attention as sa
+            sa.use_gqa_in_sdpa = lambda *a, **k: False
 
     torch.manual_seed(0)
     cfg = tinyllama_config(args.seq_len)
-    model = LlamaForCausalLM._from_config(cfg, attn_implementation="sdpa").cuda()  # fp32 master
+    model = LlamaForCausalLM._from_config(cfg, attn_implementation=attn_impl).cuda()  # fp32 master
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=0.1, fused=True)
@@ -153,6 +189,7 @@ def main():
         "sdpa": args.sdpa,
         "loss": "eager" if args.no_compile else args.loss,
         "repeat_kv": args.repeat_kv,
+        "mask": args.mask,
         "attention_kernels": kernels,
         "warmup_seconds": t_compile,
         "tokens_per_s": tok_s,
@@ -162,7 +199,8 @@ def main():
         "final_loss": float(loss),
     }
     mode = "eager" if args.no_compile else f"compiled ({args.compile_mode}), loss {args.loss}"
-    print(f"pytorch reference [sdpa {args.sdpa}{', kv repeated' if args.repeat_kv else ''}, {mode}]: "
+    print(f"pytorch reference [sdpa {args.sdpa}, mask {args.mask}"
+          f"{', kv repeated' if args.repeat_kv else ''}, {mode}]: "
           f"{tok_s:.0f} tokens/s, MFU {100 * res['mfu']:.1f}%, "
           f"peak {res['peak_memory_bytes'] / 2**30:.1f} GiB, loss {res['final_loss']:.4f}")
     print("attention kernels:", "; ".join(kernels) or "(none matched)")

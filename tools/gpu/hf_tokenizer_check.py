@@ -58,6 +58,17 @@ def main():
             if bad <= 5:
                 print(f"DIFF {t[:60]!r}: fast {got[:12]} sentencepiece {w[:12]}")
     print(f"{len(texts) - bad} of {len(texts)} texts identical")
+    # Decoding: the fast tokenizer's text from SentencePiece's ids must be SentencePiece's own.
+    if "sp" in locals():
+        bad_dec = 0
+        for t, w in zip(texts, want):
+            got, ref = fast.decode(w, skip_special_tokens=True), sp.decode([i for i in w if i != 1])
+            if got != ref:
+                bad_dec += 1
+                if bad_dec <= 5:
+                    print(f"DECODE DIFF {t[:60]!r}: fast {got[:60]!r} sentencepiece {ref[:60]!r}")
+        print(f"{len(texts) - bad_dec} of {len(texts)} decodes identical")
+        bad += bad_dec
     return 1 if bad else 0
 
 
