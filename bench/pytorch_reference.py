@@ -83,10 +83,10 @@ def register_causal_sdpa(repeat_kv):
     AttentionInterface.register(
         "causal_sdpa", lambda *a, **k: causal_sdpa(*a, repeat_kv=repeat_kv, **k))
     try:  # transformers >= 4.53 builds masks per implementation; ours needs none
-        from transformers import AttentionMaskInterface
-        AttentionMaskInterface.register("causal_sdpa", lambda *a, **k: None)
+        from transformers.masking_utils import AttentionMaskInterface
     except ImportError:
-        pass
+        return
+    AttentionMaskInterface.register("causal_sdpa", lambda *a, **k: None)
 
 
 def attention_kernels(step):
