@@ -30,9 +30,16 @@ bench/gpu_round.sh runs every configuration beside `tinyllama bench` in one call
 import argparse
 import contextlib
 import json
+import os
 import time
 
-import torch
+# Inductor's caches key a graph without the SDPA backend context, so a --sdpa flash run after a
+# --sdpa cudnn run loaded the cuDNN graph (2026-12-05: the profiler saw cuDNN kernels). Every
+# run compiles its own graph.
+os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "0")
+os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")
+
+import torch  # noqa: E402
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -63,6 +70,19 @@ def flops_per_token(cfg, seq_len):
     per_layer = 2 * C + C * qkv + C * C + 3 * C * I
     n = per_layer * L + C + V * C
     return 6 * n + 12 * L * C * seq_len
+
+
+def kernels_match(sdpa, kernels):
+    """Whether the attention kernels that ran belong to the requested backend (cuDNN's own
+    kernel names contain "flash" too, so flash and efficient also require no "cudnn")."""
+    names = [k.lower() for k in kernels]
+    if sdpa == "cudnn":
+        return any("cudnn" in k for k in names)
+    if sdpa == "flash":
+        return any("flash" in k and "cudnn" not in k for k in names)
+    if sdpa == "efficient":
+        return any(("fmha" in k or "efficient" in k) and "cudnn" not in k for k in names)
+    return True
 
 
 def causal_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
@@ -204,10 +224,16 @@ def main():
           f"{tok_s:.0f} tokens/s, MFU {100 * res['mfu']:.1f}%, "
           f"peak {res['peak_memory_bytes'] / 2**30:.1f} GiB, loss {res['final_loss']:.4f}")
     print("attention kernels:", "; ".join(kernels) or "(none matched)")
+    res["kernels_match_backend"] = kernels_match(args.sdpa, kernels)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
+    if not res["kernels_match_backend"]:
+        print(f"ERROR: --sdpa {args.sdpa} was asked for, but the kernels above ran: "
+              f"this is not a {args.sdpa} figure")
+        return 3
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
