@@ -20,7 +20,7 @@ json parse_body(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e999
     throw ApiError(400, cat("the body is not valid JSON: ", e.what()), "", "invalid_json");
   }
   if (!j.is_object())
