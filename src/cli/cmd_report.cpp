@@ -1,4 +1,6 @@
 // tinyllama report RUN_DIR [--plotter auto|gnuplot|builtin] [--gnuplot PROGRAM]
+//                         [--reference FILE [--reference-label NAME]]
+#include <algorithm>
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -26,19 +28,32 @@ void add_report_command(CLI::App& app) {
                   "gnuplot (an error without it) or builtin")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "gnuplot", "builtin"}));
+  cmd->add_option("--reference", o->report.reference,
+                  "A reference run's losses to draw over this run's and compare with: CSV "
+                  "(columns step and/or tokens, loss and/or val_loss) or jsonl (another run's "
+                  "metrics.jsonl, bench/pytorch_trainer.py's output)");
+  auto* label = cmd->add_option("--reference-label", o->report.reference_label,
+                                "The reference's name in legends and tables (default: the "
+                                "file's name without its extension)");
+  label->needs("--reference");
   cmd->callback([o] {
     o->report.plotter = o->plotter == "gnuplot"   ? Plotter::Gnuplot
                         : o->plotter == "builtin" ? Plotter::Builtin
                                                   : Plotter::Auto;
     ReportSummary r = write_report(o->run_dir, o->report);
+    int width = 32;  // the names' column: 32 wide, or the longest name (a long task's)
+    for (auto it = r.figures.begin(); it != r.figures.end(); ++it)
+      width = std::max(width, int(it.key().size()));
     for (auto it = r.figures.begin(); it != r.figures.end(); ++it) {
       const auto& v = it.value();
       if (v.is_number_float())
-        std::printf("%-32s %.6g\n", it.key().c_str(), v.get<double>());
+        std::printf("%-*s %.6g\n", width, it.key().c_str(), v.get<double>());
       else
-        std::printf("%-32s %s\n", it.key().c_str(),
+        std::printf("%-*s %s\n", width, it.key().c_str(),
                     v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
     }
+    for (const ReportTable& t : r.tables) std::printf("\n%s", format_table(t).c_str());
+    if (!r.tables.empty()) std::printf("\n");
     std::printf("report: %s/report/index.html\n", o->run_dir.c_str());
   });
 }

@@ -270,15 +270,16 @@ void draw_series(Canvas& c, const PlotSeries& s, const PlotAxis& x, const PlotAx
   }
 }
 
-void draw_legend(Canvas& c, const PlotSpec& spec, int right, int top) {
+void draw_legend(Canvas& c, const PlotSpec& spec, int right, int top, int bottom) {
   std::vector<const PlotSeries*> shown;
   int tw = 0;
   for (const PlotSeries& s : spec.series)
     if (!s.title.empty()) shown.push_back(&s), tw = std::max(tw, Canvas::text_width(s.title));
   if (shown.empty()) return;
   const int row = Canvas::kTextHeight + 4, sample = 28;
-  const int x1 = right - 10, x0 = x1 - (8 + tw + 8 + sample + 8), y0 = top + 10;
-  const int y1 = y0 + 6 + row * int(shown.size());
+  const int height = 6 + row * int(shown.size());
+  const int x1 = right - 10, x0 = x1 - (8 + tw + 8 + sample + 8);
+  const int y0 = spec.legend_below ? bottom - 10 - height : top + 10, y1 = y0 + height;
   c.fill(x0, y0, x1, y1, kBackground);  // the legend stays legible over the curves
   for (int x = x0; x <= x1; ++x) c.set(x, y0, kLegendBorder), c.set(x, y1, kLegendBorder);
   for (int y = y0; y <= y1; ++y) c.set(x0, y, kLegendBorder), c.set(x1, y, kLegendBorder);
@@ -343,7 +344,7 @@ Plot draw_plot(const PlotSpec& spec) {
   c.clip(left, top, right, bottom);  // curves may run along the box, never past it
   for (const PlotSeries& s : spec.series) draw_series(c, s, p.x, s.right_axis ? p.y2 : p.y);
   c.unclip();
-  draw_legend(c, spec, right, top);
+  draw_legend(c, spec, right, top, bottom);
   return p;
 }
 

@@ -54,6 +54,7 @@ struct PlotSpec {
   bool log_y = false;                                         // the left axis
   std::vector<PlotSeries> series{};
   int width = 960, height = 540;
+  bool legend_below = false;  // the legend in the bottom right corner, not the top right
 };
 
 // One axis: its range after rounding out to ticks, and the pixels the range spans.

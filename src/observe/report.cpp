@@ -1,37 +1,23 @@
 #include "observe/report.h"
 
-#include <spawn.h>
-#include <sys/wait.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <sstream>
 
 #include "core/fs.h"
 #include "core/log.h"
 #include "observe/metrics.h"
-#include "observe/plot_png.h"
-
-extern char** environ;
+#include "observe/report_charts.h"
 
 namespace tl {
 
 namespace {
 
-const char* const kCharts[] = {"loss", "lr", "grad_norm", "throughput"};
-
-struct Series {
-  std::vector<json> train, val;  // step records, validation records
-  int restarts = 0, checkpoints = 0;
-  int64_t redone = 0;
-};
-
-Series read_metrics(const std::string& path) {
+// metrics.jsonl's records, sorted by kind.
+ReportData read_metrics(const std::string& path) {
   TL_CHECK(file_exists(path), "no '", path, "': is this a training run folder?");
-  Series s;
+  ReportData s;
   std::istringstream in(read_file(path));
   std::string line;
   while (std::getline(in, line)) {
@@ -39,133 +25,45 @@ Series read_metrics(const std::string& path) {
     if (!j.is_object()) continue;  // a line a crash cut short
     if (j.contains("loss")) s.train.push_back(j);
     if (j.contains("val_loss")) s.val.push_back(j);
+    if (j.contains("eval_task")) s.evals.push_back(j);
     const std::string ev = j.value("event", "");
     if (ev == "resume") s.restarts++;
     if (ev == "checkpoint") s.checkpoints++;
     if (ev == "resume" || ev == "start") s.redone += j.value("redo_steps", int64_t(0));
   }
   TL_CHECK(!s.train.empty(), "'", path, "' holds no training steps yet");
+  for (const json& j : s.train) s.with_mfu = s.with_mfu || j.contains("mfu");
+  s.accuracy = accuracy_series(s.evals);
   return s;
 }
 
-// A number for gnuplot: "?" (declared missing) for null, NaN or infinity.
-std::string num(const json& j, const char* key) {
-  if (!j.contains(key) || !j[key].is_number()) return "?";
-  const double v = j[key].get<double>();
-  if (!std::isfinite(v)) return "?";
-  std::ostringstream os;
-  os.precision(9);
-  os << v;
-  return os.str();
+double number(const json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
 }
 
-void write_tables(const std::string& dir, const Series& s, bool with_mfu) {
-  std::string t = "# step\tloss\tlr\tgrad_norm\ttokens_per_s\tmfu\n";
-  for (const json& j : s.train)
-    t += num(j, "step") + "\t" + num(j, "loss") + "\t" + num(j, "lr") + "\t" + num(j, "grad_norm") +
-         "\t" + num(j, "tokens_per_s") + "\t" + (with_mfu ? num(j, "mfu") : "?") + "\n";
-  write_file_atomic(dir + "/train.tsv", t);
-  std::string v = "# step\tval_loss\n";
-  for (const json& j : s.val) v += num(j, "step") + "\t" + num(j, "val_loss") + "\n";
-  write_file_atomic(dir + "/val.tsv", v);
+// The run's own loss curves, as a reference's are read.
+LossCurves run_curves(const ReportData& d) {
+  LossCurves c;
+  for (const json& j : d.train)
+    c.train.push_back({number(j, "step"), number(j, "tokens"), number(j, "loss")});
+  for (const json& j : d.val)
+    c.val.push_back({number(j, "step"), number(j, "tokens"), number(j, "val_loss")});
+  fill_val_tokens(c);
+  return c;
 }
 
-std::string plot_script(bool with_val, bool with_mfu) {
-  std::string g =
-      "# Written by tinyllama report; run `gnuplot plot.gp` in this folder to redraw.\n"
-      "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
-      "  set terminal pngcairo size 960,540 noenhanced\n"
-      "} else {\n"
-      "  set terminal png size 960,540 noenhanced\n"
-      "}\n"
-      "set datafile separator '\\t'\nset datafile missing '?'\n"
-      "set grid\nset key top right\nset xlabel 'step'\n";
-  g += "set output 'loss.png'\nset title 'loss'\nset ylabel 'cross-entropy (nats/token)'\n"
-       "plot 'train.tsv' using 1:2 with lines lw 1 title 'train'";
-  if (with_val) g += ", 'val.tsv' using 1:2 with linespoints lw 2 pt 7 title 'validation'";
-  g += "\n";
-  g += "set output 'lr.png'\nset title 'learning rate'\nset ylabel 'lr'\n"
-       "plot 'train.tsv' using 1:3 with lines lw 2 title 'lr'\n";
-  g += "set output 'grad_norm.png'\nset title 'gradient norm (before clipping)'\n"
-       "set ylabel 'L2 norm'\nset logscale y\n"
-       "plot 'train.tsv' using 1:4 with lines lw 1 title 'grad norm'\nunset logscale y\n";
-  g += "set output 'throughput.png'\nset title 'throughput'\nset ylabel 'tokens/s'\n";
-  if (with_mfu)
-    g += "set y2label 'MFU'\nset y2tics\nset ytics nomirror\n"
-         "plot 'train.tsv' using 1:5 with lines lw 1 title 'tokens/s', "
-         "'' using 1:6 axes x1y2 with lines lw 1 title 'MFU'\n";
-  else
-    g += "plot 'train.tsv' using 1:5 with lines lw 1 title 'tokens/s'\n";
-  return g;
-}
-
-// Runs gnuplot on dir/plot.gp: "" when it ran and wrote every picture, else why not.
-// missing: the program was not found.
-std::string run_gnuplot(const std::string& program, const std::string& dir, bool& missing) {
-  static const char* kInstall =
-      " (install gnuplot: apt-get install gnuplot-nox, or scripts/setup.sh)";
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addchdir_np(&fa, dir.c_str());
-  std::string script = "plot.gp";
-  char* argv[] = {const_cast<char*>(program.c_str()), script.data(), nullptr};
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, program.c_str(), &fa, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  missing = rc == ENOENT;
-  if (rc != 0)
-    return cat("cannot run '", program, "': ", std::strerror(rc), missing ? kInstall : "");
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+ReferenceRun read_reference_run(const ReportData& d, const ReportOptions& opts) {
+  ReferenceRun r;
+  r.path = opts.reference;
+  r.label = opts.reference_label.empty() ? std::filesystem::path(r.path).stem().string()
+                                         : opts.reference_label;
+  r.curves = read_reference(r.path);
+  try {
+    r.cmp = compare_curves(run_curves(d), r.curves);
+  } catch (const Error& e) {
+    fail("reference '", r.path, "': ", e.what());
   }
-  // posix_spawnp may report a missing program only through the child's exit status 127.
-  missing = WIFEXITED(status) && WEXITSTATUS(status) == 127;
-  if (missing) return cat("cannot run '", program, "': not found", kInstall);
-  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-    return cat("gnuplot failed on '", dir, "/plot.gp' (status ", status, ")");
-  for (const char* name : kCharts) {
-    const std::string png = dir + "/" + name + ".png";
-    if (!file_exists(png) || file_size(png) == 0) return cat("gnuplot did not write '", png, "'");
-  }
-  return "";
-}
-
-// A column of the step records as numbers, NaN where missing (the curve breaks there).
-std::vector<double> column(const std::vector<json>& rows, const char* key) {
-  std::vector<double> out;
-  for (const json& j : rows)
-    out.push_back(j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN);
-  return out;
-}
-
-// The charts of plot.gp, drawn by the built-in plotter.
-void draw_builtin(const std::string& dir, const Series& s, bool with_mfu) {
-  const std::vector<double> step = column(s.train, "step");
-  const Rgb blue{0, 94, 184}, red{214, 64, 24}, green{0, 140, 72}, purple{128, 60, 170};
-  auto draw = [&](const char* name, PlotSpec spec) {
-    write_file_atomic(dir + "/" + name + ".png", encode_png(draw_plot(spec).canvas));
-  };
-  PlotSpec loss{.title = "loss", .ylabel = "cross-entropy (nats/token)"};
-  loss.series.push_back({"train", step, column(s.train, "loss"), blue});
-  if (!s.val.empty())
-    loss.series.push_back(
-        {"validation", column(s.val, "step"), column(s.val, "val_loss"), red, 2, true});
-  draw("loss", loss);
-  draw("lr", {.title = "learning rate",
-              .ylabel = "lr",
-              .series = {{"lr", step, column(s.train, "lr"), green, 2}}});
-  draw("grad_norm",  // log scale, as plot.gp
-       {.title = "gradient norm (before clipping)",
-        .ylabel = "L2 norm",
-        .log_y = true,
-        .series = {{"grad norm", step, column(s.train, "grad_norm"), purple}}});
-  PlotSpec tp{.title = "throughput", .ylabel = "tokens/s"};
-  tp.series.push_back({"tokens/s", step, column(s.train, "tokens_per_s"), blue});
-  if (with_mfu) {
-    tp.y2label = "MFU";
-    tp.series.push_back({"MFU", step, column(s.train, "mfu"), red, 1, false, true});
-  }
-  draw("throughput", tp);
+  return r;
 }
 
 std::string html_escape(const std::string& s) {
@@ -182,7 +80,30 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
-nlohmann::ordered_json summarize(const Series& s, const json& config) {
+// The reference's name, how it was aligned, and how far the run is from it, (run - reference)
+// / reference: in validation loss at the last step both have, in the mean training loss over
+// the last 50 steps both have.
+void add_reference_figures(nlohmann::ordered_json& f, const ReferenceRun& r) {
+  f["reference"] = r.label + " (" + r.path + ")";
+  f["reference aligned by"] = r.cmp.key;
+  f["points shared with reference"] =
+      cat(r.cmp.train.size(), " train, ", r.cmp.val.size(), " validation");
+  if (!r.cmp.val.empty()) {  // at the last validation both have
+    const LossMatch& m = r.cmp.val.back();
+    f["last shared validation step"] = int64_t(m.step);
+    f["reference validation loss"] = m.ref;
+    f["validation loss vs reference (%)"] = 100 * m.rel();
+  }
+  if (!r.cmp.train.empty()) {  // means over the last 50 shared steps
+    const size_t n = std::min<size_t>(r.cmp.train.size(), 50);
+    double run = 0, ref = 0;
+    for (size_t i = r.cmp.train.size() - n; i < r.cmp.train.size(); ++i)
+      run += r.cmp.train[i].run, ref += r.cmp.train[i].ref;
+    f["train loss vs reference (%)"] = 100 * (run - ref) / ref;
+  }
+}
+
+nlohmann::ordered_json summarize(const ReportData& s, const json& config) {
   const json& last = s.train.back();
   nlohmann::ordered_json f = nlohmann::ordered_json::object();
   f["steps done"] = last.value("step", int64_t(0));
@@ -220,20 +141,42 @@ nlohmann::ordered_json summarize(const Series& s, const json& config) {
   f["steps redone after restarts"] = s.redone;
   f["checkpoints written"] = s.checkpoints;
   f["training time"] = format_duration(last.value("elapsed_seconds", 0.0));
+  for (const AccuracySeries& a : s.accuracy) {  // the last evaluation of each task
+    if (a.step.empty()) continue;
+    f["zero-shot " + a.task + " " + a.metric + " (%)"] = a.value.back();
+    f["zero-shot " + a.task + " step"] = int64_t(a.step.back());
+  }
+  if (s.ref) add_reference_figures(f, *s.ref);
   return f;
 }
 
-std::string html_page(const std::string& run_dir, const nlohmann::ordered_json& figures,
-                      const json& config) {
+std::string html_table(const ReportTable& t) {
+  std::string h = "<h3>" + html_escape(t.title) + "</h3>\n<table>\n<tr>";
+  for (const std::string& c : t.header) h += "<th>" + html_escape(c) + "</th>";
+  h += "</tr>\n";
+  for (const auto& row : t.rows) {
+    h += "<tr>";
+    for (const std::string& c : row) h += "<td class=\"n\">" + html_escape(c) + "</td>";
+    h += "</tr>\n";
+  }
+  return h + "</table>\n";
+}
+
+std::string html_page(const std::string& run_dir, const ReportSummary& r,
+                      const std::vector<std::string>& charts, const json& config) {
   std::string h =
       "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>tinyllama "
       "run " +
       html_escape(run_dir) +
       "</title>\n<style>body{font-family:sans-serif;margin:2em}"
       "table{border-collapse:collapse}td{padding:2px 12px;border-bottom:1px solid #ddd}"
-      "img{max-width:100%}pre{background:#f4f4f4;padding:1em}</style>\n</head>\n<body>\n<h1>Run " +
-      html_escape(run_dir) + "</h1>\n<h2>Figures</h2>\n<table>\n";
-  for (auto it = figures.begin(); it != figures.end(); ++it) {
+      "img{max-width:100%}pre{background:#f4f4f4;padding:1em}" +
+      (r.tables.empty()
+           ? ""
+           : "th{padding:2px 12px;border-bottom:1px solid #888}td.n{text-align:right}") +
+      "</style>\n</head>\n<body>\n<h1>Run " + html_escape(run_dir) +
+      "</h1>\n<h2>Figures</h2>\n<table>\n";
+  for (auto it = r.figures.begin(); it != r.figures.end(); ++it) {
     const auto& v = it.value();
     std::string text = v.is_string() ? v.get<std::string>() : v.dump();
     if (v.is_number_float()) {
@@ -243,32 +186,54 @@ std::string html_page(const std::string& run_dir, const nlohmann::ordered_json& 
     }
     h += "<tr><td>" + html_escape(it.key()) + "</td><td>" + html_escape(text) + "</td></tr>\n";
   }
-  h += "</table>\n<h2>Curves</h2>\n";
-  for (const char* name : kCharts)
-    h += std::string("<p><img src=\"") + name + ".png\" alt=\"" + name + "\"></p>\n";
+  h += "</table>\n";
+  for (const ReportTable& t : r.tables) h += html_table(t);
+  h += "<h2>Curves</h2>\n";
+  for (const std::string& name : charts)
+    h += "<p><img src=\"" + name + ".png\" alt=\"" + name + "\"></p>\n";
   h += "<h2>Config</h2>\n<pre>" + html_escape(config.dump(2)) + "</pre>\n</body>\n</html>\n";
   return h;
+}
+
+// The tables shown beside the figures: zero-shot accuracy at every evaluation; the run's
+// losses against the reference's, every validation and ten training steps spread evenly.
+std::vector<ReportTable> tables(const ReportData& d) {
+  std::vector<ReportTable> t;
+  if (!d.accuracy.empty()) t.push_back(accuracy_table(d.accuracy));
+  if (d.ref) {
+    const ReferenceRun& r = *d.ref;
+    const std::string by = " (aligned by " + r.cmp.key + ")";
+    if (!r.cmp.val.empty())
+      t.push_back(comparison_table(r.cmp.val, "validation loss vs " + r.label + by, r.label,
+                                   r.cmp.val.size()));
+    if (!r.cmp.train.empty())
+      t.push_back(comparison_table(r.cmp.train, "training loss vs " + r.label + by, r.label, 10));
+  }
+  return t;
 }
 
 }  // namespace
 
 ReportSummary write_report(const std::string& run_dir, const ReportOptions& opts) {
-  const Series s = read_metrics(run_dir + "/metrics.jsonl");
+  ReportData d = read_metrics(run_dir + "/metrics.jsonl");
+  if (!opts.reference.empty()) d.ref = read_reference_run(d, opts);
   const std::string cfg_path = run_dir + "/config.json";
   const json config = file_exists(cfg_path) ? read_json_file(cfg_path) : json::object();
+  ReportSummary out;
+  out.figures = summarize(d, config);
+  out.tables = tables(d);
+
+  // Everything is read and checked: now the files.
   const std::string dir = run_dir + "/report";
   make_dirs(dir);
-  bool with_mfu = false;
-  for (const json& j : s.train) with_mfu = with_mfu || j.contains("mfu");
-  write_tables(dir, s, with_mfu);
-  write_file_atomic(dir + "/plot.gp", plot_script(!s.val.empty(), with_mfu));
-  for (const char* name : kCharts)
-    std::remove((dir + "/" + name + ".png").c_str());  // a stale picture must not pass for new
-  ReportSummary out;
+  for (const std::string& name : report_file_names())
+    std::remove((dir + "/" + name).c_str());  // a stale file must not pass for new
+  write_tables(dir, d);
+  write_file_atomic(dir + "/plot.gp", plot_script(d));
   out.plotter = opts.plotter == Plotter::Builtin ? "builtin" : "gnuplot";
   if (opts.plotter != Plotter::Builtin) {
     bool missing = false;
-    const std::string why = run_gnuplot(opts.gnuplot, dir, missing);
+    const std::string why = run_gnuplot(opts.gnuplot, dir, d, missing);
     TL_CHECK(why.empty() || opts.plotter == Plotter::Auto, why);
     if (!why.empty()) {
       if (missing)
@@ -278,12 +243,11 @@ ReportSummary write_report(const std::string& run_dir, const ReportOptions& opts
       out.plotter = "builtin";
     }
   }
-  if (out.plotter == "builtin") draw_builtin(dir, s, with_mfu);
-  for (const char* name : kCharts) out.files.push_back(dir + "/" + name + ".png");
-  out.figures = summarize(s, config);
+  if (out.plotter == "builtin") draw_builtin(dir, d);
+  for (const std::string& name : d.charts()) out.files.push_back(dir + "/" + name + ".png");
   std::error_code ec;
   const std::string name = std::filesystem::weakly_canonical(run_dir, ec).string();
-  write_file_atomic(dir + "/index.html", html_page(ec ? run_dir : name, out.figures, config));
+  write_file_atomic(dir + "/index.html", html_page(ec ? run_dir : name, out, d.charts(), config));
   out.files.push_back(dir + "/index.html");
   return out;
 }

@@ -264,3 +264,9 @@ for name, change in [("traversal", {"shards": [{"file": "../../../../etc/passwd"
     m.update(change)
     put("sharded_meta", name, json.dumps(m))
 put("sharded_meta", "empty", "")
+
+# ---- a reference loss file for `report --reference`: CSV or jsonl (Python's NaN included) ----
+put("reference", "csv", "step,tokens,loss,val_loss\n1,64,4.2,\n8,512,3.4,3.35\n")
+put("reference", "jsonl", '{"event": "start", "args": {"steps": 8}}\n{"step": 1, "loss": 4.2, "tokens": 64}\n'
+    '{"step": 2, "loss": NaN, "tokens": 128}\n{"step": 8, "val_loss": 3.3, "tokens": 512}\n')
+put("reference", "tokens_tsv", "tokens\tloss\n64\t4.1\n1e300\t3\n")
