@@ -47,7 +47,7 @@ void check_golden(const std::string& device) {
   for (const char* bos : {"off", "on"}) {
     EvalOptions opts;
     for (const auto& [name, _] : golden["tasks"][bos].items())
-      opts.tasks.push_back({name, dir() + "/" + name, 0});
+      opts.tasks.push_back({name, dir() + "/" + name, 0, ""});
     opts.bos = std::string(bos) == "on" ? BosMode::On : BosMode::Off;
     opts.scorer = {16, 512, true};
     const std::vector<PreparedTask> tasks = prepare_tasks(opts, tok, model.config().max_seq_len);
