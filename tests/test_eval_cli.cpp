@@ -159,3 +159,53 @@ TEST_F(EvalCli, BadInputIsOneClearMessageAndNothingWritten) {
   EXPECT_FALSE(std::filesystem::exists(tmp_ / "o2.json"));
   EXPECT_EQ(r.out, "");
 }
+
+TEST_F(EvalCli, FewshotFromAnotherSplit) {
+  auto r =
+      eval("--task hellaswag=" + fx("hellaswag") + " --task piqa=" + fx("piqa") +
+           " --task mmlu=" + fx("mmlu") + " --fewshot-from hellaswag=" + fx("fewshot/hellaswag") +
+           " --fewshot-from piqa=" + fx("fewshot/piqa") + " --num-fewshot 2 --limit 2 --json " +
+           (tmp_ / "out.json") + " --samples " + (tmp_ / "s.jsonl"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("hellaswag: 2 documents, 8 requests, 2-shot"), std::string::npos) << r.err;
+  const json j = json::parse(dt::read_text(tmp_ / "out.json"));
+  EXPECT_EQ(j["num_fewshot"], 2);
+  EXPECT_EQ(j["fewshot_seed"], 1234);
+  EXPECT_EQ(j["fewshot_from"]["piqa"], fx("fewshot/piqa"));
+  // The rows drawn, as tools/fixtures/make_fewshot_prompts.py's Python draws them.
+  std::istringstream lines(dt::read_text(tmp_ / "s.jsonl"));
+  std::string first;
+  std::getline(lines, first);
+  EXPECT_EQ(json::parse(first)["fewshot_rows"], json::array({3, 0}));
+
+  // --fewshot-seed changes the draws.
+  r = eval("--task hellaswag=" + fx("hellaswag") +
+           " --fewshot-from hellaswag=" + fx("fewshot/hellaswag") +
+           " --num-fewshot 5 --fewshot-seed 7 --limit 1 --samples " + (tmp_ / "s7.jsonl"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(dt::read_text(tmp_ / "s7.jsonl"))["fewshot_rows"],
+            json::array({2, 1, 3, 5, 0}));
+}
+
+TEST_F(EvalCli, FewshotBadInput) {
+  auto expect_error = [&](const std::string& args, const std::vector<std::string>& parts) {
+    auto r = eval(args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    for (const auto& p : parts)
+      EXPECT_NE(r.err.find(p), std::string::npos) << "stderr '" << r.err << "' lacks '" << p << "'";
+    EXPECT_EQ(r.out, "") << args;
+  };
+  const std::string arc = "--task arc_easy=" + fx("arc_easy");
+  expect_error(arc + " --num-fewshot 2", {"arc_easy", "--fewshot-from arc_easy=PATH"});
+  expect_error(arc + " --num-fewshot 9 --fewshot-from arc_easy=" + fx("fewshot/arc_easy"),
+               {"arc_easy", "--num-fewshot 9 draws 9 examples", "holds 5 rows"});
+  expect_error(arc + " --num-fewshot -1", {"--num-fewshot"});
+  expect_error(arc + " --num-fewshot 1 --fewshot-from piqa=" + fx("fewshot/piqa"),
+               {"no --task piqa=PATH"});
+  expect_error(arc + " --num-fewshot 1 --fewshot-from arc_easy", {"expected NAME=PATH"});
+  expect_error(arc + " --num-fewshot 1 --fewshot-from arc_easy=" + fx("fewshot/arc_easy") +
+                   " --fewshot-from arc_easy=" + fx("fewshot/arc_easy"),
+               {"'arc_easy' is given twice"});
+  expect_error("--task mmlu=" + fx("mmlu") + " --fewshot-from mmlu=" + fx("mmlu"),
+               {"mmlu takes its few-shot examples from the dev files"});
+}

@@ -15,9 +15,9 @@ void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "eval",
       "With --data: mean next-token cross-entropy of a checkpoint over the non-overlapping "
-      "(T+1)-token blocks of packed shards. With --task: zero-shot accuracy on hellaswag, "
+      "(T+1)-token blocks of packed shards. With --task: accuracy on hellaswag, "
       "openbookqa, winogrande, arc_easy, arc_challenge, boolq, piqa and mmlu, as "
-      "lm-evaluation-harness 0.4 scores them (docs/eval.md)");
+      "lm-evaluation-harness 0.4 scores them, zero- or few-shot (docs/eval.md)");
   struct Opts {
     std::string checkpoint, device = "auto";
     std::vector<std::string> data;
@@ -50,8 +50,14 @@ void add_eval_command(CLI::App& app) {
                   "--task: only the first N documents of each task (each MMLU subject); 0 = all")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--num-fewshot", t.num_fewshot,
-                  "--task: few-shot examples (mmlu only; default 5 for mmlu, 0 otherwise)")
+                  "--task: few-shot examples per document (default 5 for mmlu, 0 otherwise); "
+                  "tasks other than mmlu need --fewshot-from")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--fewshot-from", t.fewshot_from,
+                  "--task: NAME=PATH: the split a task's few-shot examples are sampled from "
+                  "(its training split, as the harness); repeatable; not for mmlu (dev files)");
+  cmd->add_option("--fewshot-seed", t.fewshot_seed,
+                  "--task: seed of the few-shot sampler (the harness's fewshot seed, 1234)");
   cmd->add_option("--bos", t.bos,
                   "--task: prepend BOS to every request: off (harness <= 0.4.9.1, TinyLlama's "
                   "numbers) or on (harness >= 0.4.9.2 with Llama tokenizers)")

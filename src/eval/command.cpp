@@ -32,7 +32,9 @@ void run_task_eval(const TaskEvalArgs& a) {
     t.limit = a.limit;
     opts.tasks.push_back(t);
   }
+  add_fewshot_paths(opts.tasks, a.fewshot_from);
   opts.num_fewshot = a.num_fewshot;
+  opts.fewshot_seed = a.fewshot_seed;
   opts.bos = a.bos == "on" ? BosMode::On : BosMode::Off;
   const Tokenizer tok = Tokenizer::load(a.tokenizer);
   auto be = make_backend(a.device, a.threads);
@@ -75,6 +77,13 @@ void run_task_eval(const TaskEvalArgs& a) {
               {"device", be->describe()},   {"bos", a.bos},
               {"window", window},           {"results", metrics_json(rows)}};
     if (a.num_fewshot >= 0) j["num_fewshot"] = a.num_fewshot;
+    if (!a.fewshot_from.empty()) {
+      json from = json::object();
+      for (const TaskSpec& t : opts.tasks)
+        if (!t.fewshot_path.empty()) from[t.name] = t.fewshot_path;
+      j["fewshot_from"] = from;
+      j["fewshot_seed"] = a.fewshot_seed;
+    }
     if (a.limit > 0) j["limit"] = a.limit;
     write_file_atomic(a.json_out, j.dump(2) + "\n");
   }

@@ -181,6 +181,7 @@ json sample_json(const std::string& task, const Doc& doc, const DocScore& score)
             {"acc", score.acc ? 1 : 0},
             {"acc_norm", score.acc_norm ? 1 : 0}};
   if (!doc.subject.empty()) j["subject"] = doc.subject;
+  if (!doc.shots.empty()) j["fewshot_rows"] = doc.shots;
   return j;
 }
 

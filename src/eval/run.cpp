@@ -13,9 +13,29 @@ TaskSpec parse_task_spec(const std::string& spec) {
   const size_t eq = spec.find('=');
   TL_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(), "--task '", spec,
            "': expected NAME=PATH");
-  TaskSpec t{spec.substr(0, eq), spec.substr(eq + 1), 0};
+  TaskSpec t{spec.substr(0, eq), spec.substr(eq + 1), 0, ""};
   task_info(t.name);  // an unknown name throws, listing the known ones
   return t;
+}
+
+void add_fewshot_paths(std::vector<TaskSpec>& tasks, const std::vector<std::string>& specs) {
+  for (const std::string& spec : specs) {
+    const size_t eq = spec.find('=');
+    TL_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(), "--fewshot-from '", spec,
+             "': expected NAME=PATH");
+    const std::string name = spec.substr(0, eq);
+    task_info(name);
+    TL_CHECK(name != "mmlu", "--fewshot-from '", spec,
+             "': mmlu takes its few-shot examples from the dev files in its --task PATH");
+    bool found = false;
+    for (TaskSpec& t : tasks) {
+      if (t.name != name) continue;
+      TL_CHECK(t.fewshot_path.empty(), "--fewshot-from: '", name, "' is given twice");
+      t.fewshot_path = spec.substr(eq + 1);
+      found = true;
+    }
+    TL_CHECK(found, "--fewshot-from '", spec, "': no --task ", name, "=PATH to go with it");
+  }
 }
 
 std::vector<PreparedTask> prepare_tasks(const EvalOptions& opts, const Tokenizer& tok, int window) {
@@ -23,7 +43,8 @@ std::vector<PreparedTask> prepare_tasks(const EvalOptions& opts, const Tokenizer
   std::vector<PreparedTask> out;
   for (const TaskSpec& spec : opts.tasks) {
     PreparedTask p;
-    p.data = load_task(spec.name, spec.path, spec.limit, opts.num_fewshot);
+    p.data = load_task(spec.name, spec.path, spec.limit, opts.num_fewshot,
+                       {spec.fewshot_path, opts.fewshot_seed});
     const auto& docs = p.data.docs;
     p.requests.resize(docs.size());
     std::exception_ptr error;  // the first bad document's, whatever the thread order

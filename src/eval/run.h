@@ -17,10 +17,14 @@ namespace tl::eval {
 
 // "NAME=PATH" (the CLI's --task); throws naming the spec and the known tasks.
 TaskSpec parse_task_spec(const std::string& spec);
+// Sets fewshot_path of the task each "NAME=PATH" (--fewshot-from) names; throws for a name
+// not among `tasks`, a repeated name, or mmlu (its examples are its dev files).
+void add_fewshot_paths(std::vector<TaskSpec>& tasks, const std::vector<std::string>& specs);
 
 struct EvalOptions {
   std::vector<TaskSpec> tasks;
-  int num_fewshot = -1;  // < 0: each task's default
+  int num_fewshot = -1;          // < 0: each task's default
+  uint64_t fewshot_seed = 1234;  // the harness's default fewshot_random_seed
   BosMode bos = BosMode::Off;
   ScorerOptions scorer;
 };

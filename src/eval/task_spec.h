@@ -1,5 +1,5 @@
-// One task to evaluate: the CLI's --task NAME=PATH, or an entry of the training config's
-// eval.tasks ({"name", "path", "limit"}).
+// One task to evaluate: the CLI's --task NAME=PATH (and --fewshot-from NAME=PATH), or an
+// entry of the training config's eval.tasks ({"name", "path", "limit"}).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -8,7 +8,8 @@ namespace tl::eval {
 
 struct TaskSpec {
   std::string name, path;
-  int64_t limit = 0;  // 0: every row
+  int64_t limit = 0;         // 0: every row
+  std::string fewshot_path;  // the split few-shot examples come from (not MMLU)
 };
 
 }  // namespace tl::eval

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 
 #include "core/error.h"
 #include "eval/dataset.h"
+#include "eval/fewshot.h"
 #include "eval/text.h"
 
 namespace tl::eval {
@@ -294,24 +296,59 @@ std::string mmlu_question_block(const std::string& question,
   return s + "\nAnswer:";
 }
 
-TaskData load_task(const std::string& name, const std::string& path, int64_t limit,
-                   int num_fewshot) {
+namespace {
+
+Doc build_doc(const std::string& name, const Row& row) {
+  const Fields f(name, row);
+  return name == "hellaswag"    ? hellaswag(f)
+         : name == "openbookqa" ? lettered(f, f.str("question_stem"), true)
+         : name == "winogrande" ? winogrande(f)
+         : name == "boolq"      ? boolq(f)
+         : name == "piqa"       ? piqa(f)
+                          : lettered(f, "Question: " + f.str("question") + "\nAnswer:", false);
+}
+
+// Every row of the few-shot split, each validated and rendered as a labeled example.
+FewshotPool read_pool(const std::string& name, const std::string& path) {
+  FewshotPool pool{path, {}, {}};
+  for (const std::string& file : expand_dataset_path(path)) {
+    for (Row& row : read_rows(file, task_info(name).columns)) {
+      pool.text.push_back(fewshot_example(name, build_doc(name, row)));
+      pool.rows.push_back(std::move(row.value));
+    }
+  }
+  return pool;
+}
+
+}  // namespace
+
+TaskData load_task(const std::string& name, const std::string& path, int64_t limit, int num_fewshot,
+                   const FewshotSource& fewshot) {
   const TaskInfo& info = task_info(name);
   const std::vector<std::string> files = expand_dataset_path(path);
-  if (name == "mmlu") return load_mmlu(files, limit, num_fewshot < 0 ? 5 : num_fewshot);
-  TL_CHECK(num_fewshot <= 0, name, ": --num-fewshot ", num_fewshot,
-           " is not supported (few-shot is implemented for mmlu only)");
-  TaskData t{name, 0, {}};
+  if (name == "mmlu") {
+    TL_CHECK(fewshot.path.empty(), "mmlu: its few-shot examples are the dev files in its PATH; ",
+             "it takes no separate few-shot split");
+    return load_mmlu(files, limit, num_fewshot < 0 ? 5 : num_fewshot);
+  }
+  const int k = std::max(num_fewshot, 0);
+  TL_CHECK(k == 0 || !fewshot.path.empty(), name, ": --num-fewshot ", k,
+           " needs the examples' split (the harness samples them from the training split, "
+           "not the evaluated one): pass --fewshot-from ",
+           name, "=PATH");
+  std::unique_ptr<FewshotSampler> sampler;
+  if (k > 0)
+    sampler =
+        std::make_unique<FewshotSampler>(name, read_pool(name, fewshot.path), k, fewshot.seed);
+  TaskData t{name, k, {}};
   for (const std::string& file : files) {
     for (const Row& row : read_rows(file, info.columns)) {
       if (limit > 0 && int64_t(t.docs.size()) >= limit) break;
-      const Fields f(name, row);
-      Doc d = name == "hellaswag"    ? hellaswag(f)
-              : name == "openbookqa" ? lettered(f, f.str("question_stem"), true)
-              : name == "winogrande" ? winogrande(f)
-              : name == "boolq"      ? boolq(f)
-              : name == "piqa"       ? piqa(f)
-                               : lettered(f, "Question: " + f.str("question") + "\nAnswer:", false);
+      Doc d = build_doc(name, row);
+      if (sampler) {  // one draw per evaluated document, in order
+        const std::string prefix = sampler->next(row.value, &d.shots);
+        for (Choice& c : d.choices) c.context = prefix + c.context;
+      }
       d.index = int64_t(t.docs.size());
       d.where = row.where();
       t.docs.push_back(std::move(d));
