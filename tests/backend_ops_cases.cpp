@@ -238,6 +238,29 @@ void head(std::vector<OpCase>& v) {
   }
 }
 
+void argmax(std::vector<OpCase>& v) {
+  // Ties must go to the first maximum: row 0 holds its maximum twice, far apart (different
+  // threads on a GPU); row 1 is constant (every index ties); one column; the 1.1B vocabulary.
+  struct S {
+    int64_t N, V;
+    bool big;
+  };
+  for (S k : {S{5, 37, false}, S{4, 1, false}, S{3, 32000, false}, S{64, 32000, true}}) {
+    std::vector<float> x = bt::randn(k.N * k.V, uint64_t(17 + k.V));
+    const int64_t a = std::min<int64_t>(3, k.V - 1), b = std::max<int64_t>(a, k.V - 2);
+    x[size_t(a)] = x[size_t(b)] = 9.0f;
+    if (k.N > 1) std::fill_n(x.begin() + k.V, k.V, 0.5f);
+    add(v, "argmax_rows", dims({{"N", k.N}, {"V", k.V}}), k.big, [=](OpRun& r) {
+      Tensor xt = r.in_values(r.act(), {k.N, k.V}, x);
+      r.be().argmax_rows(r.out("ids", DType::I32, {k.N}, kExact), xt);
+    });
+    v.back().check = [=](const std::vector<Output>& out) {
+      EXPECT_EQ(out[0].values[0], float(a)) << "a tie goes to the first maximum";
+      if (k.N > 1) EXPECT_EQ(out[0].values[1], 0.0f) << "a constant row's argmax is 0";
+    };
+  }
+}
+
 void optimizer(std::vector<OpCase>& v) {
   for (int64_t n : {int64_t(1), int64_t(7), int64_t(1000), int64_t(4194307)})
     for (int64_t off : {int64_t(0), int64_t(1)})  // offset 1: the unaligned path
@@ -345,6 +368,7 @@ std::vector<OpCase> op_cases() {
   matmul(v);
   rope_swiglu(v);
   head(v);
+  argmax(v);
   optimizer(v);
   attention(v);
   return v;

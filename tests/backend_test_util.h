@@ -34,10 +34,16 @@ inline Arr alloc(Backend& be, DType dt, Shape s) {
   return a;
 }
 
-// Host floats -> t, converted to t's dtype (f32 or bf16).
+// Host floats -> t, converted to t's dtype (f32, bf16, or i32: NaN poisons it as INT32_MIN).
 inline void upload(Backend& be, const Tensor& t, const std::vector<float>& v) {
   TL_CHECK(int64_t(v.size()) == t.numel(), "test: ", v.size(), " values for ", t.str());
   if (t.dtype == DType::F32) return be.upload(t, v.data());
+  if (t.dtype == DType::I32) {
+    std::vector<int32_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i)
+      h[i] = std::isnan(v[i]) ? std::numeric_limits<int32_t>::min() : int32_t(v[i]);
+    return be.upload(t, h.data());
+  }
   TL_CHECK(t.dtype == DType::BF16, "test: cannot upload floats to ", t.str());
   std::vector<uint16_t> h(v.size());
   for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
@@ -48,6 +54,10 @@ inline std::vector<float> download(Backend& be, const Tensor& t) {
   std::vector<float> v(static_cast<size_t>(t.numel()));
   if (t.dtype == DType::F32) {
     be.download(v.data(), t);
+  } else if (t.dtype == DType::I32) {  // ids: exact as floats below 2^24
+    std::vector<int32_t> h(v.size());
+    be.download(h.data(), t);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = float(h[i]);
   } else {
     TL_CHECK(t.dtype == DType::BF16, "test: cannot download floats from ", t.str());
     std::vector<uint16_t> h(v.size());

@@ -192,6 +192,53 @@ TEST(Decode, CachedLogitsEqualTheFullForward) {
   EXPECT_TRUE(ckpt_test::has(msg, "outside the cache")) << msg;
 }
 
+// forward_argmax gives the first maximum of the logits forward() gives, for every token (no
+// pick), for picked tokens, and for one-token decode steps; a tie goes to the lower id.
+TEST(Decode, ArgmaxIdsAreTheFirstMaximumOfTheLogits) {
+  DecModel m;
+  const int B = 3, T = 6, V = m.cfg.vocab_size;
+  std::vector<int32_t> tokens(size_t(B * T));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 5 + 1) % size_t(V));
+  auto first_max = [&](const float* z) { return int32_t(std::max_element(z, z + V) - z); };
+  for (int mode = 0; mode < 3; ++mode) {  // 0: every token, 1: picked, 2: decode steps
+    LlamaInference a(*m.model, B, T), b(*m.model, B, T);
+    std::vector<int32_t> pos(B, 0), pick{5, 0, 3}, ids(size_t(B * T), -1);
+    std::vector<float> logits(size_t(B * T) * size_t(V));
+    if (mode < 2) {
+      const int32_t* pk = mode == 1 ? pick.data() : nullptr;
+      a.forward(tokens.data(), T, pos.data(), pk, logits.data());
+      b.forward_argmax(tokens.data(), T, pos.data(), pk, ids.data());
+      const int n = mode == 1 ? B : B * T;
+      for (int r = 0; r < n; ++r)
+        EXPECT_EQ(ids[size_t(r)], first_max(logits.data() + size_t(r) * size_t(V)))
+            << "mode " << mode << " row " << r;
+      for (int r = n; r < B * T; ++r) EXPECT_EQ(ids[size_t(r)], -1) << "written past the rows";
+      continue;
+    }
+    std::vector<int32_t> one(B), zero(B, 0);
+    for (int t = 0; t < T; ++t) {
+      for (int i = 0; i < B; ++i) {
+        one[size_t(i)] = tokens[size_t(i * T + t)];
+        pos[size_t(i)] = t;
+      }
+      a.forward(one.data(), 1, pos.data(), zero.data(), logits.data());
+      b.forward_argmax(one.data(), 1, pos.data(), zero.data(), ids.data());
+      for (int i = 0; i < B; ++i)
+        EXPECT_EQ(ids[size_t(i)], first_max(logits.data() + size_t(i) * size_t(V)))
+            << "t=" << t << " row " << i;
+    }
+  }
+  // The op itself: ties and one column, on the backend directly.
+  std::vector<float> x{1, 3, 3, 2, 5, 5, 7, 7, 7, -1, 7, 7};
+  std::vector<int32_t> got(4, -1);
+  m.be->argmax_rows(dec_t(got, {4}), dec_t(x, {4, 3}));
+  EXPECT_EQ(got, (std::vector<int32_t>{1, 1, 0, 1}));
+  std::vector<int32_t> bad(3);
+  const std::string msg =
+      ckpt_test::error_of([&] { m.be->argmax_rows(dec_t(bad, {3}), dec_t(x, {4, 3})); });
+  EXPECT_TRUE(ckpt_test::has(msg, "argmax_rows")) << msg;
+}
+
 // Greedy generation with the cache equals the uncached reference token for token, for
 // prompts of different lengths run as one batch, with and without a chunked prefill.
 TEST(Decode, BatchedCachedGreedyEqualsUncached) {

@@ -120,6 +120,9 @@ class Backend {
   // targets[N] (i32), each in [0, V).
   virtual void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight,
                             Tensor targets) = 0;
+  // ids[N] (i32) = the first index of the maximum of x[N,V] (act): greedy decoding on the
+  // device, so N ids come back to the host instead of N x V logits.
+  virtual void argmax_rows(Tensor ids, Tensor x) = 0;
 
   // ---- optimizer, over flat f32 arrays ----
   // out[1] (f32) = sum of g[P]^2

@@ -96,11 +96,18 @@ std::vector<std::vector<int>> generate_batch(LlamaModel& model,
   std::vector<char> done(static_cast<size_t>(B), 0);
   toks.assign(size_t(B), 0);
   std::fill(pick.begin(), pick.end(), 0);
+  // Greedy decode steps take the argmax on the device (forward_argmax): the ids sample_token
+  // would pick, without the [B,V] logits download. The first token comes from the prefill's.
+  const bool greedy = opts.sampling.temperature <= 0;
+  std::vector<int32_t> next(size_t(B), 0);
   for (bool first = true;; first = false) {
     int active = 0;
     for (int b = 0; b < B; ++b) {
       if (done[size_t(b)]) continue;
-      const int id = sample_token(logits.data() + size_t(b) * V, V, opts.sampling, rngs[size_t(b)]);
+      const int id =
+          greedy && !first
+              ? next[size_t(b)]
+              : sample_token(logits.data() + size_t(b) * V, V, opts.sampling, rngs[size_t(b)]);
       if (id == opts.stop_id) {
         done[size_t(b)] = 1;
         continue;
@@ -121,7 +128,10 @@ std::vector<std::vector<int>> generate_batch(LlamaModel& model,
       pos[size_t(b)] = done[size_t(b)] ? 0 : cur[size_t(b)]++;
       if (done[size_t(b)]) toks[size_t(b)] = 0;
     }
-    inf.forward(toks.data(), 1, pos.data(), pick.data(), logits.data());
+    if (greedy)
+      inf.forward_argmax(toks.data(), 1, pos.data(), pick.data(), next.data());
+    else
+      inf.forward(toks.data(), 1, pos.data(), pick.data(), logits.data());
     ++st.steps;
   }
   st.decode_seconds = decode_timer.seconds();

@@ -34,6 +34,7 @@ struct LlamaInference::State {
   Tensor last;                  // act [B,C]: the picked rows
   Tensor logits_act;            // act [R,V], R = max(B, kHeadRows)
   Tensor logits_f32;            // f32 [R,V]
+  Tensor argmax;                // i32 [R]: greedy ids of logits_act's rows
 
   // B: the rows of this call; B_all: the cache's rows (the picked rows and head chunk).
   void carve(const ModelConfig& c, int B, int B_all, int Tn_, DType act,
@@ -54,6 +55,7 @@ struct LlamaInference::State {
     last = take(act, {B_all, C});
     logits_act = take(act, {R, c.vocab_size});
     logits_f32 = take(DType::F32, {R, c.vocab_size});
+    argmax = take(DType::I32, {R});
   }
 };
 
@@ -133,8 +135,46 @@ void LlamaInference::logits_of_rows(Tensor x, int64_t rows, float* logits) {
   }
 }
 
+void LlamaInference::argmax_of_rows(Tensor x, int64_t rows, int32_t* ids) {
+  Backend& be = model_.backend();
+  const int64_t R = s_->logits_act.dim(0);
+  for (int64_t r0 = 0; r0 < rows; r0 += R) {
+    const int64_t n = std::min(R, rows - r0);
+    Tensor z = s_->logits_act.rows(0, n), best = s_->argmax.rows(0, n);
+    be.matmul_forward(z, x.rows(r0, r0 + n), w(ParamKind::Head));
+    be.argmax_rows(best, z);
+    be.download(ids + r0, best);
+  }
+}
+
 void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
                              float* logits, int rows, int row0) {
+  const int B = run_layers(tokens, Tn, pos, pick, rows, row0);
+  if (!logits) return;
+  if (!pick) return logits_of_rows(s_->xn, int64_t(B) * Tn, logits);
+  logits_of_rows(picked(B, Tn, pick), B, logits);
+}
+
+void LlamaInference::forward_argmax(const int32_t* tokens, int Tn, const int32_t* pos,
+                                    const int32_t* pick, int32_t* ids, int rows, int row0) {
+  TL_CHECK(ids, "inference: forward_argmax needs an output for the ids");
+  const int B = run_layers(tokens, Tn, pos, pick, rows, row0);
+  if (!pick) return argmax_of_rows(s_->xn, int64_t(B) * Tn, ids);
+  argmax_of_rows(picked(B, Tn, pick), B, ids);
+}
+
+Tensor LlamaInference::picked(int B, int Tn, const int32_t* pick) {
+  if (Tn == 1) return s_->xn.rows(0, B);
+  Backend& be = model_.backend();
+  for (int b = 0; b < B; ++b) {
+    const int64_t r = int64_t(b) * Tn + pick[b];
+    be.copy(s_->last.rows(b, b + 1), s_->xn.rows(r, r + 1));
+  }
+  return s_->last.rows(0, B);
+}
+
+int LlamaInference::run_layers(const int32_t* tokens, int Tn, const int32_t* pos,
+                               const int32_t* pick, int rows, int row0) {
   const ModelConfig& c = model_.config();
   TL_CHECK(Tn > 0, "inference: Tn must be positive, got ", Tn);
   const int B = rows > 0 ? rows : B_ - row0;
@@ -181,15 +221,7 @@ void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, 
     be.add_rmsnorm_forward(s.res0, s.xn, s.rstd, s.res1, s.proj,
                            last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1), eps);
   }
-  // xn now holds the final normed hidden states [N,C].
-  if (!logits) return;
-  if (!pick) return logits_of_rows(s.xn, N, logits);
-  if (Tn == 1) return logits_of_rows(s.xn, B, logits);
-  for (int b = 0; b < B; ++b) {
-    const int64_t r = int64_t(b) * Tn + pick[b];
-    be.copy(s.last.rows(b, b + 1), s.xn.rows(r, r + 1));
-  }
-  logits_of_rows(s.last.rows(0, B), B, logits);
+  return B;  // xn now holds the final normed hidden states [N,C]
 }
 
 Tensor LlamaInference::hidden() const {

@@ -35,6 +35,11 @@ class LlamaInference {
   // can prefill some rows while others sit between decode steps.
   void forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
                float* logits, int rows = 0, int row0 = 0);
+  // forward() for greedy decoding: ids (host i32) gets the argmax of the logits forward()
+  // would return (the first index of the maximum), [B] with pick, [B,Tn] without; only the
+  // ids leave the device.
+  void forward_argmax(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
+                      int32_t* ids, int rows = 0, int row0 = 0);
   // act [rows * Tn, C] on the device: the last forward's final-norm output (the head's
   // input), row b's token t at b * Tn + t. Valid until the next forward.
   Tensor hidden() const;
@@ -51,7 +56,12 @@ class LlamaInference {
   struct State;
   void ensure_acts(int rows, int Tn);
   Tensor w(ParamKind k, int layer = -1) const;                 // compute-dtype weight view
+  // The layers of forward(); returns the rows of the call (B). Leaves xn = the final norm.
+  int run_layers(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick, int rows,
+                 int row0);
+  Tensor picked(int B, int Tn, const int32_t* pick);            // act [B,C]: pick[b] of row b
   void logits_of_rows(Tensor x, int64_t rows, float* logits);  // x[rows,C] -> host [rows,V]
+  void argmax_of_rows(Tensor x, int64_t rows, int32_t* ids);   // x[rows,C] -> host ids[rows]
 
   LlamaModel& model_;
   int B_, max_len_;

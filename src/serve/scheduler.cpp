@@ -324,8 +324,11 @@ void Scheduler::prefill_step() {
 }
 
 bool Scheduler::take_token(Seq& s, const float* logits) {
+  return emit_token(s, sample_token(logits, V_, s.spec->sampling, s.rng), logits);
+}
+
+bool Scheduler::emit_token(Seq& s, int id, const float* logits) {
   const SeqSpec& sp = *s.spec;
-  const int id = sample_token(logits, V_, sp.sampling, s.rng);
   ++s.generated;
   s.last = id;
   Finish f = Finish::None;
@@ -353,11 +356,27 @@ void Scheduler::decode_step() {
     toks[size_t(r)] = rows_[size_t(r)]->last;
     pos[size_t(r)] = rows_[size_t(r)]->len;
   }
-  inf_.forward(toks.data(), 1, pos.data(), nullptr, logits_.data(), n);
+  // Every live row greedy and without logprobs: the argmax is taken on the device and only
+  // n ids come back (the same ids: sample_token's greedy pick is the first maximum too).
+  bool greedy = true;
+  for (int r = 0; r < n && greedy; ++r) {
+    const Seq& s = *rows_[size_t(r)];
+    greedy = s.done || (s.spec->sampling.temperature <= 0 && s.spec->top_logprobs < 0);
+  }
+  if (greedy) {
+    greedy_ids_.resize(size_t(n));
+    inf_.forward_argmax(toks.data(), 1, pos.data(), nullptr, greedy_ids_.data(), n);
+  } else {
+    inf_.forward(toks.data(), 1, pos.data(), nullptr, logits_.data(), n);
+  }
   for (int r = 0; r < n; ++r) {
     Seq& s = *rows_[size_t(r)];
     ++s.len;
-    if (!s.done) take_token(s, logits_.data() + size_t(r) * V_);
+    if (s.done) continue;
+    if (greedy)
+      emit_token(s, greedy_ids_[size_t(r)], nullptr);
+    else
+      take_token(s, logits_.data() + size_t(r) * V_);
   }
   compact();
 }

@@ -76,6 +76,9 @@ class Scheduler {
   void publish_gauges();
   // Samples the next token of s from logits[V] and publishes it; false when s ended.
   bool take_token(Seq& s, const float* logits);
+  // Publishes token id as s's next; logits[V] (null when s wants no logprobs) give its
+  // logprobs. false when s ended.
+  bool emit_token(Seq& s, int id, const float* logits);
 
   SchedulerOptions opts_;
   Metrics* metrics_;
@@ -96,6 +99,7 @@ class Scheduler {
   int group_pos_ = 0;                    // prompt positions the group has filled
   int64_t reserved_ = 0;                 // KV positions of admitted sequences
   std::vector<float> logits_;            // host logits of the largest call
+  std::vector<int32_t> greedy_ids_;      // [max_batch]: a decode step's ids when all are greedy
   std::thread thread_;
 };
 

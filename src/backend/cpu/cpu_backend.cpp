@@ -430,6 +430,18 @@ class CpuBackend final : public Backend {
                       targets.ptr<int32_t>(), logp.numel(), C, V);
   }
 
+  void argmax_rows(Tensor ids, Tensor x) override {
+    const char* op = "argmax_rows";
+    check_f32(op, "x", x);
+    check_rows(op, "x", x);
+    TL_CHECK(x.ndim() >= 1 && x.shape[x.ndim() - 1] > 0, op, ": x must be [N, V] with V > 0, got ",
+             x.str());
+    check_cpu(op, "ids", ids, DType::I32);
+    check_shape(op, "ids", ids, leading(x.shape));
+    ThreadScope ts(threads_);
+    cpu::argmax_rows(ids.ptr<int32_t>(), x.ptr<float>(), ids.numel(), x.shape[x.ndim() - 1]);
+  }
+
   // ---- optimizer ----
   void sum_squares(Tensor out, Tensor g) override {
     check_f32("sum_squares", "out", out);

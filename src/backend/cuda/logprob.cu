@@ -71,7 +71,65 @@ __global__ void logprob_kernel(const bf16* logits, float* logp, int32_t* greedy,
   greedy[row] = total.arg == t ? 1 : 0;
 }
 
+// Block = one row x = logits[row, :V] -> ids[row], its first maximum. A thread takes the
+// first value it sees, then only strictly larger ones (its slices are in index order); the
+// merges keep the lower index of equal maxima. Rows of -inf still give a valid index.
+struct Best {
+  float m;
+  int arg;
+};
+__device__ __forceinline__ Best better(Best a, Best b) {
+  return a.m > b.m ? a : b.m > a.m ? b : (a.arg < b.arg ? a : b);
+}
+
+template <int W>
+__global__ void argmax_kernel(const bf16* logits, int32_t* ids, int V) {
+  __shared__ Best shared[kWarp];
+  const int64_t row = blockIdx.x;
+  const bf16* z = logits + row * V;
+  Best acc{-INFINITY, V};
+  for (int c = threadIdx.x * W; c < V; c += blockDim.x * W) {
+    const Vec<bf16, W> v = load_vec<W>(z + c);
+#pragma unroll
+    for (int e = 0; e < W; ++e) {
+      const float x = to_f32(v.v[e]);
+      if (acc.arg == V || x > acc.m) acc = {x, c + e};
+    }
+  }
+#pragma unroll
+  for (int o = kWarp / 2; o > 0; o /= 2)
+    acc = better(acc, {__shfl_xor_sync(0xffffffffu, acc.m, o),
+                       __shfl_xor_sync(0xffffffffu, acc.arg, o)});
+  if (threadIdx.x % kWarp == 0) shared[threadIdx.x / kWarp] = acc;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  Best total = shared[0];
+  for (int w = 1; w < int(blockDim.x / kWarp); ++w) total = better(total, shared[w]);
+  ids[row] = total.arg;
+}
+
 }  // namespace
+
+void argmax_rows(Tensor ids, Tensor logits, cudaStream_t stream) {
+  const char* op = "argmax_rows";
+  check_cuda(op, "x", logits, DType::BF16);
+  check_rows(op, "x", logits);
+  TL_CHECK(logits.ndim() >= 1 && logits.shape[logits.ndim() - 1] > 0, op,
+           ": x must be [N, V] with V > 0, got ", logits.str());
+  const int64_t V64 = logits.shape[logits.ndim() - 1], n = logits.numel() / V64;
+  check_int_range(op, "V", V64);
+  check_int_range(op, "rows", n);
+  const int V = int(V64);
+  check_cuda(op, "ids", ids, DType::I32);
+  check_shape(op, "ids", ids, leading(logits.shape));
+  if (n == 0) return;
+  constexpr int kThreads = 512;
+  if (V % 8 == 0 && aligned16(logits.data))
+    argmax_kernel<8><<<unsigned(n), kThreads, 0, stream>>>(logits.ptr<bf16>(), ids.ptr<int32_t>(), V);
+  else
+    argmax_kernel<1><<<unsigned(n), kThreads, 0, stream>>>(logits.ptr<bf16>(), ids.ptr<int32_t>(), V);
+  TL_CUDA_LAUNCH_CHECK();
+}
 
 void logprob_rows(Tensor logp, Tensor greedy, Tensor logits, Tensor targets, cudaStream_t stream) {
   const char* op = "head_logprob";

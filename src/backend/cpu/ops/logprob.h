@@ -36,4 +36,14 @@ void head_logprob(T* logp, int32_t* greedy, const T* x, const T* weight, const i
   }
 }
 
+// ids: (N) = the first index of the maximum of each row of x: (N, V).
+template <class T>
+void argmax_rows(int32_t* ids, const T* x, int64_t N, int64_t V) {
+#pragma omp parallel for if (worth_threads(N * V)) schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* xi = x + i * V;
+    ids[i] = int32_t(std::max_element(xi, xi + V) - xi);
+  }
+}
+
 }  // namespace tl::cpu
