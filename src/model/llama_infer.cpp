@@ -123,28 +123,34 @@ void LlamaInference::ensure_acts(int rows, int Tn) {
   });
 }
 
-void LlamaInference::logits_of_rows(Tensor x, int64_t rows, float* logits) {
-  Backend& be = model_.backend();
-  const int64_t V = model_.config().vocab_size, R = s_->logits_act.dim(0);
+void LlamaInference::head_chunks(Tensor x, int64_t rows,
+                                 const std::function<void(Tensor z, int64_t r0)>& use) {
+  const int64_t R = s_->logits_act.dim(0);
   for (int64_t r0 = 0; r0 < rows; r0 += R) {
     const int64_t n = std::min(R, rows - r0);
-    Tensor z = s_->logits_act.rows(0, n), zf = s_->logits_f32.rows(0, n);
-    be.matmul_forward(z, x.rows(r0, r0 + n), w(ParamKind::Head));
+    Tensor z = s_->logits_act.rows(0, n);
+    model_.backend().matmul_forward(z, x.rows(r0, r0 + n), w(ParamKind::Head));
+    use(z, r0);
+  }
+}
+
+void LlamaInference::logits_of_rows(Tensor x, int64_t rows, float* logits) {
+  Backend& be = model_.backend();
+  const int64_t V = model_.config().vocab_size;
+  head_chunks(x, rows, [&](Tensor z, int64_t r0) {
+    Tensor zf = s_->logits_f32.rows(0, z.dim(0));
     be.convert(zf, z);
     be.download(logits + r0 * V, zf);
-  }
+  });
 }
 
 void LlamaInference::argmax_of_rows(Tensor x, int64_t rows, int32_t* ids) {
   Backend& be = model_.backend();
-  const int64_t R = s_->logits_act.dim(0);
-  for (int64_t r0 = 0; r0 < rows; r0 += R) {
-    const int64_t n = std::min(R, rows - r0);
-    Tensor z = s_->logits_act.rows(0, n), best = s_->argmax.rows(0, n);
-    be.matmul_forward(z, x.rows(r0, r0 + n), w(ParamKind::Head));
+  head_chunks(x, rows, [&](Tensor z, int64_t r0) {
+    Tensor best = s_->argmax.rows(0, z.dim(0));
     be.argmax_rows(best, z);
     be.download(ids + r0, best);
-  }
+  });
 }
 
 void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,

@@ -8,6 +8,7 @@
 // valid id, and those padding positions are simply overwritten later.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "model/llama.h"
@@ -55,11 +56,13 @@ class LlamaInference {
  private:
   struct State;
   void ensure_acts(int rows, int Tn);
-  Tensor w(ParamKind k, int layer = -1) const;                 // compute-dtype weight view
+  Tensor w(ParamKind k, int layer = -1) const;  // compute-dtype weight view
   // The layers of forward(); returns the rows of the call (B). Leaves xn = the final norm.
   int run_layers(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick, int rows,
                  int row0);
-  Tensor picked(int B, int Tn, const int32_t* pick);            // act [B,C]: pick[b] of row b
+  Tensor picked(int B, int Tn, const int32_t* pick);  // act [B,C]: pick[b] of row b
+  // The head over x[rows,C] in chunks of logits_act's rows: use(z [n,V] act, first row).
+  void head_chunks(Tensor x, int64_t rows, const std::function<void(Tensor z, int64_t r0)>& use);
   void logits_of_rows(Tensor x, int64_t rows, float* logits);  // x[rows,C] -> host [rows,V]
   void argmax_of_rows(Tensor x, int64_t rows, int32_t* ids);   // x[rows,C] -> host ids[rows]
 
