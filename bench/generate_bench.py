@@ -8,8 +8,11 @@ Model: --checkpoint, or the TinyLlama-1.1B shape with random weights (`tinyllama
 --seed 0`), exported to Hugging Face in bf16. Prompts: random ids in [3, vocab), one per
 row. Both sides: bf16 on one GPU, greedy, exactly --new tokens per row (EOS ignored),
 KV cache. Timed: the whole generation call after the model is loaded (ours: prefill +
-decode as the binary reports it; transformers: model.generate after one warm-up call,
-default dynamic cache, sdpa attention, eager PyTorch).
+decode as the binary reports it; transformers: model.generate after a warm-up call of the
+same shape). transformers runs in its strongest configuration by default (--hf static): a
+static KV cache (`cache_implementation="static"`), whose decode step generate compiles with
+torch.compile (`CompileConfig(fullgraph=True, mode="reduce-overhead")`: Inductor kernels
+replayed as CUDA graphs), sdpa attention; --hf dynamic is the eager dynamic-cache path.
 tokens/s = batch x new tokens / seconds. Prints a markdown table (for bench/RESULTS.md) and
 writes WORK/generate_bench.json.
 """
@@ -48,16 +51,27 @@ def ours(binary, ckpt, prompts, n_new, work, tag):
 
 
 @torch.no_grad()
-def theirs(model, prompts, n_new):
+def theirs(model, prompts, n_new, mode):
     ids = torch.tensor(prompts, dtype=torch.long, device="cuda")
     kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n_new,
               min_new_tokens=n_new, pad_token_id=0)
-    model.generate(ids, **{**kw, "max_new_tokens": 8, "min_new_tokens": 8})  # warm-up
+    compiled = "no"
+    if mode == "static":
+        if getattr(transformers, "CompileConfig", None) is None:
+            raise SystemExit("this transformers has no CompileConfig: use --hf dynamic")
+        # The static cache is sized prompt + new: the warm-up (which compiles) has the timed shape.
+        kw["cache_implementation"] = "static"
+        kw["compile_config"] = transformers.CompileConfig(fullgraph=True, mode="reduce-overhead")
+        model.generate(ids, **kw)
+        # generate keeps its compiled decode step in _compiled_call (transformers >= 4.48).
+        compiled = "yes" if getattr(model, "_compiled_call", None) is not None else "unknown"
+    else:
+        model.generate(ids, **{**kw, "max_new_tokens": 8, "min_new_tokens": 8})  # warm-up
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     out = model.generate(ids, **kw)
     torch.cuda.synchronize()
-    return time.perf_counter() - t0, out[:, ids.shape[1]:].tolist()
+    return time.perf_counter() - t0, out[:, ids.shape[1]:].tolist(), compiled
 
 
 def main():
@@ -68,6 +82,8 @@ def main():
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--new", type=int, default=512)
+    ap.add_argument("--hf", choices=["static", "dynamic"], default="static",
+                    help="transformers' cache: static + compiled decode step (strongest), or dynamic eager")
     a = ap.parse_args()
     binary = os.path.abspath(a.binary)
     os.makedirs(a.work, exist_ok=True)
@@ -96,13 +112,15 @@ def main():
     rng = np.random.default_rng(0)
     for B in a.batches:
         prompts = rng.integers(3, vocab, size=(B, a.prompt_len)).tolist()
-        secs, ids = theirs(model, prompts, a.new)
+        secs, ids, compiled = theirs(model, prompts, a.new, a.hf)
         mine = next(r for r in rows if r["impl"] == "tinyllama generate" and r["batch"] == B)
         same = sum(x == y for x, y in zip(np.array(ids).ravel(), np.array(mine["ids"]).ravel()))
-        rows.append(dict(impl=f"transformers {transformers.__version__} generate", batch=B,
+        how = "static cache, compiled" if a.hf == "static" else "dynamic cache, eager"
+        rows.append(dict(impl=f"transformers {transformers.__version__} generate ({how})", batch=B,
                          seconds=secs, tokens_per_s=B * a.new / secs, decode_tokens_per_s=None,
                          prefill_ms=None, ids=None,
-                         agree=f"{100.0 * same / (B * a.new):.0f}% of ids equal to ours (bf16, random weights)"))
+                         agree=f"compiled: {compiled}; {100.0 * same / (B * a.new):.0f}% of ids equal to ours "
+                               "(bf16, random weights)"))
     print(f"\n{gpu}, torch {torch.__version__}; model {os.path.basename(ckpt)}; prompt {a.prompt_len}, "
           f"{a.new} new tokens per row, greedy, bf16\n")
     print("| implementation | batch | seconds | tokens/s | decode tokens/s | prefill ms | note |")

@@ -5,6 +5,8 @@
 #   tokcheck          exported tokenizer.json through transformers' AutoTokenizer (#14)
 #   evalbench         bench/eval_bench.sh: eval --task hellaswag vs a transformers loop (#12)
 #   evaltests         build tinyllama_tests and run Eval* on the GPU
+#   tests:FILTER      tinyllama_tests with that gtest filter (and tinyllama_serve_tests' *Cuda*)
+#   genbench          bench/generate_bench.sh: generate vs transformers (static cache, compiled)
 #   servebench        bench/serve_bench.sh: scheduler decode tokens/s (#13)
 #   fp8gemm           FP8 vs bf16 on the step's linear GEMMs (#16)
 #   ours | ours@VAR=VAL[,VAR=VAL]   tinyllama bench, 1.1B, micro-batch 8 x 2048 (with levers)
@@ -51,13 +53,28 @@ if [[ " $* " == *" golden "* ]]; then  # CPU work: beside the build, not beside 
   golden_pid=$!
 fi
 
+# cpp-httplib for the HTTP server where pkg-config has none: Debian's package unpacked into
+# .carry/httplib (headers, libcpp-httplib.so and the brotli libraries it needs at run time).
+HTTPLIB_ROOT=""
+if [ -f .carry/httplib/include/httplib.h ]; then
+  HTTPLIB_ROOT=$PWD/.carry/httplib
+  export LD_LIBRARY_PATH="$HTTPLIB_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
 echo "== build"
 t0=$(date +%s)
 targets="tinyllama tinyllama_fp8_gemm_bench"
 # The test binaries too when they will run, so no compile overlaps a timed step.
-[[ " $* " == *" evaltests "* ]] && targets="$targets tinyllama_tests tinyllama_serve_tests"
-cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
-  cmake --build "$BUILD" -j "$(nproc)" --target $targets >>"$OUT/build.log" 2>&1 ||
+[[ " $* " == *" evaltests "* || " $* " == *" tests:"* ]] && targets="$targets tinyllama_tests tinyllama_serve_tests"
+[[ " $* " == *" servebench "* ]] && targets="$targets tinyllama_serve_bench"
+build() {
+  cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release \
+    ${HTTPLIB_ROOT:+-DTL_HTTPLIB_ROOT=$HTTPLIB_ROOT} >>"$OUT/build.log" 2>&1 &&
+    cmake --build "$BUILD" -j "$(nproc)" --target $targets >>"$OUT/build.log" 2>&1
+}
+build || { [ -n "$HTTPLIB_ROOT" ] && echo "build with the carried cpp-httplib failed; again without" &&
+           (grep -E "error" "$OUT/build.log" | head -5 || true) && HTTPLIB_ROOT="" &&
+           BUILD="$BUILD-nohttp" && build; } ||
   { echo "build failed"; grep -E "error" "$OUT/build.log" | head -40; kill $smi_pid
     [ -n "$golden_pid" ] && wait $golden_pid && (cd "$OUT" && tar -cf eval_golden.tar eval_golden)
     exit 1; }
@@ -96,6 +113,26 @@ for step in "$@"; do
         --gtest_color=no >>"$OUT/evaltests.log" 2>&1 || status=1
       grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" "$OUT/evaltests.log" | tail -20
       ;;
+    tests:*)
+      fits 60 "$step" || continue
+      filter=${step#tests:}
+      echo "== GPU tests: $filter, serve *Cuda*"
+      left=$(( DEADLINE - $(date +%s) )); (( left > 300 )) && left=300
+      TL_SHARED_DIR="$(dirname "$DATA")" timeout $left stdbuf -oL "$BUILD/tinyllama_tests" \
+        --gtest_filter="$filter" --gtest_color=no >"$OUT/tests.log" 2>&1 || status=1
+      TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_serve_tests" --gtest_filter='*Cuda*' \
+        --gtest_color=no >>"$OUT/tests.log" 2>&1 || status=1
+      grep -E "^\[  (FAILED|PASSED|SKIPPED) |tokens/s|tests ran" "$OUT/tests.log" | tail -20
+      ;;
+    genbench)
+      fits 240 genbench || continue
+      echo "== generate vs transformers generate (static cache, compiled)"
+      mark "genbench_start"
+      BUILD="$BUILD" WORK=/tmp/gen_bench timeout 420 bash bench/generate_bench.sh --batches 1 32 \
+        --new 256 >"$OUT/genbench.log" 2>&1 || status=1
+      mark "genbench_end"
+      tail -12 "$OUT/genbench.log"
+      ;;
     servebench)
       fits 150 servebench || continue
       echo "== serve bench (scheduler decode, 1.1B)"
@@ -103,7 +140,10 @@ for step in "$@"; do
       OUT=/tmp/serve_bench BUILD="$BUILD" TOKENIZER="$DATA/llama2-tokenizer.model" timeout 240 \
         bash bench/serve_bench.sh >"$OUT/servebench.log" 2>&1 || status=1
       mark "servebench_end"
-      tail -15 "$OUT/servebench.log"
+      for f in /tmp/serve_bench/*.json /tmp/serve_bench/server.log; do
+        [ -f "$f" ] && cp "$f" "$OUT/serve_$(basename "$f")"
+      done
+      tail -22 "$OUT/servebench.log"
       ;;
     tokcheck)
       fits 60 tokcheck || continue

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Server decode benchmark on one GPU, TinyLlama-1.1B shape (random weights), bf16, greedy:
 #  1. the scheduler in-process (no HTTP) at batch 1/8/32/64 beside static batching
-#     (generate_batch), prompt 128, 256 new tokens: tinyllama_serve_bench;
+#     (generate_batch), prompt 128, 256 new tokens: tinyllama_serve_bench; then batch 1 and 32
+#     again with decode steps run op by op instead of replayed as CUDA graphs;
 #  2. when the binary was built with cpp-httplib: `tinyllama serve --device cuda` under
 #     bench/serve_load.py at 32 concurrent streams (the aggregate bar).
 #   bench/serve_bench.sh        (from the repository root on the GPU machine; BUILD=build)
@@ -13,6 +14,9 @@ cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Releas
 cmake --build "$BUILD" -j "$(nproc)" --target tinyllama tinyllama_serve_bench >/dev/null
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json"
+echo "-- the same without recorded decode graphs (TL_DECODE_GRAPHS=0), op by op:"
+TL_DECODE_GRAPHS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
+  --json "$OUT/scheduler_no_graphs.json"
 
 TOKENIZER=${TOKENIZER:-}
 for t in ../shared/data/llama2-tokenizer.model shared/data/llama2-tokenizer.model; do

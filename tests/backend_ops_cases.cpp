@@ -256,7 +256,9 @@ void argmax(std::vector<OpCase>& v) {
     });
     v.back().check = [=](const std::vector<Output>& out) {
       EXPECT_EQ(out[0].values[0], float(a)) << "a tie goes to the first maximum";
-      if (k.N > 1) EXPECT_EQ(out[0].values[1], 0.0f) << "a constant row's argmax is 0";
+      if (k.N > 1) {
+        EXPECT_EQ(out[0].values[1], 0.0f) << "a constant row's argmax is 0";
+      }
     };
   }
 }

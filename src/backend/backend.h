@@ -11,6 +11,8 @@
 // - "+=" outputs accumulate (gradients across micro-batches); "=" outputs are overwritten.
 // - Every op checks its preconditions and throws tl::Error naming the op and the tensor.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -133,6 +135,22 @@ class Backend {
   // If params_compute is not empty it receives the updated parameters in its dtype.
   virtual void adamw_update(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor params_compute,
                             Tensor grad_norm_sq, const AdamWArgs& args) = 0;
+
+  // ---- recorded op sequences (optional; CUDA graphs) ----
+  // A replayable copy of the ops a function enqueues, with the pointers, sizes and scalars
+  // they were given: replaying skips the per-op host work and launches (~220 a decode step).
+  class Recording {
+   public:
+    virtual ~Recording() = default;
+    virtual void replay() = 0;  // enqueues the recorded ops again
+  };
+  // Runs nothing on the device: records what ops() enqueues. nullptr where the backend
+  // cannot record (the CPU backend; the CUDA backend while profiling): run ops() instead.
+  // ops() must not download, synchronize or grow an op's scratch (run it once unrecorded
+  // first, so scratch has its size). A recording is valid while recording_epoch() is
+  // unchanged: the epoch moves whenever the backend frees memory a recording could point to.
+  virtual std::unique_ptr<Recording> record(const std::function<void()>& ops) { return nullptr; }
+  virtual uint64_t recording_epoch() const { return 0; }
 
   // ---- profiling and memory (optional) ----
   // While on, ops are timed on the device by category: "matmul", "attention",

@@ -1,15 +1,39 @@
 #include "model/llama_infer.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
+#include <map>
+#include <tuple>
 #include <vector>
+
+#include "core/log.h"
 
 namespace tl {
 
 namespace {
 size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
 constexpr int64_t kHeadRows = 128;  // logits rows per head GEMM when every token's are wanted
+// A decode step reads keys up to the next multiple of this (each row's own length masks the
+// rest), so one recorded graph serves this many consecutive steps.
+constexpr int kKeyBucket = 256;
+constexpr size_t kMaxGraphs = 64;  // recorded decode steps kept (least recently used go)
 }  // namespace
+
+// Recorded decode steps by (rows, first row, key bucket, head output). They hold device
+// pointers: valid while the arena, the weights and the backend's memory epoch stay put.
+struct LlamaInference::Graphs {
+  struct Entry {
+    std::unique_ptr<Backend::Recording> rec;
+    int seen = 0;           // unrecorded runs so far
+    uint64_t last_use = 0;  // for eviction
+  };
+  std::map<std::tuple<int, int, int, int>, Entry> entries;
+  uint64_t epoch = 0, clock = 0;
+  const void* arena = nullptr;
+  const void* weights = nullptr;
+};
 
 // Shapes: B rows, Tn new tokens per row, N = B*Tn, C dim, Q qkv width, I ffn dim, V vocab,
 // KD = K * head_dim. act = the backend's compute dtype.
@@ -60,7 +84,13 @@ struct LlamaInference::State {
 };
 
 LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
-    : model_(model), B_(batch), max_len_(max_len), s_(std::make_unique<State>()) {
+    : model_(model),
+      B_(batch),
+      max_len_(max_len),
+      s_(std::make_unique<State>()),
+      graphs_(std::make_unique<Graphs>()) {
+  const char* env = std::getenv("TL_DECODE_GRAPHS");
+  graphs_on_ = !(env && std::strcmp(env, "0") == 0);
   const ModelConfig& c = model_.config();
   TL_CHECK(batch > 0, "inference: batch must be positive, got ", batch);
   TL_CHECK(max_len > 0 && max_len <= c.max_seq_len, "inference: max_len ", max_len,
@@ -155,6 +185,9 @@ void LlamaInference::argmax_of_rows(Tensor x, int64_t rows, int32_t* ids) {
 
 void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
                              float* logits, int rows, int row0) {
+  if (Tn == 1 && logits) {
+    return decode_step(tokens, pos, pick, rows, row0, Head::Logits, logits);
+  }
   const int B = run_layers(tokens, Tn, pos, pick, rows, row0);
   if (!logits) return;
   if (!pick) return logits_of_rows(s_->xn, int64_t(B) * Tn, logits);
@@ -164,6 +197,9 @@ void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, 
 void LlamaInference::forward_argmax(const int32_t* tokens, int Tn, const int32_t* pos,
                                     const int32_t* pick, int32_t* ids, int rows, int row0) {
   TL_CHECK(ids, "inference: forward_argmax needs an output for the ids");
+  if (Tn == 1) {
+    return decode_step(tokens, pos, pick, rows, row0, Head::Argmax, ids);
+  }
   const int B = run_layers(tokens, Tn, pos, pick, rows, row0);
   if (!pick) return argmax_of_rows(s_->xn, int64_t(B) * Tn, ids);
   argmax_of_rows(picked(B, Tn, pick), B, ids);
@@ -179,8 +215,73 @@ Tensor LlamaInference::picked(int B, int Tn, const int32_t* pick) {
   return s_->last.rows(0, B);
 }
 
+void LlamaInference::decode_step(const int32_t* tokens, const int32_t* pos, const int32_t* pick,
+                                 int rows, int row0, Head head, void* out) {
+  const Call call = start(tokens, 1, pos, pick, rows, row0);
+  const int B = call.B;
+  const int kv = std::min(max_len_, (call.kv_len + kKeyBucket - 1) / kKeyBucket * kKeyBucket);
+  Backend& be = model_.backend();
+  State& s = *s_;
+  const auto ops = [&] {  // device work only: recordable
+    layers(B, 1, kv, row0);
+    Tensor z = s.logits_act.rows(0, B);  // B <= the cache's rows <= logits_act's
+    be.matmul_forward(z, s.xn.rows(0, B), w(ParamKind::Head));
+    if (head == Head::Argmax)
+      be.argmax_rows(s.argmax.rows(0, B), z);
+    else
+      be.convert(s.logits_f32.rows(0, B), z);
+  };
+
+  Backend::Recording* rec = nullptr;
+  if (graphs_on_) {
+    Graphs& g = *graphs_;
+    const void* weights = model_.compute_params().data;
+    if (g.epoch != be.recording_epoch() || g.arena != s.arena.data() || g.weights != weights) {
+      g.entries.clear();  // some pointer a recording holds may have moved
+      g.epoch = be.recording_epoch();
+      g.arena = s.arena.data();
+      g.weights = weights;
+    }
+    Graphs::Entry& e = g.entries[{B, row0, kv, int(head)}];
+    e.last_use = ++g.clock;
+    if (!e.rec && e.seen++ > 0) {  // seen before, so every scratch has its size: record
+      try {
+        e.rec = be.record(ops);
+      } catch (const Error& err) {
+        log_warn("decode: recording the step as a graph failed, running op by op from now on: ",
+                 err.what());
+      }
+      if (!e.rec) graphs_on_ = false;  // the backend cannot record: don't ask again
+      while (g.entries.size() > kMaxGraphs) {
+        auto lru = g.entries.begin();
+        for (auto it = g.entries.begin(); it != g.entries.end(); ++it)
+          if (it->second.last_use < lru->second.last_use) lru = it;
+        g.entries.erase(lru);
+      }
+    }
+    if (graphs_on_) rec = g.entries[{B, row0, kv, int(head)}].rec.get();
+  }
+  if (rec) {
+    rec->replay();
+    ++replays_;
+  } else {
+    ops();
+  }
+  if (head == Head::Argmax)
+    be.download(out, s.argmax.rows(0, B));
+  else
+    be.download(out, s.logits_f32.rows(0, B));
+}
+
 int LlamaInference::run_layers(const int32_t* tokens, int Tn, const int32_t* pos,
                                const int32_t* pick, int rows, int row0) {
+  const Call call = start(tokens, Tn, pos, pick, rows, row0);
+  layers(call.B, Tn, call.kv_len, row0);
+  return call.B;
+}
+
+LlamaInference::Call LlamaInference::start(const int32_t* tokens, int Tn, const int32_t* pos,
+                                           const int32_t* pick, int rows, int row0) {
   const ModelConfig& c = model_.config();
   TL_CHECK(Tn > 0, "inference: Tn must be positive, got ", Tn);
   const int B = rows > 0 ? rows : B_ - row0;
@@ -202,10 +303,16 @@ int LlamaInference::run_layers(const int32_t* tokens, int Tn, const int32_t* pos
              " is outside the model's vocabulary of ", c.vocab_size);
   ensure_acts(B, Tn);
   Backend& be = model_.backend();
-  State& s = *s_;
-  be.upload(s.tokens, tokens);
-  be.upload(s.pos.rows(0, B), pos);
+  be.upload(s_->tokens, tokens);
+  be.upload(s_->pos.rows(0, B), pos);
+  return {B, kv_len};
+}
 
+void LlamaInference::layers(int B, int Tn, int kv_len, int row0) {
+  const ModelConfig& c = model_.config();
+  Backend& be = model_.backend();
+  State& s = *s_;
+  const int64_t N = int64_t(B) * Tn;
   const int L = c.n_layers, H = c.n_heads, K = c.n_kv_heads;
   const float eps = c.norm_eps;
   const int64_t C = c.dim;
@@ -227,7 +334,6 @@ int LlamaInference::run_layers(const int32_t* tokens, int Tn, const int32_t* pos
     be.add_rmsnorm_forward(s.res0, s.xn, s.rstd, s.res1, s.proj,
                            last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1), eps);
   }
-  return B;  // xn now holds the final normed hidden states [N,C]
 }
 
 Tensor LlamaInference::hidden() const {

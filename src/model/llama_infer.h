@@ -41,6 +41,13 @@ class LlamaInference {
   // ids leave the device.
   void forward_argmax(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
                       int32_t* ids, int rows = 0, int row0 = 0);
+  // Decode steps (Tn == 1 with logits or ids wanted) replay a recorded graph of the whole
+  // step where the backend can record (CUDA graphs): the ~220 launches of a token become one.
+  // A (rows, row0, key bucket, output) is run unrecorded when first seen and recorded when
+  // seen again; results are bit-identical either way. On unless turned off here or by the
+  // environment (TL_DECODE_GRAPHS=0).
+  void set_graphs(bool on) { graphs_on_ = on; }
+  int64_t graph_replays() const { return replays_; }  // decode steps that replayed a graph
   // act [rows * Tn, C] on the device: the last forward's final-norm output (the head's
   // input), row b's token t at b * Tn + t. Valid until the next forward.
   Tensor hidden() const;
@@ -55,11 +62,25 @@ class LlamaInference {
 
  private:
   struct State;
+  struct Graphs;
+  enum class Head { Logits, Argmax };
+  struct Call {
+    int B;       // rows of the call
+    int kv_len;  // keys the longest row reads after this call
+  };
   void ensure_acts(int rows, int Tn);
   Tensor w(ParamKind k, int layer = -1) const;  // compute-dtype weight view
-  // The layers of forward(); returns the rows of the call (B). Leaves xn = the final norm.
+  // Checks a call's arguments, shapes the activations and uploads tokens and positions.
+  Call start(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick, int rows,
+             int row0);
+  // The layers on the device (no host work): leaves xn = the final norm of the call's tokens.
+  void layers(int B, int Tn, int kv_len, int row0);
   int run_layers(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick, int rows,
-                 int row0);
+                 int row0);  // start + layers; returns B
+  // One token per row, head included, recorded and replayed when the backend can; out gets
+  // [B,V] f32 logits or [B] i32 ids.
+  void decode_step(const int32_t* tokens, const int32_t* pos, const int32_t* pick, int rows,
+                   int row0, Head head, void* out);
   Tensor picked(int B, int Tn, const int32_t* pick);  // act [B,C]: pick[b] of row b
   // The head over x[rows,C] in chunks of logits_act's rows: use(z [n,V] act, first row).
   void head_chunks(Tensor x, int64_t rows, const std::function<void(Tensor z, int64_t r0)>& use);
@@ -69,6 +90,9 @@ class LlamaInference {
   LlamaModel& model_;
   int B_, max_len_;
   std::unique_ptr<State> s_;
+  std::unique_ptr<Graphs> graphs_;
+  bool graphs_on_ = true;
+  int64_t replays_ = 0;
 };
 
 }  // namespace tl

@@ -40,6 +40,21 @@ double dense_bf16_peak(int cc_major, int cc_minor, int sm_count) {
   return 0;
 }
 
+// An instantiated CUDA graph, replayed on the stream it was captured from.
+class GraphRecording final : public Backend::Recording {
+ public:
+  GraphRecording(cudaGraphExec_t exec, cudaStream_t stream) : exec_(exec), stream_(stream) {}
+  ~GraphRecording() override {
+    cudaStreamSynchronize(stream_);  // a replay may still be running
+    cudaGraphExecDestroy(exec_);
+  }
+  void replay() override { TL_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : mem_(device) {
@@ -217,6 +232,29 @@ class CudaBackend final : public Backend {
     auto s = prof_->scope(ProfCat::Optimizer);
     gpu::adamw_update(params, grads, m, v, params_compute, grad_norm_sq, args, ctx_.stream);
   }
+
+  // ---- recorded op sequences: CUDA graphs captured from the stream ----
+  std::unique_ptr<Recording> record(const std::function<void()>& ops) override {
+    if (prof_->on()) return nullptr;  // the profiler's events and syncs cannot be captured
+    // Thread-local mode: only this thread's unsafe calls (a sync, a cudaMalloc) break it.
+    TL_CUDA_CHECK(cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeThreadLocal));
+    cudaGraph_t graph = nullptr;
+    try {
+      ops();
+    } catch (...) {
+      cudaStreamEndCapture(ctx_.stream, &graph);  // leave capture mode whatever happened
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    TL_CUDA_CHECK(cudaStreamEndCapture(ctx_.stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    TL_CUDA_CHECK(err);
+    return std::make_unique<GraphRecording>(exec, ctx_.stream);
+  }
+  uint64_t recording_epoch() const override { return mem_.releases(); }
 
   // ---- profiling and memory ----
   void set_profiling(bool on) override { prof_->set(on); }

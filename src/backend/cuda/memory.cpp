@@ -37,6 +37,7 @@ void DeviceMemory::release(void* p) noexcept {
     in_use_ -= it->second;
     sizes_.erase(it);
   }
+  releases_.fetch_add(1);
   cudaFree(p);  // noexcept: an error here (a dying context) has no one to report to
 }
 
@@ -60,6 +61,11 @@ size_t DeviceMemory::device_total() const {
 
 void* Scratch::get(size_t bytes, cudaStream_t stream) {
   if (bytes <= bytes_) return ptr_;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TL_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  TL_CHECK(capture == cudaStreamCaptureStatusNone, "cuda: ", name_, " must grow from ", bytes_,
+           " to ", bytes, " bytes while a graph is being recorded (run the ops once unrecorded "
+           "first)");
   if (ptr_) {
     TL_CUDA_CHECK(cudaStreamSynchronize(stream));
     mem_.release(ptr_);

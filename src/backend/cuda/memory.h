@@ -3,7 +3,9 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <unordered_map>
 
@@ -23,12 +25,16 @@ class DeviceMemory {
   size_t in_use() const;
   size_t peak() const;
   size_t device_total() const;  // cudaMemGetInfo's total, read once
+  // How many blocks have been freed so far: a recorded graph may point into any block, so it
+  // stays valid only while this count is unchanged.
+  uint64_t releases() const { return releases_.load(); }
 
  private:
   int device_;
   mutable std::mutex mu_;
   std::unordered_map<void*, size_t> sizes_;
   size_t in_use_ = 0, peak_ = 0;
+  std::atomic<uint64_t> releases_{0};
   mutable size_t total_ = 0;
 };
 
