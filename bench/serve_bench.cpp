@@ -1,7 +1,10 @@
 // Decode throughput of the server's scheduler (continuous batching, in-process: no HTTP),
 // beside static batching (generate_batch) on the same model, at several batch sizes.
 //   tinyllama_serve_bench [--device cuda] [--preset tinyllama-1.1b] [--batches 1,8,32,64]
-//                         [--prompt 128] [--new 256] [--json FILE]
+//                         [--prompt 128] [--new 256] [--json FILE] [--profile]
+// --profile: afterwards, batch-1 and batch-32 decode steps op by op with the backend's
+// profiler on: device milliseconds a step by op category, and the weight bandwidth the GEMMs
+// reach (where a decode step's time goes).
 // Random weights (TinyLlama's init), greedy, EOS ignored, prompts of random ids. For each
 // batch B: B sequences are submitted at once to a scheduler of B rows; "decode tokens/s" is
 // the new tokens after each sequence's first over the time from the last first token to the
@@ -22,6 +25,7 @@
 #include "core/rng.h"
 #include "core/timer.h"
 #include "generate/generate.h"
+#include "model/llama_infer.h"
 #include "serve/scheduler.h"
 
 using namespace tl;
@@ -32,12 +36,17 @@ struct Args {
   std::string device = "cuda", preset = "tinyllama-1.1b", json_out;
   std::vector<int> batches = {1, 8, 32, 64};
   int prompt = 128, new_tokens = 256;
+  bool profile = false;
 };
 
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
+    if (k == "--profile") {
+      a.profile = true;
+      continue;
+    }
     TL_CHECK(i + 1 < argc, "serve_bench: ", k, " needs a value");
     const std::string v = argv[++i];
     if (k == "--device")
@@ -121,6 +130,44 @@ Result run(LlamaModel& model, const Args& a, int B) {
   return r;
 }
 
+// Device time of `steps` greedy decode steps at batch B after a prompt, by op category.
+void profile_decode(LlamaModel& model, int B, int prompt, int steps) {
+  const ModelConfig& c = model.config();
+  Backend& be = model.backend();
+  LlamaInference inf(model, B, prompt + steps + 1);
+  std::vector<int32_t> toks(size_t(B) * size_t(prompt), 7), pos(size_t(B), 0);
+  std::vector<int32_t> ids(size_t(B), 0);
+  inf.forward(toks.data(), prompt, pos.data(), nullptr, nullptr);
+  toks.assign(size_t(B), 7);
+  for (int& p : pos) p = prompt;
+  inf.forward_argmax(toks.data(), 1, pos.data(), nullptr, ids.data());  // warm-up
+  be.synchronize();
+  be.take_profile();
+  be.set_profiling(true);
+  Timer t;
+  for (int s = 0; s < steps; ++s) {
+    for (int& p : pos) ++p;
+    inf.forward_argmax(ids.data(), 1, pos.data(), nullptr, ids.data());
+  }
+  const double wall = t.seconds();
+  be.set_profiling(false);
+  const double L = c.n_layers, C = c.dim, I = c.ffn_dim;
+  const double weight_bytes =
+      2.0 * (L * (C * double(c.qkv_dim()) + C * C + 3.0 * C * I) + double(c.vocab_size) * C);
+  std::printf("decode profile, batch %d, %d steps, op by op with events: %.3f ms a step (wall)\n",
+              B, steps, 1e3 * wall / steps);
+  double total = 0;
+  for (const auto& [cat, sec] : be.take_profile()) {
+    total += sec;
+    std::printf("  %-10s %8.3f ms a step", cat.c_str(), 1e3 * sec / steps);
+    if (cat == "matmul")
+      std::printf("  (%.2f GB of bf16 weights a step: %.0f GB/s)", weight_bytes / 1e9,
+                  weight_bytes / (sec / steps) / 1e9);
+    std::printf("\n");
+  }
+  std::printf("  %-10s %8.3f ms a step on the device\n", "sum", 1e3 * total / steps);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -152,6 +199,8 @@ int main(int argc, char** argv) {
                      {"static_decode_tokens_per_s", r.static_decode},
                      {"static_tokens_per_s", r.static_overall}});
     }
+    if (a.profile)
+      for (int B : {1, 32}) profile_decode(model, B, a.prompt, 64);
     if (!a.json_out.empty())
       write_file_atomic(a.json_out, json{{"device", be->describe()},
                                          {"preset", a.preset},

@@ -13,7 +13,8 @@ mkdir -p "$OUT"
 cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target tinyllama tinyllama_serve_bench >/dev/null
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-"$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json"
+"$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
+  --profile
 echo "-- the same without recorded decode graphs (TL_DECODE_GRAPHS=0), op by op:"
 TL_DECODE_GRAPHS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
   --json "$OUT/scheduler_no_graphs.json"

@@ -246,7 +246,7 @@ TEST(ServeHttp, ChatCompletionsAndStream) {
   EXPECT_EQ(ev[0]["choices"][0]["delta"]["role"], "assistant");
   std::string text;
   for (const json& e : ev) text += e["choices"][0]["delta"].value("content", "");
-  EXPECT_EQ(text, msg["content"]);
+  EXPECT_EQ(text, msg["content"].get<std::string>());
   EXPECT_FALSE(ev.back()["choices"][0]["finish_reason"].is_null());
 }
 
