@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a tokenizer, packed shards and a `tiny` model trained from a small real corpus
 # that Debian ships (fortune cookies as prose, the Python standard library as code, mixed
-# 7:3 like SlimPajama:Starcoderdata), then validation, a sample and a checkpoint.
+# 7:3 like SlimPajama:Starcoderdata), then validation, zero-shot accuracy on held-out
+# fortunes (also during training), a sample and a checkpoint.
 set -euo pipefail
 BUILD=${1:-build}
 BIN=$(readlink -f "$BUILD/tinyllama")
@@ -15,10 +16,10 @@ mkdir -p "$WORK/corpus/prose" "$WORK/corpus/code"
 cd "$WORK"
 
 echo "== corpus"
-# Prose: every fortune file (documents separated by lines holding '%').
-for f in /usr/share/games/fortunes/*; do
-  [ -f "$f" ] && [ ! -L "$f" ] && [[ "$f" != *.dat ]] && cp "$f" "corpus/prose/$(basename "$f").txt"
-done
+# Prose: every fortune file minus every 20th fortune, held out as a zero-shot task the model
+# never sees (HellaSwag's schema: context, four endings; scored with HellaSwag's rules).
+python3 "$ROOT/scripts/demo_cloze.py" --fortunes /usr/share/games/fortunes --corpus corpus/prose \
+  --task cloze/validation.jsonl
 # Code: the Python standard library, one file a document (tests left out).
 find /usr/lib/python3.11 -name '*.py' -not -path '*/test/*' -not -path '*/tests/*' -size -200k \
   | sort | while read -r f; do
@@ -47,6 +48,10 @@ echo "== report"
 echo "== validation"
 CK=$(ls run/checkpoints/*.tlck | tail -n 1)
 "$BIN" eval --checkpoint "$CK" --data data/prose/val data/code/val --seq-len 256 | tee eval.log
+
+echo "== zero-shot: held-out fortunes, 4-way completion (chance 25%)"
+"$BIN" eval --checkpoint "$CK" --tokenizer tokenizer.model --task hellaswag=cloze/validation.jsonl \
+  --json zero_shot.json | tail -n 2
 
 echo "== sample"
 "$BIN" generate --checkpoint "$CK" --tokenizer tokenizer.model --prompt "The meaning of life is" \

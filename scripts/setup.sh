@@ -10,6 +10,7 @@ packages=(
   libzstd-dev zlib1g-dev zstd     # compressed corpora and checksums
   libgtest-dev                                  # tests
   fortunes libpython3.11-stdlib                 # the demo corpus: prose and Python code
+  python3                                       # the demo's held-out task; fixture scripts
   gnuplot-nox                                   # training reports
   libcpp-httplib-dev                            # tinyllama serve (HTTP)
 )

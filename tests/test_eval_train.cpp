@@ -3,7 +3,9 @@
 // unknown task stops the run before it starts.
 #include <gtest/gtest.h>
 
+#include "data/tokenizer.h"
 #include "data_test_util.h"
+#include "eval/run.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
@@ -70,4 +72,43 @@ TEST(EvalTrain, BadTasksStopTheRunBeforeItStarts) {
   cfg = task_config(fx, "bad2");
   cfg["data"].erase("tokenizer");
   DT_EXPECT_THROW_WITH(Trainer(TrainConfig::from_json(cfg), ""), "eval.tasks needs data.tokenizer");
+}
+
+// eval.tasks entries may ask for few-shot prompts: num_fewshot and fewshot_path (relative to
+// the config like path) reach the prompts, and the run scores them.
+TEST(EvalTrain, FewshotTasksReachThePrompts) {
+  DT_REQUIRE_SHARED_DATA();
+  train_test::TrainFixture fx;
+  json cfg = task_config(fx, "fs");
+  const std::string fx_dir = std::string(TL_SOURCE_DIR) + "/tests/fixtures/eval/";
+  cfg["eval"]["tasks"][0]["num_fewshot"] = 2;
+  cfg["eval"]["tasks"][0]["fewshot_path"] = fx_dir + "fewshot/boolq/train.jsonl";
+  const TrainConfig tc = TrainConfig::from_json(cfg);
+  ASSERT_EQ(tc.eval.tasks.size(), 2u);
+  EXPECT_EQ(tc.eval.tasks[0].num_fewshot, 2);
+  EXPECT_EQ(tc.eval.tasks[1].num_fewshot, -1);
+  const Tokenizer tok = Tokenizer::load(dt::llama_model());
+  eval::EvalOptions with, without;
+  with.tasks = {tc.eval.tasks[0]};
+  without.tasks = {tc.eval.tasks[0]};
+  without.tasks[0].num_fewshot = 0;
+  const auto shots = eval::prepare_tasks(with, tok, 4096);
+  const auto zero = eval::prepare_tasks(without, tok, 4096);
+  EXPECT_EQ(shots[0].data.num_fewshot, 2);
+  ASSERT_EQ(shots[0].requests.size(), zero[0].requests.size());
+  for (size_t d = 0; d < zero[0].requests.size(); ++d)  // two examples precede each question
+    EXPECT_GT(shots[0].requests[d][0].tokens.size(), zero[0].requests[d][0].tokens.size() + 10);
+  Trainer(tc, "").run();
+  int rows = 0;
+  for (const json& j : train_test::read_jsonl(fx.run("fs") + "/metrics.jsonl"))
+    if (j.value("eval_task", "") == "boolq") ++rows;
+  EXPECT_EQ(rows, 3);  // steps 0, 3, 6
+
+  cfg["eval"]["tasks"][0]["num_fewshot"] = -1;
+  DT_EXPECT_THROW_WITH(TrainConfig::from_json(cfg), "eval.tasks[0].num_fewshot",
+                       "must not be negative");
+  cfg["eval"]["tasks"][0]["num_fewshot"] = 2;
+  cfg["eval"]["tasks"][0].erase("fewshot_path");
+  DT_EXPECT_THROW_WITH(TrainConfig::from_json(cfg), "eval.tasks[0].num_fewshot 2",
+                       "needs fewshot_path");
 }

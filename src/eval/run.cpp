@@ -43,8 +43,8 @@ std::vector<PreparedTask> prepare_tasks(const EvalOptions& opts, const Tokenizer
   std::vector<PreparedTask> out;
   for (const TaskSpec& spec : opts.tasks) {
     PreparedTask p;
-    p.data = load_task(spec.name, spec.path, spec.limit, opts.num_fewshot,
-                       {spec.fewshot_path, opts.fewshot_seed});
+    const int k = spec.num_fewshot >= 0 ? spec.num_fewshot : opts.num_fewshot;
+    p.data = load_task(spec.name, spec.path, spec.limit, k, {spec.fewshot_path, opts.fewshot_seed});
     const auto& docs = p.data.docs;
     p.requests.resize(docs.size());
     std::exception_ptr error;  // the first bad document's, whatever the thread order

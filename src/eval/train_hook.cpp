@@ -7,7 +7,8 @@
 namespace tl::eval {
 
 std::vector<TaskSpec> read_task_specs(const json& arr, const std::string& base_dir) {
-  TL_CHECK(arr.is_array(), "config: 'eval.tasks' must be a list of {name, path, limit}");
+  TL_CHECK(arr.is_array(),
+           "config: 'eval.tasks' must be a list of {name, path, limit, num_fewshot, fewshot_path}");
   std::vector<TaskSpec> out;
   for (size_t i = 0; i < arr.size(); ++i) {
     JsonReader r(arr[i], cat("eval.tasks[", i, "]"));
@@ -15,6 +16,8 @@ std::vector<TaskSpec> read_task_specs(const json& arr, const std::string& base_d
     r.require("name", t.name);
     r.require("path", t.path);
     r.get("limit", t.limit);
+    r.get("num_fewshot", t.num_fewshot);
+    r.get("fewshot_path", t.fewshot_path);
     r.finish();
     try {
       task_info(t.name);  // an unknown name throws, listing the known ones
@@ -22,8 +25,15 @@ std::vector<TaskSpec> read_task_specs(const json& arr, const std::string& base_d
       fail("config: eval.tasks[", i, "]: ", e.what());
     }
     TL_CHECK(t.limit >= 0, "config: eval.tasks[", i, "].limit must not be negative");
-    if (!t.path.empty() && t.path[0] != '/')
-      t.path = (std::filesystem::path(base_dir) / t.path).string();
+    TL_CHECK(!r.has("num_fewshot") || t.num_fewshot >= 0, "config: eval.tasks[", i,
+             "].num_fewshot must not be negative");
+    TL_CHECK(t.fewshot_path.empty() || t.name != "mmlu", "config: eval.tasks[", i,
+             "]: mmlu takes its few-shot examples from the dev files in its path, not fewshot_path");
+    TL_CHECK(t.num_fewshot <= 0 || t.name == "mmlu" || !t.fewshot_path.empty(), "config: eval.tasks[",
+             i, "].num_fewshot ", t.num_fewshot,
+             " needs fewshot_path (the split the harness samples examples from)");
+    for (std::string* p : {&t.path, &t.fewshot_path})
+      if (!p->empty() && (*p)[0] != '/') *p = (std::filesystem::path(base_dir) / *p).string();
     out.push_back(t);
   }
   return out;
