@@ -80,6 +80,18 @@ build || { [ -n "$HTTPLIB_ROOT" ] && echo "build with the carried cpp-httplib fa
     exit 1; }
 echo "built in $(( $(date +%s) - t0 )) s"
 
+# gpu_tests LOG FILTER: tinyllama_tests with FILTER (at most 300 s), then tinyllama_serve_tests'
+# *Cuda* (both built up front), into $OUT/LOG; prints the verdicts and the speed lines.
+gpu_tests() {
+  local left=$(( DEADLINE - $(date +%s) ))
+  (( left > 300 )) && left=300
+  TL_SHARED_DIR="$(dirname "$DATA")" timeout $left stdbuf -oL "$BUILD/tinyllama_tests" \
+    --gtest_filter="$2" --gtest_color=no >"$OUT/$1" 2>&1 || status=1
+  TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_serve_tests" --gtest_filter='*Cuda*' \
+    --gtest_color=no >>"$OUT/$1" 2>&1 || status=1
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |tokens/s|tests ran" "$OUT/$1" | tail -20
+}
+
 for step in "$@"; do
   case "$step" in
     golden)
@@ -104,25 +116,12 @@ for step in "$@"; do
         tar -xf "$OUT/eval_golden.tar" -C /tmp && cp -r /tmp/eval_golden/golden.json /tmp/eval_golden/model \
           tests/fixtures/eval/
       fi
-      cmake --build "$BUILD" -j "$(nproc)" --target tinyllama_tests tinyllama_serve_tests >>"$OUT/build.log" 2>&1 &&
-        left=$(( DEADLINE - $(date +%s) )); (( left > 300 )) && left=300
-        TL_SHARED_DIR="$(dirname "$DATA")" timeout $left stdbuf -oL "$BUILD/tinyllama_tests" \
-          --gtest_filter='Eval*:Fp8*:Hf*Tokenizer*:BackendOps*:*BackendOpsAttention*:Cuda*' \
-          --gtest_color=no >"$OUT/evaltests.log" 2>&1 || status=1
-      TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_serve_tests" --gtest_filter='*Cuda*' \
-        --gtest_color=no >>"$OUT/evaltests.log" 2>&1 || status=1
-      grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" "$OUT/evaltests.log" | tail -20
+      gpu_tests evaltests.log 'Eval*:Fp8*:Hf*Tokenizer*:BackendOps*:*BackendOpsAttention*:Cuda*'
       ;;
     tests:*)
       fits 60 "$step" || continue
-      filter=${step#tests:}
-      echo "== GPU tests: $filter, serve *Cuda*"
-      left=$(( DEADLINE - $(date +%s) )); (( left > 300 )) && left=300
-      TL_SHARED_DIR="$(dirname "$DATA")" timeout $left stdbuf -oL "$BUILD/tinyllama_tests" \
-        --gtest_filter="$filter" --gtest_color=no >"$OUT/tests.log" 2>&1 || status=1
-      TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_serve_tests" --gtest_filter='*Cuda*' \
-        --gtest_color=no >>"$OUT/tests.log" 2>&1 || status=1
-      grep -E "^\[  (FAILED|PASSED|SKIPPED) |tokens/s|tests ran" "$OUT/tests.log" | tail -20
+      echo "== GPU tests: ${step#tests:}, serve *Cuda*"
+      gpu_tests tests.log "${step#tests:}"
       ;;
     genbench)
       fits 240 genbench || continue

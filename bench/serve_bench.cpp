@@ -151,9 +151,7 @@ void profile_decode(LlamaModel& model, int B, int prompt, int steps) {
   }
   const double wall = t.seconds();
   be.set_profiling(false);
-  const double L = c.n_layers, C = c.dim, I = c.ffn_dim;
-  const double weight_bytes =
-      2.0 * (L * (C * double(c.qkv_dim()) + C * C + 3.0 * C * I) + double(c.vocab_size) * C);
+  const double weight_bytes = 2.0 * double(c.num_params_no_embedding());  // bf16, head included
   std::printf("decode profile, batch %d, %d steps, op by op with events: %.3f ms a step (wall)\n",
               B, steps, 1e3 * wall / steps);
   double total = 0;

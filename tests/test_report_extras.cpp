@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "ckpt_test_util.h"
 #include "observe/report.h"
 #include "observe/report_reference.h"
 #include "observe/report_zero_shot.h"
@@ -61,15 +62,6 @@ ReportSummary builtin_report(const std::string& run, const std::string& referenc
   o.reference = reference;
   o.reference_label = label;
   return write_report(run, o);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace
@@ -225,7 +217,7 @@ TEST(ReportReference, ReadsAnotherRunsMetrics) {
 TEST(ReportReference, BadInputNamesFileLineAndField) {
   train_test::TrainFixture fx;
   const std::string missing = fx.dir + "/none.csv";
-  EXPECT_EQ(error_of([&] { read_reference(missing); }),
+  EXPECT_EQ(ckpt_test::error_of([&] { read_reference(missing); }),
             "reference '" + missing + "': no such file");
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"step,lr,loss\n1,0.1,3\n",
@@ -252,7 +244,7 @@ TEST(ReportReference, BadInputNamesFileLineAndField) {
   int i = 0;
   for (const auto& [text, want] : cases) {
     const std::string path = write_text(cat(fx.dir, "/bad", i++, ".txt"), text);
-    const std::string got = error_of([&] { read_reference(path); });
+    const std::string got = ckpt_test::error_of([&] { read_reference(path); });
     EXPECT_TRUE(has(got, "reference '" + path + "'") && has(got, want))
         << "input:\n"
         << text << "\nwant: " << want << "\ngot:  " << got;
@@ -301,7 +293,8 @@ TEST(ReportReference, AlignsByTokensWhereBothHaveThemElseBySteps) {
   tokens_only.train = {{NAN, 100, 3.8}};
   LossCurves no_tokens = run;
   no_tokens.train[0].tokens = NAN;
-  EXPECT_TRUE(has(error_of([&] { compare_curves(no_tokens, tokens_only); }), "tokens only"));
+  EXPECT_TRUE(
+      has(ckpt_test::error_of([&] { compare_curves(no_tokens, tokens_only); }), "tokens only"));
 }
 
 TEST(ReportReference, ComparisonTable) {

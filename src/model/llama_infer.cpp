@@ -164,22 +164,25 @@ void LlamaInference::head_chunks(Tensor x, int64_t rows,
   }
 }
 
-void LlamaInference::logits_of_rows(Tensor x, int64_t rows, float* logits) {
-  Backend& be = model_.backend();
-  const int64_t V = model_.config().vocab_size;
-  head_chunks(x, rows, [&](Tensor z, int64_t r0) {
-    Tensor zf = s_->logits_f32.rows(0, z.dim(0));
-    be.convert(zf, z);
-    be.download(logits + r0 * V, zf);
-  });
+Tensor LlamaInference::head_result(int64_t n, Head head) const {
+  return head == Head::Argmax ? s_->argmax.rows(0, n) : s_->logits_f32.rows(0, n);
 }
 
-void LlamaInference::argmax_of_rows(Tensor x, int64_t rows, int32_t* ids) {
+void LlamaInference::head_out(Tensor z, Head head) {
   Backend& be = model_.backend();
+  const Tensor out = head_result(z.dim(0), head);
+  if (head == Head::Argmax)
+    be.argmax_rows(out, z);
+  else
+    be.convert(out, z);
+}
+
+void LlamaInference::head_rows(Tensor x, int64_t rows, Head head, void* out) {
+  const size_t row_bytes = head == Head::Argmax ? 4 : size_t(model_.config().vocab_size) * 4;
   head_chunks(x, rows, [&](Tensor z, int64_t r0) {
-    Tensor best = s_->argmax.rows(0, z.dim(0));
-    be.argmax_rows(best, z);
-    be.download(ids + r0, best);
+    head_out(z, head);
+    model_.backend().download(static_cast<char*>(out) + size_t(r0) * row_bytes,
+                              head_result(z.dim(0), head));
   });
 }
 
@@ -190,8 +193,8 @@ void LlamaInference::forward(const int32_t* tokens, int Tn, const int32_t* pos, 
   }
   const int B = run_layers(tokens, Tn, pos, pick, rows, row0);
   if (!logits) return;
-  if (!pick) return logits_of_rows(s_->xn, int64_t(B) * Tn, logits);
-  logits_of_rows(picked(B, Tn, pick), B, logits);
+  if (!pick) return head_rows(s_->xn, int64_t(B) * Tn, Head::Logits, logits);
+  head_rows(picked(B, Tn, pick), B, Head::Logits, logits);
 }
 
 void LlamaInference::forward_argmax(const int32_t* tokens, int Tn, const int32_t* pos,
@@ -201,12 +204,11 @@ void LlamaInference::forward_argmax(const int32_t* tokens, int Tn, const int32_t
     return decode_step(tokens, pos, pick, rows, row0, Head::Argmax, ids);
   }
   const int B = run_layers(tokens, Tn, pos, pick, rows, row0);
-  if (!pick) return argmax_of_rows(s_->xn, int64_t(B) * Tn, ids);
-  argmax_of_rows(picked(B, Tn, pick), B, ids);
+  if (!pick) return head_rows(s_->xn, int64_t(B) * Tn, Head::Argmax, ids);
+  head_rows(picked(B, Tn, pick), B, Head::Argmax, ids);
 }
 
 Tensor LlamaInference::picked(int B, int Tn, const int32_t* pick) {
-  if (Tn == 1) return s_->xn.rows(0, B);
   Backend& be = model_.backend();
   for (int b = 0; b < B; ++b) {
     const int64_t r = int64_t(b) * Tn + pick[b];
@@ -224,12 +226,7 @@ void LlamaInference::decode_step(const int32_t* tokens, const int32_t* pos, cons
   State& s = *s_;
   const auto ops = [&] {  // device work only: recordable
     layers(B, 1, kv, row0);
-    Tensor z = s.logits_act.rows(0, B);  // B <= the cache's rows <= logits_act's
-    be.matmul_forward(z, s.xn.rows(0, B), w(ParamKind::Head));
-    if (head == Head::Argmax)
-      be.argmax_rows(s.argmax.rows(0, B), z);
-    else
-      be.convert(s.logits_f32.rows(0, B), z);
+    head_chunks(s.xn, B, [&](Tensor z, int64_t) { head_out(z, head); });  // one chunk: B <= R
   };
 
   Backend::Recording* rec = nullptr;
@@ -251,15 +248,15 @@ void LlamaInference::decode_step(const int32_t* tokens, const int32_t* pos, cons
         log_warn("decode: recording the step as a graph failed, running op by op from now on: ",
                  err.what());
       }
-      if (!e.rec) graphs_on_ = false;  // the backend cannot record: don't ask again
-      while (g.entries.size() > kMaxGraphs) {
+      if (!e.rec) graphs_on_ = false;          // the backend cannot record: don't ask again
+      while (g.entries.size() > kMaxGraphs) {  // never e: it was used last
         auto lru = g.entries.begin();
         for (auto it = g.entries.begin(); it != g.entries.end(); ++it)
           if (it->second.last_use < lru->second.last_use) lru = it;
         g.entries.erase(lru);
       }
     }
-    if (graphs_on_) rec = g.entries[{B, row0, kv, int(head)}].rec.get();
+    rec = e.rec.get();
   }
   if (rec) {
     rec->replay();
@@ -267,10 +264,7 @@ void LlamaInference::decode_step(const int32_t* tokens, const int32_t* pos, cons
   } else {
     ops();
   }
-  if (head == Head::Argmax)
-    be.download(out, s.argmax.rows(0, B));
-  else
-    be.download(out, s.logits_f32.rows(0, B));
+  be.download(out, head_result(B, head));
 }
 
 int LlamaInference::run_layers(const int32_t* tokens, int Tn, const int32_t* pos,

@@ -84,8 +84,12 @@ class LlamaInference {
   Tensor picked(int B, int Tn, const int32_t* pick);  // act [B,C]: pick[b] of row b
   // The head over x[rows,C] in chunks of logits_act's rows: use(z [n,V] act, first row).
   void head_chunks(Tensor x, int64_t rows, const std::function<void(Tensor z, int64_t r0)>& use);
-  void logits_of_rows(Tensor x, int64_t rows, float* logits);  // x[rows,C] -> host [rows,V]
-  void argmax_of_rows(Tensor x, int64_t rows, int32_t* ids);   // x[rows,C] -> host ids[rows]
+  // The head's output on the device for the first n rows of a chunk: i32 ids [n] (greedy) or
+  // f32 logits [n,V]. head_out fills it from that chunk's logits z[n,V] (act).
+  Tensor head_result(int64_t n, Head head) const;
+  void head_out(Tensor z, Head head);
+  // x[rows,C] -> host out: ids [rows] (i32) or logits [rows,V] (f32), chunk by chunk.
+  void head_rows(Tensor x, int64_t rows, Head head, void* out);
 
   LlamaModel& model_;
   int B_, max_len_;
