@@ -11,6 +11,10 @@
 
 namespace tl {
 
+double metric_number(const json& record, const char* key) {
+  return record.contains(key) && record[key].is_number() ? record[key].get<double>() : NAN;
+}
+
 MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
   f_ = std::fopen(path.c_str(), "ab");
   TL_CHECK(f_, "cannot open '", path, "' for writing: ", std::strerror(errno));

@@ -28,6 +28,10 @@ class MetricsWriter {
 // reports the steps redone), -1 when there was no file or no record.
 int64_t rewind_metrics(const std::string& path, int64_t step);
 
+// A record's number under key; NaN when the key is absent or holds no number (readers draw
+// a gap there).
+double metric_number(const json& record, const char* key);
+
 // "1h02m", "3m05s", "42s"
 std::string format_duration(double seconds);
 // "12.3k", "1.20M"

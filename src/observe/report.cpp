@@ -37,17 +37,15 @@ ReportData read_metrics(const std::string& path) {
   return s;
 }
 
-double number(const json& j, const char* key) {
-  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
-}
-
 // The run's own loss curves, as a reference's are read.
 LossCurves run_curves(const ReportData& d) {
   LossCurves c;
   for (const json& j : d.train)
-    c.train.push_back({number(j, "step"), number(j, "tokens"), number(j, "loss")});
+    c.train.push_back(
+        {metric_number(j, "step"), metric_number(j, "tokens"), metric_number(j, "loss")});
   for (const json& j : d.val)
-    c.val.push_back({number(j, "step"), number(j, "tokens"), number(j, "val_loss")});
+    c.val.push_back(
+        {metric_number(j, "step"), metric_number(j, "tokens"), metric_number(j, "val_loss")});
   fill_val_tokens(c);
   return c;
 }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/fs.h"
+#include "observe/metrics.h"
 #include "observe/plot_png.h"
 
 extern char** environ;
@@ -38,9 +39,7 @@ std::string num(double v) {
   return os.str();
 }
 
-std::string num(const json& j, const char* key) {
-  return num(j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN);
-}
+std::string num(const json& j, const char* key) { return num(metric_number(j, key)); }
 
 // A gnuplot string literal: single quotes, a quote within doubled.
 std::string quoted(const std::string& s) {
@@ -182,8 +181,7 @@ namespace {
 // A column of the step records as numbers, NaN where missing (the curve breaks there).
 std::vector<double> column(const std::vector<json>& rows, const char* key) {
   std::vector<double> out;
-  for (const json& j : rows)
-    out.push_back(j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN);
+  for (const json& j : rows) out.push_back(metric_number(j, key));
   return out;
 }
 

@@ -3,17 +3,16 @@
 #include <cmath>
 #include <map>
 
+#include "observe/metrics.h"
+
 namespace tl {
 
 namespace {
 
-double number(const json& j, const char* key) {
-  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
-}
-
 // A task's record: its name and the step it was evaluated at.
 bool is_eval(const json& j) {
-  return j.contains("eval_task") && j["eval_task"].is_string() && std::isfinite(number(j, "step"));
+  return j.contains("eval_task") && j["eval_task"].is_string() &&
+         std::isfinite(metric_number(j, "step"));
 }
 
 }  // namespace
@@ -31,9 +30,9 @@ std::vector<AccuracySeries> accuracy_series(const std::vector<json>& records) {
   for (const json& j : records) {
     if (!is_eval(j)) continue;
     AccuracySeries& s = out[index[j["eval_task"].get<std::string>()]];
-    s.step.push_back(number(j, "step"));
-    s.tokens.push_back(number(j, "tokens"));
-    s.value.push_back(100 * number(j, s.metric.c_str()));
+    s.step.push_back(metric_number(j, "step"));
+    s.tokens.push_back(metric_number(j, "tokens"));
+    s.value.push_back(100 * metric_number(j, s.metric.c_str()));
   }
   return out;
 }
