@@ -1,6 +1,7 @@
 // Native checkpoints: bit-exact round trips, the on-disk layout of checkpoint.h, and
 // clear errors for corruption, truncation and versions from the future.
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "checkpoint/checkpoint.h"
@@ -273,4 +274,139 @@ TEST(Checkpoint, SectionsAreVerifiedWhenTheyAreRead) {
   EXPECT_TRUE(ckpt_test::bit_equal(model.params, in.params));
   const std::string msg = error_of([&] { load_checkpoint(path, true); });
   EXPECT_TRUE(has(msg, path) && has(msg, "section 'adam_m'") && has(msg, "CRC-32")) << msg;
+}
+
+// ---- Partial reads (a rank resuming from a set saved under another sharding) ----
+
+namespace {
+constexpr uint64_t kBlock = 1 << 20;  // checkpoint.h: block_bytes of a file written today
+
+// Rewrites path's header through edit (same length: padded with spaces, new CRC).
+void edit_header(const std::string& path, const std::function<void(json&)>& edit) {
+  std::string bytes = ckpt_test::read_bytes(path);
+  uint64_t len = 0;
+  json h = ck_header(bytes, &len);
+  edit(h);
+  std::string text = h.dump();
+  ASSERT_LE(text.size(), len);
+  text.resize(len, ' ');
+  const uint32_t crc = crc32_update(0, text.data(), text.size());
+  std::memcpy(bytes.data() + 12, &crc, 4);
+  bytes.replace(24, len, text);
+  ckpt_test::write_bytes(path, bytes);
+}
+}  // namespace
+
+TEST(Checkpoint, SectionsCarryACrcPerMegabyteBlock) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("b.ckpt");
+  CheckpointData in = ck_sample(700000, true);  // 2.8 MB a section: 3 blocks, the last short
+  save_checkpoint(path, in);
+  const json h = ck_header(ckpt_test::read_bytes(path));
+  for (const auto& [name, vec] : {std::pair{"params", &in.params}, std::pair{"adam_m", &in.adam_m},
+                                  std::pair{"adam_v", &in.adam_v}}) {
+    const json s = ck_section(h, name);
+    EXPECT_EQ(s["block_bytes"], kBlock) << name;
+    ASSERT_EQ(s["block_crc32"].size(), 3u) << name;
+    const auto* p = reinterpret_cast<const uint8_t*>(vec->data());
+    for (uint64_t b = 0; b < 3; ++b) {
+      const uint64_t len = std::min<uint64_t>(kBlock, vec->size() * 4 - b * kBlock);
+      EXPECT_EQ(s["block_crc32"][b], crc32_update(0, p + b * kBlock, len)) << name << " " << b;
+    }
+    // The whole-section CRC (combined from the blocks) is still the CRC of the section.
+    EXPECT_EQ(s["crc32"], crc32_update(0, p, vec->size() * 4)) << name;
+  }
+}
+
+TEST(Checkpoint, RangedReadsReadAndVerifyOnlyTheirBlocks) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("r.ckpt");
+  const size_t n = 2 * 1000 * 1000;  // 8 MB a section: 8 blocks
+  CheckpointData in = ck_sample(n, true);
+  save_checkpoint(path, in);
+  // Two ranges: one inside block 0, one across blocks 3 and 4; out-of-order on purpose.
+  const std::vector<ValueRange> ranges = {{3 * 262144 + 1000, 100, 300000}, {10, 0, 100}};
+  auto read = [&](uint64_t* bytes) {
+    CheckpointData out;
+    out.params.assign(300100, 0.0f);
+    out.adam_m = out.adam_v = out.params;
+    *bytes = read_checkpoint_ranges(path, ranges, out);
+    return out;
+  };
+  uint64_t bytes = 0;
+  CheckpointData out = read(&bytes);
+  for (const ValueRange& r : ranges)
+    for (uint64_t i = 0; i < r.len; ++i) {
+      ASSERT_EQ(std::memcmp(&out.params[r.dst + i], &in.params[r.src + i], 4), 0) << i;
+      ASSERT_EQ(out.adam_m[r.dst + i], in.adam_m[r.src + i]) << i;
+      ASSERT_EQ(out.adam_v[r.dst + i], in.adam_v[r.src + i]) << i;
+    }
+  EXPECT_EQ(out.meta, in.meta);
+  // Blocks 0, 3 and 4 of each section and the header: not the 24 MB of the file.
+  uint64_t header_len = 0;
+  ck_header(ckpt_test::read_bytes(path), &header_len);
+  EXPECT_EQ(bytes, 24 + header_len + 3 * 3 * kBlock);
+
+  // Damage in a block no range touches goes unseen; damage in a block read is an error
+  // naming the file, the section and the block.
+  const std::string good = ckpt_test::read_bytes(path);
+  const uint64_t off = ck_section(ck_header(good), "adam_v")["offset"];
+  std::string bad = good;
+  bad[off + 6 * kBlock + 5] ^= 0x01;
+  ckpt_test::write_bytes(path, bad);
+  EXPECT_NO_THROW(read(&bytes));
+  bad = good;
+  bad[off + 4 * kBlock + 5] ^= 0x01;
+  ckpt_test::write_bytes(path, bad);
+  const std::string msg = error_of([&] { read(&bytes); });
+  EXPECT_TRUE(has(msg, path) && has(msg, "'adam_v'") && has(msg, "block 4")) << msg;
+
+  // A range past the section is refused before anything is read.
+  ckpt_test::write_bytes(path, good);
+  CheckpointData small;
+  small.params.assign(10, 0.0f);
+  small.adam_m = small.adam_v = small.params;
+  EXPECT_TRUE(has(error_of([&] {
+                    read_checkpoint_ranges(path, {{n - 5, 0, 10}}, small);
+                  }),
+                  "asked of a section of"));
+}
+
+TEST(Checkpoint, FilesWithoutBlockCrcsAreReadWholeSectionAtATime) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("old.ckpt");
+  const size_t n = 600000;
+  CheckpointData in = ck_sample(n, true);
+  save_checkpoint(path, in);
+  edit_header(path, [](json& h) {  // as written before 2026-12-05
+    for (json& s : h["sections"]) s.erase("block_bytes"), s.erase("block_crc32");
+  });
+  CheckpointData out;
+  out.params.assign(10, 0.0f);
+  out.adam_m = out.adam_v = out.params;
+  const uint64_t bytes = read_checkpoint_ranges(path, {{5, 0, 10}}, out);
+  EXPECT_GE(bytes, 3 * n * 4);  // every section whole: its CRC is all there is to check
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(out.adam_v[size_t(i)], in.adam_v[size_t(5 + i)]);
+  const CheckpointData whole = load_checkpoint(path);  // the plain load is unchanged
+  EXPECT_TRUE(ckpt_test::bit_equal(whole.params, in.params));
+  EXPECT_TRUE(ckpt_test::bit_equal(whole.adam_v, in.adam_v));
+}
+
+TEST(Checkpoint, BlockCrcListsAreChecked) {
+  ckpt_test::TempDir d;
+  const std::string path = d.file("bl.ckpt");
+  save_checkpoint(path, ck_sample(300000, true));  // 1.2 MB: 2 blocks a section
+  const std::string good = ckpt_test::read_bytes(path);
+  const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
+      {[](json& s) { s["block_crc32"].erase(1); }, "one CRC-32 per block"},
+      {[](json& s) { s["block_bytes"] = 1000; }, "block_bytes 1000"},
+      {[](json& s) { s["block_crc32"][0] = -1; }, "not a CRC-32"},
+      {[](json& s) { s.erase("block_bytes"); }, "block_bytes"},
+  };
+  for (const auto& [edit, want] : cases) {
+    ckpt_test::write_bytes(path, good);
+    edit_header(path, [&](json& h) { edit(h["sections"][1]); });
+    const std::string msg = error_of([&] { load_checkpoint(path); });
+    EXPECT_TRUE(has(msg, path) && has(msg, "'adam_m'") && has(msg, want)) << msg;
+  }
 }

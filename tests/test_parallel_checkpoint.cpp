@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <set>
 
 #include "backend/cpu/cpu_backend.h"
 #include "checkpoint/load.h"
@@ -145,6 +146,86 @@ TEST(DistCheckpoint, SavedOnThreeLoadsOnTwoAndOneIdentically) {
   // Across strategies too: a ZeRO-3 set resumes as ZeRO-2 or plain data parallel.
   expect_same(load_at(dir, ShardStrategy::ShardGradOp, 2), saved, "shard_grad_op at 2");
   expect_same(load_at(dir, ShardStrategy::NoShard, 2), saved, "no_shard at 2");
+}
+
+// #17: resuming made every rank read every shard whole (world x the state at 8 ranks).
+// A rank now reads the shard headers and only the 1 MiB blocks (checkpoint.h) that hold
+// its own slice: exactly those, so at the same world or a divisor of it about its share.
+TEST(DistCheckpoint, ResumingRanksReadTheBlocksOfTheirSliceNotTheSet) {
+  TempDir t;
+  ModelConfig c = cfg();  // large enough that a shard spans many blocks (5.3M parameters)
+  c.vocab_size = 4096;
+  c.dim = 256;
+  c.n_heads = 4;
+  c.n_kv_heads = 4;
+  c.ffn_dim = 704;
+  c.n_layers = 4;
+  const ParamLayout layout(c);
+  CheckpointData full;
+  full.meta = json{{"model", c.to_json()}, {"step", 7}};
+  full.params.resize(size_t(layout.total()));
+  for (size_t i = 0; i < full.params.size(); ++i) full.params[i] = float(i) * 0.5f;
+  full.adam_m = full.adam_v = full.params;
+  for (auto& x : full.adam_m) x += 1;
+  for (auto& x : full.adam_v) x += 2;
+  const std::string dir = t.path + "/set";
+  const int saved_world = 4;
+  sharded_test::write_sharded_set(dir, full, saved_world);
+  const Sharding from(layout, saved_world);
+  constexpr uint64_t kBlock = 1 << 20;
+  uint64_t headers = 0, set_bytes = 0;
+  std::vector<uint64_t> header(saved_world);
+  for (int i = 0; i < saved_world; ++i) {
+    const std::string f = dir + "/" + sharded_test::shard_name(i, saved_world);
+    header[size_t(i)] = read_checkpoint_info(f).header_bytes;
+    headers += header[size_t(i)];
+    set_bytes += file_size(f);
+  }
+  for (int world : {4, 2, 3, 1}) {
+    const Sharding to(layout, world);
+    for (int me = 0; me < world; ++me) {
+      SCOPED_TRACE(cat(world, " ranks, rank ", me));
+      CheckpointData mine;
+      const ShardedReadStats st = read_sharded_checkpoint(dir, to, me, mine);
+      std::vector<float> want(size_t(to.shard_total()));
+      for (auto [got, src] :
+           {std::pair{&mine.params, &full.params}, std::pair{&mine.adam_m, &full.adam_m},
+            std::pair{&mine.adam_v, &full.adam_v}}) {
+        extract_shard(to, me, src->data(), want.data());
+        ASSERT_TRUE(*got == want);
+      }
+      EXPECT_EQ(mine.meta.at("step"), 7);
+      // What the reads must cost: every header (checked before anything is allocated),
+      // then, of each shard this slice overlaps, its header again and each block that
+      // holds a run of the slice, in each of the three sections.
+      uint64_t expect = headers;
+      int overlapped = 0;
+      for (int i = 0; i < saved_world; ++i) {
+        std::set<uint64_t> blocks;
+        for (const ReshardRun& r : reshard_runs(from, i, to, me))
+          for (uint64_t b = uint64_t(r.src) * 4 / kBlock;
+               b <= (uint64_t(r.src + r.len) * 4 - 1) / kBlock; ++b)
+            blocks.insert(b);
+        if (blocks.empty()) continue;
+        overlapped++;
+        expect += header[size_t(i)];
+        const uint64_t section = uint64_t(from.shard_total()) * 4;
+        for (uint64_t b : blocks) expect += 3 * std::min(kBlock, section - b * kBlock);
+      }
+      EXPECT_EQ(st.bytes_read, expect);
+      EXPECT_EQ(st.shards_read, overlapped);
+      EXPECT_EQ(st.set_bytes, set_bytes);
+      EXPECT_EQ(st.share_bytes, 3 * uint64_t(to.shard_total()) * 4);
+      // The bar: at the saved world and at half of it (chunk edges move by the
+      // padding, so a rank may touch a block of a third shard).
+      if (world == 4 || world == 2) EXPECT_LE(double(st.bytes_read), 1.1 * double(st.share_bytes));
+      if (world == 4) EXPECT_EQ(st.shards_read, 1);
+      EXPECT_LT(double(st.bytes_read), 0.75 * double(set_bytes) + (world == 1 ? 1e9 : 0));
+      std::printf("  %d ranks, rank %d: read %.2f MiB, %.3f x its share (the set: %.2f MiB)\n",
+                  world, me, double(st.bytes_read) / kBlock,
+                  double(st.bytes_read) / double(st.share_bytes), double(set_bytes) / kBlock);
+    }
+  }
 }
 
 TEST(DistCheckpoint, HybridAndReplicatedRunsWriteOneCopyOfEachShard) {

@@ -41,7 +41,7 @@ struct Fixture {
 
   // Global batch 12 sequences: grad_accum = 12 / (micro_batch 2 x world).
   TrainConfig config(const std::string& run, int world, const std::string& strategy,
-                     int64_t steps = 8) const {
+                     int64_t steps = 8, bool async_saves = false) const {
     json j{{"model",
             {{"vocab_size", 40},
              {"dim", 32},
@@ -62,7 +62,7 @@ struct Fixture {
              {"threads", 1},
              {"run_dir", dir + "/" + run},
              {"log_interval", 100}}},
-           {"checkpoint", {{"interval", 4}, {"keep", 5}}}};
+           {"checkpoint", {{"interval", 4}, {"keep", 5}, {"async", async_saves}}}};
     if (!strategy.empty()) j["dist"] = {{"strategy", strategy}, {"timeout_seconds", 30}};
     return TrainConfig::from_json(j);
   }
@@ -81,7 +81,8 @@ std::vector<double> losses(const std::string& run_dir) {
 
 // Trains on `world` in-process ranks; returns rank 0's final parameters.
 std::vector<float> train_ranks(const Fixture& fx, const std::string& run, int world,
-                               const std::string& strategy, const std::string& resume = "") {
+                               const std::string& strategy, const std::string& resume = "",
+                               bool async_saves = false) {
   auto comms = make_fake_communicators(world, 30.0);
   std::vector<float> params;
   std::vector<RankOutcome> out(static_cast<size_t>(world));
@@ -89,7 +90,8 @@ std::vector<float> train_ranks(const Fixture& fx, const std::string& run, int wo
   for (int r = 0; r < world; ++r)
     threads.emplace_back([&, r] {
       try {
-        Trainer t(fx.config(run, world, strategy), resume, "", std::move(comms[size_t(r)]));
+        Trainer t(fx.config(run, world, strategy, 8, async_saves), resume, "",
+                  std::move(comms[size_t(r)]));
         t.run();
         std::vector<float> p = t.model().get_params();  // collective
         if (r == 0) params = p;
@@ -159,6 +161,72 @@ TEST(DistTrain, ASingleFileCheckpointResumesOnSeveralRanks) {
   ASSERT_TRUE(file_exists(ck4));
   train_ranks(fx, "two", 2, "no_shard", ck4);
   expect_losses_near(losses(fx.dir + "/two"), l1, 4, "a one-rank checkpoint on 2 ranks");
+}
+
+void expect_same_state(const std::string& a, const std::string& b) {
+  const CheckpointData x = load_any_checkpoint(a, true), y = load_any_checkpoint(b, true);
+  EXPECT_TRUE(x.params == y.params && x.adam_m == y.adam_m && x.adam_v == y.adam_v)
+      << a << " and " << b << " hold different states";
+  EXPECT_EQ(x.meta.at("step"), y.meta.at("step"));
+}
+
+// checkpoint.async on ranks (#17): each rank writes its shard on a background thread (each
+// write stretched to 300 ms here) while the next steps run; the ranks commit the set
+// (meta.json) once every write is done. Same training, same sets as saving in the step.
+TEST(DistTrain, ShardedSavesRunInTheBackgroundAndCommitOnceEveryRankIsDone) {
+  Fixture fx;
+  const std::vector<float> in_step = train_ranks(fx, "in_step", 2, "full_shard");
+  ::setenv("TL_DEBUG_CHECKPOINT_SLEEP_MS", "300", 1);
+  const std::vector<float> bg = train_ranks(fx, "bg", 2, "full_shard", "", /*async_saves=*/true);
+  ::unsetenv("TL_DEBUG_CHECKPOINT_SLEEP_MS");
+  EXPECT_TRUE(bg == in_step);
+  EXPECT_EQ(losses(fx.dir + "/bg"), losses(fx.dir + "/in_step"));
+  for (int step : {4, 8})
+    expect_same_state(sharded_checkpoint_path(fx.dir + "/bg", step),
+                      sharded_checkpoint_path(fx.dir + "/in_step", step));
+  // Steps ran while step 4's shards were written: its "checkpoint" record comes after
+  // step 5's, and it says the step paid only for the host copy.
+  std::ifstream in(fx.dir + "/bg/metrics.jsonl");
+  int64_t last_step_logged = 0;
+  bool seen = false;
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line);
+    if (j.contains("loss")) last_step_logged = j["step"].get<int64_t>();
+    if (j.value("event", "") == "checkpoint" && j["step"] == 4) {
+      seen = true;
+      EXPECT_GT(last_step_logged, 4) << "the step-4 set was committed before step 5 ran";
+      EXPECT_TRUE(j.contains("copy_seconds")) << line;
+      EXPECT_GE(j["seconds"].get<double>(), 0.3) << line;
+    }
+  }
+  EXPECT_TRUE(seen) << "no checkpoint record for step 4";
+  // And the background set resumes like the other.
+  train_ranks(fx, "resumed", 2, "full_shard", sharded_checkpoint_path(fx.dir + "/bg", 4));
+  expect_losses_near(losses(fx.dir + "/resumed"), losses(fx.dir + "/in_step"), 4,
+                     "resumed from the background set");
+}
+
+// Resuming another run's checkpoint at its last step writes that step again into this run's
+// folder, under this run's sharding: a 2-rank set resharded to 3 ranks and to one file, the
+// same state bit for bit (tools/gpu/dist_check.sh's "bitwise reload" on GPUs).
+TEST(DistTrain, ResumingAnotherRunsLastStepSavesItInThisRunsFolder) {
+  Fixture fx;
+  train_ranks(fx, "two", 2, "full_shard");
+  const std::string ck8 = sharded_checkpoint_path(fx.dir + "/two", 8);
+  train_ranks(fx, "three", 3, "full_shard", ck8);
+  const std::string re3 = sharded_checkpoint_path(fx.dir + "/three", 8);
+  ASSERT_TRUE(is_sharded_checkpoint(re3));
+  EXPECT_EQ(read_sharded_meta(re3).at("shard_world"), 3);
+  expect_same_state(re3, ck8);
+  train_single(fx, "one", ck8);
+  const std::string re1 = checkpoint_path(fx.dir + "/one", 8);
+  ASSERT_TRUE(file_exists(re1));
+  expect_same_state(re1, ck8);
+  // Resuming this run's own last checkpoint writes nothing new.
+  const auto before = fs::last_write_time(re1);
+  train_single(fx, "one", "auto");
+  EXPECT_EQ(fs::last_write_time(re1), before);
+  EXPECT_EQ(list_checkpoints(fx.dir + "/one").size(), 1u);
 }
 
 TEST(DistTrain, ARankWhoseSetupFailsStopsTheOthers) {

@@ -20,6 +20,12 @@ constexpr char kMagic[8] = {'T', 'L', 'C', 'K', 'P', 'T', '\0', '\0'};
 constexpr uint64_t kPrelude = 24;  // magic, version, header crc32, header bytes
 constexpr uint64_t kAlign = 64;
 constexpr size_t kPiece = size_t(64) << 20;
+// Each section also carries the CRC-32 of every 1 MiB block, so that a read of part of a
+// section (a rank resuming from a set saved under another sharding) verifies what it reads
+// without reading the rest. kPiece is a multiple of it.
+constexpr uint64_t kBlockBytes = uint64_t(1) << 20;
+constexpr uint64_t kMinBlockBytes = 4096, kMaxBlockBytes = uint64_t(1) << 30;
+static_assert(kPiece % kBlockBytes == 0);
 const char* const kSectionNames[] = {"params", "adam_m", "adam_v"};
 
 uint64_t align_up(uint64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
@@ -28,7 +34,13 @@ struct Section {
   std::string name;
   uint64_t numel = 0, offset = 0, bytes = 0;
   uint32_t crc = 0;
+  uint64_t block_bytes = 0;     // 0: no block CRCs (files written before 2026-12-05)
+  std::vector<uint32_t> block;  // CRC-32 of each block_bytes block, the last one shorter
 };
+
+uint64_t blocks_of(uint64_t bytes, uint64_t block_bytes) {
+  return (bytes + block_bytes - 1) / block_bytes;
+}
 
 std::string header_text(const json& meta, const std::vector<Section>& sections) {
   json list = json::array();
@@ -38,7 +50,9 @@ std::string header_text(const json& meta, const std::vector<Section>& sections) 
                                  {"numel", s.numel},
                                  {"offset", s.offset},
                                  {"bytes", s.bytes},
-                                 {"crc32", s.crc}}));
+                                 {"crc32", s.crc},
+                                 {"block_bytes", s.block_bytes},
+                                 {"block_crc32", s.block}}));
   return json{{"meta", meta}, {"sections", list}}.dump();
 }
 
@@ -51,6 +65,8 @@ uint64_t plan_layout(const json& meta, std::vector<Section>& sections) {
     for (auto& s : sections) {
       s.offset = at;
       s.crc = 0xffffffffu;
+      s.block_bytes = kBlockBytes;
+      s.block.assign(blocks_of(s.bytes, kBlockBytes), 0xffffffffu);
       at = align_up(at + s.bytes);
     }
     uint64_t len = header_text(meta, sections).size();
@@ -76,7 +92,28 @@ uint64_t json_u64(const json& j, const char* key, const std::string& ctx) {
 struct Parsed {
   json meta;
   std::vector<Section> sections;
+  uint64_t bytes = 0;  // prelude and header: what reading them cost
 };
+
+// A section's optional block CRCs, checked against its size.
+void read_block_crcs(const json& j, Section& s, const std::string& ctx) {
+  if (!j.contains("block_crc32")) return;
+  s.block_bytes = json_u64(j, "block_bytes", ctx);
+  TL_CHECK(
+      s.block_bytes >= kMinBlockBytes && s.block_bytes <= kMaxBlockBytes && s.block_bytes % 4 == 0,
+      ctx, ": block_bytes ", s.block_bytes, " is not a multiple of 4 in [", kMinBlockBytes, ", ",
+      kMaxBlockBytes, "]");
+  const json& list = j["block_crc32"];
+  TL_CHECK(list.is_array() && list.size() == blocks_of(s.bytes, s.block_bytes), ctx,
+           ": block_crc32 must list one CRC-32 per block of ", s.block_bytes, " bytes (",
+           blocks_of(s.bytes, s.block_bytes), ")");
+  s.block.reserve(list.size());
+  for (const json& c : list) {
+    TL_CHECK(c.is_number_unsigned() && c.get<uint64_t>() <= 0xffffffffu, ctx,
+             ": block_crc32 holds ", c.dump(), ", not a CRC-32");
+    s.block.push_back(c.get<uint32_t>());
+  }
+}
 
 Parsed read_header(std::FILE* f, const std::string& path) {
   const uint64_t size = file_size(path);
@@ -118,7 +155,7 @@ Parsed read_header(std::FILE* f, const std::string& path) {
       h.is_object() && h.contains("meta") && h.contains("sections") && h["sections"].is_array(),
       where, ": the header needs \"meta\" and a \"sections\" list");
 
-  Parsed p{h["meta"], {}};
+  Parsed p{h["meta"], {}, kPrelude + header_len};
   for (const json& j : h["sections"]) {
     TL_CHECK(j.is_object() && j.contains("name") && j["name"].is_string(), where,
              ": a section has no name");
@@ -142,7 +179,8 @@ Parsed read_header(std::FILE* f, const std::string& path) {
              s.offset);
     TL_CHECK(s.offset <= size && s.bytes <= size - s.offset, where, " is truncated: section '",
              s.name, "' ends at byte ", s.offset + s.bytes, " but the file has ", size);
-    p.sections.push_back(s);
+    read_block_crcs(j, s, ctx);
+    p.sections.push_back(std::move(s));
   }
   auto sorted = p.sections;
   std::sort(sorted.begin(), sorted.end(),
@@ -178,6 +216,60 @@ std::vector<float> read_section(std::FILE* f, const Section& s, const std::strin
   return out;
 }
 
+// Reads the blocks of section s that hold `ranges` (values, sorted by src, inside the
+// section) and copies the ranges into dst; each block read is checked against its CRC-32.
+// A section without block CRCs is one block (read whole, checked with the section's CRC).
+// Blocks are streamed in kPiece pieces, so a whole-section block needs no buffer of its size.
+// Returns the bytes read.
+uint64_t read_section_ranges(std::FILE* f, const Section& s, const std::string& path,
+                             const std::vector<ValueRange>& ranges, float* dst) {
+  const bool blocked = s.block_bytes > 0;
+  const uint64_t unit = blocked ? s.block_bytes : std::max<uint64_t>(s.bytes, 1);
+  const auto crc_of = [&](uint64_t u) { return blocked ? s.block[u] : s.crc; };
+  // The blocks to read, as runs [first, last] of consecutive blocks.
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  for (const ValueRange& r : ranges) {
+    if (r.len == 0) continue;
+    const uint64_t first = r.src * 4 / unit, last = ((r.src + r.len) * 4 - 1) / unit;
+    if (!runs.empty() && first <= runs.back().second + 1)
+      runs.back().second = std::max(runs.back().second, last);
+    else
+      runs.emplace_back(first, last);
+  }
+  std::vector<uint8_t> buf(size_t(std::min<uint64_t>(kPiece, unit)));
+  uint64_t bytes = 0;
+  size_t next = 0;  // the first range that may still overlap what is read next
+  for (const auto& [first, last] : runs) {
+    TL_CHECK(::fseeko(f, off_t(s.offset + first * unit), SEEK_SET) == 0, "checkpoint '", path,
+             "': cannot seek in section '", s.name, "'");
+    for (uint64_t u = first; u <= last; ++u) {
+      const uint64_t begin = u * unit, end = std::min(begin + unit, s.bytes);
+      uint32_t crc = 0;
+      for (uint64_t at = begin; at < end;) {  // bytes [at, at + n) of the section
+        const size_t n = size_t(std::min<uint64_t>(buf.size(), end - at));
+        TL_CHECK(std::fread(buf.data(), 1, n, f) == n, "checkpoint '", path,
+                 "' is truncated inside section '", s.name, "'");
+        crc = crc32_update(crc, buf.data(), n);
+        while (next < ranges.size() && (ranges[next].src + ranges[next].len) * 4 <= at) ++next;
+        for (size_t i = next; i < ranges.size() && ranges[i].src * 4 < at + n; ++i) {
+          const uint64_t lo = std::max(ranges[i].src * 4, at);
+          const uint64_t hi = std::min((ranges[i].src + ranges[i].len) * 4, at + n);
+          if (hi > lo)
+            std::memcpy(reinterpret_cast<uint8_t*>(dst + ranges[i].dst) + (lo - ranges[i].src * 4),
+                        buf.data() + (lo - at), size_t(hi - lo));
+        }
+        at += n;
+        bytes += n;
+      }
+      TL_CHECK(crc == crc_of(u), "checkpoint '", path, "': section '", s.name, "' fails ",
+               blocked ? cat("the CRC-32 check of its block ", u, " (bytes ", begin, "-", end, ")")
+                       : std::string("its CRC-32 check"),
+               " (stored ", crc_of(u), ", computed ", crc, "): the file is corrupt");
+    }
+  }
+  return bytes;
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path, const CheckpointData& data,
@@ -191,7 +283,7 @@ void save_checkpoint(const std::string& path, const CheckpointData& data,
   if (!data.adam_m.empty()) src.insert(src.end(), {&data.adam_m, &data.adam_v});
   std::vector<Section> sections;
   for (size_t i = 0; i < src.size(); ++i)
-    sections.push_back({kSectionNames[i], src[i]->size(), 0, src[i]->size() * 4, 0});
+    sections.push_back({kSectionNames[i], src[i]->size(), 0, src[i]->size() * 4, 0, 0, {}});
   const uint64_t reserved = plan_layout(data.meta, sections);
 
   write_file_atomic(path, [&](std::FILE* f) {
@@ -221,7 +313,12 @@ void save_checkpoint(const std::string& path, const CheckpointData& data,
       s.crc = 0;
       for (uint64_t done = 0; done < s.bytes;) {
         size_t n = size_t(std::min<uint64_t>(kPiece, s.bytes - done));
-        s.crc = crc32_update(s.crc, p + done, n);
+        for (uint64_t b = 0; b < n; b += kBlockBytes) {  // pieces hold whole blocks
+          const uint64_t len = std::min<uint64_t>(kBlockBytes, n - b);
+          const uint32_t crc = crc32_update(0, p + done + b, len);
+          s.block[(done + b) / kBlockBytes] = crc;
+          s.crc = crc32_combine(s.crc, crc, len);
+        }
         write_all(f, p + done, n, path);
         done += n;
       }
@@ -270,11 +367,33 @@ json read_checkpoint_meta(const std::string& path) {
   return read_header(f.get(), path).meta;
 }
 
+uint64_t read_checkpoint_ranges(const std::string& path, std::vector<ValueRange> ranges,
+                                CheckpointData& out) {
+  File f = open_read(path);
+  Parsed p = read_header(f.get(), path);
+  const auto [params, m, v] = required_sections(p, path);
+  TL_CHECK(m, "checkpoint '", path, "' holds no optimizer state (sections adam_m, adam_v)");
+  std::sort(ranges.begin(), ranges.end(),
+            [](const ValueRange& a, const ValueRange& b) { return a.src < b.src; });
+  for (const ValueRange& r : ranges) {  // the caller's arithmetic, checked before any copy
+    TL_CHECK(r.src <= params->numel && r.len <= params->numel - r.src, "checkpoint '", path,
+             "': values ", r.src, "-", r.src + r.len, " are asked of a section of ", params->numel);
+    for (const auto* o : {&out.params, &out.adam_m, &out.adam_v})
+      TL_ASSERT(r.dst <= o->size() && r.len <= o->size() - r.dst);
+  }
+  uint64_t bytes = p.bytes;
+  bytes += read_section_ranges(f.get(), *params, path, ranges, out.params.data());
+  bytes += read_section_ranges(f.get(), *m, path, ranges, out.adam_m.data());
+  bytes += read_section_ranges(f.get(), *v, path, ranges, out.adam_v.data());
+  out.meta = std::move(p.meta);
+  return bytes;
+}
+
 CheckpointInfo read_checkpoint_info(const std::string& path) {
   File f = open_read(path);
   Parsed p = read_header(f.get(), path);
   const Sections s = required_sections(p, path);
-  return {std::move(p.meta), s.params->numel, s.m != nullptr};
+  return {std::move(p.meta), s.params->numel, s.m != nullptr, p.bytes};
 }
 
 }  // namespace tl

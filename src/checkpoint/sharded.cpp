@@ -141,8 +141,9 @@ SetIndex read_index(const std::string& dir) {
 
 // What the shards of a set hold, all checked against meta.json and against each other.
 struct SetLayout {
-  Sharding sharding;   // the one every shard was written under
-  bool has_optimizer;  // every shard holds adam_m and adam_v (or none does)
+  Sharding sharding;          // the one every shard was written under
+  bool has_optimizer;         // every shard holds adam_m and adam_v (or none does)
+  uint64_t header_bytes = 0;  // read to check them
 };
 
 // Reads every shard's header (not its sections) and checks that it is shard i of this
@@ -152,9 +153,11 @@ struct SetLayout {
 SetLayout check_shards(const SetIndex& idx) {
   std::optional<SetLayout> set;
   int64_t align0 = 0;
+  uint64_t header_bytes = 0;
   for (size_t i = 0; i < idx.shards.size(); ++i) {
     const std::string& path = idx.shards[i].path;
     const CheckpointInfo info = read_checkpoint_info(path);  // header CRC-checked
+    header_bytes += info.header_bytes;
     Fields f(info.meta, path, "");
     const int64_t rank = f.integer("shard_rank", 0, kMaxShards - 1);
     const int64_t world = f.integer("shard_world", 1, kMaxShards);
@@ -191,6 +194,7 @@ SetLayout check_shards(const SetIndex& idx) {
              set->has_optimizer ? "holds" : "lacks");
   }
   TL_ASSERT(set.has_value());  // shard_world >= 1
+  set->header_bytes = header_bytes;
   return std::move(*set);
 }
 
@@ -245,8 +249,8 @@ void write_sharded_index(const std::string& dir, int world, int shard_world,
 
 json read_sharded_meta(const std::string& dir) { return read_index(dir).top; }
 
-void read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
-                             CheckpointData& mine) {
+ShardedReadStats read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
+                                         CheckpointData& mine) {
   const SetIndex idx = read_index(dir);
   const SetLayout set = check_shards(idx);
   const Sharding& from = set.sharding;
@@ -257,13 +261,24 @@ void read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
            to.world(), ")");
   for (auto* v : {&mine.params, &mine.adam_m, &mine.adam_v})
     v->assign(size_t(to.shard_total()), 0.0f);
+  ShardedReadStats st;
+  st.bytes_read = set.header_bytes;
+  st.share_bytes = 3 * uint64_t(to.shard_total()) * sizeof(float);
   for (size_t i = 0; i < idx.shards.size(); ++i) {
-    CheckpointData d = load_shard(idx, set, i, true);
-    reshard_copy(from, int(i), d.params.data(), to, me, mine.params.data());
-    reshard_copy(from, int(i), d.adam_m.data(), to, me, mine.adam_m.data());
-    reshard_copy(from, int(i), d.adam_v.data(), to, me, mine.adam_v.data());
+    st.set_bytes += idx.shards[i].bytes;
+    std::vector<ValueRange> ranges;
+    for (const ReshardRun& r : reshard_runs(from, int(i), to, me))
+      ranges.push_back({uint64_t(r.src), uint64_t(r.dst), uint64_t(r.len)});
+    if (ranges.empty()) continue;  // this rank's slice has nothing of shard i
+    const uint64_t n = read_checkpoint_ranges(idx.shards[i].path, std::move(ranges), mine);
+    // (mine.meta is now shard i's header meta)
+    TL_CHECK(mine.meta.value("data_crc32", json()) == json(idx.shards[i].crc), "'",
+             idx.shards[i].path, "' changed while it was being read");
+    st.bytes_read += n;
+    st.shards_read++;
   }
   mine.meta = idx.top["meta"];
+  return st;
 }
 
 CheckpointData load_sharded_as_full(const std::string& dir, bool with_optimizer) {

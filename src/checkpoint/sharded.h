@@ -45,11 +45,20 @@ void begin_sharded_save(const std::string& dir);
 void write_sharded_index(const std::string& dir, int world, int shard_world,
                          const std::string& strategy, const json& meta);
 
+// What a resuming rank read (headers included) against what it holds.
+struct ShardedReadStats {
+  uint64_t bytes_read = 0;
+  uint64_t share_bytes = 0;  // params, adam_m and adam_v of its shard [to.shard_total()]
+  uint64_t set_bytes = 0;    // the shard files of the whole set
+  int shards_read = 0;       // files whose data it read, of the set's shard_world
+};
 // Reads this rank's shard under `to` (shard `me` of it), whatever world size wrote the set,
-// into out.params/adam_m/adam_v; out.meta = the training meta. Reads files only (no
+// into out.params/adam_m/adam_v; out.meta = the training meta. Of each shard file it reads
+// the header and only the blocks that overlap its own slice (checkpoint.h), so a rank
+// reads about its share whatever the world sizes, not the set. Reads files only (no
 // collective, nothing applied). Throws naming the file when the set is incomplete or damaged.
-void read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
-                             CheckpointData& out);
+ShardedReadStats read_sharded_checkpoint(const std::string& dir, const Sharding& to, int me,
+                                         CheckpointData& out);
 // meta.json, after checking its fields (shard files: plain names inside dir, each present
 // with its size). Shard headers are checked by the loads.
 json read_sharded_meta(const std::string& dir);

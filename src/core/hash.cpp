@@ -113,6 +113,10 @@ std::string sha256_file(const std::string& path) {
   return h.hex_digest();
 }
 
+uint32_t crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
+  return uint32_t(::crc32_combine(crc_a, crc_b, z_off_t(len_b)));
+}
+
 uint32_t crc32_update(uint32_t crc, const void* data, size_t n) {
   const Bytef* p = static_cast<const Bytef*>(data);
   while (n > 0) {  // zlib takes 32-bit lengths

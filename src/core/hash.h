@@ -26,6 +26,8 @@ std::string sha256_file(const std::string& path);  // throws naming the file on 
 
 // CRC-32 (zlib polynomial); chain with the previous value.
 uint32_t crc32_update(uint32_t crc, const void* data, size_t n);
+// The CRC-32 of A followed by B, from crc(A), crc(B) and B's length (zlib's crc32_combine).
+uint32_t crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 // CRC-32C (Castagnoli polynomial, reflected 0x82F63B78); chain with the previous value.
 uint32_t crc32c_update(uint32_t crc, const void* data, size_t n);

@@ -87,24 +87,32 @@ void insert_shard(const Sharding& s, int rank, const float* shard, float* full) 
     std::memcpy(full + p.flat, shard + p.shard, size_t(p.len) * sizeof(float));
 }
 
-void reshard_copy(const Sharding& from, int src_rank, const float* src, const Sharding& to,
-                  int dst_rank, float* dst) {
+std::vector<ReshardRun> reshard_runs(const Sharding& from, int src_rank, const Sharding& to,
+                                     int dst_rank) {
   TL_CHECK(from.flat_total() == to.flat_total(), "reshard: the shardings describe models of ",
            from.flat_total(), " and ", to.flat_total(), " parameters");
   const auto a = from.pieces(src_rank), b = to.pieces(dst_rank);
-  // Both lists are sorted by flat start and disjoint: a merge walk finds the overlaps.
+  // Both lists are sorted by flat start and disjoint: a merge walk finds the overlaps, in
+  // flat order, which is src order too (a shard holds its pieces in flat order).
+  std::vector<ReshardRun> out;
   size_t i = 0, j = 0;
   while (i < a.size() && j < b.size()) {
     const int64_t lo = std::max(a[i].flat, b[j].flat);
     const int64_t hi = std::min(a[i].flat + a[i].len, b[j].flat + b[j].len);
     if (hi > lo)
-      std::memcpy(dst + b[j].shard + (lo - b[j].flat), src + a[i].shard + (lo - a[i].flat),
-                  size_t(hi - lo) * sizeof(float));
+      out.push_back({a[i].shard + (lo - a[i].flat), b[j].shard + (lo - b[j].flat), hi - lo});
     if (a[i].flat + a[i].len < b[j].flat + b[j].len)
       ++i;
     else
       ++j;
   }
+  return out;
+}
+
+void reshard_copy(const Sharding& from, int src_rank, const float* src, const Sharding& to,
+                  int dst_rank, float* dst) {
+  for (const ReshardRun& r : reshard_runs(from, src_rank, to, dst_rank))
+    std::memcpy(dst + r.dst, src + r.src, size_t(r.len) * sizeof(float));
 }
 
 }  // namespace tl

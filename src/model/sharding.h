@@ -77,6 +77,15 @@ std::vector<ShardUnit> model_units(const ParamLayout& layout);
 void extract_shard(const Sharding& s, int rank, const float* full, float* shard);
 // full[flat_total] <- shard of rank r (only the positions rank r owns are written).
 void insert_shard(const Sharding& s, int rank, const float* shard, float* full);
+// A run of values that lies contiguous in src_rank's shard under one sharding and in
+// dst_rank's shard under another.
+struct ReshardRun {
+  int64_t src = 0, dst = 0, len = 0;  // shard positions and length
+};
+// What dst_rank's shard under `to` takes from src_rank's shard under `from`, sorted by src
+// (empty when they share nothing): what a resuming rank reads of a saved shard.
+std::vector<ReshardRun> reshard_runs(const Sharding& from, int src_rank, const Sharding& to,
+                                     int dst_rank);
 // dst shard of rank dst_rank under `to` <- what src_rank's shard under `from` holds of it.
 // Copying from every src_rank fills the destination completely (resharding, one source
 // shard in memory at a time).

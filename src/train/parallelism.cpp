@@ -43,7 +43,6 @@ class SingleProcess final : public Parallelism {
   std::string checkpoint_path(const std::string& run_dir, int64_t step) const override {
     return tl::checkpoint_path(run_dir, step);
   }
-  bool can_save_in_background() const override { return true; }
   bool collect(CheckpointData& ck) override {
     ck.params = model_->get_params();
     if (!std::all_of(ck.params.begin(), ck.params.end(), [](float x) { return std::isfinite(x); }))
@@ -51,10 +50,12 @@ class SingleProcess final : public Parallelism {
     opt_->get_state(ck.adam_m, ck.adam_v);
     return true;
   }
-  void save(const std::string& path, const CheckpointData& ck,
-            const std::function<void()>& before_commit) override {
-    save_checkpoint(path, ck, before_commit);
+  void begin_save(const std::string&) override {}
+  void write(const std::string& path, const CheckpointData& ck,
+             const std::function<void()>& before_commit) const override {
+    save_checkpoint(path, ck, before_commit);  // atomic: complete once renamed
   }
+  void commit_save(const std::string&, const json&) override {}
   void read(const std::string& path, CheckpointData& ck) const override {
     ck = load_any_checkpoint(path, /*with_optimizer=*/true);  // a sharded folder as one model
   }

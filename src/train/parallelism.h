@@ -67,15 +67,20 @@ class Parallelism {
   // ---- checkpoints ----
   // A file for one process, a step folder of shards for ranks (checkpoint/run_folder.h).
   virtual std::string checkpoint_path(const std::string& run_dir, int64_t step) const = 0;
-  // Whether save() may run on a background thread while training goes on.
-  virtual bool can_save_in_background() const = 0;
-  // The state this process writes, into ck (one process: params, adam_m, adam_v; ranks
-  // write their shards in save()); false when a weight is not finite on any rank (then
-  // nothing should be saved). Collective.
+  // A save, in the order below; write() touches files only, so it may run on a background
+  // thread while training goes on (checkpoint.async), commit_save() once it returned on
+  // every rank (all_true).
+  // The state this process writes, into ck (one process: params, adam_m, adam_v; ranks:
+  // their shard); false when a weight is not finite on any rank (then nothing should be
+  // saved). Collective.
   virtual bool collect(CheckpointData& ck) = 0;
-  // Writes ck (meta + what collect() filled) to path. Collective for ranks.
-  virtual void save(const std::string& path, const CheckpointData& ck,
-                    const std::function<void()>& before_commit) = 0;
+  // Prepares path (ranks: rank 0 removes an older set's meta.json). Collective.
+  virtual void begin_save(const std::string& path) = 0;
+  // Writes ck (meta + what collect() filled) to path: the file, or this rank's shard.
+  virtual void write(const std::string& path, const CheckpointData& ck,
+                     const std::function<void()>& before_commit) const = 0;
+  // Completes the checkpoint (ranks: rank 0 writes meta.json with `meta`). Collective.
+  virtual void commit_save(const std::string& path, const json& meta) = 0;
   // Reads what this process holds from a checkpoint (a file or a sharded folder; ranks:
   // their shard, whatever world wrote it) into ck. Files only: no collective and nothing
   // changes, so the ranks can agree on the outcome before apply(). Throws on damage.

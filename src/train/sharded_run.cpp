@@ -126,22 +126,44 @@ std::string ShardedRun::checkpoint_path(const std::string& run_dir, int64_t step
   return sharded_checkpoint_path(run_dir, step);
 }
 
-bool ShardedRun::collect(CheckpointData&) {
-  std::vector<float> p;  // every rank's master-weight shard; all ranks get the same answer
-  fsdp_->get_master(p);
-  return all_true(std::all_of(p.begin(), p.end(), [](float x) { return std::isfinite(x); }));
+bool ShardedRun::collect(CheckpointData& ck) {
+  // Every rank checks its own master-weight shard; all ranks get the same answer.
+  if (writes_shard(*fsdp_, *world_))
+    fsdp_->get_shard_state(ck.params, ck.adam_m, ck.adam_v);
+  else
+    fsdp_->get_master(ck.params);
+  const bool finite =
+      std::all_of(ck.params.begin(), ck.params.end(), [](float x) { return std::isfinite(x); });
+  if (!writes_shard(*fsdp_, *world_)) ck.params.clear();
+  return all_true(finite);
 }
 
-void ShardedRun::save(const std::string& path, const CheckpointData& ck,
-                      const std::function<void()>& before_commit) {
-  json m = ck.meta;
+void ShardedRun::begin_save(const std::string& path) { start_sharded_save(path, *world_); }
+
+void ShardedRun::write(const std::string& path, const CheckpointData& ck,
+                       const std::function<void()>& before_commit) const {
+  CheckpointData d;  // the shard's own header meta is written by write_shard
+  if (writes_shard(*fsdp_, *world_)) {
+    d.params = ck.params;
+    d.adam_m = ck.adam_m;
+    d.adam_v = ck.adam_v;
+  }
+  write_rank_shard(path, ck.meta.at("model"), *fsdp_, *world_, std::move(d), before_commit);
+}
+
+void ShardedRun::commit_save(const std::string& path, const json& meta) {
+  json m = meta;
   m["dist"] = json{{"world", world()}, {"strategy", strategy_name(strategy_)}};
-  save_sharded_checkpoint(path, m, *fsdp_, *world_, before_commit);
+  commit_sharded_save(path, m, *fsdp_, *world_);
 }
 
 void ShardedRun::read(const std::string& path, CheckpointData& out) const {
   const Sharding& sh = fsdp_->sharding();
-  if (is_directory(path)) return read_sharded_checkpoint(path, sh, fsdp_->shard_rank(), out);
+  read_stats_ = ShardedReadStats{};
+  if (is_directory(path)) {
+    read_stats_ = read_sharded_checkpoint(path, sh, fsdp_->shard_rank(), out);
+    return;
+  }
   // A single-file checkpoint (a one-GPU run) continues on many: every rank keeps its shard.
   CheckpointData ck = load_checkpoint(path, true);
   out.meta = ck.meta;
@@ -157,6 +179,18 @@ void ShardedRun::read(const std::string& path, CheckpointData& out) const {
 
 void ShardedRun::apply(const CheckpointData& ck) {
   fsdp_->set_shard_state(ck.params, ck.adam_m, ck.adam_v);
+  const ShardedReadStats& st = read_stats_;
+  // The most any rank read, against its share (about 1x, not the whole set per rank).
+  double most[2] = {double(st.bytes_read),
+                    double(st.bytes_read) / double(std::max<uint64_t>(st.share_bytes, 1))};
+  all_reduce(most, 2, ReduceOp::Max);
+  const auto mib = [](double b) { return cat(std::lround(b / double(1 << 20)), " MiB"); };
+  if (st.set_bytes > 0) {
+    char ratio[32];
+    std::snprintf(ratio, sizeof ratio, "%.3f", most[1]);
+    log_info("resume: each rank read at most ", mib(most[0]), " (", ratio, " x its share of ",
+             mib(double(st.share_bytes)), "; the set holds ", mib(double(st.set_bytes)), ")");
+  }
 }
 
 void ShardedRun::report_failure(const std::string& why) {

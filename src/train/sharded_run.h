@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "checkpoint/sharded.h"
 #include "parallel/bootstrap.h"
 #include "parallel/fsdp.h"
 #include "train/parallelism.h"
@@ -36,11 +37,13 @@ class ShardedRun final : public Parallelism {
   bool all_true(bool mine) override;
 
   std::string checkpoint_path(const std::string& run_dir, int64_t step) const override;
-  bool can_save_in_background() const override { return false; }
-  bool collect(CheckpointData& ck) override;  // finiteness only: shards are written in save()
-  void save(const std::string& path, const CheckpointData& ck,
-            const std::function<void()>& before_commit) override;
+  bool collect(CheckpointData& ck) override;  // this rank's shard, if it writes one
+  void begin_save(const std::string& path) override;
+  void write(const std::string& path, const CheckpointData& ck,
+             const std::function<void()>& before_commit) const override;
+  void commit_save(const std::string& path, const json& meta) override;
   void read(const std::string& path, CheckpointData& ck) const override;
+  // Sets the shard state; after a sharded folder's read, rank 0 logs what the ranks read.
   void apply(const CheckpointData& ck) override;
   void report_failure(const std::string& why) override;
 
@@ -66,7 +69,8 @@ class ShardedRun final : public Parallelism {
   FsdpGroups groups_;
   std::unique_ptr<Fsdp> fsdp_;
   Backend* be_ = nullptr;
-  Buffer reduce_buf_;  // f64 [kMaxReduce] for all_reduce
+  Buffer reduce_buf_;                    // f64 [kMaxReduce] for all_reduce
+  mutable ShardedReadStats read_stats_;  // of the last read() of a sharded folder
   bool stop_agreed_ = false;
   bool reported_ = false;
   static constexpr int kMaxReduce = 4;

@@ -41,10 +41,6 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   be_ = par_->make_backend();
   par_->connect(*be_);
   log_info("device: ", be_->describe());
-  if (cfg_.checkpoint.async && !par_->can_save_in_background())
-    log_warn(
-        "checkpoint.async applies to single-process runs: the ranks of a sharded run write "
-        "their checkpoints in the step");
   check_fits(estimate_training_memory(cfg_.model, cfg_.batch.micro_batch, cfg_.data.seq_len,
                                       be_->compute_dtype(), cfg_.train.recompute),
              be_->device_memory_total(), be_->describe());

@@ -131,7 +131,8 @@ class Trainer {
   int64_t step_ = 0;              // optimizer steps completed (skipped ones included)
   double data_wait_seconds_ = 0;  // this step's time blocked on the data loader
   int64_t tokens_seen_ = 0;
-  int64_t last_saved_ = -1;  // step of the newest checkpoint this process wrote or loaded
+  bool resumed_ = false;     // the state came from a checkpoint (else: init or --init-from)
+  int64_t last_saved_ = -1;  // step of the newest checkpoint of this run folder written or loaded
   std::string last_saved_path_;
   double elapsed_before_ = 0;  // training seconds of earlier processes (resumed runs)
   Timer run_clock_;            // started when run() begins
@@ -142,6 +143,7 @@ class Trainer {
     std::future<double> seconds;  // of the write; rethrows its error
     int64_t step = -1;
     std::string path, previous;  // what is written, and the newest complete one before it
+    json meta;                   // the training meta, for commit_save
     double copy_seconds = 0;     // the part the step paid for: the state to host memory
   };
   BackgroundSave background_;  // last: destroyed (and so waited for) first

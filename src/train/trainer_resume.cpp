@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "checkpoint/load.h"
 #include "checkpoint/run_folder.h"
@@ -57,7 +58,7 @@ void Trainer::start(const std::string& resume, const std::string& init_from) {
     TL_CHECK(list_checkpoints(run_dir).empty(), "run folder '", run_dir,
              "' already holds checkpoints; use --resume auto to continue it, or another run_dir");
   }
-  if (last_saved_ < 0) {
+  if (!resumed_) {
     if (init_from.empty()) {
       model_->init_weights(cfg_.train.seed);
     } else {
@@ -81,7 +82,7 @@ void Trainer::open_run_records() {
   tb_->session_start(step_ + 1);
   if (redo > 0) log_warn(redo, " steps logged after step ", step_, " are lost and will be redone");
   metrics_->write(json{{"step", step_},
-                       {"event", last_saved_ < 0 ? "start" : "resume"},
+                       {"event", resumed_ ? "resume" : "start"},
                        {"redo_steps", redo},
                        {"pid", int64_t(::getpid())}});
 }
@@ -184,8 +185,15 @@ void Trainer::restore(const CheckpointData& ck, const std::string& path) {
   tokens_seen_ = ck.meta.value("tokens", int64_t(0));
   elapsed_before_ = ck.meta.value("elapsed_seconds", 0.0);
   guard_.restore(ck.meta.value("health", json::object()));
-  last_saved_ = step_;
-  last_saved_path_ = path;
+  resumed_ = true;
+  // A checkpoint of another run folder (or of another format: a one-GPU file continued on
+  // ranks) is not this run's: the run still ends with its last step saved in its own folder
+  // (so that resuming at the last step reshards: dist_check's bitwise reload).
+  std::error_code ec;
+  if (std::filesystem::equivalent(path, par_->checkpoint_path(cfg_.train.run_dir, step_), ec)) {
+    last_saved_ = step_;
+    last_saved_path_ = path;
+  }
   log_info("resumed from ", path, " at step ", step_);
 }
 

@@ -1,5 +1,6 @@
 // Checkpoints of a run: written in the step, or by a background thread while training goes
-// on (checkpoint.async, one process); retention after each (trainer.h).
+// on (checkpoint.async; on several ranks too: each writes its shard in the background, and
+// the set is committed once all are done); retention after each (trainer.h).
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -55,28 +56,32 @@ std::string Trainer::save() {
   const auto before_commit = [sleep_ms] {
     if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
   };
-  const bool background = cfg_.checkpoint.async && par_->can_save_in_background();
+  const bool background = cfg_.checkpoint.async;
   Timer t;
   try {
     std::error_code ec;
     const auto space = std::filesystem::space(checkpoint_dir(run_dir), ec);
     TL_CHECK(ec || space.available >= need, "the disk is full: the checkpoint needs about ",
              need >> 20, " MiB and ", space.available >> 20, " MiB are free");
+    par_->begin_save(path);
     if (background) {
-      // The host copy moves to the writer; training goes on with the device state.
+      // The host copy moves to the writer; training goes on with the device state. The
+      // ranks complete the set once every one of them is done (finish_background_save).
       background_.step = step_;
       background_.path = path;
       background_.previous = previous;
+      background_.meta = ck.meta;
       background_.copy_seconds = copy.seconds();
-      Parallelism* par = par_.get();  // outlives background_ (declared before it)
+      const Parallelism* par = par_.get();  // outlives background_ (declared before it)
       background_.seconds =
           std::async(std::launch::async, [par, path, data = std::move(ck), before_commit] {
             Timer w;
-            par->save(path, data, before_commit);
+            par->write(path, data, before_commit);
             return w.seconds();
           });
     } else {
-      par_->save(path, ck, before_commit);
+      par_->write(path, ck, before_commit);
+      par_->commit_save(path, ck.meta);
     }
   } catch (const Error& e) {
     fail_save(step_, e.what(), previous);
@@ -89,15 +94,29 @@ std::string Trainer::save() {
 
 void Trainer::finish_background_save(bool block) {
   BackgroundSave& b = background_;
-  if (!b.seconds.valid()) return;
-  if (!block && b.seconds.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+  if (!b.seconds.valid()) return;  // the same on every rank: saves start at the same step
+  // Several ranks: they agree that every rank's write returned (a small collective each
+  // step while a write is in flight), so that all of them commit at the same step.
+  const bool ready =
+      block || b.seconds.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  if (!par_->all_true(ready)) return;
   double seconds = 0;
+  std::string error;
   try {
     seconds = b.seconds.get();
   } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (!par_->all_true(error.empty()))
+    fail_save(b.step,
+              error.empty() ? "another rank could not write its shard (see its log)" : error,
+              b.previous);
+  try {
+    par_->commit_save(b.path, b.meta);
+  } catch (const Error& e) {
     fail_save(b.step, e.what(), b.previous);
   }
-  record_saved(b.step, b.path, seconds, b.copy_seconds);
+  if (is_rank0()) record_saved(b.step, b.path, seconds, b.copy_seconds);
 }
 
 void Trainer::record_saved(int64_t step, const std::string& path, double seconds,
