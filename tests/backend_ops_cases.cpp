@@ -264,6 +264,16 @@ void argmax(std::vector<OpCase>& v) {
 }
 
 void optimizer(std::vector<OpCase>& v) {
+  // FSDP's bf16 gradient reduction: the reduced chunk added into the f32 gradient shard.
+  for (DType src : {DType::F32, DType::BF16})
+    for (int64_t n : {int64_t(1), int64_t(7), int64_t(100003)})
+      for (int64_t off : {int64_t(0), int64_t(1)})  // offset 1: the unaligned path
+        add(v, cat("accumulate ", dtype_name(src)), dims({{"n", n}, {"offset", off}}), false,
+            [=](OpRun& r) {
+              Tensor s = r.in(src, {n + off}, 0.5);
+              Tensor d = r.inout("dst", DType::F32, {n + off}, 1.0, kF32Sum);
+              r.be().accumulate(d.rows(off, n + off), s.rows(off, n + off));
+            });
   for (int64_t n : {int64_t(1), int64_t(7), int64_t(1000), int64_t(4194307)})
     for (int64_t off : {int64_t(0), int64_t(1)})  // offset 1: the unaligned path
       add(v, "sum_squares", dims({{"n", n}, {"offset", off}}), n > 1000000, [=](OpRun& r) {
@@ -302,9 +312,10 @@ void attention(std::vector<OpCase>& v) {
     int H, K, D;
     bool big;
   };
-  for (S k : {S{2, 1, 4, 2, 64, false}, S{2, 65, 4, 2, 64, false}, S{2, 128, 4, 1, 64, false},
-              S{1, 130, 4, 4, 128, false}, S{2, 64, 6, 2, 32, false}, S{2, 17, 4, 2, 16, false},
-              S{1, 9, 2, 1, 6, false}, S{2, 2048, 32, 4, 64, true}}) {  // big: the 1.1B layer, 2 rows
+  for (S k :
+       {S{2, 1, 4, 2, 64, false}, S{2, 65, 4, 2, 64, false}, S{2, 128, 4, 1, 64, false},
+        S{1, 130, 4, 4, 128, false}, S{2, 64, 6, 2, 32, false}, S{2, 17, 4, 2, 16, false},
+        S{1, 9, 2, 1, 6, false}, S{2, 2048, 32, 4, 64, true}}) {  // big: the 1.1B layer, 2 rows
     const int64_t Q = int64_t(k.H + 2 * k.K) * k.D, O = int64_t(k.H) * k.D;
     for (bool fwd : {true, false}) {
       OpCase c;

@@ -134,6 +134,27 @@ TEST(CpuBackend, DescribesItselfAndAllocatesAligned) {
   EXPECT_THROW(be->allocate(size_t(1) << 62), Error);
 }
 
+TEST(CpuBackend, AccumulatesF32AndBf16IntoF32) {
+  auto be = make_backend("cpu", 1);
+  Buffer buf(*be, 64);
+  Tensor dst = buf.tensor(DType::F32, {3}), f = buf.tensor(DType::F32, {3}, 16);
+  Tensor bf = buf.tensor(DType::BF16, {3}, 32);
+  const float d0[3] = {1.0f, -2.0f, 1024.0f}, add[3] = {0.5f, 0.25f, 1.0f};
+  be->upload(dst, d0);
+  be->upload(f, add);
+  be->accumulate(dst, f);                          // {1.5, -1.75, 1025}: f32 keeps the 1
+  const uint16_t b[3] = {0x3F80, 0xBF80, 0x4000};  // bf16 1, -1, 2
+  be->upload(bf, b);
+  be->accumulate(dst, bf);  // {2.5, -2.75, 1027}
+  float got[3];
+  be->download(got, dst);
+  EXPECT_EQ(got[0], 2.5f);
+  EXPECT_EQ(got[1], -2.75f);
+  EXPECT_EQ(got[2], 1027.0f);
+  EXPECT_THROW(be->accumulate(bf, f), Error);                             // dst must be f32
+  EXPECT_THROW(be->accumulate(dst, buf.tensor(DType::F32, {2})), Error);  // sizes differ
+}
+
 TEST(CpuBackend, CopiesAndConvertsBetweenFloatTypes) {
   auto be = make_backend("cpu", 1);
   Buffer buf(*be, 64);

@@ -101,14 +101,15 @@ RunResult run_single() {
   return out;
 }
 
-RunResult run_sharded(ShardStrategy strategy, int world, int hybrid_group = 0) {
+RunResult run_sharded(ShardStrategy strategy, int world, int hybrid_group = 0,
+                      DType reduce_dtype = DType::F32) {
   auto comms = make_fake_communicators(world, 60.0);
   std::vector<RunResult> per_rank(static_cast<size_t>(world));
   std::vector<std::vector<LossSum>> rank_losses(static_cast<size_t>(world));
   auto outcome = run_ranks(comms, [&](int r, Communicator& comm) {
     auto be = make_cpu_backend(1);
     FsdpGroups g = make_fsdp_groups(comm, strategy, hybrid_group);
-    Fsdp fsdp(tiny_cfg(), *be, strategy, *g.shard, g.replica.get(), adamw_cfg());
+    Fsdp fsdp(tiny_cfg(), *be, strategy, *g.shard, g.replica.get(), adamw_cfg(), reduce_dtype);
     ModelOptions mo;
     mo.provider = &fsdp;
     LlamaModel model(tiny_cfg(), *be, mo);
@@ -244,5 +245,42 @@ TEST(DistFsdp, EachStrategyIssuesTheCollectivesItPromises) {
     CommCounts c = run_sharded(ShardStrategy::HybridShard, W, 2).counts;
     EXPECT_EQ(c["reduce_scatter"], kSteps * A * U);
     EXPECT_EQ(c["all_reduce"], kSteps * U + kSteps);
+  }
+}
+
+// dist.reduce_dtype bf16 (#17): gradients cross the wire in bf16 and each rank adds the
+// reduced chunk into its f32 shard. Not the f32 result bit for bit (the bf16 sum rounds at
+// every rank), but the same training to bf16's precision.
+TEST(DistFsdp, Bf16GradientReductionTrainsLikeF32) {
+  const int U = tiny_cfg().n_layers + 2;
+  struct Case {
+    ShardStrategy s;
+    int world, group;
+    const char* name;
+  };
+  for (const Case& c : {Case{ShardStrategy::FullShard, 3, 0, "full_shard x 3"},
+                        Case{ShardStrategy::ShardGradOp, 2, 0, "shard_grad_op x 2"},
+                        Case{ShardStrategy::HybridShard, 4, 2, "hybrid 2 x 2"}}) {
+    SCOPED_TRACE(c.name);
+    const RunResult f32 = run_sharded(c.s, c.world, c.group);
+    const RunResult bf = run_sharded(c.s, c.world, c.group, DType::BF16);
+    // Every gradient reduce-scatter went in bf16, as many as the f32 path issues.
+    EXPECT_EQ(bf.counts.at("reduce_scatter:bf16"), f32.counts.at("reduce_scatter"));
+    EXPECT_EQ(bf.counts.count("reduce_scatter:bf16") ? bf.counts.at("reduce_scatter") : -1,
+              f32.counts.at("reduce_scatter"));
+    EXPECT_GE(bf.counts.at("reduce_scatter"), kSteps * U);
+    EXPECT_EQ(bf.counts.at("all_reduce"), f32.counts.at("all_reduce"));  // hybrid: still f32
+    for (size_t s = 0; s < f32.losses.size(); ++s)
+      EXPECT_NEAR(bf.losses[s], f32.losses[s], 2e-3 * f32.losses[s]) << "step " << s;
+    double max_diff = 0, sum_diff = 0;
+    for (size_t i = 0; i < f32.params.size(); ++i) {
+      const double d = std::fabs(double(bf.params[i]) - double(f32.params[i]));
+      max_diff = std::max(max_diff, d);
+      sum_diff += d;
+    }
+    std::printf("%s: bf16 vs f32 reduction: max |param diff| %.3g, mean %.3g\n", c.name, max_diff,
+                sum_diff / double(f32.params.size()));
+    EXPECT_GT(max_diff, 0.0) << "bf16 reduction left every parameter bitwise the f32 result";
+    EXPECT_LE(sum_diff / double(f32.params.size()), 1e-4);
   }
 }

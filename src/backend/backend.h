@@ -47,6 +47,9 @@ class Backend {
   virtual void copy(Tensor dst, Tensor src) = 0;              // same dtype and numel
   virtual void zero(Tensor t) = 0;
   virtual void convert(Tensor dst, Tensor src) = 0;  // elementwise, same numel
+  // dst (f32) += src (f32 or bf16), elementwise, same numel: FSDP adds a gradient chunk
+  // reduced in bf16 into its f32 gradient shard.
+  virtual void accumulate(Tensor dst, Tensor src) = 0;
   virtual void synchronize() = 0;
 
   // ---- embedding ----

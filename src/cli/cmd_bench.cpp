@@ -37,6 +37,9 @@ void add_bench_command(CLI::App& app) {
                   "shard_grad_op, no_shard or hybrid_shard");
   cmd->add_option("--hybrid-group", o->sharded.dist.hybrid_group_size,
                   "hybrid_shard: ranks per group (0 = per node)");
+  cmd->add_option("--reduce-dtype", o->sharded.dist.reduce_dtype,
+                  "Sharded bench: gradients reduce-scattered in f32 (default) or bf16")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->callback([o] {
     o->b.model = ModelConfig::from_preset(o->preset);
     o->sharded.bench = o->b;

@@ -35,7 +35,7 @@ class Communicator {
 
   // recv[world * n] = the ranks' send[n] in rank order. dtypes f32, bf16, i32, f64.
   virtual CommWork all_gather(Tensor recv, Tensor send) = 0;
-  // recv[n] = op over ranks of send[world * n] chunk `rank`. f32 or f64.
+  // recv[n] = op over ranks of send[world * n] chunk `rank`. f32, f64, or bf16 (Sum only).
   virtual CommWork reduce_scatter(Tensor recv, Tensor send, ReduceOp op) = 0;
   // buf = op over ranks of buf, in place. f32, f64 or i32 (Max only for i32).
   virtual CommWork all_reduce(Tensor buf, ReduceOp op) = 0;

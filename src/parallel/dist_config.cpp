@@ -10,6 +10,7 @@ DistConfig DistConfig::from_json(const json& j, const std::string& path) {
   r.get("strategy", c.strategy);
   r.get("timeout_seconds", c.timeout_seconds);
   r.get("hybrid_group_size", c.hybrid_group_size);
+  r.get("reduce_dtype", c.reduce_dtype);
   r.finish();
   c.validate();
   return c;
@@ -20,6 +21,11 @@ void DistConfig::validate() const {
   TL_CHECK(timeout_seconds > 0, "config: dist.timeout_seconds must be positive, got ",
            timeout_seconds);
   TL_CHECK(hybrid_group_size >= 0, "config: dist.hybrid_group_size must not be negative");
+  TL_CHECK(reduce_dtype == "f32" || reduce_dtype == "bf16",
+           "config: dist.reduce_dtype must be \"f32\" or \"bf16\", got \"", reduce_dtype, "\"");
+  TL_CHECK(reduce_dtype == "f32" || strategy != "no_shard",
+           "config: dist.reduce_dtype \"bf16\" reduces a sharded gradient; no_shard all-reduces "
+           "its whole gradient in f32 (use shard_grad_op for ZeRO-2 with bf16 reduction)");
 }
 
 }  // namespace tl

@@ -5,6 +5,10 @@
 //   timeout_seconds    a rank that dies, hangs this long, or fails stops every rank (300)
 //   hybrid_group_size  hybrid_shard: ranks per shard group; 0 = the ranks of one node.
 //                      Set it to simulate nodes on one machine (4 GPUs as 2 x 2).
+//   reduce_dtype       f32 (default) | bf16: the dtype gradients are reduce-scattered in
+//                      (bf16 halves the bytes and the collective's SM time; each rank's
+//                      shard still accumulates in f32). full_shard, shard_grad_op and
+//                      hybrid_shard (its reduce-scatter; the replica all-reduce stays f32).
 #pragma once
 #include <string>
 
@@ -16,6 +20,7 @@ struct DistConfig {
   std::string strategy;
   double timeout_seconds = 300;
   int hybrid_group_size = 0;
+  std::string reduce_dtype = "f32";
 
   static DistConfig from_json(const json& j, const std::string& path = "dist");
   void validate() const;  // throws naming the key

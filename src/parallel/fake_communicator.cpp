@@ -70,6 +70,19 @@ void reduce_any(void* out, const std::vector<const void*>& in, int64_t offset, i
     reduce_into(typed_out, src, n, op);
   };
   switch (dt) {
+    case DType::BF16: {
+      // As a ring reduces bf16: each hop adds in f32 and rounds to bf16 (here in rank order).
+      TL_CHECK(op == ReduceOp::Sum, "fake communicator: bf16 reduces by sum only");
+      auto* o = static_cast<uint16_t*>(out);
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t acc = static_cast<const uint16_t*>(in[0])[offset + i];
+        for (size_t r = 1; r < in.size(); ++r)
+          acc = f32_to_bf16(bf16_to_f32(acc) +
+                            bf16_to_f32(static_cast<const uint16_t*>(in[r])[offset + i]));
+        o[i] = acc;
+      }
+      break;
+    }
     case DType::F32: run(static_cast<float*>(out)); break;
     case DType::F64: run(static_cast<double*>(out)); break;
     case DType::I32: run(static_cast<int32_t*>(out)); break;
@@ -238,6 +251,7 @@ class FakeCommunicator final : public Communicator {
     std::unique_lock<std::mutex> lock(g.world->mu);
     if (!g.world->failure.empty()) throw Error(g.world->failure);
     (*counts_)[p.op]++;
+    if (p.dtype == DType::BF16) (*counts_)[cat(p.op, ":bf16")]++;  // also counted by dtype
     const uint64_t gen = g.entered[size_t(rank_)]++;
     TL_ASSERT(gen == g.generation);
     g.posts[size_t(rank_)] = p;

@@ -42,16 +42,19 @@ FsdpGroups make_fsdp_groups(Communicator& world, ShardStrategy s, int hybrid_gro
 }
 
 Fsdp::Fsdp(const ModelConfig& cfg, Backend& be, ShardStrategy strategy, Communicator& shard,
-           Communicator* replica, const AdamWConfig& adamw)
+           Communicator* replica, const AdamWConfig& adamw, DType reduce_dtype)
     : be_(be),
       strategy_(strategy),
       shard_(shard),
       replica_(replica && replica->world() > 1 ? replica : nullptr),
       layout_(cfg),
       sh_(layout_, shard.world()),
-      cdt_(be.compute_dtype()) {
+      cdt_(be.compute_dtype()),
+      reduce_dt_(shard.world() > 1 ? reduce_dtype : DType::F32) {
   TL_CHECK(strategy != ShardStrategy::NoShard || shard.world() == 1,
            "no_shard: the shard group must be this rank alone, got ", shard.world(), " ranks");
+  TL_CHECK(reduce_dtype == DType::F32 || reduce_dtype == DType::BF16,
+           "fsdp: gradients reduce in f32 or bf16, not ", dtype_name(reduce_dtype));
   const int U = sh_.num_units();
   const size_t S = size_t(sh_.shard_total());
   master_ = Buffer(be_, S * 4);
@@ -78,6 +81,14 @@ Fsdp::Fsdp(const ModelConfig& cfg, Backend& be, ShardStrategy strategy, Communic
     full_grads_t_ = full_grads_.tensor(DType::F32, {P});
     be_.zero(full_compute_t_);
     be_.zero(full_grads_t_);
+  }
+  if (reduce_dt_ == DType::BF16) {
+    int64_t max_shard = 0;
+    for (const auto& u : sh_.units()) max_shard = std::max(max_shard, u.shard);
+    for (int s = 0; s < kSlots; ++s) {
+      rbuf_[s] = Buffer(be_, size_t(sh_.max_unit_padded()) * 2);
+      rchunk_[s] = Buffer(be_, size_t(max_shard) * 2);
+    }
   }
   grad_work_.assign(size_t(U), CommWork{});
   param_work_.assign(size_t(U), CommWork{});
@@ -180,9 +191,38 @@ void Fsdp::prepare_grads(int u) {
   const ShardUnit& su = sh_.unit(u);
   Tensor full = gbuf_[u % kSlots].tensor(DType::F32, {su.padded});
   be_.zero(full);
-  be_.copy(sub(full, int64_t(shard_.rank()) * su.shard, {su.shard}),
-           shard_part(grad_shard_, DType::F32, u));
+  // (bf16 reduction: the f32 shard is not sent through a bf16 sum; the chunk is added
+  // to it instead, add_reduced)
+  if (reduce_dt_ == DType::F32)
+    be_.copy(sub(full, int64_t(shard_.rank()) * su.shard, {su.shard}),
+             shard_part(grad_shard_, DType::F32, u));
   g.unit = u;
+}
+
+void Fsdp::reduce_grads_bf16(int u, Tensor grad) {
+  const int s = u % kSlots;
+  add_reduced(s);  // the slot's previous chunk, two units ago
+  const ShardUnit& su = sh_.unit(u);
+  Tensor staged = rbuf_[s].tensor(DType::BF16, {su.padded});
+  be_.convert(staged, grad);  // on the compute stream: grad's buffer is free after this
+  rs_[s].unit = u;
+  rs_[s].last = last_micro_;
+  rs_[s].reduced =
+      shard_.reduce_scatter(rchunk_[s].tensor(DType::BF16, {su.shard}), staged, ReduceOp::Sum);
+}
+
+void Fsdp::add_reduced(int s) {
+  ReduceSlot& r = rs_[s];
+  if (r.unit < 0) return;
+  shard_.wait(r.reduced);
+  const int u = r.unit;
+  be_.accumulate(shard_part(grad_shard_, DType::F32, u),
+                 rchunk_[s].tensor(DType::BF16, {sh_.unit(u).shard}));
+  grad_work_[size_t(u)] =
+      r.last && replica_
+          ? replica_->all_reduce(shard_part(grad_shard_, DType::F32, u), ReduceOp::Sum)
+          : CommWork{};
+  r = ReduceSlot{};
 }
 
 // ---- hooks ----
@@ -206,6 +246,15 @@ void Fsdp::before_backward(int u) {
 }
 
 void Fsdp::after_backward(int u) {
+  if (reduce_dt_ == DType::BF16) {
+    if (sharded_params()) {
+      if (needs_weights(u, true)) release_weights(u, -1);
+      reduce_grads_bf16(u, gbuf_[u % kSlots].tensor(DType::F32, {sh_.unit(u).padded}));
+    } else if (last_micro_) {
+      reduce_grads_bf16(u, padded_part(full_grads_, DType::F32, u));
+    }
+    return;
+  }
   CommWork work;
   if (sharded_params()) {
     if (needs_weights(u, true)) release_weights(u, -1);
@@ -231,12 +280,14 @@ void Fsdp::begin_micro_batch(bool last) {
 }
 
 void Fsdp::zero_grads() {
+  for (int s = 0; s < kSlots; ++s) add_reduced(s);  // (none pending after a step)
   for (auto& w : grad_work_) shard_.wait(w);
   be_.zero(grad_shard());
   if (!sharded_params() && full_grads_.data()) be_.zero(full_grads_t_);
 }
 
 StepResult Fsdp::step(float lr) {
+  for (int s = 0; s < kSlots; ++s) add_reduced(s);
   for (auto& w : grad_work_) {
     shard_.wait(w);
     w = CommWork{};

@@ -53,8 +53,10 @@ class Fsdp final : public ParamProvider {
   // shard: the ranks that split the parameters (every rank for full_shard and
   // shard_grad_op, the node for hybrid_shard, just this rank for no_shard); replica: the
   // ranks holding the same shard in the other groups, or null when there is one group.
+  // reduce_dtype: f32, or bf16 (dist.reduce_dtype): gradients are converted to bf16 for the
+  // reduce-scatter and the reduced chunk added into the f32 shard.
   Fsdp(const ModelConfig& cfg, Backend& be, ShardStrategy strategy, Communicator& shard,
-       Communicator* replica, const AdamWConfig& adamw);
+       Communicator* replica, const AdamWConfig& adamw, DType reduce_dtype = DType::F32);
   ~Fsdp() override;
 
   // ParamProvider
@@ -98,6 +100,15 @@ class Fsdp final : public ParamProvider {
     int unit = -1;
     CommWork reduced;  // the reduce-scatter reading it
   };
+  // reduce_dtype bf16: a unit's gradient converted to bf16 [padded] and reduce-scattered
+  // into a bf16 chunk [shard]; the chunk is added into the f32 shard when the slot is
+  // needed again or at the step (add_reduced), so compute never waits for the collective
+  // it just issued.
+  struct ReduceSlot {
+    int unit = -1;      // whose chunk is on its way; -1: none
+    bool last = false;  // issued in the step's last micro-batch (hybrid: then all-reduce)
+    CommWork reduced;
+  };
 
   bool sharded_params() const {
     return strategy_ == ShardStrategy::FullShard || strategy_ == ShardStrategy::HybridShard;
@@ -112,6 +123,8 @@ class Fsdp final : public ParamProvider {
   void use_weights(int unit, int dir);
   void release_weights(int unit, int dir);
   void prepare_grads(int unit);
+  void reduce_grads_bf16(int unit, Tensor grad);  // grad: the unit's f32 gradient [padded]
+  void add_reduced(int slot);
   void refresh_compute();
 
   Backend& be_;
@@ -121,11 +134,14 @@ class Fsdp final : public ParamProvider {
   ParamLayout layout_;
   Sharding sh_;
   DType cdt_;
+  DType reduce_dt_;
   bool last_micro_ = true;
   Buffer master_, grad_shard_, compute_shard_;  // [shard_total]; compute_shard_ unused if f32
   Buffer wbuf_[2], gbuf_[2];                    // full_shard: [max_unit_padded] unit buffers
   WeightSlot ws_[2];
   GradSlot gs_[2];
+  Buffer rbuf_[2], rchunk_[2];  // reduce_dtype bf16: [max_unit_padded], [its shard]
+  ReduceSlot rs_[2];
   Buffer full_compute_, full_grads_;      // other strategies: [padded_total]
   Tensor full_compute_t_, full_grads_t_;  // (views; may alias the shard buffers)
   std::vector<CommWork> grad_work_;       // per unit: last collective writing its grad shard

@@ -85,13 +85,14 @@ void ShardedRun::connect(Backend& be) {
   groups_ = make_fsdp_groups(*world_, strategy_, group);
   reduce_buf_ = Buffer(be, kMaxReduce * sizeof(double));
   fsdp_ = std::make_unique<Fsdp>(o_.model, be, strategy_, *groups_.shard, groups_.replica.get(),
-                                 o_.adamw);
+                                 o_.adamw, dtype_from_name(o_.dist.reduce_dtype));
   log_info("dist: ", describe());
 }
 
 std::string ShardedRun::describe() const {
   std::string s = cat(world(), " rank(s), strategy ", strategy_name(strategy_));
   if (groups_.shard) s += ", " + layout();
+  if (o_.dist.reduce_dtype != "f32") s += ", gradients reduced in " + o_.dist.reduce_dtype;
   return s;
 }
 

@@ -130,20 +130,24 @@ if has parity && [ "$NGPU" -ge 2 ]; then
     timeout 300 "$BIN" train --config "$WORK/ref.json" 2>&1 | tail -3
     verdict "parity: 1-GPU reference" "${PIPESTATUS[0]}"
     export_f32 "$WORK/ref/checkpoints/step_00000050.tlck" "$WORK/ref_hf"
-    for s in full_shard shard_grad_op no_shard "hybrid_shard:2"; do
-      strat=${s%%:*} extra=""
-      [ "$s" != "$strat" ] && extra=", \"hybrid_group_size\": ${s#*:}"
+    # NAME[:hybrid group][+bf16]: +bf16 reduce-scatters gradients in bf16 (dist.reduce_dtype)
+    for s in full_shard shard_grad_op no_shard "hybrid_shard:2" "full_shard+bf16" "shard_grad_op+bf16"; do
+      name=${s/+/_} s=${s%+bf16} extra=""
+      run=${name//:/_}
+      [ "$name" != "$s" ] && extra=", \"reduce_dtype\": \"bf16\""
+      strat=${s%%:*}
+      [ "$s" != "$strat" ] && extra="$extra, \"hybrid_group_size\": ${s#*:}"
       [ "$strat" = hybrid_shard ] && [ "$N" -lt 4 ] && extra=", \"hybrid_group_size\": 1"
       echo "== $strat on $N GPUs, grad_accum $K ${extra:+($extra)}"
-      make_config "$WORK/$strat.json" "$WORK/$strat" 50 $K "$strat" "$extra"
-      launch "$N" "$WORK/$strat" 300 "$BIN" train --config "$WORK/$strat.json" | tail -4
+      make_config "$WORK/$run.json" "$WORK/$run" 50 $K "$strat" "$extra"
+      launch "$N" "$WORK/$run" 300 "$BIN" train --config "$WORK/$run.json" | tail -4
       rc=${PIPESTATUS[0]}
       if [ "$rc" -eq 0 ]; then
-        $PY tools/gpu/dist_compare.py losses "$WORK/ref" "$WORK/$strat" --tol 0.03; rc=$?
-        export_f32 "$WORK/$strat/checkpoints/step_00000050" "$WORK/${strat}_hf" &&
-          $PY tools/gpu/dist_compare.py params "$WORK/ref_hf" "$WORK/${strat}_hf" --tol 0.02 || rc=1
+        $PY tools/gpu/dist_compare.py losses "$WORK/ref" "$WORK/$run" --tol 0.03; rc=$?
+        export_f32 "$WORK/$run/checkpoints/step_00000050" "$WORK/${run}_hf" &&
+          $PY tools/gpu/dist_compare.py params "$WORK/ref_hf" "$WORK/${run}_hf" --tol 0.02 || rc=1
       fi
-      verdict "parity: $strat on $N GPUs vs 1 GPU" "$rc"
+      verdict "parity: $name on $N GPUs vs 1 GPU" "$rc"
     done
   } 2>&1 | tee "$OUT/parity.log" | grep -E "^(PASS|FAIL)|^losses|^params"
 fi

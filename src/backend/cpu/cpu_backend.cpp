@@ -117,6 +117,21 @@ class CpuBackend final : public Backend {
     check_device("zero", "t", t, Device::CPU);
     if (t.nbytes()) std::memset(t.data, 0, t.nbytes());
   }
+  void accumulate(Tensor dst, Tensor src) override {
+    check_cpu("accumulate", "dst", dst, DType::F32);
+    check_device("accumulate", "src", src, Device::CPU);
+    TL_CHECK(dst.numel() == src.numel(), "accumulate: dst ", dst.str(), " and src ", src.str(),
+             " differ in size");
+    TL_CHECK(src.dtype == DType::F32 || src.dtype == DType::BF16,
+             "accumulate: src must be f32 or bf16, got ", src.str());
+    float* d = dst.ptr<float>();
+    const int64_t n = dst.numel();
+    if (src.dtype == DType::F32) {
+      for (int64_t i = 0; i < n; ++i) d[i] += src.ptr<float>()[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) d[i] += bf16_to_f32(src.ptr<uint16_t>()[i]);
+    }
+  }
   void convert(Tensor dst, Tensor src) override {
     check_device("convert", "dst", dst, Device::CPU);
     check_device("convert", "src", src, Device::CPU);

@@ -1,4 +1,4 @@
-// Elementwise dtype conversion (f32 <-> bf16) and same-dtype copies.
+// Elementwise dtype conversion (f32 <-> bf16), same-dtype copies, and f32 += f32/bf16.
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/ops.h"
@@ -8,33 +8,56 @@ namespace tl::gpu {
 
 // ---- kernels ----
 
-// dst[n] = src[n]; thread i converts elements [i*W, i*W + W), the last one the ragged tail.
-template <int W, class Dst, class Src>
+// dst[n] = src[n] (Add: dst[n] += src[n]); thread i converts elements [i*W, i*W + W), the
+// last one the ragged tail.
+template <int W, bool Add, class Dst, class Src>
 __global__ void convert_kernel(Dst* dst, const Src* src, int64_t n) {
   const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * W;
   if (i + W <= n) {
     const Vec<Src, W> a = load_vec<W>(src + i);
     Vec<Dst, W> b;
+    if constexpr (Add) b = load_vec<W>(dst + i);
 #pragma unroll
-    for (int k = 0; k < W; ++k) b.v[k] = from_f32<Dst>(to_f32(a.v[k]));
+    for (int k = 0; k < W; ++k)
+      b.v[k] = from_f32<Dst>(Add ? to_f32(b.v[k]) + to_f32(a.v[k]) : to_f32(a.v[k]));
     store_vec<W>(dst + i, b);
   } else {
-    for (int64_t j = i; j < n; ++j) dst[j] = from_f32<Dst>(to_f32(src[j]));
+    for (int64_t j = i; j < n; ++j)
+      dst[j] = from_f32<Dst>(Add ? to_f32(dst[j]) + to_f32(src[j]) : to_f32(src[j]));
   }
 }
 
 // ---- launchers ----
 
-template <class Dst, class Src>
+template <bool Add = false, class Dst, class Src>
 static void launch_convert(Dst* dst, const Src* src, int64_t n, cudaStream_t stream) {
   constexpr int kThreads = 256;
   if (aligned16(dst) && aligned16(src)) {
     constexpr int W = 8;
-    convert_kernel<W><<<unsigned(ceil_div(n, kThreads * W)), kThreads, 0, stream>>>(dst, src, n);
+    convert_kernel<W, Add>
+        <<<unsigned(ceil_div(n, kThreads * W)), kThreads, 0, stream>>>(dst, src, n);
   } else {
-    convert_kernel<1><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, stream>>>(dst, src, n);
+    convert_kernel<1, Add><<<unsigned(ceil_div(n, kThreads)), kThreads, 0, stream>>>(dst, src, n);
   }
   TL_CUDA_LAUNCH_CHECK();
+}
+
+void accumulate(Tensor dst, Tensor src, cudaStream_t stream) {
+  const char* op = "accumulate";
+  check_device(op, "dst", dst, Device::CUDA);
+  check_device(op, "src", src, Device::CUDA);
+  TL_CHECK(dst.numel() == src.numel(), op, ": dst ", dst.str(), " and src ", src.str(),
+           " differ in size");
+  TL_CHECK(dst.dtype == DType::F32 && (src.dtype == DType::F32 || src.dtype == DType::BF16), op,
+           ": dst must be f32 and src f32 or bf16; got ", src.str(), " -> ", dst.str());
+  const int64_t n = dst.numel();
+  if (n == 0) return;
+  TL_CHECK(!dst.empty() && !src.empty(), op, ": dst ", dst.str(), " or src ", src.str(),
+           " has no memory");
+  if (src.dtype == DType::F32)
+    launch_convert<true>(dst.ptr<float>(), src.ptr<float>(), n, stream);
+  else
+    launch_convert<true>(dst.ptr<float>(), src.ptr<bf16>(), n, stream);
 }
 
 void convert(Tensor dst, Tensor src, cudaStream_t stream) {

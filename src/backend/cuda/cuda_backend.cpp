@@ -110,6 +110,7 @@ class CudaBackend final : public Backend {
     auto s = prof_->scope(ProfCat::Copy);
     if (t.nbytes()) TL_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), ctx_.stream));
   }
+  void accumulate(Tensor dst, Tensor src) override { gpu::accumulate(dst, src, ctx_.stream); }
   void convert(Tensor dst, Tensor src) override {
     auto s = prof_->scope(ProfCat::Other);
     gpu::convert(dst, src, ctx_.stream);

@@ -16,6 +16,7 @@ namespace tl::gpu {
 // ---- convert.cu ----
 // dst = src elementwise: f32 <-> bf16, or a copy when the dtypes match.
 void convert(Tensor dst, Tensor src, cudaStream_t stream);
+void accumulate(Tensor dst, Tensor src, cudaStream_t stream);  // dst f32 += src f32/bf16
 
 // ---- embedding.cu ----
 // out[N,C] (bf16) = table[V,C] (bf16) rows by tokens[N] (i32); ids outside [0,V) give 0.
