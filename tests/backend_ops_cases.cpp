@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "backend_ops.h"
+#include "core/fp8.h"
+#include "core/rng.h"
 #include "model/llama.h"
 
 namespace backend_ops {
@@ -303,6 +305,70 @@ void optimizer(std::vector<OpCase>& v) {
     }
 }
 
+// FP8 operands (#16): amax, codes bit-identical to core/fp8's reference (including
+// saturation: amax below the true maximum makes the largest values saturate), and the FP8
+// product against the CPU's dequantized f32 product.
+void fp8(std::vector<OpCase>& v) {
+  for (DType dt : {DType::F32, DType::BF16})
+    for (int64_t n : {int64_t(1), int64_t(1000), int64_t(1 << 20) + 3})
+      add(v, cat("amax ", dtype_name(dt)), dims({{"n", n}}), false, [=](OpRun& r) {
+        r.be().amax(r.out("amax", DType::F32, {1}, kExact), r.in(dt, {n}, 2.0, 0.5));
+      });
+  struct Q {
+    int64_t R, C;
+  };
+  for (DType dt : {DType::F32, DType::BF16})
+    for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2})
+      for (bool transpose : {false, true})
+        for (Q q : {Q{1, 1}, Q{7, 40}, Q{33, 96}, Q{16384, 2048}})
+          for (float amax : {3.0f, 0.0f}) {  // 3: values past 3 sigma saturate; 0: scale 1
+            add(v,
+                cat("fp8_quantize ", dtype_name(dt), " ", fp8_format_name(f),
+                    transpose ? " transposed" : ""),
+                dims({{"R", q.R}, {"C", q.C}, {"amax", int64_t(amax)}}), q.R > 1000, [=](OpRun& r) {
+                  Tensor in = r.in(dt, {q.R, q.C}, 1.0);
+                  Tensor a = r.in_values(DType::F32, {1}, {amax});
+                  Tensor out = r.out("codes", DType::U8,
+                                     transpose ? Shape{q.C, q.R} : Shape{q.R, q.C}, kExact);
+                  r.be().fp8_quantize(out, r.out("scale_inv", DType::F32, {1}, kExact), in, a, f,
+                                      transpose);
+                });
+          }
+  // Products: random finite codes (no NaN or infinity codes), scales 1/8 and 1/2.
+  const auto codes = [](int64_t n, Fp8Format f, uint64_t seed) {
+    std::vector<float> c(static_cast<size_t>(n));
+    Rng rng(seed);
+    for (float& x : c) {
+      uint8_t code;
+      do code = uint8_t(rng.below(256));
+      while (!std::isfinite(fp8_to_f32(code, f)));
+      x = float(code);
+    }
+    return c;
+  };
+  struct G {
+    int64_t N, M, K;
+    Fp8Format fa, fb;
+  };
+  for (G g : {G{16, 32, 64, Fp8Format::E4M3, Fp8Format::E4M3},
+              G{48, 16, 32, Fp8Format::E5M2, Fp8Format::E4M3},
+              G{512, 2048, 2048, Fp8Format::E4M3, Fp8Format::E4M3}})
+    for (bool acc : {false, true}) {
+      add(v,
+          cat("fp8_matmul ", fp8_format_name(g.fa), " x ", fp8_format_name(g.fb), acc ? " +=" : ""),
+          dims({{"N", g.N}, {"M", g.M}, {"K", g.K}}), g.N > 100, [=](OpRun& r) {
+            Tensor a = r.in_values(DType::U8, {g.N, g.K}, codes(g.N * g.K, g.fa, 7));
+            Tensor b = r.in_values(DType::U8, {g.M, g.K}, codes(g.M * g.K, g.fb, 8));
+            Tensor sa = r.in_values(DType::F32, {1}, {0.125f});
+            Tensor sb = r.in_values(DType::F32, {1}, {0.5f});
+            // f32 sums of K products in another order: relative 1e-5 of the largest terms.
+            Tensor out = acc ? r.inout("out", DType::F32, {g.N, g.M}, 1.0, 1e-4)
+                             : r.out("out", r.act(), {g.N, g.M});
+            r.be().fp8_matmul(out, a, b, sa, sb, g.fa, g.fb, acc);
+          });
+    }
+}
+
 void attention(std::vector<OpCase>& v) {
   // One row, partial tiles, exact tiles and tiles + 2; GQA groups of 2, multi-query (K=1),
   // no grouping (K=H); head dims 16 (golden fixture), 32 (tiny preset), 64 and 128 (fa2 and
@@ -383,6 +449,7 @@ std::vector<OpCase> op_cases() {
   head(v);
   argmax(v);
   optimizer(v);
+  fp8(v);
   attention(v);
   return v;
 }

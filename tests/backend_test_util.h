@@ -44,6 +44,11 @@ inline void upload(Backend& be, const Tensor& t, const std::vector<float>& v) {
       h[i] = std::isnan(v[i]) ? std::numeric_limits<int32_t>::min() : int32_t(v[i]);
     return be.upload(t, h.data());
   }
+  if (t.dtype == DType::U8) {  // FP8 codes given as 0..255 (NaN poisons as 0xFF)
+    std::vector<uint8_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) h[i] = std::isnan(v[i]) ? 0xFF : uint8_t(v[i]);
+    return be.upload(t, h.data());
+  }
   TL_CHECK(t.dtype == DType::BF16, "test: cannot upload floats to ", t.str());
   std::vector<uint16_t> h(v.size());
   for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
@@ -56,6 +61,10 @@ inline std::vector<float> download(Backend& be, const Tensor& t) {
     be.download(v.data(), t);
   } else if (t.dtype == DType::I32) {  // ids: exact as floats below 2^24
     std::vector<int32_t> h(v.size());
+    be.download(h.data(), t);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = float(h[i]);
+  } else if (t.dtype == DType::U8) {  // FP8 codes: compared as codes, exactly
+    std::vector<uint8_t> h(v.size());
     be.download(h.data(), t);
     for (size_t i = 0; i < v.size(); ++i) v[i] = float(h[i]);
   } else {

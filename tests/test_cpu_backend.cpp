@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -153,6 +154,64 @@ TEST(CpuBackend, AccumulatesF32AndBf16IntoF32) {
   EXPECT_EQ(got[2], 1027.0f);
   EXPECT_THROW(be->accumulate(bf, f), Error);                             // dst must be f32
   EXPECT_THROW(be->accumulate(dst, buf.tensor(DType::F32, {2})), Error);  // sizes differ
+}
+
+// The FP8 operand ops (#16) against values worked out by hand from the OFP8 spec.
+TEST(CpuBackend, Fp8OperandsAreScaledQuantizedAndMultipliedAsSpecified) {
+  auto be = make_backend("cpu", 1);
+  Buffer buf(*be, 1024);
+  Tensor in = buf.tensor(DType::F32, {2, 3}), amax = buf.tensor(DType::F32, {1}, 64);
+  Tensor inv = buf.tensor(DType::F32, {1}, 128), codes = buf.tensor(DType::U8, {3, 2}, 192);
+  const float x[6] = {1.0f, -2.0f, 0.5f, 56.0f, 112.0f, -0.001f};
+  be->upload(in, x);
+  be->amax(amax, in);
+  float got = 0;
+  be->download(&got, amax);
+  EXPECT_EQ(got, 112.0f);
+  // E4M3 max 448 = 112 * 4: s = 4, so 1 -> 4 (0x48), -2 -> -8 (0xD0), 0.5 -> 2 (0x40),
+  // 56 -> 224 (0x76), 112 -> 448 (0x7E), -0.001 -> -0.004 -> -2^-8 (the nearest
+  // subnormal: 2 x 2^-9; 0x82); transposed to [3, 2].
+  be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, /*transpose=*/true);
+  uint8_t c[6];
+  be->download(c, codes);
+  const uint8_t want[6] = {0x48, 0x76, 0xD0, 0x7E, 0x40, 0x82};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(int(c[i]), int(want[i])) << i;
+  be->download(&got, inv);
+  EXPECT_EQ(got, 0.25f);
+  // A NaN anywhere: amax NaN, scale 0 (codes of zero) and scale_inv NaN: the product is NaN.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  be->upload(in.rows(1, 2), std::vector<float>{nan, 1.0f, 2.0f}.data());
+  be->amax(amax, in);
+  be->download(&got, amax);
+  EXPECT_TRUE(std::isnan(got));
+  be->fp8_quantize(codes.view({2, 3}), inv, in, amax, Fp8Format::E4M3, false);
+  be->download(c, codes);
+  for (int i = 0; i < 6; ++i) {  // +-0, and NaN where the NaN was
+    const float q = fp8_to_f32(c[i], Fp8Format::E4M3);
+    EXPECT_TRUE(q == 0.0f || (i == 3 && std::isnan(q))) << i << ": " << q;
+  }
+  be->download(&got, inv);
+  EXPECT_TRUE(std::isnan(got));
+  // out[2,3] = (a[2,2] . b[3,2]^T) * 0.5 * 0.25 with E4M3 codes 1 (0x38), 2 (0x40), 0.5 (0x30).
+  Tensor a = buf.tensor(DType::U8, {2, 2}, 256), b = buf.tensor(DType::U8, {3, 2}, 320);
+  Tensor sa = buf.tensor(DType::F32, {1}, 384), sb = buf.tensor(DType::F32, {1}, 448);
+  Tensor out = buf.tensor(DType::F32, {2, 3}, 512);
+  const uint8_t ac[4] = {0x38, 0x40, 0x30, 0x38};              // [[1, 2], [0.5, 1]]
+  const uint8_t bc[6] = {0x38, 0x38, 0x40, 0x30, 0x30, 0x40};  // [[1, 1], [2, 0.5], [0.5, 2]]
+  const float half = 0.5f, quarter = 0.25f;
+  be->upload(a, ac);
+  be->upload(b, bc);
+  be->upload(sa, &half);
+  be->upload(sb, &quarter);
+  be->fp8_matmul(out, a, b, sa, sb, Fp8Format::E4M3, Fp8Format::E4M3, false);
+  float o[6];
+  be->download(o, out);
+  const float prod[6] = {3, 3, 4.5f, 1.5f, 1.5f, 2.25f};  // a . b^T
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(o[i], prod[i] * 0.125f) << i;
+  be->fp8_matmul(out, a, b, sa, sb, Fp8Format::E4M3, Fp8Format::E4M3, /*accumulate=*/true);
+  be->download(o, out);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(o[i], prod[i] * 0.25f) << i;
+  EXPECT_THROW(be->fp8_matmul(out, a, b, sa, sb, Fp8Format::E5M2, Fp8Format::E5M2, false), Error);
 }
 
 TEST(CpuBackend, CopiesAndConvertsBetweenFloatTypes) {

@@ -142,5 +142,8 @@ TEST(Fp8, CurrentScalingMapsAmaxToTheFormatsMax) {
     EXPECT_EQ(fp8_scale_for_amax(0.0f, s.f), 1.0f);      // an all-zero tensor
     EXPECT_EQ(fp8_scale_for_amax(INFINITY, s.f), 0.0f);  // overflowed: fall back to bf16
     EXPECT_EQ(fp8_scale_for_amax(NAN, s.f), 0.0f);
+    // A vanishing tensor: the scale stops at 2^100 instead of overflowing to infinity.
+    EXPECT_EQ(fp8_scale_for_amax(1e-38f, s.f), 0x1p100f);
+    EXPECT_EQ(fp8_scale_for_amax(1e-45f, s.f), 0x1p100f);
   }
 }

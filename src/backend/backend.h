@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/fp8.h"
 #include "core/tensor.h"
 
 namespace tl {
@@ -75,6 +76,23 @@ class Backend {
   // dweight[O,I] (f32) += dout^T @ inp. Either output may be empty to skip it.
   virtual void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
                                bool accumulate_dinp) = 0;
+
+  // ---- FP8 linear-layer operands (train.precision fp8; core/fp8.h) ----
+  // Per-tensor current scaling: amax of the tensor, its codes at s = fp8_scale_for_amax(amax)
+  // and a product that applies 1/s of each operand. Hopper's FP8 tensor cores take only
+  // K-contiguous operands (TN), so dgrad and wgrad need transposed codes.
+  // out[1] (f32) = max |in| over in (f32 or bf16, any shape); NaN when in holds one.
+  virtual void amax(Tensor out, Tensor in) = 0;
+  // in[R,C] (f32 or bf16), amax[1] (f32, as amax() wrote it): out (u8 codes of format f)
+  // [R,C], or [C,R] when transpose, = in * s rounded to nearest even, saturating;
+  // scale_inv[1] (f32) = 1/s. A non-finite amax gives s = 0 (codes of +-0, NaN for NaN) and
+  // scale_inv NaN (the product is then NaN and the step skipped, never silently wrong).
+  virtual void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
+                            bool transpose) = 0;
+  // out[N,M] (act; or f32 when accumulate, then +=) = (a[N,K] @ b[M,K]^T) * a_scale_inv *
+  // b_scale_inv, a and b u8 codes of formats fa and fb (not both E5M2), sums in f32.
+  virtual void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
+                          Fp8Format fa, Fp8Format fb, bool accumulate) = 0;
 
   // ---- rotary embedding, in place on the q and k parts of a packed qkv ----
   // qkv[B,T,(H+2K)*D]: per token, H query heads then K key heads then K value heads.

@@ -1,5 +1,6 @@
 #include "core/fp8.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -58,7 +59,8 @@ uint8_t f32_to_fp8(float x, Fp8Format f) {
 float fp8_scale_for_amax(float amax, Fp8Format f, int margin) {
   if (!std::isfinite(amax)) return 0.0f;
   if (amax <= 0.0f) return 1.0f;
-  return std::ldexp(fp8_max(f) / amax, -margin);
+  // In float, as the GPU computes it (a correctly rounded division): the same bits there.
+  return std::min(std::ldexp(fp8_max(f) / amax, -margin), kFp8MaxScale);
 }
 
 }  // namespace tl

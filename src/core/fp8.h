@@ -23,7 +23,9 @@ uint8_t f32_to_fp8(float x, Fp8Format f);
 // Current (per-tensor) scaling: the factor s with amax * s = fp8_max(f) / 2^margin, so the
 // scaled tensor uses the format's range; the GEMM multiplies its result by 1/s. An amax of 0
 // (an all-zero tensor) gives 1; a non-finite amax (an overflowed tensor) gives 0, which
-// callers treat as "do not use FP8 for this product".
+// callers treat as "do not use FP8 for this product"; s is at most kFp8MaxScale (2^100: an
+// amax below ~4e-28 is scaled by that, its 1/s a normal float).
+constexpr float kFp8MaxScale = 0x1p100f;
 float fp8_scale_for_amax(float amax, Fp8Format f, int margin = 0);
 
 }  // namespace tl

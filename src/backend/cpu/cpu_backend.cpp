@@ -17,6 +17,7 @@
 #include "backend/cpu/ops/cross_entropy.h"
 #include "backend/cpu/ops/decode_attention.h"
 #include "backend/cpu/ops/embedding.h"
+#include "backend/cpu/ops/fp8.h"
 #include "backend/cpu/ops/logprob.h"
 #include "backend/cpu/ops/matmul.h"
 #include "backend/cpu/ops/rmsnorm.h"
@@ -268,6 +269,65 @@ class CpuBackend final : public Backend {
     cpu::matmul_backward(dinp.ptr<float>(), dweight.ptr<float>(), dout.ptr<float>(),
                          inp.ptr<float>(), weight.ptr<float>(), leading(inp.shape).numel(), I, O,
                          accumulate_dinp);
+  }
+
+  // ---- FP8 operands ----
+  void amax(Tensor out, Tensor in) override {
+    const char* op = "amax";
+    check_cpu(op, "out", out, DType::F32);
+    check_shape(op, "out", out, {1});
+    check_device(op, "in", in, Device::CPU);
+    TL_CHECK(in.dtype == DType::F32 || in.dtype == DType::BF16, op,
+             ": in must be f32 or bf16, got ", in.str());
+    out.ptr<float>()[0] =
+        in.dtype == DType::F32
+            ? cpu::amax([&](int64_t i) { return in.ptr<float>()[i]; }, in.numel())
+            : cpu::amax([&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, in.numel());
+  }
+  void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
+                    bool transpose) override {
+    const char* op = "fp8_quantize";
+    check_device(op, "in", in, Device::CPU);
+    TL_CHECK((in.dtype == DType::F32 || in.dtype == DType::BF16) && in.ndim() == 2, op,
+             ": in must be f32 or bf16 [R, C], got ", in.str());
+    const int64_t R = in.dim(0), C = in.dim(1);
+    check_cpu(op, "out", out, DType::U8);
+    check_shape(op, "out", out, transpose ? Shape{C, R} : Shape{R, C});
+    check_cpu(op, "amax", amax, DType::F32);
+    check_shape(op, "amax", amax, {1});
+    check_cpu(op, "scale_inv", scale_inv, DType::F32);
+    check_shape(op, "scale_inv", scale_inv, {1});
+    const cpu::Fp8Scale s = cpu::fp8_scales(amax.ptr<float>()[0], f);
+    ThreadScope ts(threads_);
+    if (in.dtype == DType::F32)
+      cpu::fp8_quantize(
+          out.ptr<uint8_t>(), [&](int64_t i) { return in.ptr<float>()[i]; }, R, C, s.scale, f,
+          transpose);
+    else
+      cpu::fp8_quantize(
+          out.ptr<uint8_t>(), [&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, R, C,
+          s.scale, f, transpose);
+    scale_inv.ptr<float>()[0] = s.inverse;
+  }
+  void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
+                  Fp8Format fa, Fp8Format fb, bool accumulate) override {
+    const char* op = "fp8_matmul";
+    check_cpu(op, "a", a, DType::U8);
+    check_cpu(op, "b", b, DType::U8);
+    TL_CHECK(a.ndim() == 2 && b.ndim() == 2 && a.dim(1) == b.dim(1), op,
+             ": a must be [N, K] and b [M, K], got ", a.str(), " and ", b.str());
+    TL_CHECK(!(fa == Fp8Format::E5M2 && fb == Fp8Format::E5M2), op,
+             ": E5M2 x E5M2 has no tensor-core product");
+    const int64_t N = a.dim(0), M = b.dim(0), K = a.dim(1);
+    check_f32(op, "out", out);
+    check_shape(op, "out", out, {N, M});
+    for (auto [name, t] : {std::pair{"a_scale_inv", a_scale_inv}, {"b_scale_inv", b_scale_inv}}) {
+      check_cpu(op, name, t, DType::F32);
+      check_shape(op, name, t, {1});
+    }
+    ThreadScope ts(threads_);
+    cpu::fp8_matmul(out.ptr<float>(), a.ptr<uint8_t>(), b.ptr<uint8_t>(), N, M, K,
+                    a_scale_inv.ptr<float>()[0], b_scale_inv.ptr<float>()[0], fa, fb, accumulate);
   }
 
   // ---- rotary embedding ----

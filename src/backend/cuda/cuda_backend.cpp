@@ -6,6 +6,7 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include "backend/cuda/attention.h"
+#include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/decode_attention.h"
@@ -164,6 +165,28 @@ class CudaBackend final : public Backend {
       check_shape(op, "dweight", dweight, weight.shape);
       gemm_->backward_weight(op, dweight, dout, inp);
     }
+  }
+
+  // ---- FP8 operands ----
+  void amax(Tensor out, Tensor in) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::amax(out, in, ctx_.stream);
+  }
+  void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
+                    bool transpose) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::fp8_quantize(out, scale_inv, in, amax, f, transpose, ctx_.stream);
+  }
+  void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
+                  Fp8Format fa, Fp8Format fb, bool accumulate) override {
+    const char* op = "fp8_matmul";
+    auto s = prof_->scope(ProfCat::Matmul);
+    for (auto [name, t] : {std::pair{"a_scale_inv", a_scale_inv}, {"b_scale_inv", b_scale_inv}}) {
+      gpu::check_cuda(op, name, t, DType::F32);
+      check_shape(op, name, t, {1});
+    }
+    gemm_->fp8(op, out, a, b, a_scale_inv.ptr<float>(), b_scale_inv.ptr<float>(), fa, fb,
+               accumulate);
   }
 
   // ---- rotary embedding ----

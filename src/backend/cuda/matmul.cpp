@@ -58,8 +58,9 @@ CublasGemm::~CublasGemm() {
 CublasGemm::Plan& CublasGemm::plan(const Key& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
-  const auto [m, n, k, lda, ldb, ldd, ta, tb, dt, has_beta, al_a, al_b, al_d] = key;
+  const auto [m, n, k, lda, ldb, ldd, ta, tb, dt, has_beta, al_a, al_b, al_d, at, bt] = key;
   const cudaDataType_t d_type = cudaDataType_t(dt);
+  const cudaDataType_t a_type = cudaDataType_t(at), b_type = cudaDataType_t(bt);
   Plan p;
   TL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -69,8 +70,17 @@ CublasGemm::Plan& CublasGemm::plan(const Key& key) {
   TL_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   // Layouts describe the stored matrices (before op): A is [k,m] when transposed, else [m,k].
-  TL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, ta ? k : m, ta ? m : k, lda));
-  TL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, tb ? n : k, tb ? k : n, ldb));
+  TL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, a_type, ta ? k : m, ta ? m : k, lda));
+  TL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, b_type, tb ? n : k, tb ? k : n, ldb));
+  if (a_type != CUDA_R_16BF) {
+    // FP8: the scale pointers are set per call (set_scales); they must be in the descriptor
+    // before the heuristic is asked (placeholders that satisfy the alignment rules).
+    static float* const kPlaceholder = reinterpret_cast<float*>(uintptr_t(256));
+    TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                   &kPlaceholder, sizeof(kPlaceholder)));
+    TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                   &kPlaceholder, sizeof(kPlaceholder)));
+  }
   TL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, d_type, m, n, ldd));
 
   cublasLtMatmulPreference_t pref;
@@ -106,8 +116,17 @@ CublasGemm::Plan& CublasGemm::plan(const Key& key) {
   return plans_.emplace(key, p).first->second;
 }
 
+void CublasGemm::set_scales(Plan& p, const float* a_scale, const float* b_scale) {
+  TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                 &a_scale, sizeof(a_scale)));
+  TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                 &b_scale, sizeof(b_scale)));
+}
+
 void CublasGemm::gemm(void* d, cudaDataType_t d_type, int ldd, const void* a, int lda, bool trans_a,
-                      const void* b, int ldb, bool trans_b, int m, int n, int k, float beta) {
+                      const void* b, int ldb, bool trans_b, int m, int n, int k, float beta,
+                      cudaDataType_t a_type, cudaDataType_t b_type, const float* a_scale,
+                      const float* b_scale) {
   if (m == 0 || n == 0) return;
   if (k == 0) {  // an empty sum: D = beta * D, and beta is 0 or 1 here
     TL_ASSERT(beta == 0.0f || beta == 1.0f);
@@ -118,9 +137,12 @@ void CublasGemm::gemm(void* d, cudaDataType_t d_type, int ldd, const void* a, in
     }
     return;
   }
-  const Key key{m,       n,           k,         lda,          ldb,          ldd,         trans_a,
-                trans_b, int(d_type), beta != 0, alignment(a), alignment(b), alignment(d)};
+  const Key key{
+      m,          n,           k,         lda,          ldb,          ldd,          trans_a,
+      trans_b,    int(d_type), beta != 0, alignment(a), alignment(b), alignment(d), int(a_type),
+      int(b_type)};
   Plan& p = plan(key);
+  if (a_scale) set_scales(p, a_scale, b_scale);
   if (!p.candidates.empty()) autotune(p, d_type, m, n, a, b, beta);
   const float alpha = 1.0f;
   TL_CUBLAS_CHECK(cublasLtMatmul(ctx_.cublaslt, p.desc, &alpha, a, p.a, b, p.b, &beta, d, p.d, d,
@@ -188,6 +210,36 @@ void CublasGemm::backward_weight(const char* op, Tensor dw, Tensor dout, Tensor 
   check_shape(op, "dout", dout, gpu::with_last(inp.shape, s.O));
   gemm(dw.data, CUDA_R_32F, int(s.I), inp.data, int(s.I), false, dout.data, int(s.O), true,
        int(s.I), int(s.O), int(s.rows), 1.0f);
+}
+
+}  // namespace tl::gpu
+
+namespace tl::gpu {
+
+void CublasGemm::fp8(const char* op, Tensor out, Tensor a, Tensor b, const float* a_inv,
+                     const float* b_inv, Fp8Format fa, Fp8Format fb, bool accumulate) {
+  gpu::check_cuda(op, "a", a, DType::U8);
+  gpu::check_cuda(op, "b", b, DType::U8);
+  TL_CHECK(a.ndim() == 2 && b.ndim() == 2 && a.dim(1) == b.dim(1), op,
+           ": a must be [N, K] and b [M, K], got ", a.str(), " and ", b.str());
+  TL_CHECK(!(fa == Fp8Format::E5M2 && fb == Fp8Format::E5M2), op,
+           ": E5M2 x E5M2 has no tensor-core product");
+  const int64_t N = a.dim(0), M = b.dim(0), K = a.dim(1);
+  gpu::check_cuda(op, "out", out, accumulate ? DType::F32 : DType::BF16);
+  check_shape(op, "out", out, {N, M});
+  // cuBLASLt's FP8 kernels want every leading dimension a multiple of 16 bytes.
+  TL_CHECK(K % 16 == 0 && M % 16 == 0, op, ": FP8 products need K (", K, ") and M (", M,
+           ") to be multiples of 16");
+  TL_CHECK(alignment(a_inv) >= 16 && alignment(b_inv) >= 16, op,
+           ": the scale pointers must be 16-byte aligned");
+  gpu::check_int_range(op, "N", N);
+  const auto type = [](Fp8Format f) {
+    return f == Fp8Format::E4M3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
+  };
+  // Column-major out^T[M,N] = op_T(b^T[K,M]) . a^T[K,N], as forward(): cuBLASLt's A is our b.
+  gemm(out.data, accumulate ? CUDA_R_32F : CUDA_R_16BF, int(M), b.data, int(K), true, a.data,
+       int(K), false, int(M), int(N), int(K), accumulate ? 1.0f : 0.0f, type(fb), type(fa), b_inv,
+       a_inv);
 }
 
 }  // namespace tl::gpu

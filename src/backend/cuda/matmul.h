@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_context.h"
+#include "core/fp8.h"
 #include "core/tensor.h"
 
 namespace tl::gpu {
@@ -35,16 +36,25 @@ class CublasGemm {
   void backward_input(const char* op, Tensor dinp, Tensor dout, Tensor w, bool accumulate);
   // dw[O,I] (f32) += dout[rows..., O]^T @ inp[rows..., I]
   void backward_weight(const char* op, Tensor dw, Tensor dout, Tensor inp);
+  // out[N,M] (bf16; f32 += when accumulate) = (a[N,K] @ b[M,K]^T) * *a_inv * *b_inv with a, b
+  // FP8 codes (Backend::fp8_matmul): the forward layout, the only one Hopper's FP8 kernels
+  // take. a_inv, b_inv: device f32 scalars, 16-byte aligned.
+  void fp8(const char* op, Tensor out, Tensor a, Tensor b, const float* a_inv, const float* b_inv,
+           Fp8Format fa, Fp8Format fb, bool accumulate);
 
   // Column-major D[m,n] = op(A) op(B) + beta * D, with A bf16 [m,k] (stored [k,m] when
   // trans_a), B bf16 [k,n] (stored [n,k] when trans_b), D bf16 or f32. Plans (descriptors
   // and the heuristic's algorithm) are cached per shape, layout and pointer alignment.
   void gemm(void* d, cudaDataType_t d_type, int ldd, const void* a, int lda, bool trans_a,
-            const void* b, int ldb, bool trans_b, int m, int n, int k, float beta);
+            const void* b, int ldb, bool trans_b, int m, int n, int k, float beta,
+            cudaDataType_t a_type = CUDA_R_16BF, cudaDataType_t b_type = CUDA_R_16BF,
+            const float* a_scale = nullptr, const float* b_scale = nullptr);
 
  private:
-  // m, n, k, lda, ldb, ldd, trans_a, trans_b, d_type, beta != 0, alignments of a, b, d
-  using Key = std::tuple<int, int, int, int, int, int, bool, bool, int, bool, int, int, int>;
+  // m, n, k, lda, ldb, ldd, trans_a, trans_b, d_type, beta != 0, alignments of a, b, d,
+  // a_type, b_type
+  using Key =
+      std::tuple<int, int, int, int, int, int, bool, bool, int, bool, int, int, int, int, int>;
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
@@ -56,6 +66,7 @@ class CublasGemm {
   Plan& plan(const Key& key);
   void autotune(Plan& p, cudaDataType_t d_type, int m, int n, const void* a, const void* b,
                 float beta);
+  void set_scales(Plan& p, const float* a_scale, const float* b_scale);
 
   CudaContext& ctx_;
   std::map<Key, Plan> plans_;

@@ -18,6 +18,11 @@ namespace tl::gpu {
 void convert(Tensor dst, Tensor src, cudaStream_t stream);
 void accumulate(Tensor dst, Tensor src, cudaStream_t stream);  // dst f32 += src f32/bf16
 
+// ---- fp8.cu ----
+void amax(Tensor out, Tensor in, cudaStream_t stream);
+void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f, bool transpose,
+                  cudaStream_t stream);
+
 // ---- embedding.cu ----
 // out[N,C] (bf16) = table[V,C] (bf16) rows by tokens[N] (i32); ids outside [0,V) give 0.
 void embedding_forward(Tensor out, Tensor table, Tensor tokens, cudaStream_t stream);
