@@ -46,6 +46,7 @@ ShardedBenchResult run_sharded_bench(const ShardedBenchOptions& o) {
   {
     ModelOptions mo;
     mo.recompute = b.recompute;
+    mo.fp8 = b.fp8;
     mo.provider = run.provider();
     LlamaModel model(b.model, *be, mo);
     model.init_weights(b.seed);
@@ -99,9 +100,9 @@ bool run_sharded_bench_cli(const ShardedBenchOptions& o, const std::string& json
   const int T = b.model.seq_len_or_context(b.seq_len);
   std::printf("device       %d x %s\n", r.world, r.device.c_str());
   std::printf("strategy     %s (%s)\n", r.strategy.c_str(), r.layout.c_str());
-  std::printf("model        %s, micro-batch %d x %d per GPU, grad accum %d%s\n",
+  std::printf("model        %s, micro-batch %d x %d per GPU, grad accum %d%s%s\n",
               b.model.preset.c_str(), b.micro_batch, T, b.grad_accum,
-              b.recompute ? ", recompute" : "");
+              b.recompute ? ", recompute" : "", b.fp8 ? ", fp8 linears" : "");
   std::printf("tokens/s     %.0f per GPU, %.0f in all\n", r.tokens_per_s_per_gpu,
               r.tokens_per_s_per_gpu * r.world);
   std::printf("step         %.1f ms (slowest rank)\n", r.step_seconds * 1e3);

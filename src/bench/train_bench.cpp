@@ -58,6 +58,7 @@ BenchResult run_bench(const BenchOptions& o) {
              be->device_memory_total(), r.device);
   ModelOptions mo;
   mo.recompute = o.recompute;
+  mo.fp8 = o.fp8;
   LlamaModel model(o.model, *be, mo);
   par->attach(model);
   model.init_weights(o.seed);

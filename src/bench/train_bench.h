@@ -19,6 +19,7 @@ struct BenchOptions {
   int warmup_steps = 2;
   int steps = 10;
   bool recompute = false;
+  bool fp8 = false;  // --precision fp8: the layers' linears in FP8 (model/fp8_linear.h)
   std::string device = "auto";
   int threads = 0;
   uint64_t seed = 1;

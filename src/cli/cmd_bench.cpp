@@ -15,6 +15,7 @@ void add_bench_command(CLI::App& app) {
     BenchOptions b;
     std::string preset = "tinyllama-1.1b";
     std::string json_out;
+    std::string precision = "bf16";
     ShardedBenchOptions sharded;
   };
   auto o = std::make_shared<Opts>();
@@ -29,6 +30,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--warmup", o->b.warmup_steps, "Untimed steps first")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--recompute", o->b.recompute, "Recompute norms and SwiGLU in the backward");
+  cmd->add_option("--precision", o->precision,
+                  "bf16 (the device's compute dtype) or fp8 (the layers' linears in FP8)")
+      ->check(CLI::IsMember({"bf16", "fp8"}));
   cmd->add_option("--device", o->b.device, "cpu, cuda or auto");
   cmd->add_option("--threads", o->b.threads, "CPU threads (0 = all cores)");
   cmd->add_option("--json", o->json_out, "Also write the result as JSON to this file");
@@ -42,13 +46,15 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->callback([o] {
     o->b.model = ModelConfig::from_preset(o->preset);
+    o->b.fp8 = o->precision == "fp8";
     o->sharded.bench = o->b;
     if (run_sharded_bench_cli(o->sharded, o->json_out)) return;
     BenchResult r = run_bench(o->b);
     const int T = o->b.model.seq_len_or_context(o->b.seq_len);
     std::printf("device       %s\n", r.device.c_str());
-    std::printf("model        %s, micro-batch %d x %d, grad accum %d%s\n", o->preset.c_str(),
-                o->b.micro_batch, T, o->b.grad_accum, o->b.recompute ? ", recompute" : "");
+    std::printf("model        %s, micro-batch %d x %d, grad accum %d%s%s\n", o->preset.c_str(),
+                o->b.micro_batch, T, o->b.grad_accum, o->b.recompute ? ", recompute" : "",
+                o->b.fp8 ? ", fp8 linears" : "");
     std::printf("tokens/s     %.0f\n", r.tokens_per_s);
     std::printf("step         %.1f ms\n", r.step_seconds * 1e3);
     if (r.peak_flops > 0)

@@ -136,6 +136,33 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& be, ModelOptions opts)
   rope_sin_ = Buffer(be_, s.size() * 4);
   be_.upload(rope_cos_.tensor(DType::F32, {cfg_.max_seq_len, half}), c.data());
   be_.upload(rope_sin_.tensor(DType::F32, {cfg_.max_seq_len, half}), s.data());
+  if (opts_.fp8) fp8_ = std::make_unique<Fp8Linears>(be_, cfg_);
+}
+
+namespace {
+LinearKind linear_kind(ParamKind k) {
+  switch (k) {
+    case ParamKind::Wqkv: return LinearKind::Qkv;
+    case ParamKind::Wo: return LinearKind::Wo;
+    case ParamKind::WGateUp: return LinearKind::GateUp;
+    case ParamKind::WDown: return LinearKind::Down;
+    default: fail("linear_kind: ", int(k), " is not a layer's linear");
+  }
+}
+}  // namespace
+
+void LlamaModel::linear_forward(ParamKind k, int l, Tensor out, Tensor inp) {
+  if (fp8_ && fp8_->enabled(l, linear_kind(k)))
+    fp8_->forward(l, linear_kind(k), out, inp, w(k, l));
+  else
+    be_.matmul_forward(out, inp, w(k, l));
+}
+
+void LlamaModel::linear_backward(ParamKind k, int l, Tensor dinp, Tensor dout, Tensor inp) {
+  if (fp8_ && fp8_->enabled(l, linear_kind(k)))
+    fp8_->backward(l, linear_kind(k), dinp, dw(k, l), dout, inp, w(k, l));
+  else
+    be_.matmul_backward(dinp, dw(k, l), dout, inp, w(k, l), false);
 }
 
 Tensor LlamaModel::compute_params() const {
@@ -269,17 +296,17 @@ void LlamaModel::forward(int B, int T) {
   for (int l = 0; l < L; ++l) {
     const int64_t C = cfg_.dim;
     // attention block: res[2l+1] = res[2l] + wo(attention(rope(wqkv(norm(res[2l])))))
-    be_.matmul_forward(a.qkv[size_t(l)].view({N, cfg_.qkv_dim()}), a.xn_a[size_t(l)],
-                       w(ParamKind::Wqkv, l));
+    linear_forward(ParamKind::Wqkv, l, a.qkv[size_t(l)].view({N, cfg_.qkv_dim()}),
+                   a.xn_a[size_t(l)]);
     be_.rope_forward(a.qkv[size_t(l)], cos, sin, H, K, 0);
     be_.attention_forward(a.att[size_t(l)], a.lse[size_t(l)], a.qkv[size_t(l)], H, K);
-    be_.matmul_forward(a.proj, a.att[size_t(l)].view({N, C}), w(ParamKind::Wo, l));
+    linear_forward(ParamKind::Wo, l, a.proj, a.att[size_t(l)].view({N, C}));
     be_.add_rmsnorm_forward(a.res[size_t(2 * l + 1)], a.xn_m[size_t(l)], a.rstd_m[size_t(l)],
                             a.res[size_t(2 * l)], a.proj, w(ParamKind::MlpNorm, l), eps);
     // MLP block: res[2l+2] = res[2l+1] + w_down(swiglu(w_gate_up(norm(res[2l+1]))))
-    be_.matmul_forward(a.gate_up[size_t(l)], a.xn_m[size_t(l)], w(ParamKind::WGateUp, l));
+    linear_forward(ParamKind::WGateUp, l, a.gate_up[size_t(l)], a.xn_m[size_t(l)]);
     be_.swiglu_forward(a.sw[size_t(l)], a.gate_up[size_t(l)]);
-    be_.matmul_forward(a.proj, a.sw[size_t(l)], w(ParamKind::WDown, l));
+    linear_forward(ParamKind::WDown, l, a.proj, a.sw[size_t(l)]);
     unit_forward_begin(layer_unit(l + 1));  // the next unit's norm weight is read below
     const bool last = l + 1 == L;
     be_.add_rmsnorm_forward(a.res[size_t(2 * l + 2)], last ? a.xn_f : a.xn_a[size_t(l + 1)],
@@ -319,25 +346,21 @@ void LlamaModel::backward(int B, int T) {
     unit_backward_begin(layer_unit(l));
     // MLP block
     if (opts_.recompute) be_.swiglu_forward(a.sw[li], a.gate_up[li]);
-    be_.matmul_backward(a.dsw, dw(ParamKind::WDown, l), a.dres, a.sw[li], w(ParamKind::WDown, l),
-                        false);
+    linear_backward(ParamKind::WDown, l, a.dsw, a.dres, a.sw[li]);
     be_.swiglu_backward(a.dgu, a.dsw, a.gate_up[li]);
     if (opts_.recompute)
       be_.rmsnorm_forward(a.xn_m[li], a.rstd_m[li], a.res[2 * li + 1], w(ParamKind::MlpNorm, l),
                           eps);
-    be_.matmul_backward(a.dxn, dw(ParamKind::WGateUp, l), a.dgu, a.xn_m[li],
-                        w(ParamKind::WGateUp, l), false);
+    linear_backward(ParamKind::WGateUp, l, a.dxn, a.dgu, a.xn_m[li]);
     be_.rmsnorm_backward(a.dres, dw(ParamKind::MlpNorm, l), a.dxn, a.res[2 * li + 1],
                          w(ParamKind::MlpNorm, l), a.rstd_m[li]);
     // attention block
-    be_.matmul_backward(a.datt.view({N, C}), dw(ParamKind::Wo, l), a.dres, a.att[li].view({N, C}),
-                        w(ParamKind::Wo, l), false);
+    linear_backward(ParamKind::Wo, l, a.datt.view({N, C}), a.dres, a.att[li].view({N, C}));
     be_.attention_backward(a.dqkv, a.datt, a.qkv[li], a.att[li], a.lse[li], H, K);
     be_.rope_backward(a.dqkv, cos, sin, H, K, 0);
     if (opts_.recompute)
       be_.rmsnorm_forward(a.xn_a[li], a.rstd_a[li], a.res[2 * li], w(ParamKind::AttnNorm, l), eps);
-    be_.matmul_backward(a.dxn, dw(ParamKind::Wqkv, l), a.dqkv.view({N, cfg_.qkv_dim()}), a.xn_a[li],
-                        w(ParamKind::Wqkv, l), false);
+    linear_backward(ParamKind::Wqkv, l, a.dxn, a.dqkv.view({N, cfg_.qkv_dim()}), a.xn_a[li]);
     be_.rmsnorm_backward(a.dres, dw(ParamKind::AttnNorm, l), a.dxn, a.res[2 * li],
                          w(ParamKind::AttnNorm, l), a.rstd_a[li]);
     unit_backward_end(layer_unit(l));

@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/fp8_linear.h"
 #include "model/param_layout.h"
 #include "model/param_provider.h"
 
@@ -33,6 +34,8 @@ struct ModelOptions {
   // When set, weights and gradients live there (sharded training) and the model allocates
   // neither; params(), grads() and compute_params() are then unavailable.
   ParamProvider* provider = nullptr;
+  // train.precision fp8: the layers' four linear kinds in FP8 (model/fp8_linear.h).
+  bool fp8 = false;
 };
 
 class LlamaModel {
@@ -71,6 +74,9 @@ class LlamaModel {
   // Allocates activations for B x T now; later calls with shapes that fit reuse them.
   void reserve(int B, int T) { ensure_acts(B, T); }
 
+  // The FP8 linears (null unless ModelOptions::fp8).
+  Fp8Linears* fp8() { return fp8_.get(); }
+
   // Bytes of activation memory for a micro-batch of B x T.
   static size_t activation_bytes(const ModelConfig& cfg, int B, int T, DType act, bool recompute);
 
@@ -82,7 +88,10 @@ class LlamaModel {
   void head(bool with_grad, float loss_scale);
   void backward(int B, int T);
   LossSum read_losses(int B, int T, const int32_t* targets);
-  Tensor w(ParamKind k, int layer = -1) const;   // compute-dtype weight view
+  Tensor w(ParamKind k, int layer = -1) const;  // compute-dtype weight view
+  // A layer's linear: FP8 when enabled for it, else the backend's matmul.
+  void linear_forward(ParamKind k, int layer, Tensor out, Tensor inp);
+  void linear_backward(ParamKind k, int layer, Tensor dinp, Tensor dout, Tensor inp);
   Tensor dw(ParamKind k, int layer = -1) const;  // f32 gradient view
   // ParamProvider hooks (no-ops without a provider).
   void unit_forward_begin(int u) {
@@ -108,6 +117,7 @@ class LlamaModel {
     void operator()(Acts* a) const;
   };
   std::unique_ptr<Acts, ActsDeleter> acts_;
+  std::unique_ptr<Fp8Linears> fp8_;
 };
 
 // RoPE tables computed the way Hugging Face does in float32, so that positions agree

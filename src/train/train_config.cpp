@@ -79,6 +79,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     r.get("device", c.train.device);
     r.get("threads", c.train.threads);
     r.get("recompute", c.train.recompute);
+    r.get("precision", c.train.precision);
     r.get("run_dir", c.train.run_dir);
     r.get("log_interval", c.train.log_interval);
     r.get("max_bad_steps", c.train.max_bad_steps);
@@ -145,6 +146,8 @@ void TrainConfig::validate() const {
            "config: checkpoint.interval >= 0 and checkpoint.keep >= 1");
   TL_CHECK(checkpoint.keep_every >= 0, "config: checkpoint.keep_every must not be negative");
   TL_CHECK(train.log_interval >= 1, "config: train.log_interval must be at least 1");
+  TL_CHECK(train.precision == "bf16" || train.precision == "fp8",
+           "config: train.precision must be \"bf16\" or \"fp8\", got \"", train.precision, "\"");
   TL_CHECK(train.max_bad_steps >= 1, "config: train.max_bad_steps must be at least 1");
   TL_CHECK(train.spike_threshold == 0 || train.spike_threshold > 1,
            "config: train.spike_threshold must be 0 (off) or above 1, got ", train.spike_threshold);

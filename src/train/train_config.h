@@ -43,6 +43,9 @@ struct TrainConfig {
     std::string device = "auto";
     int threads = 0;
     bool recompute = false;  // recompute norms and SwiGLU in the backward
+    // "bf16": the backend's compute dtype (bf16 on GPUs, f32 on the CPU); "fp8": the layers'
+    // linears in FP8 (model/fp8_linear.h; the CPU emulates its rounding exactly).
+    std::string precision = "bf16";
     std::string run_dir = "runs/default";
     int log_interval = 1;
     int max_bad_steps = 20;        // non-finite steps in a row that stop the run

@@ -78,6 +78,7 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
 
   ModelOptions mo;
   mo.recompute = cfg_.train.recompute;
+  mo.fp8 = cfg_.train.precision == "fp8";
   mo.provider = par_->provider();  // sharded: the weights live in this rank's shard
   model_ = std::make_unique<LlamaModel>(cfg_.model, *be_, mo);
   par_->attach(*model_);
@@ -199,6 +200,61 @@ void Trainer::record_step(const StepOutcome& s, double lr, const StepVerdict& v,
   log_status(progress_bar(f));
 }
 
+// train.precision fp8: every FP8 tensor's amax and scale (per layer) to metrics.jsonl. With
+// current scaling the codes saturate, so a non-finite amax means the tensor itself was not
+// finite (its step was skipped); the first such tensor in execution order (the forward's
+// x and w by layer, then the backward's dy from the last layer down) is where it began, and
+// that GEMM moves to the plain product from now on, saying so (the tensors after it are its
+// consequences). Every rank looks at its own tensors; only rank 0 writes the record.
+void Trainer::record_fp8() {
+  Fp8Linears& f = *model_->fp8();
+  const std::vector<Fp8Amax> amax = f.amaxes();
+  const int L = cfg_.model.n_layers;
+  const auto at = [&](int l, int k) -> const Fp8Amax& {
+    return amax[size_t(l) * kLinearKinds + size_t(k)];
+  };
+  json rec{{"step", step_}, {"event", "fp8"}};
+  for (int k = 0; k < kLinearKinds; ++k) {
+    json& kj = rec["linears"][linear_kind_name(LinearKind(k))];
+    for (const char* role : {"x", "w", "dy"}) {
+      const Fp8Format fmt = role[0] == 'd' ? Fp8Format::E5M2 : Fp8Format::E4M3;
+      json a = json::array(), sc = json::array();
+      for (int l = 0; l < L; ++l) {
+        const float v = role[0] == 'x' ? at(l, k).x : role[0] == 'w' ? at(l, k).w : at(l, k).dy;
+        a.push_back(std::isfinite(v) ? json(v) : json(cat(v)));  // "inf"/"nan", not null
+        sc.push_back(fp8_scale_for_amax(v, fmt));
+      }
+      kj[role] = {{"amax", a}, {"scale", sc}};
+    }
+  }
+  if (metrics_) metrics_->write(rec);
+
+  struct Origin {
+    int layer = -1, kind = 0;
+    const char* role = "";
+  } o;
+  for (int l = 0; l < L && o.layer < 0; ++l)
+    for (int k = 0; k < kLinearKinds && o.layer < 0; ++k)
+      if (!std::isfinite(at(l, k).x) || !std::isfinite(at(l, k).w))
+        o = {l, k, std::isfinite(at(l, k).x) ? "w" : "x"};
+  for (int l = L - 1; l >= 0 && o.layer < 0; --l)
+    for (int k = kLinearKinds - 1; k >= 0 && o.layer < 0; --k)
+      if (!std::isfinite(at(l, k).dy)) o = {l, k, "dy"};
+  if (o.layer < 0 || !f.enabled(o.layer, LinearKind(o.kind))) return;
+  const char* name = linear_kind_name(LinearKind(o.kind));
+  f.fall_back(o.layer, LinearKind(o.kind));
+  log_warn("fp8: the ", o.role, " of layer ", o.layer, "'s ", name,
+           " was not finite (the first FP8 tensor to be so), so its step was skipped; this GEMM "
+           "runs in ",
+           dtype_name(be_->compute_dtype()), " from now on");
+  if (metrics_)
+    metrics_->write(json{{"step", step_},
+                         {"event", "fp8_fallback"},
+                         {"layer", o.layer},
+                         {"linear", name},
+                         {"tensor", o.role}});
+}
+
 void Trainer::stop_on_bad_steps() {
   log_status_clear();
   if (metrics_) metrics_->write(json{{"step", step_}, {"event", "stop"}, {"reason", "non-finite"}});
@@ -254,6 +310,7 @@ TrainSummary Trainer::run() {
     smoothed = smoothed == 0 ? secs : 0.9 * smoothed + 0.1 * secs;
     sum.final_train_loss = s.loss.mean();
     if (is_rank0()) record_step(s, lr, v, secs, smoothed);
+    if (model_->fp8() && (step_ % t.log_interval == 0 || step_ == t.steps || v.bad)) record_fp8();
     if (v.stop) stop_on_bad_steps();  // the same verdict on every rank: the loss is global
     if (cfg_.eval.interval > 0 && step_ % cfg_.eval.interval == 0 && step_ < t.steps &&
         !par_->should_stop()) {

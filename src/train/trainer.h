@@ -111,6 +111,7 @@ class Trainer {
   void record_task_evals();  // eval.tasks: scored and logged with each validation
   void record_step(const StepOutcome& s, double lr, const StepVerdict& v, double step_seconds,
                    double smoothed_seconds);
+  void record_fp8();  // train.precision fp8, at log intervals (every rank)
   [[noreturn]] void stop_on_bad_steps();
   double elapsed() const;
   int64_t tokens_per_step() const { return cfg_.tokens_per_step() * par_->world(); }

@@ -1,0 +1,223 @@
+// FP8 training (train.precision fp8, #16) on the CPU backend, which emulates the GPU path's
+// rounding exactly (codes bit-identical, f32 sums): the linears in FP8 train like f32; the
+// amax and scale of every FP8 tensor reach metrics.jsonl; a GEMM whose tensor stops being
+// finite falls back to the plain product; checkpoints move between fp8 and bf16 runs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "backend/backend.h"
+#include "core/rng.h"
+#include "model/llama.h"
+#include "train/trainer.h"
+#include "train_test_util.h"
+
+using namespace tl;
+using train_test::events;
+using train_test::train_losses;
+using train_test::TrainFixture;
+
+namespace {
+
+ModelConfig small_model() {
+  ModelConfig c;
+  c.vocab_size = 64;
+  c.dim = 64;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.ffn_dim = 128;
+  c.max_seq_len = 32;
+  return c;
+}
+
+struct Batch {
+  std::vector<int32_t> tokens, targets;
+};
+Batch batch(int B, int T) {
+  Batch b;
+  Rng rng(12);
+  for (int i = 0; i < B * T; ++i) b.tokens.push_back(int32_t(rng.below(64)));
+  for (int i = 0; i < B * T; ++i) b.targets.push_back(b.tokens[size_t((i + 1) % (B * T))]);
+  return b;
+}
+
+struct Pass {
+  double loss;
+  std::vector<float> grads;
+};
+Pass run(LlamaModel& m, const Batch& b, int B, int T) {
+  m.zero_grads();
+  const LossSum l = m.forward_backward(b.tokens.data(), b.targets.data(), B, T, 1.0f / (B * T));
+  Pass p{l.mean(), std::vector<float>(size_t(m.layout().total()))};
+  m.backend().download(p.grads.data(), m.grads());
+  return p;
+}
+
+double cosine(const float* a, const float* b, int64_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (int64_t i = 0; i < n; ++i)
+    ab += double(a[i]) * b[i], aa += double(a[i]) * a[i], bb += double(b[i]) * b[i];
+  return ab / std::sqrt(aa * bb);
+}
+
+}  // namespace
+
+// One micro-batch: FP8 (E4M3 activations and weights, E5M2 gradients, per-tensor scales)
+// against f32. E4M3 keeps 3 mantissa bits (relative rounding up to 1/16), E5M2 2 (1/8); over
+// a 64-wide sum the errors average out, so the loss moves by well under 1% and every linear
+// weight's gradient keeps its direction (cosine > 0.98). Not bitwise f32: FP8 really ran.
+TEST(Fp8Model, LinearsInFp8GiveTheF32LossAndGradientDirections) {
+  auto be = make_backend("cpu", 2);
+  const ModelConfig c = small_model();
+  LlamaModel plain(c, *be);
+  ModelOptions mo;
+  mo.fp8 = true;
+  LlamaModel fp8(c, *be, mo);
+  plain.init_weights(3);
+  fp8.init_weights(3);
+  const int B = 2, T = 16;
+  const Batch b = batch(B, T);
+  const Pass p = run(plain, b, B, T), q = run(fp8, b, B, T);
+  EXPECT_NEAR(q.loss, p.loss, 0.01 * p.loss);
+  EXPECT_NE(q.loss, p.loss);
+  for (const ParamInfo& info : plain.layout().params()) {
+    if (info.kind != ParamKind::Wqkv && info.kind != ParamKind::Wo &&
+        info.kind != ParamKind::WGateUp && info.kind != ParamKind::WDown)
+      continue;
+    const double cs =
+        cosine(q.grads.data() + info.offset, p.grads.data() + info.offset, info.shape.numel());
+    EXPECT_GT(cs, 0.98) << info.name;
+  }
+  // Each FP8 tensor's amax is what it should be: the weights' is the largest |w|.
+  const std::vector<float> w = fp8.get_params();
+  const ParamInfo& wo1 = fp8.layout().get(ParamKind::Wo, 1);
+  float want = 0;
+  for (int64_t i = 0; i < wo1.shape.numel(); ++i)
+    want = std::max(want, std::fabs(w[size_t(wo1.offset + i)]));
+  EXPECT_EQ(fp8.fp8()->amaxes()[1 * kLinearKinds + int(LinearKind::Wo)].w, want);
+}
+
+// A GEMM whose input is not finite gives NaN (never a silently wrong number); falling back
+// moves it to the plain product: with every GEMM fallen back the model is the plain one, bit
+// for bit.
+TEST(Fp8Model, NonFiniteTensorsGiveNaNAndFallenBackGemmsAreThePlainProduct) {
+  auto be = make_backend("cpu", 2);
+  const ModelConfig c = small_model();
+  ModelOptions mo;
+  mo.fp8 = true;
+  LlamaModel fp8(c, *be, mo), plain(c, *be);
+  fp8.init_weights(4);
+  plain.init_weights(4);
+  const int B = 2, T = 8;
+  const Batch b = batch(B, T);
+  std::vector<float> w = fp8.get_params();
+  const ParamInfo& qkv0 = fp8.layout().get(ParamKind::Wqkv, 0);
+  const float saved = w[size_t(qkv0.offset)];
+  w[size_t(qkv0.offset)] = INFINITY;
+  fp8.set_params(w);
+  EXPECT_TRUE(std::isnan(fp8.forward_loss(b.tokens.data(), b.targets.data(), B, T).mean()));
+  EXPECT_TRUE(std::isinf(fp8.fp8()->amaxes()[0 * kLinearKinds + int(LinearKind::Qkv)].w));
+  w[size_t(qkv0.offset)] = saved;
+  fp8.set_params(w);
+  for (int l = 0; l < c.n_layers; ++l)
+    for (int k = 0; k < kLinearKinds; ++k) fp8.fp8()->fall_back(l, LinearKind(k));
+  const Pass p = run(plain, b, B, T), q = run(fp8, b, B, T);
+  EXPECT_EQ(q.loss, p.loss);
+  EXPECT_TRUE(q.grads == p.grads);
+}
+
+// The trainer: 40 steps in fp8 follow the f32 curve; every log interval writes each FP8
+// tensor's amax and scale; an fp8 checkpoint resumes as bf16 and back (f32 master weights).
+TEST(Fp8Train, FollowsTheF32CurveRecordsAmaxesAndCheckpointsCrossPrecisions) {
+  TrainFixture fx;
+  json base = fx.config("f32", 40);
+  base["train"]["log_interval"] = 10;
+  json fp8 = base;
+  fp8["train"]["run_dir"] = fx.run("fp8");
+  fp8["train"]["precision"] = "fp8";
+  Trainer(TrainConfig::from_json(base), "").run();
+  Trainer(TrainConfig::from_json(fp8), "").run();
+  const std::vector<double> a = train_losses(fx.run("f32") + "/metrics.jsonl");
+  const std::vector<double> f = train_losses(fx.run("fp8") + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), 40u);
+  ASSERT_EQ(f.size(), 40u);
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(f[i] / a[i] - 1));
+  std::printf("fp8 vs f32 over 40 steps: losses within %.2f%% (last %.4f vs %.4f)\n", 100 * worst,
+              f.back(), a.back());
+  EXPECT_LT(a.back(), 0.5 * a.front()) << "the reference must learn";
+  EXPECT_LE(worst, 0.05);
+  EXPECT_NE(f, a);
+
+  const std::vector<json> recs = events(fx.run("fp8") + "/metrics.jsonl", "fp8");
+  ASSERT_EQ(recs.size(), 4u);  // steps 10, 20, 30, 40
+  EXPECT_EQ(recs.back()["step"], 40);
+  for (const char* kind : {"qkv", "wo", "gate_up", "down"})
+    for (const char* role : {"x", "w", "dy"}) {
+      const json& t = recs.back()["linears"][kind][role];
+      ASSERT_EQ(t["amax"].size(), 2u) << kind << " " << role;
+      for (int l = 0; l < 2; ++l) {
+        const double amax = t["amax"][l].get<double>(), scale = t["scale"][l].get<double>();
+        EXPECT_GT(amax, 0) << kind << " " << role;
+        const double fmax = role[0] == 'd' ? 57344 : 448;
+        EXPECT_NEAR(amax * scale, fmax, fmax * 1e-6) << kind << " " << role;
+      }
+    }
+  EXPECT_TRUE(events(fx.run("f32") + "/metrics.jsonl", "fp8").empty());
+
+  // The fp8 run's step-20 checkpoint continues as bf16 (f32 here), and the f32 run's as fp8.
+  json cont = base;
+  cont["train"]["run_dir"] = fx.run("fp8_then_f32");
+  Trainer(TrainConfig::from_json(cont), fx.run("fp8") + "/checkpoints/step_00000020.tlck").run();
+  json back = fp8;
+  back["train"]["run_dir"] = fx.run("f32_then_fp8");
+  Trainer(TrainConfig::from_json(back), fx.run("f32") + "/checkpoints/step_00000020.tlck").run();
+  const std::vector<double> c1 = train_losses(fx.run("fp8_then_f32") + "/metrics.jsonl");
+  const std::vector<double> c2 = train_losses(fx.run("f32_then_fp8") + "/metrics.jsonl");
+  ASSERT_EQ(c1.size(), 20u);
+  ASSERT_EQ(c2.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) {
+    EXPECT_NEAR(c1[i], a[20 + i], 0.05 * a[20 + i]) << "step " << 21 + i;
+    EXPECT_NEAR(c2[i], f[20 + i], 0.05 * f[20 + i]) << "step " << 21 + i;
+  }
+}
+
+// A weight that stops being finite (set to inf after step 3's gradients, put back after
+// step 4's): step 4 is NaN and skipped, and the GEMM where the NaN began (layer 1's wo, its
+// weight) falls back to the plain product, said in the log and in metrics.jsonl; the
+// tensors after it (the rest of the forward, every dy) are consequences and keep FP8.
+TEST(Fp8Train, TheGemmWhereANonFiniteTensorBeganFallsBackAndTheRunGoesOn) {
+  TrainFixture fx;
+  json j = fx.config("fp8", 12);
+  j["train"]["precision"] = "fp8";
+  Trainer t(TrainConfig::from_json(j), "");
+  std::vector<float> kept;
+  t.set_fault_hook([&](int64_t step, LlamaModel& m) {
+    const ParamInfo& wo1 = m.layout().get(ParamKind::Wo, 1);
+    std::vector<float> p = m.get_params();
+    if (step == 3) {
+      kept = p;
+      p[size_t(wo1.offset + 5)] = INFINITY;
+      m.set_params(p);
+    } else if (step == 4) {
+      m.set_params(kept);
+    }
+  });
+  const TrainSummary s = t.run();
+  EXPECT_EQ(s.skipped_steps, 1);
+  const std::string metrics = fx.run("fp8") + "/metrics.jsonl";
+  const std::vector<json> fb = events(metrics, "fp8_fallback");
+  ASSERT_EQ(fb.size(), 1u);
+  EXPECT_EQ(fb[0]["step"], 4);
+  EXPECT_EQ(fb[0]["layer"], 1);
+  EXPECT_EQ(fb[0]["linear"], "wo");
+  EXPECT_EQ(fb[0]["tensor"], "w");
+  EXPECT_FALSE(t.model().fp8()->enabled(1, LinearKind::Wo));
+  EXPECT_TRUE(t.model().fp8()->enabled(1, LinearKind::GateUp));
+  EXPECT_TRUE(t.model().fp8()->enabled(0, LinearKind::Wo));
+  const std::vector<double> losses = train_losses(metrics);
+  ASSERT_EQ(losses.size(), 12u);
+  EXPECT_TRUE(std::isnan(losses[3]));
+  for (size_t i = 4; i < losses.size(); ++i) EXPECT_TRUE(std::isfinite(losses[i])) << i;
+}
