@@ -9,7 +9,8 @@
 #   genbench          bench/generate_bench.sh: generate vs transformers (static cache, compiled)
 #   servebench        bench/serve_bench.sh: scheduler decode tokens/s (#13)
 #   fp8gemm           FP8 vs bf16 on the step's linear GEMMs (#16)
-#   ours | ours@VAR=VAL[,VAR=VAL]   tinyllama bench, 1.1B, micro-batch 8 x 2048 (with levers)
+#   ours | ours@VAR=VAL[,VAR=VAL]   tinyllama bench, 1.1B, micro-batch 8 x 2048 (with levers;
+#                     items --flag=value are bench options: ours@--precision=fp8)
 #   pt:SDPA:LOSS[:flags]            bench/pytorch_reference.py in that configuration (#15)
 #   e.g. bench/gpu_round.sh golden tokcheck ours pt:cudnn:compiled pt:flash:compiled
 # A step whose usual duration no longer fits before DEADLINE (epoch seconds; default: start +
@@ -168,8 +169,10 @@ for step in "$@"; do
       if [[ "$step" == ours@* ]]; then envs=${step#ours@}; name="ours_$(echo "$envs" | tr -c 'A-Za-z0-9\n' '_')"; fi
       echo "== tinyllama bench ${envs:+($envs)}"
       mark "${name}_start"
-      env ${envs//,/ } timeout 240 "$BUILD/tinyllama" bench --preset tinyllama-1.1b --micro-batch 8 \
-        --steps 10 --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || status=1
+      vars=() flags=()  # --flag=value items are bench options (ours@--precision=fp8)
+      for item in ${envs//,/ }; do [[ $item == --* ]] && flags+=("$item") || vars+=("$item"); done
+      env "${vars[@]}" timeout 240 "$BUILD/tinyllama" bench --preset tinyllama-1.1b --micro-batch 8 \
+        --steps 10 "${flags[@]}" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 || status=1
       mark "${name}_end"
       tail -4 "$OUT/$name.log"
       ;;
