@@ -51,7 +51,7 @@ class SingleProcess final : public Parallelism {
     return true;
   }
   void begin_save(const std::string&) override {}
-  void write(const std::string& path, const CheckpointData& ck,
+  void write(const std::string& path, CheckpointData ck,
              const std::function<void()>& before_commit) const override {
     save_checkpoint(path, ck, before_commit);  // atomic: complete once renamed
   }

@@ -76,8 +76,9 @@ class Parallelism {
   virtual bool collect(CheckpointData& ck) = 0;
   // Prepares path (ranks: rank 0 removes an older set's meta.json). Collective.
   virtual void begin_save(const std::string& path) = 0;
-  // Writes ck (meta + what collect() filled) to path: the file, or this rank's shard.
-  virtual void write(const std::string& path, const CheckpointData& ck,
+  // Writes ck (meta + what collect() filled) to path: the file, or this rank's shard. Takes
+  // ck by value: the state moves to the writer (no second host copy).
+  virtual void write(const std::string& path, CheckpointData ck,
                      const std::function<void()>& before_commit) const = 0;
   // Completes the checkpoint (ranks: rank 0 writes meta.json with `meta`). Collective.
   virtual void commit_save(const std::string& path, const json& meta) = 0;

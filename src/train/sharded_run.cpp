@@ -141,15 +141,11 @@ bool ShardedRun::collect(CheckpointData& ck) {
 
 void ShardedRun::begin_save(const std::string& path) { start_sharded_save(path, *world_); }
 
-void ShardedRun::write(const std::string& path, const CheckpointData& ck,
+void ShardedRun::write(const std::string& path, CheckpointData ck,
                        const std::function<void()>& before_commit) const {
-  CheckpointData d;  // the shard's own header meta is written by write_shard
-  if (writes_shard(*fsdp_, *world_)) {
-    d.params = ck.params;
-    d.adam_m = ck.adam_m;
-    d.adam_v = ck.adam_v;
-  }
-  write_rank_shard(path, ck.meta.at("model"), *fsdp_, *world_, std::move(d), before_commit);
+  const json model = ck.meta.at("model");
+  ck.meta = json::object();  // the shard's own header meta is written by write_shard
+  write_rank_shard(path, model, *fsdp_, *world_, std::move(ck), before_commit);
 }
 
 void ShardedRun::commit_save(const std::string& path, const json& meta) {

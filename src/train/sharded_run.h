@@ -39,7 +39,7 @@ class ShardedRun final : public Parallelism {
   std::string checkpoint_path(const std::string& run_dir, int64_t step) const override;
   bool collect(CheckpointData& ck) override;  // this rank's shard, if it writes one
   void begin_save(const std::string& path) override;
-  void write(const std::string& path, const CheckpointData& ck,
+  void write(const std::string& path, CheckpointData ck,
              const std::function<void()>& before_commit) const override;
   void commit_save(const std::string& path, const json& meta) override;
   void read(const std::string& path, CheckpointData& ck) const override;

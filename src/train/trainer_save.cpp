@@ -73,15 +73,16 @@ std::string Trainer::save() {
       background_.meta = ck.meta;
       background_.copy_seconds = copy.seconds();
       const Parallelism* par = par_.get();  // outlives background_ (declared before it)
-      background_.seconds =
-          std::async(std::launch::async, [par, path, data = std::move(ck), before_commit] {
-            Timer w;
-            par->write(path, data, before_commit);
-            return w.seconds();
-          });
+      background_.seconds = std::async(std::launch::async,
+                                       [par, path, data = std::move(ck), before_commit]() mutable {
+                                         Timer w;
+                                         par->write(path, std::move(data), before_commit);
+                                         return w.seconds();
+                                       });
     } else {
-      par_->write(path, ck, before_commit);
-      par_->commit_save(path, ck.meta);
+      const json meta = ck.meta;
+      par_->write(path, std::move(ck), before_commit);
+      par_->commit_save(path, meta);
     }
   } catch (const Error& e) {
     fail_save(step_, e.what(), previous);
