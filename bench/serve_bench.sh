@@ -18,6 +18,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "-- the same without recorded decode graphs (TL_DECODE_GRAPHS=0), op by op:"
 TL_DECODE_GRAPHS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
   --json "$OUT/scheduler_no_graphs.json"
+echo "-- the same with the few-row GEMV for the linears (TL_GEMV=1; batch <= 8 only):"
+TL_GEMV=1 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8 --prompt 128 --new 256 \
+  --json "$OUT/scheduler_gemv.json" --profile
 
 TOKENIZER=${TOKENIZER:-}
 for t in ../shared/data/llama2-tokenizer.model shared/data/llama2-tokenizer.model; do

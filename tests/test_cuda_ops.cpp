@@ -1,9 +1,12 @@
 // The CUDA backend beyond what the backend-ops table checks (test_backend_ops.cpp: every op
 // against the CPU backend, and the per-op timings): memory accounting and out-of-memory
 // messages, transfers and conversion, precondition errors, deterministic reductions and
-// profiling by category. Skips when there is no CUDA build or GPU.
+// profiling by category, the decode GEMV against cuBLASLt. Skips when there is no CUDA build
+// or GPU.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -210,3 +213,38 @@ TEST_F(CudaOps, ProfilingByCategory) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- decode GEMV (#13)
+
+// TL_GEMV=1 sends matmul_forward of <= 8 rows through gemv.cu; it must give cuBLASLt's
+// result (both sum in f32 and round once to bf16: they differ by the summation order only,
+// a few f32 ulps of the largest partial sums, which can flip one bf16 rounding).
+TEST_F(CudaOps, GemvForFewRowsMatchesCublas) {
+  ::setenv("TL_GEMV", "1", 1);
+  std::unique_ptr<Backend> with_gemv = make_backend("cuda");
+  ::unsetenv("TL_GEMV");
+  struct S {
+    int64_t I, O;
+  };
+  for (S s : {S{2048, 2560}, S{2048, 11264}, S{5632, 2048}, S{64, 32000}, S{8, 24}})
+    for (int64_t M : {1, 2, 3, 5, 8}) {
+      SCOPED_TRACE(cat("M=", M, " I=", s.I, " O=", s.O));
+      const std::vector<float> x = round_bf16(randn(M * s.I, 3)),
+                               w = round_bf16(randn(s.O * s.I, 4, 0.02));
+      std::vector<float> got[2];
+      int i = 0;
+      for (Backend* be : {with_gemv.get(), gpu.get()}) {
+        Arr xa = alloc(*be, DType::BF16, {M, s.I}), wa = alloc(*be, DType::BF16, {s.O, s.I});
+        Arr oa = alloc(*be, DType::BF16, {M, s.O});
+        upload(*be, xa.t, x);
+        upload(*be, wa.t, w);
+        be->matmul_forward(oa.t, xa.t, wa.t);
+        got[i++] = download(*be, oa.t);
+      }
+      double rms = 0;
+      for (float v : got[1]) rms += double(v) * v;
+      rms = std::sqrt(rms / double(got[1].size()));
+      for (size_t k = 0; k < got[0].size(); ++k)
+        ASSERT_NEAR(got[0][k], got[1][k], 1e-2 * rms + 1e-2 * std::fabs(got[1][k])) << k;
+    }
+}

@@ -54,7 +54,7 @@ BenchResult run_bench(const BenchOptions& o) {
   par->connect(*be);
   BenchResult r;
   r.device = be->describe();
-  check_fits(estimate_training_memory(o.model, B, T, be->compute_dtype(), o.recompute),
+  check_fits(estimate_training_memory(o.model, B, T, be->compute_dtype(), o.recompute, o.fp8),
              be->device_memory_total(), r.device);
   ModelOptions mo;
   mo.recompute = o.recompute;

@@ -1,5 +1,6 @@
 #include "model/fp8_linear.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace tl {
@@ -26,6 +27,14 @@ Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg)
   for (int l = 0; l < layers_; ++l)
     for (int k = 0; k < kLinearKinds; ++k)
       for (Role r : {kX, kW, kDy}) be_.zero(scalar(amax_, l, LinearKind(k), r));
+}
+
+size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
+  const int64_t C = cfg.dim, F = cfg.ffn_dim, Q = cfg.qkv_dim();
+  // Buffer 0: x8 [N, I] and dy8 / dy^T [N, O]; buffer 1: w8 / W^T [O, I] and x^T [I, N].
+  const int64_t b0 = N * std::max({C, F, Q, 2 * F});
+  const int64_t b1 = std::max({N * std::max(C, F), Q * C, 2 * F * C});
+  return size_t(b0 + b1);
 }
 
 Tensor Fp8Linears::scalar(const Buffer& b, int layer, LinearKind k, Role r) const {

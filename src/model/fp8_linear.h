@@ -34,6 +34,8 @@ struct Fp8Amax {
 class Fp8Linears {
  public:
   Fp8Linears(Backend& be, const ModelConfig& cfg);
+  // Device memory the codes of a micro-batch of N tokens take (two scratch buffers).
+  static size_t scratch_bytes(const ModelConfig& cfg, int64_t N);
 
   // out[N,O] = inp[N,I] @ w[O,I]^T
   void forward(int layer, LinearKind k, Tensor out, Tensor inp, Tensor w);

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "model/fp8_linear.h"
 #include "model/llama.h"
 #include "model/param_layout.h"
 
@@ -18,7 +19,7 @@ std::string format_bytes(double b) {
 }
 
 MemoryEstimate estimate_training_memory(const ModelConfig& cfg, int micro_batch, int seq_len,
-                                        DType compute, bool recompute) {
+                                        DType compute, bool recompute, bool fp8) {
   MemoryEstimate e;
   const size_t P = size_t(ParamLayout(cfg).total());
   e.weights = P * 4 + (compute == DType::F32 ? 0 : P * dtype_size(compute));
@@ -30,6 +31,7 @@ MemoryEstimate estimate_training_memory(const ModelConfig& cfg, int micro_batch,
   const size_t N = size_t(micro_batch) * size_t(seq_len);
   e.workspace = std::min<size_t>(N, 8192) * size_t(cfg.vocab_size) * dtype_size(compute) +
                 (32u << 20) + N * size_t(cfg.dim) * 4;
+  if (fp8) e.workspace += Fp8Linears::scratch_bytes(cfg, int64_t(N));
   return e;
 }
 

@@ -18,8 +18,9 @@ struct MemoryEstimate {
   size_t total() const { return weights + gradients + optimizer + activations + workspace; }
 };
 
+// fp8: train.precision fp8 (the FP8 codes' scratch, model/fp8_linear.h, in workspace).
 MemoryEstimate estimate_training_memory(const ModelConfig& cfg, int micro_batch, int seq_len,
-                                        DType compute, bool recompute);
+                                        DType compute, bool recompute, bool fp8 = false);
 // Throws a message with the estimate, what the device has and the knobs, when
 // total > available (available 0 = unknown: no check).
 void check_fits(const MemoryEstimate& e, size_t available, const std::string& device);

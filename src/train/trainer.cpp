@@ -42,7 +42,8 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   par_->connect(*be_);
   log_info("device: ", be_->describe());
   check_fits(estimate_training_memory(cfg_.model, cfg_.batch.micro_batch, cfg_.data.seq_len,
-                                      be_->compute_dtype(), cfg_.train.recompute),
+                                      be_->compute_dtype(), cfg_.train.recompute,
+                                      cfg_.train.precision == "fp8"),
              be_->device_memory_total(), be_->describe());
   peak_flops_ = be_->peak_flops();
 

@@ -25,7 +25,7 @@ namespace tl::gpu {
 
 class CublasGemm {
  public:
-  explicit CublasGemm(CudaContext& ctx) : ctx_(ctx) {}
+  explicit CublasGemm(CudaContext& ctx);
   ~CublasGemm();
   CublasGemm(const CublasGemm&) = delete;
   CublasGemm& operator=(const CublasGemm&) = delete;
@@ -70,6 +70,7 @@ class CublasGemm {
 
   CudaContext& ctx_;
   std::map<Key, Plan> plans_;
+  bool gemv_ = false;  // TL_GEMV=1: forward() of <= 8 rows through gemv.cu (being measured)
 };
 
 }  // namespace tl::gpu
