@@ -1,6 +1,7 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -62,7 +63,13 @@ std::vector<int64_t> manifest_max_ids(const std::vector<std::string>& paths) {
       try {
         json m = read_json_file(dir + "/manifest.json");
         for (const auto& [name, e] : m.at("sources").items()) {
-          const int64_t max_id = e.value("max_token_id", int64_t(-1));
+          int64_t max_id = -1;  // absent: unknown, the shards will be scanned
+          if (e.contains("max_token_id")) {
+            const json& v = e["max_token_id"];  // an integer, or the manifest is not ours
+            if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX))
+              throw std::runtime_error("max_token_id is not an integer");
+            max_id = v.get<int64_t>();
+          }
           for (const char* split : {"train", "val"})
             for (const auto& s : e.at(split).at("shards"))
               it->second[s.at("file").get<std::string>()] = max_id;
