@@ -83,11 +83,10 @@ Fsdp::Fsdp(const ModelConfig& cfg, Backend& be, ShardStrategy strategy, Communic
     be_.zero(full_grads_t_);
   }
   if (reduce_dt_ == DType::BF16) {
-    int64_t max_shard = 0;
-    for (const auto& u : sh_.units()) max_shard = std::max(max_shard, u.shard);
+    const int64_t M = sh_.max_unit_padded();  // a multiple of the world: chunks M / world
     for (int s = 0; s < kSlots; ++s) {
-      rbuf_[s] = Buffer(be_, size_t(sh_.max_unit_padded()) * 2);
-      rchunk_[s] = Buffer(be_, size_t(max_shard) * 2);
+      rbuf_[s] = Buffer(be_, size_t(M) * 2);
+      rchunk_[s] = Buffer(be_, size_t(M / shard.world()) * 2);
     }
   }
   grad_work_.assign(size_t(U), CommWork{});

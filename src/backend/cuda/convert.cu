@@ -42,18 +42,25 @@ static void launch_convert(Dst* dst, const Src* src, int64_t n, cudaStream_t str
   TL_CUDA_LAUNCH_CHECK();
 }
 
-void accumulate(Tensor dst, Tensor src, cudaStream_t stream) {
-  const char* op = "accumulate";
+namespace {
+// dst and src on the GPU, of one size and with memory unless empty; returns that size.
+int64_t check_elementwise(const char* op, const Tensor& dst, const Tensor& src) {
   check_device(op, "dst", dst, Device::CUDA);
   check_device(op, "src", src, Device::CUDA);
   TL_CHECK(dst.numel() == src.numel(), op, ": dst ", dst.str(), " and src ", src.str(),
            " differ in size");
+  TL_CHECK(dst.numel() == 0 || (!dst.empty() && !src.empty()), op, ": dst ", dst.str(), " or src ",
+           src.str(), " has no memory");
+  return dst.numel();
+}
+}  // namespace
+
+void accumulate(Tensor dst, Tensor src, cudaStream_t stream) {
+  const char* op = "accumulate";
+  const int64_t n = check_elementwise(op, dst, src);
   TL_CHECK(dst.dtype == DType::F32 && (src.dtype == DType::F32 || src.dtype == DType::BF16), op,
            ": dst must be f32 and src f32 or bf16; got ", src.str(), " -> ", dst.str());
-  const int64_t n = dst.numel();
   if (n == 0) return;
-  TL_CHECK(!dst.empty() && !src.empty(), op, ": dst ", dst.str(), " or src ", src.str(),
-           " has no memory");
   if (src.dtype == DType::F32)
     launch_convert<true>(dst.ptr<float>(), src.ptr<float>(), n, stream);
   else
@@ -62,14 +69,8 @@ void accumulate(Tensor dst, Tensor src, cudaStream_t stream) {
 
 void convert(Tensor dst, Tensor src, cudaStream_t stream) {
   const char* op = "convert";
-  check_device(op, "dst", dst, Device::CUDA);
-  check_device(op, "src", src, Device::CUDA);
-  TL_CHECK(dst.numel() == src.numel(), op, ": dst ", dst.str(), " and src ", src.str(),
-           " differ in size");
-  const int64_t n = dst.numel();
+  const int64_t n = check_elementwise(op, dst, src);
   if (n == 0) return;
-  TL_CHECK(!dst.empty() && !src.empty(), op, ": dst ", dst.str(), " or src ", src.str(),
-           " has no memory");
   if (dst.dtype == src.dtype) {
     TL_CUDA_CHECK(
         cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice, stream));
