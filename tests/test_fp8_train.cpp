@@ -221,3 +221,33 @@ TEST(Fp8Train, TheGemmWhereANonFiniteTensorBeganFallsBackAndTheRunGoesOn) {
   EXPECT_TRUE(std::isnan(losses[3]));
   for (size_t i = 4; i < losses.size(); ++i) EXPECT_TRUE(std::isfinite(losses[i])) << i;
 }
+
+// A shape the FP8 products cannot take (a width not a multiple of 16) is refused when the
+// config is read, naming the field, before a model is built, on the CPU too.
+TEST(Fp8Train, ShapesTheFp8ProductsCannotTakeAreRefusedByTheConfig) {
+  TrainFixture fx;
+  json j = fx.config("fp8", 4);
+  j["train"]["precision"] = "fp8";
+  EXPECT_NO_THROW(TrainConfig::from_json(j));
+  for (const auto& [field, value, named] :
+       {std::tuple<const char*, int, const char*>{"ffn_dim", 120, "model.ffn_dim (120)"},
+        {"dim", 72, "model.dim (72)"}}) {
+    json bad = j;
+    bad["model"][field] = value;
+    try {
+      TrainConfig::from_json(bad);
+      ADD_FAILURE() << field << " " << value << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(named), std::string::npos) << e.what();
+    }
+  }
+  json odd = j;
+  odd["data"]["seq_len"] = 12;  // 2 x 12 = 24 tokens: not a multiple of 16 for wgrad
+  odd["batch"]["micro_batch"] = 2;
+  try {
+    TrainConfig::from_json(odd);
+    ADD_FAILURE() << "24 tokens a micro-batch were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("micro-batch"), std::string::npos) << e.what();
+  }
+}

@@ -4,6 +4,7 @@
 #include "bench/sharded_bench.h"
 #include "bench/train_bench.h"
 #include "cli/commands.h"
+#include "model/fp8_linear.h"
 #include "model/memory_estimate.h"
 
 namespace tl::cli {
@@ -47,6 +48,9 @@ void add_bench_command(CLI::App& app) {
   cmd->callback([o] {
     o->b.model = ModelConfig::from_preset(o->preset);
     o->b.fp8 = o->precision == "fp8";
+    if (o->b.fp8)
+      check_fp8_shapes(o->b.model,
+                       int64_t(o->b.micro_batch) * o->b.model.seq_len_or_context(o->b.seq_len));
     o->sharded.bench = o->b;
     if (run_sharded_bench_cli(o->sharded, o->json_out)) return;
     BenchResult r = run_bench(o->b);

@@ -19,6 +19,19 @@ const char* linear_kind_name(LinearKind k) {
   return "?";
 }
 
+void check_fp8_shapes(const ModelConfig& cfg, int64_t tokens) {
+  const struct {
+    const char* name;
+    int64_t v;
+  } dims[] = {{"model.dim", cfg.dim},
+              {"model.ffn_dim", cfg.ffn_dim},
+              {"the qkv width (n_heads + 2 n_kv_heads) x head_dim", cfg.qkv_dim()},
+              {"the tokens of a micro-batch (micro_batch x seq_len)", tokens}};
+  for (const auto& d : dims)
+    TL_CHECK(d.v % 16 == 0, "precision fp8: ", d.name, " (", d.v,
+             ") must be a multiple of 16 for the FP8 products; use bf16 for this shape");
+}
+
 Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg)
     : be_(be), layers_(cfg.n_layers), enabled_(size_t(cfg.n_layers) * kLinearKinds, true) {
   const size_t n = size_t(layers_) * kLinearKinds * kRoles;

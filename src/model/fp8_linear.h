@@ -31,6 +31,12 @@ struct Fp8Amax {
   float x = 0, w = 0, dy = 0;
 };
 
+// Hopper's FP8 products need every K and output width a multiple of 16 (cuBLASLt's 16-byte
+// leading dimensions): dim, ffn_dim, the qkv width and the tokens of a micro-batch (wgrad's
+// K). Throws naming the first that is not, so a run is refused before anything is allocated
+// (the CPU twin would not mind, the GPU would fail mid-step).
+void check_fp8_shapes(const ModelConfig& cfg, int64_t tokens);
+
 class Fp8Linears {
  public:
   Fp8Linears(Backend& be, const ModelConfig& cfg);

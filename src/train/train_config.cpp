@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "eval/train_hook.h"
+#include "model/fp8_linear.h"
 
 namespace tl {
 
@@ -148,6 +149,7 @@ void TrainConfig::validate() const {
   TL_CHECK(train.log_interval >= 1, "config: train.log_interval must be at least 1");
   TL_CHECK(train.precision == "bf16" || train.precision == "fp8",
            "config: train.precision must be \"bf16\" or \"fp8\", got \"", train.precision, "\"");
+  if (train.precision == "fp8") check_fp8_shapes(model, int64_t(batch.micro_batch) * data.seq_len);
   TL_CHECK(train.max_bad_steps >= 1, "config: train.max_bad_steps must be at least 1");
   TL_CHECK(train.spike_threshold == 0 || train.spike_threshold > 1,
            "config: train.spike_threshold must be 0 (off) or above 1, got ", train.spike_threshold);
