@@ -5,6 +5,7 @@
 # initialization for the seed-to-seed spread. Steps can run in separate device calls on a warm
 # machine (build/ and build/curve/ stay there between calls):
 #   bench/curve_compare.sh prep ours          # build, prepare the corpus, inits, our run
+#   bench/curve_compare.sh prep ours:fp8      # the same in train.precision fp8 (#16)
 #   bench/curve_compare.sh ref:1              # the reference from init seed 1 (ours' init)
 #   bench/curve_compare.sh ref:2 summary      # the reference from init seed 2, the table
 # The corpus comes from bench/curve_corpus.py, run on the Debian machine:
@@ -68,11 +69,15 @@ EOF
 }
 EOF
       ;;
-    ours)
-      rm -rf "$W/run_ours"
-      "$BIN" train --config "$W/config.json" --init-from "$W/init1.tlck" >"$OUT/ours.log" 2>&1 || status=1
-      grep -E "validation loss|tokens/s" "$OUT/ours.log" | tail -6
-      cp "$W/run_ours/metrics.jsonl" "$OUT/ours.jsonl" 2>/dev/null
+    ours|ours:fp8)
+      # ours: bf16 (the default); ours:fp8: train.precision fp8, the same init and data (#16).
+      run=run_ours; extra=()
+      [ "$step" = ours:fp8 ] && run=run_ours_fp8 && extra=(--set train.precision=fp8)
+      rm -rf "$W/$run"
+      "$BIN" train --config "$W/config.json" --init-from "$W/init1.tlck" \
+        --set "train.run_dir=$W/$run" "${extra[@]}" >"$OUT/$run.log" 2>&1 || status=1
+      grep -E "validation loss|tokens/s" "$OUT/$run.log" | tail -6
+      cp "$W/$run/metrics.jsonl" "$OUT/$run.jsonl" 2>/dev/null
       ;;
     ref:*)
       seed=${step#ref:}
@@ -86,27 +91,55 @@ EOF
       ;;
     summary)
       python3 - "$W" <<'EOF' | tee "$OUT/summary.txt"
-import json, sys
+import json, os, sys
 w = sys.argv[1]
 def val(path):
     out = {}
-    for line in open(path):
-        r = json.loads(line)
-        if "val_loss" in r:
-            out[r["step"]] = r["val_loss"]
+    if os.path.exists(path):
+        for line in open(path):
+            r = json.loads(line)
+            if "val_loss" in r:
+                out[r["step"]] = r["val_loss"]
     return out
-ours, a, b = val(f"{w}/run_ours/metrics.jsonl"), val(f"{w}/ref1.jsonl"), val(f"{w}/ref2.jsonl")
-print("step  ours    ref(init 1) ref(init 2) band                  verdict")
-ok = True
-for s in sorted(set(ours) & set(a) & set(b)):
-    lo, hi = min(a[s], b[s]), max(a[s], b[s])
+runs = {"ours bf16": val(f"{w}/run_ours/metrics.jsonl"),
+        "ours fp8": val(f"{w}/run_ours_fp8/metrics.jsonl")}
+a, b = val(f"{w}/ref1.jsonl"), val(f"{w}/ref2.jsonl")
+# The band: the reference's seed-to-seed spread, or 1% around its mean where that is larger.
+# With one reference run the band is the 1% one (a second run can only widen it).
+def band(s):
+    refs = [r[s] for r in (a, b) if s in r]
+    lo, hi = min(refs), max(refs)
     mid = (lo + hi) / 2
-    lo, hi = min(lo, mid * 0.99), max(hi, mid * 1.01)  # the spread, or 1% if that is larger
-    good = lo <= ours[s] <= hi
-    ok &= good or s not in (250, 500, 1000)
-    print(f"{s:5d} {ours[s]:.4f}  {a[s]:.4f}      {b[s]:.4f}      [{lo:.4f}, {hi:.4f}]  {'ok' if good else 'OUTSIDE'}")
-print("verdict:", "within the band at every checked step" if ok else "OUTSIDE the band")
+    return min(lo, mid * 0.99), max(hi, mid * 1.01)
+steps = sorted(s for s in a if any(s in r for r in runs.values()))
+print("reference runs:", "init 1" + (", init 2" if b else " only (band = 1%)"))
+print("step  ref(init 1) ref(init 2) band              " + "".join(f"{n:>22}" for n in runs))
+verdict = {n: True for n in runs}
+for s in steps:
+    lo, hi = band(s)
+    cells = []
+    for n, r in runs.items():
+        if s not in r:
+            cells.append(f"{'-':>22}")
+            continue
+        good = lo <= r[s] <= hi
+        if s in (250, 500, 1000):
+            verdict[n] &= good
+        cells.append(f"{r[s]:>14.4f} {'ok' if good else 'OUTSIDE':>7}")
+    rb = f"{b[s]:.4f}" if s in b else "  -   "
+    print(f"{s:5d} {a[s]:.4f}      {rb}      [{lo:.4f}, {hi:.4f}]" + "".join(cells))
+for n, r in runs.items():
+    if r:
+        done = all(s in r and s in a for s in (250, 500, 1000))
+        print(f"verdict {n}:", "within the band at steps 250/500/1000" if verdict[n] and done
+              else "OUTSIDE the band" if done else "incomplete (steps 250/500/1000 missing)")
 EOF
+      # The plot: our bf16 curve with the reference drawn over it (tinyllama report).
+      if [ -f "$W/run_ours/metrics.jsonl" ] && [ -f "$W/ref1.jsonl" ]; then
+        "$BIN" report "$W/run_ours" --reference "$W/ref1.jsonl" \
+          --reference-label "PyTorch (init 1)" >"$OUT/report.log" 2>&1 &&
+          cp -r "$W/run_ours/report" "$OUT/report" || echo "report failed: $(tail -2 "$OUT/report.log")"
+      fi
       ;;
     *) echo "unknown step $step"; status=2 ;;
   esac
