@@ -29,9 +29,15 @@ for step in "$@"; do
   case "$step" in
     prep)
       nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv,noheader | tee "$OUT/machine.txt"
-      cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
-        cmake --build "$BUILD" -j "$(nproc)" --target tinyllama >>"$OUT/build.log" 2>&1 ||
-        { echo "build failed"; tail -30 "$OUT/build.log"; exit 1; }
+      # PREBUILT=1: a tinyllama built elsewhere for sm_90 and carried in $BUILD is used as it
+      # is when it runs here (saves the build's device minutes); else it is built.
+      if [ -n "${PREBUILT:-}" ] && "$BIN" --version >"$OUT/build.log" 2>&1; then
+        echo "using the carried $BIN ($(cat "$OUT/build.log"))"
+      else
+        cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
+          cmake --build "$BUILD" -j "$(nproc)" --target tinyllama >>"$OUT/build.log" 2>&1 ||
+          { echo "build failed"; tail -30 "$OUT/build.log"; exit 1; }
+      fi
       for src in prose code; do
         "$BIN" prepare --tokenizer "$TOK" --source "$src" --out "$W/data/$src" --val-fraction 0.01 \
           --overwrite --quiet "$CORPUS/$src.jsonl.zst" || exit 1
