@@ -75,6 +75,14 @@ EOF
 }
 EOF
       ;;
+    bench|bench:fp8)
+      # The same binary's `bench` at the run's shape, so the summary can set the real train
+      # run's throughput beside it (#15: the trainer within 2% of bench).
+      extra=(); [ "$step" = bench:fp8 ] && extra=(--precision fp8)
+      "$BIN" bench --preset tinyllama-1.1b --micro-batch 8 --steps 10 "${extra[@]}" \
+        --json "$OUT/${step/:/_}.json" >"$OUT/${step/:/_}.log" 2>&1 || status=1
+      grep -E "tokens/s|step  " "$OUT/${step/:/_}.log"
+      ;;
     ours|ours:fp8)
       # ours: bf16 (the default); ours:fp8: train.precision fp8, the same init and data (#16).
       run=run_ours; extra=()
@@ -96,7 +104,7 @@ EOF
       cp "$W/ref$seed.jsonl" "$OUT/" 2>/dev/null
       ;;
     summary)
-      python3 - "$W" <<'EOF' | tee "$OUT/summary.txt"
+      OUT="$OUT" python3 - "$W" <<'EOF' | tee "$OUT/summary.txt"
 import json, os, sys
 w = sys.argv[1]
 def val(path):
@@ -134,6 +142,23 @@ for s in steps:
         cells.append(f"{r[s]:>14.4f} {'ok' if good else 'OUTSIDE':>7}")
     rb = f"{b[s]:.4f}" if s in b else "  -   "
     print(f"{s:5d} {a[s]:.4f}      {rb}      [{lo:.4f}, {hi:.4f}]" + "".join(cells))
+# Throughput: the median tokens/s of the logged training steps (eval and checkpoint steps
+# excluded: they are the off-interval work), against `bench` from the same call.
+import statistics
+for n, (run, bj) in {"ours bf16": ("run_ours", "bench.json"), "ours fp8": ("run_ours_fp8", "bench_fp8.json")}.items():
+    path = f"{w}/{run}/metrics.jsonl"
+    if not os.path.exists(path):
+        continue
+    recs = [json.loads(l) for l in open(path)]
+    special = {r["step"] for r in recs if "val_loss" in r or r.get("event") == "checkpoint"}
+    tps = [r["tokens_per_s"] for r in recs if "tokens_per_s" in r and r.get("step") not in special and r.get("step", 0) > 20]
+    out = os.environ.get("OUT", "")
+    line = f"throughput {n}: train median {statistics.median(tps):,.0f} tokens/s over {len(tps)} logged steps" if tps else f"throughput {n}: no steps"
+    bpath = os.path.join(out, bj)
+    if tps and os.path.exists(bpath):
+        b = json.load(open(bpath)).get("tokens_per_s", 0)
+        line += f"; bench {b:,.0f}; train/bench {statistics.median(tps) / b:.3f}"
+    print(line)
 for n, r in runs.items():
     if r:
         done = all(s in r and s in a for s in (250, 500, 1000))
