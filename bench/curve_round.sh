@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The curve comparison (#15 §2, #16) split into device calls that each fit 10 minutes, with
+# binaries built on the development machine (same nvcc, sm_90) and carried in build-gpu/:
+#   ours     prep + our 1,000-step bf16 run, then the GPU tests of TESTS with what time is left,
+#            then `bench` in bf16 and fp8 at the same shape (the train/bench throughput ratio)
+#   ref:N    prep + the PyTorch reference from init N, then the summary; the earlier calls'
+#            metrics come back in through .carry/results (run_ours.jsonl, bench*.json)
+#   fp8      prep + our 1,000-step fp8 run, then the summary
+# Carry: .carry/data .carry/curve build-gpu/tinyllama (+ build-gpu/tinyllama_tests for ours,
+# + .carry/results for ref:N and fp8). SM clock and power go to $OUT/smi.csv.
+set -uo pipefail
+OUT=${OUT:-build/curve_round}
+LIMIT=${LIMIT:-585}  # seconds this call may take
+TESTS=${TESTS:-BackendOps.Cuda:CudaDecode*:CudaOps*:CudaModel*:Fp8*}
+mkdir -p "$OUT" /work && ln -sfn "$PWD" /work/main  # the test binary's compiled-in source path
+T0=$(date +%s)
+left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,utilization.gpu,temperature.gpu \
+  --format=csv,noheader,nounits -lms 500 >"$OUT/smi.csv" 2>/dev/null &
+smi=$!
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+curve() { env PREBUILT=1 BUILD=build-gpu OUT="$OUT/curve" timeout "$1" bash bench/curve_compare.sh "${@:2}"; }
+# Metrics of earlier calls, where the summary needs them.
+restore() {
+  mkdir -p build/curve/run_ours build/curve/run_ours_fp8 "$OUT/curve"
+  for r in run_ours run_ours_fp8; do
+    [ -f ".carry/results/$r.jsonl" ] && cp ".carry/results/$r.jsonl" "build/curve/$r/metrics.jsonl"
+  done
+  for f in ref1 ref2; do [ -f ".carry/results/$f.jsonl" ] && cp ".carry/results/$f.jsonl" build/curve/; done
+  cp .carry/results/bench*.json "$OUT/curve/" 2>/dev/null
+  return 0
+}
+case "${1:-}" in
+  ours)
+    SEEDS=1 curve 430 prep ours
+    echo "== curve done at $(( $(date +%s) - T0 )) s"
+    TL_SHARED_DIR=$PWD/.carry timeout $(( $(left) - 75 )) build-gpu/tinyllama_tests \
+      --gtest_filter="$TESTS" --gtest_color=no >"$OUT/tests.log" 2>&1
+    echo "tests rc $? at $(( $(date +%s) - T0 )) s"
+    grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran|tokens/s" "$OUT/tests.log" | tail -25
+    grep -B3 -A10 "Failure" "$OUT/tests.log" | head -50
+    curve "$(left)" bench bench:fp8 summary
+    ;;
+  ref:*)
+    restore
+    SEEDS=${1#ref:} curve "$(left)" prep "$1" summary
+    ;;
+  fp8)
+    restore
+    SEEDS=1 curve "$(left)" prep ours:fp8 summary
+    ;;
+  *) echo "usage: bench/curve_round.sh ours|ref:N|fp8"; exit 2 ;;
+esac
+echo "== end at $(( $(date +%s) - T0 )) s"
+kill $smi 2>/dev/null
