@@ -90,7 +90,9 @@ class Backend {
   virtual void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
                             bool transpose) = 0;
   // out[N,M] (act; or f32 when accumulate, then +=) = (a[N,K] @ b[M,K]^T) * a_scale_inv *
-  // b_scale_inv, a and b u8 codes of formats fa and fb (not both E5M2), sums in f32.
+  // b_scale_inv, a and b u8 codes of formats fa and fb (not both E5M2), sums in f32
+  // (E4M3 x E4M3 into act, the forward's product: the GPU's fast accumulation, within act's
+  // rounding of the exact sums).
   virtual void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
                           Fp8Format fa, Fp8Format fb, bool accumulate) = 0;
 
