@@ -6,7 +6,8 @@
 #   ref:N    prep + the PyTorch reference from init N, then the summary; the earlier calls'
 #            metrics come back in through .carry/results (run_ours.jsonl, bench*.json)
 #   fp8      prep + our 1,000-step fp8 run, then the summary
-# Carry: .carry/data .carry/curve build-gpu/tinyllama (+ build-gpu/tinyllama_tests for ours,
+# Carry: .carry/data .carry/curve build-gpu/tinyllama (+ build-gpu/tinyllama_tests and
+# build-gpu/tinyllama_fp8_gemm_bench for ours,
 # + .carry/results for ref:N and fp8). SM clock and power go to $OUT/smi.csv.
 set -uo pipefail
 OUT=${OUT:-build/curve_round}
@@ -39,7 +40,10 @@ case "${1:-}" in
     echo "tests rc $? at $(( $(date +%s) - T0 )) s"
     grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran|tokens/s" "$OUT/tests.log" | tail -25
     grep -B3 -A10 "Failure" "$OUT/tests.log" | head -50
-    curve "$(left)" bench bench:fp8 summary
+    curve "$(( $(left) - 50 ))" bench bench:fp8 summary
+    # FP8 against bf16 GEMM by GEMM, with the backend's cast kernels (#16), if time is left.
+    (( $(left) > 45 )) && timeout "$(left)" build-gpu/tinyllama_fp8_gemm_bench >"$OUT/fp8gemm.log" 2>&1
+    grep -E "per layer|speed-up" "$OUT/fp8gemm.log"
     ;;
   ref:*)
     restore
