@@ -169,7 +169,10 @@ float time_cast(Timer& timer, int iters, void* out, const __nv_bfloat16* in, int
   const Tensor amax(scalars, DType::F32, Device::CUDA, Shape{1});
   const Tensor scale_inv(scalars + 64, DType::F32, Device::CUDA, Shape{1});
   return timer.ms(
-      [&] { gpu::fp8_quantize(dst, scale_inv, src, amax, Fp8Format::E4M3, transpose, 0); }, iters);
+      [&] {
+        gpu::fp8_quantize(dst, scale_inv, src, amax, Fp8Format::E4M3, transpose, Tensor(), 0);
+      },
+      iters);
 }
 
 float time_amax(Timer& timer, int iters, const __nv_bfloat16* in, int64_t n, float* scalars) {

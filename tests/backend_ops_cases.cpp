@@ -333,9 +333,40 @@ void fp8(std::vector<OpCase>& v) {
                   Tensor out = r.out("codes", DType::U8,
                                      transpose ? Shape{q.C, q.R} : Shape{q.R, q.C}, kExact);
                   r.be().fp8_quantize(out, r.out("scale_inv", DType::F32, {1}, kExact), in, a, f,
-                                      transpose);
+                                      transpose, Tensor());
                 });
           }
+  // Delayed scaling: the cast records max |in| into amax_out (which starts below it, and
+  // above it: max, not overwrite) with the codes unchanged; the history's roll.
+  for (DType dt : {DType::F32, DType::BF16})
+    for (bool transpose : {false, true})
+      for (Q q : {Q{7, 40}, Q{96, 136}, Q{2048, 1024}})
+        for (float start : {0.0f, 100.0f})
+          add(v, cat("fp8_quantize ", dtype_name(dt), transpose ? " transposed" : "", " amax_out"),
+              dims({{"R", q.R}, {"C", q.C}, {"start", int64_t(start)}}), false, [=](OpRun& r) {
+                Tensor in = r.in(dt, {q.R, q.C}, 1.0);
+                Tensor a = r.in_values(DType::F32, {1}, {2.0f});
+                Tensor out = r.out("codes", DType::U8,
+                                   transpose ? Shape{q.C, q.R} : Shape{q.R, q.C}, kExact);
+                r.be().fp8_quantize(out, r.out("scale_inv", DType::F32, {1}, kExact), in, a,
+                                    Fp8Format::E4M3, transpose,
+                                    r.inout_values("amax_out", DType::F32, {1}, {start}, kExact));
+              });
+  for (int64_t H : {int64_t(1), int64_t(16)})
+    for (int64_t slot : {int64_t(0), H - 1})
+      add(v, "fp8_amax_roll", dims({{"H", H}, {"n", 264}, {"slot", slot}}), false, [=](OpRun& r) {
+        const int64_t n = 264;
+        std::vector<float> hist(static_cast<size_t>(H * n)), cur(static_cast<size_t>(n));
+        Rng rng(uint64_t(H * 31 + slot));
+        for (float& x : hist) x = float(rng.below(1000)) / 8;
+        for (float& x : cur) x = float(rng.below(1000)) / 8;
+        // (Non-finite amaxes: Fp8Ops.DelayedScaling... in test_cpu_backend.cpp, on every
+        // backend: the table's comparison takes finite values only.)
+        r.be().fp8_amax_roll(r.inout_values("history", DType::F32, {H, n}, hist, kExact),
+                             r.inout_values("current", DType::F32, {n}, cur, kExact),
+                             r.out("scale_amax", DType::F32, {n}, kExact),
+                             r.out("last", DType::F32, {n}, kExact), slot);
+      });
   // Products: random finite codes (no NaN or infinity codes), scales 1/8 and 1/2.
   const auto codes = [](int64_t n, Fp8Format f, uint64_t seed) {
     std::vector<float> c(static_cast<size_t>(n));

@@ -171,7 +171,7 @@ TEST(CpuBackend, Fp8OperandsAreScaledQuantizedAndMultipliedAsSpecified) {
   // E4M3 max 448 = 112 * 4: s = 4, so 1 -> 4 (0x48), -2 -> -8 (0xD0), 0.5 -> 2 (0x40),
   // 56 -> 224 (0x76), 112 -> 448 (0x7E), -0.001 -> -0.004 -> -2^-8 (the nearest
   // subnormal: 2 x 2^-9; 0x82); transposed to [3, 2].
-  be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, /*transpose=*/true);
+  be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, /*transpose=*/true, Tensor());
   uint8_t c[6];
   be->download(c, codes);
   const uint8_t want[6] = {0x48, 0x76, 0xD0, 0x7E, 0x40, 0x82};
@@ -184,7 +184,7 @@ TEST(CpuBackend, Fp8OperandsAreScaledQuantizedAndMultipliedAsSpecified) {
   be->amax(amax, in);
   be->download(&got, amax);
   EXPECT_TRUE(std::isnan(got));
-  be->fp8_quantize(codes.view({2, 3}), inv, in, amax, Fp8Format::E4M3, false);
+  be->fp8_quantize(codes.view({2, 3}), inv, in, amax, Fp8Format::E4M3, false, Tensor());
   be->download(c, codes);
   for (int i = 0; i < 6; ++i) {  // +-0, and NaN where the NaN was
     const float q = fp8_to_f32(c[i], Fp8Format::E4M3);
@@ -212,6 +212,77 @@ TEST(CpuBackend, Fp8OperandsAreScaledQuantizedAndMultipliedAsSpecified) {
   be->download(o, out);
   for (int i = 0; i < 6; ++i) EXPECT_EQ(o[i], prod[i] * 0.25f) << i;
   EXPECT_THROW(be->fp8_matmul(out, a, b, sa, sb, Fp8Format::E5M2, Fp8Format::E5M2, false), Error);
+}
+
+// Delayed scaling's two ops, on the CPU and (where one is visible) the GPU, with values
+// worked out by hand: fp8_quantize's amax_out takes the max with what it held (never
+// overwrites it, never changes the codes); fp8_amax_roll writes the pass's amaxes into one
+// history row (a non-finite one as 0, so a skipped pass cannot scale the next H), keeps
+// them unfiltered in `last` (what the fallback looks at), and zeroes `current`.
+TEST(Fp8Ops, DelayedScalingRecordsAmaxesAndRollsTheHistory) {
+  std::vector<std::string> devices{"cpu"};
+  if (cuda_available()) devices.push_back("cuda");
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const std::string& dev : devices) {
+    SCOPED_TRACE(dev);
+    auto be = make_backend(dev, 1);
+    Buffer buf(*be, 4096);
+    // Rows of 16 floats (64 bytes) apart so every tensor is aligned as the kernels like.
+    Tensor in = buf.tensor(DType::F32, {2, 8}), amax = buf.tensor(DType::F32, {1}, 64);
+    Tensor inv = buf.tensor(DType::F32, {1}, 128), rec = buf.tensor(DType::F32, {1}, 192);
+    Tensor codes = buf.tensor(DType::U8, {2, 8}, 256), plain = buf.tensor(DType::U8, {2, 8}, 320);
+    std::vector<float> x(16, 0.25f);
+    x[3] = -112.0f;
+    x[12] = 7.0f;
+    be->upload(in, x.data());
+    const float one = 112.0f;
+    be->upload(amax, &one);
+    be->fp8_quantize(plain, inv, in, amax, Fp8Format::E4M3, false, Tensor());
+    for (const auto& [start, want] : {std::pair{0.0f, 112.0f}, {300.0f, 300.0f}}) {
+      be->upload(rec, &start);
+      be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, false, rec);
+      float got = -1;
+      be->download(&got, rec);
+      EXPECT_EQ(got, want) << "amax_out starting at " << start;
+      uint8_t a[16], b[16];
+      be->download(a, codes);
+      be->download(b, plain);
+      EXPECT_EQ(std::vector<uint8_t>(a, a + 16), std::vector<uint8_t>(b, b + 16));
+    }
+    // History of 3 passes x 2 tensors.
+    Tensor hist = buf.tensor(DType::F32, {3, 2}, 512), cur = buf.tensor(DType::F32, {2}, 576);
+    Tensor scale = buf.tensor(DType::F32, {2}, 640), last = buf.tensor(DType::F32, {2}, 704);
+    be->zero(hist);
+    const auto roll = [&](std::vector<float> c, int64_t slot) {
+      be->upload(cur, c.data());
+      be->fp8_amax_roll(hist, cur, scale, last, slot);
+      std::vector<float> s(2), l(2), z(2), h(6);
+      be->download(s.data(), scale);
+      be->download(l.data(), last);
+      be->download(z.data(), cur);
+      be->download(h.data(), hist);
+      EXPECT_EQ(z, (std::vector<float>{0, 0})) << "current is zeroed";
+      return std::tuple{s, l, h};
+    };
+    {
+      const auto [s, l, h] = roll({4.0f, inf}, 1);
+      EXPECT_EQ(s, (std::vector<float>{4, 0}));
+      EXPECT_EQ(l[0], 4.0f);
+      EXPECT_TRUE(std::isinf(l[1]));
+      EXPECT_EQ(h, (std::vector<float>{0, 0, 4, 0, 0, 0}));
+    }
+    {
+      const auto [s, l, h] = roll({2.0f, 7.0f}, 2);
+      EXPECT_EQ(s, (std::vector<float>{4, 7}));
+      EXPECT_EQ(l, (std::vector<float>{2, 7}));
+    }
+    {
+      const auto [s, l, h] = roll({1.0f, std::numeric_limits<float>::quiet_NaN()}, 1);
+      EXPECT_EQ(s, (std::vector<float>{2, 7})) << "the 4 of slot 1 is overwritten";
+      EXPECT_TRUE(std::isnan(l[1]));
+      EXPECT_EQ(h, (std::vector<float>{0, 0, 1, 0, 2, 7}));
+    }
+  }
 }
 
 TEST(CpuBackend, CopiesAndConvertsBetweenFloatTypes) {

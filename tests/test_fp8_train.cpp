@@ -98,6 +98,45 @@ TEST(Fp8Model, LinearsInFp8GiveTheF32LossAndGradientDirections) {
   EXPECT_EQ(fp8.fp8()->amaxes()[1 * kLinearKinds + int(LinearKind::Wo)].w, want);
 }
 
+// Delayed scaling casts with the history's max amax. On a batch seen before (weights and
+// batch unchanged) that max is this pass's own amax, so every code, and so the loss and
+// every gradient, is current scaling's bit for bit; the first pass (no history) is current
+// scaling too. Then a batch twice as large: its values pass the history's max and saturate,
+// so the result differs (the history has not caught up).
+TEST(Fp8Model, DelayedScalingOnARepeatedBatchIsCurrentScaling) {
+  auto be = make_backend("cpu", 2);
+  const ModelConfig c = small_model();
+  ModelOptions cur, del;
+  cur.fp8 = del.fp8 = true;
+  del.fp8_options.scaling = Fp8Scaling::Delayed;
+  del.fp8_options.amax_history = 4;
+  LlamaModel a(c, *be, cur), d(c, *be, del);
+  a.init_weights(3);
+  d.init_weights(3);
+  const int B = 2, T = 16;
+  const Batch b = batch(B, T);
+  const Pass want = run(a, b, B, T);
+  for (int pass = 0; pass < 3; ++pass) {
+    const Pass got = run(d, b, B, T);
+    EXPECT_EQ(got.loss, want.loss) << "pass " << pass;
+    EXPECT_EQ(got.grads, want.grads) << "pass " << pass;
+  }
+  // The recorded amaxes are the measured ones; the next scales come from the history.
+  const std::vector<Fp8Amax> m = d.fp8()->amaxes(), sa = d.fp8()->scaling_amaxes();
+  const std::vector<Fp8Amax> ma = a.fp8()->amaxes();
+  for (size_t i = 0; i < m.size(); ++i) {
+    EXPECT_EQ(m[i].x, ma[i].x);
+    EXPECT_EQ(m[i].dy, ma[i].dy);
+    EXPECT_EQ(sa[i].w, m[i].w);
+  }
+  // Scaling every weight by 4 moves activations past the history's max: not current scaling.
+  std::vector<float> w = d.get_params();
+  for (float& x : w) x *= 4;
+  d.set_params(w);
+  a.set_params(w);
+  EXPECT_NE(run(d, b, B, T).grads, run(a, b, B, T).grads);
+}
+
 // A GEMM whose input is not finite gives NaN (never a silently wrong number); falling back
 // moves it to the plain product: with every GEMM fallen back the model is the plain one, bit
 // for bit.
@@ -220,6 +259,40 @@ TEST(Fp8Train, TheGemmWhereANonFiniteTensorBeganFallsBackAndTheRunGoesOn) {
   ASSERT_EQ(losses.size(), 12u);
   EXPECT_TRUE(std::isnan(losses[3]));
   for (size_t i = 4; i < losses.size(); ++i) EXPECT_TRUE(std::isfinite(losses[i])) << i;
+}
+
+// train.fp8_scaling delayed: 40 steps follow the f32 curve as current scaling does, the
+// records say which scaling ran, and a bad value in the config is refused by name.
+TEST(Fp8Train, DelayedScalingFollowsTheF32Curve) {
+  TrainFixture fx;
+  json base = fx.config("f32", 40);
+  base["train"]["log_interval"] = 10;
+  json del = base;
+  del["train"]["run_dir"] = fx.run("delayed");
+  del["train"]["precision"] = "fp8";
+  del["train"]["fp8_scaling"] = "delayed";
+  del["train"]["fp8_amax_history"] = 4;
+  Trainer(TrainConfig::from_json(base), "").run();
+  Trainer(TrainConfig::from_json(del), "").run();
+  const std::vector<double> a = train_losses(fx.run("f32") + "/metrics.jsonl");
+  const std::vector<double> f = train_losses(fx.run("delayed") + "/metrics.jsonl");
+  ASSERT_EQ(f.size(), 40u);
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(f[i] / a[i] - 1));
+  std::printf("fp8 delayed scaling vs f32 over 40 steps: within %.2f%%\n", 100 * worst);
+  EXPECT_LE(worst, 0.05);
+  EXPECT_LT(f.back(), 0.5 * f.front());
+  const std::vector<json> recs = events(fx.run("delayed") + "/metrics.jsonl", "fp8");
+  ASSERT_EQ(recs.size(), 4u);
+  EXPECT_EQ(recs.back()["scaling"], "delayed");
+  json bad = del;
+  bad["train"]["fp8_scaling"] = "just-in-time";
+  try {
+    TrainConfig::from_json(bad);
+    ADD_FAILURE() << "fp8_scaling just-in-time was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.fp8_scaling"), std::string::npos) << e.what();
+  }
 }
 
 // A shape the FP8 products cannot take (a width not a multiple of 16) is refused when the

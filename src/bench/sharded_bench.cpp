@@ -47,6 +47,7 @@ ShardedBenchResult run_sharded_bench(const ShardedBenchOptions& o) {
     ModelOptions mo;
     mo.recompute = b.recompute;
     mo.fp8 = b.fp8;
+    mo.fp8_options = b.fp8_options;
     mo.provider = run.provider();
     LlamaModel model(b.model, *be, mo);
     model.init_weights(b.seed);

@@ -59,6 +59,7 @@ BenchResult run_bench(const BenchOptions& o) {
   ModelOptions mo;
   mo.recompute = o.recompute;
   mo.fp8 = o.fp8;
+  mo.fp8_options = o.fp8_options;
   LlamaModel model(o.model, *be, mo);
   par->attach(model);
   model.init_weights(o.seed);

@@ -7,6 +7,7 @@
 
 #include "core/json_reader.h"
 #include "model/config.h"
+#include "model/fp8_linear.h"
 #include "train/parallelism.h"
 
 namespace tl {
@@ -19,7 +20,8 @@ struct BenchOptions {
   int warmup_steps = 2;
   int steps = 10;
   bool recompute = false;
-  bool fp8 = false;  // --precision fp8: the layers' linears in FP8 (model/fp8_linear.h)
+  bool fp8 = false;        // --precision fp8: the layers' linears in FP8 (model/fp8_linear.h)
+  Fp8Options fp8_options;  // --fp8-scaling, --fp8-amax-history
   std::string device = "auto";
   int threads = 0;
   uint64_t seed = 1;

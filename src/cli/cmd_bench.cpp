@@ -17,6 +17,7 @@ void add_bench_command(CLI::App& app) {
     std::string preset = "tinyllama-1.1b";
     std::string json_out;
     std::string precision = "bf16";
+    std::string fp8_scaling = "current";
     ShardedBenchOptions sharded;
   };
   auto o = std::make_shared<Opts>();
@@ -34,6 +35,13 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--precision", o->precision,
                   "bf16 (the device's compute dtype) or fp8 (the layers' linears in FP8)")
       ->check(CLI::IsMember({"bf16", "fp8"}));
+  cmd->add_option("--fp8-scaling", o->fp8_scaling,
+                  "--precision fp8: current (each tensor's own amax) or delayed (the max of "
+                  "the last --fp8-amax-history passes', recorded in the cast)")
+      ->check(CLI::IsMember({"current", "delayed"}));
+  cmd->add_option("--fp8-amax-history", o->b.fp8_options.amax_history,
+                  "Delayed scaling: passes in the amax history")
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--device", o->b.device, "cpu, cuda or auto");
   cmd->add_option("--threads", o->b.threads, "CPU threads (0 = all cores)");
   cmd->add_option("--json", o->json_out, "Also write the result as JSON to this file");
@@ -48,6 +56,7 @@ void add_bench_command(CLI::App& app) {
   cmd->callback([o] {
     o->b.model = ModelConfig::from_preset(o->preset);
     o->b.fp8 = o->precision == "fp8";
+    o->b.fp8_options.scaling = fp8_scaling_from_name(o->fp8_scaling);
     if (o->b.fp8)
       check_fp8_shapes(o->b.model,
                        int64_t(o->b.micro_batch) * o->b.model.seq_len_or_context(o->b.seq_len));
@@ -58,7 +67,10 @@ void add_bench_command(CLI::App& app) {
     std::printf("device       %s\n", r.device.c_str());
     std::printf("model        %s, micro-batch %d x %d, grad accum %d%s%s\n", o->preset.c_str(),
                 o->b.micro_batch, T, o->b.grad_accum, o->b.recompute ? ", recompute" : "",
-                o->b.fp8 ? ", fp8 linears" : "");
+                o->b.fp8 ? (std::string(", fp8 linears, ") +
+                            fp8_scaling_name(o->b.fp8_options.scaling) + " scaling")
+                               .c_str()
+                         : "");
     std::printf("tokens/s     %.0f\n", r.tokens_per_s);
     std::printf("step         %.1f ms\n", r.step_seconds * 1e3);
     if (r.peak_flops > 0)

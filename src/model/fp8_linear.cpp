@@ -32,14 +32,33 @@ void check_fp8_shapes(const ModelConfig& cfg, int64_t tokens) {
              ") must be a multiple of 16 for the FP8 products; use bf16 for this shape");
 }
 
-Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg)
-    : be_(be), layers_(cfg.n_layers), enabled_(size_t(cfg.n_layers) * kLinearKinds, true) {
-  const size_t n = size_t(layers_) * kLinearKinds * kRoles;
-  amax_ = Buffer(be_, n * kScalarStride);
+const char* fp8_scaling_name(Fp8Scaling s) {
+  return s == Fp8Scaling::Delayed ? "delayed" : "current";
+}
+
+Fp8Scaling fp8_scaling_from_name(const std::string& name) {
+  if (name == "current") return Fp8Scaling::Current;
+  if (name == "delayed") return Fp8Scaling::Delayed;
+  fail("fp8 scaling must be \"current\" or \"delayed\", got \"", name, "\"");
+}
+
+Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts)
+    : be_(be),
+      layers_(cfg.n_layers),
+      opts_(opts),
+      enabled_(size_t(cfg.n_layers) * kLinearKinds, true) {
+  TL_CHECK(opts_.amax_history >= 1 && opts_.amax_history <= 4096,
+           "fp8: the amax history must hold 1 to 4096 passes, got ", opts_.amax_history);
+  const size_t n = size_t(tensors()), f32 = sizeof(float);
+  current_ = Buffer(be_, n * f32);
+  be_.zero(current_.tensor(DType::F32, {tensors()}));
   scale_inv_ = Buffer(be_, n * kScalarStride);
-  for (int l = 0; l < layers_; ++l)
-    for (int k = 0; k < kLinearKinds; ++k)
-      for (Role r : {kX, kW, kDy}) be_.zero(scalar(amax_, l, LinearKind(k), r));
+  if (opts_.scaling == Fp8Scaling::Delayed) {
+    last_ = Buffer(be_, n * f32);
+    scale_amax_ = Buffer(be_, n * f32);
+    history_ = Buffer(be_, size_t(opts_.amax_history) * n * f32);
+    be_.zero(history_.tensor(DType::F32, {opts_.amax_history, tensors()}));
+  }
 }
 
 size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
@@ -50,9 +69,12 @@ size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
   return size_t(b0 + b1);
 }
 
-Tensor Fp8Linears::scalar(const Buffer& b, int layer, LinearKind k, Role r) const {
-  const size_t i = (slot(layer, k) * kRoles + size_t(r)) * kScalarStride;
-  return b.tensor(DType::F32, {1}, i);
+Tensor Fp8Linears::at(const Buffer& b, int layer, LinearKind k, Role r) const {
+  return b.tensor(DType::F32, {1}, size_t(index(layer, k, r)) * sizeof(float));
+}
+
+Tensor Fp8Linears::scale_inv(int layer, LinearKind k, Role r) const {
+  return scale_inv_.tensor(DType::F32, {1}, size_t(index(layer, k, r)) * kScalarStride);
 }
 
 Tensor Fp8Linears::codes(int which, Shape s) {
@@ -65,50 +87,71 @@ Tensor Fp8Linears::codes(int which, Shape s) {
   return b.tensor(DType::U8, s);
 }
 
+void Fp8Linears::cast(Tensor out, Tensor in, int l, LinearKind k, Role r, Fp8Format f,
+                      bool transpose, bool measure) {
+  const Tensor cur = at(current_, l, k, r);
+  if (delayed_now()) {
+    be_.fp8_quantize(out, scale_inv(l, k, r), in, at(scale_amax_, l, k, r), f, transpose,
+                     measure ? cur : Tensor());
+    return;
+  }
+  if (measure) be_.amax(cur, in);
+  be_.fp8_quantize(out, scale_inv(l, k, r), in, cur, f, transpose, Tensor());
+}
+
 void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w) {
   const int64_t N = inp.dim(0), I = inp.dim(1), O = w.dim(0);
-  Tensor ax = scalar(amax_, l, k, kX), aw = scalar(amax_, l, k, kW);
-  Tensor sx = scalar(scale_inv_, l, k, kX), sw = scalar(scale_inv_, l, k, kW);
   Tensor x8 = codes(0, {N, I}), w8 = codes(1, {O, I});
-  be_.amax(ax, inp);
-  be_.fp8_quantize(x8, sx, inp, ax, Fp8Format::E4M3, false);
-  be_.amax(aw, w);
-  be_.fp8_quantize(w8, sw, w, aw, Fp8Format::E4M3, false);
-  be_.fp8_matmul(out, x8, w8, sx, sw, Fp8Format::E4M3, Fp8Format::E4M3, false);
+  cast(x8, inp, l, k, kX, Fp8Format::E4M3, false, true);
+  cast(w8, w, l, k, kW, Fp8Format::E4M3, false, true);
+  be_.fp8_matmul(out, x8, w8, scale_inv(l, k, kX), scale_inv(l, k, kW), Fp8Format::E4M3,
+                 Fp8Format::E4M3, false);
 }
 
 void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor dout, Tensor inp,
                           Tensor w) {
   const int64_t N = inp.dim(0), I = inp.dim(1), O = w.dim(0);
-  Tensor ax = scalar(amax_, l, k, kX), aw = scalar(amax_, l, k, kW), ady = scalar(amax_, l, k, kDy);
-  Tensor sx = scalar(scale_inv_, l, k, kX), sw = scalar(scale_inv_, l, k, kW);
-  Tensor sdy = scalar(scale_inv_, l, k, kDy);
-  be_.amax(ady, dout);
+  const Tensor sx = scale_inv(l, k, kX), sw = scale_inv(l, k, kW), sdy = scale_inv(l, k, kDy);
   // dgrad: dinp[N,I] = dy8[N,O] . (W^T)[I,O]^T
   Tensor dy8 = codes(0, {N, O}), wt8 = codes(1, {I, O});
-  be_.fp8_quantize(dy8, sdy, dout, ady, Fp8Format::E5M2, false);
-  be_.fp8_quantize(wt8, sw, w, aw, Fp8Format::E4M3, true);
+  cast(dy8, dout, l, k, kDy, Fp8Format::E5M2, false, true);
+  cast(wt8, w, l, k, kW, Fp8Format::E4M3, true, false);
   be_.fp8_matmul(dinp, dy8, wt8, sdy, sw, Fp8Format::E5M2, Fp8Format::E4M3, false);
   // wgrad: dw[O,I] += (dy^T)[O,N] . (x^T)[I,N]^T
   Tensor dyt8 = codes(0, {O, N}), xt8 = codes(1, {I, N});
-  be_.fp8_quantize(dyt8, sdy, dout, ady, Fp8Format::E5M2, true);
-  be_.fp8_quantize(xt8, sx, inp, ax, Fp8Format::E4M3, true);
+  cast(dyt8, dout, l, k, kDy, Fp8Format::E5M2, true, false);
+  cast(xt8, inp, l, k, kX, Fp8Format::E4M3, true, false);
   be_.fp8_matmul(dw, dyt8, xt8, sdy, sx, Fp8Format::E5M2, Fp8Format::E4M3, true);
 }
 
-std::vector<Fp8Amax> Fp8Linears::amaxes() const {
-  std::vector<uint8_t> host(amax_.bytes());  // one download: a single host sync
-  be_.download(host.data(), amax_.tensor(DType::U8, {int64_t(host.size())}));
-  const auto at = [&](int l, int k, Role r) {
-    float v;
-    std::memcpy(&v, host.data() + (slot(l, LinearKind(k)) * kRoles + size_t(r)) * kScalarStride, 4);
-    return v;
-  };
+void Fp8Linears::begin_pass() {
+  if (delayed_now()) be_.zero(current_.tensor(DType::F32, {tensors()}));
+}
+
+void Fp8Linears::end_pass() {
+  if (opts_.scaling != Fp8Scaling::Delayed) return;
+  be_.fp8_amax_roll(history_.tensor(DType::F32, {opts_.amax_history, tensors()}),
+                    current_.tensor(DType::F32, {tensors()}),
+                    scale_amax_.tensor(DType::F32, {tensors()}),
+                    last_.tensor(DType::F32, {tensors()}), passes_ % opts_.amax_history);
+  ++passes_;
+}
+
+std::vector<Fp8Amax> Fp8Linears::download(const Buffer& b) const {
+  std::vector<float> host(static_cast<size_t>(tensors()));  // one download: one host sync
+  be_.download(host.data(), b.tensor(DType::F32, {tensors()}));
   std::vector<Fp8Amax> out(size_t(layers_) * kLinearKinds);
-  for (int l = 0; l < layers_; ++l)
-    for (int k = 0; k < kLinearKinds; ++k)
-      out[slot(l, LinearKind(k))] = {at(l, k, kX), at(l, k, kW), at(l, k, kDy)};
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = {host[i * kRoles + kX], host[i * kRoles + kW], host[i * kRoles + kDy]};
   return out;
+}
+
+std::vector<Fp8Amax> Fp8Linears::amaxes() const {
+  return download(opts_.scaling == Fp8Scaling::Delayed && passes_ > 0 ? last_ : current_);
+}
+
+std::vector<Fp8Amax> Fp8Linears::scaling_amaxes() const {
+  return download(delayed_now() ? scale_amax_ : current_);
 }
 
 }  // namespace tl

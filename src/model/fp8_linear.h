@@ -9,7 +9,14 @@
 // Hopper's FP8 products take K-contiguous operands only (TN), hence the transposed codes;
 // the backward reuses the forward's amaxes of x and W (the same tensors).
 //
-// Every amax stays on the device until stats() reads them (at log_interval). A GEMM whose
+// Scaling (Fp8Options): current (the default) measures each tensor's amax in a pass of its
+// own just before casting it. Delayed (Transformer Engine's recipe) casts with the max of the
+// last H training passes' amaxes and records this pass's amax in the cast itself, so no
+// tensor is read twice; values past the history's max saturate until the history catches up.
+// Its first pass (no history yet) scales as current scaling does. The history lives on the
+// device and is not in checkpoints: a resumed run rebuilds it from its first pass.
+//
+// Every amax stays on the device until amaxes() reads them (at log_interval). A GEMM whose
 // tensor overflowed (amax not finite) gives NaN, so that step is skipped by the step guard;
 // fall_back() then moves that GEMM to the backend's ordinary product for the rest of the run.
 #pragma once
@@ -31,6 +38,14 @@ struct Fp8Amax {
   float x = 0, w = 0, dy = 0;
 };
 
+enum class Fp8Scaling { Current, Delayed };
+struct Fp8Options {
+  Fp8Scaling scaling = Fp8Scaling::Current;
+  int amax_history = 16;  // delayed: passes whose amaxes the scale takes the max of
+};
+const char* fp8_scaling_name(Fp8Scaling s);                 // "current", "delayed"
+Fp8Scaling fp8_scaling_from_name(const std::string& name);  // throws naming the choices
+
 // Hopper's FP8 products need every K and output width a multiple of 16 (cuBLASLt's 16-byte
 // leading dimensions): dim, ffn_dim, the qkv width and the tokens of a micro-batch (wgrad's
 // K). Throws naming the first that is not, so a run is refused before anything is allocated
@@ -39,7 +54,7 @@ void check_fp8_shapes(const ModelConfig& cfg, int64_t tokens);
 
 class Fp8Linears {
  public:
-  Fp8Linears(Backend& be, const ModelConfig& cfg);
+  Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts = {});
   // Device memory the codes of a micro-batch of N tokens take (two scratch buffers).
   static size_t scratch_bytes(const ModelConfig& cfg, int64_t N);
 
@@ -51,22 +66,49 @@ class Fp8Linears {
   // Whether this GEMM runs in FP8 (false once fall_back() moved it to the plain product).
   bool enabled(int layer, LinearKind k) const { return enabled_[slot(layer, k)]; }
   void fall_back(int layer, LinearKind k) { enabled_[slot(layer, k)] = false; }
-  // [layer][kind], downloaded (a host sync: call at log intervals).
+  // A training pass (forward + backward of one micro-batch) begins / has ended: delayed
+  // scaling zeroes this pass's amaxes, then rolls them into the history. Forwards outside
+  // a pass (evaluation) use the scales without adding to the history.
+  void begin_pass();
+  void end_pass();
+
+  // [layer][kind]: the amaxes the last training pass measured (under current scaling, the
+  // last forward's x and w). Downloaded: a host sync, for log intervals.
   std::vector<Fp8Amax> amaxes() const;
+  // [layer][kind]: the amaxes the next pass's scales come from (delayed: the history's max).
+  std::vector<Fp8Amax> scaling_amaxes() const;
+  const Fp8Options& options() const { return opts_; }
 
  private:
-  size_t slot(int layer, LinearKind k) const { return size_t(layer) * kLinearKinds + size_t(k); }
   enum Role : int { kX, kW, kDy, kRoles };
-  // One f32 scalar per (layer, kind, role), 256 bytes apart (FP8 GEMM scale pointers must
-  // be aligned).
-  Tensor scalar(const Buffer& b, int layer, LinearKind k, Role r) const;
+  size_t slot(int layer, LinearKind k) const { return size_t(layer) * kLinearKinds + size_t(k); }
+  int64_t index(int layer, LinearKind k, Role r) const {
+    return int64_t(slot(layer, k) * kRoles + size_t(r));
+  }
+  int64_t tensors() const { return int64_t(layers_) * kLinearKinds * kRoles; }
+  Tensor at(const Buffer& b, int layer, LinearKind k,
+            Role r) const;  // [1] of a [tensors] f32 buffer
+  // The scale_inv scalar: 256 bytes apart (FP8 GEMM scale pointers must be aligned).
+  Tensor scale_inv(int layer, LinearKind k, Role r) const;
   Tensor codes(int which, Shape s);  // scratch u8 tensor of buffer `which` (0, 1)
+  bool delayed_now() const { return opts_.scaling == Fp8Scaling::Delayed && passes_ > 0; }
+  // Codes of in at this tensor's scale (current: measured now; delayed: from the history,
+  // recording in's amax when `record`).
+  void cast(Tensor out, Tensor in, int layer, LinearKind k, Role r, Fp8Format f, bool transpose,
+            bool measure);
+  std::vector<Fp8Amax> download(const Buffer& b) const;
 
   Backend& be_;
   int layers_;
-  Buffer amax_, scale_inv_;  // per (layer, kind, role)
-  Buffer codes_[2];          // grown to the largest operand seen
+  Fp8Options opts_;
+  Buffer current_;     // [tensors]: amaxes measured in this pass (or the last forward)
+  Buffer last_;        // [tensors]: delayed: the last training pass's amaxes
+  Buffer history_;     // [H, tensors]: delayed: the last H passes' amaxes (finite ones)
+  Buffer scale_amax_;  // [tensors]: delayed: the max over the history
+  Buffer scale_inv_;   // per tensor, 256 bytes apart
+  Buffer codes_[2];    // grown to the largest operand seen
   std::vector<bool> enabled_;
+  int64_t passes_ = 0;  // training passes rolled into the history
 };
 
 }  // namespace tl

@@ -136,7 +136,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& be, ModelOptions opts)
   rope_sin_ = Buffer(be_, s.size() * 4);
   be_.upload(rope_cos_.tensor(DType::F32, {cfg_.max_seq_len, half}), c.data());
   be_.upload(rope_sin_.tensor(DType::F32, {cfg_.max_seq_len, half}), s.data());
-  if (opts_.fp8) fp8_ = std::make_unique<Fp8Linears>(be_, cfg_);
+  if (opts_.fp8) fp8_ = std::make_unique<Fp8Linears>(be_, cfg_, opts_.fp8_options);
 }
 
 namespace {
@@ -386,9 +386,11 @@ LossSum LlamaModel::read_losses(int B, int T, const int32_t* targets) {
 LossSum LlamaModel::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
                                      float loss_scale) {
   upload_batch(tokens, targets, B, T);
+  if (fp8_) fp8_->begin_pass();
   forward(B, T);
   head(true, loss_scale);
   backward(B, T);
+  if (fp8_) fp8_->end_pass();
   return read_losses(B, T, targets);
 }
 

@@ -34,8 +34,10 @@ struct ModelOptions {
   // When set, weights and gradients live there (sharded training) and the model allocates
   // neither; params(), grads() and compute_params() are then unavailable.
   ParamProvider* provider = nullptr;
-  // train.precision fp8: the layers' four linear kinds in FP8 (model/fp8_linear.h).
+  // train.precision fp8: the layers' four linear kinds in FP8 (model/fp8_linear.h), scaled
+  // as fp8_options says.
   bool fp8 = false;
+  Fp8Options fp8_options;
 };
 
 class LlamaModel {

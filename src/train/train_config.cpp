@@ -81,6 +81,8 @@ TrainConfig TrainConfig::from_json(const json& j) {
     r.get("threads", c.train.threads);
     r.get("recompute", c.train.recompute);
     r.get("precision", c.train.precision);
+    r.get("fp8_scaling", c.train.fp8_scaling);
+    r.get("fp8_amax_history", c.train.fp8_amax_history);
     r.get("run_dir", c.train.run_dir);
     r.get("log_interval", c.train.log_interval);
     r.get("max_bad_steps", c.train.max_bad_steps);
@@ -150,6 +152,11 @@ void TrainConfig::validate() const {
   TL_CHECK(train.precision == "bf16" || train.precision == "fp8",
            "config: train.precision must be \"bf16\" or \"fp8\", got \"", train.precision, "\"");
   if (train.precision == "fp8") check_fp8_shapes(model, int64_t(batch.micro_batch) * data.seq_len);
+  TL_CHECK(train.fp8_scaling == "current" || train.fp8_scaling == "delayed",
+           "config: train.fp8_scaling must be \"current\" or \"delayed\", got \"",
+           train.fp8_scaling, "\"");
+  TL_CHECK(train.fp8_amax_history >= 1 && train.fp8_amax_history <= 4096,
+           "config: train.fp8_amax_history must be in [1, 4096], got ", train.fp8_amax_history);
   TL_CHECK(train.max_bad_steps >= 1, "config: train.max_bad_steps must be at least 1");
   TL_CHECK(train.spike_threshold == 0 || train.spike_threshold > 1,
            "config: train.spike_threshold must be 0 (off) or above 1, got ", train.spike_threshold);

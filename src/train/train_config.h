@@ -46,6 +46,10 @@ struct TrainConfig {
     // "bf16": the backend's compute dtype (bf16 on GPUs, f32 on the CPU); "fp8": the layers'
     // linears in FP8 (model/fp8_linear.h; the CPU emulates its rounding exactly).
     std::string precision = "bf16";
+    // fp8: "current" scaling (each tensor's own amax) or "delayed" (the max over the last
+    // fp8_amax_history passes, recorded in the cast: one read less a tensor).
+    std::string fp8_scaling = "current";
+    int fp8_amax_history = 16;
     std::string run_dir = "runs/default";
     int log_interval = 1;
     int max_bad_steps = 20;        // non-finite steps in a row that stop the run

@@ -80,6 +80,7 @@ Trainer::Trainer(TrainConfig cfg, const std::string& resume, const std::string& 
   ModelOptions mo;
   mo.recompute = cfg_.train.recompute;
   mo.fp8 = cfg_.train.precision == "fp8";
+  mo.fp8_options = {fp8_scaling_from_name(cfg_.train.fp8_scaling), cfg_.train.fp8_amax_history};
   mo.provider = par_->provider();  // sharded: the weights live in this rank's shard
   model_ = std::make_unique<LlamaModel>(cfg_.model, *be_, mo);
   par_->attach(*model_);
@@ -209,21 +210,27 @@ void Trainer::record_step(const StepOutcome& s, double lr, const StepVerdict& v,
 // consequences). Every rank looks at its own tensors; only rank 0 writes the record.
 void Trainer::record_fp8() {
   Fp8Linears& f = *model_->fp8();
-  const std::vector<Fp8Amax> amax = f.amaxes();
+  const std::vector<Fp8Amax> amax = f.amaxes(), scaling = f.scaling_amaxes();
   const int L = cfg_.model.n_layers;
   const auto at = [&](int l, int k) -> const Fp8Amax& {
     return amax[size_t(l) * kLinearKinds + size_t(k)];
   };
-  json rec{{"step", step_}, {"event", "fp8"}};
+  const auto role_of = [](const Fp8Amax& a, const char* role) {
+    return role[0] == 'x' ? a.x : role[0] == 'w' ? a.w : a.dy;
+  };
+  // amax: what this step measured; scale: what the next step casts with (current scaling:
+  // from this step's amax; delayed: from the history's max).
+  json rec{{"step", step_}, {"event", "fp8"}, {"scaling", fp8_scaling_name(f.options().scaling)}};
   for (int k = 0; k < kLinearKinds; ++k) {
     json& kj = rec["linears"][linear_kind_name(LinearKind(k))];
     for (const char* role : {"x", "w", "dy"}) {
       const Fp8Format fmt = role[0] == 'd' ? Fp8Format::E5M2 : Fp8Format::E4M3;
       json a = json::array(), sc = json::array();
       for (int l = 0; l < L; ++l) {
-        const float v = role[0] == 'x' ? at(l, k).x : role[0] == 'w' ? at(l, k).w : at(l, k).dy;
+        const float v = role_of(at(l, k), role);
         a.push_back(std::isfinite(v) ? json(v) : json(cat(v)));  // "inf"/"nan", not null
-        sc.push_back(fp8_scale_for_amax(v, fmt));
+        sc.push_back(
+            fp8_scale_for_amax(role_of(scaling[size_t(l) * kLinearKinds + size_t(k)], role), fmt));
       }
       kj[role] = {{"amax", a}, {"scale", sc}};
     }

@@ -23,6 +23,7 @@
 #include "backend/cpu/ops/rmsnorm.h"
 #include "backend/cpu/ops/rope.h"
 #include "backend/cpu/ops/swiglu.h"
+#include "backend/fp8_args.h"
 
 namespace tl {
 namespace {
@@ -34,6 +35,13 @@ using cpu::check_qkv;
 using cpu::check_rows;
 using cpu::leading;
 using cpu::with_last;
+
+// max |in| over in's n elements (f32 or bf16), NaN if one is.
+float amax_of(const Tensor& in, int64_t n) {
+  return in.dtype == DType::F32
+             ? cpu::amax([&](int64_t i) { return in.ptr<float>()[i]; }, n)
+             : cpu::amax([&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, n);
+}
 
 // Runs one op with this backend's thread count, restoring the caller's setting after.
 class ThreadScope {
@@ -273,30 +281,13 @@ class CpuBackend final : public Backend {
 
   // ---- FP8 operands ----
   void amax(Tensor out, Tensor in) override {
-    const char* op = "amax";
-    check_cpu(op, "out", out, DType::F32);
-    check_shape(op, "out", out, {1});
-    check_device(op, "in", in, Device::CPU);
-    TL_CHECK(in.dtype == DType::F32 || in.dtype == DType::BF16, op,
-             ": in must be f32 or bf16, got ", in.str());
-    out.ptr<float>()[0] =
-        in.dtype == DType::F32
-            ? cpu::amax([&](int64_t i) { return in.ptr<float>()[i]; }, in.numel())
-            : cpu::amax([&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, in.numel());
+    const int64_t n = fp8_args::amax(Device::CPU, out, in);
+    out.ptr<float>()[0] = amax_of(in, n);
   }
   void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
-                    bool transpose) override {
-    const char* op = "fp8_quantize";
-    check_device(op, "in", in, Device::CPU);
-    TL_CHECK((in.dtype == DType::F32 || in.dtype == DType::BF16) && in.ndim() == 2, op,
-             ": in must be f32 or bf16 [R, C], got ", in.str());
-    const int64_t R = in.dim(0), C = in.dim(1);
-    check_cpu(op, "out", out, DType::U8);
-    check_shape(op, "out", out, transpose ? Shape{C, R} : Shape{R, C});
-    check_cpu(op, "amax", amax, DType::F32);
-    check_shape(op, "amax", amax, {1});
-    check_cpu(op, "scale_inv", scale_inv, DType::F32);
-    check_shape(op, "scale_inv", scale_inv, {1});
+                    bool transpose, Tensor amax_out) override {
+    const auto [R, C] =
+        fp8_args::quantize(Device::CPU, out, scale_inv, in, amax, amax_out, transpose);
     const cpu::Fp8Scale s = cpu::fp8_scales(amax.ptr<float>()[0], f);
     ThreadScope ts(threads_);
     if (in.dtype == DType::F32)
@@ -308,26 +299,22 @@ class CpuBackend final : public Backend {
           out.ptr<uint8_t>(), [&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, R, C,
           s.scale, f, transpose);
     scale_inv.ptr<float>()[0] = s.inverse;
+    if (!amax_out.empty())
+      amax_out.ptr<float>()[0] = cpu::amax_max(amax_out.ptr<float>()[0], amax_of(in, R * C));
   }
   void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
                   Fp8Format fa, Fp8Format fb, bool accumulate) override {
-    const char* op = "fp8_matmul";
-    check_cpu(op, "a", a, DType::U8);
-    check_cpu(op, "b", b, DType::U8);
-    TL_CHECK(a.ndim() == 2 && b.ndim() == 2 && a.dim(1) == b.dim(1), op,
-             ": a must be [N, K] and b [M, K], got ", a.str(), " and ", b.str());
-    TL_CHECK(!(fa == Fp8Format::E5M2 && fb == Fp8Format::E5M2), op,
-             ": E5M2 x E5M2 has no tensor-core product");
-    const int64_t N = a.dim(0), M = b.dim(0), K = a.dim(1);
-    check_f32(op, "out", out);
-    check_shape(op, "out", out, {N, M});
-    for (auto [name, t] : {std::pair{"a_scale_inv", a_scale_inv}, {"b_scale_inv", b_scale_inv}}) {
-      check_cpu(op, name, t, DType::F32);
-      check_shape(op, name, t, {1});
-    }
+    const auto [N, M, K] = fp8_args::matmul(Device::CPU, DType::F32, out, a, b, a_scale_inv,
+                                            b_scale_inv, fa, fb, accumulate);
     ThreadScope ts(threads_);
     cpu::fp8_matmul(out.ptr<float>(), a.ptr<uint8_t>(), b.ptr<uint8_t>(), N, M, K,
                     a_scale_inv.ptr<float>()[0], b_scale_inv.ptr<float>()[0], fa, fb, accumulate);
+  }
+  void fp8_amax_roll(Tensor history, Tensor current, Tensor scale_amax, Tensor last,
+                     int64_t slot) override {
+    const int64_t n = fp8_args::amax_roll(Device::CPU, history, current, scale_amax, last, slot);
+    cpu::fp8_amax_roll(history.ptr<float>(), current.ptr<float>(), scale_amax.ptr<float>(),
+                       last.ptr<float>(), history.dim(0), n, slot);
   }
 
   // ---- rotary embedding ----

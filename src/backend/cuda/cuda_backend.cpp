@@ -16,6 +16,7 @@
 #include "backend/cuda/memory.h"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/profile.h"
+#include "backend/fp8_args.h"
 
 namespace tl::gpu {
 
@@ -173,20 +174,22 @@ class CudaBackend final : public Backend {
     gpu::amax(out, in, ctx_.stream);
   }
   void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
-                    bool transpose) override {
+                    bool transpose, Tensor amax_out) override {
     auto s = prof_->scope(ProfCat::Other);
-    gpu::fp8_quantize(out, scale_inv, in, amax, f, transpose, ctx_.stream);
+    gpu::fp8_quantize(out, scale_inv, in, amax, f, transpose, amax_out, ctx_.stream);
   }
   void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
                   Fp8Format fa, Fp8Format fb, bool accumulate) override {
-    const char* op = "fp8_matmul";
     auto s = prof_->scope(ProfCat::Matmul);
-    for (auto [name, t] : {std::pair{"a_scale_inv", a_scale_inv}, {"b_scale_inv", b_scale_inv}}) {
-      gpu::check_cuda(op, name, t, DType::F32);
-      check_shape(op, name, t, {1});
-    }
-    gemm_->fp8(op, out, a, b, a_scale_inv.ptr<float>(), b_scale_inv.ptr<float>(), fa, fb,
+    fp8_args::matmul(Device::CUDA, DType::BF16, out, a, b, a_scale_inv, b_scale_inv, fa, fb,
+                     accumulate);
+    gemm_->fp8("fp8_matmul", out, a, b, a_scale_inv.ptr<float>(), b_scale_inv.ptr<float>(), fa, fb,
                accumulate);
+  }
+  void fp8_amax_roll(Tensor history, Tensor current, Tensor scale_amax, Tensor last,
+                     int64_t slot) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::fp8_amax_roll(history, current, scale_amax, last, slot, ctx_.stream);
   }
 
   // ---- rotary embedding ----

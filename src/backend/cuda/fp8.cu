@@ -1,5 +1,10 @@
-// FP8 operands of the linear layers (train.precision fp8): amax and quantization, the
-// twins of backend/cpu/ops/fp8.h (codes bit-identical; the product is matmul.cpp's fp8()).
+// FP8 operands of the linear layers (train.precision fp8): amax, quantization and delayed
+// scaling's amax history, the twins of backend/cpu/ops/fp8.h (codes bit-identical; the
+// product is matmul.cpp's fp8()). Preconditions: backend/fp8_args.h.
+//
+// Amaxes are kept as the bits of non-negative floats: those order as the values do, and a
+// NaN's (|x| clears its sign) lie above infinity's, so an integer max is the float max with
+// NaN winning, as on the CPU.
 #include <cuda_fp8.h>
 
 #include <algorithm>
@@ -9,32 +14,39 @@
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/vec.cuh"
+#include "backend/fp8_args.h"
 
 namespace tl::gpu {
 
 namespace {
 
-constexpr int kTile = 32, kRowsPerPass = 8;  // quantize: 32 x 32 tiles, 32 x 8 threads
+constexpr int kTile = 32, kRowsPerPass = 8;  // element-wise quantize: 32 x 32 tiles, 32 x 8 threads
+constexpr int kVec = 8;                      // vectorized paths: 8 elements a thread
+constexpr int kTT = 64, kTTStride = kTT + 4, kTTThreads = 256;  // vectorized transposes
 
-// ---- kernels ----
+// What every quantize kernel takes besides its input.
+struct QuantizeArgs {
+  uint8_t* out;
+  float* scale_inv;
+  const float* amax;   // the scale's amax
+  unsigned* amax_out;  // null, or where |in|'s max is recorded (atomicMax of bits)
+  __nv_fp8_interpretation_t fmt;
+  float fp8_max;
+};
 
-// *out = max over in of the bits of |x|: for non-negative floats the bit patterns order as
-// the values do, and every NaN's lies above infinity's, so a NaN anywhere wins (as on the
-// CPU). *out starts at 0 (memset); one atomicMax per block.
-template <class T>
-__global__ void amax_kernel(unsigned* out, const T* in, int64_t n) {
-  unsigned m = 0;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    m = max(m, __float_as_uint(fabsf(to_f32(in[i]))));
-  for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
-  __shared__ unsigned warp_max[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) warp_max[warp] = m;
+__device__ __forceinline__ unsigned abs_bits(float x) { return __float_as_uint(fabsf(x)); }
+
+// The block's max of m into *out (one atomicMax a block; 0 adds nothing). Every thread of
+// the block must call it: it synchronizes.
+__device__ void block_record_max(unsigned* out, unsigned m) {
+  __shared__ unsigned warp_maxes[32];
+  const int tid = threadIdx.x + threadIdx.y * blockDim.x;
+  const int lane = tid % kWarp, warp = tid / kWarp, n_warps = int(blockDim.x * blockDim.y) / kWarp;
+  m = warp_max(m);
+  if (lane == 0) warp_maxes[warp] = m;
   __syncthreads();
   if (warp == 0) {
-    m = lane < int(blockDim.x / 32) ? warp_max[lane] : 0u;
-    for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+    m = warp_max(lane < n_warps ? warp_maxes[lane] : 0u);
     if (lane == 0 && m != 0) atomicMax(out, m);
   }
 }
@@ -46,96 +58,109 @@ __device__ __forceinline__ float scale_for_amax(float amax, float fp8_max) {
   return fminf(__fdiv_rn(fp8_max, amax), kFp8MaxScale);
 }
 
-// out (u8 codes) = in[R, C] * s, rounded to nearest even and saturated (satfinite), as
-// [R, C] or, when Transpose, [C, R] through a shared-memory tile so both the reads and the
-// writes are coalesced. Block (x, y) covers columns 32x .. and rows 32y ..
-template <bool Transpose, class T>
-__global__ void quantize_kernel(uint8_t* out, float* scale_inv, const T* in, int64_t R, int64_t C,
-                                const float* amax, __nv_fp8_interpretation_t fmt, float fp8_max) {
-  __shared__ uint8_t tile[kTile][kTile + 1];
-  const float s = scale_for_amax(*amax, fp8_max);
-  if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0)
-    *scale_inv = s > 0.0f ? __fdiv_rn(1.0f, s) : __int_as_float(0x7fc00000);
-  const int64_t c0 = int64_t(blockIdx.x) * kTile, r0 = int64_t(blockIdx.y) * kTile;
-  for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
-    const int64_t r = r0 + j, c = c0 + threadIdx.x;
-    if (r < R && c < C) {
-      const uint8_t q = __nv_cvt_float_to_fp8(to_f32(in[r * C + c]) * s, __NV_SATFINITE, fmt);
-      if (Transpose)
-        tile[j][threadIdx.x] = q;
-      else
-        out[r * C + c] = q;
-    }
-  }
-  if (!Transpose) return;
-  __syncthreads();
-  for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
-    const int64_t c = c0 + j, r = r0 + threadIdx.x;  // out[c, r] = tile[r - r0][c - c0]
-    if (c < C && r < R) out[c * R + r] = tile[threadIdx.x][j];
-  }
+__device__ __forceinline__ uint8_t quantize1(float x, float s, __nv_fp8_interpretation_t fmt) {
+  return __nv_cvt_float_to_fp8(x * s, __NV_SATFINITE, fmt);
 }
-
-// ---- vectorized paths: 8 elements (16 bytes of bf16, 32 of f32) per thread ----
-// The scalar kernels above move 2-4 bytes per thread and reach ~1 TB/s; these move 16 and
-// are what the model's shapes take (the scalar ones stay for odd shapes and unaligned views).
-
-constexpr int kVec = 8;
 
 template <class T>
-__device__ __forceinline__ unsigned abs_bits_max(const Vec<T, kVec>& v, unsigned m) {
+__device__ __forceinline__ Vec<uint8_t, kVec> quantize8(const Vec<T, kVec>& v, float s,
+                                                        __nv_fp8_interpretation_t fmt,
+                                                        unsigned& m) {
+  Vec<uint8_t, kVec> q;
 #pragma unroll
-  for (int k = 0; k < kVec; ++k) m = max(m, __float_as_uint(fabsf(to_f32(v.v[k]))));
-  return m;
+  for (int k = 0; k < kVec; ++k) {
+    const float x = to_f32(v.v[k]);
+    m = max(m, abs_bits(x));
+    q.v[k] = quantize1(x, s, fmt);
+  }
+  return q;
 }
 
-// amax_kernel over in[0, n): vectors of 8, then the n % 8 tail element by element.
+// The scale from *a.amax; the first thread of the grid also writes scale_inv.
+__device__ __forceinline__ float begin_quantize(const QuantizeArgs& a) {
+  const float s = scale_for_amax(*a.amax, a.fp8_max);
+  if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0)
+    *a.scale_inv = s > 0.0f ? __fdiv_rn(1.0f, s) : __int_as_float(0x7fc00000);
+  return s;
+}
+
+// ---- amax ----
+
+// *out = max |in| over in[0, n) (as bits); *out starts at 0 (memset). Element by element.
+template <class T>
+__global__ void amax_kernel(unsigned* out, const T* in, int64_t n) {
+  unsigned m = 0;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    m = max(m, abs_bits(to_f32(in[i])));
+  block_record_max(out, m);
+}
+
+// The same with 16-byte loads (in 16-byte aligned), then the n % 8 tail element by element.
 template <class T>
 __global__ void amax_vec_kernel(unsigned* out, const T* in, int64_t n) {
   const int64_t n8 = n / kVec, stride = int64_t(gridDim.x) * blockDim.x,
                 first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   unsigned m = 0;
-  for (int64_t i = first; i < n8; i += stride) m = abs_bits_max(load_vec<kVec>(in + i * kVec), m);
-  for (int64_t i = n8 * kVec + first; i < n; i += stride)
-    m = max(m, __float_as_uint(fabsf(to_f32(in[i]))));
-  m = warp_max(m);
-  __shared__ unsigned warp_maxes[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) warp_maxes[warp] = m;
-  __syncthreads();
-  if (warp == 0) {
-    m = warp_max(lane < int(blockDim.x / 32) ? warp_maxes[lane] : 0u);
-    if (lane == 0 && m != 0) atomicMax(out, m);
-  }
-}
-
-template <class T>
-__device__ __forceinline__ Vec<uint8_t, kVec> quantize8(const Vec<T, kVec>& v, float s,
-                                                        __nv_fp8_interpretation_t fmt) {
-  Vec<uint8_t, kVec> q;
+  for (int64_t i = first; i < n8; i += stride) {
+    const Vec<T, kVec> v = load_vec<kVec>(in + i * kVec);
 #pragma unroll
-  for (int k = 0; k < kVec; ++k)
-    q.v[k] = __nv_cvt_float_to_fp8(to_f32(v.v[k]) * s, __NV_SATFINITE, fmt);
-  return q;
+    for (int k = 0; k < kVec; ++k) m = max(m, abs_bits(to_f32(v.v[k])));
+  }
+  for (int64_t i = n8 * kVec + first; i < n; i += stride) m = max(m, abs_bits(to_f32(in[i])));
+  block_record_max(out, m);
 }
 
-__device__ __forceinline__ void write_scale_inv(float* scale_inv, float s) {
-  *scale_inv = s > 0.0f ? __fdiv_rn(1.0f, s) : __int_as_float(0x7fc00000);
+// ---- quantize ----
+// The element-wise kernels move 2-4 bytes a thread (~1 TB/s) and stay for odd shapes and
+// unaligned views; the vectorized ones move 16 and are what the model's shapes take.
+
+// out (u8 codes) = in[R, C] * s, rounded to nearest even and saturated (satfinite), as
+// [R, C] or, when Transpose, [C, R] through a shared-memory tile so both the reads and the
+// writes are coalesced. Block (x, y) covers columns 32x .. and rows 32y ..
+template <bool Transpose, class T>
+__global__ void quantize_kernel(QuantizeArgs a, const T* in, int64_t R, int64_t C) {
+  __shared__ uint8_t tile[kTile][kTile + 1];
+  const float s = begin_quantize(a);
+  const int64_t c0 = int64_t(blockIdx.x) * kTile, r0 = int64_t(blockIdx.y) * kTile;
+  unsigned m = 0;
+  for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
+    const int64_t r = r0 + j, c = c0 + threadIdx.x;
+    if (r < R && c < C) {
+      const float x = to_f32(in[r * C + c]);
+      m = max(m, abs_bits(x));
+      const uint8_t q = quantize1(x, s, a.fmt);
+      if (Transpose)
+        tile[j][threadIdx.x] = q;
+      else
+        a.out[r * C + c] = q;
+    }
+  }
+  if (a.amax_out) block_record_max(a.amax_out, m);
+  if (!Transpose) return;
+  __syncthreads();
+  for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
+    const int64_t c = c0 + j, r = r0 + threadIdx.x;  // out[c, r] = tile[r - r0][c - c0]
+    if (c < C && r < R) a.out[c * R + r] = tile[threadIdx.x][j];
+  }
 }
 
 // quantize_kernel<false> over in[0, n) as one flat array: 8 codes (one 8-byte store) a
 // thread, the n % 8 tail element by element.
 template <class T>
-__global__ void quantize_vec_kernel(uint8_t* out, float* scale_inv, const T* in, int64_t n,
-                                    const float* amax, __nv_fp8_interpretation_t fmt,
-                                    float fp8_max) {
-  const float s = scale_for_amax(*amax, fp8_max);
+__global__ void quantize_vec_kernel(QuantizeArgs a, const T* in, int64_t n) {
+  const float s = begin_quantize(a);
   const int64_t n8 = n / kVec, stride = int64_t(gridDim.x) * blockDim.x,
                 first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (first == 0) write_scale_inv(scale_inv, s);
+  unsigned m = 0;
   for (int64_t i = first; i < n8; i += stride)
-    store_vec<kVec>(out + i * kVec, quantize8(load_vec<kVec>(in + i * kVec), s, fmt));
-  for (int64_t i = n8 * kVec + first; i < n; i += stride)
-    out[i] = __nv_cvt_float_to_fp8(to_f32(in[i]) * s, __NV_SATFINITE, fmt);
+    store_vec<kVec>(a.out + i * kVec, quantize8(load_vec<kVec>(in + i * kVec), s, a.fmt, m));
+  for (int64_t i = n8 * kVec + first; i < n; i += stride) {
+    const float x = to_f32(in[i]);
+    m = max(m, abs_bits(x));
+    a.out[i] = quantize1(x, s, a.fmt);
+  }
+  if (a.amax_out) block_record_max(a.amax_out, m);
 }
 
 // quantize_kernel<true> for C % 8 == 0, R % 16 == 0 and 16-byte aligned operands: a block
@@ -143,23 +168,20 @@ __global__ void quantize_vec_kernel(uint8_t* out, float* scale_inv, const T* in,
 // codes into shared memory (row stride 68 bytes: the column reads below hit each bank at
 // most twice). Stores: 4 threads an output row (a column of the tile), 16 codes each, so a
 // warp writes 8 runs of 64 contiguous bytes.
-constexpr int kTT = 64, kTTStride = kTT + 4, kTTThreads = 256;
-
 template <class T>
 __global__ void __launch_bounds__(kTTThreads)
-    quantize_t_vec_kernel(uint8_t* out, float* scale_inv, const T* in, int64_t R, int64_t C,
-                          const float* amax, __nv_fp8_interpretation_t fmt, float fp8_max) {
+    quantize_t_vec_kernel(QuantizeArgs a, const T* in, int64_t R, int64_t C) {
   __shared__ __align__(16) uint8_t tile[kTT * kTTStride];  // [row r - r0][column c - c0]
-  const float s = scale_for_amax(*amax, fp8_max);
+  const float s = begin_quantize(a);
   const int t = threadIdx.x;
-  if (blockIdx.x == 0 && blockIdx.y == 0 && t == 0) write_scale_inv(scale_inv, s);
   const int64_t c0 = int64_t(blockIdx.x) * kTT, r0 = int64_t(blockIdx.y) * kTT;
   const int cv = (t % (kTT / kVec)) * kVec;
+  unsigned m = 0;
   if (c0 + cv < C)
     for (int j = t / (kTT / kVec); j < kTT && r0 + j < R; j += kTTThreads / (kTT / kVec)) {
-      const Vec<uint8_t, kVec> q = quantize8(load_vec<kVec>(in + (r0 + j) * C + c0 + cv), s, fmt);
-      // Row stride 68 is 4-byte aligned only: two 4-byte stores.
-      uint32_t lo = 0, hi = 0;
+      const Vec<uint8_t, kVec> q =
+          quantize8(load_vec<kVec>(in + (r0 + j) * C + c0 + cv), s, a.fmt, m);
+      uint32_t lo = 0, hi = 0;  // row stride 68 is 4-byte aligned only: two 4-byte stores
 #pragma unroll
       for (int k = 0; k < 4; ++k)
         lo |= uint32_t(q.v[k]) << (8 * k), hi |= uint32_t(q.v[k + 4]) << (8 * k);
@@ -167,6 +189,7 @@ __global__ void __launch_bounds__(kTTThreads)
       dst[0] = lo;
       dst[1] = hi;
     }
+  if (a.amax_out) block_record_max(a.amax_out, m);
   __syncthreads();
   const int c = t / 4, k = t % 4;  // output row c0 + c, its rows r0 + 16k .. + 15
   if (c0 + c >= C || r0 + 16 * k >= R) return;
@@ -178,7 +201,33 @@ __global__ void __launch_bounds__(kTTThreads)
     for (int b = 0; b < 4; ++b)
       w[q] |= uint32_t(tile[(16 * k + 4 * q + b) * kTTStride + c]) << (8 * b);
   }
-  *reinterpret_cast<uint4*>(out + (c0 + c) * R + r0 + 16 * k) = make_uint4(w[0], w[1], w[2], w[3]);
+  *reinterpret_cast<uint4*>(a.out + (c0 + c) * R + r0 + 16 * k) =
+      make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// ---- delayed scaling ----
+
+// One thread a tensor: last[i] = current[i]; history[slot, i] = current[i] where finite,
+// else 0; scale_amax[i] = max over history[:, i]; current[i] = 0.
+__global__ void amax_roll_kernel(unsigned* history, unsigned* current, unsigned* scale_amax,
+                                 unsigned* last, int64_t H, int64_t n, int64_t slot) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const unsigned c = current[i];
+  last[i] = c;
+  history[slot * n + i] = c < 0x7f800000u ? c : 0u;  // below infinity's bits: finite
+  unsigned m = 0;
+  for (int64_t h = 0; h < H; ++h) m = max(m, history[h * n + i]);
+  scale_amax[i] = m;
+  current[i] = 0;
+}
+
+template <class F>
+void with_input(const Tensor& in, F&& f) {
+  if (in.dtype == DType::F32)
+    f(in.ptr<float>());
+  else
+    f(in.ptr<bf16>());
 }
 
 }  // namespace
@@ -186,88 +235,64 @@ __global__ void __launch_bounds__(kTTThreads)
 // ---- launchers ----
 
 void amax(Tensor out, Tensor in, cudaStream_t stream) {
-  const char* op = "amax";
-  check_cuda(op, "out", out, DType::F32);
-  check_shape(op, "out", out, {1});
-  check_device(op, "in", in, Device::CUDA);
-  TL_CHECK(in.dtype == DType::F32 || in.dtype == DType::BF16, op, ": in must be f32 or bf16, got ",
-           in.str());
+  const int64_t n = fp8_args::amax(Device::CUDA, out, in);
   TL_CUDA_CHECK(cudaMemsetAsync(out.data, 0, sizeof(float), stream));
-  const int64_t n = in.numel();
   if (n == 0) return;
   constexpr int kThreads = 256;
   const bool vec = aligned16(in.data);
   const unsigned blocks =
       unsigned(std::min<int64_t>(ceil_div(vec ? ceil_div(n, kVec) : n, kThreads), 1024));
-  auto launch = [&](auto* src) {
+  with_input(in, [&](auto* src) {
     if (vec)
       amax_vec_kernel<<<blocks, kThreads, 0, stream>>>(out.ptr<unsigned>(), src, n);
     else
       amax_kernel<<<blocks, kThreads, 0, stream>>>(out.ptr<unsigned>(), src, n);
-  };
-  if (in.dtype == DType::F32)
-    launch(in.ptr<float>());
-  else
-    launch(in.ptr<bf16>());
+  });
   TL_CUDA_LAUNCH_CHECK();
 }
 
 void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f, bool transpose,
-                  cudaStream_t stream) {
-  const char* op = "fp8_quantize";
-  check_device(op, "in", in, Device::CUDA);
-  TL_CHECK((in.dtype == DType::F32 || in.dtype == DType::BF16) && in.ndim() == 2, op,
-           ": in must be f32 or bf16 [R, C], got ", in.str());
-  const int64_t R = in.dim(0), C = in.dim(1);
-  check_cuda(op, "out", out, DType::U8);
-  check_shape(op, "out", out, transpose ? Shape{C, R} : Shape{R, C});
-  check_cuda(op, "amax", amax, DType::F32);
-  check_shape(op, "amax", amax, {1});
-  check_cuda(op, "scale_inv", scale_inv, DType::F32);
-  check_shape(op, "scale_inv", scale_inv, {1});
-  TL_CHECK(ceil_div(R, kTile) <= 65535, op, ": ", R, " rows are more than one launch covers");
-  const __nv_fp8_interpretation_t fmt = f == Fp8Format::E4M3 ? __NV_E4M3 : __NV_E5M2;
+                  Tensor amax_out, cudaStream_t stream) {
+  const fp8_args::Rows rows =
+      fp8_args::quantize(Device::CUDA, out, scale_inv, in, amax, amax_out, transpose);
+  const int64_t R = rows.R, C = rows.C;
+  TL_CHECK(ceil_div(R, kTile) <= 65535, "fp8_quantize: ", R,
+           " rows are more than one launch covers");
+  const QuantizeArgs a{out.ptr<uint8_t>(),
+                       scale_inv.ptr<float>(),
+                       amax.ptr<float>(),
+                       amax_out.empty() ? nullptr : amax_out.ptr<unsigned>(),
+                       f == Fp8Format::E4M3 ? __NV_E4M3 : __NV_E5M2,
+                       fp8_max(f)};
   const bool aligned = aligned16(in.data) && aligned16(out.data);
-  if (aligned && !transpose) {  // the vectorized paths (the model's shapes)
-    const int64_t n = R * C;
-    const unsigned blocks =
-        unsigned(std::clamp<int64_t>(ceil_div(ceil_div(n, kVec), 256), 1, 4096));
-    auto launch = [&](auto* src) {
-      quantize_vec_kernel<<<blocks, 256, 0, stream>>>(out.ptr<uint8_t>(), scale_inv.ptr<float>(),
-                                                      src, n, amax.ptr<float>(), fmt, fp8_max(f));
-    };
-    in.dtype == DType::F32 ? launch(in.ptr<float>()) : launch(in.ptr<bf16>());
-    TL_CUDA_LAUNCH_CHECK();
-    return;
-  }
-  if (aligned && transpose && C % kVec == 0 && R % 16 == 0 && R > 0 && C > 0) {
-    const dim3 grid(unsigned(ceil_div(C, kTT)), unsigned(ceil_div(R, kTT)));
-    auto launch = [&](auto* src) {
-      quantize_t_vec_kernel<<<grid, kTTThreads, 0, stream>>>(out.ptr<uint8_t>(),
-                                                             scale_inv.ptr<float>(), src, R, C,
-                                                             amax.ptr<float>(), fmt, fp8_max(f));
-    };
-    in.dtype == DType::F32 ? launch(in.ptr<float>()) : launch(in.ptr<bf16>());
-    TL_CUDA_LAUNCH_CHECK();
-    return;
-  }
-  const dim3 grid(unsigned(std::max<int64_t>(ceil_div(C, kTile), 1)),
-                  unsigned(std::max<int64_t>(ceil_div(R, kTile), 1)));
-  const dim3 block(kTile, kRowsPerPass);
-  auto launch = [&](auto* src) {
-    if (transpose)
-      quantize_kernel<true><<<grid, block, 0, stream>>>(out.ptr<uint8_t>(), scale_inv.ptr<float>(),
-                                                        src, R, C, amax.ptr<float>(), fmt,
-                                                        fp8_max(f));
-    else
-      quantize_kernel<false><<<grid, block, 0, stream>>>(out.ptr<uint8_t>(), scale_inv.ptr<float>(),
-                                                         src, R, C, amax.ptr<float>(), fmt,
-                                                         fp8_max(f));
-  };
-  if (in.dtype == DType::F32)
-    launch(in.ptr<float>());
-  else
-    launch(in.ptr<bf16>());
+  with_input(in, [&](auto* src) {
+    if (aligned && !transpose) {
+      const int64_t n = R * C;
+      const auto blocks = unsigned(std::clamp<int64_t>(ceil_div(ceil_div(n, kVec), 256), 1, 4096));
+      quantize_vec_kernel<<<blocks, 256, 0, stream>>>(a, src, n);
+    } else if (aligned && transpose && C % kVec == 0 && R % 16 == 0 && R > 0 && C > 0) {
+      const dim3 grid(unsigned(ceil_div(C, kTT)), unsigned(ceil_div(R, kTT)));
+      quantize_t_vec_kernel<<<grid, kTTThreads, 0, stream>>>(a, src, R, C);
+    } else {
+      const dim3 grid(unsigned(std::max<int64_t>(ceil_div(C, kTile), 1)),
+                      unsigned(std::max<int64_t>(ceil_div(R, kTile), 1)));
+      const dim3 block(kTile, kRowsPerPass);
+      if (transpose)
+        quantize_kernel<true><<<grid, block, 0, stream>>>(a, src, R, C);
+      else
+        quantize_kernel<false><<<grid, block, 0, stream>>>(a, src, R, C);
+    }
+  });
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+void fp8_amax_roll(Tensor history, Tensor current, Tensor scale_amax, Tensor last, int64_t slot,
+                   cudaStream_t stream) {
+  const int64_t n = fp8_args::amax_roll(Device::CUDA, history, current, scale_amax, last, slot);
+  if (n == 0) return;
+  amax_roll_kernel<<<unsigned(ceil_div(n, 256)), 256, 0, stream>>>(
+      history.ptr<unsigned>(), current.ptr<unsigned>(), scale_amax.ptr<unsigned>(),
+      last.ptr<unsigned>(), history.dim(0), n, slot);
   TL_CUDA_LAUNCH_CHECK();
 }
 

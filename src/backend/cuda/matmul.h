@@ -39,6 +39,7 @@ class CublasGemm {
   // out[N,M] (bf16; f32 += when accumulate) = (a[N,K] @ b[M,K]^T) * *a_inv * *b_inv with a, b
   // FP8 codes (Backend::fp8_matmul): the forward layout, the only one Hopper's FP8 kernels
   // take. a_inv, b_inv: device f32 scalars, 16-byte aligned.
+  // Operands as backend/fp8_args.h's matmul() checked them.
   void fp8(const char* op, Tensor out, Tensor a, Tensor b, const float* a_inv, const float* b_inv,
            Fp8Format fa, Fp8Format fb, bool accumulate);
 

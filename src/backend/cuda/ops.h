@@ -27,7 +27,9 @@ void gemv(Tensor out, Tensor x, Tensor w, cudaStream_t stream);
 // ---- fp8.cu ----
 void amax(Tensor out, Tensor in, cudaStream_t stream);
 void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f, bool transpose,
-                  cudaStream_t stream);
+                  Tensor amax_out, cudaStream_t stream);
+void fp8_amax_roll(Tensor history, Tensor current, Tensor scale_amax, Tensor last, int64_t slot,
+                   cudaStream_t stream);
 
 // ---- embedding.cu ----
 // out[N,C] (bf16) = table[V,C] (bf16) rows by tokens[N] (i32); ids outside [0,V) give 0.

@@ -25,6 +25,25 @@ float amax(Load x, int64_t n) {
   return m;
 }
 
+// max of two amaxes, NaN if either is (a bad tensor stays bad in the history).
+inline float amax_max(float a, float b) {
+  return std::isnan(a) || std::isnan(b) ? std::numeric_limits<float>::quiet_NaN() : std::max(a, b);
+}
+
+// Delayed scaling's roll (Backend::fp8_amax_roll): history: (H, n), current, scale_amax and
+// last: (n).
+inline void fp8_amax_roll(float* history, float* current, float* scale_amax, float* last, int64_t H,
+                          int64_t n, int64_t slot) {
+  for (int64_t i = 0; i < n; ++i) {
+    last[i] = current[i];
+    history[slot * n + i] = std::isfinite(current[i]) ? current[i] : 0.0f;
+    float m = 0;
+    for (int64_t h = 0; h < H; ++h) m = amax_max(m, history[h * n + i]);
+    scale_amax[i] = m;
+    current[i] = 0;
+  }
+}
+
 // The scale a quantization uses and its inverse, which the GEMM applies: a non-finite amax
 // gives scale 0 (codes of +-0) and inverse NaN, so the product is NaN and the step that
 // produced the overflow is skipped (train/step_guard.h), never silently wrong.

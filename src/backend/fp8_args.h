@@ -1,0 +1,97 @@
+// The preconditions of Backend's FP8 ops (backend.h), shared by every backend so that the
+// CPU twin and the GPU refuse the same calls with the same messages (naming op and tensor).
+#pragma once
+#include <cstdint>
+
+#include "core/fp8.h"
+#include "core/tensor.h"
+
+namespace tl::fp8_args {
+
+// t is on dev, of dtype, and has memory unless it holds no elements.
+inline void expect(const char* op, const char* name, const Tensor& t, Device dev, DType dtype) {
+  TL_CHECK(!t.empty() || t.numel() == 0, op, ": ", name, " is empty (", t.str(), ")");
+  check_device(op, name, t, dev);
+  check_dtype(op, name, t, dtype);
+}
+
+inline void scalar(const char* op, const char* name, const Tensor& t, Device dev) {
+  expect(op, name, t, dev, DType::F32);
+  check_shape(op, name, t, {1});
+}
+
+// amax(out, in): the element count of in.
+inline int64_t amax(Device dev, const Tensor& out, const Tensor& in) {
+  const char* op = "amax";
+  scalar(op, "out", out, dev);
+  check_device(op, "in", in, dev);
+  TL_CHECK(in.dtype == DType::F32 || in.dtype == DType::BF16, op, ": in must be f32 or bf16, got ",
+           in.str());
+  return in.numel();
+}
+
+struct Rows {
+  int64_t R, C;
+};
+
+// fp8_quantize(out, scale_inv, in, amax, f, transpose, amax_out): in's [R, C].
+inline Rows quantize(Device dev, const Tensor& out, const Tensor& scale_inv, const Tensor& in,
+                     const Tensor& amax, const Tensor& amax_out, bool transpose) {
+  const char* op = "fp8_quantize";
+  check_device(op, "in", in, dev);
+  TL_CHECK((in.dtype == DType::F32 || in.dtype == DType::BF16) && in.ndim() == 2, op,
+           ": in must be f32 or bf16 [R, C], got ", in.str());
+  const int64_t R = in.dim(0), C = in.dim(1);
+  expect(op, "out", out, dev, DType::U8);
+  check_shape(op, "out", out, transpose ? Shape{C, R} : Shape{R, C});
+  scalar(op, "amax", amax, dev);
+  scalar(op, "scale_inv", scale_inv, dev);
+  if (!amax_out.empty()) {
+    scalar(op, "amax_out", amax_out, dev);
+    TL_CHECK(amax_out.data != amax.data, op,
+             ": amax_out must not be amax (the scale would change while codes are written)");
+  }
+  return {R, C};
+}
+
+// fp8_matmul(out, a, b, a_scale_inv, b_scale_inv, fa, fb, accumulate): {N, M, K}.
+struct Product {
+  int64_t N, M, K;
+};
+inline Product matmul(Device dev, DType act, const Tensor& out, const Tensor& a, const Tensor& b,
+                      const Tensor& a_inv, const Tensor& b_inv, Fp8Format fa, Fp8Format fb,
+                      bool accumulate) {
+  const char* op = "fp8_matmul";
+  expect(op, "a", a, dev, DType::U8);
+  expect(op, "b", b, dev, DType::U8);
+  TL_CHECK(a.ndim() == 2 && b.ndim() == 2 && a.dim(1) == b.dim(1), op,
+           ": a must be [N, K] and b [M, K], got ", a.str(), " and ", b.str());
+  TL_CHECK(!(fa == Fp8Format::E5M2 && fb == Fp8Format::E5M2), op,
+           ": E5M2 x E5M2 has no tensor-core product");
+  const int64_t N = a.dim(0), M = b.dim(0), K = a.dim(1);
+  expect(op, "out", out, dev, accumulate ? DType::F32 : act);
+  check_shape(op, "out", out, {N, M});
+  scalar(op, "a_scale_inv", a_inv, dev);
+  scalar(op, "b_scale_inv", b_inv, dev);
+  return {N, M, K};
+}
+
+// fp8_amax_roll(history, current, scale_amax, last, slot): the tensor count n.
+inline int64_t amax_roll(Device dev, const Tensor& history, const Tensor& current,
+                         const Tensor& scale_amax, const Tensor& last, int64_t slot) {
+  const char* op = "fp8_amax_roll";
+  expect(op, "history", history, dev, DType::F32);
+  TL_CHECK(history.ndim() == 2 && history.dim(0) >= 1, op, ": history must be [H, n], got ",
+           history.str());
+  const int64_t H = history.dim(0), n = history.dim(1);
+  expect(op, "current", current, dev, DType::F32);
+  check_shape(op, "current", current, {n});
+  expect(op, "scale_amax", scale_amax, dev, DType::F32);
+  check_shape(op, "scale_amax", scale_amax, {n});
+  expect(op, "last", last, dev, DType::F32);
+  check_shape(op, "last", last, {n});
+  TL_CHECK(slot >= 0 && slot < H, op, ": slot ", slot, " is outside the history's ", H, " rows");
+  return n;
+}
+
+}  // namespace tl::fp8_args
