@@ -79,10 +79,12 @@ EOF
 }
 EOF
       ;;
-    bench|bench:fp8)
+    bench|bench:fp8|bench:fp8d)
       # The same binary's `bench` at the run's shape, so the summary can set the real train
-      # run's throughput beside it (#15: the trainer within 2% of bench).
-      extra=(); [ "$step" = bench:fp8 ] && extra=(--precision fp8)
+      # run's throughput beside it (#15: the trainer within 2% of bench); fp8d: delayed scaling.
+      extra=()
+      [ "$step" = bench:fp8 ] && extra=(--precision fp8)
+      [ "$step" = bench:fp8d ] && extra=(--precision fp8 --fp8-scaling delayed)
       "$BIN" bench --preset tinyllama-1.1b --micro-batch 8 --steps 10 "${extra[@]}" \
         --json "$OUT/${step/:/_}.json" >"$OUT/${step/:/_}.log" 2>&1 || status=1
       grep -E "tokens/s|step  " "$OUT/${step/:/_}.log"

@@ -40,7 +40,7 @@ case "${1:-}" in
     echo "tests rc $? at $(( $(date +%s) - T0 )) s"
     grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran|tokens/s" "$OUT/tests.log" | tail -25
     grep -B3 -A10 "Failure" "$OUT/tests.log" | head -50
-    curve "$(( $(left) - 50 ))" bench bench:fp8 summary
+    curve "$(( $(left) - 50 ))" bench bench:fp8 bench:fp8d summary
     # FP8 against bf16 GEMM by GEMM, with the backend's cast kernels (#16), if time is left.
     (( $(left) > 45 )) && timeout "$(left)" build-gpu/tinyllama_fp8_gemm_bench >"$OUT/fp8gemm.log" 2>&1
     grep -E "per layer|speed-up" "$OUT/fp8gemm.log"
