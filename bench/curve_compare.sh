@@ -107,6 +107,8 @@ EOF
         --seed 3407 --eval-interval 250 --eval-batches 20 --out "$W/ref$seed.jsonl" \
         >"$OUT/ref$seed.log" 2>&1 || status=1
       grep -E "validation loss|step .*00:" "$OUT/ref$seed.log" | tail -6
+      # A run cut short (time limit) leaves its records in .tmp: keep the steps it reached.
+      [ -f "$W/ref$seed.jsonl" ] || cp "$W/ref$seed.jsonl.tmp" "$W/ref$seed.jsonl" 2>/dev/null
       cp "$W/ref$seed.jsonl" "$OUT/" 2>/dev/null
       ;;
     summary)
@@ -181,5 +183,6 @@ EOF
     *) echo "unknown step $step"; status=2 ;;
   esac
 done
-(cd "$OUT" && tar -cf logs.tar --remove-files -- *.log 2>/dev/null)
+# NOTAR=1: another instance writes into $OUT at the same time; its caller packs the logs.
+[ -n "${NOTAR:-}" ] || (cd "$OUT" && tar -cf logs.tar --remove-files -- *.log 2>/dev/null)
 exit $status

@@ -5,6 +5,8 @@
 #            then `bench` in bf16 and fp8 at the same shape (the train/bench throughput ratio)
 #   ref:N    prep + the PyTorch reference from init N, then the summary; the earlier calls'
 #            metrics come back in through .carry/results (run_ours.jsonl, bench*.json)
+#   both     prep + ours + ref:1 (side by side where the card holds both), the summary, then
+#            the tests and the FP8 bench with what time is left
 #   fp8      prep + our 1,000-step fp8 run, then the summary
 # Carry: .carry/data .carry/curve build-gpu/tinyllama (+ build-gpu/tinyllama_tests and
 # build-gpu/tinyllama_fp8_gemm_bench for ours,
@@ -45,6 +47,36 @@ case "${1:-}" in
     (( $(left) > 45 )) && timeout "$(left)" build-gpu/tinyllama_fp8_gemm_bench >"$OUT/fp8gemm.log" 2>&1
     grep -E "per layer|speed-up" "$OUT/fp8gemm.log"
     ;;
+  both)
+    # Our run and the reference from init 1 in one call. On a card with room for both
+    # (> 100 GB: H200) they share the GPU, so the reference's compile and our checkpoint
+    # overlap the other's steps; else one after the other, and a reference cut short by the
+    # time limit still gives the validation steps it reached. Then the GPU tests and FP8
+    # bench with what time is left.
+    SEEDS=1 curve 150 prep
+    mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+    if (( mem > 100000 )); then
+      echo "== ours and ref:1 side by side ($mem MiB)"
+      NOTAR=1 curve $(( $(left) - 40 )) ref:1 >"$OUT/ref_side.txt" 2>&1 &
+      ref=$!
+      NOTAR=1 curve $(( $(left) - 40 )) ours
+      wait $ref; cat "$OUT/ref_side.txt"
+    else
+      NOTAR=1 curve 300 ours
+      NOTAR=1 curve $(( $(left) - 25 )) ref:1
+    fi
+    [ -f build/curve/ref1.jsonl ] || cp build/curve/ref1.jsonl.tmp build/curve/ref1.jsonl 2>/dev/null
+    cp build/curve/ref1.jsonl "$OUT/curve/" 2>/dev/null
+    NOTAR=1 curve 20 summary
+    echo "== curve done at $(( $(left) )) s left"
+    if (( $(left) > 60 )); then
+      TL_SHARED_DIR=$PWD/.carry timeout $(( $(left) - 40 )) build-gpu/tinyllama_tests \
+        --gtest_filter="$TESTS" --gtest_color=no >"$OUT/tests.log" 2>&1
+      echo "tests rc $?"; grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" "$OUT/tests.log" | tail -20
+    fi
+    (( $(left) > 35 )) && NOTAR=1 curve $(( $(left) - 5 )) bench:fp8d
+    (cd "$OUT/curve" && tar -cf logs.tar --remove-files -- *.log 2>/dev/null)
+    ;;
   ref:*)
     restore
     SEEDS=${1#ref:} curve "$(left)" prep "$1" summary
@@ -53,7 +85,7 @@ case "${1:-}" in
     restore
     SEEDS=1 curve "$(left)" prep ours:fp8 summary
     ;;
-  *) echo "usage: bench/curve_round.sh ours|ref:N|fp8"; exit 2 ;;
+  *) echo "usage: bench/curve_round.sh ours|both|ref:N|fp8"; exit 2 ;;
 esac
 echo "== end at $(( $(date +%s) - T0 )) s"
 kill $smi 2>/dev/null
