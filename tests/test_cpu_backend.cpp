@@ -277,11 +277,31 @@ TEST(Fp8Ops, DelayedScalingRecordsAmaxesAndRollsTheHistory) {
       EXPECT_EQ(l, (std::vector<float>{2, 7}));
     }
     {
-      const auto [s, l, h] = roll({1.0f, std::numeric_limits<float>::quiet_NaN()}, 1);
-      EXPECT_EQ(s, (std::vector<float>{2, 7})) << "the 4 of slot 1 is overwritten";
+      const auto [s, l, h] = roll({1.0f, std::numeric_limits<float>::quiet_NaN()}, 2);
+      EXPECT_EQ(s, (std::vector<float>{4, 7})) << "slot 2 keeps its 7 where the NaN came";
       EXPECT_TRUE(std::isnan(l[1]));
-      EXPECT_EQ(h, (std::vector<float>{0, 0, 1, 0, 2, 7}));
+      EXPECT_EQ(h, (std::vector<float>{0, 0, 4, 0, 1, 7}));
     }
+    {
+      const auto [s, l, h] = roll({3.0f, 5.0f}, 1);
+      EXPECT_EQ(s, (std::vector<float>{3, 7})) << "the 4 of slot 1 is overwritten";
+      EXPECT_EQ(h, (std::vector<float>{0, 0, 3, 5, 1, 7}));
+    }
+    // A cast scaled by another pass's amax that meets a non-finite value: scale_inv NaN (the
+    // product is NaN, the step skipped), not codes saturated to a finite, wrong product.
+    x[12] = inf;
+    be->upload(in, x.data());
+    const float zero = 0;
+    be->upload(rec, &zero);
+    be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, false, rec);
+    float got_inv = 0, got_rec = 0;
+    be->download(&got_inv, inv);
+    be->download(&got_rec, rec);
+    EXPECT_TRUE(std::isnan(got_inv));
+    EXPECT_TRUE(std::isinf(got_rec));
+    be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, false, Tensor());
+    be->download(&got_inv, inv);
+    EXPECT_EQ(got_inv, 0.25f) << "without amax_out the scale is amax's alone (448 / 112)";
   }
 }
 

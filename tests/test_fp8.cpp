@@ -43,10 +43,11 @@ double spec_value(const Spec& s, int code) {
 }
 
 // Nearest finite code to x by exhaustive search; ties go to the even code; beyond the
-// largest finite magnitude, that magnitude (saturation); NaN -> the sign's 0x7F.
+// largest finite magnitude, that magnitude (saturation); NaN -> 0x7F whatever its sign (a
+// NaN pattern of the spec; ours, so CPU and GPU codes agree bit for bit).
 int spec_cast(const Spec& s, double x) {
   const int sign = std::signbit(x) ? 0x80 : 0;
-  if (std::isnan(x)) return sign | 0x7F;
+  if (std::isnan(x)) return 0x7F;
   const double a = std::fabs(x);
   int best = -1;
   double best_d = INFINITY, largest = 0;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "backend/backend.h"
 #include "core/rng.h"
@@ -135,6 +136,11 @@ TEST(Fp8Model, DelayedScalingOnARepeatedBatchIsCurrentScaling) {
   d.set_params(w);
   a.set_params(w);
   EXPECT_NE(run(d, b, B, T).grads, run(a, b, B, T).grads);
+  // A weight that is not finite gives a NaN loss (the step is skipped), as under current
+  // scaling, although the history's scale would only saturate it.
+  w[size_t(d.layout().get(ParamKind::Wo, 1).offset)] = std::numeric_limits<float>::infinity();
+  d.set_params(w);
+  EXPECT_TRUE(std::isnan(run(d, b, B, T).loss));
 }
 
 // A GEMM whose input is not finite gives NaN (never a silently wrong number); falling back

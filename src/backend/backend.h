@@ -88,13 +88,15 @@ class Backend {
   // scale_inv[1] (f32) = 1/s. A non-finite amax gives s = 0 (codes of +-0, NaN for NaN) and
   // scale_inv NaN (the product is then NaN and the step skipped, never silently wrong).
   // amax_out[1] (f32; optional, not amax) = max(amax_out, max |in|) as amax() measures it:
-  // delayed scaling scales by past amaxes and records this tensor's in the same pass.
+  // delayed scaling scales by past amaxes and records this tensor's in the same pass; a
+  // non-finite |in| then also makes scale_inv NaN (else it would merely saturate).
   virtual void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
                             bool transpose, Tensor amax_out) = 0;
   // Delayed scaling's bookkeeping for n tensors in one pass, after a training pass recorded
-  // current: last = current; history[slot, :] = current where finite, else 0 (that pass is
-  // skipped and its GEMM falls back: its NaN must not scale the next H passes); scale_amax[i]
-  // = max over the H rows of history[:, i]; current = 0. history[H, n], the rest [n]: f32.
+  // current: last = current; history[slot, :] = current where finite (else the slot keeps
+  // its value: that pass is skipped and its GEMM falls back, and its NaN must not scale the
+  // next H passes); scale_amax[i] = max over the H rows of history[:, i]; current = 0.
+  // history[H, n], the rest [n]: f32; amaxes are non-negative.
   virtual void fp8_amax_roll(Tensor history, Tensor current, Tensor scale_amax, Tensor last,
                              int64_t slot) = 0;
   // out[N,M] (act; or f32 when accumulate, then +=) = (a[N,K] @ b[M,K]^T) * a_scale_inv *

@@ -46,10 +46,12 @@ inline Rows quantize(Device dev, const Tensor& out, const Tensor& scale_inv, con
   check_shape(op, "out", out, transpose ? Shape{C, R} : Shape{R, C});
   scalar(op, "amax", amax, dev);
   scalar(op, "scale_inv", scale_inv, dev);
+  TL_CHECK(scale_inv.data != amax.data, op,
+           ": scale_inv must not be amax (the scale would change while codes are written)");
   if (!amax_out.empty()) {
     scalar(op, "amax_out", amax_out, dev);
-    TL_CHECK(amax_out.data != amax.data, op,
-             ": amax_out must not be amax (the scale would change while codes are written)");
+    TL_CHECK(amax_out.data != amax.data && amax_out.data != scale_inv.data, op,
+             ": amax_out must be neither amax nor scale_inv");
   }
   return {R, C};
 }

@@ -40,7 +40,7 @@ float fp8_to_f32(uint8_t code, Fp8Format f) {
 uint8_t f32_to_fp8(float x, Fp8Format f) {
   const Layout l = layout(f);
   const uint8_t sign = std::signbit(x) ? 0x80 : 0x00;
-  if (std::isnan(x)) return sign | 0x7F;
+  if (std::isnan(x)) return 0x7F;
   const double a = std::fabs(double(x));
   if (a >= double(fp8_max(f))) return sign | l.max_code;  // includes infinity
   // Doubles hold every float exactly and scaling by powers of two is exact, so one

@@ -16,8 +16,9 @@ float fp8_max(Fp8Format f);  // largest finite value: 448 or 57344
 float fp8_to_f32(uint8_t code, Fp8Format f);
 
 // Round to nearest, ties to even, saturating ("satfinite", what training casts use): a finite
-// value or an infinity beyond the largest normal becomes +-fp8_max; NaN stays NaN (0x7F with
-// the input's sign); -0 stays -0.
+// value or an infinity beyond the largest normal becomes +-fp8_max; every NaN becomes the
+// positive NaN code 0x7F (what the GPU gives: its products make canonical, positive NaNs);
+// -0 stays -0.
 uint8_t f32_to_fp8(float x, Fp8Format f);
 
 // Current (per-tensor) scaling: the factor s with amax * s = fp8_max(f) / 2^margin, so the

@@ -5,9 +5,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -299,8 +301,11 @@ class CpuBackend final : public Backend {
           out.ptr<uint8_t>(), [&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, R, C,
           s.scale, f, transpose);
     scale_inv.ptr<float>()[0] = s.inverse;
-    if (!amax_out.empty())
-      amax_out.ptr<float>()[0] = cpu::amax_max(amax_out.ptr<float>()[0], amax_of(in, R * C));
+    if (!amax_out.empty()) {  // a scale from other passes: a non-finite tensor must give NaN
+      const float m = amax_of(in, R * C);
+      amax_out.ptr<float>()[0] = cpu::amax_max(amax_out.ptr<float>()[0], m);
+      if (!std::isfinite(m)) scale_inv.ptr<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+    }
   }
   void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
                   Fp8Format fa, Fp8Format fb, bool accumulate) override {

@@ -36,19 +36,27 @@ struct QuantizeArgs {
 
 __device__ __forceinline__ unsigned abs_bits(float x) { return __float_as_uint(fabsf(x)); }
 
-// The block's max of m into *out (one atomicMax a block; 0 adds nothing). Every thread of
-// the block must call it: it synchronizes.
-__device__ void block_record_max(unsigned* out, unsigned m) {
+// The block's max of m, valid in thread 0 of the block (others get their warp's). Every
+// thread of the block must call it (it synchronizes), and at most once a kernel.
+__device__ unsigned block_max(unsigned m) {
   __shared__ unsigned warp_maxes[32];
   const int tid = threadIdx.x + threadIdx.y * blockDim.x;
   const int lane = tid % kWarp, warp = tid / kWarp, n_warps = int(blockDim.x * blockDim.y) / kWarp;
   m = warp_max(m);
   if (lane == 0) warp_maxes[warp] = m;
   __syncthreads();
-  if (warp == 0) {
-    m = warp_max(lane < n_warps ? warp_maxes[lane] : 0u);
-    if (lane == 0 && m != 0) atomicMax(out, m);
-  }
+  if (warp == 0) m = warp_max(lane < n_warps ? warp_maxes[lane] : 0u);
+  return m;
+}
+
+constexpr unsigned kInfBits = 0x7f800000u, kNanBits = 0x7fc00000u;
+
+__device__ __forceinline__ bool first_thread() { return threadIdx.x == 0 && threadIdx.y == 0; }
+
+// *out = max(*out, the block's max of m) as bits.
+__device__ void block_record_max(unsigned* out, unsigned m) {
+  m = block_max(m);
+  if (first_thread() && m != 0) atomicMax(out, m);
 }
 
 // core/fp8.cpp's fp8_scale_for_amax (margin 0), with the same float operations.
@@ -76,12 +84,29 @@ __device__ __forceinline__ Vec<uint8_t, kVec> quantize8(const Vec<T, kVec>& v, f
   return q;
 }
 
-// The scale from *a.amax; the first thread of the grid also writes scale_inv.
+__device__ __forceinline__ float inverse(float s) {
+  return s > 0.0f ? __fdiv_rn(1.0f, s) : __uint_as_float(kNanBits);
+}
+
+// The scale from *a.amax. Without amax_out the first thread of the grid writes scale_inv.
 __device__ __forceinline__ float begin_quantize(const QuantizeArgs& a) {
   const float s = scale_for_amax(*a.amax, a.fp8_max);
-  if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0)
-    *a.scale_inv = s > 0.0f ? __fdiv_rn(1.0f, s) : __int_as_float(0x7fc00000);
+  if (!a.amax_out && blockIdx.x == 0 && blockIdx.y == 0 && first_thread())
+    *a.scale_inv = inverse(s);
   return s;
+}
+
+// With amax_out (a scale from other passes' amaxes, so a non-finite value here would only
+// saturate): the block's max goes to amax_out, and scale_inv (zeroed by the launcher) takes
+// 1/s, or NaN from any block that saw a non-finite value, so the product is NaN and the step
+// skipped, as under current scaling. Every block does this (atomicMax of bits: NaN wins).
+__device__ __forceinline__ void end_quantize(const QuantizeArgs& a, float s, unsigned m) {
+  if (!a.amax_out) return;
+  m = block_max(m);
+  if (!first_thread()) return;
+  if (m != 0) atomicMax(a.amax_out, m);
+  atomicMax(reinterpret_cast<unsigned*>(a.scale_inv),
+            m >= kInfBits ? kNanBits : __float_as_uint(inverse(s)));
 }
 
 // ---- amax ----
@@ -136,7 +161,7 @@ __global__ void quantize_kernel(QuantizeArgs a, const T* in, int64_t R, int64_t 
         a.out[r * C + c] = q;
     }
   }
-  if (a.amax_out) block_record_max(a.amax_out, m);
+  end_quantize(a, s, m);
   if (!Transpose) return;
   __syncthreads();
   for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
@@ -160,7 +185,7 @@ __global__ void quantize_vec_kernel(QuantizeArgs a, const T* in, int64_t n) {
     m = max(m, abs_bits(x));
     a.out[i] = quantize1(x, s, a.fmt);
   }
-  if (a.amax_out) block_record_max(a.amax_out, m);
+  end_quantize(a, s, m);
 }
 
 // quantize_kernel<true> for C % 8 == 0, R % 16 == 0 and 16-byte aligned operands: a block
@@ -189,7 +214,7 @@ __global__ void __launch_bounds__(kTTThreads)
       dst[0] = lo;
       dst[1] = hi;
     }
-  if (a.amax_out) block_record_max(a.amax_out, m);
+  end_quantize(a, s, m);
   __syncthreads();
   const int c = t / 4, k = t % 4;  // output row c0 + c, its rows r0 + 16k .. + 15
   if (c0 + c >= C || r0 + 16 * k >= R) return;
@@ -207,15 +232,16 @@ __global__ void __launch_bounds__(kTTThreads)
 
 // ---- delayed scaling ----
 
-// One thread a tensor: last[i] = current[i]; history[slot, i] = current[i] where finite,
-// else 0; scale_amax[i] = max over history[:, i]; current[i] = 0.
+// One thread a tensor: last[i] = current[i]; history[slot, i] = current[i] where finite
+// (amaxes are non-negative: below infinity's bits), else the slot keeps what it held;
+// scale_amax[i] = max over history[:, i]; current[i] = 0.
 __global__ void amax_roll_kernel(unsigned* history, unsigned* current, unsigned* scale_amax,
                                  unsigned* last, int64_t H, int64_t n, int64_t slot) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const unsigned c = current[i];
   last[i] = c;
-  history[slot * n + i] = c < 0x7f800000u ? c : 0u;  // below infinity's bits: finite
+  if (c < kInfBits) history[slot * n + i] = c;
   unsigned m = 0;
   for (int64_t h = 0; h < H; ++h) m = max(m, history[h * n + i]);
   scale_amax[i] = m;
@@ -256,8 +282,6 @@ void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Forma
   const fp8_args::Rows rows =
       fp8_args::quantize(Device::CUDA, out, scale_inv, in, amax, amax_out, transpose);
   const int64_t R = rows.R, C = rows.C;
-  TL_CHECK(ceil_div(R, kTile) <= 65535, "fp8_quantize: ", R,
-           " rows are more than one launch covers");
   const QuantizeArgs a{out.ptr<uint8_t>(),
                        scale_inv.ptr<float>(),
                        amax.ptr<float>(),
@@ -265,12 +289,17 @@ void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Forma
                        f == Fp8Format::E4M3 ? __NV_E4M3 : __NV_E5M2,
                        fp8_max(f)};
   const bool aligned = aligned16(in.data) && aligned16(out.data);
+  const bool flat = aligned && !transpose;
+  const bool tiles64 = aligned && transpose && C % kVec == 0 && R % 16 == 0 && R > 0 && C > 0;
+  TL_CHECK(flat || ceil_div(R, tiles64 ? kTT : kTile) <= 65535, "fp8_quantize: ", R,
+           " rows are more than one launch covers");
+  if (a.amax_out) TL_CUDA_CHECK(cudaMemsetAsync(a.scale_inv, 0, sizeof(float), stream));
   with_input(in, [&](auto* src) {
-    if (aligned && !transpose) {
+    if (flat) {
       const int64_t n = R * C;
       const auto blocks = unsigned(std::clamp<int64_t>(ceil_div(ceil_div(n, kVec), 256), 1, 4096));
       quantize_vec_kernel<<<blocks, 256, 0, stream>>>(a, src, n);
-    } else if (aligned && transpose && C % kVec == 0 && R % 16 == 0 && R > 0 && C > 0) {
+    } else if (tiles64) {
       const dim3 grid(unsigned(ceil_div(C, kTT)), unsigned(ceil_div(R, kTT)));
       quantize_t_vec_kernel<<<grid, kTTThreads, 0, stream>>>(a, src, R, C);
     } else {

@@ -36,7 +36,7 @@ inline void fp8_amax_roll(float* history, float* current, float* scale_amax, flo
                           int64_t n, int64_t slot) {
   for (int64_t i = 0; i < n; ++i) {
     last[i] = current[i];
-    history[slot * n + i] = std::isfinite(current[i]) ? current[i] : 0.0f;
+    if (std::isfinite(current[i])) history[slot * n + i] = current[i];  // else the slot keeps its
     float m = 0;
     for (int64_t h = 0; h < H; ++h) m = amax_max(m, history[h * n + i]);
     scale_amax[i] = m;
