@@ -7,6 +7,7 @@
 #            metrics come back in through .carry/results (run_ours.jsonl, bench*.json)
 #   both     prep + ours + ref:1 (side by side where the card holds both), the summary, then
 #            the tests and the FP8 bench with what time is left
+#   auto     `both` on a card that holds both runs, else tests + benches first, then ours
 #   fp8      prep + our 1,000-step fp8 run, then the summary
 # Carry: .carry/data .carry/curve build-gpu/tinyllama (+ build-gpu/tinyllama_tests and
 # build-gpu/tinyllama_fp8_gemm_bench for ours,
@@ -77,6 +78,27 @@ case "${1:-}" in
     (( $(left) > 35 )) && NOTAR=1 curve $(( $(left) - 5 )) bench:fp8d
     (cd "$OUT/curve" && tar -cf logs.tar --remove-files -- *.log 2>/dev/null)
     ;;
+  auto)
+    # By the card: one that holds ours and the reference side by side (H200) does `both`;
+    # else the GPU tests, bench in bf16 / fp8 / fp8 delayed and fp8_gemm_bench first, then
+    # our curve run if ~320 s are left (its reference then comes in a later call).
+    mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+    if (( mem > 100000 )); then exec env LIMIT=$(left) bash "$0" both; fi
+    TL_SHARED_DIR=$PWD/.carry timeout 150 build-gpu/tinyllama_tests --gtest_filter="$TESTS" \
+      --gtest_color=no >"$OUT/tests.log" 2>&1
+    echo "tests rc $? at $(( $(date +%s) - T0 )) s"
+    grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" "$OUT/tests.log" | tail -20
+    grep -B3 -A10 "Failure" "$OUT/tests.log" | head -40
+    NOTAR=1 curve 170 bench bench:fp8 bench:fp8d
+    timeout 60 build-gpu/tinyllama_fp8_gemm_bench >"$OUT/fp8gemm.log" 2>&1
+    grep -E "per layer|speed-up" "$OUT/fp8gemm.log"
+    if (( $(left) > 320 )); then
+      SEEDS=1 NOTAR=1 curve $(( $(left) - 10 )) prep ours summary
+    else
+      echo "== our curve run skipped: $(left) s left"
+    fi
+    (cd "$OUT/curve" && tar -cf logs.tar --remove-files -- *.log 2>/dev/null)
+    ;;
   ref:*)
     restore
     SEEDS=${1#ref:} curve "$(left)" prep "$1" summary
@@ -85,7 +107,7 @@ case "${1:-}" in
     restore
     SEEDS=1 curve "$(left)" prep ours:fp8 summary
     ;;
-  *) echo "usage: bench/curve_round.sh ours|both|ref:N|fp8"; exit 2 ;;
+  *) echo "usage: bench/curve_round.sh ours|both|auto|ref:N|fp8"; exit 2 ;;
 esac
 echo "== end at $(( $(date +%s) - T0 )) s"
 kill $smi 2>/dev/null
