@@ -83,7 +83,7 @@ case "${1:-}" in
     # else the GPU tests, bench in bf16 / fp8 / fp8 delayed and fp8_gemm_bench first, then
     # our curve run if ~320 s are left (its reference then comes in a later call).
     mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
-    if (( mem > 100000 )); then exec env LIMIT=$(left) bash "$0" both; fi
+    if (( mem > 100000 && $(left) >= 520 )); then exec env LIMIT=$(left) bash "$0" both; fi
     TL_SHARED_DIR=$PWD/.carry timeout 150 build-gpu/tinyllama_tests --gtest_filter="$TESTS" \
       --gtest_color=no >"$OUT/tests.log" 2>&1
     echo "tests rc $? at $(( $(date +%s) - T0 )) s"
