@@ -62,6 +62,23 @@ double cosine(const float* a, const float* b, int64_t n) {
   return ab / std::sqrt(aa * bb);
 }
 
+// The largest |f[i] / a[i] - 1| over two loss curves of one length.
+double worst_ratio(const std::vector<double>& a, const std::vector<double>& f) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(f[i] / a[i] - 1));
+  return worst;
+}
+
+// TrainConfig refuses j with a message that contains `named`.
+void expect_refused(const json& j, const std::string& named) {
+  try {
+    TrainConfig::from_json(j);
+    ADD_FAILURE() << "accepted; expected a refusal naming '" << named << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(named), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 
 // One micro-batch: FP8 (E4M3 activations and weights, E5M2 gradients, per-tensor scales)
@@ -187,8 +204,7 @@ TEST(Fp8Train, FollowsTheF32CurveRecordsAmaxesAndCheckpointsCrossPrecisions) {
   const std::vector<double> f = train_losses(fx.run("fp8") + "/metrics.jsonl");
   ASSERT_EQ(a.size(), 40u);
   ASSERT_EQ(f.size(), 40u);
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(f[i] / a[i] - 1));
+  const double worst = worst_ratio(a, f);
   std::printf("fp8 vs f32 over 40 steps: losses within %.2f%% (last %.4f vs %.4f)\n", 100 * worst,
               f.back(), a.back());
   EXPECT_LT(a.back(), 0.5 * a.front()) << "the reference must learn";
@@ -283,8 +299,7 @@ TEST(Fp8Train, DelayedScalingFollowsTheF32Curve) {
   const std::vector<double> a = train_losses(fx.run("f32") + "/metrics.jsonl");
   const std::vector<double> f = train_losses(fx.run("delayed") + "/metrics.jsonl");
   ASSERT_EQ(f.size(), 40u);
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(f[i] / a[i] - 1));
+  const double worst = worst_ratio(a, f);
   std::printf("fp8 delayed scaling vs f32 over 40 steps: within %.2f%%\n", 100 * worst);
   EXPECT_LE(worst, 0.05);
   EXPECT_LT(f.back(), 0.5 * f.front());
@@ -293,12 +308,7 @@ TEST(Fp8Train, DelayedScalingFollowsTheF32Curve) {
   EXPECT_EQ(recs.back()["scaling"], "delayed");
   json bad = del;
   bad["train"]["fp8_scaling"] = "just-in-time";
-  try {
-    TrainConfig::from_json(bad);
-    ADD_FAILURE() << "fp8_scaling just-in-time was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("train.fp8_scaling"), std::string::npos) << e.what();
-  }
+  expect_refused(bad, "train.fp8_scaling");
 }
 
 // A shape the FP8 products cannot take (a width not a multiple of 16) is refused when the
@@ -313,20 +323,10 @@ TEST(Fp8Train, ShapesTheFp8ProductsCannotTakeAreRefusedByTheConfig) {
         {"dim", 72, "model.dim (72)"}}) {
     json bad = j;
     bad["model"][field] = value;
-    try {
-      TrainConfig::from_json(bad);
-      ADD_FAILURE() << field << " " << value << " was accepted";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(named), std::string::npos) << e.what();
-    }
+    expect_refused(bad, named);
   }
   json odd = j;
   odd["data"]["seq_len"] = 12;  // 2 x 12 = 24 tokens: not a multiple of 16 for wgrad
   odd["batch"]["micro_batch"] = 2;
-  try {
-    TrainConfig::from_json(odd);
-    ADD_FAILURE() << "24 tokens a micro-batch were accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("micro-batch"), std::string::npos) << e.what();
-  }
+  expect_refused(odd, "micro-batch");
 }

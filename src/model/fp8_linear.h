@@ -86,14 +86,15 @@ class Fp8Linears {
     return int64_t(slot(layer, k) * kRoles + size_t(r));
   }
   int64_t tensors() const { return int64_t(layers_) * kLinearKinds * kRoles; }
-  Tensor at(const Buffer& b, int layer, LinearKind k,
-            Role r) const;  // [1] of a [tensors] f32 buffer
+  // Element [1] of a [tensors] f32 buffer.
+  Tensor at(const Buffer& b, int layer, LinearKind k, Role r) const;
   // The scale_inv scalar: 256 bytes apart (FP8 GEMM scale pointers must be aligned).
   Tensor scale_inv(int layer, LinearKind k, Role r) const;
   Tensor codes(int which, Shape s);  // scratch u8 tensor of buffer `which` (0, 1)
   bool delayed_now() const { return opts_.scaling == Fp8Scaling::Delayed && passes_ > 0; }
-  // Codes of in at this tensor's scale (current: measured now; delayed: from the history,
-  // recording in's amax when `record`).
+  // Codes of in at this tensor's scale: current scaling measures the amax first when
+  // `measure` (the tensor's first cast in a pass) and reuses it otherwise; delayed scaling
+  // scales by the history and, when `measure`, records in's amax in the same pass.
   void cast(Tensor out, Tensor in, int layer, LinearKind k, Role r, Fp8Format f, bool transpose,
             bool measure);
   std::vector<Fp8Amax> download(const Buffer& b) const;
