@@ -9,7 +9,7 @@
 #            the tests and the FP8 bench with what time is left
 #   auto     `both` on a card that holds both runs, else tests + benches first, then ours
 #   fp8      prep + our 1,000-step fp8 run, then the summary
-# Carry: .carry/data .carry/curve build-gpu/tinyllama (+ build-gpu/tinyllama_tests and
+# Carry: .carry/data .carry/curve .carry/httplib build-gpu/tinyllama (+ build-gpu/tinyllama_tests and
 # build-gpu/tinyllama_fp8_gemm_bench for ours,
 # + .carry/results for ref:N and fp8). SM clock and power go to $OUT/smi.csv.
 set -uo pipefail
@@ -17,6 +17,10 @@ OUT=${OUT:-build/curve_round}
 LIMIT=${LIMIT:-585}  # seconds this call may take
 TESTS=${TESTS:-BackendOps.Cuda:CudaDecode*:CudaOps*:CudaModel*:Fp8*}
 mkdir -p "$OUT" /work && ln -sfn "$PWD" /work/main  # the test binary's compiled-in source path
+# The binary built here links Debian's cpp-httplib, which the GPU machine lacks: carry
+# .carry/httplib (its lib/ holds libcpp-httplib.so.0.11 and the brotli libraries).
+[ -d .carry/httplib/lib ] && export LD_LIBRARY_PATH="$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+build-gpu/tinyllama --version >/dev/null 2>&1 || { echo "build-gpu/tinyllama does not start:"; build-gpu/tinyllama --version 2>&1 | head -3; }
 T0=$(date +%s)
 left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,utilization.gpu,temperature.gpu \
@@ -46,7 +50,7 @@ case "${1:-}" in
     curve "$(( $(left) - 50 ))" bench bench:fp8 bench:fp8d summary
     # FP8 against bf16 GEMM by GEMM, with the backend's cast kernels (#16), if time is left.
     (( $(left) > 45 )) && timeout "$(left)" build-gpu/tinyllama_fp8_gemm_bench >"$OUT/fp8gemm.log" 2>&1
-    grep -E "per layer|speed-up" "$OUT/fp8gemm.log"
+    grep -E "per layer|speed-up|both layouts" "$OUT/fp8gemm.log"
     ;;
   both)
     # Our run and the reference from init 1 in one call. On a card with room for both
@@ -91,7 +95,7 @@ case "${1:-}" in
     grep -B3 -A10 "Failure" "$OUT/tests.log" | head -40
     NOTAR=1 curve 170 bench bench:fp8 bench:fp8d
     timeout 60 build-gpu/tinyllama_fp8_gemm_bench >"$OUT/fp8gemm.log" 2>&1
-    grep -E "per layer|speed-up" "$OUT/fp8gemm.log"
+    grep -E "per layer|speed-up|both layouts" "$OUT/fp8gemm.log"
     if (( $(left) > 320 )); then
       SEEDS=1 NOTAR=1 curve $(( $(left) - 10 )) prep ours summary
     else

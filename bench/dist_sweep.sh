@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # FSDP bench under different settings, on one multi-GPU machine (run from the repo root,
 # after tools/gpu/dist_check.sh build). Each setting is one space-separated list of VAR=VALUE
-# (environment) and --flag=value (bench options: --strategy=shard_grad_op, --reduce-dtype=bf16;
+# (environment) and --flag=value (bench options: --strategy=shard_grad_op, --reduce-dtype=bf16,
+# --all-gather=copy_engines;
 # the strategy defaults to full_shard), or "-" for the defaults; every run is TinyLlama-1.1B,
 # micro-batch 8x2048 per GPU.
 #   bench/dist_sweep.sh [-n GPUS] [-a GRAD_ACCUM] [-s STEPS] SETTING...
-#   e.g. bench/dist_sweep.sh -n 4 - "NCCL_MAX_CTAS=8" "--reduce-dtype=bf16"
+#   e.g. bench/dist_sweep.sh -n 4 - "NCCL_MAX_CTAS=8" "--reduce-dtype=bf16" \
+#          "--all-gather=copy_engines --reduce-dtype=bf16"
 #        bench/dist_sweep.sh -n 4 -a 32 - --strategy=shard_grad_op   (TinyLlama's 2M-token step)
 # Prints one line per setting (tokens/s per GPU, step, exposed comm, memory) and the plain
 # one-GPU run of the same call first, so the efficiencies compare figures of one machine.

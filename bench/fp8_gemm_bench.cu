@@ -162,15 +162,18 @@ float time_gemm(Lt& lt, Timer& timer, int iters, int algos, cudaDataType_t ta_ty
 // train.precision fp8 runs today; `scalars` holds amax (1.0: the value does not change the
 // speed) and scale_inv on the device.
 float time_cast(Timer& timer, int iters, void* out, const __nv_bfloat16* in, int R, int C,
-                bool transpose, float* scalars) {
+                bool transpose, float* scalars, void* out_t = nullptr) {
   using namespace tl;
   const Tensor src(const_cast<__nv_bfloat16*>(in), DType::BF16, Device::CUDA, Shape{R, C});
   const Tensor dst(out, DType::U8, Device::CUDA, transpose ? Shape{C, R} : Shape{R, C});
+  // out_t: both layouts from one read (dst [R, C] and dst_t [C, R]), as the backward casts dY.
+  const Tensor dst_t = out_t ? Tensor(out_t, DType::U8, Device::CUDA, Shape{C, R}) : Tensor();
   const Tensor amax(scalars, DType::F32, Device::CUDA, Shape{1});
   const Tensor scale_inv(scalars + 64, DType::F32, Device::CUDA, Shape{1});
   return timer.ms(
       [&] {
-        gpu::fp8_quantize(dst, scale_inv, src, amax, Fp8Format::E4M3, transpose, Tensor(), 0);
+        gpu::fp8_quantize(transpose ? Tensor() : dst, transpose ? dst : dst_t, scale_inv, src,
+                          amax, Fp8Format::E4M3, Tensor(), 0);
       },
       iters);
 }
@@ -242,6 +245,7 @@ int main(int argc, char** argv) {
                 "pass", "m", "n", "k", "bf16 ms", "TFLOP/s", "fp8 ms", "TFLOP/s", "fp8 !fa",
                 "casts", "transp.", "x gemm", "x all");
     double tot_bf16 = 0, tot_fp8 = 0, tot_fp8_slow = 0, tot_cast = 0, tot_tr = 0, tot_amax = 0;
+    double tot_dy_apart = 0, tot_dy_pair = 0;  // dY's two layouts: two casts, or one pass
     for (const Linear& l : layers) {
       const int R = rows, O = l.O, I = l.I;
       struct Pass {
@@ -273,7 +277,10 @@ int main(int argc, char** argv) {
       passes[0].cast_ms = cast(x, x8, R, I, false) + cast(w, w8, O, I, false);
       passes[1].cast_ms = cast(dy, dy8, R, O, false);
       passes[1].tr_ms = cast(w, w8, O, I, true);
-      passes[2].tr_ms = cast(x, x8, R, I, true) + cast(dy, dy8, R, O, true);
+      const double dy_t = cast(dy, dy8, R, O, true);
+      passes[2].tr_ms = cast(x, x8, R, I, true) + dy_t;
+      tot_dy_apart += passes[1].cast_ms + dy_t;
+      tot_dy_pair += double(time_cast(timer, iters, dy8, dy, R, O, false, scalars, d));
       for (Pass& p : passes) {
         const double flop = 2.0 * p.m * p.n * p.k;
         std::string note16, note8, note8s;
@@ -316,6 +323,9 @@ int main(int argc, char** argv) {
         "as separate passes %.2fx; with the amax passes too (train.precision fp8 today) %.2fx\n",
         tot_bf16 / tot_fp8, tot_bf16 / (tot_fp8 + tot_tr), tot_bf16 / (tot_fp8 + tot_tr + tot_cast),
         tot_bf16 / (tot_fp8 + tot_tr + tot_cast + tot_amax));
+    std::printf("dY in both layouts (what the backward casts): %.3f ms a layer as two casts, "
+                "%.3f ms in one pass (train.precision fp8 today)\n",
+                tot_dy_apart, tot_dy_pair);
     cudaFree(x);
     cudaFree(dy);
     cudaFree(d);

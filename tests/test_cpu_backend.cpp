@@ -135,6 +135,28 @@ TEST(CpuBackend, DescribesItselfAndAllocatesAligned) {
   EXPECT_THROW(be->allocate(size_t(1) << 62), Error);
 }
 
+// A Buffer over memory the backend did not allocate (a communicator's registered buffers):
+// its own free runs exactly once, when the last owner lets go, and never the backend's.
+TEST(CpuBackend, BufferOfForeignMemoryIsFreedOnceByItsOwnFree) {
+  auto be = make_backend("cpu", 1);
+  std::vector<float> mem(8, 1.5f);
+  int frees = 0;
+  {
+    Buffer a(*be, mem.data(), mem.size() * sizeof(float), [&] { ++frees; });
+    EXPECT_EQ(a.tensor(DType::F32, {8}).ptr<float>()[7], 1.5f);
+    Buffer b = std::move(a);  // ownership moves; a holds nothing
+    EXPECT_EQ(a.data(), nullptr);
+    EXPECT_EQ(b.data(), mem.data());
+    b = Buffer(*be, 64);  // replacing it frees the foreign memory once
+    EXPECT_EQ(frees, 1);
+  }
+  EXPECT_EQ(frees, 1);  // b's backend memory went back to the backend, not to our free
+  Buffer c(*be, mem.data(), 4, [&] { ++frees; });
+  c.release();
+  c.release();
+  EXPECT_EQ(frees, 2);
+}
+
 TEST(CpuBackend, AccumulatesF32AndBf16IntoF32) {
   auto be = make_backend("cpu", 1);
   Buffer buf(*be, 64);
@@ -171,20 +193,32 @@ TEST(CpuBackend, Fp8OperandsAreScaledQuantizedAndMultipliedAsSpecified) {
   // E4M3 max 448 = 112 * 4: s = 4, so 1 -> 4 (0x48), -2 -> -8 (0xD0), 0.5 -> 2 (0x40),
   // 56 -> 224 (0x76), 112 -> 448 (0x7E), -0.001 -> -0.004 -> -2^-8 (the nearest
   // subnormal: 2 x 2^-9; 0x82); transposed to [3, 2].
-  be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, /*transpose=*/true, Tensor());
+  be->fp8_quantize(Tensor(), codes, inv, in, amax, Fp8Format::E4M3, Tensor());  // [C, R]
   uint8_t c[6];
   be->download(c, codes);
   const uint8_t want[6] = {0x48, 0x76, 0xD0, 0x7E, 0x40, 0x82};
   for (int i = 0; i < 6; ++i) EXPECT_EQ(int(c[i]), int(want[i])) << i;
   be->download(&got, inv);
   EXPECT_EQ(got, 0.25f);
+  // Both layouts from one call: the same codes, [2, 3] and [3, 2].
+  Tensor rows = buf.tensor(DType::U8, {2, 3}, 960);
+  be->zero(codes);
+  be->fp8_quantize(rows, codes, inv, in, amax, Fp8Format::E4M3, Tensor());
+  uint8_t r[6];
+  be->download(r, rows);
+  be->download(c, codes);
+  const uint8_t want_rows[6] = {0x48, 0xD0, 0x40, 0x76, 0x7E, 0x82};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(int(r[i]), int(want_rows[i])) << i;
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(int(c[i]), int(want[i])) << i;
+  EXPECT_THROW(be->fp8_quantize(Tensor(), Tensor(), inv, in, amax, Fp8Format::E4M3, Tensor()),
+               Error);  // neither layout
   // A NaN anywhere: amax NaN, scale 0 (codes of zero) and scale_inv NaN: the product is NaN.
   const float nan = std::numeric_limits<float>::quiet_NaN();
   be->upload(in.rows(1, 2), std::vector<float>{nan, 1.0f, 2.0f}.data());
   be->amax(amax, in);
   be->download(&got, amax);
   EXPECT_TRUE(std::isnan(got));
-  be->fp8_quantize(codes.view({2, 3}), inv, in, amax, Fp8Format::E4M3, false, Tensor());
+  be->fp8_quantize(codes.view({2, 3}), Tensor(), inv, in, amax, Fp8Format::E4M3, Tensor());
   be->download(c, codes);
   for (int i = 0; i < 6; ++i) {  // +-0, and NaN where the NaN was
     const float q = fp8_to_f32(c[i], Fp8Format::E4M3);
@@ -237,10 +271,10 @@ TEST(Fp8Ops, DelayedScalingRecordsAmaxesAndRollsTheHistory) {
     be->upload(in, x.data());
     const float one = 112.0f;
     be->upload(amax, &one);
-    be->fp8_quantize(plain, inv, in, amax, Fp8Format::E4M3, false, Tensor());
+    be->fp8_quantize(plain, Tensor(), inv, in, amax, Fp8Format::E4M3, Tensor());
     for (const auto& [start, want] : {std::pair{0.0f, 112.0f}, {300.0f, 300.0f}}) {
       be->upload(rec, &start);
-      be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, false, rec);
+      be->fp8_quantize(codes, Tensor(), inv, in, amax, Fp8Format::E4M3, rec);
       float got = -1;
       be->download(&got, rec);
       EXPECT_EQ(got, want) << "amax_out starting at " << start;
@@ -293,13 +327,13 @@ TEST(Fp8Ops, DelayedScalingRecordsAmaxesAndRollsTheHistory) {
     be->upload(in, x.data());
     const float zero = 0;
     be->upload(rec, &zero);
-    be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, false, rec);
+    be->fp8_quantize(codes, Tensor(), inv, in, amax, Fp8Format::E4M3, rec);
     float got_inv = 0, got_rec = 0;
     be->download(&got_inv, inv);
     be->download(&got_rec, rec);
     EXPECT_TRUE(std::isnan(got_inv));
     EXPECT_TRUE(std::isinf(got_rec));
-    be->fp8_quantize(codes, inv, in, amax, Fp8Format::E4M3, false, Tensor());
+    be->fp8_quantize(codes, Tensor(), inv, in, amax, Fp8Format::E4M3, Tensor());
     be->download(&got_inv, inv);
     EXPECT_EQ(got_inv, 0.25f) << "without amax_out the scale is amax's alone (448 / 112)";
   }

@@ -173,13 +173,17 @@ TEST(CudaModel, Fp8LinearsMatchTheCpuFp8TwinAndTheBf16Path) {
     EXPECT_GT(cosine(a, cpu8, p.numel()), 0.98) << p.name << " against the CPU FP8 twin";
     EXPECT_GT(cosine(a, bf, p.numel()), 0.98) << p.name << " against the GPU bf16 path";
   }
-  // The amaxes the GPU measured are the CPU twin's (inputs differ by bf16 rounding at most).
+  // The amaxes the GPU measured are the CPU twin's. The weights are the same (bf16 rounding
+  // apart); an activation's max is one element, moved by the FP8 rounding of every product
+  // before it, where GPU and CPU codes differ (one E4M3 step is 1/16, one E5M2 step 1/8):
+  // on an H100 (2026-12-06) up to 5.2% for x and 9.8% for dy. What this still catches: an
+  // amax not recorded, or of a tensor scaled otherwise (a lost or doubled factor).
   const std::vector<Fp8Amax> ag = mg8.fp8()->amaxes(), ac = mc8.fp8()->amaxes();
   ASSERT_EQ(ag.size(), ac.size());
   for (size_t i = 0; i < ag.size(); ++i) {
-    EXPECT_NEAR(ag[i].x, ac[i].x, 1e-2 * ac[i].x) << "slot " << i;
+    EXPECT_NEAR(ag[i].x, ac[i].x, 0.10 * ac[i].x) << "slot " << i;
     EXPECT_NEAR(ag[i].w, ac[i].w, 1e-2 * ac[i].w) << "slot " << i;
-    EXPECT_NEAR(ag[i].dy, ac[i].dy, 3e-2 * ac[i].dy) << "slot " << i;
+    EXPECT_NEAR(ag[i].dy, ac[i].dy, 0.16 * ac[i].dy) << "slot " << i;
     EXPECT_GT(ag[i].dy, 0.0f) << "slot " << i;
   }
 }

@@ -312,4 +312,7 @@ TEST(DistTrain, DistConfigIsStrict) {
   EXPECT_NE(error(json{{"timeout", 3}}).find("timeout"), std::string::npos);
   EXPECT_NE(error(json{{"timeout_seconds", 0}}).find("dist.timeout_seconds"), std::string::npos);
   EXPECT_NE(error(json{{"hybrid_group_size", -1}}).find("hybrid_group_size"), std::string::npos);
+  EXPECT_FALSE(DistConfig::from_json(json::object()).copy_engines());  // kernels by default
+  EXPECT_TRUE(DistConfig::from_json(json{{"all_gather", "copy_engines"}}).copy_engines());
+  EXPECT_NE(error(json{{"all_gather", "ce"}}).find("dist.all_gather"), std::string::npos);
 }

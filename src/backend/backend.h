@@ -84,14 +84,15 @@ class Backend {
   // out[1] (f32) = max |in| over in (f32 or bf16, any shape); NaN when in holds one.
   virtual void amax(Tensor out, Tensor in) = 0;
   // in[R,C] (f32 or bf16), amax[1] (f32, as amax() wrote it): out (u8 codes of format f)
-  // [R,C], or [C,R] when transpose, = in * s rounded to nearest even, saturating;
+  // [R,C] and/or out_t [C,R] (either may be empty; both from one read of in: the backward
+  // needs dy in both layouts) = in * s rounded to nearest even, saturating;
   // scale_inv[1] (f32) = 1/s. A non-finite amax gives s = 0 (codes of +-0, NaN for NaN) and
   // scale_inv NaN (the product is then NaN and the step skipped, never silently wrong).
   // amax_out[1] (f32; optional, not amax) = max(amax_out, max |in|) as amax() measures it:
   // delayed scaling scales by past amaxes and records this tensor's in the same pass; a
   // non-finite |in| then also makes scale_inv NaN (else it would merely saturate).
-  virtual void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
-                            bool transpose, Tensor amax_out) = 0;
+  virtual void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax,
+                            Fp8Format f, Tensor amax_out) = 0;
   // Delayed scaling's bookkeeping for n tensors in one pass, after a training pass recorded
   // current: last = current; history[slot, :] = current where finite (else the slot keeps
   // its value: that pass is skipped and its GEMM falls back, and its NaN must not scale the
@@ -216,6 +217,9 @@ class Buffer {
  public:
   Buffer() = default;
   Buffer(Backend& be, size_t bytes);
+  // Device memory of be's device that be did not allocate (a communicator's registered
+  // memory: Communicator::collective_buffer); `free` gives it back.
+  Buffer(Backend& be, void* ptr, size_t bytes, std::function<void()> free);
   ~Buffer() { release(); }
   Buffer(Buffer&& o) noexcept { *this = std::move(o); }
   Buffer& operator=(Buffer&& o) noexcept;
@@ -232,6 +236,7 @@ class Buffer {
   Backend* be_ = nullptr;
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
+  std::function<void()> free_;  // set for memory be did not allocate
 };
 
 }  // namespace tl

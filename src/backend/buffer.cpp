@@ -6,22 +6,31 @@ Buffer::Buffer(Backend& be, size_t bytes) : be_(&be), bytes_(bytes) {
   ptr_ = bytes ? be.allocate(bytes) : nullptr;
 }
 
+Buffer::Buffer(Backend& be, void* ptr, size_t bytes, std::function<void()> free)
+    : be_(&be), ptr_(ptr), bytes_(bytes), free_(std::move(free)) {}
+
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
   if (this != &o) {
     release();
     be_ = o.be_;
     ptr_ = o.ptr_;
     bytes_ = o.bytes_;
+    free_ = std::move(o.free_);
     o.ptr_ = nullptr;
     o.bytes_ = 0;
+    o.free_ = nullptr;
   }
   return *this;
 }
 
 void Buffer::release() noexcept {
-  if (ptr_ && be_) be_->deallocate(ptr_);
+  if (free_)
+    free_();
+  else if (ptr_ && be_)
+    be_->deallocate(ptr_);
   ptr_ = nullptr;
   bytes_ = 0;
+  free_ = nullptr;
 }
 
 Tensor Buffer::tensor(DType dtype, Shape shape, size_t offset_bytes) const {

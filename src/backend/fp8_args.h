@@ -34,16 +34,26 @@ struct Rows {
   int64_t R, C;
 };
 
-// fp8_quantize(out, scale_inv, in, amax, f, transpose, amax_out): in's [R, C].
-inline Rows quantize(Device dev, const Tensor& out, const Tensor& scale_inv, const Tensor& in,
-                     const Tensor& amax, const Tensor& amax_out, bool transpose) {
+// fp8_quantize(out, out_t, scale_inv, in, amax, f, amax_out): in's [R, C]. out [R, C] and
+// out_t [C, R] are each optional, but not both absent.
+inline Rows quantize(Device dev, const Tensor& out, const Tensor& out_t, const Tensor& scale_inv,
+                     const Tensor& in, const Tensor& amax, const Tensor& amax_out) {
   const char* op = "fp8_quantize";
   check_device(op, "in", in, dev);
   TL_CHECK((in.dtype == DType::F32 || in.dtype == DType::BF16) && in.ndim() == 2, op,
            ": in must be f32 or bf16 [R, C], got ", in.str());
   const int64_t R = in.dim(0), C = in.dim(1);
-  expect(op, "out", out, dev, DType::U8);
-  check_shape(op, "out", out, transpose ? Shape{C, R} : Shape{R, C});
+  TL_CHECK(!out.empty() || !out_t.empty() || R * C == 0, op,
+           ": give out [R, C], out_t [C, R] or both");
+  if (!out.empty()) {
+    expect(op, "out", out, dev, DType::U8);
+    check_shape(op, "out", out, {R, C});
+  }
+  if (!out_t.empty()) {
+    expect(op, "out_t", out_t, dev, DType::U8);
+    check_shape(op, "out_t", out_t, {C, R});
+    TL_CHECK(out.empty() || out.data != out_t.data, op, ": out and out_t must not be one buffer");
+  }
   scalar(op, "amax", amax, dev);
   scalar(op, "scale_inv", scale_inv, dev);
   TL_CHECK(scale_inv.data != amax.data, op,

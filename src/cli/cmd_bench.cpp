@@ -53,6 +53,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--reduce-dtype", o->sharded.dist.reduce_dtype,
                   "Sharded bench: gradients reduce-scattered in f32 (default) or bf16")
       ->check(CLI::IsMember({"f32", "bf16"}));
+  cmd->add_option("--all-gather", o->sharded.dist.all_gather,
+                  "Sharded bench: weights all-gathered by NCCL kernels (default) or the copy "
+                  "engines (copy_engines; NCCL >= 2.28)")
+      ->check(CLI::IsMember({"kernels", "copy_engines"}));
   cmd->callback([o] {
     o->b.model = ModelConfig::from_preset(o->preset);
     o->b.fp8 = o->precision == "fp8";

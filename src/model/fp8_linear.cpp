@@ -63,10 +63,11 @@ Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts)
 
 size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
   const int64_t C = cfg.dim, F = cfg.ffn_dim, Q = cfg.qkv_dim();
-  // Buffer 0: x8 [N, I] and dy8 / dy^T [N, O]; buffer 1: w8 / W^T [O, I] and x^T [I, N].
+  // Buffer 0: x8 [N, I] and dy8 [N, O]; 1: w8 / W^T [O, I] and x^T [I, N]; 2: dy^T [O, N].
   const int64_t b0 = N * std::max({C, F, Q, 2 * F});
   const int64_t b1 = std::max({N * std::max(C, F), Q * C, 2 * F * C});
-  return size_t(b0 + b1);
+  const int64_t b2 = N * std::max({C, Q, 2 * F});
+  return size_t(b0 + b1 + b2);
 }
 
 Tensor Fp8Linears::at(const Buffer& b, int layer, LinearKind k, Role r) const {
@@ -87,23 +88,23 @@ Tensor Fp8Linears::codes(int which, Shape s) {
   return b.tensor(DType::U8, s);
 }
 
-void Fp8Linears::cast(Tensor out, Tensor in, int l, LinearKind k, Role r, Fp8Format f,
-                      bool transpose, bool measure) {
+void Fp8Linears::cast(Tensor out, Tensor out_t, Tensor in, int l, LinearKind k, Role r,
+                      Fp8Format f, bool measure) {
   const Tensor cur = at(current_, l, k, r);
   if (delayed_now()) {
-    be_.fp8_quantize(out, scale_inv(l, k, r), in, at(scale_amax_, l, k, r), f, transpose,
+    be_.fp8_quantize(out, out_t, scale_inv(l, k, r), in, at(scale_amax_, l, k, r), f,
                      measure ? cur : Tensor());
     return;
   }
   if (measure) be_.amax(cur, in);
-  be_.fp8_quantize(out, scale_inv(l, k, r), in, cur, f, transpose, Tensor());
+  be_.fp8_quantize(out, out_t, scale_inv(l, k, r), in, cur, f, Tensor());
 }
 
 void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w) {
   const int64_t N = inp.dim(0), I = inp.dim(1), O = w.dim(0);
   Tensor x8 = codes(0, {N, I}), w8 = codes(1, {O, I});
-  cast(x8, inp, l, k, kX, Fp8Format::E4M3, false, true);
-  cast(w8, w, l, k, kW, Fp8Format::E4M3, false, true);
+  cast(x8, Tensor(), inp, l, k, kX, Fp8Format::E4M3, true);
+  cast(w8, Tensor(), w, l, k, kW, Fp8Format::E4M3, true);
   be_.fp8_matmul(out, x8, w8, scale_inv(l, k, kX), scale_inv(l, k, kW), Fp8Format::E4M3,
                  Fp8Format::E4M3, false);
 }
@@ -112,15 +113,16 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
                           Tensor w) {
   const int64_t N = inp.dim(0), I = inp.dim(1), O = w.dim(0);
   const Tensor sx = scale_inv(l, k, kX), sw = scale_inv(l, k, kW), sdy = scale_inv(l, k, kDy);
+  // dy in both layouts from one read of dout.
+  Tensor dy8 = codes(0, {N, O}), dyt8 = codes(2, {O, N});
+  cast(dy8, dyt8, dout, l, k, kDy, Fp8Format::E5M2, true);
   // dgrad: dinp[N,I] = dy8[N,O] . (W^T)[I,O]^T
-  Tensor dy8 = codes(0, {N, O}), wt8 = codes(1, {I, O});
-  cast(dy8, dout, l, k, kDy, Fp8Format::E5M2, false, true);
-  cast(wt8, w, l, k, kW, Fp8Format::E4M3, true, false);
+  Tensor wt8 = codes(1, {I, O});
+  cast(Tensor(), wt8, w, l, k, kW, Fp8Format::E4M3, false);
   be_.fp8_matmul(dinp, dy8, wt8, sdy, sw, Fp8Format::E5M2, Fp8Format::E4M3, false);
   // wgrad: dw[O,I] += (dy^T)[O,N] . (x^T)[I,N]^T
-  Tensor dyt8 = codes(0, {O, N}), xt8 = codes(1, {I, N});
-  cast(dyt8, dout, l, k, kDy, Fp8Format::E5M2, true, false);
-  cast(xt8, inp, l, k, kX, Fp8Format::E4M3, true, false);
+  Tensor xt8 = codes(1, {I, N});
+  cast(Tensor(), xt8, inp, l, k, kX, Fp8Format::E4M3, false);
   be_.fp8_matmul(dw, dyt8, xt8, sdy, sx, Fp8Format::E5M2, Fp8Format::E4M3, true);
 }
 

@@ -55,7 +55,7 @@ void check_fp8_shapes(const ModelConfig& cfg, int64_t tokens);
 class Fp8Linears {
  public:
   Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts = {});
-  // Device memory the codes of a micro-batch of N tokens take (two scratch buffers).
+  // Device memory the codes of a micro-batch of N tokens take (three scratch buffers).
   static size_t scratch_bytes(const ModelConfig& cfg, int64_t N);
 
   // out[N,O] = inp[N,I] @ w[O,I]^T
@@ -90,12 +90,13 @@ class Fp8Linears {
   Tensor at(const Buffer& b, int layer, LinearKind k, Role r) const;
   // The scale_inv scalar: 256 bytes apart (FP8 GEMM scale pointers must be aligned).
   Tensor scale_inv(int layer, LinearKind k, Role r) const;
-  Tensor codes(int which, Shape s);  // scratch u8 tensor of buffer `which` (0, 1)
+  Tensor codes(int which, Shape s);  // scratch u8 tensor of buffer `which` (0, 1, 2)
   bool delayed_now() const { return opts_.scaling == Fp8Scaling::Delayed && passes_ > 0; }
-  // Codes of in at this tensor's scale: current scaling measures the amax first when
-  // `measure` (the tensor's first cast in a pass) and reuses it otherwise; delayed scaling
-  // scales by the history and, when `measure`, records in's amax in the same pass.
-  void cast(Tensor out, Tensor in, int layer, LinearKind k, Role r, Fp8Format f, bool transpose,
+  // Codes of in at this tensor's scale into out [R, C] and/or out_t [C, R] (one read of in):
+  // current scaling measures the amax first when `measure` (the tensor's first cast in a
+  // pass) and reuses it otherwise; delayed scaling scales by the history and, when
+  // `measure`, records in's amax in the same pass.
+  void cast(Tensor out, Tensor out_t, Tensor in, int layer, LinearKind k, Role r, Fp8Format f,
             bool measure);
   std::vector<Fp8Amax> download(const Buffer& b) const;
 
@@ -107,7 +108,7 @@ class Fp8Linears {
   Buffer history_;     // [H, tensors]: delayed: the last H passes' amaxes (finite ones)
   Buffer scale_amax_;  // [tensors]: delayed: the max over the history
   Buffer scale_inv_;   // per tensor, 256 bytes apart
-  Buffer codes_[2];    // grown to the largest operand seen
+  Buffer codes_[3];    // grown to the largest operand seen
   std::vector<bool> enabled_;
   int64_t passes_ = 0;  // training passes rolled into the history
 };

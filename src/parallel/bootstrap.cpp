@@ -53,7 +53,8 @@ namespace {
 
 }  // namespace
 
-std::unique_ptr<DistSession> start_session(const LaunchInfo& li, Backend& be, double timeout_s) {
+std::unique_ptr<DistSession> start_session(const LaunchInfo& li, Backend& be, double timeout_s,
+                                           bool copy_engines) {
   auto sp = std::make_unique<DistSession>();
   DistSession& s = *sp;
   s.launch = li;
@@ -100,10 +101,11 @@ std::unique_ptr<DistSession> start_session(const LaunchInfo& li, Backend& be, do
           if (Communicator* w = session->live.load()) w->abort(why);
         });
   }
-  s.world = make_nccl_communicator(id, li.rank, li.world, device, stream);
+  s.world = make_nccl_communicator(id, li.rank, li.world, device, stream, copy_engines);
   s.live = s.world.get();
   s.ranks_per_node = li.local_world > 0 ? li.local_world : count_per_node(s.hosts, li.rank);
-  log_info("dist: ", s.describe(), "; NCCL ", nccl_version());
+  log_info("dist: ", s.describe(), "; NCCL ", nccl_version(),
+           copy_engines ? ", all-gathers on the copy engines" : "");
   return sp;
 #else
   fail(

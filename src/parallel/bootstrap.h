@@ -49,6 +49,8 @@ std::string device_for_rank(const std::string& requested, const LaunchInfo& li,
 int cuda_device_for_local_rank(int visible_devices, int local_rank);
 
 // Throws with a message naming the missing piece (NCCL, a GPU) when the job cannot start.
-std::unique_ptr<DistSession> start_session(const LaunchInfo& li, Backend& be, double timeout_s);
+// copy_engines: dist.all_gather "copy_engines" (nccl_communicator.h); ignored on the CPU.
+std::unique_ptr<DistSession> start_session(const LaunchInfo& li, Backend& be, double timeout_s,
+                                           bool copy_engines = false);
 
 }  // namespace tl

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "backend/backend.h"
 #include "core/tensor.h"
 
 namespace tl {
@@ -41,6 +42,13 @@ class Communicator {
   virtual CommWork all_reduce(Tensor buf, ReduceOp op) = 0;
   // buf = root's buf, in place.
   virtual CommWork broadcast(Tensor buf, int root) = 0;
+
+  // Memory for the buffers this group's all-gathers read and write. Where the group moves
+  // all-gathers with the copy engines (NCCL, dist.all_gather "copy_engines") it is memory
+  // registered with every rank, so: collective (every rank calls it with the same bytes in
+  // the same order), and a collective's views must sit at the same offset on every rank.
+  // Elsewhere it is ordinary memory from be.
+  virtual Buffer collective_buffer(Backend& be, size_t bytes) { return Buffer(be, bytes); }
 
   // Compute enqueued after this waits for w (host does not block).
   virtual void wait(CommWork w) = 0;

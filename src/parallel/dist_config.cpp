@@ -11,6 +11,7 @@ DistConfig DistConfig::from_json(const json& j, const std::string& path) {
   r.get("timeout_seconds", c.timeout_seconds);
   r.get("hybrid_group_size", c.hybrid_group_size);
   r.get("reduce_dtype", c.reduce_dtype);
+  r.get("all_gather", c.all_gather);
   r.finish();
   c.validate();
   return c;
@@ -26,6 +27,9 @@ void DistConfig::validate() const {
   TL_CHECK(reduce_dtype == "f32" || strategy != "no_shard",
            "config: dist.reduce_dtype \"bf16\" reduces a sharded gradient; no_shard all-reduces "
            "its whole gradient in f32 (use shard_grad_op for ZeRO-2 with bf16 reduction)");
+  TL_CHECK(all_gather == "kernels" || all_gather == "copy_engines",
+           "config: dist.all_gather must be \"kernels\" or \"copy_engines\", got \"", all_gather,
+           "\"");
 }
 
 }  // namespace tl

@@ -9,6 +9,10 @@
 //                      (bf16 halves the bytes and the collective's SM time; each rank's
 //                      shard still accumulates in f32). full_shard, shard_grad_op and
 //                      hybrid_shard (its reduce-scatter; the replica all-reduce stays f32).
+//   all_gather         kernels (default) | copy_engines: the weights' all-gathers run as
+//                      NCCL kernels on SMs, or on the copy engines over NVLink (NCCL >= 2.28,
+//                      zero-CTA policy, buffers registered as symmetric windows), leaving the
+//                      SMs to the GEMMs they overlap. One node's NVLink domain.
 #pragma once
 #include <string>
 
@@ -21,6 +25,8 @@ struct DistConfig {
   double timeout_seconds = 300;
   int hybrid_group_size = 0;
   std::string reduce_dtype = "f32";
+  std::string all_gather = "kernels";
+  bool copy_engines() const { return all_gather == "copy_engines"; }
 
   static DistConfig from_json(const json& j, const std::string& path = "dist");
   void validate() const;  // throws naming the key

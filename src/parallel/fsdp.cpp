@@ -57,16 +57,19 @@ Fsdp::Fsdp(const ModelConfig& cfg, Backend& be, ShardStrategy strategy, Communic
            "fsdp: gradients reduce in f32 or bf16, not ", dtype_name(reduce_dtype));
   const int U = sh_.num_units();
   const size_t S = size_t(sh_.shard_total());
-  master_ = Buffer(be_, S * 4);
+  // What the weights' all-gathers read (the compute-dtype shard) and write (the unit or
+  // full buffers) comes from collective_buffer(): registered memory where the group gathers
+  // on the copy engines (dist.all_gather), ordinary memory elsewhere.
+  master_ = cdt_ == DType::F32 ? shard_.collective_buffer(be_, S * 4) : Buffer(be_, S * 4);
   grad_shard_ = Buffer(be_, S * 4);
-  if (cdt_ != DType::F32) compute_shard_ = Buffer(be_, S * dtype_size(cdt_));
+  if (cdt_ != DType::F32) compute_shard_ = shard_.collective_buffer(be_, S * dtype_size(cdt_));
   be_.zero(master());
   be_.zero(grad_shard());
   if (cdt_ != DType::F32) be_.zero(compute_shard());
   if (sharded_params()) {
     const int64_t M = sh_.max_unit_padded();
     for (int s = 0; s < kSlots; ++s) {
-      wbuf_[s] = Buffer(be_, size_t(M) * dtype_size(cdt_));
+      wbuf_[s] = shard_.collective_buffer(be_, size_t(M) * dtype_size(cdt_));
       gbuf_[s] = Buffer(be_, size_t(M) * 4);
     }
   } else if (shard.world() == 1) {
@@ -75,7 +78,7 @@ Fsdp::Fsdp(const ModelConfig& cfg, Backend& be, ShardStrategy strategy, Communic
     full_grads_t_ = grad_shard();
   } else {
     const int64_t P = sh_.padded_total();
-    full_compute_ = Buffer(be_, size_t(P) * dtype_size(cdt_));
+    full_compute_ = shard_.collective_buffer(be_, size_t(P) * dtype_size(cdt_));
     full_grads_ = Buffer(be_, size_t(P) * 4);
     full_compute_t_ = full_compute_.tensor(cdt_, {P});
     full_grads_t_ = full_grads_.tensor(DType::F32, {P});

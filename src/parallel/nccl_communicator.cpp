@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -55,6 +56,7 @@ ncclRedOp_t nccl_op(ReduceOp op) {
 // The stream, events and failure state shared by a communicator and its splits.
 struct CommStream {
   int device = 0, world_rank = 0;
+  bool copy_engines = false;  // zero-CTA communicators; collective_buffer() registers windows
   cudaStream_t compute = nullptr, comm = nullptr;
   cudaEvent_t before = nullptr;  // compute -> comm ordering; reused (a wait captures its state)
   std::mutex mu;                 // everything below
@@ -236,6 +238,35 @@ class NcclCommunicator final : public Communicator {
     synchronize();
   }
 
+  Buffer collective_buffer(Backend& be, size_t bytes) override {
+    if (!s_->copy_engines || bytes == 0) return Buffer(be, bytes);
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
+    s_->check();
+    TL_CUDA_CHECK(cudaSetDevice(s_->device));
+    void* p = nullptr;
+    TL_NCCL_CHECK(ncclMemAlloc(&p, bytes), comm_, s_->world_rank);
+    ncclWindow_t win = nullptr;  // collective: every rank registers its buffer in turn
+    const ncclResult_t r = ncclCommWindowRegister(comm_, p, bytes, &win, NCCL_WIN_COLL_SYMMETRIC);
+    if (r != ncclSuccess) {
+      ncclMemFree(p);
+      TL_NCCL_CHECK(r, comm_, s_->world_rank);
+    }
+    std::shared_ptr<CommStream> s = s_;
+    ncclComm_t c = comm_;
+    return Buffer(be, p, bytes, [s, c, p, win] {
+      cudaSetDevice(s->device);
+      {  // deregister only while the communicator lives (not after its destruction or an abort)
+        std::lock_guard<std::mutex> lock(s->comms_mu);
+        if (!s->aborted && std::find(s->comms.begin(), s->comms.end(), c) != s->comms.end())
+          ncclCommWindowDeregister(c, win);
+      }
+      ncclMemFree(p);
+    });
+#else
+    fail("unreachable: copy-engine all-gathers in a build without NCCL 2.28");
+#endif
+  }
+
   std::unique_ptr<Communicator> split(int color, int key) override {
     s_->check();
     ncclComm_t child = nullptr;
@@ -346,7 +377,8 @@ std::string nccl_version() {
 }
 
 std::unique_ptr<Communicator> make_nccl_communicator(const std::string& unique_id, int rank,
-                                                     int world, int device, void* compute_stream) {
+                                                     int world, int device, void* compute_stream,
+                                                     bool copy_engines) {
   ncclUniqueId id;
   TL_CHECK(unique_id.size() == sizeof id.internal, "NCCL unique id has ", unique_id.size(),
            " bytes, expected ", sizeof id.internal);
@@ -363,8 +395,22 @@ std::unique_ptr<Communicator> make_nccl_communicator(const std::string& unique_i
   TL_CUDA_CHECK(cudaEventCreateWithFlags(&s->before, cudaEventDisableTiming));
   TL_CUDA_CHECK(cudaMalloc(&s->scratch, 256));
   TL_CUDA_CHECK(cudaMemset(s->scratch, 0, 256));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  if (copy_engines) {
+#if NCCL_VERSION_CODE < NCCL_VERSION(2, 28, 0)
+    fail("dist.all_gather \"copy_engines\" needs NCCL 2.28 or newer; this tinyllama was built "
+         "with NCCL ", NCCL_MAJOR, ".", NCCL_MINOR, " (use \"kernels\")");
+#else
+    int v = 0;
+    ncclGetVersion(&v);
+    TL_CHECK(v >= 22800, "dist.all_gather \"copy_engines\" needs NCCL 2.28 or newer; this job "
+             "loaded NCCL ", nccl_version(), " (use \"kernels\")");
+    config.CTAPolicy = NCCL_CTA_POLICY_ZERO;  // splits inherit it
+    s->copy_engines = true;
+#endif
+  }
   ncclComm_t comm = nullptr;
-  TL_NCCL_CHECK(ncclCommInitRank(&comm, world, id, rank), comm, rank);
+  TL_NCCL_CHECK(ncclCommInitRankConfig(&comm, world, id, rank, &config), comm, rank);
   return std::make_unique<NcclCommunicator>(s, comm);
 }
 

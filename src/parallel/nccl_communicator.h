@@ -21,8 +21,14 @@ std::string nccl_version();    // "2.28.3" (the library loaded)
 
 // Collective over `world` processes: every rank passes the same id. device: the CUDA
 // device this process computes on; compute_stream: Backend::native_stream().
+// copy_engines (dist.all_gather "copy_engines", NCCL >= 2.28): the communicator and its
+// splits take the zero-CTA policy, and collective_buffer() gives ncclMemAlloc'd memory
+// registered as a symmetric window, so all-gathers between such buffers run on the copy
+// engines over NVLink and take no SMs from the GEMMs beside them (reductions still use SMs).
+// That memory is outside the backend's allocator and its memory figures.
 std::unique_ptr<Communicator> make_nccl_communicator(const std::string& unique_id, int rank,
-                                                     int world, int device, void* compute_stream);
+                                                     int world, int device, void* compute_stream,
+                                                     bool copy_engines = false);
 
 // For the health monitor (any thread): collectives issued, age of the oldest incomplete
 // one, and an asynchronous NCCL error ("" when none).

@@ -65,7 +65,7 @@ void ShardedRun::connect(Backend& be) {
   if (injected_) {
     world_ = injected_.get();
   } else {
-    session_ = start_session(launch_, be, o_.dist.timeout_seconds);
+    session_ = start_session(launch_, be, o_.dist.timeout_seconds, o_.dist.copy_engines());
     world_ = session_->world.get();
   }
   int group = o_.dist.hybrid_group_size;
@@ -93,6 +93,7 @@ std::string ShardedRun::describe() const {
   std::string s = cat(world(), " rank(s), strategy ", strategy_name(strategy_));
   if (groups_.shard) s += ", " + layout();
   if (o_.dist.reduce_dtype != "f32") s += ", gradients reduced in " + o_.dist.reduce_dtype;
+  if (o_.dist.copy_engines()) s += ", all-gathers on the copy engines";
   return s;
 }
 

@@ -130,11 +130,15 @@ if has parity && [ "$NGPU" -ge 2 ]; then
     timeout 300 "$BIN" train --config "$WORK/ref.json" 2>&1 | tail -3
     verdict "parity: 1-GPU reference" "${PIPESTATUS[0]}"
     export_f32 "$WORK/ref/checkpoints/step_00000050.tlck" "$WORK/ref_hf"
-    # NAME[:hybrid group][+bf16]: +bf16 reduce-scatters gradients in bf16 (dist.reduce_dtype)
-    for s in full_shard shard_grad_op no_shard "hybrid_shard:2" "full_shard+bf16" "shard_grad_op+bf16"; do
-      name=${s/+/_} s=${s%+bf16} extra=""
-      run=${name//:/_}
-      [ "$name" != "$s" ] && extra=", \"reduce_dtype\": \"bf16\""
+    # NAME[:hybrid group][+bf16|+ce]: +bf16 reduce-scatters gradients in bf16
+    # (dist.reduce_dtype), +ce all-gathers the weights on the copy engines (dist.all_gather)
+    for s in full_shard shard_grad_op no_shard "hybrid_shard:2" "full_shard+bf16" \
+      "shard_grad_op+bf16" "full_shard+ce" "shard_grad_op+ce"; do
+      name=${s/+/_} opt="" extra=""
+      [[ $s == *+* ]] && opt=${s#*+}
+      s=${s%%+*} run=${name//:/_}
+      [ "$opt" = bf16 ] && extra=", \"reduce_dtype\": \"bf16\""
+      [ "$opt" = ce ] && extra=", \"all_gather\": \"copy_engines\""
       strat=${s%%:*}
       [ "$s" != "$strat" ] && extra="$extra, \"hybrid_group_size\": ${s#*:}"
       [ "$strat" = hybrid_shard ] && [ "$N" -lt 4 ] && extra=", \"hybrid_group_size\": 1"

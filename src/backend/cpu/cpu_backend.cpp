@@ -286,20 +286,21 @@ class CpuBackend final : public Backend {
     const int64_t n = fp8_args::amax(Device::CPU, out, in);
     out.ptr<float>()[0] = amax_of(in, n);
   }
-  void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
-                    bool transpose, Tensor amax_out) override {
+  void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax,
+                    Fp8Format f, Tensor amax_out) override {
     const auto [R, C] =
-        fp8_args::quantize(Device::CPU, out, scale_inv, in, amax, amax_out, transpose);
+        fp8_args::quantize(Device::CPU, out, out_t, scale_inv, in, amax, amax_out);
     const cpu::Fp8Scale s = cpu::fp8_scales(amax.ptr<float>()[0], f);
+    uint8_t* rows = out.empty() ? nullptr : out.ptr<uint8_t>();
+    uint8_t* cols = out_t.empty() ? nullptr : out_t.ptr<uint8_t>();
     ThreadScope ts(threads_);
     if (in.dtype == DType::F32)
       cpu::fp8_quantize(
-          out.ptr<uint8_t>(), [&](int64_t i) { return in.ptr<float>()[i]; }, R, C, s.scale, f,
-          transpose);
+          rows, cols, [&](int64_t i) { return in.ptr<float>()[i]; }, R, C, s.scale, f);
     else
       cpu::fp8_quantize(
-          out.ptr<uint8_t>(), [&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, R, C,
-          s.scale, f, transpose);
+          rows, cols, [&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, R, C,
+          s.scale, f);
     scale_inv.ptr<float>()[0] = s.inverse;
     if (!amax_out.empty()) {  // a scale from other passes: a non-finite tensor must give NaN
       const float m = amax_of(in, R * C);

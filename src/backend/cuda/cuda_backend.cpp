@@ -173,10 +173,10 @@ class CudaBackend final : public Backend {
     auto s = prof_->scope(ProfCat::Other);
     gpu::amax(out, in, ctx_.stream);
   }
-  void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
-                    bool transpose, Tensor amax_out) override {
+  void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax,
+                    Fp8Format f, Tensor amax_out) override {
     auto s = prof_->scope(ProfCat::Other);
-    gpu::fp8_quantize(out, scale_inv, in, amax, f, transpose, amax_out, ctx_.stream);
+    gpu::fp8_quantize(out, out_t, scale_inv, in, amax, f, amax_out, ctx_.stream);
   }
   void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
                   Fp8Format fa, Fp8Format fb, bool accumulate) override {

@@ -26,7 +26,8 @@ constexpr int kTT = 64, kTTStride = kTT + 4, kTTThreads = 256;  // vectorized tr
 
 // What every quantize kernel takes besides its input.
 struct QuantizeArgs {
-  uint8_t* out;
+  uint8_t* out;    // null, or the codes [R, C]
+  uint8_t* out_t;  // null, or the codes [C, R]
   float* scale_inv;
   const float* amax;   // the scale's amax
   unsigned* amax_out;  // null, or where |in|'s max is recorded (atomicMax of bits)
@@ -141,9 +142,9 @@ __global__ void amax_vec_kernel(unsigned* out, const T* in, int64_t n) {
 // unaligned views; the vectorized ones move 16 and are what the model's shapes take.
 
 // out (u8 codes) = in[R, C] * s, rounded to nearest even and saturated (satfinite), as
-// [R, C] or, when Transpose, [C, R] through a shared-memory tile so both the reads and the
-// writes are coalesced. Block (x, y) covers columns 32x .. and rows 32y ..
-template <bool Transpose, class T>
+// [R, C] and/or [C, R] (out_t, through a shared-memory tile so both the reads and the
+// writes are coalesced). Block (x, y) covers columns 32x .. and rows 32y ..
+template <class T>
 __global__ void quantize_kernel(QuantizeArgs a, const T* in, int64_t R, int64_t C) {
   __shared__ uint8_t tile[kTile][kTile + 1];
   const float s = begin_quantize(a);
@@ -155,22 +156,20 @@ __global__ void quantize_kernel(QuantizeArgs a, const T* in, int64_t R, int64_t 
       const float x = to_f32(in[r * C + c]);
       m = max(m, abs_bits(x));
       const uint8_t q = quantize1(x, s, a.fmt);
-      if (Transpose)
-        tile[j][threadIdx.x] = q;
-      else
-        a.out[r * C + c] = q;
+      if (a.out) a.out[r * C + c] = q;
+      tile[j][threadIdx.x] = q;
     }
   }
   end_quantize(a, s, m);
-  if (!Transpose) return;
+  if (!a.out_t) return;  // the same for the whole grid
   __syncthreads();
   for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
-    const int64_t c = c0 + j, r = r0 + threadIdx.x;  // out[c, r] = tile[r - r0][c - c0]
-    if (c < C && r < R) a.out[c * R + r] = tile[threadIdx.x][j];
+    const int64_t c = c0 + j, r = r0 + threadIdx.x;  // out_t[c, r] = tile[r - r0][c - c0]
+    if (c < C && r < R) a.out_t[c * R + r] = tile[threadIdx.x][j];
   }
 }
 
-// quantize_kernel<false> over in[0, n) as one flat array: 8 codes (one 8-byte store) a
+// quantize_kernel without out_t, over in[0, n) as one flat array: 8 codes (one 8-byte store) a
 // thread, the n % 8 tail element by element.
 template <class T>
 __global__ void quantize_vec_kernel(QuantizeArgs a, const T* in, int64_t n) {
@@ -188,11 +187,12 @@ __global__ void quantize_vec_kernel(QuantizeArgs a, const T* in, int64_t n) {
   end_quantize(a, s, m);
 }
 
-// quantize_kernel<true> for C % 8 == 0, R % 16 == 0 and 16-byte aligned operands: a block
-// of 256 threads takes a 64 x 64 tile. Loads: 8 threads a row, 16 bytes of bf16 each, the
-// codes into shared memory (row stride 68 bytes: the column reads below hit each bank at
-// most twice). Stores: 4 threads an output row (a column of the tile), 16 codes each, so a
-// warp writes 8 runs of 64 contiguous bytes.
+// quantize_kernel with out_t, for C % 8 == 0, R % 16 == 0 and 16-byte aligned operands: a
+// block of 256 threads takes a 64 x 64 tile. Loads: 8 threads a row, 16 bytes of bf16 each,
+// the codes into shared memory (row stride 68 bytes: the column reads below hit each bank at
+// most twice) and, with out, straight to out (8 bytes a thread). Stores of out_t: 4 threads
+// an output row (a column of the tile), 16 codes each, so a warp writes 8 runs of 64
+// contiguous bytes.
 template <class T>
 __global__ void __launch_bounds__(kTTThreads)
     quantize_t_vec_kernel(QuantizeArgs a, const T* in, int64_t R, int64_t C) {
@@ -204,8 +204,9 @@ __global__ void __launch_bounds__(kTTThreads)
   unsigned m = 0;
   if (c0 + cv < C)
     for (int j = t / (kTT / kVec); j < kTT && r0 + j < R; j += kTTThreads / (kTT / kVec)) {
-      const Vec<uint8_t, kVec> q =
-          quantize8(load_vec<kVec>(in + (r0 + j) * C + c0 + cv), s, a.fmt, m);
+      const int64_t at = (r0 + j) * C + c0 + cv;
+      const Vec<uint8_t, kVec> q = quantize8(load_vec<kVec>(in + at), s, a.fmt, m);
+      if (a.out) store_vec<kVec>(a.out + at, q);
       uint32_t lo = 0, hi = 0;  // row stride 68 is 4-byte aligned only: two 4-byte stores
 #pragma unroll
       for (int k = 0; k < 4; ++k)
@@ -226,7 +227,7 @@ __global__ void __launch_bounds__(kTTThreads)
     for (int b = 0; b < 4; ++b)
       w[q] |= uint32_t(tile[(16 * k + 4 * q + b) * kTTStride + c]) << (8 * b);
   }
-  *reinterpret_cast<uint4*>(a.out + (c0 + c) * R + r0 + 16 * k) =
+  *reinterpret_cast<uint4*>(a.out_t + (c0 + c) * R + r0 + 16 * k) =
       make_uint4(w[0], w[1], w[2], w[3]);
 }
 
@@ -277,20 +278,24 @@ void amax(Tensor out, Tensor in, cudaStream_t stream) {
   TL_CUDA_LAUNCH_CHECK();
 }
 
-void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f, bool transpose,
+void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
                   Tensor amax_out, cudaStream_t stream) {
   const fp8_args::Rows rows =
-      fp8_args::quantize(Device::CUDA, out, scale_inv, in, amax, amax_out, transpose);
+      fp8_args::quantize(Device::CUDA, out, out_t, scale_inv, in, amax, amax_out);
   const int64_t R = rows.R, C = rows.C;
-  const QuantizeArgs a{out.ptr<uint8_t>(),
+  const QuantizeArgs a{out.empty() ? nullptr : out.ptr<uint8_t>(),
+                       out_t.empty() ? nullptr : out_t.ptr<uint8_t>(),
                        scale_inv.ptr<float>(),
                        amax.ptr<float>(),
                        amax_out.empty() ? nullptr : amax_out.ptr<unsigned>(),
                        f == Fp8Format::E4M3 ? __NV_E4M3 : __NV_E5M2,
                        fp8_max(f)};
-  const bool aligned = aligned16(in.data) && aligned16(out.data);
-  const bool flat = aligned && !transpose;
-  const bool tiles64 = aligned && transpose && C % kVec == 0 && R % 16 == 0 && R > 0 && C > 0;
+  // 16-byte paths: every operand aligned (out's 8-byte stores from an aligned row start
+  // need C % 8 == 0, which tiles64 asks anyway).
+  const bool aligned = aligned16(in.data) && (!a.out || aligned16(a.out)) &&
+                       (!a.out_t || aligned16(a.out_t));
+  const bool flat = aligned && !a.out_t;
+  const bool tiles64 = aligned && a.out_t && C % kVec == 0 && R % 16 == 0 && R > 0 && C > 0;
   TL_CHECK(flat || ceil_div(R, tiles64 ? kTT : kTile) <= 65535, "fp8_quantize: ", R,
            " rows are more than one launch covers");
   if (a.amax_out) TL_CUDA_CHECK(cudaMemsetAsync(a.scale_inv, 0, sizeof(float), stream));
@@ -305,11 +310,7 @@ void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Forma
     } else {
       const dim3 grid(unsigned(std::max<int64_t>(ceil_div(C, kTile), 1)),
                       unsigned(std::max<int64_t>(ceil_div(R, kTile), 1)));
-      const dim3 block(kTile, kRowsPerPass);
-      if (transpose)
-        quantize_kernel<true><<<grid, block, 0, stream>>>(a, src, R, C);
-      else
-        quantize_kernel<false><<<grid, block, 0, stream>>>(a, src, R, C);
+      quantize_kernel<<<grid, dim3(kTile, kRowsPerPass), 0, stream>>>(a, src, R, C);
     }
   });
   TL_CUDA_LAUNCH_CHECK();

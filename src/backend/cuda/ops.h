@@ -26,7 +26,7 @@ void gemv(Tensor out, Tensor x, Tensor w, cudaStream_t stream);
 
 // ---- fp8.cu ----
 void amax(Tensor out, Tensor in, cudaStream_t stream);
-void fp8_quantize(Tensor out, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f, bool transpose,
+void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
                   Tensor amax_out, cudaStream_t stream);
 void fp8_amax_roll(Tensor history, Tensor current, Tensor scale_amax, Tensor last, int64_t slot,
                    cudaStream_t stream);

@@ -55,14 +55,17 @@ inline Fp8Scale fp8_scales(float amax, Fp8Format f) {
   return {s, s > 0 ? 1.0f / s : std::numeric_limits<float>::quiet_NaN()};
 }
 
-// out[r, c] (or out[c, r] when transpose) = f32_to_fp8(in(r, c) * scale), in: (R, C).
+// out[r, c] and/or out_t[c, r] (either may be null) = f32_to_fp8(in(r * C + c) * scale).
 template <class Load>
-void fp8_quantize(uint8_t* out, Load in, int64_t R, int64_t C, float scale, Fp8Format f,
-                  bool transpose) {
+void fp8_quantize(uint8_t* out, uint8_t* out_t, Load in, int64_t R, int64_t C, float scale,
+                  Fp8Format f) {
 #pragma omp parallel for if (worth_threads(R * C)) schedule(static)
   for (int64_t r = 0; r < R; ++r)
-    for (int64_t c = 0; c < C; ++c)
-      out[transpose ? c * R + r : r * C + c] = f32_to_fp8(in(r * C + c) * scale, f);
+    for (int64_t c = 0; c < C; ++c) {
+      const uint8_t q = f32_to_fp8(in(r * C + c) * scale, f);
+      if (out) out[r * C + c] = q;
+      if (out_t) out_t[c * R + r] = q;
+    }
 }
 
 // out: (N, M) = (a: (N, K) codes . b: (M, K) codes ^T) * a_inv * b_inv, summed in f32 as
