@@ -10,8 +10,17 @@ set -euo pipefail
 BUILD=${BUILD:-build}
 OUT=${OUT:-/tmp/serve_bench}
 mkdir -p "$OUT"
-cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target tinyllama tinyllama_serve_bench >/dev/null
+# PREBUILT=1: binaries built on the development machine and carried in $BUILD (with
+# .carry/httplib for the cpp-httplib they link) are used as they are.
+[ -d .carry/httplib/lib ] && export LD_LIBRARY_PATH="$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [ -n "${PREBUILT:-}" ] && [ -x "$BUILD/tinyllama_serve_bench" ] && "$BUILD/tinyllama" --version >/dev/null 2>&1; then
+  echo "using the carried binaries in $BUILD"
+  http=$(ldd "$BUILD/tinyllama" | grep -c httplib || true)
+else
+  cmake -S . -B "$BUILD" -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BUILD" -j "$(nproc)" --target tinyllama tinyllama_serve_bench >/dev/null
+  http=$(grep -c '^HTTPLIB_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt" || true)
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
   --profile
@@ -23,10 +32,10 @@ TL_GEMV=1 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8 --prompt 12
   --json "$OUT/scheduler_gemv.json" --profile
 
 TOKENIZER=${TOKENIZER:-}
-for t in ../shared/data/llama2-tokenizer.model shared/data/llama2-tokenizer.model; do
+for t in ../shared/data/llama2-tokenizer.model shared/data/llama2-tokenizer.model .carry/data/llama2-tokenizer.model; do
   if [ -z "$TOKENIZER" ] && [ -f "$t" ]; then TOKENIZER=$t; fi
 done
-if ! grep -q '^HTTPLIB_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt"; then
+if [ "$http" = 0 ]; then
   echo "tinyllama was built without cpp-httplib: HTTP load skipped (the scheduler figures above stand)"
 elif [ -z "$TOKENIZER" ]; then
   echo "no Llama 2 tokenizer found (set TOKENIZER=...): HTTP load skipped"
