@@ -17,8 +17,11 @@ OUT=${OUT:-build/curve_round}
 LIMIT=${LIMIT:-585}  # seconds this call may take
 TESTS=${TESTS:-BackendOps.Cuda:CudaDecode*:CudaOps*:CudaModel*:Fp8*}
 mkdir -p "$OUT" /work && ln -sfn "$PWD" /work/main  # the test binary's compiled-in source path
-# The binary built here links Debian's cpp-httplib, which the GPU machine lacks: carry
-# .carry/httplib (its lib/ holds libcpp-httplib.so.0.11 and the brotli libraries).
+# The binary built here links Debian 12's cpp-httplib, which the GPU machine lacks, and its
+# sentencepiece 0.1.97, whose ABI the GPU machine's own libsentencepiece.so.0 does not match
+# (likely why `tinyllama serve`, which loads one first, died at start-up there on the CPU
+# and the GPU alike, 2026-12-06): carry .carry/httplib, whose
+# lib/ holds those libraries (libcpp-httplib, brotli, libsentencepiece{,_train}).
 [ -d .carry/httplib/lib ] && export LD_LIBRARY_PATH="$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 build-gpu/tinyllama --version >/dev/null 2>&1 || { echo "build-gpu/tinyllama does not start:"; build-gpu/tinyllama --version 2>&1 | head -3; }
 T0=$(date +%s)

@@ -11,7 +11,8 @@ BUILD=${BUILD:-build}
 OUT=${OUT:-/tmp/serve_bench}
 mkdir -p "$OUT"
 # PREBUILT=1: binaries built on the development machine and carried in $BUILD (with
-# .carry/httplib for the cpp-httplib they link) are used as they are.
+# .carry/httplib/lib: the cpp-httplib and sentencepiece libraries they were linked against,
+# see curve_round.sh) are used as they are.
 [ -d .carry/httplib/lib ] && export LD_LIBRARY_PATH="$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if [ -n "${PREBUILT:-}" ] && [ -x "$BUILD/tinyllama_serve_bench" ] && "$BUILD/tinyllama" --version >/dev/null 2>&1; then
   echo "using the carried binaries in $BUILD"
@@ -22,6 +23,7 @@ else
   http=$(grep -c '^HTTPLIB_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt" || true)
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+if [ -z "${HTTP_ONLY:-}" ]; then  # HTTP_ONLY=1: only part 2 (the scheduler figures are in already)
 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
   --profile
 echo "-- the same without recorded decode graphs (TL_DECODE_GRAPHS=0), op by op:"
@@ -30,6 +32,7 @@ TL_DECODE_GRAPHS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 -
 echo "-- the same with the few-row GEMV for the linears (TL_GEMV=1; batch <= 8 only):"
 TL_GEMV=1 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8 --prompt 128 --new 256 \
   --json "$OUT/scheduler_gemv.json" --profile
+fi
 
 TOKENIZER=${TOKENIZER:-}
 for t in ../shared/data/llama2-tokenizer.model shared/data/llama2-tokenizer.model .carry/data/llama2-tokenizer.model; do

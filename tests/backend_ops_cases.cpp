@@ -358,6 +358,16 @@ void fp8(std::vector<OpCase>& v) {
                                     a, Fp8Format::E4M3,
                                     r.inout_values("amax_out", DType::F32, {1}, {start}, kExact));
               });
+  // Transposes of codes (producer-written operands): 7x40, 33x96 element by element; 48x208
+  // and 96x144 vectorized with partial 64x64 tiles; 2048x1024.
+  for (Q q : {Q{1, 1}, Q{7, 40}, Q{33, 96}, Q{48, 208}, Q{96, 144}, Q{2048, 1024}})
+    add(v, "fp8_transpose", dims({{"R", q.R}, {"C", q.C}}), false, [=](OpRun& r) {
+      std::vector<float> c(static_cast<size_t>(q.R * q.C));
+      Rng rng(uint64_t(q.R * 131 + q.C));
+      for (float& x : c) x = float(rng.below(256));
+      r.be().fp8_transpose(r.out("codes_t", DType::U8, {q.C, q.R}, kExact),
+                           r.in_values(DType::U8, {q.R, q.C}, c));
+    });
   for (int64_t H : {int64_t(1), int64_t(16)})
     for (int64_t slot : {int64_t(0), H - 1})
       add(v, "fp8_amax_roll", dims({{"H", H}, {"n", 264}, {"slot", slot}}), false, [=](OpRun& r) {

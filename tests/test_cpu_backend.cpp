@@ -17,6 +17,7 @@
 #include "backend/cpu/ops/rmsnorm.h"
 #include "backend/cpu/ops/rope.h"
 #include "backend/cpu/ops/swiglu.h"
+#include "backend_test_util.h"
 #include "test_util.h"
 
 using namespace tl;
@@ -337,6 +338,79 @@ TEST(Fp8Ops, DelayedScalingRecordsAmaxesAndRollsTheHistory) {
     be->download(&got_inv, inv);
     EXPECT_EQ(got_inv, 0.25f) << "without amax_out the scale is amax's alone (448 / 112)";
   }
+}
+
+// A producer that writes FP8 codes itself (Fp8Cast: SwiGLU's forward and backward under
+// delayed scaling) gives bit for bit what the plain op followed by fp8_quantize gives on the
+// same backend: codes, scale_inv and the recorded amax, for finite values and for an
+// overflow (scale_inv NaN, so the product is NaN and the step skipped). Together with the
+// op table (plain op and cast each against the CPU twin) this ties the GPU's producers to
+// the CPU. Shapes: I = 40 (the vectorized CUDA path) and I = 13 (element by element).
+TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
+  std::vector<std::string> devices{"cpu"};
+  if (cuda_available()) devices.push_back("cuda");
+  for (const std::string& dev : devices)
+    for (int64_t I : {int64_t(40), int64_t(13)})
+      for (bool overflow : {false, true}) {
+        SCOPED_TRACE(dev + " I=" + std::to_string(I) + (overflow ? " overflow" : ""));
+        auto be = make_backend(dev, 1);
+        const DType act = be->compute_dtype();
+        const int64_t N = 24;
+        Rng rng(uint64_t(I) * 7 + overflow);
+        std::vector<float> gu = tu_to_f32(tu_randn(rng, N * 2 * I, 2.0));
+        std::vector<float> dy = tu_to_f32(tu_randn(rng, N * I, 0.5));
+        if (overflow) gu[size_t(5 * 2 * I + 3)] = std::numeric_limits<float>::infinity();
+        const size_t big = size_t(N * 2 * I) * 4 + 256;
+        Buffer gu_b(*be, big), dy_b(*be, big), y_b(*be, big), a_b(*be, big), b_b(*be, big);
+        Buffer s_b(*be, 8 * 256);
+        auto scalar = [&](int i) { return s_b.tensor(DType::F32, {1}, size_t(i) * 256); };
+        Tensor gate_up = gu_b.tensor(act, {N, 2 * I}), dout = dy_b.tensor(act, {N, I});
+        backend_test::upload(*be, gate_up, gu);
+        backend_test::upload(*be, dout, dy);
+        const float history_amax = 3.0f, start = 0.5f;  // values past 3 saturate
+        for (int i = 0; i < 8; ++i) be->upload(scalar(i), i == 0 ? &history_amax : &start);
+        for (bool backward : {false, true}) {
+          const int64_t W = backward ? 2 * I : I;
+          Tensor y = y_b.tensor(act, {N, W});
+          Tensor want = a_b.tensor(DType::U8, {N, W}), got = b_b.tensor(DType::U8, {N, W});
+          const Fp8Format f = backward ? Fp8Format::E5M2 : Fp8Format::E4M3;
+          // plain op, then the cast: scale_inv at 1, amax recorded at 2
+          if (backward)
+            be->swiglu_backward(y, dout, gate_up);
+          else
+            be->swiglu_forward(y, gate_up);
+          be->fp8_quantize(want, Tensor(), scalar(1), y, scalar(0), f, scalar(2));
+          // the producer: scale_inv at 3, amax at 4
+          const Fp8Cast c{scalar(0), scalar(3), scalar(4), f};
+          if (backward)
+            be->swiglu_backward_fp8(got, dout, gate_up, c);
+          else
+            be->swiglu_forward_fp8(got, gate_up, c);
+          std::vector<uint8_t> w(size_t(N * W)), g(size_t(N * W));
+          be->download(w.data(), want);
+          be->download(g.data(), got);
+          EXPECT_EQ(g, w) << (backward ? "backward" : "forward");
+          float si[2], am[2];
+          be->download(&si[0], scalar(1));
+          be->download(&si[1], scalar(3));
+          be->download(&am[0], scalar(2));
+          be->download(&am[1], scalar(4));
+          EXPECT_EQ(std::isnan(si[1]), overflow) << si[1];
+          if (!overflow) EXPECT_EQ(si[1], si[0]);
+          EXPECT_TRUE(am[1] == am[0] || (std::isnan(am[0]) && std::isnan(am[1])))
+              << am[1] << " vs " << am[0];
+          if (!overflow) EXPECT_GT(am[1], start);  // recorded: max with what it held
+          for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);
+        }
+        // Refused: codes of the wrong shape, a missing scale.
+        Tensor bad = a_b.tensor(DType::U8, {N, I + 1});
+        EXPECT_THROW(
+            be->swiglu_forward_fp8(bad, gate_up, {scalar(0), scalar(3), {}, Fp8Format::E4M3}),
+            Error);
+        EXPECT_THROW(be->swiglu_forward_fp8(a_b.tensor(DType::U8, {N, I}), gate_up,
+                                            {Tensor(), scalar(3), {}, Fp8Format::E4M3}),
+                     Error);
+      }
 }
 
 TEST(CpuBackend, CopiesAndConvertsBetweenFloatTypes) {

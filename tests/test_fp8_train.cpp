@@ -147,6 +147,20 @@ TEST(Fp8Model, DelayedScalingOnARepeatedBatchIsCurrentScaling) {
     EXPECT_EQ(m[i].dy, ma[i].dy);
     EXPECT_EQ(sa[i].w, m[i].w);
   }
+  // From the second pass on, SwiGLU writes the down projection's input and gate_up's output
+  // gradient as codes itself (Fp8Cast); with recompute it writes the forward's codes again
+  // in the backward, without recording their amax twice. Still current scaling, bit for bit.
+  {
+    ModelOptions cr = cur, dr = del;
+    cr.recompute = dr.recompute = true;
+    LlamaModel ar(c, *be, cr), drm(c, *be, dr);
+    ar.init_weights(3);
+    drm.init_weights(3);
+    const Pass want_r = run(ar, b, B, T);
+    EXPECT_EQ(want_r.grads, want.grads);  // recompute changes nothing on the CPU
+    for (int pass = 0; pass < 3; ++pass)
+      EXPECT_EQ(run(drm, b, B, T).grads, want_r.grads) << "recompute, pass " << pass;
+  }
   // Scaling every weight by 4 moves activations past the history's max: not current scaling.
   std::vector<float> w = d.get_params();
   for (float& x : w) x *= 4;

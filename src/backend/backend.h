@@ -33,6 +33,17 @@ struct AdamWArgs {
   float max_grad_norm = 1.0f;  // <= 0: no clipping
 };
 
+// A producer op that writes its output as FP8 codes itself (train.fp8_scaling delayed: the
+// scale comes from past amaxes, so it is known before the values are). The codes are what
+// fp8_quantize(codes, {}, scale_inv, y, scale_amax, format, amax_out) writes for y, the plain
+// op's output in the compute dtype (so a producer-written operand is bit for bit the cast
+// one): scale_inv[1] = 1/s (NaN when a value was not finite), amax_out[1] (optional) =
+// max(amax_out, max |y|).
+struct Fp8Cast {
+  Tensor scale_amax, scale_inv, amax_out;
+  Fp8Format format = Fp8Format::E4M3;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -93,6 +104,9 @@ class Backend {
   // non-finite |in| then also makes scale_inv NaN (else it would merely saturate).
   virtual void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax,
                             Fp8Format f, Tensor amax_out) = 0;
+  // out_t[C,R] = in[R,C]^T, FP8 codes (u8): the transposed operand of a product from codes
+  // a producer wrote (Fp8Cast) row-major, moving one byte an element instead of two.
+  virtual void fp8_transpose(Tensor out_t, Tensor in) = 0;
   // Delayed scaling's bookkeeping for n tensors in one pass, after a training pass recorded
   // current: last = current; history[slot, :] = current where finite (else the slot keeps
   // its value: that pass is skipped and its GEMM falls back, and its NaN must not scale the
@@ -141,6 +155,10 @@ class Backend {
   virtual void swiglu_forward(Tensor out, Tensor gate_up) = 0;
   // dgate_up[N,2I] (=) from dout[N,I]
   virtual void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) = 0;
+  // The same two writing FP8 codes (u8 [N,I] and [N,2I]) as `cast` says (Fp8Cast): the down
+  // projection's input and gate_up's output gradient, without a bf16 copy and a cast pass.
+  virtual void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast) = 0;
+  virtual void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast) = 0;
 
   // ---- output head + cross-entropy, logits never kept ----
   // losses[N] (f32) = logsumexp(z) - z[target], z = x[N,C] @ weight[V,C]^T;

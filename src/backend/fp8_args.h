@@ -66,6 +66,33 @@ inline Rows quantize(Device dev, const Tensor& out, const Tensor& out_t, const T
   return {R, C};
 }
 
+// A producer op's Fp8Cast (backend.h) and its codes [R, C].
+inline void cast(Device dev, const char* op, const Fp8Cast& c, const Tensor& codes, int64_t R,
+                 int64_t C) {
+  expect(op, "codes", codes, dev, DType::U8);
+  check_shape(op, "codes", codes, {R, C});
+  scalar(op, "cast.scale_amax", c.scale_amax, dev);
+  scalar(op, "cast.scale_inv", c.scale_inv, dev);
+  TL_CHECK(c.scale_inv.data != c.scale_amax.data, op,
+           ": cast.scale_inv must not be cast.scale_amax");
+  if (!c.amax_out.empty()) {
+    scalar(op, "cast.amax_out", c.amax_out, dev);
+    TL_CHECK(c.amax_out.data != c.scale_amax.data && c.amax_out.data != c.scale_inv.data, op,
+             ": cast.amax_out must be neither cast.scale_amax nor cast.scale_inv");
+  }
+}
+
+// fp8_transpose(out_t, in): in's [R, C].
+inline Rows transpose(Device dev, const Tensor& out_t, const Tensor& in) {
+  const char* op = "fp8_transpose";
+  expect(op, "in", in, dev, DType::U8);
+  TL_CHECK(in.ndim() == 2, op, ": in must be [R, C] codes, got ", in.str());
+  expect(op, "out_t", out_t, dev, DType::U8);
+  check_shape(op, "out_t", out_t, {in.dim(1), in.dim(0)});
+  TL_CHECK(out_t.data != in.data || in.numel() == 0, op, ": out_t must not be in");
+  return {in.dim(0), in.dim(1)};
+}
+
 // fp8_matmul(out, a, b, a_scale_inv, b_scale_inv, fa, fb, accumulate): {N, M, K}.
 struct Product {
   int64_t N, M, K;

@@ -100,29 +100,55 @@ void Fp8Linears::cast(Tensor out, Tensor out_t, Tensor in, int l, LinearKind k, 
   be_.fp8_quantize(out, out_t, scale_inv(l, k, r), in, cur, f, Tensor());
 }
 
-void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w) {
-  const int64_t N = inp.dim(0), I = inp.dim(1), O = w.dim(0);
-  Tensor x8 = codes(0, {N, I}), w8 = codes(1, {O, I});
-  cast(x8, Tensor(), inp, l, k, kX, Fp8Format::E4M3, true);
+Fp8Cast Fp8Linears::input_cast(int l, LinearKind k, bool measure) const {
+  TL_ASSERT(producers_write_codes(l, k));
+  return {at(scale_amax_, l, k, kX), scale_inv(l, k, kX), measure ? at(current_, l, k, kX) : Tensor(),
+          Fp8Format::E4M3};
+}
+
+Fp8Cast Fp8Linears::grad_cast(int l, LinearKind k, bool measure) const {
+  TL_ASSERT(producers_write_codes(l, k));
+  return {at(scale_amax_, l, k, kDy), scale_inv(l, k, kDy),
+          measure ? at(current_, l, k, kDy) : Tensor(), Fp8Format::E5M2};
+}
+
+void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w, Tensor inp_codes) {
+  const Tensor& x = inp_codes.empty() ? inp : inp_codes;
+  const int64_t N = x.dim(0), I = x.dim(1), O = w.dim(0);
+  Tensor x8 = inp_codes;
+  if (x8.empty()) {
+    x8 = codes(0, {N, I});
+    cast(x8, Tensor(), inp, l, k, kX, Fp8Format::E4M3, true);
+  }
+  Tensor w8 = codes(1, {O, I});
   cast(w8, Tensor(), w, l, k, kW, Fp8Format::E4M3, true);
   be_.fp8_matmul(out, x8, w8, scale_inv(l, k, kX), scale_inv(l, k, kW), Fp8Format::E4M3,
                  Fp8Format::E4M3, false);
 }
 
 void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor dout, Tensor inp,
-                          Tensor w) {
-  const int64_t N = inp.dim(0), I = inp.dim(1), O = w.dim(0);
+                          Tensor w, Tensor inp_codes, Tensor dout_codes) {
+  const Tensor& x = inp_codes.empty() ? inp : inp_codes;
+  const int64_t N = x.dim(0), I = x.dim(1), O = w.dim(0);
   const Tensor sx = scale_inv(l, k, kX), sw = scale_inv(l, k, kW), sdy = scale_inv(l, k, kDy);
-  // dy in both layouts from one read of dout.
-  Tensor dy8 = codes(0, {N, O}), dyt8 = codes(2, {O, N});
-  cast(dy8, dyt8, dout, l, k, kDy, Fp8Format::E5M2, true);
+  // dy in both layouts: transposed from the producer's codes, or cast from one read of dout.
+  Tensor dy8 = dout_codes, dyt8 = codes(2, {O, N});
+  if (dy8.empty()) {
+    dy8 = codes(0, {N, O});
+    cast(dy8, dyt8, dout, l, k, kDy, Fp8Format::E5M2, true);
+  } else {
+    be_.fp8_transpose(dyt8, dy8);
+  }
   // dgrad: dinp[N,I] = dy8[N,O] . (W^T)[I,O]^T
   Tensor wt8 = codes(1, {I, O});
   cast(Tensor(), wt8, w, l, k, kW, Fp8Format::E4M3, false);
   be_.fp8_matmul(dinp, dy8, wt8, sdy, sw, Fp8Format::E5M2, Fp8Format::E4M3, false);
   // wgrad: dw[O,I] += (dy^T)[O,N] . (x^T)[I,N]^T
   Tensor xt8 = codes(1, {I, N});
-  cast(Tensor(), xt8, inp, l, k, kX, Fp8Format::E4M3, false);
+  if (inp_codes.empty())
+    cast(Tensor(), xt8, inp, l, k, kX, Fp8Format::E4M3, false);
+  else
+    be_.fp8_transpose(xt8, inp_codes);
   be_.fp8_matmul(dw, dyt8, xt8, sdy, sx, Fp8Format::E5M2, Fp8Format::E4M3, true);
 }
 

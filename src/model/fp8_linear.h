@@ -58,10 +58,26 @@ class Fp8Linears {
   // Device memory the codes of a micro-batch of N tokens take (three scratch buffers).
   static size_t scratch_bytes(const ModelConfig& cfg, int64_t N);
 
-  // out[N,O] = inp[N,I] @ w[O,I]^T
-  void forward(int layer, LinearKind k, Tensor out, Tensor inp, Tensor w);
-  // dinp[N,I] = dout[N,O] @ w; dw[O,I] (f32) += dout^T @ inp. inp and w as in the forward.
-  void backward(int layer, LinearKind k, Tensor dinp, Tensor dw, Tensor dout, Tensor inp, Tensor w);
+  // out[N,O] = inp[N,I] @ w[O,I]^T. inp_codes (u8 [N,I], optional): inp's codes as its
+  // producer wrote them with input_cast(); inp is then not read (and may be empty).
+  void forward(int layer, LinearKind k, Tensor out, Tensor inp, Tensor w, Tensor inp_codes = {});
+  // dinp[N,I] = dout[N,O] @ w; dw[O,I] (f32) += dout^T @ inp. inp, w and inp_codes as in the
+  // forward; dout_codes (u8 [N,O], optional): dout's codes as its producer wrote them with
+  // grad_cast() (dout is then not read). Codes given are transposed as codes (1 byte an
+  // element) for the products that need them K-contiguous.
+  void backward(int layer, LinearKind k, Tensor dinp, Tensor dw, Tensor dout, Tensor inp, Tensor w,
+                Tensor inp_codes = {}, Tensor dout_codes = {});
+
+  // Producers that write this linear's operands as codes themselves (Fp8Cast, backend.h):
+  // only under delayed scaling past its first pass (a scale from past amaxes is known before
+  // the values are) and while the GEMM runs in FP8. The casts: E4M3 for the input, E5M2 for
+  // the output gradient, at this tensor's scale; measure (the tensor's first write in a pass)
+  // records its amax.
+  bool producers_write_codes(int layer, LinearKind k) const {
+    return delayed_now() && enabled(layer, k);
+  }
+  Fp8Cast input_cast(int layer, LinearKind k, bool measure) const;
+  Fp8Cast grad_cast(int layer, LinearKind k, bool measure) const;
 
   // Whether this GEMM runs in FP8 (false once fall_back() moved it to the plain product).
   bool enabled(int layer, LinearKind k) const { return enabled_[slot(layer, k)]; }

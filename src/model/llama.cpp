@@ -151,19 +151,32 @@ LinearKind linear_kind(ParamKind k) {
 }
 }  // namespace
 
-void LlamaModel::linear_forward(ParamKind k, int l, Tensor out, Tensor inp) {
+void LlamaModel::linear_forward(ParamKind k, int l, Tensor out, Tensor inp, Tensor inp_codes) {
   if (fp8_ && fp8_->enabled(l, linear_kind(k)))
-    fp8_->forward(l, linear_kind(k), out, inp, w(k, l));
+    fp8_->forward(l, linear_kind(k), out, inp, w(k, l), inp_codes);
   else
     be_.matmul_forward(out, inp, w(k, l));
 }
 
-void LlamaModel::linear_backward(ParamKind k, int l, Tensor dinp, Tensor dout, Tensor inp) {
+void LlamaModel::linear_backward(ParamKind k, int l, Tensor dinp, Tensor dout, Tensor inp,
+                                 Tensor inp_codes, Tensor dout_codes) {
   if (fp8_ && fp8_->enabled(l, linear_kind(k)))
-    fp8_->backward(l, linear_kind(k), dinp, dw(k, l), dout, inp, w(k, l));
+    fp8_->backward(l, linear_kind(k), dinp, dw(k, l), dout, inp, w(k, l), inp_codes, dout_codes);
   else
     be_.matmul_backward(dinp, dw(k, l), dout, inp, w(k, l), false);
 }
+
+bool LlamaModel::producer_codes(ParamKind k, int l) const {
+  return fp8_ && fp8_->producers_write_codes(l, linear_kind(k));
+}
+
+namespace {
+// FP8 codes [rows, cols] in the memory of t (an activation of at least that many bytes).
+Tensor codes_in(const Tensor& t, int64_t rows, int64_t cols) {
+  TL_ASSERT(rows * cols <= t.numel() * int64_t(dtype_size(t.dtype)));
+  return Tensor(t.data, DType::U8, t.device, {rows, cols});
+}
+}  // namespace
 
 Tensor LlamaModel::compute_params() const {
   TL_CHECK(!opts_.provider, "compute_params: this model's weights live in its ParamProvider");
@@ -305,8 +318,15 @@ void LlamaModel::forward(int B, int T) {
                             a.res[size_t(2 * l)], a.proj, w(ParamKind::MlpNorm, l), eps);
     // MLP block: res[2l+2] = res[2l+1] + w_down(swiglu(w_gate_up(norm(res[2l+1]))))
     linear_forward(ParamKind::WGateUp, l, a.gate_up[size_t(l)], a.xn_m[size_t(l)]);
-    be_.swiglu_forward(a.sw[size_t(l)], a.gate_up[size_t(l)]);
-    linear_forward(ParamKind::WDown, l, a.proj, a.sw[size_t(l)]);
+    if (producer_codes(ParamKind::WDown, l)) {  // SwiGLU writes the down projection's codes
+      const Tensor sw8 = codes_in(a.sw[size_t(l)], N, cfg_.ffn_dim);
+      be_.swiglu_forward_fp8(sw8, a.gate_up[size_t(l)],
+                             fp8_->input_cast(l, LinearKind::Down, /*measure=*/true));
+      linear_forward(ParamKind::WDown, l, a.proj, Tensor(), sw8);
+    } else {
+      be_.swiglu_forward(a.sw[size_t(l)], a.gate_up[size_t(l)]);
+      linear_forward(ParamKind::WDown, l, a.proj, a.sw[size_t(l)]);
+    }
     unit_forward_begin(layer_unit(l + 1));  // the next unit's norm weight is read below
     const bool last = l + 1 == L;
     be_.add_rmsnorm_forward(a.res[size_t(2 * l + 2)], last ? a.xn_f : a.xn_a[size_t(l + 1)],
@@ -344,14 +364,29 @@ void LlamaModel::backward(int B, int T) {
   for (int l = L - 1; l >= 0; --l) {
     const size_t li = size_t(l);
     unit_backward_begin(layer_unit(l));
-    // MLP block
-    if (opts_.recompute) be_.swiglu_forward(a.sw[li], a.gate_up[li]);
-    linear_backward(ParamKind::WDown, l, a.dsw, a.dres, a.sw[li]);
-    be_.swiglu_backward(a.dgu, a.dsw, a.gate_up[li]);
+    // MLP block. Under delayed FP8 scaling SwiGLU's forward wrote the down projection's
+    // input codes and its backward writes gate_up's output-gradient codes (no bf16 copies).
+    const bool down8 = producer_codes(ParamKind::WDown, l);
+    const Tensor sw8 = down8 ? codes_in(a.sw[li], N, cfg_.ffn_dim) : Tensor();
+    if (opts_.recompute) {
+      if (down8)
+        be_.swiglu_forward_fp8(sw8, a.gate_up[li], fp8_->input_cast(l, LinearKind::Down, false));
+      else
+        be_.swiglu_forward(a.sw[li], a.gate_up[li]);
+    }
+    linear_backward(ParamKind::WDown, l, a.dsw, a.dres, down8 ? Tensor() : a.sw[li], sw8);
     if (opts_.recompute)
       be_.rmsnorm_forward(a.xn_m[li], a.rstd_m[li], a.res[2 * li + 1], w(ParamKind::MlpNorm, l),
                           eps);
-    linear_backward(ParamKind::WGateUp, l, a.dxn, a.dgu, a.xn_m[li]);
+    if (producer_codes(ParamKind::WGateUp, l)) {
+      const Tensor dgu8 = codes_in(a.dgu, N, 2 * int64_t(cfg_.ffn_dim));
+      be_.swiglu_backward_fp8(dgu8, a.dsw, a.gate_up[li],
+                              fp8_->grad_cast(l, LinearKind::GateUp, /*measure=*/true));
+      linear_backward(ParamKind::WGateUp, l, a.dxn, Tensor(), a.xn_m[li], Tensor(), dgu8);
+    } else {
+      be_.swiglu_backward(a.dgu, a.dsw, a.gate_up[li]);
+      linear_backward(ParamKind::WGateUp, l, a.dxn, a.dgu, a.xn_m[li]);
+    }
     be_.rmsnorm_backward(a.dres, dw(ParamKind::MlpNorm, l), a.dxn, a.res[2 * li + 1],
                          w(ParamKind::MlpNorm, l), a.rstd_m[li]);
     // attention block

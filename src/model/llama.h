@@ -91,9 +91,13 @@ class LlamaModel {
   void backward(int B, int T);
   LossSum read_losses(int B, int T, const int32_t* targets);
   Tensor w(ParamKind k, int layer = -1) const;  // compute-dtype weight view
-  // A layer's linear: FP8 when enabled for it, else the backend's matmul.
-  void linear_forward(ParamKind k, int layer, Tensor out, Tensor inp);
-  void linear_backward(ParamKind k, int layer, Tensor dinp, Tensor dout, Tensor inp);
+  // A layer's linear: FP8 when enabled for it, else the backend's matmul. The codes, when
+  // given, are the FP8 operands a producer wrote (Fp8Linears::forward / backward).
+  void linear_forward(ParamKind k, int layer, Tensor out, Tensor inp, Tensor inp_codes = {});
+  void linear_backward(ParamKind k, int layer, Tensor dinp, Tensor dout, Tensor inp,
+                       Tensor inp_codes = {}, Tensor dout_codes = {});
+  // Whether this linear's operands come as codes from their producers (FP8, delayed scaling).
+  bool producer_codes(ParamKind k, int layer) const;
   Tensor dw(ParamKind k, int layer = -1) const;  // f32 gradient view
   // ParamProvider hooks (no-ops without a provider).
   void unit_forward_begin(int u) {

@@ -308,6 +308,13 @@ class CpuBackend final : public Backend {
       if (!std::isfinite(m)) scale_inv.ptr<float>()[0] = std::numeric_limits<float>::quiet_NaN();
     }
   }
+  void fp8_transpose(Tensor out_t, Tensor in) override {
+    const auto [R, C] = fp8_args::transpose(Device::CPU, out_t, in);
+    const uint8_t* src = in.ptr<uint8_t>();
+    uint8_t* dst = out_t.ptr<uint8_t>();
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t c = 0; c < C; ++c) dst[c * R + r] = src[r * C + c];
+  }
   void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
                   Fp8Format fa, Fp8Format fb, bool accumulate) override {
     const auto [N, M, K] = fp8_args::matmul(Device::CPU, DType::F32, out, a, b, a_scale_inv,
@@ -444,6 +451,30 @@ class CpuBackend final : public Backend {
     ThreadScope ts(threads_);
     cpu::swiglu_backward(dgate_up.ptr<float>(), dout.ptr<float>(), gate_up.ptr<float>(),
                          leading(gate_up.shape).numel(), I);
+  }
+
+  // The FP8 producers: the plain op into f32, then the cast, which is what Fp8Cast promises.
+  void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast) override {
+    check_f32("swiglu_forward_fp8", "gate_up", gate_up);
+    check_rows("swiglu_forward_fp8", "gate_up", gate_up);
+    const int64_t N = leading(gate_up.shape).numel(), I = gate_up.dim(-1) / 2;
+    fp8_args::cast(Device::CPU, "swiglu_forward_fp8", cast, codes, N, I);
+    std::vector<float> y(static_cast<size_t>(N * I));
+    const Tensor t(y.data(), DType::F32, Device::CPU, {N, I});
+    swiglu_forward(t, gate_up.view({N, 2 * I}));
+    fp8_quantize(codes, Tensor(), cast.scale_inv, t, cast.scale_amax, cast.format, cast.amax_out);
+  }
+  void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast) override {
+    check_f32("swiglu_backward_fp8", "gate_up", gate_up);
+    check_rows("swiglu_backward_fp8", "gate_up", gate_up);
+    const int64_t N = leading(gate_up.shape).numel(), I2 = gate_up.dim(-1);
+    fp8_args::cast(Device::CPU, "swiglu_backward_fp8", cast, dcodes, N, I2);
+    std::vector<float> dy(static_cast<size_t>(N * I2));
+    const Tensor t(dy.data(), DType::F32, Device::CPU, {N, I2});
+    swiglu_backward(t, dout.numel() == N * (I2 / 2) ? dout.view({N, I2 / 2}) : dout,
+                    gate_up.view({N, I2}));
+    fp8_quantize(dcodes, Tensor(), cast.scale_inv, t, cast.scale_amax, cast.format,
+                 cast.amax_out);
   }
 
   // ---- output head + cross-entropy ----

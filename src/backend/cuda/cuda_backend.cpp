@@ -178,6 +178,10 @@ class CudaBackend final : public Backend {
     auto s = prof_->scope(ProfCat::Other);
     gpu::fp8_quantize(out, out_t, scale_inv, in, amax, f, amax_out, ctx_.stream);
   }
+  void fp8_transpose(Tensor out_t, Tensor in) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::fp8_transpose(out_t, in, ctx_.stream);
+  }
   void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
                   Fp8Format fa, Fp8Format fb, bool accumulate) override {
     auto s = prof_->scope(ProfCat::Matmul);
@@ -227,6 +231,14 @@ class CudaBackend final : public Backend {
   void swiglu_forward(Tensor out, Tensor gate_up) override {
     auto s = prof_->scope(ProfCat::Other);
     gpu::swiglu_forward(out, gate_up, ctx_.stream);
+  }
+  void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::swiglu_forward_fp8(codes, gate_up, cast, ctx_.stream);
+  }
+  void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::swiglu_backward_fp8(dcodes, dout, gate_up, cast, ctx_.stream);
   }
   void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) override {
     auto s = prof_->scope(ProfCat::Other);

@@ -13,6 +13,7 @@
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/ops.h"
+#include "backend/cuda/fp8_codes.cuh"
 #include "backend/cuda/vec.cuh"
 #include "backend/fp8_args.h"
 
@@ -21,94 +22,7 @@ namespace tl::gpu {
 namespace {
 
 constexpr int kTile = 32, kRowsPerPass = 8;  // element-wise quantize: 32 x 32 tiles, 32 x 8 threads
-constexpr int kVec = 8;                      // vectorized paths: 8 elements a thread
 constexpr int kTT = 64, kTTStride = kTT + 4, kTTThreads = 256;  // vectorized transposes
-
-// What every quantize kernel takes besides its input.
-struct QuantizeArgs {
-  uint8_t* out;    // null, or the codes [R, C]
-  uint8_t* out_t;  // null, or the codes [C, R]
-  float* scale_inv;
-  const float* amax;   // the scale's amax
-  unsigned* amax_out;  // null, or where |in|'s max is recorded (atomicMax of bits)
-  __nv_fp8_interpretation_t fmt;
-  float fp8_max;
-};
-
-__device__ __forceinline__ unsigned abs_bits(float x) { return __float_as_uint(fabsf(x)); }
-
-// The block's max of m, valid in thread 0 of the block (others get their warp's). Every
-// thread of the block must call it (it synchronizes), and at most once a kernel.
-__device__ unsigned block_max(unsigned m) {
-  __shared__ unsigned warp_maxes[32];
-  const int tid = threadIdx.x + threadIdx.y * blockDim.x;
-  const int lane = tid % kWarp, warp = tid / kWarp, n_warps = int(blockDim.x * blockDim.y) / kWarp;
-  m = warp_max(m);
-  if (lane == 0) warp_maxes[warp] = m;
-  __syncthreads();
-  if (warp == 0) m = warp_max(lane < n_warps ? warp_maxes[lane] : 0u);
-  return m;
-}
-
-constexpr unsigned kInfBits = 0x7f800000u, kNanBits = 0x7fc00000u;
-
-__device__ __forceinline__ bool first_thread() { return threadIdx.x == 0 && threadIdx.y == 0; }
-
-// *out = max(*out, the block's max of m) as bits.
-__device__ void block_record_max(unsigned* out, unsigned m) {
-  m = block_max(m);
-  if (first_thread() && m != 0) atomicMax(out, m);
-}
-
-// core/fp8.cpp's fp8_scale_for_amax (margin 0), with the same float operations.
-__device__ __forceinline__ float scale_for_amax(float amax, float fp8_max) {
-  if (!isfinite(amax)) return 0.0f;
-  if (amax <= 0.0f) return 1.0f;
-  return fminf(__fdiv_rn(fp8_max, amax), kFp8MaxScale);
-}
-
-__device__ __forceinline__ uint8_t quantize1(float x, float s, __nv_fp8_interpretation_t fmt) {
-  return __nv_cvt_float_to_fp8(x * s, __NV_SATFINITE, fmt);
-}
-
-template <class T>
-__device__ __forceinline__ Vec<uint8_t, kVec> quantize8(const Vec<T, kVec>& v, float s,
-                                                        __nv_fp8_interpretation_t fmt,
-                                                        unsigned& m) {
-  Vec<uint8_t, kVec> q;
-#pragma unroll
-  for (int k = 0; k < kVec; ++k) {
-    const float x = to_f32(v.v[k]);
-    m = max(m, abs_bits(x));
-    q.v[k] = quantize1(x, s, fmt);
-  }
-  return q;
-}
-
-__device__ __forceinline__ float inverse(float s) {
-  return s > 0.0f ? __fdiv_rn(1.0f, s) : __uint_as_float(kNanBits);
-}
-
-// The scale from *a.amax. Without amax_out the first thread of the grid writes scale_inv.
-__device__ __forceinline__ float begin_quantize(const QuantizeArgs& a) {
-  const float s = scale_for_amax(*a.amax, a.fp8_max);
-  if (!a.amax_out && blockIdx.x == 0 && blockIdx.y == 0 && first_thread())
-    *a.scale_inv = inverse(s);
-  return s;
-}
-
-// With amax_out (a scale from other passes' amaxes, so a non-finite value here would only
-// saturate): the block's max goes to amax_out, and scale_inv (zeroed by the launcher) takes
-// 1/s, or NaN from any block that saw a non-finite value, so the product is NaN and the step
-// skipped, as under current scaling. Every block does this (atomicMax of bits: NaN wins).
-__device__ __forceinline__ void end_quantize(const QuantizeArgs& a, float s, unsigned m) {
-  if (!a.amax_out) return;
-  m = block_max(m);
-  if (!first_thread()) return;
-  if (m != 0) atomicMax(a.amax_out, m);
-  atomicMax(reinterpret_cast<unsigned*>(a.scale_inv),
-            m >= kInfBits ? kNanBits : __float_as_uint(inverse(s)));
-}
 
 // ---- amax ----
 
@@ -231,6 +145,50 @@ __global__ void __launch_bounds__(kTTThreads)
       make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+// ---- transposes of codes ----
+
+// out_t[C,R] = in[R,C] (u8), element by element through a 32 x 32 tile (any shape).
+__global__ void transpose_u8_kernel(uint8_t* out_t, const uint8_t* in, int64_t R, int64_t C) {
+  __shared__ uint8_t tile[kTile][kTile + 1];
+  const int64_t c0 = int64_t(blockIdx.x) * kTile, r0 = int64_t(blockIdx.y) * kTile;
+  for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
+    const int64_t r = r0 + j, c = c0 + threadIdx.x;
+    if (r < R && c < C) tile[j][threadIdx.x] = in[r * C + c];
+  }
+  __syncthreads();
+  for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
+    const int64_t c = c0 + j, r = r0 + threadIdx.x;
+    if (c < C && r < R) out_t[c * R + r] = tile[threadIdx.x][j];
+  }
+}
+
+// The same for C % 16 == 0, R % 16 == 0 and 16-byte aligned operands: 64 x 64 tiles, a
+// 16-byte load a thread (4 threads a row), stores as quantize_t_vec_kernel's.
+__global__ void __launch_bounds__(kTTThreads)
+    transpose_u8_vec_kernel(uint8_t* out_t, const uint8_t* in, int64_t R, int64_t C) {
+  __shared__ __align__(16) uint8_t tile[kTT * kTTStride];  // [row r - r0][column c - c0]
+  const int t = threadIdx.x;
+  const int64_t c0 = int64_t(blockIdx.x) * kTT, r0 = int64_t(blockIdx.y) * kTT;
+  const int j = t / 4, cv = (t % 4) * 16;
+  if (r0 + j < R && c0 + cv < C) {
+    const uint4 v = *reinterpret_cast<const uint4*>(in + (r0 + j) * C + c0 + cv);
+    uint32_t* dst = reinterpret_cast<uint32_t*>(tile + j * kTTStride + cv);  // 4-byte aligned
+    dst[0] = v.x, dst[1] = v.y, dst[2] = v.z, dst[3] = v.w;
+  }
+  __syncthreads();
+  const int c = t / 4, k = t % 4;  // output row c0 + c, its rows r0 + 16k .. + 15
+  if (c0 + c >= C || r0 + 16 * k >= R) return;
+  uint32_t w[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    w[q] = 0;
+#pragma unroll
+    for (int b = 0; b < 4; ++b)
+      w[q] |= uint32_t(tile[(16 * k + 4 * q + b) * kTTStride + c]) << (8 * b);
+  }
+  *reinterpret_cast<uint4*>(out_t + (c0 + c) * R + r0 + 16 * k) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 // ---- delayed scaling ----
 
 // One thread a tensor: last[i] = current[i]; history[slot, i] = current[i] where finite
@@ -313,6 +271,23 @@ void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor 
       quantize_kernel<<<grid, dim3(kTile, kRowsPerPass), 0, stream>>>(a, src, R, C);
     }
   });
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+void fp8_transpose(Tensor out_t, Tensor in, cudaStream_t stream) {
+  const fp8_args::Rows rows = fp8_args::transpose(Device::CUDA, out_t, in);
+  const int64_t R = rows.R, C = rows.C;
+  if (R == 0 || C == 0) return;
+  const bool vec = aligned16(in.data) && aligned16(out_t.data) && C % 16 == 0 && R % 16 == 0;
+  const int tile = vec ? kTT : kTile;
+  TL_CHECK(ceil_div(R, tile) <= 65535, "fp8_transpose: ", R, " rows are more than one launch covers");
+  const dim3 grid(unsigned(ceil_div(C, tile)), unsigned(ceil_div(R, tile)));
+  if (vec)
+    transpose_u8_vec_kernel<<<grid, kTTThreads, 0, stream>>>(out_t.ptr<uint8_t>(),
+                                                             in.ptr<uint8_t>(), R, C);
+  else
+    transpose_u8_kernel<<<grid, dim3(kTile, kRowsPerPass), 0, stream>>>(out_t.ptr<uint8_t>(),
+                                                                       in.ptr<uint8_t>(), R, C);
   TL_CUDA_LAUNCH_CHECK();
 }
 

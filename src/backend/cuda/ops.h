@@ -28,6 +28,7 @@ void gemv(Tensor out, Tensor x, Tensor w, cudaStream_t stream);
 void amax(Tensor out, Tensor in, cudaStream_t stream);
 void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
                   Tensor amax_out, cudaStream_t stream);
+void fp8_transpose(Tensor out_t, Tensor in, cudaStream_t stream);
 void fp8_amax_roll(Tensor history, Tensor current, Tensor scale_amax, Tensor last, int64_t slot,
                    cudaStream_t stream);
 
@@ -60,6 +61,9 @@ void rope(Tensor qkv, Tensor cos, Tensor sin, int n_head, int n_kv_head, int pos
 void swiglu_forward(Tensor out, Tensor gate_up, cudaStream_t stream);
 // dgate_up[N,2I] (=) from dout[N,I] and gate_up[N,2I]
 void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up, cudaStream_t stream);
+void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast, cudaStream_t stream);
+void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast,
+                         cudaStream_t stream);
 
 // ---- cross_entropy.cu ----
 // One chunk of the fused head: logits[n,V] (bf16) -> losses[n] (f32, 0 where targets < 0),

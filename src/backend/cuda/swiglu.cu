@@ -1,8 +1,12 @@
 // SwiGLU: out = silu(g) * u with g = gate_up[:, :I], u = gate_up[:, I:] side by side.
+#include <algorithm>
+
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
+#include "backend/cuda/fp8_codes.cuh"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/vec.cuh"
+#include "backend/fp8_args.h"
 
 namespace tl::gpu {
 
@@ -55,6 +59,73 @@ __global__ void swiglu_backward_kernel(bf16* dgate_up, const bf16* dout, const b
   store_vec<W>(d_row + I + i, du);
 }
 
+// The FP8 producers (Fp8Cast, backend.h): the kernels above, each value rounded to bf16 as
+// they store it, then cast as fp8_quantize casts it (the same codes, scale_inv and amax).
+// Thread = one W-wide slice of one row; every thread reaches end_quantize (no early exit).
+template <int W>
+__device__ __forceinline__ void put_codes(uint8_t* dst, const float (&y)[W], float s,
+                                          const QuantizeArgs& a, unsigned& m) {
+  Vec<uint8_t, W> q;
+#pragma unroll
+  for (int e = 0; e < W; ++e) {
+    const float v = to_f32(from_f32<bf16>(y[e]));
+    m = max(m, abs_bits(v));
+    q.v[e] = quantize1(v, s, a.fmt);
+  }
+  store_vec<W>(dst, q);
+}
+
+// a.out: codes [N,I] of silu(g) * u.
+template <int W>
+__global__ void swiglu_forward_fp8_kernel(QuantizeArgs a, const bf16* gate_up, int64_t N, int I) {
+  const float s = begin_quantize(a);
+  const int nv = I / W;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  unsigned m = 0;
+  if (idx < N * nv) {
+    const int64_t n = idx / nv;
+    const int i = int(idx % nv) * W;
+    const bf16* g_row = gate_up + n * 2 * I;
+    const Vec<bf16, W> g = load_vec<W>(g_row + i), u = load_vec<W>(g_row + I + i);
+    float y[W];
+#pragma unroll
+    for (int e = 0; e < W; ++e) {
+      const float gf = to_f32(g.v[e]);
+      y[e] = gf * sigmoid(gf) * to_f32(u.v[e]);
+    }
+    put_codes<W>(a.out + n * I + i, y, s, a, m);
+  }
+  end_quantize(a, s, m);
+}
+
+// a.out: codes [N,2I] of (dg | du).
+template <int W>
+__global__ void swiglu_backward_fp8_kernel(QuantizeArgs a, const bf16* dout, const bf16* gate_up,
+                                           int64_t N, int I) {
+  const float s = begin_quantize(a);
+  const int nv = I / W;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  unsigned m = 0;
+  if (idx < N * nv) {
+    const int64_t n = idx / nv;
+    const int i = int(idx % nv) * W;
+    const bf16* g_row = gate_up + n * 2 * I;
+    const Vec<bf16, W> g = load_vec<W>(g_row + i), u = load_vec<W>(g_row + I + i);
+    const Vec<bf16, W> dy = load_vec<W>(dout + n * I + i);
+    float dg[W], du[W];
+#pragma unroll
+    for (int e = 0; e < W; ++e) {
+      const float gf = to_f32(g.v[e]), uf = to_f32(u.v[e]), d = to_f32(dy.v[e]);
+      const float sg = sigmoid(gf);
+      dg[e] = d * uf * sg * (1.0f + gf * (1.0f - sg));
+      du[e] = d * gf * sg;
+    }
+    put_codes<W>(a.out + n * 2 * I + i, dg, s, a, m);
+    put_codes<W>(a.out + n * 2 * I + I + i, du, s, a, m);
+  }
+  end_quantize(a, s, m);
+}
+
 // ---- launchers ----
 
 // Checks gate_up [rows..., 2I] and out [rows..., I] (named out_name); returns I.
@@ -101,6 +172,58 @@ void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up, cudaStream_t 
     swiglu_backward_kernel<1><<<unsigned(ceil_div(N * I, kThreads)), kThreads, 0, stream>>>(
         dgate_up.ptr<bf16>(), dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
   }
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+// The FP8 producers: the plain ops' checks, the cast's, then one launch (at least one block,
+// so scale_inv is written even for no elements).
+static QuantizeArgs begin_fp8_cast(const Fp8Cast& c, Tensor codes, cudaStream_t stream) {
+  QuantizeArgs a = fp8_cast_args(c);
+  a.out = codes.ptr<uint8_t>();
+  if (a.amax_out) TL_CUDA_CHECK(cudaMemsetAsync(a.scale_inv, 0, sizeof(float), stream));
+  return a;
+}
+
+void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast, cudaStream_t stream) {
+  const char* op = "swiglu_forward_fp8";
+  check_cuda(op, "gate_up", gate_up, DType::BF16);
+  check_rows(op, "gate_up", gate_up);
+  TL_CHECK(gate_up.dim(-1) % 2 == 0, op, ": gate_up's last dimension must be 2 * I, got ",
+           gate_up.str());
+  check_int_range(op, "2I", gate_up.dim(-1));
+  const int64_t N = rows_of(gate_up);
+  const int I = int(gate_up.dim(-1) / 2);
+  fp8_args::cast(Device::CUDA, op, cast, codes, N, I);
+  const QuantizeArgs a = begin_fp8_cast(cast, codes, stream);
+  constexpr int kThreads = 256;
+  const bool vec = I % 8 == 0 && aligned16(codes.data) && aligned16(gate_up.data);
+  const int64_t threads = N * (vec ? I / 8 : I);
+  const auto blocks = unsigned(std::max<int64_t>(ceil_div(threads, kThreads), 1));
+  if (vec)
+    swiglu_forward_fp8_kernel<8><<<blocks, kThreads, 0, stream>>>(a, gate_up.ptr<bf16>(), N, I);
+  else
+    swiglu_forward_fp8_kernel<1><<<blocks, kThreads, 0, stream>>>(a, gate_up.ptr<bf16>(), N, I);
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast,
+                         cudaStream_t stream) {
+  const char* op = "swiglu_backward_fp8";
+  const int I = check_swiglu(op, "dout", dout, gate_up);
+  const int64_t N = rows_of(gate_up);
+  fp8_args::cast(Device::CUDA, op, cast, dcodes, N, 2 * int64_t(I));
+  const QuantizeArgs a = begin_fp8_cast(cast, dcodes, stream);
+  constexpr int kThreads = 256;
+  const bool vec =
+      I % 8 == 0 && aligned16(dcodes.data) && aligned16(dout.data) && aligned16(gate_up.data);
+  const int64_t threads = N * (vec ? I / 8 : I);
+  const auto blocks = unsigned(std::max<int64_t>(ceil_div(threads, kThreads), 1));
+  if (vec)
+    swiglu_backward_fp8_kernel<8>
+        <<<blocks, kThreads, 0, stream>>>(a, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+  else
+    swiglu_backward_fp8_kernel<1>
+        <<<blocks, kThreads, 0, stream>>>(a, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
   TL_CUDA_LAUNCH_CHECK();
 }
 
