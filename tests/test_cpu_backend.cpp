@@ -402,6 +402,34 @@ TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
           if (!overflow) EXPECT_GT(am[1], start);  // recorded: max with what it held
           for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);
         }
+        // RMSNorm (qkv's and gate_up's input), plain and with the residual add: inp = the
+        // first N x I values of gate_up, delta = dout, weight = the first I values of dout.
+        for (bool add : {false, true}) {
+          Tensor inp = gu_b.tensor(act, {N, I}), delta = dy_b.tensor(act, {N, I});
+          Tensor weight = s_b.tensor(act, {I}, 5 * 256), rstd = s_b.tensor(DType::F32, {N}, 6 * 256);
+          Tensor y = y_b.tensor(act, {N, I}), res = y_b.tensor(act, {N, I}, size_t(N * I) * 4);
+          backend_test::upload(*be, weight, std::vector<float>(dy.begin(), dy.begin() + I));
+          Tensor want = a_b.tensor(DType::U8, {N, I}), got = b_b.tensor(DType::U8, {N, I});
+          if (add)
+            be->add_rmsnorm_forward(res, y, rstd, inp, delta, weight, 1e-5f);
+          else
+            be->rmsnorm_forward(y, rstd, inp, weight, 1e-5f);
+          be->fp8_quantize(want, Tensor(), scalar(1), y, scalar(0), Fp8Format::E4M3, scalar(2));
+          be->rmsnorm_forward_fp8(add ? res : Tensor(), got, rstd, inp, add ? delta : Tensor(),
+                                  weight, 1e-5f, {scalar(0), scalar(3), scalar(4), Fp8Format::E4M3});
+          std::vector<uint8_t> w(size_t(N * I)), g(size_t(N * I));
+          be->download(w.data(), want);
+          be->download(g.data(), got);
+          EXPECT_EQ(g, w) << (add ? "add_rmsnorm" : "rmsnorm");
+          float si[2], am[2];
+          be->download(&si[0], scalar(1));
+          be->download(&si[1], scalar(3));
+          be->download(&am[0], scalar(2));
+          be->download(&am[1], scalar(4));
+          EXPECT_TRUE(si[1] == si[0] || (std::isnan(si[0]) && std::isnan(si[1]))) << si[1];
+          EXPECT_TRUE(am[1] == am[0] || (std::isnan(am[0]) && std::isnan(am[1])));
+          for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);
+        }
         // Refused: codes of the wrong shape, a missing scale.
         Tensor bad = a_b.tensor(DType::U8, {N, I + 1});
         EXPECT_THROW(

@@ -77,6 +77,11 @@ class Backend {
   virtual void add_rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor res_in,
                                    Tensor delta, Tensor weight, float eps) = 0;
   // dinp[N,C] (act) += dL/dinp; dweight[C] (f32) += sum_n dout * inp * rstd
+  // rmsnorm_forward (delta empty) or add_rmsnorm_forward (res_out, res_in = inp, delta)
+  // writing the normed output as FP8 codes (u8 [N,C]) as `cast` says (Fp8Cast): qkv's and
+  // gate_up's input, without a bf16 copy and a cast pass.
+  virtual void rmsnorm_forward_fp8(Tensor res_out, Tensor codes, Tensor rstd, Tensor inp,
+                                   Tensor delta, Tensor weight, float eps, Fp8Cast cast) = 0;
   virtual void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
                                 Tensor rstd) = 0;
 

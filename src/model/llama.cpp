@@ -178,6 +178,22 @@ Tensor codes_in(const Tensor& t, int64_t rows, int64_t cols) {
 }
 }  // namespace
 
+void LlamaModel::norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta,
+                      ParamKind norm_kind, int norm_layer, ParamKind consumer, int layer,
+                      bool measure) {
+  const Tensor weight = w(norm_kind, norm_layer);
+  const float eps = cfg_.norm_eps;
+  if (producer_codes(consumer, layer)) {
+    const int64_t C = cfg_.dim;
+    be_.rmsnorm_forward_fp8(res_out, codes_in(out, out.numel() / C, C), rstd, inp, delta, weight,
+                            eps, fp8_->input_cast(layer, linear_kind(consumer), measure));
+  } else if (delta.empty()) {
+    be_.rmsnorm_forward(out, rstd, inp, weight, eps);
+  } else {
+    be_.add_rmsnorm_forward(res_out, out, rstd, inp, delta, weight, eps);
+  }
+}
+
 Tensor LlamaModel::compute_params() const {
   TL_CHECK(!opts_.provider, "compute_params: this model's weights live in its ParamProvider");
   if (compute_params_.data() == nullptr) return params();
@@ -304,20 +320,27 @@ void LlamaModel::forward(int B, int T) {
   unit_forward_begin(0);
   be_.embedding_forward(a.res[0], w(ParamKind::Embed), a.tokens);
   unit_forward_begin(layer_unit(0));
-  be_.rmsnorm_forward(a.xn_a[0], a.rstd_a[0], a.res[0], w(ParamKind::AttnNorm, 0), eps);
+  // Under delayed FP8 scaling the norms write qkv's and gate_up's input codes themselves,
+  // and SwiGLU the down projection's (no bf16 copies, no cast passes): norm() below.
+  norm(Tensor(), a.xn_a[0], a.rstd_a[0], a.res[0], Tensor(), ParamKind::AttnNorm, 0,
+       ParamKind::Wqkv, 0, true);
   unit_forward_end(0);
   for (int l = 0; l < L; ++l) {
     const int64_t C = cfg_.dim;
+    const size_t li = size_t(l);
     // attention block: res[2l+1] = res[2l] + wo(attention(rope(wqkv(norm(res[2l])))))
-    linear_forward(ParamKind::Wqkv, l, a.qkv[size_t(l)].view({N, cfg_.qkv_dim()}),
-                   a.xn_a[size_t(l)]);
+    const bool qkv8 = producer_codes(ParamKind::Wqkv, l);
+    linear_forward(ParamKind::Wqkv, l, a.qkv[li].view({N, cfg_.qkv_dim()}),
+                   qkv8 ? Tensor() : a.xn_a[li], qkv8 ? codes_in(a.xn_a[li], N, C) : Tensor());
     be_.rope_forward(a.qkv[size_t(l)], cos, sin, H, K, 0);
     be_.attention_forward(a.att[size_t(l)], a.lse[size_t(l)], a.qkv[size_t(l)], H, K);
     linear_forward(ParamKind::Wo, l, a.proj, a.att[size_t(l)].view({N, C}));
-    be_.add_rmsnorm_forward(a.res[size_t(2 * l + 1)], a.xn_m[size_t(l)], a.rstd_m[size_t(l)],
-                            a.res[size_t(2 * l)], a.proj, w(ParamKind::MlpNorm, l), eps);
+    norm(a.res[2 * li + 1], a.xn_m[li], a.rstd_m[li], a.res[2 * li], a.proj, ParamKind::MlpNorm,
+         l, ParamKind::WGateUp, l, true);
     // MLP block: res[2l+2] = res[2l+1] + w_down(swiglu(w_gate_up(norm(res[2l+1]))))
-    linear_forward(ParamKind::WGateUp, l, a.gate_up[size_t(l)], a.xn_m[size_t(l)]);
+    const bool gu8 = producer_codes(ParamKind::WGateUp, l);
+    linear_forward(ParamKind::WGateUp, l, a.gate_up[li], gu8 ? Tensor() : a.xn_m[li],
+                   gu8 ? codes_in(a.xn_m[li], N, C) : Tensor());
     if (producer_codes(ParamKind::WDown, l)) {  // SwiGLU writes the down projection's codes
       const Tensor sw8 = codes_in(a.sw[size_t(l)], N, cfg_.ffn_dim);
       be_.swiglu_forward_fp8(sw8, a.gate_up[size_t(l)],
@@ -329,10 +352,12 @@ void LlamaModel::forward(int B, int T) {
     }
     unit_forward_begin(layer_unit(l + 1));  // the next unit's norm weight is read below
     const bool last = l + 1 == L;
-    be_.add_rmsnorm_forward(a.res[size_t(2 * l + 2)], last ? a.xn_f : a.xn_a[size_t(l + 1)],
-                            last ? a.rstd_f : a.rstd_a[size_t(l + 1)], a.res[size_t(2 * l + 1)],
-                            a.proj, last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1),
-                            eps);
+    if (last)  // the head's input stays bf16
+      be_.add_rmsnorm_forward(a.res[2 * li + 2], a.xn_f, a.rstd_f, a.res[2 * li + 1], a.proj,
+                              w(ParamKind::FinalNorm), eps);
+    else
+      norm(a.res[2 * li + 2], a.xn_a[li + 1], a.rstd_a[li + 1], a.res[2 * li + 1], a.proj,
+           ParamKind::AttnNorm, l + 1, ParamKind::Wqkv, l + 1, true);
     unit_forward_end(layer_unit(l));
   }
 }
@@ -350,7 +375,6 @@ void LlamaModel::head(bool with_grad, float loss_scale) {
 void LlamaModel::backward(int B, int T) {
   Acts& a = *acts_;
   const int L = cfg_.n_layers, H = cfg_.n_heads, K = cfg_.n_kv_heads;
-  const float eps = cfg_.norm_eps;
   const int64_t N = int64_t(B) * T, C = cfg_.dim;
   const int64_t half = cfg_.head_dim() / 2;
   Tensor cos = rope_cos_.tensor(DType::F32, {cfg_.max_seq_len, half});
@@ -376,13 +400,15 @@ void LlamaModel::backward(int B, int T) {
     }
     linear_backward(ParamKind::WDown, l, a.dsw, a.dres, down8 ? Tensor() : a.sw[li], sw8);
     if (opts_.recompute)
-      be_.rmsnorm_forward(a.xn_m[li], a.rstd_m[li], a.res[2 * li + 1], w(ParamKind::MlpNorm, l),
-                          eps);
-    if (producer_codes(ParamKind::WGateUp, l)) {
+      norm(Tensor(), a.xn_m[li], a.rstd_m[li], a.res[2 * li + 1], Tensor(), ParamKind::MlpNorm, l,
+           ParamKind::WGateUp, l, false);
+    const bool gu8 = producer_codes(ParamKind::WGateUp, l);
+    const Tensor xm8 = gu8 ? codes_in(a.xn_m[li], N, C) : Tensor();
+    if (gu8) {
       const Tensor dgu8 = codes_in(a.dgu, N, 2 * int64_t(cfg_.ffn_dim));
       be_.swiglu_backward_fp8(dgu8, a.dsw, a.gate_up[li],
                               fp8_->grad_cast(l, LinearKind::GateUp, /*measure=*/true));
-      linear_backward(ParamKind::WGateUp, l, a.dxn, Tensor(), a.xn_m[li], Tensor(), dgu8);
+      linear_backward(ParamKind::WGateUp, l, a.dxn, Tensor(), Tensor(), xm8, dgu8);
     } else {
       be_.swiglu_backward(a.dgu, a.dsw, a.gate_up[li]);
       linear_backward(ParamKind::WGateUp, l, a.dxn, a.dgu, a.xn_m[li]);
@@ -394,8 +420,11 @@ void LlamaModel::backward(int B, int T) {
     be_.attention_backward(a.dqkv, a.datt, a.qkv[li], a.att[li], a.lse[li], H, K);
     be_.rope_backward(a.dqkv, cos, sin, H, K, 0);
     if (opts_.recompute)
-      be_.rmsnorm_forward(a.xn_a[li], a.rstd_a[li], a.res[2 * li], w(ParamKind::AttnNorm, l), eps);
-    linear_backward(ParamKind::Wqkv, l, a.dxn, a.dqkv.view({N, cfg_.qkv_dim()}), a.xn_a[li]);
+      norm(Tensor(), a.xn_a[li], a.rstd_a[li], a.res[2 * li], Tensor(), ParamKind::AttnNorm, l,
+           ParamKind::Wqkv, l, false);
+    const bool qkv8 = producer_codes(ParamKind::Wqkv, l);
+    linear_backward(ParamKind::Wqkv, l, a.dxn, a.dqkv.view({N, cfg_.qkv_dim()}),
+                    qkv8 ? Tensor() : a.xn_a[li], qkv8 ? codes_in(a.xn_a[li], N, C) : Tensor());
     be_.rmsnorm_backward(a.dres, dw(ParamKind::AttnNorm, l), a.dxn, a.res[2 * li],
                          w(ParamKind::AttnNorm, l), a.rstd_a[li]);
     unit_backward_end(layer_unit(l));

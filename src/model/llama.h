@@ -98,6 +98,11 @@ class LlamaModel {
                        Tensor inp_codes = {}, Tensor dout_codes = {});
   // Whether this linear's operands come as codes from their producers (FP8, delayed scaling).
   bool producer_codes(ParamKind k, int layer) const;
+  // RMSNorm of inp (delta empty) or of res_out = inp + delta, into out, or into out's memory
+  // as the input codes of `consumer` in `layer` when its producers write codes (measure:
+  // record the amax; a recompute in the backward does not).
+  void norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta, ParamKind norm_kind,
+            int norm_layer, ParamKind consumer, int layer, bool measure);
   Tensor dw(ParamKind k, int layer = -1) const;  // f32 gradient view
   // ParamProvider hooks (no-ops without a provider).
   void unit_forward_begin(int u) {

@@ -454,6 +454,23 @@ class CpuBackend final : public Backend {
   }
 
   // The FP8 producers: the plain op into f32, then the cast, which is what Fp8Cast promises.
+  void rmsnorm_forward_fp8(Tensor res_out, Tensor codes, Tensor rstd, Tensor inp, Tensor delta,
+                           Tensor weight, float eps, Fp8Cast cast) override {
+    const char* op = delta.empty() ? "rmsnorm_forward_fp8" : "add_rmsnorm_forward_fp8";
+    check_f32(op, "inp", inp);
+    check_rows(op, "inp", inp);
+    const int64_t N = leading(inp.shape).numel(), C = inp.dim(-1);
+    TL_CHECK(N > 0 && C > 0, op, ": FP8 codes of an empty tensor");
+    fp8_args::cast(Device::CPU, op, cast, codes, N, C);
+    std::vector<float> y(static_cast<size_t>(N * C));
+    const Tensor t(y.data(), DType::F32, Device::CPU, inp.shape);
+    if (delta.empty())
+      rmsnorm_forward(t, rstd, inp, weight, eps);
+    else
+      add_rmsnorm_forward(res_out, t, rstd, inp, delta, weight, eps);
+    fp8_quantize(codes, Tensor(), cast.scale_inv, t.view({N, C}), cast.scale_amax, cast.format,
+                 cast.amax_out);
+  }
   void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast) override {
     check_f32("swiglu_forward_fp8", "gate_up", gate_up);
     check_rows("swiglu_forward_fp8", "gate_up", gate_up);

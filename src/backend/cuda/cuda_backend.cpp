@@ -142,6 +142,13 @@ class CudaBackend final : public Backend {
     auto s = prof_->scope(ProfCat::Other);
     gpu::rmsnorm_forward(res_out, out, rstd, res_in, delta, weight, eps, op, ctx_.stream);
   }
+  void rmsnorm_forward_fp8(Tensor res_out, Tensor codes, Tensor rstd, Tensor inp, Tensor delta,
+                           Tensor weight, float eps, Fp8Cast cast) override {
+    auto s = prof_->scope(ProfCat::Other);
+    gpu::rmsnorm_forward(res_out, codes, rstd, inp, delta, weight, eps,
+                         delta.empty() ? "rmsnorm_forward_fp8" : "add_rmsnorm_forward_fp8",
+                         ctx_.stream, &cast);
+  }
   void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
                         Tensor rstd) override {
     auto s = prof_->scope(ProfCat::Other);

@@ -43,8 +43,10 @@ void embedding_backward(Tensor dtable, Tensor dout, Tensor tokens, Scratch& scra
 // ---- rmsnorm.cu ----
 // out[N,C] = norm(x) * weight[C], rstd[N] (f32), x = inp[N,C], or with delta given:
 // res_out = bf16(res_in + delta) and x = res_out (one pass: the add fused with the norm).
+// With cast (Fp8Cast, backend.h): out is u8 codes [N,C] of the normed output instead.
 void rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta,
-                     Tensor weight, float eps, const char* op, cudaStream_t stream);
+                     Tensor weight, float eps, const char* op, cudaStream_t stream,
+                     const Fp8Cast* cast = nullptr);
 // dinp[N,C] (bf16) +=; dweight[C] (f32) += via per-block partials reduced in fixed order
 // (bitwise reproducible). Either output may be empty. sm_count sizes the grid.
 void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,

@@ -5,11 +5,14 @@
 // summed per block in registers, written as per-block partials, and reduced in a fixed
 // order by a second kernel: bitwise reproducible, no float atomics.
 #include <algorithm>
+#include <type_traits>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
+#include "backend/cuda/fp8_codes.cuh"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/vec.cuh"
+#include "backend/fp8_args.h"
 
 namespace tl::gpu {
 
@@ -20,12 +23,16 @@ namespace tl::gpu {
 // x = bf16(inp + delta) goes to res_out and the norm is taken of that rounded x (the value
 // the backward sees). out = weight * (x * rstd), as Hugging Face orders it. All loads
 // precede the stores, so res_out may alias inp. NV <= 4 keeps registers low (<= ~80) so
-// several blocks share an SM and enough loads are in flight.
-template <int W, int NV, bool ADD>
+// several blocks share an SM and enough loads are in flight. With FP8 the output goes to
+// q.out as codes instead (Fp8Cast: the bf16 value cast as fp8_quantize casts it).
+template <int W, int NV, bool ADD, bool FP8>
 __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, bf16* res_out, const bf16* inp,
                                        const bf16* delta, const bf16* weight, int64_t N, int C,
-                                       float eps, int wpr) {
+                                       float eps, int wpr, QuantizeArgs q) {
   __shared__ float shared[kWarp];
+  float s = 0;
+  unsigned m = 0;
+  if constexpr (FP8) s = begin_quantize(q);
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   const int team = wpr * kWarp;
   const int t = (warp % wpr) * kWarp + lane;
@@ -78,20 +85,37 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, bf16* res_out, co
     ss = 0;
     for (int w = first; w < first + wpr; ++w) ss += shared[w];
   }
-  if (!live) return;
-  const float r = 1.0f / sqrtf(ss / float(C) + eps);
-  if (t == 0) rstd[row] = r;
+  if constexpr (!FP8) {
+    if (!live) return;
+  }
+  if (live) {  // with FP8 every thread goes on to end_quantize's barrier
+    const float r = 1.0f / sqrtf(ss / float(C) + eps);
+    if (t == 0) rstd[row] = r;
 #pragma unroll
-  for (int k = 0; k < NV; ++k) {
-    const int j = t + k * team;
-    if (j < nv) {
-      const Vec<bf16, W> w = load_vec<W>(weight + j * W);
-      Vec<bf16, W> y;
+    for (int k = 0; k < NV; ++k) {
+      const int j = t + k * team;
+      if (j < nv) {
+        const Vec<bf16, W> w = load_vec<W>(weight + j * W);
+        Vec<bf16, W> y;
 #pragma unroll
-      for (int e = 0; e < W; ++e) y.v[e] = from_f32<bf16>(to_f32(w.v[e]) * (to_f32(x[k].v[e]) * r));
-      store_vec<W>(out + off + j * W, y);
+        for (int e = 0; e < W; ++e)
+          y.v[e] = from_f32<bf16>(to_f32(w.v[e]) * (to_f32(x[k].v[e]) * r));
+        if constexpr (FP8) {
+          Vec<uint8_t, W> c;
+#pragma unroll
+          for (int e = 0; e < W; ++e) {
+            const float v = to_f32(y.v[e]);
+            m = max(m, abs_bits(v));
+            c.v[e] = quantize1(v, s, q.fmt);
+          }
+          store_vec<W>(q.out + off + j * W, c);
+        } else {
+          store_vec<W>(out + off + j * W, y);
+        }
+      }
     }
   }
+  if constexpr (FP8) end_quantize(q, s, m);
 }
 
 // Block b: rows [b*rows_per_block, ...); thread t owns slices t, t+blockDim, ... (NV at most).
@@ -214,28 +238,31 @@ static int check_norm(const char* op, const char* out_name, const Tensor& out, c
 
 constexpr int kNormWarps = 8;  // forward: warps per block
 
-template <int W, int NV, bool ADD>
+template <int W, int NV, bool ADD, bool FP8>
 static void launch_forward(int wpr, bf16* out, float* rstd, bf16* res_out, const bf16* inp,
                            const bf16* delta, const bf16* weight, int64_t N, int C, float eps,
-                           cudaStream_t stream) {
+                           const QuantizeArgs& q, cudaStream_t stream) {
   const int rows_per_block = kNormWarps / wpr;
-  rmsnorm_forward_kernel<W, NV, ADD>
+  rmsnorm_forward_kernel<W, NV, ADD, FP8>
       <<<unsigned(ceil_div(N, rows_per_block)), kNormWarps * kWarp, 0, stream>>>(
-          out, rstd, res_out, inp, delta, weight, N, C, eps, wpr);
+          out, rstd, res_out, inp, delta, weight, N, C, eps, wpr, q);
   TL_CUDA_LAUNCH_CHECK();
 }
 
-template <int W, bool ADD>
+template <int W, bool ADD, bool FP8>
 static void dispatch_forward(int NV, int wpr, bf16* out, float* rstd, bf16* res_out,
                              const bf16* inp, const bf16* delta, const bf16* weight, int64_t N,
-                             int C, float eps, cudaStream_t s) {
+                             int C, float eps, const QuantizeArgs& q, cudaStream_t s) {
   switch (NV) {
     case 1:
-      return launch_forward<W, 1, ADD>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps, s);
+      return launch_forward<W, 1, ADD, FP8>(wpr, out, rstd, res_out, inp, delta, weight, N, C,
+                                            eps, q, s);
     case 2:
-      return launch_forward<W, 2, ADD>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps, s);
+      return launch_forward<W, 2, ADD, FP8>(wpr, out, rstd, res_out, inp, delta, weight, N, C,
+                                            eps, q, s);
     default:
-      return launch_forward<W, 4, ADD>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps, s);
+      return launch_forward<W, 4, ADD, FP8>(wpr, out, rstd, res_out, inp, delta, weight, N, C,
+                                            eps, q, s);
   }
 }
 
@@ -246,16 +273,37 @@ static int pow2_ceil(int64_t v) {
 }
 
 void rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta,
-                     Tensor weight, float eps, const char* op, cudaStream_t stream) {
-  const bool add = !delta.empty();
-  const int C = check_norm(op, "out", out, rstd, inp, weight);
+                     Tensor weight, float eps, const char* op, cudaStream_t stream,
+                     const Fp8Cast* cast) {
+  const bool add = !delta.empty(), fp8 = cast != nullptr;
+  check_cuda(op, "inp", inp, DType::BF16);
+  check_rows(op, "inp", inp);
+  const int64_t N = rows_of(inp);
+  if (fp8) {  // out: codes [N, C]; the rest as check_norm checks it
+    const int64_t Cw = inp.dim(-1);
+    check_int_range(op, "C", Cw);
+    TL_CHECK(N > 0 && Cw > 0, op, ": FP8 codes of an empty tensor");
+    fp8_args::cast(Device::CUDA, op, *cast, out, N, Cw);
+    check_cuda(op, "weight", weight, DType::BF16);
+    check_shape(op, "weight", weight, Shape{Cw});
+    check_cuda(op, "rstd", rstd, DType::F32);
+    check_shape(op, "rstd", rstd, leading(inp.shape));
+  } else {
+    check_norm(op, "out", out, rstd, inp, weight);
+  }
+  const int C = int(inp.dim(-1));
   if (add) {
     check_cuda(op, "delta", delta, DType::BF16);
     check_shape(op, "delta", delta, inp.shape);
     check_cuda(op, "res_out", res_out, DType::BF16);
     check_shape(op, "res_out", res_out, inp.shape);
   }
-  const int64_t N = rows_of(inp);
+  QuantizeArgs q{};
+  if (fp8) {
+    q = fp8_cast_args(*cast);
+    q.out = out.ptr<uint8_t>();
+    if (q.amax_out) TL_CUDA_CHECK(cudaMemsetAsync(q.scale_inv, 0, sizeof(float), stream));
+  }
   if (N == 0 || C == 0) return;
   const bool vec = C % 8 == 0 && aligned16(out.data) && aligned16(inp.data) &&
                    aligned16(weight.data) &&
@@ -269,13 +317,27 @@ void rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor
            " with C % 8 == 0 and 16-byte aligned tensors, else ", 4 * kNormWarps * kWarp, ")");
   bf16* ro = add ? res_out.ptr<bf16>() : nullptr;
   const bf16* d = add ? delta.ptr<bf16>() : nullptr;
-  bf16* o = out.ptr<bf16>();
+  bf16* o = fp8 ? nullptr : out.ptr<bf16>();
   const bf16 *x = inp.ptr<bf16>(), *w = weight.ptr<bf16>();
   float* r = rstd.ptr<float>();
-  if (vec && add) dispatch_forward<8, true>(NV, wpr, o, r, ro, x, d, w, N, C, eps, stream);
-  if (vec && !add) dispatch_forward<8, false>(NV, wpr, o, r, ro, x, d, w, N, C, eps, stream);
-  if (!vec && add) dispatch_forward<1, true>(NV, wpr, o, r, ro, x, d, w, N, C, eps, stream);
-  if (!vec && !add) dispatch_forward<1, false>(NV, wpr, o, r, ro, x, d, w, N, C, eps, stream);
+  const auto go = [&](auto vec_c, auto add_c, auto fp8_c) {
+    constexpr int kW = decltype(vec_c)::value ? 8 : 1;
+    dispatch_forward<kW, decltype(add_c)::value, decltype(fp8_c)::value>(NV, wpr, o, r, ro, x, d,
+                                                                         w, N, C, eps, q, stream);
+  };
+  using T = std::true_type;
+  using F = std::false_type;
+  if (fp8) {
+    if (vec && add) go(T{}, T{}, T{});
+    if (vec && !add) go(T{}, F{}, T{});
+    if (!vec && add) go(F{}, T{}, T{});
+    if (!vec && !add) go(F{}, F{}, T{});
+  } else {
+    if (vec && add) go(T{}, T{}, F{});
+    if (vec && !add) go(T{}, F{}, F{});
+    if (!vec && add) go(F{}, T{}, F{});
+    if (!vec && !add) go(F{}, F{}, F{});
+  }
 }
 
 template <int W, int NV>
