@@ -364,6 +364,11 @@ TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
         Buffer gu_b(*be, big), dy_b(*be, big), y_b(*be, big), a_b(*be, big), b_b(*be, big);
         Buffer s_b(*be, 8 * 256);
         auto scalar = [&](int i) { return s_b.tensor(DType::F32, {1}, size_t(i) * 256); };
+        auto read = [&](int i) {
+          float x = 0;
+          be->download(&x, scalar(i));
+          return x;
+        };
         Tensor gate_up = gu_b.tensor(act, {N, 2 * I}), dout = dy_b.tensor(act, {N, I});
         backend_test::upload(*be, gate_up, gu);
         backend_test::upload(*be, dout, dy);
@@ -390,11 +395,7 @@ TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
           be->download(w.data(), want);
           be->download(g.data(), got);
           EXPECT_EQ(g, w) << (backward ? "backward" : "forward");
-          float si[2], am[2];
-          be->download(&si[0], scalar(1));
-          be->download(&si[1], scalar(3));
-          be->download(&am[0], scalar(2));
-          be->download(&am[1], scalar(4));
+          const float si[2] = {read(1), read(3)}, am[2] = {read(2), read(4)};
           EXPECT_EQ(std::isnan(si[1]), overflow) << si[1];
           if (!overflow) EXPECT_EQ(si[1], si[0]);
           EXPECT_TRUE(am[1] == am[0] || (std::isnan(am[0]) && std::isnan(am[1])))
@@ -406,7 +407,8 @@ TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
         // first N x I values of gate_up, delta = dout, weight = the first I values of dout.
         for (bool add : {false, true}) {
           Tensor inp = gu_b.tensor(act, {N, I}), delta = dy_b.tensor(act, {N, I});
-          Tensor weight = s_b.tensor(act, {I}, 5 * 256), rstd = s_b.tensor(DType::F32, {N}, 6 * 256);
+          Tensor weight = s_b.tensor(act, {I}, 5 * 256),
+                 rstd = s_b.tensor(DType::F32, {N}, 6 * 256);
           Tensor y = y_b.tensor(act, {N, I}), res = y_b.tensor(act, {N, I}, size_t(N * I) * 4);
           backend_test::upload(*be, weight, std::vector<float>(dy.begin(), dy.begin() + I));
           Tensor want = a_b.tensor(DType::U8, {N, I}), got = b_b.tensor(DType::U8, {N, I});
@@ -416,16 +418,13 @@ TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
             be->rmsnorm_forward(y, rstd, inp, weight, 1e-5f);
           be->fp8_quantize(want, Tensor(), scalar(1), y, scalar(0), Fp8Format::E4M3, scalar(2));
           be->rmsnorm_forward_fp8(add ? res : Tensor(), got, rstd, inp, add ? delta : Tensor(),
-                                  weight, 1e-5f, {scalar(0), scalar(3), scalar(4), Fp8Format::E4M3});
+                                  weight, 1e-5f,
+                                  {scalar(0), scalar(3), scalar(4), Fp8Format::E4M3});
           std::vector<uint8_t> w(size_t(N * I)), g(size_t(N * I));
           be->download(w.data(), want);
           be->download(g.data(), got);
           EXPECT_EQ(g, w) << (add ? "add_rmsnorm" : "rmsnorm");
-          float si[2], am[2];
-          be->download(&si[0], scalar(1));
-          be->download(&si[1], scalar(3));
-          be->download(&am[0], scalar(2));
-          be->download(&am[1], scalar(4));
+          const float si[2] = {read(1), read(3)}, am[2] = {read(2), read(4)};
           EXPECT_TRUE(si[1] == si[0] || (std::isnan(si[0]) && std::isnan(si[1]))) << si[1];
           EXPECT_TRUE(am[1] == am[0] || (std::isnan(am[0]) && std::isnan(am[1])));
           for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);

@@ -335,8 +335,8 @@ void LlamaModel::forward(int B, int T) {
     be_.rope_forward(a.qkv[size_t(l)], cos, sin, H, K, 0);
     be_.attention_forward(a.att[size_t(l)], a.lse[size_t(l)], a.qkv[size_t(l)], H, K);
     linear_forward(ParamKind::Wo, l, a.proj, a.att[size_t(l)].view({N, C}));
-    norm(a.res[2 * li + 1], a.xn_m[li], a.rstd_m[li], a.res[2 * li], a.proj, ParamKind::MlpNorm,
-         l, ParamKind::WGateUp, l, true);
+    norm(a.res[2 * li + 1], a.xn_m[li], a.rstd_m[li], a.res[2 * li], a.proj, ParamKind::MlpNorm, l,
+         ParamKind::WGateUp, l, true);
     // MLP block: res[2l+2] = res[2l+1] + w_down(swiglu(w_gate_up(norm(res[2l+1]))))
     const bool gu8 = producer_codes(ParamKind::WGateUp, l);
     linear_forward(ParamKind::WGateUp, l, a.gate_up[li], gu8 ? Tensor() : a.xn_m[li],

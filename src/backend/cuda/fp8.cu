@@ -101,12 +101,31 @@ __global__ void quantize_vec_kernel(QuantizeArgs a, const T* in, int64_t n) {
   end_quantize(a, s, m);
 }
 
+// The stores of a 64 x 64 tile of codes (tile[row][column], row stride kTTStride) to
+// out_t[C,R] transposed: thread t (of 256) writes 16 codes of output row c0 + t/4, its rows
+// r0 + 16 (t%4) .. + 15, as one 16-byte store, so a warp writes 8 runs of 64 contiguous
+// bytes. R % 16 == 0 and out_t 16-byte aligned.
+__device__ __forceinline__ void store_tile_column(uint8_t* out_t, const uint8_t* tile, int t,
+                                                  int64_t R, int64_t C, int64_t r0, int64_t c0) {
+  const int c = t / 4, k = t % 4;
+  if (c0 + c >= C || r0 + 16 * k >= R) return;
+  uint32_t w[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    w[q] = 0;
+#pragma unroll
+    for (int b = 0; b < 4; ++b)
+      w[q] |= uint32_t(tile[(16 * k + 4 * q + b) * kTTStride + c]) << (8 * b);
+  }
+  *reinterpret_cast<uint4*>(out_t + (c0 + c) * R + r0 + 16 * k) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 // quantize_kernel with out_t, for C % 8 == 0, R % 16 == 0 and 16-byte aligned operands: a
 // block of 256 threads takes a 64 x 64 tile. Loads: 8 threads a row, 16 bytes of bf16 each,
 // the codes into shared memory (row stride 68 bytes: the column reads below hit each bank at
 // most twice) and, with out, straight to out (8 bytes a thread). Stores of out_t: 4 threads
 // an output row (a column of the tile), 16 codes each, so a warp writes 8 runs of 64
-// contiguous bytes.
+// contiguous bytes (store_tile_column).
 template <class T>
 __global__ void __launch_bounds__(kTTThreads)
     quantize_t_vec_kernel(QuantizeArgs a, const T* in, int64_t R, int64_t C) {
@@ -131,18 +150,7 @@ __global__ void __launch_bounds__(kTTThreads)
     }
   end_quantize(a, s, m);
   __syncthreads();
-  const int c = t / 4, k = t % 4;  // output row c0 + c, its rows r0 + 16k .. + 15
-  if (c0 + c >= C || r0 + 16 * k >= R) return;
-  uint32_t w[4];
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    w[q] = 0;
-#pragma unroll
-    for (int b = 0; b < 4; ++b)
-      w[q] |= uint32_t(tile[(16 * k + 4 * q + b) * kTTStride + c]) << (8 * b);
-  }
-  *reinterpret_cast<uint4*>(a.out_t + (c0 + c) * R + r0 + 16 * k) =
-      make_uint4(w[0], w[1], w[2], w[3]);
+  store_tile_column(a.out_t, tile, t, R, C, r0, c0);
 }
 
 // ---- transposes of codes ----
@@ -176,17 +184,7 @@ __global__ void __launch_bounds__(kTTThreads)
     dst[0] = v.x, dst[1] = v.y, dst[2] = v.z, dst[3] = v.w;
   }
   __syncthreads();
-  const int c = t / 4, k = t % 4;  // output row c0 + c, its rows r0 + 16k .. + 15
-  if (c0 + c >= C || r0 + 16 * k >= R) return;
-  uint32_t w[4];
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    w[q] = 0;
-#pragma unroll
-    for (int b = 0; b < 4; ++b)
-      w[q] |= uint32_t(tile[(16 * k + 4 * q + b) * kTTStride + c]) << (8 * b);
-  }
-  *reinterpret_cast<uint4*>(out_t + (c0 + c) * R + r0 + 16 * k) = make_uint4(w[0], w[1], w[2], w[3]);
+  store_tile_column(out_t, tile, t, R, C, r0, c0);
 }
 
 // ---- delayed scaling ----

@@ -255,14 +255,14 @@ static void dispatch_forward(int NV, int wpr, bf16* out, float* rstd, bf16* res_
                              int C, float eps, const QuantizeArgs& q, cudaStream_t s) {
   switch (NV) {
     case 1:
-      return launch_forward<W, 1, ADD, FP8>(wpr, out, rstd, res_out, inp, delta, weight, N, C,
-                                            eps, q, s);
+      return launch_forward<W, 1, ADD, FP8>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps,
+                                            q, s);
     case 2:
-      return launch_forward<W, 2, ADD, FP8>(wpr, out, rstd, res_out, inp, delta, weight, N, C,
-                                            eps, q, s);
+      return launch_forward<W, 2, ADD, FP8>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps,
+                                            q, s);
     default:
-      return launch_forward<W, 4, ADD, FP8>(wpr, out, rstd, res_out, inp, delta, weight, N, C,
-                                            eps, q, s);
+      return launch_forward<W, 4, ADD, FP8>(wpr, out, rstd, res_out, inp, delta, weight, N, C, eps,
+                                            q, s);
   }
 }
 
@@ -322,8 +322,8 @@ void rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor
   float* r = rstd.ptr<float>();
   const auto go = [&](auto vec_c, auto add_c, auto fp8_c) {
     constexpr int kW = decltype(vec_c)::value ? 8 : 1;
-    dispatch_forward<kW, decltype(add_c)::value, decltype(fp8_c)::value>(NV, wpr, o, r, ro, x, d,
-                                                                         w, N, C, eps, q, stream);
+    dispatch_forward<kW, decltype(add_c)::value, decltype(fp8_c)::value>(NV, wpr, o, r, ro, x, d, w,
+                                                                         N, C, eps, q, stream);
   };
   using T = std::true_type;
   using F = std::false_type;
