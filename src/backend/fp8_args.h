@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 
+#include "backend/backend.h"
 #include "core/fp8.h"
 #include "core/tensor.h"
 
@@ -34,6 +35,23 @@ struct Rows {
   int64_t R, C;
 };
 
+// A cast's scalars, each f32 [1]: the amax its scale comes from, scale_inv (written) and
+// amax_out (optional, recorded), three different tensors (names: how messages call them).
+struct ScaleNames {
+  const char *amax, *scale_inv, *amax_out;
+};
+inline void scales(Device dev, const char* op, ScaleNames n, const Tensor& amax,
+                   const Tensor& scale_inv, const Tensor& amax_out) {
+  scalar(op, n.amax, amax, dev);
+  scalar(op, n.scale_inv, scale_inv, dev);
+  TL_CHECK(scale_inv.data != amax.data, op, ": ", n.scale_inv, " must not be ", n.amax,
+           " (the scale would change while codes are written)");
+  if (amax_out.empty()) return;
+  scalar(op, n.amax_out, amax_out, dev);
+  TL_CHECK(amax_out.data != amax.data && amax_out.data != scale_inv.data, op, ": ", n.amax_out,
+           " must be neither ", n.amax, " nor ", n.scale_inv);
+}
+
 // fp8_quantize(out, out_t, scale_inv, in, amax, f, amax_out): in's [R, C]. out [R, C] and
 // out_t [C, R] are each optional, but not both absent.
 inline Rows quantize(Device dev, const Tensor& out, const Tensor& out_t, const Tensor& scale_inv,
@@ -54,15 +72,7 @@ inline Rows quantize(Device dev, const Tensor& out, const Tensor& out_t, const T
     check_shape(op, "out_t", out_t, {C, R});
     TL_CHECK(out.empty() || out.data != out_t.data, op, ": out and out_t must not be one buffer");
   }
-  scalar(op, "amax", amax, dev);
-  scalar(op, "scale_inv", scale_inv, dev);
-  TL_CHECK(scale_inv.data != amax.data, op,
-           ": scale_inv must not be amax (the scale would change while codes are written)");
-  if (!amax_out.empty()) {
-    scalar(op, "amax_out", amax_out, dev);
-    TL_CHECK(amax_out.data != amax.data && amax_out.data != scale_inv.data, op,
-             ": amax_out must be neither amax nor scale_inv");
-  }
+  scales(dev, op, {"amax", "scale_inv", "amax_out"}, amax, scale_inv, amax_out);
   return {R, C};
 }
 
@@ -71,15 +81,8 @@ inline void cast(Device dev, const char* op, const Fp8Cast& c, const Tensor& cod
                  int64_t C) {
   expect(op, "codes", codes, dev, DType::U8);
   check_shape(op, "codes", codes, {R, C});
-  scalar(op, "cast.scale_amax", c.scale_amax, dev);
-  scalar(op, "cast.scale_inv", c.scale_inv, dev);
-  TL_CHECK(c.scale_inv.data != c.scale_amax.data, op,
-           ": cast.scale_inv must not be cast.scale_amax");
-  if (!c.amax_out.empty()) {
-    scalar(op, "cast.amax_out", c.amax_out, dev);
-    TL_CHECK(c.amax_out.data != c.scale_amax.data && c.amax_out.data != c.scale_inv.data, op,
-             ": cast.amax_out must be neither cast.scale_amax nor cast.scale_inv");
-  }
+  scales(dev, op, {"cast.scale_amax", "cast.scale_inv", "cast.amax_out"}, c.scale_amax, c.scale_inv,
+         c.amax_out);
 }
 
 // fp8_transpose(out_t, in): in's [R, C].

@@ -151,47 +151,68 @@ LinearKind linear_kind(ParamKind k) {
 }
 }  // namespace
 
-void LlamaModel::linear_forward(ParamKind k, int l, Tensor out, Tensor inp, Tensor inp_codes) {
-  if (fp8_ && fp8_->enabled(l, linear_kind(k)))
-    fp8_->forward(l, linear_kind(k), out, inp, w(k, l), inp_codes);
-  else
-    be_.matmul_forward(out, inp, w(k, l));
-}
-
-void LlamaModel::linear_backward(ParamKind k, int l, Tensor dinp, Tensor dout, Tensor inp,
-                                 Tensor inp_codes, Tensor dout_codes) {
-  if (fp8_ && fp8_->enabled(l, linear_kind(k)))
-    fp8_->backward(l, linear_kind(k), dinp, dw(k, l), dout, inp, w(k, l), inp_codes, dout_codes);
-  else
-    be_.matmul_backward(dinp, dw(k, l), dout, inp, w(k, l), false);
-}
+namespace {
+// The FP8 codes a producer wrote into an activation's own memory (1 byte an element of its
+// 2 or 4): a u8 view of t's shape.
+Tensor as_codes(const Tensor& t) { return Tensor(t.data, DType::U8, t.device, t.shape); }
+}  // namespace
 
 bool LlamaModel::producer_codes(ParamKind k, int l) const {
   return fp8_ && fp8_->producers_write_codes(l, linear_kind(k));
 }
 
-namespace {
-// FP8 codes [rows, cols] in the memory of t (an activation of at least that many bytes).
-Tensor codes_in(const Tensor& t, int64_t rows, int64_t cols) {
-  TL_ASSERT(rows * cols <= t.numel() * int64_t(dtype_size(t.dtype)));
-  return Tensor(t.data, DType::U8, t.device, {rows, cols});
+// The norms write qkv's and gate_up's inputs, SwiGLU down's input and (its backward)
+// gate_up's output gradient. wo's input is attention's output, which attention's backward
+// reads in bf16, and the residual gradient (wo's and down's) flows on in bf16.
+bool LlamaModel::input_codes(ParamKind k, int l) const {
+  return k != ParamKind::Wo && producer_codes(k, l);
 }
-}  // namespace
+bool LlamaModel::grad_codes(ParamKind k, int l) const {
+  return k == ParamKind::WGateUp && producer_codes(k, l);
+}
+
+void LlamaModel::linear_forward(ParamKind k, int l, Tensor out, Tensor inp) {
+  if (!fp8_ || !fp8_->enabled(l, linear_kind(k))) return be_.matmul_forward(out, inp, w(k, l));
+  const bool x8 = input_codes(k, l);
+  fp8_->forward(l, linear_kind(k), out, x8 ? Tensor() : inp, w(k, l),
+                x8 ? as_codes(inp) : Tensor());
+}
+
+void LlamaModel::linear_backward(ParamKind k, int l, Tensor dinp, Tensor dout, Tensor inp) {
+  if (!fp8_ || !fp8_->enabled(l, linear_kind(k)))
+    return be_.matmul_backward(dinp, dw(k, l), dout, inp, w(k, l), false);
+  const bool x8 = input_codes(k, l), dy8 = grad_codes(k, l);
+  fp8_->backward(l, linear_kind(k), dinp, dw(k, l), dy8 ? Tensor() : dout, x8 ? Tensor() : inp,
+                 w(k, l), x8 ? as_codes(inp) : Tensor(), dy8 ? as_codes(dout) : Tensor());
+}
 
 void LlamaModel::norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta,
                       ParamKind norm_kind, int norm_layer, ParamKind consumer, int layer,
                       bool measure) {
   const Tensor weight = w(norm_kind, norm_layer);
   const float eps = cfg_.norm_eps;
-  if (producer_codes(consumer, layer)) {
-    const int64_t C = cfg_.dim;
-    be_.rmsnorm_forward_fp8(res_out, codes_in(out, out.numel() / C, C), rstd, inp, delta, weight,
-                            eps, fp8_->input_cast(layer, linear_kind(consumer), measure));
-  } else if (delta.empty()) {
+  if (input_codes(consumer, layer))
+    be_.rmsnorm_forward_fp8(res_out, as_codes(out), rstd, inp, delta, weight, eps,
+                            fp8_->input_cast(layer, linear_kind(consumer), measure));
+  else if (delta.empty())
     be_.rmsnorm_forward(out, rstd, inp, weight, eps);
-  } else {
+  else
     be_.add_rmsnorm_forward(res_out, out, rstd, inp, delta, weight, eps);
-  }
+}
+
+void LlamaModel::swiglu(int l, Tensor out, Tensor gate_up, bool measure) {
+  if (input_codes(ParamKind::WDown, l))
+    be_.swiglu_forward_fp8(as_codes(out), gate_up, fp8_->input_cast(l, LinearKind::Down, measure));
+  else
+    be_.swiglu_forward(out, gate_up);
+}
+
+void LlamaModel::swiglu_grad(int l, Tensor dgate_up, Tensor dout, Tensor gate_up) {
+  if (grad_codes(ParamKind::WGateUp, l))
+    be_.swiglu_backward_fp8(as_codes(dgate_up), dout, gate_up,
+                            fp8_->grad_cast(l, LinearKind::GateUp, /*measure=*/true));
+  else
+    be_.swiglu_backward(dgate_up, dout, gate_up);
 }
 
 Tensor LlamaModel::compute_params() const {
@@ -321,7 +342,7 @@ void LlamaModel::forward(int B, int T) {
   be_.embedding_forward(a.res[0], w(ParamKind::Embed), a.tokens);
   unit_forward_begin(layer_unit(0));
   // Under delayed FP8 scaling the norms write qkv's and gate_up's input codes themselves,
-  // and SwiGLU the down projection's (no bf16 copies, no cast passes): norm() below.
+  // and SwiGLU the down projection's (no bf16 copies, no cast passes): norm(), swiglu().
   norm(Tensor(), a.xn_a[0], a.rstd_a[0], a.res[0], Tensor(), ParamKind::AttnNorm, 0,
        ParamKind::Wqkv, 0, true);
   unit_forward_end(0);
@@ -329,27 +350,16 @@ void LlamaModel::forward(int B, int T) {
     const int64_t C = cfg_.dim;
     const size_t li = size_t(l);
     // attention block: res[2l+1] = res[2l] + wo(attention(rope(wqkv(norm(res[2l])))))
-    const bool qkv8 = producer_codes(ParamKind::Wqkv, l);
-    linear_forward(ParamKind::Wqkv, l, a.qkv[li].view({N, cfg_.qkv_dim()}),
-                   qkv8 ? Tensor() : a.xn_a[li], qkv8 ? codes_in(a.xn_a[li], N, C) : Tensor());
+    linear_forward(ParamKind::Wqkv, l, a.qkv[li].view({N, cfg_.qkv_dim()}), a.xn_a[li]);
     be_.rope_forward(a.qkv[size_t(l)], cos, sin, H, K, 0);
     be_.attention_forward(a.att[size_t(l)], a.lse[size_t(l)], a.qkv[size_t(l)], H, K);
     linear_forward(ParamKind::Wo, l, a.proj, a.att[size_t(l)].view({N, C}));
     norm(a.res[2 * li + 1], a.xn_m[li], a.rstd_m[li], a.res[2 * li], a.proj, ParamKind::MlpNorm, l,
          ParamKind::WGateUp, l, true);
     // MLP block: res[2l+2] = res[2l+1] + w_down(swiglu(w_gate_up(norm(res[2l+1]))))
-    const bool gu8 = producer_codes(ParamKind::WGateUp, l);
-    linear_forward(ParamKind::WGateUp, l, a.gate_up[li], gu8 ? Tensor() : a.xn_m[li],
-                   gu8 ? codes_in(a.xn_m[li], N, C) : Tensor());
-    if (producer_codes(ParamKind::WDown, l)) {  // SwiGLU writes the down projection's codes
-      const Tensor sw8 = codes_in(a.sw[size_t(l)], N, cfg_.ffn_dim);
-      be_.swiglu_forward_fp8(sw8, a.gate_up[size_t(l)],
-                             fp8_->input_cast(l, LinearKind::Down, /*measure=*/true));
-      linear_forward(ParamKind::WDown, l, a.proj, Tensor(), sw8);
-    } else {
-      be_.swiglu_forward(a.sw[size_t(l)], a.gate_up[size_t(l)]);
-      linear_forward(ParamKind::WDown, l, a.proj, a.sw[size_t(l)]);
-    }
+    linear_forward(ParamKind::WGateUp, l, a.gate_up[li], a.xn_m[li]);
+    swiglu(l, a.sw[li], a.gate_up[li], /*measure=*/true);
+    linear_forward(ParamKind::WDown, l, a.proj, a.sw[li]);
     unit_forward_begin(layer_unit(l + 1));  // the next unit's norm weight is read below
     const bool last = l + 1 == L;
     if (last)  // the head's input stays bf16
@@ -388,31 +398,14 @@ void LlamaModel::backward(int B, int T) {
   for (int l = L - 1; l >= 0; --l) {
     const size_t li = size_t(l);
     unit_backward_begin(layer_unit(l));
-    // MLP block. Under delayed FP8 scaling SwiGLU's forward wrote the down projection's
-    // input codes and its backward writes gate_up's output-gradient codes (no bf16 copies).
-    const bool down8 = producer_codes(ParamKind::WDown, l);
-    const Tensor sw8 = down8 ? codes_in(a.sw[li], N, cfg_.ffn_dim) : Tensor();
-    if (opts_.recompute) {
-      if (down8)
-        be_.swiglu_forward_fp8(sw8, a.gate_up[li], fp8_->input_cast(l, LinearKind::Down, false));
-      else
-        be_.swiglu_forward(a.sw[li], a.gate_up[li]);
-    }
-    linear_backward(ParamKind::WDown, l, a.dsw, a.dres, down8 ? Tensor() : a.sw[li], sw8);
+    // MLP block
+    if (opts_.recompute) swiglu(l, a.sw[li], a.gate_up[li], /*measure=*/false);
+    linear_backward(ParamKind::WDown, l, a.dsw, a.dres, a.sw[li]);
+    swiglu_grad(l, a.dgu, a.dsw, a.gate_up[li]);
     if (opts_.recompute)
       norm(Tensor(), a.xn_m[li], a.rstd_m[li], a.res[2 * li + 1], Tensor(), ParamKind::MlpNorm, l,
            ParamKind::WGateUp, l, false);
-    const bool gu8 = producer_codes(ParamKind::WGateUp, l);
-    const Tensor xm8 = gu8 ? codes_in(a.xn_m[li], N, C) : Tensor();
-    if (gu8) {
-      const Tensor dgu8 = codes_in(a.dgu, N, 2 * int64_t(cfg_.ffn_dim));
-      be_.swiglu_backward_fp8(dgu8, a.dsw, a.gate_up[li],
-                              fp8_->grad_cast(l, LinearKind::GateUp, /*measure=*/true));
-      linear_backward(ParamKind::WGateUp, l, a.dxn, Tensor(), Tensor(), xm8, dgu8);
-    } else {
-      be_.swiglu_backward(a.dgu, a.dsw, a.gate_up[li]);
-      linear_backward(ParamKind::WGateUp, l, a.dxn, a.dgu, a.xn_m[li]);
-    }
+    linear_backward(ParamKind::WGateUp, l, a.dxn, a.dgu, a.xn_m[li]);
     be_.rmsnorm_backward(a.dres, dw(ParamKind::MlpNorm, l), a.dxn, a.res[2 * li + 1],
                          w(ParamKind::MlpNorm, l), a.rstd_m[li]);
     // attention block
@@ -422,9 +415,7 @@ void LlamaModel::backward(int B, int T) {
     if (opts_.recompute)
       norm(Tensor(), a.xn_a[li], a.rstd_a[li], a.res[2 * li], Tensor(), ParamKind::AttnNorm, l,
            ParamKind::Wqkv, l, false);
-    const bool qkv8 = producer_codes(ParamKind::Wqkv, l);
-    linear_backward(ParamKind::Wqkv, l, a.dxn, a.dqkv.view({N, cfg_.qkv_dim()}),
-                    qkv8 ? Tensor() : a.xn_a[li], qkv8 ? codes_in(a.xn_a[li], N, C) : Tensor());
+    linear_backward(ParamKind::Wqkv, l, a.dxn, a.dqkv.view({N, cfg_.qkv_dim()}), a.xn_a[li]);
     be_.rmsnorm_backward(a.dres, dw(ParamKind::AttnNorm, l), a.dxn, a.res[2 * li],
                          w(ParamKind::AttnNorm, l), a.rstd_a[li]);
     unit_backward_end(layer_unit(l));

@@ -91,18 +91,25 @@ class LlamaModel {
   void backward(int B, int T);
   LossSum read_losses(int B, int T, const int32_t* targets);
   Tensor w(ParamKind k, int layer = -1) const;  // compute-dtype weight view
-  // A layer's linear: FP8 when enabled for it, else the backend's matmul. The codes, when
-  // given, are the FP8 operands a producer wrote (Fp8Linears::forward / backward).
-  void linear_forward(ParamKind k, int layer, Tensor out, Tensor inp, Tensor inp_codes = {});
-  void linear_backward(ParamKind k, int layer, Tensor dinp, Tensor dout, Tensor inp,
-                       Tensor inp_codes = {}, Tensor dout_codes = {});
-  // Whether this linear's operands come as codes from their producers (FP8, delayed scaling).
+  // A layer's linear: FP8 when enabled for it, else the backend's matmul. Operands whose
+  // producers wrote them as FP8 codes (input_codes, grad_codes) are read as codes from the
+  // same activation memory.
+  void linear_forward(ParamKind k, int layer, Tensor out, Tensor inp);
+  void linear_backward(ParamKind k, int layer, Tensor dinp, Tensor dout, Tensor inp);
+  // Delayed FP8 scaling past its first pass, with this linear in FP8: its producers write
+  // its operands as codes (producer_codes); which ones do: its input (qkv, gate_up, down)
+  // and its output gradient (gate_up).
   bool producer_codes(ParamKind k, int layer) const;
-  // RMSNorm of inp (delta empty) or of res_out = inp + delta, into out, or into out's memory
-  // as the input codes of `consumer` in `layer` when its producers write codes (measure:
-  // record the amax; a recompute in the backward does not).
+  bool input_codes(ParamKind k, int layer) const;
+  bool grad_codes(ParamKind k, int layer) const;
+  // The producers: RMSNorm of inp (delta empty) or of res_out = inp + delta into out, and
+  // SwiGLU's forward (into out) and backward (into dgate_up), each writing codes into that
+  // memory when its consumer takes them (measure: record the amax; a recompute in the
+  // backward does not).
   void norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta, ParamKind norm_kind,
             int norm_layer, ParamKind consumer, int layer, bool measure);
+  void swiglu(int layer, Tensor out, Tensor gate_up, bool measure);
+  void swiglu_grad(int layer, Tensor dgate_up, Tensor dout, Tensor gate_up);
   Tensor dw(ParamKind k, int layer = -1) const;  // f32 gradient view
   // ParamProvider hooks (no-ops without a provider).
   void unit_forward_begin(int u) {

@@ -286,10 +286,9 @@ class CpuBackend final : public Backend {
     const int64_t n = fp8_args::amax(Device::CPU, out, in);
     out.ptr<float>()[0] = amax_of(in, n);
   }
-  void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax,
-                    Fp8Format f, Tensor amax_out) override {
-    const auto [R, C] =
-        fp8_args::quantize(Device::CPU, out, out_t, scale_inv, in, amax, amax_out);
+  void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
+                    Tensor amax_out) override {
+    const auto [R, C] = fp8_args::quantize(Device::CPU, out, out_t, scale_inv, in, amax, amax_out);
     const cpu::Fp8Scale s = cpu::fp8_scales(amax.ptr<float>()[0], f);
     uint8_t* rows = out.empty() ? nullptr : out.ptr<uint8_t>();
     uint8_t* cols = out_t.empty() ? nullptr : out_t.ptr<uint8_t>();
@@ -299,8 +298,8 @@ class CpuBackend final : public Backend {
           rows, cols, [&](int64_t i) { return in.ptr<float>()[i]; }, R, C, s.scale, f);
     else
       cpu::fp8_quantize(
-          rows, cols, [&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, R, C,
-          s.scale, f);
+          rows, cols, [&](int64_t i) { return bf16_to_f32(in.ptr<uint16_t>()[i]); }, R, C, s.scale,
+          f);
     scale_inv.ptr<float>()[0] = s.inverse;
     if (!amax_out.empty()) {  // a scale from other passes: a non-finite tensor must give NaN
       const float m = amax_of(in, R * C);
@@ -454,6 +453,14 @@ class CpuBackend final : public Backend {
   }
 
   // The FP8 producers: the plain op into f32, then the cast, which is what Fp8Cast promises.
+  // plain(y) writes the op's output y [N, C] (f32, host memory of ours).
+  template <class Plain>
+  void cast_output(Tensor codes, const Fp8Cast& cast, int64_t N, int64_t C, Plain&& plain) {
+    std::vector<float> y(static_cast<size_t>(N * C));
+    const Tensor t(y.data(), DType::F32, Device::CPU, {N, C});
+    plain(t);
+    fp8_quantize(codes, Tensor(), cast.scale_inv, t, cast.scale_amax, cast.format, cast.amax_out);
+  }
   void rmsnorm_forward_fp8(Tensor res_out, Tensor codes, Tensor rstd, Tensor inp, Tensor delta,
                            Tensor weight, float eps, Fp8Cast cast) override {
     const char* op = delta.empty() ? "rmsnorm_forward_fp8" : "add_rmsnorm_forward_fp8";
@@ -462,36 +469,29 @@ class CpuBackend final : public Backend {
     const int64_t N = leading(inp.shape).numel(), C = inp.dim(-1);
     TL_CHECK(N > 0 && C > 0, op, ": FP8 codes of an empty tensor");
     fp8_args::cast(Device::CPU, op, cast, codes, N, C);
-    std::vector<float> y(static_cast<size_t>(N * C));
-    const Tensor t(y.data(), DType::F32, Device::CPU, inp.shape);
-    if (delta.empty())
-      rmsnorm_forward(t, rstd, inp, weight, eps);
-    else
-      add_rmsnorm_forward(res_out, t, rstd, inp, delta, weight, eps);
-    fp8_quantize(codes, Tensor(), cast.scale_inv, t.view({N, C}), cast.scale_amax, cast.format,
-                 cast.amax_out);
+    cast_output(codes, cast, N, C, [&](Tensor y) {
+      if (delta.empty())
+        rmsnorm_forward(y.view(inp.shape), rstd, inp, weight, eps);
+      else
+        add_rmsnorm_forward(res_out, y.view(inp.shape), rstd, inp, delta, weight, eps);
+    });
   }
   void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast) override {
     check_f32("swiglu_forward_fp8", "gate_up", gate_up);
     check_rows("swiglu_forward_fp8", "gate_up", gate_up);
     const int64_t N = leading(gate_up.shape).numel(), I = gate_up.dim(-1) / 2;
     fp8_args::cast(Device::CPU, "swiglu_forward_fp8", cast, codes, N, I);
-    std::vector<float> y(static_cast<size_t>(N * I));
-    const Tensor t(y.data(), DType::F32, Device::CPU, {N, I});
-    swiglu_forward(t, gate_up.view({N, 2 * I}));
-    fp8_quantize(codes, Tensor(), cast.scale_inv, t, cast.scale_amax, cast.format, cast.amax_out);
+    cast_output(codes, cast, N, I, [&](Tensor y) { swiglu_forward(y, gate_up.view({N, 2 * I})); });
   }
   void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast) override {
     check_f32("swiglu_backward_fp8", "gate_up", gate_up);
     check_rows("swiglu_backward_fp8", "gate_up", gate_up);
     const int64_t N = leading(gate_up.shape).numel(), I2 = gate_up.dim(-1);
     fp8_args::cast(Device::CPU, "swiglu_backward_fp8", cast, dcodes, N, I2);
-    std::vector<float> dy(static_cast<size_t>(N * I2));
-    const Tensor t(dy.data(), DType::F32, Device::CPU, {N, I2});
-    swiglu_backward(t, dout.numel() == N * (I2 / 2) ? dout.view({N, I2 / 2}) : dout,
-                    gate_up.view({N, I2}));
-    fp8_quantize(dcodes, Tensor(), cast.scale_inv, t, cast.scale_amax, cast.format,
-                 cast.amax_out);
+    cast_output(dcodes, cast, N, I2, [&](Tensor dy) {
+      swiglu_backward(dy, dout.numel() == N * (I2 / 2) ? dout.view({N, I2 / 2}) : dout,
+                      gate_up.view({N, I2}));
+    });
   }
 
   // ---- output head + cross-entropy ----

@@ -6,6 +6,7 @@
 #include <cuda_fp8.h>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_common.h"
 #include "backend/cuda/vec.cuh"
 
 namespace tl::gpu {
@@ -98,16 +99,18 @@ __device__ __forceinline__ void end_quantize(const QuantizeArgs& a, float s, uns
             m >= kInfBits ? kNanBits : __float_as_uint(inverse(s)));
 }
 
-// The QuantizeArgs of a cast of format f with these scalars (codes filled in by the caller).
-// With amax_out, scale_inv must be zeroed on the stream first (fp8_cast_prepare).
-inline QuantizeArgs fp8_cast_args(const Fp8Cast& c) {
-  return QuantizeArgs{nullptr,
-                      nullptr,
-                      c.scale_inv.ptr<float>(),
-                      c.scale_amax.ptr<float>(),
-                      c.amax_out.empty() ? nullptr : c.amax_out.ptr<unsigned>(),
-                      c.format == Fp8Format::E4M3 ? __NV_E4M3 : __NV_E5M2,
-                      fp8_max(c.format)};
+// The QuantizeArgs of a producer's cast (Fp8Cast) writing `codes`, enqueued on stream: with
+// amax_out, scale_inv is zeroed first (end_quantize's blocks each raise it).
+inline QuantizeArgs begin_fp8_cast(const Fp8Cast& c, Tensor codes, cudaStream_t stream) {
+  QuantizeArgs a{codes.ptr<uint8_t>(),
+                 nullptr,
+                 c.scale_inv.ptr<float>(),
+                 c.scale_amax.ptr<float>(),
+                 c.amax_out.empty() ? nullptr : c.amax_out.ptr<unsigned>(),
+                 c.format == Fp8Format::E4M3 ? __NV_E4M3 : __NV_E5M2,
+                 fp8_max(c.format)};
+  if (a.amax_out) TL_CUDA_CHECK(cudaMemsetAsync(a.scale_inv, 0, sizeof(float), stream));
+  return a;
 }
 
 }  // namespace tl::gpu

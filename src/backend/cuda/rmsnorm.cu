@@ -229,8 +229,10 @@ static int check_norm(const char* op, const char* out_name, const Tensor& out, c
   check_int_range(op, "C", C);
   check_cuda(op, "weight", weight, DType::BF16);
   check_shape(op, "weight", weight, Shape{C});
-  check_cuda(op, out_name, out, DType::BF16);
-  check_shape(op, out_name, out, inp.shape);
+  if (out_name) {  // null: the caller checks its output (FP8 codes)
+    check_cuda(op, out_name, out, DType::BF16);
+    check_shape(op, out_name, out, inp.shape);
+  }
   check_cuda(op, "rstd", rstd, DType::F32);
   check_shape(op, "rstd", rstd, leading(inp.shape));
   return int(C);
@@ -276,34 +278,19 @@ void rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor
                      Tensor weight, float eps, const char* op, cudaStream_t stream,
                      const Fp8Cast* cast) {
   const bool add = !delta.empty(), fp8 = cast != nullptr;
-  check_cuda(op, "inp", inp, DType::BF16);
-  check_rows(op, "inp", inp);
+  const int C = check_norm(op, fp8 ? nullptr : "out", out, rstd, inp, weight);
   const int64_t N = rows_of(inp);
-  if (fp8) {  // out: codes [N, C]; the rest as check_norm checks it
-    const int64_t Cw = inp.dim(-1);
-    check_int_range(op, "C", Cw);
-    TL_CHECK(N > 0 && Cw > 0, op, ": FP8 codes of an empty tensor");
-    fp8_args::cast(Device::CUDA, op, *cast, out, N, Cw);
-    check_cuda(op, "weight", weight, DType::BF16);
-    check_shape(op, "weight", weight, Shape{Cw});
-    check_cuda(op, "rstd", rstd, DType::F32);
-    check_shape(op, "rstd", rstd, leading(inp.shape));
-  } else {
-    check_norm(op, "out", out, rstd, inp, weight);
+  if (fp8) {  // out: codes [N, C]
+    TL_CHECK(N > 0 && C > 0, op, ": FP8 codes of an empty tensor");
+    fp8_args::cast(Device::CUDA, op, *cast, out, N, C);
   }
-  const int C = int(inp.dim(-1));
   if (add) {
     check_cuda(op, "delta", delta, DType::BF16);
     check_shape(op, "delta", delta, inp.shape);
     check_cuda(op, "res_out", res_out, DType::BF16);
     check_shape(op, "res_out", res_out, inp.shape);
   }
-  QuantizeArgs q{};
-  if (fp8) {
-    q = fp8_cast_args(*cast);
-    q.out = out.ptr<uint8_t>();
-    if (q.amax_out) TL_CUDA_CHECK(cudaMemsetAsync(q.scale_inv, 0, sizeof(float), stream));
-  }
+  const QuantizeArgs q = fp8 ? begin_fp8_cast(*cast, out, stream) : QuantizeArgs{};
   if (N == 0 || C == 0) return;
   const bool vec = C % 8 == 0 && aligned16(out.data) && aligned16(inp.data) &&
                    aligned16(weight.data) &&
@@ -320,24 +307,19 @@ void rmsnorm_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor
   bf16* o = fp8 ? nullptr : out.ptr<bf16>();
   const bf16 *x = inp.ptr<bf16>(), *w = weight.ptr<bf16>();
   float* r = rstd.ptr<float>();
-  const auto go = [&](auto vec_c, auto add_c, auto fp8_c) {
-    constexpr int kW = decltype(vec_c)::value ? 8 : 1;
-    dispatch_forward<kW, decltype(add_c)::value, decltype(fp8_c)::value>(NV, wpr, o, r, ro, x, d, w,
-                                                                         N, C, eps, q, stream);
+  const auto go = [&](auto fp8_c) {
+    constexpr bool P = decltype(fp8_c)::value;
+    if (vec && add) dispatch_forward<8, true, P>(NV, wpr, o, r, ro, x, d, w, N, C, eps, q, stream);
+    if (vec && !add)
+      dispatch_forward<8, false, P>(NV, wpr, o, r, ro, x, d, w, N, C, eps, q, stream);
+    if (!vec && add) dispatch_forward<1, true, P>(NV, wpr, o, r, ro, x, d, w, N, C, eps, q, stream);
+    if (!vec && !add)
+      dispatch_forward<1, false, P>(NV, wpr, o, r, ro, x, d, w, N, C, eps, q, stream);
   };
-  using T = std::true_type;
-  using F = std::false_type;
-  if (fp8) {
-    if (vec && add) go(T{}, T{}, T{});
-    if (vec && !add) go(T{}, F{}, T{});
-    if (!vec && add) go(F{}, T{}, T{});
-    if (!vec && !add) go(F{}, F{}, T{});
-  } else {
-    if (vec && add) go(T{}, T{}, F{});
-    if (vec && !add) go(T{}, F{}, F{});
-    if (!vec && add) go(F{}, T{}, F{});
-    if (!vec && !add) go(F{}, F{}, F{});
-  }
+  if (fp8)
+    go(std::true_type{});
+  else
+    go(std::false_type{});
 }
 
 template <int W, int NV>

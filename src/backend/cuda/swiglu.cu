@@ -177,12 +177,6 @@ void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up, cudaStream_t 
 
 // The FP8 producers: the plain ops' checks, the cast's, then one launch (at least one block,
 // so scale_inv is written even for no elements).
-static QuantizeArgs begin_fp8_cast(const Fp8Cast& c, Tensor codes, cudaStream_t stream) {
-  QuantizeArgs a = fp8_cast_args(c);
-  a.out = codes.ptr<uint8_t>();
-  if (a.amax_out) TL_CUDA_CHECK(cudaMemsetAsync(a.scale_inv, 0, sizeof(float), stream));
-  return a;
-}
 
 void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast, cudaStream_t stream) {
   const char* op = "swiglu_forward_fp8";
