@@ -57,23 +57,25 @@ EOF
           "$BIN" export --checkpoint "$W/init$seed.tlck" --format hf --out "$W/hf$seed" >/dev/null || exit 1
         echo "init seed $seed: $(md5sum <"$W/init$seed.tlck" | cut -c1-32)" | tee -a "$OUT/inits.txt"
       done
+      # Absolute paths: the trainer resolves a config's relative paths against its folder.
+      A=$(realpath "$W") T=$(realpath "$TOK")
       cat >"$W/config.json" <<EOF
 {
   "model": {"preset": "tinyllama-1.1b"},
   "data": {
     "sources": [
-      {"name": "prose", "paths": ["$W/data/prose/train"], "weight": 0.6},
-      {"name": "code", "paths": ["$W/data/code/train"], "weight": 0.4}
+      {"name": "prose", "paths": ["$A/data/prose/train"], "weight": 0.6},
+      {"name": "code", "paths": ["$A/data/code/train"], "weight": 0.4}
     ],
-    "val": ["$W/data/prose/val", "$W/data/code/val"],
+    "val": ["$A/data/prose/val", "$A/data/code/val"],
     "seq_len": 2048,
-    "tokenizer": "$TOK"
+    "tokenizer": "$T"
   },
   "batch": {"micro_batch": 8, "grad_accum": 1},
   "optim": {"lr": 4e-4, "min_lr": 4e-5, "warmup_steps": 100, "beta1": 0.9, "beta2": 0.95,
             "eps": 1e-8, "weight_decay": 0.1, "grad_clip": 1.0},
   "train": {"steps": $STEPS, "seed": 3407, "device": "cuda", "recompute": false,
-            "run_dir": "$W/run_ours", "log_interval": 10},
+            "run_dir": "$A/run_ours", "log_interval": 10},
   "eval": {"interval": 250, "batches": 20},
   "checkpoint": {"interval": 100000, "keep": 1}
 }
@@ -95,7 +97,8 @@ EOF
       [ "$step" = ours:fp8 ] && run=run_ours_fp8 && extra=(--set train.precision=fp8)
       rm -rf "$W/$run"
       "$BIN" train --config "$W/config.json" --init-from "$W/init1.tlck" \
-        --set "train.run_dir=$W/$run" "${extra[@]}" >"$OUT/$run.log" 2>&1 || status=1
+        --set "train.run_dir=$W/$run" "${extra[@]}" >"$OUT/$run.log" 2>&1 ||
+        { status=1; echo "$run failed:"; tail -5 "$OUT/$run.log"; }
       grep -E "validation loss|tokens/s" "$OUT/$run.log" | tail -6
       cp "$W/$run/metrics.jsonl" "$OUT/$run.jsonl" 2>/dev/null
       ;;
@@ -105,7 +108,7 @@ EOF
         --source "prose=0.6:$W/data/prose/train" --source "code=0.4:$W/data/code/train" \
         --val "$W/data/prose/val" --val "$W/data/code/val" --steps "$STEPS" --warmup 100 \
         --seed 3407 --eval-interval 250 --eval-batches 20 --out "$W/ref$seed.jsonl" \
-        >"$OUT/ref$seed.log" 2>&1 || status=1
+        >"$OUT/ref$seed.log" 2>&1 || { status=1; echo "ref:$seed failed:"; tail -5 "$OUT/ref$seed.log"; }
       grep -E "validation loss|step .*00:" "$OUT/ref$seed.log" | tail -6
       # A run cut short (time limit) leaves its records in .tmp: keep the steps it reached.
       [ -f "$W/ref$seed.jsonl" ] || cp "$W/ref$seed.jsonl.tmp" "$W/ref$seed.jsonl" 2>/dev/null
