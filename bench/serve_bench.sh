@@ -4,7 +4,8 @@
 #     (generate_batch), prompt 128, 256 new tokens: tinyllama_serve_bench; then batch 1 and 32
 #     again with decode steps run op by op instead of replayed as CUDA graphs;
 #  2. when the binary was built with cpp-httplib: `tinyllama serve --device cuda` under
-#     bench/serve_load.py at 32 concurrent streams (the aggregate bar).
+#     bench/serve_load.py at 32 concurrent streams (the aggregate bar), then 64 and 1;
+#     SERVE_ARGS adds options to the server (e.g. "--prefill-tokens 4096").
 #   bench/serve_bench.sh        (from the repository root on the GPU machine; BUILD=build)
 set -euo pipefail
 BUILD=${BUILD:-build}
@@ -45,13 +46,16 @@ elif [ -z "$TOKENIZER" ]; then
 else
   "$BUILD/tinyllama" init --preset tinyllama-1.1b --out "$OUT/init.tlck" --device cuda >/dev/null
   "$BUILD/tinyllama" serve --checkpoint "$OUT/init.tlck" --tokenizer "$TOKENIZER" \
-      --device cuda --port 8399 --max-batch 64 --max-len 512 >"$OUT/server.log" 2>&1 &
+      --device cuda --port 8399 --max-batch 64 --max-len 512 ${SERVE_ARGS:-} >"$OUT/server.log" 2>&1 &
   SERVER=$!
   trap 'kill -TERM $SERVER 2>/dev/null || true' EXIT
   for _ in $(seq 120); do curl -sf localhost:8399/health >/dev/null 2>&1 && break; sleep 1; done
-  python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 32 --requests 1 --max-tokens 64 >/dev/null  # warm-up
-  python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 32 --requests 4 --prompt 128 --max-tokens 256 \
+  # Warm-up at the measured shapes (the decode graphs of the key buckets it reaches get recorded).
+  python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 32 --requests 1 --max-tokens 256 >/dev/null
+  python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 32 --requests 8 --prompt 128 --max-tokens 256 \
       --json "$OUT/http32.json"
+  python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 64 --requests 8 --prompt 128 --max-tokens 256 \
+      --json "$OUT/http64.json"
   python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 1 --requests 4 --prompt 128 --max-tokens 256 \
       --json "$OUT/http1.json"
 fi

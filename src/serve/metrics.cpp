@@ -44,6 +44,19 @@ void Metrics::set_cache_bytes(size_t bytes) {
   cache_bytes_ = bytes;
 }
 
+void Metrics::add_step(bool prefill, int rows, double seconds) {
+  std::lock_guard lk(mu_);
+  Steps& st = prefill ? prefill_ : decode_;
+  ++st.n;
+  st.rows += rows;
+  st.seconds += seconds;
+}
+
+void Metrics::add_busy_seconds(double seconds) {
+  std::lock_guard lk(mu_);
+  busy_s_ += seconds;
+}
+
 std::string Metrics::prometheus() const {
   std::lock_guard lk(mu_);
   const auto now = Clock::now();
@@ -86,6 +99,24 @@ std::string Metrics::prometheus() const {
     << (kv_capacity_ > 0 ? double(kv_used_) / double(kv_capacity_) : 0.0) << '\n';
   head("tinyllama_kv_cache_bytes", "gauge", "Bytes of the KV cache, allocated at start.");
   o << "tinyllama_kv_cache_bytes " << cache_bytes_ << '\n';
+  // Rates come from differences of these counters: mean decode batch = rows / steps; seconds
+  // a decode step = seconds / steps; host time between calls = busy - prefill - decode.
+  auto steps = [&](const char* name, const char* type, const char* help, auto value) {
+    head(name, type, help);
+    for (const auto& [kind, st] : {std::pair{"prefill", &prefill_}, std::pair{"decode", &decode_}})
+      o << name << "{kind=\"" << kind << "\"} " << value(*st) << '\n';
+  };
+  steps("tinyllama_scheduler_steps_total", "counter", "Model calls of the scheduler by kind.",
+        [](const Steps& st) { return st.n; });
+  steps("tinyllama_scheduler_step_rows_total", "counter",
+        "Sequences in those calls, summed (rows / steps = mean batch).",
+        [](const Steps& st) { return st.rows; });
+  steps("tinyllama_scheduler_step_seconds_total", "counter",
+        "Seconds in those calls until their results were on the host.",
+        [](const Steps& st) { return st.seconds; });
+  head("tinyllama_scheduler_busy_seconds_total", "counter",
+       "Wall seconds of scheduler iterations with work (model calls and host work).");
+  o << "tinyllama_scheduler_busy_seconds_total " << busy_s_ << '\n';
   return o.str();
 }
 

@@ -19,6 +19,11 @@ class Metrics {
   void set_gauges(int64_t queued, int decoding, int prefilling, int max_batch, int64_t kv_used,
                   int64_t kv_capacity);
   void set_cache_bytes(size_t bytes);
+  // One model call of the scheduler: rows in it, and the seconds from its start until its
+  // results were on the host (kernels, transfers and the sync; not the sampling after it).
+  void add_step(bool prefill, int rows, double seconds);
+  // Wall seconds of scheduler iterations that had work (model calls + host work around them).
+  void add_busy_seconds(double seconds);
   std::string prometheus() const;
 
  private:
@@ -30,6 +35,11 @@ class Metrics {
   int64_t queued_ = 0, kv_used_ = 0, kv_capacity_ = 0;
   int decoding_ = 0, prefilling_ = 0, max_batch_ = 0;
   size_t cache_bytes_ = 0;
+  struct Steps {
+    int64_t n = 0, rows = 0;
+    double seconds = 0;
+  } prefill_, decode_;
+  double busy_s_ = 0;
 };
 
 }  // namespace tl::serve

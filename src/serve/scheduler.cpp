@@ -1,12 +1,20 @@
 #include "serve/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "core/log.h"
 #include "core/rng.h"
 
 namespace tl::serve {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+}  // namespace
 
 const char* finish_name(Finish f) {
   switch (f) {
@@ -163,6 +171,7 @@ void Scheduler::loop() {
         incoming_.pop_front();
       }
     }
+    const auto t0 = Clock::now();
     try {
       drop_cancelled();
       admit();
@@ -172,6 +181,7 @@ void Scheduler::loop() {
       log_warn("serve: a model step failed: ", e.what());
       fail_all(e.what());
     }
+    if (metrics_) metrics_->add_busy_seconds(seconds_since(t0));
     publish_gauges();
   }
   // Stopped: whatever remains is cancelled.
@@ -269,8 +279,10 @@ void Scheduler::prefill_step() {
       const int last = s.prompt_len() - 1 - p0;
       pick[size_t(b)] = last >= 0 && last < Tn ? last : Tn - 1;
     }
+    const auto t0 = Clock::now();
     inf_.forward(toks.data(), Tn, pos.data(), all_logits ? nullptr : pick.data(), logits_.data(), k,
                  group_begin_);
+    if (metrics_) metrics_->add_step(true, k, seconds_since(t0));
     for (int b = 0; b < k; ++b) {
       Seq& s = *rows_[size_t(group_begin_ + b)];
       if (s.done) continue;
@@ -363,12 +375,14 @@ void Scheduler::decode_step() {
     const Seq& s = *rows_[size_t(r)];
     greedy = s.done || (s.spec->sampling.temperature <= 0 && s.spec->top_logprobs < 0);
   }
+  const auto t0 = Clock::now();
   if (greedy) {
     greedy_ids_.resize(size_t(n));
     inf_.forward_argmax(toks.data(), 1, pos.data(), nullptr, greedy_ids_.data(), n);
   } else {
     inf_.forward(toks.data(), 1, pos.data(), nullptr, logits_.data(), n);
   }
+  if (metrics_) metrics_->add_step(false, n, seconds_since(t0));
   for (int r = 0; r < n; ++r) {
     Seq& s = *rows_[size_t(r)];
     ++s.len;

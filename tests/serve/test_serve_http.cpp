@@ -356,6 +356,20 @@ TEST(ServeHttp, HealthModelsAndMetrics) {
       << text;
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_prompt_tokens_total 3")) << text;
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_generation_tokens_total 4")) << text;
+  // The one completion: its prompt in one prefill call (which gives the first token), then
+  // one decode step of one row for each of the other three.
+  EXPECT_TRUE(ckpt_test::has(text, "tinyllama_scheduler_steps_total{kind=\"prefill\"} 1")) << text;
+  EXPECT_TRUE(ckpt_test::has(text, "tinyllama_scheduler_steps_total{kind=\"decode\"} 3")) << text;
+  EXPECT_TRUE(ckpt_test::has(text, "tinyllama_scheduler_step_rows_total{kind=\"decode\"} 3"))
+      << text;
+  const auto value = [&](const std::string& name) {
+    const size_t at = text.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + name.size() + 2));
+  };
+  const double decode_s = value("tinyllama_scheduler_step_seconds_total{kind=\"decode\"}");
+  EXPECT_GT(decode_s, 0.0);
+  EXPECT_GE(value("tinyllama_scheduler_busy_seconds_total"),
+            decode_s + value("tinyllama_scheduler_step_seconds_total{kind=\"prefill\"}"));
   for (const char* name :
        {"tinyllama_generation_tokens_per_second", "tinyllama_queue_depth",
         "tinyllama_batch_occupancy", "tinyllama_kv_cache_usage_ratio", "tinyllama_kv_cache_bytes"})
