@@ -8,6 +8,8 @@
 #   bench/curve_compare.sh prep ours:fp8      # the same in train.precision fp8 (#16)
 #   bench/curve_compare.sh ref:1              # the reference from init seed 1 (ours' init)
 #   bench/curve_compare.sh ref:2 summary      # the reference from init seed 2, the table
+#   bench/curve_compare.sh prep long:fp8      # #16's 5,000-step FP8 run, ~500 s a call:
+#   bench/curve_compare.sh long:fp8           #   call again on the warm machine to go on
 # The corpus comes from bench/curve_corpus.py, run on the Debian machine:
 #   python3 bench/curve_corpus.py --out .carry/curve       (then carry .carry)
 # Hyperparameters (TinyLlama's, with a short warmup for a 1,000-step run): micro-batch 8 x 2048,
@@ -100,6 +102,28 @@ EOF
         --set "train.run_dir=$W/$run" "${extra[@]}" >"$OUT/$run.log" 2>&1 ||
         { status=1; echo "$run failed:"; tail -5 "$OUT/$run.log"; }
       grep -E "validation loss|tokens/s" "$OUT/$run.log" | tail -6
+      cp "$W/$run/metrics.jsonl" "$OUT/$run.jsonl" 2>/dev/null
+      ;;
+    long:fp8)
+      # #16's long FP8 run: LONG_STEPS (5000) steps in train.precision fp8 from init 1, the
+      # cosine over all of them, evaluations every 500. LONG_SECONDS (500) bounds this call:
+      # SIGTERM then makes the trainer save and exit, and the next call on the same warm
+      # machine continues the run from that checkpoint (--resume auto).
+      run=run_long_fp8
+      args=(--set train.precision=fp8 --set "train.steps=${LONG_STEPS:-5000}" --set eval.interval=500
+            --set "train.run_dir=$W/$run")
+      if compgen -G "$W/$run/checkpoints/step_*" >/dev/null; then
+        start=(--resume auto)
+      else
+        rm -rf "$W/$run"
+        start=(--init-from "$W/init1.tlck")
+      fi
+      timeout -s TERM -k 90 "${LONG_SECONDS:-500}" "$BIN" train --config "$W/config.json" \
+        "${start[@]}" "${args[@]}" >>"$OUT/$run.log" 2>&1
+      rc=$?
+      # 124: stopped by the time limit after saving (the run goes on in the next call).
+      [ $rc = 0 ] || [ $rc = 124 ] || { status=1; echo "$run failed (rc $rc):"; tail -5 "$OUT/$run.log"; }
+      grep -E "validation loss|stop requested|trained" "$OUT/$run.log" | tail -4
       cp "$W/$run/metrics.jsonl" "$OUT/$run.jsonl" 2>/dev/null
       ;;
     ref:*)

@@ -10,7 +10,8 @@ run_ours_fp8.jsonl (our trainer's metrics.jsonl), ref1.jsonl and ref2.jsonl
   of each run as a 50-step moving average (single steps are too noisy to compare by eye);
 - curve_fp8_amax.png: the amax history of the down-projection's input (SwiGLU's output, the
   tensor where FP8 training of SwiGLU models is known to break first) for every layer of the
-  FP8 run. Per-tensor scaling maps each amax to E4M3's 448, so what would hurt is an amax
+  FP8 run (of the long one, run_long_fp8.jsonl from `curve_compare.sh long:fp8`, where DIR has
+  it); with the long run also curve_fp8_long.png, its training and validation loss. Per-tensor scaling maps each amax to E4M3's 448, so what would hurt is an amax
   that jumps far above the bulk of the tensor's values (an outlier), not its size.
 """
 import argparse
@@ -40,6 +41,7 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
     work = tempfile.mkdtemp()
     loss_plots, val_plots = [], []
     for i, (name, title) in enumerate(RUNS):
@@ -60,13 +62,23 @@ def main():
                           f"title '{title}, train ({SMOOTH}-step mean)'")
         val_plots.append(f"'val{i}.tsv' using 1:2 with linespoints lw 2 pt {4 + i} ps 1.5 lc {i + 1} "
                          f"title '{title}, validation'")
-        if name == "run_ours_fp8.jsonl":
-            amax = [(r["step"], r["linears"]["down"]["x"]["amax"]) for r in recs
-                    if r.get("event") == "fp8" and "down" in r.get("linears", {})]
-            with open(f"{work}/amax.tsv", "w") as f:
-                for s, layers in amax:
-                    f.write("\t".join([str(s)] + [str(x) for x in layers]) + "\n")
-            n_layers = len(amax[0][1]) if amax else 0
+    long_run = records(os.path.join(a.dir, "run_long_fp8.jsonl"))
+    amax_run = long_run or records(os.path.join(a.dir, "run_ours_fp8.jsonl")) or []
+    amax = [(r["step"], r["linears"]["down"]["x"]["amax"]) for r in amax_run
+            if r.get("event") == "fp8" and "down" in r.get("linears", {})]
+    with open(f"{work}/amax.tsv", "w") as f:
+        for step, layers in amax:
+            f.write("\t".join([str(step)] + [str(x) for x in layers]) + "\n")
+    n_layers = len(amax[0][1]) if amax else 0
+    if long_run:
+        train = [(r["step"], r["loss"]) for r in long_run if "loss" in r and "val_loss" not in r]
+        with open(f"{work}/long_train.tsv", "w") as f:
+            for k in range(SMOOTH - 1, len(train)):
+                f.write(f"{train[k][0]}\t{sum(l for _, l in train[k - SMOOTH + 1:k + 1]) / SMOOTH}\n")
+        with open(f"{work}/long_val.tsv", "w") as f:
+            for r in long_run:
+                if "val_loss" in r:
+                    f.write(f"{r['step']}\t{r['val_loss']}\n")
     gp = f"""set terminal pngcairo size 1100,620 noenhanced
 set datafile separator '\\t'
 set grid
@@ -78,11 +90,17 @@ set yrange [1.5:8]
 set key top right
 plot {", ".join(loss_plots + val_plots)}
 """
-    if os.path.exists(f"{work}/amax.tsv"):
+    if long_run:
+        gp += f"""set output '{os.path.abspath(a.out)}/curve_fp8_long.png'
+set title 'tinyllama fp8, the long run'
+plot 'long_train.tsv' using 1:2 with lines lw 1 title 'train ({SMOOTH}-step mean)', \\
+     'long_val.tsv' using 1:2 with linespoints lw 2 pt 7 title 'validation'
+"""
+    if n_layers:
         cols = ", ".join(f"'amax.tsv' using 1:{l + 2} with lines lw 1 title 'layer {l}'"
                          for l in range(n_layers))
         gp += f"""set output '{os.path.abspath(a.out)}/curve_fp8_amax.png'
-set title 'fp8 run: amax of the down-projection input (SwiGLU output) per layer'
+set title '{"long " if long_run else ""}fp8 run: amax of the down-projection input (SwiGLU output) per layer'
 set ylabel 'amax'
 set autoscale y
 set logscale y
@@ -91,7 +109,7 @@ plot {cols}
 """
     open(f"{work}/plot.gp", "w").write(gp)
     subprocess.run(["gnuplot", "plot.gp"], cwd=work, check=True)
-    print("wrote", ", ".join(p for p in ("curve_loss.png", "curve_fp8_amax.png")
+    print("wrote", ", ".join(p for p in ("curve_loss.png", "curve_fp8_amax.png", "curve_fp8_long.png")
                              if os.path.exists(os.path.join(a.out, p))))
 
 

@@ -9,6 +9,7 @@
 #            the tests and the FP8 bench with what time is left
 #   auto     `both` on a card that holds both runs, else tests + benches first, then ours
 #   fp8      prep + our 1,000-step fp8 run, then the summary
+#   long     the 5,000-step fp8 run, ~450 s a call; call again on the warm machine to go on
 # Carry: .carry/data .carry/curve .carry/httplib build-gpu/tinyllama (+ build-gpu/tinyllama_tests and
 # build-gpu/tinyllama_fp8_gemm_bench for ours,
 # + .carry/results for ref:N and fp8). SM clock and power go to $OUT/smi.csv.
@@ -116,7 +117,15 @@ case "${1:-}" in
     restore
     SEEDS=1 curve "$(left)" prep ours:fp8 summary
     ;;
-  *) echo "usage: bench/curve_round.sh ours|both|auto|ref:N|fp8"; exit 2 ;;
+  long)
+    # #16's 5,000-step FP8 run over consecutive calls on one warm machine: the first prepares
+    # and starts it, each call trains until its time is nearly up (the trainer saves on
+    # SIGTERM), the next continues it. $OUT/curve/run_long_fp8.jsonl holds its metrics so far.
+    steps=(long:fp8) margin=120  # s left for the save on SIGTERM, the copy and the return
+    [ -f build/curve/config.json ] || { steps=(prep long:fp8); margin=210; }  # prep: ~60-90 s
+    SEEDS=1 LONG_SECONDS=$(( $(left) - margin )) curve "$(( $(left) - 10 ))" "${steps[@]}"
+    ;;
+  *) echo "usage: bench/curve_round.sh ours|both|auto|ref:N|fp8|long"; exit 2 ;;
 esac
 echo "== end at $(( $(date +%s) - T0 )) s"
 kill $smi 2>/dev/null
