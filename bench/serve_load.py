@@ -41,7 +41,7 @@ def main():
         except Exception:  # noqa: BLE001 - the figures are optional
             return out
         for line in text.splitlines():
-            if line.startswith("tinyllama_scheduler_"):
+            if line.startswith(("tinyllama_scheduler_", "tinyllama_decode_graph_")):
                 name, value = line.rsplit(" ", 1)
                 kind = name.split('kind="')[1].split('"')[0] if "kind=" in name else ""
                 out[(name.split("{")[0], kind)] = float(value)
@@ -95,13 +95,18 @@ def main():
             "prefill_call_ms": 1e3 * secs("prefill") / steps("prefill") if steps("prefill") else 0.0,
             "busy_s": busy, "decode_s": secs("decode"), "prefill_s": secs("prefill"),
             "host_share_of_busy": (busy - secs("decode") - secs("prefill")) / busy if busy else 0.0,
-            "idle_s": wall - busy}
+            "idle_s": wall - busy,
+            "graph_replays": d.get(("tinyllama_decode_graph_replays_total", ""), 0.0),
+            "graph_recordings": d.get(("tinyllama_decode_graph_recordings_total", ""), 0.0),
+            "graph_invalidations": d.get(("tinyllama_decode_graph_invalidations_total", ""), 0.0)}
         sc = res["scheduler"]
         print(f"  scheduler over the run: {sc['decode_steps']:.0f} decode steps, mean batch "
               f"{sc['mean_decode_batch']:.1f}, {sc['decode_step_ms']:.2f} ms a step ({sc['decode_s']:.2f} s); "
               f"{sc['prefill_calls']:.0f} prefill calls, {sc['prefill_call_ms']:.2f} ms each "
               f"({sc['prefill_s']:.2f} s); busy {busy:.2f} s of {wall:.2f}, host "
-              f"{100 * sc['host_share_of_busy']:.1f}% of it")
+              f"{100 * sc['host_share_of_busy']:.1f}% of it; decode graphs: {sc['graph_replays']:.0f} "
+              f"steps replayed, {sc['graph_recordings']:.0f} recorded, {sc['graph_invalidations']:.0f} "
+              f"invalidations")
     trace.sort(reverse=True)
     res["slowest"] = [{"latency_s": l, "client": c, "round": r, "started_s": t} for l, c, r, t in trace[:5]]
     print("  slowest: " + ", ".join(f"{l:.3f} s (client {c}, round {r}, at {t:.3f} s)"

@@ -110,6 +110,7 @@ TEST(CudaDecode, GraphReplayIsBitIdenticalToOpByOp) {
     std::vector<float> logits;
     std::vector<int32_t> ids;
     int64_t replays = 0;
+    LlamaInference::GraphStats stats;
   };
   const auto run = [&](bool graphs) {
     auto be = make_backend("cuda");
@@ -146,11 +147,19 @@ TEST(CudaDecode, GraphReplayIsBitIdenticalToOpByOp) {
       }
     }
     tr.replays = inf.graph_replays();
+    tr.stats = inf.graph_stats();
     return tr;
   };
   const Trace plain = run(false), graphs = run(true);
   EXPECT_EQ(plain.replays, 0);
   EXPECT_GT(graphs.replays, steps / 2) << "the decode steps should mostly replay graphs";
+  EXPECT_EQ(graphs.stats.replays, graphs.replays);
+  // Two shapes (every row with ids, rows 1..2 with logits) per key bucket, recorded again
+  // after each invalidation: the two above (the arena grew at t = 40, a block was freed at
+  // t = 90), and any scratch growth of the backend's.
+  EXPECT_GE(graphs.stats.invalidations, 2);
+  EXPECT_GE(graphs.stats.recordings, 6);
+  EXPECT_EQ(plain.stats.recordings, 0);
   ASSERT_EQ(plain.ids, graphs.ids);
   ASSERT_EQ(plain.logits.size(), graphs.logits.size());
   EXPECT_EQ(std::memcmp(plain.logits.data(), graphs.logits.data(), plain.logits.size() * 4), 0);

@@ -234,6 +234,7 @@ void LlamaInference::decode_step(const int32_t* tokens, const int32_t* pos, cons
     Graphs& g = *graphs_;
     const void* weights = model_.compute_params().data;
     if (g.epoch != be.recording_epoch() || g.arena != s.arena.data() || g.weights != weights) {
+      if (!g.entries.empty()) ++graph_stats_.invalidations;
       g.entries.clear();  // some pointer a recording holds may have moved
       g.epoch = be.recording_epoch();
       g.arena = s.arena.data();
@@ -244,6 +245,7 @@ void LlamaInference::decode_step(const int32_t* tokens, const int32_t* pos, cons
     if (!e.rec && e.seen++ > 0) {  // seen before, so every scratch has its size: record
       try {
         e.rec = be.record(ops);
+        if (e.rec) ++graph_stats_.recordings;
       } catch (const Error& err) {
         log_warn("decode: recording the step as a graph failed, running op by op from now on: ",
                  err.what());
@@ -260,7 +262,7 @@ void LlamaInference::decode_step(const int32_t* tokens, const int32_t* pos, cons
   }
   if (rec) {
     rec->replay();
-    ++replays_;
+    ++graph_stats_.replays;
   } else {
     ops();
   }

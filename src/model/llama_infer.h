@@ -47,7 +47,13 @@ class LlamaInference {
   // seen again; results are bit-identical either way. On unless turned off here or by the
   // environment (TL_DECODE_GRAPHS=0).
   void set_graphs(bool on) { graphs_on_ = on; }
-  int64_t graph_replays() const { return replays_; }  // decode steps that replayed a graph
+  int64_t graph_replays() const { return graph_stats_.replays; }
+  struct GraphStats {
+    int64_t replays = 0;        // decode steps that replayed a recorded graph
+    int64_t recordings = 0;     // graphs recorded
+    int64_t invalidations = 0;  // times every recording was dropped (memory freed or moved)
+  };
+  const GraphStats& graph_stats() const { return graph_stats_; }
   // act [rows * Tn, C] on the device: the last forward's final-norm output (the head's
   // input), row b's token t at b * Tn + t. Valid until the next forward.
   Tensor hidden() const;
@@ -96,7 +102,7 @@ class LlamaInference {
   std::unique_ptr<State> s_;
   std::unique_ptr<Graphs> graphs_;
   bool graphs_on_ = true;
-  int64_t replays_ = 0;
+  GraphStats graph_stats_;
 };
 
 }  // namespace tl

@@ -57,6 +57,13 @@ void Metrics::add_busy_seconds(double seconds) {
   busy_s_ += seconds;
 }
 
+void Metrics::set_decode_graphs(int64_t replays, int64_t recordings, int64_t invalidations) {
+  std::lock_guard lk(mu_);
+  graph_replays_ = replays;
+  graph_recordings_ = recordings;
+  graph_invalidations_ = invalidations;
+}
+
 std::string Metrics::prometheus() const {
   std::lock_guard lk(mu_);
   const auto now = Clock::now();
@@ -117,6 +124,14 @@ std::string Metrics::prometheus() const {
   head("tinyllama_scheduler_busy_seconds_total", "counter",
        "Wall seconds of scheduler iterations with work (model calls and host work).");
   o << "tinyllama_scheduler_busy_seconds_total " << busy_s_ << '\n';
+  // Decode steps replayed as recorded graphs (CUDA): a step that is not replays op by op.
+  head("tinyllama_decode_graph_replays_total", "counter", "Decode steps replayed from a graph.");
+  o << "tinyllama_decode_graph_replays_total " << graph_replays_ << '\n';
+  head("tinyllama_decode_graph_recordings_total", "counter", "Decode step graphs recorded.");
+  o << "tinyllama_decode_graph_recordings_total " << graph_recordings_ << '\n';
+  head("tinyllama_decode_graph_invalidations_total", "counter",
+       "Times all recorded graphs were dropped (device memory was freed or moved).");
+  o << "tinyllama_decode_graph_invalidations_total " << graph_invalidations_ << '\n';
   return o.str();
 }
 

@@ -24,6 +24,8 @@ class Metrics {
   void add_step(bool prefill, int rows, double seconds);
   // Wall seconds of scheduler iterations that had work (model calls + host work around them).
   void add_busy_seconds(double seconds);
+  // LlamaInference::graph_stats() of the scheduler's cache, as counters.
+  void set_decode_graphs(int64_t replays, int64_t recordings, int64_t invalidations);
   std::string prometheus() const;
 
  private:
@@ -40,6 +42,7 @@ class Metrics {
     double seconds = 0;
   } prefill_, decode_;
   double busy_s_ = 0;
+  int64_t graph_replays_ = 0, graph_recordings_ = 0, graph_invalidations_ = 0;
 };
 
 }  // namespace tl::serve

@@ -382,7 +382,11 @@ void Scheduler::decode_step() {
   } else {
     inf_.forward(toks.data(), 1, pos.data(), nullptr, logits_.data(), n);
   }
-  if (metrics_) metrics_->add_step(false, n, seconds_since(t0));
+  if (metrics_) {
+    metrics_->add_step(false, n, seconds_since(t0));
+    const LlamaInference::GraphStats& g = inf_.graph_stats();
+    metrics_->set_decode_graphs(g.replays, g.recordings, g.invalidations);
+  }
   for (int r = 0; r < n; ++r) {
     Seq& s = *rows_[size_t(r)];
     ++s.len;
