@@ -74,6 +74,9 @@ struct HttpServer::Impl {
         opts.threads > 0 ? opts.threads : s.options().max_batch + s.options().max_queue + 8;
     svr.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
     svr.set_payload_max_length(opts.max_body_bytes);
+    // httplib writes a response's headers and body (and each SSE event) as separate small
+    // writes; with Nagle's algorithm on, a write waits for the ACK of the one before it.
+    svr.set_tcp_nodelay(true);
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (opts.api_key.empty() || req.get_header_value("Authorization") == "Bearer " + opts.api_key)
         return httplib::Server::HandlerResponse::Unhandled;

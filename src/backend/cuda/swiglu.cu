@@ -14,74 +14,48 @@ namespace tl::gpu {
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-// Thread = one W-wide slice of one row. out[N,I], gate_up[N,2I].
-template <int W>
-__global__ void swiglu_forward_kernel(bf16* out, const bf16* gate_up, int64_t N, int I) {
-  const int nv = I / W;
-  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= N * nv) return;
-  const int64_t n = idx / nv;
-  const int i = int(idx % nv) * W;
-  const bf16* g_row = gate_up + n * 2 * I;
-  const Vec<bf16, W> g = load_vec<W>(g_row + i), u = load_vec<W>(g_row + I + i);
-  Vec<bf16, W> y;
+// Where a kernel below puts its results: bf16 values (the plain ops), or the FP8 codes of
+// those bf16 values (the producers, Fp8Cast in backend.h: the codes, scale_inv and amax that
+// fp8_quantize would give for the plain op's output). Every thread calls begin() and end()
+// (the codes' amax is a block reduction), so the kernels have no early exit.
+struct Bf16Out {
+  bf16* base;
+  __device__ void begin() {}
+  template <int W>
+  __device__ void put(int64_t at, const float (&y)[W]) {
+    Vec<bf16, W> v;
 #pragma unroll
-  for (int e = 0; e < W; ++e) {
-    const float gf = to_f32(g.v[e]);
-    y.v[e] = from_f32<bf16>(gf * sigmoid(gf) * to_f32(u.v[e]));
+    for (int e = 0; e < W; ++e) v.v[e] = from_f32<bf16>(y[e]);
+    store_vec<W>(base + at, v);
   }
-  store_vec<W>(out + n * I + i, y);
-}
+  __device__ void end() {}
+};
 
-// With s = sigmoid(g): dg = dy * u * s * (1 + g * (1 - s)); du = dy * g * s.
-// dgate_up[N,2I] (=), dout[N,I], gate_up[N,2I].
-template <int W>
-__global__ void swiglu_backward_kernel(bf16* dgate_up, const bf16* dout, const bf16* gate_up,
-                                       int64_t N, int I) {
-  const int nv = I / W;
-  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= N * nv) return;
-  const int64_t n = idx / nv;
-  const int i = int(idx % nv) * W;
-  const bf16* g_row = gate_up + n * 2 * I;
-  const Vec<bf16, W> g = load_vec<W>(g_row + i), u = load_vec<W>(g_row + I + i);
-  const Vec<bf16, W> dy = load_vec<W>(dout + n * I + i);
-  Vec<bf16, W> dg, du;
-#pragma unroll
-  for (int e = 0; e < W; ++e) {
-    const float gf = to_f32(g.v[e]), uf = to_f32(u.v[e]), d = to_f32(dy.v[e]);
-    const float s = sigmoid(gf);
-    dg.v[e] = from_f32<bf16>(d * uf * s * (1.0f + gf * (1.0f - s)));
-    du.v[e] = from_f32<bf16>(d * gf * s);
-  }
-  bf16* d_row = dgate_up + n * 2 * I;
-  store_vec<W>(d_row + i, dg);
-  store_vec<W>(d_row + I + i, du);
-}
-
-// The FP8 producers (Fp8Cast, backend.h): the kernels above, each value rounded to bf16 as
-// they store it, then cast as fp8_quantize casts it (the same codes, scale_inv and amax).
-// Thread = one W-wide slice of one row; every thread reaches end_quantize (no early exit).
-template <int W>
-__device__ __forceinline__ void put_codes(uint8_t* dst, const float (&y)[W], float s,
-                                          const QuantizeArgs& a, unsigned& m) {
-  Vec<uint8_t, W> q;
-#pragma unroll
-  for (int e = 0; e < W; ++e) {
-    const float v = to_f32(from_f32<bf16>(y[e]));
-    m = max(m, abs_bits(v));
-    q.v[e] = quantize1(v, s, a.fmt);
-  }
-  store_vec<W>(dst, q);
-}
-
-// a.out: codes [N,I] of silu(g) * u.
-template <int W>
-__global__ void swiglu_forward_fp8_kernel(QuantizeArgs a, const bf16* gate_up, int64_t N, int I) {
-  const float s = begin_quantize(a);
-  const int nv = I / W;
-  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+struct CodesOut {
+  QuantizeArgs a;  // a.out: the codes, laid out as the bf16 output would be
+  float s = 0.0f;
   unsigned m = 0;
+  __device__ void begin() { s = begin_quantize(a); }
+  template <int W>
+  __device__ void put(int64_t at, const float (&y)[W]) {
+    Vec<uint8_t, W> q;
+#pragma unroll
+    for (int e = 0; e < W; ++e) {
+      const float v = to_f32(from_f32<bf16>(y[e]));
+      m = max(m, abs_bits(v));
+      q.v[e] = quantize1(v, s, a.fmt);
+    }
+    store_vec<W>(a.out + at, q);
+  }
+  __device__ void end() { end_quantize(a, s, m); }
+};
+
+// Thread = one W-wide slice of one row. out: [N,I], gate_up [N,2I].
+template <int W, class Out>
+__global__ void swiglu_forward_kernel(Out out, const bf16* gate_up, int64_t N, int I) {
+  out.begin();
+  const int nv = I / W;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx < N * nv) {
     const int64_t n = idx / nv;
     const int i = int(idx % nv) * W;
@@ -93,19 +67,19 @@ __global__ void swiglu_forward_fp8_kernel(QuantizeArgs a, const bf16* gate_up, i
       const float gf = to_f32(g.v[e]);
       y[e] = gf * sigmoid(gf) * to_f32(u.v[e]);
     }
-    put_codes<W>(a.out + n * I + i, y, s, a, m);
+    out.template put<W>(n * I + i, y);
   }
-  end_quantize(a, s, m);
+  out.end();
 }
 
-// a.out: codes [N,2I] of (dg | du).
-template <int W>
-__global__ void swiglu_backward_fp8_kernel(QuantizeArgs a, const bf16* dout, const bf16* gate_up,
-                                           int64_t N, int I) {
-  const float s = begin_quantize(a);
+// With s = sigmoid(g): dg = dy * u * s * (1 + g * (1 - s)); du = dy * g * s.
+// dgate_up: [N,2I] (=), dout [N,I], gate_up [N,2I].
+template <int W, class Out>
+__global__ void swiglu_backward_kernel(Out dgate_up, const bf16* dout, const bf16* gate_up,
+                                       int64_t N, int I) {
+  dgate_up.begin();
   const int nv = I / W;
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  unsigned m = 0;
   if (idx < N * nv) {
     const int64_t n = idx / nv;
     const int i = int(idx % nv) * W;
@@ -120,10 +94,10 @@ __global__ void swiglu_backward_fp8_kernel(QuantizeArgs a, const bf16* dout, con
       dg[e] = d * uf * sg * (1.0f + gf * (1.0f - sg));
       du[e] = d * gf * sg;
     }
-    put_codes<W>(a.out + n * 2 * I + i, dg, s, a, m);
-    put_codes<W>(a.out + n * 2 * I + I + i, du, s, a, m);
+    dgate_up.template put<W>(n * 2 * I + i, dg);
+    dgate_up.template put<W>(n * 2 * I + I + i, du);
   }
-  end_quantize(a, s, m);
+  dgate_up.end();
 }
 
 // ---- launchers ----
@@ -149,10 +123,10 @@ void swiglu_forward(Tensor out, Tensor gate_up, cudaStream_t stream) {
   constexpr int kThreads = 256;
   if (I % 8 == 0 && aligned16(out.data) && aligned16(gate_up.data)) {
     swiglu_forward_kernel<8><<<unsigned(ceil_div(N * (I / 8), kThreads)), kThreads, 0, stream>>>(
-        out.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+        Bf16Out{out.ptr<bf16>()}, gate_up.ptr<bf16>(), N, I);
   } else {
     swiglu_forward_kernel<1><<<unsigned(ceil_div(N * I, kThreads)), kThreads, 0, stream>>>(
-        out.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+        Bf16Out{out.ptr<bf16>()}, gate_up.ptr<bf16>(), N, I);
   }
   TL_CUDA_LAUNCH_CHECK();
 }
@@ -167,10 +141,10 @@ void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up, cudaStream_t 
   constexpr int kThreads = 256;
   if (I % 8 == 0 && aligned16(dgate_up.data) && aligned16(dout.data) && aligned16(gate_up.data)) {
     swiglu_backward_kernel<8><<<unsigned(ceil_div(N * (I / 8), kThreads)), kThreads, 0, stream>>>(
-        dgate_up.ptr<bf16>(), dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+        Bf16Out{dgate_up.ptr<bf16>()}, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
   } else {
     swiglu_backward_kernel<1><<<unsigned(ceil_div(N * I, kThreads)), kThreads, 0, stream>>>(
-        dgate_up.ptr<bf16>(), dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+        Bf16Out{dgate_up.ptr<bf16>()}, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
   }
   TL_CUDA_LAUNCH_CHECK();
 }
@@ -194,9 +168,11 @@ void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast, cudaStream_t
   const int64_t threads = N * (vec ? I / 8 : I);
   const auto blocks = unsigned(std::max<int64_t>(ceil_div(threads, kThreads), 1));
   if (vec)
-    swiglu_forward_fp8_kernel<8><<<blocks, kThreads, 0, stream>>>(a, gate_up.ptr<bf16>(), N, I);
+    swiglu_forward_kernel<8>
+        <<<blocks, kThreads, 0, stream>>>(CodesOut{a}, gate_up.ptr<bf16>(), N, I);
   else
-    swiglu_forward_fp8_kernel<1><<<blocks, kThreads, 0, stream>>>(a, gate_up.ptr<bf16>(), N, I);
+    swiglu_forward_kernel<1>
+        <<<blocks, kThreads, 0, stream>>>(CodesOut{a}, gate_up.ptr<bf16>(), N, I);
   TL_CUDA_LAUNCH_CHECK();
 }
 
@@ -213,11 +189,11 @@ void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cas
   const int64_t threads = N * (vec ? I / 8 : I);
   const auto blocks = unsigned(std::max<int64_t>(ceil_div(threads, kThreads), 1));
   if (vec)
-    swiglu_backward_fp8_kernel<8>
-        <<<blocks, kThreads, 0, stream>>>(a, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+    swiglu_backward_kernel<8>
+        <<<blocks, kThreads, 0, stream>>>(CodesOut{a}, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
   else
-    swiglu_backward_fp8_kernel<1>
-        <<<blocks, kThreads, 0, stream>>>(a, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+    swiglu_backward_kernel<1>
+        <<<blocks, kThreads, 0, stream>>>(CodesOut{a}, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
   TL_CUDA_LAUNCH_CHECK();
 }
 
