@@ -15,7 +15,8 @@ mkdir -p "$OUT"
 # .carry/httplib/lib: the cpp-httplib and sentencepiece libraries they were linked against,
 # see curve_round.sh) are used as they are.
 [ -d .carry/httplib/lib ] && export LD_LIBRARY_PATH="$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-if [ -n "${PREBUILT:-}" ] && [ -x "$BUILD/tinyllama_serve_bench" ] && "$BUILD/tinyllama" --version >/dev/null 2>&1; then
+if [ -n "${PREBUILT:-}" ] && { [ -n "${HTTP_ONLY:-}" ] || [ -x "$BUILD/tinyllama_serve_bench" ]; } &&
+  "$BUILD/tinyllama" --version >/dev/null 2>&1; then
   echo "using the carried binaries in $BUILD"
   http=$(ldd "$BUILD/tinyllama" | grep -c httplib || true)
 else
