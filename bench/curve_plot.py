@@ -36,6 +36,18 @@ def records(path):
     return [json.loads(line) for line in lines if line.strip()]
 
 
+def write_curves(recs, train_path, val_path):
+    """The training loss as a SMOOTH-step moving average and the validation points, as TSV."""
+    train = [(r["step"], r["loss"]) for r in recs if "loss" in r and "val_loss" not in r]
+    with open(train_path, "w") as f:
+        for k in range(SMOOTH - 1, len(train)):
+            f.write(f"{train[k][0]}\t{sum(l for _, l in train[k - SMOOTH + 1:k + 1]) / SMOOTH}\n")
+    with open(val_path, "w") as f:
+        for r in recs:
+            if "val_loss" in r:
+                f.write(f"{r['step']}\t{r['val_loss']}\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
@@ -49,15 +61,7 @@ def main():
         if recs is None:
             print(f"{name}: not found, left out")
             continue
-        train = [(r["step"], r["loss"]) for r in recs if "loss" in r and "val_loss" not in r]
-        val = [(r["step"], r["val_loss"]) for r in recs if "val_loss" in r]
-        with open(f"{work}/train{i}.tsv", "w") as f:
-            for k in range(SMOOTH - 1, len(train)):
-                window = [l for _, l in train[k - SMOOTH + 1:k + 1]]
-                f.write(f"{train[k][0]}\t{sum(window) / SMOOTH}\n")
-        with open(f"{work}/val{i}.tsv", "w") as f:
-            for s, v in val:
-                f.write(f"{s}\t{v}\n")
+        write_curves(recs, f"{work}/train{i}.tsv", f"{work}/val{i}.tsv")
         loss_plots.append(f"'train{i}.tsv' using 1:2 with lines lw 1 lc {i + 1} "
                           f"title '{title}, train ({SMOOTH}-step mean)'")
         val_plots.append(f"'val{i}.tsv' using 1:2 with linespoints lw 2 pt {4 + i} ps 1.5 lc {i + 1} "
@@ -71,14 +75,7 @@ def main():
             f.write("\t".join([str(step)] + [str(x) for x in layers]) + "\n")
     n_layers = len(amax[0][1]) if amax else 0
     if long_run:
-        train = [(r["step"], r["loss"]) for r in long_run if "loss" in r and "val_loss" not in r]
-        with open(f"{work}/long_train.tsv", "w") as f:
-            for k in range(SMOOTH - 1, len(train)):
-                f.write(f"{train[k][0]}\t{sum(l for _, l in train[k - SMOOTH + 1:k + 1]) / SMOOTH}\n")
-        with open(f"{work}/long_val.tsv", "w") as f:
-            for r in long_run:
-                if "val_loss" in r:
-                    f.write(f"{r['step']}\t{r['val_loss']}\n")
+        write_curves(long_run, f"{work}/long_train.tsv", f"{work}/long_val.tsv")
     gp = f"""set terminal pngcairo size 1100,620 noenhanced
 set datafile separator '\\t'
 set grid

@@ -77,35 +77,33 @@ std::string Metrics::prometheus() const {
   auto head = [&](const char* name, const char* type, const char* help) {
     o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
   };
+  // A metric of one value: its name is written once, so help and sample cannot disagree.
+  auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+    head(name, type, help);
+    o << name << ' ' << value << '\n';
+  };
   head("tinyllama_requests_total", "counter", "HTTP requests by endpoint and status code.");
   for (const auto& [key, n] : requests_)
     o << "tinyllama_requests_total{endpoint=\"" << key.first << "\",status=\"" << key.second
       << "\"} " << n << '\n';
-  head("tinyllama_prompt_tokens_total", "counter", "Prompt tokens prefilled.");
-  o << "tinyllama_prompt_tokens_total " << prompt_tokens_ << '\n';
-  head("tinyllama_generation_tokens_total", "counter", "Tokens generated.");
-  o << "tinyllama_generation_tokens_total " << generated_tokens_ << '\n';
-  head("tinyllama_generation_tokens_per_second", "gauge",
-       "Tokens generated per second over the last 10 seconds.");
-  o << "tinyllama_generation_tokens_per_second " << double(window_tokens) / kRateWindowS << '\n';
-  head("tinyllama_queue_depth", "gauge", "Sequences waiting for admission.");
-  o << "tinyllama_queue_depth " << queued_ << '\n';
-  head("tinyllama_batch_decoding", "gauge", "Sequences in the decode batch.");
-  o << "tinyllama_batch_decoding " << decoding_ << '\n';
-  head("tinyllama_batch_prefilling", "gauge", "Sequences being prefilled.");
-  o << "tinyllama_batch_prefilling " << prefilling_ << '\n';
-  head("tinyllama_batch_occupancy", "gauge", "Cache rows in use over all rows (0..1).");
-  o << "tinyllama_batch_occupancy "
-    << (max_batch_ > 0 ? double(decoding_ + prefilling_) / max_batch_ : 0.0) << '\n';
-  head("tinyllama_kv_cache_used_tokens", "gauge", "KV positions reserved by admitted sequences.");
-  o << "tinyllama_kv_cache_used_tokens " << kv_used_ << '\n';
-  head("tinyllama_kv_cache_capacity_tokens", "gauge", "KV positions the budget allows.");
-  o << "tinyllama_kv_cache_capacity_tokens " << kv_capacity_ << '\n';
-  head("tinyllama_kv_cache_usage_ratio", "gauge", "Reserved over budgeted KV positions (0..1).");
-  o << "tinyllama_kv_cache_usage_ratio "
-    << (kv_capacity_ > 0 ? double(kv_used_) / double(kv_capacity_) : 0.0) << '\n';
-  head("tinyllama_kv_cache_bytes", "gauge", "Bytes of the KV cache, allocated at start.");
-  o << "tinyllama_kv_cache_bytes " << cache_bytes_ << '\n';
+  metric("tinyllama_prompt_tokens_total", "counter", "Prompt tokens prefilled.", prompt_tokens_);
+  metric("tinyllama_generation_tokens_total", "counter", "Tokens generated.", generated_tokens_);
+  metric("tinyllama_generation_tokens_per_second", "gauge",
+         "Tokens generated per second over the last 10 seconds.",
+         double(window_tokens) / kRateWindowS);
+  metric("tinyllama_queue_depth", "gauge", "Sequences waiting for admission.", queued_);
+  metric("tinyllama_batch_decoding", "gauge", "Sequences in the decode batch.", decoding_);
+  metric("tinyllama_batch_prefilling", "gauge", "Sequences being prefilled.", prefilling_);
+  metric("tinyllama_batch_occupancy", "gauge", "Cache rows in use over all rows (0..1).",
+         max_batch_ > 0 ? double(decoding_ + prefilling_) / max_batch_ : 0.0);
+  metric("tinyllama_kv_cache_used_tokens", "gauge", "KV positions reserved by admitted sequences.",
+         kv_used_);
+  metric("tinyllama_kv_cache_capacity_tokens", "gauge", "KV positions the budget allows.",
+         kv_capacity_);
+  metric("tinyllama_kv_cache_usage_ratio", "gauge", "Reserved over budgeted KV positions (0..1).",
+         kv_capacity_ > 0 ? double(kv_used_) / double(kv_capacity_) : 0.0);
+  metric("tinyllama_kv_cache_bytes", "gauge", "Bytes of the KV cache, allocated at start.",
+         cache_bytes_);
   // Rates come from differences of these counters: mean decode batch = rows / steps; seconds
   // a decode step = seconds / steps; host time between calls = busy - prefill - decode.
   auto steps = [&](const char* name, const char* type, const char* help, auto value) {
@@ -121,17 +119,16 @@ std::string Metrics::prometheus() const {
   steps("tinyllama_scheduler_step_seconds_total", "counter",
         "Seconds in those calls until their results were on the host.",
         [](const Steps& st) { return st.seconds; });
-  head("tinyllama_scheduler_busy_seconds_total", "counter",
-       "Wall seconds of scheduler iterations with work (model calls and host work).");
-  o << "tinyllama_scheduler_busy_seconds_total " << busy_s_ << '\n';
+  metric("tinyllama_scheduler_busy_seconds_total", "counter",
+         "Wall seconds of scheduler iterations with work (model calls and host work).", busy_s_);
   // Decode steps replayed as recorded graphs (CUDA): a step that is not replays op by op.
-  head("tinyllama_decode_graph_replays_total", "counter", "Decode steps replayed from a graph.");
-  o << "tinyllama_decode_graph_replays_total " << graph_replays_ << '\n';
-  head("tinyllama_decode_graph_recordings_total", "counter", "Decode step graphs recorded.");
-  o << "tinyllama_decode_graph_recordings_total " << graph_recordings_ << '\n';
-  head("tinyllama_decode_graph_invalidations_total", "counter",
-       "Times all recorded graphs were dropped (device memory was freed or moved).");
-  o << "tinyllama_decode_graph_invalidations_total " << graph_invalidations_ << '\n';
+  metric("tinyllama_decode_graph_replays_total", "counter", "Decode steps replayed from a graph.",
+         graph_replays_);
+  metric("tinyllama_decode_graph_recordings_total", "counter", "Decode step graphs recorded.",
+         graph_recordings_);
+  metric("tinyllama_decode_graph_invalidations_total", "counter",
+         "Times all recorded graphs were dropped (device memory was freed or moved).",
+         graph_invalidations_);
   return o.str();
 }
 

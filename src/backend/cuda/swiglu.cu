@@ -102,18 +102,23 @@ __global__ void swiglu_backward_kernel(Out dgate_up, const bf16* dout, const bf1
 
 // ---- launchers ----
 
-// Checks gate_up [rows..., 2I] and out [rows..., I] (named out_name); returns I.
-static int check_swiglu(const char* op, const char* out_name, const Tensor& out,
-                        const Tensor& gate_up) {
+// Checks gate_up [rows..., 2I]; returns I.
+static int check_gate_up(const char* op, const Tensor& gate_up) {
   check_cuda(op, "gate_up", gate_up, DType::BF16);
   check_rows(op, "gate_up", gate_up);
   TL_CHECK(gate_up.dim(-1) % 2 == 0, op, ": gate_up's last dimension must be 2 * I, got ",
            gate_up.str());
   check_int_range(op, "2I", gate_up.dim(-1));
-  const int64_t I = gate_up.dim(-1) / 2;
+  return int(gate_up.dim(-1) / 2);
+}
+
+// Checks gate_up [rows..., 2I] and out [rows..., I] (named out_name); returns I.
+static int check_swiglu(const char* op, const char* out_name, const Tensor& out,
+                        const Tensor& gate_up) {
+  const int I = check_gate_up(op, gate_up);
   check_cuda(op, out_name, out, DType::BF16);
   check_shape(op, out_name, out, with_last(gate_up.shape, I));
-  return int(I);
+  return I;
 }
 
 void swiglu_forward(Tensor out, Tensor gate_up, cudaStream_t stream) {
@@ -154,13 +159,8 @@ void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up, cudaStream_t 
 
 void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast, cudaStream_t stream) {
   const char* op = "swiglu_forward_fp8";
-  check_cuda(op, "gate_up", gate_up, DType::BF16);
-  check_rows(op, "gate_up", gate_up);
-  TL_CHECK(gate_up.dim(-1) % 2 == 0, op, ": gate_up's last dimension must be 2 * I, got ",
-           gate_up.str());
-  check_int_range(op, "2I", gate_up.dim(-1));
+  const int I = check_gate_up(op, gate_up);
   const int64_t N = rows_of(gate_up);
-  const int I = int(gate_up.dim(-1) / 2);
   fp8_args::cast(Device::CUDA, op, cast, codes, N, I);
   const QuantizeArgs a = begin_fp8_cast(cast, codes, stream);
   constexpr int kThreads = 256;
