@@ -2,7 +2,8 @@
 # Server decode benchmark on one GPU, TinyLlama-1.1B shape (random weights), bf16, greedy:
 #  1. the scheduler in-process (no HTTP) at batch 1/8/32/64 beside static batching
 #     (generate_batch), prompt 128, 256 new tokens: tinyllama_serve_bench; then batch 1 and 32
-#     again with decode steps run op by op instead of replayed as CUDA graphs;
+#     again with decode steps run op by op instead of replayed as CUDA graphs, and the
+#     decode levers one by one (fused layers off, programmatic dependent launch off);
 #  2. when the binary was built with cpp-httplib: `tinyllama serve --device cuda` under
 #     bench/serve_load.py at 32 concurrent streams (the aggregate bar), then 64 and 1;
 #     SERVE_ARGS adds options to the server (e.g. "--prefill-tokens 4096").
@@ -25,15 +26,34 @@ else
   http=$(grep -c '^HTTPLIB_FOUND:INTERNAL=1' "$BUILD/CMakeCache.txt" || true)
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+# SM clock and power beside every run (these machines vary by several % between calls).
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,utilization.gpu --format=csv,noheader,nounits \
+  -lms 500 >"$OUT/smi.csv" 2>/dev/null &
+SMI=$!
+trap 'kill $SMI 2>/dev/null || true' EXIT
+clock() { tail -n 4 "$OUT/smi.csv" | awk -F', ' '{c+=$2; p+=$3; n++} END {if (n) printf "   (SM %.0f MHz, %.0f W over the last 2 s)\n", c/n, p/n}'; }
 if [ -z "${HTTP_ONLY:-}" ]; then  # HTTP_ONLY=1: only part 2 (the scheduler figures are in already)
 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
   --profile
+clock
 echo "-- the same without recorded decode graphs (TL_DECODE_GRAPHS=0), op by op:"
 TL_DECODE_GRAPHS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
   --json "$OUT/scheduler_no_graphs.json"
-echo "-- the same with the few-row GEMV for the linears (TL_GEMV=1; batch <= 8 only):"
-TL_GEMV=1 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8 --prompt 128 --new 256 \
-  --json "$OUT/scheduler_gemv.json" --profile
+clock
+# The decode levers one by one, same binary (bench/NOTES.md, "batch-1 decode"): the fused
+# layers (decode_linear + one-launch attention) off, then programmatic dependent launch off.
+echo "-- without the fused decode layers (TL_DECODE_FUSED_ROWS=0: separate norm/SwiGLU/add, cuBLASLt):"
+TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,2,4,8 --prompt 128 --new 256 \
+  --json "$OUT/scheduler_unfused.json" --profile
+clock
+echo "-- fused, without programmatic dependent launch (TL_PDL=0):"
+TL_PDL=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8 --prompt 128 --new 256 \
+  --json "$OUT/scheduler_no_pdl.json" --profile
+clock
+echo "-- fused at 2 and 4 rows (the default 8 covers them):"
+"$BUILD/tinyllama_serve_bench" --device cuda --batches 2,4 --prompt 128 --new 256 \
+  --json "$OUT/scheduler_2_4.json"
+clock
 fi
 
 TOKENIZER=${TOKENIZER:-}
@@ -49,7 +69,7 @@ else
   "$BUILD/tinyllama" serve --checkpoint "$OUT/init.tlck" --tokenizer "$TOKENIZER" \
       --device cuda --port 8399 --max-batch 64 --max-len 512 ${SERVE_ARGS:-} >"$OUT/server.log" 2>&1 &
   SERVER=$!
-  trap 'kill -TERM $SERVER 2>/dev/null || true' EXIT
+  trap 'kill -TERM $SERVER 2>/dev/null || true; kill $SMI 2>/dev/null || true' EXIT
   for _ in $(seq 120); do curl -sf localhost:8399/health >/dev/null 2>&1 && break; sleep 1; done
   # Warm-up at the measured shapes (the decode graphs of the key buckets it reaches get recorded).
   python3 bench/serve_load.py --url http://127.0.0.1:8399 --concurrency 32 --requests 1 --max-tokens 256 >/dev/null

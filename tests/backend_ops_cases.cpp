@@ -159,6 +159,40 @@ void matmul(std::vector<OpCase>& v) {
         r.be().matmul_backward(dinp, dw, dout, inp, w, acc);
       });
   }
+  // decode_linear: few rows (CUDA's fused kernel: 1, 3, 8), more (12: the separate ops) and
+  // I % 8 != 0 (the separate ops too), every input kind without, with and in place of the
+  // residual; then the 1.1B layers as a decode step runs them (qkv and gate_up behind their
+  // norms, wo + residual, down behind SwiGLU + residual).
+  using In = Backend::LinearIn;
+  struct L {
+    int64_t M, I, O;
+    In in;
+    int res;  // 0: none, 1: a separate tensor, 2: out itself
+    bool big;
+  };
+  for (L k : {L{1, 40, 24, In::Plain, 0, false}, L{3, 16, 37, In::RmsNorm, 1, false},
+              L{8, 24, 9, In::SwiGlu, 2, false}, L{12, 32, 20, In::RmsNorm, 2, false},
+              L{12, 16, 8, In::SwiGlu, 1, false}, L{5, 8, 3, In::Plain, 2, false},
+              L{2, 13, 7, In::RmsNorm, 1, false}, L{1, 2048, 2560, In::RmsNorm, 0, true},
+              L{1, 2048, 2048, In::Plain, 2, true}, L{1, 2048, 11264, In::RmsNorm, 0, true},
+              L{1, 5632, 2048, In::SwiGlu, 2, true}, L{8, 5632, 2048, In::SwiGlu, 1, true}}) {
+    const char* kind = k.in == In::Plain ? "plain" : k.in == In::RmsNorm ? "rmsnorm" : "swiglu";
+    const char* res = k.res == 0 ? "" : k.res == 1 ? ", + residual" : ", += in place";
+    const double ws = 1.0 / std::sqrt(double(k.I));
+    add(v, cat("decode_linear (", kind, res, ")"), dims({{"M", k.M}, {"I", k.I}, {"O", k.O}}),
+        k.big, [=](OpRun& r) {
+          const int64_t width = k.in == In::SwiGlu ? 2 * k.I : k.I;
+          Tensor x = r.in_act({k.M, width}, k.in == In::RmsNorm ? 2.0 : 1.0);
+          Tensor w = r.in_act({k.O, k.I}, ws);
+          Backend::DecodeLinear f{k.in, {}, 1e-5f, {}};
+          if (k.in == In::RmsNorm) f.norm_weight = r.in_act({k.I}, 0.3, 1.0);
+          Tensor out =
+              k.res == 2 ? r.inout("out", r.act(), {k.M, k.O}) : r.out("out", r.act(), {k.M, k.O});
+          if (k.res == 1) f.residual = r.in_act({k.M, k.O});
+          if (k.res == 2) f.residual = out;
+          r.be().decode_linear(out, x, w, f);
+        });
+  }
 }
 
 void rope_swiglu(std::vector<OpCase>& v) {
@@ -354,8 +388,8 @@ void fp8(std::vector<OpCase>& v) {
                 Tensor in = r.in(dt, {q.R, q.C}, 1.0);
                 Tensor a = r.in_values(DType::F32, {1}, {2.0f});
                 const auto [rows, cols] = outputs(r, l, q);
-                r.be().fp8_quantize(rows, cols, r.out("scale_inv", DType::F32, {1}, kExact), in,
-                                    a, Fp8Format::E4M3,
+                r.be().fp8_quantize(rows, cols, r.out("scale_inv", DType::F32, {1}, kExact), in, a,
+                                    Fp8Format::E4M3,
                                     r.inout_values("amax_out", DType::F32, {1}, {start}, kExact));
               });
   // Transposes of codes (producer-written operands): 7x40, 33x96 element by element; 48x208
@@ -480,7 +514,7 @@ void attention(std::vector<OpCase>& v) {
           Tensor cos = r.in_values(DType::F32, {k.Tmax, k.D / 2}, c);
           Tensor sin = r.in_values(DType::F32, {k.Tmax, k.D / 2}, s);
           Tensor pos = r.in_ids({k.B}, k.pos);
-          Tensor qkv = r.inout("qkv (rotated)", r.act(), {k.B, k.Tn, Q});
+          Tensor qkv = r.in_act({k.B, k.Tn, Q});
           Tensor kc = r.inout("k_cache", r.act(), {k.B, k.Tmax, KD});
           Tensor vc = r.inout("v_cache", r.act(), {k.B, k.Tmax, KD}, 1.0, kExact);  // copies
           r.be().attention_decode(r.out("out", r.act(), {k.B, k.Tn, int64_t(k.H) * k.D}), qkv, kc,

@@ -135,7 +135,7 @@ TEST(CudaDecode, GraphReplayIsBitIdenticalToOpByOp) {
         pos[3] += 32;
       }
       if (t == 90) Buffer(*be, 1 << 20).release();  // a freed block moves the epoch
-      if (t % 3 == 2) {  // rows 1..2, logits
+      if (t % 3 == 2) {                             // rows 1..2, logits
         inf.forward(tok.data() + 1, 1, pos.data() + 1, nullptr, logits.data(), 2, 1);
         tr.logits.insert(tr.logits.end(), logits.begin(), logits.begin() + 2 * V);
         for (int b = 1; b < 3; ++b) ++pos[size_t(b)];
@@ -163,6 +163,49 @@ TEST(CudaDecode, GraphReplayIsBitIdenticalToOpByOp) {
   ASSERT_EQ(plain.ids, graphs.ids);
   ASSERT_EQ(plain.logits.size(), graphs.logits.size());
   EXPECT_EQ(std::memcmp(plain.logits.data(), graphs.logits.data(), plain.logits.size() * 4), 0);
+}
+
+// Decode steps of one token a row run each layer as five ops (decode_linear with the norms,
+// SwiGLU and residual adds fused, attention_decode in one launch, all launched as programmatic
+// dependents). They must give the separate ops' logits: both round f(x) to bf16 the same
+// way, so they differ by summation order and the residual add's one rounding fewer. Rows
+// 1, 3 and 8 (the fused kernel), 160 steps (two splits of the keys, so the last split's
+// merge runs), replayed as graphs and not.
+TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
+  CD_NEED_GPU();
+  ModelConfig cfg = ckpt_test::small_config();
+  cfg.dim = 64;
+  cfg.ffn_dim = 96;
+  cfg.max_seq_len = 300;
+  const std::vector<float> params = ckpt_test::random_params(cfg, 9);
+  const int P = 3, steps = 160, V = cfg.vocab_size;
+  for (int B : {1, 3, 8})
+    for (bool graphs : {false, true}) {
+      SCOPED_TRACE(cat("rows ", B, graphs ? ", graphs" : ", op by op"));
+      std::vector<float> logits[2];
+      for (int fused : {0, 1}) {
+        auto be = make_backend("cuda");
+        LlamaModel model(cfg, *be);
+        model.set_params(params);
+        LlamaInference inf(model, B, cfg.max_seq_len);
+        inf.set_graphs(graphs);
+        inf.set_fused_rows(fused ? 8 : 0);
+        std::vector<int32_t> prompt(size_t(B * P)), pos(B, 0), pick(B, P - 1), tok(B);
+        for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 5 + 1) % size_t(V));
+        std::vector<float> step(size_t(B * V));
+        inf.forward(prompt.data(), P, pos.data(), pick.data(), step.data());
+        const std::vector<int32_t> first(B, 0);
+        for (int t = 0; t < steps; ++t) {
+          for (int b = 0; b < B; ++b) {
+            tok[size_t(b)] = int32_t((t * 3 + b * 7) % V);  // fixed tokens: no feedback
+            pos[size_t(b)] = P + t;
+          }
+          inf.forward(tok.data(), 1, pos.data(), first.data(), step.data());
+          if (t % 8 == 7) logits[fused].insert(logits[fused].end(), step.begin(), step.end());
+        }
+      }
+      EXPECT_TRUE(close("logits", logits[1], logits[0], 2e-2));
+    }
 }
 
 // Tokens/s of cached greedy decoding at the TinyLlama-1.1B shape (random weights), batch 1

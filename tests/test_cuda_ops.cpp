@@ -214,37 +214,53 @@ TEST_F(CudaOps, ProfilingByCategory) {
 
 }  // namespace
 
-// ---------------------------------------------------------------- decode GEMV (#13)
+// ---------------------------------------------------------------- decode linears (#13)
 
-// TL_GEMV=1 sends matmul_forward of <= 8 rows through gemv.cu; it must give cuBLASLt's
-// result (both sum in f32 and round once to bf16: they differ by the summation order only,
-// a few f32 ulps of the largest partial sums, which can flip one bf16 rounding).
-TEST_F(CudaOps, GemvForFewRowsMatchesCublas) {
-  ::setenv("TL_GEMV", "1", 1);
-  std::unique_ptr<Backend> with_gemv = make_backend("cuda");
-  ::unsetenv("TL_GEMV");
+// decode_linear's fused kernel (rows <= 8) against the separate CUDA ops it stands for:
+// rmsnorm_forward / swiglu_forward, cuBLASLt's matmul_forward, then the residual added on
+// the host. Both round f(x) to bf16 alike; the products differ by summation order (a few
+// f32 ulps, which can flip one bf16 rounding) and the fused add rounds once where the
+// separate ops round the product first.
+TEST_F(CudaOps, DecodeLinearMatchesTheSeparateOps) {
+  using In = Backend::LinearIn;
   struct S {
     int64_t I, O;
+    In in;
+    bool residual;
   };
-  for (S s : {S{2048, 2560}, S{2048, 11264}, S{5632, 2048}, S{64, 32000}, S{8, 24}})
+  for (S s : {S{2048, 2560, In::RmsNorm, false}, S{2048, 2048, In::Plain, true},
+              S{2048, 11264, In::RmsNorm, false}, S{5632, 2048, In::SwiGlu, true},
+              S{64, 32000, In::Plain, false}, S{8, 24, In::SwiGlu, false}})
     for (int64_t M : {1, 2, 3, 5, 8}) {
-      SCOPED_TRACE(cat("M=", M, " I=", s.I, " O=", s.O));
-      const std::vector<float> x = round_bf16(randn(M * s.I, 3)),
-                               w = round_bf16(randn(s.O * s.I, 4, 0.02));
-      std::vector<float> got[2];
-      int i = 0;
-      for (Backend* be : {with_gemv.get(), gpu.get()}) {
-        Arr xa = alloc(*be, DType::BF16, {M, s.I}), wa = alloc(*be, DType::BF16, {s.O, s.I});
-        Arr oa = alloc(*be, DType::BF16, {M, s.O});
-        upload(*be, xa.t, x);
-        upload(*be, wa.t, w);
-        be->matmul_forward(oa.t, xa.t, wa.t);
-        got[i++] = download(*be, oa.t);
-      }
+      SCOPED_TRACE(cat("M=", M, " I=", s.I, " O=", s.O, " in=", int(s.in)));
+      const int64_t width = s.in == In::SwiGlu ? 2 * s.I : s.I;
+      const std::vector<float> x = round_bf16(randn(M * width, 3)),
+                               w = round_bf16(randn(s.O * s.I, 4, 0.02)),
+                               nw = round_bf16(randn(s.I, 5, 0.3, 1.0)),
+                               res = round_bf16(randn(M * s.O, 6));
+      Arr xa = alloc(*gpu, DType::BF16, {M, width}), wa = alloc(*gpu, DType::BF16, {s.O, s.I});
+      Arr na = alloc(*gpu, DType::BF16, {s.I}), ra = alloc(*gpu, DType::BF16, {M, s.O});
+      Arr fa = alloc(*gpu, DType::BF16, {M, s.I}), rs = alloc(*gpu, DType::F32, {M});
+      Arr oa = alloc(*gpu, DType::BF16, {M, s.O}), pa = alloc(*gpu, DType::BF16, {M, s.O});
+      upload(*gpu, xa.t, x);
+      upload(*gpu, wa.t, w);
+      upload(*gpu, na.t, nw);
+      upload(*gpu, ra.t, res);
+      Backend::DecodeLinear f{s.in, na.t, 1e-5f, s.residual ? ra.t : Tensor()};
+      gpu->decode_linear(oa.t, xa.t, wa.t, f);
+      const std::vector<float> got = download(*gpu, oa.t);
+      Tensor in = xa.t;
+      if (s.in == In::RmsNorm) gpu->rmsnorm_forward(fa.t, rs.t, xa.t, na.t, 1e-5f);
+      if (s.in == In::SwiGlu) gpu->swiglu_forward(fa.t, xa.t);
+      if (s.in != In::Plain) in = fa.t;
+      gpu->matmul_forward(pa.t, in, wa.t);
+      std::vector<float> want = download(*gpu, pa.t);
+      if (s.residual)
+        for (size_t k = 0; k < want.size(); ++k) want[k] += res[k];
       double rms = 0;
-      for (float v : got[1]) rms += double(v) * v;
-      rms = std::sqrt(rms / double(got[1].size()));
-      for (size_t k = 0; k < got[0].size(); ++k)
-        ASSERT_NEAR(got[0][k], got[1][k], 1e-2 * rms + 1e-2 * std::fabs(got[1][k])) << k;
+      for (float v : want) rms += double(v) * v;
+      rms = std::sqrt(rms / double(want.size()));
+      for (size_t k = 0; k < got.size(); ++k)
+        ASSERT_NEAR(got[k], want[k], 1e-2 * rms + 1e-2 * std::fabs(want[k])) << k;
     }
 }

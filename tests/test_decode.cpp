@@ -101,9 +101,9 @@ TEST(Decode, OpEqualsFullCausalAttention) {
       for (int b = 0; b < B; ++b) {
         std::copy_n(out.begin() + int64_t(b) * n * H * D, n * H * D,
                     got.begin() + (int64_t(b) * T + pos[size_t(b)]) * H * D);
-        // q and k were rotated in place, as rope_forward does.
+        // qkv is only read (the rotation happens in a copy).
         EXPECT_TRUE(dec_same(in.data() + int64_t(b) * n * Q,
-                             qkv.data() + (int64_t(b) * T + pos[size_t(b)]) * Q, size_t(n * Q)));
+                             raw.data() + (int64_t(b) * T + pos[size_t(b)]) * Q, size_t(n * Q)));
         done[b] = std::max(done[b], pos[size_t(b)] + n);
       }
     }
@@ -234,8 +234,9 @@ TEST(Decode, ArgmaxIdsAreTheFirstMaximumOfTheLogits) {
   m.be->argmax_rows(dec_t(got, {4}), dec_t(x, {4, 3}));
   EXPECT_EQ(got, (std::vector<int32_t>{1, 1, 0, 1}));
   std::vector<int32_t> bad(3);
-  const std::string msg =
-      ckpt_test::error_of([&] { m.be->argmax_rows(dec_t(bad, {3}), dec_t(x, {4, 3})); });
+  const std::string msg = ckpt_test::error_of([&] {
+    m.be->argmax_rows(dec_t(bad, {3}), dec_t(x, {4, 3}));
+  });
   EXPECT_TRUE(ckpt_test::has(msg, "argmax_rows")) << msg;
 }
 

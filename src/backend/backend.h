@@ -147,13 +147,28 @@ class Backend {
   // ---- incremental decoding with a KV cache (inference only, no backward) ----
   // qkv[B,Tn,(H+2K)*D] (act): the new tokens' projections, before RoPE. Token t of row b sits
   // at position p = pos[b] + t (pos[B]: i32 on this backend's device; rows may differ).
-  // The op (1) rotates q and k of qkv in place at p (as rope_forward), (2) writes k and v into
-  // row p of k_cache, v_cache [B,Tmax,K*D] (act), (3) computes
+  // The op (1) rotates q and k at p (as rope_forward; qkv itself is only read), (2) writes k
+  // (rotated) and v into row p of k_cache, v_cache [B,Tmax,K*D] (act), (3) computes
   // out[B,Tn,H*D] = softmax(q k^T / sqrt(D)) v over the cache positions [0, p] of row b,
   // query head h reading kv head h / (H/K). kv_len >= every pos[b] + Tn (and <= Tmax) bounds
   // the keys read; the caller guarantees it (a GPU cannot check device-side pos cheaply).
   virtual void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
                                 Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head) = 0;
+  // A linear layer of a decode step with what surrounds it in the block:
+  //   out[M,O] = residual + f(x) @ weight[O,I]^T       (act; residual[M,O] optional, may be out)
+  // f as `in` says: Plain x[M,I] -> x; RmsNorm x[M,I] -> rmsnorm_forward's out with
+  // norm_weight[I] and eps; SwiGlu x[M,2I] -> swiglu_forward's out. f(x) is rounded to act as
+  // the separate op rounds it; the sum once. One op, not three, because with one or a few
+  // rows the product only streams the weights: the CUDA backend does f in the prologue and
+  // the add in the epilogue of that stream, instead of two launches around it.
+  enum class LinearIn { Plain, RmsNorm, SwiGlu };
+  struct DecodeLinear {
+    LinearIn in = LinearIn::Plain;
+    Tensor norm_weight;  // RmsNorm: [I] (act)
+    float eps = 0;       // RmsNorm
+    Tensor residual;     // empty: no add
+  };
+  virtual void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) = 0;
 
   // ---- SwiGLU ----
   // out[N,I] = silu(gate_up[:, :I]) * gate_up[:, I:]

@@ -91,6 +91,7 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
       graphs_(std::make_unique<Graphs>()) {
   const char* env = std::getenv("TL_DECODE_GRAPHS");
   graphs_on_ = !(env && std::strcmp(env, "0") == 0);
+  if (const char* f = std::getenv("TL_DECODE_FUSED_ROWS")) fused_rows_ = std::atoi(f);
   const ModelConfig& c = model_.config();
   TL_CHECK(batch > 0, "inference: batch must be positive, got ", batch);
   TL_CHECK(max_len > 0 && max_len <= c.max_seq_len, "inference: max_len ", max_len,
@@ -159,7 +160,10 @@ void LlamaInference::head_chunks(Tensor x, int64_t rows,
   for (int64_t r0 = 0; r0 < rows; r0 += R) {
     const int64_t n = std::min(R, rows - r0);
     Tensor z = s_->logits_act.rows(0, n);
-    model_.backend().matmul_forward(z, x.rows(r0, r0 + n), w(ParamKind::Head));
+    if (n <= fused_rows_)  // few rows: the head only streams its weights, as the layers do
+      model_.backend().decode_linear(z, x.rows(r0, r0 + n), w(ParamKind::Head), {});
+    else
+      model_.backend().matmul_forward(z, x.rows(r0, r0 + n), w(ParamKind::Head));
     use(z, r0);
   }
 }
@@ -305,6 +309,7 @@ LlamaInference::Call LlamaInference::start(const int32_t* tokens, int Tn, const 
 }
 
 void LlamaInference::layers(int B, int Tn, int kv_len, int row0) {
+  if (Tn == 1 && B <= fused_rows_) return layers_fused(B, kv_len, row0);
   const ModelConfig& c = model_.config();
   Backend& be = model_.backend();
   State& s = *s_;
@@ -330,6 +335,32 @@ void LlamaInference::layers(int B, int Tn, int kv_len, int row0) {
     be.add_rmsnorm_forward(s.res0, s.xn, s.rstd, s.res1, s.proj,
                            last ? w(ParamKind::FinalNorm) : w(ParamKind::AttnNorm, l + 1), eps);
   }
+}
+
+// The same layers as five ops each: with one or a few rows every linear only streams its
+// weights, so the norms, SwiGLU and the residual adds ride along inside decode_linear.
+void LlamaInference::layers_fused(int B, int kv_len, int row0) {
+  const ModelConfig& c = model_.config();
+  Backend& be = model_.backend();
+  State& s = *s_;
+  const int64_t C = c.dim;
+  const float eps = c.norm_eps;
+  using In = Backend::LinearIn;
+  be.embedding_forward(s.res0, w(ParamKind::Embed), s.tokens);
+  for (int l = 0; l < c.n_layers; ++l) {
+    // res1 = res0 + wo(attention over the cache(rope(wqkv(norm(res0)))))
+    be.decode_linear(s.qkv.view({B, c.qkv_dim()}), s.res0, w(ParamKind::Wqkv, l),
+                     {In::RmsNorm, w(ParamKind::AttnNorm, l), eps, {}});
+    be.attention_decode(s.att, s.qkv, s.k[size_t(l)].rows(row0, row0 + B),
+                        s.v[size_t(l)].rows(row0, row0 + B), s.cos, s.sin, s.pos.rows(0, B), kv_len,
+                        c.n_heads, c.n_kv_heads);
+    be.decode_linear(s.res1, s.att.view({B, C}), w(ParamKind::Wo, l), {In::Plain, {}, 0, s.res0});
+    // res0 = res1 + w_down(swiglu(w_gate_up(norm(res1))))
+    be.decode_linear(s.gate_up, s.res1, w(ParamKind::WGateUp, l),
+                     {In::RmsNorm, w(ParamKind::MlpNorm, l), eps, {}});
+    be.decode_linear(s.res0, s.gate_up, w(ParamKind::WDown, l), {In::SwiGlu, {}, 0, s.res1});
+  }
+  be.rmsnorm_forward(s.xn, s.rstd, s.res0, w(ParamKind::FinalNorm), eps);
 }
 
 Tensor LlamaInference::hidden() const {

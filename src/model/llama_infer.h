@@ -54,6 +54,11 @@ class LlamaInference {
     int64_t invalidations = 0;  // times every recording was dropped (memory freed or moved)
   };
   const GraphStats& graph_stats() const { return graph_stats_; }
+  // Calls of one token a row with at most this many rows run each layer as five ops: the
+  // four linears as Backend::decode_linear (norm, SwiGLU and residual add fused into the
+  // weight stream) around attention_decode. More rows run the separate ops, where cuBLASLt's
+  // GEMMs do better. Default from TL_DECODE_FUSED_ROWS (0 turns it off), else 8.
+  void set_fused_rows(int rows) { fused_rows_ = rows; }
   // act [rows * Tn, C] on the device: the last forward's final-norm output (the head's
   // input), row b's token t at b * Tn + t. Valid until the next forward.
   Tensor hidden() const;
@@ -81,6 +86,7 @@ class LlamaInference {
              int row0);
   // The layers on the device (no host work): leaves xn = the final norm of the call's tokens.
   void layers(int B, int Tn, int kv_len, int row0);
+  void layers_fused(int B, int kv_len, int row0);  // Tn == 1, B <= fused_rows_
   int run_layers(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick, int rows,
                  int row0);  // start + layers; returns B
   // One token per row, head included, recorded and replayed when the backend can; out gets
@@ -102,6 +108,7 @@ class LlamaInference {
   std::unique_ptr<State> s_;
   std::unique_ptr<Graphs> graphs_;
   bool graphs_on_ = true;
+  int fused_rows_ = 8;
   GraphStats graph_stats_;
 };
 

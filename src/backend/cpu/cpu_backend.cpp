@@ -25,6 +25,7 @@
 #include "backend/cpu/ops/rmsnorm.h"
 #include "backend/cpu/ops/rope.h"
 #include "backend/cpu/ops/swiglu.h"
+#include "backend/decode_linear_args.h"
 #include "backend/fp8_args.h"
 
 namespace tl {
@@ -424,6 +425,30 @@ class CpuBackend final : public Backend {
     cpu::attention_decode(out.ptr<float>(), qkv.ptr<float>(), k_cache.ptr<float>(),
                           v_cache.ptr<float>(), cos.ptr<float>(), sin.ptr<float>(),
                           pos.ptr<int32_t>(), B, Tn, Tmax, kv_len, n_head, n_kv_head, D);
+  }
+  // The three ops it stands for, in f32 (backend.h: the CUDA backend fuses them).
+  void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) override {
+    const linear_args::Dims d =
+        linear_args::decode_linear(Device::CPU, DType::F32, out, x, weight, f);
+    std::vector<float> fx, rstd, prod;
+    Tensor in = x;
+    if (f.in != LinearIn::Plain) {
+      fx.resize(size_t(d.M * d.I));
+      in = Tensor(fx.data(), DType::F32, Device::CPU, {d.M, d.I});
+      if (f.in == LinearIn::RmsNorm) {
+        rstd.resize(size_t(d.M));
+        rmsnorm_forward(in, Tensor(rstd.data(), DType::F32, Device::CPU, {d.M}), x, f.norm_weight,
+                        f.eps);
+      } else {
+        swiglu_forward(in, x);
+      }
+    }
+    if (f.residual.empty()) return matmul_forward(out, in, weight);
+    prod.resize(size_t(d.M * d.O));
+    matmul_forward(Tensor(prod.data(), DType::F32, Device::CPU, {d.M, d.O}), in, weight);
+    const float* r = f.residual.ptr<float>();
+    float* o = out.ptr<float>();
+    for (size_t i = 0; i < prod.size(); ++i) o[i] = r[i] + prod[i];
   }
 
   // ---- SwiGLU ----

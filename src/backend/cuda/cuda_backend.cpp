@@ -16,6 +16,7 @@
 #include "backend/cuda/memory.h"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/profile.h"
+#include "backend/decode_linear_args.h"
 #include "backend/fp8_args.h"
 
 namespace tl::gpu {
@@ -180,8 +181,8 @@ class CudaBackend final : public Backend {
     auto s = prof_->scope(ProfCat::Other);
     gpu::amax(out, in, ctx_.stream);
   }
-  void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax,
-                    Fp8Format f, Tensor amax_out) override {
+  void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,
+                    Tensor amax_out) override {
     auto s = prof_->scope(ProfCat::Other);
     gpu::fp8_quantize(out, out_t, scale_inv, in, amax, f, amax_out, ctx_.stream);
   }
@@ -231,7 +232,37 @@ class CudaBackend final : public Backend {
                         Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head) override {
     auto s = prof_->scope(ProfCat::Attention);
     gpu::attention_decode(out, qkv, k_cache, v_cache, cos, sin, pos, kv_len, n_head, n_kv_head,
-                          ctx_.sm_count, decode_scratch_, ctx_.stream);
+                          ctx_.sm_count, decode_scratch_, decode_counters_, ctx_.stream);
+  }
+  void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) override {
+    const linear_args::Dims d =
+        linear_args::decode_linear(Device::CUDA, DType::BF16, out, x, weight, f);
+    if (d.M == 0) return;
+    if (gpu::decode_linear_fits(out, x, weight, f)) {
+      auto s = prof_->scope(ProfCat::Matmul);
+      return gpu::decode_linear(out, x, weight, f, ctx_.stream);
+    }
+    // More rows than the fused kernel takes: the ops it stands for, the add as the GEMM's
+    // beta = 1 over a copy of the residual.
+    Tensor in = x;
+    if (f.in != LinearIn::Plain) {
+      const size_t act_bytes = size_t(d.M * d.I) * 2, aligned = (act_bytes + 255) / 256 * 256;
+      auto* base = static_cast<char*>(
+          linear_scratch_.get(aligned + size_t(d.M) * sizeof(float), ctx_.stream));
+      in = Tensor(base, DType::BF16, Device::CUDA, {d.M, d.I});
+      if (f.in == LinearIn::RmsNorm)
+        rmsnorm_forward(in, Tensor(base + aligned, DType::F32, Device::CUDA, {d.M}), x,
+                        f.norm_weight, f.eps);
+      else
+        swiglu_forward(in, x);
+    }
+    auto s = prof_->scope(ProfCat::Matmul);
+    if (f.residual.empty()) return gemm_->forward("decode_linear", out, in, weight);
+    if (f.residual.data != out.data)
+      TL_CUDA_CHECK(cudaMemcpyAsync(out.data, f.residual.data, out.nbytes(),
+                                    cudaMemcpyDeviceToDevice, ctx_.stream));
+    gemm_->gemm(out.data, CUDA_R_16BF, int(d.O), weight.data, int(d.I), true, in.data, int(d.I),
+                false, int(d.O), int(d.M), int(d.I), 1.0f);
   }
 
   // ---- SwiGLU ----
@@ -365,6 +396,8 @@ class CudaBackend final : public Backend {
   Scratch head_scratch_{mem_, "head_cross_entropy's logits chunk"};
   Scratch reduce_scratch_{mem_, "sum_squares' per-block partial sums"};
   Scratch decode_scratch_{mem_, "attention_decode's per-split partial results"};
+  Scratch decode_counters_{mem_, "attention_decode's per-row split counters"};
+  Scratch linear_scratch_{mem_, "decode_linear's normed or gated input"};
 };
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "backend/cuda/cuda_common.h"
 
+#include <cstdlib>
+#include <cstring>
+
 namespace tl::gpu {
 
 void cuda_fail(const char* what, const char* expr, const char* file, int line) {
@@ -22,6 +25,19 @@ const char* cublas_status_name(cublasStatus_t s) {
     case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
     default: return "CUBLAS_STATUS_UNKNOWN";
   }
+}
+
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("TL_PDL");
+    if (env && std::strcmp(env, "0") == 0) return false;
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
+      return false;
+    return major >= 9;
+  }();
+  return on;
 }
 
 }  // namespace tl::gpu

@@ -1,19 +1,23 @@
 // attention_decode: attention of a few new tokens per row over a KV cache, for generation.
-// 1. rope_append_kernel rotates the new q and k (at each row's own positions) and appends
-//    k and v to the caches.
-// 2. decode_attention_kernel: block = (query row, KV head with up to 8 of its query heads,
-//    split of the keys). Its 128 threads walk the split's keys 128 at a time: thread j
-//    scores key j against the block's query heads, one warp per head turns the scores into
-//    an online softmax, then every thread accumulates a few (head, 2 dims) of p.V.
-//    Decoding (few query rows) splits the keys over enough blocks to fill the GPU
-//    (flash-decoding); prefill (many rows) keeps one split per row.
-// 3. decode_combine_kernel merges the splits' (max, sum, output) in split order.
-// Any even head dim; everything is deterministic (fixed orders, no atomics).
+// Block = (query row, KV head with up to 8 of its query heads, split of the keys), 128
+// threads. It rotates its query heads (RoPE at the row's position) into shared memory, then
+// walks the split's keys 128 at a time: thread j scores key j against the block's heads, one
+// warp per head turns the scores into an online softmax, then every thread accumulates a few
+// (head, 2 dims) of p.V. Decoding (few query rows) splits the keys over enough blocks to fill
+// the GPU (flash-decoding); prefill (many rows) keeps one split per row. With several splits
+// each block writes its (max, sum, output) and the last of a row's splits to finish (a
+// counter per row and head block) merges them in split order.
+// The new k (rotated) and v go into the caches. With one new token a row (decoding) the
+// blocks whose split holds its position write them before reading, so a decode step's
+// attention is one launch; with more (prefill), whose queries read each other's keys,
+// append_kernel writes them first. Launched as a programmatic dependent (pdl.cuh).
+// Any even head dim; deterministic (fixed orders, no float atomics); qkv is only read.
 #include <algorithm>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/decode_attention.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/vec.cuh"
 
 namespace tl::gpu {
@@ -25,13 +29,21 @@ constexpr int kHeadsPerBlock = 8;  // query heads (of one KV group) sharing a bl
 
 // ---- kernels ----
 
-// Thread = (token bt, head hh of the H + 2K in a qkv row, pair i of D/2). Position
-// p = pos[b] + t. q and k heads are rotated in place (rotate-half, as rope_kernel); k and
-// v heads are then copied to row p of their cache. qkv[BT,(H+2K)*D]; caches[B,Tmax,K*D].
-__global__ void rope_append_kernel(bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
-                                   const float* sin, const int32_t* pos, int64_t BT, int Tn, int H,
-                                   int K, int D, int Tmax, int kv_len) {
-  const int half = D / 2, heads = H + 2 * K;
+// RoPE of one (first, second) half pair at a position, rounded as a rotated bf16 row holds it.
+__device__ __forceinline__ void rotate_pair(bf16& y1, bf16& y2, bf16 x1, bf16 x2, float cs,
+                                            float sn) {
+  const float a = to_f32(x1), c = to_f32(x2);
+  y1 = from_f32<bf16>(a * cs - c * sn);
+  y2 = from_f32<bf16>(c * cs + a * sn);
+}
+
+// Prefill's cache append. Thread = (token bt, head hh of the 2K k and v heads of a qkv row,
+// pair i of D/2). Position p = pos[b] + t; k is rotated (rotate-half, as rope_kernel), then
+// k and v go to row p of their cache. qkv[BT,(H+2K)*D]; caches[B,Tmax,K*D].
+__global__ void append_kernel(const bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
+                              const float* sin, const int32_t* pos, int64_t BT, int Tn, int H,
+                              int K, int D, int Tmax, int kv_len) {
+  const int half = D / 2, heads = 2 * K;
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= BT * heads * half) return;
   const int i = int(idx % half);
@@ -40,40 +52,37 @@ __global__ void rope_append_kernel(bf16* qkv, bf16* k_cache, bf16* v_cache, cons
   const int64_t b = bt / Tn;
   const int p = pos[b] + int(bt % Tn);
   if (p < 0 || p >= kv_len) return;  // broken precondition: never write outside the cache
-  bf16* x = qkv + bt * heads * D + int64_t(hh) * D;
+  const bf16* x = qkv + bt * (H + heads) * int64_t(D) + int64_t(H + hh) * D;
   bf16 y1 = x[i], y2 = x[i + half];
-  if (hh < H + K) {
-    const float a = to_f32(y1), c = to_f32(y2);
-    const float cs = cos[int64_t(p) * half + i], sn = sin[int64_t(p) * half + i];
-    y1 = from_f32<bf16>(a * cs - c * sn);
-    y2 = from_f32<bf16>(c * cs + a * sn);
-    x[i] = y1;
-    x[i + half] = y2;
-  }
-  if (hh >= H) {
-    const bool is_k = hh < H + K;
-    bf16* dst = (is_k ? k_cache : v_cache) + (b * Tmax + p) * int64_t(K) * D +
-                int64_t(is_k ? hh - H : hh - H - K) * D;
-    dst[i] = y1;
-    dst[i + half] = y2;
-  }
+  const bool is_k = hh < K;
+  if (is_k)
+    rotate_pair(y1, y2, x[i], x[i + half], cos[int64_t(p) * half + i], sin[int64_t(p) * half + i]);
+  bf16* dst = (is_k ? k_cache : v_cache) + (b * Tmax + p) * int64_t(K) * D +
+              int64_t(is_k ? hh : hh - K) * D;
+  dst[i] = y1;
+  dst[i + half] = y2;
 }
 
-// grid (B*Tn query rows, K * head chunks, splits); block kChunk threads.
-// Dynamic shared memory: q_s, o_s [kHeadsPerBlock][D], p_s [kHeadsPerBlock][kChunk] (f32).
-// With one split the normalized result goes to out[BT,H*D]; otherwise the split's
-// unnormalized output to part_o[BT,H,splits,D] and (max, sum) to part_ml[BT,H,splits,2].
-template <int W>
+// grid (B*Tn query rows, K * head blocks, splits); block kChunk threads. APPEND: one new token
+// a row, whose k and v this kernel writes (see the top). Dynamic shared memory: q_s, o_s
+// [kHeadsPerBlock][D], p_s [kHeadsPerBlock][kChunk] (f32). One split: the normalized result
+// goes to out[BT,H*D]. Several: each split's unnormalized output to part_o[BT,H,splits,D] and
+// (max, sum) to part_ml[BT,H,splits,2]; counters[BT, K * head blocks] (zero between launches)
+// find the last split of a row, which merges them into out.
+template <int W, bool APPEND>
 __global__ void __launch_bounds__(kChunk)
-    decode_attention_kernel(bf16* out, float* part_o, float* part_ml, const bf16* qkv,
-                            const bf16* k_cache, const bf16* v_cache, const int32_t* pos, int Tn,
-                            int H, int K, int D, int Tmax, int kv_len, int chunks_per_split,
-                            float scale) {
+    decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
+                            const bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
+                            const float* sin, const int32_t* pos, int Tn, int H, int K, int D,
+                            int Tmax, int kv_len, int chunks_per_split, float scale) {
   extern __shared__ float smem[];
   float* q_s = smem;
   float* o_s = q_s + kHeadsPerBlock * D;
   float* p_s = o_s + kHeadsPerBlock * D;
   __shared__ float m_s[kHeadsPerBlock], l_s[kHeadsPerBlock], alpha_s[kHeadsPerBlock];
+  __shared__ bool last_s;
+  pdl_launch_dependents();
+  pdl_wait();  // qkv, pos and the caches' rows all come from earlier kernels
 
   const int64_t z = blockIdx.x;  // query row b * Tn + t
   const int64_t b = z / Tn;
@@ -81,23 +90,45 @@ __global__ void __launch_bounds__(kChunk)
   const int g = int(blockIdx.y) / n_hc;
   const int h0 = g * group + (int(blockIdx.y) % n_hc) * kHeadsPerBlock;
   const int nh = min(kHeadsPerBlock, (g + 1) * group - h0);
-  const int n_keys = min(pos[b] + int(z % Tn) + 1, kv_len);
-  const int s_begin = int(blockIdx.z) * chunks_per_split * kChunk;
-  const int s_end = min(n_keys, s_begin + chunks_per_split * kChunk);
+  const int p = pos[b] + int(z % Tn);  // this query's position: it reads keys [0, p]
+  const int n_keys = min(p + 1, kv_len);
+  const int keys_per_split = chunks_per_split * kChunk;
+  const int s_begin = int(blockIdx.z) * keys_per_split;
+  const int s_end = min(n_keys, s_begin + keys_per_split);
   if (s_begin >= s_end) return;  // this row has no keys in this split (same for all threads)
+  const int half = D / 2;
   const int64_t kvrow = int64_t(K) * D, row = int64_t(H + 2 * K) * D;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  const bf16* x = qkv + z * row;
+  const float* cs = cos + int64_t(p) * half;
+  const float* sn = sin + int64_t(p) * half;
 
-  for (int idx = threadIdx.x; idx < kHeadsPerBlock * D; idx += blockDim.x) {
-    const int j = idx / D;
-    q_s[idx] = j < nh ? to_f32(qkv[z * row + int64_t(h0) * D + idx]) : 0.0f;
-    o_s[idx] = 0.0f;
+  for (int idx = threadIdx.x; idx < kHeadsPerBlock * half; idx += blockDim.x) {
+    const int j = idx / half, i = idx % half;
+    bf16 y1 = from_f32<bf16>(0.0f), y2 = y1;
+    if (j < nh) {
+      const bf16* q = x + int64_t(h0 + j) * D;
+      rotate_pair(y1, y2, q[i], q[i + half], cs[i], sn[i]);
+    }
+    q_s[j * D + i] = to_f32(y1);
+    q_s[j * D + i + half] = to_f32(y2);
   }
+  for (int idx = threadIdx.x; idx < kHeadsPerBlock * D; idx += blockDim.x) o_s[idx] = 0.0f;
   if (threadIdx.x < kHeadsPerBlock) {
     m_s[threadIdx.x] = -INFINITY;
     l_s[threadIdx.x] = 0.0f;
   }
-  __syncthreads();
+  if (APPEND && p < s_end) {  // this split holds key p, the new token's (blocks of other
+    // head chunks of the same KV head write the same bytes)
+    bf16* kd = k_cache + (b * Tmax + p) * kvrow + int64_t(g) * D;
+    bf16* vd = v_cache + (b * Tmax + p) * kvrow + int64_t(g) * D;
+    const bf16* kx = x + int64_t(H + g) * D;
+    const bf16* vx = x + int64_t(H + K + g) * D;
+    for (int i = threadIdx.x; i < half; i += blockDim.x)
+      rotate_pair(kd[i], kd[i + half], kx[i], kx[i + half], cs[i], sn[i]);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) vd[d] = vx[d];
+  }
+  __syncthreads();  // also makes the appended key and value visible to the whole block
 
   const bf16* kbase = k_cache + b * Tmax * kvrow + int64_t(g) * D;
   const bf16* vbase = v_cache + b * Tmax * kvrow + int64_t(g) * D;
@@ -144,8 +175,8 @@ __global__ void __launch_bounds__(kChunk)
     }
     __syncthreads();
     // 3. o = o * alpha + p . V over this chunk; each (head, dim pair) has one owner thread
-    for (int idx = threadIdx.x; idx < nh * (D / 2); idx += blockDim.x) {
-      const int j = idx / (D / 2), d = (idx % (D / 2)) * 2;
+    for (int idx = threadIdx.x; idx < nh * half; idx += blockDim.x) {
+      const int j = idx / half, d = (idx % half) * 2;
       const float* pj = p_s + j * kChunk;
       const bf16* v = vbase + int64_t(s0) * kvrow + d;
       float o0 = 0.0f, o1 = 0.0f;
@@ -162,41 +193,47 @@ __global__ void __launch_bounds__(kChunk)
   }
 
   const int splits = int(gridDim.z);
+  if (splits == 1) {
+    for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x)
+      out[(z * H + h0 + idx / D) * D + idx % D] = from_f32<bf16>(o_s[idx] / l_s[idx / D]);
+    return;
+  }
   for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
     const int j = idx / D, d = idx % D;
-    const int64_t zh = z * H + h0 + j;
-    if (splits == 1) {
-      out[zh * D + d] = from_f32<bf16>(o_s[idx] / l_s[j]);
-    } else {
-      const int64_t slot = zh * splits + blockIdx.z;
-      part_o[slot * D + d] = o_s[idx];
-      if (d == 0) {
-        part_ml[2 * slot] = m_s[j];
-        part_ml[2 * slot + 1] = l_s[j];
-      }
+    const int64_t slot = (z * H + h0 + j) * splits + blockIdx.z;
+    part_o[slot * D + d] = o_s[idx];
+    if (d == 0) {
+      part_ml[2 * slot] = m_s[j];
+      part_ml[2 * slot + 1] = l_s[j];
     }
   }
-}
-
-// Block = (query row z, head h); threads stride over D. Merges the non-empty splits in order.
-__global__ void decode_combine_kernel(bf16* out, const float* part_o, const float* part_ml,
-                                      const int32_t* pos, int Tn, int H, int D, int kv_len,
-                                      int splits, int keys_per_split) {
-  const int64_t z = blockIdx.x / H;
-  const int h = int(blockIdx.x % H);
-  const int n_keys = min(pos[z / Tn] + int(z % Tn) + 1, kv_len);
-  const int used = min(splits, (n_keys + keys_per_split - 1) / keys_per_split);
-  const int64_t base = (z * H + h) * splits;
-  float m = -INFINITY;
-  for (int c = 0; c < used; ++c) m = fmaxf(m, part_ml[2 * (base + c)]);
-  float l = 0.0f;
-  for (int c = 0; c < used; ++c)
-    l += part_ml[2 * (base + c) + 1] * expf(part_ml[2 * (base + c)] - m);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float o = 0.0f;
-    for (int c = 0; c < used; ++c)
-      o += part_o[(base + c) * D + d] * expf(part_ml[2 * (base + c)] - m);
-    out[(z * H + h) * D + d] = from_f32<bf16>(o / l);
+  // The last of this row's non-empty splits to get here merges them all, in split order, so
+  // the result does not depend on which one that is.
+  __threadfence();  // this block's partials are visible device-wide before it counts
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned used = unsigned((n_keys + keys_per_split - 1) / keys_per_split);
+    unsigned* count = counters + z * gridDim.y + blockIdx.y;
+    const bool last = atomicAdd(count, 1u) + 1 == used;
+    if (last) *count = 0;  // every other split has counted: ready for the next launch
+    last_s = last;
+  }
+  __syncthreads();
+  if (!last_s) return;
+  __threadfence();
+  const int used = (n_keys + keys_per_split - 1) / keys_per_split;
+  for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
+    const int j = idx / D, d = idx % D;
+    const int64_t base = (z * H + h0 + j) * splits;
+    float m = -INFINITY;
+    for (int c = 0; c < used; ++c) m = fmaxf(m, __ldcg(part_ml + 2 * (base + c)));
+    float l = 0.0f, o = 0.0f;
+    for (int c = 0; c < used; ++c) {
+      const float w = expf(__ldcg(part_ml + 2 * (base + c)) - m);
+      l += __ldcg(part_ml + 2 * (base + c) + 1) * w;
+      o += __ldcg(part_o + (base + c) * D + d) * w;
+    }
+    out[(z * H + h0 + j) * D + d] = from_f32<bf16>(o / l);
   }
 }
 
@@ -204,7 +241,7 @@ __global__ void decode_combine_kernel(bf16* out, const float* part_o, const floa
 
 void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
                       Tensor sin, Tensor pos, int kv_len, int H, int K, int sm_count,
-                      Scratch& scratch, cudaStream_t stream) {
+                      Scratch& scratch, Scratch& counters_scratch, cudaStream_t stream) {
   const char* op = "attention_decode";
   check_cuda(op, "qkv", qkv, DType::BF16);
   TL_CHECK(qkv.ndim() == 3, op, ": qkv must be [B, Tn, (H + 2K) * D], got ", qkv.str());
@@ -242,12 +279,15 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   check_int_range(op, "B * Tn", BT);
   if (BT == 0) return;
 
-  constexpr int kThreads = 256;
-  const int64_t n_rope = BT * (H + 2 * K) * (D / 2);
-  rope_append_kernel<<<unsigned(ceil_div(n_rope, kThreads)), kThreads, 0, stream>>>(
-      qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(),
-      pos.ptr<int32_t>(), BT, int(Tn), H, K, D, int(Tmax), kv_len);
-  TL_CUDA_LAUNCH_CHECK();
+  const bool append = Tn == 1;  // else append_kernel first: queries read each other's keys
+  if (!append) {
+    constexpr int kThreads = 256;
+    const int64_t n_append = BT * 2 * K * (D / 2);
+    append_kernel<<<unsigned(ceil_div(n_append, kThreads)), kThreads, 0, stream>>>(
+        qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(),
+        sin.ptr<float>(), pos.ptr<int32_t>(), BT, int(Tn), H, K, D, int(Tmax), kv_len);
+    TL_CUDA_LAUNCH_CHECK();
+  }
 
   // Splits: enough blocks for two waves over the SMs, whole chunks per split.
   const int group = H / K, n_hc = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
@@ -260,10 +300,13 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   TL_CHECK(splits <= 65535 && K * n_hc <= 65535, op, ": grid too large (", splits, " splits, ",
            K * n_hc, " head blocks)");
   float *part_o = nullptr, *part_ml = nullptr;
+  unsigned* counters = nullptr;
   if (splits > 1) {
     const int64_t slots = BT * H * splits;
     part_o = scratch.get_as<float>(size_t(slots) * size_t(D + 2), stream);
     part_ml = part_o + slots * D;
+    counters = static_cast<unsigned*>(
+        counters_scratch.get_zeroed(size_t(base_blocks) * sizeof(unsigned), stream));
   }
   const size_t smem = sizeof(float) * size_t(kHeadsPerBlock) * size_t(2 * D + kChunk);
   TL_CHECK(smem <= 48 * 1024, op, ": head_dim ", D, " needs ", smem,
@@ -271,22 +314,13 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
   const float scale = 1.0f / sqrtf(float(D));
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
-  if (vec8)
-    decode_attention_kernel<8><<<grid, kChunk, smem, stream>>>(
-        out.ptr<bf16>(), part_o, part_ml, qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(),
-        pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len, chunks_per_split, scale);
-  else
-    decode_attention_kernel<2><<<grid, kChunk, smem, stream>>>(
-        out.ptr<bf16>(), part_o, part_ml, qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(),
-        pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len, chunks_per_split, scale);
-  TL_CUDA_LAUNCH_CHECK();
-  if (splits > 1) {
-    const int threads = int(std::min<int64_t>(128, ceil_div(D, kWarp) * kWarp));
-    decode_combine_kernel<<<unsigned(BT * H), threads, 0, stream>>>(
-        out.ptr<bf16>(), part_o, part_ml, pos.ptr<int32_t>(), int(Tn), H, D, kv_len, splits,
-        chunks_per_split * kChunk);
-    TL_CUDA_LAUNCH_CHECK();
-  }
+  auto kernel =
+      vec8 ? (append ? decode_attention_kernel<8, true> : decode_attention_kernel<8, false>)
+           : (append ? decode_attention_kernel<2, true> : decode_attention_kernel<2, false>);
+  launch_pdl(kernel, grid, dim3(kChunk), smem, stream, out.ptr<bf16>(), part_o, part_ml, counters,
+             qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(),
+             sin.ptr<float>(), pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len,
+             chunks_per_split, scale);
 }
 
 }  // namespace tl::gpu

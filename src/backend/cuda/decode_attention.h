@@ -1,6 +1,7 @@
-// attention_decode on the GPU (decode_attention.cu): RoPE + KV-cache append, then
+// attention_decode on the GPU (decode_attention.cu): RoPE, KV-cache append and
 // flash-decoding attention (keys split into chunks, one block per query row x KV head x
-// chunk, partial softmax results merged in a fixed order). Semantics as backend.h.
+// chunk, partial softmax results merged in a fixed order), one launch per decode step.
+// Semantics as backend.h.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -9,11 +10,12 @@
 
 namespace tl::gpu {
 
-// out[B,Tn,H*D], qkv[B,Tn,(H+2K)*D] (in place), k_cache, v_cache[B,Tmax,K*D]: bf16;
+// out[B,Tn,H*D], qkv[B,Tn,(H+2K)*D] (read only), k_cache, v_cache[B,Tmax,K*D]: bf16;
 // cos, sin[Tmax',D/2]: f32; pos[B]: i32. Any even head dim D. sm_count sizes the key
-// splits; `scratch` holds the splits' partial results when there is more than one.
+// splits; with more than one, `scratch` holds their partial results and `counters` (kept
+// zero between calls) how many of a row's splits are done.
 void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
                       Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head, int sm_count,
-                      Scratch& scratch, cudaStream_t stream);
+                      Scratch& scratch, Scratch& counters, cudaStream_t stream);
 
 }  // namespace tl::gpu

@@ -47,10 +47,7 @@ int autotune_candidates() {
 
 }  // namespace
 
-CublasGemm::CublasGemm(CudaContext& ctx) : ctx_(ctx) {
-  const char* v = std::getenv("TL_GEMV");
-  gemv_ = v && v[0] == '1';
-}
+CublasGemm::CublasGemm(CudaContext& ctx) : ctx_(ctx) {}
 
 CublasGemm::~CublasGemm() {
   for (auto& [key, p] : plans_) {
@@ -205,8 +202,6 @@ void CublasGemm::forward(const char* op, Tensor out, Tensor inp, Tensor w) {
   const LinearDims s = check_linear(op, "inp", inp, w, DType::BF16);
   gpu::check_cuda(op, "out", out, DType::BF16);
   check_shape(op, "out", out, gpu::with_last(inp.shape, s.O));
-  if (gemv_ && gemv_fits(s.rows, s.I, s.O, out.data, inp.data, w.data))
-    return gemv(out, inp, w, ctx_.stream);
   gemm(out.data, CUDA_R_16BF, int(s.O), w.data, int(s.I), true, inp.data, int(s.I), false, int(s.O),
        int(s.rows), int(s.I), 0.0f);
 }

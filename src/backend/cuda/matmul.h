@@ -71,7 +71,6 @@ class CublasGemm {
 
   CudaContext& ctx_;
   std::map<Key, Plan> plans_;
-  bool gemv_ = false;  // TL_GEMV=1: forward() of <= 8 rows through gemv.cu (being measured)
 };
 
 }  // namespace tl::gpu

@@ -64,7 +64,8 @@ void* Scratch::get(size_t bytes, cudaStream_t stream) {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   TL_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
   TL_CHECK(capture == cudaStreamCaptureStatusNone, "cuda: ", name_, " must grow from ", bytes_,
-           " to ", bytes, " bytes while a graph is being recorded (run the ops once unrecorded "
+           " to ", bytes,
+           " bytes while a graph is being recorded (run the ops once unrecorded "
            "first)");
   if (ptr_) {
     TL_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -75,6 +76,13 @@ void* Scratch::get(size_t bytes, cudaStream_t stream) {
   ptr_ = mem_.allocate(bytes, name_);
   bytes_ = bytes;
   return ptr_;
+}
+
+void* Scratch::get_zeroed(size_t bytes, cudaStream_t stream) {
+  if (bytes <= bytes_) return ptr_;
+  void* p = get(bytes, stream);
+  TL_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream));
+  return p;
 }
 
 }  // namespace tl::gpu

@@ -49,6 +49,9 @@ class Scratch {
   Scratch& operator=(const Scratch&) = delete;
 
   void* get(size_t bytes, cudaStream_t stream);
+  // Zeroed when (re)allocated, never after: for counters that the kernels using them put
+  // back to zero themselves (decode attention's per-row split counts).
+  void* get_zeroed(size_t bytes, cudaStream_t stream);
   template <class T>
   T* get_as(size_t count, cudaStream_t stream) {
     return static_cast<T*>(get(count * sizeof(T), stream));

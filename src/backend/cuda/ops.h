@@ -18,11 +18,13 @@ namespace tl::gpu {
 void convert(Tensor dst, Tensor src, cudaStream_t stream);
 void accumulate(Tensor dst, Tensor src, cudaStream_t stream);  // dst f32 += src f32/bf16
 
-// ---- gemv.cu ----
-// out[M,O] = x[M,I] @ w[O,I]^T for M <= 8 rows (bf16, f32 sums): decode's linears. gemv_fits
-// says whether the shape and pointers suit it (I % 8 == 0, x in 48 KB, 16-byte aligned).
-bool gemv_fits(int64_t rows, int64_t I, int64_t O, const void* out, const void* x, const void* w);
-void gemv(Tensor out, Tensor x, Tensor w, cudaStream_t stream);
+// ---- decode_linear.cu ----
+// Backend::decode_linear for M <= 8 rows (bf16, f32 sums) in one weight-streaming kernel,
+// arguments as backend/decode_linear_args.h checked them. decode_linear_fits says whether the
+// rows, shape and pointers suit it (I % 8 == 0, f(x) in 160 KiB, 16-byte aligned).
+bool decode_linear_fits(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f);
+void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f,
+                   cudaStream_t stream);
 
 // ---- fp8.cu ----
 void amax(Tensor out, Tensor in, cudaStream_t stream);

@@ -15,17 +15,19 @@
 
 namespace tl::cpu {
 
-// qkv: (B, Tn, (H + 2K) * D) in place (q and k rotated); k_cache, v_cache: (B, Tmax, K * D);
-// cos, sin: (>= max position + 1, D/2); pos: (B) first position of each row's new tokens;
-// out: (B, Tn, H * D). Every pos[b] + Tn <= kv_len <= Tmax.
+// qkv: (B, Tn, (H + 2K) * D), read only (q and k are rotated in a copy); k_cache, v_cache: (B,
+// Tmax, K * D); cos, sin: (>= max position + 1, D/2); pos: (B) first position of each row's new
+// tokens; out: (B, Tn, H * D). Every pos[b] + Tn <= kv_len <= Tmax.
 template <class T>
-void attention_decode(T* out, T* qkv, T* k_cache, T* v_cache, const T* cos, const T* sin,
+void attention_decode(T* out, const T* qkv_in, T* k_cache, T* v_cache, const T* cos, const T* sin,
                       const int32_t* pos, int64_t B, int64_t Tn, int64_t Tmax, int64_t kv_len,
                       int H, int K, int D) {
   const int64_t row = int64_t(H + 2 * K) * D, kvrow = int64_t(K) * D;
   const int group = H / K;
   const T scale = T(1) / std::sqrt(T(D));
-  // RoPE and the cache append: cheap, one pass.
+  // RoPE (on a copy) and the cache append: cheap, one pass.
+  std::vector<T> rotated(qkv_in, qkv_in + B * Tn * row);
+  T* qkv = rotated.data();
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < Tn; ++t) {
       const int64_t p = int64_t(pos[b]) + t;

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One GPU call for the decode path (#13), with binaries built on the development machine and
+# carried (tools/gpu/make_carry.sh): the decode tests, then bench/serve_bench.sh (scheduler
+# rows with the levers one by one, SM clock and power beside them, then the HTTP load), then
+# transformers' strongest generate beside ours (bench/generate_bench.sh) in the same call.
+#   bench/decode_round.sh        (repository root, GPU machine; OUT=$OUT, BUILD=build-gpu)
+set -uo pipefail
+OUT=${OUT:-/tmp/decode_round}
+BUILD=${BUILD:-build-gpu}
+mkdir -p "$OUT"
+export TL_SHARED_DIR=$PWD/.carry LD_LIBRARY_PATH=$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader
+git rev-parse --short HEAD 2>/dev/null
+echo "== tests"
+TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode} timeout 300 "$BUILD/tinyllama_tests" \
+  --gtest_filter="${TESTS:-BackendOps.Cuda:CudaOps.DecodeLinear*:CudaDecode.*:CudaModel.*}" \
+  >"$OUT/tests.log" 2>&1
+echo "tests rc $?"
+grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|tok/s|tokens/s" "$OUT/tests.log" | head -30
+[ -n "${SKIP_SERVE:-}" ] || {
+  echo "== serve_bench"
+  PREBUILT=1 BUILD=$BUILD OUT=$OUT/serve timeout 400 bash bench/serve_bench.sh 2>&1 | tee "$OUT/serve.log" |
+    grep -vE "^\s+slowest:"
+}
+[ -n "${SKIP_GEN:-}" ] || {
+  echo "== generate vs transformers (static cache, compiled)"
+  PREBUILT=1 BUILD=$BUILD WORK=$OUT/gen timeout 300 bash bench/generate_bench.sh --batches 1 32 --new 256 \
+    >"$OUT/gen.log" 2>&1
+  echo "gen rc $?"
+  tail -12 "$OUT/gen.log"
+  rm -rf "$OUT/gen"/*.tlck "$OUT/gen"/*.safetensors 2>/dev/null
+}
+rm -f "$OUT"/serve/*.tlck

@@ -1,0 +1,51 @@
+// Programmatic dependent launch (Hopper): a kernel launched with launch_pdl may start while
+// the kernel before it in the stream is still running, so its launch and whatever it reads
+// that no earlier kernel writes (weights, old KV-cache rows) overlap that kernel's tail. Decode
+// steps are ~110 kernels of a few microseconds each, where those gaps are a third of the time.
+// The rules, for a kernel launched this way:
+// - pdl_wait() before the first read of anything an earlier kernel of the step writes (it
+//   returns once the previous kernel has finished and its writes are visible; that kernel
+//   waited on its own predecessor the same way, so everything before is done too);
+// - no writes before pdl_wait() (an earlier kernel may still read the old values);
+// - pdl_launch_dependents() lets the next kernel start once every block of this one has
+//   called it or exited; calling it early is safe because the next kernel waits anyway.
+// On a GPU before sm_90, or with TL_PDL=0, launch_pdl is a plain launch and both calls do
+// nothing. Recorded into a CUDA graph the dependency stays programmatic.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <utility>
+
+#include "backend/cuda/cuda_common.h"
+
+namespace tl::gpu {
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+template <class... Params, class... Args>
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                Args&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  TL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+}  // namespace tl::gpu
