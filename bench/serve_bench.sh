@@ -33,7 +33,7 @@ SMI=$!
 trap 'kill $SMI 2>/dev/null || true' EXIT
 clock() { tail -n 4 "$OUT/smi.csv" | awk -F', ' '{c+=$2; p+=$3; n++} END {if (n) printf "   (SM %.0f MHz, %.0f W over the last 2 s)\n", c/n, p/n}'; }
 if [ -z "${HTTP_ONLY:-}" ]; then  # HTTP_ONLY=1: only part 2 (the scheduler figures are in already)
-"$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
+"$BUILD/tinyllama_serve_bench" --device cuda --batches 1,2,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
   --profile
 clock
 echo "-- the same without recorded decode graphs (TL_DECODE_GRAPHS=0), op by op:"
@@ -43,16 +43,12 @@ clock
 # The decode levers one by one, same binary (bench/NOTES.md, "batch-1 decode"): the fused
 # layers (decode_linear + one-launch attention) off, then programmatic dependent launch off.
 echo "-- without the fused decode layers (TL_DECODE_FUSED_ROWS=0: separate norm/SwiGLU/add, cuBLASLt):"
-TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,2,4,8 --prompt 128 --new 256 \
+TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,2 --prompt 128 --new 256 \
   --json "$OUT/scheduler_unfused.json" --profile
 clock
 echo "-- fused, without programmatic dependent launch (TL_PDL=0):"
-TL_PDL=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8 --prompt 128 --new 256 \
+TL_PDL=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,2 --prompt 128 --new 256 \
   --json "$OUT/scheduler_no_pdl.json" --profile
-clock
-echo "-- fused at 2 and 4 rows (the default 8 covers them):"
-"$BUILD/tinyllama_serve_bench" --device cuda --batches 2,4 --prompt 128 --new 256 \
-  --json "$OUT/scheduler_2_4.json"
 clock
 fi
 
@@ -60,7 +56,9 @@ TOKENIZER=${TOKENIZER:-}
 for t in ../shared/data/llama2-tokenizer.model shared/data/llama2-tokenizer.model .carry/data/llama2-tokenizer.model; do
   if [ -z "$TOKENIZER" ] && [ -f "$t" ]; then TOKENIZER=$t; fi
 done
-if [ "$http" = 0 ]; then
+if [ -n "${NO_HTTP:-}" ]; then
+  echo "NO_HTTP set: HTTP load skipped"
+elif [ "$http" = 0 ]; then
   echo "tinyllama was built without cpp-httplib: HTTP load skipped (the scheduler figures above stand)"
 elif [ -z "$TOKENIZER" ]; then
   echo "no Llama 2 tokenizer found (set TOKENIZER=...): HTTP load skipped"

@@ -23,8 +23,9 @@
 namespace tl::gpu {
 
 namespace {
-constexpr int kChunk = 128;        // keys per pass = threads per block
-constexpr int kHeadsPerBlock = 8;  // query heads (of one KV group) sharing a block's keys
+constexpr int kChunk = 128;              // keys per pass = threads per block
+constexpr int kHeadsPerBlock = 8;        // query heads (of one KV group) sharing a block's keys
+constexpr size_t kMaxSmem = 160 * 1024;  // head dims up to ~500 (sm_80 and sm_90 have more)
 }  // namespace
 
 // ---- kernels ----
@@ -65,10 +66,10 @@ __global__ void append_kernel(const bf16* qkv, bf16* k_cache, bf16* v_cache, con
 
 // grid (B*Tn query rows, K * head blocks, splits); block kChunk threads. APPEND: one new token
 // a row, whose k and v this kernel writes (see the top). Dynamic shared memory: q_s, o_s
-// [kHeadsPerBlock][D], p_s [kHeadsPerBlock][kChunk] (f32). One split: the normalized result
-// goes to out[BT,H*D]. Several: each split's unnormalized output to part_o[BT,H,splits,D] and
-// (max, sum) to part_ml[BT,H,splits,2]; counters[BT, K * head blocks] (zero between launches)
-// find the last split of a row, which merges them into out.
+// [kHeadsPerBlock][D], p_s [kHeadsPerBlock][kChunk] (f32), v_s [kChunk][D] (bf16). One split: the
+// normalized result goes to out[BT,H*D]. Several: each split's unnormalized output to
+// part_o[BT,H,splits,D] and (max, sum) to part_ml[BT,H,splits,2]; counters[BT, K * head blocks]
+// (zero between launches) find the last split of a row, which merges them into out.
 template <int W, bool APPEND>
 __global__ void __launch_bounds__(kChunk)
     decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
@@ -79,6 +80,7 @@ __global__ void __launch_bounds__(kChunk)
   float* q_s = smem;
   float* o_s = q_s + kHeadsPerBlock * D;
   float* p_s = o_s + kHeadsPerBlock * D;
+  bf16* v_s = reinterpret_cast<bf16*>(p_s + kHeadsPerBlock * kChunk);  // [kChunk][D]
   __shared__ float m_s[kHeadsPerBlock], l_s[kHeadsPerBlock], alpha_s[kHeadsPerBlock];
   __shared__ bool last_s;
   pdl_launch_dependents();
@@ -134,14 +136,19 @@ __global__ void __launch_bounds__(kChunk)
   const bf16* vbase = v_cache + b * Tmax * kvrow + int64_t(g) * D;
   for (int s0 = s_begin; s0 < s_end; s0 += kChunk) {
     const int n = min(kChunk, s_end - s0);
-    // 1. scores of key s0 + threadIdx.x against the block's heads
+    // 1. scores of key s0 + threadIdx.x against the block's heads; its value goes to v_s
+    // (loaded beside the key), so that step 3 reads shared memory, not a chain of loads
     float acc[kHeadsPerBlock];
 #pragma unroll
     for (int j = 0; j < kHeadsPerBlock; ++j) acc[j] = 0.0f;
     if (int(threadIdx.x) < n) {
       const bf16* k = kbase + int64_t(s0 + threadIdx.x) * kvrow;
+      const bf16* v = vbase + int64_t(s0 + threadIdx.x) * kvrow;
+      bf16* vs = v_s + threadIdx.x * D;
+#pragma unroll 4
       for (int d = 0; d < D; d += W) {
         const Vec<bf16, W> kv = load_vec<W>(k + d);
+        store_vec<W>(vs + d, load_vec<W>(v + d));
 #pragma unroll
         for (int e = 0; e < W; ++e) {
           const float kf = to_f32(kv.v[e]);
@@ -178,10 +185,11 @@ __global__ void __launch_bounds__(kChunk)
     for (int idx = threadIdx.x; idx < nh * half; idx += blockDim.x) {
       const int j = idx / half, d = (idx % half) * 2;
       const float* pj = p_s + j * kChunk;
-      const bf16* v = vbase + int64_t(s0) * kvrow + d;
+      const bf16* v = v_s + d;
       float o0 = 0.0f, o1 = 0.0f;
+#pragma unroll 8
       for (int i = 0; i < n; ++i) {
-        const __nv_bfloat162 vv = *reinterpret_cast<const __nv_bfloat162*>(v + i * kvrow);
+        const __nv_bfloat162 vv = *reinterpret_cast<const __nv_bfloat162*>(v + i * D);
         o0 += pj[i] * __low2float(vv);
         o1 += pj[i] * __high2float(vv);
       }
@@ -308,15 +316,19 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     counters = static_cast<unsigned*>(
         counters_scratch.get_zeroed(size_t(base_blocks) * sizeof(unsigned), stream));
   }
-  const size_t smem = sizeof(float) * size_t(kHeadsPerBlock) * size_t(2 * D + kChunk);
-  TL_CHECK(smem <= 48 * 1024, op, ": head_dim ", D, " needs ", smem,
-           " bytes of shared memory, more than 48 KiB");
+  const size_t smem = sizeof(float) * size_t(kHeadsPerBlock) * size_t(2 * D + kChunk) +
+                      sizeof(bf16) * size_t(kChunk) * size_t(D);
+  TL_CHECK(smem <= kMaxSmem, op, ": head_dim ", D, " needs ", smem,
+           " bytes of shared memory, more than ", kMaxSmem);
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
   const float scale = 1.0f / sqrtf(float(D));
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
   auto kernel =
       vec8 ? (append ? decode_attention_kernel<8, true> : decode_attention_kernel<8, false>)
            : (append ? decode_attention_kernel<2, true> : decode_attention_kernel<2, false>);
+  if (smem > 48 * 1024)  // beyond the default: opt in (idempotent, not a stream operation)
+    TL_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   launch_pdl(kernel, grid, dim3(kChunk), smem, stream, out.ptr<bf16>(), part_o, part_ml, counters,
              qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(),
              sin.ptr<float>(), pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len,
