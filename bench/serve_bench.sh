@@ -3,7 +3,7 @@
 #  1. the scheduler in-process (no HTTP) at batch 1/8/32/64 beside static batching
 #     (generate_batch), prompt 128, 256 new tokens: tinyllama_serve_bench; then batch 1 and 32
 #     again with decode steps run op by op instead of replayed as CUDA graphs, and the
-#     decode levers one by one (fused layers off, programmatic dependent launch off);
+#     decode levers one by one (fused layers off, programmatic dependent launch on);
 #  2. when the binary was built with cpp-httplib: `tinyllama serve --device cuda` under
 #     bench/serve_load.py at 32 concurrent streams (the aggregate bar), then 64 and 1;
 #     SERVE_ARGS adds options to the server (e.g. "--prefill-tokens 4096").
@@ -33,7 +33,7 @@ SMI=$!
 trap 'kill $SMI 2>/dev/null || true' EXIT
 clock() { tail -n 4 "$OUT/smi.csv" | awk -F', ' '{c+=$2; p+=$3; n++} END {if (n) printf "   (SM %.0f MHz, %.0f W over the last 2 s)\n", c/n, p/n}'; }
 if [ -z "${HTTP_ONLY:-}" ]; then  # HTTP_ONLY=1: only part 2 (the scheduler figures are in already)
-"$BUILD/tinyllama_serve_bench" --device cuda --batches 1,2,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
+"$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
   --profile
 clock
 echo "-- the same without recorded decode graphs (TL_DECODE_GRAPHS=0), op by op:"
@@ -41,14 +41,15 @@ TL_DECODE_GRAPHS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 -
   --json "$OUT/scheduler_no_graphs.json"
 clock
 # The decode levers one by one, same binary (bench/NOTES.md, "batch-1 decode"): the fused
-# layers (decode_linear + one-launch attention) off, then programmatic dependent launch off.
+# layers (decode_linear; the attention is one launch either way) off, then programmatic
+# dependent launch on.
 echo "-- without the fused decode layers (TL_DECODE_FUSED_ROWS=0: separate norm/SwiGLU/add, cuBLASLt):"
-TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,2 --prompt 128 --new 256 \
+TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 --prompt 128 --new 256 \
   --json "$OUT/scheduler_unfused.json" --profile
 clock
-echo "-- fused, without programmatic dependent launch (TL_PDL=0):"
-TL_PDL=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,2 --prompt 128 --new 256 \
-  --json "$OUT/scheduler_no_pdl.json" --profile
+echo "-- fused, with programmatic dependent launch (TL_PDL=1):"
+TL_PDL=1 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 --prompt 128 --new 256 \
+  --json "$OUT/scheduler_pdl.json"
 clock
 fi
 

@@ -1,17 +1,21 @@
-// decode_linear (backend.h) for one or two rows: out[M,O] = residual + f(x) @ W[O,I]^T,
+// decode_linear (backend.h) for a few rows: out[M,O] = residual + f(x) @ W[O,I]^T, M <= 8,
 // bf16 in and out, f32 sums. With one token a stream the product is pure weight streaming
-// (2.2 GB a token at 1.1B, 88 products of 8-46 MB), so the kernel is built around keeping
-// HBM busy from the first microsecond:
-// - one warp per output row o; its lanes read W[o, :] in 16-byte pieces, a pass of 8 pieces
-//   a lane (4 KB a warp: the whole row for I = 2048) issued before any is used;
-// - the first pass is issued before pdl_wait(): no kernel of the step writes weights, so they
-//   stream while the kernel before (the attention, the previous linear) finishes
-//   (programmatic dependent launch, pdl.cuh);
-// - no shared memory and no barrier: each warp reads x itself (L1 serves the block's other
-//   warps) and applies f lane by lane: SwiGLU element by element, RMSNorm after a warp sum
-//   of the row's squares; the residual is added as each output is written.
-// Rows beyond two would need x in registers per row (or in shared memory, which made the
-// kernel compute-bound at 8 rows, -53% against cuBLASLt): those calls take the separate ops.
+// (2.2 GB a token at 1.1B), so the kernel is built around keeping HBM busy:
+// - one warp per output row o; its lanes read W[o, :] in 16-byte pieces, all of a pass
+//   (NCH = 8 pieces a lane: 4 KB a warp, a whole row for I = 2048) issued before any is
+//   used; with ~16 warps an SM that keeps far more bytes in flight than HBM's latency needs;
+// - before pdl_wait() each warp asks for its row in L2 (one bulk prefetch): weights are
+//   written by no kernel of the step, so they stream while the kernel before (the attention,
+//   the previous linear) finishes (programmatic dependent launch, pdl.cuh);
+// - after the wait every block builds f(x) for all M rows in shared memory (the RMSNorm of a
+//   2048-wide row or the SwiGLU of a 2 x 5632 one costs far less than a launch), and the
+//   residual is added as each output is written.
+// Measured on an H100 (bench/RESULTS.md, 2026-12-06): at one row it beats cuBLASLt's kernels
+// plus the separate norm, SwiGLU and add kernels (+11% a token); from two rows on the inner
+// loop (x re-read from shared memory for every row) is compute-bound and cuBLASLt wins
+// (-10% at 2, -53% at 8), so LlamaInference fuses one-row steps only. A variant without
+// shared memory (x read and f applied lane by lane, r from a warp sum) was slower still
+// (-15% against cuBLASLt at one row: each warp's x loads form a chain of L2 round trips).
 // The warp sums are butterflies in a fixed order, so results are deterministic.
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -23,11 +27,12 @@ namespace tl::gpu {
 
 namespace {
 
-constexpr int kWarps = 4;              // output rows per block
-constexpr int kMaxRows = 2;            // M
-constexpr int kPiece = 8;              // bf16 per 16-byte load
-constexpr int kStep = kWarp * kPiece;  // elements a warp covers per piece
-constexpr int kNch = 8;                // pieces a lane a pass: I = 2048 in one pass
+constexpr int kWarps = 8;               // output rows per block
+constexpr int kMaxRows = 8;             // M
+constexpr int kPiece = 8;               // bf16 per 16-byte load
+constexpr int kStep = kWarp * kPiece;   // elements a warp covers per piece
+constexpr int kSmemLimit = 160 * 1024;  // f(x) [M, I] in shared memory
+constexpr int kNch = 8;                 // pieces a lane a pass: I = 2048 in one pass
 
 struct Args {
   bf16* out;             // [M, O]
@@ -36,84 +41,100 @@ struct Args {
   const bf16* norm_w;    // [I] for RmsNorm
   const bf16* residual;  // [M, O] or null; may be out
   float eps;
-  int I, O;
+  int I, O, in;  // in: Backend::LinearIn as int
 };
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-// f(x)[m, i .. i+8), rounded to bf16 as rmsnorm_forward / swiglu_forward round their outputs
-// (r: row m's 1/rms for RmsNorm).
-template <Backend::LinearIn IN>
-__device__ __forceinline__ Vec<bf16, kPiece> input_piece(const Args& a, int m, int i, float r) {
+// xs[m, :] = f(x[m, :]) for m < M, rounded to bf16 as rmsnorm_forward / swiglu_forward round
+// their outputs. All threads; ends with a barrier.
+template <int M>
+__device__ void build_input(bf16* xs, const Args& a, float* red) {
   const int I = a.I;
-  if constexpr (IN == Backend::LinearIn::SwiGlu) {
-    const bf16* row = a.x + int64_t(m) * 2 * I;
-    const Vec<bf16, kPiece> g = load_vec<kPiece>(row + i), u = load_vec<kPiece>(row + I + i);
-    Vec<bf16, kPiece> y;
-#pragma unroll
-    for (int e = 0; e < kPiece; ++e) {
-      const float gf = to_f32(g.v[e]);
-      y.v[e] = from_f32<bf16>(gf * sigmoid(gf) * to_f32(u.v[e]));
-    }
-    return y;
-  }
-  Vec<bf16, kPiece> v = load_vec<kPiece>(a.x + int64_t(m) * I + i);
-  if constexpr (IN == Backend::LinearIn::RmsNorm) {
-    const Vec<bf16, kPiece> w = load_vec<kPiece>(a.norm_w + i);
-#pragma unroll
-    for (int e = 0; e < kPiece; ++e) v.v[e] = from_f32<bf16>(to_f32(w.v[e]) * (to_f32(v.v[e]) * r));
-  }
-  return v;
-}
-
-template <int M, Backend::LinearIn IN>
-__global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
-  pdl_launch_dependents();
-  const int lane = threadIdx.x % kWarp;
-  const int o = blockIdx.x * kWarps + threadIdx.x / kWarp;
-  if (o >= a.O) return;  // no barriers below
-  const int I = a.I;
-  const bf16* wr = a.w + int64_t(o) * I;
-  Vec<bf16, kPiece> wv[kNch];
-#pragma unroll
-  for (int p = 0; p < kNch; ++p) {  // the first pass, in flight across the wait
-    const int i = lane * kPiece + p * kStep;
-    if (i < I) wv[p] = load_vec<kPiece>(wr + i);
-  }
-  pdl_wait();  // x and the residual come from earlier kernels
-
-  float r[M];  // RmsNorm: each row's 1/rms, from a warp sum over the whole row
-#pragma unroll
+  const int in = a.in;
   for (int m = 0; m < M; ++m) {
-    r[m] = 1.0f;
-    if constexpr (IN == Backend::LinearIn::RmsNorm) {
+    if (in == int(Backend::LinearIn::SwiGlu)) {
+      const bf16* g_row = a.x + int64_t(m) * 2 * I;
+      for (int i = threadIdx.x * kPiece; i < I; i += blockDim.x * kPiece) {
+        const Vec<bf16, kPiece> g = load_vec<kPiece>(g_row + i),
+                                u = load_vec<kPiece>(g_row + I + i);
+        Vec<bf16, kPiece> y;
+#pragma unroll
+        for (int e = 0; e < kPiece; ++e) {
+          const float gf = to_f32(g.v[e]);
+          y.v[e] = from_f32<bf16>(gf * sigmoid(gf) * to_f32(u.v[e]));
+        }
+        store_vec<kPiece>(xs + m * I + i, y);
+      }
+      continue;
+    }
+    const bf16* row = a.x + int64_t(m) * I;
+    float r = 1.0f;
+    if (in == int(Backend::LinearIn::RmsNorm)) {
       float ss = 0.0f;
-      for (int i = lane * kPiece; i < I; i += kStep) {
-        const Vec<bf16, kPiece> v = load_vec<kPiece>(a.x + int64_t(m) * I + i);
+      for (int i = threadIdx.x * kPiece; i < I; i += blockDim.x * kPiece) {
+        const Vec<bf16, kPiece> v = load_vec<kPiece>(row + i);
 #pragma unroll
         for (int e = 0; e < kPiece; ++e) ss += to_f32(v.v[e]) * to_f32(v.v[e]);
       }
-      r[m] = 1.0f / sqrtf(warp_sum(ss) / float(I) + a.eps);
+      ss = block_sum(ss, red);
+      r = 1.0f / sqrtf(ss / float(I) + a.eps);
+    }
+    for (int i = threadIdx.x * kPiece; i < I; i += blockDim.x * kPiece) {
+      Vec<bf16, kPiece> v = load_vec<kPiece>(row + i);
+      if (in == int(Backend::LinearIn::RmsNorm)) {
+        const Vec<bf16, kPiece> w = load_vec<kPiece>(a.norm_w + i);
+#pragma unroll
+        for (int e = 0; e < kPiece; ++e)
+          v.v[e] = from_f32<bf16>(to_f32(w.v[e]) * (to_f32(v.v[e]) * r));
+      }
+      store_vec<kPiece>(xs + m * I + i, v);
     }
   }
+  __syncthreads();
+}
+
+// The warp's weight row into L2 ahead of use: one bulk prefetch (TMA engine, no registers).
+__device__ __forceinline__ void prefetch_l2(const void* p, int bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
+template <int M, int NCH>
+__global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* xs = reinterpret_cast<bf16*>(smem);  // f(x) [M, I]
+  __shared__ float red[kWarp];
+  pdl_launch_dependents();
+  const int lane = threadIdx.x % kWarp;
+  const int o = blockIdx.x * kWarps + threadIdx.x / kWarp;
+  const bool live = o < a.O;
+  const int I = a.I;
+  const bf16* wr = a.w + int64_t(live ? o : 0) * I;
+  // No kernel of the step writes weights: fetch this warp's row while the kernel before ends.
+  if (live && lane == 0) prefetch_l2(wr, I * int(sizeof(bf16)));
+  pdl_wait();
+  build_input<M>(xs, a, red);
+  if (!live) return;
+
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.0f;
-  for (int base = 0; base < I; base += kNch * kStep) {
-    if (base > 0) {
+  for (int base = 0; base < I; base += NCH * kStep) {
+    Vec<bf16, kPiece> wv[NCH];
 #pragma unroll
-      for (int p = 0; p < kNch; ++p) {
-        const int i = base + lane * kPiece + p * kStep;
-        if (i < I) wv[p] = load_vec<kPiece>(wr + i);
-      }
+    for (int p = 0; p < NCH; ++p) {  // every load of the pass in flight before any is used
+      const int i = base + lane * kPiece + p * kStep;
+      if (i < I) wv[p] = load_vec<kPiece>(wr + i);
     }
 #pragma unroll
-    for (int p = 0; p < kNch; ++p) {
+    for (int p = 0; p < NCH; ++p) {
       const int i = base + lane * kPiece + p * kStep;
       if (i >= I) break;
 #pragma unroll
       for (int m = 0; m < M; ++m) {
-        const Vec<bf16, kPiece> xv = input_piece<IN>(a, m, i, r[m]);
+        const Vec<bf16, kPiece> xv = load_vec<kPiece>(xs + m * I + i);
 #pragma unroll
         for (int e = 0; e < kPiece; ++e) acc[m] += to_f32(wv[p].v[e]) * to_f32(xv.v[e]);
       }
@@ -130,13 +151,30 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   }
 }
 
-template <int M>
-void launch(const Args& a, Backend::LinearIn in, cudaStream_t stream) {
-  using In = Backend::LinearIn;
-  auto kernel = in == In::RmsNorm  ? decode_linear_kernel<M, In::RmsNorm>
-                : in == In::SwiGlu ? decode_linear_kernel<M, In::SwiGlu>
-                                   : decode_linear_kernel<M, In::Plain>;
-  launch_pdl(kernel, dim3(unsigned(ceil_div(a.O, kWarps))), dim3(kWarps * kWarp), 0, stream, a);
+template <int M, int NCH>
+void launch(const Args& a, cudaStream_t stream) {
+  const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16);
+  auto kernel = decode_linear_kernel<M, NCH>;
+  if (smem > 48 * 1024) {  // opt in once per instantiation (up to kSmemLimit)
+    static const cudaError_t set =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemLimit);
+    TL_CUDA_CHECK(set);
+  }
+  launch_pdl(kernel, dim3(unsigned(ceil_div(a.O, kWarps))), dim3(kWarps * kWarp), smem, stream, a);
+}
+
+template <int NCH>
+void launch_rows(int M, const Args& a, cudaStream_t stream) {
+  switch (M) {
+    case 1: return launch<1, NCH>(a, stream);
+    case 2: return launch<2, NCH>(a, stream);
+    case 3: return launch<3, NCH>(a, stream);
+    case 4: return launch<4, NCH>(a, stream);
+    case 5: return launch<5, NCH>(a, stream);
+    case 6: return launch<6, NCH>(a, stream);
+    case 7: return launch<7, NCH>(a, stream);
+    default: return launch<8, NCH>(a, stream);
+  }
 }
 
 }  // namespace
@@ -146,7 +184,7 @@ bool decode_linear_fits(Tensor out, Tensor x, Tensor w, const Backend::DecodeLin
   bool aligned = true;  // x, w and the norm weight are read 16 bytes at a time
   for (const void* p : {x.data, w.data, f.norm_weight.data}) aligned = aligned && aligned16(p);
   return aligned && out.data && M >= 1 && M <= kMaxRows && I > 0 && I % kPiece == 0 && O > 0 &&
-         O <= int64_t(INT32_MAX) - kWarps && I <= int64_t(INT32_MAX) / 4;
+         O <= int64_t(INT32_MAX) - kWarps && M * I * int64_t(sizeof(bf16)) <= kSmemLimit;
 }
 
 void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f,
@@ -160,11 +198,9 @@ void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& 
          f.residual.empty() ? nullptr : f.residual.ptr<bf16>(),
          f.eps,
          int(I),
-         int(O)};
-  if (M == 1)
-    launch<1>(a, f.in, stream);
-  else
-    launch<2>(a, f.in, stream);
+         int(O),
+         int(f.in)};
+  launch_rows<kNch>(int(M), a, stream);
 }
 
 }  // namespace tl::gpu

@@ -9,8 +9,11 @@
 // - no writes before pdl_wait() (an earlier kernel may still read the old values);
 // - pdl_launch_dependents() lets the next kernel start once every block of this one has
 //   called it or exited; calling it early is safe because the next kernel waits anyway.
-// On a GPU before sm_90, or with TL_PDL=0, launch_pdl is a plain launch and both calls do
-// nothing. Recorded into a CUDA graph the dependency stays programmatic.
+// Off by default: launch_pdl is a plain launch (both calls then do nothing) unless TL_PDL=1
+// on sm_90 or newer. Measured on an H100 with the decode kernels replayed as a CUDA graph
+// (bench/RESULTS.md, 2026-12-06), turning it on cost 7-14% a token at batch 1 instead of
+// saving the launch gaps; until that is understood it stays an experiment. Recorded into a
+// CUDA graph the dependency stays programmatic.
 #pragma once
 #include <cuda_runtime.h>
 
