@@ -17,6 +17,7 @@
 #include "core/rng.h"
 #include "model/config.h"
 #include "model/param_layout.h"
+#include "text_test_util.h"
 
 namespace ckpt_test {
 
@@ -70,9 +71,7 @@ std::string error_of(F&& f) {
   return "<no tl::Error thrown>";
 }
 
-inline bool has(const std::string& hay, const std::string& needle) {
-  return hay.find(needle) != std::string::npos;
-}
+using text_test::has;
 
 // A small GQA model: head dim 8, 4 query heads over 2 KV heads, odd-ish sizes.
 inline tl::ModelConfig small_config() {

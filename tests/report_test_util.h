@@ -11,6 +11,7 @@
 #include "core/hash.h"
 #include "core/json_reader.h"
 #include "observe/plot_png.h"
+#include "text_test_util.h"
 #include "train_test_util.h"
 
 namespace tl::report_test {
@@ -77,9 +78,10 @@ inline void expect_valid_png(const std::string& path, Png* out = nullptr) {
 
 inline bool gnuplot_installed() { return std::system("command -v gnuplot > /dev/null 2>&1") == 0; }
 
-inline bool has(const std::string& hay, const std::string& needle) {
-  return hay.find(needle) != std::string::npos;
-}
+using ::text_test::has;
+
+// Colours the report tests draw with (and look for in the pictures).
+inline const Rgb kBlue{0, 94, 184}, kRed{214, 64, 24};
 
 // Decodes a built-in plotter's picture: 8-bit RGB, filter 0 on every row.
 inline Png read_builtin_png(const std::string& path) {

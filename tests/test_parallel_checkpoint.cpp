@@ -24,6 +24,7 @@
 #include "parallel/sharded_io.h"
 #include "parallel_test_util.h"
 #include "sharded_test_util.h"
+#include "text_test_util.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
@@ -295,7 +296,7 @@ using sharded_test::replace_shard;
 
 // The message of the exception f throws (marked when it is not a tl::Error), or a marker.
 template <class F>
-std::string error_of(F&& f) {
+std::string any_error_of(F&& f) {
   try {
     f();
   } catch (const Error& e) {
@@ -306,9 +307,7 @@ std::string error_of(F&& f) {
   return "<no error>";
 }
 
-bool has(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
+using text_test::has;
 
 ModelConfig cfg_layers(int n_layers) {
   ModelConfig c = cfg();
@@ -374,8 +373,9 @@ TEST(ShardedCheckpointDamage, AShortSectionIsRefusedOnBothLoadPaths) {
   replace_shard(dir, 1, d);
   Sharding three(ParamLayout(cfg()), 3);
   CheckpointData mine;
-  for (const std::string& msg : {error_of([&] { load_sharded_as_full(dir, false); }),
-                                 error_of([&] { read_sharded_checkpoint(dir, three, 2, mine); })}) {
+  for (const std::string& msg :
+       {any_error_of([&] { load_sharded_as_full(dir, false); }),
+        any_error_of([&] { read_sharded_checkpoint(dir, three, 2, mine); })}) {
     EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "section 'params'")) << msg;
   }
   EXPECT_TRUE(mine.params.empty()) << "nothing is allocated before every shard is checked";
@@ -389,16 +389,17 @@ TEST(ShardedCheckpointDamage, AShardOfASmallerModelIsRefusedNotLoadedAsZeros) {
   replace_shard(dir, 1, make_shard(cfg_layers(1), 1, 2));
   Sharding one(ParamLayout(cfg()), 1);
   CheckpointData mine;
-  for (const std::string& msg : {error_of([&] { load_sharded_as_full(dir, false); }),
-                                 error_of([&] { load_sharded_as_full(dir, true); }),
-                                 error_of([&] { read_sharded_checkpoint(dir, one, 0, mine); })}) {
+  for (const std::string& msg :
+       {any_error_of([&] { load_sharded_as_full(dir, false); }),
+        any_error_of([&] { load_sharded_as_full(dir, true); }),
+        any_error_of([&] { read_sharded_checkpoint(dir, one, 0, mine); })}) {
     EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "field 'model'")) << msg;
   }
   // The same model but a size field that lies is named too.
   CheckpointData lie = make_shard(cfg(), 1, 2);
   lie.meta["shard_total"] = lie.meta["shard_total"].get<int64_t>() - 128;
   replace_shard(dir, 1, lie);
-  const std::string msg = error_of([&] { load_sharded_as_full(dir, false); });
+  const std::string msg = any_error_of([&] { load_sharded_as_full(dir, false); });
   EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "field 'shard_total'")) << msg;
 }
 
@@ -413,8 +414,8 @@ TEST(ShardedCheckpointDamage, ShardFileNamesMustStayInTheFolder) {
     json m = good;
     m["shards"][0]["file"] = name;
     sharded_test::write_meta(dir, m);
-    for (const std::string& msg : {error_of([&] { read_sharded_meta(dir); }),
-                                   error_of([&] { load_sharded_as_full(dir, false); })})
+    for (const std::string& msg : {any_error_of([&] { read_sharded_meta(dir); }),
+                                   any_error_of([&] { load_sharded_as_full(dir, false); })})
       EXPECT_TRUE(has(msg, dir + "/meta.json") && has(msg, "field 'shards[0].file'") &&
                   has(msg, name))
           << msg;
@@ -447,7 +448,7 @@ TEST(ShardedCheckpointDamage, IndexFieldsAreCheckedNamingTheFileAndTheField) {
     json m = good;
     c.edit(m);
     sharded_test::write_meta(dir, m);
-    const std::string msg = error_of([&] { load_sharded_as_full(dir, false); });
+    const std::string msg = any_error_of([&] { load_sharded_as_full(dir, false); });
     EXPECT_TRUE(has(msg, meta_path) && has(msg, c.field)) << c.field << ": " << msg;
   }
   sharded_test::write_meta(dir, good);
@@ -455,11 +456,11 @@ TEST(ShardedCheckpointDamage, IndexFieldsAreCheckedNamingTheFileAndTheField) {
   CheckpointData d = load_checkpoint(dir + "/shard_00001_of_00002.tlck");
   d.meta["shard_rank"] = "1";
   replace_shard(dir, 1, d);
-  std::string msg = error_of([&] { load_sharded_as_full(dir, false); });
+  std::string msg = any_error_of([&] { load_sharded_as_full(dir, false); });
   EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "field 'shard_rank'")) << msg;
   d.meta.erase("shard_rank");
   replace_shard(dir, 1, d);
-  msg = error_of([&] { load_sharded_as_full(dir, false); });
+  msg = any_error_of([&] { load_sharded_as_full(dir, false); });
   EXPECT_TRUE(has(msg, "shard_00001_of_00002.tlck") && has(msg, "field 'shard_rank' is missing"))
       << msg;
   // And what the CLI prints: the message, exit status 1.

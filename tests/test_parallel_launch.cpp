@@ -26,7 +26,7 @@ LaunchInfo launch(const std::map<std::string, std::string>& vars) {
   });
 }
 
-std::string error_of(const std::function<void()>& f) {
+std::string launch_error_of(const std::function<void()>& f) {
   try {
     f();
   } catch (const Error& e) {
@@ -58,11 +58,11 @@ TEST(DistLaunch, TorchrunVariables) {
   EXPECT_EQ(li.local_world, 4);
   EXPECT_EQ(li.master_addr, "node7");
   EXPECT_EQ(li.master_port, 23456);
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(launch_error_of([] {
               launch({{"RANK", "8"}, {"WORLD_SIZE", "8"}});
             }).find("rank 8 is not below"),
             std::string::npos);
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(launch_error_of([] {
               launch({{"RANK", "x"}, {"WORLD_SIZE", "8"}});
             }).find("RANK='x'"),
             std::string::npos);
@@ -79,7 +79,7 @@ TEST(DistLaunch, OpenMpiVariables) {
   EXPECT_EQ(one_node.master_addr, "127.0.0.1");  // one node: rank 0 is local
   EXPECT_EQ(one_node.master_port, 29500);
   // Several nodes need MASTER_ADDR (mpirun -x MASTER_ADDR=...).
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(launch_error_of([] {
               launch({{"OMPI_COMM_WORLD_RANK", "5"},
                       {"OMPI_COMM_WORLD_SIZE", "8"},
                       {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
@@ -145,10 +145,10 @@ TEST(DistLaunch, CudaDeviceFollowsTheVisibleDevices) {
   EXPECT_EQ(cuda_device_for_local_rank(1, 0), 0);
   EXPECT_EQ(cuda_device_for_local_rank(1, 3), 0);  // one GPU bound to this task
   EXPECT_EQ(cuda_device_for_local_rank(1, 7), 0);
-  std::string msg = error_of([] { cuda_device_for_local_rank(2, 3); });
+  std::string msg = launch_error_of([] { cuda_device_for_local_rank(2, 3); });
   EXPECT_NE(msg.find("local rank 3"), std::string::npos) << msg;
   EXPECT_NE(msg.find("2 CUDA devices"), std::string::npos) << msg;
-  msg = error_of([] { cuda_device_for_local_rank(0, 1); });
+  msg = launch_error_of([] { cuda_device_for_local_rank(0, 1); });
   EXPECT_NE(msg.find("no CUDA device"), std::string::npos) << msg;
 
   LaunchInfo li = launch({{"SLURM_PROCID", "3"},
@@ -162,7 +162,7 @@ TEST(DistLaunch, CudaDeviceFollowsTheVisibleDevices) {
   EXPECT_EQ(device_for_rank("cuda", li, 0), "cuda");  // and make_backend says why cuda cannot be
   EXPECT_EQ(device_for_rank("cpu", li, 4), "cpu");
   EXPECT_EQ(device_for_rank("cuda:1", li, 4), "cuda:1");  // an explicit device is kept
-  msg = error_of([&] { device_for_rank("cuda", li, 2); });
+  msg = launch_error_of([&] { device_for_rank("cuda", li, 2); });
   EXPECT_NE(msg.find("local rank 3"), std::string::npos) << msg;
 }
 
@@ -191,10 +191,10 @@ TEST(DistRendezvous, MissingRankAndMissingServerTimeOutWithClearMessages) {
     RendezvousServer server(0);
     const int port = server.port();
     auto joined = std::async(std::launch::async, [=] {
-      return error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "h1", 5.0); });
+      return launch_error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "h1", 5.0); });
     });
     Timer t;
-    const std::string e = error_of([&] { server.serve(3, "id", "h0", 0.5); });
+    const std::string e = launch_error_of([&] { server.serve(3, "id", "h0", 0.5); });
     EXPECT_LT(t.seconds(), 3.0);
     EXPECT_NE(e.find("rank(s) 2 of 3 have not connected"), std::string::npos) << e;
     joined.get();  // its connection closes when the server gives up
@@ -207,7 +207,8 @@ TEST(DistRendezvous, MissingRankAndMissingServerTimeOutWithClearMessages) {
       port = probe.port();
     }
     Timer t;
-    const std::string e = error_of([=] { rendezvous_join("127.0.0.1", port, 1, 2, "h1", 0.5); });
+    const std::string e =
+        launch_error_of([=] { rendezvous_join("127.0.0.1", port, 1, 2, "h1", 0.5); });
     EXPECT_LT(t.seconds(), 3.0);
     EXPECT_NE(e.find("could not reach rank 0 at 127.0.0.1:"), std::string::npos) << e;
   }
@@ -216,13 +217,13 @@ TEST(DistRendezvous, MissingRankAndMissingServerTimeOutWithClearMessages) {
     RendezvousServer server(0);
     const int port = server.port();
     auto a = std::async(std::launch::async, [=] {
-      return error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "ha", 5.0); });
+      return launch_error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "ha", 5.0); });
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     auto b = std::async(std::launch::async, [=] {
-      return error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "hb", 5.0); });
+      return launch_error_of([=] { rendezvous_join("127.0.0.1", port, 1, 3, "hb", 5.0); });
     });
-    const std::string e = error_of([&] { server.serve(3, "id", "h0", 5.0); });
+    const std::string e = launch_error_of([&] { server.serve(3, "id", "h0", 5.0); });
     EXPECT_NE(e.find("two processes claim rank 1"), std::string::npos) << e;
     const std::string eb = b.get();
     EXPECT_NE(eb.find("refused rank 1"), std::string::npos) << eb;

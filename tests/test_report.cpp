@@ -20,7 +20,7 @@ using namespace tl::report_test;
 
 namespace {
 
-const Rgb kWhite{255, 255, 255}, kBlue{0, 94, 184}, kRed{214, 64, 24};
+const Rgb kWhite{255, 255, 255};
 
 // A falling loss-like line over steps 0..100, its value at step 50 missing.
 PlotSpec falling_line() {

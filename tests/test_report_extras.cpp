@@ -18,7 +18,7 @@ using namespace tl::report_test;
 
 namespace {
 
-const Rgb kBlue{0, 94, 184}, kRed{214, 64, 24}, kOrange{235, 150, 0}, kPurple{128, 60, 170};
+const Rgb kOrange{235, 150, 0}, kPurple{128, 60, 170};
 
 // An eval-task record as the trainer writes it (train/trainer.cpp, record_task_evals).
 json eval_record(int step, const std::string& task, double acc, double acc_norm = NAN) {

@@ -10,6 +10,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/run_folder.h"
+#include "text_test_util.h"
 #include "train/step_guard.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
@@ -20,9 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has(const std::string& hay, const std::string& needle) {
-  return hay.find(needle) != std::string::npos;
-}
+using text_test::has;
 
 void poison_gradient(LlamaModel& m) {
   const float nan = NAN;

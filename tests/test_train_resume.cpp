@@ -9,6 +9,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/run_folder.h"
 #include "sharded_test_util.h"
+#include "text_test_util.h"
 #include "train/resume_policy.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
@@ -19,9 +20,7 @@ using train_test::TrainFixture;
 
 namespace {
 
-bool has(const std::string& hay, const std::string& needle) {
-  return hay.find(needle) != std::string::npos;
-}
+using text_test::has;
 
 TrainSummary train(const json& cfg, const std::string& resume = "") {
   return Trainer(TrainConfig::from_json(cfg), resume).run();

@@ -13,7 +13,7 @@
 namespace tl {
 
 namespace {
-size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
+size_t arena_aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
 constexpr int64_t kHeadRows = 128;  // logits rows per head GEMM when every token's are wanted
 // A decode step reads keys up to the next multiple of this (each row's own length masks the
 // rest), so one recorded graph serves this many consecutive steps.
@@ -100,9 +100,9 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
   const DType act = be.compute_dtype();
   const int64_t KD = int64_t(c.n_kv_heads) * c.head_dim();
   const size_t one = size_t(batch) * size_t(max_len) * size_t(KD) * dtype_size(act);
-  s_->cache = Buffer(be, aligned(one) * 2 * size_t(c.n_layers));
+  s_->cache = Buffer(be, arena_aligned(one) * 2 * size_t(c.n_layers));
   for (int l = 0; l < 2 * c.n_layers; ++l) {
-    Tensor t = s_->cache.tensor(act, {batch, max_len, KD}, aligned(one) * size_t(l));
+    Tensor t = s_->cache.tensor(act, {batch, max_len, KD}, arena_aligned(one) * size_t(l));
     (l % 2 ? s_->v : s_->k).push_back(t);
   }
   be.zero(s_->cache.tensor(DType::U8, {int64_t(s_->cache.bytes())}));
@@ -110,9 +110,9 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
   std::vector<float> cs, sn;
   rope_tables(max_len, c.head_dim(), c.rope_theta, cs, sn);
   const int64_t half = c.head_dim() / 2;
-  s_->rope = Buffer(be, aligned(cs.size() * 4) * 2);
+  s_->rope = Buffer(be, arena_aligned(cs.size() * 4) * 2);
   s_->cos = s_->rope.tensor(DType::F32, {max_len, half});
-  s_->sin = s_->rope.tensor(DType::F32, {max_len, half}, aligned(cs.size() * 4));
+  s_->sin = s_->rope.tensor(DType::F32, {max_len, half}, arena_aligned(cs.size() * 4));
   be.upload(s_->cos, cs.data());
   be.upload(s_->sin, sn.data());
   s_->pos_buf = Buffer(be, size_t(batch) * 4);
@@ -138,7 +138,7 @@ void LlamaInference::ensure_acts(int rows, int Tn) {
   size_t bytes = 0;
   State probe;
   probe.carve(c, rows, B_, Tn, act, [&](DType t, Shape sh) {
-    bytes += aligned(size_t(sh.numel()) * dtype_size(t));
+    bytes += arena_aligned(size_t(sh.numel()) * dtype_size(t));
     return Tensor(nullptr, t, be.device(), sh);
   });
   if (s_->arena.bytes() < bytes) {
@@ -149,7 +149,7 @@ void LlamaInference::ensure_acts(int rows, int Tn) {
   size_t off = 0;
   s_->carve(c, rows, B_, Tn, act, [&](DType t, Shape sh) {
     Tensor v(base + off, t, be.device(), sh);
-    off += aligned(size_t(sh.numel()) * dtype_size(t));
+    off += arena_aligned(size_t(sh.numel()) * dtype_size(t));
     return v;
   });
 }

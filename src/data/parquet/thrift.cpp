@@ -5,7 +5,7 @@
 namespace tl::parquet {
 
 namespace {
-constexpr int kMaxDepth = 64;  // nesting bound: corrupt input cannot recurse without end
+constexpr int kMaxStructDepth = 64;  // nesting bound: corrupt input cannot recurse without end
 }
 
 uint8_t ThriftReader::byte() {
@@ -24,7 +24,7 @@ uint64_t ThriftReader::varint() {
 }
 
 void ThriftReader::enter() {
-  TL_CHECK(++depth_ <= kMaxDepth, "thrift: structs nested deeper than ", kMaxDepth);
+  TL_CHECK(++depth_ <= kMaxStructDepth, "thrift: structs nested deeper than ", kMaxStructDepth);
 }
 
 size_t ThriftReader::read_list_header(uint8_t& elem_type) {
