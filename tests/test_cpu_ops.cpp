@@ -249,11 +249,11 @@ TEST(CpuOps, RopeBackwardFiniteDifferences) {
       "dqkv");
 }
 
-struct AttnShape {
+struct CpuAttnShape {
   int64_t B, T;
   int H, K, D;
 };
-const AttnShape kAttnShapes[] = {
+const CpuAttnShape kAttnShapes[] = {
     {2, 9, 6, 2, 4}, {1, 7, 2, 2, 6}, {2, 1, 3, 1, 2}, {1, 8, 4, 1, 5}};
 
 TEST(CpuOps, AttentionMatchesFullSoftmax) {
