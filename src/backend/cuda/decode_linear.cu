@@ -4,9 +4,10 @@
 // - one warp per output row o; its lanes read W[o, :] in 16-byte pieces, all of a pass
 //   (NCH = 8 pieces a lane: 4 KB a warp, a whole row for I = 2048) issued before any is
 //   used; with ~16 warps an SM that keeps far more bytes in flight than HBM's latency needs;
-// - before pdl_wait() each warp asks for its row in L2 (one bulk prefetch): weights are
-//   written by no kernel of the step, so they stream while the kernel before (the attention,
-//   the previous linear) finishes (programmatic dependent launch, pdl.cuh);
+// - first of all each warp asks for its row in L2 (one bulk prefetch, no registers), so the
+//   weights stream while the block builds f(x) below; weights are written by no kernel of the
+//   step, so with programmatic dependent launch (pdl.cuh, TL_PDL=1) this happens before
+//   pdl_wait(), during the previous kernel's tail;
 // - after the wait every block builds f(x) for all M rows in shared memory (the RMSNorm of a
 //   2048-wide row or the SwiGLU of a 2 x 5632 one costs far less than a launch), and the
 //   residual is added as each output is written.
