@@ -2,8 +2,9 @@
 # Generation benchmark on one GPU: tinyllama generate vs transformers' generate at batch 1 and
 # 32, prompt 128, 512 new tokens, TinyLlama-1.1B shape (random weights), bf16, greedy.
 #   bench/generate_bench.sh [extra args for bench/generate_bench.py]
-# Builds into $BUILD (default build) first, unless PREBUILT=1 and $BUILD/tinyllama runs. Run from the repository root on the GPU machine;
-# paste the printed table into bench/RESULTS.md.
+# Builds into $BUILD (default build) first, unless PREBUILT=1 and $BUILD/tinyllama runs.
+# Run from the repository root on the GPU machine; paste the printed table into
+# bench/RESULTS.md.
 set -euo pipefail
 BUILD=${BUILD:-build}
 WORK=${WORK:-/tmp/gen_bench}
