@@ -1,5 +1,6 @@
 #include "serve/metrics.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace tl::serve {
@@ -50,11 +51,14 @@ void Metrics::add_step(bool prefill, int rows, double seconds) {
   ++st.n;
   st.rows += rows;
   st.seconds += seconds;
+  busy_s_ += seconds;
+  iteration_steps_s_ += seconds;
 }
 
-void Metrics::add_busy_seconds(double seconds) {
+void Metrics::end_busy_iteration(double seconds) {
   std::lock_guard lk(mu_);
-  busy_s_ += seconds;
+  busy_s_ += std::max(0.0, seconds - iteration_steps_s_);
+  iteration_steps_s_ = 0;
 }
 
 void Metrics::set_decode_graphs(int64_t replays, int64_t recordings, int64_t invalidations) {

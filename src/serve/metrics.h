@@ -22,8 +22,10 @@ class Metrics {
   // One model call of the scheduler: rows in it, and the seconds from its start until its
   // results were on the host (kernels, transfers and the sync; not the sampling after it).
   void add_step(bool prefill, int rows, double seconds);
-  // Wall seconds of scheduler iterations that had work (model calls + host work around them).
-  void add_busy_seconds(double seconds);
+  // The end of a scheduler iteration that had work: its wall seconds (model calls + host work
+  // around them). Its steps were counted as busy when they were added, so that a scrape in the
+  // middle of an iteration never sees busy seconds below the sum of step seconds.
+  void end_busy_iteration(double seconds);
   // LlamaInference::graph_stats() of the scheduler's cache, as counters.
   void set_decode_graphs(int64_t replays, int64_t recordings, int64_t invalidations);
   std::string prometheus() const;
@@ -42,6 +44,7 @@ class Metrics {
     double seconds = 0;
   } prefill_, decode_;
   double busy_s_ = 0;
+  double iteration_steps_s_ = 0;  // step seconds of the running iteration, already in busy_s_
   int64_t graph_replays_ = 0, graph_recordings_ = 0, graph_invalidations_ = 0;
 };
 

@@ -181,7 +181,7 @@ void Scheduler::loop() {
       log_warn("serve: a model step failed: ", e.what());
       fail_all(e.what());
     }
-    if (metrics_) metrics_->add_busy_seconds(seconds_since(t0));
+    if (metrics_) metrics_->end_busy_iteration(seconds_since(t0));
     publish_gauges();
   }
   // Stopped: whatever remains is cancelled.

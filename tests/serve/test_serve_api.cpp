@@ -273,3 +273,27 @@ TEST(ServeMetrics, PrometheusTextParses) {
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_batch_occupancy 0.75"));
   EXPECT_TRUE(ckpt_test::has(text, "tinyllama_kv_cache_usage_ratio 0.25"));
 }
+
+// A scrape between a step and the end of its iteration (the reply is already out) must not
+// see busy seconds below the step seconds; the iteration's host work is added at its end.
+TEST(ServeMetrics, BusySecondsNeverTrailTheSteps) {
+  serve::Metrics m;
+  const auto value = [&](const std::string& name) {
+    const std::string text = m.prometheus();
+    const size_t at = text.find("\n" + name + " ");
+    EXPECT_NE(at, std::string::npos) << name;
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + name.size() + 2));
+  };
+  const std::string busy = "tinyllama_scheduler_busy_seconds_total";
+  m.add_step(true, 1, 0.25);
+  m.add_step(false, 2, 0.5);
+  EXPECT_DOUBLE_EQ(value(busy), 0.75);  // mid-iteration
+  m.end_busy_iteration(1.0);            // 0.25 s of host work around the two steps
+  EXPECT_DOUBLE_EQ(value(busy), 1.0);
+  m.add_step(false, 2, 0.5);
+  m.end_busy_iteration(0.4);  // clocks disagree by a hair: never subtract
+  EXPECT_DOUBLE_EQ(value(busy), 1.5);
+  m.end_busy_iteration(0.125);  // an iteration without a model call
+  EXPECT_DOUBLE_EQ(value(busy), 1.625);
+  EXPECT_DOUBLE_EQ(value("tinyllama_scheduler_step_seconds_total{kind=\"decode\"}"), 1.0);
+}
