@@ -193,6 +193,19 @@ void matmul(std::vector<OpCase>& v) {
           r.be().decode_linear(out, x, w, f);
         });
   }
+  // prefetch: only a hint, so every tensor keeps its values, whatever the backend asks of
+  // its caches: odd sizes, a view that is not 16-byte aligned at either end, and (big) a
+  // 1.1B gate_up weight, 46 MB.
+  add(v, "prefetch", "bf16 [37,9], f32 rows 1..4 of [5,7], [3]", false, [](OpRun& r) {
+    Tensor a = r.inout("a", r.act(), {37, 9}, 1.0, kExact);
+    Tensor b = r.inout("b", DType::F32, {5, 7}, 1.0, kExact);
+    Tensor c = r.inout("c", r.act(), {3}, 1.0, kExact);
+    r.be().prefetch({a, b.rows(1, 4), c});
+  });
+  add(v, "prefetch", "gate_up weight [11264,2048]", true, [](OpRun& r) {
+    Tensor w = r.inout("w", r.act(), {11264, 2048}, 0.02, kExact);
+    r.be().prefetch({w});
+  });
 }
 
 void rope_swiglu(std::vector<OpCase>& v) {

@@ -127,6 +127,14 @@ TEST_F(CudaOps, PreconditionErrorsNameOpAndTensor) {
   std::vector<uint16_t> host(64);
   const Tensor on_cpu(host.data(), DType::BF16, Device::CPU, {4, 16});
   EXPECT_THROW(gpu->swiglu_forward(x.t, on_cpu), Error);  // gate_up on the wrong device
+  try {
+    gpu->prefetch({x.t, on_cpu});
+    FAIL() << "prefetch accepted a host tensor";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("prefetch"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("tensors"), std::string::npos) << msg;
+  }
 }
 
 // ---------------------------------------------------------------- determinism, profiling

@@ -169,6 +169,12 @@ class Backend {
     Tensor residual;     // empty: no add
   };
   virtual void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) = 0;
+  // A hint that `tensors` (on this backend's device) will be read soon: the CUDA backend asks
+  // L2 for their bytes (bulk prefetches) and returns; nothing is written and no result of any
+  // op changes. The CPU backend checks the arguments and does nothing. A decode step issues it
+  // before attention, whose latency-bound chain leaves HBM idle, for the weights of the
+  // linears after it.
+  virtual void prefetch(const std::vector<Tensor>& tensors) = 0;
 
   // ---- SwiGLU ----
   // out[N,I] = silu(gate_up[:, :I]) * gate_up[:, I:]
@@ -249,6 +255,10 @@ class Backend {
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
 bool cuda_available();            // built with CUDA and at least one GPU visible
 int cuda_visible_device_count();  // CUDA devices this process sees; 0 without CUDA (never throws)
+
+// Bytes rounded up to the 256-byte alignment every backend allocation has: views packed into
+// one Buffer at such offsets keep it (cuBLASLt's FP8 scale pointers and cuDNN need it).
+constexpr size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // Owns one allocation on a backend; hands out typed views into it.
 class Buffer {

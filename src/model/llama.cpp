@@ -82,16 +82,12 @@ struct LlamaModel::Acts {
 
 void LlamaModel::ActsDeleter::operator()(Acts* a) const { delete a; }
 
-namespace {
-size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
-}  // namespace
-
 size_t LlamaModel::activation_bytes(const ModelConfig& cfg, int B, int T, DType act,
                                     bool recompute) {
   size_t total = 0;
   Acts a;
   a.carve(cfg, B, T, act, recompute, [&](DType t, Shape s) {
-    total += aligned(size_t(s.numel()) * dtype_size(t));
+    total += round_up_256(size_t(s.numel()) * dtype_size(t));
     return Tensor(nullptr, t, Device::CPU, s);
   });
   return total;
@@ -307,7 +303,7 @@ void LlamaModel::ensure_acts(int B, int T) {
   const Device dev = be_.device();
   a->carve(cfg_, B, T, act, opts_.recompute, [&](DType t, Shape s) {
     Tensor v(base + off, t, dev, s);
-    off += aligned(size_t(s.numel()) * dtype_size(t));
+    off += round_up_256(size_t(s.numel()) * dtype_size(t));
     return v;
   });
   acts_ = std::move(a);

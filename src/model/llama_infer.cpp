@@ -13,7 +13,6 @@
 namespace tl {
 
 namespace {
-size_t arena_aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
 constexpr int64_t kHeadRows = 128;  // logits rows per head GEMM when every token's are wanted
 // A decode step reads keys up to the next multiple of this (each row's own length masks the
 // rest), so one recorded graph serves this many consecutive steps.
@@ -92,6 +91,8 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
   const char* env = std::getenv("TL_DECODE_GRAPHS");
   graphs_on_ = !(env && std::strcmp(env, "0") == 0);
   if (const char* f = std::getenv("TL_DECODE_FUSED_ROWS")) fused_rows_ = std::atoi(f);
+  if (const char* p = std::getenv("TL_DECODE_PREFETCH_MB"))
+    prefetch_bytes_ = size_t(std::max(0, std::atoi(p))) << 20;
   const ModelConfig& c = model_.config();
   TL_CHECK(batch > 0, "inference: batch must be positive, got ", batch);
   TL_CHECK(max_len > 0 && max_len <= c.max_seq_len, "inference: max_len ", max_len,
@@ -100,9 +101,9 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
   const DType act = be.compute_dtype();
   const int64_t KD = int64_t(c.n_kv_heads) * c.head_dim();
   const size_t one = size_t(batch) * size_t(max_len) * size_t(KD) * dtype_size(act);
-  s_->cache = Buffer(be, arena_aligned(one) * 2 * size_t(c.n_layers));
+  s_->cache = Buffer(be, round_up_256(one) * 2 * size_t(c.n_layers));
   for (int l = 0; l < 2 * c.n_layers; ++l) {
-    Tensor t = s_->cache.tensor(act, {batch, max_len, KD}, arena_aligned(one) * size_t(l));
+    Tensor t = s_->cache.tensor(act, {batch, max_len, KD}, round_up_256(one) * size_t(l));
     (l % 2 ? s_->v : s_->k).push_back(t);
   }
   be.zero(s_->cache.tensor(DType::U8, {int64_t(s_->cache.bytes())}));
@@ -110,9 +111,9 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
   std::vector<float> cs, sn;
   rope_tables(max_len, c.head_dim(), c.rope_theta, cs, sn);
   const int64_t half = c.head_dim() / 2;
-  s_->rope = Buffer(be, arena_aligned(cs.size() * 4) * 2);
+  s_->rope = Buffer(be, round_up_256(cs.size() * 4) * 2);
   s_->cos = s_->rope.tensor(DType::F32, {max_len, half});
-  s_->sin = s_->rope.tensor(DType::F32, {max_len, half}, arena_aligned(cs.size() * 4));
+  s_->sin = s_->rope.tensor(DType::F32, {max_len, half}, round_up_256(cs.size() * 4));
   be.upload(s_->cos, cs.data());
   be.upload(s_->sin, sn.data());
   s_->pos_buf = Buffer(be, size_t(batch) * 4);
@@ -138,7 +139,7 @@ void LlamaInference::ensure_acts(int rows, int Tn) {
   size_t bytes = 0;
   State probe;
   probe.carve(c, rows, B_, Tn, act, [&](DType t, Shape sh) {
-    bytes += arena_aligned(size_t(sh.numel()) * dtype_size(t));
+    bytes += round_up_256(size_t(sh.numel()) * dtype_size(t));
     return Tensor(nullptr, t, be.device(), sh);
   });
   if (s_->arena.bytes() < bytes) {
@@ -149,7 +150,7 @@ void LlamaInference::ensure_acts(int rows, int Tn) {
   size_t off = 0;
   s_->carve(c, rows, B_, Tn, act, [&](DType t, Shape sh) {
     Tensor v(base + off, t, be.device(), sh);
-    off += arena_aligned(size_t(sh.numel()) * dtype_size(t));
+    off += round_up_256(size_t(sh.numel()) * dtype_size(t));
     return v;
   });
 }
@@ -322,6 +323,7 @@ void LlamaInference::layers(int B, int Tn, int kv_len, int row0) {
   for (int l = 0; l < L; ++l) {
     // res1 = res0 + wo(attention over the cache(rope(wqkv(norm(res0)))))
     be.matmul_forward(s.qkv.view({N, c.qkv_dim()}), s.xn, w(ParamKind::Wqkv, l));
+    if (Tn == 1) prefetch_after_attention(l);
     be.attention_decode(s.att, s.qkv, s.k[size_t(l)].rows(row0, row0 + B),
                         s.v[size_t(l)].rows(row0, row0 + B), s.cos, s.sin, s.pos.rows(0, B), kv_len,
                         H, K);
@@ -351,6 +353,7 @@ void LlamaInference::layers_fused(int B, int kv_len, int row0) {
     // res1 = res0 + wo(attention over the cache(rope(wqkv(norm(res0)))))
     be.decode_linear(s.qkv.view({B, c.qkv_dim()}), s.res0, w(ParamKind::Wqkv, l),
                      {In::RmsNorm, w(ParamKind::AttnNorm, l), eps, {}});
+    prefetch_after_attention(l);
     be.attention_decode(s.att, s.qkv, s.k[size_t(l)].rows(row0, row0 + B),
                         s.v[size_t(l)].rows(row0, row0 + B), s.cos, s.sin, s.pos.rows(0, B), kv_len,
                         c.n_heads, c.n_kv_heads);
@@ -361,6 +364,22 @@ void LlamaInference::layers_fused(int B, int kv_len, int row0) {
     be.decode_linear(s.res0, s.gate_up, w(ParamKind::WDown, l), {In::SwiGlu, {}, 0, s.res1});
   }
   be.rmsnorm_forward(s.xn, s.rstd, s.res0, w(ParamKind::FinalNorm), eps);
+}
+
+void LlamaInference::prefetch_after_attention(int l) {
+  if (prefetch_bytes_ == 0) return;
+  // Whole rows of wo, then of gate_up, as far as the budget goes.
+  std::vector<Tensor> ts;
+  size_t left = prefetch_bytes_;
+  for (ParamKind k : {ParamKind::Wo, ParamKind::WGateUp}) {
+    const Tensor t = w(k, l);
+    const size_t row = size_t(t.dim(1)) * dtype_size(t.dtype);
+    const int64_t rows = std::min(t.dim(0), int64_t(left / row));
+    if (rows == 0) break;
+    ts.push_back(t.rows(0, rows));
+    left -= size_t(rows) * row;
+  }
+  if (!ts.empty()) model_.backend().prefetch(ts);
 }
 
 Tensor LlamaInference::hidden() const {

@@ -60,6 +60,11 @@ class LlamaInference {
   // separate ops, where cuBLASLt's GEMMs do better (measured on an H100: -10% at 2 rows).
   // Default from TL_DECODE_FUSED_ROWS (0 turns it off), else 1.
   void set_fused_rows(int rows) { fused_rows_ = rows; }
+  // Decode steps ask the backend to prefetch (Backend::prefetch) up to this many bytes of
+  // each layer's weights after attention (wo, then gate_up's first rows) before attention
+  // runs, so they stream from memory during its latency-bound chain. Default from
+  // TL_DECODE_PREFETCH_MB (0 turns it off), else 32 MiB (H100's L2 holds 50).
+  void set_prefetch_bytes(size_t bytes) { prefetch_bytes_ = bytes; }
   // act [rows * Tn, C] on the device: the last forward's final-norm output (the head's
   // input), row b's token t at b * Tn + t. Valid until the next forward.
   Tensor hidden() const;
@@ -88,6 +93,7 @@ class LlamaInference {
   // The layers on the device (no host work): leaves xn = the final norm of the call's tokens.
   void layers(int B, int Tn, int kv_len, int row0);
   void layers_fused(int B, int kv_len, int row0);  // Tn == 1, B <= fused_rows_
+  void prefetch_after_attention(int layer);        // see set_prefetch_bytes
   int run_layers(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick, int rows,
                  int row0);  // start + layers; returns B
   // One token per row, head included, recorded and replayed when the backend can; out gets
@@ -110,6 +116,7 @@ class LlamaInference {
   std::unique_ptr<Graphs> graphs_;
   bool graphs_on_ = true;
   int fused_rows_ = 1;
+  size_t prefetch_bytes_ = size_t(32) << 20;
   GraphStats graph_stats_;
 };
 

@@ -426,6 +426,9 @@ class CpuBackend final : public Backend {
                           v_cache.ptr<float>(), cos.ptr<float>(), sin.ptr<float>(),
                           pos.ptr<int32_t>(), B, Tn, Tmax, kv_len, n_head, n_kv_head, D);
   }
+  void prefetch(const std::vector<Tensor>& tensors) override {
+    for (const Tensor& t : tensors) check_device("prefetch", "tensors", t, Device::CPU);
+  }
   // The three ops it stands for, in f32 (backend.h: the CUDA backend fuses them).
   void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) override {
     const linear_args::Dims d =

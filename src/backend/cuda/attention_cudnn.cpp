@@ -415,8 +415,6 @@ void build_backward(Plan& p, cudnnHandle_t handle, const AttnShape& a) {
   p.plan = g.build_plan(handle, "backward");
 }
 
-size_t align256(size_t n) { return (n + 255) / 256 * 256; }
-
 // The masked-score fill: cuDNN before 9.10 wants the lowest finite float instead of -inf.
 float mask_value() { return cudnnGetVersion() < 91000 ? -3.402823466e38f : -INFINITY; }
 
@@ -518,7 +516,8 @@ void cudnn_attention_backward(CudaContext& ctx, CudnnAttention* c, const AttnSha
   const Plan& p = plan_for(ctx, c, s, true);
   // workspace: [cuDNN's | Dsum [B,H,T] f32 | dQ accumulator [B,H,T,D] f32]
   const size_t rows = size_t(s.B) * s.H * s.T;
-  const size_t off_dsum = align256(size_t(p.workspace)), off_dq = off_dsum + align256(rows * 4);
+  const size_t off_dsum = round_up_256(size_t(p.workspace));
+  const size_t off_dq = off_dsum + round_up_256(rows * 4);
   char* ws = static_cast<char*>(attention_scratch(ctx, off_dq + rows * s.D * 4));
   if (cudnnGetVersion() < 90600)  // older cuDNN expects a zeroed dQ accumulator
     TL_CUDA_CHECK(cudaMemsetAsync(ws + off_dq, 0, rows * s.D * 4, ctx.stream));

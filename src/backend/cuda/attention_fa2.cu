@@ -641,8 +641,6 @@ void backward_d(const AttnShape& s, const BwdParams& p, const bf16* out, float* 
   TL_CUDA_LAUNCH_CHECK();
 }
 
-size_t align256(size_t n) { return (n + 255) / 256 * 256; }
-
 // Warps per block of the atomic-dQ backward kernel at D=64: 4 (64 keys, two blocks per SM) or
 // 8 (128 keys, half the dQ atomics). TL_FA2_BWD_KV_WARPS=4|8 picks one for benchmarking.
 int kv_warps_from_env() {
@@ -657,7 +655,7 @@ bool fa2_supports_head_dim(int D) { return D == 64 || D == 128; }
 
 size_t fa2_workspace_bytes(const AttnShape& s, bool deterministic) {
   const size_t rows = size_t(s.B) * s.H * s.T;
-  return fa2::align256(rows * sizeof(float)) + (deterministic ? 0 : rows * s.D * sizeof(float));
+  return round_up_256(rows * sizeof(float)) + (deterministic ? 0 : rows * s.D * sizeof(float));
 }
 
 void fa2_forward(const AttnShape& s, void* out, float* lse, const void* qkv, cudaStream_t stream) {
@@ -688,7 +686,7 @@ void fa2_backward(const AttnShape& s, void* dqkv, const void* dout, const void* 
   p.dq_acc = deterministic
                  ? nullptr
                  : reinterpret_cast<float*>(static_cast<char*>(workspace) +
-                                            fa2::align256(size_t(s.B) * s.H * s.T * sizeof(float)));
+                                            round_up_256(size_t(s.B) * s.H * s.T * sizeof(float)));
   p.T = s.T, p.H = s.H, p.K = s.K;
   p.qkv_row = s.qkv_row(), p.out_row = s.out_row();
   p.scale = 1.f / std::sqrt(float(s.D));

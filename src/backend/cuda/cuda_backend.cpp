@@ -234,6 +234,11 @@ class CudaBackend final : public Backend {
     gpu::attention_decode(out, qkv, k_cache, v_cache, cos, sin, pos, kv_len, n_head, n_kv_head,
                           ctx_.sm_count, decode_scratch_, decode_counters_, ctx_.stream);
   }
+  void prefetch(const std::vector<Tensor>& tensors) override {
+    for (const Tensor& t : tensors) check_device("prefetch", "tensors", t, Device::CUDA);
+    auto s = prof_->scope(ProfCat::Copy);
+    gpu::prefetch_l2(tensors, ctx_.stream);
+  }
   void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) override {
     const linear_args::Dims d =
         linear_args::decode_linear(Device::CUDA, DType::BF16, out, x, weight, f);
@@ -246,7 +251,7 @@ class CudaBackend final : public Backend {
     // beta = 1 over a copy of the residual.
     Tensor in = x;
     if (f.in != LinearIn::Plain) {
-      const size_t act_bytes = size_t(d.M * d.I) * 2, aligned = (act_bytes + 255) / 256 * 256;
+      const size_t aligned = round_up_256(size_t(d.M * d.I) * 2);
       auto* base = static_cast<char*>(
           linear_scratch_.get(aligned + size_t(d.M) * sizeof(float), ctx_.stream));
       in = Tensor(base, DType::BF16, Device::CUDA, {d.M, d.I});

@@ -2,7 +2,7 @@
 // bf16 in and out, f32 sums. With one token a stream the product is pure weight streaming
 // (2.2 GB a token at 1.1B), so the kernel is built around keeping HBM busy:
 // - one warp per output row o; its lanes read W[o, :] in 16-byte pieces, all of a pass
-//   (NCH = 8 pieces a lane: 4 KB a warp, a whole row for I = 2048) issued before any is
+//   (kNch = 8 pieces a lane: 4 KB a warp, a whole row for I = 2048) issued before any is
 //   used; with ~16 warps an SM that keeps far more bytes in flight than HBM's latency needs;
 // - first of all each warp asks for its row in L2 (one bulk prefetch, no registers), so the
 //   weights stream while the block builds f(x) below; weights are written by no kernel of the
@@ -45,8 +45,6 @@ struct Args {
   int I, O, in;  // in: Backend::LinearIn as int
 };
 
-__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 // xs[m, :] = f(x[m, :]) for m < M, rounded to bf16 as rmsnorm_forward / swiglu_forward round
 // their outputs. All threads; ends with a barrier.
 template <int M>
@@ -61,10 +59,8 @@ __device__ void build_input(bf16* xs, const Args& a, float* red) {
                                 u = load_vec<kPiece>(g_row + I + i);
         Vec<bf16, kPiece> y;
 #pragma unroll
-        for (int e = 0; e < kPiece; ++e) {
-          const float gf = to_f32(g.v[e]);
-          y.v[e] = from_f32<bf16>(gf * sigmoid(gf) * to_f32(u.v[e]));
-        }
+        for (int e = 0; e < kPiece; ++e)
+          y.v[e] = from_f32<bf16>(swiglu1(to_f32(g.v[e]), to_f32(u.v[e])));
         store_vec<kPiece>(xs + m * I + i, y);
       }
       continue;
@@ -95,14 +91,7 @@ __device__ void build_input(bf16* xs, const Args& a, float* red) {
   __syncthreads();
 }
 
-// The warp's weight row into L2 ahead of use: one bulk prefetch (TMA engine, no registers).
-__device__ __forceinline__ void prefetch_l2(const void* p, int bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
-template <int M, int NCH>
+template <int M>
 __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* xs = reinterpret_cast<bf16*>(smem);  // f(x) [M, I]
@@ -114,7 +103,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   const int I = a.I;
   const bf16* wr = a.w + int64_t(live ? o : 0) * I;
   // No kernel of the step writes weights: fetch this warp's row while the kernel before ends.
-  if (live && lane == 0) prefetch_l2(wr, I * int(sizeof(bf16)));
+  if (live && lane == 0) bulk_prefetch_l2(wr, unsigned(I) * unsigned(sizeof(bf16)));
   pdl_wait();
   build_input<M>(xs, a, red);
   if (!live) return;
@@ -122,15 +111,15 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.0f;
-  for (int base = 0; base < I; base += NCH * kStep) {
-    Vec<bf16, kPiece> wv[NCH];
+  for (int base = 0; base < I; base += kNch * kStep) {
+    Vec<bf16, kPiece> wv[kNch];
 #pragma unroll
-    for (int p = 0; p < NCH; ++p) {  // every load of the pass in flight before any is used
+    for (int p = 0; p < kNch; ++p) {  // every load of the pass in flight before any is used
       const int i = base + lane * kPiece + p * kStep;
       if (i < I) wv[p] = load_vec<kPiece>(wr + i);
     }
 #pragma unroll
-    for (int p = 0; p < NCH; ++p) {
+    for (int p = 0; p < kNch; ++p) {
       const int i = base + lane * kPiece + p * kStep;
       if (i >= I) break;
 #pragma unroll
@@ -152,29 +141,28 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   }
 }
 
-template <int M, int NCH>
+template <int M>
 void launch(const Args& a, cudaStream_t stream) {
   const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16);
-  auto kernel = decode_linear_kernel<M, NCH>;
-  if (smem > 48 * 1024) {  // opt in once per instantiation (up to kSmemLimit)
-    static const cudaError_t set =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemLimit);
-    TL_CUDA_CHECK(set);
-  }
+  auto kernel = decode_linear_kernel<M>;
+  // More than 48 KiB of shared memory needs an opt-in, which belongs to the current device:
+  // set on every call (cheap, not a stream operation), as the attention kernels do.
+  if (smem > 48 * 1024)
+    TL_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemLimit));
   launch_pdl(kernel, dim3(unsigned(ceil_div(a.O, kWarps))), dim3(kWarps * kWarp), smem, stream, a);
 }
 
-template <int NCH>
 void launch_rows(int M, const Args& a, cudaStream_t stream) {
   switch (M) {
-    case 1: return launch<1, NCH>(a, stream);
-    case 2: return launch<2, NCH>(a, stream);
-    case 3: return launch<3, NCH>(a, stream);
-    case 4: return launch<4, NCH>(a, stream);
-    case 5: return launch<5, NCH>(a, stream);
-    case 6: return launch<6, NCH>(a, stream);
-    case 7: return launch<7, NCH>(a, stream);
-    default: return launch<8, NCH>(a, stream);
+    case 1: return launch<1>(a, stream);
+    case 2: return launch<2>(a, stream);
+    case 3: return launch<3>(a, stream);
+    case 4: return launch<4>(a, stream);
+    case 5: return launch<5>(a, stream);
+    case 6: return launch<6>(a, stream);
+    case 7: return launch<7>(a, stream);
+    default: return launch<8>(a, stream);
   }
 }
 
@@ -201,7 +189,7 @@ void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& 
          int(I),
          int(O),
          int(f.in)};
-  launch_rows<kNch>(int(M), a, stream);
+  launch_rows(int(M), a, stream);
 }
 
 }  // namespace tl::gpu

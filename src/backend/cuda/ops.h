@@ -26,6 +26,10 @@ bool decode_linear_fits(Tensor out, Tensor x, Tensor w, const Backend::DecodeLin
 void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f,
                    cudaStream_t stream);
 
+// ---- prefetch.cu ----
+// Backend::prefetch: bulk L2 prefetches of every tensor's bytes (sm_90; older GPUs: nothing).
+void prefetch_l2(const std::vector<Tensor>& tensors, cudaStream_t stream);
+
 // ---- fp8.cu ----
 void amax(Tensor out, Tensor in, cudaStream_t stream);
 void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor amax, Fp8Format f,

@@ -12,8 +12,6 @@ namespace tl::gpu {
 
 // ---- kernels ----
 
-__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 // Where a kernel below puts its results: bf16 values (the plain ops), or the FP8 codes of
 // those bf16 values (the producers, Fp8Cast in backend.h: the codes, scale_inv and amax that
 // fp8_quantize would give for the plain op's output). Every thread calls begin() and end()
@@ -63,10 +61,7 @@ __global__ void swiglu_forward_kernel(Out out, const bf16* gate_up, int64_t N, i
     const Vec<bf16, W> g = load_vec<W>(g_row + i), u = load_vec<W>(g_row + I + i);
     float y[W];
 #pragma unroll
-    for (int e = 0; e < W; ++e) {
-      const float gf = to_f32(g.v[e]);
-      y[e] = gf * sigmoid(gf) * to_f32(u.v[e]);
-    }
+    for (int e = 0; e < W; ++e) y[e] = swiglu1(to_f32(g.v[e]), to_f32(u.v[e]));
     out.template put<W>(n * I + i, y);
   }
   out.end();

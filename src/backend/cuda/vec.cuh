@@ -72,6 +72,19 @@ __device__ __forceinline__ T block_sum(T x, T* shared) {
   return total;
 }
 
+__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+// SwiGLU of one element, silu(g) * u, in the one evaluation order every kernel uses (so a
+// fused consumer rounds exactly as swiglu_forward does).
+__device__ __forceinline__ float swiglu1(float g, float u) { return g * sigmoid(g) * u; }
+
+// Asks L2 for `bytes` at p (16-byte aligned, a multiple of 16): one bulk prefetch on the TMA
+// engine, no registers, nothing waits for it. sm_90 and newer; a no-op before.
+__device__ __forceinline__ void bulk_prefetch_l2(const void* p, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
