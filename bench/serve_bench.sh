@@ -3,7 +3,7 @@
 #  1. the scheduler in-process (no HTTP) at batch 1/8/32/64 beside static batching
 #     (generate_batch), prompt 128, 256 new tokens: tinyllama_serve_bench; then batch 1 and 32
 #     again with decode steps run op by op instead of replayed as CUDA graphs, and the
-#     decode levers one by one (fused layers off, programmatic dependent launch on);
+#     decode levers one by one (fused layers off, the weights' prefetch off or resized);
 #  2. when the binary was built with cpp-httplib: `tinyllama serve --device cuda` under
 #     bench/serve_load.py at 32 concurrent streams (the issue's aggregate bar), then 64 and 1;
 #     SERVE_ARGS adds options to the server (e.g. "--prefill-tokens 4096").
@@ -41,16 +41,18 @@ TL_DECODE_GRAPHS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 -
   --json "$OUT/scheduler_no_graphs.json"
 clock
 # The decode levers one by one, same binary (bench/NOTES.md, "batch-1 decode"): the fused
-# layers (decode_linear; the attention is one launch either way) off, then programmatic
-# dependent launch on.
+# layers (decode_linear; the attention is one launch either way) off, then the weights'
+# prefetch during attention off and at other budgets (default 32 MiB).
 echo "-- without the fused decode layers (TL_DECODE_FUSED_ROWS=0: separate norm/SwiGLU/add, cuBLASLt):"
 TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 --prompt 128 --new 256 \
   --json "$OUT/scheduler_unfused.json" --profile
 clock
-echo "-- fused, with programmatic dependent launch (TL_PDL=1):"
-TL_PDL=1 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 --prompt 128 --new 256 \
-  --json "$OUT/scheduler_pdl.json"
-clock
+for mb in ${PREFETCH_MB:-0 16 48}; do
+  echo "-- weights prefetched during attention: TL_DECODE_PREFETCH_MB=$mb:"
+  TL_DECODE_PREFETCH_MB=$mb "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 \
+    --new 256 --json "$OUT/scheduler_prefetch$mb.json"
+  clock
+done
 fi
 
 TOKENIZER=${TOKENIZER:-}
