@@ -12,7 +12,7 @@ export TL_SHARED_DIR=$PWD/.carry LD_LIBRARY_PATH=$PWD/.carry/httplib/lib${LD_LIB
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader
 git rev-parse --short HEAD 2>/dev/null
 echo "== tests"
-TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode} timeout 300 "$BUILD/tinyllama_tests" \
+TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode,prefetch} timeout 300 "$BUILD/tinyllama_tests" \
   --gtest_filter="${TESTS:-BackendOps.Cuda:CudaOps.DecodeLinear*:CudaDecode.*:CudaModel.*}" \
   >"$OUT/tests.log" 2>&1
 echo "tests rc $?"

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/backend.h"
 #include "backend/cuda/attention_internal.h"
 #include "backend/cuda/cuda_common.h"
 

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/backend.h"
 #include "backend/cuda/attention_fa2.cuh"
 #include "backend/cuda/attention_internal.h"
 #include "backend/cuda/cuda_common.h"
