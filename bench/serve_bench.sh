@@ -3,7 +3,8 @@
 #  1. the scheduler in-process (no HTTP) at batch 1/8/32/64 beside static batching
 #     (generate_batch), prompt 128, 256 new tokens: tinyllama_serve_bench; then batch 1 and 32
 #     again with decode steps run op by op instead of replayed as CUDA graphs, and the
-#     decode levers one by one (fused layers off, the weights' prefetch off or resized);
+#     decode levers one by one (fused layers off, the weights' prefetch off or resized,
+#     decode attention with 8 heads a block);
 #  2. when the binary was built with cpp-httplib: `tinyllama serve --device cuda` under
 #     bench/serve_load.py at 32 concurrent streams (the issue's aggregate bar), then 64 and 1;
 #     SERVE_ARGS adds options to the server (e.g. "--prefill-tokens 4096").
@@ -53,6 +54,10 @@ for mb in ${PREFETCH_MB:-0 16 48}; do
     --new 256 --json "$OUT/scheduler_prefetch$mb.json"
   clock
 done
+echo "-- decode attention with 8 query heads a block at every batch (TL_DECODE_ATTN_HEADS=8, as before session 10):"
+TL_DECODE_ATTN_HEADS=8 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8 --prompt 128 --new 256 \
+  --json "$OUT/scheduler_attn8.json"
+clock
 fi
 
 TOKENIZER=${TOKENIZER:-}

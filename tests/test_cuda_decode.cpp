@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "backend/backend.h"
 #include "backend_test_util.h"
@@ -58,6 +60,41 @@ TEST(CudaDecode, OpIsDeterministicAndChecksArguments) {
   msg = ckpt_test::error_of(
       [&] { gpu->attention_decode(o.t, q.t, v.t, k.t, co.t, si.t, q.t, 8, H, K); });
   EXPECT_TRUE(ckpt_test::has(msg, "pos")) << msg;
+}
+
+// The kernel takes 8, 2 or 1 query heads a block (by how many rows there are to fill the GPU
+// with; TL_DECODE_ATTN_HEADS fixes it): each choice, with the splits it brings, gives the
+// same attention up to f32 summation order, and each is deterministic.
+TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
+  CD_NEED_GPU();
+  auto gpu = make_backend("cuda");
+  const int B = 3, H = 32, K = 4, D = 64, Tmax = 1024;
+  const int64_t Q = (H + 2 * K) * D, KD = K * D;
+  std::vector<float> cs, sn;
+  rope_tables(Tmax, D, 10000.0f, cs, sn);
+  Arr k = alloc(*gpu, DType::BF16, {B, Tmax, KD}), v = alloc(*gpu, DType::BF16, {B, Tmax, KD});
+  Arr co = alloc(*gpu, DType::F32, {Tmax, D / 2}), si = alloc(*gpu, DType::F32, {Tmax, D / 2});
+  Arr p = alloc(*gpu, DType::I32, {B}), q = alloc(*gpu, DType::BF16, {B, 1, Q});
+  Arr o = alloc(*gpu, DType::BF16, {B, 1, H * D});
+  upload(*gpu, co.t, cs);
+  upload(*gpu, si.t, sn);
+  const std::vector<int32_t> pos = {700, 3, 383};
+  gpu->upload(p.t, pos.data());
+  upload(*gpu, q.t, randn_bf16(B * Q, 6));
+  const auto run = [&](const char* heads) {
+    setenv("TL_DECODE_ATTN_HEADS", heads, 1);
+    upload(*gpu, k.t, randn_bf16(B * Tmax * KD, 4));
+    upload(*gpu, v.t, randn_bf16(B * Tmax * KD, 5));
+    gpu->attention_decode(o.t, q.t, k.t, v.t, co.t, si.t, p.t, 701, H, K);
+    unsetenv("TL_DECODE_ATTN_HEADS");
+    return download(*gpu, o.t);
+  };
+  const std::vector<float> eight = run("8");
+  for (const char* heads : {"2", "1"}) {
+    const std::vector<float> out = run(heads);
+    EXPECT_TRUE(close(std::string("heads per block ") + heads, out, eight, 1e-2));
+    EXPECT_EQ(std::memcmp(out.data(), run(heads).data(), out.size() * 4), 0) << heads;
+  }
 }
 
 // The cached model on the GPU against the CPU: logits of a prefill and of decode steps,

@@ -1,19 +1,22 @@
 // attention_decode: attention of a few new tokens per row over a KV cache, for generation.
-// Block = (query row, KV head with up to 8 of its query heads, split of the keys), 128
-// threads. It rotates its query heads (RoPE at the row's position) into shared memory, then
-// walks the split's keys 128 at a time: thread j scores key j against the block's heads, one
-// warp per head turns the scores into an online softmax, then every thread accumulates a few
-// (head, 2 dims) of p.V. Decoding (few query rows) splits the keys over enough blocks to fill
-// the GPU (flash-decoding); prefill (many rows) keeps one split per row. With several splits
-// each block writes its (max, sum, output) and the last of a row's splits to finish (a
-// counter per row and head block) merges them in split order.
-// The new k (rotated) and v go into the caches. With one new token a row (decoding) the
-// blocks whose split holds its position write them before reading, so a decode step's
-// attention is one launch; with more (prefill), whose queries read each other's keys,
-// append_kernel writes them first. Launched through launch_pdl (pdl.cuh: a programmatic
-// dependent with TL_PDL=1, a plain launch otherwise).
+// Block = (query row, KV head with up to HPB of its query heads, split of the keys), 128
+// threads; HPB = 8, or 2 or 1 when there are too few rows to fill the GPU otherwise (a
+// batch-1 step: 4 KV heads x 3 splits were 12 blocks for 132 SMs, each doing 8 heads' work in
+// series). TL_DECODE_ATTN_HEADS=8|2|1 fixes it, for measurements. It rotates its query heads (RoPE
+// at the row's position) into shared memory, then walks the split's keys 128 at a time: thread j
+// scores key j against the block's heads, one warp per head turns the scores into an online
+// softmax, then every thread accumulates a few (head, 2 dims) of p.V. Decoding (few query rows)
+// splits the keys over enough blocks to fill the GPU (flash-decoding); prefill (many rows) keeps
+// one split per row. With several splits each block writes its (max, sum, output) and the last of a
+// row's splits to finish (a counter per row and head block) merges them in split order. The new k
+// (rotated) and v go into the caches. With one new token a row (decoding) the blocks whose split
+// holds its position write them before reading, so a decode step's attention is one launch; with
+// more (prefill), whose queries read each other's keys, append_kernel writes them first. Launched
+// through launch_pdl (pdl.cuh: a programmatic dependent with TL_PDL=1, a plain launch otherwise).
 // Any even head dim; deterministic (fixed orders, no float atomics); qkv is only read.
 #include <algorithm>
+#include <cstdlib>
+#include <type_traits>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -66,12 +69,12 @@ __global__ void append_kernel(const bf16* qkv, bf16* k_cache, bf16* v_cache, con
 }
 
 // grid (B*Tn query rows, K * head blocks, splits); block kChunk threads. APPEND: one new token
-// a row, whose k and v this kernel writes (see the top). Dynamic shared memory: q_s, o_s
-// [kHeadsPerBlock][D], p_s [kHeadsPerBlock][kChunk] (f32), v_s [kChunk][D] (bf16). One split: the
-// normalized result goes to out[BT,H*D]. Several: each split's unnormalized output to
+// a row, whose k and v this kernel writes (see the top). HPB: query heads a block takes.
+// Dynamic shared memory: q_s, o_s [HPB][D], p_s [HPB][kChunk] (f32), v_s [kChunk][D] (bf16). One
+// split: the normalized result goes to out[BT,H*D]. Several: each split's unnormalized output to
 // part_o[BT,H,splits,D] and (max, sum) to part_ml[BT,H,splits,2]; counters[BT, K * head blocks]
 // (zero between launches) find the last split of a row, which merges them into out.
-template <int W, bool APPEND>
+template <int W, bool APPEND, int HPB>
 __global__ void __launch_bounds__(kChunk)
     decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
                             const bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
@@ -79,20 +82,20 @@ __global__ void __launch_bounds__(kChunk)
                             int Tmax, int kv_len, int chunks_per_split, float scale) {
   extern __shared__ float smem[];
   float* q_s = smem;
-  float* o_s = q_s + kHeadsPerBlock * D;
-  float* p_s = o_s + kHeadsPerBlock * D;
-  bf16* v_s = reinterpret_cast<bf16*>(p_s + kHeadsPerBlock * kChunk);  // [kChunk][D]
-  __shared__ float m_s[kHeadsPerBlock], l_s[kHeadsPerBlock], alpha_s[kHeadsPerBlock];
+  float* o_s = q_s + HPB * D;
+  float* p_s = o_s + HPB * D;
+  bf16* v_s = reinterpret_cast<bf16*>(p_s + HPB * kChunk);  // [kChunk][D]
+  __shared__ float m_s[HPB], l_s[HPB], alpha_s[HPB];
   __shared__ bool last_s;
   pdl_launch_dependents();
   pdl_wait();  // qkv, pos and the caches' rows all come from earlier kernels
 
   const int64_t z = blockIdx.x;  // query row b * Tn + t
   const int64_t b = z / Tn;
-  const int group = H / K, n_hc = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
+  const int group = H / K, n_hc = (group + HPB - 1) / HPB;
   const int g = int(blockIdx.y) / n_hc;
-  const int h0 = g * group + (int(blockIdx.y) % n_hc) * kHeadsPerBlock;
-  const int nh = min(kHeadsPerBlock, (g + 1) * group - h0);
+  const int h0 = g * group + (int(blockIdx.y) % n_hc) * HPB;
+  const int nh = min(HPB, (g + 1) * group - h0);
   const int p = pos[b] + int(z % Tn);  // this query's position: it reads keys [0, p]
   const int n_keys = min(p + 1, kv_len);
   const int keys_per_split = chunks_per_split * kChunk;
@@ -106,7 +109,7 @@ __global__ void __launch_bounds__(kChunk)
   const float* cs = cos + int64_t(p) * half;
   const float* sn = sin + int64_t(p) * half;
 
-  for (int idx = threadIdx.x; idx < kHeadsPerBlock * half; idx += blockDim.x) {
+  for (int idx = threadIdx.x; idx < HPB * half; idx += blockDim.x) {
     const int j = idx / half, i = idx % half;
     bf16 y1 = from_f32<bf16>(0.0f), y2 = y1;
     if (j < nh) {
@@ -116,8 +119,8 @@ __global__ void __launch_bounds__(kChunk)
     q_s[j * D + i] = to_f32(y1);
     q_s[j * D + i + half] = to_f32(y2);
   }
-  for (int idx = threadIdx.x; idx < kHeadsPerBlock * D; idx += blockDim.x) o_s[idx] = 0.0f;
-  if (threadIdx.x < kHeadsPerBlock) {
+  for (int idx = threadIdx.x; idx < HPB * D; idx += blockDim.x) o_s[idx] = 0.0f;
+  if (threadIdx.x < HPB) {
     m_s[threadIdx.x] = -INFINITY;
     l_s[threadIdx.x] = 0.0f;
   }
@@ -139,9 +142,9 @@ __global__ void __launch_bounds__(kChunk)
     const int n = min(kChunk, s_end - s0);
     // 1. scores of key s0 + threadIdx.x against the block's heads; its value goes to v_s
     // (loaded beside the key), so that step 3 reads shared memory, not a chain of loads
-    float acc[kHeadsPerBlock];
+    float acc[HPB];
 #pragma unroll
-    for (int j = 0; j < kHeadsPerBlock; ++j) acc[j] = 0.0f;
+    for (int j = 0; j < HPB; ++j) acc[j] = 0.0f;
     if (int(threadIdx.x) < n) {
       const bf16* k = kbase + int64_t(s0 + threadIdx.x) * kvrow;
       const bf16* v = vbase + int64_t(s0 + threadIdx.x) * kvrow;
@@ -154,7 +157,7 @@ __global__ void __launch_bounds__(kChunk)
         for (int e = 0; e < W; ++e) {
           const float kf = to_f32(kv.v[e]);
 #pragma unroll
-          for (int j = 0; j < kHeadsPerBlock; ++j) acc[j] += q_s[j * D + d + e] * kf;
+          for (int j = 0; j < HPB; ++j) acc[j] += q_s[j * D + d + e] * kf;
         }
       }
     }
@@ -182,21 +185,36 @@ __global__ void __launch_bounds__(kChunk)
       }
     }
     __syncthreads();
-    // 3. o = o * alpha + p . V over this chunk; each (head, dim pair) has one owner thread
-    for (int idx = threadIdx.x; idx < nh * half; idx += blockDim.x) {
-      const int j = idx / half, d = (idx % half) * 2;
-      const float* pj = p_s + j * kChunk;
-      const bf16* v = v_s + d;
+    // 3. o = o * alpha + p . V over this chunk. Each (head, dim pair) belongs to `ways`
+    // consecutive threads (1 when the items outnumber the threads) that take every ways-th
+    // key and add up by butterflies, in a fixed order; the loop's trip count is the same for
+    // every thread, as the shuffles need.
+    const int items = nh * half;
+    int ways = 1;
+    while (ways < kWarp && items * ways * 2 <= int(blockDim.x)) ways *= 2;
+    for (int t0 = 0; t0 < items * ways; t0 += blockDim.x) {
+      const int item = (t0 + int(threadIdx.x)) / ways, sub = (t0 + int(threadIdx.x)) % ways;
+      const int j = item / half, d = (item % half) * 2;
       float o0 = 0.0f, o1 = 0.0f;
+      if (item < items) {
+        const float* pj = p_s + j * kChunk;
+        const bf16* v = v_s + d;
 #pragma unroll 8
-      for (int i = 0; i < n; ++i) {
-        const __nv_bfloat162 vv = *reinterpret_cast<const __nv_bfloat162*>(v + i * D);
-        o0 += pj[i] * __low2float(vv);
-        o1 += pj[i] * __high2float(vv);
+        for (int i = sub; i < n; i += ways) {
+          const __nv_bfloat162 vv = *reinterpret_cast<const __nv_bfloat162*>(v + i * D);
+          o0 += pj[i] * __low2float(vv);
+          o1 += pj[i] * __high2float(vv);
+        }
       }
-      float* o = o_s + j * D + d;
-      o[0] = o[0] * alpha_s[j] + o0;
-      o[1] = o[1] * alpha_s[j] + o1;
+      for (int w = 1; w < ways; w *= 2) {
+        o0 += __shfl_xor_sync(0xffffffffu, o0, w);
+        o1 += __shfl_xor_sync(0xffffffffu, o1, w);
+      }
+      if (item < items && sub == 0) {
+        float* o = o_s + j * D + d;
+        o[0] = o[0] * alpha_s[j] + o0;
+        o[1] = o[1] * alpha_s[j] + o1;
+      }
     }
     __syncthreads();
   }
@@ -298,10 +316,20 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     TL_CUDA_LAUNCH_CHECK();
   }
 
-  // Splits: enough blocks for two waves over the SMs, whole chunks per split.
-  const int group = H / K, n_hc = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
-  const int64_t base_blocks = BT * K * n_hc;
+  // Heads per block: the most (K/V chunks loaded once for more heads) that still gives a
+  // block an SM when every chunk is a split of its own; 1 when none does.
+  const int group = H / K;
   const int chunks = int(ceil_div(kv_len, kChunk));
+  int hpb = 1;
+  for (int h : {kHeadsPerBlock, 2})
+    if (hpb == 1 && BT * K * ceil_div(group, h) * chunks >= sm_count) hpb = h;
+  if (const char* e = std::getenv("TL_DECODE_ATTN_HEADS")) {
+    const int h = std::atoi(e);
+    if (h == 8 || h == 2 || h == 1) hpb = h;
+  }
+  // Splits: enough blocks for two waves over the SMs, whole chunks per split.
+  const int n_hc = (group + hpb - 1) / hpb;
+  const int64_t base_blocks = BT * K * n_hc;
   int splits =
       int(std::min<int64_t>(chunks, std::max<int64_t>(1, ceil_div(2 * sm_count, base_blocks))));
   const int chunks_per_split = int(ceil_div(chunks, splits));
@@ -317,16 +345,23 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     counters = static_cast<unsigned*>(
         counters_scratch.get_zeroed(size_t(base_blocks) * sizeof(unsigned), stream));
   }
-  const size_t smem = sizeof(float) * size_t(kHeadsPerBlock) * size_t(2 * D + kChunk) +
+  const size_t smem = sizeof(float) * size_t(hpb) * size_t(2 * D + kChunk) +
                       sizeof(bf16) * size_t(kChunk) * size_t(D);
   TL_CHECK(smem <= kMaxSmem, op, ": head_dim ", D, " needs ", smem,
            " bytes of shared memory, more than ", kMaxSmem);
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
   const float scale = 1.0f / sqrtf(float(D));
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
-  auto kernel =
-      vec8 ? (append ? decode_attention_kernel<8, true> : decode_attention_kernel<8, false>)
-           : (append ? decode_attention_kernel<2, true> : decode_attention_kernel<2, false>);
+  auto pick = [&](auto hpb_c) {
+    constexpr int P = decltype(hpb_c)::value;
+    return vec8 ? (append ? decode_attention_kernel<8, true, P>
+                          : decode_attention_kernel<8, false, P>)
+                : (append ? decode_attention_kernel<2, true, P>
+                          : decode_attention_kernel<2, false, P>);
+  };
+  auto kernel = hpb == kHeadsPerBlock ? pick(std::integral_constant<int, kHeadsPerBlock>())
+                : hpb == 2            ? pick(std::integral_constant<int, 2>())
+                                      : pick(std::integral_constant<int, 1>());
   if (smem > 48 * 1024)  // beyond the default: opt in (idempotent, not a stream operation)
     TL_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
