@@ -161,8 +161,9 @@ void matmul(std::vector<OpCase>& v) {
   }
   // decode_linear: few rows (CUDA's fused kernel: 1, 3, 8), more (12: the separate ops) and
   // I % 8 != 0 (the separate ops too), every input kind without, with and in place of the
-  // residual; then the 1.1B layers as a decode step runs them (qkv and gate_up behind their
-  // norms, wo + residual, down behind SwiGLU + residual).
+  // residual (the cases with a separate one also pass a tensor to prefetch); then the 1.1B layers
+  // as a decode step runs them (qkv and gate_up behind their norms, wo + residual, down behind
+  // SwiGLU + residual).
   using In = Backend::LinearIn;
   struct L {
     int64_t M, I, O;
@@ -188,7 +189,10 @@ void matmul(std::vector<OpCase>& v) {
           if (k.in == In::RmsNorm) f.norm_weight = r.in_act({k.I}, 0.3, 1.0);
           Tensor out =
               k.res == 2 ? r.inout("out", r.act(), {k.M, k.O}) : r.out("out", r.act(), {k.M, k.O});
-          if (k.res == 1) f.residual = r.in_act({k.M, k.O});
+          if (k.res == 1) {
+            f.residual = r.in_act({k.M, k.O});
+            f.prefetch = r.in_act({7, 9});  // a hint (its end is not 16-byte aligned)
+          }
           if (k.res == 2) f.residual = out;
           r.be().decode_linear(out, x, w, f);
         });

@@ -167,6 +167,9 @@ class Backend {
     Tensor norm_weight;  // RmsNorm: [I] (act)
     float eps = 0;       // RmsNorm
     Tensor residual;     // empty: no add
+    // A hint, no effect on the result: what the next kernel reads (its weights), which this
+    // one asks into L2 beside its own stream so that HBM has no idle gap between the two.
+    Tensor prefetch;
   };
   virtual void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) = 0;
   // A hint that `tensors` (on this backend's device) will be read soon: the CUDA backend asks

@@ -53,6 +53,7 @@ inline Dims decode_linear(Device dev, DType act, const Tensor& out, const Tensor
     TL_CHECK(f.residual.data == out.data || !overlap(out, f.residual), op,
              ": residual overlaps out without being it");
   }
+  if (!f.prefetch.empty()) check_device(op, "prefetch", f.prefetch, dev);
   TL_CHECK(!overlap(out, x), op, ": out shares memory with x");
   TL_CHECK(!overlap(out, weight), op, ": out shares memory with weight");
   return {M, I, O};

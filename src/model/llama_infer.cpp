@@ -93,6 +93,8 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
   if (const char* f = std::getenv("TL_DECODE_FUSED_ROWS")) fused_rows_ = std::atoi(f);
   if (const char* p = std::getenv("TL_DECODE_PREFETCH_MB"))
     prefetch_bytes_ = size_t(std::max(0, std::atoi(p))) << 20;
+  if (const char* p = std::getenv("TL_DECODE_PREFETCH_NEXT_MB"))
+    prefetch_next_bytes_ = size_t(std::max(0, std::atoi(p))) << 20;
   const ModelConfig& c = model_.config();
   TL_CHECK(batch > 0, "inference: batch must be positive, got ", batch);
   TL_CHECK(max_len > 0 && max_len <= c.max_seq_len, "inference: max_len ", max_len,
@@ -349,37 +351,50 @@ void LlamaInference::layers_fused(int B, int kv_len, int row0) {
   const float eps = c.norm_eps;
   using In = Backend::LinearIn;
   be.embedding_forward(s.res0, w(ParamKind::Embed), s.tokens);
-  for (int l = 0; l < c.n_layers; ++l) {
+  const int L = c.n_layers;
+  for (int l = 0; l < L; ++l) {
     // res1 = res0 + wo(attention over the cache(rope(wqkv(norm(res0)))))
     be.decode_linear(s.qkv.view({B, c.qkv_dim()}), s.res0, w(ParamKind::Wqkv, l),
-                     {In::RmsNorm, w(ParamKind::AttnNorm, l), eps, {}});
-    prefetch_after_attention(l);
+                     {In::RmsNorm, w(ParamKind::AttnNorm, l), eps, {}, {}});
+    const int64_t gate_up_rows = prefetch_after_attention(l);
     be.attention_decode(s.att, s.qkv, s.k[size_t(l)].rows(row0, row0 + B),
                         s.v[size_t(l)].rows(row0, row0 + B), s.cos, s.sin, s.pos.rows(0, B), kv_len,
                         c.n_heads, c.n_kv_heads);
-    be.decode_linear(s.res1, s.att.view({B, C}), w(ParamKind::Wo, l), {In::Plain, {}, 0, s.res0});
+    be.decode_linear(s.res1, s.att.view({B, C}), w(ParamKind::Wo, l),
+                     {In::Plain, {}, 0, s.res0, next_rows(w(ParamKind::WGateUp, l), gate_up_rows)});
     // res0 = res1 + w_down(swiglu(w_gate_up(norm(res1))))
-    be.decode_linear(s.gate_up, s.res1, w(ParamKind::WGateUp, l),
-                     {In::RmsNorm, w(ParamKind::MlpNorm, l), eps, {}});
-    be.decode_linear(s.res0, s.gate_up, w(ParamKind::WDown, l), {In::SwiGlu, {}, 0, s.res1});
+    be.decode_linear(
+        s.gate_up, s.res1, w(ParamKind::WGateUp, l),
+        {In::RmsNorm, w(ParamKind::MlpNorm, l), eps, {}, next_rows(w(ParamKind::WDown, l), 0)});
+    const Tensor next = l + 1 < L ? w(ParamKind::Wqkv, l + 1) : w(ParamKind::Head);
+    be.decode_linear(s.res0, s.gate_up, w(ParamKind::WDown, l),
+                     {In::SwiGlu, {}, 0, s.res1, next_rows(next, 0)});
   }
   be.rmsnorm_forward(s.xn, s.rstd, s.res0, w(ParamKind::FinalNorm), eps);
 }
 
-void LlamaInference::prefetch_after_attention(int l) {
-  if (prefetch_bytes_ == 0) return;
+int64_t LlamaInference::prefetch_after_attention(int l) {
+  if (prefetch_bytes_ == 0) return 0;
   // Whole rows of wo, then of gate_up, as far as the budget goes.
   std::vector<Tensor> ts;
   size_t left = prefetch_bytes_;
+  int64_t rows = 0;
   for (ParamKind k : {ParamKind::Wo, ParamKind::WGateUp}) {
     const Tensor t = w(k, l);
     const size_t row = size_t(t.dim(1)) * dtype_size(t.dtype);
-    const int64_t rows = std::min(t.dim(0), int64_t(left / row));
+    rows = std::min(t.dim(0), int64_t(left / row));
     if (rows == 0) break;
     ts.push_back(t.rows(0, rows));
     left -= size_t(rows) * row;
   }
   if (!ts.empty()) model_.backend().prefetch(ts);
+  return ts.size() == 2 ? rows : 0;
+}
+
+Tensor LlamaInference::next_rows(const Tensor& t, int64_t from) const {
+  const size_t row = size_t(t.dim(1)) * dtype_size(t.dtype);
+  const int64_t to = std::min(t.dim(0), from + int64_t(prefetch_next_bytes_ / row));
+  return to > from ? t.rows(from, to) : Tensor();
 }
 
 Tensor LlamaInference::hidden() const {

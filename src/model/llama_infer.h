@@ -63,8 +63,14 @@ class LlamaInference {
   // Decode steps ask the backend to prefetch (Backend::prefetch) up to this many bytes of
   // each layer's weights after attention (wo, then gate_up's first rows) before attention
   // runs, so they stream from memory during its latency-bound chain. Default from
-  // TL_DECODE_PREFETCH_MB (0 turns it off), else 32 MiB (H100's L2 holds 50).
-  void set_prefetch_bytes(size_t bytes) { prefetch_bytes_ = bytes; }
+  // TL_DECODE_PREFETCH_MB (0 turns it off), else 32 MiB (H100's L2 holds 50). The fused
+  // layers' linears also ask for the first bytes of the next linear's weights (after what
+  // attention's prefetch took) beside their own stream, up to TL_DECODE_PREFETCH_NEXT_MB
+  // (0 turns it off), else 8 MiB: HBM then has no gap between two kernels.
+  void set_prefetch_bytes(size_t attention, size_t next) {
+    prefetch_bytes_ = attention;
+    prefetch_next_bytes_ = next;
+  }
   // act [rows * Tn, C] on the device: the last forward's final-norm output (the head's
   // input), row b's token t at b * Tn + t. Valid until the next forward.
   Tensor hidden() const;
@@ -93,7 +99,11 @@ class LlamaInference {
   // The layers on the device (no host work): leaves xn = the final norm of the call's tokens.
   void layers(int B, int Tn, int kv_len, int row0);
   void layers_fused(int B, int kv_len, int row0);  // Tn == 1, B <= fused_rows_
-  void prefetch_after_attention(int layer);        // see set_prefetch_bytes
+  // See set_prefetch_bytes: what attention's prefetch asks for, and the rows of gate_up it
+  // covers.
+  int64_t prefetch_after_attention(int layer);
+  // Rows [from, from + prefetch_next_bytes_ / row bytes) of weight t, clipped; empty if none.
+  Tensor next_rows(const Tensor& t, int64_t from) const;
   int run_layers(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick, int rows,
                  int row0);  // start + layers; returns B
   // One token per row, head included, recorded and replayed when the backend can; out gets
@@ -117,6 +127,7 @@ class LlamaInference {
   bool graphs_on_ = true;
   int fused_rows_ = 1;
   size_t prefetch_bytes_ = size_t(32) << 20;
+  size_t prefetch_next_bytes_ = size_t(8) << 20;
   GraphStats graph_stats_;
 };
 

@@ -7,7 +7,8 @@
 // - first of all each warp asks for its row in L2 (one bulk prefetch, no registers), so the
 //   weights stream while the block builds f(x) below; weights are written by no kernel of the
 //   step, so with programmatic dependent launch (pdl.cuh, TL_PDL=1) this happens before
-//   pdl_wait(), during the previous kernel's tail;
+//   pdl_wait(), during the previous kernel's tail; each block also asks for its share of
+//   DecodeLinear::prefetch (the next kernel's weights), so HBM has no gap between the two;
 // - after the wait every block builds f(x) for all M rows in shared memory (the RMSNorm of a
 //   2048-wide row or the SwiGLU of a 2 x 5632 one costs far less than a launch), and the
 //   residual is added as each output is written.
@@ -42,7 +43,9 @@ struct Args {
   const bf16* norm_w;    // [I] for RmsNorm
   const bf16* residual;  // [M, O] or null; may be out
   float eps;
-  int I, O, in;  // in: Backend::LinearIn as int
+  int I, O, in;            // in: Backend::LinearIn as int
+  const char* prefetch;    // DecodeLinear::prefetch's 16-byte aligned part, or null
+  int64_t prefetch_bytes;  // a multiple of 16
 };
 
 // xs[m, :] = f(x[m, :]) for m < M, rounded to bf16 as rmsnorm_forward / swiglu_forward round
@@ -104,6 +107,13 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   const bf16* wr = a.w + int64_t(live ? o : 0) * I;
   // No kernel of the step writes weights: fetch this warp's row while the kernel before ends.
   if (live && lane == 0) bulk_prefetch_l2(wr, unsigned(I) * unsigned(sizeof(bf16)));
+  // And this block's share of the next kernel's weights, after its own rows.
+  if (a.prefetch && threadIdx.x == 0) {
+    const int64_t share = ((a.prefetch_bytes + gridDim.x - 1) / gridDim.x + 15) / 16 * 16;
+    const int64_t at = share * blockIdx.x;
+    if (at < a.prefetch_bytes)
+      bulk_prefetch_l2(a.prefetch + at, unsigned(min(share, a.prefetch_bytes - at)));
+  }
   pdl_wait();
   build_input<M>(xs, a, red);
   if (!live) return;
@@ -188,7 +198,14 @@ void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& 
          f.eps,
          int(I),
          int(O),
-         int(f.in)};
+         int(f.in),
+         nullptr,
+         0};
+  if (!f.prefetch.empty()) {
+    const AlignedBytes pf = aligned16_part(f.prefetch);
+    a.prefetch = pf.bytes > 0 ? pf.data : nullptr;
+    a.prefetch_bytes = pf.bytes;
+  }
   launch_rows(int(M), a, stream);
 }
 

@@ -29,6 +29,13 @@ void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& 
 // ---- prefetch.cu ----
 // Backend::prefetch: bulk L2 prefetches of every tensor's bytes (sm_90; older GPUs: nothing).
 void prefetch_l2(const std::vector<Tensor>& tensors, cudaStream_t stream);
+// The 16-byte aligned part of t's bytes, which a bulk prefetch can ask for (bytes a multiple
+// of 16; 0 when there is none).
+struct AlignedBytes {
+  const char* data;
+  int64_t bytes;
+};
+AlignedBytes aligned16_part(const Tensor& t);
 
 // ---- fp8.cu ----
 void amax(Tensor out, Tensor in, cudaStream_t stream);

@@ -38,18 +38,22 @@ __global__ void __launch_bounds__(kThreads) prefetch_kernel(Regions r) {
 
 }  // namespace
 
+AlignedBytes aligned16_part(const Tensor& t) {
+  const auto lo = (reinterpret_cast<uintptr_t>(t.data) + 15) / 16 * 16;
+  const auto hi = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes()) / 16 * 16;
+  if (t.data == nullptr || hi <= lo) return {nullptr, 0};
+  return {reinterpret_cast<const char*>(lo), int64_t(hi - lo)};
+}
+
 void prefetch_l2(const std::vector<Tensor>& tensors, cudaStream_t stream) {
   for (size_t at = 0; at < tensors.size(); at += kRegions) {
     Regions r{};
     for (size_t j = at; j < std::min(tensors.size(), at + kRegions); ++j) {
-      // The 16-byte aligned part of the tensor (the bulk prefetch needs it; what is left at
-      // either end is at most two 16-byte pieces, read from memory as before).
-      const auto lo = (reinterpret_cast<uintptr_t>(tensors[j].data) + 15) / 16 * 16;
-      const auto hi =
-          (reinterpret_cast<uintptr_t>(tensors[j].data) + tensors[j].nbytes()) / 16 * 16;
-      if (tensors[j].data == nullptr || hi <= lo) continue;
-      r.base[r.n] = reinterpret_cast<const char*>(lo);
-      r.bytes[r.n] = int64_t(hi - lo);
+      // What is left out at either end is at most two 16-byte pieces, read from memory.
+      const AlignedBytes part = aligned16_part(tensors[j]);
+      if (part.bytes == 0) continue;
+      r.base[r.n] = part.data;
+      r.bytes[r.n] = part.bytes;
       r.first_chunk[r.n + 1] = r.first_chunk[r.n] + ceil_div(r.bytes[r.n], kChunk);
       ++r.n;
     }
