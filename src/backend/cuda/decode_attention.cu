@@ -30,6 +30,18 @@ namespace {
 constexpr int kChunk = 128;              // keys per pass = threads per block
 constexpr int kHeadsPerBlock = 8;        // query heads (of one KV group) sharing a block's keys
 constexpr size_t kMaxSmem = 160 * 1024;  // head dims up to ~500 (sm_80 and sm_90 have more)
+// Step 3 of the kernel gives each (head, dim pair) item `ways` consecutive threads, as many as
+// the block's threads allow (a power of two, at most a warp): 1 at 8 heads of 64 dims.
+__host__ __device__ constexpr int pv_ways(int heads, int D) {
+  int ways = 1;
+  while (ways < kWarp && heads * (D / 2) * ways * 2 <= kChunk) ways *= 2;
+  return ways;
+}
+// v_s's row stride (elements): D plus a pad that puts the rows the `ways` threads of one item
+// read at once in different banks (rows of 64 dims all start in bank 0); 16-byte rows.
+__host__ __device__ constexpr int v_stride(int D, int ways) {
+  return ways == 1 ? D : D + 2 * (kWarp / ways > 4 ? kWarp / ways : 4);
+}
 }  // namespace
 
 // ---- kernels ----
@@ -70,7 +82,8 @@ __global__ void append_kernel(const bf16* qkv, bf16* k_cache, bf16* v_cache, con
 
 // grid (B*Tn query rows, K * head blocks, splits); block kChunk threads. APPEND: one new token
 // a row, whose k and v this kernel writes (see the top). HPB: query heads a block takes.
-// Dynamic shared memory: q_s, o_s [HPB][D], p_s [HPB][kChunk] (f32), v_s [kChunk][D] (bf16). One
+// Dynamic shared memory: q_s, o_s [HPB][D], p_s [HPB][kChunk] (f32), v_s [kChunk][vs] (bf16,
+// vs = v_stride(D, pv_ways(HPB, D))). One
 // split: the normalized result goes to out[BT,H*D]. Several: each split's unnormalized output to
 // part_o[BT,H,splits,D] and (max, sum) to part_ml[BT,H,splits,2]; counters[BT, K * head blocks]
 // (zero between launches) find the last split of a row, which merges them into out.
@@ -84,7 +97,8 @@ __global__ void __launch_bounds__(kChunk)
   float* q_s = smem;
   float* o_s = q_s + HPB * D;
   float* p_s = o_s + HPB * D;
-  bf16* v_s = reinterpret_cast<bf16*>(p_s + HPB * kChunk);  // [kChunk][D]
+  bf16* v_s = reinterpret_cast<bf16*>(p_s + HPB * kChunk);  // [kChunk][vstride]
+  const int ways = pv_ways(HPB, D), vstride = v_stride(D, ways);
   __shared__ float m_s[HPB], l_s[HPB], alpha_s[HPB];
   __shared__ bool last_s;
   pdl_launch_dependents();
@@ -148,7 +162,7 @@ __global__ void __launch_bounds__(kChunk)
     if (int(threadIdx.x) < n) {
       const bf16* k = kbase + int64_t(s0 + threadIdx.x) * kvrow;
       const bf16* v = vbase + int64_t(s0 + threadIdx.x) * kvrow;
-      bf16* vs = v_s + threadIdx.x * D;
+      bf16* vs = v_s + threadIdx.x * vstride;
 #pragma unroll 4
       for (int d = 0; d < D; d += W) {
         const Vec<bf16, W> kv = load_vec<W>(k + d);
@@ -161,8 +175,9 @@ __global__ void __launch_bounds__(kChunk)
         }
       }
     }
-    for (int j = 0; j < nh; ++j)
-      p_s[j * kChunk + threadIdx.x] = int(threadIdx.x) < n ? acc[j] * scale : -INFINITY;
+#pragma unroll  // acc indexed by constants only: it stays in registers
+    for (int j = 0; j < HPB; ++j)
+      if (j < nh) p_s[j * kChunk + threadIdx.x] = int(threadIdx.x) < n ? acc[j] * scale : -INFINITY;
     __syncthreads();
     // 2. online softmax, one warp per head
     for (int j = warp; j < nh; j += kChunk / kWarp) {
@@ -186,12 +201,10 @@ __global__ void __launch_bounds__(kChunk)
     }
     __syncthreads();
     // 3. o = o * alpha + p . V over this chunk. Each (head, dim pair) belongs to `ways`
-    // consecutive threads (1 when the items outnumber the threads) that take every ways-th
-    // key and add up by butterflies, in a fixed order; the loop's trip count is the same for
-    // every thread, as the shuffles need.
+    // consecutive threads (pv_ways: from HPB, so a block with fewer heads leaves some idle)
+    // that take every ways-th key and add up by butterflies, in a fixed order; the loop's
+    // trip count is the same for every thread, as the shuffles need.
     const int items = nh * half;
-    int ways = 1;
-    while (ways < kWarp && items * ways * 2 <= int(blockDim.x)) ways *= 2;
     for (int t0 = 0; t0 < items * ways; t0 += blockDim.x) {
       const int item = (t0 + int(threadIdx.x)) / ways, sub = (t0 + int(threadIdx.x)) % ways;
       const int j = item / half, d = (item % half) * 2;
@@ -201,7 +214,7 @@ __global__ void __launch_bounds__(kChunk)
         const bf16* v = v_s + d;
 #pragma unroll 8
         for (int i = sub; i < n; i += ways) {
-          const __nv_bfloat162 vv = *reinterpret_cast<const __nv_bfloat162*>(v + i * D);
+          const __nv_bfloat162 vv = *reinterpret_cast<const __nv_bfloat162*>(v + i * vstride);
           o0 += pj[i] * __low2float(vv);
           o1 += pj[i] * __high2float(vv);
         }
@@ -320,9 +333,12 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // block an SM when every chunk is a split of its own; 1 when none does.
   const int group = H / K;
   const int chunks = int(ceil_div(kv_len, kChunk));
+  // (No more than a group's heads: 8 for a group of 2 would only compute zero rows.)
   int hpb = 1;
   for (int h : {kHeadsPerBlock, 2})
-    if (hpb == 1 && BT * K * ceil_div(group, h) * chunks >= sm_count) hpb = h;
+    if (hpb == 1 && (h == 2 || group > 2) && group > 1 &&
+        BT * K * ceil_div(group, h) * chunks >= sm_count)
+      hpb = h;
   if (const char* e = std::getenv("TL_DECODE_ATTN_HEADS")) {
     const int h = std::atoi(e);
     if (h == 8 || h == 2 || h == 1) hpb = h;
@@ -346,7 +362,7 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
         counters_scratch.get_zeroed(size_t(base_blocks) * sizeof(unsigned), stream));
   }
   const size_t smem = sizeof(float) * size_t(hpb) * size_t(2 * D + kChunk) +
-                      sizeof(bf16) * size_t(kChunk) * size_t(D);
+                      sizeof(bf16) * size_t(kChunk) * size_t(v_stride(D, pv_ways(hpb, D)));
   TL_CHECK(smem <= kMaxSmem, op, ": head_dim ", D, " needs ", smem,
            " bytes of shared memory, more than ", kMaxSmem);
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
