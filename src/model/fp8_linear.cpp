@@ -88,8 +88,8 @@ Tensor Fp8Linears::codes(int which, Shape s) {
   return b.tensor(DType::U8, s);
 }
 
-void Fp8Linears::cast(Tensor out, Tensor out_t, Tensor in, int l, LinearKind k, Role r,
-                      Fp8Format f, bool measure) {
+void Fp8Linears::cast(Tensor out, Tensor out_t, Tensor in, int l, LinearKind k, Role r, Fp8Format f,
+                      bool measure) {
   const Tensor cur = at(current_, l, k, r);
   if (delayed_now()) {
     be_.fp8_quantize(out, out_t, scale_inv(l, k, r), in, at(scale_amax_, l, k, r), f,
@@ -102,14 +102,18 @@ void Fp8Linears::cast(Tensor out, Tensor out_t, Tensor in, int l, LinearKind k, 
 
 Fp8Cast Fp8Linears::input_cast(int l, LinearKind k, bool measure) const {
   TL_ASSERT(producers_write_codes(l, k));
-  return {at(scale_amax_, l, k, kX), scale_inv(l, k, kX), measure ? at(current_, l, k, kX) : Tensor(),
-          Fp8Format::E4M3};
+  return {at(scale_amax_, l, k, kX), scale_inv(l, k, kX),
+          measure ? at(current_, l, k, kX) : Tensor(), Fp8Format::E4M3};
 }
 
 Fp8Cast Fp8Linears::grad_cast(int l, LinearKind k, bool measure) const {
   TL_ASSERT(producers_write_codes(l, k));
   return {at(scale_amax_, l, k, kDy), scale_inv(l, k, kDy),
           measure ? at(current_, l, k, kDy) : Tensor(), Fp8Format::E5M2};
+}
+
+void Fp8Linears::cast_input(int l, LinearKind k, Tensor codes, Tensor in, bool measure) {
+  cast(codes, Tensor(), in, l, k, kX, Fp8Format::E4M3, measure);
 }
 
 void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w, Tensor inp_codes) {

@@ -78,10 +78,19 @@ class Fp8Linears {
   }
   Fp8Cast input_cast(int layer, LinearKind k, bool measure) const;
   Fp8Cast grad_cast(int layer, LinearKind k, bool measure) const;
+  // The input's codes [N,I] from its values `in` (act), as forward() would cast them, for a
+  // caller that keeps only the codes (the model's saved activations): measure as in cast().
+  void cast_input(int layer, LinearKind k, Tensor codes, Tensor in, bool measure);
 
   // Whether this GEMM runs in FP8 (false once fall_back() moved it to the plain product).
   bool enabled(int layer, LinearKind k) const { return enabled_[slot(layer, k)]; }
-  void fall_back(int layer, LinearKind k) { enabled_[slot(layer, k)] = false; }
+  void fall_back(int layer, LinearKind k) {
+    enabled_[slot(layer, k)] = false;
+    ++fallbacks_;
+  }
+  // GEMMs moved to the plain product so far (the model re-lays its activations when it
+  // changes: a fallen-back linear's input is kept in the compute dtype again).
+  int64_t fallbacks() const { return fallbacks_; }
   // A training pass (forward + backward of one micro-batch) begins / has ended: delayed
   // scaling zeroes this pass's amaxes, then rolls them into the history. Forwards outside
   // a pass (evaluation) use the scales without adding to the history.
@@ -127,6 +136,7 @@ class Fp8Linears {
   Buffer codes_[3];    // grown to the largest operand seen
   std::vector<bool> enabled_;
   int64_t passes_ = 0;  // training passes rolled into the history
+  int64_t fallbacks_ = 0;
 };
 
 }  // namespace tl

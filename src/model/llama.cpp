@@ -14,14 +14,17 @@ struct LlamaModel::Acts {
   Buffer arena;
   Tensor tokens, targets;                 // i32 [N]
   std::vector<Tensor> res;                // act [N,C] x (2L+1): the residual stream
-  std::vector<Tensor> xn_a, xn_m;         // act [N,C] per layer (one shared scratch if recompute)
+  std::vector<Tensor> xn_a, xn_m;         // act [N,C] per layer (one shared scratch if recompute);
+                                          // u8 codes [N,C] for an FP8 consumer (input_codes)
   std::vector<Tensor> rstd_a, rstd_m;     // f32 [N] per layer
   Tensor xn_f, rstd_f;                    // final norm: act [N,C], f32 [N]
   std::vector<Tensor> qkv;                // act [B,T,Q] per layer, after RoPE
   std::vector<Tensor> att;                // act [B,T,C] per layer, attention output
   std::vector<Tensor> lse;                // f32 [B,H,T] per layer
   std::vector<Tensor> gate_up;            // act [N,2I] per layer
-  std::vector<Tensor> sw;                 // act [N,I] per layer (one shared scratch if recompute)
+  std::vector<Tensor> sw;                 // act [N,I] per layer (one shared scratch if recompute);
+                                          // u8 codes [N,I] for an FP8 down projection
+  Tensor xn_act, sw_act;                  // FP8: act [N,C], [N,I]: values cast into the codes
   Tensor proj;                            // act [N,C] scratch: output of wo and w_down
   Tensor losses;                          // f32 [N]
   Tensor dres, dxn, dxn_f;                // act [N,C] backward scratch
@@ -30,9 +33,12 @@ struct LlamaModel::Acts {
   Tensor dgu;                             // act [N,2I]
   Tensor dsw;                             // act [N,I]
   Tensor last_x, logits_act, logits_f32;  // inference: [B,C] act, [B,V] act, [B,V] f32
+  int64_t fp8_fallbacks = 0;              // Fp8Linears::fallbacks() when carved
 
-  // Assigns every view through take(dtype, shape).
+  // Assigns every view through take(dtype, shape). codes(k, l): whether linear k of layer l
+  // keeps its input as FP8 codes (LlamaModel::input_codes).
   void carve(const ModelConfig& c, int B_, int T_, DType act, bool recompute,
+             const std::function<bool(ParamKind, int)>& codes,
              const std::function<Tensor(DType, Shape)>& take) {
     B = B_;
     T = T_;
@@ -52,17 +58,27 @@ struct LlamaModel::Acts {
     lse.clear();
     gate_up.clear();
     sw.clear();
+    bool any_codes = false;
+    const auto kept = [&](ParamKind k, int64_t l) {  // a per-layer input: act, or its codes
+      const bool u8 = codes(k, int(l));
+      any_codes = any_codes || u8;
+      return u8 ? DType::U8 : act;
+    };
     for (int64_t l = 0; l < L; ++l) {
-      xn_a.push_back(recompute ? xn_shared : take(act, {N, C}));
-      xn_m.push_back(recompute ? xn_shared : take(act, {N, C}));
+      const DType ta = kept(ParamKind::Wqkv, l), tm = kept(ParamKind::WGateUp, l),
+                  ts = kept(ParamKind::WDown, l);
+      xn_a.push_back(recompute ? xn_shared : take(ta, {N, C}));
+      xn_m.push_back(recompute ? xn_shared : take(tm, {N, C}));
       rstd_a.push_back(take(DType::F32, {N}));
       rstd_m.push_back(take(DType::F32, {N}));
       qkv.push_back(take(act, {B, T, Q}));
       att.push_back(take(act, {B, T, C}));
       lse.push_back(take(DType::F32, {B, c.n_heads, T}));
       gate_up.push_back(take(act, {N, 2 * I}));
-      sw.push_back(recompute ? sw_shared : take(act, {N, I}));
+      sw.push_back(recompute ? sw_shared : take(ts, {N, I}));
     }
+    xn_act = any_codes ? take(act, {N, C}) : Tensor();
+    sw_act = any_codes ? take(act, {N, I}) : Tensor();
     xn_f = take(act, {N, C});
     rstd_f = take(DType::F32, {N});
     proj = take(act, {N, C});
@@ -82,11 +98,17 @@ struct LlamaModel::Acts {
 
 void LlamaModel::ActsDeleter::operator()(Acts* a) const { delete a; }
 
-size_t LlamaModel::activation_bytes(const ModelConfig& cfg, int B, int T, DType act,
-                                    bool recompute) {
+size_t LlamaModel::activation_bytes(const ModelConfig& cfg, int B, int T, DType act, bool recompute,
+                                    bool fp8) {
+  return carved_bytes(cfg, B, T, act, recompute,
+                      [fp8](ParamKind k, int) { return fp8 && k != ParamKind::Wo; });
+}
+
+size_t LlamaModel::carved_bytes(const ModelConfig& cfg, int B, int T, DType act, bool recompute,
+                                const std::function<bool(ParamKind, int)>& codes) {
   size_t total = 0;
   Acts a;
-  a.carve(cfg, B, T, act, recompute, [&](DType t, Shape s) {
+  a.carve(cfg, B, T, act, recompute, codes, [&](DType t, Shape s) {
     total += round_up_256(size_t(s.numel()) * dtype_size(t));
     return Tensor(nullptr, t, Device::CPU, s);
   });
@@ -157,11 +179,13 @@ bool LlamaModel::producer_codes(ParamKind k, int l) const {
   return fp8_ && fp8_->producers_write_codes(l, linear_kind(k));
 }
 
-// The norms write qkv's and gate_up's inputs, SwiGLU down's input and (its backward)
-// gate_up's output gradient. wo's input is attention's output, which attention's backward
-// reads in bf16, and the residual gradient (wo's and down's) flows on in bf16.
+// qkv's, gate_up's and down's inputs are kept as codes only (half the memory of bf16), written
+// by their producers or cast from the producer's values; gate_up's output gradient comes as
+// codes from SwiGLU's backward under delayed scaling. wo's input is attention's output, which
+// attention's backward reads in bf16, and the residual gradient (wo's and down's) flows on
+// in bf16.
 bool LlamaModel::input_codes(ParamKind k, int l) const {
-  return k != ParamKind::Wo && producer_codes(k, l);
+  return k != ParamKind::Wo && fp8_ && fp8_->enabled(l, linear_kind(k));
 }
 bool LlamaModel::grad_codes(ParamKind k, int l) const {
   return k == ParamKind::WGateUp && producer_codes(k, l);
@@ -187,20 +211,26 @@ void LlamaModel::norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tenso
                       bool measure) {
   const Tensor weight = w(norm_kind, norm_layer);
   const float eps = cfg_.norm_eps;
-  if (input_codes(consumer, layer))
-    be_.rmsnorm_forward_fp8(res_out, as_codes(out), rstd, inp, delta, weight, eps,
-                            fp8_->input_cast(layer, linear_kind(consumer), measure));
-  else if (delta.empty())
-    be_.rmsnorm_forward(out, rstd, inp, weight, eps);
+  const bool codes = input_codes(consumer, layer);
+  if (codes && producer_codes(consumer, layer))
+    return be_.rmsnorm_forward_fp8(res_out, as_codes(out), rstd, inp, delta, weight, eps,
+                                   fp8_->input_cast(layer, linear_kind(consumer), measure));
+  const Tensor y = codes ? acts_->xn_act : out;  // the values, then their codes if kept so
+  if (delta.empty())
+    be_.rmsnorm_forward(y, rstd, inp, weight, eps);
   else
-    be_.add_rmsnorm_forward(res_out, out, rstd, inp, delta, weight, eps);
+    be_.add_rmsnorm_forward(res_out, y, rstd, inp, delta, weight, eps);
+  if (codes) fp8_->cast_input(layer, linear_kind(consumer), as_codes(out), y, measure);
 }
 
 void LlamaModel::swiglu(int l, Tensor out, Tensor gate_up, bool measure) {
-  if (input_codes(ParamKind::WDown, l))
-    be_.swiglu_forward_fp8(as_codes(out), gate_up, fp8_->input_cast(l, LinearKind::Down, measure));
-  else
-    be_.swiglu_forward(out, gate_up);
+  const bool codes = input_codes(ParamKind::WDown, l);
+  if (codes && producer_codes(ParamKind::WDown, l))
+    return be_.swiglu_forward_fp8(as_codes(out), gate_up,
+                                  fp8_->input_cast(l, LinearKind::Down, measure));
+  const Tensor y = codes ? acts_->sw_act : out;
+  be_.swiglu_forward(y, gate_up);
+  if (codes) fp8_->cast_input(l, LinearKind::Down, as_codes(out), y, measure);
 }
 
 void LlamaModel::swiglu_grad(int l, Tensor dgate_up, Tensor dout, Tensor gate_up) {
@@ -288,9 +318,11 @@ void LlamaModel::ensure_acts(int B, int T) {
   TL_CHECK(B > 0 && T > 0, "micro-batch must be positive, got ", B, " x ", T);
   TL_CHECK(T <= cfg_.max_seq_len, "sequence length ", T, " exceeds the model's context ",
            cfg_.max_seq_len);
-  if (acts_ && acts_->B == B && acts_->T == T) return;
+  const int64_t fallbacks = fp8_ ? fp8_->fallbacks() : 0;
+  if (acts_ && acts_->B == B && acts_->T == T && acts_->fp8_fallbacks == fallbacks) return;
   const DType act = be_.compute_dtype();
-  const size_t bytes = activation_bytes(cfg_, B, T, act, opts_.recompute);
+  const auto codes = [this](ParamKind k, int l) { return input_codes(k, l); };
+  const size_t bytes = carved_bytes(cfg_, B, T, act, opts_.recompute, codes);
   std::unique_ptr<Acts, ActsDeleter> a(new Acts);
   if (acts_ && acts_->arena.bytes() >= bytes) {
     a->arena = std::move(acts_->arena);  // a smaller shape fits in the arena we have
@@ -301,7 +333,8 @@ void LlamaModel::ensure_acts(int B, int T) {
   char* base = static_cast<char*>(a->arena.data());
   size_t off = 0;
   const Device dev = be_.device();
-  a->carve(cfg_, B, T, act, opts_.recompute, [&](DType t, Shape s) {
+  a->fp8_fallbacks = fallbacks;
+  a->carve(cfg_, B, T, act, opts_.recompute, codes, [&](DType t, Shape s) {
     Tensor v(base + off, t, dev, s);
     off += round_up_256(size_t(s.numel()) * dtype_size(t));
     return v;

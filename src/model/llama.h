@@ -3,6 +3,7 @@
 // The same code drives the CPU (f32) and CUDA (bf16 compute, f32 master) backends.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -79,11 +80,15 @@ class LlamaModel {
   // The FP8 linears (null unless ModelOptions::fp8).
   Fp8Linears* fp8() { return fp8_.get(); }
 
-  // Bytes of activation memory for a micro-batch of B x T.
-  static size_t activation_bytes(const ModelConfig& cfg, int B, int T, DType act, bool recompute);
+  // Bytes of activation memory for a micro-batch of B x T (fp8: train.precision fp8, whose
+  // linears keep qkv's, gate_up's and down's inputs as 1-byte codes).
+  static size_t activation_bytes(const ModelConfig& cfg, int B, int T, DType act, bool recompute,
+                                 bool fp8 = false);
 
  private:
   struct Acts;
+  static size_t carved_bytes(const ModelConfig& cfg, int B, int T, DType act, bool recompute,
+                             const std::function<bool(ParamKind, int)>& codes);
   void ensure_acts(int B, int T);
   void upload_batch(const int32_t* tokens, const int32_t* targets, int B, int T);
   void forward(int B, int T);
@@ -91,21 +96,22 @@ class LlamaModel {
   void backward(int B, int T);
   LossSum read_losses(int B, int T, const int32_t* targets);
   Tensor w(ParamKind k, int layer = -1) const;  // compute-dtype weight view
-  // A layer's linear: FP8 when enabled for it, else the backend's matmul. Operands whose
-  // producers wrote them as FP8 codes (input_codes, grad_codes) are read as codes from the
-  // same activation memory.
+  // A layer's linear: FP8 when enabled for it, else the backend's matmul. Operands kept as
+  // FP8 codes (input_codes, grad_codes) are read as codes from the activation memory.
   void linear_forward(ParamKind k, int layer, Tensor out, Tensor inp);
   void linear_backward(ParamKind k, int layer, Tensor dinp, Tensor dout, Tensor inp);
   // Delayed FP8 scaling past its first pass, with this linear in FP8: its producers write
-  // its operands as codes (producer_codes); which ones do: its input (qkv, gate_up, down)
-  // and its output gradient (gate_up).
+  // its operands as codes themselves (producer_codes). input_codes: the linear's input is
+  // kept as codes only (qkv, gate_up and down in FP8; written by the producer or cast from
+  // its values); grad_codes: its output gradient arrives as codes (gate_up, from SwiGLU's
+  // backward, when producer_codes).
   bool producer_codes(ParamKind k, int layer) const;
   bool input_codes(ParamKind k, int layer) const;
   bool grad_codes(ParamKind k, int layer) const;
   // The producers: RMSNorm of inp (delta empty) or of res_out = inp + delta into out, and
   // SwiGLU's forward (into out) and backward (into dgate_up), each writing codes into that
-  // memory when its consumer takes them (measure: record the amax; a recompute in the
-  // backward does not).
+  // memory when its consumer takes them, itself or through a cast of its values (measure:
+  // record the amax; a recompute in the backward does not).
   void norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta, ParamKind norm_kind,
             int norm_layer, ParamKind consumer, int layer, bool measure);
   void swiglu(int layer, Tensor out, Tensor gate_up, bool measure);

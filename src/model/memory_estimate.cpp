@@ -25,7 +25,7 @@ MemoryEstimate estimate_training_memory(const ModelConfig& cfg, int micro_batch,
   e.weights = P * 4 + (compute == DType::F32 ? 0 : P * dtype_size(compute));
   e.gradients = P * 4;
   e.optimizer = 2 * P * 4;
-  e.activations = LlamaModel::activation_bytes(cfg, micro_batch, seq_len, compute, recompute);
+  e.activations = LlamaModel::activation_bytes(cfg, micro_batch, seq_len, compute, recompute, fp8);
   // Output head: a chunk of up to 8192 tokens' logits; 32 MiB GEMM workspace; attention
   // and reduction scratch of the order of one activation tensor.
   const size_t N = size_t(micro_batch) * size_t(seq_len);
