@@ -63,7 +63,8 @@ Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts)
 
 size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
   const int64_t C = cfg.dim, F = cfg.ffn_dim, Q = cfg.qkv_dim();
-  // Buffer 0: x8 [N, I] and dy8 [N, O]; 1: w8 / W^T [O, I] and x^T [I, N]; 2: dy^T [O, N].
+  // Buffer 0: x8 [N, I] (wo's; the others come as codes, except in a recompute run) and dy8
+  // [N, O]; 1: w8 / W^T [O, I] and x^T [I, N]; 2: dy^T [O, N].
   const int64_t b0 = N * std::max({C, F, Q, 2 * F});
   const int64_t b1 = std::max({N * std::max(C, F), Q * C, 2 * F * C});
   const int64_t b2 = N * std::max({C, Q, 2 * F});
@@ -112,7 +113,7 @@ Fp8Cast Fp8Linears::grad_cast(int l, LinearKind k, bool measure) const {
           measure ? at(current_, l, k, kDy) : Tensor(), Fp8Format::E5M2};
 }
 
-void Fp8Linears::cast_input(int l, LinearKind k, Tensor codes, Tensor in, bool measure) {
+void Fp8Linears::quantize_input(int l, LinearKind k, Tensor codes, Tensor in, bool measure) {
   cast(codes, Tensor(), in, l, k, kX, Fp8Format::E4M3, measure);
 }
 

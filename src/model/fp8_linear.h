@@ -59,7 +59,8 @@ class Fp8Linears {
   static size_t scratch_bytes(const ModelConfig& cfg, int64_t N);
 
   // out[N,O] = inp[N,I] @ w[O,I]^T. inp_codes (u8 [N,I], optional): inp's codes as its
-  // producer wrote them with input_cast(); inp is then not read (and may be empty).
+  // producer wrote them with input_cast() or quantize_input() made them; inp is then not
+  // read (and may be empty).
   void forward(int layer, LinearKind k, Tensor out, Tensor inp, Tensor w, Tensor inp_codes = {});
   // dinp[N,I] = dout[N,O] @ w; dw[O,I] (f32) += dout^T @ inp. inp, w and inp_codes as in the
   // forward; dout_codes (u8 [N,O], optional): dout's codes as its producer wrote them with
@@ -80,7 +81,7 @@ class Fp8Linears {
   Fp8Cast grad_cast(int layer, LinearKind k, bool measure) const;
   // The input's codes [N,I] from its values `in` (act), as forward() would cast them, for a
   // caller that keeps only the codes (the model's saved activations): measure as in cast().
-  void cast_input(int layer, LinearKind k, Tensor codes, Tensor in, bool measure);
+  void quantize_input(int layer, LinearKind k, Tensor codes, Tensor in, bool measure);
 
   // Whether this GEMM runs in FP8 (false once fall_back() moved it to the plain product).
   bool enabled(int layer, LinearKind k) const { return enabled_[slot(layer, k)]; }

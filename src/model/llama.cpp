@@ -3,7 +3,9 @@
 #include <cmath>
 #include <functional>
 
+#include "core/log.h"
 #include "core/rng.h"
+#include "model/memory_estimate.h"
 
 namespace tl {
 
@@ -14,17 +16,18 @@ struct LlamaModel::Acts {
   Buffer arena;
   Tensor tokens, targets;                 // i32 [N]
   std::vector<Tensor> res;                // act [N,C] x (2L+1): the residual stream
-  std::vector<Tensor> xn_a, xn_m;         // act [N,C] per layer (one shared scratch if recompute);
-                                          // u8 codes [N,C] for an FP8 consumer (input_codes)
+  std::vector<Tensor> xn_a, xn_m;         // act [N,C] per layer, or u8 codes [N,C] for an FP8
+                                          // consumer (input_codes); one shared act scratch if
+                                          // recompute (codes in its first bytes)
   std::vector<Tensor> rstd_a, rstd_m;     // f32 [N] per layer
   Tensor xn_f, rstd_f;                    // final norm: act [N,C], f32 [N]
   std::vector<Tensor> qkv;                // act [B,T,Q] per layer, after RoPE
   std::vector<Tensor> att;                // act [B,T,C] per layer, attention output
   std::vector<Tensor> lse;                // f32 [B,H,T] per layer
   std::vector<Tensor> gate_up;            // act [N,2I] per layer
-  std::vector<Tensor> sw;                 // act [N,I] per layer (one shared scratch if recompute);
-                                          // u8 codes [N,I] for an FP8 down projection
-  Tensor xn_act, sw_act;                  // FP8: act [N,C], [N,I]: values cast into the codes
+  std::vector<Tensor> sw;                 // the same for SwiGLU's output, [N,I]
+  Tensor xn_act, sw_act;                  // FP8 without recompute: act [N,C], [N,I], the values
+                                          // quantize_input casts into the kept codes
   Tensor proj;                            // act [N,C] scratch: output of wo and w_down
   Tensor losses;                          // f32 [N]
   Tensor dres, dxn, dxn_f;                // act [N,C] backward scratch
@@ -77,8 +80,8 @@ struct LlamaModel::Acts {
       gate_up.push_back(take(act, {N, 2 * I}));
       sw.push_back(recompute ? sw_shared : take(ts, {N, I}));
     }
-    xn_act = any_codes ? take(act, {N, C}) : Tensor();
-    sw_act = any_codes ? take(act, {N, I}) : Tensor();
+    xn_act = any_codes && !recompute ? take(act, {N, C}) : Tensor();
+    sw_act = any_codes && !recompute ? take(act, {N, I}) : Tensor();
     xn_f = take(act, {N, C});
     rstd_f = take(DType::F32, {N});
     proj = take(act, {N, C});
@@ -100,6 +103,7 @@ void LlamaModel::ActsDeleter::operator()(Acts* a) const { delete a; }
 
 size_t LlamaModel::activation_bytes(const ModelConfig& cfg, int B, int T, DType act, bool recompute,
                                     bool fp8) {
+  // With recompute the shared buffers are act-sized either way (LlamaModel::input_codes).
   return carved_bytes(cfg, B, T, act, recompute,
                       [fp8](ParamKind k, int) { return fp8 && k != ParamKind::Wo; });
 }
@@ -170,8 +174,8 @@ LinearKind linear_kind(ParamKind k) {
 }  // namespace
 
 namespace {
-// The FP8 codes a producer wrote into an activation's own memory (1 byte an element of its
-// 2 or 4): a u8 view of t's shape.
+// An activation's memory as the FP8 codes it holds (a u8 tensor already, or, for recompute's
+// shared buffers and the gradients, the first byte per element of act memory): u8 of t's shape.
 Tensor as_codes(const Tensor& t) { return Tensor(t.data, DType::U8, t.device, t.shape); }
 }  // namespace
 
@@ -180,12 +184,15 @@ bool LlamaModel::producer_codes(ParamKind k, int l) const {
 }
 
 // qkv's, gate_up's and down's inputs are kept as codes only (half the memory of bf16), written
-// by their producers or cast from the producer's values; gate_up's output gradient comes as
-// codes from SwiGLU's backward under delayed scaling. wo's input is attention's output, which
+// by their producers or cast from the producer's values into a shared scratch. With
+// recompute (one shared buffer, recomputed in the backward) only the producers' codes are:
+// a cast would only add a pass there. gate_up's output gradient comes as codes from
+// SwiGLU's backward under delayed scaling. wo's input is attention's output, which
 // attention's backward reads in bf16, and the residual gradient (wo's and down's) flows on
 // in bf16.
 bool LlamaModel::input_codes(ParamKind k, int l) const {
-  return k != ParamKind::Wo && fp8_ && fp8_->enabled(l, linear_kind(k));
+  if (k == ParamKind::Wo || !fp8_ || !fp8_->enabled(l, linear_kind(k))) return false;
+  return !opts_.recompute || producer_codes(k, l);
 }
 bool LlamaModel::grad_codes(ParamKind k, int l) const {
   return k == ParamKind::WGateUp && producer_codes(k, l);
@@ -220,7 +227,7 @@ void LlamaModel::norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tenso
     be_.rmsnorm_forward(y, rstd, inp, weight, eps);
   else
     be_.add_rmsnorm_forward(res_out, y, rstd, inp, delta, weight, eps);
-  if (codes) fp8_->cast_input(layer, linear_kind(consumer), as_codes(out), y, measure);
+  if (codes) fp8_->quantize_input(layer, linear_kind(consumer), as_codes(out), y, measure);
 }
 
 void LlamaModel::swiglu(int l, Tensor out, Tensor gate_up, bool measure) {
@@ -230,7 +237,7 @@ void LlamaModel::swiglu(int l, Tensor out, Tensor gate_up, bool measure) {
                                   fp8_->input_cast(l, LinearKind::Down, measure));
   const Tensor y = codes ? acts_->sw_act : out;
   be_.swiglu_forward(y, gate_up);
-  if (codes) fp8_->cast_input(l, LinearKind::Down, as_codes(out), y, measure);
+  if (codes) fp8_->quantize_input(l, LinearKind::Down, as_codes(out), y, measure);
 }
 
 void LlamaModel::swiglu_grad(int l, Tensor dgate_up, Tensor dout, Tensor gate_up) {
@@ -327,6 +334,9 @@ void LlamaModel::ensure_acts(int B, int T) {
   if (acts_ && acts_->arena.bytes() >= bytes) {
     a->arena = std::move(acts_->arena);  // a smaller shape fits in the arena we have
   } else {
+    if (acts_ && acts_->B == B && acts_->T == T)  // an FP8 linear's input is act again
+      log_info("fp8: activations re-laid for the linears that fell back to ", dtype_name(act), ": ",
+               format_bytes(double(acts_->arena.bytes())), " -> ", format_bytes(double(bytes)));
     acts_.reset();  // free the old arena before taking the new one
     a->arena = Buffer(be_, bytes);
   }
@@ -370,8 +380,9 @@ void LlamaModel::forward(int B, int T) {
   unit_forward_begin(0);
   be_.embedding_forward(a.res[0], w(ParamKind::Embed), a.tokens);
   unit_forward_begin(layer_unit(0));
-  // Under delayed FP8 scaling the norms write qkv's and gate_up's input codes themselves,
-  // and SwiGLU the down projection's (no bf16 copies, no cast passes): norm(), swiglu().
+  // Under FP8 the norms keep qkv's and gate_up's inputs as codes, and SwiGLU the down
+  // projection's: written by themselves under delayed scaling, else cast from their values
+  // (norm(), swiglu()).
   norm(Tensor(), a.xn_a[0], a.rstd_a[0], a.res[0], Tensor(), ParamKind::AttnNorm, 0,
        ParamKind::Wqkv, 0, true);
   unit_forward_end(0);
