@@ -220,6 +220,13 @@ TEST(HfCli, InitLogitsAndGenerate) {
   EXPECT_EQ(j["batch"], 2);
   EXPECT_EQ(j["new_tokens"], 18);
   EXPECT_EQ(j["outputs"].size(), 2u);
+  EXPECT_EQ(j["warmup_runs"], 0);
+  // --warmup: untimed runs first, the same tokens from the timed one.
+  auto warm = run_cmd(hfcli(gen + " --warmup 2 --json " + q(d.file("w.json"))));
+  ASSERT_EQ(warm.rc, 0) << warm.output;
+  EXPECT_EQ(stdout_lines(warm.output), lines);
+  EXPECT_EQ(read_json_file(d.file("w.json"))["warmup_runs"], 2);
+  EXPECT_EQ(read_json_file(d.file("w.json"))["outputs"], j["outputs"]);
   EXPECT_EQ(j["outputs"][0].size(), 9u);
 
   r = run_cmd(hfcli("generate --ids --checkpoint " + q(d.file("init/m.ckpt")) + " --prompt '1 x'"));

@@ -21,7 +21,7 @@ namespace {
 struct GenerateArgs {
   std::string checkpoint, tokenizer, prompts_file, json_out, device = "auto", prefix = "auto";
   std::vector<std::string> prompts;
-  int max_new = 128, top_k = 0, threads = 0, prefill_tokens = 4096;
+  int max_new = 128, top_k = 0, threads = 0, prefill_tokens = 4096, warmup = 0;
   float temperature = 0.8f, top_p = 0.95f;
   uint64_t seed = 0;
   bool ids = false, no_cache = false, ignore_eos = false;
@@ -137,6 +137,10 @@ void run_generate(const GenerateArgs& a) {
     }
     st.decode_seconds = timer.seconds();
   } else {
+    // Untimed runs first (--warmup): kernels loaded and GEMM algorithms chosen, as in a
+    // process that has generated before (what a timed comparison with a warmed-up reference
+    // needs); the timed run gives the same tokens.
+    for (int i = 0; i < a.warmup; ++i) generate_batch(*lm.model, prompts, bo, {}, nullptr);
     outs = generate_batch(*lm.model, prompts, bo, on_token, &st);
   }
 
@@ -162,6 +166,7 @@ void run_generate(const GenerateArgs& a) {
     json j = {{"device", be->describe()},
               {"batch", B},
               {"cache", !a.no_cache},
+              {"warmup_runs", a.no_cache ? 0 : a.warmup},
               {"prompt_tokens", st.prompt_tokens},
               {"new_tokens", st.new_tokens},
               {"prefill_seconds", st.prefill_seconds},
@@ -210,6 +215,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--prefill-tokens", a->prefill_tokens,
                   "Prompt tokens per prefill pass over the batch (bounds activation memory)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", a->warmup,
+                  "Untimed runs of the same generation before the timed one (benchmarks)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--json", a->json_out, "Also write timings and the new token ids as JSON here");
   cmd->add_option("--device", a->device, "cpu, cuda or auto");
   cmd->add_option("--threads", a->threads, "CPU threads (0 = all cores)");
