@@ -14,6 +14,7 @@
 
 #include "backend/backend.h"
 #include "backend_test_util.h"
+#include "ckpt_test_util.h"
 
 using namespace tl;
 using namespace backend_test;
@@ -127,6 +128,14 @@ TEST_F(CudaOps, PreconditionErrorsNameOpAndTensor) {
   std::vector<uint16_t> host(64);
   const Tensor on_cpu(host.data(), DType::BF16, Device::CPU, {4, 16});
   EXPECT_THROW(gpu->swiglu_forward(x.t, on_cpu), Error);  // gate_up on the wrong device
+  {  // a head workspace lent over one of the op's own tensors
+    Arr hw = alloc(*gpu, DType::BF16, {8, 16}), losses = alloc(*gpu, DType::F32, {4});
+    Arr tgt = alloc(*gpu, DType::I32, {4});
+    const std::string msg = ckpt_test::error_of([&] {
+      gpu->head_cross_entropy(losses.t, Tensor(), Tensor(), x.t, hw.t, tgt.t, 1.0f, x.t);
+    });
+    EXPECT_NE(msg.find("workspace"), std::string::npos) << msg;
+  }
   try {
     gpu->prefetch({x.t, on_cpu});
     FAIL() << "prefetch accepted a host tensor";

@@ -193,9 +193,11 @@ class Backend {
   // losses[N] (f32) = logsumexp(z) - z[target], z = x[N,C] @ weight[V,C]^T;
   // targets[N] (i32) < 0 are ignored (loss 0, no gradient).
   // If dx is not empty: dx[N,C] (act, =) and dweight[V,C] (f32, +=) receive the gradient
-  // of loss_scale * sum_n losses[n].
+  // of loss_scale * sum_n losses[n]. workspace (optional, any dtype, on this device, sharing
+  // no memory with the other tensors): memory free during the call, which the op may use for
+  // its logits chunk instead of memory of its own (the model lends the backward's scratch).
   virtual void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
-                                  Tensor targets, float loss_scale) = 0;
+                                  Tensor targets, float loss_scale, Tensor workspace = {}) = 0;
 
   // ---- output head, log-probabilities of given tokens (evaluation; logits never kept) ----
   // z = x[N,C] @ weight[V,C]^T (act); logp[N] (f32) = z[target] - logsumexp(z), the softmax

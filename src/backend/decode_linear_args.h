@@ -12,13 +12,6 @@ struct Dims {
   int64_t M, I, O;
 };
 
-inline bool overlap(const Tensor& a, const Tensor& b) {
-  if (a.empty() || b.empty()) return false;
-  const auto* pa = static_cast<const char*>(a.data);
-  const auto* pb = static_cast<const char*>(b.data);
-  return pa < pb + b.nbytes() && pb < pa + a.nbytes();
-}
-
 // out[M,O], x[M,I] (or [M,2I] for SwiGlu), weight[O,I], norm_weight[I], residual[M,O]: all of
 // dtype act on dev; out shares no memory with x, weight or the norm weight (residual may be
 // out itself, element for element, but no other overlap).
@@ -44,18 +37,18 @@ inline Dims decode_linear(Device dev, DType act, const Tensor& out, const Tensor
     check_dtype(op, "norm_weight", f.norm_weight, act);
     check_shape(op, "norm_weight", f.norm_weight, {I});
     TL_CHECK(f.eps >= 0, op, ": eps must be >= 0, got ", f.eps);
-    TL_CHECK(!overlap(out, f.norm_weight), op, ": out shares memory with norm_weight");
+    TL_CHECK(!shares_memory(out, f.norm_weight), op, ": out shares memory with norm_weight");
   }
   if (!f.residual.empty()) {
     check_device(op, "residual", f.residual, dev);
     check_dtype(op, "residual", f.residual, act);
     check_shape(op, "residual", f.residual, {M, O});
-    TL_CHECK(f.residual.data == out.data || !overlap(out, f.residual), op,
+    TL_CHECK(f.residual.data == out.data || !shares_memory(out, f.residual), op,
              ": residual overlaps out without being it");
   }
   if (!f.prefetch.empty()) check_device(op, "prefetch", f.prefetch, dev);
-  TL_CHECK(!overlap(out, x), op, ": out shares memory with x");
-  TL_CHECK(!overlap(out, weight), op, ": out shares memory with weight");
+  TL_CHECK(!shares_memory(out, x), op, ": out shares memory with x");
+  TL_CHECK(!shares_memory(out, weight), op, ": out shares memory with weight");
   return {M, I, O};
 }
 

@@ -70,4 +70,11 @@ void check_device(const char* op, const char* name, const Tensor& t, Device want
   TL_CHECK(t.device == want, op, ": ", name, " must be on ", device_name(want), ", got ", t.str());
 }
 
+bool shares_memory(const Tensor& a, const Tensor& b) {
+  if (a.empty() || b.empty()) return false;
+  const auto* pa = static_cast<const char*>(a.data);
+  const auto* pb = static_cast<const char*>(b.data);
+  return pa < pb + b.nbytes() && pb < pa + a.nbytes();
+}
+
 }  // namespace tl

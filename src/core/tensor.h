@@ -60,5 +60,7 @@ struct Tensor {
 void check_dtype(const char* op, const char* name, const Tensor& t, DType want);
 void check_shape(const char* op, const char* name, const Tensor& t, const Shape& want);
 void check_device(const char* op, const char* name, const Tensor& t, Device want);
+// Whether a's and b's bytes overlap (false when either is empty).
+bool shares_memory(const Tensor& a, const Tensor& b);
 
 }  // namespace tl

@@ -30,11 +30,13 @@ struct LlamaModel::Acts {
                                           // quantize_input casts into the kept codes
   Tensor proj;                            // act [N,C] scratch: output of wo and w_down
   Tensor losses;                          // f32 [N]
-  Tensor dres, dxn, dxn_f;                // act [N,C] backward scratch
-  Tensor datt;                            // act [B,T,C]
-  Tensor dqkv;                            // act [B,T,Q]
+  Tensor dres, dxn, dxn_f;                // act [N,C] backward scratch (dres = proj's memory,
+                                          // dxn_f = dxn's; see carve)
+  Tensor datt;                            // act [B,T,C] (in dsw's memory when it fits)
+  Tensor dqkv;                            // act [B,T,Q] (likewise)
   Tensor dgu;                             // act [N,2I]
   Tensor dsw;                             // act [N,I]
+  Tensor head_ws;                         // u8: dgu's and dsw's memory, lent to the head
   Tensor last_x, logits_act, logits_f32;  // inference: [B,C] act, [B,V] act, [B,V] f32
   int64_t fp8_fallbacks = 0;              // Fp8Linears::fallbacks() when carved
 
@@ -84,15 +86,33 @@ struct LlamaModel::Acts {
     sw_act = any_codes && !recompute ? take(act, {N, I}) : Tensor();
     xn_f = take(act, {N, C});
     rstd_f = take(DType::F32, {N});
-    proj = take(act, {N, C});
     losses = take(DType::F32, {N});
-    dres = take(act, {N, C});
+    // Scratch whose lifetimes never overlap shares memory (one stream orders every op): proj
+    // is the forward's, dres the backward's; dxn_f dies in the final norm's backward, before
+    // dxn is first written; datt and dqkv live while a layer's attention block is
+    // differentiated, dsw while its MLP block is, so they sit inside dsw when it holds both.
+    proj = take(act, {N, C});
+    dres = proj;
     dxn = take(act, {N, C});
-    dxn_f = take(act, {N, C});
-    datt = take(act, {B, T, C});
-    dqkv = take(act, {B, T, Q});
+    dxn_f = dxn;
     dgu = take(act, {N, 2 * I});
     dsw = take(act, {N, I});
+    // The head runs between the forward and the backward, when dgu and dsw (one region:
+    // carved one after the other) hold nothing: its logits chunk may use them.
+    char* const ws = static_cast<char*>(dgu.data);
+    head_ws = ws && static_cast<char*>(dsw.data) == ws + round_up_256(dgu.nbytes())
+                  ? Tensor(ws, DType::U8, dgu.device,
+                           {int64_t(round_up_256(dgu.nbytes()) + dsw.nbytes())})
+                  : Tensor();
+    const size_t att_bytes = round_up_256(size_t(N * C) * dtype_size(act));
+    if (att_bytes + size_t(N * Q) * dtype_size(act) <= size_t(N * I) * dtype_size(act)) {
+      char* base = static_cast<char*>(dsw.data);  // null while only counting bytes
+      datt = Tensor(base, act, dsw.device, {B, T, C});
+      dqkv = Tensor(base ? base + att_bytes : nullptr, act, dsw.device, {B, T, Q});
+    } else {
+      datt = take(act, {B, T, C});
+      dqkv = take(act, {B, T, Q});
+    }
     last_x = take(act, {B, C});
     logits_act = take(act, {B, c.vocab_size});
     logits_f32 = take(DType::F32, {B, c.vocab_size});
@@ -418,7 +438,7 @@ void LlamaModel::head(bool with_grad, float loss_scale) {
   if (with_grad) unit_backward_begin(head_unit(cfg_.n_layers));
   be_.head_cross_entropy(a.losses, with_grad ? a.dxn_f : Tensor(),
                          with_grad ? dw(ParamKind::Head) : Tensor(), a.xn_f, w(ParamKind::Head),
-                         a.targets, loss_scale);
+                         a.targets, loss_scale, a.head_ws);
   if (!with_grad) unit_forward_end(head_unit(cfg_.n_layers));
 }
 

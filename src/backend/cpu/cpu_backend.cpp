@@ -524,8 +524,10 @@ class CpuBackend final : public Backend {
 
   // ---- output head + cross-entropy ----
   void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
-                          Tensor targets, float loss_scale) override {
+                          Tensor targets, float loss_scale, Tensor workspace) override {
     const char* op = "head_cross_entropy";
+    // The CPU twin keeps no logits chunk: it checks the workspace and leaves it alone.
+    if (!workspace.empty()) check_device(op, "workspace", workspace, Device::CPU);
     check_f32(op, "weight", weight);
     TL_CHECK(weight.ndim() == 2, op, ": weight must be [V, C], got ", weight.str());
     const int64_t V = weight.dim(0), C = weight.dim(1);

@@ -290,9 +290,9 @@ class CudaBackend final : public Backend {
 
   // ---- output head + cross-entropy (profiled inside: GEMMs vs softmax) ----
   void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
-                          Tensor targets, float loss_scale) override {
-    gpu::head_cross_entropy(losses, dx, dweight, x, weight, targets, loss_scale, *gemm_, *prof_,
-                            head_scratch_, ctx_.stream);
+                          Tensor targets, float loss_scale, Tensor workspace) override {
+    gpu::head_cross_entropy(losses, dx, dweight, x, weight, targets, loss_scale, workspace, *gemm_,
+                            *prof_, head_scratch_, ctx_.stream);
   }
 
   // ---- output head, log-probabilities (evaluation) ----

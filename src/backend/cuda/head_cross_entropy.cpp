@@ -18,8 +18,8 @@ int64_t head_chunk_rows(int64_t N, int64_t V) {
 }
 
 void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
-                        Tensor targets, float loss_scale, CublasGemm& gemm, Profiler& prof,
-                        Scratch& scratch, cudaStream_t stream) {
+                        Tensor targets, float loss_scale, Tensor workspace, CublasGemm& gemm,
+                        Profiler& prof, Scratch& scratch, cudaStream_t stream) {
   const char* op = "head_cross_entropy";
   check_cuda(op, "weight", weight, DType::BF16);
   TL_CHECK(weight.ndim() == 2, op, ": weight must be [V, C], got ", weight.str());
@@ -47,7 +47,16 @@ void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tens
   const Tensor x2 = x.view({N, C}), loss1 = losses.view({N}), tgt1 = targets.view({N});
   const Tensor dx2 = grad ? dx.view({N, C}) : Tensor();
   const int64_t chunk = head_chunk_rows(N, V);
-  void* scratch_logits = scratch.get(size_t(chunk * V) * 2, stream);  // bf16 [chunk, V]
+  const size_t chunk_bytes = size_t(chunk * V) * 2;  // bf16 [chunk, V]
+  void* scratch_logits = nullptr;
+  if (!workspace.empty()) {
+    check_device(op, "workspace", workspace, Device::CUDA);
+    for (const Tensor* t : {&losses, &dx, &dweight, &x, &weight, &targets})
+      TL_CHECK(t->empty() || !shares_memory(workspace, *t), op, ": workspace shares memory with ",
+               t->str());
+    if (workspace.nbytes() >= chunk_bytes) scratch_logits = workspace.data;
+  }
+  if (!scratch_logits) scratch_logits = scratch.get(chunk_bytes, stream);
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
     const int64_t r1 = std::min(N, r0 + chunk);
     const Tensor xc = x2.rows(r0, r1);

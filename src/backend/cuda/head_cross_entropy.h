@@ -13,10 +13,11 @@ namespace tl::gpu {
 int64_t head_chunk_rows(int64_t N, int64_t V);
 
 // losses[N] (f32); dx[N,C] (bf16, =) and dweight[V,C] (f32, +=) when dx is given; x[N,C],
-// weight[V,C] (bf16); targets[N] (i32, < 0 ignored). GEMMs are profiled as "matmul", the
+// weight[V,C] (bf16); targets[N] (i32, < 0 ignored). The logits chunk goes to workspace
+// when it is given and holds one, else to scratch. GEMMs are profiled as "matmul", the
 // softmax as "other".
 void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tensor weight,
-                        Tensor targets, float loss_scale, CublasGemm& gemm, Profiler& prof,
-                        Scratch& scratch, cudaStream_t stream);
+                        Tensor targets, float loss_scale, Tensor workspace, CublasGemm& gemm,
+                        Profiler& prof, Scratch& scratch, cudaStream_t stream);
 
 }  // namespace tl::gpu
