@@ -26,11 +26,14 @@ MemoryEstimate estimate_training_memory(const ModelConfig& cfg, int micro_batch,
   e.gradients = P * 4;
   e.optimizer = 2 * P * 4;
   e.activations = LlamaModel::activation_bytes(cfg, micro_batch, seq_len, compute, recompute, fp8);
-  // Output head: a chunk of up to 8192 tokens' logits; 32 MiB GEMM workspace; attention
-  // and reduction scratch of the order of one activation tensor.
+  // Output head: a chunk of up to 8192 tokens' logits, unless the backward's dgu and dsw
+  // (lent to it, LlamaModel's head_ws) hold it; 32 MiB GEMM workspace; attention and
+  // reduction scratch of the order of one activation tensor.
   const size_t N = size_t(micro_batch) * size_t(seq_len);
-  e.workspace = std::min<size_t>(N, 8192) * size_t(cfg.vocab_size) * dtype_size(compute) +
-                (32u << 20) + N * size_t(cfg.dim) * 4;
+  const size_t head_chunk =
+      std::min<size_t>(N, 8192) * size_t(cfg.vocab_size) * dtype_size(compute);
+  const size_t lent = 3 * N * size_t(cfg.ffn_dim) * dtype_size(compute);
+  e.workspace = (head_chunk <= lent ? 0 : head_chunk) + (32u << 20) + N * size_t(cfg.dim) * 4;
   if (fp8) e.workspace += Fp8Linears::scratch_bytes(cfg, int64_t(N));
   return e;
 }
