@@ -185,7 +185,7 @@ void matmul(std::vector<OpCase>& v) {
           const int64_t width = k.in == In::SwiGlu ? 2 * k.I : k.I;
           Tensor x = r.in_act({k.M, width}, k.in == In::RmsNorm ? 2.0 : 1.0);
           Tensor w = r.in_act({k.O, k.I}, ws);
-          Backend::DecodeLinear f{k.in, {}, 1e-5f, {}};
+          Backend::DecodeLinear f{k.in, {}, 1e-5f, {}, {}};
           if (k.in == In::RmsNorm) f.norm_weight = r.in_act({k.I}, 0.3, 1.0);
           Tensor out =
               k.res == 2 ? r.inout("out", r.act(), {k.M, k.O}) : r.out("out", r.act(), {k.M, k.O});

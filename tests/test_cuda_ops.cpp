@@ -263,7 +263,7 @@ TEST_F(CudaOps, DecodeLinearMatchesTheSeparateOps) {
       upload(*gpu, wa.t, w);
       upload(*gpu, na.t, nw);
       upload(*gpu, ra.t, res);
-      Backend::DecodeLinear f{s.in, na.t, 1e-5f, s.residual ? ra.t : Tensor()};
+      Backend::DecodeLinear f{s.in, na.t, 1e-5f, s.residual ? ra.t : Tensor(), {}};
       gpu->decode_linear(oa.t, xa.t, wa.t, f);
       const std::vector<float> got = download(*gpu, oa.t);
       Tensor in = xa.t;
