@@ -27,38 +27,59 @@ std::vector<float> randn_bf16(int64_t n, uint64_t seed) { return round_bf16(rand
 #define CD_NEED_GPU() \
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU visible (or built without CUDA)"
 
+// One decode step's operands at the TinyLlama head shape (H 32, K 4, D 64) over a cache of
+// Tmax 1024, for B rows at positions pos. run() uploads the caches and q afresh (the op
+// appends into the caches), runs attention_decode and returns its output.
+struct DecodeStep {
+  static constexpr int H = 32, K = 4, D = 64, Tmax = 1024;
+  static constexpr int64_t Q = (H + 2 * K) * D, KD = K * D;
+  Backend& gpu;
+  int B;
+  Arr k, v, co, si, p, q, o;
+  DecodeStep(Backend& g, const std::vector<int32_t>& pos)
+      : gpu(g),
+        B(int(pos.size())),
+        k(alloc(g, DType::BF16, {B, Tmax, KD})),
+        v(alloc(g, DType::BF16, {B, Tmax, KD})),
+        co(alloc(g, DType::F32, {Tmax, D / 2})),
+        si(alloc(g, DType::F32, {Tmax, D / 2})),
+        p(alloc(g, DType::I32, {B})),
+        q(alloc(g, DType::BF16, {B, 1, Q})),
+        o(alloc(g, DType::BF16, {B, 1, H * D})) {
+    std::vector<float> cs, sn;
+    rope_tables(Tmax, D, 10000.0f, cs, sn);
+    upload(g, co.t, cs);
+    upload(g, si.t, sn);
+    g.upload(p.t, pos.data());
+  }
+  std::vector<float> run(int kv_len) {
+    upload(gpu, k.t, randn_bf16(B * Tmax * KD, 4));
+    upload(gpu, v.t, randn_bf16(B * Tmax * KD, 5));
+    upload(gpu, q.t, randn_bf16(B * Q, 6));
+    gpu.attention_decode(o.t, q.t, k.t, v.t, co.t, si.t, p.t, kv_len, H, K);
+    return download(gpu, o.t);
+  }
+};
+
 }  // namespace
 
 TEST(CudaDecode, OpIsDeterministicAndChecksArguments) {
   CD_NEED_GPU();
   auto gpu = make_backend("cuda");
-  const int B = 2, H = 32, K = 4, D = 64, Tmax = 1024;
-  const int64_t Q = (H + 2 * K) * D, KD = K * D;
-  std::vector<float> cs, sn;
-  rope_tables(Tmax, D, 10000.0f, cs, sn);
-  Arr k = alloc(*gpu, DType::BF16, {B, Tmax, KD}), v = alloc(*gpu, DType::BF16, {B, Tmax, KD});
-  Arr co = alloc(*gpu, DType::F32, {Tmax, D / 2}), si = alloc(*gpu, DType::F32, {Tmax, D / 2});
-  Arr p = alloc(*gpu, DType::I32, {B}), q = alloc(*gpu, DType::BF16, {B, 1, Q});
-  Arr o = alloc(*gpu, DType::BF16, {B, 1, H * D});
-  upload(*gpu, co.t, cs);
-  upload(*gpu, si.t, sn);
-  const std::vector<int32_t> pos = {1000, 77};
-  gpu->upload(p.t, pos.data());
-  std::vector<float> first;
-  for (int run = 0; run < 3; ++run) {
-    upload(*gpu, k.t, randn_bf16(B * Tmax * KD, 4));
-    upload(*gpu, v.t, randn_bf16(B * Tmax * KD, 5));
-    upload(*gpu, q.t, randn_bf16(B * Q, 6));
-    gpu->attention_decode(o.t, q.t, k.t, v.t, co.t, si.t, p.t, 1001, H, K);
-    std::vector<float> out = download(*gpu, o.t);
-    if (run == 0) first = out;
+  DecodeStep d(*gpu, {1000, 77});
+  const std::vector<float> first = d.run(1001);
+  for (int run = 1; run < 3; ++run) {
+    const std::vector<float> out = d.run(1001);
     EXPECT_EQ(std::memcmp(out.data(), first.data(), out.size() * 4), 0) << "run " << run;
   }
-  std::string msg = ckpt_test::error_of(
-      [&] { gpu->attention_decode(o.t, q.t, k.t, v.t, co.t, si.t, p.t, Tmax + 1, H, K); });
+  const int H = DecodeStep::H, K = DecodeStep::K;
+  std::string msg = ckpt_test::error_of([&] {
+    gpu->attention_decode(d.o.t, d.q.t, d.k.t, d.v.t, d.co.t, d.si.t, d.p.t, DecodeStep::Tmax + 1,
+                          H, K);
+  });
   EXPECT_TRUE(ckpt_test::has(msg, "attention_decode") && ckpt_test::has(msg, "kv_len")) << msg;
   msg = ckpt_test::error_of(
-      [&] { gpu->attention_decode(o.t, q.t, v.t, k.t, co.t, si.t, q.t, 8, H, K); });
+      [&] { gpu->attention_decode(d.o.t, d.q.t, d.v.t, d.k.t, d.co.t, d.si.t, d.q.t, 8, H, K); });
   EXPECT_TRUE(ckpt_test::has(msg, "pos")) << msg;
 }
 
@@ -68,26 +89,12 @@ TEST(CudaDecode, OpIsDeterministicAndChecksArguments) {
 TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
   CD_NEED_GPU();
   auto gpu = make_backend("cuda");
-  const int B = 3, H = 32, K = 4, D = 64, Tmax = 1024;
-  const int64_t Q = (H + 2 * K) * D, KD = K * D;
-  std::vector<float> cs, sn;
-  rope_tables(Tmax, D, 10000.0f, cs, sn);
-  Arr k = alloc(*gpu, DType::BF16, {B, Tmax, KD}), v = alloc(*gpu, DType::BF16, {B, Tmax, KD});
-  Arr co = alloc(*gpu, DType::F32, {Tmax, D / 2}), si = alloc(*gpu, DType::F32, {Tmax, D / 2});
-  Arr p = alloc(*gpu, DType::I32, {B}), q = alloc(*gpu, DType::BF16, {B, 1, Q});
-  Arr o = alloc(*gpu, DType::BF16, {B, 1, H * D});
-  upload(*gpu, co.t, cs);
-  upload(*gpu, si.t, sn);
-  const std::vector<int32_t> pos = {700, 3, 383};
-  gpu->upload(p.t, pos.data());
-  upload(*gpu, q.t, randn_bf16(B * Q, 6));
+  DecodeStep d(*gpu, {700, 3, 383});
   const auto run = [&](const char* heads) {
     setenv("TL_DECODE_ATTN_HEADS", heads, 1);
-    upload(*gpu, k.t, randn_bf16(B * Tmax * KD, 4));
-    upload(*gpu, v.t, randn_bf16(B * Tmax * KD, 5));
-    gpu->attention_decode(o.t, q.t, k.t, v.t, co.t, si.t, p.t, 701, H, K);
+    std::vector<float> out = d.run(701);
     unsetenv("TL_DECODE_ATTN_HEADS");
-    return download(*gpu, o.t);
+    return out;
   };
   const std::vector<float> eight = run("8");
   for (const char* heads : {"2", "1"}) {
