@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <type_traits>
+#include <utility>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -330,15 +331,13 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   }
 
   // Heads per block: the most (K/V chunks loaded once for more heads) that still gives a
-  // block an SM when every chunk is a split of its own; 1 when none does.
+  // block an SM when every chunk is a split of its own, taken only for a group larger than
+  // the next smaller choice (8 for a group of 2 would only compute zero rows); else 1.
   const int group = H / K;
   const int chunks = int(ceil_div(kv_len, kChunk));
-  // (No more than a group's heads: 8 for a group of 2 would only compute zero rows.)
   int hpb = 1;
-  for (int h : {kHeadsPerBlock, 2})
-    if (hpb == 1 && (h == 2 || group > 2) && group > 1 &&
-        BT * K * ceil_div(group, h) * chunks >= sm_count)
-      hpb = h;
+  for (const auto& [h, smaller] : {std::pair{kHeadsPerBlock, 2}, std::pair{2, 1}})
+    if (hpb == 1 && group > smaller && BT * K * ceil_div(group, h) * chunks >= sm_count) hpb = h;
   if (const char* e = std::getenv("TL_DECODE_ATTN_HEADS")) {
     const int h = std::atoi(e);
     if (h == 8 || h == 2 || h == 1) hpb = h;
