@@ -14,6 +14,7 @@
 # build-gpu/tinyllama_fp8_gemm_bench for ours,
 # + .carry/results for ref:N and fp8). SM clock and power go to $OUT/smi.csv.
 set -uo pipefail
+bash tools/gpu/unpack_carry.sh  # the binaries make_carry.sh packed, if carried
 OUT=${OUT:-build/curve_round}
 LIMIT=${LIMIT:-585}  # seconds this call may take
 TESTS=${TESTS:-BackendOps.Cuda:CudaDecode*:CudaOps*:CudaModel*:Fp8*}

@@ -5,6 +5,7 @@
 # transformers' strongest generate beside ours (bench/generate_bench.sh) in the same call.
 #   bench/decode_round.sh        (repository root, GPU machine; OUT=$OUT, BUILD=build-gpu)
 set -uo pipefail
+bash tools/gpu/unpack_carry.sh  # the binaries make_carry.sh packed, if carried
 OUT=${OUT:-/tmp/decode_round}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"

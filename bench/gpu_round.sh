@@ -19,6 +19,7 @@
 # every log, every JSON and smi.csv (the script packs and removes them: don't tar $OUT again);
 # summary.txt the bench table with clock and power.
 set -uo pipefail
+bash tools/gpu/unpack_carry.sh  # the binaries make_carry.sh packed, if carried
 OUT=${OUT:-build/gpu_round}
 BUILD=${BUILD:-build}
 DATA=${DATA:-.carry/data}
