@@ -57,11 +57,10 @@ fi
 
 # cpp-httplib for the HTTP server where pkg-config has none: Debian's package unpacked into
 # .carry/httplib (headers, libcpp-httplib.so and the brotli libraries it needs at run time).
+# Carried binaries (PREBUILT) need only the libraries in .carry/httplib/lib.
 HTTPLIB_ROOT=""
-if [ -f .carry/httplib/include/httplib.h ]; then
-  HTTPLIB_ROOT=$PWD/.carry/httplib
-  export LD_LIBRARY_PATH="$HTTPLIB_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
+[ -f .carry/httplib/include/httplib.h ] && HTTPLIB_ROOT=$PWD/.carry/httplib
+[ -d .carry/httplib/lib ] && export LD_LIBRARY_PATH="$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 echo "== build"
 t0=$(date +%s)
