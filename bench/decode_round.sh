@@ -3,6 +3,8 @@
 # carried (tools/gpu/make_carry.sh): the decode tests, then bench/serve_bench.sh (scheduler
 # rows with the levers one by one, SM clock and power beside them, then the HTTP load), then
 # transformers' strongest generate beside ours (bench/generate_bench.sh) in the same call.
+# NCU=1 adds bench/decode_ncu.sh (a batch-1 step kernel by kernel); SKIP_SERVE=1, SKIP_GEN=1
+# and NO_HTTP=1 leave parts out.
 #   bench/decode_round.sh        (repository root, GPU machine; OUT=$OUT, BUILD=build-gpu)
 set -uo pipefail
 bash tools/gpu/unpack_carry.sh  # the binaries make_carry.sh packed, if carried
@@ -18,6 +20,11 @@ TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode,prefetch} timeout 300 "$BUILD/tinyllama_t
   >"$OUT/tests.log" 2>&1
 echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|tok/s|tokens/s" "$OUT/tests.log" | head -30
+# decode_linear's other variants (levers read once a process) against the CPU twin too.
+TL_DECODE_LOAD_FIRST=0 TL_DECODE_MIN_BLOCKS=3 TL_BACKEND_OPS_ONLY=decode timeout 120 \
+  "$BUILD/tinyllama_tests" --gtest_filter='BackendOps.Cuda:CudaDecode.FusedLayers*' >"$OUT/tests_variants.log" 2>&1
+echo "variant tests rc $?"
+grep -E "^\[  (PASSED|FAILED) |Failure" "$OUT/tests_variants.log" | head -10
 [ -n "${SKIP_SERVE:-}" ] || {
   echo "== serve_bench"
   PREBUILT=1 BUILD=$BUILD OUT=$OUT/serve timeout 400 bash bench/serve_bench.sh 2>&1 | tee "$OUT/serve.log" |
@@ -32,3 +39,7 @@ grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|tok/s|tokens/s" "$OUT/tests.l
   rm -rf "$OUT/gen"/*.tlck "$OUT/gen"/*.safetensors 2>/dev/null
 }
 rm -f "$OUT"/serve/*.tlck
+[ -z "${NCU:-}" ] || {  # NCU=1: a batch-1 step kernel by kernel (bench/decode_ncu.sh)
+  echo "== decode step under Nsight Compute"
+  BUILD=$BUILD OUT=$OUT/ncu timeout 240 bash bench/decode_ncu.sh 2>&1 | grep -v "^cuda:" | head -40
+}

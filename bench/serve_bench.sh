@@ -3,8 +3,7 @@
 #  1. the scheduler in-process (no HTTP) at batch 1/8/32/64 beside static batching
 #     (generate_batch), prompt 128, 256 new tokens: tinyllama_serve_bench; then batch 1 and 32
 #     again with decode steps run op by op instead of replayed as CUDA graphs, and the
-#     decode levers one by one (fused layers off, the weights' prefetches off or resized,
-#     decode attention with 8 heads a block);
+#     decode levers one by one (fused layers off, then LEVERS: environment variables);
 #  2. when the binary was built with cpp-httplib: `tinyllama serve --device cuda` under
 #     bench/serve_load.py at 32 concurrent streams (the issue's aggregate bar), then 64 and 1;
 #     SERVE_ARGS adds options to the server (e.g. "--prefill-tokens 4096").
@@ -42,23 +41,22 @@ TL_DECODE_GRAPHS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 -
   --json "$OUT/scheduler_no_graphs.json"
 clock
 # The decode levers one by one, same binary (bench/NOTES.md, "batch-1 decode"): the fused
-# layers (decode_linear; the attention is one launch either way) off, then the weights'
-# prefetches at other budgets (ATTN:NEXT MiB: during attention, and of the next linear's
-# weights by each fused linear; defaults 32:8), then decode attention as before session 10.
+# layers (decode_linear; the attention is one launch either way) off, then each environment
+# lever in LEVERS (space-separated; a lever's variables joined by commas) at batch 1 and 32.
 echo "-- without the fused decode layers (TL_DECODE_FUSED_ROWS=0: separate norm/SwiGLU/add, cuBLASLt):"
 TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 --prompt 128 --new 256 \
   --json "$OUT/scheduler_unfused.json" --profile
 clock
-for mb in ${PREFETCH_MB:-0:0 32:0 0:8 16:8 48:8}; do
-  echo "-- weights prefetched: TL_DECODE_PREFETCH_MB=${mb%:*} TL_DECODE_PREFETCH_NEXT_MB=${mb#*:}:"
-  TL_DECODE_PREFETCH_MB=${mb%:*} TL_DECODE_PREFETCH_NEXT_MB=${mb#*:} "$BUILD/tinyllama_serve_bench" \
-    --device cuda --batches 1,32 --prompt 128 --new 256 --json "$OUT/scheduler_prefetch${mb/:/_}.json"
+# decode_linear's loads after f(x) as before 2026-12-06; its registers capped for 3 blocks an
+# SM; programmatic dependent launch, alone and with the cap; the next linear's weights
+# prefetched (off by default since 2026-12-06); decode attention with 8 heads a block.
+for lever in ${LEVERS:-TL_DECODE_LOAD_FIRST=0 TL_DECODE_MIN_BLOCKS=3 TL_PDL=1 TL_PDL=1,TL_DECODE_MIN_BLOCKS=3 \
+    TL_DECODE_PREFETCH_NEXT_MB=8 TL_DECODE_ATTN_HEADS=8}; do
+  echo "-- ${lever//,/ }:"
+  env ${lever//,/ } "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
+    --json "$OUT/scheduler_$(echo "$lever" | tr -c 'A-Za-z0-9\n' '_').json"
   clock
 done
-echo "-- decode attention with 8 query heads a block at every batch (TL_DECODE_ATTN_HEADS=8, as before session 10):"
-TL_DECODE_ATTN_HEADS=8 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8 --prompt 128 --new 256 \
-  --json "$OUT/scheduler_attn8.json"
-clock
 fi
 
 TOKENIZER=${TOKENIZER:-}

@@ -214,7 +214,8 @@ TEST(CudaDecode, GraphReplayIsBitIdenticalToOpByOp) {
 // dependents). They must give the separate ops' logits: both round f(x) to bf16 the same
 // way, so they differ by summation order and the residual add's one rounding fewer. Rows
 // 1 and 2 (the fused kernel) and 5 (decode_linear's separate-op fallback), 160 steps (two splits of
-// the keys, so the last split's merge runs), replayed as graphs and not.
+// the keys, so the last split's merge runs), replayed as graphs and not, the fused runs with
+// the weights' prefetches on.
 TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
   CD_NEED_GPU();
   ModelConfig cfg = ckpt_test::small_config();
@@ -234,6 +235,9 @@ TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
         LlamaInference inf(model, B, cfg.max_seq_len);
         inf.set_graphs(graphs);
         inf.set_fused_rows(fused ? 8 : 0);
+        // The weights' prefetches (off by default) with the fused ops, budgets that end
+        // inside gate_up (wo is 8 KiB here): hints only, the logits must not change.
+        if (fused) inf.set_prefetch_bytes(16 << 10, 4 << 10);
         std::vector<int32_t> prompt(size_t(B * P)), pos(B, 0), pick(B, P - 1), tok(B);
         for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 5 + 1) % size_t(V));
         std::vector<float> step(size_t(B * V));

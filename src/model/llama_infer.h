@@ -60,13 +60,13 @@ class LlamaInference {
   // separate ops, where cuBLASLt's GEMMs do better (measured on an H100: -10% at 2 rows).
   // Default from TL_DECODE_FUSED_ROWS (0 turns it off), else 1.
   void set_fused_rows(int rows) { fused_rows_ = rows; }
-  // Decode steps ask the backend to prefetch (Backend::prefetch) up to this many bytes of
-  // each layer's weights after attention (wo, then gate_up's first rows) before attention
-  // runs, so they stream from memory during its latency-bound chain. Default from
-  // TL_DECODE_PREFETCH_MB (0 turns it off), else 32 MiB (H100's L2 holds 50). The fused
-  // layers' linears also ask for the first bytes of the next linear's weights (after what
-  // attention's prefetch took) beside their own stream, up to TL_DECODE_PREFETCH_NEXT_MB
-  // (0 turns it off), else 8 MiB: HBM then has no gap between two kernels.
+  // Decode steps can ask the backend to prefetch (Backend::prefetch) up to this many bytes
+  // of each layer's weights after attention (wo, then gate_up's first rows) before attention
+  // runs, so they stream from memory during its latency-bound chain
+  // (TL_DECODE_PREFETCH_MB); the fused layers' linears can also ask for the first bytes of
+  // the next linear's weights beside their own stream (TL_DECODE_PREFETCH_NEXT_MB). Both are
+  // off by default: measured on an H100 (2026-12-06, bench/RESULTS.md) each lost at batch 1
+  // (770 tokens/s without, 687 with 32 MiB during attention, 734 with 8 MiB next) and at 32.
   void set_prefetch_bytes(size_t attention, size_t next) {
     prefetch_bytes_ = attention;
     prefetch_next_bytes_ = next;
@@ -126,8 +126,8 @@ class LlamaInference {
   std::unique_ptr<Graphs> graphs_;
   bool graphs_on_ = true;
   int fused_rows_ = 1;
-  size_t prefetch_bytes_ = size_t(32) << 20;
-  size_t prefetch_next_bytes_ = size_t(8) << 20;
+  size_t prefetch_bytes_ = 0;  // off: both prefetches lost on an H100 (see set_prefetch_bytes)
+  size_t prefetch_next_bytes_ = 0;
   GraphStats graph_stats_;
 };
 
