@@ -345,99 +345,128 @@ TEST(Fp8Ops, DelayedScalingRecordsAmaxesAndRollsTheHistory) {
 // same backend: codes, scale_inv and the recorded amax, for finite values and for an
 // overflow (scale_inv NaN, so the product is NaN and the step skipped). Together with the
 // op table (plain op and cast each against the CPU twin) this ties the GPU's producers to
-// the CPU. Shapes: I = 40 (the vectorized CUDA path) and I = 13 (element by element).
+// the CPU. SwiGLU's producers also write the codes transposed when asked (fp8_quantize's
+// out_t). Shapes: I = 40 (the vectorized CUDA path; with N = 80 and the transposed codes the
+// 64 x 64 tiles, partial ones included) and I = 13 (element by element, then a transpose).
 TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
   std::vector<std::string> devices{"cpu"};
   if (cuda_available()) devices.push_back("cuda");
   for (const std::string& dev : devices)
     for (int64_t I : {int64_t(40), int64_t(13)})
-      for (bool overflow : {false, true}) {
-        SCOPED_TRACE(dev + " I=" + std::to_string(I) + (overflow ? " overflow" : ""));
-        auto be = make_backend(dev, 1);
-        const DType act = be->compute_dtype();
-        const int64_t N = 24;
-        Rng rng(uint64_t(I) * 7 + overflow);
-        std::vector<float> gu = tu_to_f32(tu_randn(rng, N * 2 * I, 2.0));
-        std::vector<float> dy = tu_to_f32(tu_randn(rng, N * I, 0.5));
-        if (overflow) gu[size_t(5 * 2 * I + 3)] = std::numeric_limits<float>::infinity();
-        const size_t big = size_t(N * 2 * I) * 4 + 256;
-        Buffer gu_b(*be, big), dy_b(*be, big), y_b(*be, big), a_b(*be, big), b_b(*be, big);
-        Buffer s_b(*be, 8 * 256);
-        auto scalar = [&](int i) { return s_b.tensor(DType::F32, {1}, size_t(i) * 256); };
-        auto read = [&](int i) {
-          float x = 0;
-          be->download(&x, scalar(i));
-          return x;
-        };
-        Tensor gate_up = gu_b.tensor(act, {N, 2 * I}), dout = dy_b.tensor(act, {N, I});
-        backend_test::upload(*be, gate_up, gu);
-        backend_test::upload(*be, dout, dy);
-        const float history_amax = 3.0f, start = 0.5f;  // values past 3 saturate
-        for (int i = 0; i < 8; ++i) be->upload(scalar(i), i == 0 ? &history_amax : &start);
-        for (bool backward : {false, true}) {
-          const int64_t W = backward ? 2 * I : I;
-          Tensor y = y_b.tensor(act, {N, W});
-          Tensor want = a_b.tensor(DType::U8, {N, W}), got = b_b.tensor(DType::U8, {N, W});
-          const Fp8Format f = backward ? Fp8Format::E5M2 : Fp8Format::E4M3;
-          // plain op, then the cast: scale_inv at 1, amax recorded at 2
-          if (backward)
-            be->swiglu_backward(y, dout, gate_up);
-          else
-            be->swiglu_forward(y, gate_up);
-          be->fp8_quantize(want, Tensor(), scalar(1), y, scalar(0), f, scalar(2));
-          // the producer: scale_inv at 3, amax at 4
-          const Fp8Cast c{scalar(0), scalar(3), scalar(4), f};
-          if (backward)
-            be->swiglu_backward_fp8(got, dout, gate_up, c);
-          else
-            be->swiglu_forward_fp8(got, gate_up, c);
-          std::vector<uint8_t> w(size_t(N * W)), g(size_t(N * W));
-          be->download(w.data(), want);
-          be->download(g.data(), got);
-          EXPECT_EQ(g, w) << (backward ? "backward" : "forward");
-          const float si[2] = {read(1), read(3)}, am[2] = {read(2), read(4)};
-          EXPECT_EQ(std::isnan(si[1]), overflow) << si[1];
-          if (!overflow) EXPECT_EQ(si[1], si[0]);
-          EXPECT_TRUE(am[1] == am[0] || (std::isnan(am[0]) && std::isnan(am[1])))
-              << am[1] << " vs " << am[0];
-          if (!overflow) EXPECT_GT(am[1], start);  // recorded: max with what it held
-          for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);
+      for (int64_t N : {int64_t(24), int64_t(80)})
+        for (bool overflow : {false, true}) {
+          SCOPED_TRACE(dev + " I=" + std::to_string(I) + " N=" + std::to_string(N) +
+                       (overflow ? " overflow" : ""));
+          auto be = make_backend(dev, 1);
+          const DType act = be->compute_dtype();
+          Rng rng(uint64_t(I) * 7 + overflow);
+          std::vector<float> gu = tu_to_f32(tu_randn(rng, N * 2 * I, 2.0));
+          std::vector<float> dy = tu_to_f32(tu_randn(rng, N * I, 0.5));
+          if (overflow) gu[size_t(5 * 2 * I + 3)] = std::numeric_limits<float>::infinity();
+          const size_t big = size_t(N * 2 * I) * 4 + 256;
+          Buffer gu_b(*be, big), dy_b(*be, big), y_b(*be, big), a_b(*be, big), b_b(*be, big);
+          Buffer s_b(*be, 8 * 256);
+          auto scalar = [&](int i) { return s_b.tensor(DType::F32, {1}, size_t(i) * 256); };
+          auto read = [&](int i) {
+            float x = 0;
+            be->download(&x, scalar(i));
+            return x;
+          };
+          Tensor gate_up = gu_b.tensor(act, {N, 2 * I}), dout = dy_b.tensor(act, {N, I});
+          backend_test::upload(*be, gate_up, gu);
+          backend_test::upload(*be, dout, dy);
+          const float history_amax = 3.0f, start = 0.5f;  // values past 3 saturate
+          for (int i = 0; i < 8; ++i) be->upload(scalar(i), i == 0 ? &history_amax : &start);
+          for (bool backward : {false, true})
+            for (bool both : {false, true}) {
+              SCOPED_TRACE(std::string(backward ? "backward" : "forward") +
+                           (both ? ", both layouts" : ""));
+              const int64_t W = backward ? 2 * I : I;
+              Tensor y = y_b.tensor(act, {N, W});
+              // codes at 0, transposed codes after them (16-byte aligned)
+              const size_t at_t = (size_t(N * W) + 15) / 16 * 16;
+              Tensor want = a_b.tensor(DType::U8, {N, W}), got = b_b.tensor(DType::U8, {N, W});
+              Tensor want_t = both ? a_b.tensor(DType::U8, {W, N}, at_t) : Tensor();
+              Tensor got_t = both ? b_b.tensor(DType::U8, {W, N}, at_t) : Tensor();
+              const Fp8Format f = backward ? Fp8Format::E5M2 : Fp8Format::E4M3;
+              // plain op, then the cast: scale_inv at 1, amax recorded at 2
+              if (backward)
+                be->swiglu_backward(y, dout, gate_up);
+              else
+                be->swiglu_forward(y, gate_up);
+              be->fp8_quantize(want, want_t, scalar(1), y, scalar(0), f, scalar(2));
+              // the producer: scale_inv at 3, amax at 4
+              const Fp8Cast c{scalar(0), scalar(3), scalar(4), f};
+              if (backward)
+                be->swiglu_backward_fp8(got, got_t, dout, gate_up, c);
+              else
+                be->swiglu_forward_fp8(got, got_t, gate_up, c);
+              std::vector<uint8_t> w(size_t(N * W)), g(size_t(N * W));
+              be->download(w.data(), want);
+              be->download(g.data(), got);
+              EXPECT_EQ(g, w);
+              if (both) {
+                be->download(w.data(), want_t);
+                be->download(g.data(), got_t);
+                EXPECT_EQ(g, w) << "transposed";
+                if (!overflow) {  // and they are the codes transposed
+                  std::vector<uint8_t> rows(size_t(N * W));
+                  be->download(rows.data(), want);
+                  int64_t off = 0;
+                  for (int64_t n = 0; n < N; ++n)
+                    for (int64_t i = 0; i < W; ++i)
+                      off += rows[size_t(n * W + i)] != w[size_t(i * N + n)];
+                  EXPECT_EQ(off, 0);
+                }
+              }
+              const float si[2] = {read(1), read(3)}, am[2] = {read(2), read(4)};
+              EXPECT_EQ(std::isnan(si[1]), overflow) << si[1];
+              if (!overflow) EXPECT_EQ(si[1], si[0]);
+              EXPECT_TRUE(am[1] == am[0] || (std::isnan(am[0]) && std::isnan(am[1])))
+                  << am[1] << " vs " << am[0];
+              if (!overflow) EXPECT_GT(am[1], start);  // recorded: max with what it held
+              for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);
+            }
+          // RMSNorm (qkv's and gate_up's input), plain and with the residual add: inp = the
+          // first N x I values of gate_up, delta = dout, weight = the first I values of dout.
+          for (bool add : {false, true}) {
+            Tensor inp = gu_b.tensor(act, {N, I}), delta = dy_b.tensor(act, {N, I});
+            Tensor weight = s_b.tensor(act, {I}, 5 * 256),
+                   rstd = s_b.tensor(DType::F32, {N}, 6 * 256);
+            Tensor y = y_b.tensor(act, {N, I}), res = y_b.tensor(act, {N, I}, size_t(N * I) * 4);
+            backend_test::upload(*be, weight, std::vector<float>(dy.begin(), dy.begin() + I));
+            Tensor want = a_b.tensor(DType::U8, {N, I}), got = b_b.tensor(DType::U8, {N, I});
+            if (add)
+              be->add_rmsnorm_forward(res, y, rstd, inp, delta, weight, 1e-5f);
+            else
+              be->rmsnorm_forward(y, rstd, inp, weight, 1e-5f);
+            be->fp8_quantize(want, Tensor(), scalar(1), y, scalar(0), Fp8Format::E4M3, scalar(2));
+            be->rmsnorm_forward_fp8(add ? res : Tensor(), got, rstd, inp, add ? delta : Tensor(),
+                                    weight, 1e-5f,
+                                    {scalar(0), scalar(3), scalar(4), Fp8Format::E4M3});
+            std::vector<uint8_t> w(size_t(N * I)), g(size_t(N * I));
+            be->download(w.data(), want);
+            be->download(g.data(), got);
+            EXPECT_EQ(g, w) << (add ? "add_rmsnorm" : "rmsnorm");
+            const float si[2] = {read(1), read(3)}, am[2] = {read(2), read(4)};
+            EXPECT_TRUE(si[1] == si[0] || (std::isnan(si[0]) && std::isnan(si[1]))) << si[1];
+            EXPECT_TRUE(am[1] == am[0] || (std::isnan(am[0]) && std::isnan(am[1])));
+            for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);
+          }
+          // Refused: codes of the wrong shape, transposed codes of the wrong shape or over the
+          // codes, a missing scale.
+          const Fp8Cast cast{scalar(0), scalar(3), {}, Fp8Format::E4M3};
+          Tensor bad = a_b.tensor(DType::U8, {N, I + 1}), codes = a_b.tensor(DType::U8, {N, I});
+          EXPECT_THROW(be->swiglu_forward_fp8(bad, Tensor(), gate_up, cast), Error);
+          EXPECT_THROW(be->swiglu_forward_fp8(codes, b_b.tensor(DType::U8, {N, I}), gate_up, cast),
+                       Error);
+          EXPECT_THROW(
+              be->swiglu_forward_fp8(codes, a_b.tensor(DType::U8, {I, N}, 16), gate_up, cast),
+              Error);
+          EXPECT_THROW(be->swiglu_forward_fp8(codes, Tensor(), gate_up,
+                                              {Tensor(), scalar(3), {}, Fp8Format::E4M3}),
+                       Error);
         }
-        // RMSNorm (qkv's and gate_up's input), plain and with the residual add: inp = the
-        // first N x I values of gate_up, delta = dout, weight = the first I values of dout.
-        for (bool add : {false, true}) {
-          Tensor inp = gu_b.tensor(act, {N, I}), delta = dy_b.tensor(act, {N, I});
-          Tensor weight = s_b.tensor(act, {I}, 5 * 256),
-                 rstd = s_b.tensor(DType::F32, {N}, 6 * 256);
-          Tensor y = y_b.tensor(act, {N, I}), res = y_b.tensor(act, {N, I}, size_t(N * I) * 4);
-          backend_test::upload(*be, weight, std::vector<float>(dy.begin(), dy.begin() + I));
-          Tensor want = a_b.tensor(DType::U8, {N, I}), got = b_b.tensor(DType::U8, {N, I});
-          if (add)
-            be->add_rmsnorm_forward(res, y, rstd, inp, delta, weight, 1e-5f);
-          else
-            be->rmsnorm_forward(y, rstd, inp, weight, 1e-5f);
-          be->fp8_quantize(want, Tensor(), scalar(1), y, scalar(0), Fp8Format::E4M3, scalar(2));
-          be->rmsnorm_forward_fp8(add ? res : Tensor(), got, rstd, inp, add ? delta : Tensor(),
-                                  weight, 1e-5f,
-                                  {scalar(0), scalar(3), scalar(4), Fp8Format::E4M3});
-          std::vector<uint8_t> w(size_t(N * I)), g(size_t(N * I));
-          be->download(w.data(), want);
-          be->download(g.data(), got);
-          EXPECT_EQ(g, w) << (add ? "add_rmsnorm" : "rmsnorm");
-          const float si[2] = {read(1), read(3)}, am[2] = {read(2), read(4)};
-          EXPECT_TRUE(si[1] == si[0] || (std::isnan(si[0]) && std::isnan(si[1]))) << si[1];
-          EXPECT_TRUE(am[1] == am[0] || (std::isnan(am[0]) && std::isnan(am[1])));
-          for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);
-        }
-        // Refused: codes of the wrong shape, a missing scale.
-        Tensor bad = a_b.tensor(DType::U8, {N, I + 1});
-        EXPECT_THROW(
-            be->swiglu_forward_fp8(bad, gate_up, {scalar(0), scalar(3), {}, Fp8Format::E4M3}),
-            Error);
-        EXPECT_THROW(be->swiglu_forward_fp8(a_b.tensor(DType::U8, {N, I}), gate_up,
-                                            {Tensor(), scalar(3), {}, Fp8Format::E4M3}),
-                     Error);
-      }
 }
 
 TEST(CpuBackend, CopiesAndConvertsBetweenFloatTypes) {

@@ -148,8 +148,9 @@ TEST(Fp8Model, DelayedScalingOnARepeatedBatchIsCurrentScaling) {
     EXPECT_EQ(sa[i].w, m[i].w);
   }
   // From the second pass on, SwiGLU writes the down projection's input and gate_up's output
-  // gradient as codes itself (Fp8Cast); with recompute it writes the forward's codes again
-  // in the backward, without recording their amax twice. Still current scaling, bit for bit.
+  // gradient as codes itself (Fp8Cast), in both layouts (the input kept transposed); with
+  // recompute it writes the forward's codes again in the backward, without recording their
+  // amax twice. Still current scaling, bit for bit.
   {
     ModelOptions cr = cur, dr = del;
     cr.recompute = dr.recompute = true;

@@ -186,8 +186,11 @@ class Backend {
   virtual void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) = 0;
   // The same two writing FP8 codes (u8 [N,I] and [N,2I]) as `cast` says (Fp8Cast): the down
   // projection's input and gate_up's output gradient, without a bf16 copy and a cast pass.
-  virtual void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast) = 0;
-  virtual void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast) = 0;
+  // codes_t / dcodes_t, when not empty, also receive the codes transposed ([I,N], [2I,N]:
+  // the operands of the weight gradient's product), without a transpose pass of their own.
+  virtual void swiglu_forward_fp8(Tensor codes, Tensor codes_t, Tensor gate_up, Fp8Cast cast) = 0;
+  virtual void swiglu_backward_fp8(Tensor dcodes, Tensor dcodes_t, Tensor dout, Tensor gate_up,
+                                   Fp8Cast cast) = 0;
 
   // ---- output head + cross-entropy, logits never kept ----
   // losses[N] (f32) = logsumexp(z) - z[target], z = x[N,C] @ weight[V,C]^T;

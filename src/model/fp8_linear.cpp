@@ -132,16 +132,16 @@ void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w, 
 }
 
 void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor dout, Tensor inp,
-                          Tensor w, Tensor inp_codes, Tensor dout_codes) {
-  const Tensor& x = inp_codes.empty() ? inp : inp_codes;
-  const int64_t N = x.dim(0), I = x.dim(1), O = w.dim(0);
+                          Tensor w, Codes x, Codes dy) {
+  const int64_t N = dinp.dim(0), I = w.dim(1), O = w.dim(0);
   const Tensor sx = scale_inv(l, k, kX), sw = scale_inv(l, k, kW), sdy = scale_inv(l, k, kDy);
-  // dy in both layouts: transposed from the producer's codes, or cast from one read of dout.
-  Tensor dy8 = dout_codes, dyt8 = codes(2, {O, N});
+  // dy in both layouts: the producer's, transposed from its rows, or cast from one read of dout.
+  Tensor dy8 = dy.rows, dyt8 = dy.cols.empty() ? codes(2, {O, N}) : dy.cols;
   if (dy8.empty()) {
+    TL_ASSERT(dy.cols.empty());
     dy8 = codes(0, {N, O});
     cast(dy8, dyt8, dout, l, k, kDy, Fp8Format::E5M2, true);
-  } else {
+  } else if (dy.cols.empty()) {
     be_.fp8_transpose(dyt8, dy8);
   }
   // dgrad: dinp[N,I] = dy8[N,O] . (W^T)[I,O]^T
@@ -149,11 +149,14 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
   cast(Tensor(), wt8, w, l, k, kW, Fp8Format::E4M3, false);
   be_.fp8_matmul(dinp, dy8, wt8, sdy, sw, Fp8Format::E5M2, Fp8Format::E4M3, false);
   // wgrad: dw[O,I] += (dy^T)[O,N] . (x^T)[I,N]^T
-  Tensor xt8 = codes(1, {I, N});
-  if (inp_codes.empty())
-    cast(Tensor(), xt8, inp, l, k, kX, Fp8Format::E4M3, false);
-  else
-    be_.fp8_transpose(xt8, inp_codes);
+  Tensor xt8 = x.cols;
+  if (xt8.empty()) {
+    xt8 = codes(1, {I, N});
+    if (x.rows.empty())
+      cast(Tensor(), xt8, inp, l, k, kX, Fp8Format::E4M3, false);
+    else
+      be_.fp8_transpose(xt8, x.rows);
+  }
   be_.fp8_matmul(dw, dyt8, xt8, sdy, sx, Fp8Format::E5M2, Fp8Format::E4M3, true);
 }
 

@@ -62,12 +62,23 @@ class Fp8Linears {
   // producer wrote them with input_cast() or quantize_input() made them; inp is then not
   // read (and may be empty).
   void forward(int layer, LinearKind k, Tensor out, Tensor inp, Tensor w, Tensor inp_codes = {});
-  // dinp[N,I] = dout[N,O] @ w; dw[O,I] (f32) += dout^T @ inp. inp, w and inp_codes as in the
-  // forward; dout_codes (u8 [N,O], optional): dout's codes as its producer wrote them with
-  // grad_cast() (dout is then not read). Codes given are transposed as codes (1 byte an
-  // element) for the products that need them K-contiguous.
+  // An operand's codes as its producer wrote them: rows [N, ·] and/or cols, the same
+  // transposed [·, N] (what the weight gradient's product reads).
+  struct Codes {
+    Tensor rows, cols;
+    bool empty() const { return rows.empty() && cols.empty(); }
+  };
+  // dinp[N,I] = dout[N,O] @ w; dw[O,I] (f32) += dout^T @ inp. inp and w as in the forward;
+  // x: inp's codes (input_cast() / quantize_input(); only cols are read, transposed from
+  // rows if missing); dy: dout's codes as written with grad_cast() (rows, and cols or a
+  // transpose of rows). Operands given as codes are not read as values (and may be empty).
   void backward(int layer, LinearKind k, Tensor dinp, Tensor dw, Tensor dout, Tensor inp, Tensor w,
-                Tensor inp_codes = {}, Tensor dout_codes = {});
+                Codes x = {}, Codes dy = {});
+  // Scratch a caller's producer writes codes into for the very next forward() (`inp_codes`)
+  // or backward() (`dy.cols`) of this object: valid until then; nothing else of this class
+  // runs in between. Buffers 0 and 2 of scratch_bytes().
+  Tensor forward_input_scratch(Shape s) { return codes(0, s); }
+  Tensor backward_grad_t_scratch(Shape s) { return codes(2, s); }
 
   // Producers that write this linear's operands as codes themselves (Fp8Cast, backend.h):
   // only under delayed scaling past its first pass (a scale from past amaxes is known before

@@ -197,6 +197,13 @@ namespace {
 // An activation's memory as the FP8 codes it holds (a u8 tensor already, or, for recompute's
 // shared buffers and the gradients, the first byte per element of act memory): u8 of t's shape.
 Tensor as_codes(const Tensor& t) { return Tensor(t.data, DType::U8, t.device, t.shape); }
+// The same memory as codes transposed: u8 [I, N] for t of shape [..., I].
+Tensor as_codes_t(const Tensor& t) {
+  const int64_t I = t.dim(-1);
+  return Tensor(t.data, DType::U8, t.device, {I, t.numel() / I});
+}
+// [..., I] -> [N, I]
+Shape rows_shape(const Tensor& t) { return {t.numel() / t.dim(-1), t.dim(-1)}; }
 }  // namespace
 
 bool LlamaModel::producer_codes(ParamKind k, int l) const {
@@ -217,20 +224,33 @@ bool LlamaModel::input_codes(ParamKind k, int l) const {
 bool LlamaModel::grad_codes(ParamKind k, int l) const {
   return k == ParamKind::WGateUp && producer_codes(k, l);
 }
-
-void LlamaModel::linear_forward(ParamKind k, int l, Tensor out, Tensor inp) {
-  if (!fp8_ || !fp8_->enabled(l, linear_kind(k))) return be_.matmul_forward(out, inp, w(k, l));
-  const bool x8 = input_codes(k, l);
-  fp8_->forward(l, linear_kind(k), out, x8 ? Tensor() : inp, w(k, l),
-                x8 ? as_codes(inp) : Tensor());
+// SwiGLU's codes come in both layouts (swiglu()): the forward reads the rows from scratch
+// once, the weight gradient the transposed ones, so those are what is kept; no transpose.
+bool LlamaModel::kept_transposed(ParamKind k, int l) const {
+  return k == ParamKind::WDown && input_codes(k, l) && producer_codes(k, l);
 }
 
-void LlamaModel::linear_backward(ParamKind k, int l, Tensor dinp, Tensor dout, Tensor inp) {
+void LlamaModel::linear_forward(ParamKind k, int l, Tensor out, Tensor inp, Tensor inp_rows) {
+  if (!fp8_ || !fp8_->enabled(l, linear_kind(k))) return be_.matmul_forward(out, inp, w(k, l));
+  const bool x8 = input_codes(k, l);
+  TL_ASSERT(inp_rows.empty() == !kept_transposed(k, l));
+  fp8_->forward(l, linear_kind(k), out, x8 ? Tensor() : inp, w(k, l),
+                x8 ? (inp_rows.empty() ? as_codes(inp) : inp_rows) : Tensor());
+}
+
+void LlamaModel::linear_backward(ParamKind k, int l, Tensor dinp, Tensor dout, Tensor inp,
+                                 Tensor dout_t) {
   if (!fp8_ || !fp8_->enabled(l, linear_kind(k)))
     return be_.matmul_backward(dinp, dw(k, l), dout, inp, w(k, l), false);
   const bool x8 = input_codes(k, l), dy8 = grad_codes(k, l);
+  Fp8Linears::Codes x, dy;
+  if (x8 && kept_transposed(k, l))
+    x.cols = as_codes_t(inp);
+  else if (x8)
+    x.rows = as_codes(inp);
+  if (dy8) dy = {as_codes(dout), dout_t};
   fp8_->backward(l, linear_kind(k), dinp, dw(k, l), dy8 ? Tensor() : dout, x8 ? Tensor() : inp,
-                 w(k, l), x8 ? as_codes(inp) : Tensor(), dy8 ? as_codes(dout) : Tensor());
+                 w(k, l), x, dy);
 }
 
 void LlamaModel::norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta,
@@ -250,22 +270,30 @@ void LlamaModel::norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tenso
   if (codes) fp8_->quantize_input(layer, linear_kind(consumer), as_codes(out), y, measure);
 }
 
-void LlamaModel::swiglu(int l, Tensor out, Tensor gate_up, bool measure) {
+Tensor LlamaModel::swiglu(int l, Tensor out, Tensor gate_up, bool measure) {
   const bool codes = input_codes(ParamKind::WDown, l);
-  if (codes && producer_codes(ParamKind::WDown, l))
-    return be_.swiglu_forward_fp8(as_codes(out), gate_up,
-                                  fp8_->input_cast(l, LinearKind::Down, measure));
+  if (kept_transposed(ParamKind::WDown, l)) {
+    const Tensor rows = fp8_->forward_input_scratch(rows_shape(out));
+    be_.swiglu_forward_fp8(rows, as_codes_t(out), gate_up,
+                           fp8_->input_cast(l, LinearKind::Down, measure));
+    return rows;
+  }
   const Tensor y = codes ? acts_->sw_act : out;
   be_.swiglu_forward(y, gate_up);
   if (codes) fp8_->quantize_input(l, LinearKind::Down, as_codes(out), y, measure);
+  return Tensor();
 }
 
-void LlamaModel::swiglu_grad(int l, Tensor dgate_up, Tensor dout, Tensor gate_up) {
-  if (grad_codes(ParamKind::WGateUp, l))
-    be_.swiglu_backward_fp8(as_codes(dgate_up), dout, gate_up,
-                            fp8_->grad_cast(l, LinearKind::GateUp, /*measure=*/true));
-  else
+Tensor LlamaModel::swiglu_grad(int l, Tensor dgate_up, Tensor dout, Tensor gate_up) {
+  if (!grad_codes(ParamKind::WGateUp, l)) {
     be_.swiglu_backward(dgate_up, dout, gate_up);
+    return Tensor();
+  }
+  const Shape rows = rows_shape(dgate_up);
+  const Tensor cols = fp8_->backward_grad_t_scratch({rows[1], rows[0]});
+  be_.swiglu_backward_fp8(as_codes(dgate_up), cols, dout, gate_up,
+                          fp8_->grad_cast(l, LinearKind::GateUp, /*measure=*/true));
+  return cols;
 }
 
 Tensor LlamaModel::compute_params() const {
@@ -418,8 +446,8 @@ void LlamaModel::forward(int B, int T) {
          ParamKind::WGateUp, l, true);
     // MLP block: res[2l+2] = res[2l+1] + w_down(swiglu(w_gate_up(norm(res[2l+1]))))
     linear_forward(ParamKind::WGateUp, l, a.gate_up[li], a.xn_m[li]);
-    swiglu(l, a.sw[li], a.gate_up[li], /*measure=*/true);
-    linear_forward(ParamKind::WDown, l, a.proj, a.sw[li]);
+    const Tensor down_rows = swiglu(l, a.sw[li], a.gate_up[li], /*measure=*/true);
+    linear_forward(ParamKind::WDown, l, a.proj, a.sw[li], down_rows);
     unit_forward_begin(layer_unit(l + 1));  // the next unit's norm weight is read below
     const bool last = l + 1 == L;
     if (last)  // the head's input stays bf16
@@ -461,11 +489,11 @@ void LlamaModel::backward(int B, int T) {
     // MLP block
     if (opts_.recompute) swiglu(l, a.sw[li], a.gate_up[li], /*measure=*/false);
     linear_backward(ParamKind::WDown, l, a.dsw, a.dres, a.sw[li]);
-    swiglu_grad(l, a.dgu, a.dsw, a.gate_up[li]);
-    if (opts_.recompute)
+    const Tensor dgu_t = swiglu_grad(l, a.dgu, a.dsw, a.gate_up[li]);
+    if (opts_.recompute)  // (no FP8 scratch in between: dgu_t stays valid)
       norm(Tensor(), a.xn_m[li], a.rstd_m[li], a.res[2 * li + 1], Tensor(), ParamKind::MlpNorm, l,
            ParamKind::WGateUp, l, false);
-    linear_backward(ParamKind::WGateUp, l, a.dxn, a.dgu, a.xn_m[li]);
+    linear_backward(ParamKind::WGateUp, l, a.dxn, a.dgu, a.xn_m[li], dgu_t);
     be_.rmsnorm_backward(a.dres, dw(ParamKind::MlpNorm, l), a.dxn, a.res[2 * li + 1],
                          w(ParamKind::MlpNorm, l), a.rstd_m[li]);
     // attention block

@@ -97,25 +97,34 @@ class LlamaModel {
   LossSum read_losses(int B, int T, const int32_t* targets);
   Tensor w(ParamKind k, int layer = -1) const;  // compute-dtype weight view
   // A layer's linear: FP8 when enabled for it, else the backend's matmul. Operands kept as
-  // FP8 codes (input_codes, grad_codes) are read as codes from the activation memory.
-  void linear_forward(ParamKind k, int layer, Tensor out, Tensor inp);
-  void linear_backward(ParamKind k, int layer, Tensor dinp, Tensor dout, Tensor inp);
+  // FP8 codes (input_codes, grad_codes) are read as codes from the activation memory, the
+  // down projection's input transposed there when kept_transposed; inp_rows / dout_t: codes
+  // the producer wrote into the FP8 scratch (swiglu(), swiglu_grad()) for this call.
+  void linear_forward(ParamKind k, int layer, Tensor out, Tensor inp, Tensor inp_rows = {});
+  void linear_backward(ParamKind k, int layer, Tensor dinp, Tensor dout, Tensor inp,
+                       Tensor dout_t = {});
   // Delayed FP8 scaling past its first pass, with this linear in FP8: its producers write
   // its operands as codes themselves (producer_codes). input_codes: the linear's input is
   // kept as codes only (qkv, gate_up and down in FP8; written by the producer or cast from
   // its values); grad_codes: its output gradient arrives as codes (gate_up, from SwiGLU's
   // backward, when producer_codes).
+  // kept_transposed: the input is kept as codes transposed [I, N] (the weight gradient's
+  // operand; down, when SwiGLU writes both layouts itself).
   bool producer_codes(ParamKind k, int layer) const;
   bool input_codes(ParamKind k, int layer) const;
   bool grad_codes(ParamKind k, int layer) const;
+  bool kept_transposed(ParamKind k, int layer) const;
   // The producers: RMSNorm of inp (delta empty) or of res_out = inp + delta into out, and
   // SwiGLU's forward (into out) and backward (into dgate_up), each writing codes into that
   // memory when its consumer takes them, itself or through a cast of its values (measure:
-  // record the amax; a recompute in the backward does not).
+  // record the amax; a recompute in the backward does not). When SwiGLU writes the codes
+  // itself it writes both layouts: swiglu() keeps down's input transposed in out and returns
+  // the rows (in the FP8 scratch, for the forward that follows), swiglu_grad() returns
+  // gate_up's gradient transposed (scratch, for the backward that follows); else empty.
   void norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta, ParamKind norm_kind,
             int norm_layer, ParamKind consumer, int layer, bool measure);
-  void swiglu(int layer, Tensor out, Tensor gate_up, bool measure);
-  void swiglu_grad(int layer, Tensor dgate_up, Tensor dout, Tensor gate_up);
+  Tensor swiglu(int layer, Tensor out, Tensor gate_up, bool measure);
+  Tensor swiglu_grad(int layer, Tensor dgate_up, Tensor dout, Tensor gate_up);
   Tensor dw(ParamKind k, int layer = -1) const;  // f32 gradient view
   // ParamProvider hooks (no-ops without a provider).
   void unit_forward_begin(int u) {

@@ -483,11 +483,12 @@ class CpuBackend final : public Backend {
   // The FP8 producers: the plain op into f32, then the cast, which is what Fp8Cast promises.
   // plain(y) writes the op's output y [N, C] (f32, host memory of ours).
   template <class Plain>
-  void cast_output(Tensor codes, const Fp8Cast& cast, int64_t N, int64_t C, Plain&& plain) {
+  void cast_output(Tensor codes, const Fp8Cast& cast, int64_t N, int64_t C, Plain&& plain,
+                   Tensor codes_t = {}) {
     std::vector<float> y(static_cast<size_t>(N * C));
     const Tensor t(y.data(), DType::F32, Device::CPU, {N, C});
     plain(t);
-    fp8_quantize(codes, Tensor(), cast.scale_inv, t, cast.scale_amax, cast.format, cast.amax_out);
+    fp8_quantize(codes, codes_t, cast.scale_inv, t, cast.scale_amax, cast.format, cast.amax_out);
   }
   void rmsnorm_forward_fp8(Tensor res_out, Tensor codes, Tensor rstd, Tensor inp, Tensor delta,
                            Tensor weight, float eps, Fp8Cast cast) override {
@@ -504,22 +505,31 @@ class CpuBackend final : public Backend {
         add_rmsnorm_forward(res_out, y.view(inp.shape), rstd, inp, delta, weight, eps);
     });
   }
-  void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast) override {
+  void swiglu_forward_fp8(Tensor codes, Tensor codes_t, Tensor gate_up, Fp8Cast cast) override {
     check_f32("swiglu_forward_fp8", "gate_up", gate_up);
     check_rows("swiglu_forward_fp8", "gate_up", gate_up);
     const int64_t N = leading(gate_up.shape).numel(), I = gate_up.dim(-1) / 2;
-    fp8_args::cast(Device::CPU, "swiglu_forward_fp8", cast, codes, N, I);
-    cast_output(codes, cast, N, I, [&](Tensor y) { swiglu_forward(y, gate_up.view({N, 2 * I})); });
+    fp8_args::cast(Device::CPU, "swiglu_forward_fp8", cast, codes, N, I, codes_t);
+    cast_output(
+        codes, cast, N, I,
+        [&](Tensor y) {
+          swiglu_forward(y, gate_up.view({N, 2 * I}));
+        },
+        codes_t);
   }
-  void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast) override {
+  void swiglu_backward_fp8(Tensor dcodes, Tensor dcodes_t, Tensor dout, Tensor gate_up,
+                           Fp8Cast cast) override {
     check_f32("swiglu_backward_fp8", "gate_up", gate_up);
     check_rows("swiglu_backward_fp8", "gate_up", gate_up);
     const int64_t N = leading(gate_up.shape).numel(), I2 = gate_up.dim(-1);
-    fp8_args::cast(Device::CPU, "swiglu_backward_fp8", cast, dcodes, N, I2);
-    cast_output(dcodes, cast, N, I2, [&](Tensor dy) {
-      swiglu_backward(dy, dout.numel() == N * (I2 / 2) ? dout.view({N, I2 / 2}) : dout,
-                      gate_up.view({N, I2}));
-    });
+    fp8_args::cast(Device::CPU, "swiglu_backward_fp8", cast, dcodes, N, I2, dcodes_t);
+    cast_output(
+        dcodes, cast, N, I2,
+        [&](Tensor dy) {
+          swiglu_backward(dy, dout.numel() == N * (I2 / 2) ? dout.view({N, I2 / 2}) : dout,
+                          gate_up.view({N, I2}));
+        },
+        dcodes_t);
   }
 
   // ---- output head + cross-entropy ----

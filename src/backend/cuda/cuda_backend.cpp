@@ -275,13 +275,14 @@ class CudaBackend final : public Backend {
     auto s = prof_->scope(ProfCat::Other);
     gpu::swiglu_forward(out, gate_up, ctx_.stream);
   }
-  void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast) override {
+  void swiglu_forward_fp8(Tensor codes, Tensor codes_t, Tensor gate_up, Fp8Cast cast) override {
     auto s = prof_->scope(ProfCat::Other);
-    gpu::swiglu_forward_fp8(codes, gate_up, cast, ctx_.stream);
+    gpu::swiglu_forward_fp8(codes, codes_t, gate_up, cast, ctx_.stream);
   }
-  void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast) override {
+  void swiglu_backward_fp8(Tensor dcodes, Tensor dcodes_t, Tensor dout, Tensor gate_up,
+                           Fp8Cast cast) override {
     auto s = prof_->scope(ProfCat::Other);
-    gpu::swiglu_backward_fp8(dcodes, dout, gate_up, cast, ctx_.stream);
+    gpu::swiglu_backward_fp8(dcodes, dcodes_t, dout, gate_up, cast, ctx_.stream);
   }
   void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up) override {
     auto s = prof_->scope(ProfCat::Other);

@@ -12,8 +12,8 @@
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
-#include "backend/cuda/ops.h"
 #include "backend/cuda/fp8_codes.cuh"
+#include "backend/cuda/ops.h"
 #include "backend/cuda/vec.cuh"
 #include "backend/fp8_args.h"
 
@@ -22,7 +22,6 @@ namespace tl::gpu {
 namespace {
 
 constexpr int kTile = 32, kRowsPerPass = 8;  // element-wise quantize: 32 x 32 tiles, 32 x 8 threads
-constexpr int kTT = 64, kTTStride = kTT + 4, kTTThreads = 256;  // vectorized transposes
 
 // ---- amax ----
 
@@ -101,25 +100,6 @@ __global__ void quantize_vec_kernel(QuantizeArgs a, const T* in, int64_t n) {
   end_quantize(a, s, m);
 }
 
-// The stores of a 64 x 64 tile of codes (tile[row][column], row stride kTTStride) to
-// out_t[C,R] transposed: thread t (of 256) writes 16 codes of output row c0 + t/4, its rows
-// r0 + 16 (t%4) .. + 15, as one 16-byte store, so a warp writes 8 runs of 64 contiguous
-// bytes. R % 16 == 0 and out_t 16-byte aligned.
-__device__ __forceinline__ void store_tile_column(uint8_t* out_t, const uint8_t* tile, int t,
-                                                  int64_t R, int64_t C, int64_t r0, int64_t c0) {
-  const int c = t / 4, k = t % 4;
-  if (c0 + c >= C || r0 + 16 * k >= R) return;
-  uint32_t w[4];
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    w[q] = 0;
-#pragma unroll
-    for (int b = 0; b < 4; ++b)
-      w[q] |= uint32_t(tile[(16 * k + 4 * q + b) * kTTStride + c]) << (8 * b);
-  }
-  *reinterpret_cast<uint4*>(out_t + (c0 + c) * R + r0 + 16 * k) = make_uint4(w[0], w[1], w[2], w[3]);
-}
-
 // quantize_kernel with out_t, for C % 8 == 0, R % 16 == 0 and 16-byte aligned operands: a
 // block of 256 threads takes a 64 x 64 tile. Loads: 8 threads a row, 16 bytes of bf16 each,
 // the codes into shared memory (row stride 68 bytes: the column reads below hit each bank at
@@ -140,13 +120,7 @@ __global__ void __launch_bounds__(kTTThreads)
       const int64_t at = (r0 + j) * C + c0 + cv;
       const Vec<uint8_t, kVec> q = quantize8(load_vec<kVec>(in + at), s, a.fmt, m);
       if (a.out) store_vec<kVec>(a.out + at, q);
-      uint32_t lo = 0, hi = 0;  // row stride 68 is 4-byte aligned only: two 4-byte stores
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-        lo |= uint32_t(q.v[k]) << (8 * k), hi |= uint32_t(q.v[k + 4]) << (8 * k);
-      uint32_t* dst = reinterpret_cast<uint32_t*>(tile + j * kTTStride + cv);
-      dst[0] = lo;
-      dst[1] = hi;
+      stage_tile8(tile, j, cv, q);
     }
   end_quantize(a, s, m);
   __syncthreads();
@@ -248,8 +222,8 @@ void fp8_quantize(Tensor out, Tensor out_t, Tensor scale_inv, Tensor in, Tensor 
                        fp8_max(f)};
   // 16-byte paths: every operand aligned (out's 8-byte stores from an aligned row start
   // need C % 8 == 0, which tiles64 asks anyway).
-  const bool aligned = aligned16(in.data) && (!a.out || aligned16(a.out)) &&
-                       (!a.out_t || aligned16(a.out_t));
+  const bool aligned =
+      aligned16(in.data) && (!a.out || aligned16(a.out)) && (!a.out_t || aligned16(a.out_t));
   const bool flat = aligned && !a.out_t;
   const bool tiles64 = aligned && a.out_t && C % kVec == 0 && R % 16 == 0 && R > 0 && C > 0;
   TL_CHECK(flat || ceil_div(R, tiles64 ? kTT : kTile) <= 65535, "fp8_quantize: ", R,
@@ -278,14 +252,15 @@ void fp8_transpose(Tensor out_t, Tensor in, cudaStream_t stream) {
   if (R == 0 || C == 0) return;
   const bool vec = aligned16(in.data) && aligned16(out_t.data) && C % 16 == 0 && R % 16 == 0;
   const int tile = vec ? kTT : kTile;
-  TL_CHECK(ceil_div(R, tile) <= 65535, "fp8_transpose: ", R, " rows are more than one launch covers");
+  TL_CHECK(ceil_div(R, tile) <= 65535, "fp8_transpose: ", R,
+           " rows are more than one launch covers");
   const dim3 grid(unsigned(ceil_div(C, tile)), unsigned(ceil_div(R, tile)));
   if (vec)
     transpose_u8_vec_kernel<<<grid, kTTThreads, 0, stream>>>(out_t.ptr<uint8_t>(),
                                                              in.ptr<uint8_t>(), R, C);
   else
     transpose_u8_kernel<<<grid, dim3(kTile, kRowsPerPass), 0, stream>>>(out_t.ptr<uint8_t>(),
-                                                                       in.ptr<uint8_t>(), R, C);
+                                                                        in.ptr<uint8_t>(), R, C);
   TL_CUDA_LAUNCH_CHECK();
 }
 

@@ -99,11 +99,48 @@ __device__ __forceinline__ void end_quantize(const QuantizeArgs& a, float s, uns
             m >= kInfBits ? kNanBits : __float_as_uint(inverse(s)));
 }
 
-// The QuantizeArgs of a producer's cast (Fp8Cast) writing `codes`, enqueued on stream: with
-// amax_out, scale_inv is zeroed first (end_quantize's blocks each raise it).
-inline QuantizeArgs begin_fp8_cast(const Fp8Cast& c, Tensor codes, cudaStream_t stream) {
+// ---- 64 x 64 tiles of codes, for the kernels that also write them transposed ----
+constexpr int kTT = 64, kTTStride = kTT + 4, kTTThreads = 256;
+
+// tile[j][cv .. cv + 7] = q (row stride kTTStride is 4-byte aligned only: two 4-byte stores).
+__device__ __forceinline__ void stage_tile8(uint8_t* tile, int j, int cv,
+                                            const Vec<uint8_t, kVec>& q) {
+  uint32_t lo = 0, hi = 0;
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    lo |= uint32_t(q.v[k]) << (8 * k), hi |= uint32_t(q.v[k + 4]) << (8 * k);
+  uint32_t* dst = reinterpret_cast<uint32_t*>(tile + j * kTTStride + cv);
+  dst[0] = lo;
+  dst[1] = hi;
+}
+
+// The stores of a 64 x 64 tile of codes (tile[row][column], row stride kTTStride) to
+// out_t[C,R] transposed: thread t (of 256) writes 16 codes of output row c0 + t/4, its rows
+// r0 + 16 (t%4) .. + 15, as one 16-byte store, so a warp writes 8 runs of 64 contiguous
+// bytes. R % 16 == 0 and out_t 16-byte aligned.
+__device__ __forceinline__ void store_tile_column(uint8_t* out_t, const uint8_t* tile, int t,
+                                                  int64_t R, int64_t C, int64_t r0, int64_t c0) {
+  const int c = t / 4, k = t % 4;
+  if (c0 + c >= C || r0 + 16 * k >= R) return;
+  uint32_t w[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    w[q] = 0;
+#pragma unroll
+    for (int b = 0; b < 4; ++b)
+      w[q] |= uint32_t(tile[(16 * k + 4 * q + b) * kTTStride + c]) << (8 * b);
+  }
+  *reinterpret_cast<uint4*>(out_t + (c0 + c) * R + r0 + 16 * k) =
+      make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// The QuantizeArgs of a producer's cast (Fp8Cast) writing `codes` (and `codes_t`, transposed,
+// if given), enqueued on stream: with amax_out, scale_inv is zeroed first (end_quantize's
+// blocks each raise it).
+inline QuantizeArgs begin_fp8_cast(const Fp8Cast& c, Tensor codes, cudaStream_t stream,
+                                   Tensor codes_t = {}) {
   QuantizeArgs a{codes.ptr<uint8_t>(),
-                 nullptr,
+                 codes_t.empty() ? nullptr : codes_t.ptr<uint8_t>(),
                  c.scale_inv.ptr<float>(),
                  c.scale_amax.ptr<float>(),
                  c.amax_out.empty() ? nullptr : c.amax_out.ptr<unsigned>(),

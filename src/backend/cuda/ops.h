@@ -76,8 +76,9 @@ void rope(Tensor qkv, Tensor cos, Tensor sin, int n_head, int n_kv_head, int pos
 void swiglu_forward(Tensor out, Tensor gate_up, cudaStream_t stream);
 // dgate_up[N,2I] (=) from dout[N,I] and gate_up[N,2I]
 void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up, cudaStream_t stream);
-void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast, cudaStream_t stream);
-void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast,
+void swiglu_forward_fp8(Tensor codes, Tensor codes_t, Tensor gate_up, Fp8Cast cast,
+                        cudaStream_t stream);
+void swiglu_backward_fp8(Tensor dcodes, Tensor dcodes_t, Tensor dout, Tensor gate_up, Fp8Cast cast,
                          cudaStream_t stream);
 
 // ---- cross_entropy.cu ----

@@ -1,5 +1,6 @@
 // SwiGLU: out = silu(g) * u with g = gate_up[:, :I], u = gate_up[:, I:] side by side.
 #include <algorithm>
+#include <initializer_list>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -29,6 +30,14 @@ struct Bf16Out {
   __device__ void end() {}
 };
 
+// y's code as fp8_quantize gives it for the bf16 value the plain op would write; m takes |y|.
+__device__ __forceinline__ uint8_t code_of(float y, float s, __nv_fp8_interpretation_t fmt,
+                                           unsigned& m) {
+  const float v = to_f32(from_f32<bf16>(y));
+  m = max(m, abs_bits(v));
+  return quantize1(v, s, fmt);
+}
+
 struct CodesOut {
   QuantizeArgs a;  // a.out: the codes, laid out as the bf16 output would be
   float s = 0.0f;
@@ -38,11 +47,7 @@ struct CodesOut {
   __device__ void put(int64_t at, const float (&y)[W]) {
     Vec<uint8_t, W> q;
 #pragma unroll
-    for (int e = 0; e < W; ++e) {
-      const float v = to_f32(from_f32<bf16>(y[e]));
-      m = max(m, abs_bits(v));
-      q.v[e] = quantize1(v, s, a.fmt);
-    }
+    for (int e = 0; e < W; ++e) q.v[e] = code_of(y[e], s, a.fmt, m);
     store_vec<W>(a.out + at, q);
   }
   __device__ void end() { end_quantize(a, s, m); }
@@ -93,6 +98,53 @@ __global__ void swiglu_backward_kernel(Out dgate_up, const bf16* dout, const bf1
     dgate_up.template put<W>(n * 2 * I + I + i, du);
   }
   dgate_up.end();
+}
+
+// The producers' codes in both layouts at once (a.out [N, W], a.out_t [W, N]; W = I forward,
+// 2I backward): a block of 256 threads takes a 64 x 64 tile of the [N, I] positions, 8
+// threads a row, 8 positions each (quantize_t_vec_kernel's layout); the codes go straight to
+// a.out and through shared memory to a.out_t, so the weight gradient's transposed operand
+// costs no transpose pass. Backward stages dg's and du's tiles (rows [0, I) and [I, 2I) of
+// a.out_t). N % 16 == 0, I % 8 == 0, every operand 16-byte aligned.
+template <bool Backward>
+__global__ void __launch_bounds__(kTTThreads)
+    swiglu_both_kernel(QuantizeArgs a, const bf16* dout, const bf16* gate_up, int64_t N, int I) {
+  __shared__ __align__(16) uint8_t tile[Backward ? 2 : 1][kTT * kTTStride];
+  const float s = begin_quantize(a);
+  const int t = threadIdx.x;
+  const int64_t c0 = int64_t(blockIdx.x) * kTT, r0 = int64_t(blockIdx.y) * kTT;
+  const int cv = (t % (kTT / kVec)) * kVec;
+  const int64_t W = Backward ? 2 * int64_t(I) : I;
+  unsigned m = 0;
+  if (c0 + cv < I)
+    for (int j = t / (kTT / kVec); j < kTT && r0 + j < N; j += kTTThreads / (kTT / kVec)) {
+      const int64_t n = r0 + j, i = c0 + cv;
+      const bf16* g_row = gate_up + n * 2 * I;
+      const Vec<bf16, kVec> g = load_vec<kVec>(g_row + i), u = load_vec<kVec>(g_row + I + i);
+      Vec<uint8_t, kVec> q0, q1;
+      if constexpr (Backward) {
+        const Vec<bf16, kVec> dy = load_vec<kVec>(dout + n * I + i);
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) {  // swiglu_backward_kernel's arithmetic
+          const float gf = to_f32(g.v[e]), uf = to_f32(u.v[e]), d = to_f32(dy.v[e]);
+          const float sg = sigmoid(gf);
+          q0.v[e] = code_of(d * uf * sg * (1.0f + gf * (1.0f - sg)), s, a.fmt, m);
+          q1.v[e] = code_of(d * gf * sg, s, a.fmt, m);
+        }
+        store_vec<kVec>(a.out + n * W + I + i, q1);
+        stage_tile8(tile[1], j, cv, q1);
+      } else {
+#pragma unroll
+        for (int e = 0; e < kVec; ++e)
+          q0.v[e] = code_of(swiglu1(to_f32(g.v[e]), to_f32(u.v[e])), s, a.fmt, m);
+      }
+      store_vec<kVec>(a.out + n * W + i, q0);
+      stage_tile8(tile[0], j, cv, q0);
+    }
+  end_quantize(a, s, m);
+  __syncthreads();
+  store_tile_column(a.out_t, tile[0], t, N, I, r0, c0);
+  if constexpr (Backward) store_tile_column(a.out_t + int64_t(I) * N, tile[1], t, N, I, r0, c0);
 }
 
 // ---- launchers ----
@@ -152,12 +204,28 @@ void swiglu_backward(Tensor dgate_up, Tensor dout, Tensor gate_up, cudaStream_t 
 // The FP8 producers: the plain ops' checks, the cast's, then one launch (at least one block,
 // so scale_inv is written even for no elements).
 
-void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast, cudaStream_t stream) {
+// The tiled kernel when its conditions hold (a launch covers 65535 tiles of 64 rows), else the
+// row kernel and then a transpose of its codes.
+static bool both_layouts_in_one(int64_t N, int I, std::initializer_list<const void*> ptrs) {
+  bool aligned = true;
+  for (const void* p : ptrs) aligned = aligned && aligned16(p);
+  return aligned && N % 16 == 0 && I % kVec == 0 && N > 0 && I > 0 && ceil_div(N, kTT) <= 65535;
+}
+
+void swiglu_forward_fp8(Tensor codes, Tensor codes_t, Tensor gate_up, Fp8Cast cast,
+                        cudaStream_t stream) {
   const char* op = "swiglu_forward_fp8";
   const int I = check_gate_up(op, gate_up);
   const int64_t N = rows_of(gate_up);
-  fp8_args::cast(Device::CUDA, op, cast, codes, N, I);
-  const QuantizeArgs a = begin_fp8_cast(cast, codes, stream);
+  fp8_args::cast(Device::CUDA, op, cast, codes, N, I, codes_t);
+  const QuantizeArgs a = begin_fp8_cast(cast, codes, stream, codes_t);
+  if (!codes_t.empty() && both_layouts_in_one(N, I, {codes.data, codes_t.data, gate_up.data})) {
+    const dim3 grid(unsigned(ceil_div(I, kTT)), unsigned(ceil_div(N, kTT)));
+    swiglu_both_kernel<false>
+        <<<grid, kTTThreads, 0, stream>>>(a, nullptr, gate_up.ptr<bf16>(), N, I);
+    TL_CUDA_LAUNCH_CHECK();
+    return;
+  }
   constexpr int kThreads = 256;
   const bool vec = I % 8 == 0 && aligned16(codes.data) && aligned16(gate_up.data);
   const int64_t threads = N * (vec ? I / 8 : I);
@@ -169,15 +237,24 @@ void swiglu_forward_fp8(Tensor codes, Tensor gate_up, Fp8Cast cast, cudaStream_t
     swiglu_forward_kernel<1>
         <<<blocks, kThreads, 0, stream>>>(CodesOut{a}, gate_up.ptr<bf16>(), N, I);
   TL_CUDA_LAUNCH_CHECK();
+  if (!codes_t.empty()) fp8_transpose(codes_t, codes, stream);
 }
 
-void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cast,
+void swiglu_backward_fp8(Tensor dcodes, Tensor dcodes_t, Tensor dout, Tensor gate_up, Fp8Cast cast,
                          cudaStream_t stream) {
   const char* op = "swiglu_backward_fp8";
   const int I = check_swiglu(op, "dout", dout, gate_up);
   const int64_t N = rows_of(gate_up);
-  fp8_args::cast(Device::CUDA, op, cast, dcodes, N, 2 * int64_t(I));
-  const QuantizeArgs a = begin_fp8_cast(cast, dcodes, stream);
+  fp8_args::cast(Device::CUDA, op, cast, dcodes, N, 2 * int64_t(I), dcodes_t);
+  const QuantizeArgs a = begin_fp8_cast(cast, dcodes, stream, dcodes_t);
+  if (!dcodes_t.empty() &&
+      both_layouts_in_one(N, I, {dcodes.data, dcodes_t.data, dout.data, gate_up.data})) {
+    const dim3 grid(unsigned(ceil_div(I, kTT)), unsigned(ceil_div(N, kTT)));
+    swiglu_both_kernel<true>
+        <<<grid, kTTThreads, 0, stream>>>(a, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
+    TL_CUDA_LAUNCH_CHECK();
+    return;
+  }
   constexpr int kThreads = 256;
   const bool vec =
       I % 8 == 0 && aligned16(dcodes.data) && aligned16(dout.data) && aligned16(gate_up.data);
@@ -190,6 +267,7 @@ void swiglu_backward_fp8(Tensor dcodes, Tensor dout, Tensor gate_up, Fp8Cast cas
     swiglu_backward_kernel<1>
         <<<blocks, kThreads, 0, stream>>>(CodesOut{a}, dout.ptr<bf16>(), gate_up.ptr<bf16>(), N, I);
   TL_CUDA_LAUNCH_CHECK();
+  if (!dcodes_t.empty()) fp8_transpose(dcodes_t, dcodes, stream);
 }
 
 }  // namespace tl::gpu
