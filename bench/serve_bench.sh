@@ -33,9 +33,15 @@ SMI=$!
 trap 'kill $SMI 2>/dev/null || true' EXIT
 clock() { tail -n 4 "$OUT/smi.csv" | awk -F', ' '{c+=$2; p+=$3; n++} END {if (n) printf "   (SM %.0f MHz, %.0f W over the last 2 s)\n", c/n, p/n}'; }
 if [ -z "${HTTP_ONLY:-}" ]; then  # HTTP_ONLY=1: only part 2 (the scheduler figures are in already)
+# QUICK=1: batch 1 and 32 only, no profile, no op-by-op and unfused rows (levers still run).
+if [ -n "${QUICK:-}" ]; then
+  "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 --json "$OUT/scheduler.json"
+else
 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
   --profile
+fi
 clock
+[ -n "${QUICK:-}" ] || {
 echo "-- the same without recorded decode graphs (TL_DECODE_GRAPHS=0), op by op:"
 TL_DECODE_GRAPHS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
   --json "$OUT/scheduler_no_graphs.json"
@@ -47,11 +53,12 @@ echo "-- without the fused decode layers (TL_DECODE_FUSED_ROWS=0: separate norm/
 TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 --prompt 128 --new 256 \
   --json "$OUT/scheduler_unfused.json" --profile
 clock
-# decode_linear's loads after f(x) as before 2026-12-06; its registers capped for 3 blocks an
-# SM; programmatic dependent launch, alone and with the cap; the next linear's weights
-# prefetched (off by default since 2026-12-06); decode attention with 8 heads a block.
-for lever in ${LEVERS:-TL_DECODE_LOAD_FIRST=0 TL_DECODE_MIN_BLOCKS=3 TL_PDL=1 TL_PDL=1,TL_DECODE_MIN_BLOCKS=3 \
-    TL_DECODE_PREFETCH_NEXT_MB=8 TL_DECODE_ATTN_HEADS=8}; do
+}
+# decode_linear with one row a warp (the grid in waves, as before 2026-12-06), alone and with
+# programmatic dependent launch; PDL on the default layout; the next linear's weights
+# prefetched (off by default since 2026-12-06).
+for lever in ${LEVERS:-TL_DECODE_ROWS_PER_WARP=1 TL_PDL=1 TL_DECODE_ROWS_PER_WARP=1,TL_PDL=1 \
+    TL_DECODE_PREFETCH_NEXT_MB=8}; do
   echo "-- ${lever//,/ }:"
   env ${lever//,/ } "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
     --json "$OUT/scheduler_$(echo "$lever" | tr -c 'A-Za-z0-9\n' '_').json"

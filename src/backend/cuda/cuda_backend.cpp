@@ -245,7 +245,7 @@ class CudaBackend final : public Backend {
     if (d.M == 0) return;
     if (gpu::decode_linear_fits(out, x, weight, f)) {
       auto s = prof_->scope(ProfCat::Matmul);
-      return gpu::decode_linear(out, x, weight, f, ctx_.stream);
+      return gpu::decode_linear(out, x, weight, f, ctx_.sm_count, ctx_.stream);
     }
     // More rows than the fused kernel takes: the ops it stands for, the add as the GEMM's
     // beta = 1 over a copy of the residual.

@@ -1,27 +1,29 @@
 // decode_linear (backend.h) for a few rows: out[M,O] = residual + f(x) @ W[O,I]^T, M <= 8,
 // bf16 in and out, f32 sums. With one token a stream the product is pure weight streaming
 // (2.2 GB a token at 1.1B), so the kernel is built around keeping HBM busy:
-// - one warp per output row o; its lanes read W[o, :] in 16-byte pieces, all of a pass
-//   (kNch = 8 pieces a lane: 4 KB a warp, a whole row for I = 2048) issued before any is
-//   used; with ~16 warps an SM that keeps far more bytes in flight than HBM's latency needs;
-// - first of all each warp issues its first pass's loads into registers and asks for the
-//   rest of its row in L2 (one bulk prefetch), so the weights stream while the block builds
-//   f(x) below; weights are written by no kernel of the step, so with programmatic dependent
-//   launch (pdl.cuh, TL_PDL=1) this happens before pdl_wait(), during the previous kernel's
-//   tail (a later pass's loads come from L2 then). Each block also
-//   asks for its share of DecodeLinear::prefetch (the next kernel's weights, off by default).
-//   TL_DECODE_LOAD_FIRST=0 restores the order measured before 2026-12-06 (the whole row to
-//   L2 first, the loads after f(x)), for A/B;
-// - after the wait every block builds f(x) for all M rows in shared memory (the RMSNorm of a
-//   2048-wide row or the SwiGLU of a 2 x 5632 one costs far less than a launch), and the
-//   residual is added as each output is written.
-// Measured on an H100 (bench/RESULTS.md, 2026-12-06): at one row it beats cuBLASLt's kernels
-// plus the separate norm, SwiGLU and add kernels (+11% a token); from two rows on the inner
-// loop (x re-read from shared memory for every row) is compute-bound and cuBLASLt wins
-// (-10% at 2, -53% at 8), so LlamaInference fuses one-row steps only. A variant without
-// shared memory (x read and f applied lane by lane, r from a warp sum) was slower still
-// (-15% against cuBLASLt at one row: each warp's x loads form a chain of L2 round trips).
-// The warp sums are butterflies in a fixed order, so results are deterministic.
+// - a warp owns `rows_per_warp` consecutive output rows and streams them as a chain of
+//   chunks (a chunk: one row's 2048-element pass, kNch = 8 16-byte pieces a lane, 4 KB a
+//   warp); the next chunk's loads are issued before the chunk in hand is summed, so every
+//   warp always has a chunk in flight;
+// - rows_per_warp is chosen so that the whole grid is resident at once (one wave): the
+//   blocks build f(x) once and stream without a gap until their rows are done. One row a
+//   warp with as many blocks as rows need (TL_DECODE_ROWS_PER_WARP=1, for A/B) is the
+//   layout before 2026-12-06: ~5 waves for gate_up at one row, each block loading its 32 KB,
+//   then summing, then exiting, so HBM saw bursts (Nsight Compute, bench/RESULTS.md: 1.0-1.7
+//   TB/s on the layer's linears);
+// - the first chunk's loads are issued before pdl_wait() and f(x): weights are written by no
+//   kernel of the step, so with programmatic dependent launch (pdl.cuh, TL_PDL=1) they overlap
+//   the previous kernel's tail. Each block also asks L2 for its share of
+//   DecodeLinear::prefetch (the next kernel's weights; off by default);
+// - every block builds f(x) for all M rows in shared memory after the wait (the RMSNorm of a
+//   2048-wide row or the SwiGLU of a 2 x 5632 one), and the residual is added as each output
+//   is written.
+// At one row it beats cuBLASLt's kernels plus the separate norm, SwiGLU and add kernels; from
+// two rows on the inner loop (x re-read from shared memory for every row) is compute-bound
+// and cuBLASLt wins, so LlamaInference fuses one-row steps only (bench/RESULTS.md).
+// The warp sums are butterflies in a fixed order, so results are deterministic and do not
+// depend on rows_per_warp.
+#include <algorithm>
 #include <cstdlib>
 
 #include "backend/cuda/checks.h"
@@ -34,7 +36,7 @@ namespace tl::gpu {
 
 namespace {
 
-constexpr int kWarps = 8;               // output rows per block
+constexpr int kWarps = 8;               // warps a block
 constexpr int kMaxRows = 8;             // M
 constexpr int kPiece = 8;               // bf16 per 16-byte load
 constexpr int kStep = kWarp * kPiece;   // elements a warp covers per piece
@@ -52,9 +54,17 @@ struct Args {
   int I, O, in;            // in: Backend::LinearIn as int
   const char* prefetch;    // DecodeLinear::prefetch's 16-byte aligned part, or null
   int64_t prefetch_bytes;  // a multiple of 16
-  int load_first;          // first pass's loads before f(x) (else the row to L2 only)
-  int min_blocks;          // 3: the register-capped variant (one row only)
+  int rows_per_warp;       // consecutive output rows of a warp
 };
+
+// TL_DECODE_ROWS_PER_WARP (read once): rows a warp takes instead of one wave's share.
+int rows_per_warp_lever() {
+  static const int n = [] {
+    const char* e = std::getenv("TL_DECODE_ROWS_PER_WARP");
+    return e && *e ? std::max(0, std::atoi(e)) : 0;
+  }();
+  return n;
+}
 
 // The lane's pieces of row wr's pass starting at element base (pieces past I are not read).
 __device__ __forceinline__ void load_pass(Vec<bf16, kPiece> (&wv)[kNch], const bf16* wr, int base,
@@ -111,30 +121,23 @@ __device__ void build_input(bf16* xs, const Args& a, float* red) {
   __syncthreads();
 }
 
-// MinBlocks 3 caps registers so three blocks fit an SM (~80, some spilled); 1 leaves them to
-// the compiler (~100 at one row: two blocks an SM).
-template <int M, Backend::LinearIn In, int MinBlocks>
-__global__ void __launch_bounds__(kWarps* kWarp, MinBlocks) decode_linear_kernel(Args a) {
+template <int M, Backend::LinearIn In>
+__global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* xs = reinterpret_cast<bf16*>(smem);  // f(x) [M, I]
   __shared__ float red[kWarp];
   pdl_launch_dependents();
   const int lane = threadIdx.x % kWarp;
-  const int o = blockIdx.x * kWarps + threadIdx.x / kWarp;
-  const bool live = o < a.O;
   const int I = a.I;
-  const bf16* wr = a.w + int64_t(live ? o : 0) * I;
-  // No kernel of the step writes weights: start this warp's row while the kernel before ends
-  // and while f(x) is built.
-  Vec<bf16, kPiece> wv[kNch];  // the pass being summed (held through f(x) for the first)
-  if (live && a.load_first) {
-    load_pass(wv, wr, 0, I, lane);
-    if (lane == 0 && I > kPass)
-      bulk_prefetch_l2(wr + kPass, unsigned(I - kPass) * unsigned(sizeof(bf16)));
-  } else if (live && lane == 0) {
-    bulk_prefetch_l2(wr, unsigned(I) * unsigned(sizeof(bf16)));
-  }
-  // And this block's share of the next kernel's weights, after its own rows.
+  const int64_t first = (int64_t(blockIdx.x) * kWarps + threadIdx.x / kWarp) * a.rows_per_warp;
+  const int64_t end = min(first + a.rows_per_warp, int64_t(a.O));
+  const int passes = (I + kPass - 1) / kPass;
+  const int chunks = first < end ? int(end - first) * passes : 0;
+  // No kernel of the step writes weights: the first chunk streams while the kernel before
+  // ends and while f(x) is built.
+  Vec<bf16, kPiece> cur[kNch];
+  if (chunks > 0) load_pass(cur, a.w + first * I, 0, I, lane);
+  // And this block's share of the next kernel's weights.
   if (a.prefetch && threadIdx.x == 0) {
     const int64_t share = ((a.prefetch_bytes + gridDim.x - 1) / gridDim.x + 15) / 16 * 16;
     const int64_t at = share * blockIdx.x;
@@ -143,14 +146,18 @@ __global__ void __launch_bounds__(kWarps* kWarp, MinBlocks) decode_linear_kernel
   }
   pdl_wait();
   build_input<M, In>(xs, a, red);
-  if (!live) return;
-  if (!a.load_first) load_pass(wv, wr, 0, I, lane);
 
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.0f;
-  for (int base = 0; base < I; base += kPass) {
-    if (base > 0) load_pass(wv, wr, base, I, lane);  // from L2 (the bulk prefetch above)
+  int64_t o = first;  // the chunk in hand: row o, elements from base
+  int base = 0;
+  for (int c = 0; c < chunks; ++c) {
+    Vec<bf16, kPiece> next[kNch];  // the following chunk, in flight while this one is summed
+    if (c + 1 < chunks) {
+      const bool row_ends = base + kPass >= I;
+      load_pass(next, a.w + (o + row_ends) * I, row_ends ? 0 : base + kPass, I, lane);
+    }
 #pragma unroll
     for (int p = 0; p < kNch; ++p) {
       const int i = base + lane * kPiece + p * kStep;
@@ -159,70 +166,76 @@ __global__ void __launch_bounds__(kWarps* kWarp, MinBlocks) decode_linear_kernel
       for (int m = 0; m < M; ++m) {
         const Vec<bf16, kPiece> xv = load_vec<kPiece>(xs + m * I + i);
 #pragma unroll
-        for (int e = 0; e < kPiece; ++e) acc[m] += to_f32(wv[p].v[e]) * to_f32(xv.v[e]);
+        for (int e = 0; e < kPiece; ++e) acc[m] += to_f32(cur[p].v[e]) * to_f32(xv.v[e]);
       }
     }
-  }
+    base += kPass;
+    if (base >= I) {  // row o is summed: write it
 #pragma unroll
-  for (int m = 0; m < M; ++m) {
-    float s = warp_sum(acc[m]);
-    if (lane == 0) {
-      const int64_t at = int64_t(m) * a.O + o;
-      if (a.residual) s += to_f32(a.residual[at]);
-      a.out[at] = from_f32<bf16>(s);
+      for (int m = 0; m < M; ++m) {
+        float s = warp_sum(acc[m]);
+        acc[m] = 0.0f;
+        if (lane == 0) {
+          const int64_t at = int64_t(m) * a.O + o;
+          if (a.residual) s += to_f32(a.residual[at]);
+          a.out[at] = from_f32<bf16>(s);
+        }
+      }
+      ++o;
+      base = 0;
     }
+#pragma unroll
+    for (int p = 0; p < kNch; ++p) cur[p] = next[p];
   }
 }
 
+// Rows a warp takes so that the grid is one wave: the warps that fit on the device at once
+// (occupancy at this shared memory) share the O rows. TL_DECODE_ROWS_PER_WARP overrides it.
+template <class Kernel>
+int rows_per_warp(Kernel kernel, size_t smem, int O, int sm_count) {
+  if (rows_per_warp_lever() > 0) return rows_per_warp_lever();
+  int blocks_per_sm = 0;
+  TL_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, kWarps * kWarp, smem));
+  const int64_t warps = int64_t(std::max(blocks_per_sm, 1)) * std::max(sm_count, 1) * kWarps;
+  return int(std::max<int64_t>(ceil_div(O, warps), 1));
+}
+
 template <int M, Backend::LinearIn In>
-void launch(const Args& a, cudaStream_t stream) {
+void launch(Args a, int sm_count, cudaStream_t stream) {
   const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16);
-  auto kernel = decode_linear_kernel<M, In, 1>;
-  if constexpr (M == 1)  // the default fused case; TL_DECODE_MIN_BLOCKS=3 for A/B
-    if (a.min_blocks == 3) kernel = decode_linear_kernel<M, In, 3>;
+  auto kernel = decode_linear_kernel<M, In>;
   // More than 48 KiB of shared memory needs an opt-in, which belongs to the current device:
   // set on every call (cheap, not a stream operation), as the attention kernels do.
   if (smem > 48 * 1024)
     TL_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemLimit));
-  launch_pdl(kernel, dim3(unsigned(ceil_div(a.O, kWarps))), dim3(kWarps * kWarp), smem, stream, a);
+  a.rows_per_warp = rows_per_warp(kernel, smem, a.O, sm_count);
+  const int64_t blocks = ceil_div(a.O, int64_t(kWarps) * a.rows_per_warp);
+  launch_pdl(kernel, dim3(unsigned(blocks)), dim3(kWarps * kWarp), smem, stream, a);
 }
 
 template <int M>
-void launch_in(const Args& a, cudaStream_t stream) {
-  switch (Backend::LinearIn(a.in)) {
-    case Backend::LinearIn::Plain: return launch<M, Backend::LinearIn::Plain>(a, stream);
-    case Backend::LinearIn::RmsNorm: return launch<M, Backend::LinearIn::RmsNorm>(a, stream);
-    case Backend::LinearIn::SwiGlu: return launch<M, Backend::LinearIn::SwiGlu>(a, stream);
+void launch_in(const Args& a, int sm_count, cudaStream_t stream) {
+  using In = Backend::LinearIn;
+  switch (In(a.in)) {
+    case In::Plain: return launch<M, In::Plain>(a, sm_count, stream);
+    case In::RmsNorm: return launch<M, In::RmsNorm>(a, sm_count, stream);
+    case In::SwiGlu: return launch<M, In::SwiGlu>(a, sm_count, stream);
   }
 }
 
-void launch_rows(int M, const Args& a, cudaStream_t stream) {
+void launch_rows(int M, const Args& a, int sm_count, cudaStream_t stream) {
   switch (M) {
-    case 1: return launch_in<1>(a, stream);
-    case 2: return launch_in<2>(a, stream);
-    case 3: return launch_in<3>(a, stream);
-    case 4: return launch_in<4>(a, stream);
-    case 5: return launch_in<5>(a, stream);
-    case 6: return launch_in<6>(a, stream);
-    case 7: return launch_in<7>(a, stream);
-    default: return launch_in<8>(a, stream);
+    case 1: return launch_in<1>(a, sm_count, stream);
+    case 2: return launch_in<2>(a, sm_count, stream);
+    case 3: return launch_in<3>(a, sm_count, stream);
+    case 4: return launch_in<4>(a, sm_count, stream);
+    case 5: return launch_in<5>(a, sm_count, stream);
+    case 6: return launch_in<6>(a, sm_count, stream);
+    case 7: return launch_in<7>(a, sm_count, stream);
+    default: return launch_in<8>(a, sm_count, stream);
   }
-}
-
-// Levers for A/B, read once: TL_DECODE_LOAD_FIRST=0 (the order before 2026-12-06),
-// TL_DECODE_MIN_BLOCKS=3 (registers capped for three blocks an SM).
-int env_int(const char* name, int fallback) {
-  const char* e = std::getenv(name);
-  return e && *e ? std::atoi(e) : fallback;
-}
-int load_first() {
-  static const int on = env_int("TL_DECODE_LOAD_FIRST", 1) != 0;
-  return on;
-}
-int min_blocks() {
-  static const int n = env_int("TL_DECODE_MIN_BLOCKS", 1);
-  return n;
 }
 
 }  // namespace
@@ -235,7 +248,7 @@ bool decode_linear_fits(Tensor out, Tensor x, Tensor w, const Backend::DecodeLin
          O <= int64_t(INT32_MAX) - kWarps && M * I * int64_t(sizeof(bf16)) <= kSmemLimit;
 }
 
-void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f,
+void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f, int sm_count,
                    cudaStream_t stream) {
   TL_ASSERT(decode_linear_fits(out, x, w, f));
   const int64_t M = x.dim(0), I = w.dim(1), O = w.dim(0);
@@ -250,14 +263,13 @@ void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& 
          int(f.in),
          nullptr,
          0,
-         load_first(),
-         min_blocks()};
+         1};
   if (!f.prefetch.empty()) {
     const AlignedBytes pf = aligned16_part(f.prefetch);
     a.prefetch = pf.bytes > 0 ? pf.data : nullptr;
     a.prefetch_bytes = pf.bytes;
   }
-  launch_rows(int(M), a, stream);
+  launch_rows(int(M), a, sm_count, stream);
 }
 
 }  // namespace tl::gpu

@@ -22,8 +22,9 @@ void accumulate(Tensor dst, Tensor src, cudaStream_t stream);  // dst f32 += src
 // Backend::decode_linear for M <= 8 rows (bf16, f32 sums) in one weight-streaming kernel,
 // arguments as backend/decode_linear_args.h checked them. decode_linear_fits says whether the
 // rows, shape and pointers suit it (I % 8 == 0, f(x) in 160 KiB, 16-byte aligned).
+// sm_count sizes the grid (one wave).
 bool decode_linear_fits(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f);
-void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f,
+void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f, int sm_count,
                    cudaStream_t stream);
 
 // ---- prefetch.cu ----
