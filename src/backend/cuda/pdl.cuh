@@ -11,9 +11,11 @@
 //   called it or exited; calling it early is safe because the next kernel waits anyway.
 // Off by default: launch_pdl is a plain launch (both calls then do nothing) unless TL_PDL=1
 // on sm_90 or newer. Measured on an H100 with the decode kernels replayed as a CUDA graph
-// (bench/RESULTS.md, 2026-12-06), turning it on cost 7-14% a token at batch 1 instead of
-// saving the launch gaps; until that is understood it stays an experiment. Recorded into a
-// CUDA graph the dependency stays programmatic.
+// (bench/RESULTS.md, 2026-12-06): with decode_linear in waves of blocks it cost 7-14% a token
+// at batch 1; with decode_linear as one wave whose first loads precede pdl_wait() it gains
+// 6% (810.9 -> 862.2 tokens/s). It becomes the default once the decode tests have run with
+// it on that kernel (bench/NOTES.md). Recorded into a CUDA graph the dependency stays
+// programmatic.
 #pragma once
 #include <cuda_runtime.h>
 
