@@ -454,7 +454,7 @@ TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
             for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);
           }
           // Refused: codes of the wrong shape, transposed codes of the wrong shape or over the
-          // codes, a missing scale.
+          // codes or the input, a missing scale.
           const Fp8Cast cast{scalar(0), scalar(3), {}, Fp8Format::E4M3};
           Tensor bad = a_b.tensor(DType::U8, {N, I + 1}), codes = a_b.tensor(DType::U8, {N, I});
           EXPECT_THROW(be->swiglu_forward_fp8(bad, Tensor(), gate_up, cast), Error);
@@ -463,6 +463,8 @@ TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
           EXPECT_THROW(
               be->swiglu_forward_fp8(codes, a_b.tensor(DType::U8, {I, N}, 16), gate_up, cast),
               Error);
+          EXPECT_THROW(  // over the input
+              be->swiglu_forward_fp8(codes, gu_b.tensor(DType::U8, {I, N}), gate_up, cast), Error);
           EXPECT_THROW(be->swiglu_forward_fp8(codes, Tensor(), gate_up,
                                               {Tensor(), scalar(3), {}, Fp8Format::E4M3}),
                        Error);

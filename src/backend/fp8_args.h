@@ -2,6 +2,7 @@
 // CPU twin and the GPU refuse the same calls with the same messages (naming op and tensor).
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 
 #include "backend/backend.h"
 #include "core/fp8.h"
@@ -77,15 +78,18 @@ inline Rows quantize(Device dev, const Tensor& out, const Tensor& out_t, const T
 }
 
 // A producer op's Fp8Cast (backend.h) and its codes [R, C].
-// codes_t [C, R], if not empty: the same codes transposed.
+// codes_t [C, R], if not empty: the same codes transposed, apart from codes and the op's
+// inputs (a tile written while another block still reads would race).
 inline void cast(Device dev, const char* op, const Fp8Cast& c, const Tensor& codes, int64_t R,
-                 int64_t C, const Tensor& codes_t = {}) {
+                 int64_t C, const Tensor& codes_t = {}, std::initializer_list<Tensor> inputs = {}) {
   expect(op, "codes", codes, dev, DType::U8);
   check_shape(op, "codes", codes, {R, C});
   if (!codes_t.empty()) {
     expect(op, "codes_t", codes_t, dev, DType::U8);
     check_shape(op, "codes_t", codes_t, {C, R});
     TL_CHECK(!shares_memory(codes_t, codes), op, ": codes_t must not overlap codes");
+    for (const Tensor& in : inputs)
+      TL_CHECK(!shares_memory(codes_t, in), op, ": codes_t must not overlap the inputs");
   }
   scales(dev, op, {"cast.scale_amax", "cast.scale_inv", "cast.amax_out"}, c.scale_amax, c.scale_inv,
          c.amax_out);

@@ -63,8 +63,9 @@ Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts)
 
 size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
   const int64_t C = cfg.dim, F = cfg.ffn_dim, Q = cfg.qkv_dim();
-  // Buffer 0: x8 [N, I] (wo's; the others come as codes, except in a recompute run) and dy8
-  // [N, O]; 1: w8 / W^T [O, I] and x^T [I, N]; 2: dy^T [O, N].
+  // Buffer 0: x8 [N, I] (wo's, or down's rows from SwiGLU (forward_input_scratch); the others
+  // come as codes, except in a recompute run) and dy8 [N, O]; 1: w8 / W^T [O, I] and x^T
+  // [I, N]; 2: dy^T [O, N] (gate_up's from SwiGLU: backward_grad_t_scratch).
   const int64_t b0 = N * std::max({C, F, Q, 2 * F});
   const int64_t b1 = std::max({N * std::max(C, F), Q * C, 2 * F * C});
   const int64_t b2 = N * std::max({C, Q, 2 * F});
@@ -133,6 +134,7 @@ void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w, 
 
 void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor dout, Tensor inp,
                           Tensor w, Codes x, Codes dy) {
+  TL_ASSERT(dinp.ndim() == 2);
   const int64_t N = dinp.dim(0), I = w.dim(1), O = w.dim(0);
   const Tensor sx = scale_inv(l, k, kX), sw = scale_inv(l, k, kW), sdy = scale_inv(l, k, kDy);
   // dy in both layouts: the producer's, transposed from its rows, or cast from one read of dout.

@@ -509,7 +509,7 @@ class CpuBackend final : public Backend {
     check_f32("swiglu_forward_fp8", "gate_up", gate_up);
     check_rows("swiglu_forward_fp8", "gate_up", gate_up);
     const int64_t N = leading(gate_up.shape).numel(), I = gate_up.dim(-1) / 2;
-    fp8_args::cast(Device::CPU, "swiglu_forward_fp8", cast, codes, N, I, codes_t);
+    fp8_args::cast(Device::CPU, "swiglu_forward_fp8", cast, codes, N, I, codes_t, {gate_up});
     cast_output(
         codes, cast, N, I,
         [&](Tensor y) {
@@ -522,7 +522,8 @@ class CpuBackend final : public Backend {
     check_f32("swiglu_backward_fp8", "gate_up", gate_up);
     check_rows("swiglu_backward_fp8", "gate_up", gate_up);
     const int64_t N = leading(gate_up.shape).numel(), I2 = gate_up.dim(-1);
-    fp8_args::cast(Device::CPU, "swiglu_backward_fp8", cast, dcodes, N, I2, dcodes_t);
+    fp8_args::cast(Device::CPU, "swiglu_backward_fp8", cast, dcodes, N, I2, dcodes_t,
+                   {dout, gate_up});
     cast_output(
         dcodes, cast, N, I2,
         [&](Tensor dy) {

@@ -190,13 +190,9 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
 }
 
 // Rows a warp takes so that the grid is one wave: the warps that fit on the device at once
-// (occupancy at this shared memory) share the O rows. TL_DECODE_ROWS_PER_WARP overrides it.
-template <class Kernel>
-int rows_per_warp(Kernel kernel, size_t smem, int O, int sm_count) {
+// share the O rows. TL_DECODE_ROWS_PER_WARP overrides it.
+int rows_per_warp(int blocks_per_sm, int O, int sm_count) {
   if (rows_per_warp_lever() > 0) return rows_per_warp_lever();
-  int blocks_per_sm = 0;
-  TL_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, kWarps * kWarp, smem));
   const int64_t warps = int64_t(std::max(blocks_per_sm, 1)) * std::max(sm_count, 1) * kWarps;
   return int(std::max<int64_t>(ceil_div(O, warps), 1));
 }
@@ -210,7 +206,16 @@ void launch(Args a, int sm_count, cudaStream_t stream) {
   if (smem > 48 * 1024)
     TL_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemLimit));
-  a.rows_per_warp = rows_per_warp(kernel, smem, a.O, sm_count);
+  // Blocks an SM holds at this shared memory, asked once per kernel and size (a step run op
+  // by op would otherwise ask ~110 times a token).
+  thread_local size_t seen_smem = 0;
+  thread_local int blocks_per_sm = 0;
+  if (blocks_per_sm == 0 || seen_smem != smem) {
+    TL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel,
+                                                                kWarps * kWarp, smem));
+    seen_smem = smem;
+  }
+  a.rows_per_warp = rows_per_warp(blocks_per_sm, a.O, sm_count);
   const int64_t blocks = ceil_div(a.O, int64_t(kWarps) * a.rows_per_warp);
   launch_pdl(kernel, dim3(unsigned(blocks)), dim3(kWarps * kWarp), smem, stream, a);
 }

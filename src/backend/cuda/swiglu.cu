@@ -217,7 +217,7 @@ void swiglu_forward_fp8(Tensor codes, Tensor codes_t, Tensor gate_up, Fp8Cast ca
   const char* op = "swiglu_forward_fp8";
   const int I = check_gate_up(op, gate_up);
   const int64_t N = rows_of(gate_up);
-  fp8_args::cast(Device::CUDA, op, cast, codes, N, I, codes_t);
+  fp8_args::cast(Device::CUDA, op, cast, codes, N, I, codes_t, {gate_up});
   const QuantizeArgs a = begin_fp8_cast(cast, codes, stream, codes_t);
   if (!codes_t.empty() && both_layouts_in_one(N, I, {codes.data, codes_t.data, gate_up.data})) {
     const dim3 grid(unsigned(ceil_div(I, kTT)), unsigned(ceil_div(N, kTT)));
@@ -245,7 +245,7 @@ void swiglu_backward_fp8(Tensor dcodes, Tensor dcodes_t, Tensor dout, Tensor gat
   const char* op = "swiglu_backward_fp8";
   const int I = check_swiglu(op, "dout", dout, gate_up);
   const int64_t N = rows_of(gate_up);
-  fp8_args::cast(Device::CUDA, op, cast, dcodes, N, 2 * int64_t(I), dcodes_t);
+  fp8_args::cast(Device::CUDA, op, cast, dcodes, N, 2 * int64_t(I), dcodes_t, {dout, gate_up});
   const QuantizeArgs a = begin_fp8_cast(cast, dcodes, stream, dcodes_t);
   if (!dcodes_t.empty() &&
       both_layouts_in_one(N, I, {dcodes.data, dcodes_t.data, dout.data, gate_up.data})) {
