@@ -20,9 +20,9 @@ TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode,prefetch} timeout 300 "$BUILD/tinyllama_t
   >"$OUT/tests.log" 2>&1
 echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|tok/s|tokens/s" "$OUT/tests.log" | head -30
-# decode_linear with 3 rows a warp, programmatic dependent launch on (levers are read once a
-# process), against the CPU twin too.
-TL_PDL=1 TL_DECODE_ROWS_PER_WARP=3 TL_BACKEND_OPS_ONLY=decode timeout 120 \
+# decode_linear with 3 rows a warp, programmatic dependent launch on and decode attention in
+# one split (levers are read once a process), against the CPU twin too.
+TL_PDL=1 TL_DECODE_ROWS_PER_WARP=3 TL_DECODE_ATTN_SPLITS=1 TL_BACKEND_OPS_ONLY=decode timeout 120 \
   "$BUILD/tinyllama_tests" --gtest_filter='BackendOps.Cuda:CudaDecode.*' >"$OUT/tests_variants.log" 2>&1
 echo "variant tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |Failure" "$OUT/tests_variants.log" | head -10

@@ -57,8 +57,9 @@ clock
 # decode_linear with one row a warp (the grid in waves, as before 2026-12-06), alone and with
 # programmatic dependent launch; PDL on the default layout; the next linear's weights
 # prefetched (off by default since 2026-12-06).
+# Decode attention without the split merge (one block walks all of a row's keys).
 for lever in ${LEVERS:-TL_DECODE_ROWS_PER_WARP=1 TL_PDL=1 TL_DECODE_ROWS_PER_WARP=1,TL_PDL=1 \
-    TL_DECODE_PREFETCH_NEXT_MB=8}; do
+    TL_DECODE_PREFETCH_NEXT_MB=8 TL_DECODE_ATTN_SPLITS=1 TL_PDL=1,TL_DECODE_ATTN_SPLITS=1}; do
   echo "-- ${lever//,/ }:"
   env ${lever//,/ } "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
     --json "$OUT/scheduler_$(echo "$lever" | tr -c 'A-Za-z0-9\n' '_').json"

@@ -2,8 +2,9 @@
 // Block = (query row, KV head with up to HPB of its query heads, split of the keys), 128
 // threads; HPB = 8, or 2 or 1 when there are too few rows to fill the GPU otherwise (a
 // batch-1 step: 4 KV heads x 3 splits were 12 blocks for 132 SMs, each doing 8 heads' work in
-// series). TL_DECODE_ATTN_HEADS=8|2|1 fixes it, for measurements. It rotates its query heads (RoPE
-// at the row's position) into shared memory, then walks the split's keys 128 at a time: thread j
+// series). TL_DECODE_ATTN_HEADS=8|2|1 fixes it and TL_DECODE_ATTN_SPLITS=N caps the key
+// splits, for measurements. It rotates its query heads (RoPE at the row's position) into
+// shared memory, then walks the split's keys 128 at a time: thread j
 // scores key j against the block's heads, one warp per head turns the scores into an online
 // softmax, then every thread accumulates a few (head, 2 dims) of p.V. Decoding (few query rows)
 // splits the keys over enough blocks to fill the GPU (flash-decoding); prefill (many rows) keeps
@@ -347,6 +348,10 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   const int64_t base_blocks = BT * K * n_hc;
   int splits =
       int(std::min<int64_t>(chunks, std::max<int64_t>(1, ceil_div(2 * sm_count, base_blocks))));
+  // TL_DECODE_ATTN_SPLITS=N caps the splits, for measurements (1: no merge phase, each block
+  // walks all of its row's keys).
+  if (const char* e = std::getenv("TL_DECODE_ATTN_SPLITS"))
+    if (std::atoi(e) > 0) splits = std::min(splits, std::atoi(e));
   const int chunks_per_split = int(ceil_div(chunks, splits));
   splits = int(ceil_div(chunks, chunks_per_split));
   TL_CHECK(splits <= 65535 && K * n_hc <= 65535, op, ": grid too large (", splits, " splits, ",
