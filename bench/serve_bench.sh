@@ -34,12 +34,9 @@ trap 'kill $SMI 2>/dev/null || true' EXIT
 clock() { tail -n 4 "$OUT/smi.csv" | awk -F', ' '{c+=$2; p+=$3; n++} END {if (n) printf "   (SM %.0f MHz, %.0f W over the last 2 s)\n", c/n, p/n}'; }
 if [ -z "${HTTP_ONLY:-}" ]; then  # HTTP_ONLY=1: only part 2 (the scheduler figures are in already)
 # QUICK=1: batch 1 and 32 only, no profile, no op-by-op and unfused rows (levers still run).
-if [ -n "${QUICK:-}" ]; then
-  "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 --json "$OUT/scheduler.json"
-else
-"$BUILD/tinyllama_serve_bench" --device cuda --batches 1,8,32,64 --prompt 128 --new 256 --json "$OUT/scheduler.json" \
-  --profile
-fi
+main_rows=(--batches 1,8,32,64 --profile)
+[ -z "${QUICK:-}" ] || main_rows=(--batches 1,32)
+"$BUILD/tinyllama_serve_bench" --device cuda "${main_rows[@]}" --prompt 128 --new 256 --json "$OUT/scheduler.json"
 clock
 [ -n "${QUICK:-}" ] || {
 echo "-- the same without recorded decode graphs (TL_DECODE_GRAPHS=0), op by op:"

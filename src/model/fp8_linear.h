@@ -66,7 +66,6 @@ class Fp8Linears {
   // transposed [·, N] (what the weight gradient's product reads).
   struct Codes {
     Tensor rows, cols;
-    bool empty() const { return rows.empty() && cols.empty(); }
   };
   // dinp[N,I] = dout[N,O] @ w; dw[O,I] (f32) += dout^T @ inp. inp and w as in the forward;
   // x: inp's codes (input_cast() / quantize_input(); only cols are read, transposed from

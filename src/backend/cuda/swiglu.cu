@@ -72,7 +72,7 @@ __global__ void swiglu_forward_kernel(Out out, const bf16* gate_up, int64_t N, i
   out.end();
 }
 
-// With s = sigmoid(g): dg = dy * u * s * (1 + g * (1 - s)); du = dy * g * s.
+// The gradient, element by element (swiglu_grad1 in vec.cuh).
 // dgate_up: [N,2I] (=), dout [N,I], gate_up [N,2I].
 template <int W, class Out>
 __global__ void swiglu_backward_kernel(Out dgate_up, const bf16* dout, const bf16* gate_up,
@@ -88,12 +88,8 @@ __global__ void swiglu_backward_kernel(Out dgate_up, const bf16* dout, const bf1
     const Vec<bf16, W> dy = load_vec<W>(dout + n * I + i);
     float dg[W], du[W];
 #pragma unroll
-    for (int e = 0; e < W; ++e) {
-      const float gf = to_f32(g.v[e]), uf = to_f32(u.v[e]), d = to_f32(dy.v[e]);
-      const float sg = sigmoid(gf);
-      dg[e] = d * uf * sg * (1.0f + gf * (1.0f - sg));
-      du[e] = d * gf * sg;
-    }
+    for (int e = 0; e < W; ++e)
+      swiglu_grad1(to_f32(g.v[e]), to_f32(u.v[e]), to_f32(dy.v[e]), dg[e], du[e]);
     dgate_up.template put<W>(n * 2 * I + i, dg);
     dgate_up.template put<W>(n * 2 * I + I + i, du);
   }
@@ -125,11 +121,11 @@ __global__ void __launch_bounds__(kTTThreads)
       if constexpr (Backward) {
         const Vec<bf16, kVec> dy = load_vec<kVec>(dout + n * I + i);
 #pragma unroll
-        for (int e = 0; e < kVec; ++e) {  // swiglu_backward_kernel's arithmetic
-          const float gf = to_f32(g.v[e]), uf = to_f32(u.v[e]), d = to_f32(dy.v[e]);
-          const float sg = sigmoid(gf);
-          q0.v[e] = code_of(d * uf * sg * (1.0f + gf * (1.0f - sg)), s, a.fmt, m);
-          q1.v[e] = code_of(d * gf * sg, s, a.fmt, m);
+        for (int e = 0; e < kVec; ++e) {
+          float dg, du;
+          swiglu_grad1(to_f32(g.v[e]), to_f32(u.v[e]), to_f32(dy.v[e]), dg, du);
+          q0.v[e] = code_of(dg, s, a.fmt, m);
+          q1.v[e] = code_of(du, s, a.fmt, m);
         }
         store_vec<kVec>(a.out + n * W + I + i, q1);
         stage_tile8(tile[1], j, cv, q1);

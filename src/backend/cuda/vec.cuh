@@ -76,6 +76,13 @@ __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-
 // SwiGLU of one element, silu(g) * u, in the one evaluation order every kernel uses (so a
 // fused consumer rounds exactly as swiglu_forward does).
 __device__ __forceinline__ float swiglu1(float g, float u) { return g * sigmoid(g) * u; }
+// Its gradient for one element, in the one order every kernel uses: with s = sigmoid(g),
+// dg = dy * u * s * (1 + g * (1 - s)), du = dy * g * s.
+__device__ __forceinline__ void swiglu_grad1(float g, float u, float dy, float& dg, float& du) {
+  const float s = sigmoid(g);
+  dg = dy * u * s * (1.0f + g * (1.0f - s));
+  du = dy * g * s;
+}
 
 // Asks L2 for `bytes` at p (16-byte aligned, a multiple of 16): one bulk prefetch on the TMA
 // engine, no registers, nothing waits for it. sm_90 and newer; a no-op before.
