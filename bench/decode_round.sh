@@ -20,12 +20,15 @@ TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode,prefetch} timeout 300 "$BUILD/tinyllama_t
   >"$OUT/tests.log" 2>&1
 echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|tok/s|tokens/s" "$OUT/tests.log" | head -30
-# decode_linear with 3 rows a warp, programmatic dependent launch on and decode attention in
-# one split (levers are read once a process), against the CPU twin too.
-TL_PDL=1 TL_DECODE_ROWS_PER_WARP=3 TL_DECODE_ATTN_SPLITS=1 TL_BACKEND_OPS_ONLY=decode timeout 120 \
-  "$BUILD/tinyllama_tests" --gtest_filter='BackendOps.Cuda:CudaDecode.*' >"$OUT/tests_variants.log" 2>&1
-echo "variant tests rc $?"
-grep -E "^\[  (PASSED|FAILED) |Failure" "$OUT/tests_variants.log" | head -10
+# The levers the decode tests do not switch themselves (read once a process), against the CPU
+# twin too: programmatic dependent launch on, alone and with decode attention in one split and
+# decode_linear's chunks in 4 shared-memory slots, as many blocks an SM as fit.
+for v in TL_PDL=1 TL_PDL=1,TL_DECODE_ATTN_SPLITS=1,TL_DECODE_STAGES=4,TL_DECODE_BLOCKS_PER_SM=0; do
+  env ${v//,/ } TL_BACKEND_OPS_ONLY=decode timeout 120 "$BUILD/tinyllama_tests" \
+    --gtest_filter='BackendOps.Cuda:CudaDecode.*' >"$OUT/tests_variants.log" 2>&1
+  echo "variant tests (${v//,/ }) rc $?"
+  grep -E "^\[  (PASSED|FAILED) |Failure" "$OUT/tests_variants.log" | head -10
+done
 [ -n "${SKIP_SERVE:-}" ] || {
   echo "== serve_bench"
   PREBUILT=1 BUILD=$BUILD OUT=$OUT/serve timeout 400 bash bench/serve_bench.sh 2>&1 | tee "$OUT/serve.log" |

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -280,4 +281,63 @@ TEST_F(CudaOps, DecodeLinearMatchesTheSeparateOps) {
       for (size_t k = 0; k < got.size(); ++k)
         ASSERT_NEAR(got[k], want[k], 1e-2 * rms + 1e-2 * std::fabs(want[k])) << k;
     }
+}
+
+// decode_linear's layouts (bench/NOTES.md, #13) sum every row in the same order, so they
+// must agree bit for bit: chunks in registers (TL_DECODE_STAGES=0) against rings of 2 and 4
+// shared-memory slots, one or all blocks an SM, and rows a warp forced to 1 or 3 (more
+// chunks than slots, fewer, rows that end mid-ring, warps with no rows). Shapes: the 1.1B
+// layers (I = 5632 takes three passes a row, the last partial), a row shorter than a pass,
+// and f(x) too large for 4 slots (falls back to 2).
+TEST_F(CudaOps, DecodeLinearLayoutsAgree) {
+  using In = Backend::LinearIn;
+  struct S {
+    int64_t M, I, O;
+    In in;
+  };
+  struct Layout {
+    const char *stages, *blocks, *rows;
+  };
+  const Layout layouts[] = {{"2", "1", ""},  {"4", "1", ""},  {"2", "0", ""},
+                            {"4", "2", "1"}, {"2", "1", "3"}, {"0", "0", "3"}};
+  const auto set = [](const char* name, const char* v) {
+    if (*v)
+      setenv(name, v, 1);
+    else
+      unsetenv(name);
+  };
+  for (S s : {S{1, 2048, 2560, In::RmsNorm}, S{1, 5632, 2048, In::SwiGlu}, S{3, 40, 37, In::Plain},
+              S{1, 2048, 11264, In::RmsNorm}, S{8, 5632, 300, In::SwiGlu}}) {
+    SCOPED_TRACE(cat("M=", s.M, " I=", s.I, " O=", s.O, " in=", int(s.in)));
+    const int64_t width = s.in == In::SwiGlu ? 2 * s.I : s.I;
+    Arr xa = alloc(*gpu, DType::BF16, {s.M, width}), wa = alloc(*gpu, DType::BF16, {s.O, s.I});
+    Arr na = alloc(*gpu, DType::BF16, {s.I}), ra = alloc(*gpu, DType::BF16, {s.M, s.O});
+    Arr oa = alloc(*gpu, DType::BF16, {s.M, s.O});
+    upload(*gpu, xa.t, round_bf16(randn(s.M * width, 3)));
+    upload(*gpu, wa.t, round_bf16(randn(s.O * s.I, 4, 0.02)));
+    upload(*gpu, na.t, round_bf16(randn(s.I, 5, 0.3, 1.0)));
+    upload(*gpu, ra.t, round_bf16(randn(s.M * s.O, 6)));
+    const auto run = [&](const Layout& l) {
+      set("TL_DECODE_STAGES", l.stages);
+      set("TL_DECODE_BLOCKS_PER_SM", l.blocks);
+      set("TL_DECODE_ROWS_PER_WARP", l.rows);
+      gpu->zero(oa.t);
+      gpu->decode_linear(oa.t, xa.t, wa.t, Backend::DecodeLinear{s.in, na.t, 1e-5f, ra.t, {}});
+      for (const char* n :
+           {"TL_DECODE_STAGES", "TL_DECODE_BLOCKS_PER_SM", "TL_DECODE_ROWS_PER_WARP"})
+        unsetenv(n);
+      return download(*gpu, oa.t);
+    };
+    const std::vector<float> regs = run({"0", "", ""});
+    double rms = 0;
+    for (float v : regs) rms += double(v) * v;
+    ASSERT_GT(rms, 0.0);  // a kernel that wrote nothing would not pass as "equal"
+    for (const Layout& l : layouts) {
+      const std::vector<float> got = run(l);
+      size_t differ = 0;
+      for (size_t k = 0; k < got.size(); ++k) differ += std::memcmp(&got[k], &regs[k], 4) != 0;
+      EXPECT_EQ(differ, 0u) << "stages " << l.stages << ", blocks an SM " << l.blocks
+                            << ", rows a warp " << l.rows;
+    }
+  }
 }

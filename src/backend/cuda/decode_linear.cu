@@ -3,18 +3,26 @@
 // (2.2 GB a token at 1.1B), so the kernel is built around keeping HBM busy:
 // - a warp owns `rows_per_warp` consecutive output rows and streams them as a chain of
 //   chunks (a chunk: one row's 2048-element pass, kNch = 8 16-byte pieces a lane, 4 KB a
-//   warp); the next chunk's loads are issued before the chunk in hand is summed, so every
-//   warp always has a chunk in flight;
-// - rows_per_warp is chosen so that the whole grid is resident at once (one wave): the
-//   blocks build f(x) once and stream without a gap until their rows are done. One row a
+//   warp). Two ways to keep chunks in flight (TL_DECODE_STAGES):
+//   - staged (S = 2 or 4, the default 2): a ring of S chunk slots a warp in shared memory,
+//     filled by cp.async (each lane copies, and later reads, only its own pieces, so no
+//     barrier); a chunk's slot is refilled with the chunk S ahead as soon as it is summed;
+//   - in registers (0): the next chunk's loads are issued before the chunk in hand is summed
+//     (two chunks of registers a lane: 81 registers a thread, 3 blocks an SM);
+// - the grid is one wave (every block resident at once): the blocks build f(x) once and
+//   stream without a gap until their rows are done. It takes at most `blocks_per_sm` blocks
+//   an SM (TL_DECODE_BLOCKS_PER_SM, default 1 when staged): with programmatic dependent
+//   launch the rest of the SM is free for the next kernel's blocks, which start their first
+//   S chunks while this kernel still streams (the staged default: 8 warps x 2 x 4 KB = 64 KB
+//   in flight an SM, more than HBM's latency needs at 3 TB/s). One row a
 //   warp with as many blocks as rows need (TL_DECODE_ROWS_PER_WARP=1, for A/B) is the
 //   layout before 2026-12-06: ~5 waves for gate_up at one row, each block loading its 32 KB,
 //   then summing, then exiting, so HBM saw bursts (Nsight Compute, bench/RESULTS.md: 1.0-1.7
 //   TB/s on the layer's linears);
-// - the first chunk's loads are issued before pdl_wait() and f(x): weights are written by no
-//   kernel of the step, so with programmatic dependent launch (pdl.cuh, TL_PDL=1) they overlap
-//   the previous kernel's tail. Each block also asks L2 for its share of
-//   DecodeLinear::prefetch (the next kernel's weights; off by default);
+// - the first chunks' loads (S of them staged, one in registers) are issued before
+//   pdl_wait() and f(x): weights are written by no kernel of the step, so with programmatic
+//   dependent launch (pdl.cuh, TL_PDL=1) they overlap the previous kernel. Each block also asks L2
+//   for its share of DecodeLinear::prefetch (the next kernel's weights; off by default);
 // - every block builds f(x) for all M rows in shared memory after the wait (the RMSNorm of a
 //   2048-wide row or the SwiGLU of a 2 x 5632 one), and the residual is added as each output
 //   is written.
@@ -22,7 +30,7 @@
 // two rows on the inner loop (x re-read from shared memory for every row) is compute-bound
 // and cuBLASLt wins, so LlamaInference fuses one-row steps only (bench/RESULTS.md).
 // The warp sums are butterflies in a fixed order, so results are deterministic and do not
-// depend on rows_per_warp.
+// depend on rows_per_warp, the stages or the blocks an SM.
 #include <algorithm>
 #include <cstdlib>
 
@@ -57,13 +65,29 @@ struct Args {
   int rows_per_warp;       // consecutive output rows of a warp
 };
 
-// TL_DECODE_ROWS_PER_WARP (read once): rows a warp takes instead of one wave's share.
-int rows_per_warp_lever() {
-  static const int n = [] {
-    const char* e = std::getenv("TL_DECODE_ROWS_PER_WARP");
-    return e && *e ? std::max(0, std::atoi(e)) : 0;
-  }();
-  return n;
+// The layout levers, read at every launch (a recorded decode graph does not launch, and
+// tests switch them): a value, or `fallback` when unset or not a number >= 0.
+int lever(const char* name, int fallback) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return fallback;
+  char* end = nullptr;
+  const long v = std::strtol(e, &end, 10);
+  return *end == 0 && v >= 0 && v <= 1 << 20 ? int(v) : fallback;
+}
+constexpr int kStagesDefault = 2;
+
+// cp.async of 16 bytes into shared memory, cached in L2 only (weights are read once a step).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  const unsigned d = unsigned(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+// Returns once at most N of this thread's groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
 // The lane's pieces of row wr's pass starting at element base (pieces past I are not read).
@@ -121,7 +145,43 @@ __device__ void build_input(bf16* xs, const Args& a, float* red) {
   __syncthreads();
 }
 
-template <int M, Backend::LinearIn In>
+// Sums chunk `pieces` (this lane's kNch pieces of a row's pass from element base) against
+// f(x) into acc[M].
+template <int M, class Piece>
+__device__ __forceinline__ void sum_chunk(float (&acc)[M], Piece piece, const bf16* xs, int base,
+                                          int I, int lane) {
+#pragma unroll
+  for (int p = 0; p < kNch; ++p) {
+    const int i = base + lane * kPiece + p * kStep;
+    if (i >= I) break;
+    const Vec<bf16, kPiece> wv = piece(p);
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const Vec<bf16, kPiece> xv = load_vec<kPiece>(xs + m * I + i);
+#pragma unroll
+      for (int e = 0; e < kPiece; ++e) acc[m] += to_f32(wv.v[e]) * to_f32(xv.v[e]);
+    }
+  }
+}
+
+// Row o is summed (acc over all its passes): lane 0 writes it, plus the residual.
+template <int M>
+__device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_t o, int lane) {
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    float s = warp_sum(acc[m]);
+    acc[m] = 0.0f;
+    if (lane == 0) {
+      const int64_t at = int64_t(m) * a.O + o;
+      if (a.residual) s += to_f32(a.residual[at]);
+      a.out[at] = from_f32<bf16>(s);
+    }
+  }
+}
+
+// S = 0: chunks in registers; S > 0: a ring of S chunk slots a warp in shared memory, after
+// f(x) (dynamic shared memory: [M, I] bf16, then [kWarps][S][kNch][kWarp] 16-byte pieces).
+template <int M, Backend::LinearIn In, int S>
 __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* xs = reinterpret_cast<bf16*>(smem);  // f(x) [M, I]
@@ -133,10 +193,34 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   const int64_t end = min(first + a.rows_per_warp, int64_t(a.O));
   const int passes = (I + kPass - 1) / kPass;
   const int chunks = first < end ? int(end - first) * passes : 0;
-  // No kernel of the step writes weights: the first chunk streams while the kernel before
+  // No kernel of the step writes weights: the first chunks stream while the kernel before
   // ends and while f(x) is built.
-  Vec<bf16, kPiece> cur[kNch];
-  if (chunks > 0) load_pass(cur, a.w + first * I, 0, I, lane);
+  constexpr int kSlots = S > 0 ? S : 1;
+  Vec<bf16, kPiece> cur[S > 0 ? 1 : kNch];  // S = 0: the chunk in hand
+  Vec<bf16, kPiece>* ring = nullptr;        // S > 0: this warp's slots, [S][kNch][kWarp]
+  // Chunk c into slot c % S; every lane commits one group a chunk, even past the last, so
+  // cp_async_wait<S - 1> always means "chunk c has landed".
+  const auto issue = [&](int c) {
+    if (c < chunks) {
+      const int base = (c % passes) * kPass;
+      const bf16* wr = a.w + (first + c / passes) * I;
+      Vec<bf16, kPiece>* slot = ring + (c % kSlots) * kNch * kWarp + lane;
+#pragma unroll
+      for (int p = 0; p < kNch; ++p) {
+        const int i = base + lane * kPiece + p * kStep;
+        if (i < I) cp_async16(slot + p * kWarp, wr + i);
+      }
+    }
+    cp_async_commit();
+  };
+  if constexpr (S > 0) {
+    ring = reinterpret_cast<Vec<bf16, kPiece>*>(smem + size_t(M) * I * sizeof(bf16)) +
+           (threadIdx.x / kWarp) * S * kNch * kWarp;
+#pragma unroll
+    for (int c = 0; c < S; ++c) issue(c);
+  } else if (chunks > 0) {
+    load_pass(cur, a.w + first * I, 0, I, lane);
+  }
   // And this block's share of the next kernel's weights.
   if (a.prefetch && threadIdx.x == 0) {
     const int64_t share = ((a.prefetch_bytes + gridDim.x - 1) / gridDim.x + 15) / 16 * 16;
@@ -153,80 +237,88 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   int64_t o = first;  // the chunk in hand: row o, elements from base
   int base = 0;
   for (int c = 0; c < chunks; ++c) {
-    Vec<bf16, kPiece> next[kNch];  // the following chunk, in flight while this one is summed
-    if (c + 1 < chunks) {
-      const bool row_ends = base + kPass >= I;
-      load_pass(next, a.w + (o + row_ends) * I, row_ends ? 0 : base + kPass, I, lane);
-    }
-#pragma unroll
-    for (int p = 0; p < kNch; ++p) {
-      const int i = base + lane * kPiece + p * kStep;
-      if (i >= I) break;
-#pragma unroll
-      for (int m = 0; m < M; ++m) {
-        const Vec<bf16, kPiece> xv = load_vec<kPiece>(xs + m * I + i);
-#pragma unroll
-        for (int e = 0; e < kPiece; ++e) acc[m] += to_f32(cur[p].v[e]) * to_f32(xv.v[e]);
+    if constexpr (S > 0) {
+      cp_async_wait<S - 1>();
+      const Vec<bf16, kPiece>* slot = ring + (c % kSlots) * kNch * kWarp + lane;
+      sum_chunk<M>(
+          acc, [&](int p) { return slot[p * kWarp]; }, xs, base, I, lane);
+      issue(c + S);  // this lane's reads of the slot are done (same thread, in order)
+    } else {
+      Vec<bf16, kPiece> next[kNch];  // the following chunk, in flight while this one is summed
+      if (c + 1 < chunks) {
+        const bool row_ends = base + kPass >= I;
+        load_pass(next, a.w + (o + row_ends) * I, row_ends ? 0 : base + kPass, I, lane);
       }
+      sum_chunk<M>(
+          acc, [&](int p) { return cur[p]; }, xs, base, I, lane);
+#pragma unroll
+      for (int p = 0; p < kNch; ++p) cur[p] = next[p];
     }
     base += kPass;
     if (base >= I) {  // row o is summed: write it
-#pragma unroll
-      for (int m = 0; m < M; ++m) {
-        float s = warp_sum(acc[m]);
-        acc[m] = 0.0f;
-        if (lane == 0) {
-          const int64_t at = int64_t(m) * a.O + o;
-          if (a.residual) s += to_f32(a.residual[at]);
-          a.out[at] = from_f32<bf16>(s);
-        }
-      }
+      write_row<M>(acc, a, o, lane);
       ++o;
       base = 0;
     }
-#pragma unroll
-    for (int p = 0; p < kNch; ++p) cur[p] = next[p];
   }
+  if constexpr (S > 0) cp_async_wait<0>();  // no copy may outlive the block's shared memory
 }
 
-// Rows a warp takes so that the grid is one wave: the warps that fit on the device at once
-// share the O rows. TL_DECODE_ROWS_PER_WARP overrides it.
+// Rows a warp takes so that the grid is one wave: the warps of blocks_per_sm blocks on every
+// SM share the O rows. TL_DECODE_ROWS_PER_WARP overrides it.
 int rows_per_warp(int blocks_per_sm, int O, int sm_count) {
-  if (rows_per_warp_lever() > 0) return rows_per_warp_lever();
+  if (const int n = lever("TL_DECODE_ROWS_PER_WARP", 0); n > 0) return n;
   const int64_t warps = int64_t(std::max(blocks_per_sm, 1)) * std::max(sm_count, 1) * kWarps;
   return int(std::max<int64_t>(ceil_div(O, warps), 1));
 }
 
-template <int M, Backend::LinearIn In>
+template <int M, Backend::LinearIn In, int S>
 void launch(Args a, int sm_count, cudaStream_t stream) {
-  const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16);
-  auto kernel = decode_linear_kernel<M, In>;
+  const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16) +
+                      size_t(kWarps) * S * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
+  auto kernel = decode_linear_kernel<M, In, S>;
   // More than 48 KiB of shared memory needs an opt-in, which belongs to the current device:
   // set on every call (cheap, not a stream operation), as the attention kernels do.
   if (smem > 48 * 1024)
     TL_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemLimit));
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   // Blocks an SM holds at this shared memory, asked once per kernel and size (a step run op
   // by op would otherwise ask ~110 times a token).
   thread_local size_t seen_smem = 0;
-  thread_local int blocks_per_sm = 0;
-  if (blocks_per_sm == 0 || seen_smem != smem) {
-    TL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel,
-                                                                kWarps * kWarp, smem));
+  thread_local int fit = 0;
+  if (fit == 0 || seen_smem != smem) {
+    TL_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kWarps * kWarp, smem));
     seen_smem = smem;
   }
-  a.rows_per_warp = rows_per_warp(blocks_per_sm, a.O, sm_count);
+  const int cap = lever("TL_DECODE_BLOCKS_PER_SM", S > 0 ? 1 : 0);
+  a.rows_per_warp = rows_per_warp(cap > 0 ? std::min(fit, cap) : fit, a.O, sm_count);
   const int64_t blocks = ceil_div(a.O, int64_t(kWarps) * a.rows_per_warp);
   launch_pdl(kernel, dim3(unsigned(blocks)), dim3(kWarps * kWarp), smem, stream, a);
+}
+
+// TL_DECODE_STAGES: 2 (default) or 4 chunk slots a warp in shared memory, 0 for registers;
+// the ring goes to registers when f(x) leaves it no room.
+template <int M, Backend::LinearIn In>
+void launch_staged(const Args& a, int sm_count, cudaStream_t stream) {
+  const int want = lever("TL_DECODE_STAGES", kStagesDefault);
+  const size_t ring_bytes = size_t(kWarps) * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
+  const size_t xs_bytes = size_t(M) * size_t(a.I) * sizeof(bf16);
+  const int stages = want >= 4 && xs_bytes + 4 * ring_bytes <= kSmemLimit   ? 4
+                     : want >= 2 && xs_bytes + 2 * ring_bytes <= kSmemLimit ? 2
+                                                                            : 0;
+  if (stages == 4) return launch<M, In, 4>(a, sm_count, stream);
+  if (stages == 2) return launch<M, In, 2>(a, sm_count, stream);
+  launch<M, In, 0>(a, sm_count, stream);
 }
 
 template <int M>
 void launch_in(const Args& a, int sm_count, cudaStream_t stream) {
   using In = Backend::LinearIn;
   switch (In(a.in)) {
-    case In::Plain: return launch<M, In::Plain>(a, sm_count, stream);
-    case In::RmsNorm: return launch<M, In::RmsNorm>(a, sm_count, stream);
-    case In::SwiGlu: return launch<M, In::SwiGlu>(a, sm_count, stream);
+    case In::Plain: return launch_staged<M, In::Plain>(a, sm_count, stream);
+    case In::RmsNorm: return launch_staged<M, In::RmsNorm>(a, sm_count, stream);
+    case In::SwiGlu: return launch_staged<M, In::SwiGlu>(a, sm_count, stream);
   }
 }
 
