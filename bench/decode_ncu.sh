@@ -7,7 +7,7 @@
 # Then the same bench with graphs for the step time they add up to (the rest is the gaps
 # between kernels). Clocks are left alone (--clock-control none).
 #   bench/decode_ncu.sh    (repository root, GPU machine; BUILD=build-gpu OUT=$OUT)
-# Extra environment (levers) passes through: TL_PDL=1 bench/decode_ncu.sh
+# Extra environment (levers) passes through: TL_DECODE_STAGES=2 bench/decode_ncu.sh
 set -uo pipefail
 BUILD=${BUILD:-build-gpu}
 OUT=${OUT:-/tmp/decode_ncu}

@@ -21,9 +21,9 @@ TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode,prefetch} timeout 300 "$BUILD/tinyllama_t
 echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|tok/s|tokens/s" "$OUT/tests.log" | head -30
 # The levers the decode tests do not switch themselves (read once a process), against the CPU
-# twin too: programmatic dependent launch on, alone and with decode attention in one split and
+# twin too: programmatic dependent launch off; decode attention in one split with
 # decode_linear's chunks in 4 shared-memory slots, as many blocks an SM as fit.
-for v in TL_PDL=1 TL_PDL=1,TL_DECODE_ATTN_SPLITS=1,TL_DECODE_STAGES=4,TL_DECODE_BLOCKS_PER_SM=0; do
+for v in TL_PDL=0 TL_DECODE_ATTN_SPLITS=1,TL_DECODE_STAGES=4,TL_DECODE_BLOCKS_PER_SM=0; do
   env ${v//,/ } TL_BACKEND_OPS_ONLY=decode timeout 120 "$BUILD/tinyllama_tests" \
     --gtest_filter='BackendOps.Cuda:CudaDecode.*' >"$OUT/tests_variants.log" 2>&1
   echo "variant tests (${v//,/ }) rc $?"

@@ -91,15 +91,33 @@ fi
 echo "built in $(( $(date +%s) - t0 )) s"
 
 # gpu_tests LOG FILTER: tinyllama_tests with FILTER (at most 300 s), then tinyllama_serve_tests'
-# *Cuda* (both built up front), into $OUT/LOG; prints the verdicts and the speed lines.
+# *Cuda* (both built up front), into $OUT/LOG; prints the verdicts and the speed lines. A test
+# that kills the binary (a signal: a crash, not a failure) is named, run alone under gdb for a
+# backtrace when gdb is there (into LOG.crash), and the rest of FILTER runs without it.
 gpu_tests() {
-  local left=$(( DEADLINE - $(date +%s) ))
-  (( left > 300 )) && left=300
-  TL_SHARED_DIR="$(dirname "$DATA")" timeout $left stdbuf -oL "$BUILD/tinyllama_tests" \
-    --gtest_filter="$2" --gtest_color=no >"$OUT/$1" 2>&1 || status=1
+  local filter=$2 rc crashed
+  for _ in 1 2 3; do
+    local left=$(( DEADLINE - $(date +%s) ))
+    (( left > 300 )) && left=300
+    TL_SHARED_DIR="$(dirname "$DATA")" timeout $left stdbuf -oL "$BUILD/tinyllama_tests" \
+      --gtest_filter="$filter" --gtest_color=no >>"$OUT/$1" 2>&1
+    rc=$?
+    (( rc == 0 )) && break
+    status=1
+    (( rc > 128 && rc != 137 )) || break  # a failure or the time limit: nothing to skip
+    crashed=$(grep -E '^\[ RUN      \]' "$OUT/$1" | tail -n 1 | awk '{print $4}')
+    [ -n "$crashed" ] || break
+    echo "== $crashed killed the test binary (exit $rc)" | tee -a "$OUT/$1"
+    if command -v gdb >/dev/null; then
+      TL_SHARED_DIR="$(dirname "$DATA")" timeout 120 gdb -batch -ex run -ex bt \
+        --args "$BUILD/tinyllama_tests" --gtest_filter="$crashed" >"$OUT/$1.crash" 2>&1
+      grep -E '^#[0-9]+ ' "$OUT/$1.crash" | head -12
+    fi
+    [[ $filter == *-* ]] && filter="$filter:$crashed" || filter="$filter-$crashed"
+  done
   TL_SHARED_DIR="$(dirname "$DATA")" "$BUILD/tinyllama_serve_tests" --gtest_filter='*Cuda*' \
     --gtest_color=no >>"$OUT/$1" 2>&1 || status=1
-  grep -E "^\[  (FAILED|PASSED|SKIPPED) |tokens/s|tests ran" "$OUT/$1" | tail -20
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |tokens/s|tests ran|killed the test binary" "$OUT/$1" | tail -24
 }
 
 for step in "$@"; do

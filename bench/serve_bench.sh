@@ -51,14 +51,9 @@ TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 
   --json "$OUT/scheduler_unfused.json" --profile
 clock
 }
-# decode_linear's layouts (TL_DECODE_STAGES: 2 shared-memory slots a warp by default, 4, or 0
-# for the chunks in registers as before 2026-12-06's session 12; TL_DECODE_BLOCKS_PER_SM: 1
-# by default when staged, 0 for as many as fit) with and without programmatic dependent
-# launch; decode attention without the split merge (one block walks all of a row's keys);
-# TL_PDL=1 twice, for the run-to-run spread.
-for lever in ${LEVERS:-TL_PDL=1 TL_DECODE_STAGES=0 TL_DECODE_STAGES=0,TL_PDL=1 \
-    TL_DECODE_BLOCKS_PER_SM=2 TL_PDL=1,TL_DECODE_BLOCKS_PER_SM=2 TL_PDL=1,TL_DECODE_BLOCKS_PER_SM=0 \
-    TL_PDL=1,TL_DECODE_STAGES=4 TL_PDL=1,TL_DECODE_ATTN_SPLITS=1 TL_PDL=1}; do
+# The levers against the defaults (decode_linear's chunks in registers, programmatic dependent
+# launch on): PDL off; the chunks staged in 2 shared-memory slots a warp, one block an SM.
+for lever in ${LEVERS:-TL_PDL=0 TL_DECODE_STAGES=2}; do
   echo "-- ${lever//,/ }:"
   env ${lever//,/ } "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
     --json "$OUT/scheduler_$(echo "$lever" | tr -c 'A-Za-z0-9\n' '_').json"

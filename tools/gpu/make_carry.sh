@@ -10,13 +10,15 @@
 # Then packs the binaries into .carry/bin.tgz and prints the `carry` list for a call. Takes ~12 minutes on two cores from scratch (ccache
 # makes a rebuild after small changes quick).
 #   tools/gpu/make_carry.sh [TARGETS...]   (default: tinyllama tinyllama_tests
-#                                           tinyllama_fp8_gemm_bench tinyllama_serve_bench)
+#          tinyllama_serve_tests tinyllama_fp8_gemm_bench tinyllama_serve_bench: every binary
+#          gpu_round.sh's PREBUILT=1 asks for, else it builds them all on the GPU machine)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED=${SHARED:-../shared}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] ||
-  targets=(tinyllama tinyllama_tests tinyllama_fp8_gemm_bench tinyllama_serve_bench)
+  targets=(tinyllama tinyllama_tests tinyllama_serve_tests tinyllama_fp8_gemm_bench
+    tinyllama_serve_bench)
 
 [ -f "$SHARED/data/llama2-tokenizer.model" ] || {
   echo "no $SHARED/data/llama2-tokenizer.model (set SHARED to the folder holding data/)"; exit 1; }

@@ -29,8 +29,8 @@ const char* cublas_status_name(cublasStatus_t s) {
 
 bool pdl_enabled() {
   static const bool on = [] {
-    const char* env = std::getenv("TL_PDL");  // off unless "1": see pdl.cuh
-    if (!env || std::strcmp(env, "1") != 0) return false;
+    const char* env = std::getenv("TL_PDL");  // on unless "0": see pdl.cuh
+    if (env && std::strcmp(env, "0") == 0) return false;
     int device = 0, major = 0;
     if (cudaGetDevice(&device) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)

@@ -12,8 +12,8 @@ namespace tl::gpu {
 [[noreturn]] void cuda_fail(const char* what, const char* expr, const char* file, int line);
 const char* cublas_status_name(cublasStatus_t s);
 
-// Whether kernels may be launched as programmatic dependents (pdl.cuh): TL_PDL=1 and the
-// current device is sm_90 or newer (decided once per process).
+// Whether kernels may be launched as programmatic dependents (pdl.cuh): the current
+// device is sm_90 or newer and TL_PDL is not 0 (decided once per process).
 bool pdl_enabled();
 
 }  // namespace tl::gpu

@@ -13,7 +13,7 @@
 // (rotated) and v go into the caches. With one new token a row (decoding) the blocks whose split
 // holds its position write them before reading, so a decode step's attention is one launch; with
 // more (prefill), whose queries read each other's keys, append_kernel writes them first. Launched
-// through launch_pdl (pdl.cuh: a programmatic dependent with TL_PDL=1, a plain launch otherwise).
+// through launch_pdl (pdl.cuh: a programmatic dependent on sm_90 unless TL_PDL=0).
 // Any even head dim; deterministic (fixed orders, no float atomics); qkv is only read.
 #include <algorithm>
 #include <cstdlib>

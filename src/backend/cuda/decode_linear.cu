@@ -4,25 +4,25 @@
 // - a warp owns `rows_per_warp` consecutive output rows and streams them as a chain of
 //   chunks (a chunk: one row's 2048-element pass, kNch = 8 16-byte pieces a lane, 4 KB a
 //   warp). Two ways to keep chunks in flight (TL_DECODE_STAGES):
-//   - staged (S = 2 or 4, the default 2): a ring of S chunk slots a warp in shared memory,
-//     filled by cp.async (each lane copies, and later reads, only its own pieces, so no
-//     barrier); a chunk's slot is refilled with the chunk S ahead as soon as it is summed;
-//   - in registers (0): the next chunk's loads are issued before the chunk in hand is summed
-//     (two chunks of registers a lane: 81 registers a thread, 3 blocks an SM);
+//   - in registers (0, the default): the next chunk's loads are issued before the chunk in
+//     hand is summed (two chunks of registers a lane: ~116 registers a thread, 2 blocks an
+//     SM);
+//   - staged (2 or 4): a ring of that many chunk slots a warp in shared memory, filled by
+//     cp.async (each lane copies, and later reads, only its own pieces, so no barrier); a
+//     slot is refilled with the chunk S ahead as soon as it is summed (32-48 registers);
 // - the grid is one wave (every block resident at once): the blocks build f(x) once and
-//   stream without a gap until their rows are done. It takes at most `blocks_per_sm` blocks
-//   an SM (TL_DECODE_BLOCKS_PER_SM, default 1 when staged): with programmatic dependent
-//   launch the rest of the SM is free for the next kernel's blocks, which start their first
-//   S chunks while this kernel still streams (the staged default: 8 warps x 2 x 4 KB = 64 KB
-//   in flight an SM, more than HBM's latency needs at 3 TB/s). One row a
-//   warp with as many blocks as rows need (TL_DECODE_ROWS_PER_WARP=1, for A/B) is the
-//   layout before 2026-12-06: ~5 waves for gate_up at one row, each block loading its 32 KB,
-//   then summing, then exiting, so HBM saw bursts (Nsight Compute, bench/RESULTS.md: 1.0-1.7
-//   TB/s on the layer's linears);
-// - the first chunks' loads (S of them staged, one in registers) are issued before
-//   pdl_wait() and f(x): weights are written by no kernel of the step, so with programmatic
-//   dependent launch (pdl.cuh, TL_PDL=1) they overlap the previous kernel. Each block also asks L2
-//   for its share of DecodeLinear::prefetch (the next kernel's weights; off by default);
+//   stream without a gap until their rows are done. TL_DECODE_BLOCKS_PER_SM caps the blocks
+//   an SM (default: as many as fit; 1 when staged, leaving the SM to the next kernel's blocks
+//   under programmatic dependent launch). Staged with one block an SM was built to let the
+//   next kernels' first chunks stream during this one and the attention; on an H100 it lost
+//   (bench/RESULTS.md, 2026-12-06 19:24: batch 1 773.9 tokens/s staged against 805.3 in
+//   registers, 677.3 against 862.8 with PDL), so it stays a lever. One row a warp with as
+//   many blocks as rows need (TL_DECODE_ROWS_PER_WARP=1) is the layout before 2026-12-06:
+//   ~5 waves for gate_up at one row, so HBM saw bursts (1.0-1.7 TB/s under Nsight Compute);
+// - the first chunks' loads (one in registers, S staged) are issued before pdl_wait() and
+//   f(x): weights are written by no kernel of the step, so with programmatic dependent launch
+//   (pdl.cuh) they overlap the previous kernel's tail. Each block also asks L2 for its share
+//   of DecodeLinear::prefetch (the next kernel's weights; off by default);
 // - every block builds f(x) for all M rows in shared memory after the wait (the RMSNorm of a
 //   2048-wide row or the SwiGLU of a 2 x 5632 one), and the residual is added as each output
 //   is written.
@@ -74,7 +74,7 @@ int lever(const char* name, int fallback) {
   const long v = std::strtol(e, &end, 10);
   return *end == 0 && v >= 0 && v <= 1 << 20 ? int(v) : fallback;
 }
-constexpr int kStagesDefault = 2;
+constexpr int kStagesDefault = 0;  // registers: see the note at the top
 
 // cp.async of 16 bytes into shared memory, cached in L2 only (weights are read once a step).
 __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
@@ -297,7 +297,7 @@ void launch(Args a, int sm_count, cudaStream_t stream) {
   launch_pdl(kernel, dim3(unsigned(blocks)), dim3(kWarps * kWarp), smem, stream, a);
 }
 
-// TL_DECODE_STAGES: 2 (default) or 4 chunk slots a warp in shared memory, 0 for registers;
+// TL_DECODE_STAGES: 2 or 4 chunk slots a warp in shared memory, 0 (default) for registers;
 // the ring goes to registers when f(x) leaves it no room.
 template <int M, Backend::LinearIn In>
 void launch_staged(const Args& a, int sm_count, cudaStream_t stream) {

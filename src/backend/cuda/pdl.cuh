@@ -9,13 +9,12 @@
 // - no writes before pdl_wait() (an earlier kernel may still read the old values);
 // - pdl_launch_dependents() lets the next kernel start once every block of this one has
 //   called it or exited; calling it early is safe because the next kernel waits anyway.
-// Off by default: launch_pdl is a plain launch (both calls then do nothing) unless TL_PDL=1
-// on sm_90 or newer. Measured on an H100 with the decode kernels replayed as a CUDA graph
+// On by default on sm_90 or newer (TL_PDL=0 makes launch_pdl a plain launch; both calls then
+// do nothing). Measured on an H100 with the decode kernels replayed as a CUDA graph
 // (bench/RESULTS.md, 2026-12-06): with decode_linear in waves of blocks it cost 7-14% a token
 // at batch 1; with decode_linear as one wave whose first loads precede pdl_wait() it gains
-// 6% (810.9 -> 862.2 tokens/s). It becomes the default once the decode tests have run with
-// it on that kernel (bench/NOTES.md). Recorded into a CUDA graph the dependency stays
-// programmatic.
+// 7% (805.3 -> 862.8 tokens/s at 19:24 UTC), and the decode tests pass with it. Recorded into
+// a CUDA graph the dependency stays programmatic.
 #pragma once
 #include <cuda_runtime.h>
 
