@@ -15,15 +15,15 @@ export TL_SHARED_DIR=$PWD/.carry LD_LIBRARY_PATH=$PWD/.carry/httplib/lib${LD_LIB
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader
 git rev-parse --short HEAD 2>/dev/null
 echo "== tests"
-TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode,prefetch} timeout 300 "$BUILD/tinyllama_tests" \
+TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode,prefetch} timeout ${TESTS_TIMEOUT:-300} "$BUILD/tinyllama_tests" \
   --gtest_filter="${TESTS:-BackendOps.Cuda:CudaOps.DecodeLinear*:CudaDecode.*:CudaModel.*}" \
   >"$OUT/tests.log" 2>&1
 echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|tok/s|tokens/s" "$OUT/tests.log" | head -30
 # The levers the decode tests do not switch themselves (read once a process), against the CPU
-# twin too: programmatic dependent launch off; decode attention in one split with
-# decode_linear's chunks in 4 shared-memory slots, as many blocks an SM as fit.
-for v in TL_PDL=0 TL_DECODE_ATTN_SPLITS=1,TL_DECODE_STAGES=4,TL_DECODE_BLOCKS_PER_SM=0; do
+# twin too: programmatic dependent launch off; one kernel a linear (no chains) with decode
+# attention in one split and decode_linear's chunks in 4 shared-memory slots.
+for v in TL_PDL=0 TL_DECODE_CHAIN=0,TL_DECODE_ATTN_SPLITS=1,TL_DECODE_STAGES=4; do
   env ${v//,/ } TL_BACKEND_OPS_ONLY=decode timeout 120 "$BUILD/tinyllama_tests" \
     --gtest_filter='BackendOps.Cuda:CudaDecode.*' >"$OUT/tests_variants.log" 2>&1
   echo "variant tests (${v//,/ }) rc $?"

@@ -341,3 +341,64 @@ TEST_F(CudaOps, DecodeLinearLayoutsAgree) {
     }
   }
 }
+
+// decode_linear_chain's one kernel (grid barriers between the steps, each step's activations
+// read from L2) against the same steps as separate decode_linear kernels, bit for bit: the
+// rows are summed in the same order. A layer's four steps at one row (1.1B sizes: the rows a
+// warp differ from step to step, the widest f(x) is down's), three rows at odd sizes where
+// some warps have rows in one step and none in the next, and a chain of one. Twice each, to
+// show the barrier's counters are left ready for the next launch.
+TEST_F(CudaOps, DecodeLinearChainMatchesTheSteps) {
+  using In = Backend::LinearIn;
+  struct S {
+    int64_t M, C, F, Q;
+    int steps;
+  };
+  for (S s : {S{1, 2048, 5632, 2560, 4}, S{3, 40, 24, 9000, 4}, S{2, 64, 32, 48, 1}}) {
+    SCOPED_TRACE(cat("M=", s.M, " C=", s.C, " F=", s.F, " Q=", s.Q, " steps=", s.steps));
+    const auto make = [&](Shape sh, uint64_t seed, double std, double mean = 0.0) {
+      Arr a = alloc(*gpu, DType::BF16, sh);
+      upload(*gpu, a.t, round_bf16(randn(sh.numel(), seed, std, mean)));
+      return a;
+    };
+    const double wc = 1.0 / std::sqrt(double(s.C)), wf = 1.0 / std::sqrt(double(s.F));
+    Arr att = make({s.M, s.C}, 1, 1.0), res0_init = make({s.M, s.C}, 2, 1.0);
+    Arr wo = make({s.C, s.C}, 3, wc), wgu = make({2 * s.F, s.C}, 4, wc);
+    Arr wd = make({s.C, s.F}, 5, wf), wq = make({s.Q, s.C}, 6, wc);
+    Arr n1 = make({s.C}, 7, 0.3, 1.0), n2 = make({s.C}, 8, 0.3, 1.0);
+    Arr res0 = alloc(*gpu, DType::BF16, {s.M, s.C}), res1 = alloc(*gpu, DType::BF16, {s.M, s.C});
+    Arr gu = alloc(*gpu, DType::BF16, {s.M, 2 * s.F}), qkv = alloc(*gpu, DType::BF16, {s.M, s.Q});
+    std::vector<Backend::DecodeLinearStep> steps = {
+        {res1.t, att.t, wo.t, {In::Plain, {}, 0, res0.t, {}}},
+        {gu.t, res1.t, wgu.t, {In::RmsNorm, n1.t, 1e-5f, {}, {}}},
+        {res0.t, gu.t, wd.t, {In::SwiGlu, {}, 0, res1.t, {}}},
+        {qkv.t, res0.t, wq.t, {In::RmsNorm, n2.t, 1e-5f, {}, {}}}};
+    steps.resize(size_t(s.steps));
+    const auto run = [&](bool chain) {
+      gpu->copy(res0.t, res0_init.t);
+      for (Arr* a : {&res1, &gu, &qkv}) gpu->zero(a->t);
+      if (chain) {
+        gpu->decode_linear_chain(steps);
+      } else {
+        for (const auto& st : steps) gpu->decode_linear(st.out, st.x, st.weight, st.f);
+      }
+      std::vector<std::vector<float>> r;
+      for (Arr* a : {&res1, &gu, &res0, &qkv}) r.push_back(download(*gpu, a->t));
+      return r;
+    };
+    const auto want = run(false);
+    double rms = 0;
+    for (float v : want[0]) rms += double(v) * v;
+    ASSERT_GT(rms, 0.0);
+    for (int rep = 0; rep < 2; ++rep) {
+      const auto got = run(true);
+      const char* names[] = {"res1", "gate_up", "res0", "qkv"};
+      for (size_t i = 0; i < got.size(); ++i) {
+        size_t differ = 0;
+        for (size_t k = 0; k < got[i].size(); ++k)
+          differ += std::memcmp(&got[i][k], &want[i][k], 4) != 0;
+        EXPECT_EQ(differ, 0u) << names[i] << ", run " << rep;
+      }
+    }
+  }
+}

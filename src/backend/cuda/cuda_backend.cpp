@@ -5,6 +5,9 @@
 // take_profile wait for the device.
 #include "backend/cuda/cuda_backend.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "backend/cuda/attention.h"
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -269,6 +272,23 @@ class CudaBackend final : public Backend {
     gemm_->gemm(out.data, CUDA_R_16BF, int(d.O), weight.data, int(d.I), true, in.data, int(d.I),
                 false, int(d.O), int(d.M), int(d.I), 1.0f);
   }
+  // One kernel for the steps when each fits decode_linear's and none carries a prefetch hint
+  // (TL_DECODE_CHAIN=0: one kernel a step, for A/B); else the calls one by one.
+  void decode_linear_chain(const std::vector<DecodeLinearStep>& steps) override {
+    bool empty = false;
+    for (const DecodeLinearStep& st : steps)
+      empty =
+          empty ||
+          linear_args::decode_linear(Device::CUDA, DType::BF16, st.out, st.x, st.weight, st.f).M ==
+              0;
+    const char* lever = std::getenv("TL_DECODE_CHAIN");
+    if (empty || (lever && std::strcmp(lever, "0") == 0) || !gpu::decode_chain_fits(steps))
+      return Backend::decode_linear_chain(steps);
+    auto s = prof_->scope(ProfCat::Matmul);
+    auto* barrier =
+        static_cast<unsigned*>(chain_barrier_.get_zeroed(2 * sizeof(unsigned), ctx_.stream));
+    gpu::decode_linear_chain(steps, barrier, ctx_.sm_count, ctx_.stream);
+  }
 
   // ---- SwiGLU ----
   void swiglu_forward(Tensor out, Tensor gate_up) override {
@@ -404,6 +424,7 @@ class CudaBackend final : public Backend {
   Scratch decode_scratch_{mem_, "attention_decode's per-split partial results"};
   Scratch decode_counters_{mem_, "attention_decode's per-row split counters"};
   Scratch linear_scratch_{mem_, "decode_linear's normed or gated input"};
+  Scratch chain_barrier_{mem_, "decode_linear_chain's grid barrier"};
 };
 
 }  // namespace
