@@ -51,10 +51,10 @@ TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 
   --json "$OUT/scheduler_unfused.json" --profile
 clock
 }
-# The levers against the defaults (a layer's wo..next qkv as one decode_linear_chain kernel,
-# chunks in registers, programmatic dependent launch on): one kernel a linear
-# (TL_DECODE_CHAIN=0), with PDL off too, and PDL off alone.
-for lever in ${LEVERS:-TL_DECODE_CHAIN=0 TL_DECODE_CHAIN=0,TL_PDL=0 TL_PDL=0}; do
+# The levers against the defaults (one kernel a linear, chunks in registers, programmatic
+# dependent launch on): a layer's wo..next qkv as one decode_linear_chain kernel
+# (TL_DECODE_CHAIN=1), with PDL off too, and PDL off alone.
+for lever in ${LEVERS:-TL_DECODE_CHAIN=1 TL_DECODE_CHAIN=1,TL_PDL=0 TL_PDL=0}; do
   echo "-- ${lever//,/ }:"
   env ${lever//,/ } "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
     --json "$OUT/scheduler_$(echo "$lever" | tr -c 'A-Za-z0-9\n' '_').json"

@@ -378,7 +378,14 @@ TEST_F(CudaOps, DecodeLinearChainMatchesTheSteps) {
       gpu->copy(res0.t, res0_init.t);
       for (Arr* a : {&res1, &gu, &qkv}) gpu->zero(a->t);
       if (chain) {
+        const char* before = std::getenv("TL_DECODE_CHAIN");
+        const std::string saved = before ? before : "";
+        setenv("TL_DECODE_CHAIN", "1", 1);  // the one kernel, opt-in for now
         gpu->decode_linear_chain(steps);
+        if (before)
+          setenv("TL_DECODE_CHAIN", saved.c_str(), 1);
+        else
+          unsetenv("TL_DECODE_CHAIN");
       } else {
         for (const auto& st : steps) gpu->decode_linear(st.out, st.x, st.weight, st.f);
       }

@@ -174,8 +174,9 @@ class Backend {
   virtual void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) = 0;
   // Several decode_linear calls in order, each free to read what the ones before it wrote
   // (a layer's wo, gate_up, down and the next layer's qkv). The result is that of the calls
-  // one by one, bit for bit; the CUDA backend runs up to four one-row steps as one kernel with
-  // a grid-wide barrier between them, so the weight stream does not stop between kernels.
+  // one by one, bit for bit; the CUDA backend can run up to four steps as one kernel with a
+  // grid-wide barrier between them, so the weight stream does not stop between kernels
+  // (TL_DECODE_CHAIN=1, not yet the default).
   struct DecodeLinearStep {
     Tensor out, x, weight;
     DecodeLinear f;

@@ -343,8 +343,8 @@ void LlamaInference::layers(int B, int Tn, int kv_len, int row0) {
 
 // The same layers with one or a few rows, where every linear only streams its weights: the
 // norms, SwiGLU and the residual adds ride along inside decode_linear, and everything from
-// a layer's wo to the next layer's qkv is one decode_linear_chain (one kernel on the GPU,
-// where the weight stream runs on across the steps), so a layer is the attention and a chain.
+// a layer's wo to the next layer's qkv is one decode_linear_chain (on the GPU one kernel with
+// TL_DECODE_CHAIN=1, where the weight stream runs on across the steps).
 void LlamaInference::layers_fused(int B, int kv_len, int row0) {
   const ModelConfig& c = model_.config();
   Backend& be = model_.backend();

@@ -272,8 +272,9 @@ class CudaBackend final : public Backend {
     gemm_->gemm(out.data, CUDA_R_16BF, int(d.O), weight.data, int(d.I), true, in.data, int(d.I),
                 false, int(d.O), int(d.M), int(d.I), 1.0f);
   }
-  // One kernel for the steps when each fits decode_linear's and none carries a prefetch hint
-  // (TL_DECODE_CHAIN=0: one kernel a step, for A/B); else the calls one by one.
+  // One kernel for the steps when TL_DECODE_CHAIN=1, each fits decode_linear's and none
+  // carries a prefetch hint; else the calls one by one. Opt-in until the chain kernel has
+  // run its tests and its A/B on a GPU (bench/NOTES.md, session 12).
   void decode_linear_chain(const std::vector<DecodeLinearStep>& steps) override {
     bool empty = false;
     for (const DecodeLinearStep& st : steps)
@@ -282,7 +283,7 @@ class CudaBackend final : public Backend {
           linear_args::decode_linear(Device::CUDA, DType::BF16, st.out, st.x, st.weight, st.f).M ==
               0;
     const char* lever = std::getenv("TL_DECODE_CHAIN");
-    if (empty || (lever && std::strcmp(lever, "0") == 0) || !gpu::decode_chain_fits(steps))
+    if (empty || !lever || std::strcmp(lever, "1") != 0 || !gpu::decode_chain_fits(steps))
       return Backend::decode_linear_chain(steps);
     auto s = prof_->scope(ProfCat::Matmul);
     auto* barrier =
