@@ -199,8 +199,9 @@ void matmul(std::vector<OpCase>& v) {
   }
   // decode_linear_chain: a layer's wo (+ residual), gate_up (RMSNorm), down (SwiGLU, +
   // residual) and the next qkv (RMSNorm), each step reading what the one before wrote, as
-  // LlamaInference runs them (CUDA: one kernel with grid barriers); rows 1 and 3 at small odd
-  // widths, then one row at the 1.1B sizes.
+  // LlamaInference runs them (CUDA: one kernel with grid barriers under TL_DECODE_CHAIN=1,
+  // which bench/decode_round.sh's variant runs set; else the calls one by one); rows 1 and 3
+  // at small odd widths, then one row at the 1.1B sizes.
   struct Ch {
     int64_t M, C, F, Q;
     bool big;

@@ -256,6 +256,58 @@ TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
     }
 }
 
+// decode_linear_chain's one kernel a layer (TL_DECODE_CHAIN=1: wo .. the next qkv with grid
+// barriers) against one kernel a linear, whole decode steps op by op and replayed from
+// recorded graphs (where the chain runs as a programmatic dependent of the attention):
+// the logits bit for bit, 1 and 2 rows.
+TEST(CudaDecode, ChainedLayersAreBitIdentical) {
+  CD_NEED_GPU();
+  ModelConfig cfg = ckpt_test::small_config();
+  cfg.dim = 64;
+  cfg.ffn_dim = 96;
+  cfg.max_seq_len = 200;
+  const std::vector<float> params = ckpt_test::random_params(cfg, 11);
+  const int P = 3, steps = 40, V = cfg.vocab_size;
+  const char* before = std::getenv("TL_DECODE_CHAIN");
+  const std::string saved = before ? before : "";
+  for (int B : {1, 2})
+    for (bool graphs : {false, true}) {
+      SCOPED_TRACE(cat("rows ", B, graphs ? ", graphs" : ", op by op"));
+      std::vector<float> logits[2];
+      for (int chain : {0, 1}) {
+        setenv("TL_DECODE_CHAIN", chain ? "1" : "0", 1);
+        auto be = make_backend("cuda");
+        LlamaModel model(cfg, *be);
+        model.set_params(params);
+        LlamaInference inf(model, B, cfg.max_seq_len);
+        inf.set_graphs(graphs);
+        inf.set_fused_rows(8);
+        std::vector<int32_t> prompt(size_t(B * P)), pos(B, 0), pick(B, P - 1), tok(B);
+        for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 5 + 2) % size_t(V));
+        std::vector<float> step(size_t(B * V));
+        inf.forward(prompt.data(), P, pos.data(), pick.data(), step.data());
+        const std::vector<int32_t> first(B, 0);
+        for (int t = 0; t < steps; ++t) {
+          for (int b = 0; b < B; ++b) {
+            tok[size_t(b)] = int32_t((t * 5 + b * 3) % V);
+            pos[size_t(b)] = P + t;
+          }
+          inf.forward(tok.data(), 1, pos.data(), first.data(), step.data());
+          logits[chain].insert(logits[chain].end(), step.begin(), step.end());
+        }
+      }
+      ASSERT_EQ(logits[0].size(), logits[1].size());
+      size_t differ = 0;
+      for (size_t k = 0; k < logits[0].size(); ++k)
+        differ += std::memcmp(&logits[0][k], &logits[1][k], 4) != 0;
+      EXPECT_EQ(differ, 0u) << "of " << logits[0].size() << " logits";
+    }
+  if (before)
+    setenv("TL_DECODE_CHAIN", saved.c_str(), 1);
+  else
+    unsetenv("TL_DECODE_CHAIN");
+}
+
 // Tokens/s of cached greedy decoding at the TinyLlama-1.1B shape (random weights), batch 1
 // and 32, prompt 128, 128 new tokens: a quick look (bench/generate_bench.sh is the benchmark).
 TEST(CudaDecode, TinyLlamaSpeed) {

@@ -314,6 +314,12 @@ struct ChainArgs {
   unsigned* barrier;  // [2]: blocks arrived, generation
 };
 
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
 // Every block of the grid waits here until all have arrived; what any block wrote before is
 // visible to every block after (the grid must be resident at once: one wave). The last to
 // arrive resets the count and then moves the generation on, so the pair is ready for the
@@ -329,7 +335,14 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar) {
       __threadfence();
       atomicAdd(bar + 1, 1u);
     } else {
-      while (*generation == gen) __nanosleep(20);
+      // A block that never arrives (the grid not resident at once: SMs held by another
+      // process's kernels) would hang the step: after 5 s the kernel traps instead, and the
+      // next CUDA call reports a launch failure.
+      const uint64_t start = global_ns();
+      while (*generation == gen) {
+        __nanosleep(20);
+        if (global_ns() - start > 5'000'000'000ull) __trap();
+      }
     }
     __threadfence();
   }
