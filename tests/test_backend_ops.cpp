@@ -32,29 +32,6 @@ using backend_ops::Output;
 
 namespace {
 
-// Sets an environment variable for a scope (the CUDA backend reads TL_ATTENTION at its
-// first attention call).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value.empty())
-      unsetenv(name);
-    else
-      setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 double tolerance(const Output& o) {
   if (o.tol >= 0) return o.tol;
   return o.dtype == DType::BF16 ? 1e-2 : 1e-3;
@@ -142,7 +119,7 @@ TEST(BackendOps, Cpu) {
 TEST(BackendOps, Cuda) {
   if (!cuda_available())
     GTEST_SKIP() << "CUDA backend not available (built without CUDA, or no GPU)";
-  ScopedEnv env("TL_ATTENTION", "");
+  backend_test::ScopedEnv env("TL_ATTENTION", "");
   auto be = make_backend("cuda");
   // TL_BACKEND_OPS_ONLY=fp8 runs the cases whose op name contains "fp8" (a device call that
   // checks one kernel family need not spend two minutes on the whole table); a comma-separated
@@ -165,7 +142,8 @@ TEST_P(BackendOpsAttention, EachImplementation) {
   if (!cuda_available())
     GTEST_SKIP() << "CUDA backend not available (built without CUDA, or no GPU)";
   const std::string impl = GetParam();
-  ScopedEnv env("TL_ATTENTION", impl);  // read by the backend at its first attention call
+  backend_test::ScopedEnv env("TL_ATTENTION",
+                              impl);  // read by the backend at its first attention call
   auto be = make_backend("cuda");
   run_table("cuda attention=" + impl, *be, true,
             [&](const OpCase& c) { return attention_case(c) && runs_shape(impl, c); });

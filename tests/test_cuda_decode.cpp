@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "backend/backend.h"
@@ -209,6 +210,46 @@ TEST(CudaDecode, GraphReplayIsBitIdenticalToOpByOp) {
   EXPECT_EQ(std::memcmp(plain.logits.data(), graphs.logits.data(), plain.logits.size() * 4), 0);
 }
 
+namespace {
+
+// Logits of decode steps of a small model (dim 64, ffn 96): a prompt of 3 tokens a row, then
+// `steps` steps of one token a row with fixed tokens (no feedback), every `every`-th step's
+// logits kept. `setup` sets the inference object's levers before the first step.
+std::vector<float> small_decode_logits(const ModelConfig& cfg, const std::vector<float>& params,
+                                       int B, int steps, int every,
+                                       const std::function<void(LlamaInference&)>& setup) {
+  const int P = 3, V = cfg.vocab_size;
+  auto be = make_backend("cuda");
+  LlamaModel model(cfg, *be);
+  model.set_params(params);
+  LlamaInference inf(model, B, cfg.max_seq_len);
+  setup(inf);
+  std::vector<int32_t> prompt(size_t(B * P)), pos(B, 0), pick(B, P - 1), tok(B);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 5 + 1) % size_t(V));
+  std::vector<float> step(size_t(B * V)), kept;
+  inf.forward(prompt.data(), P, pos.data(), pick.data(), step.data());
+  const std::vector<int32_t> first(B, 0);
+  for (int t = 0; t < steps; ++t) {
+    for (int b = 0; b < B; ++b) {
+      tok[size_t(b)] = int32_t((t * 3 + b * 7) % V);
+      pos[size_t(b)] = P + t;
+    }
+    inf.forward(tok.data(), 1, pos.data(), first.data(), step.data());
+    if (t % every == every - 1) kept.insert(kept.end(), step.begin(), step.end());
+  }
+  return kept;
+}
+
+ModelConfig small_decode_config(int max_seq_len) {
+  ModelConfig cfg = ckpt_test::small_config();
+  cfg.dim = 64;
+  cfg.ffn_dim = 96;
+  cfg.max_seq_len = max_seq_len;
+  return cfg;
+}
+
+}  // namespace
+
 // Decode steps of one token a row run each layer as five ops (decode_linear with the norms,
 // SwiGLU and residual adds fused, attention_decode in one launch, all launched as programmatic
 // dependents). They must give the separate ops' logits: both round f(x) to bf16 the same
@@ -218,40 +259,20 @@ TEST(CudaDecode, GraphReplayIsBitIdenticalToOpByOp) {
 // the weights' prefetches on.
 TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
   CD_NEED_GPU();
-  ModelConfig cfg = ckpt_test::small_config();
-  cfg.dim = 64;
-  cfg.ffn_dim = 96;
-  cfg.max_seq_len = 300;
+  const ModelConfig cfg = small_decode_config(300);
   const std::vector<float> params = ckpt_test::random_params(cfg, 9);
-  const int P = 3, steps = 160, V = cfg.vocab_size;
   for (int B : {1, 2, 5})
     for (bool graphs : {false, true}) {
       SCOPED_TRACE(cat("rows ", B, graphs ? ", graphs" : ", op by op"));
       std::vector<float> logits[2];
-      for (int fused : {0, 1}) {
-        auto be = make_backend("cuda");
-        LlamaModel model(cfg, *be);
-        model.set_params(params);
-        LlamaInference inf(model, B, cfg.max_seq_len);
-        inf.set_graphs(graphs);
-        inf.set_fused_rows(fused ? 8 : 0);
-        // The weights' prefetches (off by default) with the fused ops, budgets that end
-        // inside gate_up (wo is 8 KiB here): hints only, the logits must not change.
-        if (fused) inf.set_prefetch_bytes(16 << 10, 4 << 10);
-        std::vector<int32_t> prompt(size_t(B * P)), pos(B, 0), pick(B, P - 1), tok(B);
-        for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 5 + 1) % size_t(V));
-        std::vector<float> step(size_t(B * V));
-        inf.forward(prompt.data(), P, pos.data(), pick.data(), step.data());
-        const std::vector<int32_t> first(B, 0);
-        for (int t = 0; t < steps; ++t) {
-          for (int b = 0; b < B; ++b) {
-            tok[size_t(b)] = int32_t((t * 3 + b * 7) % V);  // fixed tokens: no feedback
-            pos[size_t(b)] = P + t;
-          }
-          inf.forward(tok.data(), 1, pos.data(), first.data(), step.data());
-          if (t % 8 == 7) logits[fused].insert(logits[fused].end(), step.begin(), step.end());
-        }
-      }
+      for (int fused : {0, 1})
+        logits[fused] = small_decode_logits(cfg, params, B, 160, 8, [&](LlamaInference& inf) {
+          inf.set_graphs(graphs);
+          inf.set_fused_rows(fused ? 8 : 0);
+          // The weights' prefetches (off by default) with the fused ops, budgets that end
+          // inside gate_up (wo is 8 KiB here): hints only, the logits must not change.
+          if (fused) inf.set_prefetch_bytes(16 << 10, 4 << 10);
+        });
       EXPECT_TRUE(close("logits", logits[1], logits[0], 2e-2));
     }
 }
@@ -259,42 +280,21 @@ TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
 // decode_linear_chain's one kernel a layer (TL_DECODE_CHAIN=1: wo .. the next qkv with grid
 // barriers) against one kernel a linear, whole decode steps op by op and replayed from
 // recorded graphs (where the chain runs as a programmatic dependent of the attention):
-// the logits bit for bit, 1 and 2 rows.
+// the logits of 40 steps bit for bit, 1 and 2 rows.
 TEST(CudaDecode, ChainedLayersAreBitIdentical) {
   CD_NEED_GPU();
-  ModelConfig cfg = ckpt_test::small_config();
-  cfg.dim = 64;
-  cfg.ffn_dim = 96;
-  cfg.max_seq_len = 200;
+  const ModelConfig cfg = small_decode_config(200);
   const std::vector<float> params = ckpt_test::random_params(cfg, 11);
-  const int P = 3, steps = 40, V = cfg.vocab_size;
-  const char* before = std::getenv("TL_DECODE_CHAIN");
-  const std::string saved = before ? before : "";
   for (int B : {1, 2})
     for (bool graphs : {false, true}) {
       SCOPED_TRACE(cat("rows ", B, graphs ? ", graphs" : ", op by op"));
       std::vector<float> logits[2];
       for (int chain : {0, 1}) {
-        setenv("TL_DECODE_CHAIN", chain ? "1" : "0", 1);
-        auto be = make_backend("cuda");
-        LlamaModel model(cfg, *be);
-        model.set_params(params);
-        LlamaInference inf(model, B, cfg.max_seq_len);
-        inf.set_graphs(graphs);
-        inf.set_fused_rows(8);
-        std::vector<int32_t> prompt(size_t(B * P)), pos(B, 0), pick(B, P - 1), tok(B);
-        for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 5 + 2) % size_t(V));
-        std::vector<float> step(size_t(B * V));
-        inf.forward(prompt.data(), P, pos.data(), pick.data(), step.data());
-        const std::vector<int32_t> first(B, 0);
-        for (int t = 0; t < steps; ++t) {
-          for (int b = 0; b < B; ++b) {
-            tok[size_t(b)] = int32_t((t * 5 + b * 3) % V);
-            pos[size_t(b)] = P + t;
-          }
-          inf.forward(tok.data(), 1, pos.data(), first.data(), step.data());
-          logits[chain].insert(logits[chain].end(), step.begin(), step.end());
-        }
+        const ScopedEnv env("TL_DECODE_CHAIN", chain ? "1" : "0");
+        logits[chain] = small_decode_logits(cfg, params, B, 40, 1, [&](LlamaInference& inf) {
+          inf.set_graphs(graphs);
+          inf.set_fused_rows(8);
+        });
       }
       ASSERT_EQ(logits[0].size(), logits[1].size());
       size_t differ = 0;
@@ -302,10 +302,6 @@ TEST(CudaDecode, ChainedLayersAreBitIdentical) {
         differ += std::memcmp(&logits[0][k], &logits[1][k], 4) != 0;
       EXPECT_EQ(differ, 0u) << "of " << logits[0].size() << " logits";
     }
-  if (before)
-    setenv("TL_DECODE_CHAIN", saved.c_str(), 1);
-  else
-    unsetenv("TL_DECODE_CHAIN");
 }
 
 // Tokens/s of cached greedy decoding at the TinyLlama-1.1B shape (random weights), batch 1

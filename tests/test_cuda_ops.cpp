@@ -300,12 +300,6 @@ TEST_F(CudaOps, DecodeLinearLayoutsAgree) {
   };
   const Layout layouts[] = {{"2", "1", ""},  {"4", "1", ""},  {"2", "0", ""},
                             {"4", "2", "1"}, {"2", "1", "3"}, {"0", "0", "3"}};
-  const auto set = [](const char* name, const char* v) {
-    if (*v)
-      setenv(name, v, 1);
-    else
-      unsetenv(name);
-  };
   for (S s : {S{1, 2048, 2560, In::RmsNorm}, S{1, 5632, 2048, In::SwiGlu}, S{3, 40, 37, In::Plain},
               S{1, 2048, 11264, In::RmsNorm}, S{8, 5632, 300, In::SwiGlu}}) {
     SCOPED_TRACE(cat("M=", s.M, " I=", s.I, " O=", s.O, " in=", int(s.in)));
@@ -318,14 +312,10 @@ TEST_F(CudaOps, DecodeLinearLayoutsAgree) {
     upload(*gpu, na.t, round_bf16(randn(s.I, 5, 0.3, 1.0)));
     upload(*gpu, ra.t, round_bf16(randn(s.M * s.O, 6)));
     const auto run = [&](const Layout& l) {
-      set("TL_DECODE_STAGES", l.stages);
-      set("TL_DECODE_BLOCKS_PER_SM", l.blocks);
-      set("TL_DECODE_ROWS_PER_WARP", l.rows);
+      const ScopedEnv stages("TL_DECODE_STAGES", l.stages),
+          blocks("TL_DECODE_BLOCKS_PER_SM", l.blocks), rows("TL_DECODE_ROWS_PER_WARP", l.rows);
       gpu->zero(oa.t);
       gpu->decode_linear(oa.t, xa.t, wa.t, Backend::DecodeLinear{s.in, na.t, 1e-5f, ra.t, {}});
-      for (const char* n :
-           {"TL_DECODE_STAGES", "TL_DECODE_BLOCKS_PER_SM", "TL_DECODE_ROWS_PER_WARP"})
-        unsetenv(n);
       return download(*gpu, oa.t);
     };
     const std::vector<float> regs = run({"0", "", ""});
@@ -378,14 +368,8 @@ TEST_F(CudaOps, DecodeLinearChainMatchesTheSteps) {
       gpu->copy(res0.t, res0_init.t);
       for (Arr* a : {&res1, &gu, &qkv}) gpu->zero(a->t);
       if (chain) {
-        const char* before = std::getenv("TL_DECODE_CHAIN");
-        const std::string saved = before ? before : "";
-        setenv("TL_DECODE_CHAIN", "1", 1);  // the one kernel, opt-in for now
+        const ScopedEnv on("TL_DECODE_CHAIN", "1");  // the one kernel, opt-in for now
         gpu->decode_linear_chain(steps);
-        if (before)
-          setenv("TL_DECODE_CHAIN", saved.c_str(), 1);
-        else
-          unsetenv("TL_DECODE_CHAIN");
       } else {
         for (const auto& st : steps) gpu->decode_linear(st.out, st.x, st.weight, st.f);
       }

@@ -276,15 +276,15 @@ class CudaBackend final : public Backend {
   // carries a prefetch hint; else the calls one by one. Opt-in until the chain kernel has
   // run its tests and its A/B on a GPU (bench/NOTES.md, session 12).
   void decode_linear_chain(const std::vector<DecodeLinearStep>& steps) override {
-    bool empty = false;
-    for (const DecodeLinearStep& st : steps)
-      empty =
-          empty ||
-          linear_args::decode_linear(Device::CUDA, DType::BF16, st.out, st.x, st.weight, st.f).M ==
-              0;
     const char* lever = std::getenv("TL_DECODE_CHAIN");
-    if (empty || !lever || std::strcmp(lever, "1") != 0 || !gpu::decode_chain_fits(steps))
-      return Backend::decode_linear_chain(steps);
+    if (!lever || std::strcmp(lever, "1") != 0) return Backend::decode_linear_chain(steps);
+    bool empty = false;  // a step of no rows: the calls one by one skip it
+    for (const DecodeLinearStep& st : steps) {
+      const linear_args::Dims d =
+          linear_args::decode_linear(Device::CUDA, DType::BF16, st.out, st.x, st.weight, st.f);
+      empty = empty || d.M == 0;
+    }
+    if (empty || !gpu::decode_chain_fits(steps)) return Backend::decode_linear_chain(steps);
     auto s = prof_->scope(ProfCat::Matmul);
     auto* barrier =
         static_cast<unsigned*>(chain_barrier_.get_zeroed(2 * sizeof(unsigned), ctx_.stream));

@@ -407,19 +407,33 @@ __global__ void __launch_bounds__(kWarps* kWarp)
   }
 }
 
-template <int M>
-void launch_chain(ChainArgs ca, size_t smem, int sm_count, cudaStream_t stream) {
-  auto kernel = decode_chain_kernel<M>;
+// Blocks of `kernel` an SM holds at `smem` bytes of dynamic shared memory, after opting in to
+// more than 48 KiB (the opt-in belongs to the current device: set on every call, cheap and
+// not a stream operation, as the attention kernels do). The occupancy is asked once per
+// kernel and size: `cache` is the caller's, one per kernel instantiation (a step run op by
+// op would otherwise ask ~110 times a token).
+struct FitCache {
+  size_t smem = 0;
+  int fit = 0;
+};
+template <class Kernel>
+int blocks_per_sm(Kernel kernel, size_t smem, FitCache& cache) {
   if (smem > 48 * 1024)
     TL_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  thread_local size_t seen_smem = 0;
-  thread_local int fit = 0;
-  if (fit == 0 || seen_smem != smem) {
+  if (cache.fit == 0 || cache.smem != smem) {
     TL_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kWarps * kWarp, smem));
-    seen_smem = smem;
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&cache.fit, kernel, kWarps * kWarp, smem));
+    cache.smem = smem;
   }
+  return cache.fit;
+}
+
+template <int M>
+void launch_chain(ChainArgs ca, size_t smem, int sm_count, cudaStream_t stream) {
+  auto kernel = decode_chain_kernel<M>;
+  thread_local FitCache cache;
+  const int fit = blocks_per_sm(kernel, smem, cache);
   TL_CHECK(fit > 0, "decode_linear_chain: no block of ", smem, " bytes fits an SM");
   // One wave, so that the barriers can be met: every block resident at once.
   const int64_t blocks = int64_t(fit) * std::max(sm_count, 1);
@@ -441,20 +455,8 @@ void launch(Args a, int sm_count, cudaStream_t stream) {
   const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16) +
                       size_t(kWarps) * S * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
   auto kernel = decode_linear_kernel<M, In, S>;
-  // More than 48 KiB of shared memory needs an opt-in, which belongs to the current device:
-  // set on every call (cheap, not a stream operation), as the attention kernels do.
-  if (smem > 48 * 1024)
-    TL_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  // Blocks an SM holds at this shared memory, asked once per kernel and size (a step run op
-  // by op would otherwise ask ~110 times a token).
-  thread_local size_t seen_smem = 0;
-  thread_local int fit = 0;
-  if (fit == 0 || seen_smem != smem) {
-    TL_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kWarps * kWarp, smem));
-    seen_smem = smem;
-  }
+  thread_local FitCache cache;
+  const int fit = blocks_per_sm(kernel, smem, cache);
   const int cap = lever("TL_DECODE_BLOCKS_PER_SM", S > 0 ? 1 : 0);
   a.rows_per_warp = rows_per_warp(cap > 0 ? std::min(fit, cap) : fit, a.O, sm_count);
   const int64_t blocks = ceil_div(a.O, int64_t(kWarps) * a.rows_per_warp);
