@@ -197,33 +197,6 @@ void matmul(std::vector<OpCase>& v) {
           r.be().decode_linear(out, x, w, f);
         });
   }
-  // decode_linear_chain: a layer's wo (+ residual), gate_up (RMSNorm), down (SwiGLU, +
-  // residual) and the next qkv (RMSNorm), each step reading what the one before wrote, as
-  // LlamaInference runs them (CUDA: one kernel with grid barriers under TL_DECODE_CHAIN=1,
-  // which bench/decode_round.sh's variant runs set; else the calls one by one); rows 1 and 3
-  // at small odd widths, then one row at the 1.1B sizes.
-  struct Ch {
-    int64_t M, C, F, Q;
-    bool big;
-  };
-  for (Ch k : {Ch{1, 24, 40, 36, false}, Ch{3, 16, 24, 20, false}, Ch{1, 2048, 5632, 2560, true}}) {
-    add(v, "decode_linear_chain (wo, gate_up, down, qkv)",
-        dims({{"M", k.M}, {"C", k.C}, {"F", k.F}, {"Q", k.Q}}), k.big, [=](OpRun& r) {
-          const double wc = 1.0 / std::sqrt(double(k.C)), wf = 1.0 / std::sqrt(double(k.F));
-          Tensor att = r.in_act({k.M, k.C}), res0 = r.inout("res0", r.act(), {k.M, k.C});
-          Tensor wo = r.in_act({k.C, k.C}, wc), wgu = r.in_act({2 * k.F, k.C}, wc);
-          Tensor wd = r.in_act({k.C, k.F}, wf), wq = r.in_act({k.Q, k.C}, wc);
-          Tensor n1 = r.in_act({k.C}, 0.3, 1.0), n2 = r.in_act({k.C}, 0.3, 1.0);
-          Tensor res1 = r.out("res1", r.act(), {k.M, k.C});
-          Tensor gu = r.out("gate_up", r.act(), {k.M, 2 * k.F});
-          Tensor qkv = r.out("qkv", r.act(), {k.M, k.Q});
-          using In = Backend::LinearIn;
-          r.be().decode_linear_chain({{res1, att, wo, {In::Plain, {}, 0, res0, {}}},
-                                      {gu, res1, wgu, {In::RmsNorm, n1, 1e-5f, {}, {}}},
-                                      {res0, gu, wd, {In::SwiGlu, {}, 0, res1, {}}},
-                                      {qkv, res0, wq, {In::RmsNorm, n2, 1e-5f, {}, {}}}});
-        });
-  }
   // prefetch: only a hint, so every tensor keeps its values, whatever the backend asks of
   // its caches: odd sizes, a view that is not 16-byte aligned at either end, and (big) a
   // 1.1B gate_up weight, 46 MB.

@@ -24,7 +24,7 @@ using namespace tl;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // Sets an environment variable for a scope, "" unsets it; the old value comes back after.
-// (Backend levers such as TL_ATTENTION or TL_DECODE_CHAIN are environment variables.)
+// (Backend levers such as TL_ATTENTION or TL_PDL are environment variables.)
 class ScopedEnv {
  public:
   ScopedEnv(const char* name, const std::string& value) : name_(name) {

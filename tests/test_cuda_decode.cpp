@@ -105,6 +105,35 @@ TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
   }
 }
 
+// A row's key splits merge in one thread block cluster on sm_90 (distributed shared memory)
+// or through global memory and a counter (TL_DECODE_ATTN_CLUSTER=0, and devices before
+// sm_90): the same sums in the same order, so the outputs agree bit for bit. Rows whose
+// keys fill several splits of two chunks each, one whose keys fill only the first split (the
+// cluster's other blocks have none), at 1, 2 and 8 heads a block and both cache layouts'
+// sizes of split; the splits are fixed (8 at most) so that both paths split alike.
+TEST(CudaDecode, ClusterMergeIsBitIdentical) {
+  CD_NEED_GPU();
+  auto gpu = make_backend("cuda");
+  DecodeStep d(*gpu, {1000, 77, 383});
+  for (const char* heads : {"1", "2", "8"})
+    for (const char* splits : {"4", "8"}) {
+      SCOPED_TRACE(cat("heads per block ", heads, ", splits at most ", splits));
+      const ScopedEnv h("TL_DECODE_ATTN_HEADS", heads), sp("TL_DECODE_ATTN_SPLITS", splits);
+      std::vector<float> out[2];
+      for (int cluster : {0, 1}) {
+        const ScopedEnv c("TL_DECODE_ATTN_CLUSTER", cluster ? "" : "0");
+        out[cluster] = d.run(1001);
+      }
+      double rms = 0;
+      for (float v : out[0]) rms += double(v) * v;
+      ASSERT_GT(rms, 0.0);
+      size_t differ = 0;
+      for (size_t k = 0; k < out[0].size(); ++k)
+        differ += std::memcmp(&out[0][k], &out[1][k], 4) != 0;
+      EXPECT_EQ(differ, 0u) << "of " << out[0].size();
+    }
+}
+
 // The cached model on the GPU against the CPU: logits of a prefill and of decode steps,
 // for a head dim the training attention kernels do not support (8).
 TEST(CudaDecode, CachedLogitsMatchCpu) {
@@ -274,33 +303,6 @@ TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
           if (fused) inf.set_prefetch_bytes(16 << 10, 4 << 10);
         });
       EXPECT_TRUE(close("logits", logits[1], logits[0], 2e-2));
-    }
-}
-
-// decode_linear_chain's one kernel a layer (TL_DECODE_CHAIN=1: wo .. the next qkv with grid
-// barriers) against one kernel a linear, whole decode steps op by op and replayed from
-// recorded graphs (where the chain runs as a programmatic dependent of the attention):
-// the logits of 40 steps bit for bit, 1 and 2 rows.
-TEST(CudaDecode, ChainedLayersAreBitIdentical) {
-  CD_NEED_GPU();
-  const ModelConfig cfg = small_decode_config(200);
-  const std::vector<float> params = ckpt_test::random_params(cfg, 11);
-  for (int B : {1, 2})
-    for (bool graphs : {false, true}) {
-      SCOPED_TRACE(cat("rows ", B, graphs ? ", graphs" : ", op by op"));
-      std::vector<float> logits[2];
-      for (int chain : {0, 1}) {
-        const ScopedEnv env("TL_DECODE_CHAIN", chain ? "1" : "0");
-        logits[chain] = small_decode_logits(cfg, params, B, 40, 1, [&](LlamaInference& inf) {
-          inf.set_graphs(graphs);
-          inf.set_fused_rows(8);
-        });
-      }
-      ASSERT_EQ(logits[0].size(), logits[1].size());
-      size_t differ = 0;
-      for (size_t k = 0; k < logits[0].size(); ++k)
-        differ += std::memcmp(&logits[0][k], &logits[1][k], 4) != 0;
-      EXPECT_EQ(differ, 0u) << "of " << logits[0].size() << " logits";
     }
 }
 

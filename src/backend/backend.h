@@ -172,18 +172,6 @@ class Backend {
     Tensor prefetch;
   };
   virtual void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) = 0;
-  // Several decode_linear calls in order, each free to read what the ones before it wrote
-  // (a layer's wo, gate_up, down and the next layer's qkv). The result is that of the calls
-  // one by one, bit for bit; the CUDA backend can run up to four steps as one kernel with a
-  // grid-wide barrier between them, so the weight stream does not stop between kernels
-  // (TL_DECODE_CHAIN=1, not yet the default).
-  struct DecodeLinearStep {
-    Tensor out, x, weight;
-    DecodeLinear f;
-  };
-  virtual void decode_linear_chain(const std::vector<DecodeLinearStep>& steps) {
-    for (const DecodeLinearStep& s : steps) decode_linear(s.out, s.x, s.weight, s.f);
-  }
   // A hint that `tensors` (on this backend's device) will be read soon: the CUDA backend asks
   // L2 for their bytes (bulk prefetches) and returns; nothing is written and no result of any
   // op changes. The CPU backend checks the arguments and does nothing. A decode step issues it

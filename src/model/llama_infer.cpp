@@ -341,10 +341,8 @@ void LlamaInference::layers(int B, int Tn, int kv_len, int row0) {
   }
 }
 
-// The same layers with one or a few rows, where every linear only streams its weights: the
-// norms, SwiGLU and the residual adds ride along inside decode_linear, and everything from
-// a layer's wo to the next layer's qkv is one decode_linear_chain (on the GPU one kernel with
-// TL_DECODE_CHAIN=1, where the weight stream runs on across the steps).
+// The same layers as five ops each: with one or a few rows every linear only streams its
+// weights, so the norms, SwiGLU and the residual adds ride along inside decode_linear.
 void LlamaInference::layers_fused(int B, int kv_len, int row0) {
   const ModelConfig& c = model_.config();
   Backend& be = model_.backend();
@@ -354,34 +352,23 @@ void LlamaInference::layers_fused(int B, int kv_len, int row0) {
   using In = Backend::LinearIn;
   be.embedding_forward(s.res0, w(ParamKind::Embed), s.tokens);
   const int L = c.n_layers;
-  const Tensor qkv = s.qkv.view({B, c.qkv_dim()});
-  be.decode_linear(qkv, s.res0, w(ParamKind::Wqkv, 0),
-                   {In::RmsNorm, w(ParamKind::AttnNorm, 0), eps, {}, {}});
   for (int l = 0; l < L; ++l) {
     // res1 = res0 + wo(attention over the cache(rope(wqkv(norm(res0)))))
+    be.decode_linear(s.qkv.view({B, c.qkv_dim()}), s.res0, w(ParamKind::Wqkv, l),
+                     {In::RmsNorm, w(ParamKind::AttnNorm, l), eps, {}, {}});
     const int64_t gate_up_rows = prefetch_after_attention(l);
     be.attention_decode(s.att, s.qkv, s.k[size_t(l)].rows(row0, row0 + B),
                         s.v[size_t(l)].rows(row0, row0 + B), s.cos, s.sin, s.pos.rows(0, B), kv_len,
                         c.n_heads, c.n_kv_heads);
-    // res0 = res1 + w_down(swiglu(w_gate_up(norm(res1)))), then the next layer's qkv
+    be.decode_linear(s.res1, s.att.view({B, C}), w(ParamKind::Wo, l),
+                     {In::Plain, {}, 0, s.res0, next_rows(w(ParamKind::WGateUp, l), gate_up_rows)});
+    // res0 = res1 + w_down(swiglu(w_gate_up(norm(res1))))
+    be.decode_linear(
+        s.gate_up, s.res1, w(ParamKind::WGateUp, l),
+        {In::RmsNorm, w(ParamKind::MlpNorm, l), eps, {}, next_rows(w(ParamKind::WDown, l), 0)});
     const Tensor next = l + 1 < L ? w(ParamKind::Wqkv, l + 1) : w(ParamKind::Head);
-    std::vector<Backend::DecodeLinearStep> chain = {
-        {s.res1,
-         s.att.view({B, C}),
-         w(ParamKind::Wo, l),
-         {In::Plain, {}, 0, s.res0, next_rows(w(ParamKind::WGateUp, l), gate_up_rows)}},
-        {s.gate_up,
-         s.res1,
-         w(ParamKind::WGateUp, l),
-         {In::RmsNorm, w(ParamKind::MlpNorm, l), eps, {}, next_rows(w(ParamKind::WDown, l), 0)}},
-        {s.res0,
-         s.gate_up,
-         w(ParamKind::WDown, l),
-         {In::SwiGlu, {}, 0, s.res1, next_rows(next, 0)}}};
-    if (l + 1 < L)
-      chain.push_back(
-          {qkv, s.res0, next, {In::RmsNorm, w(ParamKind::AttnNorm, l + 1), eps, {}, {}}});
-    be.decode_linear_chain(chain);
+    be.decode_linear(s.res0, s.gate_up, w(ParamKind::WDown, l),
+                     {In::SwiGlu, {}, 0, s.res1, next_rows(next, 0)});
   }
   be.rmsnorm_forward(s.xn, s.rstd, s.res0, w(ParamKind::FinalNorm), eps);
 }

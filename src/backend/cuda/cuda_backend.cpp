@@ -5,9 +5,6 @@
 // take_profile wait for the device.
 #include "backend/cuda/cuda_backend.h"
 
-#include <cstdlib>
-#include <cstring>
-
 #include "backend/cuda/attention.h"
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -272,24 +269,6 @@ class CudaBackend final : public Backend {
     gemm_->gemm(out.data, CUDA_R_16BF, int(d.O), weight.data, int(d.I), true, in.data, int(d.I),
                 false, int(d.O), int(d.M), int(d.I), 1.0f);
   }
-  // One kernel for the steps when TL_DECODE_CHAIN=1, each fits decode_linear's and none
-  // carries a prefetch hint; else the calls one by one. Opt-in until the chain kernel has
-  // run its tests and its A/B on a GPU (bench/NOTES.md, session 12).
-  void decode_linear_chain(const std::vector<DecodeLinearStep>& steps) override {
-    const char* lever = std::getenv("TL_DECODE_CHAIN");
-    if (!lever || std::strcmp(lever, "1") != 0) return Backend::decode_linear_chain(steps);
-    bool empty = false;  // a step of no rows: the calls one by one skip it
-    for (const DecodeLinearStep& st : steps) {
-      const linear_args::Dims d =
-          linear_args::decode_linear(Device::CUDA, DType::BF16, st.out, st.x, st.weight, st.f);
-      empty = empty || d.M == 0;
-    }
-    if (empty || !gpu::decode_chain_fits(steps)) return Backend::decode_linear_chain(steps);
-    auto s = prof_->scope(ProfCat::Matmul);
-    auto* barrier =
-        static_cast<unsigned*>(chain_barrier_.get_zeroed(2 * sizeof(unsigned), ctx_.stream));
-    gpu::decode_linear_chain(steps, barrier, ctx_.sm_count, ctx_.stream);
-  }
 
   // ---- SwiGLU ----
   void swiglu_forward(Tensor out, Tensor gate_up) override {
@@ -425,7 +404,6 @@ class CudaBackend final : public Backend {
   Scratch decode_scratch_{mem_, "attention_decode's per-split partial results"};
   Scratch decode_counters_{mem_, "attention_decode's per-row split counters"};
   Scratch linear_scratch_{mem_, "decode_linear's normed or gated input"};
-  Scratch chain_barrier_{mem_, "decode_linear_chain's grid barrier"};
 };
 
 }  // namespace

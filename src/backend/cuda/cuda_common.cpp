@@ -40,4 +40,11 @@ bool pdl_enabled() {
   return on;
 }
 
+bool clusters_supported() {
+  int device = 0, major = 0;
+  return cudaGetDevice(&device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+         major >= 9;
+}
+
 }  // namespace tl::gpu

@@ -8,17 +8,23 @@
 // scores key j against the block's heads, one warp per head turns the scores into an online
 // softmax, then every thread accumulates a few (head, 2 dims) of p.V. Decoding (few query rows)
 // splits the keys over enough blocks to fill the GPU (flash-decoding); prefill (many rows) keeps
-// one split per row. With several splits each block writes its (max, sum, output) and the last of a
-// row's splits to finish (a counter per row and head block) merges them in split order. The new k
-// (rotated) and v go into the caches. With one new token a row (decoding) the blocks whose split
-// holds its position write them before reading, so a decode step's attention is one launch; with
-// more (prefill), whose queries read each other's keys, append_kernel writes them first. Launched
-// through launch_pdl (pdl.cuh: a programmatic dependent on sm_90 unless TL_PDL=0).
+// one split per row. With several splits they merge in split order: on sm_90 a row's splits
+// are one thread block cluster and split 0 reads the others' (max, sum, output) from their
+// shared memory; before (or TL_DECODE_ATTN_CLUSTER=0) each block writes them to global memory
+// and the last of a row's splits to finish (a counter per row and head block) merges them. The
+// new k (rotated) and v go into the caches. With one new token a row (decoding) the blocks
+// whose split holds its position write them and use them from shared memory, so a decode
+// step's attention is one launch; with more (prefill), whose queries read each other's keys,
+// append_kernel writes them first. Launched through launch_pdl (pdl.cuh: a programmatic
+// dependent on sm_90 unless TL_PDL=0).
 // Any even head dim; deterministic (fixed orders, no float atomics); qkv is only read.
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <type_traits>
 #include <utility>
+
+#include <cooperative_groups.h>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -32,6 +38,12 @@ namespace {
 constexpr int kChunk = 128;              // keys per pass = threads per block
 constexpr int kHeadsPerBlock = 8;        // query heads (of one KV group) sharing a block's keys
 constexpr size_t kMaxSmem = 160 * 1024;  // head dims up to ~500 (sm_80 and sm_90 have more)
+// Head dims up to 2 * kMaxPreHalf keep the rope row in shared memory; with 16-byte loads a
+// key's first kPreDims dims of k and v are loaded into registers at once (see the kernel).
+constexpr int kMaxPreHalf = 64;
+constexpr int kPreDims = 64;
+// A row's splits merge through distributed shared memory when they fit one cluster (sm_90).
+constexpr int kMaxClusterSplits = 8;
 // Step 3 of the kernel gives each (head, dim pair) item `ways` consecutive threads, as many as
 // the block's threads allow (a power of two, at most a warp): 1 at 8 heads of 64 dims.
 __host__ __device__ constexpr int pv_ways(int heads, int D) {
@@ -84,12 +96,19 @@ __global__ void append_kernel(const bf16* qkv, bf16* k_cache, bf16* v_cache, con
 
 // grid (B*Tn query rows, K * head blocks, splits); block kChunk threads. APPEND: one new token
 // a row, whose k and v this kernel writes (see the top). HPB: query heads a block takes.
-// Dynamic shared memory: q_s, o_s [HPB][D], p_s [HPB][kChunk] (f32), v_s [kChunk][vs] (bf16,
-// vs = v_stride(D, pv_ways(HPB, D))). One
-// split: the normalized result goes to out[BT,H*D]. Several: each split's unnormalized output to
-// part_o[BT,H,splits,D] and (max, sum) to part_ml[BT,H,splits,2]; counters[BT, K * head blocks]
-// (zero between launches) find the last split of a row, which merges them into out.
-template <int W, bool APPEND, int HPB>
+// CLUSTER (sm_90): a row's splits are one thread block cluster and merge through distributed
+// shared memory; else through global memory and a counter (see below).
+// Dynamic shared memory: q_s, o_s [HPB][D], p_s [HPB][kChunk] (f32), kv_new [2][D] (bf16: the
+// new token's rotated k and its v), v_s [kChunk][vs] (bf16, vs = v_stride(D, pv_ways(HPB, D))).
+// One split: the normalized result goes to out[BT,H*D]. Several, without clusters: each
+// split's unnormalized output to part_o[BT,H,splits,D] and (max, sum) to part_ml[BT,H,splits,2];
+// counters[BT, K * head blocks] (zero between launches) find the last split of a row, which
+// merges them into out.
+// The chain a block waits on is kept short, since at batch 1 the kernel is all latency:
+// pos and the rope tables (no kernel of the step writes them: pos is uploaded before the
+// step's first kernel) are read before pdl_wait(); after it the first pass's keys and values
+// (kPre pieces a thread, in registers), q and the new k and v are all loaded at once.
+template <int W, bool APPEND, int HPB, bool CLUSTER>
 __global__ void __launch_bounds__(kChunk)
     decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
                             const bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
@@ -99,12 +118,13 @@ __global__ void __launch_bounds__(kChunk)
   float* q_s = smem;
   float* o_s = q_s + HPB * D;
   float* p_s = o_s + HPB * D;
-  bf16* v_s = reinterpret_cast<bf16*>(p_s + HPB * kChunk);  // [kChunk][vstride]
+  bf16* kv_new = reinterpret_cast<bf16*>(p_s + HPB * kChunk);  // [2][D]: rotated k, v
+  bf16* v_s = kv_new + 2 * D;                                  // [kChunk][vstride]
   const int ways = pv_ways(HPB, D), vstride = v_stride(D, ways);
   __shared__ float m_s[HPB], l_s[HPB], alpha_s[HPB];
+  __shared__ float cs_s[kMaxPreHalf], sn_s[kMaxPreHalf];
   __shared__ bool last_s;
   pdl_launch_dependents();
-  pdl_wait();  // qkv, pos and the caches' rows all come from earlier kernels
 
   const int64_t z = blockIdx.x;  // query row b * Tn + t
   const int64_t b = z / Tn;
@@ -117,64 +137,116 @@ __global__ void __launch_bounds__(kChunk)
   const int keys_per_split = chunks_per_split * kChunk;
   const int s_begin = int(blockIdx.z) * keys_per_split;
   const int s_end = min(n_keys, s_begin + keys_per_split);
-  if (s_begin >= s_end) return;  // this row has no keys in this split (same for all threads)
+  // A split with no keys of this row (same for all threads) has nothing to do; in a cluster
+  // it still meets the cluster's barriers.
+  const bool has_keys = s_begin < s_end;
+  if (!CLUSTER && !has_keys) return;
   const int half = D / 2;
+  // The rope row at p, staged in shared memory (head dims up to 2 * kMaxPreHalf).
+  const bool tables_s = half <= kMaxPreHalf;
+  const float* cs = cos + int64_t(p) * half;
+  const float* sn = sin + int64_t(p) * half;
+  if (tables_s && has_keys)
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+      cs_s[i] = cs[i];
+      sn_s[i] = sn[i];
+    }
+  pdl_wait();  // qkv and the caches' rows come from earlier kernels
+
   const int64_t kvrow = int64_t(K) * D, row = int64_t(H + 2 * K) * D;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   const bf16* x = qkv + z * row;
-  const float* cs = cos + int64_t(p) * half;
-  const float* sn = sin + int64_t(p) * half;
-
-  for (int idx = threadIdx.x; idx < HPB * half; idx += blockDim.x) {
-    const int j = idx / half, i = idx % half;
-    bf16 y1 = from_f32<bf16>(0.0f), y2 = y1;
-    if (j < nh) {
-      const bf16* q = x + int64_t(h0 + j) * D;
-      rotate_pair(y1, y2, q[i], q[i + half], cs[i], sn[i]);
+  const bf16* kbase = k_cache + b * Tmax * kvrow + int64_t(g) * D;
+  const bf16* vbase = v_cache + b * Tmax * kvrow + int64_t(g) * D;
+  // Key s0 + threadIdx.x's first kPre pieces of k and v, in registers (the rest, for head
+  // dims over kPre * W, are loaded where they are used). With APPEND, the row of position p
+  // is the new token's, which this kernel writes: its thread takes kv_new instead.
+  constexpr int kPre = W == 8 ? kPreDims / W : 0;
+  Vec<bf16, W> kr[kPre > 0 ? kPre : 1], vr[kPre > 0 ? kPre : 1];
+  const auto load_kv = [&](int s0) {
+    if (int(threadIdx.x) < min(kChunk, s_end - s0)) {
+      const bf16* k = kbase + int64_t(s0 + threadIdx.x) * kvrow;
+      const bf16* v = vbase + int64_t(s0 + threadIdx.x) * kvrow;
+#pragma unroll
+      for (int c = 0; c < kPre; ++c)
+        if (c * W < D) {
+          kr[c] = load_vec<W>(k + c * W);
+          vr[c] = load_vec<W>(v + c * W);
+        }
     }
-    q_s[j * D + i] = to_f32(y1);
-    q_s[j * D + i + half] = to_f32(y2);
+  };
+  if (has_keys) load_kv(s_begin);
+
+  // The block's query heads rotated into q_s; with APPEND, the block whose split holds p also
+  // rotates the new k into kv_new (and copies v) and writes both to the caches (blocks of
+  // other head chunks of the same KV head write the same bytes). Items: (head j, pair i), j
+  // in [0, HPB) the queries, HPB the new k, HPB + 1 the new v.
+  const bool new_here = APPEND && p >= s_begin && p < s_end;
+  for (int idx = threadIdx.x; idx < (HPB + 2) * half; idx += blockDim.x) {
+    const int j = idx / half, i = idx % half;
+    const auto c = [&] { return tables_s ? cs_s[i] : cs[i]; };
+    const auto s = [&] { return tables_s ? sn_s[i] : sn[i]; };
+    if (j < HPB) {
+      bf16 y1 = from_f32<bf16>(0.0f), y2 = y1;
+      if (j < nh && has_keys) {
+        const bf16* q = x + int64_t(h0 + j) * D;
+        rotate_pair(y1, y2, q[i], q[i + half], c(), s());
+      }
+      q_s[j * D + i] = to_f32(y1);
+      q_s[j * D + i + half] = to_f32(y2);
+    } else if (new_here && j == HPB) {
+      const bf16* kx = x + int64_t(H + g) * D;
+      rotate_pair(kv_new[i], kv_new[i + half], kx[i], kx[i + half], c(), s());
+      bf16* kd = k_cache + (b * Tmax + p) * kvrow + int64_t(g) * D;
+      kd[i] = kv_new[i];
+      kd[i + half] = kv_new[i + half];
+    } else if (new_here) {
+      const bf16* vx = x + int64_t(H + K + g) * D;
+      bf16* vd = v_cache + (b * Tmax + p) * kvrow + int64_t(g) * D;
+      kv_new[D + i] = vd[i] = vx[i];
+      kv_new[D + i + half] = vd[i + half] = vx[i + half];
+    }
   }
   for (int idx = threadIdx.x; idx < HPB * D; idx += blockDim.x) o_s[idx] = 0.0f;
   if (threadIdx.x < HPB) {
     m_s[threadIdx.x] = -INFINITY;
     l_s[threadIdx.x] = 0.0f;
   }
-  if (APPEND && p < s_end) {  // this split holds key p, the new token's (blocks of other
-    // head chunks of the same KV head write the same bytes)
-    bf16* kd = k_cache + (b * Tmax + p) * kvrow + int64_t(g) * D;
-    bf16* vd = v_cache + (b * Tmax + p) * kvrow + int64_t(g) * D;
-    const bf16* kx = x + int64_t(H + g) * D;
-    const bf16* vx = x + int64_t(H + K + g) * D;
-    for (int i = threadIdx.x; i < half; i += blockDim.x)
-      rotate_pair(kd[i], kd[i + half], kx[i], kx[i + half], cs[i], sn[i]);
-    for (int d = threadIdx.x; d < D; d += blockDim.x) vd[d] = vx[d];
-  }
-  __syncthreads();  // also makes the appended key and value visible to the whole block
+  __syncthreads();  // q_s, kv_new
 
-  const bf16* kbase = k_cache + b * Tmax * kvrow + int64_t(g) * D;
-  const bf16* vbase = v_cache + b * Tmax * kvrow + int64_t(g) * D;
   for (int s0 = s_begin; s0 < s_end; s0 += kChunk) {
     const int n = min(kChunk, s_end - s0);
+    if (s0 != s_begin) load_kv(s0);
     // 1. scores of key s0 + threadIdx.x against the block's heads; its value goes to v_s
     // (loaded beside the key), so that step 3 reads shared memory, not a chain of loads
     float acc[HPB];
 #pragma unroll
     for (int j = 0; j < HPB; ++j) acc[j] = 0.0f;
     if (int(threadIdx.x) < n) {
-      const bf16* k = kbase + int64_t(s0 + threadIdx.x) * kvrow;
-      const bf16* v = vbase + int64_t(s0 + threadIdx.x) * kvrow;
+      const bool is_new = APPEND && s0 + int(threadIdx.x) == p;
       bf16* vs = v_s + threadIdx.x * vstride;
-#pragma unroll 4
-      for (int d = 0; d < D; d += W) {
-        const Vec<bf16, W> kv = load_vec<W>(k + d);
-        store_vec<W>(vs + d, load_vec<W>(v + d));
+      const auto score = [&](int d, const Vec<bf16, W>& kv) {
 #pragma unroll
         for (int e = 0; e < W; ++e) {
           const float kf = to_f32(kv.v[e]);
 #pragma unroll
           for (int j = 0; j < HPB; ++j) acc[j] += q_s[j * D + d + e] * kf;
         }
+      };
+#pragma unroll
+      for (int c = 0; c < kPre; ++c)
+        if (c * W < D) {
+          const Vec<bf16, W> kv = is_new ? load_vec<W>(kv_new + c * W) : kr[c];
+          store_vec<W>(vs + c * W, is_new ? load_vec<W>(kv_new + D + c * W) : vr[c]);
+          score(c * W, kv);
+        }
+      const bf16* k = is_new ? kv_new : kbase + int64_t(s0 + threadIdx.x) * kvrow;
+      const bf16* v = is_new ? kv_new + D : vbase + int64_t(s0 + threadIdx.x) * kvrow;
+#pragma unroll 4
+      for (int d = kPre * W; d < D; d += W) {
+        const Vec<bf16, W> kv = load_vec<W>(k + d);
+        store_vec<W>(vs + d, load_vec<W>(v + d));
+        score(d, kv);
       }
     }
 #pragma unroll  // acc indexed by constants only: it stays in registers
@@ -240,6 +312,33 @@ __global__ void __launch_bounds__(kChunk)
       out[(z * H + h0 + idx / D) * D + idx % D] = from_f32<bf16>(o_s[idx] / l_s[idx / D]);
     return;
   }
+  const int used = (n_keys + keys_per_split - 1) / keys_per_split;  // splits with keys
+  if constexpr (CLUSTER) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // The row's splits are this cluster (rank = split): once all have their (m, l, o) in
+    // shared memory, split 0 reads them there and merges in split order; the second barrier
+    // keeps every block's shared memory alive until then.
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    if (blockIdx.z == 0) {
+      for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
+        const int j = idx / D;
+        float m = -INFINITY;
+        for (int c = 0; c < used; ++c) m = fmaxf(m, *cluster.map_shared_rank(m_s + j, c));
+        float l = 0.0f, o = 0.0f;
+        for (int c = 0; c < used; ++c) {
+          const float w = expf(*cluster.map_shared_rank(m_s + j, c) - m);
+          l += *cluster.map_shared_rank(l_s + j, c) * w;
+          o += *cluster.map_shared_rank(o_s + idx, c) * w;
+        }
+        out[(z * H + h0 + j) * D + idx % D] = from_f32<bf16>(o / l);
+      }
+    }
+    cluster.sync();
+#endif
+    return;
+  }
   for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
     const int j = idx / D, d = idx % D;
     const int64_t slot = (z * H + h0 + j) * splits + blockIdx.z;
@@ -254,16 +353,14 @@ __global__ void __launch_bounds__(kChunk)
   __threadfence();  // this block's partials are visible device-wide before it counts
   __syncthreads();
   if (threadIdx.x == 0) {
-    const unsigned used = unsigned((n_keys + keys_per_split - 1) / keys_per_split);
     unsigned* count = counters + z * gridDim.y + blockIdx.y;
-    const bool last = atomicAdd(count, 1u) + 1 == used;
+    const bool last = atomicAdd(count, 1u) + 1 == unsigned(used);
     if (last) *count = 0;  // every other split has counted: ready for the next launch
     last_s = last;
   }
   __syncthreads();
   if (!last_s) return;
   __threadfence();
-  const int used = (n_keys + keys_per_split - 1) / keys_per_split;
   for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
     const int j = idx / D, d = idx % D;
     const int64_t base = (z * H + h0 + j) * splits;
@@ -352,32 +449,43 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // walks all of its row's keys).
   if (const char* e = std::getenv("TL_DECODE_ATTN_SPLITS"))
     if (std::atoi(e) > 0) splits = std::min(splits, std::atoi(e));
+  // A row's splits merge in one thread block cluster where the device has them (sm_90) and
+  // the kernel's 16-byte path runs (TL_DECODE_ATTN_CLUSTER=0: through global memory, for
+  // measurements): at most kMaxClusterSplits of them then.
+  const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
+  const char* cl = std::getenv("TL_DECODE_ATTN_CLUSTER");
+  const bool cluster_ok = vec8 && !(cl && std::strcmp(cl, "0") == 0) && clusters_supported();
+  if (cluster_ok) splits = std::min(splits, kMaxClusterSplits);
   const int chunks_per_split = int(ceil_div(chunks, splits));
   splits = int(ceil_div(chunks, chunks_per_split));
+  const bool cluster = cluster_ok && splits > 1;
   TL_CHECK(splits <= 65535 && K * n_hc <= 65535, op, ": grid too large (", splits, " splits, ",
            K * n_hc, " head blocks)");
   float *part_o = nullptr, *part_ml = nullptr;
   unsigned* counters = nullptr;
-  if (splits > 1) {
+  if (splits > 1 && !cluster) {
     const int64_t slots = BT * H * splits;
     part_o = scratch.get_as<float>(size_t(slots) * size_t(D + 2), stream);
     part_ml = part_o + slots * D;
     counters = static_cast<unsigned*>(
         counters_scratch.get_zeroed(size_t(base_blocks) * sizeof(unsigned), stream));
   }
-  const size_t smem = sizeof(float) * size_t(hpb) * size_t(2 * D + kChunk) +
-                      sizeof(bf16) * size_t(kChunk) * size_t(v_stride(D, pv_ways(hpb, D)));
+  const size_t smem =
+      sizeof(float) * size_t(hpb) * size_t(2 * D + kChunk) +
+      sizeof(bf16) * (2 * size_t(D) + size_t(kChunk) * size_t(v_stride(D, pv_ways(hpb, D))));
   TL_CHECK(smem <= kMaxSmem, op, ": head_dim ", D, " needs ", smem,
            " bytes of shared memory, more than ", kMaxSmem);
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
   const float scale = 1.0f / sqrtf(float(D));
-  const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
   auto pick = [&](auto hpb_c) {
     constexpr int P = decltype(hpb_c)::value;
-    return vec8 ? (append ? decode_attention_kernel<8, true, P>
-                          : decode_attention_kernel<8, false, P>)
-                : (append ? decode_attention_kernel<2, true, P>
-                          : decode_attention_kernel<2, false, P>);
+    if (cluster)
+      return append ? decode_attention_kernel<8, true, P, true>
+                    : decode_attention_kernel<8, false, P, true>;
+    return vec8 ? (append ? decode_attention_kernel<8, true, P, false>
+                          : decode_attention_kernel<8, false, P, false>)
+                : (append ? decode_attention_kernel<2, true, P, false>
+                          : decode_attention_kernel<2, false, P, false>);
   };
   auto kernel = hpb == kHeadsPerBlock ? pick(std::integral_constant<int, kHeadsPerBlock>())
                 : hpb == 2            ? pick(std::integral_constant<int, 2>())
@@ -385,10 +493,11 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   if (smem > 48 * 1024)  // beyond the default: opt in (idempotent, not a stream operation)
     TL_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  launch_pdl(kernel, grid, dim3(kChunk), smem, stream, out.ptr<bf16>(), part_o, part_ml, counters,
-             qkv.ptr<bf16>(), k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(),
-             sin.ptr<float>(), pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len,
-             chunks_per_split, scale);
+  launch_pdl_clusters(kernel, grid, dim3(1, 1, cluster ? unsigned(splits) : 1u), dim3(kChunk), smem,
+                      stream, out.ptr<bf16>(), part_o, part_ml, counters, qkv.ptr<bf16>(),
+                      k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(),
+                      pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len, chunks_per_split,
+                      scale);
 }
 
 }  // namespace tl::gpu

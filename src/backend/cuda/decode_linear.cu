@@ -33,7 +33,6 @@
 // depend on rows_per_warp, the stages or the blocks an SM.
 #include <algorithm>
 #include <cstdlib>
-#include <vector>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -101,30 +100,17 @@ __device__ __forceinline__ void load_pass(Vec<bf16, kPiece> (&wv)[kNch], const b
   }
 }
 
-// An activation's 16 bytes: through L1 (kL2 false), or from L2 (a chain reads what other
-// blocks wrote earlier in the same kernel, which a stale L1 line could hide).
-template <bool kL2>
-__device__ __forceinline__ Vec<bf16, kPiece> load_act(const bf16* p) {
-  if constexpr (kL2) {
-    const uint4 u = __ldcg(reinterpret_cast<const uint4*>(p));
-    Vec<bf16, kPiece> v;
-    *reinterpret_cast<uint4*>(&v) = u;
-    return v;
-  } else {
-    return load_vec<kPiece>(p);
-  }
-}
-
 // xs[m, :] = f(x[m, :]) for m < M, rounded to bf16 as rmsnorm_forward / swiglu_forward round
 // their outputs. All threads; ends with a barrier.
-template <int M, Backend::LinearIn In, bool kL2 = false>
+template <int M, Backend::LinearIn In>
 __device__ void build_input(bf16* xs, const Args& a, float* red) {
   const int I = a.I;
   for (int m = 0; m < M; ++m) {
     if constexpr (In == Backend::LinearIn::SwiGlu) {
       const bf16* g_row = a.x + int64_t(m) * 2 * I;
       for (int i = threadIdx.x * kPiece; i < I; i += blockDim.x * kPiece) {
-        const Vec<bf16, kPiece> g = load_act<kL2>(g_row + i), u = load_act<kL2>(g_row + I + i);
+        const Vec<bf16, kPiece> g = load_vec<kPiece>(g_row + i),
+                                u = load_vec<kPiece>(g_row + I + i);
         Vec<bf16, kPiece> y;
 #pragma unroll
         for (int e = 0; e < kPiece; ++e)
@@ -138,7 +124,7 @@ __device__ void build_input(bf16* xs, const Args& a, float* red) {
     if constexpr (In == Backend::LinearIn::RmsNorm) {
       float ss = 0.0f;
       for (int i = threadIdx.x * kPiece; i < I; i += blockDim.x * kPiece) {
-        const Vec<bf16, kPiece> v = load_act<kL2>(row + i);
+        const Vec<bf16, kPiece> v = load_vec<kPiece>(row + i);
 #pragma unroll
         for (int e = 0; e < kPiece; ++e) ss += to_f32(v.v[e]) * to_f32(v.v[e]);
       }
@@ -146,7 +132,7 @@ __device__ void build_input(bf16* xs, const Args& a, float* red) {
       r = 1.0f / sqrtf(ss / float(I) + a.eps);
     }
     for (int i = threadIdx.x * kPiece; i < I; i += blockDim.x * kPiece) {
-      Vec<bf16, kPiece> v = load_act<kL2>(row + i);
+      Vec<bf16, kPiece> v = load_vec<kPiece>(row + i);
       if constexpr (In == Backend::LinearIn::RmsNorm) {
         const Vec<bf16, kPiece> w = load_vec<kPiece>(a.norm_w + i);
 #pragma unroll
@@ -179,7 +165,7 @@ __device__ __forceinline__ void sum_chunk(float (&acc)[M], Piece piece, const bf
 }
 
 // Row o is summed (acc over all its passes): lane 0 writes it, plus the residual.
-template <int M, bool kL2 = false>
+template <int M>
 __device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_t o, int lane) {
 #pragma unroll
   for (int m = 0; m < M; ++m) {
@@ -187,44 +173,8 @@ __device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_
     acc[m] = 0.0f;
     if (lane == 0) {
       const int64_t at = int64_t(m) * a.O + o;
-      if (a.residual) s += to_f32(kL2 ? __ldcg(a.residual + at) : a.residual[at]);
+      if (a.residual) s += to_f32(a.residual[at]);
       a.out[at] = from_f32<bf16>(s);
-    }
-  }
-}
-
-// Streams a warp's `chunks` chunks of step a (rows from `first`; the first chunk already in
-// cur) with the next chunk's loads in flight while one is summed, and writes each row as it
-// completes. The chunk after the last comes from after(next): nothing for a lone
-// decode_linear, the next step's first chunk in a chain (then left in cur), so that the
-// stream runs on across the barrier between steps.
-template <int M, bool kL2, class After>
-__device__ __forceinline__ void stream_regs(const Args& a, int64_t first, int chunks,
-                                            Vec<bf16, kPiece> (&cur)[kNch], const bf16* xs,
-                                            int lane, After after) {
-  const int I = a.I;
-  float acc[M];
-#pragma unroll
-  for (int m = 0; m < M; ++m) acc[m] = 0.0f;
-  int64_t o = first;  // the chunk in hand: row o, elements from base
-  int base = 0;
-  for (int c = 0; c < chunks; ++c) {
-    Vec<bf16, kPiece> next[kNch];
-    if (c + 1 < chunks) {
-      const bool row_ends = base + kPass >= I;
-      load_pass(next, a.w + (o + row_ends) * I, row_ends ? 0 : base + kPass, I, lane);
-    } else {
-      after(next);
-    }
-    sum_chunk<M>(
-        acc, [&](int p) { return cur[p]; }, xs, base, I, lane);
-#pragma unroll
-    for (int p = 0; p < kNch; ++p) cur[p] = next[p];
-    base += kPass;
-    if (base >= I) {  // row o is summed: write it
-      write_row<M, kL2>(acc, a, o, lane);
-      ++o;
-      base = 0;
     }
   }
 }
@@ -281,165 +231,37 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   pdl_wait();
   build_input<M, In>(xs, a, red);
 
-  if constexpr (S == 0) {
-    stream_regs<M, false>(a, first, chunks, cur, xs, lane, [](auto&) {});
-  } else {
-    float acc[M];
+  float acc[M];
 #pragma unroll
-    for (int m = 0; m < M; ++m) acc[m] = 0.0f;
-    int64_t o = first;  // the chunk in hand: row o, elements from base
-    int base = 0;
-    for (int c = 0; c < chunks; ++c) {
+  for (int m = 0; m < M; ++m) acc[m] = 0.0f;
+  int64_t o = first;  // the chunk in hand: row o, elements from base
+  int base = 0;
+  for (int c = 0; c < chunks; ++c) {
+    if constexpr (S > 0) {
       cp_async_wait<S - 1>();
       const Vec<bf16, kPiece>* slot = ring + (c % kSlots) * kNch * kWarp + lane;
       sum_chunk<M>(
           acc, [&](int p) { return slot[p * kWarp]; }, xs, base, I, lane);
       issue(c + S);  // this lane's reads of the slot are done (same thread, in order)
-      base += kPass;
-      if (base >= I) {  // row o is summed: write it
-        write_row<M>(acc, a, o, lane);
-        ++o;
-        base = 0;
-      }
-    }
-    cp_async_wait<0>();  // no copy may outlive the block's shared memory
-  }
-}
-
-// ---- chains: several steps in one kernel (Backend::decode_linear_chain) ----
-
-struct ChainArgs {
-  Args step[kDecodeChainMax];
-  int n;
-  unsigned* barrier;  // [2]: blocks arrived, generation
-};
-
-__device__ __forceinline__ uint64_t global_ns() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
-// Every block of the grid waits here until all have arrived; what any block wrote before is
-// visible to every block after (the grid must be resident at once: one wave). The last to
-// arrive resets the count and then moves the generation on, so the pair is ready for the
-// next barrier and the next launch.
-__device__ __forceinline__ void grid_barrier(unsigned* bar) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    volatile unsigned* generation = bar + 1;
-    const unsigned gen = *generation;  // cannot move on before this block arrives
-    __threadfence();                   // this block's writes before its arrival
-    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
-      atomicExch(bar, 0u);
-      __threadfence();
-      atomicAdd(bar + 1, 1u);
     } else {
-      // A block that never arrives (the grid not resident at once: SMs held by another
-      // process's kernels) would hang the step: after 5 s the kernel traps instead, and the
-      // next CUDA call reports a launch failure.
-      const uint64_t start = global_ns();
-      while (*generation == gen) {
-        __nanosleep(20);
-        if (global_ns() - start > 5'000'000'000ull) __trap();
+      Vec<bf16, kPiece> next[kNch];  // the following chunk, in flight while this one is summed
+      if (c + 1 < chunks) {
+        const bool row_ends = base + kPass >= I;
+        load_pass(next, a.w + (o + row_ends) * I, row_ends ? 0 : base + kPass, I, lane);
       }
+      sum_chunk<M>(
+          acc, [&](int p) { return cur[p]; }, xs, base, I, lane);
+#pragma unroll
+      for (int p = 0; p < kNch; ++p) cur[p] = next[p];
     }
-    __threadfence();
+    base += kPass;
+    if (base >= I) {  // row o is summed: write it
+      write_row<M>(acc, a, o, lane);
+      ++o;
+      base = 0;
+    }
   }
-  __syncthreads();
-}
-
-// The rows of step a that warp w streams: chunks (passes of kPass) from row `first` on.
-__device__ __forceinline__ void warp_rows(const Args& a, int64_t w, int64_t& first, int& chunks) {
-  first = w * a.rows_per_warp;
-  const int64_t end = min(first + a.rows_per_warp, int64_t(a.O));
-  chunks = first < end ? int(end - first) * ((a.I + kPass - 1) / kPass) : 0;
-}
-
-template <int M, bool kL2>
-__device__ __forceinline__ void build_input_any(bf16* xs, const Args& a, float* red) {
-  using In = Backend::LinearIn;
-  switch (In(a.in)) {
-    case In::Plain: return build_input<M, In::Plain, kL2>(xs, a, red);
-    case In::RmsNorm: return build_input<M, In::RmsNorm, kL2>(xs, a, red);
-    case In::SwiGlu: return build_input<M, In::SwiGlu, kL2>(xs, a, red);
-  }
-}
-
-// The steps of ca in order, a grid barrier between two: each warp streams its rows of a step
-// as decode_linear_kernel's register path does, and its last chunk's successor is its first
-// chunk of the next step, loaded before the barrier. Activations are read from L2
-// (load_act<true>): a step reads what other blocks wrote in the step before.
-template <int M>
-__global__ void __launch_bounds__(kWarps* kWarp)
-    decode_chain_kernel(const __grid_constant__ ChainArgs ca) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  bf16* xs = reinterpret_cast<bf16*>(smem);  // f(x) [M, I] of the step in hand
-  __shared__ float red[kWarp];
-  pdl_launch_dependents();
-  const int lane = threadIdx.x % kWarp;
-  const int64_t warp = int64_t(blockIdx.x) * kWarps + threadIdx.x / kWarp;
-  int64_t first;
-  int chunks;
-  warp_rows(ca.step[0], warp, first, chunks);
-  Vec<bf16, kPiece> cur[kNch];
-  if (chunks > 0) load_pass(cur, ca.step[0].w + first * ca.step[0].I, 0, ca.step[0].I, lane);
-  pdl_wait();
-  for (int k = 0; k < ca.n; ++k) {
-    const Args& a = ca.step[k];
-    if (k > 0) grid_barrier(ca.barrier);
-    build_input_any<M, true>(xs, a, red);
-    int64_t next_first = 0;
-    int next_chunks = 0;
-    if (k + 1 < ca.n) warp_rows(ca.step[k + 1], warp, next_first, next_chunks);
-    const auto next_step = [&](Vec<bf16, kPiece>(&v)[kNch]) {
-      if (next_chunks > 0) {
-        const Args& b = ca.step[k + 1];
-        load_pass(v, b.w + next_first * b.I, 0, b.I, lane);
-      }
-    };
-    if (chunks > 0)
-      stream_regs<M, true>(a, first, chunks, cur, xs, lane, next_step);
-    else
-      next_step(cur);
-    first = next_first;
-    chunks = next_chunks;
-  }
-}
-
-// Blocks of `kernel` an SM holds at `smem` bytes of dynamic shared memory, after opting in to
-// more than 48 KiB (the opt-in belongs to the current device: set on every call, cheap and
-// not a stream operation, as the attention kernels do). The occupancy is asked once per
-// kernel and size: `cache` is the caller's, one per kernel instantiation (a step run op by
-// op would otherwise ask ~110 times a token).
-struct FitCache {
-  size_t smem = 0;
-  int fit = 0;
-};
-template <class Kernel>
-int blocks_per_sm(Kernel kernel, size_t smem, FitCache& cache) {
-  if (smem > 48 * 1024)
-    TL_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  if (cache.fit == 0 || cache.smem != smem) {
-    TL_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&cache.fit, kernel, kWarps * kWarp, smem));
-    cache.smem = smem;
-  }
-  return cache.fit;
-}
-
-template <int M>
-void launch_chain(ChainArgs ca, size_t smem, int sm_count, cudaStream_t stream) {
-  auto kernel = decode_chain_kernel<M>;
-  thread_local FitCache cache;
-  const int fit = blocks_per_sm(kernel, smem, cache);
-  TL_CHECK(fit > 0, "decode_linear_chain: no block of ", smem, " bytes fits an SM");
-  // One wave, so that the barriers can be met: every block resident at once.
-  const int64_t blocks = int64_t(fit) * std::max(sm_count, 1);
-  for (int k = 0; k < ca.n; ++k)
-    ca.step[k].rows_per_warp = int(std::max<int64_t>(ceil_div(ca.step[k].O, blocks * kWarps), 1));
-  launch_pdl(kernel, dim3(unsigned(blocks)), dim3(kWarps * kWarp), smem, stream, ca);
+  if constexpr (S > 0) cp_async_wait<0>();  // no copy may outlive the block's shared memory
 }
 
 // Rows a warp takes so that the grid is one wave: the warps of blocks_per_sm blocks on every
@@ -455,8 +277,20 @@ void launch(Args a, int sm_count, cudaStream_t stream) {
   const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16) +
                       size_t(kWarps) * S * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
   auto kernel = decode_linear_kernel<M, In, S>;
-  thread_local FitCache cache;
-  const int fit = blocks_per_sm(kernel, smem, cache);
+  // More than 48 KiB of shared memory needs an opt-in, which belongs to the current device:
+  // set on every call (cheap, not a stream operation), as the attention kernels do.
+  if (smem > 48 * 1024)
+    TL_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  // Blocks an SM holds at this shared memory, asked once per kernel and size (a step run op
+  // by op would otherwise ask ~110 times a token).
+  thread_local size_t seen_smem = 0;
+  thread_local int fit = 0;
+  if (fit == 0 || seen_smem != smem) {
+    TL_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kWarps * kWarp, smem));
+    seen_smem = smem;
+  }
   const int cap = lever("TL_DECODE_BLOCKS_PER_SM", S > 0 ? 1 : 0);
   a.rows_per_warp = rows_per_warp(cap > 0 ? std::min(fit, cap) : fit, a.O, sm_count);
   const int64_t blocks = ceil_div(a.O, int64_t(kWarps) * a.rows_per_warp);
@@ -511,68 +345,28 @@ bool decode_linear_fits(Tensor out, Tensor x, Tensor w, const Backend::DecodeLin
          O <= int64_t(INT32_MAX) - kWarps && M * I * int64_t(sizeof(bf16)) <= kSmemLimit;
 }
 
-namespace {
-// A step's kernel arguments (rows_per_warp is the launcher's); prefetch hints left out.
-Args make_args(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f) {
-  return Args{out.ptr<bf16>(),
-              x.ptr<bf16>(),
-              w.ptr<bf16>(),
-              f.in == Backend::LinearIn::RmsNorm ? f.norm_weight.ptr<bf16>() : nullptr,
-              f.residual.empty() ? nullptr : f.residual.ptr<bf16>(),
-              f.eps,
-              int(w.dim(1)),
-              int(w.dim(0)),
-              int(f.in),
-              nullptr,
-              0,
-              1};
-}
-}  // namespace
-
 void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f, int sm_count,
                    cudaStream_t stream) {
   TL_ASSERT(decode_linear_fits(out, x, w, f));
-  Args a = make_args(out, x, w, f);
+  const int64_t M = x.dim(0), I = w.dim(1), O = w.dim(0);
+  Args a{out.ptr<bf16>(),
+         x.ptr<bf16>(),
+         w.ptr<bf16>(),
+         f.in == Backend::LinearIn::RmsNorm ? f.norm_weight.ptr<bf16>() : nullptr,
+         f.residual.empty() ? nullptr : f.residual.ptr<bf16>(),
+         f.eps,
+         int(I),
+         int(O),
+         int(f.in),
+         nullptr,
+         0,
+         1};
   if (!f.prefetch.empty()) {
     const AlignedBytes pf = aligned16_part(f.prefetch);
     a.prefetch = pf.bytes > 0 ? pf.data : nullptr;
     a.prefetch_bytes = pf.bytes;
   }
-  launch_rows(int(x.dim(0)), a, sm_count, stream);
-}
-
-bool decode_chain_fits(const std::vector<Backend::DecodeLinearStep>& steps) {
-  if (steps.empty() || steps.size() > size_t(kDecodeChainMax)) return false;
-  for (const Backend::DecodeLinearStep& s : steps)
-    if (!decode_linear_fits(s.out, s.x, s.weight, s.f) || s.x.dim(0) != steps[0].x.dim(0) ||
-        !s.f.prefetch.empty())
-      return false;
-  return true;
-}
-
-void decode_linear_chain(const std::vector<Backend::DecodeLinearStep>& steps, unsigned* barrier,
-                         int sm_count, cudaStream_t stream) {
-  TL_ASSERT(decode_chain_fits(steps));
-  ChainArgs ca{};
-  ca.n = int(steps.size());
-  ca.barrier = barrier;
-  size_t smem = 0;  // f(x) of the widest step
-  const int64_t M = steps[0].x.dim(0);
-  for (int k = 0; k < ca.n; ++k) {
-    const Backend::DecodeLinearStep& s = steps[size_t(k)];
-    ca.step[k] = make_args(s.out, s.x, s.weight, s.f);
-    smem = std::max(smem, size_t(M) * size_t(s.weight.dim(1)) * sizeof(bf16));
-  }
-  switch (M) {
-    case 1: return launch_chain<1>(ca, smem, sm_count, stream);
-    case 2: return launch_chain<2>(ca, smem, sm_count, stream);
-    case 3: return launch_chain<3>(ca, smem, sm_count, stream);
-    case 4: return launch_chain<4>(ca, smem, sm_count, stream);
-    case 5: return launch_chain<5>(ca, smem, sm_count, stream);
-    case 6: return launch_chain<6>(ca, smem, sm_count, stream);
-    case 7: return launch_chain<7>(ca, smem, sm_count, stream);
-    default: return launch_chain<8>(ca, smem, sm_count, stream);
-  }
+  launch_rows(int(M), a, sm_count, stream);
 }
 
 }  // namespace tl::gpu

@@ -26,13 +26,6 @@ void accumulate(Tensor dst, Tensor src, cudaStream_t stream);  // dst f32 += src
 bool decode_linear_fits(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f);
 void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& f, int sm_count,
                    cudaStream_t stream);
-// Backend::decode_linear_chain as one kernel: steps (at most kDecodeChainMax, the same rows,
-// each decode_linear_fits, prefetch hints ignored) separated by grid-wide barriers on
-// `barrier` (two unsigned, zero before the first launch; every launch leaves them so).
-constexpr int kDecodeChainMax = 4;
-bool decode_chain_fits(const std::vector<Backend::DecodeLinearStep>& steps);
-void decode_linear_chain(const std::vector<Backend::DecodeLinearStep>& steps, unsigned* barrier,
-                         int sm_count, cudaStream_t stream);
 
 // ---- prefetch.cu ----
 // Backend::prefetch: bulk L2 prefetches of every tensor's bytes (sm_90; older GPUs: nothing).
