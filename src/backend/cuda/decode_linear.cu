@@ -100,15 +100,37 @@ __device__ __forceinline__ void load_pass(Vec<bf16, kPiece> (&wv)[kNch], const b
   }
 }
 
+// The first kNormPre pieces of the RMSNorm weight a thread uses in build_input (I up to
+// kNormPre * 2048 at 256 threads), loaded before pdl_wait(): no kernel of the step writes
+// weights, so the load is off the path that starts when the previous kernel ends.
+constexpr int kNormPre = 2;
+struct NormPieces {
+  Vec<bf16, kPiece> w[kNormPre];
+};
+template <Backend::LinearIn In>
+__device__ __forceinline__ NormPieces load_norm(const Args& a) {
+  NormPieces n;
+  if constexpr (In == Backend::LinearIn::RmsNorm) {
+#pragma unroll
+    for (int q = 0; q < kNormPre; ++q) {
+      const int i = (threadIdx.x + q * blockDim.x) * kPiece;
+      if (i < a.I) n.w[q] = load_vec<kPiece>(a.norm_w + i);
+    }
+  }
+  return n;
+}
+
 // xs[m, :] = f(x[m, :]) for m < M, rounded to bf16 as rmsnorm_forward / swiglu_forward round
-// their outputs. All threads; ends with a barrier.
+// their outputs. All threads; ends with a barrier. A row's RMSNorm reads x once: a thread's
+// first kNormPre pieces stay in registers between the sum of squares and the scaling.
 template <int M, Backend::LinearIn In>
-__device__ void build_input(bf16* xs, const Args& a, float* red) {
+__device__ void build_input(bf16* xs, const Args& a, const NormPieces& nw, float* red) {
   const int I = a.I;
+  const int stride = blockDim.x * kPiece;
   for (int m = 0; m < M; ++m) {
     if constexpr (In == Backend::LinearIn::SwiGlu) {
       const bf16* g_row = a.x + int64_t(m) * 2 * I;
-      for (int i = threadIdx.x * kPiece; i < I; i += blockDim.x * kPiece) {
+      for (int i = threadIdx.x * kPiece; i < I; i += stride) {
         const Vec<bf16, kPiece> g = load_vec<kPiece>(g_row + i),
                                 u = load_vec<kPiece>(g_row + I + i);
         Vec<bf16, kPiece> y;
@@ -120,26 +142,39 @@ __device__ void build_input(bf16* xs, const Args& a, float* red) {
       continue;
     }
     const bf16* row = a.x + int64_t(m) * I;
-    float r = 1.0f;
     if constexpr (In == Backend::LinearIn::RmsNorm) {
+      const int first = threadIdx.x * kPiece;
+      Vec<bf16, kPiece> xv[kNormPre];
       float ss = 0.0f;
-      for (int i = threadIdx.x * kPiece; i < I; i += blockDim.x * kPiece) {
+#pragma unroll
+      for (int q = 0; q < kNormPre; ++q)
+        if (first + q * stride < I) xv[q] = load_vec<kPiece>(row + first + q * stride);
+#pragma unroll
+      for (int q = 0; q < kNormPre; ++q)
+        if (first + q * stride < I)
+#pragma unroll
+          for (int e = 0; e < kPiece; ++e) ss += to_f32(xv[q].v[e]) * to_f32(xv[q].v[e]);
+      for (int i = first + kNormPre * stride; i < I; i += stride) {
         const Vec<bf16, kPiece> v = load_vec<kPiece>(row + i);
 #pragma unroll
         for (int e = 0; e < kPiece; ++e) ss += to_f32(v.v[e]) * to_f32(v.v[e]);
       }
       ss = block_sum(ss, red);
-      r = 1.0f / sqrtf(ss / float(I) + a.eps);
-    }
-    for (int i = threadIdx.x * kPiece; i < I; i += blockDim.x * kPiece) {
-      Vec<bf16, kPiece> v = load_vec<kPiece>(row + i);
-      if constexpr (In == Backend::LinearIn::RmsNorm) {
-        const Vec<bf16, kPiece> w = load_vec<kPiece>(a.norm_w + i);
+      const float r = 1.0f / sqrtf(ss / float(I) + a.eps);
+      const auto scale = [&](Vec<bf16, kPiece> v, const Vec<bf16, kPiece>& w, int i) {
 #pragma unroll
         for (int e = 0; e < kPiece; ++e)
           v.v[e] = from_f32<bf16>(to_f32(w.v[e]) * (to_f32(v.v[e]) * r));
-      }
-      store_vec<kPiece>(xs + m * I + i, v);
+        store_vec<kPiece>(xs + m * I + i, v);
+      };
+#pragma unroll
+      for (int q = 0; q < kNormPre; ++q)
+        if (first + q * stride < I) scale(xv[q], nw.w[q], first + q * stride);
+      for (int i = first + kNormPre * stride; i < I; i += stride)
+        scale(load_vec<kPiece>(row + i), load_vec<kPiece>(a.norm_w + i), i);
+    } else {
+      for (int i = threadIdx.x * kPiece; i < I; i += stride)
+        store_vec<kPiece>(xs + m * I + i, load_vec<kPiece>(row + i));
     }
   }
   __syncthreads();
@@ -228,8 +263,9 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
     if (at < a.prefetch_bytes)
       bulk_prefetch_l2(a.prefetch + at, unsigned(min(share, a.prefetch_bytes - at)));
   }
+  const NormPieces nw = load_norm<In>(a);
   pdl_wait();
-  build_input<M, In>(xs, a, red);
+  build_input<M, In>(xs, a, nw, red);
 
   float acc[M];
 #pragma unroll
