@@ -5,6 +5,7 @@
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/logprob.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/vec.cuh"
 
 namespace tl::gpu {
@@ -82,24 +83,37 @@ __device__ __forceinline__ Best better(Best a, Best b) {
   return a.m > b.m ? a : b.m > a.m ? b : (a.arg < b.arg ? a : b);
 }
 
+// kUnroll slices a thread are loaded before any is compared (one round trip for a 32k
+// vocabulary at 512 threads, instead of one a slice). Launched as a programmatic dependent:
+// its launch overlaps the end of the head's product.
 template <int W>
 __global__ void argmax_kernel(const bf16* logits, int32_t* ids, int V) {
+  constexpr int kUnroll = 8;
   __shared__ Best shared[kWarp];
+  pdl_launch_dependents();
+  pdl_wait();  // the logits come from the kernel before
   const int64_t row = blockIdx.x;
   const bf16* z = logits + row * V;
+  const int stride = blockDim.x * W;
   Best acc{-INFINITY, V};
-  for (int c = threadIdx.x * W; c < V; c += blockDim.x * W) {
-    const Vec<bf16, W> v = load_vec<W>(z + c);
+  for (int c0 = threadIdx.x * W; c0 < V; c0 += stride * kUnroll) {
+    Vec<bf16, W> v[kUnroll];
 #pragma unroll
-    for (int e = 0; e < W; ++e) {
-      const float x = to_f32(v.v[e]);
-      if (acc.arg == V || x > acc.m) acc = {x, c + e};
-    }
+    for (int u = 0; u < kUnroll; ++u)
+      if (c0 + u * stride < V) v[u] = load_vec<W>(z + c0 + u * stride);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (c0 + u * stride < V)
+#pragma unroll
+        for (int e = 0; e < W; ++e) {
+          const float x = to_f32(v[u].v[e]);
+          if (acc.arg == V || x > acc.m) acc = {x, c0 + u * stride + e};
+        }
   }
 #pragma unroll
   for (int o = kWarp / 2; o > 0; o /= 2)
-    acc = better(acc, {__shfl_xor_sync(0xffffffffu, acc.m, o),
-                       __shfl_xor_sync(0xffffffffu, acc.arg, o)});
+    acc = better(
+        acc, {__shfl_xor_sync(0xffffffffu, acc.m, o), __shfl_xor_sync(0xffffffffu, acc.arg, o)});
   if (threadIdx.x % kWarp == 0) shared[threadIdx.x / kWarp] = acc;
   __syncthreads();
   if (threadIdx.x != 0) return;
@@ -124,11 +138,9 @@ void argmax_rows(Tensor ids, Tensor logits, cudaStream_t stream) {
   check_shape(op, "ids", ids, leading(logits.shape));
   if (n == 0) return;
   constexpr int kThreads = 512;
-  if (V % 8 == 0 && aligned16(logits.data))
-    argmax_kernel<8><<<unsigned(n), kThreads, 0, stream>>>(logits.ptr<bf16>(), ids.ptr<int32_t>(), V);
-  else
-    argmax_kernel<1><<<unsigned(n), kThreads, 0, stream>>>(logits.ptr<bf16>(), ids.ptr<int32_t>(), V);
-  TL_CUDA_LAUNCH_CHECK();
+  const auto kernel = V % 8 == 0 && aligned16(logits.data) ? argmax_kernel<8> : argmax_kernel<1>;
+  launch_pdl(kernel, dim3(unsigned(n)), dim3(kThreads), 0, stream, logits.ptr<bf16>(),
+             ids.ptr<int32_t>(), V);
 }
 
 void logprob_rows(Tensor logp, Tensor greedy, Tensor logits, Tensor targets, cudaStream_t stream) {
