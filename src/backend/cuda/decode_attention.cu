@@ -176,6 +176,7 @@ __global__ void __launch_bounds__(kChunk)
     }
   };
   if (has_keys) load_kv(s_begin);
+  __syncthreads();  // cs_s, sn_s: a thread below reads pairs other threads staged
 
   // The block's query heads rotated into q_s; with APPEND, the block whose split holds p also
   // rotates the new k into kv_new (and copies v) and writes both to the caches (blocks of
@@ -203,8 +204,9 @@ __global__ void __launch_bounds__(kChunk)
     } else if (new_here) {
       const bf16* vx = x + int64_t(H + K + g) * D;
       bf16* vd = v_cache + (b * Tmax + p) * kvrow + int64_t(g) * D;
-      kv_new[D + i] = vd[i] = vx[i];
-      kv_new[D + i + half] = vd[i + half] = vx[i + half];
+      const bf16 v1 = vx[i], v2 = vx[i + half];
+      kv_new[D + i] = vd[i] = v1;
+      kv_new[D + i + half] = vd[i + half] = v2;
     }
   }
   for (int idx = threadIdx.x; idx < HPB * D; idx += blockDim.x) o_s[idx] = 0.0f;
