@@ -109,12 +109,14 @@ TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
 // or through global memory and a counter (TL_DECODE_ATTN_CLUSTER=0, and devices before
 // sm_90): the same sums in the same order, so the outputs agree bit for bit. Rows whose
 // keys fill several splits of two chunks each, one whose keys fill only the first split (the
-// cluster's other blocks have none), at 1, 2 and 8 heads a block and both cache layouts'
-// sizes of split; the splits are fixed (8 at most) so that both paths split alike.
+// cluster's other blocks have none), one whose new token is the only key of its split (256:
+// the first key of the second split of 256 and of the third of 128), at 1, 2 and 8 heads a
+// block and two sizes of split; the splits are capped (at 8 at most, where clusters are used)
+// so that both paths split alike.
 TEST(CudaDecode, ClusterMergeIsBitIdentical) {
   CD_NEED_GPU();
   auto gpu = make_backend("cuda");
-  DecodeStep d(*gpu, {1000, 77, 383});
+  DecodeStep d(*gpu, {1000, 77, 383, 256});
   for (const char* heads : {"1", "2", "8"})
     for (const char* splits : {"4", "8"}) {
       SCOPED_TRACE(cat("heads per block ", heads, ", splits at most ", splits));

@@ -94,6 +94,48 @@ __global__ void append_kernel(const bf16* qkv, bf16* k_cache, bf16* v_cache, con
   dst[i + half] = y2;
 }
 
+// The merge of a row's splits through global memory: each block writes its (m, l, o), and the
+// last of the row's splits to count (a counter per row and head block) merges them all in
+// split order, so the result does not depend on which one that is.
+__device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* part_ml,
+                                             unsigned* counters, const float* o_s, const float* m_s,
+                                             const float* l_s, bool& last_s, int64_t z, int H,
+                                             int h0, int nh, int D, int splits, int used) {
+  for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
+    const int j = idx / D, d = idx % D;
+    const int64_t slot = (z * H + h0 + j) * splits + blockIdx.z;
+    part_o[slot * D + d] = o_s[idx];
+    if (d == 0) {
+      part_ml[2 * slot] = m_s[j];
+      part_ml[2 * slot + 1] = l_s[j];
+    }
+  }
+  __threadfence();  // this block's partials are visible device-wide before it counts
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* count = counters + z * gridDim.y + blockIdx.y;
+    const bool last = atomicAdd(count, 1u) + 1 == unsigned(used);
+    if (last) *count = 0;  // every other split has counted: ready for the next launch
+    last_s = last;
+  }
+  __syncthreads();
+  if (!last_s) return;
+  __threadfence();
+  for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
+    const int j = idx / D, d = idx % D;
+    const int64_t base = (z * H + h0 + j) * splits;
+    float m = -INFINITY;
+    for (int c = 0; c < used; ++c) m = fmaxf(m, __ldcg(part_ml + 2 * (base + c)));
+    float l = 0.0f, o = 0.0f;
+    for (int c = 0; c < used; ++c) {
+      const float w = expf(__ldcg(part_ml + 2 * (base + c)) - m);
+      l += __ldcg(part_ml + 2 * (base + c) + 1) * w;
+      o += __ldcg(part_o + (base + c) * D + d) * w;
+    }
+    out[(z * H + h0 + j) * D + d] = from_f32<bf16>(o / l);
+  }
+}
+
 // grid (B*Tn query rows, K * head blocks, splits); block kChunk threads. APPEND: one new token
 // a row, whose k and v this kernel writes (see the top). HPB: query heads a block takes.
 // CLUSTER (sm_90): a row's splits are one thread block cluster and merge through distributed
@@ -114,7 +156,7 @@ __global__ void __launch_bounds__(kChunk)
                             const bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
                             const float* sin, const int32_t* pos, int Tn, int H, int K, int D,
                             int Tmax, int kv_len, int chunks_per_split, float scale) {
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];
   float* q_s = smem;
   float* o_s = q_s + HPB * D;
   float* p_s = o_s + HPB * D;
@@ -161,7 +203,8 @@ __global__ void __launch_bounds__(kChunk)
   // Key s0 + threadIdx.x's first kPre pieces of k and v, in registers (the rest, for head
   // dims over kPre * W, are loaded where they are used). With APPEND, the row of position p
   // is the new token's, which this kernel writes: its thread takes kv_new instead.
-  constexpr int kPre = W == 8 ? kPreDims / W : 0;
+  // Decode only: prefill (many rows, 8 heads a block) keeps its registers for occupancy.
+  constexpr int kPre = W == 8 && APPEND ? kPreDims / W : 0;
   Vec<bf16, W> kr[kPre > 0 ? kPre : 1], vr[kPre > 0 ? kPre : 1];
   const auto load_kv = [&](int s0) {
     if (int(threadIdx.x) < min(kChunk, s_end - s0)) {
@@ -338,47 +381,26 @@ __global__ void __launch_bounds__(kChunk)
       }
     }
     cluster.sync();
+#else
+    __trap();  // never launched: the launcher asks for sm_90 code (cluster_kernels_built)
 #endif
-    return;
-  }
-  for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
-    const int j = idx / D, d = idx % D;
-    const int64_t slot = (z * H + h0 + j) * splits + blockIdx.z;
-    part_o[slot * D + d] = o_s[idx];
-    if (d == 0) {
-      part_ml[2 * slot] = m_s[j];
-      part_ml[2 * slot + 1] = l_s[j];
-    }
-  }
-  // The last of this row's non-empty splits to get here merges them all, in split order, so
-  // the result does not depend on which one that is.
-  __threadfence();  // this block's partials are visible device-wide before it counts
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned* count = counters + z * gridDim.y + blockIdx.y;
-    const bool last = atomicAdd(count, 1u) + 1 == unsigned(used);
-    if (last) *count = 0;  // every other split has counted: ready for the next launch
-    last_s = last;
-  }
-  __syncthreads();
-  if (!last_s) return;
-  __threadfence();
-  for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
-    const int j = idx / D, d = idx % D;
-    const int64_t base = (z * H + h0 + j) * splits;
-    float m = -INFINITY;
-    for (int c = 0; c < used; ++c) m = fmaxf(m, __ldcg(part_ml + 2 * (base + c)));
-    float l = 0.0f, o = 0.0f;
-    for (int c = 0; c < used; ++c) {
-      const float w = expf(__ldcg(part_ml + 2 * (base + c)) - m);
-      l += __ldcg(part_ml + 2 * (base + c) + 1) * w;
-      o += __ldcg(part_o + (base + c) * D + d) * w;
-    }
-    out[(z * H + h0 + j) * D + d] = from_f32<bf16>(o / l);
+  } else {
+    merge_global(out, part_o, part_ml, counters, o_s, m_s, l_s, last_s, z, H, h0, nh, D, splits,
+                 used);
   }
 }
 
 // ---- launcher ----
+
+namespace {
+// Whether the cluster kernels hold sm_90 code for the current device (a build for sm_80 only
+// has their merge compiled out: see the kernel).
+bool cluster_kernels_built() {
+  cudaFuncAttributes a{};
+  return cudaFuncGetAttributes(&a, decode_attention_kernel<8, true, 1, true>) == cudaSuccess &&
+         a.binaryVersion >= 90 && a.ptxVersion >= 90;
+}
+}  // namespace
 
 void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
                       Tensor sin, Tensor pos, int kv_len, int H, int K, int sm_count,
@@ -451,16 +473,19 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // walks all of its row's keys).
   if (const char* e = std::getenv("TL_DECODE_ATTN_SPLITS"))
     if (std::atoi(e) > 0) splits = std::min(splits, std::atoi(e));
-  // A row's splits merge in one thread block cluster where the device has them (sm_90) and
-  // the kernel's 16-byte path runs (TL_DECODE_ATTN_CLUSTER=0: through global memory, for
-  // measurements): at most kMaxClusterSplits of them then.
-  const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
-  const char* cl = std::getenv("TL_DECODE_ATTN_CLUSTER");
-  const bool cluster_ok = vec8 && !(cl && std::strcmp(cl, "0") == 0) && clusters_supported();
-  if (cluster_ok) splits = std::min(splits, kMaxClusterSplits);
   const int chunks_per_split = int(ceil_div(chunks, splits));
   splits = int(ceil_div(chunks, chunks_per_split));
-  const bool cluster = cluster_ok && splits > 1;
+  // A row's splits merge in one thread block cluster where they fit one (at most
+  // kMaxClusterSplits; more, at long contexts, keep the global merge rather than fewer
+  // blocks), the device runs clusters and the cluster kernel was compiled for it (sm_90
+  // code: a build without it carries only the merge through global memory), and the
+  // kernel's 16-byte path runs. TL_DECODE_ATTN_CLUSTER=0: through global memory, for
+  // measurements.
+  const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
+  const char* cl = std::getenv("TL_DECODE_ATTN_CLUSTER");
+  const bool cluster = vec8 && splits > 1 && splits <= kMaxClusterSplits &&
+                       !(cl && std::strcmp(cl, "0") == 0) && clusters_supported() &&
+                       cluster_kernels_built();
   TL_CHECK(splits <= 65535 && K * n_hc <= 65535, op, ": grid too large (", splits, " splits, ",
            K * n_hc, " head blocks)");
   float *part_o = nullptr, *part_ml = nullptr;

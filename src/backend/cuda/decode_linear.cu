@@ -109,7 +109,7 @@ struct NormPieces {
 };
 template <Backend::LinearIn In>
 __device__ __forceinline__ NormPieces load_norm(const Args& a) {
-  NormPieces n;
+  NormPieces n{};
   if constexpr (In == Backend::LinearIn::RmsNorm) {
 #pragma unroll
     for (int q = 0; q < kNormPre; ++q) {
