@@ -92,10 +92,8 @@ TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
   auto gpu = make_backend("cuda");
   DecodeStep d(*gpu, {700, 3, 383});
   const auto run = [&](const char* heads) {
-    setenv("TL_DECODE_ATTN_HEADS", heads, 1);
-    std::vector<float> out = d.run(701);
-    unsetenv("TL_DECODE_ATTN_HEADS");
-    return out;
+    const ScopedEnv env("TL_DECODE_ATTN_HEADS", heads);
+    return d.run(701);
   };
   const std::vector<float> eight = run("8");
   for (const char* heads : {"2", "1"}) {

@@ -27,24 +27,19 @@ const char* cublas_status_name(cublasStatus_t s) {
   }
 }
 
-bool pdl_enabled() {
-  static const bool on = [] {
-    const char* env = std::getenv("TL_PDL");  // on unless "0": see pdl.cuh
-    if (env && std::strcmp(env, "0") == 0) return false;
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
-      return false;
-    return major >= 9;
-  }();
-  return on;
-}
-
 bool clusters_supported() {
   int device = 0, major = 0;
   return cudaGetDevice(&device) == cudaSuccess &&
          cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
          major >= 9;
+}
+
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("TL_PDL");  // on unless "0": see pdl.cuh
+    return !(env && std::strcmp(env, "0") == 0) && clusters_supported();  // sm_90 or newer
+  }();
+  return on;
 }
 
 }  // namespace tl::gpu

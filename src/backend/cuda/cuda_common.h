@@ -16,8 +16,8 @@ const char* cublas_status_name(cublasStatus_t s);
 // device is sm_90 or newer and TL_PDL is not 0 (decided once per process).
 bool pdl_enabled();
 
-// Whether the current device runs thread block clusters (sm_90 or newer; asked per call, as
-// the device may change between calls).
+// Whether the current device runs thread block clusters: sm_90 or newer (asked each call;
+// pdl_enabled asks it once).
 bool clusters_supported();
 
 }  // namespace tl::gpu

@@ -382,7 +382,7 @@ __global__ void __launch_bounds__(kChunk)
     }
     cluster.sync();
 #else
-    __trap();  // never launched: the launcher asks for sm_90 code (cluster_kernels_built)
+    __trap();  // never launched: the launcher asks for sm_90 code (cluster_kernels_run)
 #endif
   } else {
     merge_global(out, part_o, part_ml, counters, o_s, m_s, l_s, last_s, z, H, h0, nh, D, splits,
@@ -393,12 +393,17 @@ __global__ void __launch_bounds__(kChunk)
 // ---- launcher ----
 
 namespace {
-// Whether the cluster kernels hold sm_90 code for the current device (a build for sm_80 only
-// has their merge compiled out: see the kernel).
-bool cluster_kernels_built() {
-  cudaFuncAttributes a{};
-  return cudaFuncGetAttributes(&a, decode_attention_kernel<8, true, 1, true>) == cudaSuccess &&
-         a.binaryVersion >= 90 && a.ptxVersion >= 90;
+// Whether the device runs clusters and the cluster kernels hold sm_90 code for it (a build for
+// sm_80 only has their merge compiled out: see the kernel). Decided once per process, as
+// pdl_enabled is: not two driver queries on every launch.
+bool cluster_kernels_run() {
+  static const bool on = [] {
+    cudaFuncAttributes a{};
+    return clusters_supported() &&
+           cudaFuncGetAttributes(&a, decode_attention_kernel<8, true, 1, true>) == cudaSuccess &&
+           a.binaryVersion >= 90 && a.ptxVersion >= 90;
+  }();
+  return on;
 }
 }  // namespace
 
@@ -484,8 +489,7 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
   const char* cl = std::getenv("TL_DECODE_ATTN_CLUSTER");
   const bool cluster = vec8 && splits > 1 && splits <= kMaxClusterSplits &&
-                       !(cl && std::strcmp(cl, "0") == 0) && clusters_supported() &&
-                       cluster_kernels_built();
+                       !(cl && std::strcmp(cl, "0") == 0) && cluster_kernels_run();
   TL_CHECK(splits <= 65535 && K * n_hc <= 65535, op, ": grid too large (", splits, " splits, ",
            K * n_hc, " head blocks)");
   float *part_o = nullptr, *part_ml = nullptr;
