@@ -14,6 +14,7 @@
 #include "backend/backend.h"
 #include "backend_test_util.h"
 #include "ckpt_test_util.h"
+#include "decode_test_util.h"
 #include "generate/generate.h"
 #include "model/llama.h"
 #include "model/llama_infer.h"
@@ -286,6 +287,19 @@ ModelConfig small_decode_config(int max_seq_len) {
 // 1 and 2 (the fused kernel) and 5 (decode_linear's separate-op fallback), 160 steps (two splits of
 // the keys, so the last split's merge runs), replayed as graphs and not, the fused runs with
 // the weights' prefetches on.
+// Steps submitted ahead on the GPU (pinned copies, events, graphs recorded and replayed while
+// a step is in flight) give forward_argmax's ids, bit for bit.
+TEST(CudaDecode, SubmittedStepsEqualForwardArgmax) {
+  CD_NEED_GPU();
+  ModelConfig cfg = ckpt_test::small_config();
+  cfg.dim = 64;
+  cfg.max_seq_len = 320;
+  auto be = make_backend("cuda");
+  LlamaModel model(cfg, *be);
+  model.set_params(ckpt_test::random_params(cfg, 5));
+  decode_test::expect_submitted_steps_equal_forward_argmax(model);
+}
+
 TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
   CD_NEED_GPU();
   const ModelConfig cfg = small_decode_config(300);

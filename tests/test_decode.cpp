@@ -12,6 +12,7 @@
 #include "backend/backend.h"
 #include "ckpt_test_util.h"
 #include "core/rng.h"
+#include "decode_test_util.h"
 #include "generate/generate.h"
 #include "model/llama.h"
 #include "model/llama_infer.h"
@@ -238,6 +239,12 @@ TEST(Decode, ArgmaxIdsAreTheFirstMaximumOfTheLogits) {
     m.be->argmax_rows(dec_t(bad, {3}), dec_t(x, {4, 3}));
   });
   EXPECT_TRUE(ckpt_test::has(msg, "argmax_rows")) << msg;
+}
+
+// Steps submitted ahead (the server's pipelined greedy decoding) give forward_argmax's ids.
+TEST(Decode, SubmittedStepsEqualForwardArgmax) {
+  DecModel m(320);
+  decode_test::expect_submitted_steps_equal_forward_argmax(*m.model);
 }
 
 // Greedy generation with the cache equals the uncached reference token for token, for

@@ -238,6 +238,27 @@ class Backend {
   virtual std::unique_ptr<Recording> record(const std::function<void()>& ops) { return nullptr; }
   virtual uint64_t recording_epoch() const { return 0; }
 
+  // ---- overlapping the host with the device (optional; backends whose ops complete at once
+  // keep these defaults) ----
+  // Host memory the device copies to and from without staging (pinned on CUDA): copies from
+  // and into it can be enqueued and left running. Throws tl::Error when it cannot.
+  virtual void* host_allocate(size_t bytes);
+  virtual void host_deallocate(void* p) noexcept;
+  // upload/download that only enqueue the copy (host memory from host_allocate): the host
+  // bytes must stay as they are, or are not yet written, until a Marker recorded after the
+  // copy has been waited on.
+  virtual void upload_async(Tensor dst, const void* host_src) { upload(dst, host_src); }
+  virtual void download_async(void* host_dst, Tensor src) { download(host_dst, src); }
+  // A point in the queue of enqueued work: wait() returns once everything enqueued before
+  // the last record() has run. Reusable: record() again moves the point.
+  class Marker {
+   public:
+    virtual ~Marker() = default;
+    virtual void record() {}
+    virtual void wait() {}
+  };
+  virtual std::unique_ptr<Marker> make_marker() { return std::make_unique<Marker>(); }
+
   // ---- profiling and memory (optional) ----
   // While on, ops are timed on the device by category: "matmul", "attention",
   // "optimizer", "other", "copy" (copies and memsets). take_profile() synchronizes,

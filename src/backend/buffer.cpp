@@ -1,6 +1,17 @@
+#include <algorithm>
+#include <cstdlib>
+
 #include "backend/backend.h"
 
 namespace tl {
+
+// Backends whose ops complete at once need no pinned memory: plain host memory.
+void* Backend::host_allocate(size_t bytes) {
+  void* p = std::malloc(std::max<size_t>(bytes, 1));
+  TL_CHECK(p, "host_allocate: out of host memory for ", bytes, " bytes");
+  return p;
+}
+void Backend::host_deallocate(void* p) noexcept { std::free(p); }
 
 Buffer::Buffer(Backend& be, size_t bytes) : be_(&be), bytes_(bytes) {
   ptr_ = bytes ? be.allocate(bytes) : nullptr;

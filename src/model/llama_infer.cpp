@@ -34,6 +34,26 @@ struct LlamaInference::Graphs {
   const void* weights = nullptr;
 };
 
+// Greedy steps in flight (submit_argmax / collect_argmax): two slots used in turn, each with
+// pinned host memory for its positions, tokens and ids and a marker after its ids' download.
+// A slot's host memory is reused only after its step was collected, so its copies are done.
+struct LlamaInference::Pipe {
+  struct Slot {
+    int32_t *pos = nullptr, *tokens = nullptr, *ids = nullptr;  // [B_] each
+    std::unique_ptr<Backend::Marker> done;
+    int rows = 0;
+  };
+  Backend* be = nullptr;
+  void* host = nullptr;
+  Slot slots[2];
+  int oldest = 0, count = 0;  // the slot to collect next; steps in flight
+  int rows = 0, row0 = 0;     // the last submitted step's rows
+  bool chain = false;         // State::argmax holds the last submitted step's ids
+  ~Pipe() {
+    if (host) be->host_deallocate(host);
+  }
+};
+
 // Shapes: B rows, Tn new tokens per row, N = B*Tn, C dim, Q qkv width, I ffn dim, V vocab,
 // KD = K * head_dim. act = the backend's compute dtype.
 struct LlamaInference::State {
@@ -87,7 +107,8 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
       B_(batch),
       max_len_(max_len),
       s_(std::make_unique<State>()),
-      graphs_(std::make_unique<Graphs>()) {
+      graphs_(std::make_unique<Graphs>()),
+      pipe_(std::make_unique<Pipe>()) {
   const char* env = std::getenv("TL_DECODE_GRAPHS");
   graphs_on_ = !(env && std::strcmp(env, "0") == 0);
   if (const char* f = std::getenv("TL_DECODE_FUSED_ROWS")) fused_rows_ = std::atoi(f);
@@ -122,7 +143,13 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
   s_->pos = s_->pos_buf.tensor(DType::I32, {batch});
 }
 
-LlamaInference::~LlamaInference() = default;
+LlamaInference::~LlamaInference() {
+  try {  // steps in flight still use the buffers freed below
+    while (pipe_->count > 0) collect_argmax(nullptr);
+  } catch (const Error& e) {
+    log_warn("inference: a submitted decode step failed at shutdown: ", e.what());
+  }
+}
 
 size_t LlamaInference::cache_bytes() const { return s_->cache.bytes(); }
 
@@ -227,8 +254,74 @@ Tensor LlamaInference::picked(int B, int Tn, const int32_t* pick) {
 void LlamaInference::decode_step(const int32_t* tokens, const int32_t* pos, const int32_t* pick,
                                  int rows, int row0, Head head, void* out) {
   const Call call = start(tokens, 1, pos, pick, rows, row0);
+  run_step(call.B, row0, call.kv_len, head);
+  model_.backend().download(out, head_result(call.B, head));
+}
+
+void LlamaInference::submit_argmax(const int32_t* tokens, const int32_t* pos, int rows, int row0) {
+  Pipe& p = *pipe_;
+  Backend& be = model_.backend();
+  TL_CHECK(p.count < 2, "inference: submit_argmax with two steps in flight (collect one first)");
+  const Call call = check_call(tokens, 1, pos, nullptr, rows, row0);
   const int B = call.B;
-  const int kv = std::min(max_len_, (call.kv_len + kKeyBucket - 1) / kKeyBucket * kKeyBucket);
+  TL_CHECK(tokens || (p.chain && B == p.rows && row0 == p.row0),
+           "inference: submit_argmax without tokens continues the last submitted step, which "
+           "must exist, have the same rows and be the last forward");
+  // With a step in flight the activations must keep their place (it is still using them).
+  TL_CHECK(p.count == 0 || (s_->rows == B && s_->Tn == 1),
+           "inference: submit_argmax for other rows than the step in flight");
+  if (!p.host) {  // first use: pinned memory for both slots
+    p.be = &be;
+    p.host = be.host_allocate(size_t(6) * size_t(B_) * 4);
+    for (int i = 0; i < 2; ++i) {
+      int32_t* base = static_cast<int32_t*>(p.host) + size_t(3 * i) * size_t(B_);
+      p.slots[i].pos = base;
+      p.slots[i].tokens = base + B_;
+      p.slots[i].ids = base + 2 * B_;
+      p.slots[i].done = be.make_marker();
+    }
+  }
+  ensure_acts(B, 1);
+  Pipe::Slot& slot = p.slots[(p.oldest + p.count) % 2];
+  std::copy_n(pos, B, slot.pos);
+  be.upload_async(s_->pos.rows(0, B), slot.pos);
+  if (tokens) {
+    std::copy_n(tokens, B, slot.tokens);
+    be.upload_async(s_->tokens, slot.tokens);
+  } else {  // the last step's ids, still on the device, are this step's tokens
+    be.copy(s_->tokens, s_->argmax.rows(0, B));
+  }
+  p.chain = false;  // until the step below is fully enqueued
+  run_step(B, row0, call.kv_len, Head::Argmax);
+  be.download_async(slot.ids, head_result(B, Head::Argmax));
+  slot.done->record();
+  slot.rows = B;
+  ++p.count;
+  p.rows = B;
+  p.row0 = row0;
+  p.chain = true;
+}
+
+void LlamaInference::collect_argmax(int32_t* ids) {
+  Pipe& p = *pipe_;
+  TL_CHECK(p.count > 0, "inference: collect_argmax with no step in flight");
+  Pipe::Slot& slot = p.slots[p.oldest];
+  p.oldest = (p.oldest + 1) % 2;
+  --p.count;
+  slot.done->wait();
+  if (ids) std::copy_n(slot.ids, slot.rows, ids);
+}
+
+int LlamaInference::steps_in_flight() const { return pipe_->count; }
+
+void LlamaInference::require_idle(const char* what) {
+  TL_CHECK(pipe_->count == 0, "inference: ", what, " while ", pipe_->count,
+           " submitted decode step(s) are not collected (collect_argmax first)");
+  pipe_->chain = false;  // the call below may overwrite the ids or move rows
+}
+
+void LlamaInference::run_step(int B, int row0, int kv_len, Head head) {
+  const int kv = std::min(max_len_, (kv_len + kKeyBucket - 1) / kKeyBucket * kKeyBucket);
   Backend& be = model_.backend();
   State& s = *s_;
   const auto ops = [&] {  // device work only: recordable
@@ -273,7 +366,6 @@ void LlamaInference::decode_step(const int32_t* tokens, const int32_t* pos, cons
   } else {
     ops();
   }
-  be.download(out, head_result(B, head));
 }
 
 int LlamaInference::run_layers(const int32_t* tokens, int Tn, const int32_t* pos,
@@ -285,6 +377,17 @@ int LlamaInference::run_layers(const int32_t* tokens, int Tn, const int32_t* pos
 
 LlamaInference::Call LlamaInference::start(const int32_t* tokens, int Tn, const int32_t* pos,
                                            const int32_t* pick, int rows, int row0) {
+  require_idle("a forward");
+  const Call call = check_call(tokens, Tn, pos, pick, rows, row0);
+  ensure_acts(call.B, Tn);
+  Backend& be = model_.backend();
+  be.upload(s_->tokens, tokens);
+  be.upload(s_->pos.rows(0, call.B), pos);
+  return call;
+}
+
+LlamaInference::Call LlamaInference::check_call(const int32_t* tokens, int Tn, const int32_t* pos,
+                                                const int32_t* pick, int rows, int row0) const {
   const ModelConfig& c = model_.config();
   TL_CHECK(Tn > 0, "inference: Tn must be positive, got ", Tn);
   const int B = rows > 0 ? rows : B_ - row0;
@@ -301,13 +404,9 @@ LlamaInference::Call LlamaInference::start(const int32_t* tokens, int Tn, const 
                " is not one of the ", Tn, " new tokens");
   }
   const int64_t N = int64_t(B) * Tn;
-  for (int64_t i = 0; i < N; ++i)
+  for (int64_t i = 0; tokens && i < N; ++i)
     TL_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token id ", tokens[i], " at ", i,
              " is outside the model's vocabulary of ", c.vocab_size);
-  ensure_acts(B, Tn);
-  Backend& be = model_.backend();
-  be.upload(s_->tokens, tokens);
-  be.upload(s_->pos.rows(0, B), pos);
   return {B, kv_len};
 }
 
@@ -403,6 +502,7 @@ Tensor LlamaInference::hidden() const {
 }
 
 void LlamaInference::copy_prefix(int dst0, int n, const int32_t* src, int len) {
+  require_idle("copy_prefix");
   TL_CHECK(dst0 >= 0 && n >= 0 && int64_t(dst0) + n <= B_, "copy_prefix: rows [", dst0, ", ",
            int64_t(dst0) + n, ") outside the cache's ", B_);
   TL_CHECK(len >= 0 && len <= max_len_, "copy_prefix: len ", len, " outside [0, ", max_len_, "]");
@@ -434,6 +534,7 @@ void LlamaInference::copy_prefix(int dst0, int n, const int32_t* src, int len) {
 }
 
 void LlamaInference::move_row(int src, int dst, int len) {
+  require_idle("move_row");
   TL_CHECK(src >= 0 && src < B_ && dst >= 0 && dst < B_, "inference: move_row(", src, ", ", dst,
            ") names a row outside the cache's ", B_);
   TL_CHECK(len >= 0 && len <= max_len_, "inference: move_row length ", len, " is outside [0, ",

@@ -41,6 +41,17 @@ class LlamaInference {
   // ids leave the device.
   void forward_argmax(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick,
                       int32_t* ids, int rows = 0, int row0 = 0);
+  // Greedy decode steps that overlap the host with the device (a server's loop): the step
+  // forward_argmax(tokens, 1, pos, nullptr, ids, rows, row0) would run is enqueued and
+  // submit_argmax returns without waiting; collect_argmax waits for the oldest submitted step
+  // and copies its ids [rows] out (null drops them). At most two steps are in flight.
+  // tokens null: each row's token is that row's id from the last submitted step, taken on
+  // the device (that step must have had the same rows, with no other call since), so step
+  // t+1 can be enqueued before step t's ids reach the host. Every other call (forward,
+  // forward_argmax, copy_prefix, move_row) throws while a submitted step is not collected.
+  void submit_argmax(const int32_t* tokens, const int32_t* pos, int rows, int row0 = 0);
+  void collect_argmax(int32_t* ids);
+  int steps_in_flight() const;
   // Decode steps (Tn == 1 with logits or ids wanted) replay a recorded graph of the whole
   // step where the backend can record (CUDA graphs): the ~220 launches of a token become one.
   // A (rows, row0, key bucket, output) is run unrecorded when first seen and recorded when
@@ -86,6 +97,7 @@ class LlamaInference {
  private:
   struct State;
   struct Graphs;
+  struct Pipe;
   enum class Head { Logits, Argmax };
   struct Call {
     int B;       // rows of the call
@@ -96,6 +108,10 @@ class LlamaInference {
   // Checks a call's arguments, shapes the activations and uploads tokens and positions.
   Call start(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick, int rows,
              int row0);
+  // start's checks alone (tokens may be null: taken on the device).
+  Call check_call(const int32_t* tokens, int Tn, const int32_t* pos, const int32_t* pick, int rows,
+                  int row0) const;
+  void require_idle(const char* what);  // throws while submitted steps are in flight
   // The layers on the device (no host work): leaves xn = the final norm of the call's tokens.
   void layers(int B, int Tn, int kv_len, int row0);
   void layers_fused(int B, int kv_len, int row0);  // Tn == 1, B <= fused_rows_
@@ -110,6 +126,9 @@ class LlamaInference {
   // [B,V] f32 logits or [B] i32 ids.
   void decode_step(const int32_t* tokens, const int32_t* pos, const int32_t* pick, int rows,
                    int row0, Head head, void* out);
+  // A decode step's device work after start (layers and head, the result left in
+  // head_result(B, head)): replayed from a recording where there is one.
+  void run_step(int B, int row0, int kv_len, Head head);
   Tensor picked(int B, int Tn, const int32_t* pick);  // act [B,C]: pick[b] of row b
   // The head over x[rows,C] in chunks of logits_act's rows: use(z [n,V] act, first row).
   void head_chunks(Tensor x, int64_t rows, const std::function<void(Tensor z, int64_t r0)>& use);
@@ -124,6 +143,7 @@ class LlamaInference {
   int B_, max_len_;
   std::unique_ptr<State> s_;
   std::unique_ptr<Graphs> graphs_;
+  std::unique_ptr<Pipe> pipe_;
   bool graphs_on_ = true;
   int fused_rows_ = 1;
   size_t prefetch_bytes_ = 0;  // off: both prefetches lost on an H100 (see set_prefetch_bytes)

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/log.h"
 #include "core/rng.h"
@@ -11,6 +13,7 @@ namespace tl::serve {
 
 namespace {
 using Clock = std::chrono::steady_clock;
+using std::chrono::duration;
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -74,6 +77,8 @@ Scheduler::Scheduler(LlamaModel& model, const SchedulerOptions& opts, Metrics* m
   TL_CHECK(opts_.prefill_tokens > 0, "serve: prefill_tokens must be positive, got ",
            opts_.prefill_tokens);
   TL_CHECK(opts_.max_queue > 0, "serve: max_queue must be positive, got ", opts_.max_queue);
+  if (const char* e = std::getenv("TL_DECODE_RUN_AHEAD"); e && std::strcmp(e, "0") == 0)
+    opts_.run_ahead = false;
   rows_.resize(size_t(opts_.max_batch));
   // Host logits of the largest call: a prefill chunk with every token's logits.
   logits_.resize(size_t(opts_.prefill_tokens + opts_.max_batch) * size_t(V_));
@@ -171,7 +176,7 @@ void Scheduler::loop() {
         incoming_.pop_front();
       }
     }
-    const auto t0 = Clock::now();
+    const auto t0 = iteration_start_ = Clock::now();
     try {
       drop_cancelled();
       admit();
@@ -184,7 +189,15 @@ void Scheduler::loop() {
     if (metrics_) metrics_->end_busy_iteration(seconds_since(t0));
     publish_gauges();
   }
-  // Stopped: whatever remains is cancelled.
+  // Stopped: whatever remains is cancelled (a step that ran ahead is dropped).
+  if (ahead_) {
+    ahead_ = false;
+    try {
+      inf_.collect_argmax(nullptr);
+    } catch (const std::exception& e) {
+      log_warn("serve: a model step failed: ", e.what());
+    }
+  }
   std::lock_guard lk(mu_);
   for (auto* q : {&incoming_, &waiting_})
     for (auto& s : *q) finish(*s, Finish::Cancelled);
@@ -213,6 +226,13 @@ void Scheduler::fail_all(const std::string& what) {
   for (auto& s : rows_)
     if (s && !s->done) fail(*s);
   for (auto& s : rows_) s.reset();
+  ahead_ = false;
+  while (inf_.steps_in_flight() > 0) {  // their results are dropped; their errors too
+    try {
+      inf_.collect_argmax(nullptr);
+    } catch (const std::exception&) {
+    }
+  }
   n_dec_ = group_begin_ = group_end_ = group_pos_ = 0;
   reserved_ = 0;
 }
@@ -258,6 +278,7 @@ void Scheduler::admit() {
 }
 
 void Scheduler::prefill_step() {
+  flush_ahead();  // the prefill's forward needs the device to itself
   const int k = group_end_ - group_begin_;
   int longest = 0;
   bool all_logits = false, any_live = false;
@@ -363,11 +384,6 @@ bool Scheduler::emit_token(Seq& s, int id, const float* logits) {
 
 void Scheduler::decode_step() {
   const int n = n_dec_;
-  std::vector<int32_t> toks(static_cast<size_t>(n)), pos(static_cast<size_t>(n));
-  for (int r = 0; r < n; ++r) {
-    toks[size_t(r)] = rows_[size_t(r)]->last;
-    pos[size_t(r)] = rows_[size_t(r)]->len;
-  }
   // Every live row greedy and without logprobs: the argmax is taken on the device and only
   // n ids come back (the same ids: sample_token's greedy pick is the first maximum too).
   bool greedy = true;
@@ -375,31 +391,92 @@ void Scheduler::decode_step() {
     const Seq& s = *rows_[size_t(r)];
     greedy = s.done || (s.spec->sampling.temperature <= 0 && s.spec->top_logprobs < 0);
   }
-  const auto t0 = Clock::now();
+  std::vector<int32_t> pos(static_cast<size_t>(n));
   if (greedy) {
-    greedy_ids_.resize(size_t(n));
-    inf_.forward_argmax(toks.data(), 1, pos.data(), nullptr, greedy_ids_.data(), n);
+    // Pipelined: the step after this one is submitted (its tokens are this step's ids, still
+    // on the device) before this step's ids are read, so the device runs it while the host
+    // publishes tokens and goes round the loop. A step that ran ahead is collected at the
+    // next decode step, or before anything changes the batch (flush_ahead).
+    Clock::time_point submitted = ahead_submitted_;
+    if (!ahead_) {
+      std::vector<int32_t> toks(static_cast<size_t>(n));
+      for (int r = 0; r < n; ++r) {
+        toks[size_t(r)] = rows_[size_t(r)]->last;
+        pos[size_t(r)] = rows_[size_t(r)]->len;
+      }
+      submitted = Clock::now();
+      inf_.submit_argmax(toks.data(), pos.data(), n);
+    }
+    ahead_ = false;
+    if (can_run_ahead(n)) {
+      for (int r = 0; r < n; ++r) pos[size_t(r)] = rows_[size_t(r)]->len + 1;
+      inf_.submit_argmax(nullptr, pos.data(), n);
+      ahead_submitted_ = Clock::now();
+      ahead_ = true;
+      ++steps_ahead_;
+    }
+    collect_greedy(n, submitted);
   } else {
+    std::vector<int32_t> toks(static_cast<size_t>(n));
+    for (int r = 0; r < n; ++r) {
+      toks[size_t(r)] = rows_[size_t(r)]->last;
+      pos[size_t(r)] = rows_[size_t(r)]->len;
+    }
+    const auto t0 = Clock::now();
     inf_.forward(toks.data(), 1, pos.data(), nullptr, logits_.data(), n);
-  }
-  if (metrics_) {
-    metrics_->add_step(false, n, seconds_since(t0));
-    const LlamaInference::GraphStats& g = inf_.graph_stats();
-    metrics_->set_decode_graphs(g.replays, g.recordings, g.invalidations);
-  }
-  for (int r = 0; r < n; ++r) {
-    Seq& s = *rows_[size_t(r)];
-    ++s.len;
-    if (s.done) continue;
-    if (greedy)
-      emit_token(s, greedy_ids_[size_t(r)], nullptr);
-    else
-      take_token(s, logits_.data() + size_t(r) * V_);
+    if (metrics_) metrics_->add_step(false, n, seconds_since(t0));
+    for (int r = 0; r < n; ++r) {
+      Seq& s = *rows_[size_t(r)];
+      ++s.len;
+      if (!s.done) take_token(s, logits_.data() + size_t(r) * V_);
+    }
   }
   compact();
 }
 
+// Running ahead is only worth it when every row will still be decoding after this step: a
+// row that ends by length now would have its next token computed for nothing (and past the
+// cache's end if it ends there). A row may still end by its stop id: its token ahead is then
+// dropped.
+bool Scheduler::can_run_ahead(int n) const {
+  if (!opts_.run_ahead) return false;
+  for (int r = 0; r < n; ++r) {
+    const Seq& s = *rows_[size_t(r)];
+    if (s.done || s.generated + 1 >= s.spec->max_new || s.len + 1 >= inf_.max_len()) return false;
+  }
+  return true;
+}
+
+void Scheduler::collect_greedy(int n, Clock::time_point submitted) {
+  greedy_ids_.resize(size_t(n));
+  inf_.collect_argmax(greedy_ids_.data());
+  // The step's seconds count from its submission, or from the last collection where it was
+  // submitted before that (the device was still busy with the step before it), within this
+  // loop iteration (the time before it was counted with the last one).
+  const auto now = Clock::now();
+  if (metrics_) {
+    const auto from = std::max({submitted, last_collect_, iteration_start_});
+    metrics_->add_step(false, n, duration<double>(now - from).count());
+    const LlamaInference::GraphStats& g = inf_.graph_stats();
+    metrics_->set_decode_graphs(g.replays, g.recordings, g.invalidations);
+  }
+  last_collect_ = now;
+  for (int r = 0; r < n; ++r) {
+    Seq& s = *rows_[size_t(r)];
+    ++s.len;
+    if (!s.done) emit_token(s, greedy_ids_[size_t(r)], nullptr);
+  }
+}
+
+void Scheduler::flush_ahead() {
+  if (!ahead_) return;
+  ahead_ = false;
+  collect_greedy(n_dec_, ahead_submitted_);
+}
+
 void Scheduler::compact() {
+  for (int r = 0; r < n_dec_ && ahead_; ++r)  // rows are about to move: collect the step ahead
+    if (rows_[size_t(r)]->done) flush_ahead();
   int r = 0;
   while (r < n_dec_) {
     if (!rows_[size_t(r)]->done) {

@@ -13,6 +13,8 @@
 // also budgets KV positions (max_tokens_in_flight over the admitted sequences), so a request
 // that does not fit waits in the queue; a full queue refuses new work.
 #pragma once
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -32,6 +34,9 @@ struct SchedulerOptions {
   int64_t max_tokens_in_flight = 0;  // KV positions reserved by admitted sequences; 0 = all rows
   int prefill_tokens = 512;          // prompt tokens per prefill call, over the group's rows
   int max_queue = 256;               // sequences waiting for admission before refusals
+  // Greedy decode steps are submitted one ahead of the host (see Scheduler::decode_step);
+  // TL_DECODE_RUN_AHEAD=0 turns it off too.
+  bool run_ahead = true;
 };
 
 enum class SubmitStatus { Ok, QueueFull, ShuttingDown, Invalid };
@@ -62,13 +67,22 @@ class Scheduler {
   int vocab_size() const { return V_; }
   int64_t queued() const;  // sequences waiting for admission
   size_t cache_bytes() const { return inf_.cache_bytes(); }
+  // Greedy decode steps enqueued before the previous step's ids were read (they overlap the
+  // host's work between steps with the device's). Thread-safe.
+  int64_t decode_steps_ahead() const { return steps_ahead_.load(); }
 
  private:
   struct Seq;
+  using Clock = std::chrono::steady_clock;
   void loop();
   void admit();
   void prefill_step();
   void decode_step();
+  // Greedy decode steps are pipelined (see decode_step); these collect a submitted step and
+  // publish its ids, and collect the one that ran ahead before the batch changes.
+  void collect_greedy(int n, Clock::time_point submitted);
+  void flush_ahead();
+  bool can_run_ahead(int n) const;
   void drop_cancelled();
   void compact();
   void finish(Seq& s, Finish f);
@@ -100,6 +114,14 @@ class Scheduler {
   int64_t reserved_ = 0;                 // KV positions of admitted sequences
   std::vector<float> logits_;            // host logits of the largest call
   std::vector<int32_t> greedy_ids_;      // [max_batch]: a decode step's ids when all are greedy
+  // A greedy step for every decode row at positions len, its tokens the last step's ids on
+  // the device, was submitted before the last step's ids were read (run ahead); not yet
+  // collected. While set, the decode rows stay as they are.
+  bool ahead_ = false;
+  Clock::time_point ahead_submitted_;    // when the step ahead was submitted
+  Clock::time_point last_collect_;       // when the last greedy step's ids were read
+  Clock::time_point iteration_start_;    // of the loop's current iteration
+  std::atomic<int64_t> steps_ahead_{0};  // decode steps submitted ahead
   std::thread thread_;
 };
 

@@ -73,6 +73,77 @@ TEST(ServeScheduler, GreedyEqualsGenerateBatch) {
     EXPECT_EQ(got[size_t(i)].tokens, want[size_t(i)]) << "sequence " << i;
     EXPECT_EQ(int(got[size_t(i)].finish), int(Finish::Length));
   }
+  EXPECT_GT(sched.decode_steps_ahead(), 0) << "greedy decode steps should run ahead";
+}
+
+// Greedy steps that run ahead of the host leave every output as it is without them: rows that
+// meet their stop id (a token ahead of them is dropped), rows that reach the cache's end,
+// rows cancelled mid-way and rows joining a running batch give what the scheduler gives with
+// run-ahead off, and what generate_batch gives.
+TEST(ServeScheduler, GreedyRunAheadChangesNoOutput) {
+  const int ctx = 48;
+  st::TestModel m(st::small_cfg(ctx), 11, 6.0f);
+  std::vector<SeqSpec> specs;
+  for (int i = 0; i < 10; ++i) {
+    const int plen = 2 + (i * 5) % 13;
+    // Every third row ends at the context (prompt + max_new = ctx); the others by length.
+    SeqSpec s = spec(st::prompt_ids(plen, m.cfg.vocab_size, 500 + i),
+                     i % 3 == 0 ? ctx - plen : 3 + (i * 7) % 17, 0, 0);
+    if (i % 2 == 1) {  // a stop id it meets: its 4th greedy token (if it gets that far)
+      BatchOptions bo;
+      bo.max_new = s.max_new;
+      bo.sampling.temperature = 0;
+      const std::vector<int> free_run = generate_batch(*m.model, {s.prompt}, bo, nullptr)[0];
+      if (free_run.size() > 3) s.stop_id = free_run[3];
+    }
+    specs.push_back(s);
+  }
+  serve::SchedulerOptions so;
+  so.max_batch = 4;
+  so.prefill_tokens = 8;
+  std::vector<serve::SeqOutput> ahead, plain;
+  int64_t steps_ahead = 0;
+  for (bool on : {true, false}) {
+    so.run_ahead = on;
+    serve::Scheduler sched(*m.model, so);
+    (on ? ahead : plain) = run_concurrently(sched, specs);
+    if (on) steps_ahead = sched.decode_steps_ahead();
+  }
+  EXPECT_GT(steps_ahead, 0);
+  int stopped = 0, at_end = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    EXPECT_EQ(ahead[i].tokens, plain[i].tokens) << "sequence " << i;
+    EXPECT_EQ(int(ahead[i].finish), int(plain[i].finish)) << "sequence " << i;
+    stopped += ahead[i].finish == Finish::Stop;
+    at_end += int(specs[i].prompt.size() + ahead[i].tokens.size()) == ctx;
+    BatchOptions bo;
+    bo.max_new = specs[i].max_new;
+    bo.sampling.temperature = 0;
+    bo.stop_id = specs[i].stop_id;
+    EXPECT_EQ(without_stop(ahead[i].tokens, specs[i].stop_id),
+              generate_batch(*m.model, {specs[i].prompt}, bo, nullptr)[0])
+        << "sequence " << i;
+  }
+  EXPECT_GT(stopped, 0) << "no sequence met its stop id: the test does not cover stopping";
+  EXPECT_GT(at_end, 0) << "no sequence reached the context: the test does not cover the end";
+
+  // Cancelled while its steps run ahead: it ends cancelled, the others are untouched.
+  so.run_ahead = true;
+  so.max_batch = 2;
+  serve::Scheduler sched(*m.model, so);
+  auto longer = std::make_shared<serve::Job>(std::vector<SeqSpec>{spec(specs[0].prompt, 40, 0, 0)});
+  auto other = std::make_shared<serve::Job>(std::vector<SeqSpec>{specs[3]});
+  ASSERT_EQ(int(sched.submit(longer).status), int(serve::SubmitStatus::Ok));
+  ASSERT_EQ(int(sched.submit(other).status), int(serve::SubmitStatus::Ok));
+  {
+    std::unique_lock lk(longer->mu);
+    longer->cv.wait(lk, [&] { return longer->out[0].tokens.size() >= 5; });
+  }
+  longer->cancel();
+  longer->wait_finished();
+  other->wait_finished();
+  EXPECT_EQ(int(longer->out[0].finish), int(Finish::Cancelled));
+  EXPECT_EQ(other->out[0].tokens, ahead[3].tokens);
 }
 
 // 16 sampled streams of different lengths and seeds, run together on 6 rows, equal each

@@ -5,6 +5,8 @@
 // take_profile wait for the device.
 #include "backend/cuda/cuda_backend.h"
 
+#include <algorithm>
+
 #include "backend/cuda/attention.h"
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -58,6 +60,21 @@ class GraphRecording final : public Backend::Recording {
   cudaStream_t stream_;
 };
 
+// A CUDA event on the backend's stream (no timing: the cheapest kind to record and wait on).
+class EventMarker final : public Backend::Marker {
+ public:
+  explicit EventMarker(cudaStream_t stream) : stream_(stream) {
+    TL_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+  }
+  ~EventMarker() override { cudaEventDestroy(event_); }
+  void record() override { TL_CUDA_CHECK(cudaEventRecord(event_, stream_)); }
+  void wait() override { TL_CUDA_CHECK(cudaEventSynchronize(event_)); }
+
+ private:
+  cudaStream_t stream_;
+  cudaEvent_t event_ = nullptr;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : mem_(device) {
@@ -96,6 +113,36 @@ class CudaBackend final : public Backend {
     TL_CUDA_CHECK(
         cudaMemcpyAsync(host_dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost, ctx_.stream));
     TL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+  }
+  void* host_allocate(size_t bytes) override {
+    void* p = nullptr;
+    const cudaError_t err = cudaMallocHost(&p, std::max<size_t>(bytes, 1));
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(
+          cat("cuda: cannot pin ", bytes, " bytes of host memory: ", cudaGetErrorString(err)));
+    }
+    return p;
+  }
+  void host_deallocate(void* p) noexcept override {
+    if (p) cudaFreeHost(p);
+  }
+  void upload_async(Tensor dst, const void* host_src) override {
+    check_device("upload_async", "dst", dst, Device::CUDA);
+    TL_CHECK(host_src || dst.nbytes() == 0, "upload_async: host source is null");
+    if (dst.nbytes())
+      TL_CUDA_CHECK(
+          cudaMemcpyAsync(dst.data, host_src, dst.nbytes(), cudaMemcpyHostToDevice, ctx_.stream));
+  }
+  void download_async(void* host_dst, Tensor src) override {
+    check_device("download_async", "src", src, Device::CUDA);
+    TL_CHECK(host_dst || src.nbytes() == 0, "download_async: host destination is null");
+    if (src.nbytes())
+      TL_CUDA_CHECK(
+          cudaMemcpyAsync(host_dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost, ctx_.stream));
+  }
+  std::unique_ptr<Marker> make_marker() override {
+    return std::make_unique<EventMarker>(ctx_.stream);
   }
   void copy(Tensor dst, Tensor src) override {
     check_device("copy", "dst", dst, Device::CUDA);
