@@ -20,11 +20,15 @@ TL_BACKEND_OPS_ONLY=${OPS_ONLY:-decode,prefetch} timeout ${TESTS_TIMEOUT:-300} "
   >"$OUT/tests.log" 2>&1
 echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|tok/s|tokens/s" "$OUT/tests.log" | head -30
+timeout 200 "$BUILD/tinyllama_serve_tests" --gtest_filter='*Cuda*:ServeScheduler.*' \
+  >"$OUT/serve_tests.log" 2>&1
+echo "serve tests rc $?"
+grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure" "$OUT/serve_tests.log" | head -10
 # The levers the decode tests do not switch themselves (read once a process), against the CPU
 # twin too: programmatic dependent launch off; decode attention in one split with
 # decode_linear's chunks in 4 shared-memory slots.
 # VARIANTS (space-separated, a variant's variables joined by commas) replaces the list; "" skips.
-for v in ${VARIANTS-TL_PDL=0 TL_DECODE_ATTN_SPLITS=1,TL_DECODE_STAGES=4}; do
+for v in ${VARIANTS-TL_DECODE_ATTN_CLUSTER=1 TL_PDL=0 TL_DECODE_ATTN_SPLITS=1,TL_DECODE_STAGES=4}; do
   env ${v//,/ } TL_BACKEND_OPS_ONLY=decode timeout 120 "$BUILD/tinyllama_tests" \
     --gtest_filter='BackendOps.Cuda:CudaDecode.*' >"$OUT/tests_variants.log" 2>&1
   echo "variant tests (${v//,/ }) rc $?"

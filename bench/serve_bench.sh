@@ -51,9 +51,9 @@ TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 
   --json "$OUT/scheduler_unfused.json" --profile
 clock
 }
-# The levers against the defaults (decode_linear's chunks in registers, programmatic dependent
-# launch on): PDL off; the chunks staged in 2 shared-memory slots a warp, one block an SM.
-for lever in ${LEVERS:-TL_PDL=0 TL_DECODE_STAGES=2}; do
+# The levers against the defaults (greedy steps run one ahead of the host, programmatic
+# dependent launch on): each off; decode attention's splits merged in a thread block cluster.
+for lever in ${LEVERS:-TL_DECODE_RUN_AHEAD=0 TL_PDL=0 TL_DECODE_ATTN_CLUSTER=1}; do
   echo "-- ${lever//,/ }:"
   env ${lever//,/ } "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
     --json "$OUT/scheduler_$(echo "$lever" | tr -c 'A-Za-z0-9\n' '_').json"

@@ -104,9 +104,9 @@ TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
   }
 }
 
-// A row's key splits merge in one thread block cluster on sm_90 (distributed shared memory)
-// or through global memory and a counter (TL_DECODE_ATTN_CLUSTER=0, and devices before
-// sm_90): the same sums in the same order, so the outputs agree bit for bit. Rows whose
+// A row's key splits merge through global memory and a counter (the default) or in one
+// thread block cluster on sm_90 (distributed shared memory, TL_DECODE_ATTN_CLUSTER=1): the
+// same sums in the same order, so the outputs agree bit for bit. Rows whose
 // keys fill several splits of two chunks each, one whose keys fill only the first split (the
 // cluster's other blocks have none), one whose new token is the only key of its split (256:
 // the first key of the second split of 256 and of the third of 128), at 1, 2 and 8 heads a
@@ -122,7 +122,7 @@ TEST(CudaDecode, ClusterMergeIsBitIdentical) {
       const ScopedEnv h("TL_DECODE_ATTN_HEADS", heads), sp("TL_DECODE_ATTN_SPLITS", splits);
       std::vector<float> out[2];
       for (int cluster : {0, 1}) {
-        const ScopedEnv c("TL_DECODE_ATTN_CLUSTER", cluster ? "" : "0");
+        const ScopedEnv c("TL_DECODE_ATTN_CLUSTER", cluster ? "1" : "0");
         out[cluster] = d.run(1001);
       }
       double rms = 0;

@@ -8,10 +8,12 @@
 // scores key j against the block's heads, one warp per head turns the scores into an online
 // softmax, then every thread accumulates a few (head, 2 dims) of p.V. Decoding (few query rows)
 // splits the keys over enough blocks to fill the GPU (flash-decoding); prefill (many rows) keeps
-// one split per row. With several splits they merge in split order: on sm_90 a row's splits
-// are one thread block cluster and split 0 reads the others' (max, sum, output) from their
-// shared memory; before (or TL_DECODE_ATTN_CLUSTER=0) each block writes them to global memory
-// and the last of a row's splits to finish (a counter per row and head block) merges them. The
+// one split per row. With several splits they merge in split order: each block writes its
+// (max, sum, output) to global memory and the last of a row's splits to finish (a counter per
+// row and head block) merges them. With TL_DECODE_ATTN_CLUSTER=1 on sm_90 a row's splits are
+// one thread block cluster instead and split 0 reads the others' from their shared memory:
+// the same bits, but off by default, as it lost on an H100 (2026-12-07: batch 32 -8.5%,
+// batch 1 unchanged; bench/RESULTS.md). The
 // new k (rotated) and v go into the caches. With one new token a row (decoding) the blocks
 // whose split holds its position write them and use them from shared memory, so a decode
 // step's attention is one launch; with more (prefill), whose queries read each other's keys,
@@ -480,16 +482,15 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     if (std::atoi(e) > 0) splits = std::min(splits, std::atoi(e));
   const int chunks_per_split = int(ceil_div(chunks, splits));
   splits = int(ceil_div(chunks, chunks_per_split));
-  // A row's splits merge in one thread block cluster where they fit one (at most
-  // kMaxClusterSplits; more, at long contexts, keep the global merge rather than fewer
-  // blocks), the device runs clusters and the cluster kernel was compiled for it (sm_90
+  // TL_DECODE_ATTN_CLUSTER=1: a row's splits merge in one thread block cluster where they fit
+  // one (at most kMaxClusterSplits; more, at long contexts, keep the global merge rather than
+  // fewer blocks), the device runs clusters and the cluster kernel was compiled for it (sm_90
   // code: a build without it carries only the merge through global memory), and the
-  // kernel's 16-byte path runs. TL_DECODE_ATTN_CLUSTER=0: through global memory, for
-  // measurements.
+  // kernel's 16-byte path runs. Off by default: it measured slower (see the top).
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
   const char* cl = std::getenv("TL_DECODE_ATTN_CLUSTER");
   const bool cluster = vec8 && splits > 1 && splits <= kMaxClusterSplits &&
-                       !(cl && std::strcmp(cl, "0") == 0) && cluster_kernels_run();
+                       cl && std::strcmp(cl, "1") == 0 && cluster_kernels_run();
   TL_CHECK(splits <= 65535 && K * n_hc <= 65535, op, ": grid too large (", splits, " splits, ",
            K * n_hc, " head blocks)");
   float *part_o = nullptr, *part_ml = nullptr;
