@@ -68,6 +68,11 @@ void Metrics::set_decode_graphs(int64_t replays, int64_t recordings, int64_t inv
   graph_invalidations_ = invalidations;
 }
 
+void Metrics::set_decode_steps_ahead(int64_t steps) {
+  std::lock_guard lk(mu_);
+  steps_ahead_ = steps;
+}
+
 std::string Metrics::prometheus() const {
   std::lock_guard lk(mu_);
   const auto now = Clock::now();
@@ -133,6 +138,10 @@ std::string Metrics::prometheus() const {
   metric("tinyllama_decode_graph_invalidations_total", "counter",
          "Times all recorded graphs were dropped (device memory was freed or moved).",
          graph_invalidations_);
+  metric("tinyllama_decode_steps_ahead_total", "counter",
+         "Greedy decode steps enqueued before the previous step's ids were read (the device "
+         "ran them while the host published tokens).",
+         steps_ahead_);
   return o.str();
 }
 

@@ -28,6 +28,8 @@ class Metrics {
   void end_busy_iteration(double seconds);
   // LlamaInference::graph_stats() of the scheduler's cache, as counters.
   void set_decode_graphs(int64_t replays, int64_t recordings, int64_t invalidations);
+  // Greedy decode steps submitted before the previous step's ids were read (run ahead).
+  void set_decode_steps_ahead(int64_t steps);
   std::string prometheus() const;
 
  private:
@@ -46,6 +48,7 @@ class Metrics {
   double busy_s_ = 0;
   double iteration_steps_s_ = 0;  // step seconds of the running iteration, already in busy_s_
   int64_t graph_replays_ = 0, graph_recordings_ = 0, graph_invalidations_ = 0;
+  int64_t steps_ahead_ = 0;
 };
 
 }  // namespace tl::serve

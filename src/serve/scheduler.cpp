@@ -459,6 +459,7 @@ void Scheduler::collect_greedy(int n, Clock::time_point submitted) {
     metrics_->add_step(false, n, duration<double>(now - from).count());
     const LlamaInference::GraphStats& g = inf_.graph_stats();
     metrics_->set_decode_graphs(g.replays, g.recordings, g.invalidations);
+    metrics_->set_decode_steps_ahead(steps_ahead_.load());
   }
   last_collect_ = now;
   for (int r = 0; r < n; ++r) {
