@@ -241,6 +241,39 @@ TEST(Decode, ArgmaxIdsAreTheFirstMaximumOfTheLogits) {
   EXPECT_TRUE(ckpt_test::has(msg, "argmax_rows")) << msg;
 }
 
+// Greedy steps run ahead of the host (the default) change no row: rows that meet the stop id
+// while the others go on, rows that reach the context, rows of other lengths give what they
+// give with run-ahead off, and what they give alone.
+TEST(Decode, GreedyRunAheadChangesNoRow) {
+  DecModel m(40);
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  std::vector<std::vector<int>> prompts;
+  for (int r = 0; r < 5; ++r) prompts.push_back(dec_prompt(3 + 7 * r, 48, 20 + uint64_t(r)));
+  std::vector<int> ids = prompts[1];
+  generate(*m.model, ids, 6, greedy, 0, -1, nullptr);
+  BatchOptions bo;
+  bo.max_new = 25;
+  bo.sampling = greedy;
+  bo.stop_id = ids[prompts[1].size() + 4];  // row 1's fifth new token
+  std::vector<std::vector<int>> out[2];
+  for (int on : {0, 1}) {
+    bo.run_ahead = on;
+    out[on] = generate_batch(*m.model, prompts, bo, nullptr);
+  }
+  int stopped = 0, at_context = 0;
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    EXPECT_EQ(out[1][r], out[0][r]) << "row " << r;
+    EXPECT_EQ(out[1][r], generate_batch(*m.model, {prompts[r]}, bo, nullptr)[0]) << "row " << r;
+    // At the context a row has fed ctx positions and samples one more token.
+    const int total = int(prompts[r].size() + out[1][r].size());
+    stopped += int(out[1][r].size()) < bo.max_new && total <= m.cfg.max_seq_len;
+    at_context += total == m.cfg.max_seq_len + 1;
+  }
+  EXPECT_GT(stopped, 0) << "no row met the stop id: the test does not cover stopping";
+  EXPECT_GT(at_context, 0) << "no row reached the context: the test does not cover its end";
+}
+
 // Steps submitted ahead (the server's pipelined greedy decoding) give forward_argmax's ids.
 TEST(Decode, SubmittedStepsEqualForwardArgmax) {
   DecModel m(320);

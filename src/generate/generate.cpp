@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/timer.h"
 #include "model/llama_infer.h"
@@ -96,18 +98,24 @@ std::vector<std::vector<int>> generate_batch(LlamaModel& model,
   std::vector<char> done(static_cast<size_t>(B), 0);
   toks.assign(size_t(B), 0);
   std::fill(pick.begin(), pick.end(), 0);
-  // Greedy decode steps take the argmax on the device (forward_argmax): the ids sample_token
+  // Greedy decode steps take the argmax on the device (submit_argmax): the ids sample_token
   // would pick, without the [B,V] logits download. The first token comes from the prefill's.
+  // They run one ahead of the host: the step after the one just submitted is submitted too
+  // (its tokens are that step's ids, on the device) when no row can end by length at the
+  // step just submitted; a row that meets the stop id instead has its token ahead dropped.
   const bool greedy = opts.sampling.temperature <= 0;
-  std::vector<int32_t> next(size_t(B), 0);
+  const char* env = std::getenv("TL_DECODE_RUN_AHEAD");
+  const bool run_ahead = greedy && opts.run_ahead && !(env && std::strcmp(env, "0") == 0);
+  std::vector<int32_t> next(size_t(B), 0), pos_ahead(size_t(B), 0);
+  bool submitted_ahead = false;  // the step the next iteration would submit is in flight
   for (bool first = true;; first = false) {
+    if (greedy && !first) inf.collect_argmax(next.data());
     int active = 0;
     for (int b = 0; b < B; ++b) {
       if (done[size_t(b)]) continue;
-      const int id =
-          greedy && !first
-              ? next[size_t(b)]
-              : sample_token(logits.data() + size_t(b) * V, V, opts.sampling, rngs[size_t(b)]);
+      const int id = greedy && !first ? next[size_t(b)]
+                                      : sample_token(logits.data() + size_t(b) * V, V,
+                                                     opts.sampling, rngs[size_t(b)]);
       if (id == opts.stop_id) {
         done[size_t(b)] = 1;
         continue;
@@ -128,12 +136,23 @@ std::vector<std::vector<int>> generate_batch(LlamaModel& model,
       pos[size_t(b)] = done[size_t(b)] ? 0 : cur[size_t(b)]++;
       if (done[size_t(b)]) toks[size_t(b)] = 0;
     }
-    if (greedy)
-      inf.forward_argmax(toks.data(), 1, pos.data(), pick.data(), next.data());
-    else
+    if (!greedy) {
       inf.forward(toks.data(), 1, pos.data(), pick.data(), logits.data());
+    } else {
+      if (!submitted_ahead) inf.submit_argmax(toks.data(), pos.data(), B);
+      // The step after: every live row still live after this step, its position cur[b].
+      submitted_ahead = run_ahead;
+      for (int b = 0; b < B && submitted_ahead; ++b)
+        submitted_ahead = done[size_t(b)] || (int(out[size_t(b)].size()) + 1 < opts.max_new &&
+                                              cur[size_t(b)] < inf.max_len());
+      if (submitted_ahead) {
+        for (int b = 0; b < B; ++b) pos_ahead[size_t(b)] = done[size_t(b)] ? 0 : cur[size_t(b)];
+        inf.submit_argmax(nullptr, pos_ahead.data(), B);
+      }
+    }
     ++st.steps;
   }
+  while (inf.steps_in_flight() > 0) inf.collect_argmax(nullptr);  // ahead of rows that ended
   st.decode_seconds = decode_timer.seconds();
   if (stats) *stats = st;
   return out;

@@ -34,6 +34,10 @@ struct BatchOptions {
   uint64_t seed = 0;          // row b samples with Rng(seed + b)
   int stop_id = -1;           // a row ends at this id (not kept); < 0: never
   int prefill_tokens = 4096;  // prompt tokens per prefill call over all rows (memory bound)
+  // Greedy: each decode step is submitted before the previous one's ids are read (its tokens
+  // taken on the device), while no row ends by length; the same tokens either way.
+  // TL_DECODE_RUN_AHEAD=0 turns it off too.
+  bool run_ahead = true;
 };
 
 // Generation with a KV cache (model/llama_infer.h) for a batch of prompts of any lengths:
