@@ -35,8 +35,10 @@ struct BatchOptions {
   int stop_id = -1;           // a row ends at this id (not kept); < 0: never
   int prefill_tokens = 4096;  // prompt tokens per prefill call over all rows (memory bound)
   // Greedy: each decode step is submitted before the previous one's ids are read (its tokens
-  // taken on the device), while no row ends by length; the same tokens either way.
-  // TL_DECODE_RUN_AHEAD=0 turns it off too.
+  // taken on the device), while no row ends by length. The same tokens either way on the CPU;
+  // on the GPU a row that met the stop id keeps its position in the step ahead, which can
+  // change the other rows' rounding as any change of batch does. TL_DECODE_RUN_AHEAD=0 turns
+  // it off too.
   bool run_ahead = true;
 };
 

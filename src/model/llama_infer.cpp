@@ -45,12 +45,14 @@ struct LlamaInference::Pipe {
   };
   Backend* be = nullptr;
   void* host = nullptr;
+  bool pinned = true;  // host came from the backend's host_allocate (else plain memory)
   Slot slots[2];
   int oldest = 0, count = 0;  // the slot to collect next; steps in flight
   int rows = 0, row0 = 0;     // the last submitted step's rows
   bool chain = false;         // State::argmax holds the last submitted step's ids
   ~Pipe() {
-    if (host) be->host_deallocate(host);
+    if (host && pinned) be->host_deallocate(host);
+    if (host && !pinned) std::free(host);
   }
 };
 
@@ -146,7 +148,7 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
 LlamaInference::~LlamaInference() {
   try {  // steps in flight still use the buffers freed below
     while (pipe_->count > 0) collect_argmax(nullptr);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     log_warn("inference: a submitted decode step failed at shutdown: ", e.what());
   }
 }
@@ -272,7 +274,16 @@ void LlamaInference::submit_argmax(const int32_t* tokens, const int32_t* pos, in
            "inference: submit_argmax for other rows than the step in flight");
   if (!p.host) {  // first use: pinned memory for both slots
     p.be = &be;
-    p.host = be.host_allocate(size_t(6) * size_t(B_) * 4);
+    const size_t bytes = size_t(6) * size_t(B_) * 4;
+    try {
+      p.host = be.host_allocate(bytes);
+    } catch (const Error& e) {  // correct without pinning, only no longer overlapped
+      log_warn("inference: decode steps use pageable host memory (", e.what(),
+               "): the host waits for each step's copies");
+      p.pinned = false;
+      p.host = std::malloc(bytes);
+      TL_CHECK(p.host, "inference: out of host memory for ", bytes, " bytes");
+    }
     for (int i = 0; i < 2; ++i) {
       int32_t* base = static_cast<int32_t*>(p.host) + size_t(3 * i) * size_t(B_);
       p.slots[i].pos = base;

@@ -47,8 +47,11 @@ class LlamaInference {
   // and copies its ids [rows] out (null drops them). At most two steps are in flight.
   // tokens null: each row's token is that row's id from the last submitted step, taken on
   // the device (that step must have had the same rows, with no other call since), so step
-  // t+1 can be enqueued before step t's ids reach the host. Every other call (forward,
-  // forward_argmax, copy_prefix, move_row) throws while a submitted step is not collected.
+  // t+1 can be enqueued before step t's ids reach the host. forward, forward_argmax,
+  // copy_prefix and move_row throw while a submitted step is not collected. Where the batch
+  // shape differs from the unpipelined loop's (a row that ended still in the step ahead), the
+  // GPU's other rows may round differently, as with any change of batch.
+  // Pinned host memory where the backend has it; without, still correct, not overlapped.
   void submit_argmax(const int32_t* tokens, const int32_t* pos, int rows, int row0 = 0);
   void collect_argmax(int32_t* ids);
   int steps_in_flight() const;

@@ -278,7 +278,10 @@ void Scheduler::admit() {
 }
 
 void Scheduler::prefill_step() {
-  flush_ahead();  // the prefill's forward needs the device to itself
+  if (ahead_) {  // the prefill's forward needs the device to itself
+    flush_ahead();
+    compact();  // rows the flush ended leave now, before the next decode step
+  }
   const int k = group_end_ - group_begin_;
   int longest = 0;
   bool all_logits = false, any_live = false;
@@ -400,9 +403,10 @@ void Scheduler::decode_step() {
     Clock::time_point submitted = ahead_submitted_;
     if (!ahead_) {
       std::vector<int32_t> toks(static_cast<size_t>(n));
-      for (int r = 0; r < n; ++r) {
-        toks[size_t(r)] = rows_[size_t(r)]->last;
-        pos[size_t(r)] = rows_[size_t(r)]->len;
+      for (int r = 0; r < n; ++r) {  // an ended row (compaction frees it) rewrites position 0
+        const Seq& s = *rows_[size_t(r)];
+        toks[size_t(r)] = s.done ? 0 : s.last;
+        pos[size_t(r)] = s.done ? 0 : s.len;
       }
       submitted = Clock::now();
       inf_.submit_argmax(toks.data(), pos.data(), n);
@@ -419,12 +423,17 @@ void Scheduler::decode_step() {
   } else {
     std::vector<int32_t> toks(static_cast<size_t>(n));
     for (int r = 0; r < n; ++r) {
-      toks[size_t(r)] = rows_[size_t(r)]->last;
-      pos[size_t(r)] = rows_[size_t(r)]->len;
+      const Seq& s = *rows_[size_t(r)];
+      toks[size_t(r)] = s.done ? 0 : s.last;
+      pos[size_t(r)] = s.done ? 0 : s.len;
     }
     const auto t0 = Clock::now();
     inf_.forward(toks.data(), 1, pos.data(), nullptr, logits_.data(), n);
-    if (metrics_) metrics_->add_step(false, n, seconds_since(t0));
+    if (metrics_) {
+      metrics_->add_step(false, n, seconds_since(t0));
+      const LlamaInference::GraphStats& g = inf_.graph_stats();
+      metrics_->set_decode_graphs(g.replays, g.recordings, g.invalidations);
+    }
     for (int r = 0; r < n; ++r) {
       Seq& s = *rows_[size_t(r)];
       ++s.len;

@@ -199,6 +199,36 @@ TEST(ServeScheduler, ConcurrentSampledStreamsEqualEachAlone) {
   EXPECT_GT(stopped, 0) << "no sequence met its stop id: the test does not cover stopping";
 }
 
+// A prompt admitted while a step runs ahead: the flush before its prefill can end a row at
+// the very end of its cache row (prompt + max_new - 1 = the context, as a chat request
+// without max_tokens asks); that row must leave before the next decode step, not be fed at
+// a position past the cache (which failed every sequence of the batch).
+TEST(ServeScheduler, RunAheadFlushedByAPrefillEndsRowsCleanly) {
+  const int ctx = 15;
+  st::TestModel m(st::small_cfg(ctx), 11, 6.0f);
+  std::vector<serve::SeqOutput> out[2];
+  for (bool on : {false, true}) {
+    serve::SchedulerOptions so;
+    so.max_batch = 2;
+    so.prefill_tokens = 1;  // the second prompt prefills one token an iteration
+    so.run_ahead = on;
+    serve::Scheduler sched(*m.model, so);
+    auto job = std::make_shared<serve::Job>(
+        std::vector<SeqSpec>{spec(st::prompt_ids(1, m.cfg.vocab_size, 1), ctx, 0, 0),
+                             spec(st::prompt_ids(10, m.cfg.vocab_size, 2), 1, 0, 0)});
+    ASSERT_EQ(int(sched.submit(job).status), int(serve::SubmitStatus::Ok));
+    job->wait_finished();
+    std::lock_guard lk(job->mu);
+    EXPECT_EQ(job->error, "") << "run_ahead " << on;
+    out[on] = job->out;
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(int(out[1][i].finish), int(Finish::Length)) << "sequence " << i;
+    EXPECT_EQ(out[1][i].tokens, out[0][i].tokens) << "sequence " << i;
+  }
+  EXPECT_EQ(out[1][0].tokens.size(), size_t(ctx));
+}
+
 // Echo + logprobs: each prompt token's logprob (and the top alternatives) equal the
 // log-softmax of the training forward's logits at the position before it.
 TEST(ServeScheduler, PromptLogprobsEqualTheTrainingForward) {
