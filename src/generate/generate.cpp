@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
 #include "core/timer.h"
 #include "model/llama_infer.h"
@@ -104,8 +102,7 @@ std::vector<std::vector<int>> generate_batch(LlamaModel& model,
   // (its tokens are that step's ids, on the device) when no row can end by length at the
   // step just submitted; a row that meets the stop id instead has its token ahead dropped.
   const bool greedy = opts.sampling.temperature <= 0;
-  const char* env = std::getenv("TL_DECODE_RUN_AHEAD");
-  const bool run_ahead = greedy && opts.run_ahead && !(env && std::strcmp(env, "0") == 0);
+  const bool run_ahead = greedy && opts.run_ahead && inf.run_ahead();
   std::vector<int32_t> next(size_t(B), 0), pos_ahead(size_t(B), 0);
   bool submitted_ahead = false;  // the step the next iteration would submit is in flight
   for (bool first = true;; first = false) {

@@ -45,14 +45,14 @@ struct LlamaInference::Pipe {
   };
   Backend* be = nullptr;
   void* host = nullptr;
-  bool pinned = true;  // host came from the backend's host_allocate (else plain memory)
+  bool pinned = true;  // host came from the backend's host_allocate (else the base class's)
   Slot slots[2];
   int oldest = 0, count = 0;  // the slot to collect next; steps in flight
   int rows = 0, row0 = 0;     // the last submitted step's rows
   bool chain = false;         // State::argmax holds the last submitted step's ids
   ~Pipe() {
     if (host && pinned) be->host_deallocate(host);
-    if (host && !pinned) std::free(host);
+    if (host && !pinned) be->Backend::host_deallocate(host);
   }
 };
 
@@ -113,6 +113,8 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
       pipe_(std::make_unique<Pipe>()) {
   const char* env = std::getenv("TL_DECODE_GRAPHS");
   graphs_on_ = !(env && std::strcmp(env, "0") == 0);
+  const char* ahead = std::getenv("TL_DECODE_RUN_AHEAD");
+  run_ahead_ = !(ahead && std::strcmp(ahead, "0") == 0);
   if (const char* f = std::getenv("TL_DECODE_FUSED_ROWS")) fused_rows_ = std::atoi(f);
   if (const char* p = std::getenv("TL_DECODE_PREFETCH_MB"))
     prefetch_bytes_ = size_t(std::max(0, std::atoi(p))) << 20;
@@ -281,8 +283,7 @@ void LlamaInference::submit_argmax(const int32_t* tokens, const int32_t* pos, in
       log_warn("inference: decode steps use pageable host memory (", e.what(),
                "): the host waits for each step's copies");
       p.pinned = false;
-      p.host = std::malloc(bytes);
-      TL_CHECK(p.host, "inference: out of host memory for ", bytes, " bytes");
+      p.host = be.Backend::host_allocate(bytes);  // plain host memory
     }
     for (int i = 0; i < 2; ++i) {
       int32_t* base = static_cast<int32_t*>(p.host) + size_t(3 * i) * size_t(B_);

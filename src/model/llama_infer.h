@@ -55,6 +55,9 @@ class LlamaInference {
   void submit_argmax(const int32_t* tokens, const int32_t* pos, int rows, int row0 = 0);
   void collect_argmax(int32_t* ids);
   int steps_in_flight() const;
+  // Whether callers should submit a step ahead at all (the loops in serve's scheduler and
+  // generate_batch): off by TL_DECODE_RUN_AHEAD=0, for A/B measurements.
+  bool run_ahead() const { return run_ahead_; }
   // Decode steps (Tn == 1 with logits or ids wanted) replay a recorded graph of the whole
   // step where the backend can record (CUDA graphs): the ~220 launches of a token become one.
   // A (rows, row0, key bucket, output) is run unrecorded when first seen and recorded when
@@ -148,6 +151,7 @@ class LlamaInference {
   std::unique_ptr<Graphs> graphs_;
   std::unique_ptr<Pipe> pipe_;
   bool graphs_on_ = true;
+  bool run_ahead_ = true;
   int fused_rows_ = 1;
   size_t prefetch_bytes_ = 0;  // off: both prefetches lost on an H100 (see set_prefetch_bytes)
   size_t prefetch_next_bytes_ = 0;

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
 #include "core/log.h"
 #include "core/rng.h"
@@ -77,8 +75,7 @@ Scheduler::Scheduler(LlamaModel& model, const SchedulerOptions& opts, Metrics* m
   TL_CHECK(opts_.prefill_tokens > 0, "serve: prefill_tokens must be positive, got ",
            opts_.prefill_tokens);
   TL_CHECK(opts_.max_queue > 0, "serve: max_queue must be positive, got ", opts_.max_queue);
-  if (const char* e = std::getenv("TL_DECODE_RUN_AHEAD"); e && std::strcmp(e, "0") == 0)
-    opts_.run_ahead = false;
+  opts_.run_ahead = opts_.run_ahead && inf_.run_ahead();
   rows_.resize(size_t(opts_.max_batch));
   // Host logits of the largest call: a prefill chunk with every token's logits.
   logits_.resize(size_t(opts_.prefill_tokens + opts_.max_batch) * size_t(V_));
@@ -190,14 +187,7 @@ void Scheduler::loop() {
     publish_gauges();
   }
   // Stopped: whatever remains is cancelled (a step that ran ahead is dropped).
-  if (ahead_) {
-    ahead_ = false;
-    try {
-      inf_.collect_argmax(nullptr);
-    } catch (const std::exception& e) {
-      log_warn("serve: a model step failed: ", e.what());
-    }
-  }
+  drop_steps_in_flight();
   std::lock_guard lk(mu_);
   for (auto* q : {&incoming_, &waiting_})
     for (auto& s : *q) finish(*s, Finish::Cancelled);
@@ -226,13 +216,7 @@ void Scheduler::fail_all(const std::string& what) {
   for (auto& s : rows_)
     if (s && !s->done) fail(*s);
   for (auto& s : rows_) s.reset();
-  ahead_ = false;
-  while (inf_.steps_in_flight() > 0) {  // their results are dropped; their errors too
-    try {
-      inf_.collect_argmax(nullptr);
-    } catch (const std::exception&) {
-    }
-  }
+  drop_steps_in_flight();
   n_dec_ = group_begin_ = group_end_ = group_pos_ = 0;
   reserved_ = 0;
 }
@@ -394,20 +378,21 @@ void Scheduler::decode_step() {
     const Seq& s = *rows_[size_t(r)];
     greedy = s.done || (s.spec->sampling.temperature <= 0 && s.spec->top_logprobs < 0);
   }
-  std::vector<int32_t> pos(static_cast<size_t>(n));
+  // Each row's last token at its next position; an ended row (compaction frees it) rewrites
+  // position 0.
+  std::vector<int32_t> toks(static_cast<size_t>(n)), pos(static_cast<size_t>(n));
+  for (int r = 0; r < n; ++r) {
+    const Seq& s = *rows_[size_t(r)];
+    toks[size_t(r)] = s.done ? 0 : s.last;
+    pos[size_t(r)] = s.done ? 0 : s.len;
+  }
   if (greedy) {
     // Pipelined: the step after this one is submitted (its tokens are this step's ids, still
     // on the device) before this step's ids are read, so the device runs it while the host
     // publishes tokens and goes round the loop. A step that ran ahead is collected at the
     // next decode step, or before anything changes the batch (flush_ahead).
     Clock::time_point submitted = ahead_submitted_;
-    if (!ahead_) {
-      std::vector<int32_t> toks(static_cast<size_t>(n));
-      for (int r = 0; r < n; ++r) {  // an ended row (compaction frees it) rewrites position 0
-        const Seq& s = *rows_[size_t(r)];
-        toks[size_t(r)] = s.done ? 0 : s.last;
-        pos[size_t(r)] = s.done ? 0 : s.len;
-      }
+    if (!ahead_) {  // else this step is already in flight
       submitted = Clock::now();
       inf_.submit_argmax(toks.data(), pos.data(), n);
     }
@@ -421,12 +406,6 @@ void Scheduler::decode_step() {
     }
     collect_greedy(n, submitted);
   } else {
-    std::vector<int32_t> toks(static_cast<size_t>(n));
-    for (int r = 0; r < n; ++r) {
-      const Seq& s = *rows_[size_t(r)];
-      toks[size_t(r)] = s.done ? 0 : s.last;
-      pos[size_t(r)] = s.done ? 0 : s.len;
-    }
     const auto t0 = Clock::now();
     inf_.forward(toks.data(), 1, pos.data(), nullptr, logits_.data(), n);
     if (metrics_) {
@@ -475,6 +454,17 @@ void Scheduler::collect_greedy(int n, Clock::time_point submitted) {
     Seq& s = *rows_[size_t(r)];
     ++s.len;
     if (!s.done) emit_token(s, greedy_ids_[size_t(r)], nullptr);
+  }
+}
+
+void Scheduler::drop_steps_in_flight() {
+  ahead_ = false;
+  while (inf_.steps_in_flight() > 0) {  // collect_argmax counts a step out before waiting
+    try {
+      inf_.collect_argmax(nullptr);
+    } catch (const std::exception& e) {
+      log_warn("serve: a model step failed: ", e.what());
+    }
   }
 }
 

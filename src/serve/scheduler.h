@@ -82,6 +82,7 @@ class Scheduler {
   // publish its ids, and collect the one that ran ahead before the batch changes.
   void collect_greedy(int n, Clock::time_point submitted);
   void flush_ahead();
+  void drop_steps_in_flight();  // collects every submitted step, dropping its ids and errors
   bool can_run_ahead(int n) const;
   void drop_cancelled();
   void compact();

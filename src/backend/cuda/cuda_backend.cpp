@@ -102,19 +102,11 @@ class CudaBackend final : public Backend {
   // From pageable host memory cudaMemcpyAsync returns once the bytes are staged, so the
   // caller may reuse host_src at once.
   void upload(Tensor dst, const void* host_src) override {
-    check_device("upload", "dst", dst, Device::CUDA);
-    TL_CHECK(host_src || dst.nbytes() == 0, "upload: host source is null");
-    if (dst.nbytes())
-      TL_CUDA_CHECK(
-          cudaMemcpyAsync(dst.data, host_src, dst.nbytes(), cudaMemcpyHostToDevice, ctx_.stream));
+    enqueue_upload("upload", dst, host_src);
   }
   void download(void* host_dst, Tensor src) override {
-    check_device("download", "src", src, Device::CUDA);
-    TL_CHECK(host_dst || src.nbytes() == 0, "download: host destination is null");
-    if (src.nbytes() == 0) return;
-    TL_CUDA_CHECK(
-        cudaMemcpyAsync(host_dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost, ctx_.stream));
-    TL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+    enqueue_download("download", host_dst, src);
+    if (src.nbytes()) TL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   }
   void* host_allocate(size_t bytes) override {
     void* p = nullptr;
@@ -130,18 +122,10 @@ class CudaBackend final : public Backend {
     if (p) cudaFreeHost(p);
   }
   void upload_async(Tensor dst, const void* host_src) override {
-    check_device("upload_async", "dst", dst, Device::CUDA);
-    TL_CHECK(host_src || dst.nbytes() == 0, "upload_async: host source is null");
-    if (dst.nbytes())
-      TL_CUDA_CHECK(
-          cudaMemcpyAsync(dst.data, host_src, dst.nbytes(), cudaMemcpyHostToDevice, ctx_.stream));
+    enqueue_upload("upload_async", dst, host_src);
   }
   void download_async(void* host_dst, Tensor src) override {
-    check_device("download_async", "src", src, Device::CUDA);
-    TL_CHECK(host_dst || src.nbytes() == 0, "download_async: host destination is null");
-    if (src.nbytes())
-      TL_CUDA_CHECK(
-          cudaMemcpyAsync(host_dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost, ctx_.stream));
+    enqueue_download("download_async", host_dst, src);
   }
   std::unique_ptr<Marker> make_marker() override {
     return std::make_unique<EventMarker>(ctx_.stream);
@@ -401,6 +385,22 @@ class CudaBackend final : public Backend {
   int device_index() const override { return ctx_.device; }
 
  private:
+  // The copies upload/download and their _async forms enqueue (op names the caller).
+  void enqueue_upload(const char* op, Tensor dst, const void* host_src) {
+    check_device(op, "dst", dst, Device::CUDA);
+    TL_CHECK(host_src || dst.nbytes() == 0, op, ": host source is null");
+    if (dst.nbytes())
+      TL_CUDA_CHECK(
+          cudaMemcpyAsync(dst.data, host_src, dst.nbytes(), cudaMemcpyHostToDevice, ctx_.stream));
+  }
+  void enqueue_download(const char* op, void* host_dst, Tensor src) {
+    check_device(op, "src", src, Device::CUDA);
+    TL_CHECK(host_dst || src.nbytes() == 0, op, ": host destination is null");
+    if (src.nbytes())
+      TL_CUDA_CHECK(
+          cudaMemcpyAsync(host_dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost, ctx_.stream));
+  }
+
   void init(int device) {
     TL_CUDA_CHECK(cudaSetDevice(device));
     cudaDeviceProp prop{};
