@@ -1,0 +1,457 @@
+// decode_layers: every layer of a one-row decode step in one persistent launch.
+//
+// Why: a batch-1 step only streams the weights (2 GB at 1.1B), yet run as five kernels a
+// layer (decode_linear x4 + attention_decode) HBM idles at every kernel boundary (the tail of
+// one kernel, the first loads of the next) and through attention's latency-bound chain: 1.09
+// ms a token where reading the weights takes ~0.7 (bench/NOTES.md). Weights depend on nothing
+// a step computes, so here they never wait for it:
+// - one block an SM (grid = the SMs, cooperative: all resident), 9 warps. Warp 8 is the
+//   producer: its lane 0 walks the block's share of every weight of every layer in order
+//   (qkv, wo, gate_up, down; the block's rows of each, one row pass of <= 2048 elements, 4 KB,
+//   a unit) and copies each unit into a ring of shared-memory slots with the bulk copy engine
+//   (cp.async.bulk, completing on the slot's `full` mbarrier). It waits only for a slot to be
+//   free (its `empty` mbarrier), so it runs up to the ring's depth (~190 KB an SM, ~25 MB in
+//   all) ahead of the arithmetic, across layers and across the waits below;
+// - warps 0-7 consume: for each of a layer's five phases they wait until every block has
+//   finished the phase it reads (a counter a phase in global memory, counted by each block
+//   when it is done: a grid barrier that only the consumers meet), build the phase's input in
+//   shared memory, and sum their rows from the ring, releasing each slot as they go;
+// - attention: blocks 0.. take one (head block, key split) item each on warps 0-3 (the same
+//   device code as attention_decode: decode_attention.cuh), writing each split's (max, sum,
+//   output); wo's input merges them, in split order, in every block.
+// Same bits as the five ops (decode_linear.cuh, decode_attention.cuh: one copy of each op's
+// arithmetic), so it changes no output; CudaDecode.LayersKernelEqualsOps checks that on the GPU
+// and the ops are checked against the CPU backend. Off unless TL_DECODE_LAYERS=1 (until it
+// is measured on an H100).
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/cuda/checks.h"
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/decode_attention.cuh"
+#include "backend/cuda/decode_layers.h"
+#include "backend/cuda/decode_linear.cuh"
+#include "backend/cuda/vec.cuh"
+
+namespace tl::gpu {
+
+namespace {
+
+constexpr int kConsumerWarps = linear::kWarps;  // decode_linear's block: its f(x) bits
+constexpr int kConsumers = kConsumerWarps * kWarp;
+constexpr int kAttnThreads = attn::kChunk;    // attention's block: warps 0-3
+constexpr int kThreads = kConsumers + kWarp;  // + the producer warp
+constexpr int kUnitElems = linear::kPass;     // a unit: one pass of a row
+constexpr int kSlotBytes = kUnitElems * int(sizeof(bf16));
+constexpr int kMaxSlots = 64;
+constexpr int kMinSlots = 8;
+enum Phase { kQkv, kAttn, kWo, kGateUp, kDown, kPhases };
+// Named barriers (0 is __syncthreads): the consumers; attention's four warps.
+constexpr int kBarConsumers = 1, kBarAttn = 2;
+
+struct LayerPtrs {
+  const bf16 *attn_norm, *wqkv, *wo, *mlp_norm, *w_gate_up, *w_down;
+  bf16 *k_cache, *v_cache;  // the row's [Tmax, K * D]
+};
+
+struct Args {
+  LayerPtrs layer[kMaxDecodeLayers];
+  int L, C, F, qkv_dim;  // layers, model width, MLP width, (H + 2K) * D
+  int slots;             // ring slots
+  int splits;            // attention's plan (attn::plan, as attention_decode makes it)
+  float eps;
+  bf16* h;         // [C] res0: the embedding in, the last layer's output out
+  bf16* h1;        // [C] res1
+  bf16* qkv;       // [qkv_dim]
+  bf16* gate_up;   // [2F]
+  float* part_o;   // [H, splits, D]: each split's unnormalized output
+  float* part_ml;  // [H, splits, 2]: its (max, sum)
+  unsigned* done;  // [L * kPhases]: blocks done with a phase; zero between launches
+  AttnArgs attn;   // qkv_cache pointers are set per layer
+};
+
+// ---- mbarriers and the bulk copy engine (sm_90) ----
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return unsigned(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
+#endif
+}
+// Returns once the phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  unsigned ok = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(ok)
+        : "r"(smem_addr(bar)), "r"(parity)
+        : "memory");
+  } while (!ok);
+#endif
+}
+// bytes from global src into shared dst, counted on bar (which expects them).
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes,
+                                          uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)),
+               "r"(bytes)
+               : "memory");
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+          "r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+#endif
+}
+
+__device__ __forceinline__ void bar_named(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// ---- the work ----
+
+// The four weights of a layer in streaming order, with their shapes.
+struct Matrix {
+  const bf16* w;
+  int O, I;
+};
+__device__ __forceinline__ Matrix matrix(const Args& a, int l, int m) {
+  const LayerPtrs& p = a.layer[l];
+  switch (m) {
+    case 0: return {p.wqkv, a.qkv_dim, a.C};
+    case 1: return {p.wo, a.C, a.C};
+    case 2: return {p.w_gate_up, 2 * a.F, a.C};
+    default: return {p.w_down, a.C, a.F};
+  }
+}
+// This block's rows of an O-row matrix: [r0, r1), contiguous.
+__device__ __forceinline__ void block_rows(int O, int& r0, int& r1) {
+  r0 = int(int64_t(O) * blockIdx.x / gridDim.x);
+  r1 = int(int64_t(O) * (blockIdx.x + 1) / gridDim.x);
+}
+__device__ __forceinline__ int passes(int I) { return (I + kUnitElems - 1) / kUnitElems; }
+
+// Warp 8, lane 0: every unit of the block, in the consumers' order, into the ring.
+__device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint64_t* empty) {
+  unsigned u = 0;
+  for (int l = 0; l < a.L; ++l)
+    for (int m = 0; m < 4; ++m) {
+      const Matrix mx = matrix(a, l, m);
+      int r0, r1;
+      block_rows(mx.O, r0, r1);
+      const int np = passes(mx.I);
+      for (int r = r0; r < r1; ++r)
+        for (int p = 0; p < np; ++p, ++u) {
+          const unsigned slot = u % unsigned(a.slots), round = u / unsigned(a.slots);
+          if (round > 0) mbar_wait(&empty[slot], (round - 1) & 1);
+          const int e0 = p * kUnitElems;
+          const unsigned bytes = unsigned(min(kUnitElems, mx.I - e0)) * unsigned(sizeof(bf16));
+          bulk_copy(ring + size_t(slot) * kSlotBytes, mx.w + int64_t(r) * mx.I + e0, bytes,
+                    &full[slot]);
+        }
+    }
+}
+
+// The consumers' side of a grid barrier: every block is done with counter `i`'s phase.
+__device__ __forceinline__ void wait_phase(const Args& a, int i) {
+  if (threadIdx.x == 0)
+    while (load_acquire(a.done + i) < gridDim.x) {
+    }
+  bar_named(kBarConsumers, kConsumers);
+}
+// This block is done with phase i (its writes made visible first).
+__device__ __forceinline__ void finish_phase(const Args& a, int i) {
+  bar_named(kBarConsumers, kConsumers);
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const unsigned n = atomicAdd(a.done + i, 1u) + 1;
+    // The last block to finish the last phase: every block is past every wait, so the
+    // counters go back to zero for the next launch.
+    if (i == a.L * kPhases - 1 && n == gridDim.x)
+      for (int k = 0; k < a.L * kPhases; ++k) a.done[k] = 0;
+  }
+}
+
+// The consumers' share of matrix m of layer l: their rows of out = residual + xs @ W^T, from
+// the ring (units numbered from *u, in the producer's order). Warp w takes the block's rows
+// w, w + 8, ..., summing each in decode_linear's order (linear::sum_chunk, write_row).
+__device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* out,
+                             const bf16* residual, const unsigned char* ring, uint64_t* full,
+                             uint64_t* empty, unsigned& u) {
+  const Matrix mx = matrix(a, l, m);
+  int r0, r1;
+  block_rows(mx.O, r0, r1);
+  const int np = passes(mx.I);
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  linear::Args la{};
+  la.out = out;
+  la.residual = residual;
+  la.O = mx.O;
+  la.I = mx.I;
+  for (int j = warp; j < r1 - r0; j += kConsumerWarps) {
+    float acc[1] = {0.0f};
+    for (int p = 0; p < np; ++p) {
+      const unsigned v = u + unsigned(j * np + p);
+      const unsigned slot = v % unsigned(a.slots);
+      mbar_wait(&full[slot], (v / unsigned(a.slots)) & 1);
+      const bf16* s = reinterpret_cast<const bf16*>(ring + size_t(slot) * kSlotBytes);
+      linear::sum_chunk<1>(
+          acc,
+          [&](int q) {
+            return load_vec<linear::kPiece>(s + lane * linear::kPiece + q * linear::kStep);
+          },
+          xs, p * kUnitElems, mx.I, lane);
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&empty[slot]);
+    }
+    linear::write_row<1>(acc, la, r0 + j, lane);
+  }
+  u += unsigned((r1 - r0) * np);
+}
+
+// f(x) of a linear phase into xs (all consumers): RMSNorm of x with norm_w, or SwiGLU of x.
+template <Backend::LinearIn In>
+__device__ void build(const Args& a, bf16* xs, const bf16* x, const bf16* norm_w, int I,
+                      float* red) {
+  linear::Args la{};
+  la.x = x;
+  la.norm_w = norm_w;
+  la.eps = a.eps;
+  la.I = I;
+  const linear::NormPieces nw = linear::load_norm<In>(la);
+  linear::build_input<1, In>(xs, la, nw, red, [] { bar_named(kBarConsumers, kConsumers); });
+}
+
+// wo's input: each head's splits merged in split order, as attention_decode's last split
+// merges them (merge_global), rounded to bf16.
+__device__ void build_attention(const Args& a, bf16* xs, int used) {
+  const int D = a.attn.D, splits = a.splits;
+  for (int idx = threadIdx.x; idx < a.C; idx += kConsumers) {
+    const int h = idx / D, d = idx % D;
+    const int64_t base = int64_t(h) * splits;
+    float m = -INFINITY;
+    for (int c = 0; c < used; ++c) m = fmaxf(m, __ldcg(a.part_ml + 2 * (base + c)));
+    float l = 0.0f, o = 0.0f;
+    for (int c = 0; c < used; ++c) {
+      const float w = expf(__ldcg(a.part_ml + 2 * (base + c)) - m);
+      l += __ldcg(a.part_ml + 2 * (base + c) + 1) * w;
+      o += __ldcg(a.part_o + (base + c) * D + d) * w;
+    }
+    xs[idx] = from_f32<bf16>(o / l);
+  }
+  bar_named(kBarConsumers, kConsumers);
+}
+
+// Attention items (head block, split) of this block, on warps 0-3; partials to part_o/ml.
+template <int HPB>
+__device__ void attend(const Args& a, int l, float* attn_smem) {
+  if (threadIdx.x >= kAttnThreads) return;
+  __shared__ AttnShared<HPB> sh;
+  AttnArgs aa = a.attn;
+  aa.qkv = a.qkv;
+  aa.k_cache = a.layer[l].k_cache;
+  aa.v_cache = a.layer[l].v_cache;
+  const int group = aa.H / aa.K, n_hc = (group + HPB - 1) / HPB;
+  const int items = aa.K * n_hc * a.splits;
+  for (int it = blockIdx.x; it < items; it += gridDim.x) {
+    const int hb = it / a.splits, split = it % a.splits;
+    const SplitSpan span = split_span(aa, 0, split);
+    if (span.empty()) continue;  // the same for all four warps
+    int h0 = 0, nh = 0;
+    const float* o_s = attend_split<8, true, HPB>(
+        aa, 0, hb, span, attn_smem, sh, h0, nh, [] {}, [] { bar_named(kBarAttn, kAttnThreads); });
+    const int D = aa.D;
+    for (int idx = threadIdx.x; idx < nh * D; idx += kAttnThreads) {
+      const int j = idx / D, d = idx % D;
+      const int64_t slot = int64_t(h0 + j) * a.splits + split;
+      a.part_o[slot * D + d] = o_s[idx];
+      if (d == 0) {
+        a.part_ml[2 * slot] = sh.m[j];
+        a.part_ml[2 * slot + 1] = sh.l[j];
+      }
+    }
+    bar_named(kBarAttn, kAttnThreads);  // o_s and sh are reused by the next item
+  }
+}
+
+// Dynamic shared memory: the ring [slots][4 KB], xs [max(C, F)] bf16, attention's
+// attn::smem_bytes(HPB, D).
+template <int HPB>
+__global__ void __launch_bounds__(kThreads, 1)
+    decode_layers_kernel(const __grid_constant__ Args a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ __align__(8) uint64_t full[kMaxSlots], empty[kMaxSlots];
+  __shared__ float red[kWarp];
+  unsigned char* ring = smem;
+  bf16* xs = reinterpret_cast<bf16*>(smem + size_t(a.slots) * kSlotBytes);
+  float* attn_smem = reinterpret_cast<float*>(xs + ((max(a.C, a.F) + 7) / 8) * 8);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < a.slots; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], 1);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (threadIdx.x >= kConsumers) {
+    if (threadIdx.x == kConsumers) produce(a, ring, full, empty);
+    return;
+  }
+
+  // Keys: the row's position p reads [0, min(p + 1, kv_len)) in `used` splits.
+  const SplitSpan span = split_span(a.attn, 0, 0);
+  const int keys_per_split = a.attn.chunks_per_split * attn::kChunk;
+  const int used = (span.n_keys + keys_per_split - 1) / keys_per_split;
+  unsigned u = 0;  // units consumed (by the block) so far
+  for (int l = 0; l < a.L; ++l) {
+    const LayerPtrs& p = a.layer[l];
+    const int i = l * kPhases;
+    // qkv = wqkv(norm(h))
+    if (l > 0) wait_phase(a, i - kPhases + kDown);
+    build<Backend::LinearIn::RmsNorm>(a, xs, a.h, p.attn_norm, a.C, red);
+    consume_rows(a, l, 0, xs, a.qkv, nullptr, ring, full, empty, u);
+    finish_phase(a, i + kQkv);
+    // attention over the cache (its partials)
+    wait_phase(a, i + kQkv);
+    attend<HPB>(a, l, attn_smem);
+    finish_phase(a, i + kAttn);
+    // h1 = h + wo(attention)
+    wait_phase(a, i + kAttn);
+    build_attention(a, xs, used);
+    consume_rows(a, l, 1, xs, a.h1, a.h, ring, full, empty, u);
+    finish_phase(a, i + kWo);
+    // gate_up = w_gate_up(norm(h1))
+    wait_phase(a, i + kWo);
+    build<Backend::LinearIn::RmsNorm>(a, xs, a.h1, p.mlp_norm, a.C, red);
+    consume_rows(a, l, 2, xs, a.gate_up, nullptr, ring, full, empty, u);
+    finish_phase(a, i + kGateUp);
+    // h = h1 + w_down(swiglu(gate_up))
+    wait_phase(a, i + kGateUp);
+    build<Backend::LinearIn::SwiGlu>(a, xs, a.gate_up, nullptr, a.F, red);
+    consume_rows(a, l, 3, xs, a.h, a.h1, ring, full, empty, u);
+    finish_phase(a, i + kDown);
+  }
+}
+
+// Shared memory a launch needs besides the ring.
+size_t fixed_smem(int C, int F, int hpb, int D) {
+  return size_t((std::max(C, F) + 7) / 8 * 8) * sizeof(bf16) + attn::smem_bytes(hpb, D);
+}
+
+bool enabled() {
+  const char* e = std::getenv("TL_DECODE_LAYERS");
+  return e && std::strcmp(e, "1") == 0;
+}
+
+}  // namespace
+
+bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scratch& parts,
+                   Scratch& counters, cudaStream_t stream) {
+  if (!enabled() || d.layers.empty() || d.layers.size() > size_t(kMaxDecodeLayers)) return false;
+  if (ctx.cc_major < 9) return false;  // the bulk copy engine and mbarrier transactions
+  const int H = d.n_head, K = d.n_kv_head;
+  const int64_t C = d.hidden.numel(), qkv_dim = d.qkv.numel(), F = d.gate_up.numel() / 2;
+  if (H <= 0 || K <= 0 || H % K != 0 || qkv_dim % (H + 2 * K) != 0) return false;
+  const int D = int(qkv_dim / (H + 2 * K));
+  // Shapes the kernel's pieces take: decode_linear's 16-byte rows of whole pieces, the
+  // attention's 16-byte path, whole bulk copies (16-byte multiples, 16-byte aligned).
+  if (D % 8 != 0 || int64_t(H) * D != C || C % linear::kPiece != 0 || F % linear::kPiece != 0 ||
+      C > 1 << 16 || F > 1 << 16)
+    return false;
+  const attn::Plan plan = attn::plan(1, H, K, d.kv_len, ctx.sm_count);
+  if (plan.hpb != 1 && plan.hpb != 2 && plan.hpb != attn::kHeadsPerBlock) return false;
+  for (const Tensor* t : {&d.hidden, &d.hidden1, &d.qkv, &d.gate_up})
+    if (t->dtype != DType::BF16 || !aligned16(t->data)) return false;
+  for (const auto& l : d.layers)
+    for (const Tensor* t : {&l.attn_norm, &l.wqkv, &l.wo, &l.mlp_norm, &l.w_gate_up, &l.w_down,
+                            &l.k_cache, &l.v_cache})
+      if (t->dtype != DType::BF16 || !aligned16(t->data)) return false;
+
+  int optin = 0;
+  TL_CUDA_CHECK(
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device));
+  const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D);
+  const size_t static_bytes = 2 * kMaxSlots * sizeof(uint64_t) + 1024;  // barriers, red, sh
+  if (size_t(optin) < fixed + static_bytes + size_t(kMinSlots) * kSlotBytes) return false;
+  const int slots =
+      int(std::min<size_t>(kMaxSlots, (size_t(optin) - fixed - static_bytes) / kSlotBytes));
+  const size_t smem = fixed + size_t(slots) * kSlotBytes;
+
+  Args a{};
+  a.L = int(d.layers.size());
+  for (int l = 0; l < a.L; ++l) {
+    const auto& s = d.layers[size_t(l)];
+    a.layer[l] = {s.attn_norm.ptr<bf16>(), s.wqkv.ptr<bf16>(),      s.wo.ptr<bf16>(),
+                  s.mlp_norm.ptr<bf16>(),  s.w_gate_up.ptr<bf16>(), s.w_down.ptr<bf16>(),
+                  s.k_cache.ptr<bf16>(),   s.v_cache.ptr<bf16>()};
+  }
+  a.C = int(C);
+  a.F = int(F);
+  a.qkv_dim = int(qkv_dim);
+  a.slots = slots;
+  a.splits = plan.splits;
+  a.eps = d.eps;
+  a.h = d.hidden.ptr<bf16>();
+  a.h1 = d.hidden1.ptr<bf16>();
+  a.qkv = d.qkv.ptr<bf16>();
+  a.gate_up = d.gate_up.ptr<bf16>();
+  const int64_t slots_attn = int64_t(H) * plan.splits;
+  a.part_o = parts.get_as<float>(size_t(slots_attn) * size_t(D + 2), stream);
+  a.part_ml = a.part_o + slots_attn * D;
+  a.done =
+      static_cast<unsigned*>(counters.get_zeroed(size_t(a.L) * kPhases * sizeof(unsigned), stream));
+  const int64_t Tmax = d.layers[0].k_cache.dim(1);
+  a.attn = AttnArgs{nullptr,
+                    nullptr,
+                    nullptr,
+                    d.cos.ptr<float>(),
+                    d.sin.ptr<float>(),
+                    d.pos.ptr<int32_t>(),
+                    1,
+                    H,
+                    K,
+                    D,
+                    int(Tmax),
+                    d.kv_len,
+                    plan.chunks_per_split,
+                    1.0f / sqrtf(float(D))};
+
+  auto kernel = plan.hpb == 1   ? decode_layers_kernel<1>
+                : plan.hpb == 2 ? decode_layers_kernel<2>
+                                : decode_layers_kernel<attn::kHeadsPerBlock>;
+  TL_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  int fit = 0;
+  TL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kThreads, smem));
+  if (fit < 1) return false;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;  // every block resident: they wait on each other
+  attr[0].val.cooperative = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(ctx.sm_count));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  TL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+  return true;
+}
+
+}  // namespace tl::gpu
