@@ -389,8 +389,11 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
   const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D);
   const size_t static_bytes = 2 * kMaxSlots * sizeof(uint64_t) + 1024;  // barriers, red, sh
   if (size_t(optin) < fixed + static_bytes + size_t(kMinSlots) * kSlotBytes) return false;
-  const int slots =
+  int slots =
       int(std::min<size_t>(kMaxSlots, (size_t(optin) - fixed - static_bytes) / kSlotBytes));
+  // TL_DECODE_LAYERS_SLOTS=N caps the ring (how far the weights run ahead), for measurements.
+  if (const char* e = std::getenv("TL_DECODE_LAYERS_SLOTS"))
+    if (std::atoi(e) >= kMinSlots) slots = std::min(slots, std::atoi(e));
   const size_t smem = fixed + size_t(slots) * kSlotBytes;
 
   Args a{};
