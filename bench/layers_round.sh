@@ -17,8 +17,9 @@ timeout "${LAYERS_TIMEOUT:-150}" "$BUILD/tinyllama_tests" --gtest_filter='CudaDe
 rc=$?
 echo "layers tests rc $rc"
 grep -E "^\[  (PASSED|FAILED|  OK) |^\[  FAILED|Failure|difference|Expected|Which is" "$OUT/layers_tests.log" | head -30
+# LAYER_LEVERS: the variants with the one-launch step (run only when its tests passed).
 levers=${LEVERS:-TL_DECODE_RUN_AHEAD=0}
-[ "$rc" = 0 ] && levers="TL_DECODE_LAYERS=1 $levers"
+[ "$rc" = 0 ] && levers="${LAYER_LEVERS:-TL_DECODE_LAYERS=1} $levers"
 QUICK=1 SKIP_GEN=${SKIP_GEN:-1} NO_HTTP=1 VARIANTS="" OPS_ONLY=decode \
   TESTS=${TESTS:-'BackendOps.Cuda:CudaOps.DecodeLinear*:CudaDecode.*'} LEVERS="$levers" \
   OUT=$OUT BUILD=$BUILD bash bench/decode_round.sh
