@@ -6,7 +6,7 @@
 // ms a token where reading the weights takes ~0.7 (bench/NOTES.md). Weights depend on nothing
 // a step computes, so here they never wait for it:
 // - one block an SM (grid = the SMs, cooperative: all resident), 9 warps. Warp 8 is the
-//   producer: its lane 0 walks the block's share of every weight of every layer in order
+//   producer: its lanes walk the block's share of every weight of every layer in order
 //   (qkv, wo, gate_up, down; the block's rows of each, one row pass of <= 2048 elements, 4 KB,
 //   a unit) and copies each unit into a ring of shared-memory slots with the bulk copy engine
 //   (cp.async.bulk, completing on the slot's `full` mbarrier). It waits only for a slot to be
@@ -147,24 +147,29 @@ __device__ __forceinline__ void block_rows(int O, int& r0, int& r1) {
 }
 __device__ __forceinline__ int passes(int I) { return (I + kUnitElems - 1) / kUnitElems; }
 
-// Warp 8, lane 0: every unit of the block, in the consumers' order, into the ring.
+// Warp 8: every unit of the block, in the consumers' order, into the ring. Its lanes take
+// up to 32 consecutive units at once, each waiting for its own slot: a lone thread spends
+// ~100-200 cycles a unit, about what a 4 KB unit may take at an SM's share of 3 TB/s.
 __device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint64_t* empty) {
-  unsigned u = 0;
+  const int lane = threadIdx.x % kWarp;
+  const int width = min(kWarp, a.slots);  // a group's units have slots of their own
+  unsigned u0 = 0;                        // the matrix's first unit
   for (int l = 0; l < a.L; ++l)
     for (int m = 0; m < 4; ++m) {
       const Matrix mx = matrix(a, l, m);
       int r0, r1;
       block_rows(mx.O, r0, r1);
-      const int np = passes(mx.I);
-      for (int r = r0; r < r1; ++r)
-        for (int p = 0; p < np; ++p, ++u) {
-          const unsigned slot = u % unsigned(a.slots), round = u / unsigned(a.slots);
-          if (round > 0) mbar_wait(&empty[slot], (round - 1) & 1);
-          const int e0 = p * kUnitElems;
-          const unsigned bytes = unsigned(min(kUnitElems, mx.I - e0)) * unsigned(sizeof(bf16));
-          bulk_copy(ring + size_t(slot) * kSlotBytes, mx.w + int64_t(r) * mx.I + e0, bytes,
-                    &full[slot]);
-        }
+      const int np = passes(mx.I), n = (r1 - r0) * np;
+      for (int k = lane; lane < width && k < n; k += width) {
+        const unsigned u = u0 + unsigned(k);
+        const unsigned slot = u % unsigned(a.slots), round = u / unsigned(a.slots);
+        if (round > 0) mbar_wait(&empty[slot], (round - 1) & 1);
+        const int r = r0 + k / np, e0 = (k % np) * kUnitElems;
+        const unsigned bytes = unsigned(min(kUnitElems, mx.I - e0)) * unsigned(sizeof(bf16));
+        bulk_copy(ring + size_t(slot) * kSlotBytes, mx.w + int64_t(r) * mx.I + e0, bytes,
+                  &full[slot]);
+      }
+      u0 += unsigned(n);
     }
 }
 
@@ -310,7 +315,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
   if (threadIdx.x >= kConsumers) {
-    if (threadIdx.x == kConsumers) produce(a, ring, full, empty);
+    produce(a, ring, full, empty);
     return;
   }
 
@@ -389,8 +394,7 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
   const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D);
   const size_t static_bytes = 2 * kMaxSlots * sizeof(uint64_t) + 1024;  // barriers, red, sh
   if (size_t(optin) < fixed + static_bytes + size_t(kMinSlots) * kSlotBytes) return false;
-  int slots =
-      int(std::min<size_t>(kMaxSlots, (size_t(optin) - fixed - static_bytes) / kSlotBytes));
+  int slots = int(std::min<size_t>(kMaxSlots, (size_t(optin) - fixed - static_bytes) / kSlotBytes));
   // TL_DECODE_LAYERS_SLOTS=N caps the ring (how far the weights run ahead), for measurements.
   if (const char* e = std::getenv("TL_DECODE_LAYERS_SLOTS"))
     if (std::atoi(e) >= kMinSlots) slots = std::min(slots, std::atoi(e));
