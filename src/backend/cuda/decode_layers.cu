@@ -72,7 +72,7 @@ struct Args {
 };
 
 // ---- mbarriers and the bulk copy engine (sm_90) ----
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
+[[maybe_unused]] __device__ __forceinline__ unsigned smem_addr(const void* p) {
   return unsigned(__cvta_generic_to_shared(p));
 }
 __device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
@@ -311,7 +311,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       mbar_init(&full[s], 1);
       mbar_init(&empty[s], 1);
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
   }
   __syncthreads();
   if (threadIdx.x >= kConsumers) {
@@ -444,6 +446,11 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
                                 : decode_layers_kernel<attn::kHeadsPerBlock>;
   TL_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  // sm_90 code for this device (a build for older targets only compiles the barriers and
+  // copies out, and JIT-compiled PTX of those would be the same).
+  cudaFuncAttributes fa{};
+  TL_CUDA_CHECK(cudaFuncGetAttributes(&fa, kernel));
+  if (fa.binaryVersion < 90 || fa.ptxVersion < 90) return false;
   int fit = 0;
   TL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kThreads, smem));
   if (fit < 1) return false;
