@@ -347,17 +347,23 @@ TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
 
 // A one-row step's layers in one launch (Backend::decode_layers, TL_DECODE_LAYERS=1) give the
 // five ops' logits bit for bit: the same device code for every piece of arithmetic. Small
-// model (head dim 16, two splits of the keys after 160 steps, so wo's input merges them),
+// model (4 layers of width 256 and a ring of 8 slots, so the weights go round the ring many
+// times; two splits of the keys after 160 steps, so wo's input merges them),
 // graphs and not, and attention's three heads-a-block variants (1 by default here, 2 and 8
 // forced), each its own kernel.
 TEST(CudaDecode, LayersInOneLaunchAreBitIdentical) {
   CD_NEED_GPU();
-  const ModelConfig cfg = small_decode_config(300);
+  ModelConfig cfg = small_decode_config(300);
+  cfg.dim = 256;  // 4 heads of 64 dims over 2 KV heads
+  cfg.ffn_dim = 512;
+  cfg.n_layers = 4;
   const std::vector<float> params = ckpt_test::random_params(cfg, 11);
   for (const char* heads : {"", "2", "8"})
     for (bool graphs : {false, true}) {
       SCOPED_TRACE(cat("heads a block '", heads, "'", graphs ? ", graphs" : ", op by op"));
       ScopedEnv hpb("TL_DECODE_ATTN_HEADS", heads);
+      // A ring of 8 slots: each block's units (a few a layer here) go round it many times.
+      ScopedEnv slots("TL_DECODE_LAYERS_SLOTS", "8");
       std::vector<float> logits[2];
       int64_t launches[2] = {0, 0};
       for (int one : {0, 1}) {

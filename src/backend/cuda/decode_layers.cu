@@ -150,7 +150,8 @@ __device__ __forceinline__ int passes(int I) { return (I + kUnitElems - 1) / kUn
 // Warp 8: every unit of the block, in the consumers' order, into the ring. Its lanes take
 // up to 32 consecutive units at once, each waiting for its own slot: a lone thread spends
 // ~100-200 cycles a unit, about what a 4 KB unit may take at an SM's share of 3 TB/s.
-__device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint64_t* empty) {
+__device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint64_t* empty,
+                        volatile unsigned* slot_unit) {
   const int lane = threadIdx.x % kWarp;
   const int width = min(kWarp, a.slots);  // a group's units have slots of their own
   unsigned u0 = 0;                        // the matrix's first unit
@@ -160,14 +161,22 @@ __device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint
       int r0, r1;
       block_rows(mx.O, r0, r1);
       const int np = passes(mx.I), n = (r1 - r0) * np;
-      for (int k = lane; lane < width && k < n; k += width) {
-        const unsigned u = u0 + unsigned(k);
-        const unsigned slot = u % unsigned(a.slots), round = u / unsigned(a.slots);
-        if (round > 0) mbar_wait(&empty[slot], (round - 1) & 1);
-        const int r = r0 + k / np, e0 = (k % np) * kUnitElems;
-        const unsigned bytes = unsigned(min(kUnitElems, mx.I - e0)) * unsigned(sizeof(bf16));
-        bulk_copy(ring + size_t(slot) * kSlotBytes, mx.w + int64_t(r) * mx.I + e0, bytes,
-                  &full[slot]);
+      // Groups in lockstep: a unit's slot last held a unit of an earlier group, already
+      // issued, so the parity wait below is for that very release (a wait can only tell the
+      // phase in progress from the one before).
+      for (int k0 = 0; k0 < n; k0 += width) {
+        const int k = k0 + lane;
+        if (lane < width && k < n) {
+          const unsigned u = u0 + unsigned(k);
+          const unsigned slot = u % unsigned(a.slots), round = u / unsigned(a.slots);
+          if (round > 0) mbar_wait(&empty[slot], (round - 1) & 1);
+          slot_unit[slot] = u;  // before the copy: see consume_rows
+          const int r = r0 + k / np, e0 = (k % np) * kUnitElems;
+          const unsigned bytes = unsigned(min(kUnitElems, mx.I - e0)) * unsigned(sizeof(bf16));
+          bulk_copy(ring + size_t(slot) * kSlotBytes, mx.w + int64_t(r) * mx.I + e0, bytes,
+                    &full[slot]);
+        }
+        __syncwarp();
       }
       u0 += unsigned(n);
     }
@@ -198,7 +207,7 @@ __device__ __forceinline__ void finish_phase(const Args& a, int i) {
 // w, w + 8, ..., summing each in decode_linear's order (linear::sum_chunk, write_row).
 __device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* out,
                              const bf16* residual, const unsigned char* ring, uint64_t* full,
-                             uint64_t* empty, unsigned& u) {
+                             uint64_t* empty, const volatile unsigned* slot_unit, unsigned& u) {
   const Matrix mx = matrix(a, l, m);
   int r0, r1;
   block_rows(mx.O, r0, r1);
@@ -214,6 +223,11 @@ __device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* 
     for (int p = 0; p < np; ++p) {
       const unsigned v = u + unsigned(j * np + p);
       const unsigned slot = v % unsigned(a.slots);
+      // A warp may run rounds ahead of the slot (the other warps hold its earlier units), and
+      // a parity wait cannot tell round r from r - 2: wait until the producer has issued
+      // unit v into the slot, then for its bytes.
+      while (slot_unit[slot] != v) {
+      }
       mbar_wait(&full[slot], (v / unsigned(a.slots)) & 1);
       const bf16* s = reinterpret_cast<const bf16*>(ring + size_t(slot) * kSlotBytes);
       linear::sum_chunk<1>(
@@ -302,6 +316,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     decode_layers_kernel(const __grid_constant__ Args a) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ __align__(8) uint64_t full[kMaxSlots], empty[kMaxSlots];
+  __shared__ unsigned slot_unit[kMaxSlots];  // the unit last issued into each slot
   __shared__ float red[kWarp];
   unsigned char* ring = smem;
   bf16* xs = reinterpret_cast<bf16*>(smem + size_t(a.slots) * kSlotBytes);
@@ -310,6 +325,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int s = 0; s < a.slots; ++s) {
       mbar_init(&full[s], 1);
       mbar_init(&empty[s], 1);
+      slot_unit[s] = ~0u;
     }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -317,7 +333,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
   if (threadIdx.x >= kConsumers) {
-    produce(a, ring, full, empty);
+    produce(a, ring, full, empty, slot_unit);
     return;
   }
 
@@ -332,7 +348,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // qkv = wqkv(norm(h))
     if (l > 0) wait_phase(a, i - kPhases + kDown);
     build<Backend::LinearIn::RmsNorm>(a, xs, a.h, p.attn_norm, a.C, red);
-    consume_rows(a, l, 0, xs, a.qkv, nullptr, ring, full, empty, u);
+    consume_rows(a, l, 0, xs, a.qkv, nullptr, ring, full, empty, slot_unit, u);
     finish_phase(a, i + kQkv);
     // attention over the cache (its partials)
     wait_phase(a, i + kQkv);
@@ -341,17 +357,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     // h1 = h + wo(attention)
     wait_phase(a, i + kAttn);
     build_attention(a, xs, used);
-    consume_rows(a, l, 1, xs, a.h1, a.h, ring, full, empty, u);
+    consume_rows(a, l, 1, xs, a.h1, a.h, ring, full, empty, slot_unit, u);
     finish_phase(a, i + kWo);
     // gate_up = w_gate_up(norm(h1))
     wait_phase(a, i + kWo);
     build<Backend::LinearIn::RmsNorm>(a, xs, a.h1, p.mlp_norm, a.C, red);
-    consume_rows(a, l, 2, xs, a.gate_up, nullptr, ring, full, empty, u);
+    consume_rows(a, l, 2, xs, a.gate_up, nullptr, ring, full, empty, slot_unit, u);
     finish_phase(a, i + kGateUp);
     // h = h1 + w_down(swiglu(gate_up))
     wait_phase(a, i + kGateUp);
     build<Backend::LinearIn::SwiGlu>(a, xs, a.gate_up, nullptr, a.F, red);
-    consume_rows(a, l, 3, xs, a.h, a.h1, ring, full, empty, u);
+    consume_rows(a, l, 3, xs, a.h, a.h1, ring, full, empty, slot_unit, u);
     finish_phase(a, i + kDown);
   }
 }
@@ -394,7 +410,8 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
   TL_CUDA_CHECK(
       cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device));
   const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D);
-  const size_t static_bytes = 2 * kMaxSlots * sizeof(uint64_t) + 1024;  // barriers, red, sh
+  const size_t static_bytes =  // barriers, slot_unit, red, sh
+      2 * kMaxSlots * sizeof(uint64_t) + kMaxSlots * sizeof(unsigned) + 1024;
   if (size_t(optin) < fixed + static_bytes + size_t(kMinSlots) * kSlotBytes) return false;
   int slots = int(std::min<size_t>(kMaxSlots, (size_t(optin) - fixed - static_bytes) / kSlotBytes));
   // TL_DECODE_LAYERS_SLOTS=N caps the ring (how far the weights run ahead), for measurements.
