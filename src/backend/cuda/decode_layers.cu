@@ -20,12 +20,15 @@
 //   device code as attention_decode: decode_attention.cuh), writing each split's (max, sum,
 //   output); wo's input merges them, in split order, in every block.
 // Same bits as the five ops (decode_linear.cuh, decode_attention.cuh: one copy of each op's
-// arithmetic), so it changes no output; CudaDecode.LayersKernelEqualsOps checks that on the GPU
-// and the ops are checked against the CPU backend. Off unless TL_DECODE_LAYERS=1 (until it
-// is measured on an H100).
+// arithmetic), so it changes no output: CudaDecode.LayersInOneLaunchAreBitIdentical* check
+// that on the GPU, and the ops are checked against the CPU backend. Off unless
+// TL_DECODE_LAYERS=1 (until it is measured on an H100). The phase counters go back to zero at
+// the end of each launch; a launch that faults leaves them set, but also leaves the CUDA
+// context unusable (a sticky error), so no later launch reads them.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -406,18 +409,48 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
                             &l.k_cache, &l.v_cache})
       if (t->dtype != DType::BF16 || !aligned16(t->data)) return false;
 
-  int optin = 0;
-  TL_CUDA_CHECK(
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device));
-  const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D);
-  const size_t static_bytes =  // barriers, slot_unit, red, sh
-      2 * kMaxSlots * sizeof(uint64_t) + kMaxSlots * sizeof(unsigned) + 1024;
-  if (size_t(optin) < fixed + static_bytes + size_t(kMinSlots) * kSlotBytes) return false;
-  int slots = int(std::min<size_t>(kMaxSlots, (size_t(optin) - fixed - static_bytes) / kSlotBytes));
+  const int64_t Tmax = d.layers[0].k_cache.dim(1);
+  for (const auto& l : d.layers)
+    TL_CHECK(l.k_cache.ndim() == 3 && l.k_cache.dim(0) == 1 && l.k_cache.dim(1) == Tmax &&
+                 l.k_cache.dim(2) == int64_t(K) * D && l.v_cache.shape == l.k_cache.shape,
+             "decode_layers: every layer's k_cache and v_cache must be [1, ", Tmax, ", ",
+             int64_t(K) * D, "], got ", l.k_cache.str(), " and ", l.v_cache.str());
+  TL_CHECK(d.kv_len >= 1 && d.kv_len <= Tmax && d.kv_len <= d.cos.dim(0), "decode_layers: kv_len ",
+           d.kv_len, " must be in [1, min(Tmax = ", Tmax, ", rope rows = ", d.cos.dim(0), ")]");
+  TL_CHECK(d.cos.dtype == DType::F32 && d.sin.dtype == DType::F32 && d.cos.ndim() == 2 &&
+               d.cos.dim(1) == D / 2 && d.sin.shape == d.cos.shape && d.pos.dtype == DType::I32 &&
+               d.pos.numel() == 1,
+           "decode_layers: cos, sin must be f32 [rows, ", D / 2, "] and pos i32 [1], got ",
+           d.cos.str(), ", ", d.sin.str(), ", ", d.pos.str());
+
+  auto kernel = plan.hpb == 1   ? decode_layers_kernel<1>
+                : plan.hpb == 2 ? decode_layers_kernel<2>
+                                : decode_layers_kernel<attn::kHeadsPerBlock>;
+  // What the device and the kernel allow, asked once a kernel (a step run op by op would ask
+  // every token): its sm_90 code (a build for older targets compiles the barriers and copies
+  // out), its static shared memory, the opt-in limit.
+  struct Fit {
+    bool ok = false;
+    size_t static_smem = 0, optin = 0;
+  };
+  thread_local std::map<const void*, Fit> fits;
+  auto [it, fresh] = fits.try_emplace(reinterpret_cast<const void*>(kernel));
+  if (fresh) {
+    cudaFuncAttributes fa{};
+    TL_CUDA_CHECK(cudaFuncGetAttributes(&fa, kernel));
+    int optin = 0;
+    TL_CUDA_CHECK(
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx.device));
+    it->second = {fa.binaryVersion >= 90 && fa.ptxVersion >= 90, fa.sharedSizeBytes, size_t(optin)};
+  }
+  const Fit& fit = it->second;
+  const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D) + fit.static_smem;
+  if (!fit.ok || fit.optin < fixed + size_t(kMinSlots) * kSlotBytes) return false;
+  int slots = int(std::min<size_t>(kMaxSlots, (fit.optin - fixed) / kSlotBytes));
   // TL_DECODE_LAYERS_SLOTS=N caps the ring (how far the weights run ahead), for measurements.
   if (const char* e = std::getenv("TL_DECODE_LAYERS_SLOTS"))
     if (std::atoi(e) >= kMinSlots) slots = std::min(slots, std::atoi(e));
-  const size_t smem = fixed + size_t(slots) * kSlotBytes;
+  const size_t smem = fixed - fit.static_smem + size_t(slots) * kSlotBytes;  // dynamic
 
   Args a{};
   a.L = int(d.layers.size());
@@ -442,7 +475,6 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
   a.part_ml = a.part_o + slots_attn * D;
   a.done =
       static_cast<unsigned*>(counters.get_zeroed(size_t(a.L) * kPhases * sizeof(unsigned), stream));
-  const int64_t Tmax = d.layers[0].k_cache.dim(1);
   a.attn = AttnArgs{nullptr,
                     nullptr,
                     nullptr,
@@ -458,19 +490,8 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
                     plan.chunks_per_split,
                     1.0f / sqrtf(float(D))};
 
-  auto kernel = plan.hpb == 1   ? decode_layers_kernel<1>
-                : plan.hpb == 2 ? decode_layers_kernel<2>
-                                : decode_layers_kernel<attn::kHeadsPerBlock>;
   TL_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  // sm_90 code for this device (a build for older targets only compiles the barriers and
-  // copies out, and JIT-compiled PTX of those would be the same).
-  cudaFuncAttributes fa{};
-  TL_CUDA_CHECK(cudaFuncGetAttributes(&fa, kernel));
-  if (fa.binaryVersion < 90 || fa.ptxVersion < 90) return false;
-  int fit = 0;
-  TL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kThreads, smem));
-  if (fit < 1) return false;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeCooperative;  // every block resident: they wait on each other
   attr[0].val.cooperative = 1;
