@@ -347,7 +347,7 @@ TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
 
 // A one-row step's layers in one launch (Backend::decode_layers, TL_DECODE_LAYERS=1) give the
 // five ops' logits bit for bit: the same device code for every piece of arithmetic. Small
-// model (4 layers of width 256 and a ring of 8 slots, so the weights go round the ring many
+// model (4 layers of width 256 and a ring of 11 slots, so the weights go round the ring many
 // times; two splits of the keys after 160 steps, so wo's input merges them),
 // graphs and not, and attention's three heads-a-block variants (1 by default here, 2 and 8
 // forced), each its own kernel.
@@ -362,8 +362,10 @@ TEST(CudaDecode, LayersInOneLaunchAreBitIdentical) {
     for (bool graphs : {false, true}) {
       SCOPED_TRACE(cat("heads a block '", heads, "'", graphs ? ", graphs" : ", op by op"));
       ScopedEnv hpb("TL_DECODE_ATTN_HEADS", heads);
-      // A ring of 8 slots: each block's units (a few a layer here) go round it many times.
-      ScopedEnv slots("TL_DECODE_LAYERS_SLOTS", "8");
+      // A ring of 11 slots: each block's units (a dozen a layer here) go round it many times,
+      // and a slot's consecutive units belong to different warps (not so with 8 slots and
+      // eight warps dealt one-unit rows in turn).
+      ScopedEnv slots("TL_DECODE_LAYERS_SLOTS", "11");
       std::vector<float> logits[2];
       int64_t launches[2] = {0, 0};
       for (int one : {0, 1}) {

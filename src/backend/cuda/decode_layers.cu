@@ -121,6 +121,16 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned b
 __device__ __forceinline__ void bar_named(int id, int threads) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
+// slot_unit's store and load, ordered (release / acquire, CTA scope) with what the producer did
+// before and the consumer does after: the parity wait follows the load.
+__device__ __forceinline__ void store_release_cta(unsigned* p, unsigned v) {
+  asm volatile("st.release.cta.shared.u32 [%0], %1;" ::"r"(smem_addr(p)), "r"(v) : "memory");
+}
+__device__ __forceinline__ unsigned load_acquire_cta(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.cta.shared.u32 %0, [%1];" : "=r"(v) : "r"(smem_addr(p)) : "memory");
+  return v;
+}
 __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   unsigned v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -154,7 +164,7 @@ __device__ __forceinline__ int passes(int I) { return (I + kUnitElems - 1) / kUn
 // up to 32 consecutive units at once, each waiting for its own slot: a lone thread spends
 // ~100-200 cycles a unit, about what a 4 KB unit may take at an SM's share of 3 TB/s.
 __device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint64_t* empty,
-                        volatile unsigned* slot_unit) {
+                        unsigned* slot_unit) {
   const int lane = threadIdx.x % kWarp;
   const int width = min(kWarp, a.slots);  // a group's units have slots of their own
   unsigned u0 = 0;                        // the matrix's first unit
@@ -173,7 +183,7 @@ __device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint
           const unsigned u = u0 + unsigned(k);
           const unsigned slot = u % unsigned(a.slots), round = u / unsigned(a.slots);
           if (round > 0) mbar_wait(&empty[slot], (round - 1) & 1);
-          slot_unit[slot] = u;  // before the copy: see consume_rows
+          store_release_cta(slot_unit + slot, u);  // before the copy: see consume_rows
           const int r = r0 + k / np, e0 = (k % np) * kUnitElems;
           const unsigned bytes = unsigned(min(kUnitElems, mx.I - e0)) * unsigned(sizeof(bf16));
           bulk_copy(ring + size_t(slot) * kSlotBytes, mx.w + int64_t(r) * mx.I + e0, bytes,
@@ -210,7 +220,7 @@ __device__ __forceinline__ void finish_phase(const Args& a, int i) {
 // w, w + 8, ..., summing each in decode_linear's order (linear::sum_chunk, write_row).
 __device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* out,
                              const bf16* residual, const unsigned char* ring, uint64_t* full,
-                             uint64_t* empty, const volatile unsigned* slot_unit, unsigned& u) {
+                             uint64_t* empty, const unsigned* slot_unit, unsigned& u) {
   const Matrix mx = matrix(a, l, m);
   int r0, r1;
   block_rows(mx.O, r0, r1);
@@ -229,7 +239,7 @@ __device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* 
       // A warp may run rounds ahead of the slot (the other warps hold its earlier units), and
       // a parity wait cannot tell round r from r - 2: wait until the producer has issued
       // unit v into the slot, then for its bytes.
-      while (slot_unit[slot] != v) {
+      while (load_acquire_cta(slot_unit + slot) != v) {
       }
       mbar_wait(&full[slot], (v / unsigned(a.slots)) & 1);
       const bf16* s = reinterpret_cast<const bf16*>(ring + size_t(slot) * kSlotBytes);
