@@ -369,7 +369,7 @@ TEST(CudaDecode, LayersInOneLaunchAreBitIdentical) {
       std::vector<float> logits[2];
       int64_t launches[2] = {0, 0};
       for (int one : {0, 1}) {
-        ScopedEnv on("TL_DECODE_LAYERS", one ? "1" : "");
+        ScopedEnv on("TL_DECODE_LAYERS", one ? "1" : "0");
         logits[one] = small_decode_logits(
             cfg, params, 1, 160, 8, [&](LlamaInference& inf) { inf.set_graphs(graphs); },
             &launches[one]);
@@ -401,7 +401,7 @@ TEST(CudaDecode, LayersInOneLaunchAreBitIdenticalAtTinyLlamaShape) {
     std::vector<float> logits[2];
     int64_t launches = 0;
     for (int one : {0, 1}) {
-      ScopedEnv on("TL_DECODE_LAYERS", one ? "1" : "");
+      ScopedEnv on("TL_DECODE_LAYERS", one ? "1" : "0");
       LlamaInference inf(model, 1, 1200);
       std::vector<int32_t> prompt(static_cast<size_t>(P));
       for (int t = 0; t < P; ++t) prompt[size_t(t)] = int32_t((t * 7919 + 11) % cfg.vocab_size);
