@@ -2,8 +2,9 @@
 # A GPU call for the one-launch decode step (decode_layers.cu, TL_DECODE_LAYERS=1) with the
 # binaries make_carry.sh packed: its bit-identity tests first, alone and under a short
 # timeout (a kernel whose blocks wait on each other hangs rather than fails when wrong), then
-# bench/decode_round.sh (the decode tests, serve tests and the scheduler figures) with the
-# lever beside the defaults, only if they passed.
+# bench/decode_round.sh (the other decode tests, in a process of their own: a kernel fault
+# leaves a CUDA context unusable; the serve tests and the scheduler figures) with the lever
+# beside the defaults, only if they passed.
 #   bench/layers_round.sh        (repository root, GPU machine; OUT=$OUT, BUILD=build-gpu)
 set -uo pipefail
 bash tools/gpu/unpack_carry.sh
@@ -21,5 +22,6 @@ grep -E "^\[  (PASSED|FAILED|  OK) |^\[  FAILED|Failure|difference|Expected|Whic
 levers=${LEVERS:-TL_DECODE_RUN_AHEAD=0}
 [ "$rc" = 0 ] && levers="${LAYER_LEVERS:-TL_DECODE_LAYERS=1} $levers"
 QUICK=1 SKIP_GEN=${SKIP_GEN:-1} NO_HTTP=1 VARIANTS="" OPS_ONLY=decode \
-  TESTS=${TESTS:-'BackendOps.Cuda:CudaOps.DecodeLinear*:CudaDecode.*'} LEVERS="$levers" \
+  TESTS=${TESTS:-'BackendOps.Cuda:CudaOps.DecodeLinear*:CudaDecode.*-CudaDecode.LayersInOneLaunch*'} \
+  LEVERS="$levers" \
   OUT=$OUT BUILD=$BUILD bash bench/decode_round.sh
