@@ -89,9 +89,23 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
 #endif
 }
+// A wait that cannot end (a bug, or a block that died) stops the kernel with an error (a
+// trap: the launch fails, the step throws) instead of hanging the process: no wait of a step
+// that takes a millisecond lasts seconds.
+constexpr uint64_t kStuckNs = 5000000000ull;
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ void trap_if_stuck(uint64_t since) {
+  if (global_ns() - since > kStuckNs) __trap();
+}
+
 // Returns once the phase of parity `parity` has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uint64_t since = global_ns();
   unsigned ok = 0;
   do {
     asm volatile(
@@ -100,6 +114,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
         : "=r"(ok)
         : "r"(smem_addr(bar)), "r"(parity)
         : "memory");
+    if (!ok) trap_if_stuck(since);
   } while (!ok);
 #endif
 }
@@ -198,8 +213,8 @@ __device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint
 // The consumers' side of a grid barrier: every block is done with counter `i`'s phase.
 __device__ __forceinline__ void wait_phase(const Args& a, int i) {
   if (threadIdx.x == 0)
-    while (load_acquire(a.done + i) < gridDim.x) {
-    }
+    for (const uint64_t since = global_ns(); load_acquire(a.done + i) < gridDim.x;)
+      trap_if_stuck(since);
   bar_named(kBarConsumers, kConsumers);
 }
 // This block is done with phase i (its writes made visible first).
@@ -239,8 +254,8 @@ __device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* 
       // A warp may run rounds ahead of the slot (the other warps hold its earlier units), and
       // a parity wait cannot tell round r from r - 2: wait until the producer has issued
       // unit v into the slot, then for its bytes.
-      while (load_acquire_cta(slot_unit + slot) != v) {
-      }
+      for (const uint64_t since = global_ns(); load_acquire_cta(slot_unit + slot) != v;)
+        trap_if_stuck(since);
       mbar_wait(&full[slot], (v / unsigned(a.slots)) & 1);
       const bf16* s = reinterpret_cast<const bf16*>(ring + size_t(slot) * kSlotBytes);
       linear::sum_chunk<1>(
