@@ -80,15 +80,7 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
                                              unsigned* counters, const float* o_s, const float* m_s,
                                              const float* l_s, bool& last_s, int64_t z, int H,
                                              int h0, int nh, int D, int splits, int used) {
-  for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
-    const int j = idx / D, d = idx % D;
-    const int64_t slot = (z * H + h0 + j) * splits + blockIdx.z;
-    part_o[slot * D + d] = o_s[idx];
-    if (d == 0) {
-      part_ml[2 * slot] = m_s[j];
-      part_ml[2 * slot + 1] = l_s[j];
-    }
-  }
+  store_partials(part_o, part_ml, o_s, m_s, l_s, z, H, h0, nh, D, splits, int(blockIdx.z));
   __threadfence();  // this block's partials are visible device-wide before it counts
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -102,16 +94,8 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
   __threadfence();
   for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
     const int j = idx / D, d = idx % D;
-    const int64_t base = (z * H + h0 + j) * splits;
-    float m = -INFINITY;
-    for (int c = 0; c < used; ++c) m = fmaxf(m, __ldcg(part_ml + 2 * (base + c)));
-    float l = 0.0f, o = 0.0f;
-    for (int c = 0; c < used; ++c) {
-      const float w = expf(__ldcg(part_ml + 2 * (base + c)) - m);
-      l += __ldcg(part_ml + 2 * (base + c) + 1) * w;
-      o += __ldcg(part_o + (base + c) * D + d) * w;
-    }
-    out[(z * H + h0 + j) * D + d] = from_f32<bf16>(o / l);
+    const int64_t row = z * H + h0 + j;
+    out[row * D + d] = from_f32<bf16>(merge_partials(part_o, part_ml, row, splits, used, D, d));
   }
 }
 
@@ -155,8 +139,7 @@ __global__ void __launch_bounds__(kChunk)
       out[(z * H + h0 + idx / D) * D + idx % D] = from_f32<bf16>(o_s[idx] / l_s[idx / D]);
     return;
   }
-  const int keys_per_split = a.chunks_per_split * kChunk;
-  const int used = (span.n_keys + keys_per_split - 1) / keys_per_split;  // splits with keys
+  const int used = splits_with_keys(a, span);
   if constexpr (CLUSTER) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     // The row's splits are this cluster (rank = split): once all have their (m, l, o) in

@@ -86,6 +86,11 @@ __device__ __forceinline__ SplitSpan split_span(const AttnArgs& a, int64_t z, in
   const int begin = split * keys_per_split;
   return {p, n_keys, begin, min(n_keys, begin + keys_per_split)};
 }
+// How many of a row's splits hold keys (what the merge reads): the same for all its splits.
+__device__ __forceinline__ int splits_with_keys(const AttnArgs& a, const SplitSpan& span) {
+  const int keys_per_split = a.chunks_per_split * attn::kChunk;
+  return (span.n_keys + keys_per_split - 1) / keys_per_split;
+}
 
 // What attend_split leaves for the merge besides o_s: per head of the block the running max
 // and sum of the softmax (and scratch).
@@ -294,6 +299,40 @@ __device__ __forceinline__ float* attend_split(const AttnArgs& a, int64_t z, int
     sync();
   }
   return o_s;
+}
+
+// A split's partial results: for query row z's heads [h0, h0 + nh), the unnormalized output
+// o_s [nh][D] into part_o[BT, H, splits, D] and the max and sum into part_ml[BT, H, splits, 2]
+// at this split. Threads [0, kChunk).
+__device__ __forceinline__ void store_partials(float* part_o, float* part_ml, const float* o_s,
+                                               const float* m_s, const float* l_s, int64_t z, int H,
+                                               int h0, int nh, int D, int splits, int split) {
+  for (int idx = threadIdx.x; idx < nh * D; idx += attn::kChunk) {
+    const int j = idx / D, d = idx % D;
+    const int64_t slot = (z * H + h0 + j) * splits + split;
+    part_o[slot * D + d] = o_s[idx];
+    if (d == 0) {
+      part_ml[2 * slot] = m_s[j];
+      part_ml[2 * slot + 1] = l_s[j];
+    }
+  }
+}
+
+// Dim d of head row `row` (z * H + h) merged over its first `used` splits, in split order,
+// normalized: the attention output. The partials are read through L2 (other blocks wrote
+// them during the same launch).
+__device__ __forceinline__ float merge_partials(const float* part_o, const float* part_ml,
+                                                int64_t row, int splits, int used, int D, int d) {
+  const int64_t base = row * splits;
+  float m = -INFINITY;
+  for (int c = 0; c < used; ++c) m = fmaxf(m, __ldcg(part_ml + 2 * (base + c)));
+  float l = 0.0f, o = 0.0f;
+  for (int c = 0; c < used; ++c) {
+    const float w = expf(__ldcg(part_ml + 2 * (base + c)) - m);
+    l += __ldcg(part_ml + 2 * (base + c) + 1) * w;
+    o += __ldcg(part_o + (base + c) * D + d) * w;
+  }
+  return o / l;
 }
 
 }  // namespace tl::gpu

@@ -50,6 +50,8 @@ constexpr int kSlotBytes = kUnitElems * int(sizeof(bf16));
 constexpr int kMaxSlots = 64;
 constexpr int kMinSlots = 8;
 enum Phase { kQkv, kAttn, kWo, kGateUp, kDown, kPhases };
+// xs: any phase's input, [max(C, F)] bf16, rounded up to 16 bytes (attention's smem follows).
+__host__ __device__ constexpr int xs_elems(int C, int F) { return ((C > F ? C : F) + 7) / 8 * 8; }
 // Named barriers (0 is __syncthreads): the consumers; attention's four warps.
 constexpr int kBarConsumers = 1, kBarAttn = 2;
 
@@ -75,9 +77,6 @@ struct Args {
 };
 
 // ---- mbarriers and the bulk copy engine (sm_90) ----
-[[maybe_unused]] __device__ __forceinline__ unsigned smem_addr(const void* p) {
-  return unsigned(__cvta_generic_to_shared(p));
-}
 __device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count)
@@ -289,19 +288,9 @@ __device__ void build(const Args& a, bf16* xs, const bf16* x, const bf16* norm_w
 // merges them (merge_global), rounded to bf16.
 __device__ void build_attention(const Args& a, bf16* xs, int used) {
   const int D = a.attn.D, splits = a.splits;
-  for (int idx = threadIdx.x; idx < a.C; idx += kConsumers) {
-    const int h = idx / D, d = idx % D;
-    const int64_t base = int64_t(h) * splits;
-    float m = -INFINITY;
-    for (int c = 0; c < used; ++c) m = fmaxf(m, __ldcg(a.part_ml + 2 * (base + c)));
-    float l = 0.0f, o = 0.0f;
-    for (int c = 0; c < used; ++c) {
-      const float w = expf(__ldcg(a.part_ml + 2 * (base + c)) - m);
-      l += __ldcg(a.part_ml + 2 * (base + c) + 1) * w;
-      o += __ldcg(a.part_o + (base + c) * D + d) * w;
-    }
-    xs[idx] = from_f32<bf16>(o / l);
-  }
+  for (int idx = threadIdx.x; idx < a.C; idx += kConsumers)
+    xs[idx] =
+        from_f32<bf16>(merge_partials(a.part_o, a.part_ml, idx / D, splits, used, D, idx % D));
   bar_named(kBarConsumers, kConsumers);
 }
 
@@ -323,16 +312,7 @@ __device__ void attend(const Args& a, int l, float* attn_smem) {
     int h0 = 0, nh = 0;
     const float* o_s = attend_split<8, true, HPB>(
         aa, 0, hb, span, attn_smem, sh, h0, nh, [] {}, [] { bar_named(kBarAttn, kAttnThreads); });
-    const int D = aa.D;
-    for (int idx = threadIdx.x; idx < nh * D; idx += kAttnThreads) {
-      const int j = idx / D, d = idx % D;
-      const int64_t slot = int64_t(h0 + j) * a.splits + split;
-      a.part_o[slot * D + d] = o_s[idx];
-      if (d == 0) {
-        a.part_ml[2 * slot] = sh.m[j];
-        a.part_ml[2 * slot + 1] = sh.l[j];
-      }
-    }
+    store_partials(a.part_o, a.part_ml, o_s, sh.m, sh.l, 0, aa.H, h0, nh, aa.D, a.splits, split);
     bar_named(kBarAttn, kAttnThreads);  // o_s and sh are reused by the next item
   }
 }
@@ -348,7 +328,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ float red[kWarp];
   unsigned char* ring = smem;
   bf16* xs = reinterpret_cast<bf16*>(smem + size_t(a.slots) * kSlotBytes);
-  float* attn_smem = reinterpret_cast<float*>(xs + ((max(a.C, a.F) + 7) / 8) * 8);
+  float* attn_smem = reinterpret_cast<float*>(xs + xs_elems(a.C, a.F));
   if (threadIdx.x == 0) {
     for (int s = 0; s < a.slots; ++s) {
       mbar_init(&full[s], 1);
@@ -366,9 +346,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   // Keys: the row's position p reads [0, min(p + 1, kv_len)) in `used` splits.
-  const SplitSpan span = split_span(a.attn, 0, 0);
-  const int keys_per_split = a.attn.chunks_per_split * attn::kChunk;
-  const int used = (span.n_keys + keys_per_split - 1) / keys_per_split;
+  const int used = splits_with_keys(a.attn, split_span(a.attn, 0, 0));
   unsigned u = 0;  // units consumed (by the block) so far
   for (int l = 0; l < a.L; ++l) {
     const LayerPtrs& p = a.layer[l];
@@ -400,9 +378,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-// Shared memory a launch needs besides the ring.
+// Dynamic shared memory besides the ring: xs and attention's.
 size_t fixed_smem(int C, int F, int hpb, int D) {
-  return size_t((std::max(C, F) + 7) / 8 * 8) * sizeof(bf16) + attn::smem_bytes(hpb, D);
+  return size_t(xs_elems(C, F)) * sizeof(bf16) + attn::smem_bytes(hpb, D);
 }
 
 bool enabled() {
@@ -469,13 +447,15 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
     it->second = {fa.binaryVersion >= 90 && fa.ptxVersion >= 90, fa.sharedSizeBytes, size_t(optin)};
   }
   const Fit& fit = it->second;
-  const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D) + fit.static_smem;
-  if (!fit.ok || fit.optin < fixed + size_t(kMinSlots) * kSlotBytes) return false;
-  int slots = int(std::min<size_t>(kMaxSlots, (fit.optin - fixed) / kSlotBytes));
+  // The block's shared memory besides the ring: dynamic (xs, attention's) and static.
+  const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D);
+  const size_t others = fixed + fit.static_smem;
+  if (!fit.ok || fit.optin < others + size_t(kMinSlots) * kSlotBytes) return false;
+  int slots = int(std::min<size_t>(kMaxSlots, (fit.optin - others) / kSlotBytes));
   // TL_DECODE_LAYERS_SLOTS=N caps the ring (how far the weights run ahead), for measurements.
   if (const char* e = std::getenv("TL_DECODE_LAYERS_SLOTS"))
     if (std::atoi(e) >= kMinSlots) slots = std::min(slots, std::atoi(e));
-  const size_t smem = fixed - fit.static_smem + size_t(slots) * kSlotBytes;  // dynamic
+  const size_t smem = fixed + size_t(slots) * kSlotBytes;  // dynamic
 
   Args a{};
   a.L = int(d.layers.size());

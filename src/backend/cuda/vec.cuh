@@ -35,6 +35,11 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T, W>& v) {
   *reinterpret_cast<Vec<T, W>*>(p) = v;
 }
 
+// A shared-memory pointer as the 32-bit address PTX's shared-state instructions take.
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return unsigned(__cvta_generic_to_shared(p));
+}
+
 __device__ __forceinline__ float to_f32(bf16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_f32(float x) { return x; }
 template <class T>
