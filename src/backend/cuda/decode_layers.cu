@@ -26,9 +26,11 @@
 // the end of each launch; a launch that faults leaves them set, but also leaves the CUDA
 // context unusable (a sticky error), so no later launch reads them.
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <vector>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -74,7 +76,12 @@ struct Args {
   float* part_ml;  // [H, splits, 2]: its (max, sum)
   unsigned* done;  // [L * kPhases]: blocks done with a phase; zero between launches
   AttnArgs attn;   // qkv_cache pointers are set per layer
+  // Diagnostics (TL_DECODE_LAYERS_TRACE, null otherwise): a block's [trace_stride] u64:
+  // per phase (wait begins, wait ends, input built, done) in globaltimer ns, then the
+  // producer's ns waiting for free slots.
+  uint64_t* trace;
 };
+__host__ __device__ constexpr int trace_stride(int L) { return L * kPhases * 4 + 1; }
 
 // ---- mbarriers and the bulk copy engine (sm_90) ----
 __device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
@@ -97,14 +104,25 @@ __device__ __forceinline__ uint64_t global_ns() {
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
-__device__ __forceinline__ void trap_if_stuck(uint64_t since) {
-  if (global_ns() - since > kStuckNs) __trap();
-}
+// A spinning wait's watch: the clock is read only every 256 spins (most waits end at once,
+// and a clock read in every wait was one more latency on the consumers' per-unit chain).
+struct StuckWatch {
+  uint64_t since = 0;
+  unsigned spins = 0;
+  __device__ __forceinline__ void check() {
+    if (++spins % 256 != 0) return;
+    const uint64_t t = global_ns();
+    if (since == 0)
+      since = t;
+    else if (t - since > kStuckNs)
+      __trap();
+  }
+};
 
 // Returns once the phase of parity `parity` has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const uint64_t since = global_ns();
+  StuckWatch watch;
   unsigned ok = 0;
   do {
     asm volatile(
@@ -113,7 +131,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
         : "=r"(ok)
         : "r"(smem_addr(bar)), "r"(parity)
         : "memory");
-    if (!ok) trap_if_stuck(since);
+    if (!ok) watch.check();
   } while (!ok);
 #endif
 }
@@ -149,6 +167,12 @@ __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   unsigned v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
+}
+
+// Thread 0 notes event k of phase counter i (TL_DECODE_LAYERS_TRACE only).
+__device__ __forceinline__ void stamp(const Args& a, int i, int k) {
+  if (a.trace && threadIdx.x == 0)
+    a.trace[size_t(blockIdx.x) * trace_stride(a.L) + size_t(i) * 4 + k] = global_ns();
 }
 
 // ---- the work ----
@@ -196,7 +220,11 @@ __device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint
         if (lane < width && k < n) {
           const unsigned u = u0 + unsigned(k);
           const unsigned slot = u % unsigned(a.slots), round = u / unsigned(a.slots);
+          const uint64_t t0 = a.trace ? global_ns() : 0;
           if (round > 0) mbar_wait(&empty[slot], (round - 1) & 1);
+          if (a.trace && lane == 0)  // the group waits for its slowest slot: lane 0's is typical
+            a.trace[size_t(blockIdx.x) * trace_stride(a.L) + size_t(a.L) * kPhases * 4] +=
+                global_ns() - t0;
           store_release_cta(slot_unit + slot, u);  // before the copy: see consume_rows
           const int r = r0 + k / np, e0 = (k % np) * kUnitElems;
           const unsigned bytes = unsigned(min(kUnitElems, mx.I - e0)) * unsigned(sizeof(bf16));
@@ -211,14 +239,16 @@ __device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint
 
 // The consumers' side of a grid barrier: every block is done with counter `i`'s phase.
 __device__ __forceinline__ void wait_phase(const Args& a, int i) {
+  stamp(a, i + 1, 0);
   if (threadIdx.x == 0)
-    for (const uint64_t since = global_ns(); load_acquire(a.done + i) < gridDim.x;)
-      trap_if_stuck(since);
+    for (StuckWatch watch; load_acquire(a.done + i) < gridDim.x;) watch.check();
   bar_named(kBarConsumers, kConsumers);
+  stamp(a, i + 1, 1);
 }
 // This block is done with phase i (its writes made visible first).
 __device__ __forceinline__ void finish_phase(const Args& a, int i) {
   bar_named(kBarConsumers, kConsumers);
+  stamp(a, i, 3);
   if (threadIdx.x == 0) {
     __threadfence();
     const unsigned n = atomicAdd(a.done + i, 1u) + 1;
@@ -253,8 +283,7 @@ __device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* 
       // A warp may run rounds ahead of the slot (the other warps hold its earlier units), and
       // a parity wait cannot tell round r from r - 2: wait until the producer has issued
       // unit v into the slot, then for its bytes.
-      for (const uint64_t since = global_ns(); load_acquire_cta(slot_unit + slot) != v;)
-        trap_if_stuck(since);
+      for (StuckWatch watch; load_acquire_cta(slot_unit + slot) != v;) watch.check();
       mbar_wait(&full[slot], (v / unsigned(a.slots)) & 1);
       const bf16* s = reinterpret_cast<const bf16*>(ring + size_t(slot) * kSlotBytes);
       linear::sum_chunk<1>(
@@ -352,27 +381,37 @@ __global__ void __launch_bounds__(kThreads, 1)
     const LayerPtrs& p = a.layer[l];
     const int i = l * kPhases;
     // qkv = wqkv(norm(h))
-    if (l > 0) wait_phase(a, i - kPhases + kDown);
+    if (l > 0) {
+      wait_phase(a, i - kPhases + kDown);
+    } else {
+      stamp(a, i, 0);
+      stamp(a, i, 1);
+    }
     build<Backend::LinearIn::RmsNorm>(a, xs, a.h, p.attn_norm, a.C, red);
+    stamp(a, i + kQkv, 2);
     consume_rows(a, l, 0, xs, a.qkv, nullptr, ring, full, empty, slot_unit, u);
     finish_phase(a, i + kQkv);
     // attention over the cache (its partials)
     wait_phase(a, i + kQkv);
+    stamp(a, i + kAttn, 2);
     attend<HPB>(a, l, attn_smem);
     finish_phase(a, i + kAttn);
     // h1 = h + wo(attention)
     wait_phase(a, i + kAttn);
     build_attention(a, xs, used);
+    stamp(a, i + kWo, 2);
     consume_rows(a, l, 1, xs, a.h1, a.h, ring, full, empty, slot_unit, u);
     finish_phase(a, i + kWo);
     // gate_up = w_gate_up(norm(h1))
     wait_phase(a, i + kWo);
     build<Backend::LinearIn::RmsNorm>(a, xs, a.h1, p.mlp_norm, a.C, red);
+    stamp(a, i + kGateUp, 2);
     consume_rows(a, l, 2, xs, a.gate_up, nullptr, ring, full, empty, slot_unit, u);
     finish_phase(a, i + kGateUp);
     // h = h1 + w_down(swiglu(gate_up))
     wait_phase(a, i + kGateUp);
     build<Backend::LinearIn::SwiGlu>(a, xs, a.gate_up, nullptr, a.F, red);
+    stamp(a, i + kDown, 2);
     consume_rows(a, l, 3, xs, a.h, a.h1, ring, full, empty, slot_unit, u);
     finish_phase(a, i + kDown);
   }
@@ -382,6 +421,86 @@ __global__ void __launch_bounds__(kThreads, 1)
 size_t fixed_smem(int C, int F, int hpb, int D) {
   return size_t(xs_elems(C, F)) * sizeof(bf16) + attn::smem_bytes(hpb, D);
 }
+
+// TL_DECODE_LAYERS_TRACE=N: after 32 launches, the next N are timed phase by phase (each then
+// waits for its stream, so these are the kernel's own figures) and a table of where a token's
+// time goes is printed to stderr. Launches captured into graphs are not traced
+// (TL_DECODE_GRAPHS=0 runs the steps op by op).
+class Trace {
+ public:
+  static Trace& get() {
+    static Trace t;
+    return t;
+  }
+  // The buffer for this launch, or null when it is not traced.
+  uint64_t* begin(int L, int grid, cudaStream_t stream) {
+    if (want_ <= 0 || traced_ >= want_) return nullptr;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    TL_CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone || ++seen_ <= 32) return nullptr;
+    const size_t n = size_t(grid) * size_t(trace_stride(L));
+    if (host_.size() != n) {
+      if (dev_) TL_CUDA_CHECK(cudaFree(dev_));
+      TL_CUDA_CHECK(cudaMalloc(&dev_, n * sizeof(uint64_t)));
+      host_.assign(n, 0);
+    }
+    TL_CUDA_CHECK(cudaMemsetAsync(dev_, 0, n * sizeof(uint64_t), stream));
+    return dev_;
+  }
+  void end(int L, int grid, cudaStream_t stream) {
+    TL_CUDA_CHECK(cudaStreamSynchronize(stream));
+    TL_CUDA_CHECK(
+        cudaMemcpy(host_.data(), dev_, host_.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost));
+    const int S = trace_stride(L);
+    auto at = [&](int b, int i, int k) { return double(host_[size_t(b) * S + size_t(i) * 4 + k]); };
+    for (int i = 0; i < L * kPhases; ++i) {
+      double wait = 0, build = 0, work = 0, work_max = 0, released = 0, last_done = 0;
+      for (int b = 0; b < grid; ++b) {
+        wait += at(b, i, 1) - at(b, i, 0);
+        build += at(b, i, 2) - at(b, i, 1);
+        work += at(b, i, 3) - at(b, i, 2);
+        work_max = std::max(work_max, at(b, i, 3) - at(b, i, 2));
+        released += at(b, i, 1);
+        if (i > 0) last_done = std::max(last_done, at(b, i - 1, 3));
+      }
+      const int ph = i % kPhases;
+      sum_[ph][0] += wait / grid;
+      sum_[ph][1] += build / grid;
+      sum_[ph][2] += work / grid;
+      sum_[ph][3] += work_max;
+      if (i > 0) sum_[ph][4] += released / grid - last_done;
+    }
+    double first = at(0, 0, 0), last = 0, producer = 0;
+    for (int b = 0; b < grid; ++b) {
+      first = std::min(first, at(b, 0, 0));
+      last = std::max(last, at(b, L * kPhases - 1, 3));
+      producer += double(host_[size_t(b) * S + size_t(S - 1)]) / grid;
+    }
+    kernel_ += last - first;
+    producer_ += producer;
+    if (++traced_ < want_) return;
+    const double n = traced_ * 1e3;  // ns summed over launches -> us a launch
+    std::fprintf(stderr,
+                 "decode_layers trace: %d launches, %d layers, %d blocks: %.1f us a launch; "
+                 "the producer waited %.1f us for free slots\n"
+                 "  us a launch, all layers: phase, wait at the grid barrier, build the input, "
+                 "its rows (mean block), (slowest block), last block done -> released\n",
+                 traced_, L, grid, kernel_ / n, producer_ / n);
+    const char* names[kPhases] = {"qkv", "attention", "wo", "gate_up", "down"};
+    for (int ph = 0; ph < kPhases; ++ph)
+      std::fprintf(stderr, "  %-10s %8.1f %8.1f %8.1f %8.1f %8.1f\n", names[ph], sum_[ph][0] / n,
+                   sum_[ph][1] / n, sum_[ph][2] / n, sum_[ph][3] / n, sum_[ph][4] / n);
+  }
+
+ private:
+  Trace() {
+    if (const char* e = std::getenv("TL_DECODE_LAYERS_TRACE")) want_ = std::atoi(e);
+  }
+  int want_ = 0, seen_ = 0, traced_ = 0;
+  uint64_t* dev_ = nullptr;
+  std::vector<uint64_t> host_;
+  double sum_[kPhases][5] = {}, kernel_ = 0, producer_ = 0;
+};
 
 bool enabled() {
   const char* e = std::getenv("TL_DECODE_LAYERS");
@@ -507,7 +626,9 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
   cfg.stream = stream;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
+  a.trace = Trace::get().begin(a.L, ctx.sm_count, stream);
   TL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+  if (a.trace) Trace::get().end(a.L, ctx.sm_count, stream);
   return true;
 }
 
