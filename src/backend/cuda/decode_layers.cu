@@ -45,15 +45,23 @@ namespace {
 
 constexpr int kConsumerWarps = linear::kWarps;  // decode_linear's block: its f(x) bits
 constexpr int kConsumers = kConsumerWarps * kWarp;
-constexpr int kAttnThreads = attn::kChunk;    // attention's block: warps 0-3
-constexpr int kThreads = kConsumers + kWarp;  // + the producer warp
-constexpr int kUnitElems = linear::kPass;     // a unit: one pass of a row
+constexpr int kAttnThreads = attn::kChunk;        // attention's block: warps 0-3
+constexpr int kThreads = kConsumers + 2 * kWarp;  // + the producer and L2-ahead warps
+constexpr int kUnitElems = linear::kPass;         // a unit: one pass of a row
 constexpr int kSlotBytes = kUnitElems * int(sizeof(bf16));
 constexpr int kMaxSlots = 64;
 constexpr int kMinSlots = 8;
 enum Phase { kQkv, kAttn, kWo, kGateUp, kDown, kPhases };
 // xs: any phase's input, [max(C, F)] bf16, rounded up to 16 bytes (attention's smem follows).
 __host__ __device__ constexpr int xs_elems(int C, int F) { return ((C > F ? C : F) + 7) / 8 * 8; }
+// Attention's shared memory in floats, rounded up to 16 bytes (the merge's follows).
+__host__ __device__ constexpr int attn_floats(int hpb, int D) {
+  return int((attn::smem_bytes(hpb, D) + 15) / 16 * 4);
+}
+// build_attention's: [H * splits * 2] (max, sum), [H * splits] weights, [H] sums.
+__host__ __device__ constexpr int merge_floats(int H, int splits) {
+  return (H * (3 * splits + 1) + 3) / 4 * 4;
+}
 // Named barriers (0 is __syncthreads): the consumers; attention's four warps.
 constexpr int kBarConsumers = 1, kBarAttn = 2;
 
@@ -66,6 +74,7 @@ struct Args {
   LayerPtrs layer[kMaxDecodeLayers];
   int L, C, F, qkv_dim;  // layers, model width, MLP width, (H + 2K) * D
   int slots;             // ring slots
+  int l2_ahead;          // units the L2-ahead warp prefetches beyond the copies (0: off)
   int splits;            // attention's plan (attn::plan, as attention_decode makes it)
   float eps;
   bf16* h;         // [C] res0: the embedding in, the last layer's output out
@@ -163,6 +172,10 @@ __device__ __forceinline__ unsigned load_acquire_cta(const unsigned* p) {
   asm volatile("ld.acquire.cta.shared.u32 %0, [%1];" : "=r"(v) : "r"(smem_addr(p)) : "memory");
   return v;
 }
+// A release add at GPU scope: no result to wait for, and the fence is the release's.
+__device__ __forceinline__ void red_release_add(unsigned* p, unsigned v) {
+  asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
 __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   unsigned v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -202,7 +215,7 @@ __device__ __forceinline__ int passes(int I) { return (I + kUnitElems - 1) / kUn
 // up to 32 consecutive units at once, each waiting for its own slot: a lone thread spends
 // ~100-200 cycles a unit, about what a 4 KB unit may take at an SM's share of 3 TB/s.
 __device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint64_t* empty,
-                        unsigned* slot_unit) {
+                        unsigned* slot_unit, volatile unsigned* issued) {
   const int lane = threadIdx.x % kWarp;
   const int width = min(kWarp, a.slots);  // a group's units have slots of their own
   unsigned u0 = 0;                        // the matrix's first unit
@@ -232,9 +245,55 @@ __device__ void produce(const Args& a, unsigned char* ring, uint64_t* full, uint
                     &full[slot]);
         }
         __syncwarp();
+        if (lane == 0) *issued = u0 + unsigned(min(k0 + width, n));  // for prefetch_ahead
       }
       u0 += unsigned(n);
     }
+}
+
+// Where the block's unit u (in produce's order) lies: the block's rows of every matrix are
+// the same at every layer.
+struct UnitMap {
+  int r0[4], np[4], n[4], per_layer = 0;
+  __device__ explicit UnitMap(const Args& a) {
+    for (int m = 0; m < 4; ++m) {
+      const Matrix mx = matrix(a, 0, m);
+      int r1;
+      block_rows(mx.O, r0[m], r1);
+      np[m] = passes(mx.I);
+      n[m] = (r1 - r0[m]) * np[m];
+      per_layer += n[m];
+    }
+  }
+  __device__ const bf16* src(const Args& a, unsigned u, unsigned& bytes) const {
+    int k = int(u % unsigned(per_layer)), m = 0;
+    while (k >= n[m]) k -= n[m++];
+    const Matrix mx = matrix(a, int(u / unsigned(per_layer)), m);
+    const int e0 = (k % np[m]) * kUnitElems;
+    bytes = unsigned(min(kUnitElems, mx.I - e0)) * unsigned(sizeof(bf16));
+    return mx.w + int64_t(r0[m] + k / np[m]) * mx.I + e0;
+  }
+};
+
+// Warp 9 (TL_DECODE_LAYERS_L2_AHEAD=N units): asks L2 for the units up to N beyond those the
+// producer has issued, so that while the ring is full (the consumers wait at a barrier or in
+// attention) HBM still fetches what comes next, and the ring's copies then come from L2.
+__device__ void prefetch_ahead(const Args& a, const volatile unsigned* issued) {
+  const UnitMap map(a);
+  const unsigned total = unsigned(map.per_layer) * unsigned(a.L);
+  const int lane = threadIdx.x % kWarp;
+  for (unsigned u0 = 0; u0 < total; u0 += kWarp) {
+    // a.l2_ahead >= kWarp, and *issued reaches total: the wait ends.
+    while (u0 + kWarp > *issued + unsigned(a.l2_ahead)) __nanosleep(100);
+    const unsigned u = u0 + unsigned(lane);
+    if (u < total) {
+      unsigned bytes;
+      const bf16* src = map.src(a, u, bytes);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+#endif
+    }
+  }
 }
 
 // The consumers' side of a grid barrier: every block is done with counter `i`'s phase.
@@ -250,12 +309,15 @@ __device__ __forceinline__ void finish_phase(const Args& a, int i) {
   bar_named(kBarConsumers, kConsumers);
   stamp(a, i, 3);
   if (threadIdx.x == 0) {
-    __threadfence();
-    const unsigned n = atomicAdd(a.done + i, 1u) + 1;
-    // The last block to finish the last phase: every block is past every wait, so the
-    // counters go back to zero for the next launch.
-    if (i == a.L * kPhases - 1 && n == gridDim.x)
-      for (int k = 0; k < a.L * kPhases; ++k) a.done[k] = 0;
+    if (i < a.L * kPhases - 1) {
+      red_release_add(a.done + i, 1u);  // the block's writes (ordered by the barrier) first
+    } else {
+      __threadfence();
+      // The last block to finish the last phase: every block is past every wait, so the
+      // counters go back to zero for the next launch.
+      if (atomicAdd(a.done + i, 1u) + 1 == gridDim.x)
+        for (int k = 0; k < a.L * kPhases; ++k) a.done[k] = 0;
+    }
   }
 }
 
@@ -277,6 +339,8 @@ __device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* 
   la.I = mx.I;
   for (int j = warp; j < r1 - r0; j += kConsumerWarps) {
     float acc[1] = {0.0f};
+    // The residual's value is loaded now, off the path that ends the phase.
+    const float res = residual && lane == 0 ? to_f32(__ldcg(residual + r0 + j)) : 0.0f;
     for (int p = 0; p < np; ++p) {
       const unsigned v = u + unsigned(j * np + p);
       const unsigned slot = v % unsigned(a.slots);
@@ -295,15 +359,15 @@ __device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* 
       __syncwarp();
       if (lane == 0) mbar_arrive(&empty[slot]);
     }
-    linear::write_row<1>(acc, la, r0 + j, lane);
+    linear::write_row_loaded(acc[0], la, r0 + j, res, lane);
   }
   u += unsigned((r1 - r0) * np);
 }
 
 // f(x) of a linear phase into xs (all consumers): RMSNorm of x with norm_w, or SwiGLU of x.
 template <Backend::LinearIn In>
-__device__ void build(const Args& a, bf16* xs, const bf16* x, const bf16* norm_w, int I,
-                      float* red) {
+__device__ __noinline__ void build(const Args& a, bf16* xs, const bf16* x, const bf16* norm_w,
+                                   int I, float* red) {
   linear::Args la{};
   la.x = x;
   la.norm_w = norm_w;
@@ -313,13 +377,48 @@ __device__ void build(const Args& a, bf16* xs, const bf16* x, const bf16* norm_w
   linear::build_input<1, In>(xs, la, nw, red, [] { bar_named(kBarConsumers, kConsumers); });
 }
 
-// wo's input: each head's splits merged in split order, as attention_decode's last split
-// merges them (merge_global), rounded to bf16.
-__device__ void build_attention(const Args& a, bf16* xs, int used) {
-  const int D = a.attn.D, splits = a.splits;
-  for (int idx = threadIdx.x; idx < a.C; idx += kConsumers)
-    xs[idx] =
-        from_f32<bf16>(merge_partials(a.part_o, a.part_ml, idx / D, splits, used, D, idx % D));
+// wo's input: each head's splits merged in split order with merge_partials' arithmetic (so
+// the same bits as attention_decode's merge), but with every load of the merge in flight at
+// once: one round trip for the splits' (max, sum) into shared memory, one for their outputs
+// (merge_partials a value at a time was a chain of ~16 round trips, 14 us a layer).
+// merge_s: [H * used * 2] (max, sum), [H * used] weights, [H] sums.
+__device__ void build_attention(const Args& a, bf16* xs, float* merge_s, int used) {
+  const int D = a.attn.D, S = a.splits, H = a.attn.H;
+  float *ml = merge_s, *wgt = ml + H * used * 2, *lsum = wgt + H * used;
+  for (int k = threadIdx.x; k < H * used * 2; k += kConsumers) {
+    const int h = k / (used * 2), c = k % (used * 2);
+    ml[k] = __ldcg(a.part_ml + int64_t(h) * S * 2 + c);
+  }
+  bar_named(kBarConsumers, kConsumers);
+  for (int h = threadIdx.x; h < H; h += kConsumers) {
+    const float* mh = ml + h * used * 2;
+    float m = -INFINITY;
+    for (int c = 0; c < used; ++c) m = fmaxf(m, mh[2 * c]);
+    float l = 0.0f;
+    for (int c = 0; c < used; ++c) {
+      const float w = expf(mh[2 * c] - m);
+      l += mh[2 * c + 1] * w;
+      wgt[h * used + c] = w;
+    }
+    lsum[h] = l;
+  }
+  bar_named(kBarConsumers, kConsumers);
+  constexpr int kPer = 8;  // values a thread merges at once (C = 2048: all of them)
+  for (int base = threadIdx.x; base < a.C; base += kPer * kConsumers) {
+    float o[kPer] = {};
+    for (int c = 0; c < used; ++c)
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int idx = base + k * kConsumers, h = idx / D;
+        if (idx < a.C)
+          o[k] += __ldcg(a.part_o + (int64_t(h) * S + c) * D + idx % D) * wgt[h * used + c];
+      }
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int idx = base + k * kConsumers;
+      if (idx < a.C) xs[idx] = from_f32<bf16>(o[k] / lsum[idx / D]);
+    }
+  }
   bar_named(kBarConsumers, kConsumers);
 }
 
@@ -354,23 +453,30 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ __align__(8) uint64_t full[kMaxSlots], empty[kMaxSlots];
   __shared__ unsigned slot_unit[kMaxSlots];  // the unit last issued into each slot
+  __shared__ unsigned issued;                // units the producer has issued
   __shared__ float red[kWarp];
   unsigned char* ring = smem;
   bf16* xs = reinterpret_cast<bf16*>(smem + size_t(a.slots) * kSlotBytes);
   float* attn_smem = reinterpret_cast<float*>(xs + xs_elems(a.C, a.F));
+  float* merge_s = attn_smem + attn_floats(HPB, a.attn.D);
   if (threadIdx.x == 0) {
     for (int s = 0; s < a.slots; ++s) {
       mbar_init(&full[s], 1);
       mbar_init(&empty[s], 1);
       slot_unit[s] = ~0u;
     }
+    issued = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
 #endif
   }
   __syncthreads();
+  if (threadIdx.x >= kConsumers + kWarp) {
+    if (a.l2_ahead > 0) prefetch_ahead(a, &issued);
+    return;
+  }
   if (threadIdx.x >= kConsumers) {
-    produce(a, ring, full, empty, slot_unit);
+    produce(a, ring, full, empty, slot_unit, &issued);
     return;
   }
 
@@ -398,7 +504,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     finish_phase(a, i + kAttn);
     // h1 = h + wo(attention)
     wait_phase(a, i + kAttn);
-    build_attention(a, xs, used);
+    build_attention(a, xs, merge_s, used);
     stamp(a, i + kWo, 2);
     consume_rows(a, l, 1, xs, a.h1, a.h, ring, full, empty, slot_unit, u);
     finish_phase(a, i + kWo);
@@ -417,9 +523,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-// Dynamic shared memory besides the ring: xs and attention's.
-size_t fixed_smem(int C, int F, int hpb, int D) {
-  return size_t(xs_elems(C, F)) * sizeof(bf16) + attn::smem_bytes(hpb, D);
+// Dynamic shared memory besides the ring: xs, attention's, the merge's.
+size_t fixed_smem(int C, int F, int hpb, int D, int H, int splits) {
+  return size_t(xs_elems(C, F)) * sizeof(bf16) +
+         (size_t(attn_floats(hpb, D)) + size_t(merge_floats(H, splits))) * sizeof(float);
 }
 
 // TL_DECODE_LAYERS_TRACE=N: after 32 launches, the next N are timed phase by phase (each then
@@ -567,7 +674,7 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
   }
   const Fit& fit = it->second;
   // The block's shared memory besides the ring: dynamic (xs, attention's) and static.
-  const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D);
+  const size_t fixed = fixed_smem(int(C), int(F), plan.hpb, D, H, plan.splits);
   const size_t others = fixed + fit.static_smem;
   if (!fit.ok || fit.optin < others + size_t(kMinSlots) * kSlotBytes) return false;
   int slots = int(std::min<size_t>(kMaxSlots, (fit.optin - others) / kSlotBytes));
@@ -588,6 +695,9 @@ bool decode_layers(const Backend::DecodeLayers& d, const CudaContext& ctx, Scrat
   a.F = int(F);
   a.qkv_dim = int(qkv_dim);
   a.slots = slots;
+  // TL_DECODE_LAYERS_L2_AHEAD=N (units of 4 KB an SM, at least a warp's 32): the L2-ahead warp.
+  if (const char* e = std::getenv("TL_DECODE_LAYERS_L2_AHEAD"))
+    a.l2_ahead = std::atoi(e) > 0 ? std::max(std::atoi(e), kWarp) : 0;
   a.splits = plan.splits;
   a.eps = d.eps;
   a.h = d.hidden.ptr<bf16>();

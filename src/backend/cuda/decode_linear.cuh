@@ -71,15 +71,27 @@ __device__ void build_input(bf16* xs, const Args& a, const NormPieces& nw, float
   const int stride = kThreads * kPiece;
   for (int m = 0; m < M; ++m) {
     if constexpr (In == Backend::LinearIn::SwiGlu) {
+      // kSwiGluAtOnce pieces of gate and up a thread loaded at once: one round trip for
+      // I <= 3 * 2048, not one a piece (the stores to xs keep the compiler from hoisting).
+      constexpr int kSwiGluAtOnce = 3;
       const bf16* g_row = a.x + int64_t(m) * 2 * I;
-      for (int i = threadIdx.x * kPiece; i < I; i += stride) {
-        const Vec<bf16, kPiece> g = load_vec_cg<kPiece>(g_row + i),
-                                u = load_vec_cg<kPiece>(g_row + I + i);
-        Vec<bf16, kPiece> y;
+      for (int i0 = threadIdx.x * kPiece; i0 < I; i0 += kSwiGluAtOnce * stride) {
+        Vec<bf16, kPiece> g[kSwiGluAtOnce], u[kSwiGluAtOnce];
 #pragma unroll
-        for (int e = 0; e < kPiece; ++e)
-          y.v[e] = from_f32<bf16>(swiglu1(to_f32(g.v[e]), to_f32(u.v[e])));
-        store_vec<kPiece>(xs + m * I + i, y);
+        for (int q = 0; q < kSwiGluAtOnce; ++q)
+          if (i0 + q * stride < I) {
+            g[q] = load_vec_cg<kPiece>(g_row + i0 + q * stride);
+            u[q] = load_vec_cg<kPiece>(g_row + I + i0 + q * stride);
+          }
+#pragma unroll
+        for (int q = 0; q < kSwiGluAtOnce; ++q)
+          if (i0 + q * stride < I) {
+            Vec<bf16, kPiece> y;
+#pragma unroll
+            for (int e = 0; e < kPiece; ++e)
+              y.v[e] = from_f32<bf16>(swiglu1(to_f32(g[q].v[e]), to_f32(u[q].v[e])));
+            store_vec<kPiece>(xs + m * I + i0 + q * stride, y);
+          }
       }
       continue;
     }
@@ -143,6 +155,16 @@ __device__ __forceinline__ void sum_chunk(float (&acc)[M], Piece piece, const bf
 #pragma unroll
       for (int e = 0; e < kPiece; ++e) acc[m] += to_f32(wv.v[e]) * to_f32(xv.v[e]);
     }
+  }
+}
+
+// write_row<1> with the residual's value (lane 0's; when a.residual) loaded by the caller.
+__device__ __forceinline__ void write_row_loaded(float acc, const Args& a, int64_t o,
+                                                 float residual, int lane) {
+  float s = warp_sum(acc);
+  if (lane == 0) {
+    if (a.residual) s += residual;
+    a.out[o] = from_f32<bf16>(s);
   }
 }
 
