@@ -366,8 +366,8 @@ __device__ void consume_rows(const Args& a, int l, int m, const bf16* xs, bf16* 
 
 // f(x) of a linear phase into xs (all consumers): RMSNorm of x with norm_w, or SwiGLU of x.
 template <Backend::LinearIn In>
-__device__ __noinline__ void build(const Args& a, bf16* xs, const bf16* x, const bf16* norm_w,
-                                   int I, float* red) {
+__device__ void build(const Args& a, bf16* xs, const bf16* x, const bf16* norm_w, int I,
+                      float* red) {
   linear::Args la{};
   la.x = x;
   la.norm_w = norm_w;
