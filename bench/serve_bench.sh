@@ -52,9 +52,8 @@ TL_DECODE_FUSED_ROWS=0 "$BUILD/tinyllama_serve_bench" --device cuda --batches 1 
 clock
 }
 # The levers against the defaults (greedy steps run one ahead of the host, programmatic
-# dependent launch on): all layers of a batch-1 step in one launch (TL_DECODE_LAYERS=1), then
-# each default off.
-for lever in ${LEVERS:-TL_DECODE_LAYERS=1 TL_DECODE_RUN_AHEAD=0 TL_PDL=0}; do
+# dependent launch on): each off; decode attention's splits merged in a thread block cluster.
+for lever in ${LEVERS:-TL_DECODE_RUN_AHEAD=0 TL_PDL=0 TL_DECODE_ATTN_CLUSTER=1}; do
   echo "-- ${lever//,/ }:"
   env ${lever//,/ } "$BUILD/tinyllama_serve_bench" --device cuda --batches 1,32 --prompt 128 --new 256 \
     --json "$OUT/scheduler_$(echo "$lever" | tr -c 'A-Za-z0-9\n' '_').json"

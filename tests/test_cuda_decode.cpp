@@ -4,17 +4,12 @@
 // GPU.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
-
-#ifdef TL_WITH_CUDA
-#include <cuda_runtime.h>
-#endif
 
 #include "backend/backend.h"
 #include "backend_test_util.h"
@@ -30,24 +25,6 @@ using namespace backend_test;
 namespace {
 
 std::vector<float> randn_bf16(int64_t n, uint64_t seed) { return round_bf16(randn(n, seed)); }
-
-// The first GPU's compute capability as 10 * major + minor (0 without one).
-int cuda_compute_capability() {
-#ifdef TL_WITH_CUDA
-  cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return 0;
-  return prop.major * 10 + prop.minor;
-#else
-  return 0;
-#endif
-}
-
-// The first index where a and b differ in their bits (a.size() when they do not).
-size_t first_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
-    if (std::memcmp(&a[i], &b[i], 4) != 0) return i;
-  return a.size();
-}
 
 #define CD_NEED_GPU() \
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU visible (or built without CUDA)"
@@ -270,8 +247,7 @@ namespace {
 // logits kept. `setup` sets the inference object's levers before the first step.
 std::vector<float> small_decode_logits(const ModelConfig& cfg, const std::vector<float>& params,
                                        int B, int steps, int every,
-                                       const std::function<void(LlamaInference&)>& setup,
-                                       int64_t* in_one_launch = nullptr) {
+                                       const std::function<void(LlamaInference&)>& setup) {
   const int P = 3, V = cfg.vocab_size;
   auto be = make_backend("cuda");
   LlamaModel model(cfg, *be);
@@ -291,7 +267,6 @@ std::vector<float> small_decode_logits(const ModelConfig& cfg, const std::vector
     inf.forward(tok.data(), 1, pos.data(), first.data(), step.data());
     if (t % every == every - 1) kept.insert(kept.end(), step.begin(), step.end());
   }
-  if (in_one_launch) *in_one_launch = inf.layers_in_one_launch();
   return kept;
 }
 
@@ -343,83 +318,6 @@ TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
         });
       EXPECT_TRUE(close("logits", logits[1], logits[0], 2e-2));
     }
-}
-
-// A one-row step's layers in one launch (Backend::decode_layers, TL_DECODE_LAYERS=1) give the
-// five ops' logits bit for bit: the same device code for every piece of arithmetic. Small
-// model (4 layers of width 256 and a ring of 11 slots, so the weights go round the ring many
-// times; two splits of the keys after 160 steps, so wo's input merges them),
-// graphs and not, and attention's three heads-a-block variants (1 by default here, 2 and 8
-// forced), each its own kernel.
-TEST(CudaDecode, LayersInOneLaunchAreBitIdentical) {
-  CD_NEED_GPU();
-  ModelConfig cfg = small_decode_config(300);
-  cfg.dim = 256;  // 4 heads of 64 dims over 2 KV heads
-  cfg.ffn_dim = 512;
-  cfg.n_layers = 4;
-  const std::vector<float> params = ckpt_test::random_params(cfg, 11);
-  for (const char* heads : {"", "2", "8"})
-    for (bool graphs : {false, true}) {
-      SCOPED_TRACE(cat("heads a block '", heads, "'", graphs ? ", graphs" : ", op by op"));
-      ScopedEnv hpb("TL_DECODE_ATTN_HEADS", heads);
-      // A ring of 11 slots: each block's units (a dozen a layer here) go round it many times,
-      // and a slot's consecutive units belong to different warps (not so with 8 slots and
-      // eight warps dealt one-unit rows in turn).
-      ScopedEnv slots("TL_DECODE_LAYERS_SLOTS", "11");
-      std::vector<float> logits[2];
-      int64_t launches[2] = {0, 0};
-      for (int one : {0, 1}) {
-        ScopedEnv on("TL_DECODE_LAYERS", one ? "1" : "0");
-        logits[one] = small_decode_logits(
-            cfg, params, 1, 160, 8, [&](LlamaInference& inf) { inf.set_graphs(graphs); },
-            &launches[one]);
-      }
-      EXPECT_EQ(launches[0], 0);
-      if (cuda_compute_capability() < 90) {
-        EXPECT_EQ(launches[1], 0) << "the one-launch step needs sm_90";
-        continue;
-      }
-      EXPECT_GT(launches[1], 0) << "TL_DECODE_LAYERS=1 should run the layers in one launch";
-      ASSERT_EQ(logits[0].size(), logits[1].size());
-      EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * 4), 0)
-          << "first difference at " << first_difference(logits[0], logits[1]);
-    }
-}
-
-// The same at the TinyLlama-1.1B shape (random weights): 22 layers, 32 heads of 64 dims over 4
-// KV heads, steps after a prompt of 130 (3 key splits) and of 1,100 tokens (9 splits of 2
-// heads a block: what attention picks past 1,024 keys).
-TEST(CudaDecode, LayersInOneLaunchAreBitIdenticalAtTinyLlamaShape) {
-  CD_NEED_GPU();
-  if (cuda_compute_capability() < 90) GTEST_SKIP() << "the one-launch step needs sm_90";
-  auto be = make_backend("cuda");
-  const ModelConfig cfg = ModelConfig::from_preset("tinyllama-1.1b");
-  LlamaModel model(cfg, *be);
-  model.init_weights(3);
-  for (int P : {130, 1100}) {
-    SCOPED_TRACE(cat("prompt ", P));
-    std::vector<float> logits[2];
-    int64_t launches = 0;
-    for (int one : {0, 1}) {
-      ScopedEnv on("TL_DECODE_LAYERS", one ? "1" : "0");
-      LlamaInference inf(model, 1, 1200);
-      std::vector<int32_t> prompt(static_cast<size_t>(P));
-      for (int t = 0; t < P; ++t) prompt[size_t(t)] = int32_t((t * 7919 + 11) % cfg.vocab_size);
-      std::vector<float> step(size_t(cfg.vocab_size));
-      const int32_t pos0 = 0, last = P - 1, first = 0;
-      inf.forward(prompt.data(), P, &pos0, &last, step.data());
-      for (int t = 0; t < 24; ++t) {
-        const int32_t tok = int32_t((t * 131 + 5) % cfg.vocab_size), pos = P + t;
-        inf.forward(&tok, 1, &pos, &first, step.data());
-        if (t % 6 == 5) logits[one].insert(logits[one].end(), step.begin(), step.end());
-      }
-      if (one) launches = inf.layers_in_one_launch();
-    }
-    EXPECT_GT(launches, 0);
-    ASSERT_EQ(logits[0].size(), logits[1].size());
-    EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * 4), 0)
-        << "first difference at " << first_difference(logits[0], logits[1]);
-  }
 }
 
 // Tokens/s of cached greedy decoding at the TinyLlama-1.1B shape (random weights), batch 1

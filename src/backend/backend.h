@@ -172,28 +172,6 @@ class Backend {
     Tensor prefetch;
   };
   virtual void decode_linear(Tensor out, Tensor x, Tensor weight, const DecodeLinear& f) = 0;
-  // Every layer of a one-token decode step of one cache row, as these ops run it layer by
-  // layer (all act):
-  //   qkv = decode_linear(hidden, wqkv, RmsNorm attn_norm); attention_decode(att, qkv, ...);
-  //   hidden1 = decode_linear(att, wo, residual hidden);
-  //   gate_up = decode_linear(hidden1, w_gate_up, RmsNorm mlp_norm);
-  //   hidden = decode_linear(gate_up, w_down, SwiGlu, residual hidden1).
-  // hidden[1,C] holds the token's embedding in and the last layer's output out; hidden1, qkv
-  // and gate_up are scratch ([1,C], [1,1,(H+2K)*D], [1,2F]); k_cache, v_cache are the row's
-  // [1,Tmax,K*D]; cos, sin, pos, kv_len as attention_decode's. Where a backend runs it in
-  // fewer launches (the CUDA backend: one, on sm_90 with TL_DECODE_LAYERS=1) it does so with
-  // the same bits and returns true; else it does nothing and returns false, and the caller
-  // runs the ops.
-  struct DecodeLayer {
-    Tensor attn_norm, wqkv, wo, mlp_norm, w_gate_up, w_down, k_cache, v_cache;
-  };
-  struct DecodeLayers {
-    std::vector<DecodeLayer> layers;
-    Tensor hidden, hidden1, qkv, gate_up, cos, sin, pos;
-    int kv_len = 0, n_head = 0, n_kv_head = 0;
-    float eps = 0;
-  };
-  virtual bool decode_layers(const DecodeLayers&) { return false; }
   // A hint that `tensors` (on this backend's device) will be read soon: the CUDA backend asks
   // L2 for their bytes (bulk prefetches) and returns; nothing is written and no result of any
   // op changes. The CPU backend checks the arguments and does nothing. A decode step issues it

@@ -463,10 +463,6 @@ void LlamaInference::layers_fused(int B, int kv_len, int row0) {
   using In = Backend::LinearIn;
   be.embedding_forward(s.res0, w(ParamKind::Embed), s.tokens);
   const int L = c.n_layers;
-  // One row: the backend may run every layer in one launch (the same bits); the prefetch
-  // levers are about the op-by-op path.
-  if (B == 1 && prefetch_bytes_ == 0 && prefetch_next_bytes_ == 0 && layers_in_one(kv_len, row0))
-    return be.rmsnorm_forward(s.xn, s.rstd, s.res0, w(ParamKind::FinalNorm), eps);
   for (int l = 0; l < L; ++l) {
     // res1 = res0 + wo(attention over the cache(rope(wqkv(norm(res0)))))
     be.decode_linear(s.qkv.view({B, c.qkv_dim()}), s.res0, w(ParamKind::Wqkv, l),
@@ -486,30 +482,6 @@ void LlamaInference::layers_fused(int B, int kv_len, int row0) {
                      {In::SwiGlu, {}, 0, s.res1, next_rows(next, 0)});
   }
   be.rmsnorm_forward(s.xn, s.rstd, s.res0, w(ParamKind::FinalNorm), eps);
-}
-
-bool LlamaInference::layers_in_one(int kv_len, int row0) {
-  const ModelConfig& c = model_.config();
-  State& s = *s_;
-  Backend::DecodeLayers d;
-  for (int l = 0; l < c.n_layers; ++l)
-    d.layers.push_back({w(ParamKind::AttnNorm, l), w(ParamKind::Wqkv, l), w(ParamKind::Wo, l),
-                        w(ParamKind::MlpNorm, l), w(ParamKind::WGateUp, l), w(ParamKind::WDown, l),
-                        s.k[size_t(l)].rows(row0, row0 + 1), s.v[size_t(l)].rows(row0, row0 + 1)});
-  d.hidden = s.res0;
-  d.hidden1 = s.res1;
-  d.qkv = s.qkv;
-  d.gate_up = s.gate_up;
-  d.cos = s.cos;
-  d.sin = s.sin;
-  d.pos = s.pos.rows(0, 1);
-  d.kv_len = kv_len;
-  d.n_head = c.n_heads;
-  d.n_kv_head = c.n_kv_heads;
-  d.eps = c.norm_eps;
-  if (!model_.backend().decode_layers(d)) return false;
-  ++layers_in_one_launch_;
-  return true;
 }
 
 int64_t LlamaInference::prefetch_after_attention(int l) {

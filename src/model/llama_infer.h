@@ -71,9 +71,6 @@ class LlamaInference {
     int64_t invalidations = 0;  // times every recording was dropped (memory freed or moved)
   };
   const GraphStats& graph_stats() const { return graph_stats_; }
-  // Decode steps whose layers the backend ran in one launch (Backend::decode_layers), counted
-  // when enqueued (a recorded graph's replays do not count again).
-  int64_t layers_in_one_launch() const { return layers_in_one_launch_; }
   // Calls of one token a row with at most this many rows run each layer as five ops: the
   // four linears as Backend::decode_linear (norm, SwiGLU and residual add fused into the
   // weight stream) around attention_decode; the head as decode_linear too. More rows run the
@@ -124,9 +121,6 @@ class LlamaInference {
   // The layers on the device (no host work): leaves xn = the final norm of the call's tokens.
   void layers(int B, int Tn, int kv_len, int row0);
   void layers_fused(int B, int kv_len, int row0);  // Tn == 1, B <= fused_rows_
-  // One row's layers as Backend::decode_layers (one launch where the backend has it);
-  // false: the backend ran nothing.
-  bool layers_in_one(int kv_len, int row0);
   // See set_prefetch_bytes: what attention's prefetch asks for, and the rows of gate_up it
   // covers.
   int64_t prefetch_after_attention(int layer);
@@ -162,7 +156,6 @@ class LlamaInference {
   size_t prefetch_bytes_ = 0;  // off: both prefetches lost on an H100 (see set_prefetch_bytes)
   size_t prefetch_next_bytes_ = 0;
   GraphStats graph_stats_;
-  int64_t layers_in_one_launch_ = 0;
 };
 
 }  // namespace tl

@@ -10,13 +10,13 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
-#include "backend/cuda/vec.cuh"
-
 namespace tl::gpu::fa2 {
 
 using bf16 = __nv_bfloat16;
 
-using tl::gpu::smem_addr;  // vec.cuh
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 
 // 16-byte global -> shared copy; with valid == false the destination is zero-filled.
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {

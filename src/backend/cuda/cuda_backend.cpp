@@ -12,7 +12,6 @@
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/decode_attention.h"
-#include "backend/cuda/decode_layers.h"
 #include "backend/cuda/head_cross_entropy.h"
 #include "backend/cuda/logprob.h"
 #include "backend/cuda/matmul.h"
@@ -268,10 +267,6 @@ class CudaBackend final : public Backend {
     gpu::attention_decode(out, qkv, k_cache, v_cache, cos, sin, pos, kv_len, n_head, n_kv_head,
                           ctx_.sm_count, decode_scratch_, decode_counters_, ctx_.stream);
   }
-  bool decode_layers(const DecodeLayers& d) override {
-    auto s = prof_->scope(ProfCat::Matmul);
-    return gpu::decode_layers(d, ctx_, decode_scratch_, layers_counters_, ctx_.stream);
-  }
   void prefetch(const std::vector<Tensor>& tensors) override {
     for (const Tensor& t : tensors) check_device("prefetch", "tensors", t, Device::CUDA);
     auto s = prof_->scope(ProfCat::Copy);
@@ -457,7 +452,6 @@ class CudaBackend final : public Backend {
   Scratch reduce_scratch_{mem_, "sum_squares' per-block partial sums"};
   Scratch decode_scratch_{mem_, "attention_decode's per-split partial results"};
   Scratch decode_counters_{mem_, "attention_decode's per-row split counters"};
-  Scratch layers_counters_{mem_, "decode_layers' per-phase block counters"};
   Scratch linear_scratch_{mem_, "decode_linear's normed or gated input"};
 };
 

@@ -30,22 +30,45 @@
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
-#include "backend/cuda/decode_attention.cuh"
 #include "backend/cuda/decode_attention.h"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/vec.cuh"
 
 namespace tl::gpu {
 
-using namespace attn;
-
 namespace {
+constexpr int kChunk = 128;              // keys per pass = threads per block
+constexpr int kHeadsPerBlock = 8;        // query heads (of one KV group) sharing a block's keys
 constexpr size_t kMaxSmem = 160 * 1024;  // head dims up to ~500 (sm_80 and sm_90 have more)
+// Head dims up to 2 * kMaxPreHalf keep the rope row in shared memory; with 16-byte loads a
+// key's first kPreDims dims of k and v are loaded into registers at once (see the kernel).
+constexpr int kMaxPreHalf = 64;
+constexpr int kPreDims = 64;
 // A row's splits merge through distributed shared memory when they fit one cluster (sm_90).
 constexpr int kMaxClusterSplits = 8;
+// Step 3 of the kernel gives each (head, dim pair) item `ways` consecutive threads, as many as
+// the block's threads allow (a power of two, at most a warp): 1 at 8 heads of 64 dims.
+__host__ __device__ constexpr int pv_ways(int heads, int D) {
+  int ways = 1;
+  while (ways < kWarp && heads * (D / 2) * ways * 2 <= kChunk) ways *= 2;
+  return ways;
+}
+// v_s's row stride (elements): D plus a pad that puts the rows the `ways` threads of one item
+// read at once in different banks (rows of 64 dims all start in bank 0); 16-byte rows.
+__host__ __device__ constexpr int v_stride(int D, int ways) {
+  return ways == 1 ? D : D + 2 * (kWarp / ways > 4 ? kWarp / ways : 4);
+}
 }  // namespace
 
 // ---- kernels ----
+
+// RoPE of one (first, second) half pair at a position, rounded as a rotated bf16 row holds it.
+__device__ __forceinline__ void rotate_pair(bf16& y1, bf16& y2, bf16 x1, bf16 x2, float cs,
+                                            float sn) {
+  const float a = to_f32(x1), c = to_f32(x2);
+  y1 = from_f32<bf16>(a * cs - c * sn);
+  y2 = from_f32<bf16>(c * cs + a * sn);
+}
 
 // Prefill's cache append. Thread = (token bt, head hh of the 2K k and v heads of a qkv row,
 // pair i of D/2). Position p = pos[b] + t; k is rotated (rotate-half, as rope_kernel), then
@@ -80,7 +103,15 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
                                              unsigned* counters, const float* o_s, const float* m_s,
                                              const float* l_s, bool& last_s, int64_t z, int H,
                                              int h0, int nh, int D, int splits, int used) {
-  store_partials(part_o, part_ml, o_s, m_s, l_s, z, H, h0, nh, D, splits, int(blockIdx.z));
+  for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
+    const int j = idx / D, d = idx % D;
+    const int64_t slot = (z * H + h0 + j) * splits + blockIdx.z;
+    part_o[slot * D + d] = o_s[idx];
+    if (d == 0) {
+      part_ml[2 * slot] = m_s[j];
+      part_ml[2 * slot + 1] = l_s[j];
+    }
+  }
   __threadfence();  // this block's partials are visible device-wide before it counts
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -94,8 +125,16 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
   __threadfence();
   for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
     const int j = idx / D, d = idx % D;
-    const int64_t row = z * H + h0 + j;
-    out[row * D + d] = from_f32<bf16>(merge_partials(part_o, part_ml, row, splits, used, D, d));
+    const int64_t base = (z * H + h0 + j) * splits;
+    float m = -INFINITY;
+    for (int c = 0; c < used; ++c) m = fmaxf(m, __ldcg(part_ml + 2 * (base + c)));
+    float l = 0.0f, o = 0.0f;
+    for (int c = 0; c < used; ++c) {
+      const float w = expf(__ldcg(part_ml + 2 * (base + c)) - m);
+      l += __ldcg(part_ml + 2 * (base + c) + 1) * w;
+      o += __ldcg(part_o + (base + c) * D + d) * w;
+    }
+    out[(z * H + h0 + j) * D + d] = from_f32<bf16>(o / l);
   }
 }
 
@@ -103,7 +142,8 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
 // a row, whose k and v this kernel writes (see the top). HPB: query heads a block takes.
 // CLUSTER (sm_90): a row's splits are one thread block cluster and merge through distributed
 // shared memory; else through global memory and a counter (see below).
-// Dynamic shared memory: attn::smem_bytes(HPB, D) (attend_split's).
+// Dynamic shared memory: q_s, o_s [HPB][D], p_s [HPB][kChunk] (f32), kv_new [2][D] (bf16: the
+// new token's rotated k and its v), v_s [kChunk][vs] (bf16, vs = v_stride(D, pv_ways(HPB, D))).
 // One split: the normalized result goes to out[BT,H*D]. Several, without clusters: each
 // split's unnormalized output to part_o[BT,H,splits,D] and (max, sum) to part_ml[BT,H,splits,2];
 // counters[BT, K * head blocks] (zero between launches) find the last split of a row, which
@@ -115,23 +155,203 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
 template <int W, bool APPEND, int HPB, bool CLUSTER>
 __global__ void __launch_bounds__(kChunk)
     decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
-                            AttnArgs a) {
+                            const bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
+                            const float* sin, const int32_t* pos, int Tn, int H, int K, int D,
+                            int Tmax, int kv_len, int chunks_per_split, float scale) {
   extern __shared__ __align__(16) float smem[];
-  __shared__ AttnShared<HPB> sh;
+  float* q_s = smem;
+  float* o_s = q_s + HPB * D;
+  float* p_s = o_s + HPB * D;
+  bf16* kv_new = reinterpret_cast<bf16*>(p_s + HPB * kChunk);  // [2][D]: rotated k, v
+  bf16* v_s = kv_new + 2 * D;                                  // [kChunk][vstride]
+  const int ways = pv_ways(HPB, D), vstride = v_stride(D, ways);
+  __shared__ float m_s[HPB], l_s[HPB], alpha_s[HPB];
+  __shared__ float cs_s[kMaxPreHalf], sn_s[kMaxPreHalf];
   __shared__ bool last_s;
   pdl_launch_dependents();
 
   const int64_t z = blockIdx.x;  // query row b * Tn + t
-  const SplitSpan span = split_span(a, z, int(blockIdx.z));
+  const int64_t b = z / Tn;
+  const int group = H / K, n_hc = (group + HPB - 1) / HPB;
+  const int g = int(blockIdx.y) / n_hc;
+  const int h0 = g * group + (int(blockIdx.y) % n_hc) * HPB;
+  const int nh = min(HPB, (g + 1) * group - h0);
+  const int p = pos[b] + int(z % Tn);  // this query's position: it reads keys [0, p]
+  const int n_keys = min(p + 1, kv_len);
+  const int keys_per_split = chunks_per_split * kChunk;
+  const int s_begin = int(blockIdx.z) * keys_per_split;
+  const int s_end = min(n_keys, s_begin + keys_per_split);
   // A split with no keys of this row (same for all threads) has nothing to do; in a cluster
   // it still meets the cluster's barriers.
-  if (!CLUSTER && span.empty()) return;
-  int h0 = 0, nh = 0;
-  float* o_s = attend_split<W, APPEND, HPB>(
-      a, z, int(blockIdx.y), span, smem, sh, h0, nh, [] { pdl_wait(); }, [] { __syncthreads(); });
-  const int H = a.H, D = a.D;
-  float* m_s = sh.m;
-  float* l_s = sh.l;
+  const bool has_keys = s_begin < s_end;
+  if (!CLUSTER && !has_keys) return;
+  const int half = D / 2;
+  // The rope row at p, staged in shared memory (head dims up to 2 * kMaxPreHalf).
+  const bool tables_s = half <= kMaxPreHalf;
+  const float* cs = cos + int64_t(p) * half;
+  const float* sn = sin + int64_t(p) * half;
+  if (tables_s && has_keys)
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+      cs_s[i] = cs[i];
+      sn_s[i] = sn[i];
+    }
+  pdl_wait();  // qkv and the caches' rows come from earlier kernels
+
+  const int64_t kvrow = int64_t(K) * D, row = int64_t(H + 2 * K) * D;
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  const bf16* x = qkv + z * row;
+  const bf16* kbase = k_cache + b * Tmax * kvrow + int64_t(g) * D;
+  const bf16* vbase = v_cache + b * Tmax * kvrow + int64_t(g) * D;
+  // Key s0 + threadIdx.x's first kPre pieces of k and v, in registers (the rest, for head
+  // dims over kPre * W, are loaded where they are used). With APPEND, the row of position p
+  // is the new token's, which this kernel writes: its thread takes kv_new instead.
+  // Decode only: prefill (many rows, 8 heads a block) keeps its registers for occupancy.
+  constexpr int kPre = W == 8 && APPEND ? kPreDims / W : 0;
+  Vec<bf16, W> kr[kPre > 0 ? kPre : 1], vr[kPre > 0 ? kPre : 1];
+  const auto load_kv = [&](int s0) {
+    if (int(threadIdx.x) < min(kChunk, s_end - s0)) {
+      const bf16* k = kbase + int64_t(s0 + threadIdx.x) * kvrow;
+      const bf16* v = vbase + int64_t(s0 + threadIdx.x) * kvrow;
+#pragma unroll
+      for (int c = 0; c < kPre; ++c)
+        if (c * W < D) {
+          kr[c] = load_vec<W>(k + c * W);
+          vr[c] = load_vec<W>(v + c * W);
+        }
+    }
+  };
+  if (has_keys) load_kv(s_begin);
+  __syncthreads();  // cs_s, sn_s: a thread below reads pairs other threads staged
+
+  // The block's query heads rotated into q_s; with APPEND, the block whose split holds p also
+  // rotates the new k into kv_new (and copies v) and writes both to the caches (blocks of
+  // other head chunks of the same KV head write the same bytes). Items: (head j, pair i), j
+  // in [0, HPB) the queries, HPB the new k, HPB + 1 the new v.
+  const bool new_here = APPEND && p >= s_begin && p < s_end;
+  for (int idx = threadIdx.x; idx < (HPB + 2) * half; idx += blockDim.x) {
+    const int j = idx / half, i = idx % half;
+    const auto c = [&] { return tables_s ? cs_s[i] : cs[i]; };
+    const auto s = [&] { return tables_s ? sn_s[i] : sn[i]; };
+    if (j < HPB) {
+      bf16 y1 = from_f32<bf16>(0.0f), y2 = y1;
+      if (j < nh && has_keys) {
+        const bf16* q = x + int64_t(h0 + j) * D;
+        rotate_pair(y1, y2, q[i], q[i + half], c(), s());
+      }
+      q_s[j * D + i] = to_f32(y1);
+      q_s[j * D + i + half] = to_f32(y2);
+    } else if (new_here && j == HPB) {
+      const bf16* kx = x + int64_t(H + g) * D;
+      rotate_pair(kv_new[i], kv_new[i + half], kx[i], kx[i + half], c(), s());
+      bf16* kd = k_cache + (b * Tmax + p) * kvrow + int64_t(g) * D;
+      kd[i] = kv_new[i];
+      kd[i + half] = kv_new[i + half];
+    } else if (new_here) {
+      const bf16* vx = x + int64_t(H + K + g) * D;
+      bf16* vd = v_cache + (b * Tmax + p) * kvrow + int64_t(g) * D;
+      const bf16 v1 = vx[i], v2 = vx[i + half];
+      kv_new[D + i] = vd[i] = v1;
+      kv_new[D + i + half] = vd[i + half] = v2;
+    }
+  }
+  for (int idx = threadIdx.x; idx < HPB * D; idx += blockDim.x) o_s[idx] = 0.0f;
+  if (threadIdx.x < HPB) {
+    m_s[threadIdx.x] = -INFINITY;
+    l_s[threadIdx.x] = 0.0f;
+  }
+  __syncthreads();  // q_s, kv_new
+
+  for (int s0 = s_begin; s0 < s_end; s0 += kChunk) {
+    const int n = min(kChunk, s_end - s0);
+    if (s0 != s_begin) load_kv(s0);
+    // 1. scores of key s0 + threadIdx.x against the block's heads; its value goes to v_s
+    // (loaded beside the key), so that step 3 reads shared memory, not a chain of loads
+    float acc[HPB];
+#pragma unroll
+    for (int j = 0; j < HPB; ++j) acc[j] = 0.0f;
+    if (int(threadIdx.x) < n) {
+      const bool is_new = APPEND && s0 + int(threadIdx.x) == p;
+      bf16* vs = v_s + threadIdx.x * vstride;
+      const auto score = [&](int d, const Vec<bf16, W>& kv) {
+#pragma unroll
+        for (int e = 0; e < W; ++e) {
+          const float kf = to_f32(kv.v[e]);
+#pragma unroll
+          for (int j = 0; j < HPB; ++j) acc[j] += q_s[j * D + d + e] * kf;
+        }
+      };
+#pragma unroll
+      for (int c = 0; c < kPre; ++c)
+        if (c * W < D) {
+          const Vec<bf16, W> kv = is_new ? load_vec<W>(kv_new + c * W) : kr[c];
+          store_vec<W>(vs + c * W, is_new ? load_vec<W>(kv_new + D + c * W) : vr[c]);
+          score(c * W, kv);
+        }
+      const bf16* k = is_new ? kv_new : kbase + int64_t(s0 + threadIdx.x) * kvrow;
+      const bf16* v = is_new ? kv_new + D : vbase + int64_t(s0 + threadIdx.x) * kvrow;
+#pragma unroll 4
+      for (int d = kPre * W; d < D; d += W) {
+        const Vec<bf16, W> kv = load_vec<W>(k + d);
+        store_vec<W>(vs + d, load_vec<W>(v + d));
+        score(d, kv);
+      }
+    }
+#pragma unroll  // acc indexed by constants only: it stays in registers
+    for (int j = 0; j < HPB; ++j)
+      if (j < nh) p_s[j * kChunk + threadIdx.x] = int(threadIdx.x) < n ? acc[j] * scale : -INFINITY;
+    __syncthreads();
+    // 2. online softmax, one warp per head
+    for (int j = warp; j < nh; j += kChunk / kWarp) {
+      float* pj = p_s + j * kChunk;
+      float m = -INFINITY;
+      for (int i = lane; i < kChunk; i += kWarp) m = fmaxf(m, pj[i]);
+      m = fmaxf(warp_max(m), m_s[j]);  // finite: the chunk has at least one key
+      float l = 0.0f;
+      for (int i = lane; i < kChunk; i += kWarp) {
+        const float e = expf(pj[i] - m);
+        pj[i] = e;
+        l += e;
+      }
+      l = warp_sum(l);
+      if (lane == 0) {
+        const float alpha = expf(m_s[j] - m);  // 0 on the first chunk
+        alpha_s[j] = alpha;
+        l_s[j] = l_s[j] * alpha + l;
+        m_s[j] = m;
+      }
+    }
+    __syncthreads();
+    // 3. o = o * alpha + p . V over this chunk. Each (head, dim pair) belongs to `ways`
+    // consecutive threads (pv_ways: from HPB, so a block with fewer heads leaves some idle)
+    // that take every ways-th key and add up by butterflies, in a fixed order; the loop's
+    // trip count is the same for every thread, as the shuffles need.
+    const int items = nh * half;
+    for (int t0 = 0; t0 < items * ways; t0 += blockDim.x) {
+      const int item = (t0 + int(threadIdx.x)) / ways, sub = (t0 + int(threadIdx.x)) % ways;
+      const int j = item / half, d = (item % half) * 2;
+      float o0 = 0.0f, o1 = 0.0f;
+      if (item < items) {
+        const float* pj = p_s + j * kChunk;
+        const bf16* v = v_s + d;
+#pragma unroll 8
+        for (int i = sub; i < n; i += ways) {
+          const __nv_bfloat162 vv = *reinterpret_cast<const __nv_bfloat162*>(v + i * vstride);
+          o0 += pj[i] * __low2float(vv);
+          o1 += pj[i] * __high2float(vv);
+        }
+      }
+      for (int w = 1; w < ways; w *= 2) {
+        o0 += __shfl_xor_sync(0xffffffffu, o0, w);
+        o1 += __shfl_xor_sync(0xffffffffu, o1, w);
+      }
+      if (item < items && sub == 0) {
+        float* o = o_s + j * D + d;
+        o[0] = o[0] * alpha_s[j] + o0;
+        o[1] = o[1] * alpha_s[j] + o1;
+      }
+    }
+    __syncthreads();
+  }
 
   const int splits = int(gridDim.z);
   if (splits == 1) {
@@ -139,7 +359,7 @@ __global__ void __launch_bounds__(kChunk)
       out[(z * H + h0 + idx / D) * D + idx % D] = from_f32<bf16>(o_s[idx] / l_s[idx / D]);
     return;
   }
-  const int used = splits_with_keys(a, span);
+  const int used = (n_keys + keys_per_split - 1) / keys_per_split;  // splits with keys
   if constexpr (CLUSTER) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     // The row's splits are this cluster (rank = split): once all have their (m, l, o) in
@@ -173,28 +393,6 @@ __global__ void __launch_bounds__(kChunk)
 }
 
 // ---- launcher ----
-
-attn::Plan attn::plan(int64_t BT, int H, int K, int kv_len, int sm_count) {
-  const int group = H / K;
-  const int chunks = int(ceil_div(kv_len, kChunk));
-  int hpb = 1;
-  for (const auto& [h, smaller] : {std::pair{kHeadsPerBlock, 2}, std::pair{2, 1}})
-    if (hpb == 1 && group > smaller && BT * K * ceil_div(group, h) * chunks >= sm_count) hpb = h;
-  if (const char* e = std::getenv("TL_DECODE_ATTN_HEADS")) {
-    const int h = std::atoi(e);
-    if (h == 8 || h == 2 || h == 1) hpb = h;
-  }
-  const int n_hc = (group + hpb - 1) / hpb;
-  const int64_t base_blocks = BT * K * n_hc;
-  int splits =
-      int(std::min<int64_t>(chunks, std::max<int64_t>(1, ceil_div(2 * sm_count, base_blocks))));
-  // TL_DECODE_ATTN_SPLITS=1: no merge phase, each block walks all of its row's keys.
-  if (const char* e = std::getenv("TL_DECODE_ATTN_SPLITS"))
-    if (std::atoi(e) > 0) splits = std::min(splits, std::atoi(e));
-  const int chunks_per_split = int(ceil_div(chunks, splits));
-  splits = int(ceil_div(chunks, chunks_per_split));
-  return {hpb, splits, chunks_per_split, base_blocks};
-}
 
 namespace {
 // Whether the device runs clusters and the cluster kernels hold sm_90 code for it (a build for
@@ -261,10 +459,29 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     TL_CUDA_LAUNCH_CHECK();
   }
 
-  const Plan plan = attn::plan(BT, H, K, kv_len, sm_count);
-  const int hpb = plan.hpb, group = H / K, n_hc = (group + hpb - 1) / hpb;
-  const int splits = plan.splits;
-  const int64_t base_blocks = plan.base_blocks;
+  // Heads per block: the most (K/V chunks loaded once for more heads) that still gives a
+  // block an SM when every chunk is a split of its own, taken only for a group larger than
+  // the next smaller choice (8 for a group of 2 would only compute zero rows); else 1.
+  const int group = H / K;
+  const int chunks = int(ceil_div(kv_len, kChunk));
+  int hpb = 1;
+  for (const auto& [h, smaller] : {std::pair{kHeadsPerBlock, 2}, std::pair{2, 1}})
+    if (hpb == 1 && group > smaller && BT * K * ceil_div(group, h) * chunks >= sm_count) hpb = h;
+  if (const char* e = std::getenv("TL_DECODE_ATTN_HEADS")) {
+    const int h = std::atoi(e);
+    if (h == 8 || h == 2 || h == 1) hpb = h;
+  }
+  // Splits: enough blocks for two waves over the SMs, whole chunks per split.
+  const int n_hc = (group + hpb - 1) / hpb;
+  const int64_t base_blocks = BT * K * n_hc;
+  int splits =
+      int(std::min<int64_t>(chunks, std::max<int64_t>(1, ceil_div(2 * sm_count, base_blocks))));
+  // TL_DECODE_ATTN_SPLITS=N caps the splits, for measurements (1: no merge phase, each block
+  // walks all of its row's keys).
+  if (const char* e = std::getenv("TL_DECODE_ATTN_SPLITS"))
+    if (std::atoi(e) > 0) splits = std::min(splits, std::atoi(e));
+  const int chunks_per_split = int(ceil_div(chunks, splits));
+  splits = int(ceil_div(chunks, chunks_per_split));
   // TL_DECODE_ATTN_CLUSTER=1: a row's splits merge in one thread block cluster where they fit
   // one (at most kMaxClusterSplits; more, at long contexts, keep the global merge rather than
   // fewer blocks), the device runs clusters and the cluster kernel was compiled for it (sm_90
@@ -272,8 +489,8 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // kernel's 16-byte path runs. Off by default: it measured slower (see the top).
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
   const char* cl = std::getenv("TL_DECODE_ATTN_CLUSTER");
-  const bool cluster = vec8 && splits > 1 && splits <= kMaxClusterSplits && cl &&
-                       std::strcmp(cl, "1") == 0 && cluster_kernels_run();
+  const bool cluster = vec8 && splits > 1 && splits <= kMaxClusterSplits &&
+                       cl && std::strcmp(cl, "1") == 0 && cluster_kernels_run();
   TL_CHECK(splits <= 65535 && K * n_hc <= 65535, op, ": grid too large (", splits, " splits, ",
            K * n_hc, " head blocks)");
   float *part_o = nullptr, *part_ml = nullptr;
@@ -285,7 +502,9 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     counters = static_cast<unsigned*>(
         counters_scratch.get_zeroed(size_t(base_blocks) * sizeof(unsigned), stream));
   }
-  const size_t smem = attn::smem_bytes(hpb, D);
+  const size_t smem =
+      sizeof(float) * size_t(hpb) * size_t(2 * D + kChunk) +
+      sizeof(bf16) * (2 * size_t(D) + size_t(kChunk) * size_t(v_stride(D, pv_ways(hpb, D))));
   TL_CHECK(smem <= kMaxSmem, op, ": head_dim ", D, " needs ", smem,
            " bytes of shared memory, more than ", kMaxSmem);
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
@@ -306,22 +525,11 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   if (smem > 48 * 1024)  // beyond the default: opt in (idempotent, not a stream operation)
     TL_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  const AttnArgs args{qkv.ptr<bf16>(),
-                      k_cache.ptr<bf16>(),
-                      v_cache.ptr<bf16>(),
-                      cos.ptr<float>(),
-                      sin.ptr<float>(),
-                      pos.ptr<int32_t>(),
-                      int(Tn),
-                      H,
-                      K,
-                      D,
-                      int(Tmax),
-                      kv_len,
-                      plan.chunks_per_split,
-                      scale};
   launch_pdl_clusters(kernel, grid, dim3(1, 1, cluster ? unsigned(splits) : 1u), dim3(kChunk), smem,
-                      stream, out.ptr<bf16>(), part_o, part_ml, counters, args);
+                      stream, out.ptr<bf16>(), part_o, part_ml, counters, qkv.ptr<bf16>(),
+                      k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(),
+                      pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len, chunks_per_split,
+                      scale);
 }
 
 }  // namespace tl::gpu

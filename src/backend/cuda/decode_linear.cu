@@ -36,16 +36,34 @@
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
-#include "backend/cuda/decode_linear.cuh"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/vec.cuh"
 
 namespace tl::gpu {
 
-using namespace linear;
-
 namespace {
+
+constexpr int kWarps = 8;               // warps a block
+constexpr int kMaxRows = 8;             // M
+constexpr int kPiece = 8;               // bf16 per 16-byte load
+constexpr int kStep = kWarp * kPiece;   // elements a warp covers per piece
+constexpr int kSmemLimit = 160 * 1024;  // f(x) [M, I] in shared memory
+constexpr int kNch = 8;                 // pieces a lane a pass: I = 2048 in one pass
+constexpr int kPass = kNch * kStep;     // elements of a row a warp covers in a pass
+
+struct Args {
+  bf16* out;             // [M, O]
+  const bf16* x;         // [M, I], or [M, 2I] for SwiGlu
+  const bf16* w;         // [O, I]
+  const bf16* norm_w;    // [I] for RmsNorm
+  const bf16* residual;  // [M, O] or null; may be out
+  float eps;
+  int I, O, in;            // in: Backend::LinearIn as int
+  const char* prefetch;    // DecodeLinear::prefetch's 16-byte aligned part, or null
+  int64_t prefetch_bytes;  // a multiple of 16
+  int rows_per_warp;       // consecutive output rows of a warp
+};
 
 // The layout levers, read at every launch (a recorded decode graph does not launch, and
 // tests switch them): a value, or `fallback` when unset or not a number >= 0.
@@ -60,8 +78,8 @@ constexpr int kStagesDefault = 0;  // registers: see the note at the top
 
 // cp.async of 16 bytes into shared memory, cached in L2 only (weights are read once a step).
 __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst)), "l"(src)
-               : "memory");
+  const unsigned d = unsigned(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;" ::: "memory");
@@ -70,6 +88,130 @@ __device__ __forceinline__ void cp_async_commit() {
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+// The lane's pieces of row wr's pass starting at element base (pieces past I are not read).
+__device__ __forceinline__ void load_pass(Vec<bf16, kPiece> (&wv)[kNch], const bf16* wr, int base,
+                                          int I, int lane) {
+#pragma unroll
+  for (int p = 0; p < kNch; ++p) {
+    const int i = base + lane * kPiece + p * kStep;
+    if (i < I) wv[p] = load_vec<kPiece>(wr + i);
+  }
+}
+
+// The first kNormPre pieces of the RMSNorm weight a thread uses in build_input (I up to
+// kNormPre * 2048 at 256 threads), loaded before pdl_wait(): no kernel of the step writes
+// weights, so the load is off the path that starts when the previous kernel ends.
+constexpr int kNormPre = 2;
+struct NormPieces {
+  Vec<bf16, kPiece> w[kNormPre];
+};
+template <Backend::LinearIn In>
+__device__ __forceinline__ NormPieces load_norm(const Args& a) {
+  NormPieces n{};
+  if constexpr (In == Backend::LinearIn::RmsNorm) {
+#pragma unroll
+    for (int q = 0; q < kNormPre; ++q) {
+      const int i = (threadIdx.x + q * blockDim.x) * kPiece;
+      if (i < a.I) n.w[q] = load_vec<kPiece>(a.norm_w + i);
+    }
+  }
+  return n;
+}
+
+// xs[m, :] = f(x[m, :]) for m < M, rounded to bf16 as rmsnorm_forward / swiglu_forward round
+// their outputs. All threads; ends with a barrier. A row's RMSNorm reads x once: a thread's
+// first kNormPre pieces stay in registers between the sum of squares and the scaling.
+template <int M, Backend::LinearIn In>
+__device__ void build_input(bf16* xs, const Args& a, const NormPieces& nw, float* red) {
+  const int I = a.I;
+  const int stride = blockDim.x * kPiece;
+  for (int m = 0; m < M; ++m) {
+    if constexpr (In == Backend::LinearIn::SwiGlu) {
+      const bf16* g_row = a.x + int64_t(m) * 2 * I;
+      for (int i = threadIdx.x * kPiece; i < I; i += stride) {
+        const Vec<bf16, kPiece> g = load_vec<kPiece>(g_row + i),
+                                u = load_vec<kPiece>(g_row + I + i);
+        Vec<bf16, kPiece> y;
+#pragma unroll
+        for (int e = 0; e < kPiece; ++e)
+          y.v[e] = from_f32<bf16>(swiglu1(to_f32(g.v[e]), to_f32(u.v[e])));
+        store_vec<kPiece>(xs + m * I + i, y);
+      }
+      continue;
+    }
+    const bf16* row = a.x + int64_t(m) * I;
+    if constexpr (In == Backend::LinearIn::RmsNorm) {
+      const int first = threadIdx.x * kPiece;
+      Vec<bf16, kPiece> xv[kNormPre];
+      float ss = 0.0f;
+#pragma unroll
+      for (int q = 0; q < kNormPre; ++q)
+        if (first + q * stride < I) xv[q] = load_vec<kPiece>(row + first + q * stride);
+#pragma unroll
+      for (int q = 0; q < kNormPre; ++q)
+        if (first + q * stride < I)
+#pragma unroll
+          for (int e = 0; e < kPiece; ++e) ss += to_f32(xv[q].v[e]) * to_f32(xv[q].v[e]);
+      for (int i = first + kNormPre * stride; i < I; i += stride) {
+        const Vec<bf16, kPiece> v = load_vec<kPiece>(row + i);
+#pragma unroll
+        for (int e = 0; e < kPiece; ++e) ss += to_f32(v.v[e]) * to_f32(v.v[e]);
+      }
+      ss = block_sum(ss, red);
+      const float r = 1.0f / sqrtf(ss / float(I) + a.eps);
+      const auto scale = [&](Vec<bf16, kPiece> v, const Vec<bf16, kPiece>& w, int i) {
+#pragma unroll
+        for (int e = 0; e < kPiece; ++e)
+          v.v[e] = from_f32<bf16>(to_f32(w.v[e]) * (to_f32(v.v[e]) * r));
+        store_vec<kPiece>(xs + m * I + i, v);
+      };
+#pragma unroll
+      for (int q = 0; q < kNormPre; ++q)
+        if (first + q * stride < I) scale(xv[q], nw.w[q], first + q * stride);
+      for (int i = first + kNormPre * stride; i < I; i += stride)
+        scale(load_vec<kPiece>(row + i), load_vec<kPiece>(a.norm_w + i), i);
+    } else {
+      for (int i = threadIdx.x * kPiece; i < I; i += stride)
+        store_vec<kPiece>(xs + m * I + i, load_vec<kPiece>(row + i));
+    }
+  }
+  __syncthreads();
+}
+
+// Sums chunk `pieces` (this lane's kNch pieces of a row's pass from element base) against
+// f(x) into acc[M].
+template <int M, class Piece>
+__device__ __forceinline__ void sum_chunk(float (&acc)[M], Piece piece, const bf16* xs, int base,
+                                          int I, int lane) {
+#pragma unroll
+  for (int p = 0; p < kNch; ++p) {
+    const int i = base + lane * kPiece + p * kStep;
+    if (i >= I) break;
+    const Vec<bf16, kPiece> wv = piece(p);
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const Vec<bf16, kPiece> xv = load_vec<kPiece>(xs + m * I + i);
+#pragma unroll
+      for (int e = 0; e < kPiece; ++e) acc[m] += to_f32(wv.v[e]) * to_f32(xv.v[e]);
+    }
+  }
+}
+
+// Row o is summed (acc over all its passes): lane 0 writes it, plus the residual.
+template <int M>
+__device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_t o, int lane) {
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    float s = warp_sum(acc[m]);
+    acc[m] = 0.0f;
+    if (lane == 0) {
+      const int64_t at = int64_t(m) * a.O + o;
+      if (a.residual) s += to_f32(a.residual[at]);
+      a.out[at] = from_f32<bf16>(s);
+    }
+  }
 }
 
 // S = 0: chunks in registers; S > 0: a ring of S chunk slots a warp in shared memory, after
@@ -123,7 +265,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   }
   const NormPieces nw = load_norm<In>(a);
   pdl_wait();
-  build_input<M, In>(xs, a, nw, red, [] { __syncthreads(); });
+  build_input<M, In>(xs, a, nw, red);
 
   float acc[M];
 #pragma unroll

@@ -22,22 +22,9 @@ template <int W, class T>
 __device__ __forceinline__ Vec<T, W> load_vec(const T* p) {
   return *reinterpret_cast<const Vec<T, W>*>(p);
 }
-// The same 16 bytes through L2 only (ld.global.cg): for data another SM wrote during the same
-// kernel, which a stale line in this SM's L1 could otherwise answer.
-template <int W, class T>
-__device__ __forceinline__ Vec<T, W> load_vec_cg(const T* p) {
-  static_assert(sizeof(Vec<T, W>) == 16, "load_vec_cg moves 16 bytes");
-  const uint4 u = __ldcg(reinterpret_cast<const uint4*>(p));
-  return *reinterpret_cast<const Vec<T, W>*>(&u);
-}
 template <int W, class T>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T, W>& v) {
   *reinterpret_cast<Vec<T, W>*>(p) = v;
-}
-
-// A shared-memory pointer as the 32-bit address PTX's shared-state instructions take.
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-  return unsigned(__cvta_generic_to_shared(p));
 }
 
 __device__ __forceinline__ float to_f32(bf16 x) { return __bfloat162float(x); }
