@@ -24,8 +24,8 @@
 //   (pdl.cuh) they overlap the previous kernel's tail. Each block also asks L2 for its share
 //   of DecodeLinear::prefetch (the next kernel's weights; off by default);
 // - every block builds f(x) for all M rows in shared memory after the wait (the RMSNorm of a
-//   2048-wide row or the SwiGLU of a 2 x 5632 one, each thread's loads issued at once), and
-//   the residual is added as each output is written (the first row's is loaded during f(x)).
+//   2048-wide row or the SwiGLU of a 2 x 5632 one), and the residual is added as each output
+//   is written.
 // At one row it beats cuBLASLt's kernels plus the separate norm, SwiGLU and add kernels; from
 // two rows on the inner loop (x re-read from shared memory for every row) is compute-bound
 // and cuBLASLt wins, so LlamaInference fuses one-row steps only (bench/RESULTS.md).
@@ -63,15 +63,7 @@ struct Args {
   const char* prefetch;    // DecodeLinear::prefetch's 16-byte aligned part, or null
   int64_t prefetch_bytes;  // a multiple of 16
   int rows_per_warp;       // consecutive output rows of a warp
-  // TL_DECODE_EARLY_RESIDUAL (default 1): the residual of a warp's first row is loaded right
-  // after pdl_wait, beside f(x)'s inputs, not after the row's sum (a round trip off the
-  // kernel's tail). TL_DECODE_SWIGLU_AT_ONCE (default 1): SwiGLU's input loads kSwiGluAtOnce
-  // of a thread's pieces at once (the stores into xs between pieces keep the compiler from
-  // hoisting the loads): 2 round trips for the 1.1B's I = 5632 instead of 3. (3 at once took
-  // the kernel to 144 registers, one block an SM.)
-  int early_residual, swiglu_at_once;
 };
-constexpr int kSwiGluAtOnce = 2;
 
 // The layout levers, read at every launch (a recorded decode graph does not launch, and
 // tests switch them): a value, or `fallback` when unset or not a number >= 0.
@@ -138,30 +130,14 @@ __device__ void build_input(bf16* xs, const Args& a, const NormPieces& nw, float
   for (int m = 0; m < M; ++m) {
     if constexpr (In == Backend::LinearIn::SwiGlu) {
       const bf16* g_row = a.x + int64_t(m) * 2 * I;
-      const auto gate = [&](const Vec<bf16, kPiece>& g, const Vec<bf16, kPiece>& u, int i) {
+      for (int i = threadIdx.x * kPiece; i < I; i += stride) {
+        const Vec<bf16, kPiece> g = load_vec<kPiece>(g_row + i),
+                                u = load_vec<kPiece>(g_row + I + i);
         Vec<bf16, kPiece> y;
 #pragma unroll
         for (int e = 0; e < kPiece; ++e)
           y.v[e] = from_f32<bf16>(swiglu1(to_f32(g.v[e]), to_f32(u.v[e])));
         store_vec<kPiece>(xs + m * I + i, y);
-      };
-      if (a.swiglu_at_once) {
-        for (int i0 = threadIdx.x * kPiece; i0 < I; i0 += kSwiGluAtOnce * stride) {
-          Vec<bf16, kPiece> g[kSwiGluAtOnce], u[kSwiGluAtOnce];
-#pragma unroll
-          for (int q = 0; q < kSwiGluAtOnce; ++q)
-            if (i0 + q * stride < I) {
-              g[q] = load_vec<kPiece>(g_row + i0 + q * stride);
-              u[q] = load_vec<kPiece>(g_row + I + i0 + q * stride);
-            }
-#pragma unroll
-          for (int q = 0; q < kSwiGluAtOnce; ++q)
-            if (i0 + q * stride < I) gate(g[q], u[q], i0 + q * stride);
-        }
-        continue;
-      }
-      for (int i = threadIdx.x * kPiece; i < I; i += stride) {
-        gate(load_vec<kPiece>(g_row + i), load_vec<kPiece>(g_row + I + i), i);
       }
       continue;
     }
@@ -223,18 +199,16 @@ __device__ __forceinline__ void sum_chunk(float (&acc)[M], Piece piece, const bf
   }
 }
 
-// Row o is summed (acc over all its passes): lane 0 writes it, plus the residual (its values
-// `res` when `loaded`, lane 0's).
+// Row o is summed (acc over all its passes): lane 0 writes it, plus the residual.
 template <int M>
-__device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_t o, int lane,
-                                          const float (&res)[M], bool loaded) {
+__device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_t o, int lane) {
 #pragma unroll
   for (int m = 0; m < M; ++m) {
     float s = warp_sum(acc[m]);
     acc[m] = 0.0f;
     if (lane == 0) {
       const int64_t at = int64_t(m) * a.O + o;
-      if (a.residual) s += loaded ? res[m] : to_f32(a.residual[at]);
+      if (a.residual) s += to_f32(a.residual[at]);
       a.out[at] = from_f32<bf16>(s);
     }
   }
@@ -291,12 +265,6 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   }
   const NormPieces nw = load_norm<In>(a);
   pdl_wait();
-  // The first row's residual (lane 0), in flight while f(x) is built (TL_DECODE_EARLY_RESIDUAL).
-  float res[M] = {};
-  const bool early = a.early_residual && a.residual && chunks > 0;
-  if (early && lane == 0)
-#pragma unroll
-    for (int m = 0; m < M; ++m) res[m] = to_f32(a.residual[int64_t(m) * a.O + first]);
   build_input<M, In>(xs, a, nw, red);
 
   float acc[M];
@@ -324,7 +292,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
     }
     base += kPass;
     if (base >= I) {  // row o is summed: write it
-      write_row<M>(acc, a, o, lane, res, early && o == first);
+      write_row<M>(acc, a, o, lane);
       ++o;
       base = 0;
     }
@@ -428,9 +396,7 @@ void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& 
          int(f.in),
          nullptr,
          0,
-         1,
-         lever("TL_DECODE_EARLY_RESIDUAL", 1) != 0,
-         lever("TL_DECODE_SWIGLU_AT_ONCE", 1) != 0};
+         1};
   if (!f.prefetch.empty()) {
     const AlignedBytes pf = aligned16_part(f.prefetch);
     a.prefetch = pf.bytes > 0 ? pf.data : nullptr;
