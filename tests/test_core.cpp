@@ -126,10 +126,10 @@ TEST(Fs, SyncDirReportsTheFolderItCannotSync) {
 
 // One rule for file names read from an index (meta.json, an HF weight index).
 TEST(Fs, PlainFileNamesStayInTheirFolder) {
-  for (const std::string ok :
+  for (const char* ok :
        {"shard_00000_of_00002.tlck", "model-00001.safetensors", "..x", "a.."})
     EXPECT_TRUE(is_plain_file_name(ok)) << ok;
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string(""), std::string("."), std::string(".."), std::string("../x.tlck"),
         std::string("/etc/passwd"), std::string("sub/x"), std::string("x\0y", 3)})
     EXPECT_FALSE(is_plain_file_name(bad)) << bad;

@@ -421,10 +421,14 @@ TEST(Fp8Ops, ProducersWriteTheCodesThePlainOpAndTheCastWould) {
               }
               const float si[2] = {read(1), read(3)}, am[2] = {read(2), read(4)};
               EXPECT_EQ(std::isnan(si[1]), overflow) << si[1];
-              if (!overflow) EXPECT_EQ(si[1], si[0]);
+              if (!overflow) {
+                EXPECT_EQ(si[1], si[0]);
+              }
               EXPECT_TRUE(am[1] == am[0] || (std::isnan(am[0]) && std::isnan(am[1])))
                   << am[1] << " vs " << am[0];
-              if (!overflow) EXPECT_GT(am[1], start);  // recorded: max with what it held
+              if (!overflow) {
+                EXPECT_GT(am[1], start);  // recorded: max with what it held
+              }
               for (int i : {1, 2, 3, 4}) be->upload(scalar(i), &start);
             }
           // RMSNorm (qkv's and gate_up's input), plain and with the residual add: inp = the

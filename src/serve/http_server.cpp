@@ -45,16 +45,16 @@ const char* status_error_type(int status) {
   }
 }
 
-// httplib 0.11 listens with a backlog of 5: a burst of clients overflows it and connections
-// are reset. Its listening socket is a protected member; listen() again raises the backlog.
-class Listener : public httplib::Server {
- public:
-  void raise_backlog() { ::listen(svr_sock_, SOMAXCONN); }
-};
-
 }  // namespace
 
 struct HttpServer::Impl {
+  // httplib 0.11 listens with a backlog of 5: a burst of clients overflows it and connections
+  // are reset. Its listening socket is a protected member; listen() again raises the backlog.
+  // (A member type of Impl, not of the anonymous namespace: Impl has external linkage.)
+  class Listener : public httplib::Server {
+   public:
+    void raise_backlog() { ::listen(svr_sock_, SOMAXCONN); }
+  };
   Scheduler& sched;
   const Tokenizer& tok;
   ChatTemplate chat;
