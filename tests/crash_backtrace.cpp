@@ -25,7 +25,13 @@ const bool crash_backtrace_installed = [] {
   struct sigaction sa = {};
   sa.sa_handler = print_stack_and_die;
   sa.sa_flags = SA_RESETHAND;
-  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
+    // A handler already there (a sanitizer's, which reports more) stays.
+    struct sigaction old = {};
+    if (sigaction(sig, nullptr, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+        old.sa_handler == SIG_DFL)
+      sigaction(sig, &sa, nullptr);
+  }
   return true;
 }();
 
