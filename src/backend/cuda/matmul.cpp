@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 
 #include "backend/cuda/checks.h"
 #include "backend/cuda/cuda_common.h"
@@ -45,6 +46,19 @@ int autotune_candidates() {
   return n;
 }
 
+// TL_FP8_FAST_ACCUM=all: the gradients' FP8 products (dgrad, wgrad) take Hopper's fast
+// accumulation too. A measurement lever, off by default: Transformer Engine keeps them at full
+// precision, and wgrad sums 16384 tokens; fp8_gemm_bench measured 2.01 ms a layer for the
+// backward's products with it against 2.22 without (bench/RESULTS.md), so it is worth ~4.7 ms
+// a step if the loss curve allows (bench/NOTES.md, session 16).
+bool fast_accum_all() {
+  static const bool on = [] {
+    const char* v = std::getenv("TL_FP8_FAST_ACCUM");
+    return v && std::string(v) == "all";
+  }();
+  return on;
+}
+
 }  // namespace
 
 CublasGemm::CublasGemm(CudaContext& ctx) : ctx_(ctx) {}
@@ -85,8 +99,10 @@ CublasGemm::Plan& CublasGemm::plan(const Key& key) {
                                                    &kPlaceholder, sizeof(kPlaceholder)));
     // The forward's product (E4M3 x E4M3 into bf16) takes Hopper's fast accumulation, as
     // Transformer Engine's fprop does (1.69x -> 1.95x over bf16 in fp8_gemm_bench); the
-    // gradients' products (E5M2 operands) keep full-precision accumulation.
-    if (a_type == CUDA_R_8F_E4M3 && b_type == CUDA_R_8F_E4M3 && d_type == CUDA_R_16BF) {
+    // gradients' products (E5M2 operands) keep full-precision accumulation (unless
+    // TL_FP8_FAST_ACCUM=all, see fast_accum_all).
+    if ((a_type == CUDA_R_8F_E4M3 && b_type == CUDA_R_8F_E4M3 && d_type == CUDA_R_16BF) ||
+        fast_accum_all()) {
       const int8_t fast = 1;
       TL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
                                                      sizeof(fast)));
