@@ -6,17 +6,11 @@
 
 #include <cstdlib>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TL_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TL_TEST_ASAN 1
-#endif
-#endif
+#include "sanitizer.h"
 
 TEST(CrashBacktrace, AFatalSignalPrintsTheStackThenKillsTheProcess) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-#ifdef TL_TEST_ASAN
+#ifdef TL_TEST_UNDER_ASAN
   EXPECT_DEATH(raise(SIGSEGV), "AddressSanitizer");
 #else
   EXPECT_EXIT(raise(SIGSEGV), testing::KilledBySignal(SIGSEGV), "fatal signal; the stack");

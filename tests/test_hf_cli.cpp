@@ -12,6 +12,7 @@
 #include "data/packed.h"
 #include "data/tokenizer.h"
 #include "model/llama.h"
+#include "sanitizer.h"
 #include "train/trainer.h"
 
 using namespace tl;
@@ -296,14 +297,6 @@ TEST(HfCli, TrainInitFromAnImportedModel) {
 // A 4 GB address-space limit makes "allocated before checking" fail loudly; under
 // AddressSanitizer (make test-asan) it cannot apply: ASAN reserves terabytes of shadow address
 // space at start-up, so there the messages alone are checked.
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TL_TEST_UNDER_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define TL_TEST_UNDER_ASAN 1
-#endif
 #ifdef TL_TEST_UNDER_ASAN
 constexpr const char* kAddressLimit = "";
 #else

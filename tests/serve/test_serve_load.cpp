@@ -14,19 +14,12 @@
 #include <future>
 
 #include "http_test_util.h"
+#include "sanitizer.h"
 
 #ifdef TL_WITH_HTTP
 using namespace tl;
 
 extern char** environ;
-
-#if defined(__SANITIZE_ADDRESS__)
-#define ST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ST_ASAN 1
-#endif
-#endif
 
 namespace {
 
@@ -177,7 +170,7 @@ TEST(ServeLoad, SixtyFourClientsTwentyRequestsEach) {
       "[load] 64 clients x 20 requests: %.2f s, %.1f req/s, latency p50 %.1f ms, p99 %.1f ms, "
       "RSS %.1f -> %.1f MiB\n",
       wall, 1280 / wall, 1e3 * lat[lat.size() / 2], 1e3 * lat[lat.size() * 99 / 100], rss0, rss1);
-#ifdef ST_ASAN
+#ifdef TL_TEST_UNDER_ASAN
   std::printf(
       "[load] RSS bound not checked under AddressSanitizer (its quarantine holds freed memory)\n");
 #else
