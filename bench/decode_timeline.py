@@ -72,15 +72,18 @@ def main():
     for g in groups:
         start = [int(r["start_ns"]) for r in g]
         end = [int(r["end_ns"]) for r in g]
-        for i in range(width):
+        last_end, no_kernel = end[0], 0.0  # the latest end so far
+        dur[0].append((end[0] - start[0]) / 1e3)
+        for i in range(1, width):
             dur[i].append((end[i] - start[i]) / 1e3)
-            if i:
-                gap[i].append((start[i] - max(end[:i])) / 1e3)
-        spans.append((max(end) - start[0]) / 1e3)
-        idle.append(sum(max(0.0, (start[i] - max(end[:i])) / 1e3) for i in range(1, width)))
+            gap[i].append((start[i] - last_end) / 1e3)
+            no_kernel += max(0.0, gap[i][-1])
+            last_end = max(last_end, end[i])
+        spans.append((last_end - start[0]) / 1e3)
+        idle.append(no_kernel)
         if prev_end is not None:
             host.append((start[0] - prev_end) / 1e3)
-        prev_end = max(end)
+        prev_end = last_end
 
     med = statistics.median
     step = med(spans) + (med(host) if host else 0.0)
