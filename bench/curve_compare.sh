@@ -96,7 +96,10 @@ EOF
     ours|ours:fp8)
       # ours: bf16 (the default); ours:fp8: train.precision fp8, the same init and data (#16).
       run=run_ours; extra=()
-      [ "$step" = ours:fp8 ] && run=run_ours_fp8 && extra=(--set train.precision=fp8)
+      # FP8_SET: more settings for the fp8 run (e.g. "train.fp8_scaling=delayed"); levers such
+      # as TL_FP8_FAST_ACCUM come through the environment.
+      [ "$step" = ours:fp8 ] && run=run_ours_fp8 && extra=(--set train.precision=fp8) &&
+        for kv in ${FP8_SET:-}; do extra+=(--set "$kv"); done
       rm -rf "$W/$run"
       "$BIN" train --config "$W/config.json" --init-from "$W/init1.tlck" \
         --set "train.run_dir=$W/$run" "${extra[@]}" >"$OUT/$run.log" 2>&1 ||

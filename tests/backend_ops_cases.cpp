@@ -149,15 +149,23 @@ void matmul(std::vector<OpCase>& v) {
       Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws);
       r.be().matmul_forward(r.out("out", r.act(), {k.N, k.O}), inp, w);
     });
-    for (bool acc : {false, true})
-      add(v, acc ? "matmul_backward (dinp +=)" : "matmul_backward", sh, k.big, [=](OpRun& r) {
-        Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws),
-               dout = r.in_act({k.N, k.O});
-        Tensor dinp =
-            acc ? r.inout("dinp", r.act(), {k.N, k.I}) : r.out("dinp", r.act(), {k.N, k.I});
-        Tensor dw = acc ? Tensor() : r.inout("dweight", DType::F32, {k.O, k.I});
-        r.be().matmul_backward(dinp, dw, dout, inp, w, acc);
-      });
+    // Both outputs written (a step's first backward), both added to, and dinp alone.
+    for (int mode : {0, 1, 2})
+      add(v,
+          mode == 0   ? "matmul_backward"
+          : mode == 1 ? "matmul_backward (+=)"
+                      : "matmul_backward (dinp +=)",
+          sh, k.big, [=](OpRun& r) {
+            Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws),
+                   dout = r.in_act({k.N, k.O});
+            const bool acc = mode != 0;
+            Tensor dinp =
+                acc ? r.inout("dinp", r.act(), {k.N, k.I}) : r.out("dinp", r.act(), {k.N, k.I});
+            Tensor dw = mode == 2 ? Tensor()
+                        : acc     ? r.inout("dweight", DType::F32, {k.O, k.I})
+                                  : r.out("dweight", DType::F32, {k.O, k.I});
+            r.be().matmul_backward(dinp, dw, dout, inp, w, acc, acc);
+          });
   }
   // decode_linear: few rows (CUDA's fused kernel: 1, 3, 8), more (12: the separate ops) and
   // I % 8 != 0 (the separate ops too), every input kind without, with and in place of the
@@ -456,9 +464,15 @@ void fp8(std::vector<OpCase>& v) {
   for (G g : {G{16, 32, 64, Fp8Format::E4M3, Fp8Format::E4M3},
               G{48, 16, 32, Fp8Format::E5M2, Fp8Format::E4M3},
               G{512, 2048, 2048, Fp8Format::E4M3, Fp8Format::E4M3}})
-    for (bool acc : {false, true}) {
+    // mode 0: into act (the products of forward and dgrad); 1: into f32, added to (wgrad);
+    // 2: into f32, written (a step's first wgrad).
+    for (int mode : {0, 1, 2}) {
+      const bool acc = mode == 1;
       add(v,
-          cat("fp8_matmul ", fp8_format_name(g.fa), " x ", fp8_format_name(g.fb), acc ? " +=" : ""),
+          cat("fp8_matmul ", fp8_format_name(g.fa), " x ", fp8_format_name(g.fb),
+              mode == 1   ? " +="
+              : mode == 2 ? " f32"
+                          : ""),
           dims({{"N", g.N}, {"M", g.M}, {"K", g.K}}), g.N > 100, [=](OpRun& r) {
             Tensor a = r.in_values(DType::U8, {g.N, g.K}, codes(g.N * g.K, g.fa, 7));
             Tensor b = r.in_values(DType::U8, {g.M, g.K}, codes(g.M * g.K, g.fb, 8));
@@ -467,8 +481,9 @@ void fp8(std::vector<OpCase>& v) {
             // Hopper's FP8 tensor cores keep ~14 bits of a running sum inside an MMA
             // (cuBLASLt promotes to f32 between them): on an H100 (2026-12-06) up to 2.5e-4
             // of the largest output; a wrong scale or operand is off by far more.
-            Tensor out = acc ? r.inout("out", DType::F32, {g.N, g.M}, 1.0, 1e-3)
-                             : r.out("out", r.act(), {g.N, g.M});
+            Tensor out = mode == 1   ? r.inout("out", DType::F32, {g.N, g.M}, 1.0, 1e-3)
+                         : mode == 2 ? r.out("out", DType::F32, {g.N, g.M}, 1e-3)
+                                     : r.out("out", r.act(), {g.N, g.M});
             r.be().fp8_matmul(out, a, b, sa, sb, g.fa, g.fb, acc);
           });
     }

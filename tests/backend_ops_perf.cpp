@@ -73,9 +73,9 @@ std::vector<PerfOp> perf_ops(Backend& g, std::vector<bt::Arr>& keep) {
     const Tensor out2 = m.out.view({N, m.O});
     op(cat("matmul_forward ", m.name), 0, fl, L, [=, &g] { g.matmul_forward(out2, m.in, m.w); });
     op(cat("matmul_backward dinp ", m.name), 0, fl, L,
-       [=, &g] { g.matmul_backward(m.din, Tensor(), out2, m.in, m.w, false); });
+       [=, &g] { g.matmul_backward(m.din, Tensor(), out2, m.in, m.w, false, false); });
     op(cat("matmul_backward dweight ", m.name), 0, fl, L,
-       [=, &g] { g.matmul_backward(Tensor(), m.dw, out2, m.in, m.w, false); });
+       [=, &g] { g.matmul_backward(Tensor(), m.dw, out2, m.in, m.w, false, false); });
   }
   op("head_cross_entropy (3 GEMMs + softmax)", 0, 3 * 2.0 * N * C * V, 1,
      [=, &g] { g.head_cross_entropy(losses, dx, dwhead, y, whead, tok, 1.0f / N); });

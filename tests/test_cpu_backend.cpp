@@ -77,7 +77,7 @@ std::map<std::string, FVec> run_every_op(Backend& be) {
   FVec dmx = poisoned(N * I), dmw(size_t(QKV * I), 1.0f);
   be.matmul_forward(tu_tensor(qkv, {B, T, QKV}), tu_tensor(x, {B, T, I}), tu_tensor(w, {QKV, I}));
   be.matmul_backward(tu_tensor(dmx, {N, I}), tu_tensor(dmw, {QKV, I}), tu_tensor(dqkv_in, {N, QKV}),
-                     tu_tensor(x, {N, I}), tu_tensor(w, {QKV, I}), false);
+                     tu_tensor(x, {N, I}), tu_tensor(w, {QKV, I}), false, true);
   r["qkv"] = qkv, r["dmatmul_x"] = dmx, r["dmatmul_w"] = dmw;
 
   FVec cos(size_t(2 * T * D / 2)), sin(cos.size());
@@ -530,10 +530,10 @@ TEST(CpuBackend, EveryOpMatchesTheDoubleTemplates) {
     FVec out = poisoned(N * C), dx = dx0.f, dw(size_t(C * I), 0.0f);
     be->matmul_forward(tu_tensor(out, {N, C}), tu_tensor(x.f, {N, I}), tu_tensor(w.f, {C, I}));
     be->matmul_backward(tu_tensor(dx, {N, I}), tu_tensor(dw, {C, I}), tu_tensor(dy.f, {N, C}),
-                        tu_tensor(x.f, {N, I}), tu_tensor(w.f, {C, I}), true);
+                        tu_tensor(x.f, {N, I}), tu_tensor(w.f, {C, I}), true, true);
     Vec rout(out.size()), rdx = dx0.d, rdw(dw.size(), 0.0);
     cpu::matmul_forward(rout.data(), x.d.data(), w.d.data(), N, I, C);
-    cpu::matmul_backward(rdx.data(), rdw.data(), dy.d.data(), x.d.data(), w.d.data(), N, I, C,
+    cpu::matmul_backward(rdx.data(), rdw.data(), dy.d.data(), x.d.data(), w.d.data(), N, I, C, true,
                          true);
     tu_expect_near(out, rout, rt, 1e-4, "matmul out");
     tu_expect_near(dx, rdx, rt, 1e-4, "matmul dinp");

@@ -174,7 +174,7 @@ TEST(CpuOps, MatmulMatchesNaiveAcrossBlockEdges) {
     }
     Vec dx(size_t(N * I)), dw0 = tu_randn(rng, O * I), dw = dw0;
     tu_poison(dx);
-    cpu::matmul_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), N, I, O, false);
+    cpu::matmul_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), N, I, O, false, true);
     tu_expect_near(dx, naive_matmul(dy, wt, N, O, I), 1e-12, 1e-12, "dinp");
     tu_expect_near(tu_sub(dw, dw0), naive_matmul(dyt, xt, O, N, I), 1e-12, 1e-12, "dweight");
   }
@@ -192,13 +192,19 @@ TEST(CpuOps, MatmulBackwardFiniteDifferences) {
       return tu_dot(out, dy);
     };
     Vec dx0 = tu_randn(rng, N * I), dx = dx0, dw0 = tu_randn(rng, O * I), dw = dw0;
-    cpu::matmul_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), N, I, O, true);
+    cpu::matmul_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), N, I, O, true, true);
     tu_expect_grad(tu_sub(dx, dx0), x, loss, "dinp (accumulated)");
     tu_expect_grad(tu_sub(dw, dw0), w, loss, "dweight");
     // Without accumulate_dinp the old contents are overwritten; null outputs are skipped.
     tu_poison(dx);
-    cpu::matmul_backward<double>(dx.data(), nullptr, dy.data(), x.data(), w.data(), N, I, O, false);
+    cpu::matmul_backward<double>(dx.data(), nullptr, dy.data(), x.data(), w.data(), N, I, O, false,
+                                 false);
     tu_expect_grad(dx, x, loss, "dinp (overwritten)");
+    // Without accumulate_dweight likewise (a step's first backward writes its gradients).
+    tu_poison(dw);
+    cpu::matmul_backward<double>(nullptr, dw.data(), dy.data(), x.data(), w.data(), N, I, O, false,
+                                 false);
+    tu_expect_grad(dw, w, loss, "dweight (overwritten)");
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "backend/backend.h"
@@ -135,6 +136,44 @@ TEST(Model, GradientsAccumulateAcrossMicroBatches) {
   be->download(twice.data(), m.grads());
   for (size_t i = 0; i < once.size(); ++i)
     ASSERT_NEAR(twice[i], 2 * once[i], 1e-5f * (1 + std::fabs(once[i]))) << i;
+}
+
+// zero_grads() leaves the linears' gradients to the next backward to write: whatever a step
+// left in them (here: NaN everywhere but the padding) must not reach the next step's
+// gradients, which equal those accumulated onto zeros, and the padding stays zero.
+TEST(Model, FirstBackwardAfterZeroGradsWritesTheLinearsGradients) {
+  auto be = make_backend("cpu", 2);
+  ModelConfig c = micro_config();
+  LlamaModel fresh(c, *be), reused(c, *be);
+  fresh.init_weights(21);
+  reused.init_weights(21);
+  perturb_norms(fresh, 22);
+  perturb_norms(reused, 22);
+  Batch b1 = random_batch(2, 8, c.vocab_size, 23), b2 = random_batch(2, 8, c.vocab_size, 24);
+  const size_t P = size_t(fresh.layout().total());
+  std::vector<bool> padding(P, true);
+  for (const auto& info : fresh.layout().params())
+    for (int64_t j = 0; j < info.numel(); ++j) padding[size_t(info.offset + j)] = false;
+  // The reference: gradients accumulated onto the zeros the model starts with.
+  fresh.forward_backward(b1.tokens.data(), b1.targets.data(), b1.B, b1.T, 0.5f);
+  fresh.forward_backward(b2.tokens.data(), b2.targets.data(), b2.B, b2.T, 0.5f);
+  std::vector<float> want(P), got(P);
+  be->download(want.data(), fresh.grads());
+  // A step's leftovers: NaN in every parameter's gradient.
+  std::vector<float> stale(P, 0.0f);
+  for (size_t i = 0; i < P; ++i)
+    if (!padding[i]) stale[i] = std::numeric_limits<float>::quiet_NaN();
+  be->upload(reused.grads(), stale.data());
+  reused.zero_grads();
+  reused.forward_backward(b1.tokens.data(), b1.targets.data(), b1.B, b1.T, 0.5f);
+  reused.forward_backward(b2.tokens.data(), b2.targets.data(), b2.B, b2.T, 0.5f);
+  be->download(got.data(), reused.grads());
+  size_t nonzero = 0;
+  for (size_t i = 0; i < P; ++i) {
+    ASSERT_EQ(got[i], want[i]) << "gradient element " << i << (padding[i] ? " (padding)" : "");
+    nonzero += got[i] != 0.0f;
+  }
+  EXPECT_GT(nonzero, P / 2);  // the comparison is not between two zero arrays
 }
 
 TEST(Model, LastLogitsAgreeWithTheLoss) {

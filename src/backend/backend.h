@@ -89,9 +89,10 @@ class Backend {
   // out[N,O] = inp[N,I] @ weight[O,I]^T
   virtual void matmul_forward(Tensor out, Tensor inp, Tensor weight) = 0;
   // dinp[N,I] (= or += when accumulate_dinp) dout[N,O] @ weight[O,I];
-  // dweight[O,I] (f32) += dout^T @ inp. Either output may be empty to skip it.
+  // dweight[O,I] (f32; = or += when accumulate_dweight) dout^T @ inp. Either output may be
+  // empty to skip it. (A step's first backward writes its gradients: no zeroing pass.)
   virtual void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
-                               bool accumulate_dinp) = 0;
+                               bool accumulate_dinp, bool accumulate_dweight) = 0;
 
   // ---- FP8 linear-layer operands (train.precision fp8; core/fp8.h) ----
   // Per-tensor current scaling: amax of the tensor, its codes at s = fp8_scale_for_amax(amax)
@@ -119,7 +120,7 @@ class Backend {
   // history[H, n], the rest [n]: f32; amaxes are non-negative.
   virtual void fp8_amax_roll(Tensor history, Tensor current, Tensor scale_amax, Tensor last,
                              int64_t slot) = 0;
-  // out[N,M] (act; or f32 when accumulate, then +=) = (a[N,K] @ b[M,K]^T) * a_scale_inv *
+  // out[N,M] (act or f32; f32 when accumulate, then +=) = (a[N,K] @ b[M,K]^T) * a_scale_inv *
   // b_scale_inv, a and b u8 codes of formats fa and fb (not both E5M2), sums in f32
   // (E4M3 x E4M3 into act, the forward's product: the GPU's fast accumulation, within act's
   // rounding of the exact sums).

@@ -121,7 +121,8 @@ inline Product matmul(Device dev, DType act, const Tensor& out, const Tensor& a,
   TL_CHECK(!(fa == Fp8Format::E5M2 && fb == Fp8Format::E5M2), op,
            ": E5M2 x E5M2 has no tensor-core product");
   const int64_t N = a.dim(0), M = b.dim(0), K = a.dim(1);
-  expect(op, "out", out, dev, accumulate ? DType::F32 : act);
+  // act or f32 (a gradient written, not added: a step's first backward); f32 to add to.
+  expect(op, "out", out, dev, accumulate || out.dtype == DType::F32 ? DType::F32 : act);
   check_shape(op, "out", out, {N, M});
   scalar(op, "a_scale_inv", a_inv, dev);
   scalar(op, "b_scale_inv", b_inv, dev);

@@ -133,7 +133,7 @@ void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w, 
 }
 
 void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor dout, Tensor inp,
-                          Tensor w, Codes x, Codes dy) {
+                          Tensor w, Codes x, Codes dy, bool accumulate_dw) {
   TL_ASSERT(dinp.ndim() == 2);
   const int64_t N = dinp.dim(0), I = w.dim(1), O = w.dim(0);
   const Tensor sx = scale_inv(l, k, kX), sw = scale_inv(l, k, kW), sdy = scale_inv(l, k, kDy);
@@ -150,7 +150,7 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
   Tensor wt8 = codes(1, {I, O});
   cast(Tensor(), wt8, w, l, k, kW, Fp8Format::E4M3, false);
   be_.fp8_matmul(dinp, dy8, wt8, sdy, sw, Fp8Format::E5M2, Fp8Format::E4M3, false);
-  // wgrad: dw[O,I] += (dy^T)[O,N] . (x^T)[I,N]^T
+  // wgrad: dw[O,I] (+)= (dy^T)[O,N] . (x^T)[I,N]^T
   Tensor xt8 = x.cols;
   if (xt8.empty()) {
     xt8 = codes(1, {I, N});
@@ -159,7 +159,7 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
     else
       be_.fp8_transpose(xt8, x.rows);
   }
-  be_.fp8_matmul(dw, dyt8, xt8, sdy, sx, Fp8Format::E5M2, Fp8Format::E4M3, true);
+  be_.fp8_matmul(dw, dyt8, xt8, sdy, sx, Fp8Format::E5M2, Fp8Format::E4M3, accumulate_dw);
 }
 
 void Fp8Linears::begin_pass() {

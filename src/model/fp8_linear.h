@@ -67,12 +67,13 @@ class Fp8Linears {
   struct Codes {
     Tensor rows, cols;
   };
-  // dinp[N,I] = dout[N,O] @ w; dw[O,I] (f32) += dout^T @ inp. inp and w as in the forward;
+  // dinp[N,I] = dout[N,O] @ w; dw[O,I] (f32) += (= unless accumulate_dw) dout^T @ inp. inp
+  // and w as in the forward;
   // x: inp's codes (input_cast() / quantize_input(); only cols are read, transposed from
   // rows if missing); dy: dout's codes as written with grad_cast() (rows, and cols or a
   // transpose of rows). Operands given as codes are not read as values (and may be empty).
   void backward(int layer, LinearKind k, Tensor dinp, Tensor dw, Tensor dout, Tensor inp, Tensor w,
-                Codes x = {}, Codes dy = {});
+                Codes x = {}, Codes dy = {}, bool accumulate_dw = true);
   // Scratch a caller's producer writes codes into for the very next forward() (`inp_codes`)
   // or backward() (`dy.cols`) of this object: valid until then; nothing else of this class
   // runs in between. Buffers 0 and 2 of scratch_bytes().

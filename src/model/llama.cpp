@@ -191,6 +191,10 @@ LinearKind linear_kind(ParamKind k) {
     default: fail("linear_kind: ", int(k), " is not a layer's linear");
   }
 }
+bool is_linear(ParamKind k) {
+  return k == ParamKind::Wqkv || k == ParamKind::Wo || k == ParamKind::WGateUp ||
+         k == ParamKind::WDown;
+}
 }  // namespace
 
 namespace {
@@ -240,8 +244,9 @@ void LlamaModel::linear_forward(ParamKind k, int l, Tensor out, Tensor inp, Tens
 
 void LlamaModel::linear_backward(ParamKind k, int l, Tensor dinp, Tensor dout, Tensor inp,
                                  Tensor dout_t) {
+  const bool accumulate_dw = !linear_grads_pending_;
   if (!fp8_ || !fp8_->enabled(l, linear_kind(k)))
-    return be_.matmul_backward(dinp, dw(k, l), dout, inp, w(k, l), false);
+    return be_.matmul_backward(dinp, dw(k, l), dout, inp, w(k, l), false, accumulate_dw);
   const bool x8 = input_codes(k, l), dy8 = grad_codes(k, l);
   Fp8Linears::Codes x, dy;
   if (x8 && kept_transposed(k, l))
@@ -250,7 +255,7 @@ void LlamaModel::linear_backward(ParamKind k, int l, Tensor dinp, Tensor dout, T
     x.rows = as_codes(inp);
   if (dy8) dy = {as_codes(dout), dout_t};
   fp8_->backward(l, linear_kind(k), dinp, dw(k, l), dy8 ? Tensor() : dout, x8 ? Tensor() : inp,
-                 w(k, l), x, dy);
+                 w(k, l), x, dy, accumulate_dw);
 }
 
 void LlamaModel::norm(Tensor res_out, Tensor out, Tensor rstd, Tensor inp, Tensor delta,
@@ -366,7 +371,11 @@ void LlamaModel::sync_compute_params() {
 
 void LlamaModel::zero_grads() {
   if (opts_.provider) return opts_.provider->zero_grads();
-  be_.zero(grads());
+  // The linears' gradients are written by the next backward (linear_grads_pending_); the
+  // layout's padding was zeroed with the model and no op writes it.
+  for (const ParamInfo& p : layout_.params())
+    if (!is_linear(p.kind)) be_.zero(dw(p.kind, p.layer));
+  linear_grads_pending_ = true;
 }
 
 void LlamaModel::ensure_acts(int B, int T) {
@@ -533,6 +542,7 @@ LossSum LlamaModel::forward_backward(const int32_t* tokens, const int32_t* targe
   forward(B, T);
   head(true, loss_scale);
   backward(B, T);
+  linear_grads_pending_ = false;  // written: the next micro-batch adds to them
   if (fp8_) fp8_->end_pass();
   return read_losses(B, T, targets);
 }

@@ -63,6 +63,9 @@ class LlamaModel {
   void set_params(const std::vector<float>& host);  // flat [P]; also refreshes compute copy
   std::vector<float> get_params() const;
   void sync_compute_params();  // master -> compute copy (no-op when they are the same)
+  // Gradients to zero before a step's micro-batches. The linears' weight gradients (~90% of
+  // the parameters) are not cleared here: the next forward_backward writes them instead of
+  // adding to them (the ~4 GB clearing pass at 1.1B goes); the rest is set to zero.
   void zero_grads();
 
   // One micro-batch: tokens/targets are host i32 [B*T]. Gradients of
@@ -145,7 +148,9 @@ class LlamaModel {
   ModelOptions opts_;
   ParamLayout layout_;
   Buffer params_, grads_, compute_params_;  // compute_params_ empty when act dtype is f32
-  Buffer rope_cos_, rope_sin_;              // f32 [max_seq_len, D/2]
+  // zero_grads() left the linears' weight gradients to the next backward to write, not add to.
+  bool linear_grads_pending_ = false;
+  Buffer rope_cos_, rope_sin_;  // f32 [max_seq_len, D/2]
   struct ActsDeleter {
     void operator()(Acts* a) const;
   };

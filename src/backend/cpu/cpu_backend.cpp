@@ -258,7 +258,7 @@ class CpuBackend final : public Backend {
                         leading(inp.shape).numel(), I, O);
   }
   void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
-                       bool accumulate_dinp) override {
+                       bool accumulate_dinp, bool accumulate_dweight) override {
     const char* op = "matmul_backward";
     check_f32(op, "weight", weight);
     TL_CHECK(weight.ndim() == 2, op, ": weight must be [O, I], got ", weight.str());
@@ -279,7 +279,7 @@ class CpuBackend final : public Backend {
     ThreadScope ts(threads_);
     cpu::matmul_backward(dinp.ptr<float>(), dweight.ptr<float>(), dout.ptr<float>(),
                          inp.ptr<float>(), weight.ptr<float>(), leading(inp.shape).numel(), I, O,
-                         accumulate_dinp);
+                         accumulate_dinp, accumulate_dweight);
   }
 
   // ---- FP8 operands ----

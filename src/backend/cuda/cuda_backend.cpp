@@ -196,7 +196,7 @@ class CudaBackend final : public Backend {
     gemm_->forward("matmul_forward", out, inp, weight);
   }
   void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
-                       bool accumulate_dinp) override {
+                       bool accumulate_dinp, bool accumulate_dweight) override {
     const char* op = "matmul_backward";
     auto s = prof_->scope(ProfCat::Matmul);
     if (!dinp.empty()) {
@@ -205,7 +205,7 @@ class CudaBackend final : public Backend {
     }
     if (!dweight.empty()) {
       check_shape(op, "dweight", dweight, weight.shape);
-      gemm_->backward_weight(op, dweight, dout, inp);
+      gemm_->backward_weight(op, dweight, dout, inp, accumulate_dweight);
     }
   }
 

@@ -231,12 +231,13 @@ void CublasGemm::backward_input(const char* op, Tensor dinp, Tensor dout, Tensor
        int(s.I), int(s.rows), int(s.O), accumulate ? 1.0f : 0.0f);
 }
 
-void CublasGemm::backward_weight(const char* op, Tensor dw, Tensor dout, Tensor inp) {
+void CublasGemm::backward_weight(const char* op, Tensor dw, Tensor dout, Tensor inp,
+                                 bool accumulate) {
   const LinearDims s = check_linear(op, "inp", inp, dw, DType::F32);
   gpu::check_cuda(op, "dout", dout, DType::BF16);
   check_shape(op, "dout", dout, gpu::with_last(inp.shape, s.O));
   gemm(dw.data, CUDA_R_32F, int(s.I), inp.data, int(s.I), false, dout.data, int(s.O), true,
-       int(s.I), int(s.O), int(s.rows), 1.0f);
+       int(s.I), int(s.O), int(s.rows), accumulate ? 1.0f : 0.0f);
 }
 
 }  // namespace tl::gpu
@@ -257,9 +258,9 @@ void CublasGemm::fp8(const char* op, Tensor out, Tensor a, Tensor b, const float
     return f == Fp8Format::E4M3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
   };
   // Column-major out^T[M,N] = op_T(b^T[K,M]) . a^T[K,N], as forward(): cuBLASLt's A is our b.
-  gemm(out.data, accumulate ? CUDA_R_32F : CUDA_R_16BF, int(M), b.data, int(K), true, a.data,
-       int(K), false, int(M), int(N), int(K), accumulate ? 1.0f : 0.0f, type(fb), type(fa), b_inv,
-       a_inv);
+  gemm(out.data, out.dtype == DType::F32 ? CUDA_R_32F : CUDA_R_16BF, int(M), b.data, int(K), true,
+       a.data, int(K), false, int(M), int(N), int(K), accumulate ? 1.0f : 0.0f, type(fb), type(fa),
+       b_inv, a_inv);
 }
 
 }  // namespace tl::gpu

@@ -34,12 +34,12 @@ class CublasGemm {
   void forward(const char* op, Tensor out, Tensor inp, Tensor w);
   // dinp[rows..., I] (bf16) = (or += when accumulate) dout[rows..., O] @ w[O,I]
   void backward_input(const char* op, Tensor dinp, Tensor dout, Tensor w, bool accumulate);
-  // dw[O,I] (f32) += dout[rows..., O]^T @ inp[rows..., I]
-  void backward_weight(const char* op, Tensor dw, Tensor dout, Tensor inp);
-  // out[N,M] (bf16; f32 += when accumulate) = (a[N,K] @ b[M,K]^T) * *a_inv * *b_inv with a, b
-  // FP8 codes (Backend::fp8_matmul): the forward layout, the only one Hopper's FP8 kernels
-  // take. a_inv, b_inv: device f32 scalars, 16-byte aligned.
-  // Operands as backend/fp8_args.h's matmul() checked them.
+  // dw[O,I] (f32) = (or += when accumulate) dout[rows..., O]^T @ inp[rows..., I]
+  void backward_weight(const char* op, Tensor dw, Tensor dout, Tensor inp, bool accumulate);
+  // out[N,M] (bf16 or f32; f32 += when accumulate) = (a[N,K] @ b[M,K]^T) * *a_inv * *b_inv with a,
+  // b FP8 codes (Backend::fp8_matmul): the forward layout, the only one Hopper's FP8 kernels take.
+  // a_inv, b_inv: device f32 scalars, 16-byte aligned. Operands as backend/fp8_args.h's matmul()
+  // checked them.
   void fp8(const char* op, Tensor out, Tensor a, Tensor b, const float* a_inv, const float* b_inv,
            Fp8Format fa, Fp8Format fb, bool accumulate);
 

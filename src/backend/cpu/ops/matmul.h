@@ -135,12 +135,12 @@ void matmul_forward(T* out, const T* inp, const T* weight, int64_t N, int64_t I,
 }
 
 // dinp: (N, I) (= or +=) dout (N, O) @ weight (O, I); skipped when null.
-// dweight: (O, I) += dout^T @ inp (N, I); skipped when null.
+// dweight: (O, I) (= or +=) dout^T @ inp (N, I); skipped when null.
 template <class T>
 void matmul_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, int64_t N,
-                     int64_t I, int64_t O, bool accumulate_dinp) {
+                     int64_t I, int64_t O, bool accumulate_dinp, bool accumulate_dweight) {
   if (dinp) gemm<T>(dinp, I, {dout, O, 1}, {weight, I, 1}, N, I, O, accumulate_dinp);
-  if (dweight) gemm<T>(dweight, I, {dout, 1, O}, {inp, I, 1}, O, I, N, true);
+  if (dweight) gemm<T>(dweight, I, {dout, 1, O}, {inp, I, 1}, O, I, N, accumulate_dweight);
 }
 
 }  // namespace tl::cpu
