@@ -175,6 +175,44 @@ TEST(Fp8Model, DelayedScalingOnARepeatedBatchIsCurrentScaling) {
   EXPECT_TRUE(std::isnan(run(d, b, B, T).loss));
 }
 
+// The forward's W^T codes kept for the backward (Fp8Options::keep_weights_t, one read of W for
+// both layouts) are the codes the backward would cast itself: the same gradients bit for bit,
+// under both scalings, over passes whose weights change in between; and a forward outside
+// a pass (evaluation) leaves the next pass's backward to the weights of its own forward.
+TEST(Fp8Model, KeptTransposedWeightsAreTheBackwardsOwnCast) {
+  auto be = make_backend("cpu", 2);
+  const ModelConfig c = small_model();
+  const int B = 2, T = 16;
+  const Batch b = batch(B, T);
+  for (Fp8Scaling s : {Fp8Scaling::Current, Fp8Scaling::Delayed}) {
+    ModelOptions keep, cast;
+    keep.fp8 = cast.fp8 = true;
+    keep.fp8_options.scaling = cast.fp8_options.scaling = s;
+    cast.fp8_options.keep_weights_t = false;
+    LlamaModel k(c, *be, keep), n(c, *be, cast);
+    k.init_weights(5);
+    n.init_weights(5);
+    std::vector<float> w = k.get_params();
+    for (int pass = 0; pass < 3; ++pass) {
+      const Pass want = run(n, b, B, T), got = run(k, b, B, T);
+      EXPECT_EQ(got.loss, want.loss) << fp8_scaling_name(s) << ", pass " << pass;
+      EXPECT_EQ(got.grads, want.grads) << fp8_scaling_name(s) << ", pass " << pass;
+      EXPECT_NE(got.grads, std::vector<float>(got.grads.size(), 0.0f));
+      for (float& x : w) x *= 0.9f;  // new weights, as after an optimizer step
+      k.set_params(w);
+      n.set_params(w);
+      // An evaluation forward in between, with other weights than the next pass's.
+      std::vector<float> other = w;
+      for (float& x : other) x *= 3.0f;
+      k.set_params(other);
+      k.forward_loss(b.tokens.data(), b.targets.data(), B, T);
+      k.set_params(w);
+    }
+  }
+  // Two layers of qkv [128, 64], wo [64, 64], gate_up [256, 64] and down [64, 128], a byte each.
+  EXPECT_EQ(Fp8Linears::kept_bytes(c), size_t(2 * (128 * 64 + 64 * 64 + 256 * 64 + 64 * 128)));
+}
+
 // qkv's, gate_up's and down's inputs are kept as 1-byte codes only, beside one act scratch
 // each for the values a cast reads: at the 1.1B shape, micro-batch 8 x 2048, that is 3.0 GiB
 // of activations less than bf16 (what brings FP8 under the 40 GiB of bf16). With recompute

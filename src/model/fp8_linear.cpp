@@ -2,11 +2,22 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace tl {
 
 namespace {
 constexpr size_t kScalarStride = 256;  // bytes between two scalars
+// A linear's weight shape {O, I}.
+std::pair<int64_t, int64_t> weight_dims(const ModelConfig& cfg, LinearKind k) {
+  switch (k) {
+    case LinearKind::Qkv: return {cfg.qkv_dim(), cfg.dim};
+    case LinearKind::Wo: return {cfg.dim, cfg.dim};
+    case LinearKind::GateUp: return {2 * cfg.ffn_dim, cfg.dim};
+    case LinearKind::Down: return {cfg.dim, cfg.ffn_dim};
+  }
+  return {0, 0};
+}
 }  // namespace
 
 const char* linear_kind_name(LinearKind k) {
@@ -46,6 +57,7 @@ Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts)
     : be_(be),
       layers_(cfg.n_layers),
       opts_(opts),
+      weights_t_ready_(size_t(cfg.n_layers) * kLinearKinds, false),
       enabled_(size_t(cfg.n_layers) * kLinearKinds, true) {
   TL_CHECK(opts_.amax_history >= 1 && opts_.amax_history <= 4096,
            "fp8: the amax history must hold 1 to 4096 passes, got ", opts_.amax_history);
@@ -59,6 +71,16 @@ Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts)
     history_ = Buffer(be_, size_t(opts_.amax_history) * n * f32);
     be_.zero(history_.tensor(DType::F32, {opts_.amax_history, tensors()}));
   }
+  if (opts_.keep_weights_t) {
+    size_t off = 0;
+    for (int l = 0; l < cfg.n_layers; ++l)
+      for (int k = 0; k < kLinearKinds; ++k) {
+        weights_t_offset_.push_back(off);
+        const auto [O, I] = weight_dims(cfg, LinearKind(k));
+        off += round_up_256(size_t(O * I));
+      }
+    weights_t_offset_.push_back(off);  // the total
+  }
 }
 
 size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
@@ -70,6 +92,15 @@ size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
   const int64_t b1 = std::max({N * std::max(C, F), Q * C, 2 * F * C});
   const int64_t b2 = N * std::max({C, Q, 2 * F});
   return size_t(b0 + b1 + b2);
+}
+
+size_t Fp8Linears::kept_bytes(const ModelConfig& cfg) {
+  size_t layer = 0;
+  for (int k = 0; k < kLinearKinds; ++k) {
+    const auto [O, I] = weight_dims(cfg, LinearKind(k));
+    layer += round_up_256(size_t(O * I));
+  }
+  return layer * size_t(cfg.n_layers);
 }
 
 Tensor Fp8Linears::at(const Buffer& b, int layer, LinearKind k, Role r) const {
@@ -127,7 +158,15 @@ void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w, 
     cast(x8, Tensor(), inp, l, k, kX, Fp8Format::E4M3, true);
   }
   Tensor w8 = codes(1, {O, I});
-  cast(w8, Tensor(), w, l, k, kW, Fp8Format::E4M3, true);
+  // In a training pass, W^T for the backward from the same read (bit for bit the codes the
+  // backward would cast: same tensor, same scale).
+  Tensor wt8;
+  if (in_pass_ && opts_.keep_weights_t) {
+    if (!weights_t_.data()) weights_t_ = Buffer(be_, weights_t_offset_.back());
+    wt8 = weights_t_.tensor(DType::U8, {I, O}, weights_t_offset_[slot(l, k)]);
+    weights_t_ready_[slot(l, k)] = true;
+  }
+  cast(w8, wt8, w, l, k, kW, Fp8Format::E4M3, true);
   be_.fp8_matmul(out, x8, w8, scale_inv(l, k, kX), scale_inv(l, k, kW), Fp8Format::E4M3,
                  Fp8Format::E4M3, false);
 }
@@ -146,9 +185,15 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
   } else if (dy.cols.empty()) {
     be_.fp8_transpose(dyt8, dy8);
   }
-  // dgrad: dinp[N,I] = dy8[N,O] . (W^T)[I,O]^T
-  Tensor wt8 = codes(1, {I, O});
-  cast(Tensor(), wt8, w, l, k, kW, Fp8Format::E4M3, false);
+  // dgrad: dinp[N,I] = dy8[N,O] . (W^T)[I,O]^T, W^T as the forward kept it or cast now
+  Tensor wt8;
+  if (weights_t_ready_[slot(l, k)]) {
+    wt8 = weights_t_.tensor(DType::U8, {I, O}, weights_t_offset_[slot(l, k)]);
+    weights_t_ready_[slot(l, k)] = false;
+  } else {
+    wt8 = codes(1, {I, O});
+    cast(Tensor(), wt8, w, l, k, kW, Fp8Format::E4M3, false);
+  }
   be_.fp8_matmul(dinp, dy8, wt8, sdy, sw, Fp8Format::E5M2, Fp8Format::E4M3, false);
   // wgrad: dw[O,I] (+)= (dy^T)[O,N] . (x^T)[I,N]^T
   Tensor xt8 = x.cols;
@@ -163,10 +208,13 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
 }
 
 void Fp8Linears::begin_pass() {
+  in_pass_ = true;
+  std::fill(weights_t_ready_.begin(), weights_t_ready_.end(), false);
   if (delayed_now()) be_.zero(current_.tensor(DType::F32, {tensors()}));
 }
 
 void Fp8Linears::end_pass() {
+  in_pass_ = false;
   if (opts_.scaling != Fp8Scaling::Delayed) return;
   be_.fp8_amax_roll(history_.tensor(DType::F32, {opts_.amax_history, tensors()}),
                     current_.tensor(DType::F32, {tensors()}),

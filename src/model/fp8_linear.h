@@ -42,6 +42,10 @@ enum class Fp8Scaling { Current, Delayed };
 struct Fp8Options {
   Fp8Scaling scaling = Fp8Scaling::Current;
   int amax_history = 16;  // delayed: passes whose amaxes the scale takes the max of
+  // A training pass's forward casts each weight in both layouts from one read and keeps W^T
+  // for the backward's dgrad (one byte a linear weight: Fp8Linears::kept_bytes). Off where
+  // the weights are sharded and gathered per unit (FSDP): that memory would not be sharded.
+  bool keep_weights_t = true;
 };
 const char* fp8_scaling_name(Fp8Scaling s);                 // "current", "delayed"
 Fp8Scaling fp8_scaling_from_name(const std::string& name);  // throws naming the choices
@@ -57,6 +61,8 @@ class Fp8Linears {
   Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts = {});
   // Device memory the codes of a micro-batch of N tokens take (three scratch buffers).
   static size_t scratch_bytes(const ModelConfig& cfg, int64_t N);
+  // Device memory of the kept W^T codes (Fp8Options::keep_weights_t): every layer's four.
+  static size_t kept_bytes(const ModelConfig& cfg);
 
   // out[N,O] = inp[N,I] @ w[O,I]^T. inp_codes (u8 [N,I], optional): inp's codes as its
   // producer wrote them with input_cast() or quantize_input() made them; inp is then not
@@ -146,6 +152,12 @@ class Fp8Linears {
   Buffer scale_amax_;  // [tensors]: delayed: the max over the history
   Buffer scale_inv_;   // per tensor, 256 bytes apart
   Buffer codes_[3];    // grown to the largest operand seen
+  // keep_weights_t: [layer][kind] W^T codes [I, O], 256-byte aligned, allocated by the first
+  // training forward; ready while the pass's forward has cast them and its backward not yet read.
+  Buffer weights_t_;
+  std::vector<size_t> weights_t_offset_;
+  std::vector<bool> weights_t_ready_;
+  bool in_pass_ = false;  // between begin_pass() and end_pass()
   std::vector<bool> enabled_;
   int64_t passes_ = 0;  // training passes rolled into the history
   int64_t fallbacks_ = 0;

@@ -178,7 +178,11 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& be, ModelOptions opts)
   rope_sin_ = Buffer(be_, s.size() * 4);
   be_.upload(rope_cos_.tensor(DType::F32, {cfg_.max_seq_len, half}), c.data());
   be_.upload(rope_sin_.tensor(DType::F32, {cfg_.max_seq_len, half}), s.data());
-  if (opts_.fp8) fp8_ = std::make_unique<Fp8Linears>(be_, cfg_, opts_.fp8_options);
+  if (opts_.fp8) {
+    Fp8Options fo = opts_.fp8_options;
+    fo.keep_weights_t = fo.keep_weights_t && !opts_.provider;  // gathered per unit: not kept
+    fp8_ = std::make_unique<Fp8Linears>(be_, cfg_, fo);
+  }
 }
 
 namespace {

@@ -72,7 +72,7 @@ void head_cross_entropy(Tensor losses, Tensor dx, Tensor dweight, Tensor x, Tens
     if (!grad) continue;
     auto s = prof.scope(ProfCat::Matmul);
     gemm.backward_input(op, dx2.rows(r0, r1), z, weight, false);
-    if (grad_w) gemm.backward_weight(op, dweight, z, xc);
+    if (grad_w) gemm.backward_weight(op, dweight, z, xc, /*accumulate=*/true);
   }
 }
 
