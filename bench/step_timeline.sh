@@ -28,3 +28,5 @@ for config in ${CONFIGS:---precision=bf16 --precision=fp8,--fp8-scaling=delayed}
   gzip -f "$OUT/step_$name.csv"
 done
 nvidia-smi --query-gpu=clocks.sm,power.draw --format=csv,noheader
+# One file back instead of four a configuration (a call returns a limited number of files).
+(cd "$OUT" && tar -cf step_timeline.tar --remove-files -- step_* summary_* grids_* 2>/dev/null)

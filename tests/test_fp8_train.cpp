@@ -176,10 +176,11 @@ TEST(Fp8Model, DelayedScalingOnARepeatedBatchIsCurrentScaling) {
 }
 
 // The forward's W^T codes kept for the backward (Fp8Options::keep_weights_t, one read of W for
-// both layouts) are the codes the backward would cast itself: the same gradients bit for bit,
+// both layouts), and wo's x^T likewise (keep_wo_input_t), are the codes the backward would
+// cast itself: the same gradients bit for bit,
 // under both scalings, over passes whose weights change in between; and a forward outside
 // a pass (evaluation) leaves the next pass's backward to the weights of its own forward.
-TEST(Fp8Model, KeptTransposedWeightsAreTheBackwardsOwnCast) {
+TEST(Fp8Model, KeptTransposedOperandsAreTheBackwardsOwnCasts) {
   auto be = make_backend("cpu", 2);
   const ModelConfig c = small_model();
   const int B = 2, T = 16;
@@ -188,7 +189,7 @@ TEST(Fp8Model, KeptTransposedWeightsAreTheBackwardsOwnCast) {
     ModelOptions keep, cast;
     keep.fp8 = cast.fp8 = true;
     keep.fp8_options.scaling = cast.fp8_options.scaling = s;
-    cast.fp8_options.keep_weights_t = false;
+    cast.fp8_options.keep_weights_t = cast.fp8_options.keep_wo_input_t = false;
     LlamaModel k(c, *be, keep), n(c, *be, cast);
     k.init_weights(5);
     n.init_weights(5);
@@ -211,6 +212,7 @@ TEST(Fp8Model, KeptTransposedWeightsAreTheBackwardsOwnCast) {
   }
   // Two layers of qkv [128, 64], wo [64, 64], gate_up [256, 64] and down [64, 128], a byte each.
   EXPECT_EQ(Fp8Linears::kept_bytes(c), size_t(2 * (128 * 64 + 64 * 64 + 256 * 64 + 64 * 128)));
+  EXPECT_EQ(Fp8Linears::kept_input_bytes(c, B * T), size_t(2 * 64 * B * T));
 }
 
 // qkv's, gate_up's and down's inputs are kept as 1-byte codes only, beside one act scratch

@@ -58,6 +58,7 @@ Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts)
       layers_(cfg.n_layers),
       opts_(opts),
       weights_t_ready_(size_t(cfg.n_layers) * kLinearKinds, false),
+      wo_input_t_ready_(size_t(cfg.n_layers), false),
       enabled_(size_t(cfg.n_layers) * kLinearKinds, true) {
   TL_CHECK(opts_.amax_history >= 1 && opts_.amax_history <= 4096,
            "fp8: the amax history must hold 1 to 4096 passes, got ", opts_.amax_history);
@@ -101,6 +102,10 @@ size_t Fp8Linears::kept_bytes(const ModelConfig& cfg) {
     layer += round_up_256(size_t(O * I));
   }
   return layer * size_t(cfg.n_layers);
+}
+
+size_t Fp8Linears::kept_input_bytes(const ModelConfig& cfg, int64_t N) {
+  return round_up_256(size_t(cfg.dim * N)) * size_t(cfg.n_layers);
 }
 
 Tensor Fp8Linears::at(const Buffer& b, int layer, LinearKind k, Role r) const {
@@ -155,7 +160,18 @@ void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w, 
   Tensor x8 = inp_codes;
   if (x8.empty()) {
     x8 = codes(0, {N, I});
-    cast(x8, Tensor(), inp, l, k, kX, Fp8Format::E4M3, true);
+    // wo's input in a training pass: x^T for wgrad from the same read (as for W^T below).
+    Tensor xt8;
+    if (k == LinearKind::Wo && in_pass_ && opts_.keep_wo_input_t) {
+      const size_t each = round_up_256(size_t(N * I));
+      if (wo_inputs_t_.bytes() < each * size_t(layers_)) {
+        wo_inputs_t_ = Buffer();  // free first: 0.7 GB at 1.1B, micro-batch 8 x 2048
+        wo_inputs_t_ = Buffer(be_, each * size_t(layers_));
+      }
+      xt8 = wo_inputs_t_.tensor(DType::U8, {I, N}, each * size_t(l));
+      wo_input_t_ready_[size_t(l)] = true;
+    }
+    cast(x8, xt8, inp, l, k, kX, Fp8Format::E4M3, true);
   }
   Tensor w8 = codes(1, {O, I});
   // In a training pass, W^T for the backward from the same read (bit for bit the codes the
@@ -197,7 +213,10 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
   be_.fp8_matmul(dinp, dy8, wt8, sdy, sw, Fp8Format::E5M2, Fp8Format::E4M3, false);
   // wgrad: dw[O,I] (+)= (dy^T)[O,N] . (x^T)[I,N]^T
   Tensor xt8 = x.cols;
-  if (xt8.empty()) {
+  if (xt8.empty() && k == LinearKind::Wo && wo_input_t_ready_[size_t(l)]) {
+    xt8 = wo_inputs_t_.tensor(DType::U8, {I, N}, round_up_256(size_t(N * I)) * size_t(l));
+    wo_input_t_ready_[size_t(l)] = false;
+  } else if (xt8.empty()) {
     xt8 = codes(1, {I, N});
     if (x.rows.empty())
       cast(Tensor(), xt8, inp, l, k, kX, Fp8Format::E4M3, false);
@@ -210,6 +229,7 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
 void Fp8Linears::begin_pass() {
   in_pass_ = true;
   std::fill(weights_t_ready_.begin(), weights_t_ready_.end(), false);
+  std::fill(wo_input_t_ready_.begin(), wo_input_t_ready_.end(), false);
   if (delayed_now()) be_.zero(current_.tensor(DType::F32, {tensors()}));
 }
 

@@ -46,6 +46,10 @@ struct Fp8Options {
   // for the backward's dgrad (one byte a linear weight: Fp8Linears::kept_bytes). Off where
   // the weights are sharded and gathered per unit (FSDP): that memory would not be sharded.
   bool keep_weights_t = true;
+  // Likewise wo's input (attention's output, which the model keeps in the compute dtype for
+  // attention's backward): cast in both layouts in the forward, x^T kept for wgrad
+  // (kept_input_bytes: one byte an element of every layer's [N, dim]).
+  bool keep_wo_input_t = true;
 };
 const char* fp8_scaling_name(Fp8Scaling s);                 // "current", "delayed"
 Fp8Scaling fp8_scaling_from_name(const std::string& name);  // throws naming the choices
@@ -63,6 +67,8 @@ class Fp8Linears {
   static size_t scratch_bytes(const ModelConfig& cfg, int64_t N);
   // Device memory of the kept W^T codes (Fp8Options::keep_weights_t): every layer's four.
   static size_t kept_bytes(const ModelConfig& cfg);
+  // Device memory of wo's kept x^T codes (Fp8Options::keep_wo_input_t) at N tokens.
+  static size_t kept_input_bytes(const ModelConfig& cfg, int64_t N);
 
   // out[N,O] = inp[N,I] @ w[O,I]^T. inp_codes (u8 [N,I], optional): inp's codes as its
   // producer wrote them with input_cast() or quantize_input() made them; inp is then not
@@ -157,6 +163,9 @@ class Fp8Linears {
   Buffer weights_t_;
   std::vector<size_t> weights_t_offset_;
   std::vector<bool> weights_t_ready_;
+  // keep_wo_input_t: [layer] wo's x^T codes [dim, N], grown to the largest N; ready likewise.
+  Buffer wo_inputs_t_;
+  std::vector<bool> wo_input_t_ready_;
   bool in_pass_ = false;  // between begin_pass() and end_pass()
   std::vector<bool> enabled_;
   int64_t passes_ = 0;  // training passes rolled into the history
