@@ -37,7 +37,19 @@ command -v ccache >/dev/null &&
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTL_CUDA=ON -DTL_CUDA_ARCHS=90 \
   "${launcher[@]}" >/dev/null
+started=$(mktemp)  # a source edited during the build can leave objects of both versions
 CCACHE_BASEDIR=$PWD/.. cmake --build build-gpu -j "$(nproc)" --target "${targets[@]}"
+# (2026-12-07: a header edited mid-build gave a test binary whose objects disagreed on a
+# class's layout; it crashed on the GPU machine.) Refuse to pack such a build: touch the
+# edited files and run this again, which rebuilds everything that includes them.
+edited=$(find src tests bench tools CMakeLists.txt -newer "$started" -type f \
+  \( -name '*.h' -o -name '*.cuh' -o -name '*.cpp' -o -name '*.cu' -o -name CMakeLists.txt \) | head -5)
+rm -f "$started"
+if [ -n "$edited" ]; then
+  echo "edited during the build (not packed): $edited"
+  echo "run: touch $edited && tools/gpu/make_carry.sh"
+  exit 1
+fi
 
 # The binaries travel packed (gzip; ~3.4x smaller): the call's 64 MiB counts the tracked files
 # too, and five sm_90 binaries alone are ~60 MB. The round scripts unpack .carry/bin.tgz into
