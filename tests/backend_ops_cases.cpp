@@ -149,23 +149,26 @@ void matmul(std::vector<OpCase>& v) {
       Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws);
       r.be().matmul_forward(r.out("out", r.act(), {k.N, k.O}), inp, w);
     });
-    // Both outputs written (a step's first backward), both added to, and dinp alone.
-    for (int mode : {0, 1, 2})
-      add(v,
-          mode == 0   ? "matmul_backward"
-          : mode == 1 ? "matmul_backward (+=)"
-                      : "matmul_backward (dinp +=)",
-          sh, k.big, [=](OpRun& r) {
-            Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws),
-                   dout = r.in_act({k.N, k.O});
-            const bool acc = mode != 0;
-            Tensor dinp =
-                acc ? r.inout("dinp", r.act(), {k.N, k.I}) : r.out("dinp", r.act(), {k.N, k.I});
-            Tensor dw = mode == 2 ? Tensor()
-                        : acc     ? r.inout("dweight", DType::F32, {k.O, k.I})
-                                  : r.out("dweight", DType::F32, {k.O, k.I});
-            r.be().matmul_backward(dinp, dw, dout, inp, w, acc, acc);
-          });
+    // dinp and dweight each written or added to (= =: a step's first backward; = +=: the
+    // micro-batches after it; += +=), and dinp += alone.
+    struct M {
+      const char* name;
+      bool acc_dinp, has_dw, acc_dw;
+    };
+    for (M m : {M{"matmul_backward", false, true, false},
+                M{"matmul_backward (dweight +=)", false, true, true},
+                M{"matmul_backward (+=)", true, true, true},
+                M{"matmul_backward (dinp +=)", true, false, false}})
+      add(v, m.name, sh, k.big, [=](OpRun& r) {
+        Tensor inp = r.in_act({k.N, k.I}), w = r.in_act({k.O, k.I}, ws),
+               dout = r.in_act({k.N, k.O});
+        Tensor dinp =
+            m.acc_dinp ? r.inout("dinp", r.act(), {k.N, k.I}) : r.out("dinp", r.act(), {k.N, k.I});
+        Tensor dw = !m.has_dw  ? Tensor()
+                    : m.acc_dw ? r.inout("dweight", DType::F32, {k.O, k.I})
+                               : r.out("dweight", DType::F32, {k.O, k.I});
+        r.be().matmul_backward(dinp, dw, dout, inp, w, m.acc_dinp, m.acc_dw);
+      });
   }
   // decode_linear: few rows (CUDA's fused kernel: 1, 3, 8), more (12: the separate ops) and
   // I % 8 != 0 (the separate ops too), every input kind without, with and in place of the

@@ -5,7 +5,7 @@
 // One linear, with s = scale from the tensor's amax (backend.h, fp8_quantize):
 //   forward  out[N,O] = x[N,I] . W[O,I]^T          codes x8 [N,I], w8 [O,I]
 //   dgrad    dx[N,I]  = dy[N,O] . W               codes dy8 [N,O], W^T [I,O]
-//   wgrad    dW[O,I] += dy^T[O,N] . x[N,I]        codes dy^T [O,N], x^T [I,N]
+//   wgrad    dW[O,I] (+)= dy^T[O,N] . x[N,I]      codes dy^T [O,N], x^T [I,N]
 // Hopper's FP8 products take K-contiguous operands only (TN), hence the transposed codes;
 // the backward reuses the forward's amaxes of x and W (the same tensors).
 //
@@ -43,8 +43,9 @@ struct Fp8Options {
   Fp8Scaling scaling = Fp8Scaling::Current;
   int amax_history = 16;  // delayed: passes whose amaxes the scale takes the max of
   // A training pass's forward casts each weight in both layouts from one read and keeps W^T
-  // for the backward's dgrad (one byte a linear weight: Fp8Linears::kept_bytes). Off where
-  // the weights are sharded and gathered per unit (FSDP): that memory would not be sharded.
+  // for the backward's dgrad (one byte a linear weight: Fp8Linears::kept_bytes). The model
+  // turns it off where a ParamProvider (FSDP) supplies the weights: gathered per unit, they
+  // are not kept whole between forward and backward.
   bool keep_weights_t = true;
   // Likewise wo's input (attention's output, which the model keeps in the compute dtype for
   // attention's backward): cast in both layouts in the forward, x^T kept for wgrad
@@ -120,6 +121,9 @@ class Fp8Linears {
   // a pass (evaluation) use the scales without adding to the history.
   void begin_pass();
   void end_pass();
+  // A pass that did not finish (an exception between begin_pass and end_pass): nothing is
+  // rolled into the history and later forwards are evaluation forwards again.
+  void cancel_pass() { in_pass_ = false; }
 
   // [layer][kind]: the amaxes the last training pass measured (under current scaling, the
   // last forward's x and w). Downloaded: a host sync, for log intervals.

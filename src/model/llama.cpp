@@ -543,9 +543,14 @@ LossSum LlamaModel::forward_backward(const int32_t* tokens, const int32_t* targe
                                      float loss_scale) {
   upload_batch(tokens, targets, B, T);
   if (fp8_) fp8_->begin_pass();
-  forward(B, T);
-  head(true, loss_scale);
-  backward(B, T);
+  try {
+    forward(B, T);
+    head(true, loss_scale);
+    backward(B, T);
+  } catch (...) {
+    if (fp8_) fp8_->cancel_pass();  // no half pass in the amax history or the kept codes
+    throw;
+  }
   linear_grads_pending_ = false;  // written: the next micro-batch adds to them
   if (fp8_) fp8_->end_pass();
   return read_losses(B, T, targets);

@@ -69,7 +69,8 @@ class LlamaModel {
   void zero_grads();
 
   // One micro-batch: tokens/targets are host i32 [B*T]. Gradients of
-  // loss_scale * sum(token losses) accumulate into grads().
+  // loss_scale * sum(token losses) accumulate into grads() (the linears' are written by the
+  // first call after zero_grads(): until then grads() holds their old values).
   LossSum forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
                            float loss_scale);
   // Evaluation: the loss only.

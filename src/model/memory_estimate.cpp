@@ -34,9 +34,12 @@ MemoryEstimate estimate_training_memory(const ModelConfig& cfg, int micro_batch,
       std::min<size_t>(N, 8192) * size_t(cfg.vocab_size) * dtype_size(compute);
   const size_t lent = 3 * N * size_t(cfg.ffn_dim) * dtype_size(compute);
   e.workspace = (head_chunk <= lent ? 0 : head_chunk) + (32u << 20) + N * size_t(cfg.dim) * 4;
-  if (fp8)
-    e.workspace += Fp8Linears::scratch_bytes(cfg, int64_t(N)) + Fp8Linears::kept_bytes(cfg) +
-                   Fp8Linears::kept_input_bytes(cfg, int64_t(N));
+  // FP8: the codes' scratch and the kept W^T (not kept under FSDP: this single-device
+  // estimate counts it anyway) in workspace; wo's kept x^T grows with the micro-batch.
+  if (fp8) {
+    e.workspace += Fp8Linears::scratch_bytes(cfg, int64_t(N)) + Fp8Linears::kept_bytes(cfg);
+    e.activations += Fp8Linears::kept_input_bytes(cfg, int64_t(N));
+  }
   return e;
 }
 

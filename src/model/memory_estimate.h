@@ -18,7 +18,8 @@ struct MemoryEstimate {
   size_t total() const { return weights + gradients + optimizer + activations + workspace; }
 };
 
-// fp8: train.precision fp8 (the FP8 codes' scratch, model/fp8_linear.h, in workspace).
+// fp8: train.precision fp8 (model/fp8_linear.h: the codes' scratch and the kept W^T in
+// workspace, wo's kept x^T in activations).
 MemoryEstimate estimate_training_memory(const ModelConfig& cfg, int micro_batch, int seq_len,
                                         DType compute, bool recompute, bool fp8 = false);
 // Throws a message with the estimate, what the device has and the knobs, when
