@@ -3,7 +3,8 @@
 training steps: where one optimizer step's device time goes, kernel kind by kernel kind.
 
 Steps are cut at the AdamW update kernel (one a step: the bench takes one optimizer step per
-micro-batch); the first WARMUP steps are dropped. Per kernel kind (demangled name; with
+micro-batch); the first WARMUP steps are dropped, and the last DROP_LAST (1: `bench`'s last
+step records CUDA events around every op for its phase table). Per kernel kind (demangled name; with
 --grids, name and grid, which tells the GEMM shapes apart) the mean over the kept steps of
   ms      the kernels' summed duration in a step,
   calls   how many ran in a step,
@@ -11,7 +12,7 @@ and the step's span (the first kernel's start to the AdamW kernel's end), the ti
 ran (the span less the union of kernel intervals: launch gaps, host syncs) and the sum of
 durations (above the busy time where kernels overlapped).
 
-  bench/step_timeline.py TIMELINE.csv [--grids] [--warmup 2] [--top 40]
+  bench/step_timeline.py TIMELINE.csv [--grids] [--warmup 2] [--drop-last 1] [--top 40]
 """
 import argparse
 import collections
@@ -26,6 +27,7 @@ def main():
     ap.add_argument("csv")
     ap.add_argument("--grids", action="store_true", help="kinds by name and grid")
     ap.add_argument("--warmup", type=int, default=2, help="steps dropped at the start")
+    ap.add_argument("--drop-last", type=int, default=1, help="steps dropped at the end")
     ap.add_argument("--top", type=int, default=40, help="kinds listed")
     args = ap.parse_args()
 
@@ -38,9 +40,11 @@ def main():
     rows.sort()
     names = demangle(sorted({r[3] for r in rows}))
     ends = [i for i, r in enumerate(rows) if "adamw" in names[r[3]].lower()]
-    if len(ends) <= args.warmup + 1:
-        sys.exit(f"{len(ends)} AdamW kernels in {args.csv}: too few steps after {args.warmup} warm-up")
     steps = [(ends[i - 1] + 1, ends[i] + 1) for i in range(args.warmup + 1, len(ends))]
+    steps = steps[: len(steps) - args.drop_last]
+    if not steps:
+        sys.exit(f"{len(ends)} AdamW kernels in {args.csv}: no step left after {args.warmup} "
+                 f"warm-up and {args.drop_last} at the end")
 
     per_kind = collections.defaultdict(lambda: [0.0, 0])  # kind -> [ms, calls] over kept steps
     spans, idle, summed = [], [], []
@@ -65,7 +69,7 @@ def main():
 
     n = len(steps)
     mean = lambda v: sum(v) / len(v)
-    print(f"{n} steps after {args.warmup} warm-up: span {mean(spans):.2f} ms "
+    print(f"{n} steps ({args.warmup} warm-up and the last {args.drop_last} left out): span {mean(spans):.2f} ms "
           f"(min {min(spans):.2f}), no kernel running {mean(idle):.2f} ms, "
           f"kernel durations summed {mean(summed):.2f} ms")
     print(f"{'ms/step':>9s} {'%':>6s} {'calls':>6s} {'us/call':>8s}  kind")
