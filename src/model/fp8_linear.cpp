@@ -1,6 +1,7 @@
 #include "model/fp8_linear.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <utility>
 
@@ -17,6 +18,16 @@ std::pair<int64_t, int64_t> weight_dims(const ModelConfig& cfg, LinearKind k) {
     case LinearKind::Down: return {cfg.dim, cfg.ffn_dim};
   }
   return {0, 0};
+}
+// Where the kept W^T codes of a layer's kinds start within the layer's share of the buffer
+// (256-byte aligned); [kLinearKinds]: the share (every layer's shapes are the same).
+std::array<size_t, kLinearKinds + 1> weights_t_layout(const ModelConfig& cfg) {
+  std::array<size_t, kLinearKinds + 1> at{};
+  for (int k = 0; k < kLinearKinds; ++k) {
+    const auto [O, I] = weight_dims(cfg, LinearKind(k));
+    at[size_t(k) + 1] = at[size_t(k)] + round_up_256(size_t(O * I));
+  }
+  return at;
 }
 }  // namespace
 
@@ -57,6 +68,7 @@ Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts)
     : be_(be),
       layers_(cfg.n_layers),
       opts_(opts),
+      weights_t_layout_(weights_t_layout(cfg)),
       weights_t_ready_(size_t(cfg.n_layers) * kLinearKinds, false),
       wo_input_t_ready_(size_t(cfg.n_layers), false),
       enabled_(size_t(cfg.n_layers) * kLinearKinds, true) {
@@ -72,16 +84,6 @@ Fp8Linears::Fp8Linears(Backend& be, const ModelConfig& cfg, Fp8Options opts)
     history_ = Buffer(be_, size_t(opts_.amax_history) * n * f32);
     be_.zero(history_.tensor(DType::F32, {opts_.amax_history, tensors()}));
   }
-  if (opts_.keep_weights_t) {
-    size_t off = 0;
-    for (int l = 0; l < cfg.n_layers; ++l)
-      for (int k = 0; k < kLinearKinds; ++k) {
-        weights_t_offset_.push_back(off);
-        const auto [O, I] = weight_dims(cfg, LinearKind(k));
-        off += round_up_256(size_t(O * I));
-      }
-    weights_t_offset_.push_back(off);  // the total
-  }
 }
 
 size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
@@ -96,16 +98,20 @@ size_t Fp8Linears::scratch_bytes(const ModelConfig& cfg, int64_t N) {
 }
 
 size_t Fp8Linears::kept_bytes(const ModelConfig& cfg) {
-  size_t layer = 0;
-  for (int k = 0; k < kLinearKinds; ++k) {
-    const auto [O, I] = weight_dims(cfg, LinearKind(k));
-    layer += round_up_256(size_t(O * I));
-  }
-  return layer * size_t(cfg.n_layers);
+  return weights_t_layout(cfg)[kLinearKinds] * size_t(cfg.n_layers);
 }
 
 size_t Fp8Linears::kept_input_bytes(const ModelConfig& cfg, int64_t N) {
   return round_up_256(size_t(cfg.dim * N)) * size_t(cfg.n_layers);
+}
+
+Tensor Fp8Linears::kept_weight_t(int l, LinearKind k, int64_t I, int64_t O) const {
+  const size_t off = weights_t_layout_[kLinearKinds] * size_t(l) + weights_t_layout_[size_t(k)];
+  return weights_t_.tensor(DType::U8, {I, O}, off);
+}
+
+Tensor Fp8Linears::kept_wo_input_t(int l, int64_t N, int64_t I) const {
+  return wo_inputs_t_.tensor(DType::U8, {I, N}, round_up_256(size_t(N * I)) * size_t(l));
 }
 
 Tensor Fp8Linears::at(const Buffer& b, int layer, LinearKind k, Role r) const {
@@ -163,12 +169,12 @@ void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w, 
     // wo's input in a training pass: x^T for wgrad from the same read (as for W^T below).
     Tensor xt8;
     if (k == LinearKind::Wo && in_pass_ && opts_.keep_wo_input_t) {
-      const size_t each = round_up_256(size_t(N * I));
-      if (wo_inputs_t_.bytes() < each * size_t(layers_)) {
+      const size_t bytes = round_up_256(size_t(N * I)) * size_t(layers_);
+      if (wo_inputs_t_.bytes() < bytes) {
         wo_inputs_t_ = Buffer();  // free first: 0.7 GB at 1.1B, micro-batch 8 x 2048
-        wo_inputs_t_ = Buffer(be_, each * size_t(layers_));
+        wo_inputs_t_ = Buffer(be_, bytes);
       }
-      xt8 = wo_inputs_t_.tensor(DType::U8, {I, N}, each * size_t(l));
+      xt8 = kept_wo_input_t(l, N, I);
       wo_input_t_ready_[size_t(l)] = true;
     }
     cast(x8, xt8, inp, l, k, kX, Fp8Format::E4M3, true);
@@ -178,8 +184,9 @@ void Fp8Linears::forward(int l, LinearKind k, Tensor out, Tensor inp, Tensor w, 
   // backward would cast: same tensor, same scale).
   Tensor wt8;
   if (in_pass_ && opts_.keep_weights_t) {
-    if (!weights_t_.data()) weights_t_ = Buffer(be_, weights_t_offset_.back());
-    wt8 = weights_t_.tensor(DType::U8, {I, O}, weights_t_offset_[slot(l, k)]);
+    if (!weights_t_.data())
+      weights_t_ = Buffer(be_, weights_t_layout_[kLinearKinds] * size_t(layers_));
+    wt8 = kept_weight_t(l, k, I, O);
     weights_t_ready_[slot(l, k)] = true;
   }
   cast(w8, wt8, w, l, k, kW, Fp8Format::E4M3, true);
@@ -204,7 +211,7 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
   // dgrad: dinp[N,I] = dy8[N,O] . (W^T)[I,O]^T, W^T as the forward kept it or cast now
   Tensor wt8;
   if (weights_t_ready_[slot(l, k)]) {
-    wt8 = weights_t_.tensor(DType::U8, {I, O}, weights_t_offset_[slot(l, k)]);
+    wt8 = kept_weight_t(l, k, I, O);
     weights_t_ready_[slot(l, k)] = false;
   } else {
     wt8 = codes(1, {I, O});
@@ -214,7 +221,7 @@ void Fp8Linears::backward(int l, LinearKind k, Tensor dinp, Tensor dw, Tensor do
   // wgrad: dw[O,I] (+)= (dy^T)[O,N] . (x^T)[I,N]^T
   Tensor xt8 = x.cols;
   if (xt8.empty() && k == LinearKind::Wo && wo_input_t_ready_[size_t(l)]) {
-    xt8 = wo_inputs_t_.tensor(DType::U8, {I, N}, round_up_256(size_t(N * I)) * size_t(l));
+    xt8 = kept_wo_input_t(l, N, I);
     wo_input_t_ready_[size_t(l)] = false;
   } else if (xt8.empty()) {
     xt8 = codes(1, {I, N});

@@ -20,6 +20,7 @@
 // tensor overflowed (amax not finite) gives NaN, so that step is skipped by the step guard;
 // fall_back() then moves that GEMM to the backend's ordinary product for the rest of the run.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -144,6 +145,9 @@ class Fp8Linears {
   // The scale_inv scalar: 256 bytes apart (FP8 GEMM scale pointers must be aligned).
   Tensor scale_inv(int layer, LinearKind k, Role r) const;
   Tensor codes(int which, Shape s);  // scratch u8 tensor of buffer `which` (0, 1, 2)
+  // The kept codes: layer l's W^T [I, O] of kind k, and wo's x^T [I, N].
+  Tensor kept_weight_t(int l, LinearKind k, int64_t I, int64_t O) const;
+  Tensor kept_wo_input_t(int l, int64_t N, int64_t I) const;
   bool delayed_now() const { return opts_.scaling == Fp8Scaling::Delayed && passes_ > 0; }
   // Codes of in at this tensor's scale into out [R, C] and/or out_t [C, R] (one read of in):
   // current scaling measures the amax first when `measure` (the tensor's first cast in a
@@ -165,7 +169,7 @@ class Fp8Linears {
   // keep_weights_t: [layer][kind] W^T codes [I, O], 256-byte aligned, allocated by the first
   // training forward; ready while the pass's forward has cast them and its backward not yet read.
   Buffer weights_t_;
-  std::vector<size_t> weights_t_offset_;
+  std::array<size_t, kLinearKinds + 1> weights_t_layout_;  // a layer's share, by kind
   std::vector<bool> weights_t_ready_;
   // keep_wo_input_t: [layer] wo's x^T codes [dim, N], grown to the largest N; ready likewise.
   Buffer wo_inputs_t_;
