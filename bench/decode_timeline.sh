@@ -6,17 +6,11 @@
 # in the call: carry [".carry/bin.tgz", ".carry/data", ".carry/httplib", ".carry/timeline"].
 #   bench/decode_timeline.sh      (repository root, GPU machine; OUT=$OUT, BUILD=build-gpu)
 set -uo pipefail
-bash tools/gpu/unpack_carry.sh
-OUT=${OUT:-/tmp/decode_timeline}
-BUILD=${BUILD:-build-gpu}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-[ -f .carry/timeline/libtl_timeline.so ] || { echo "no .carry/timeline (tools/gpu/build_timeline.sh)"; exit 1; }
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw --format=csv,noheader
+source tools/gpu/timeline_env.sh decode_timeline
 for b in ${BATCHES:-1}; do
   echo "== batch $b, untraced, then traced (the tracing costs ~1 us a kernel)"
   "$BUILD/tinyllama_serve_bench" --device cuda --batches "$b" --prompt 128 --new 256 2>&1 | tail -1
-  TL_TIMELINE_OUT=$OUT/timeline_b$b.csv LD_PRELOAD=$PWD/.carry/timeline/libtl_timeline.so \
+  TL_TIMELINE_OUT=$OUT/timeline_b$b.csv LD_PRELOAD=$TIMELINE \
     "$BUILD/tinyllama_serve_bench" --device cuda --batches "$b" --prompt 128 --new 256 2>&1 | tail -1
   python3 bench/decode_timeline.py "$OUT/timeline_b$b.csv" --positions | tee "$OUT/summary_b$b.txt" | head -40
   gzip -f "$OUT/timeline_b$b.csv"

@@ -7,19 +7,13 @@
 # Carry [".carry/bin.tgz", ".carry/data", ".carry/httplib", ".carry/timeline"].
 #   bench/step_timeline.sh      (repository root, GPU machine; OUT=$OUT, BUILD=build-gpu)
 set -uo pipefail
-bash tools/gpu/unpack_carry.sh
-OUT=${OUT:-/tmp/step_timeline}
-BUILD=${BUILD:-build-gpu}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-[ -f .carry/timeline/libtl_timeline.so ] || { echo "no .carry/timeline (tools/gpu/build_timeline.sh)"; exit 1; }
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw --format=csv,noheader
+source tools/gpu/timeline_env.sh step_timeline
 for config in ${CONFIGS:---precision=bf16 --precision=fp8,--fp8-scaling=delayed}; do
   name=$(echo "$config" | tr -c 'A-Za-z0-9\n' '_' | sed 's/^_*//')
   vars=() flags=()
   for item in ${config//,/ }; do [[ $item == --* ]] && flags+=("$item") || vars+=("$item"); done
   echo "== $config (traced; the tracing costs ~1 us a kernel)"
-  env "${vars[@]}" TL_TIMELINE_OUT="$OUT/step_$name.csv" LD_PRELOAD="$PWD/.carry/timeline/libtl_timeline.so" \
+  env "${vars[@]}" TL_TIMELINE_OUT="$OUT/step_$name.csv" LD_PRELOAD="$TIMELINE" \
     timeout 240 "$BUILD/tinyllama" bench --preset tinyllama-1.1b --micro-batch 8 --steps 8 "${flags[@]}" \
     >"$OUT/step_$name.log" 2>&1 || echo "bench rc $?"
   grep -E "tokens/s|kernel_timeline" "$OUT/step_$name.log" | tail -3
