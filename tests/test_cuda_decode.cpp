@@ -30,24 +30,25 @@ std::vector<float> randn_bf16(int64_t n, uint64_t seed) { return round_bf16(rand
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU visible (or built without CUDA)"
 
 // One decode step's operands at the TinyLlama head shape (H 32, K 4, D 64) over a cache of
-// Tmax 1024, for B rows at positions pos. run() uploads the caches and q afresh (the op
-// appends into the caches), runs attention_decode and returns its output.
+// Tmax 1024, for B rows at positions pos, in bf16 (f32 on the CPU backend, which takes only
+// f32: the same bf16-rounded values). run() uploads the caches and q afresh (the op appends
+// into the caches), runs attention_decode and returns its output.
 struct DecodeStep {
   static constexpr int H = 32, K = 4, D = 64, Tmax = 1024;
   static constexpr int64_t Q = (H + 2 * K) * D, KD = K * D;
   Backend& gpu;
   int B;
   Arr k, v, co, si, p, q, o;
-  DecodeStep(Backend& g, const std::vector<int32_t>& pos)
+  DecodeStep(Backend& g, const std::vector<int32_t>& pos, DType act = DType::BF16)
       : gpu(g),
         B(int(pos.size())),
-        k(alloc(g, DType::BF16, {B, Tmax, KD})),
-        v(alloc(g, DType::BF16, {B, Tmax, KD})),
+        k(alloc(g, act, {B, Tmax, KD})),
+        v(alloc(g, act, {B, Tmax, KD})),
         co(alloc(g, DType::F32, {Tmax, D / 2})),
         si(alloc(g, DType::F32, {Tmax, D / 2})),
         p(alloc(g, DType::I32, {B})),
-        q(alloc(g, DType::BF16, {B, 1, Q})),
-        o(alloc(g, DType::BF16, {B, 1, H * D})) {
+        q(alloc(g, act, {B, 1, Q})),
+        o(alloc(g, act, {B, 1, H * D})) {
     std::vector<float> cs, sn;
     rope_tables(Tmax, D, 10000.0f, cs, sn);
     upload(g, co.t, cs);
@@ -101,6 +102,35 @@ TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
     const std::vector<float> out = run(heads);
     EXPECT_TRUE(close(std::string("heads per block ") + heads, out, eight, 1e-2));
     EXPECT_EQ(std::memcmp(out.data(), run(heads).data(), out.size() * 4), 0) << heads;
+  }
+}
+
+// Wide blocks (TL_DECODE_ATTN_WIDE=1: 512 keys a pass, so that a batch-1 row at a short
+// context is one block a head and no split merge) against the CPU's attention_decode: batch 1
+// at a context of one pass (no merge) and of two (merged), and several rows whose contexts
+// end inside, at and just past a pass, at each choice of heads a block. The CPU sums in
+// another order, so the bar is the one the other choices meet against each other.
+TEST(CudaDecode, WideBlocksMatchCpu) {
+  CD_NEED_GPU();
+  auto gpu = make_backend("cuda");
+  auto cpu = make_backend("cpu");
+  const ScopedEnv wide("TL_DECODE_ATTN_WIDE", "1");
+  const std::vector<std::vector<int32_t>> cases = {{383}, {1000}, {0, 3, 511, 512, 700, 1000}};
+  for (const auto& pos : cases) {
+    const int kv_len = pos.back() + 1;
+    DecodeStep ref(*cpu, pos, DType::F32);
+    const std::vector<float> want = ref.run(kv_len);
+    double rms = 0;
+    for (float v : want) rms += double(v) * v;
+    ASSERT_GT(rms, 0.0);
+    DecodeStep d(*gpu, pos);
+    for (const char* heads : {"1", "2", "8"}) {
+      SCOPED_TRACE(cat(pos.size(), " rows, the last at ", pos.back(), ", heads per block ", heads));
+      const ScopedEnv h("TL_DECODE_ATTN_HEADS", heads);
+      const std::vector<float> out = d.run(kv_len);
+      EXPECT_TRUE(close("wide blocks against the CPU", out, want, 1e-2));
+      EXPECT_EQ(std::memcmp(out.data(), d.run(kv_len).data(), out.size() * 4), 0);
+    }
   }
 }
 

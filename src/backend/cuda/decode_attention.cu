@@ -37,7 +37,10 @@
 namespace tl::gpu {
 
 namespace {
-constexpr int kChunk = 128;              // keys per pass = threads per block
+constexpr int kChunk = 128;  // keys per pass = threads per block (see kWideChunk)
+// A batch-1 decode step at a short context: one block per query head taking up to 512 keys a
+// pass, so that a row needs no split merge (TL_DECODE_ATTN_WIDE=1; see the launcher).
+constexpr int kWideChunk = 512;
 constexpr int kHeadsPerBlock = 8;        // query heads (of one KV group) sharing a block's keys
 constexpr size_t kMaxSmem = 160 * 1024;  // head dims up to ~500 (sm_80 and sm_90 have more)
 // Head dims up to 2 * kMaxPreHalf keep the rope row in shared memory; with 16-byte loads a
@@ -47,10 +50,10 @@ constexpr int kPreDims = 64;
 // A row's splits merge through distributed shared memory when they fit one cluster (sm_90).
 constexpr int kMaxClusterSplits = 8;
 // Step 3 of the kernel gives each (head, dim pair) item `ways` consecutive threads, as many as
-// the block's threads allow (a power of two, at most a warp): 1 at 8 heads of 64 dims.
-__host__ __device__ constexpr int pv_ways(int heads, int D) {
+// the block's `ch` threads allow (a power of two, at most a warp): 1 at 8 heads of 64 dims.
+__host__ __device__ constexpr int pv_ways(int heads, int D, int ch) {
   int ways = 1;
-  while (ways < kWarp && heads * (D / 2) * ways * 2 <= kChunk) ways *= 2;
+  while (ways < kWarp && heads * (D / 2) * ways * 2 <= ch) ways *= 2;
   return ways;
 }
 // v_s's row stride (elements): D plus a pad that puts the rows the `ways` threads of one item
@@ -138,12 +141,12 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
   }
 }
 
-// grid (B*Tn query rows, K * head blocks, splits); block kChunk threads. APPEND: one new token
-// a row, whose k and v this kernel writes (see the top). HPB: query heads a block takes.
+// grid (B*Tn query rows, K * head blocks, splits); block CH threads (keys a pass). APPEND: one new
+// token a row, whose k and v this kernel writes (see the top). HPB: query heads a block takes.
 // CLUSTER (sm_90): a row's splits are one thread block cluster and merge through distributed
 // shared memory; else through global memory and a counter (see below).
-// Dynamic shared memory: q_s, o_s [HPB][D], p_s [HPB][kChunk] (f32), kv_new [2][D] (bf16: the
-// new token's rotated k and its v), v_s [kChunk][vs] (bf16, vs = v_stride(D, pv_ways(HPB, D))).
+// Dynamic shared memory: q_s, o_s [HPB][D], p_s [HPB][CH] (f32), kv_new [2][D] (bf16: the
+// new token's rotated k and its v), v_s [CH][vs] (bf16, vs = v_stride(D, pv_ways(HPB, D, CH))).
 // One split: the normalized result goes to out[BT,H*D]. Several, without clusters: each
 // split's unnormalized output to part_o[BT,H,splits,D] and (max, sum) to part_ml[BT,H,splits,2];
 // counters[BT, K * head blocks] (zero between launches) find the last split of a row, which
@@ -152,8 +155,8 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
 // pos and the rope tables (no kernel of the step writes them: pos is uploaded before the
 // step's first kernel) are read before pdl_wait(); after it the first pass's keys and values
 // (kPre pieces a thread, in registers), q and the new k and v are all loaded at once.
-template <int W, bool APPEND, int HPB, bool CLUSTER>
-__global__ void __launch_bounds__(kChunk)
+template <int W, bool APPEND, int HPB, bool CLUSTER, int CH = kChunk>
+__global__ void __launch_bounds__(CH)
     decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
                             const bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
                             const float* sin, const int32_t* pos, int Tn, int H, int K, int D,
@@ -162,9 +165,9 @@ __global__ void __launch_bounds__(kChunk)
   float* q_s = smem;
   float* o_s = q_s + HPB * D;
   float* p_s = o_s + HPB * D;
-  bf16* kv_new = reinterpret_cast<bf16*>(p_s + HPB * kChunk);  // [2][D]: rotated k, v
-  bf16* v_s = kv_new + 2 * D;                                  // [kChunk][vstride]
-  const int ways = pv_ways(HPB, D), vstride = v_stride(D, ways);
+  bf16* kv_new = reinterpret_cast<bf16*>(p_s + HPB * CH);  // [2][D]: rotated k, v
+  bf16* v_s = kv_new + 2 * D;                              // [CH][vstride]
+  const int ways = pv_ways(HPB, D, CH), vstride = v_stride(D, ways);
   __shared__ float m_s[HPB], l_s[HPB], alpha_s[HPB];
   __shared__ float cs_s[kMaxPreHalf], sn_s[kMaxPreHalf];
   __shared__ bool last_s;
@@ -178,7 +181,7 @@ __global__ void __launch_bounds__(kChunk)
   const int nh = min(HPB, (g + 1) * group - h0);
   const int p = pos[b] + int(z % Tn);  // this query's position: it reads keys [0, p]
   const int n_keys = min(p + 1, kv_len);
-  const int keys_per_split = chunks_per_split * kChunk;
+  const int keys_per_split = chunks_per_split * CH;
   const int s_begin = int(blockIdx.z) * keys_per_split;
   const int s_end = min(n_keys, s_begin + keys_per_split);
   // A split with no keys of this row (same for all threads) has nothing to do; in a cluster
@@ -209,7 +212,7 @@ __global__ void __launch_bounds__(kChunk)
   constexpr int kPre = W == 8 && APPEND ? kPreDims / W : 0;
   Vec<bf16, W> kr[kPre > 0 ? kPre : 1], vr[kPre > 0 ? kPre : 1];
   const auto load_kv = [&](int s0) {
-    if (int(threadIdx.x) < min(kChunk, s_end - s0)) {
+    if (int(threadIdx.x) < min(CH, s_end - s0)) {
       const bf16* k = kbase + int64_t(s0 + threadIdx.x) * kvrow;
       const bf16* v = vbase + int64_t(s0 + threadIdx.x) * kvrow;
 #pragma unroll
@@ -261,8 +264,8 @@ __global__ void __launch_bounds__(kChunk)
   }
   __syncthreads();  // q_s, kv_new
 
-  for (int s0 = s_begin; s0 < s_end; s0 += kChunk) {
-    const int n = min(kChunk, s_end - s0);
+  for (int s0 = s_begin; s0 < s_end; s0 += CH) {
+    const int n = min(CH, s_end - s0);
     if (s0 != s_begin) load_kv(s0);
     // 1. scores of key s0 + threadIdx.x against the block's heads; its value goes to v_s
     // (loaded beside the key), so that step 3 reads shared memory, not a chain of loads
@@ -298,16 +301,16 @@ __global__ void __launch_bounds__(kChunk)
     }
 #pragma unroll  // acc indexed by constants only: it stays in registers
     for (int j = 0; j < HPB; ++j)
-      if (j < nh) p_s[j * kChunk + threadIdx.x] = int(threadIdx.x) < n ? acc[j] * scale : -INFINITY;
+      if (j < nh) p_s[j * CH + threadIdx.x] = int(threadIdx.x) < n ? acc[j] * scale : -INFINITY;
     __syncthreads();
     // 2. online softmax, one warp per head
-    for (int j = warp; j < nh; j += kChunk / kWarp) {
-      float* pj = p_s + j * kChunk;
+    for (int j = warp; j < nh; j += CH / kWarp) {
+      float* pj = p_s + j * CH;
       float m = -INFINITY;
-      for (int i = lane; i < kChunk; i += kWarp) m = fmaxf(m, pj[i]);
+      for (int i = lane; i < CH; i += kWarp) m = fmaxf(m, pj[i]);
       m = fmaxf(warp_max(m), m_s[j]);  // finite: the chunk has at least one key
       float l = 0.0f;
-      for (int i = lane; i < kChunk; i += kWarp) {
+      for (int i = lane; i < CH; i += kWarp) {
         const float e = expf(pj[i] - m);
         pj[i] = e;
         l += e;
@@ -331,7 +334,7 @@ __global__ void __launch_bounds__(kChunk)
       const int j = item / half, d = (item % half) * 2;
       float o0 = 0.0f, o1 = 0.0f;
       if (item < items) {
-        const float* pj = p_s + j * kChunk;
+        const float* pj = p_s + j * CH;
         const bf16* v = v_s + d;
 #pragma unroll 8
         for (int i = sub; i < n; i += ways) {
@@ -459,11 +462,18 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     TL_CUDA_LAUNCH_CHECK();
   }
 
+  // Keys a pass (threads a block): kWideChunk with TL_DECODE_ATTN_WIDE=1 for decoding on the
+  // 16-byte path, so that a short context needs one block a head and no split merge;
+  // otherwise kChunk.
+  const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
+  const char* wide_env = std::getenv("TL_DECODE_ATTN_WIDE");
+  const bool wide = append && vec8 && wide_env && std::strcmp(wide_env, "1") == 0;
+  const int ch = wide ? kWideChunk : kChunk;
   // Heads per block: the most (K/V chunks loaded once for more heads) that still gives a
   // block an SM when every chunk is a split of its own, taken only for a group larger than
   // the next smaller choice (8 for a group of 2 would only compute zero rows); else 1.
   const int group = H / K;
-  const int chunks = int(ceil_div(kv_len, kChunk));
+  const int chunks = int(ceil_div(kv_len, ch));
   int hpb = 1;
   for (const auto& [h, smaller] : {std::pair{kHeadsPerBlock, 2}, std::pair{2, 1}})
     if (hpb == 1 && group > smaller && BT * K * ceil_div(group, h) * chunks >= sm_count) hpb = h;
@@ -486,11 +496,11 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // one (at most kMaxClusterSplits; more, at long contexts, keep the global merge rather than
   // fewer blocks), the device runs clusters and the cluster kernel was compiled for it (sm_90
   // code: a build without it carries only the merge through global memory), and the
-  // kernel's 16-byte path runs. Off by default: it measured slower (see the top).
-  const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
+  // kernel's 16-byte path runs with kChunk keys a pass. Off by default: it measured slower
+  // (see the top).
   const char* cl = std::getenv("TL_DECODE_ATTN_CLUSTER");
-  const bool cluster = vec8 && splits > 1 && splits <= kMaxClusterSplits &&
-                       cl && std::strcmp(cl, "1") == 0 && cluster_kernels_run();
+  const bool cluster = vec8 && !wide && splits > 1 && splits <= kMaxClusterSplits && cl &&
+                       std::strcmp(cl, "1") == 0 && cluster_kernels_run();
   TL_CHECK(splits <= 65535 && K * n_hc <= 65535, op, ": grid too large (", splits, " splits, ",
            K * n_hc, " head blocks)");
   float *part_o = nullptr, *part_ml = nullptr;
@@ -503,14 +513,15 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
         counters_scratch.get_zeroed(size_t(base_blocks) * sizeof(unsigned), stream));
   }
   const size_t smem =
-      sizeof(float) * size_t(hpb) * size_t(2 * D + kChunk) +
-      sizeof(bf16) * (2 * size_t(D) + size_t(kChunk) * size_t(v_stride(D, pv_ways(hpb, D))));
+      sizeof(float) * size_t(hpb) * size_t(2 * D + ch) +
+      sizeof(bf16) * (2 * size_t(D) + size_t(ch) * size_t(v_stride(D, pv_ways(hpb, D, ch))));
   TL_CHECK(smem <= kMaxSmem, op, ": head_dim ", D, " needs ", smem,
            " bytes of shared memory, more than ", kMaxSmem);
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
   const float scale = 1.0f / sqrtf(float(D));
   auto pick = [&](auto hpb_c) {
     constexpr int P = decltype(hpb_c)::value;
+    if (wide) return decode_attention_kernel<8, true, P, false, kWideChunk>;
     if (cluster)
       return append ? decode_attention_kernel<8, true, P, true>
                     : decode_attention_kernel<8, false, P, true>;
@@ -525,7 +536,7 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   if (smem > 48 * 1024)  // beyond the default: opt in (idempotent, not a stream operation)
     TL_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  launch_pdl_clusters(kernel, grid, dim3(1, 1, cluster ? unsigned(splits) : 1u), dim3(kChunk), smem,
+  launch_pdl_clusters(kernel, grid, dim3(1, 1, cluster ? unsigned(splits) : 1u), dim3(ch), smem,
                       stream, out.ptr<bf16>(), part_o, part_ml, counters, qkv.ptr<bf16>(),
                       k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(),
                       pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len, chunks_per_split,
