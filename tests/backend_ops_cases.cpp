@@ -481,11 +481,13 @@ void fp8(std::vector<OpCase>& v) {
             Tensor b = r.in_values(DType::U8, {g.M, g.K}, codes(g.M * g.K, g.fb, 8));
             Tensor sa = r.in_values(DType::F32, {1}, {0.125f});
             Tensor sb = r.in_values(DType::F32, {1}, {0.5f});
-            // Hopper's FP8 tensor cores keep ~14 bits of a running sum inside an MMA
-            // (cuBLASLt promotes to f32 between them): on an H100 (2026-12-06) up to 2.5e-4
-            // of the largest output; a wrong scale or operand is off by far more.
-            Tensor out = mode == 1   ? r.inout("out", DType::F32, {g.N, g.M}, 1.0, 1e-3)
-                         : mode == 2 ? r.out("out", DType::F32, {g.N, g.M}, 1e-3)
+            // With fast accumulation (the default for every FP8 product) Hopper's tensor
+            // cores keep a running sum of ~14 bits across a whole K = 2048: on an H100
+            // (2026-12-07) 2.3e-3 of the largest output (2.5e-4 with TL_FP8_FAST_ACCUM=fprop,
+            // where cuBLASLt promotes to f32 between MMAs); a wrong scale or operand is off
+            // by far more.
+            Tensor out = mode == 1   ? r.inout("out", DType::F32, {g.N, g.M}, 1.0, 4e-3)
+                         : mode == 2 ? r.out("out", DType::F32, {g.N, g.M}, 4e-3)
                                      : r.out("out", r.act(), {g.N, g.M});
             r.be().fp8_matmul(out, a, b, sa, sb, g.fa, g.fb, acc);
           });

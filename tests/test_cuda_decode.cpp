@@ -93,23 +93,27 @@ TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
   CD_NEED_GPU();
   auto gpu = make_backend("cuda");
   DecodeStep d(*gpu, {700, 3, 383});
-  const auto run = [&](const char* heads) {
-    const ScopedEnv env("TL_DECODE_ATTN_HEADS", heads);
-    return d.run(701);
-  };
-  const std::vector<float> eight = run("8");
-  for (const char* heads : {"2", "1"}) {
-    const std::vector<float> out = run(heads);
-    EXPECT_TRUE(close(std::string("heads per block ") + heads, out, eight, 1e-2));
-    EXPECT_EQ(std::memcmp(out.data(), run(heads).data(), out.size() * 4), 0) << heads;
+  for (const char* wide : {"0", "1"}) {  // 128 or 512 keys a pass
+    const ScopedEnv w("TL_DECODE_ATTN_WIDE", wide);
+    const auto run = [&](const char* heads) {
+      const ScopedEnv env("TL_DECODE_ATTN_HEADS", heads);
+      return d.run(701);
+    };
+    const std::vector<float> eight = run("8");
+    for (const char* heads : {"2", "1"}) {
+      SCOPED_TRACE(cat("wide ", wide, ", heads per block ", heads));
+      const std::vector<float> out = run(heads);
+      EXPECT_TRUE(close("against 8 heads a block", out, eight, 1e-2));
+      EXPECT_EQ(std::memcmp(out.data(), run(heads).data(), out.size() * 4), 0);
+    }
   }
 }
 
-// Wide blocks (TL_DECODE_ATTN_WIDE=1: 512 keys a pass, so that a batch-1 row at a short
-// context is one block a head and no split merge) against the CPU's attention_decode: batch 1
-// at a context of one pass (no merge) and of two (merged), and several rows whose contexts
-// end inside, at and just past a pass, at each choice of heads a block. The CPU sums in
-// another order, so the bar is the one the other choices meet against each other.
+// Wide blocks (512 keys a pass, the default for few rows, forced by TL_DECODE_ATTN_WIDE=1:
+// a batch-1 row at a short context is one block a head and no split merge) against the CPU's
+// attention_decode: batch 1 at a context of one pass (no merge) and of two (merged), and several
+// rows whose contexts end inside, at and just past a pass, at each choice of heads a block. The CPU
+// sums in another order, so the bar is the one the other choices meet against each other.
 TEST(CudaDecode, WideBlocksMatchCpu) {
   CD_NEED_GPU();
   auto gpu = make_backend("cuda");
@@ -149,7 +153,9 @@ TEST(CudaDecode, ClusterMergeIsBitIdentical) {
   for (const char* heads : {"1", "2", "8"})
     for (const char* splits : {"4", "8"}) {
       SCOPED_TRACE(cat("heads per block ", heads, ", splits at most ", splits));
-      const ScopedEnv h("TL_DECODE_ATTN_HEADS", heads), sp("TL_DECODE_ATTN_SPLITS", splits);
+      // 128 keys a pass (the cluster merge's only width)
+      const ScopedEnv h("TL_DECODE_ATTN_HEADS", heads), sp("TL_DECODE_ATTN_SPLITS", splits),
+          w("TL_DECODE_ATTN_WIDE", "0");
       std::vector<float> out[2];
       for (int cluster : {0, 1}) {
         const ScopedEnv c("TL_DECODE_ATTN_CLUSTER", cluster ? "1" : "0");

@@ -1,19 +1,19 @@
 // attention_decode: attention of a few new tokens per row over a KV cache, for generation.
 // Block = (query row, KV head with up to HPB of its query heads, split of the keys), 128
-// threads; HPB = 8, or 2 or 1 when there are too few rows to fill the GPU otherwise (a
-// batch-1 step: 4 KV heads x 3 splits were 12 blocks for 132 SMs, each doing 8 heads' work in
-// series). TL_DECODE_ATTN_HEADS=8|2|1 fixes it and TL_DECODE_ATTN_SPLITS=N caps the key
-// splits, for measurements. It rotates its query heads (RoPE at the row's position) into
-// shared memory, then walks the split's keys 128 at a time: thread j
-// scores key j against the block's heads, one warp per head turns the scores into an online
-// softmax, then every thread accumulates a few (head, 2 dims) of p.V. Decoding (few query rows)
-// splits the keys over enough blocks to fill the GPU (flash-decoding); prefill (many rows) keeps
-// one split per row. With several splits they merge in split order: each block writes its
-// (max, sum, output) to global memory and the last of a row's splits to finish (a counter per
-// row and head block) merges them. With TL_DECODE_ATTN_CLUSTER=1 on sm_90 a row's splits are
-// one thread block cluster instead and split 0 reads the others' from their shared memory:
-// the same bits, but off by default, as it lost on an H100 (2026-12-07: batch 32 -8.5%,
-// batch 1 unchanged; bench/RESULTS.md). The
+// threads (512 when decoding few rows: see "wide" in the launcher); HPB = 8, or 2 or 1 when
+// there are too few rows to fill the GPU otherwise (a batch-1 step: 4 KV heads x 3 splits
+// were 12 blocks for 132 SMs, each doing 8 heads' work in series). TL_DECODE_ATTN_HEADS=8|2|1
+// fixes it and TL_DECODE_ATTN_SPLITS=N caps the key splits, for measurements. It rotates its
+// query heads (RoPE at the row's position) into shared memory, then walks the split's keys a
+// block's width at a time: thread j scores key j against the block's heads, one warp per head
+// turns the scores into an online softmax, then every thread accumulates a few (head, 2 dims)
+// of p.V. Decoding (few query rows) splits the keys over enough blocks to fill the GPU
+// (flash-decoding); prefill (many rows) keeps one split per row. With several splits they
+// merge in split order: each block writes its (max, sum, output) to global memory and the last
+// of a row's splits to finish (a counter per row and head block) merges them. With
+// TL_DECODE_ATTN_CLUSTER=1 on sm_90 a row's splits are one thread block cluster instead and
+// split 0 reads the others' from their shared memory: the same bits, but off by default, as it
+// lost on an H100 (2026-12-07: batch 32 -8.5%, batch 1 unchanged; bench/RESULTS.md). The
 // new k (rotated) and v go into the caches. With one new token a row (decoding) the blocks
 // whose split holds its position write them and use them from shared memory, so a decode
 // step's attention is one launch; with more (prefill), whose queries read each other's keys,
@@ -462,12 +462,17 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     TL_CUDA_LAUNCH_CHECK();
   }
 
-  // Keys a pass (threads a block): kWideChunk with TL_DECODE_ATTN_WIDE=1 for decoding on the
-  // 16-byte path, so that a short context needs one block a head and no split merge;
-  // otherwise kChunk.
+  // Keys a pass (threads a block): kWideChunk when decoding on the 16-byte path with one block
+  // per query head fitting on the SMs (BT * H of them: batch 1-4 at the 1.1B shape), so that a
+  // short context is one pass of one block a head with no split merge; otherwise kChunk. On an
+  // H100 (2026-12-07, bench/RESULTS.md) it took batch 1 from 918 to 974 tokens/s and batch 4
+  // +3%, and cost batch 8 5% and batch 32 9% (more blocks than SMs, each with 4x the keys).
+  // TL_DECODE_ATTN_WIDE=1|0 forces it on or off (where the 16-byte path runs), for tests and
+  // measurements.
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
-  const char* wide_env = std::getenv("TL_DECODE_ATTN_WIDE");
-  const bool wide = append && vec8 && wide_env && std::strcmp(wide_env, "1") == 0;
+  bool wide = append && vec8 && BT * H <= sm_count;
+  if (const char* e = std::getenv("TL_DECODE_ATTN_WIDE"))
+    if (std::strcmp(e, "0") == 0 || std::strcmp(e, "1") == 0) wide = append && vec8 && e[0] == '1';
   const int ch = wide ? kWideChunk : kChunk;
   // Heads per block: the most (K/V chunks loaded once for more heads) that still gives a
   // block an SM when every chunk is a split of its own, taken only for a group larger than
