@@ -9,12 +9,14 @@ it, by its place in the step, the median over replays of
   duration  its end - its start,
   gap       its start - the end of the kernel before it (negative: they overlapped),
 and per kernel kind (name and grid) the sums over a step. Also the step's span (first start to
-last end), the sum of positive gaps (time no kernel of the chain ran) and the gap between one
-replay's end and the next one's start (the host's share).
+last end), the sum of positive gaps (time no kernel of the chain ran), the gap between one
+replay's end and the next one's start (the host's share) and what the device ran in that gap
+outside any graph (copies, memsets, single kernels: kernel_timeline.cpp records them too).
 
   bench/decode_timeline.py TIMELINE.csv [--positions]
 """
 import argparse
+import bisect
 import collections
 import csv
 import re
@@ -49,9 +51,11 @@ def main():
     args = ap.parse_args()
 
     replays = collections.defaultdict(list)  # correlation -> kernels
+    loose = []  # what ran outside graphs: copies, memsets, kernels launched one by one
     with open(args.csv, newline="") as f:
         for r in csv.DictReader(f):
             if r["graph_id"] in ("0", ""):
+                loose.append(r)
                 continue
             replays[(r["graph_id"], r["correlation"])].append(r)
     if not replays:
@@ -63,11 +67,14 @@ def main():
     width = collections.Counter(len(g) for g in groups).most_common(1)[0][0]
     groups = sorted((g for g in groups if len(g) == width), key=lambda g: int(g[0]["start_ns"]))
     groups = groups[len(groups) // 10:]  # the first tenth warms up
-    names = demangle(sorted({r["name"] for g in groups for r in g}))
+    names = demangle(sorted({r["name"] for g in groups for r in g} | {r["name"] for r in loose if r["grid"] != "0"}))
 
     dur = [[] for _ in range(width)]
     gap = [[] for _ in range(width)]
     spans, idle, host = [], [], []
+    between = []  # per pair of consecutive replays: the loose records that started in between
+    loose.sort(key=lambda r: int(r["start_ns"]))
+    loose_starts = [int(r["start_ns"]) for r in loose]
     prev_end = None
     for g in groups:
         start = [int(r["start_ns"]) for r in g]
@@ -83,6 +90,8 @@ def main():
         idle.append(no_kernel)
         if prev_end is not None:
             host.append((start[0] - prev_end) / 1e3)
+            lo, hi = bisect.bisect_left(loose_starts, prev_end), bisect.bisect_left(loose_starts, start[0])
+            between.append([(r, prev_end) for r in loose[lo:hi]])
         prev_end = last_end
 
     med = statistics.median
@@ -102,6 +111,23 @@ def main():
     print(f"\n{'kernel':62} {'grid':>6} {'a step':>6} {'us each':>8} {'us a step':>9} {'gap a step':>10}")
     for (name, grid), k in sorted(kinds.items(), key=lambda kv: -kv[1]["dur"]):
         print(f"{name:62} {grid:>6} {k['n']:>6} {k['dur'] / k['n']:8.2f} {k['dur']:9.1f} {k['gap']:10.1f}")
+    if any(between):
+        # By kind: how many a gap holds, each one's duration and where it starts after the
+        # replay's last kernel ends (medians over the gaps that hold one).
+        ops = collections.OrderedDict()
+        for gap_ops in between:
+            seen = collections.Counter()
+            for r, end0 in gap_ops:
+                name = short(names.get(r["name"], r["name"])) if r["grid"] != "0" else r["name"]
+                o = ops.setdefault(name, {"n": [], "dur": [], "at": []})
+                seen[name] += 1
+                o["dur"].append((int(r["end_ns"]) - int(r["start_ns"])) / 1e3)
+                o["at"].append((int(r["start_ns"]) - end0) / 1e3)
+            for name, o in ops.items():
+                o["n"].append(seen[name])
+        print(f"\nbetween replays ({len(between)} gaps): {'op':40} {'a gap':>6} {'us each':>8} {'starts at us':>12}")
+        for name, o in ops.items():
+            print(f"{'':28}{name:40} {med(o['n']):6.1f} {med(o['dur']):8.2f} {med(o['at']):12.2f}")
     if args.positions:
         print(f"\n{'#':>4} {'kernel':62} {'grid':>6} {'us':>7} {'gap us':>7}")
         for i, r in enumerate(groups[0]):

@@ -49,7 +49,7 @@ struct LlamaInference::Pipe {
   Slot slots[2];
   int oldest = 0, count = 0;  // the slot to collect next; steps in flight
   int rows = 0, row0 = 0;     // the last submitted step's rows
-  bool chain = false;         // State::argmax holds the last submitted step's ids
+  bool chain = false;         // State::tokens holds the last submitted step's ids
   ~Pipe() {
     if (host && pinned) be->host_deallocate(host);
     if (host && !pinned) be->Backend::host_deallocate(host);
@@ -202,8 +202,12 @@ void LlamaInference::head_chunks(Tensor x, int64_t rows,
   }
 }
 
+// A decode step's ids go straight into State::tokens, the next step's input: a greedy step
+// that continues the last one (submit_argmax without tokens) then needs no copy between the
+// two graph replays. Prefill's ids (several tokens a row) keep their own buffer.
 Tensor LlamaInference::head_result(int64_t n, Head head) const {
-  return head == Head::Argmax ? s_->argmax.rows(0, n) : s_->logits_f32.rows(0, n);
+  if (head == Head::Argmax) return s_->Tn == 1 ? s_->tokens.rows(0, n) : s_->argmax.rows(0, n);
+  return s_->logits_f32.rows(0, n);
 }
 
 void LlamaInference::head_out(Tensor z, Head head) {
@@ -297,11 +301,9 @@ void LlamaInference::submit_argmax(const int32_t* tokens, const int32_t* pos, in
   Pipe::Slot& slot = p.slots[(p.oldest + p.count) % 2];
   std::copy_n(pos, B, slot.pos);
   be.upload_async(s_->pos.rows(0, B), slot.pos);
-  if (tokens) {
+  if (tokens) {  // else the last step's ids, which its argmax wrote there, are this step's
     std::copy_n(tokens, B, slot.tokens);
     be.upload_async(s_->tokens, slot.tokens);
-  } else {  // the last step's ids, still on the device, are this step's tokens
-    be.copy(s_->tokens, s_->argmax.rows(0, B));
   }
   p.chain = false;  // until the step below is fully enqueued
   run_step(B, row0, call.kv_len, Head::Argmax);

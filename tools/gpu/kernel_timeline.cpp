@@ -1,8 +1,10 @@
 // kernel_timeline: a library preloaded into any CUDA process (LD_PRELOAD) that records every
-// kernel it runs, graph-replayed ones included, through CUPTI's activity API, and writes one
-// CSV line a kernel to $TL_TIMELINE_OUT:
+// kernel it runs, graph-replayed ones included, and every copy and memset, through CUPTI's
+// activity API, and writes one CSV line each to $TL_TIMELINE_OUT:
 //   start_ns,end_ns,correlation,graph_id,graph_node,stream,grid,block,registers,name
-// (correlation: the launch call's id, which every kernel of one graph replay shares).
+// (correlation: the launch call's id, which every kernel of one graph replay shares; a copy
+// or memset has grid 0 and a name such as "memcpy HtoD 16 B", so that what runs between two
+// graph replays shows).
 // Why: Nsight Compute runs kernels one at a time, so it cannot show how a decode step's ~112
 // kernels overlap under programmatic dependent launch, and the GPU machines have no Nsight
 // Systems. CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL keeps kernels concurrent; its timestamps
@@ -37,6 +39,25 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
   std::lock_guard<std::mutex> lock(g_mu);
   CUpti_Activity* rec = nullptr;
   while (g_out && cuptiActivityGetNextRecord(buffer, valid, &rec) == CUPTI_SUCCESS) {
+    if (rec->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
+      const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(rec);
+      static const char* const kinds[] = {"?", "HtoD", "DtoH", "HtoA", "AtoH", "AtoA",
+                                          "AtoD", "DtoA", "DtoD", "HtoH", "PtoP"};
+      const char* kind = m->copyKind < sizeof(kinds) / sizeof(kinds[0]) ? kinds[m->copyKind] : "?";
+      std::fprintf(g_out, "%llu,%llu,%u,%u,%llu,%u,0,0,0,memcpy %s %llu B\n",
+                   (unsigned long long)m->start, (unsigned long long)m->end, m->correlationId,
+                   m->graphId, (unsigned long long)m->graphNodeId, m->streamId, kind,
+                   (unsigned long long)m->bytes);
+      continue;
+    }
+    if (rec->kind == CUPTI_ACTIVITY_KIND_MEMSET) {
+      const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(rec);
+      std::fprintf(g_out, "%llu,%llu,%u,%u,%llu,%u,0,0,0,memset %llu B\n",
+                   (unsigned long long)m->start, (unsigned long long)m->end, m->correlationId,
+                   m->graphId, (unsigned long long)m->graphNodeId, m->streamId,
+                   (unsigned long long)m->bytes);
+      continue;
+    }
     if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(rec);
     std::fprintf(g_out, "%llu,%llu,%u,%u,%llu,%u,%d,%d,%u,%s\n", (unsigned long long)k->start,
@@ -85,6 +106,8 @@ __attribute__((constructor)) void start() {
                             CUPTI_CBID_RESOURCE_CONTEXT_DESTROY_STARTING),
         "context callback");
   check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "enable kernels");
+  check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY), "enable copies");
+  check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMSET), "enable memsets");
   check(cuptiActivityFlushPeriod(200), "flush period");
   std::atexit(at_exit);
 }
