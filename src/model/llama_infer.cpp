@@ -300,6 +300,8 @@ void LlamaInference::submit_argmax(const int32_t* tokens, const int32_t* pos, in
   ensure_acts(B, 1);
   Pipe::Slot& slot = p.slots[(p.oldest + p.count) % 2];
   std::copy_n(pos, B, slot.pos);
+  // Also what lets the step's attention read the cache early (Backend::attention_decode):
+  // the last step's writes are complete once this copy runs.
   be.upload_async(s_->pos.rows(0, B), slot.pos);
   if (tokens) {  // else the last step's ids, which its argmax wrote there, are this step's
     std::copy_n(tokens, B, slot.tokens);
@@ -396,7 +398,7 @@ LlamaInference::Call LlamaInference::start(const int32_t* tokens, int Tn, const 
   ensure_acts(call.B, Tn);
   Backend& be = model_.backend();
   be.upload(s_->tokens, tokens);
-  be.upload(s_->pos.rows(0, call.B), pos);
+  be.upload(s_->pos.rows(0, call.B), pos);  // before the step's kernels: attention_decode
   return call;
 }
 

@@ -152,15 +152,17 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
 // counters[BT, K * head blocks] (zero between launches) find the last split of a row, which
 // merges them into out.
 // The chain a block waits on is kept short, since at batch 1 the kernel is all latency:
-// pos and the rope tables (no kernel of the step writes them: pos is uploaded before the
-// step's first kernel) are read before pdl_wait(); after it the first pass's keys and values
-// (kPre pieces a thread, in registers), q and the new k and v are all loaded at once.
+// pos, the rope tables and, decoding, the first pass's cached keys and values (kPre pieces a
+// thread, in registers) are read before pdl_wait() (no kernel of the step writes them: the
+// step's positions are uploaded before its first kernel, after every earlier step's writes);
+// after it q and the new k and v are loaded at once.
 template <int W, bool APPEND, int HPB, bool CLUSTER, int CH = kChunk>
 __global__ void __launch_bounds__(CH)
     decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
                             const bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
                             const float* sin, const int32_t* pos, int Tn, int H, int K, int D,
-                            int Tmax, int kv_len, int chunks_per_split, float scale) {
+                            int Tmax, int kv_len, int chunks_per_split, float scale,
+                            bool early_kv) {
   extern __shared__ __align__(16) float smem[];
   float* q_s = smem;
   float* o_s = q_s + HPB * D;
@@ -198,8 +200,6 @@ __global__ void __launch_bounds__(CH)
       cs_s[i] = cs[i];
       sn_s[i] = sn[i];
     }
-  pdl_wait();  // qkv and the caches' rows come from earlier kernels
-
   const int64_t kvrow = int64_t(K) * D, row = int64_t(H + 2 * K) * D;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   const bf16* x = qkv + z * row;
@@ -223,7 +223,15 @@ __global__ void __launch_bounds__(CH)
         }
     }
   };
-  if (has_keys) load_kv(s_begin);
+  // A decode step (APPEND) loads its first pass's rows before the wait (early_kv, the default):
+  // every row but p was written by an earlier step, and each step begins with an upload (its
+  // positions: LlamaInference), so those writes are complete before this launch. Row p, this
+  // step's own, comes from qkv after the wait (kv_new). Prefill's rows come from
+  // append_kernel, the launch just before, so they wait.
+  const bool early = APPEND && early_kv;
+  if (early && has_keys) load_kv(s_begin);
+  pdl_wait();  // qkv (and prefill's cache rows) come from earlier kernels
+  if (!early && has_keys) load_kv(s_begin);
   __syncthreads();  // cs_s, sn_s: a thread below reads pairs other threads staged
 
   // The block's query heads rotated into q_s; with APPEND, the block whose split holds p also
@@ -523,6 +531,10 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   TL_CHECK(smem <= kMaxSmem, op, ": head_dim ", D, " needs ", smem,
            " bytes of shared memory, more than ", kMaxSmem);
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
+  // TL_DECODE_ATTN_EARLY_KV=0: a decode step's first keys and values are loaded after the
+  // wait on qkv, as prefill's are (for A/B measurements; see the kernel).
+  const char* early_env = std::getenv("TL_DECODE_ATTN_EARLY_KV");
+  const bool early_kv = !(early_env && std::strcmp(early_env, "0") == 0);
   const float scale = 1.0f / sqrtf(float(D));
   auto pick = [&](auto hpb_c) {
     constexpr int P = decltype(hpb_c)::value;
@@ -545,7 +557,7 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
                       stream, out.ptr<bf16>(), part_o, part_ml, counters, qkv.ptr<bf16>(),
                       k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(),
                       pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len, chunks_per_split,
-                      scale);
+                      scale, early_kv);
 }
 
 }  // namespace tl::gpu
