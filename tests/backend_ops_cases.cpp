@@ -535,7 +535,8 @@ void attention(std::vector<OpCase>& v) {
   // Incremental decoding over a KV cache: decode (Tn = 1) and prefill (Tn > 1) steps at
   // per-row positions, head dims with and without the 8-wide path, GQA groups of 1..32 (more
   // than 8 heads per KV head), contexts long enough to split the keys (flash-decoding); few
-  // rows (the CUDA kernel's blocks take 1 or 2 query heads) and 24 (8 heads a block).
+  // rows (the CUDA kernel's blocks take 1 or 2 query heads, 512 keys a pass up to head dim
+  // 128; 256 keeps 128 keys) and 24 (8 heads a block, 128 keys a pass).
   struct Dc {
     int B, Tn, H, K, D, Tmax;
     std::vector<int32_t> pos;
@@ -543,8 +544,8 @@ void attention(std::vector<OpCase>& v) {
   for (const Dc& k :
        {Dc{1, 1, 32, 4, 64, 2048, {1500}}, Dc{3, 1, 32, 4, 64, 700, {0, 129, 640}},
         Dc{2, 5, 8, 8, 128, 300, {0, 200}}, Dc{2, 3, 6, 2, 6, 40, {4, 30}},
-        Dc{1, 1, 32, 1, 16, 520, {515}}, Dc{4, 17, 4, 2, 64, 64, {0, 10, 20, 47}},
-        Dc{1, 1, 1, 1, 2, 1, {0}},
+        Dc{1, 1, 32, 1, 16, 520, {515}}, Dc{1, 1, 8, 2, 256, 600, {520}},
+        Dc{4, 17, 4, 2, 64, 64, {0, 10, 20, 47}}, Dc{1, 1, 1, 1, 2, 1, {0}},
         Dc{24, 1, 32, 4, 64, 300, {0,  9,   299, 150, 17,  256, 255, 1, 128, 127, 64, 200,
                                    33, 290, 2,   100, 180, 260, 77,  5, 240, 130, 60, 222}}}) {
     const int64_t Q = int64_t(k.H + 2 * k.K) * k.D, KD = int64_t(k.K) * k.D;

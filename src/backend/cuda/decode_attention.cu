@@ -61,6 +61,11 @@ __host__ __device__ constexpr int pv_ways(int heads, int D, int ch) {
 __host__ __device__ constexpr int v_stride(int D, int ways) {
   return ways == 1 ? D : D + 2 * (kWarp / ways > 4 ? kWarp / ways : 4);
 }
+// The kernel's dynamic shared memory (see its comment) at hpb heads a block, ch keys a pass.
+size_t smem_bytes(int hpb, int D, int ch) {
+  return sizeof(float) * size_t(hpb) * size_t(2 * D + ch) +
+         sizeof(bf16) * (2 * size_t(D) + size_t(ch) * size_t(v_stride(D, pv_ways(hpb, D, ch))));
+}
 }  // namespace
 
 // ---- kernels ----
@@ -477,10 +482,12 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // +3%, and cost batch 8 5% and batch 32 9% (more blocks than SMs, each with 4x the keys).
   // TL_DECODE_ATTN_WIDE=1|0 forces it on or off (where the 16-byte path runs), for tests and
   // measurements.
+  // Head dims over 128 keep 128 keys a pass: 512 would not fit shared memory at 8 heads a block.
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
-  bool wide = append && vec8 && BT * H <= sm_count;
+  const bool wide_fits = append && vec8 && smem_bytes(kHeadsPerBlock, D, kWideChunk) <= kMaxSmem;
+  bool wide = wide_fits && BT * H <= sm_count;
   if (const char* e = std::getenv("TL_DECODE_ATTN_WIDE"))
-    if (std::strcmp(e, "0") == 0 || std::strcmp(e, "1") == 0) wide = append && vec8 && e[0] == '1';
+    if (std::strcmp(e, "0") == 0 || std::strcmp(e, "1") == 0) wide = wide_fits && e[0] == '1';
   const int ch = wide ? kWideChunk : kChunk;
   // Heads per block: the most (K/V chunks loaded once for more heads) that still gives a
   // block an SM when every chunk is a split of its own, taken only for a group larger than
@@ -525,9 +532,7 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
     counters = static_cast<unsigned*>(
         counters_scratch.get_zeroed(size_t(base_blocks) * sizeof(unsigned), stream));
   }
-  const size_t smem =
-      sizeof(float) * size_t(hpb) * size_t(2 * D + ch) +
-      sizeof(bf16) * (2 * size_t(D) + size_t(ch) * size_t(v_stride(D, pv_ways(hpb, D, ch))));
+  const size_t smem = smem_bytes(hpb, D, ch);
   TL_CHECK(smem <= kMaxSmem, op, ": head_dim ", D, " needs ", smem,
            " bytes of shared memory, more than ", kMaxSmem);
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
