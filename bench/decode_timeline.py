@@ -112,17 +112,19 @@ def main():
     for (name, grid), k in sorted(kinds.items(), key=lambda kv: -kv[1]["dur"]):
         print(f"{name:62} {grid:>6} {k['n']:>6} {k['dur'] / k['n']:8.2f} {k['dur']:9.1f} {k['gap']:10.1f}")
     if any(between):
-        # By kind: how many a gap holds, each one's duration and where it starts after the
-        # replay's last kernel ends (medians over the gaps that hold one).
+        # By kind: how many a gap holds (median over every gap, those without one count 0),
+        # each one's duration and where it starts after the replay's last kernel ends (medians
+        # over the ones seen).
+        def op_name(r):
+            return short(names.get(r["name"], r["name"])) if r["grid"] != "0" else r["name"]
         ops = collections.OrderedDict()
         for gap_ops in between:
-            seen = collections.Counter()
             for r, end0 in gap_ops:
-                name = short(names.get(r["name"], r["name"])) if r["grid"] != "0" else r["name"]
-                o = ops.setdefault(name, {"n": [], "dur": [], "at": []})
-                seen[name] += 1
+                o = ops.setdefault(op_name(r), {"n": [], "dur": [], "at": []})
                 o["dur"].append((int(r["end_ns"]) - int(r["start_ns"])) / 1e3)
                 o["at"].append((int(r["start_ns"]) - end0) / 1e3)
+        for gap_ops in between:
+            seen = collections.Counter(op_name(r) for r, _ in gap_ops)
             for name, o in ops.items():
                 o["n"].append(seen[name])
         print(f"\nbetween replays ({len(between)} gaps): {'op':40} {'a gap':>6} {'us each':>8} {'starts at us':>12}")

@@ -121,9 +121,9 @@ class Backend {
   virtual void fp8_amax_roll(Tensor history, Tensor current, Tensor scale_amax, Tensor last,
                              int64_t slot) = 0;
   // out[N,M] (act or f32; f32 when accumulate, then +=) = (a[N,K] @ b[M,K]^T) * a_scale_inv *
-  // b_scale_inv, a and b u8 codes of formats fa and fb (not both E5M2), sums in f32
-  // (E4M3 x E4M3 into act, the forward's product: the GPU's fast accumulation, within act's
-  // rounding of the exact sums).
+  // b_scale_inv, a and b u8 codes of formats fa and fb (not both E5M2), sums in f32 (the CUDA
+  // backend's products take Hopper's fast accumulation, the gradients' too unless
+  // TL_FP8_FAST_ACCUM=fprop: ~14-bit running sums inside an MMA).
   virtual void fp8_matmul(Tensor out, Tensor a, Tensor b, Tensor a_scale_inv, Tensor b_scale_inv,
                           Fp8Format fa, Fp8Format fb, bool accumulate) = 0;
 

@@ -21,6 +21,7 @@
 // dependent on sm_90 unless TL_PDL=0).
 // Any even head dim; deterministic (fixed orders, no float atomics); qkv is only read.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
@@ -38,11 +39,13 @@ namespace tl::gpu {
 
 namespace {
 constexpr int kChunk = 128;  // keys per pass = threads per block (see kWideChunk)
-// A batch-1 decode step at a short context: one block per query head taking up to 512 keys a
-// pass, so that a row needs no split merge (TL_DECODE_ATTN_WIDE=1; see the launcher).
+// Decoding few rows (batch 1-4 at 1.1B): one block per query head taking up to 512 keys a
+// pass, so that a short context needs no split merge ("wide" in the launcher).
 constexpr int kWideChunk = 512;
-constexpr int kHeadsPerBlock = 8;        // query heads (of one KV group) sharing a block's keys
-constexpr size_t kMaxSmem = 160 * 1024;  // head dims up to ~500 (sm_80 and sm_90 have more)
+constexpr int kHeadsPerBlock = 8;  // query heads (of one KV group) sharing a block's keys
+// Head dims up to ~500 at 128 keys a pass; the device's opt-in limit is lower on some cards
+// (99 KB on sm_86 and sm_89: smem_limit).
+constexpr size_t kMaxSmem = 160 * 1024;
 // Head dims up to 2 * kMaxPreHalf keep the rope row in shared memory; with 16-byte loads a
 // key's first kPreDims dims of k and v are loaded into registers at once (see the kernel).
 constexpr int kMaxPreHalf = 64;
@@ -50,7 +53,8 @@ constexpr int kPreDims = 64;
 // A row's splits merge through distributed shared memory when they fit one cluster (sm_90).
 constexpr int kMaxClusterSplits = 8;
 // Step 3 of the kernel gives each (head, dim pair) item `ways` consecutive threads, as many as
-// the block's `ch` threads allow (a power of two, at most a warp): 1 at 8 heads of 64 dims.
+// the block's `ch` threads allow (a power of two, at most a warp): at 8 heads of 64 dims 1
+// with 128 threads, 2 with 512.
 __host__ __device__ constexpr int pv_ways(int heads, int D, int ch) {
   int ways = 1;
   while (ways < kWarp && heads * (D / 2) * ways * 2 <= ch) ways *= 2;
@@ -60,6 +64,19 @@ __host__ __device__ constexpr int pv_ways(int heads, int D, int ch) {
 // read at once in different banks (rows of 64 dims all start in bank 0); 16-byte rows.
 __host__ __device__ constexpr int v_stride(int D, int ways) {
   return ways == 1 ? D : D + 2 * (kWarp / ways > 4 ? kWarp / ways : 4);
+}
+// Shared memory a block may have on the current device: kMaxSmem, or less where the device's
+// opt-in limit is lower. Queried once per device (a host call, not a stream operation).
+size_t smem_limit() {
+  static std::atomic<int> optin[64] = {};
+  int dev = 0;
+  TL_CUDA_CHECK(cudaGetDevice(&dev));
+  int v = dev < 64 ? optin[dev].load(std::memory_order_relaxed) : 0;
+  if (v == 0) {
+    TL_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    if (dev < 64) optin[dev].store(v, std::memory_order_relaxed);
+  }
+  return std::min(kMaxSmem, size_t(v));
 }
 // The kernel's dynamic shared memory (see its comment) at hpb heads a block, ch keys a pass.
 size_t smem_bytes(int hpb, int D, int ch) {
@@ -158,9 +175,10 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
 // merges them into out.
 // The chain a block waits on is kept short, since at batch 1 the kernel is all latency:
 // pos, the rope tables and, decoding, the first pass's cached keys and values (kPre pieces a
-// thread, in registers) are read before pdl_wait() (no kernel of the step writes them: the
-// step's positions are uploaded before its first kernel, after every earlier step's writes);
-// after it q and the new k and v are loaded at once.
+// thread, in registers) are read before pdl_wait(): no earlier kernel of the step writes them
+// (the step's positions are uploaded before its first kernel, after every earlier step's
+// writes), and row p, which this kernel writes, is taken from kv_new instead. After the wait
+// q and the new k and v are loaded at once.
 template <int W, bool APPEND, int HPB, bool CLUSTER, int CH = kChunk>
 __global__ void __launch_bounds__(CH)
     decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
@@ -482,9 +500,11 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // +3%, and cost batch 8 5% and batch 32 9% (more blocks than SMs, each with 4x the keys).
   // TL_DECODE_ATTN_WIDE=1|0 forces it on or off (where the 16-byte path runs), for tests and
   // measurements.
-  // Head dims over 128 keep 128 keys a pass: 512 would not fit shared memory at 8 heads a block.
+  // Where 8 heads a block would not fit shared memory at 512 keys a pass (head dims over 128,
+  // or over 64 on cards with 99 KB a block) a pass stays 128 keys.
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
-  const bool wide_fits = append && vec8 && smem_bytes(kHeadsPerBlock, D, kWideChunk) <= kMaxSmem;
+  const size_t max_smem = smem_limit();
+  const bool wide_fits = append && vec8 && smem_bytes(kHeadsPerBlock, D, kWideChunk) <= max_smem;
   bool wide = wide_fits && BT * H <= sm_count;
   if (const char* e = std::getenv("TL_DECODE_ATTN_WIDE"))
     if (std::strcmp(e, "0") == 0 || std::strcmp(e, "1") == 0) wide = wide_fits && e[0] == '1';
@@ -533,8 +553,8 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
         counters_scratch.get_zeroed(size_t(base_blocks) * sizeof(unsigned), stream));
   }
   const size_t smem = smem_bytes(hpb, D, ch);
-  TL_CHECK(smem <= kMaxSmem, op, ": head_dim ", D, " needs ", smem,
-           " bytes of shared memory, more than ", kMaxSmem);
+  TL_CHECK(smem <= max_smem, op, ": head_dim ", D, " needs ", smem,
+           " bytes of shared memory, more than this device's ", max_smem);
   const dim3 grid(unsigned(BT), unsigned(K * n_hc), unsigned(splits));
   // TL_DECODE_ATTN_EARLY_KV=0: a decode step's first keys and values are loaded after the
   // wait on qkv, as prefill's are (for A/B measurements; see the kernel).

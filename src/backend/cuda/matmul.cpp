@@ -52,7 +52,8 @@ int autotune_candidates() {
 // one without (validation loss 3.484 against 3.498 at step 1000; bench/RESULTS.md), though
 // Transformer Engine keeps them at full precision and wgrad sums 16384 tokens.
 // TL_FP8_FAST_ACCUM=fprop keeps the gradients' products at full precision (the fp8_matmul
-// test into f32 measures 2.3e-3 of the largest output with it on, 2.5e-4 off).
+// test into f32 measures 2.3e-3 of the largest output with it on, 2.5e-4 off); any other value
+// (`all`, the lever's name while it was off by default) leaves the default.
 bool fast_accum_gradients() {
   static const bool on = [] {
     const char* v = std::getenv("TL_FP8_FAST_ACCUM");
