@@ -317,16 +317,29 @@ void argmax(std::vector<OpCase>& v) {
     const int64_t a = std::min<int64_t>(3, k.V - 1), b = std::max<int64_t>(a, k.V - 2);
     x[size_t(a)] = x[size_t(b)] = 9.0f;
     if (k.N > 1) std::fill_n(x.begin() + k.V, k.V, 0.5f);
-    add(v, "argmax_rows", dims({{"N", k.N}, {"V", k.V}}), k.big, [=](OpRun& r) {
-      Tensor xt = r.in_values(r.act(), {k.N, k.V}, x);
-      r.be().argmax_rows(r.out("ids", DType::I32, {k.N}, kExact), xt);
-    });
-    v.back().check = [=](const std::vector<Output>& out) {
-      EXPECT_EQ(out[0].values[0], float(a)) << "a tie goes to the first maximum";
-      if (k.N > 1) {
-        EXPECT_EQ(out[0].values[1], 0.0f) << "a constant row's argmax is 0";
-      }
-    };
+    // positions (a greedy decode step's, moved on by one) with every case but the largest
+    std::vector<float> pos(size_t(k.N));
+    for (size_t i = 0; i < pos.size(); ++i) pos[i] = float(3 * i + 1);
+    for (bool advance : {false, true}) {
+      if (advance && k.big) continue;
+      add(v, advance ? "argmax_rows +positions" : "argmax_rows", dims({{"N", k.N}, {"V", k.V}}),
+          k.big, [=](OpRun& r) {
+            Tensor xt = r.in_values(r.act(), {k.N, k.V}, x);
+            Tensor ids = r.out("ids", DType::I32, {k.N}, kExact);
+            r.be().argmax_rows(
+                ids, xt,
+                advance ? r.inout_values("positions", DType::I32, {k.N}, pos, kExact) : Tensor());
+          });
+      v.back().check = [=](const std::vector<Output>& out) {
+        EXPECT_EQ(out[0].values[0], float(a)) << "a tie goes to the first maximum";
+        if (k.N > 1) {
+          EXPECT_EQ(out[0].values[1], 0.0f) << "a constant row's argmax is 0";
+        }
+        if (advance)
+          for (size_t i = 0; i < pos.size(); ++i)
+            EXPECT_EQ(out[1].values[i], pos[i] + 1.0f) << "row " << i << "'s position";
+      };
+    }
   }
 }
 

@@ -213,8 +213,10 @@ class Backend {
   virtual void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight,
                             Tensor targets) = 0;
   // ids[N] (i32) = the first index of the maximum of x[N,V] (act): greedy decoding on the
-  // device, so N ids come back to the host instead of N x V logits.
-  virtual void argmax_rows(Tensor ids, Tensor x) = 0;
+  // device, so N ids come back to the host instead of N x V logits. Then, unless empty,
+  // positions[N] (i32) += 1: a greedy decode step moves its rows on for the step that
+  // continues it, which then needs no upload of its positions.
+  virtual void argmax_rows(Tensor ids, Tensor x, Tensor positions) = 0;
 
   // ---- optimizer, over flat f32 arrays ----
   // out[1] (f32) = sum of g[P]^2

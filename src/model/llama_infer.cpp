@@ -213,8 +213,8 @@ Tensor LlamaInference::head_result(int64_t n, Head head) const {
 void LlamaInference::head_out(Tensor z, Head head) {
   Backend& be = model_.backend();
   const Tensor out = head_result(z.dim(0), head);
-  if (head == Head::Argmax)
-    be.argmax_rows(out, z);
+  if (head == Head::Argmax)  // a decode step also moves its rows' positions on (pos_known_)
+    be.argmax_rows(out, z, s_->Tn == 1 ? s_->pos.rows(0, z.dim(0)) : Tensor());
   else
     be.convert(out, z);
 }
@@ -299,10 +299,15 @@ void LlamaInference::submit_argmax(const int32_t* tokens, const int32_t* pos, in
   }
   ensure_acts(B, 1);
   Pipe::Slot& slot = p.slots[(p.oldest + p.count) % 2];
-  std::copy_n(pos, B, slot.pos);
-  // Also what lets the step's attention read the cache early (Backend::attention_decode):
-  // the last step's writes are complete once this copy runs.
-  be.upload_async(s_->pos.rows(0, B), slot.pos);
+  // The positions are on the device already when the last step was a greedy decode step of
+  // these rows at pos - 1 (its argmax moved them on); else they go up. Either way a copy
+  // separates this step from the last one's kernels (its ids' download, or this upload), which
+  // lets the attention read the cache early (Backend::attention_decode).
+  if (!positions_on_device(pos, B)) {
+    std::copy_n(pos, B, slot.pos);
+    be.upload_async(s_->pos.rows(0, B), slot.pos);
+    set_known_positions(pos, B);
+  }
   if (tokens) {  // else the last step's ids, which its argmax wrote there, are this step's
     std::copy_n(tokens, B, slot.tokens);
     be.upload_async(s_->tokens, slot.tokens);
@@ -376,12 +381,32 @@ void LlamaInference::run_step(int B, int row0, int kv_len, Head head) {
     }
     rec = e.rec.get();
   }
+  const bool known = known_pos_valid_ && known_pos_.size() == size_t(B);
+  known_pos_valid_ = false;  // until the step is enqueued: an error leaves them unknown
   if (rec) {
     rec->replay();
     ++graph_stats_.replays;
   } else {
     ops();
   }
+  if (known) {
+    if (head == Head::Argmax)  // argmax_rows moved them on (head_out)
+      for (int32_t& p : known_pos_) ++p;
+    known_pos_valid_ = true;
+  }
+}
+
+// What the device's positions hold, as far as the host knows: the last upload, moved on by
+// the greedy decode steps since (argmax_rows). A step at exactly those positions skips its
+// upload.
+void LlamaInference::set_known_positions(const int32_t* pos, int B) {
+  known_pos_.assign(pos, pos + B);
+  known_pos_valid_ = true;
+}
+
+bool LlamaInference::positions_on_device(const int32_t* pos, int B) const {
+  return known_pos_valid_ && known_pos_.size() == size_t(B) &&
+         std::equal(pos, pos + B, known_pos_.begin());
 }
 
 int LlamaInference::run_layers(const int32_t* tokens, int Tn, const int32_t* pos,
@@ -399,6 +424,7 @@ LlamaInference::Call LlamaInference::start(const int32_t* tokens, int Tn, const 
   Backend& be = model_.backend();
   be.upload(s_->tokens, tokens);
   be.upload(s_->pos.rows(0, call.B), pos);  // before the step's kernels: attention_decode
+  set_known_positions(pos, call.B);
   return call;
 }
 

@@ -135,6 +135,8 @@ class LlamaInference {
   // A decode step's device work after start (layers and head, the result left in
   // head_result(B, head)): replayed from a recording where there is one.
   void run_step(int B, int row0, int kv_len, Head head);
+  void set_known_positions(const int32_t* pos, int B);
+  bool positions_on_device(const int32_t* pos, int B) const;
   Tensor picked(int B, int Tn, const int32_t* pick);  // act [B,C]: pick[b] of row b
   // The head over x[rows,C] in chunks of logits_act's rows: use(z [n,V] act, first row).
   void head_chunks(Tensor x, int64_t rows, const std::function<void(Tensor z, int64_t r0)>& use);
@@ -156,6 +158,8 @@ class LlamaInference {
   size_t prefetch_bytes_ = 0;  // off: both prefetches lost on an H100 (see set_prefetch_bytes)
   size_t prefetch_next_bytes_ = 0;
   GraphStats graph_stats_;
+  std::vector<int32_t> known_pos_;  // State::pos rows [0, B) on the device (when valid)
+  bool known_pos_valid_ = false;
 };
 
 }  // namespace tl

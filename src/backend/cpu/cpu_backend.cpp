@@ -587,7 +587,7 @@ class CpuBackend final : public Backend {
                       targets.ptr<int32_t>(), logp.numel(), C, V);
   }
 
-  void argmax_rows(Tensor ids, Tensor x) override {
+  void argmax_rows(Tensor ids, Tensor x, Tensor positions) override {
     const char* op = "argmax_rows";
     check_f32(op, "x", x);
     check_rows(op, "x", x);
@@ -595,8 +595,15 @@ class CpuBackend final : public Backend {
              x.str());
     check_cpu(op, "ids", ids, DType::I32);
     check_shape(op, "ids", ids, leading(x.shape));
+    const bool advance = !positions.empty();
+    if (advance) {
+      check_cpu(op, "positions", positions, DType::I32);
+      check_shape(op, "positions", positions, ids.shape);
+    }
     ThreadScope ts(threads_);
     cpu::argmax_rows(ids.ptr<int32_t>(), x.ptr<float>(), ids.numel(), x.shape[x.ndim() - 1]);
+    if (advance)
+      for (int64_t r = 0; r < ids.numel(); ++r) positions.ptr<int32_t>()[r] += 1;
   }
 
   // ---- optimizer ----

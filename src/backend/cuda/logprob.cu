@@ -85,9 +85,11 @@ __device__ __forceinline__ Best better(Best a, Best b) {
 
 // kUnroll slices a thread are loaded before any is compared (one round trip for a 32k
 // vocabulary at 512 threads, instead of one a slice). Launched as a programmatic dependent:
-// its launch overlaps the end of the head's product.
+// its launch overlaps the end of the head's product. positions (or null): the row's
+// position += 1, after the wait, so every earlier kernel of the step, which may read it, has
+// finished.
 template <int W>
-__global__ void argmax_kernel(const bf16* logits, int32_t* ids, int V) {
+__global__ void argmax_kernel(const bf16* logits, int32_t* ids, int32_t* positions, int V) {
   constexpr int kUnroll = 8;
   __shared__ Best shared[kWarp];
   pdl_launch_dependents();
@@ -120,11 +122,12 @@ __global__ void argmax_kernel(const bf16* logits, int32_t* ids, int V) {
   Best total = shared[0];
   for (int w = 1; w < int(blockDim.x / kWarp); ++w) total = better(total, shared[w]);
   ids[row] = total.arg;
+  if (positions) positions[row] += 1;
 }
 
 }  // namespace
 
-void argmax_rows(Tensor ids, Tensor logits, cudaStream_t stream) {
+void argmax_rows(Tensor ids, Tensor logits, Tensor positions, cudaStream_t stream) {
   const char* op = "argmax_rows";
   check_cuda(op, "x", logits, DType::BF16);
   check_rows(op, "x", logits);
@@ -136,11 +139,16 @@ void argmax_rows(Tensor ids, Tensor logits, cudaStream_t stream) {
   const int V = int(V64);
   check_cuda(op, "ids", ids, DType::I32);
   check_shape(op, "ids", ids, leading(logits.shape));
+  const bool advance = !positions.empty();
+  if (advance) {
+    check_cuda(op, "positions", positions, DType::I32);
+    check_shape(op, "positions", positions, ids.shape);
+  }
   if (n == 0) return;
   constexpr int kThreads = 512;
   const auto kernel = V % 8 == 0 && aligned16(logits.data) ? argmax_kernel<8> : argmax_kernel<1>;
   launch_pdl(kernel, dim3(unsigned(n)), dim3(kThreads), 0, stream, logits.ptr<bf16>(),
-             ids.ptr<int32_t>(), V);
+             ids.ptr<int32_t>(), advance ? positions.ptr<int32_t>() : nullptr, V);
 }
 
 void logprob_rows(Tensor logp, Tensor greedy, Tensor logits, Tensor targets, cudaStream_t stream) {

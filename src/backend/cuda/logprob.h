@@ -15,7 +15,7 @@ namespace tl::gpu {
 void logprob_rows(Tensor logp, Tensor greedy, Tensor logits, Tensor targets, cudaStream_t stream);
 
 // ids[N] (i32) = the first index of the maximum of x[N,V] (bf16): greedy decoding.
-void argmax_rows(Tensor ids, Tensor x, cudaStream_t stream);
+void argmax_rows(Tensor ids, Tensor x, Tensor positions, cudaStream_t stream);
 
 // logp[N] (f32), greedy[N] (i32); x[N,C], weight[V,C] (bf16); targets[N] (i32, in [0, V)).
 void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight, Tensor targets,
