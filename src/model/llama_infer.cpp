@@ -213,7 +213,7 @@ Tensor LlamaInference::head_result(int64_t n, Head head) const {
 void LlamaInference::head_out(Tensor z, Head head) {
   Backend& be = model_.backend();
   const Tensor out = head_result(z.dim(0), head);
-  if (head == Head::Argmax)  // a decode step also moves its rows' positions on (pos_known_)
+  if (head == Head::Argmax)  // a decode step also moves its rows' positions on (known_pos_)
     be.argmax_rows(out, z, s_->Tn == 1 ? s_->pos.rows(0, z.dim(0)) : Tensor());
   else
     be.convert(out, z);
