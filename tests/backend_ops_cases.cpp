@@ -335,9 +335,11 @@ void argmax(std::vector<OpCase>& v) {
         if (k.N > 1) {
           EXPECT_EQ(out[0].values[1], 0.0f) << "a constant row's argmax is 0";
         }
-        if (advance)
-          for (size_t i = 0; i < pos.size(); ++i)
+        if (advance) {
+          for (size_t i = 0; i < pos.size(); ++i) {
             EXPECT_EQ(out[1].values[i], pos[i] + 1.0f) << "row " << i << "'s position";
+          }
+        }
       };
     }
   }
