@@ -154,8 +154,9 @@ class Backend {
   // query head h reading kv head h / (H/K). kv_len >= every pos[b] + Tn (and <= Tmax) bounds
   // the keys read; the caller guarantees it (a GPU cannot check device-side pos cheaply).
   // With Tn = 1 the cache rows before each row's pos must have been written before the
-  // stream's last copy or upload (a LlamaInference decode step starts with an upload of pos):
-  // the CUDA backend reads them while the kernels launched just before it may still run.
+  // stream's last copy or upload (a LlamaInference decode step follows the last step's ids
+  // download or its own upload of pos): the CUDA backend reads them while the kernels
+  // launched just before it may still run.
   virtual void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
                                 Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head) = 0;
   // A linear layer of a decode step with what surrounds it in the block:

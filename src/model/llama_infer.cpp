@@ -381,19 +381,20 @@ void LlamaInference::run_step(int B, int row0, int kv_len, Head head) {
     }
     rec = e.rec.get();
   }
-  const bool known = known_pos_valid_ && known_pos_.size() == size_t(B);
-  known_pos_valid_ = false;  // until the step is enqueued: an error leaves them unknown
+  // The positions as they will be after this step, if known; unknown until the step is
+  // enqueued (an error leaves them so).
+  std::vector<int32_t> after;
+  if (known_pos_.size() == size_t(B)) after.swap(known_pos_);
+  known_pos_.clear();
+  if (head == Head::Argmax)  // argmax_rows moves them on (head_out)
+    for (int32_t& p : after) ++p;
   if (rec) {
     rec->replay();
     ++graph_stats_.replays;
   } else {
     ops();
   }
-  if (known) {
-    if (head == Head::Argmax)  // argmax_rows moved them on (head_out)
-      for (int32_t& p : known_pos_) ++p;
-    known_pos_valid_ = true;
-  }
+  known_pos_ = std::move(after);
 }
 
 // What the device's positions hold, as far as the host knows: the last upload, moved on by
@@ -401,12 +402,10 @@ void LlamaInference::run_step(int B, int row0, int kv_len, Head head) {
 // upload.
 void LlamaInference::set_known_positions(const int32_t* pos, int B) {
   known_pos_.assign(pos, pos + B);
-  known_pos_valid_ = true;
 }
 
 bool LlamaInference::positions_on_device(const int32_t* pos, int B) const {
-  return known_pos_valid_ && known_pos_.size() == size_t(B) &&
-         std::equal(pos, pos + B, known_pos_.begin());
+  return known_pos_.size() == size_t(B) && std::equal(pos, pos + B, known_pos_.begin());
 }
 
 int LlamaInference::run_layers(const int32_t* tokens, int Tn, const int32_t* pos,

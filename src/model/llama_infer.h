@@ -158,8 +158,7 @@ class LlamaInference {
   size_t prefetch_bytes_ = 0;  // off: both prefetches lost on an H100 (see set_prefetch_bytes)
   size_t prefetch_next_bytes_ = 0;
   GraphStats graph_stats_;
-  std::vector<int32_t> known_pos_;  // State::pos rows [0, B) on the device (when valid)
-  bool known_pos_valid_ = false;
+  std::vector<int32_t> known_pos_;  // State::pos rows [0, B) on the device; empty: unknown
 };
 
 }  // namespace tl

@@ -265,7 +265,8 @@ class CudaBackend final : public Backend {
                         Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head) override {
     auto s = prof_->scope(ProfCat::Attention);
     gpu::attention_decode(out, qkv, k_cache, v_cache, cos, sin, pos, kv_len, n_head, n_kv_head,
-                          ctx_.sm_count, decode_scratch_, decode_counters_, ctx_.stream);
+                          ctx_.sm_count, ctx_.smem_optin, decode_scratch_, decode_counters_,
+                          ctx_.stream);
   }
   void prefetch(const std::vector<Tensor>& tensors) override {
     for (const Tensor& t : tensors) check_device("prefetch", "tensors", t, Device::CUDA);
@@ -411,6 +412,7 @@ class CudaBackend final : public Backend {
              "cores: A100, H100); use --device cpu");
     ctx_.device = device;
     ctx_.sm_count = prop.multiProcessorCount;
+    ctx_.smem_optin = prop.sharedMemPerBlockOptin;
     ctx_.cc_major = prop.major;
     ctx_.cc_minor = prop.minor;
     TL_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking));

@@ -10,6 +10,7 @@ namespace tl::gpu {
 struct CudaContext {
   int device = 0;
   int sm_count = 0;
+  size_t smem_optin = 0;  // shared memory a block may opt into (99 KB on sm_86/89, 227 on sm_90)
   int cc_major = 0, cc_minor = 0;
   cudaStream_t stream = nullptr;
   cublasLtHandle_t cublaslt = nullptr;

@@ -21,7 +21,6 @@
 // dependent on sm_90 unless TL_PDL=0).
 // Any even head dim; deterministic (fixed orders, no float atomics); qkv is only read.
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
@@ -44,7 +43,7 @@ constexpr int kChunk = 128;  // keys per pass = threads per block (see kWideChun
 constexpr int kWideChunk = 512;
 constexpr int kHeadsPerBlock = 8;  // query heads (of one KV group) sharing a block's keys
 // Head dims up to ~500 at 128 keys a pass; the device's opt-in limit is lower on some cards
-// (99 KB on sm_86 and sm_89: smem_limit).
+// (99 KB on sm_86 and sm_89: the launcher's smem_optin).
 constexpr size_t kMaxSmem = 160 * 1024;
 // Head dims up to 2 * kMaxPreHalf keep the rope row in shared memory; with 16-byte loads a
 // key's first kPreDims dims of k and v are loaded into registers at once (see the kernel).
@@ -64,19 +63,6 @@ __host__ __device__ constexpr int pv_ways(int heads, int D, int ch) {
 // read at once in different banks (rows of 64 dims all start in bank 0); 16-byte rows.
 __host__ __device__ constexpr int v_stride(int D, int ways) {
   return ways == 1 ? D : D + 2 * (kWarp / ways > 4 ? kWarp / ways : 4);
-}
-// Shared memory a block may have on the current device: kMaxSmem, or less where the device's
-// opt-in limit is lower. Queried once per device (a host call, not a stream operation).
-size_t smem_limit() {
-  static std::atomic<int> optin[64] = {};
-  int dev = 0;
-  TL_CUDA_CHECK(cudaGetDevice(&dev));
-  int v = dev < 64 ? optin[dev].load(std::memory_order_relaxed) : 0;
-  if (v == 0) {
-    TL_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if (dev < 64) optin[dev].store(v, std::memory_order_relaxed);
-  }
-  return std::min(kMaxSmem, size_t(v));
 }
 // The kernel's dynamic shared memory (see its comment) at hpb heads a block, ch keys a pass.
 size_t smem_bytes(int hpb, int D, int ch) {
@@ -176,9 +162,10 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
 // The chain a block waits on is kept short, since at batch 1 the kernel is all latency:
 // pos, the rope tables and, decoding, the first pass's cached keys and values (kPre pieces a
 // thread, in registers) are read before pdl_wait(): no earlier kernel of the step writes them
-// (the step's positions are uploaded before its first kernel, after every earlier step's
-// writes), and row p, which this kernel writes, is taken from kv_new instead. After the wait
-// q and the new k and v are loaded at once.
+// (a copy, the last step's ids download or this step's upload of pos, separates the step from
+// every earlier step's writes; the step's own argmax moves pos on only after all of its other
+// kernels have finished), and row p, which this kernel writes, is taken from kv_new instead.
+// After the wait q and the new k and v are loaded at once.
 template <int W, bool APPEND, int HPB, bool CLUSTER, int CH = kChunk>
 __global__ void __launch_bounds__(CH)
     decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
@@ -247,10 +234,10 @@ __global__ void __launch_bounds__(CH)
     }
   };
   // A decode step (APPEND) loads its first pass's rows before the wait (early_kv, the default):
-  // every row but p was written by an earlier step, and each step begins with an upload (its
-  // positions: LlamaInference), so those writes are complete before this launch. Row p, this
-  // step's own, comes from qkv after the wait (kv_new). Prefill's rows come from
-  // append_kernel, the launch just before, so they wait.
+  // every row but p was written by an earlier step, and a copy separates the steps (the last
+  // step's ids download or this step's upload of pos: LlamaInference), so those writes are
+  // complete before this launch. Row p, this step's own, comes from qkv after the wait
+  // (kv_new). Prefill's rows come from append_kernel, the launch just before, so they wait.
   const bool early = APPEND && early_kv;
   if (early && has_keys) load_kv(s_begin);
   pdl_wait();  // qkv (and prefill's cache rows) come from earlier kernels
@@ -445,7 +432,8 @@ bool cluster_kernels_run() {
 
 void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
                       Tensor sin, Tensor pos, int kv_len, int H, int K, int sm_count,
-                      Scratch& scratch, Scratch& counters_scratch, cudaStream_t stream) {
+                      size_t smem_optin, Scratch& scratch, Scratch& counters_scratch,
+                      cudaStream_t stream) {
   const char* op = "attention_decode";
   check_cuda(op, "qkv", qkv, DType::BF16);
   TL_CHECK(qkv.ndim() == 3, op, ": qkv must be [B, Tn, (H + 2K) * D], got ", qkv.str());
@@ -503,7 +491,7 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // Where 8 heads a block would not fit shared memory at 512 keys a pass (head dims over 128,
   // or over 64 on cards with 99 KB a block) a pass stays 128 keys.
   const bool vec8 = D % 8 == 0 && aligned16(k_cache.data);
-  const size_t max_smem = smem_limit();
+  const size_t max_smem = std::min(kMaxSmem, smem_optin);
   const bool wide_fits = append && vec8 && smem_bytes(kHeadsPerBlock, D, kWideChunk) <= max_smem;
   bool wide = wide_fits && BT * H <= sm_count;
   if (const char* e = std::getenv("TL_DECODE_ATTN_WIDE"))

@@ -12,11 +12,12 @@ namespace tl::gpu {
 
 // out[B,Tn,H*D], qkv[B,Tn,(H+2K)*D] (read only), k_cache, v_cache[B,Tmax,K*D]: bf16;
 // cos, sin[Tmax',D/2]: f32; pos[B]: i32. Any even head dim D. sm_count sizes the key
-// splits; with more than one and no thread block clusters (the default; clusters need
+// splits and smem_optin (the device's opt-in shared memory a block) bounds a block's width;
+// with more than one and no thread block clusters (the default; clusters need
 // TL_DECODE_ATTN_CLUSTER=1 and sm_90), `scratch` holds their partial results and `counters`
 // (kept zero between calls) how many of a row's splits are done.
 void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
                       Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head, int sm_count,
-                      Scratch& scratch, Scratch& counters, cudaStream_t stream);
+                      size_t smem_optin, Scratch& scratch, Scratch& counters, cudaStream_t stream);
 
 }  // namespace tl::gpu
