@@ -3,8 +3,9 @@
 # suite and bench's bf16 and FP8 (delayed scaling) figures (bench/gpu_round.sh), the batch-1
 # decode step's timeline by default and under each decode lever in DECODE_LEVERS (default
 # TL_DECODE_ATTN_EARLY_KV=0; the default runs first and last, for the drift), and scheduler
-# decode tokens/s at batches 1 4 8 32. Carry [".carry/bin.tgz", ".carry/data",
-# ".carry/httplib", ".carry/timeline"] (tools/gpu/make_carry.sh, tools/gpu/build_timeline.sh).
+# decode tokens/s at batch 1 under each lever, then by default at batches 1 4 8 32. Carry
+# [".carry/bin.tgz", ".carry/data", ".carry/httplib", ".carry/timeline"]
+# (tools/gpu/make_carry.sh, tools/gpu/build_timeline.sh).
 #   tools/gpu/verify_round.sh     (repository root, GPU machine; OUT=$OUT)
 # Timelines come back as $OUT/tl.tgz (one file: a call returns a limited number of files).
 set -uo pipefail
@@ -25,6 +26,10 @@ for v in "" ${DECODE_LEVERS-TL_DECODE_ATTN_EARLY_KV=0} ""; do
     grep -E "^\s+1 |^step|between replays|memcpy|memset|decode_attention" | head -16
 done
 (cd "$OUT" && tar czf tl.tgz tl && rm -rf tl)
+for v in ${DECODE_LEVERS-TL_DECODE_ATTN_EARLY_KV=0}; do
+  echo "== scheduler decode at batch 1, $v: $(env $v timeout 60 build-gpu/tinyllama_serve_bench \
+    --device cuda --batches 1 --prompt 128 --new 256 2>&1 | tail -1)"
+done
 for b in 1 4 8 32; do
   echo "== scheduler decode at batch $b: $(timeout 60 build-gpu/tinyllama_serve_bench --device cuda \
     --batches "$b" --prompt 128 --new 256 2>&1 | tail -1)"

@@ -4,9 +4,9 @@
 // - a warp owns `rows_per_warp` consecutive output rows and streams them as a chain of
 //   chunks (a chunk: one row's 2048-element pass, kNch = 8 16-byte pieces a lane, 4 KB a
 //   warp). Two ways to keep chunks in flight (TL_DECODE_STAGES):
-//   - in registers (0, the default): the next chunk's loads are issued before the chunk in
-//     hand is summed (two chunks of registers a lane: ~116 registers a thread, 2 blocks an
-//     SM);
+//   - in registers (0, the default): the chunk in hand and the next one, whose loads are in
+//     flight while the one in hand is summed (two chunks of registers a lane: ~116
+//     registers a thread, 2 blocks an SM);
 //   - staged (2 or 4): a ring of that many chunk slots a warp in shared memory, filled by
 //     cp.async (each lane copies, and later reads, only its own pieces, so no barrier); a
 //     slot is refilled with the chunk S ahead as soon as it is summed (32-48 registers);
@@ -19,7 +19,7 @@
 //   registers, 677.3 against 862.8 with PDL), so it stays a lever. One row a warp with as
 //   many blocks as rows need (TL_DECODE_ROWS_PER_WARP=1) is the layout before 2026-12-06:
 //   ~5 waves for gate_up at one row, so HBM saw bursts (1.0-1.7 TB/s under Nsight Compute);
-// - the first chunks' loads (one in registers, S staged) are issued before pdl_wait() and
+// - the first chunks' loads (two in registers, S staged) are issued before pdl_wait() and
 //   f(x): weights are written by no kernel of the step, so with programmatic dependent launch
 //   (pdl.cuh) they overlap the previous kernel's tail. Each block also asks L2 for its share
 //   of DecodeLinear::prefetch (the next kernel's weights; off by default);
@@ -214,9 +214,10 @@ __device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_
   }
 }
 
-// S = 0: chunks in registers; S > 0: a ring of S chunk slots a warp in shared memory, after
-// f(x) (dynamic shared memory: [M, I] bf16, then [kWarps][S][kNch][kWarp] 16-byte pieces).
-template <int M, Backend::LinearIn In, int S>
+// S = 0: chunks in registers, Early of them loaded before pdl_wait() (1 or 2); S > 0: a ring
+// of S chunk slots a warp in shared memory, after f(x) (dynamic shared memory: [M, I] bf16,
+// then [kWarps][S][kNch][kWarp] 16-byte pieces).
+template <int M, Backend::LinearIn In, int S, int Early = 1>
 __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* xs = reinterpret_cast<bf16*>(smem);  // f(x) [M, I]
@@ -231,8 +232,13 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   // No kernel of the step writes weights: the first chunks stream while the kernel before
   // ends and while f(x) is built.
   constexpr int kSlots = S > 0 ? S : 1;
-  Vec<bf16, kPiece> cur[S > 0 ? 1 : kNch];  // S = 0: the chunk in hand
-  Vec<bf16, kPiece>* ring = nullptr;        // S > 0: this warp's slots, [S][kNch][kWarp]
+  // S = 0: two chunks in registers: the one in hand and the next.
+  Vec<bf16, kPiece> regs[2][S > 0 ? 1 : kNch];
+  const auto load_chunk = [&](Vec<bf16, kPiece>(&r)[S > 0 ? 1 : kNch], int c) {
+    if constexpr (S == 0)
+      if (c < chunks) load_pass(r, a.w + (first + c / passes) * I, (c % passes) * kPass, I, lane);
+  };
+  Vec<bf16, kPiece>* ring = nullptr;  // S > 0: this warp's slots, [S][kNch][kWarp]
   // Chunk c into slot c % S; every lane commits one group a chunk, even past the last, so
   // cp_async_wait<S - 1> always means "chunk c has landed".
   const auto issue = [&](int c) {
@@ -253,8 +259,12 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
            (threadIdx.x / kWarp) * S * kNch * kWarp;
 #pragma unroll
     for (int c = 0; c < S; ++c) issue(c);
-  } else if (chunks > 0) {
-    load_pass(cur, a.w + first * I, 0, I, lane);
+  } else {
+    // Early = 2: both first chunks, so that all of a short stream (qkv: two chunks a warp) is
+    // in flight before the wait. The second chunk's registers then stay live through f(x):
+    // ~150 registers, one block an SM.
+    load_chunk(regs[0], 0);
+    if constexpr (Early == 2) load_chunk(regs[1], 1);
   }
   // And this block's share of the next kernel's weights.
   if (a.prefetch && threadIdx.x == 0) {
@@ -272,29 +282,32 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   for (int m = 0; m < M; ++m) acc[m] = 0.0f;
   int64_t o = first;  // the chunk in hand: row o, elements from base
   int base = 0;
-  for (int c = 0; c < chunks; ++c) {
-    if constexpr (S > 0) {
-      cp_async_wait<S - 1>();
-      const Vec<bf16, kPiece>* slot = ring + (c % kSlots) * kNch * kWarp + lane;
-      sum_chunk<M>(
-          acc, [&](int p) { return slot[p * kWarp]; }, xs, base, I, lane);
-      issue(c + S);  // this lane's reads of the slot are done (same thread, in order)
-    } else {
-      Vec<bf16, kPiece> next[kNch];  // the following chunk, in flight while this one is summed
-      if (c + 1 < chunks) {
-        const bool row_ends = base + kPass >= I;
-        load_pass(next, a.w + (o + row_ends) * I, row_ends ? 0 : base + kPass, I, lane);
-      }
-      sum_chunk<M>(
-          acc, [&](int p) { return cur[p]; }, xs, base, I, lane);
-#pragma unroll
-      for (int p = 0; p < kNch; ++p) cur[p] = next[p];
-    }
+  // Sums the chunk in hand, writes its row when that is complete, and moves on.
+  const auto summed = [&](auto piece) {
+    sum_chunk<M>(acc, piece, xs, base, I, lane);
     base += kPass;
     if (base >= I) {  // row o is summed: write it
       write_row<M>(acc, a, o, lane);
       ++o;
       base = 0;
+    }
+  };
+  if constexpr (S > 0) {
+    for (int c = 0; c < chunks; ++c) {
+      cp_async_wait<S - 1>();
+      const Vec<bf16, kPiece>* slot = ring + (c % kSlots) * kNch * kWarp + lane;
+      summed([&](int p) { return slot[p * kWarp]; });
+      issue(c + S);  // this lane's reads of the slot are done (same thread, in order)
+    }
+  } else {
+    // While chunk c is summed, c + 1 is in flight; then c + 1 moves into hand (waiting for
+    // its loads). Chunk c + Early is issued before the sum (Early = 1) or after the move.
+    for (int c = 0; c < chunks; ++c) {
+      if constexpr (Early == 1) load_chunk(regs[1], c + 1);
+      summed([&](int p) { return regs[0][p]; });
+#pragma unroll
+      for (int p = 0; p < kNch; ++p) regs[0][p] = regs[1][p];
+      if constexpr (Early == 2) load_chunk(regs[1], c + 2);
     }
   }
   if constexpr (S > 0) cp_async_wait<0>();  // no copy may outlive the block's shared memory
@@ -308,11 +321,11 @@ int rows_per_warp(int blocks_per_sm, int O, int sm_count) {
   return int(std::max<int64_t>(ceil_div(O, warps), 1));
 }
 
-template <int M, Backend::LinearIn In, int S>
+template <int M, Backend::LinearIn In, int S, int Early = 1>
 void launch(Args a, int sm_count, cudaStream_t stream) {
   const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16) +
                       size_t(kWarps) * S * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
-  auto kernel = decode_linear_kernel<M, In, S>;
+  auto kernel = decode_linear_kernel<M, In, S, Early>;
   // More than 48 KiB of shared memory needs an opt-in, which belongs to the current device:
   // set on every call (cheap, not a stream operation), as the attention kernels do.
   if (smem > 48 * 1024)
@@ -345,6 +358,10 @@ void launch_staged(const Args& a, int sm_count, cudaStream_t stream) {
                                                                             : 0;
   if (stages == 4) return launch<M, In, 4>(a, sm_count, stream);
   if (stages == 2) return launch<M, In, 2>(a, sm_count, stream);
+  // TL_DECODE_EARLY_CHUNKS=2: two chunks in registers before the wait (one row only: the
+  // fused decode step's case; an A/B lever until measured).
+  if constexpr (M == 1)
+    if (lever("TL_DECODE_EARLY_CHUNKS", 1) == 2) return launch<M, In, 0, 2>(a, sm_count, stream);
   launch<M, In, 0>(a, sm_count, stream);
 }
 
