@@ -6,18 +6,18 @@
 // fixes it and TL_DECODE_ATTN_SPLITS=N caps the key splits, for measurements. It rotates its
 // query heads (RoPE at the row's position) into shared memory, then walks the split's keys a
 // block's width at a time: thread j scores key j against the block's heads, one warp per head
-// turns the scores into an online softmax, then every thread accumulates a few (head, 2 dims)
-// of p.V. Decoding (few query rows) splits the keys over enough blocks to fill the GPU
-// (flash-decoding); prefill (many rows) keeps one split per row. With several splits they
-// merge in split order: each block writes its (max, sum, output) to global memory and the last
-// of a row's splits to finish (a counter per row and head block) merges them. With
-// TL_DECODE_ATTN_CLUSTER=1 on sm_90 a row's splits are one thread block cluster instead and
-// split 0 reads the others' from their shared memory: the same bits, but off by default, as it
-// lost on an H100 (2026-12-07: batch 32 -8.5%, batch 1 unchanged; bench/RESULTS.md). The
-// new k (rotated) and v go into the caches. With one new token a row (decoding) the blocks
-// whose split holds its position write them and use them from shared memory, so a decode
-// step's attention is one launch; with more (prefill), whose queries read each other's keys,
-// append_kernel writes them first. Launched through launch_pdl (pdl.cuh: a programmatic
+// turns the scores into an online softmax (the whole block, by block-wide reductions, when it
+// has one head), then every thread accumulates a few (head, 2 dims) of p.V. Decoding (few query
+// rows) splits the keys over enough blocks to fill the GPU (flash-decoding); prefill (many rows)
+// keeps one split per row. With several splits they merge in split order: each block writes its
+// (max, sum, output) to global memory and the last of a row's splits to finish (a counter per row
+// and head block) merges them. With TL_DECODE_ATTN_CLUSTER=1 on sm_90 a row's splits are one thread
+// block cluster instead and split 0 reads the others' from their shared memory: the same bits, but
+// off by default, as it lost on an H100 (2026-12-07: batch 32 -8.5%, batch 1 unchanged;
+// bench/RESULTS.md). The new k (rotated) and v go into the caches. With one new token a row
+// (decoding) the blocks whose split holds its position write them and use them from shared memory,
+// so a decode step's attention is one launch; with more (prefill), whose queries read each other's
+// keys, append_kernel writes them first. Launched through launch_pdl (pdl.cuh: a programmatic
 // dependent on sm_90 unless TL_PDL=0).
 // Any even head dim; deterministic (fixed orders, no float atomics); qkv is only read.
 #include <algorithm>
@@ -171,8 +171,8 @@ __global__ void __launch_bounds__(CH)
     decode_attention_kernel(bf16* out, float* part_o, float* part_ml, unsigned* counters,
                             const bf16* qkv, bf16* k_cache, bf16* v_cache, const float* cos,
                             const float* sin, const int32_t* pos, int Tn, int H, int K, int D,
-                            int Tmax, int kv_len, int chunks_per_split, float scale,
-                            bool early_kv) {
+                            int Tmax, int kv_len, int chunks_per_split, float scale, bool early_kv,
+                            bool block_softmax) {
   extern __shared__ __align__(16) float smem[];
   float* q_s = smem;
   float* o_s = q_s + HPB * D;
@@ -181,6 +181,7 @@ __global__ void __launch_bounds__(CH)
   bf16* v_s = kv_new + 2 * D;                              // [CH][vstride]
   const int ways = pv_ways(HPB, D, CH), vstride = v_stride(D, ways);
   __shared__ float m_s[HPB], l_s[HPB], alpha_s[HPB];
+  __shared__ float warp_m_s[HPB == 1 ? CH / kWarp : 1], warp_l_s[HPB == 1 ? CH / kWarp : 1];
   __shared__ float cs_s[kMaxPreHalf], sn_s[kMaxPreHalf];
   __shared__ bool last_s;
   pdl_launch_dependents();
@@ -317,31 +318,59 @@ __global__ void __launch_bounds__(CH)
         score(d, kv);
       }
     }
+    float alpha1 = 1.0f;  // block softmax: the head's rescale of o, in every thread
+    const bool block_sm = HPB == 1 && block_softmax;
+    if (block_sm) {
+      // 2. (one head a block) online softmax: every thread holds one key's score, so the max
+      // and the sum are block-wide reductions, in a fixed order (a warp walking the CH
+      // scores would take CH / 32 of them a lane in series). m_s and l_s change only after
+      // the second barrier, once every thread has read m_s.
+      const float sc = int(threadIdx.x) < n ? acc[0] * scale : -INFINITY;
+      float m = warp_max(sc);
+      if (lane == 0) warp_m_s[warp] = m;
+      __syncthreads();
+      m = warp_max(lane < CH / kWarp ? warp_m_s[lane] : -INFINITY);
+      const float m_old = m_s[0];
+      m = fmaxf(m, m_old);  // finite: the chunk has at least one key
+      const float e = int(threadIdx.x) < n ? expf(sc - m) : 0.0f;
+      p_s[threadIdx.x] = e;
+      const float l = warp_sum(e);
+      if (lane == 0) warp_l_s[warp] = l;
+      __syncthreads();           // p_s, warp_l_s
+      alpha1 = expf(m_old - m);  // 0 on the first chunk
+      if (threadIdx.x == 0) {
+        float sum = 0.0f;
+        for (int w = 0; w < CH / kWarp; ++w) sum += warp_l_s[w];
+        l_s[0] = l_s[0] * alpha1 + sum;
+        m_s[0] = m;
+      }
+    } else {
 #pragma unroll  // acc indexed by constants only: it stays in registers
-    for (int j = 0; j < HPB; ++j)
-      if (j < nh) p_s[j * CH + threadIdx.x] = int(threadIdx.x) < n ? acc[j] * scale : -INFINITY;
-    __syncthreads();
-    // 2. online softmax, one warp per head
-    for (int j = warp; j < nh; j += CH / kWarp) {
-      float* pj = p_s + j * CH;
-      float m = -INFINITY;
-      for (int i = lane; i < CH; i += kWarp) m = fmaxf(m, pj[i]);
-      m = fmaxf(warp_max(m), m_s[j]);  // finite: the chunk has at least one key
-      float l = 0.0f;
-      for (int i = lane; i < CH; i += kWarp) {
-        const float e = expf(pj[i] - m);
-        pj[i] = e;
-        l += e;
+      for (int j = 0; j < HPB; ++j)
+        if (j < nh) p_s[j * CH + threadIdx.x] = int(threadIdx.x) < n ? acc[j] * scale : -INFINITY;
+      __syncthreads();
+      // 2. online softmax, one warp per head
+      for (int j = warp; j < nh; j += CH / kWarp) {
+        float* pj = p_s + j * CH;
+        float m = -INFINITY;
+        for (int i = lane; i < CH; i += kWarp) m = fmaxf(m, pj[i]);
+        m = fmaxf(warp_max(m), m_s[j]);  // finite: the chunk has at least one key
+        float l = 0.0f;
+        for (int i = lane; i < CH; i += kWarp) {
+          const float e = expf(pj[i] - m);
+          pj[i] = e;
+          l += e;
+        }
+        l = warp_sum(l);
+        if (lane == 0) {
+          const float alpha = expf(m_s[j] - m);  // 0 on the first chunk
+          alpha_s[j] = alpha;
+          l_s[j] = l_s[j] * alpha + l;
+          m_s[j] = m;
+        }
       }
-      l = warp_sum(l);
-      if (lane == 0) {
-        const float alpha = expf(m_s[j] - m);  // 0 on the first chunk
-        alpha_s[j] = alpha;
-        l_s[j] = l_s[j] * alpha + l;
-        m_s[j] = m;
-      }
+      __syncthreads();
     }
-    __syncthreads();
     // 3. o = o * alpha + p . V over this chunk. Each (head, dim pair) belongs to `ways`
     // consecutive threads (pv_ways: from HPB, so a block with fewer heads leaves some idle)
     // that take every ways-th key and add up by butterflies, in a fixed order; the loop's
@@ -366,9 +395,10 @@ __global__ void __launch_bounds__(CH)
         o1 += __shfl_xor_sync(0xffffffffu, o1, w);
       }
       if (item < items && sub == 0) {
+        const float alpha = block_sm ? alpha1 : alpha_s[j];
         float* o = o_s + j * D + d;
-        o[0] = o[0] * alpha_s[j] + o0;
-        o[1] = o[1] * alpha_s[j] + o1;
+        o[0] = o[0] * alpha + o0;
+        o[1] = o[1] * alpha + o1;
       }
     }
     __syncthreads();
@@ -548,6 +578,10 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // wait on qkv, as prefill's are (for A/B measurements; see the kernel).
   const char* early_env = std::getenv("TL_DECODE_ATTN_EARLY_KV");
   const bool early_kv = !(early_env && std::strcmp(early_env, "0") == 0);
+  // TL_DECODE_ATTN_BLOCK_SOFTMAX=0: a block with one head does its softmax in one warp, as
+  // blocks with more heads do (for A/B measurements).
+  const char* block_sm_env = std::getenv("TL_DECODE_ATTN_BLOCK_SOFTMAX");
+  const bool block_softmax = !(block_sm_env && std::strcmp(block_sm_env, "0") == 0);
   const float scale = 1.0f / sqrtf(float(D));
   auto pick = [&](auto hpb_c) {
     constexpr int P = decltype(hpb_c)::value;
@@ -570,7 +604,7 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
                       stream, out.ptr<bf16>(), part_o, part_ml, counters, qkv.ptr<bf16>(),
                       k_cache.ptr<bf16>(), v_cache.ptr<bf16>(), cos.ptr<float>(), sin.ptr<float>(),
                       pos.ptr<int32_t>(), int(Tn), H, K, D, int(Tmax), kv_len, chunks_per_split,
-                      scale, early_kv);
+                      scale, early_kv, block_softmax);
 }
 
 }  // namespace tl::gpu
