@@ -100,11 +100,13 @@ TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
       return d.run(701);
     };
     const std::vector<float> eight = run("8");
-    for (const char* heads : {"2", "1"}) {
+    for (const char* heads : {"2", "1", "1+"}) {  // 1+: one head, block-wide softmax
       SCOPED_TRACE(cat("wide ", wide, ", heads per block ", heads));
-      const std::vector<float> out = run(heads);
+      const ScopedEnv sm("TL_DECODE_ATTN_BLOCK_SOFTMAX", heads[1] == '+' ? "1" : "");
+      const std::string h(heads, 1);
+      const std::vector<float> out = run(h.c_str());
       EXPECT_TRUE(close("against 8 heads a block", out, eight, 1e-2));
-      EXPECT_EQ(std::memcmp(out.data(), run(heads).data(), out.size() * 4), 0);
+      EXPECT_EQ(std::memcmp(out.data(), run(h.c_str()).data(), out.size() * 4), 0);
     }
   }
 }
@@ -130,9 +132,10 @@ TEST(CudaDecode, WideBlocksMatchCpu) {
     for (float v : want) rms += double(v) * v;
     ASSERT_GT(rms, 0.0);
     DecodeStep d(*gpu, pos);
-    for (const char* heads : {"1", "2", "8"}) {
+    for (const char* heads : {"1+", "1", "2", "8"}) {  // 1+: one head, block-wide softmax
       SCOPED_TRACE(cat(pos.size(), " rows, the last at ", pos.back(), ", heads per block ", heads));
-      const ScopedEnv h("TL_DECODE_ATTN_HEADS", heads);
+      const ScopedEnv h("TL_DECODE_ATTN_HEADS", std::string(heads, 1));
+      const ScopedEnv sm("TL_DECODE_ATTN_BLOCK_SOFTMAX", heads[1] == '+' ? "1" : "");
       const std::vector<float> out = d.run(kv_len);
       const size_t row = size_t(DecodeStep::H) * DecodeStep::D;  // each row against its own size
       for (size_t b = 0; b < pos.size(); ++b)
