@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One device call (~570 s) for commits that have not run on a GPU: the decode kernels' tests,
-# the batch-1 decode step's timeline by default and under each decode lever in DECODE_LEVERS (default
-# TL_DECODE_ATTN_EARLY_KV=0; the default runs first and last, for the drift), and scheduler
-# decode tokens/s at batch 1 under each lever (SCHED_LEVERS, default DECODE_LEVERS), then by
-# default at batches 1 4 8 32, then the GPU suite and bench's bf16 and FP8 (delayed scaling)
+# the batch-1 decode step's timeline by default and under each decode lever in DECODE_LEVERS
+# (default TL_DECODE_ATTN_EARLY_KV=0; a lever's variables joined by commas; the default runs
+# first and last, for the drift), scheduler decode tokens/s at batch 1 under each lever
+# (SCHED_LEVERS, default DECODE_LEVERS), then by default at batches 1 4 8 32, then the GPU
+# suite and bench's bf16 and FP8 (delayed scaling)
 # figures (bench/gpu_round.sh) in the time left. Carry
 # [".carry/bin.tgz", ".carry/data", ".carry/httplib", ".carry/timeline"]
 # (tools/gpu/make_carry.sh, tools/gpu/build_timeline.sh).
@@ -23,12 +24,12 @@ i=0
 for v in "" ${DECODE_LEVERS-TL_DECODE_ATTN_EARLY_KV=0} ""; do
   i=$((i + 1))
   echo "== $i: decode timeline ${v:-default} at $(( $(date +%s) - T0 )) s"
-  env $v OUT="$OUT/tl/$i-${v:-default}" timeout 90 bash bench/decode_timeline.sh 2>&1 |
+  env ${v//,/ } OUT="$OUT/tl/$i-${v:-default}" timeout 90 bash bench/decode_timeline.sh 2>&1 |
     grep -E "^\s+1 |^step|between replays|memcpy|memset|decode_attention" | head -16
 done
 (cd "$OUT" && tar czf tl.tgz tl && rm -rf tl)
 for v in ${SCHED_LEVERS-${DECODE_LEVERS-TL_DECODE_ATTN_EARLY_KV=0}}; do
-  echo "== scheduler decode at batch 1, $v: $(env $v timeout 60 build-gpu/tinyllama_serve_bench \
+  echo "== scheduler decode at batch 1, $v: $(env ${v//,/ } timeout 60 build-gpu/tinyllama_serve_bench \
     --device cuda --batches 1 --prompt 128 --new 256 2>&1 | tail -1)"
 done
 for b in 1 4 8 32; do
