@@ -5,7 +5,7 @@
 //   chunks (a chunk: one row's 2048-element pass, kNch = 8 16-byte pieces a lane, 4 KB a
 //   warp). Two ways to keep chunks in flight (TL_DECODE_STAGES):
 //   - in registers (0, the default): the chunk in hand and the next one, whose loads are in
-//     flight while the one in hand is summed (two chunks of registers a lane: ~116
+//     flight while the one in hand is summed (two chunks of registers a lane: ~120
 //     registers a thread, 2 blocks an SM);
 //   - staged (2 or 4): a ring of that many chunk slots a warp in shared memory, filled by
 //     cp.async (each lane copies, and later reads, only its own pieces, so no barrier); a
@@ -19,10 +19,11 @@
 //   registers, 677.3 against 862.8 with PDL), so it stays a lever. One row a warp with as
 //   many blocks as rows need (TL_DECODE_ROWS_PER_WARP=1) is the layout before 2026-12-06:
 //   ~5 waves for gate_up at one row, so HBM saw bursts (1.0-1.7 TB/s under Nsight Compute);
-// - the first chunks' loads (two in registers, S staged) are issued before pdl_wait() and
-//   f(x): weights are written by no kernel of the step, so with programmatic dependent launch
-//   (pdl.cuh) they overlap the previous kernel's tail. Each block also asks L2 for its share
-//   of DecodeLinear::prefetch (the next kernel's weights; off by default);
+// - the first chunks' loads (one in registers, two with TL_DECODE_EARLY_CHUNKS=2; S staged)
+//   are issued before pdl_wait() and f(x): weights are written by no kernel of the step, so
+//   with programmatic dependent launch (pdl.cuh) they overlap the previous kernel's tail.
+//   Each block also asks L2 for its share of DecodeLinear::prefetch (the next kernel's
+//   weights; off by default);
 // - every block builds f(x) for all M rows in shared memory after the wait (the RMSNorm of a
 //   2048-wide row or the SwiGLU of a 2 x 5632 one), and the residual is added as each output
 //   is written.
