@@ -1,24 +1,24 @@
 // attention_decode: attention of a few new tokens per row over a KV cache, for generation.
 // Block = (query row, KV head with up to HPB of its query heads, split of the keys), 128
 // threads (512 when decoding few rows: see "wide" in the launcher); HPB = 8, or 2 or 1 when
-// there are too few rows to fill the GPU otherwise (a batch-1 step: 4 KV heads x 3 splits
-// were 12 blocks for 132 SMs, each doing 8 heads' work in series). TL_DECODE_ATTN_HEADS=8|2|1
-// fixes it and TL_DECODE_ATTN_SPLITS=N caps the key splits, for measurements. It rotates its
-// query heads (RoPE at the row's position) into shared memory, then walks the split's keys a
-// block's width at a time: thread j scores key j against the block's heads, one warp per head
-// turns the scores into an online softmax (with TL_DECODE_ATTN_BLOCK_SOFTMAX=1 the whole
-// block, by block-wide reductions, when it has one head), then every thread accumulates a few
-// (head, 2 dims) of p.V. Decoding (few query
-// rows) splits the keys over enough blocks to fill the GPU (flash-decoding); prefill (many rows)
-// keeps one split per row. With several splits they merge in split order: each block writes its
-// (max, sum, output) to global memory and the last of a row's splits to finish (a counter per row
-// and head block) merges them. With TL_DECODE_ATTN_CLUSTER=1 on sm_90 a row's splits are one thread
-// block cluster instead and split 0 reads the others' from their shared memory: the same bits, but
-// off by default, as it lost on an H100 (2026-12-07: batch 32 -8.5%, batch 1 unchanged;
-// bench/RESULTS.md). The new k (rotated) and v go into the caches. With one new token a row
-// (decoding) the blocks whose split holds its position write them and use them from shared memory,
-// so a decode step's attention is one launch; with more (prefill), whose queries read each other's
-// keys, append_kernel writes them first. Launched through launch_pdl (pdl.cuh: a programmatic
+// there are too few rows to fill the GPU otherwise (a batch-1 step: 4 KV heads x 3 splits were
+// 12 blocks for 132 SMs, each doing 8 heads' work in series). TL_DECODE_ATTN_HEADS=8|2|1 fixes
+// it and TL_DECODE_ATTN_SPLITS=N caps the key splits, for measurements. It rotates its query
+// heads (RoPE at the row's position) into shared memory, then walks the split's keys a block's
+// width at a time: thread j scores key j against the block's heads, one warp per head turns the
+// scores into an online softmax (with TL_DECODE_ATTN_BLOCK_SOFTMAX=1 the whole block, by
+// block-wide reductions, when it has one head), then every thread accumulates a few (head, 2
+// dims) of p.V. Decoding (few query rows) splits the keys over enough blocks to fill the GPU
+// (flash-decoding); prefill (many rows) keeps one split per row. With several splits they merge
+// in split order: each block writes its (max, sum, output) to global memory and the last of a
+// row's splits to finish (a counter per row and head block) merges them. With
+// TL_DECODE_ATTN_CLUSTER=1 on sm_90 a row's splits are one thread block cluster instead and
+// split 0 reads the others' from their shared memory: the same bits, but off by default, as it
+// lost on an H100 (2026-12-07: batch 32 -8.5%, batch 1 unchanged; bench/RESULTS.md). The new k
+// (rotated) and v go into the caches. With one new token a row (decoding) the blocks whose
+// split holds its position write them and use them from shared memory, so a decode step's
+// attention is one launch; with more (prefill), whose queries read each other's keys,
+// append_kernel writes them first. Launched through launch_pdl (pdl.cuh: a programmatic
 // dependent on sm_90 unless TL_PDL=0).
 // Any even head dim; deterministic (fixed orders, no float atomics); qkv is only read.
 #include <algorithm>
