@@ -320,15 +320,35 @@ void argmax(std::vector<OpCase>& v) {
     // positions (a greedy decode step's, moved on by one) with every case but the largest
     std::vector<float> pos(size_t(k.N));
     for (size_t i = 0; i < pos.size(); ++i) pos[i] = float(3 * i + 1);
-    for (bool advance : {false, true}) {
-      if (advance && k.big) continue;
-      add(v, advance ? "argmax_rows +positions" : "argmax_rows", dims({{"N", k.N}, {"V", k.V}}),
-          k.big, [=](OpRun& r) {
+    // mode 1: positions moved on; 2: the ids also written into pinned host memory, which
+    // must then hold what the device's ids hold
+    for (int mode : {0, 1, 2}) {
+      const bool advance = mode == 1;
+      if (mode > 0 && k.big) continue;
+      add(v,
+          mode == 1   ? "argmax_rows +positions"
+          : mode == 2 ? "argmax_rows +host ids"
+                      : "argmax_rows",
+          dims({{"N", k.N}, {"V", k.V}}), k.big, [=](OpRun& r) {
             Tensor xt = r.in_values(r.act(), {k.N, k.V}, x);
             Tensor ids = r.out("ids", DType::I32, {k.N}, kExact);
-            r.be().argmax_rows(
+            Backend& be = r.be();
+            auto* host =
+                mode == 2 ? static_cast<int32_t*>(be.host_allocate(size_t(k.N) * 4)) : nullptr;
+            if (host) std::fill_n(host, k.N, -7);
+            be.argmax_rows(
                 ids, xt,
-                advance ? r.inout_values("positions", DType::I32, {k.N}, pos, kExact) : Tensor());
+                advance ? r.inout_values("positions", DType::I32, {k.N}, pos, kExact) : Tensor(),
+                host);
+            if (!host) return;
+            const auto done = be.make_marker();
+            done->record();
+            done->wait();
+            const std::vector<int32_t> written(host, host + k.N);
+            be.host_deallocate(host);
+            std::vector<int32_t> on_device(size_t(k.N));
+            be.download(on_device.data(), ids);
+            EXPECT_EQ(written, on_device) << "host_ids must hold the ids";
           });
       v.back().check = [=](const std::vector<Output>& out) {
         EXPECT_EQ(out[0].values[0], float(a)) << "a tie goes to the first maximum";

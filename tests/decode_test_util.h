@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "backend_test_util.h"
 #include "ckpt_test_util.h"
 #include "model/llama.h"
 #include "model/llama_infer.h"
@@ -39,36 +40,44 @@ inline void expect_submitted_steps_equal_forward_argmax(tl::LlamaModel& model) {
     }
   }
 
-  LlamaInference inf(model, B, P + steps + 1);
-  prefill(inf);
-  std::vector<int32_t> got, ids(B), pos(B);
-  const int restart = 150;  // collected up to here, then submitted again from host tokens
-  pos.assign(B, P);
-  inf.submit_argmax(first.data(), pos.data(), B);
-  for (int t = 1; t <= steps; ++t) {
-    if (t < steps && t != restart) {
-      pos.assign(B, P + t);
-      inf.submit_argmax(nullptr, pos.data(), B);
-      EXPECT_EQ(inf.steps_in_flight(), 2);
+  std::vector<int32_t> ids(B), pos(B);
+  // By default each step's ids are downloaded after it; with TL_DECODE_IDS_MAPPED=1 the
+  // argmax writes them into the pinned slot itself, and a replayed step enqueues no copy.
+  for (const char* mapped : {"", "1"}) {
+    backend_test::ScopedEnv lever("TL_DECODE_IDS_MAPPED", mapped);
+    LlamaInference inf(model, B, P + steps + 1);
+    prefill(inf);
+    std::vector<int32_t> got;
+    const int restart = 150;  // collected up to here, then submitted again from host tokens
+    pos.assign(B, P);
+    inf.submit_argmax(first.data(), pos.data(), B);
+    for (int t = 1; t <= steps; ++t) {
+      if (t < steps && t != restart) {
+        pos.assign(B, P + t);
+        inf.submit_argmax(nullptr, pos.data(), B);
+        EXPECT_EQ(inf.steps_in_flight(), 2);
+      }
+      inf.collect_argmax(ids.data());
+      got.insert(got.end(), ids.begin(), ids.end());
+      if (t == restart) {
+        EXPECT_EQ(inf.steps_in_flight(), 0);
+        pos.assign(B, P + t);
+        inf.submit_argmax(ids.data(), pos.data(), B);
+      }
     }
-    inf.collect_argmax(ids.data());
-    got.insert(got.end(), ids.begin(), ids.end());
-    if (t == restart) {
-      EXPECT_EQ(inf.steps_in_flight(), 0);
-      pos.assign(B, P + t);
-      inf.submit_argmax(ids.data(), pos.data(), B);
-    }
+    EXPECT_EQ(inf.steps_in_flight(), 0);
+    ASSERT_EQ(got.size(), want.size());
+    int first_diff = -1;
+    for (size_t i = 0; i < got.size() && first_diff < 0; ++i)
+      if (got[i] != want[i]) first_diff = int(i);
+    EXPECT_EQ(first_diff, -1) << "step " << first_diff / B << " row " << first_diff % B
+                              << (*mapped ? " (ids written by the argmax)" : "");
   }
-  EXPECT_EQ(inf.steps_in_flight(), 0);
-  ASSERT_EQ(got.size(), want.size());
-  int first_diff = -1;
-  for (size_t i = 0; i < got.size() && first_diff < 0; ++i)
-    if (got[i] != want[i]) first_diff = int(i);
-  EXPECT_EQ(first_diff, -1) << "step " << first_diff / B << " row " << first_diff % B;
 
   // Misuse.
   using ckpt_test::error_of;
   using ckpt_test::has;
+  LlamaInference inf(model, B, P + steps + 1);
   std::string m = error_of([&] { inf.collect_argmax(ids.data()); });
   EXPECT_TRUE(has(m, "no step in flight")) << m;
   LlamaInference fresh(model, B, P + steps + 1);

@@ -232,11 +232,11 @@ TEST(Decode, ArgmaxIdsAreTheFirstMaximumOfTheLogits) {
   // The op itself: ties and one column, on the backend directly.
   std::vector<float> x{1, 3, 3, 2, 5, 5, 7, 7, 7, -1, 7, 7};
   std::vector<int32_t> got(4, -1);
-  m.be->argmax_rows(dec_t(got, {4}), dec_t(x, {4, 3}), Tensor());
+  m.be->argmax_rows(dec_t(got, {4}), dec_t(x, {4, 3}), Tensor(), nullptr);
   EXPECT_EQ(got, (std::vector<int32_t>{1, 1, 0, 1}));
   std::vector<int32_t> bad(3);
   const std::string msg = ckpt_test::error_of([&] {
-    m.be->argmax_rows(dec_t(bad, {3}), dec_t(x, {4, 3}), Tensor());
+    m.be->argmax_rows(dec_t(bad, {3}), dec_t(x, {4, 3}), Tensor(), nullptr);
   });
   EXPECT_TRUE(ckpt_test::has(msg, "argmax_rows")) << msg;
 }

@@ -154,9 +154,10 @@ class Backend {
   // query head h reading kv head h / (H/K). kv_len >= every pos[b] + Tn (and <= Tmax) bounds
   // the keys read; the caller guarantees it (a GPU cannot check device-side pos cheaply).
   // With Tn = 1 the cache rows before each row's pos must have been written before the
-  // stream's last copy or upload (a LlamaInference decode step follows the last step's ids
-  // download or its own upload of pos): the CUDA backend reads them while the kernels
-  // launched just before it may still run.
+  // stream's last copy, upload or recording's replay (a LlamaInference decode step follows
+  // the last step's ids download, its own upload of pos, or the last step's replay, which
+  // work after it waits for whole): the CUDA backend reads them while the kernels launched
+  // just before it may still run.
   virtual void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Tensor cos,
                                 Tensor sin, Tensor pos, int kv_len, int n_head, int n_kv_head) = 0;
   // A linear layer of a decode step with what surrounds it in the block:
@@ -216,8 +217,11 @@ class Backend {
   // ids[N] (i32) = the first index of the maximum of x[N,V] (act): greedy decoding on the
   // device, so N ids come back to the host instead of N x V logits. Then, unless empty,
   // positions[N] (i32) += 1: a greedy decode step moves its rows on for the step that
-  // continues it, which then needs no upload of its positions.
-  virtual void argmax_rows(Tensor ids, Tensor x, Tensor positions) = 0;
+  // continues it, which then needs no upload of its positions. host_ids (or null): host
+  // memory from host_allocate that the op also writes the ids into itself, so that no
+  // download is enqueued after it (a decode step's graph then ends at its last kernel); they
+  // are there once a Marker recorded after the op has been waited on.
+  virtual void argmax_rows(Tensor ids, Tensor x, Tensor positions, int32_t* host_ids) = 0;
 
   // ---- optimizer, over flat f32 arrays ----
   // out[1] (f32) = sum of g[P]^2

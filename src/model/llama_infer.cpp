@@ -20,15 +20,16 @@ constexpr int kKeyBucket = 256;
 constexpr size_t kMaxGraphs = 64;  // recorded decode steps kept (least recently used go)
 }  // namespace
 
-// Recorded decode steps by (rows, first row, key bucket, head output). They hold device
-// pointers: valid while the arena, the weights and the backend's memory epoch stay put.
+// Recorded decode steps by (rows, first row, key bucket, head output, host memory the ids go
+// to). They hold device pointers: valid while the arena, the weights and the backend's memory
+// epoch stay put.
 struct LlamaInference::Graphs {
   struct Entry {
     std::unique_ptr<Backend::Recording> rec;
     int seen = 0;           // unrecorded runs so far
     uint64_t last_use = 0;  // for eviction
   };
-  std::map<std::tuple<int, int, int, int>, Entry> entries;
+  std::map<std::tuple<int, int, int, int, const void*>, Entry> entries;
   uint64_t epoch = 0, clock = 0;
   const void* arena = nullptr;
   const void* weights = nullptr;
@@ -115,6 +116,8 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
   graphs_on_ = !(env && std::strcmp(env, "0") == 0);
   const char* ahead = std::getenv("TL_DECODE_RUN_AHEAD");
   run_ahead_ = !(ahead && std::strcmp(ahead, "0") == 0);
+  const char* mapped = std::getenv("TL_DECODE_IDS_MAPPED");
+  ids_mapped_ = mapped && std::strcmp(mapped, "1") == 0;
   if (const char* f = std::getenv("TL_DECODE_FUSED_ROWS")) fused_rows_ = std::atoi(f);
   if (const char* p = std::getenv("TL_DECODE_PREFETCH_MB"))
     prefetch_bytes_ = size_t(std::max(0, std::atoi(p))) << 20;
@@ -210,11 +213,11 @@ Tensor LlamaInference::head_result(int64_t n, Head head) const {
   return s_->logits_f32.rows(0, n);
 }
 
-void LlamaInference::head_out(Tensor z, Head head) {
+void LlamaInference::head_out(Tensor z, Head head, int32_t* host_ids) {
   Backend& be = model_.backend();
   const Tensor out = head_result(z.dim(0), head);
   if (head == Head::Argmax)  // a decode step also moves its rows' positions on (known_pos_)
-    be.argmax_rows(out, z, s_->Tn == 1 ? s_->pos.rows(0, z.dim(0)) : Tensor());
+    be.argmax_rows(out, z, s_->Tn == 1 ? s_->pos.rows(0, z.dim(0)) : Tensor(), host_ids);
   else
     be.convert(out, z);
 }
@@ -300,9 +303,10 @@ void LlamaInference::submit_argmax(const int32_t* tokens, const int32_t* pos, in
   ensure_acts(B, 1);
   Pipe::Slot& slot = p.slots[(p.oldest + p.count) % 2];
   // The positions are on the device already when the last step was a greedy decode step of
-  // these rows at pos - 1 (its argmax moved them on); else they go up. Either way a copy
-  // separates this step from the last one's kernels (its ids' download, or this upload), which
-  // lets the attention read the cache early (Backend::attention_decode).
+  // these rows at pos - 1 (its argmax moved them on); else they go up. Either way this step
+  // starts after the last one's kernels have ended (after its ids' download, this upload, or
+  // its replayed recording, which later work waits for whole), which lets the attention read
+  // the cache early (Backend::attention_decode).
   if (!positions_on_device(pos, B)) {
     std::copy_n(pos, B, slot.pos);
     be.upload_async(s_->pos.rows(0, B), slot.pos);
@@ -313,8 +317,12 @@ void LlamaInference::submit_argmax(const int32_t* tokens, const int32_t* pos, in
     be.upload_async(s_->tokens, slot.tokens);
   }
   p.chain = false;  // until the step below is fully enqueued
-  run_step(B, row0, call.kv_len, Head::Argmax);
-  be.download_async(slot.ids, head_result(B, Head::Argmax));
+  // With ids_mapped_ the argmax writes the slot's ids itself, and a replayed recording is all
+  // the step enqueues. A step run op by op still ends with the download: its kernels have no
+  // recording's end after them, and the copy separates them from the next step's (above).
+  int32_t* host_ids = ids_mapped_ && p.pinned ? slot.ids : nullptr;
+  if (!run_step(B, row0, call.kv_len, Head::Argmax, host_ids) || !host_ids)
+    be.download_async(slot.ids, head_result(B, Head::Argmax));
   slot.done->record();
   slot.rows = B;
   ++p.count;
@@ -341,13 +349,13 @@ void LlamaInference::require_idle(const char* what) {
   pipe_->chain = false;  // the call below may overwrite the ids or move rows
 }
 
-void LlamaInference::run_step(int B, int row0, int kv_len, Head head) {
+bool LlamaInference::run_step(int B, int row0, int kv_len, Head head, int32_t* host_ids) {
   const int kv = std::min(max_len_, (kv_len + kKeyBucket - 1) / kKeyBucket * kKeyBucket);
   Backend& be = model_.backend();
   State& s = *s_;
   const auto ops = [&] {  // device work only: recordable
     layers(B, 1, kv, row0);
-    head_chunks(s.xn, B, [&](Tensor z, int64_t) { head_out(z, head); });  // one chunk: B <= R
+    head_chunks(s.xn, B, [&](Tensor z, int64_t) { head_out(z, head, host_ids); });  // B <= R
   };
 
   Backend::Recording* rec = nullptr;
@@ -361,7 +369,7 @@ void LlamaInference::run_step(int B, int row0, int kv_len, Head head) {
       g.arena = s.arena.data();
       g.weights = weights;
     }
-    Graphs::Entry& e = g.entries[{B, row0, kv, int(head)}];
+    Graphs::Entry& e = g.entries[{B, row0, kv, int(head), host_ids}];
     e.last_use = ++g.clock;
     if (!e.rec && e.seen++ > 0) {  // seen before, so every scratch has its size: record
       try {
@@ -395,6 +403,7 @@ void LlamaInference::run_step(int B, int row0, int kv_len, Head head) {
     ops();
   }
   known_pos_ = std::move(after);
+  return rec != nullptr;
 }
 
 // What the device's positions hold, as far as the host knows: the last upload, moved on by

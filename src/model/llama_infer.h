@@ -133,8 +133,9 @@ class LlamaInference {
   void decode_step(const int32_t* tokens, const int32_t* pos, const int32_t* pick, int rows,
                    int row0, Head head, void* out);
   // A decode step's device work after start (layers and head, the result left in
-  // head_result(B, head)): replayed from a recording where there is one.
-  void run_step(int B, int row0, int kv_len, Head head);
+  // head_result(B, head); greedy ids also in host_ids when given, Backend::argmax_rows):
+  // replayed from a recording where there is one. Returns whether it was.
+  bool run_step(int B, int row0, int kv_len, Head head, int32_t* host_ids = nullptr);
   void set_known_positions(const int32_t* pos, int B);
   bool positions_on_device(const int32_t* pos, int B) const;
   Tensor picked(int B, int Tn, const int32_t* pick);  // act [B,C]: pick[b] of row b
@@ -143,7 +144,7 @@ class LlamaInference {
   // The head's output on the device for the first n rows of a chunk: i32 ids [n] (greedy) or
   // f32 logits [n,V]. head_out fills it from that chunk's logits z[n,V] (act).
   Tensor head_result(int64_t n, Head head) const;
-  void head_out(Tensor z, Head head);
+  void head_out(Tensor z, Head head, int32_t* host_ids = nullptr);
   // x[rows,C] -> host out: ids [rows] (i32) or logits [rows,V] (f32), chunk by chunk.
   void head_rows(Tensor x, int64_t rows, Head head, void* out);
 
@@ -154,6 +155,10 @@ class LlamaInference {
   std::unique_ptr<Pipe> pipe_;
   bool graphs_on_ = true;
   bool run_ahead_ = true;
+  // Greedy steps in flight write their ids into the slot's pinned memory from the argmax
+  // kernel (TL_DECODE_IDS_MAPPED=1) instead of a download after the step's graph: an A/B
+  // lever, off until measured on a GPU.
+  bool ids_mapped_ = false;
   int fused_rows_ = 1;
   size_t prefetch_bytes_ = 0;  // off: both prefetches lost on an H100 (see set_prefetch_bytes)
   size_t prefetch_next_bytes_ = 0;

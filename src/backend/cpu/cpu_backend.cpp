@@ -587,7 +587,7 @@ class CpuBackend final : public Backend {
                       targets.ptr<int32_t>(), logp.numel(), C, V);
   }
 
-  void argmax_rows(Tensor ids, Tensor x, Tensor positions) override {
+  void argmax_rows(Tensor ids, Tensor x, Tensor positions, int32_t* host_ids) override {
     const char* op = "argmax_rows";
     check_f32(op, "x", x);
     check_rows(op, "x", x);
@@ -602,6 +602,7 @@ class CpuBackend final : public Backend {
     }
     ThreadScope ts(threads_);
     cpu::argmax_rows(ids.ptr<int32_t>(), x.ptr<float>(), ids.numel(), x.shape[x.ndim() - 1]);
+    if (host_ids) std::copy_n(ids.ptr<int32_t>(), ids.numel(), host_ids);
     if (advance)
       for (int64_t r = 0; r < ids.numel(); ++r) positions.ptr<int32_t>()[r] += 1;
   }

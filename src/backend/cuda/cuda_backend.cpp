@@ -334,9 +334,9 @@ class CudaBackend final : public Backend {
   void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight, Tensor targets) override {
     gpu::head_logprob(logp, greedy, x, weight, targets, *gemm_, *prof_, head_scratch_, ctx_.stream);
   }
-  void argmax_rows(Tensor ids, Tensor x, Tensor positions) override {
+  void argmax_rows(Tensor ids, Tensor x, Tensor positions, int32_t* host_ids) override {
     auto s = prof_->scope(ProfCat::Other);
-    gpu::argmax_rows(ids, x, positions, ctx_.stream);
+    gpu::argmax_rows(ids, x, positions, host_ids, ctx_.stream);
   }
 
   // ---- optimizer ----

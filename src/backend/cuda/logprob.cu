@@ -87,9 +87,11 @@ __device__ __forceinline__ Best better(Best a, Best b) {
 // vocabulary at 512 threads, instead of one a slice). Launched as a programmatic dependent:
 // its launch overlaps the end of the head's product. positions (or null): the row's
 // position += 1, after the wait, so every earlier kernel of the step, which may read it, has
-// finished.
+// finished. host_ids (or null): pinned host memory, written over the bus (UVA: the host
+// pointer is valid here), so that no copy follows the kernel.
 template <int W>
-__global__ void argmax_kernel(const bf16* logits, int32_t* ids, int32_t* positions, int V) {
+__global__ void argmax_kernel(const bf16* logits, int32_t* ids, int32_t* positions,
+                              int32_t* host_ids, int V) {
   constexpr int kUnroll = 8;
   __shared__ Best shared[kWarp];
   pdl_launch_dependents();
@@ -123,11 +125,13 @@ __global__ void argmax_kernel(const bf16* logits, int32_t* ids, int32_t* positio
   for (int w = 1; w < int(blockDim.x / kWarp); ++w) total = better(total, shared[w]);
   ids[row] = total.arg;
   if (positions) positions[row] += 1;
+  if (host_ids) host_ids[row] = total.arg;
 }
 
 }  // namespace
 
-void argmax_rows(Tensor ids, Tensor logits, Tensor positions, cudaStream_t stream) {
+void argmax_rows(Tensor ids, Tensor logits, Tensor positions, int32_t* host_ids,
+                 cudaStream_t stream) {
   const char* op = "argmax_rows";
   check_cuda(op, "x", logits, DType::BF16);
   check_rows(op, "x", logits);
@@ -144,11 +148,18 @@ void argmax_rows(Tensor ids, Tensor logits, Tensor positions, cudaStream_t strea
     check_cuda(op, "positions", positions, DType::I32);
     check_shape(op, "positions", positions, ids.shape);
   }
+  if (host_ids) {  // the kernel writes it: it must be pinned (pageable memory would fault)
+    cudaPointerAttributes at{};
+    const cudaError_t err = cudaPointerGetAttributes(&at, host_ids);
+    if (err != cudaSuccess) cudaGetLastError();
+    TL_CHECK(err == cudaSuccess && at.type == cudaMemoryTypeHost, op,
+             ": host_ids must be pinned host memory (Backend::host_allocate)");
+  }
   if (n == 0) return;
   constexpr int kThreads = 512;
   const auto kernel = V % 8 == 0 && aligned16(logits.data) ? argmax_kernel<8> : argmax_kernel<1>;
   launch_pdl(kernel, dim3(unsigned(n)), dim3(kThreads), 0, stream, logits.ptr<bf16>(),
-             ids.ptr<int32_t>(), advance ? positions.ptr<int32_t>() : nullptr, V);
+             ids.ptr<int32_t>(), advance ? positions.ptr<int32_t>() : nullptr, host_ids, V);
 }
 
 void logprob_rows(Tensor logp, Tensor greedy, Tensor logits, Tensor targets, cudaStream_t stream) {

@@ -14,8 +14,9 @@ namespace tl::gpu {
 // = 1 when t is the first index of max(z); targets[n] (i32) in [0, V).
 void logprob_rows(Tensor logp, Tensor greedy, Tensor logits, Tensor targets, cudaStream_t stream);
 
-// ids[N] (i32) = the first index of the maximum of x[N,V] (bf16): greedy decoding.
-void argmax_rows(Tensor ids, Tensor x, Tensor positions, cudaStream_t stream);
+// ids[N] (i32) = the first index of the maximum of x[N,V] (bf16): greedy decoding; and
+// positions and host_ids as Backend::argmax_rows says (host_ids: pinned, from cudaMallocHost).
+void argmax_rows(Tensor ids, Tensor x, Tensor positions, int32_t* host_ids, cudaStream_t stream);
 
 // logp[N] (f32), greedy[N] (i32); x[N,C], weight[V,C] (bf16); targets[N] (i32, in [0, V)).
 void head_logprob(Tensor logp, Tensor greedy, Tensor x, Tensor weight, Tensor targets,
