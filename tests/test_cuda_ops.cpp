@@ -287,7 +287,8 @@ TEST_F(CudaOps, DecodeLinearMatchesTheSeparateOps) {
 // must agree bit for bit: chunks in registers (TL_DECODE_STAGES=0) against rings of 2 and 4
 // shared-memory slots, one or all blocks an SM, rows a warp forced to 1 or 3 (more chunks
 // than slots, fewer, rows that end mid-ring, warps with no rows), and two chunks loaded
-// before the wait (TL_DECODE_EARLY_CHUNKS=2, one-row shapes). Shapes: the 1.1B
+// before the wait (TL_DECODE_EARLY_CHUNKS=2 in registers, 3 with the second in shared
+// memory; one-row shapes). Shapes: the 1.1B
 // layers (I = 5632 takes three passes a row, the last partial), a row shorter than a pass,
 // and f(x) too large for 4 slots (falls back to 2).
 TEST_F(CudaOps, DecodeLinearLayoutsAgree) {
@@ -299,10 +300,11 @@ TEST_F(CudaOps, DecodeLinearLayoutsAgree) {
   struct Layout {
     const char *stages, *blocks, *rows, *early = "";
   };
-  const Layout layouts[] = {{"2", "1", ""},     {"4", "1", ""},      {"2", "0", ""},
-                            {"4", "2", "1"},    {"2", "1", "3"},     {"0", "0", "3"},
-                            {"0", "", "", "2"}, {"0", "", "1", "2"}, {"0", "", "3", "2"},
-                            {"0", "2", "", "2"}};
+  const Layout layouts[] = {{"2", "1", ""},      {"4", "1", ""},      {"2", "0", ""},
+                            {"4", "2", "1"},     {"2", "1", "3"},     {"0", "0", "3"},
+                            {"0", "", "", "2"},  {"0", "", "1", "2"}, {"0", "", "3", "2"},
+                            {"0", "2", "", "2"}, {"0", "", "", "3"},  {"0", "", "1", "3"},
+                            {"0", "", "3", "3"}};
   for (S s :
        {S{1, 2048, 2560, In::RmsNorm}, S{1, 5632, 2048, In::SwiGlu}, S{3, 40, 37, In::Plain},
         S{1, 2048, 11264, In::RmsNorm}, S{8, 5632, 300, In::SwiGlu}, S{1, 2048, 2048, In::Plain}}) {

@@ -19,9 +19,10 @@
 //   registers, 677.3 against 862.8 with PDL), so it stays a lever. One row a warp with as
 //   many blocks as rows need (TL_DECODE_ROWS_PER_WARP=1) is the layout before 2026-12-06:
 //   ~5 waves for gate_up at one row, so HBM saw bursts (1.0-1.7 TB/s under Nsight Compute);
-// - the first chunks' loads (one in registers, two with TL_DECODE_EARLY_CHUNKS=2; S staged)
-//   are issued before pdl_wait() and f(x): weights are written by no kernel of the step, so
-//   with programmatic dependent launch (pdl.cuh) they overlap the previous kernel's tail.
+// - the first chunks' loads (one in registers; two with TL_DECODE_EARLY_CHUNKS=2, or =3 with
+//   the second parked in shared memory; S staged) are issued before pdl_wait() and f(x):
+//   weights are written by no kernel of the step, so with programmatic dependent launch
+//   (pdl.cuh) they overlap the previous kernel's tail.
 //   Each block also asks L2 for its share of DecodeLinear::prefetch (the next kernel's
 //   weights; off by default);
 // - every block builds f(x) for all M rows in shared memory after the wait (the RMSNorm of a
@@ -215,9 +216,15 @@ __device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_
   }
 }
 
-// S = 0: chunks in registers, Early of them loaded before pdl_wait() (1 or 2); S > 0: a ring
-// of S chunk slots a warp in shared memory, after f(x) (dynamic shared memory: [M, I] bf16,
-// then [kWarps][S][kNch][kWarp] 16-byte pieces).
+// S = 0: chunks in registers, the first loaded before pdl_wait() and with Early = 2 the
+// second too (Early = 3: the second copied into shared memory before the wait, moved into
+// registers after f(x)); S > 0: a ring of S chunk slots a warp in shared memory, after f(x).
+// Dynamic shared memory: [M, I] bf16, then [kWarps][ring_slots(S, Early)][kNch][kWarp]
+// 16-byte pieces.
+__host__ __device__ constexpr int ring_slots(int S, int Early) {
+  return S > 0 ? S : Early == 3 ? 1 : 0;
+}
+
 template <int M, Backend::LinearIn In, int S, int Early = 1>
 __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -232,14 +239,17 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   const int chunks = first < end ? int(end - first) * passes : 0;
   // No kernel of the step writes weights: the first chunks stream while the kernel before
   // ends and while f(x) is built.
-  constexpr int kSlots = S > 0 ? S : 1;
+  constexpr int kSlots = ring_slots(S, Early) > 0 ? ring_slots(S, Early) : 1;
   // S = 0: two chunks in registers: the one in hand and the next.
   Vec<bf16, kPiece> regs[2][S > 0 ? 1 : kNch];
   const auto load_chunk = [&](Vec<bf16, kPiece>(&r)[S > 0 ? 1 : kNch], int c) {
     if constexpr (S == 0)
       if (c < chunks) load_pass(r, a.w + (first + c / passes) * I, (c % passes) * kPass, I, lane);
   };
-  Vec<bf16, kPiece>* ring = nullptr;  // S > 0: this warp's slots, [S][kNch][kWarp]
+  Vec<bf16, kPiece>* ring = nullptr;  // this warp's slots, [kSlots][kNch][kWarp]
+  if constexpr (ring_slots(S, Early) > 0)
+    ring = reinterpret_cast<Vec<bf16, kPiece>*>(smem + size_t(M) * I * sizeof(bf16)) +
+           (threadIdx.x / kWarp) * kSlots * kNch * kWarp;
   // Chunk c into slot c % S; every lane commits one group a chunk, even past the last, so
   // cp_async_wait<S - 1> always means "chunk c has landed".
   const auto issue = [&](int c) {
@@ -256,16 +266,16 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
     cp_async_commit();
   };
   if constexpr (S > 0) {
-    ring = reinterpret_cast<Vec<bf16, kPiece>*>(smem + size_t(M) * I * sizeof(bf16)) +
-           (threadIdx.x / kWarp) * S * kNch * kWarp;
 #pragma unroll
     for (int c = 0; c < S; ++c) issue(c);
   } else {
     // Early = 2: both first chunks, so that all of a short stream (qkv: two chunks a warp) is
     // in flight before the wait. The second chunk's registers then stay live through f(x):
-    // ~150 registers, one block an SM.
+    // ~150 registers, one block an SM. Early = 3 parks the second in shared memory instead
+    // (32 KB a block), keeping the registers and two blocks an SM.
     load_chunk(regs[0], 0);
     if constexpr (Early == 2) load_chunk(regs[1], 1);
+    if constexpr (Early == 3) issue(1);
   }
   // And this block's share of the next kernel's weights.
   if (a.prefetch && threadIdx.x == 0) {
@@ -302,16 +312,27 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
     }
   } else {
     // While chunk c is summed, c + 1 is in flight; then c + 1 moves into hand (waiting for
-    // its loads). Chunk c + Early is issued before the sum (Early = 1) or after the move.
+    // its loads). Chunk c + 1 is issued before the sum (Early = 1; Early = 3 after the parked
+    // chunk 1), c + 2 after the move (Early = 2).
     for (int c = 0; c < chunks; ++c) {
       if constexpr (Early == 1) load_chunk(regs[1], c + 1);
+      if constexpr (Early == 3) {
+        if (c == 0) {  // the parked chunk: this lane's own pieces, so no barrier
+          cp_async_wait<0>();
+#pragma unroll
+          for (int p = 0; p < kNch; ++p) regs[1][p] = ring[p * kWarp + lane];
+        } else {
+          load_chunk(regs[1], c + 1);
+        }
+      }
       summed([&](int p) { return regs[0][p]; });
 #pragma unroll
       for (int p = 0; p < kNch; ++p) regs[0][p] = regs[1][p];
       if constexpr (Early == 2) load_chunk(regs[1], c + 2);
     }
   }
-  if constexpr (S > 0) cp_async_wait<0>();  // no copy may outlive the block's shared memory
+  // No copy may outlive the block's shared memory.
+  if constexpr (ring_slots(S, Early) > 0) cp_async_wait<0>();
 }
 
 // Rows a warp takes so that the grid is one wave: the warps of blocks_per_sm blocks on every
@@ -324,8 +345,9 @@ int rows_per_warp(int blocks_per_sm, int O, int sm_count) {
 
 template <int M, Backend::LinearIn In, int S, int Early = 1>
 void launch(Args a, int sm_count, cudaStream_t stream) {
-  const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16) +
-                      size_t(kWarps) * S * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
+  const size_t smem =
+      size_t(M) * size_t(a.I) * sizeof(bf16) +
+      size_t(kWarps) * ring_slots(S, Early) * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
   auto kernel = decode_linear_kernel<M, In, S, Early>;
   // More than 48 KiB of shared memory needs an opt-in, which belongs to the current device:
   // set on every call (cheap, not a stream operation), as the attention kernels do.
@@ -359,10 +381,13 @@ void launch_staged(const Args& a, int sm_count, cudaStream_t stream) {
                                                                             : 0;
   if (stages == 4) return launch<M, In, 4>(a, sm_count, stream);
   if (stages == 2) return launch<M, In, 2>(a, sm_count, stream);
-  // TL_DECODE_EARLY_CHUNKS=2: two chunks in registers before the wait (one row only: the
-  // fused decode step's case; an A/B lever until measured).
-  if constexpr (M == 1)
-    if (lever("TL_DECODE_EARLY_CHUNKS", 1) == 2) return launch<M, In, 0, 2>(a, sm_count, stream);
+  // TL_DECODE_EARLY_CHUNKS=2: two chunks in registers before the wait; 3: the second in
+  // shared memory (one row only: the fused decode step's case; A/B levers until measured).
+  if constexpr (M == 1) {
+    const int early = lever("TL_DECODE_EARLY_CHUNKS", 1);
+    if (early == 2) return launch<M, In, 0, 2>(a, sm_count, stream);
+    if (early == 3) return launch<M, In, 0, 3>(a, sm_count, stream);
+  }
   launch<M, In, 0>(a, sm_count, stream);
 }
 
