@@ -65,6 +65,10 @@ struct Args {
   const char* prefetch;    // DecodeLinear::prefetch's 16-byte aligned part, or null
   int64_t prefetch_bytes;  // a multiple of 16
   int rows_per_warp;       // consecutive output rows of a warp
+  // 1: each lane loads one of its warp's M x rows_per_warp residual values (<= 32) right
+  // after pdl_wait(), so a row's write does not wait for a load after its sum
+  // (TL_DECODE_RESIDUAL_EARLY=1, an A/B lever until measured).
+  int residual_early;
 };
 
 // The layout levers, read at every launch (a recorded decode graph does not launch, and
@@ -201,15 +205,30 @@ __device__ __forceinline__ void sum_chunk(float (&acc)[M], Piece piece, const bf
   }
 }
 
-// Row o is summed (acc over all its passes): lane 0 writes it, plus the residual.
+// The residual values a lane loads for Args::residual_early: lane k holds row first + k %
+// rows_per_warp of input row k / rows_per_warp (0 past them).
 template <int M>
-__device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_t o, int lane) {
+__device__ __forceinline__ float load_residual(const Args& a, int64_t first, int64_t end,
+                                               int lane) {
+  const int m = lane / a.rows_per_warp;
+  const int64_t o = first + lane % a.rows_per_warp;
+  return m < M && o < end ? to_f32(a.residual[int64_t(m) * a.O + o]) : 0.0f;
+}
+
+// Row o (the warp's r-th) is summed (acc over all its passes): lane 0 writes it, plus the
+// residual (loaded now, or handed over from the lane that loaded it early: res_early).
+template <int M>
+__device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_t o, int r,
+                                          float res_early, int lane) {
 #pragma unroll
   for (int m = 0; m < M; ++m) {
     float s = warp_sum(acc[m]);
     acc[m] = 0.0f;
-    if (lane == 0) {
-      const int64_t at = int64_t(m) * a.O + o;
+    const int64_t at = int64_t(m) * a.O + o;
+    if (a.residual_early) {
+      const float res = __shfl_sync(0xffffffffu, res_early, m * a.rows_per_warp + r);
+      if (lane == 0) a.out[at] = from_f32<bf16>(s + res);
+    } else if (lane == 0) {
       if (a.residual) s += to_f32(a.residual[at]);
       a.out[at] = from_f32<bf16>(s);
     }
@@ -286,6 +305,9 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   }
   const NormPieces nw = load_norm<In>(a);
   pdl_wait();
+  // The residual may come from the kernel just before: only now. Its loads then run beside
+  // f(x)'s instead of after the row's sums.
+  const float res_early = a.residual_early ? load_residual<M>(a, first, end, lane) : 0.0f;
   build_input<M, In>(xs, a, nw, red);
 
   float acc[M];
@@ -298,7 +320,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
     sum_chunk<M>(acc, piece, xs, base, I, lane);
     base += kPass;
     if (base >= I) {  // row o is summed: write it
-      write_row<M>(acc, a, o, lane);
+      write_row<M>(acc, a, o, int(o - first), res_early, lane);
       ++o;
       base = 0;
     }
@@ -365,6 +387,8 @@ void launch(Args a, int sm_count, cudaStream_t stream) {
   }
   const int cap = lever("TL_DECODE_BLOCKS_PER_SM", S > 0 ? 1 : 0);
   a.rows_per_warp = rows_per_warp(cap > 0 ? std::min(fit, cap) : fit, a.O, sm_count);
+  a.residual_early =
+      a.residual && M * a.rows_per_warp <= kWarp && lever("TL_DECODE_RESIDUAL_EARLY", 0) == 1;
   const int64_t blocks = ceil_div(a.O, int64_t(kWarps) * a.rows_per_warp);
   launch_pdl(kernel, dim3(unsigned(blocks)), dim3(kWarps * kWarp), smem, stream, a);
 }
@@ -439,7 +463,8 @@ void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& 
          int(f.in),
          nullptr,
          0,
-         1};
+         1,
+         0};
   if (!f.prefetch.empty()) {
     const AlignedBytes pf = aligned16_part(f.prefetch);
     a.prefetch = pf.bytes > 0 ? pf.data : nullptr;
