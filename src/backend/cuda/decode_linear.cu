@@ -129,22 +129,40 @@ __device__ __forceinline__ NormPieces load_norm(const Args& a) {
 // xs[m, :] = f(x[m, :]) for m < M, rounded to bf16 as rmsnorm_forward / swiglu_forward round
 // their outputs. All threads; ends with a barrier. A row's RMSNorm reads x once: a thread's
 // first kNormPre pieces stay in registers between the sum of squares and the scaling.
-template <int M, Backend::LinearIn In>
+template <int M, Backend::LinearIn In, int SwiPre>
 __device__ void build_input(bf16* xs, const Args& a, const NormPieces& nw, float* red) {
   const int I = a.I;
   const int stride = blockDim.x * kPiece;
   for (int m = 0; m < M; ++m) {
     if constexpr (In == Backend::LinearIn::SwiGlu) {
+      // A thread's first SwiPre pieces (3: I up to 6144 at 256 threads) are loaded at once:
+      // the loop after them, which stores each piece before loading the next, waits for L2
+      // once a piece (3 times a row at I = 5632). 3 costs registers (one row: 128 a thread
+      // against 121, still two blocks an SM).
+      constexpr int kSwiPre = SwiPre;
       const bf16* g_row = a.x + int64_t(m) * 2 * I;
-      for (int i = threadIdx.x * kPiece; i < I; i += stride) {
-        const Vec<bf16, kPiece> g = load_vec<kPiece>(g_row + i),
-                                u = load_vec<kPiece>(g_row + I + i);
+      const int first = threadIdx.x * kPiece;
+      const auto put = [&](const Vec<bf16, kPiece>& g, const Vec<bf16, kPiece>& u, int i) {
         Vec<bf16, kPiece> y;
 #pragma unroll
         for (int e = 0; e < kPiece; ++e)
           y.v[e] = from_f32<bf16>(swiglu1(to_f32(g.v[e]), to_f32(u.v[e])));
         store_vec<kPiece>(xs + m * I + i, y);
+      };
+      Vec<bf16, kPiece> g[kSwiPre], u[kSwiPre];
+#pragma unroll
+      for (int q = 0; q < kSwiPre; ++q) {
+        const int i = first + q * stride;
+        if (i < I) {
+          g[q] = load_vec<kPiece>(g_row + i);
+          u[q] = load_vec<kPiece>(g_row + I + i);
+        }
       }
+#pragma unroll
+      for (int q = 0; q < kSwiPre; ++q)
+        if (first + q * stride < I) put(g[q], u[q], first + q * stride);
+      for (int i = first + kSwiPre * stride; i < I; i += stride)
+        put(load_vec<kPiece>(g_row + i), load_vec<kPiece>(g_row + I + i), i);
       continue;
     }
     const bf16* row = a.x + int64_t(m) * I;
@@ -244,7 +262,7 @@ __host__ __device__ constexpr int ring_slots(int S, int Early) {
   return S > 0 ? S : Early == 3 ? 1 : 0;
 }
 
-template <int M, Backend::LinearIn In, int S, int Early = 1>
+template <int M, Backend::LinearIn In, int S, int Early = 1, int SwiPre = 1>
 __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* xs = reinterpret_cast<bf16*>(smem);  // f(x) [M, I]
@@ -308,7 +326,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   // The residual may come from the kernel just before: only now. Its loads then run beside
   // f(x)'s instead of after the row's sums.
   const float res_early = a.residual_early ? load_residual<M>(a, first, end, lane) : 0.0f;
-  build_input<M, In>(xs, a, nw, red);
+  build_input<M, In, SwiPre>(xs, a, nw, red);
 
   float acc[M];
 #pragma unroll
@@ -365,12 +383,12 @@ int rows_per_warp(int blocks_per_sm, int O, int sm_count) {
   return int(std::max<int64_t>(ceil_div(O, warps), 1));
 }
 
-template <int M, Backend::LinearIn In, int S, int Early = 1>
+template <int M, Backend::LinearIn In, int S, int Early = 1, int SwiPre = 1>
 void launch(Args a, int sm_count, cudaStream_t stream) {
   const size_t smem =
       size_t(M) * size_t(a.I) * sizeof(bf16) +
       size_t(kWarps) * ring_slots(S, Early) * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
-  auto kernel = decode_linear_kernel<M, In, S, Early>;
+  auto kernel = decode_linear_kernel<M, In, S, Early, SwiPre>;
   // More than 48 KiB of shared memory needs an opt-in, which belongs to the current device:
   // set on every call (cheap, not a stream operation), as the attention kernels do.
   if (smem > 48 * 1024)
@@ -411,6 +429,10 @@ void launch_staged(const Args& a, int sm_count, cudaStream_t stream) {
     const int early = lever("TL_DECODE_EARLY_CHUNKS", 1);
     if (early == 2) return launch<M, In, 0, 2>(a, sm_count, stream);
     if (early == 3) return launch<M, In, 0, 3>(a, sm_count, stream);
+    // TL_DECODE_SWIGLU_PRE=3: the SwiGLU input's three pieces a thread loaded at once
+    // (build_input; an A/B lever until measured).
+    if constexpr (In == Backend::LinearIn::SwiGlu)
+      if (lever("TL_DECODE_SWIGLU_PRE", 1) == 3) return launch<M, In, 0, 1, 3>(a, sm_count, stream);
   }
   launch<M, In, 0>(a, sm_count, stream);
 }
