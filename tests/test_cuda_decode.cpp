@@ -333,6 +333,20 @@ ModelConfig small_decode_config(int max_seq_len) {
 // 1 and 2 (the fused kernel) and 5 (decode_linear's separate-op fallback), 160 steps (two splits of
 // the keys, so the last split's merge runs), replayed as graphs and not, the fused runs with
 // the weights' prefetches on.
+// argmax_rows writes host_ids from its kernel, so it must refuse memory that is not pinned
+// (the kernel would fault on it) with a message naming the argument, before any launch.
+TEST(CudaDecode, ArgmaxRefusesHostIdsNotPinned) {
+  CD_NEED_GPU();
+  auto gpu = make_backend("cuda");
+  Arr x = alloc(*gpu, DType::BF16, {2, 40}), ids = alloc(*gpu, DType::I32, {2});
+  upload(*gpu, x.t, randn_bf16(80, 9));
+  std::vector<int32_t> pageable(2, -1);
+  const std::string msg =
+      ckpt_test::error_of([&] { gpu->argmax_rows(ids.t, x.t, Tensor(), pageable.data()); });
+  EXPECT_TRUE(ckpt_test::has(msg, "host_ids must be pinned")) << msg;
+  EXPECT_EQ(pageable, (std::vector<int32_t>{-1, -1})) << "written despite the refusal";
+}
+
 // Steps submitted ahead on the GPU (pinned copies, events, graphs recorded and replayed while
 // a step is in flight) give forward_argmax's ids, bit for bit.
 TEST(CudaDecode, SubmittedStepsEqualForwardArgmax) {

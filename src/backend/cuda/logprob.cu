@@ -148,7 +148,12 @@ void argmax_rows(Tensor ids, Tensor logits, Tensor positions, int32_t* host_ids,
     check_cuda(op, "positions", positions, DType::I32);
     check_shape(op, "positions", positions, ids.shape);
   }
-  if (host_ids) {  // the kernel writes it: it must be pinned (pageable memory would fault)
+  // The kernel writes host_ids: it must be pinned (pageable memory would fault). Checked
+  // outside recordings only, where no query may break the capture (a decode step's first run
+  // is never recorded, so LlamaInference's slots are checked before).
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (host_ids) TL_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+  if (host_ids && capturing == cudaStreamCaptureStatusNone) {
     cudaPointerAttributes at{};
     const cudaError_t err = cudaPointerGetAttributes(&at, host_ids);
     if (err != cudaSuccess) cudaGetLastError();
