@@ -163,9 +163,10 @@ __device__ __forceinline__ void merge_global(bf16* out, float* part_o, float* pa
 // The chain a block waits on is kept short, since at batch 1 the kernel is all latency:
 // pos, the rope tables and, decoding, the first pass's cached keys and values (kPre pieces a
 // thread, in registers) are read before pdl_wait(): no earlier kernel of the step writes them
-// (a copy, the last step's ids download or this step's upload of pos, separates the step from
-// every earlier step's writes; the step's own argmax moves pos on only after all of its other
-// kernels have finished), and row p, which this kernel writes, is taken from kv_new instead.
+// (the last step's ids download, this step's upload of pos or the end of the last step's
+// replayed graph separates the step from every earlier step's writes; the step's own argmax
+// moves pos on only after all of its other kernels have finished), and row p, which this
+// kernel writes, is taken from kv_new instead.
 // After the wait q and the new k and v are loaded at once.
 template <int W, bool APPEND, int HPB, bool CLUSTER, int CH = kChunk>
 __global__ void __launch_bounds__(CH)
@@ -236,10 +237,11 @@ __global__ void __launch_bounds__(CH)
     }
   };
   // A decode step (APPEND) loads its first pass's rows before the wait (early_kv, the default):
-  // every row but p was written by an earlier step, and a copy separates the steps (the last
-  // step's ids download or this step's upload of pos: LlamaInference), so those writes are
-  // complete before this launch. Row p, this step's own, comes from qkv after the wait
-  // (kv_new). Prefill's rows come from append_kernel, the launch just before, so they wait.
+  // every row but p was written by an earlier step, and a copy or a graph's end separates the
+  // steps (the last step's ids download, this step's upload of pos, or the last step's
+  // replay: LlamaInference), so those writes are complete before this launch. Row p, this step's
+  // own, comes from qkv after the wait (kv_new). Prefill's rows come from append_kernel, the launch
+  // just before, so they wait.
   const bool early = APPEND && early_kv;
   if (early && has_keys) load_kv(s_begin);
   pdl_wait();  // qkv (and prefill's cache rows) come from earlier kernels
