@@ -326,13 +326,6 @@ ModelConfig small_decode_config(int max_seq_len) {
 
 }  // namespace
 
-// Decode steps of one token a row run each layer as five ops (decode_linear with the norms,
-// SwiGLU and residual adds fused, attention_decode in one launch, all launched as programmatic
-// dependents). They must give the separate ops' logits: both round f(x) to bf16 the same
-// way, so they differ by summation order and the residual add's one rounding fewer. Rows
-// 1 and 2 (the fused kernel) and 5 (decode_linear's separate-op fallback), 160 steps (two splits of
-// the keys, so the last split's merge runs), replayed as graphs and not, the fused runs with
-// the weights' prefetches on.
 // argmax_rows writes host_ids from its kernel, so it must refuse memory that is not pinned
 // (the kernel would fault on it) with a message naming the argument, before any launch.
 TEST(CudaDecode, ArgmaxRefusesHostIdsNotPinned) {
@@ -360,6 +353,13 @@ TEST(CudaDecode, SubmittedStepsEqualForwardArgmax) {
   decode_test::expect_submitted_steps_equal_forward_argmax(model);
 }
 
+// Decode steps of one token a row run each layer as five ops (decode_linear with the norms,
+// SwiGLU and residual adds fused, attention_decode in one launch, all launched as programmatic
+// dependents). They must give the separate ops' logits: both round f(x) to bf16 the same
+// way, so they differ by summation order and the residual add's one rounding fewer. Rows
+// 1 and 2 (the fused kernel) and 5 (decode_linear's separate-op fallback), 160 steps (two splits of
+// the keys, so the last split's merge runs), replayed as graphs and not, the fused runs with
+// the weights' prefetches on.
 TEST(CudaDecode, FusedLayersMatchTheSeparateOps) {
   CD_NEED_GPU();
   const ModelConfig cfg = small_decode_config(300);

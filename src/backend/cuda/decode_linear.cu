@@ -139,7 +139,6 @@ __device__ void build_input(bf16* xs, const Args& a, const NormPieces& nw, float
       // the loop after them, which stores each piece before loading the next, waits for L2
       // once a piece (3 times a row at I = 5632). 3 costs registers (one row: 128 a thread
       // against 121, still two blocks an SM).
-      constexpr int kSwiPre = SwiPre;
       const bf16* g_row = a.x + int64_t(m) * 2 * I;
       const int first = threadIdx.x * kPiece;
       const auto put = [&](const Vec<bf16, kPiece>& g, const Vec<bf16, kPiece>& u, int i) {
@@ -149,9 +148,9 @@ __device__ void build_input(bf16* xs, const Args& a, const NormPieces& nw, float
           y.v[e] = from_f32<bf16>(swiglu1(to_f32(g.v[e]), to_f32(u.v[e])));
         store_vec<kPiece>(xs + m * I + i, y);
       };
-      Vec<bf16, kPiece> g[kSwiPre], u[kSwiPre];
+      Vec<bf16, kPiece> g[SwiPre], u[SwiPre];
 #pragma unroll
-      for (int q = 0; q < kSwiPre; ++q) {
+      for (int q = 0; q < SwiPre; ++q) {
         const int i = first + q * stride;
         if (i < I) {
           g[q] = load_vec<kPiece>(g_row + i);
@@ -159,9 +158,9 @@ __device__ void build_input(bf16* xs, const Args& a, const NormPieces& nw, float
         }
       }
 #pragma unroll
-      for (int q = 0; q < kSwiPre; ++q)
+      for (int q = 0; q < SwiPre; ++q)
         if (first + q * stride < I) put(g[q], u[q], first + q * stride);
-      for (int i = first + kSwiPre * stride; i < I; i += stride)
+      for (int i = first + SwiPre * stride; i < I; i += stride)
         put(load_vec<kPiece>(g_row + i), load_vec<kPiece>(g_row + I + i), i);
       continue;
     }

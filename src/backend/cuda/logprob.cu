@@ -151,14 +151,16 @@ void argmax_rows(Tensor ids, Tensor logits, Tensor positions, int32_t* host_ids,
   // The kernel writes host_ids: it must be pinned (pageable memory would fault). Checked
   // outside recordings only, where no query may break the capture (a decode step's first run
   // is never recorded, so LlamaInference's slots are checked before).
-  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-  if (host_ids) TL_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
-  if (host_ids && capturing == cudaStreamCaptureStatusNone) {
-    cudaPointerAttributes at{};
-    const cudaError_t err = cudaPointerGetAttributes(&at, host_ids);
-    if (err != cudaSuccess) cudaGetLastError();
-    TL_CHECK(err == cudaSuccess && at.type == cudaMemoryTypeHost, op,
-             ": host_ids must be pinned host memory (Backend::host_allocate)");
+  if (host_ids) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    TL_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+    if (capturing == cudaStreamCaptureStatusNone) {
+      cudaPointerAttributes at{};
+      const cudaError_t err = cudaPointerGetAttributes(&at, host_ids);
+      if (err != cudaSuccess) cudaGetLastError();
+      TL_CHECK(err == cudaSuccess && at.type == cudaMemoryTypeHost, op,
+               ": host_ids must be pinned host memory (Backend::host_allocate)");
+    }
   }
   if (n == 0) return;
   constexpr int kThreads = 512;
