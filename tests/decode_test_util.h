@@ -41,9 +41,9 @@ inline void expect_submitted_steps_equal_forward_argmax(tl::LlamaModel& model) {
   }
 
   std::vector<int32_t> ids(B), pos(B);
-  // By default each step's ids are downloaded after it; with TL_DECODE_IDS_MAPPED=1 the
-  // argmax writes them into the pinned slot itself, and a replayed step enqueues no copy.
-  for (const char* mapped : {"", "1"}) {
+  // By default the argmax writes each step's ids into the pinned slot itself, and a replayed
+  // step enqueues no copy; with TL_DECODE_IDS_MAPPED=0 they are downloaded after it.
+  for (const char* mapped : {"0", "1"}) {
     backend_test::ScopedEnv lever("TL_DECODE_IDS_MAPPED", mapped);
     LlamaInference inf(model, B, P + steps + 1);
     prefill(inf);

@@ -102,7 +102,7 @@ TEST(CudaDecode, HeadsPerBlockChoicesAgree) {
     const std::vector<float> eight = run("8");
     for (const char* heads : {"2", "1", "1+"}) {  // 1+: one head, block-wide softmax
       SCOPED_TRACE(cat("wide ", wide, ", heads per block ", heads));
-      const ScopedEnv sm("TL_DECODE_ATTN_BLOCK_SOFTMAX", heads[1] == '+' ? "1" : "");
+      const ScopedEnv sm("TL_DECODE_ATTN_BLOCK_SOFTMAX", heads[1] == '+' ? "1" : "0");
       const std::string h(heads, 1);
       const std::vector<float> out = run(h.c_str());
       EXPECT_TRUE(close("against 8 heads a block", out, eight, 1e-2));
@@ -135,7 +135,7 @@ TEST(CudaDecode, WideBlocksMatchCpu) {
     for (const char* heads : {"1+", "1", "2", "8"}) {  // 1+: one head, block-wide softmax
       SCOPED_TRACE(cat(pos.size(), " rows, the last at ", pos.back(), ", heads per block ", heads));
       const ScopedEnv h("TL_DECODE_ATTN_HEADS", std::string(heads, 1));
-      const ScopedEnv sm("TL_DECODE_ATTN_BLOCK_SOFTMAX", heads[1] == '+' ? "1" : "");
+      const ScopedEnv sm("TL_DECODE_ATTN_BLOCK_SOFTMAX", heads[1] == '+' ? "1" : "0");
       const std::vector<float> out = d.run(kv_len);
       const size_t row = size_t(DecodeStep::H) * DecodeStep::D;  // each row against its own size
       for (size_t b = 0; b < pos.size(); ++b)

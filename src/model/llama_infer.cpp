@@ -117,7 +117,7 @@ LlamaInference::LlamaInference(LlamaModel& model, int batch, int max_len)
   const char* ahead = std::getenv("TL_DECODE_RUN_AHEAD");
   run_ahead_ = !(ahead && std::strcmp(ahead, "0") == 0);
   const char* mapped = std::getenv("TL_DECODE_IDS_MAPPED");
-  ids_mapped_ = mapped && std::strcmp(mapped, "1") == 0;
+  ids_mapped_ = !(mapped && std::strcmp(mapped, "0") == 0);
   if (const char* f = std::getenv("TL_DECODE_FUSED_ROWS")) fused_rows_ = std::atoi(f);
   if (const char* p = std::getenv("TL_DECODE_PREFETCH_MB"))
     prefetch_bytes_ = size_t(std::max(0, std::atoi(p))) << 20;

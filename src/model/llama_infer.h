@@ -156,9 +156,9 @@ class LlamaInference {
   bool graphs_on_ = true;
   bool run_ahead_ = true;
   // Greedy steps in flight write their ids into the slot's pinned memory from the argmax
-  // kernel (TL_DECODE_IDS_MAPPED=1) instead of a download after the step's graph: an A/B
-  // lever, off until measured on a GPU.
-  bool ids_mapped_ = false;
+  // kernel instead of a download after the step's graph (+0.9% at batch 1 on an H100,
+  // bench/RESULTS.md 2026-12-07 23:2x UTC); TL_DECODE_IDS_MAPPED=0 downloads, for A/B.
+  bool ids_mapped_ = true;
   int fused_rows_ = 1;
   size_t prefetch_bytes_ = 0;  // off: both prefetches lost on an H100 (see set_prefetch_bytes)
   size_t prefetch_next_bytes_ = 0;

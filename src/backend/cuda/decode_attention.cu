@@ -6,10 +6,10 @@
 // it and TL_DECODE_ATTN_SPLITS=N caps the key splits, for measurements. It rotates its query
 // heads (RoPE at the row's position) into shared memory, then walks the split's keys a block's
 // width at a time: thread j scores key j against the block's heads, one warp per head turns the
-// scores into an online softmax (with TL_DECODE_ATTN_BLOCK_SOFTMAX=1 the whole block, by
-// block-wide reductions, when it has one head), then every thread accumulates a few (head, 2
-// dims) of p.V. Decoding (few query rows) splits the keys over enough blocks to fill the GPU
-// (flash-decoding); prefill (many rows) keeps one split per row. With several splits they merge
+// scores into an online softmax (the whole block by block-wide reductions when it has one
+// head; TL_DECODE_ATTN_BLOCK_SOFTMAX=0 keeps that in one warp), then every thread accumulates a few
+// (head, 2 dims) of p.V. Decoding (few query rows) splits the keys over enough blocks to fill the
+// GPU (flash-decoding); prefill (many rows) keeps one split per row. With several splits they merge
 // in split order: each block writes its (max, sum, output) to global memory and the last of a
 // row's splits to finish (a counter per row and head block) merges them. With
 // TL_DECODE_ATTN_CLUSTER=1 on sm_90 a row's splits are one thread block cluster instead and
@@ -581,10 +581,11 @@ void attention_decode(Tensor out, Tensor qkv, Tensor k_cache, Tensor v_cache, Te
   // wait on qkv, as prefill's are (for A/B measurements; see the kernel).
   const char* early_env = std::getenv("TL_DECODE_ATTN_EARLY_KV");
   const bool early_kv = !(early_env && std::strcmp(early_env, "0") == 0);
-  // TL_DECODE_ATTN_BLOCK_SOFTMAX=1: a block with one head does its softmax with block-wide
-  // reductions instead of in one warp (see the kernel); off until measured on a GPU.
+  // A block with one head does its softmax with block-wide reductions instead of in one warp
+  // (see the kernel): +0.4% at batch 1 on an H100 (bench/RESULTS.md, 2026-12-07 23:2x UTC).
+  // TL_DECODE_ATTN_BLOCK_SOFTMAX=0 keeps the warp's, for A/B measurements.
   const char* block_sm_env = std::getenv("TL_DECODE_ATTN_BLOCK_SOFTMAX");
-  const bool block_softmax = block_sm_env && std::strcmp(block_sm_env, "1") == 0;
+  const bool block_softmax = !(block_sm_env && std::strcmp(block_sm_env, "0") == 0);
   const float scale = 1.0f / sqrtf(float(D));
   auto pick = [&](auto hpb_c) {
     constexpr int P = decltype(hpb_c)::value;

@@ -19,10 +19,11 @@
 //   registers, 677.3 against 862.8 with PDL), so it stays a lever. One row a warp with as
 //   many blocks as rows need (TL_DECODE_ROWS_PER_WARP=1) is the layout before 2026-12-06:
 //   ~5 waves for gate_up at one row, so HBM saw bursts (1.0-1.7 TB/s under Nsight Compute);
-// - the first chunks' loads (one in registers; two with TL_DECODE_EARLY_CHUNKS=2, or =3 with
-//   the second parked in shared memory; S staged) are issued before pdl_wait() and f(x):
-//   weights are written by no kernel of the step, so with programmatic dependent launch
-//   (pdl.cuh) they overlap the previous kernel's tail.
+// - the first chunks' loads (one in registers, S staged) are issued before pdl_wait() and
+//   f(x): weights are written by no kernel of the step, so with programmatic dependent launch
+//   (pdl.cuh) they overlap the previous kernel's tail. Loading more before the wait (a second
+//   chunk in registers or parked in shared memory), the residual right after it, or SwiGLU's
+//   pieces three at once all lost on an H100 (bench/RESULTS.md, 2026-12-07 23:2x UTC).
 //   Each block also asks L2 for its share of DecodeLinear::prefetch (the next kernel's
 //   weights; off by default);
 // - every block builds f(x) for all M rows in shared memory after the wait (the RMSNorm of a
@@ -65,10 +66,6 @@ struct Args {
   const char* prefetch;    // DecodeLinear::prefetch's 16-byte aligned part, or null
   int64_t prefetch_bytes;  // a multiple of 16
   int rows_per_warp;       // consecutive output rows of a warp
-  // 1: each lane loads one of its warp's M x rows_per_warp residual values (<= 32) right
-  // after pdl_wait(), so a row's write does not wait for a load after its sum
-  // (TL_DECODE_RESIDUAL_EARLY=1, an A/B lever until measured).
-  int residual_early;
 };
 
 // The layout levers, read at every launch (a recorded decode graph does not launch, and
@@ -129,39 +126,22 @@ __device__ __forceinline__ NormPieces load_norm(const Args& a) {
 // xs[m, :] = f(x[m, :]) for m < M, rounded to bf16 as rmsnorm_forward / swiglu_forward round
 // their outputs. All threads; ends with a barrier. A row's RMSNorm reads x once: a thread's
 // first kNormPre pieces stay in registers between the sum of squares and the scaling.
-template <int M, Backend::LinearIn In, int SwiPre>
+template <int M, Backend::LinearIn In>
 __device__ void build_input(bf16* xs, const Args& a, const NormPieces& nw, float* red) {
   const int I = a.I;
   const int stride = blockDim.x * kPiece;
   for (int m = 0; m < M; ++m) {
     if constexpr (In == Backend::LinearIn::SwiGlu) {
-      // A thread's first SwiPre pieces (3: I up to 6144 at 256 threads) are loaded at once:
-      // the loop after them, which stores each piece before loading the next, waits for L2
-      // once a piece (3 times a row at I = 5632). 3 costs registers (one row: 128 a thread
-      // against 121, still two blocks an SM).
       const bf16* g_row = a.x + int64_t(m) * 2 * I;
-      const int first = threadIdx.x * kPiece;
-      const auto put = [&](const Vec<bf16, kPiece>& g, const Vec<bf16, kPiece>& u, int i) {
+      for (int i = threadIdx.x * kPiece; i < I; i += stride) {
+        const Vec<bf16, kPiece> g = load_vec<kPiece>(g_row + i),
+                                u = load_vec<kPiece>(g_row + I + i);
         Vec<bf16, kPiece> y;
 #pragma unroll
         for (int e = 0; e < kPiece; ++e)
           y.v[e] = from_f32<bf16>(swiglu1(to_f32(g.v[e]), to_f32(u.v[e])));
         store_vec<kPiece>(xs + m * I + i, y);
-      };
-      Vec<bf16, kPiece> g[SwiPre], u[SwiPre];
-#pragma unroll
-      for (int q = 0; q < SwiPre; ++q) {
-        const int i = first + q * stride;
-        if (i < I) {
-          g[q] = load_vec<kPiece>(g_row + i);
-          u[q] = load_vec<kPiece>(g_row + I + i);
-        }
       }
-#pragma unroll
-      for (int q = 0; q < SwiPre; ++q)
-        if (first + q * stride < I) put(g[q], u[q], first + q * stride);
-      for (int i = first + SwiPre * stride; i < I; i += stride)
-        put(load_vec<kPiece>(g_row + i), load_vec<kPiece>(g_row + I + i), i);
       continue;
     }
     const bf16* row = a.x + int64_t(m) * I;
@@ -222,46 +202,25 @@ __device__ __forceinline__ void sum_chunk(float (&acc)[M], Piece piece, const bf
   }
 }
 
-// The residual values a lane loads for Args::residual_early: lane k holds row first + k %
-// rows_per_warp of input row k / rows_per_warp (0 past them).
+// Row o is summed (acc over all its passes): lane 0 writes it, plus the residual.
 template <int M>
-__device__ __forceinline__ float load_residual(const Args& a, int64_t first, int64_t end,
-                                               int lane) {
-  const int m = lane / a.rows_per_warp;
-  const int64_t o = first + lane % a.rows_per_warp;
-  return m < M && o < end ? to_f32(a.residual[int64_t(m) * a.O + o]) : 0.0f;
-}
-
-// Row o (the warp's r-th) is summed (acc over all its passes): lane 0 writes it, plus the
-// residual (loaded now, or handed over from the lane that loaded it early: res_early).
-template <int M>
-__device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_t o, int r,
-                                          float res_early, int lane) {
+__device__ __forceinline__ void write_row(float (&acc)[M], const Args& a, int64_t o, int lane) {
 #pragma unroll
   for (int m = 0; m < M; ++m) {
     float s = warp_sum(acc[m]);
     acc[m] = 0.0f;
-    const int64_t at = int64_t(m) * a.O + o;
-    if (a.residual_early) {
-      const float res = __shfl_sync(0xffffffffu, res_early, m * a.rows_per_warp + r);
-      if (lane == 0) a.out[at] = from_f32<bf16>(s + res);
-    } else if (lane == 0) {
+    if (lane == 0) {
+      const int64_t at = int64_t(m) * a.O + o;
       if (a.residual) s += to_f32(a.residual[at]);
       a.out[at] = from_f32<bf16>(s);
     }
   }
 }
 
-// S = 0: chunks in registers, the first loaded before pdl_wait() and with Early = 2 the
-// second too (Early = 3: the second copied into shared memory before the wait, moved into
-// registers after f(x)); S > 0: a ring of S chunk slots a warp in shared memory, after f(x).
-// Dynamic shared memory: [M, I] bf16, then [kWarps][ring_slots(S, Early)][kNch][kWarp]
-// 16-byte pieces.
-__host__ __device__ constexpr int ring_slots(int S, int Early) {
-  return S > 0 ? S : Early == 3 ? 1 : 0;
-}
-
-template <int M, Backend::LinearIn In, int S, int Early = 1, int SwiPre = 1>
+// S = 0: chunks in registers, the first loaded before pdl_wait(); S > 0: a ring of S chunk
+// slots a warp in shared memory, after f(x) (dynamic shared memory: [M, I] bf16, then
+// [kWarps][S][kNch][kWarp] 16-byte pieces).
+template <int M, Backend::LinearIn In, int S>
 __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* xs = reinterpret_cast<bf16*>(smem);  // f(x) [M, I]
@@ -275,7 +234,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   const int chunks = first < end ? int(end - first) * passes : 0;
   // No kernel of the step writes weights: the first chunks stream while the kernel before
   // ends and while f(x) is built.
-  constexpr int kSlots = ring_slots(S, Early) > 0 ? ring_slots(S, Early) : 1;
+  constexpr int kSlots = S > 0 ? S : 1;
   // S = 0: two chunks in registers: the one in hand and the next.
   Vec<bf16, kPiece> regs[2][S > 0 ? 1 : kNch];
   const auto load_chunk = [&](Vec<bf16, kPiece>(&r)[S > 0 ? 1 : kNch], int c) {
@@ -283,7 +242,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
       if (c < chunks) load_pass(r, a.w + (first + c / passes) * I, (c % passes) * kPass, I, lane);
   };
   Vec<bf16, kPiece>* ring = nullptr;  // this warp's slots, [kSlots][kNch][kWarp]
-  if constexpr (ring_slots(S, Early) > 0)
+  if constexpr (S > 0)
     ring = reinterpret_cast<Vec<bf16, kPiece>*>(smem + size_t(M) * I * sizeof(bf16)) +
            (threadIdx.x / kWarp) * kSlots * kNch * kWarp;
   // Chunk c into slot c % S; every lane commits one group a chunk, even past the last, so
@@ -305,13 +264,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
 #pragma unroll
     for (int c = 0; c < S; ++c) issue(c);
   } else {
-    // Early = 2: both first chunks, so that all of a short stream (qkv: two chunks a warp) is
-    // in flight before the wait. The second chunk's registers then stay live through f(x):
-    // ~150 registers, one block an SM. Early = 3 parks the second in shared memory instead
-    // (32 KB a block), keeping the registers and two blocks an SM.
     load_chunk(regs[0], 0);
-    if constexpr (Early == 2) load_chunk(regs[1], 1);
-    if constexpr (Early == 3) issue(1);
   }
   // And this block's share of the next kernel's weights.
   if (a.prefetch && threadIdx.x == 0) {
@@ -322,10 +275,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
   }
   const NormPieces nw = load_norm<In>(a);
   pdl_wait();
-  // The residual may come from the kernel just before: only now. Its loads then run beside
-  // f(x)'s instead of after the row's sums.
-  const float res_early = a.residual_early ? load_residual<M>(a, first, end, lane) : 0.0f;
-  build_input<M, In, SwiPre>(xs, a, nw, red);
+  build_input<M, In>(xs, a, nw, red);
 
   float acc[M];
 #pragma unroll
@@ -337,7 +287,7 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
     sum_chunk<M>(acc, piece, xs, base, I, lane);
     base += kPass;
     if (base >= I) {  // row o is summed: write it
-      write_row<M>(acc, a, o, int(o - first), res_early, lane);
+      write_row<M>(acc, a, o, lane);
       ++o;
       base = 0;
     }
@@ -351,27 +301,15 @@ __global__ void __launch_bounds__(kWarps* kWarp) decode_linear_kernel(Args a) {
     }
   } else {
     // While chunk c is summed, c + 1 is in flight; then c + 1 moves into hand (waiting for
-    // its loads). Chunk c + 1 is issued before the sum (Early = 1; Early = 3 after the parked
-    // chunk 1), c + 2 after the move (Early = 2).
+    // its loads).
     for (int c = 0; c < chunks; ++c) {
-      if constexpr (Early == 1) load_chunk(regs[1], c + 1);
-      if constexpr (Early == 3) {
-        if (c == 0) {  // the parked chunk: this lane's own pieces, so no barrier
-          cp_async_wait<0>();
-#pragma unroll
-          for (int p = 0; p < kNch; ++p) regs[1][p] = ring[p * kWarp + lane];
-        } else {
-          load_chunk(regs[1], c + 1);
-        }
-      }
+      load_chunk(regs[1], c + 1);
       summed([&](int p) { return regs[0][p]; });
 #pragma unroll
       for (int p = 0; p < kNch; ++p) regs[0][p] = regs[1][p];
-      if constexpr (Early == 2) load_chunk(regs[1], c + 2);
     }
   }
-  // No copy may outlive the block's shared memory.
-  if constexpr (ring_slots(S, Early) > 0) cp_async_wait<0>();
+  if constexpr (S > 0) cp_async_wait<0>();  // no copy may outlive the block's shared memory
 }
 
 // Rows a warp takes so that the grid is one wave: the warps of blocks_per_sm blocks on every
@@ -382,12 +320,11 @@ int rows_per_warp(int blocks_per_sm, int O, int sm_count) {
   return int(std::max<int64_t>(ceil_div(O, warps), 1));
 }
 
-template <int M, Backend::LinearIn In, int S, int Early = 1, int SwiPre = 1>
+template <int M, Backend::LinearIn In, int S>
 void launch(Args a, int sm_count, cudaStream_t stream) {
-  const size_t smem =
-      size_t(M) * size_t(a.I) * sizeof(bf16) +
-      size_t(kWarps) * ring_slots(S, Early) * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
-  auto kernel = decode_linear_kernel<M, In, S, Early, SwiPre>;
+  const size_t smem = size_t(M) * size_t(a.I) * sizeof(bf16) +
+                      size_t(kWarps) * S * kNch * kWarp * sizeof(Vec<bf16, kPiece>);
+  auto kernel = decode_linear_kernel<M, In, S>;
   // More than 48 KiB of shared memory needs an opt-in, which belongs to the current device:
   // set on every call (cheap, not a stream operation), as the attention kernels do.
   if (smem > 48 * 1024)
@@ -404,8 +341,6 @@ void launch(Args a, int sm_count, cudaStream_t stream) {
   }
   const int cap = lever("TL_DECODE_BLOCKS_PER_SM", S > 0 ? 1 : 0);
   a.rows_per_warp = rows_per_warp(cap > 0 ? std::min(fit, cap) : fit, a.O, sm_count);
-  a.residual_early =
-      a.residual && M * a.rows_per_warp <= kWarp && lever("TL_DECODE_RESIDUAL_EARLY", 0) == 1;
   const int64_t blocks = ceil_div(a.O, int64_t(kWarps) * a.rows_per_warp);
   launch_pdl(kernel, dim3(unsigned(blocks)), dim3(kWarps * kWarp), smem, stream, a);
 }
@@ -422,17 +357,6 @@ void launch_staged(const Args& a, int sm_count, cudaStream_t stream) {
                                                                             : 0;
   if (stages == 4) return launch<M, In, 4>(a, sm_count, stream);
   if (stages == 2) return launch<M, In, 2>(a, sm_count, stream);
-  // TL_DECODE_EARLY_CHUNKS=2: two chunks in registers before the wait; 3: the second in
-  // shared memory (one row only: the fused decode step's case; A/B levers until measured).
-  if constexpr (M == 1) {
-    const int early = lever("TL_DECODE_EARLY_CHUNKS", 1);
-    if (early == 2) return launch<M, In, 0, 2>(a, sm_count, stream);
-    if (early == 3) return launch<M, In, 0, 3>(a, sm_count, stream);
-    // TL_DECODE_SWIGLU_PRE=3: the SwiGLU input's three pieces a thread loaded at once
-    // (build_input; an A/B lever until measured).
-    if constexpr (In == Backend::LinearIn::SwiGlu)
-      if (lever("TL_DECODE_SWIGLU_PRE", 1) == 3) return launch<M, In, 0, 1, 3>(a, sm_count, stream);
-  }
   launch<M, In, 0>(a, sm_count, stream);
 }
 
@@ -484,8 +408,7 @@ void decode_linear(Tensor out, Tensor x, Tensor w, const Backend::DecodeLinear& 
          int(f.in),
          nullptr,
          0,
-         1,
-         0};
+         1};
   if (!f.prefetch.empty()) {
     const AlignedBytes pf = aligned16_part(f.prefetch);
     a.prefetch = pf.bytes > 0 ? pf.data : nullptr;
