@@ -3,7 +3,7 @@
 # tinyllama_serve_bench (2026-12-07 23:3x UTC, H100: 986 against 1,019 tokens/s, the same
 # loop): the CLI timed as bench/generate_bench.py runs it (stdout a pipe, one warm-up), then
 # with stdout to /dev/null, with three warm-ups, with steps not run ahead, and serve_bench's
-# static row beside them, twice. Carry [".carry/bin.tgz"] (tools/gpu/make_carry.sh).
+# static row beside them (ROUNDS times, default 1). Carry [".carry/bin.tgz"] (tools/gpu/make_carry.sh).
 #   OUT=$OUT bash tools/gpu/generate_gap.sh        (repository root, GPU machine)
 set -uo pipefail
 OUT=${OUT:-/tmp/generate_gap}
@@ -30,7 +30,7 @@ gen() {
 print(round(json.load(open(sys.argv[1]))["decode_tokens_per_s"], 1))' "$W/$name.json" 2>/dev/null)" \
     "$(nvidia-smi --query-gpu=clocks.sm,power.draw --format=csv,noheader)"
 }
-for r in 1 2; do
+for r in $(seq "${ROUNDS:-1}"); do
   gen "pipe-$r" pipe TL_NONE=1 --warmup 1
   gen "devnull-$r" null TL_NONE=1 --warmup 1
   gen "warmup3-$r" null TL_NONE=1 --warmup 3
