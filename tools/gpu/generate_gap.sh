@@ -3,13 +3,16 @@
 # tinyllama_serve_bench (2026-12-07 23:3x UTC, H100: 986 against 1,019 tokens/s, the same
 # loop): the CLI timed as bench/generate_bench.py runs it (stdout a pipe, one warm-up), then
 # with stdout to /dev/null, with three warm-ups, with steps not run ahead, and serve_bench's
-# static row beside them (ROUNDS times, default 1). Carry [".carry/bin.tgz"] (tools/gpu/make_carry.sh).
+# static row beside them (ROUNDS times, default 1). Carry [".carry/bin.tgz", ".carry/httplib"]
+# (tools/gpu/make_carry.sh). Outcome (2026-12-08 00:1x UTC, H100, a42e32e): the CLI at 1,033
+# every way, serve_bench's static row 1,034 (bench/RESULTS.md).
 #   OUT=$OUT bash tools/gpu/generate_gap.sh        (repository root, GPU machine)
 set -uo pipefail
 OUT=${OUT:-/tmp/generate_gap}
 BIN=${BUILD:-build-gpu}
 mkdir -p "$OUT"
 bash tools/gpu/unpack_carry.sh
+export LD_LIBRARY_PATH=$PWD/.carry/httplib/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 W=/tmp/generate_gap
 mkdir -p "$W"
 [ -f "$W/ck.tlck" ] || "$BIN/tinyllama" init --preset tinyllama-1.1b --seed 0 --device cuda \
