@@ -71,7 +71,8 @@ inline void expect_submitted_steps_equal_forward_argmax(tl::LlamaModel& model) {
     for (size_t i = 0; i < got.size() && first_diff < 0; ++i)
       if (got[i] != want[i]) first_diff = int(i);
     EXPECT_EQ(first_diff, -1) << "step " << first_diff / B << " row " << first_diff % B
-                              << (*mapped ? " (ids written by the argmax)" : "");
+                              << (mapped[0] == '1' ? " (ids written by the argmax)"
+                                                   : " (ids downloaded)");
   }
 
   // Misuse.
